@@ -1,0 +1,37 @@
+#!/usr/bin/env node
+// Runs every *.spec.ts in the tree with Node's test runner (one runner for the
+// whole tree). Arguments narrow the set: `npm test -- libs/sip` runs only the
+// spec files whose path contains "libs/sip".
+import { readdirSync, statSync } from 'node:fs';
+import { join, relative } from 'node:path';
+import { spawnSync } from 'node:child_process';
+
+const root = new URL('..', import.meta.url).pathname;
+const SKIP = new Set(['node_modules', '.git', 'data', '.nx', 'dist']);
+
+function walk(dir, out) {
+  for (const name of readdirSync(dir)) {
+    if (SKIP.has(name)) continue;
+    const p = join(dir, name);
+    if (statSync(p).isDirectory()) walk(p, out);
+    else if (name.endsWith('.spec.ts')) out.push(relative(root, p));
+  }
+  return out;
+}
+
+const filters = process.argv.slice(2).filter((a) => !a.startsWith('-'));
+const flags = process.argv.slice(2).filter((a) => a.startsWith('-'));
+const files = walk(root, [])
+  .filter((f) => filters.length === 0 || filters.some((x) => f.includes(x)))
+  .sort();
+if (files.length === 0) {
+  console.error('no spec files matched', filters.join(' '));
+  process.exit(1);
+}
+const reporter = process.stdout.isTTY ? 'spec' : 'spec';
+const r = spawnSync(
+  process.execPath,
+  ['--import', 'tsx', '--test', `--test-reporter=${reporter}`, ...flags, ...files],
+  { stdio: 'inherit', cwd: root, env: { ...process.env, SWITCHBOARD_LOG_LEVEL: process.env.SWITCHBOARD_LOG_LEVEL ?? 'silent' } },
+);
+process.exit(r.status ?? 1);
