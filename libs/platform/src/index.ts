@@ -1,1 +1,6 @@
-export {};
+export * from './errors';
+export * from './config';
+export * from './logging';
+export * from './metrics';
+export * from './ops-server';
+export * from './service';
