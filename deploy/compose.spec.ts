@@ -1,0 +1,103 @@
+// The compose deployment can't be run here (no Docker engine), so this test
+// checks it against the code: every service command, environment variable,
+// port and file it names must exist, and Prometheus must scrape every service.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { parse } from 'yaml';
+import { loadConfig, platformSpec, type ConfigSpec } from '@switchboard/platform';
+import { SERVICES } from '../cli/targets';
+
+const root = join(import.meta.dirname, '..');
+const read = (p: string) => parse(readFileSync(join(root, p), 'utf8'), { merge: true });
+
+interface ComposeService {
+  build?: { context: string; dockerfile: string };
+  image?: string;
+  command?: string[];
+  environment?: Record<string, string>;
+  ports?: string[];
+  volumes?: string[];
+}
+const compose = read('deploy/docker-compose.yml') as { services: Record<string, ComposeService> };
+const ours = Object.entries(compose.services).filter(([, s]) => s.build);
+
+test('the root docker-compose.yml includes deploy/docker-compose.yml', () => {
+  const rootCompose = read('docker-compose.yml') as { include: string[] };
+  assert.deepEqual(rootCompose.include, ['deploy/docker-compose.yml']);
+});
+
+test('infrastructure is the official PostgreSQL, Apache Kafka (KRaft) and Prometheus images', () => {
+  assert.match(compose.services.postgres.image!, /^postgres:\d+/);
+  assert.match(compose.services.kafka.image!, /^apache\/kafka:3\.9/);
+  assert.equal(compose.services.kafka.environment!.KAFKA_PROCESS_ROLES, 'broker,controller');
+  assert.match(compose.services.prometheus.image!, /^prom\/prometheus:/);
+});
+
+test('every Switchboard container builds from the Dockerfile and starts known targets', () => {
+  assert.ok(ours.length > 0);
+  const known = new Set(['all', ...SERVICES.map((m) => m.name)]);
+  for (const [name, s] of ours) {
+    assert.ok(existsSync(join(root, 'deploy', s.build!.context, s.build!.dockerfile)), `${name}: Dockerfile`);
+    assert.equal(s.command?.[0], 'start', `${name}: command`);
+    const target = /^--target=(.+)$/.exec(s.command?.[1] ?? '')?.[1];
+    assert.ok(target, `${name}: --target`);
+    for (const t of target.split(',')) assert.ok(known.has(t), `${name}: unknown target ${t}`);
+  }
+});
+
+test('every environment variable a container sets is a configuration variable, with a valid value', () => {
+  const specs: ConfigSpec[] = [platformSpec, ...SERVICES.map((m) => m.configSpec)];
+  const knownVars = new Set(specs.flatMap((s) => Object.values(s).map((x) => x.env)));
+  for (const [name, s] of ours) {
+    for (const v of Object.keys(s.environment ?? {})) assert.ok(knownVars.has(v), `${name}: ${v} is not read by the code`);
+    for (const spec of specs) assert.doesNotThrow(() => loadConfig(spec, s.environment ?? {}), `${name}`);
+  }
+});
+
+test('published ports are ports the container listens on', () => {
+  for (const [name, s] of ours) {
+    const env = s.environment ?? {};
+    const listening = new Set<number>([loadConfig(platformSpec, env).opsPort]);
+    for (const m of SERVICES) {
+      for (const [key, setting] of Object.entries(m.configSpec)) {
+        if (/port/i.test(key)) listening.add(Number(loadConfig({ x: setting }, env).x));
+      }
+    }
+    for (const p of s.ports ?? []) {
+      const container = Number(String(p).split(':').pop()!.split('/')[0]);
+      assert.ok(listening.has(container), `${name}: port ${container} is not one it listens on`);
+    }
+  }
+});
+
+test('files mounted into containers exist', () => {
+  for (const [name, s] of Object.entries(compose.services)) {
+    for (const v of s.volumes ?? []) {
+      const src = v.split(':')[0];
+      if (src.startsWith('.')) assert.ok(existsSync(join(root, 'deploy', src)), `${name}: ${src}`);
+    }
+  }
+});
+
+test('Prometheus scrapes every Switchboard container on its ops port, and promtool accepts the config', () => {
+  const prom = read('deploy/prometheus.yml') as {
+    scrape_configs: { static_configs: { targets: string[] }[] }[];
+  };
+  const targets = new Set(prom.scrape_configs.flatMap((c) => c.static_configs.flatMap((s) => s.targets)));
+  for (const [name, s] of ours) {
+    const port = loadConfig(platformSpec, s.environment ?? {}).opsPort;
+    assert.ok(targets.has(`${name}:${port}`), `prometheus does not scrape ${name}:${port}`);
+  }
+  const r = spawnSync('promtool', ['check', 'config', join(root, 'deploy/prometheus.yml')], { encoding: 'utf8' });
+  assert.equal(r.error, undefined, 'promtool (Debian package prometheus) is needed: .ci/run installs it');
+  assert.equal(r.status, 0, r.stdout + r.stderr);
+});
+
+test('the Dockerfile runs the CLI with a start command', () => {
+  const df = readFileSync(join(root, 'Dockerfile'), 'utf8');
+  assert.match(df, /ENTRYPOINT \["node", "bin\/switchboard.js"\]/);
+  assert.ok(existsSync(join(dirname(join(root, 'Dockerfile')), 'bin/switchboard.js')));
+});
