@@ -1,0 +1,3 @@
+// Test-only helpers. Not exported from the platform's main index: production
+// code never imports these.
+export * from './infra';
