@@ -1,0 +1,5 @@
+export * from './types';
+export * from './open';
+export * from './pg';
+export * from './pglite';
+export * from './migrate';

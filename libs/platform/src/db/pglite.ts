@@ -1,0 +1,55 @@
+import { mkdirSync } from 'node:fs';
+import { PGlite } from '@electric-sql/pglite';
+import type { Db, DbTx, QueryResult } from './types';
+import { PG_TYPE } from './types';
+
+export interface PgliteOptions {
+  /** Directory of the database files; omitted = in memory. */
+  dataDir?: string;
+}
+
+type PgliteResult = { rows: unknown[]; rowCount?: number; affectedRows?: number };
+
+const toResult = <T>(r: PgliteResult): QueryResult<T> => ({
+  rows: r.rows as T[],
+  rowCount: r.rowCount ?? r.affectedRows ?? 0,
+});
+
+/** Same column parsing as node-postgres, so the two adapters return the same rows. */
+const PARSERS = {
+  [PG_TYPE.INT8]: (x: string) => x,
+  [PG_TYPE.NUMERIC]: (x: string) => x,
+  [PG_TYPE.BYTEA]: (x: string) => Buffer.from(x.startsWith('\\x') ? x.slice(2) : x, 'hex'),
+};
+
+/**
+ * Embedded PostgreSQL (WASM). It has one connection: PGlite runs queries and transactions
+ * through one mutex, so a transaction's statements never interleave with another caller's.
+ */
+export async function openPglite(opts: PgliteOptions = {}): Promise<Db> {
+  if (opts.dataDir) mkdirSync(opts.dataDir, { recursive: true });
+  const pg = await PGlite.create({ dataDir: opts.dataDir, parsers: PARSERS });
+  return {
+    kind: 'pglite',
+    async query<T>(sql: string, params?: unknown[]) {
+      return toResult<T>(await pg.query(sql, params as unknown[] | undefined));
+    },
+    async exec(sql: string) {
+      await pg.exec(sql);
+    },
+    transaction<T>(fn: (tx: DbTx) => Promise<T>): Promise<T> {
+      return pg.transaction(async (t) => {
+        const tx: DbTx = {
+          query: async <R>(sql: string, params?: unknown[]) => toResult<R>(await t.query(sql, params as unknown[] | undefined)),
+          exec: async (sql: string) => {
+            await t.exec(sql);
+          },
+        };
+        return fn(tx);
+      });
+    },
+    async close() {
+      if (!pg.closed) await pg.close();
+    },
+  };
+}
