@@ -28,10 +28,32 @@ if (files.length === 0) {
   console.error('no spec files matched', filters.join(' '));
   process.exit(1);
 }
+// Real infrastructure for the integration tests: PostgreSQL and a Kafka
+// broker. Both scripts are idempotent (quick when already up). A failure
+// stops the run: tests never skip for want of a service.
+// SWITCHBOARD_TEST_NO_INFRA=1 leaves them out (e.g. infra run elsewhere).
+if (process.env.SWITCHBOARD_TEST_NO_INFRA !== '1') {
+  for (const [script, ...args] of [['scripts/infra/postgres'], ['scripts/infra/kafka', 'start']]) {
+    const what = [script, ...args].join(' ');
+    const s = spawnSync('bash', [script, ...args], { stdio: 'inherit', cwd: root });
+    if (s.status !== 0) {
+      console.error(
+        `test infrastructure missing: '${what}' failed (${s.error?.message ?? `exit ${s.status ?? s.signal}`}); ` +
+          'fix it and rerun, or set SWITCHBOARD_TEST_NO_INFRA=1 to run without PostgreSQL and Kafka',
+      );
+      process.exit(1);
+    }
+  }
+}
+
 const reporter = process.stdout.isTTY ? 'spec' : 'spec';
 const r = spawnSync(
   process.execPath,
   ['--import', 'tsx', '--test', `--test-reporter=${reporter}`, ...flags, ...files],
-  { stdio: 'inherit', cwd: root, env: { ...process.env, SWITCHBOARD_LOG_LEVEL: process.env.SWITCHBOARD_LOG_LEVEL ?? 'silent' } },
+  {
+    stdio: 'inherit',
+    cwd: root,
+    env: { ...process.env, SWITCHBOARD_LOG_LEVEL: process.env.SWITCHBOARD_LOG_LEVEL ?? 'silent' },
+  },
 );
 process.exit(r.status ?? 1);
