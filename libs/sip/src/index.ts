@@ -1,2 +1,3 @@
 export {};
 export * from './resolver';
+export * from './digest';
