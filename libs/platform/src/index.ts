@@ -4,3 +4,4 @@ export * from './logging';
 export * from './metrics';
 export * from './ops-server';
 export * from './service';
+export * from './grpc';
