@@ -1,7 +1,15 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { appendFileSync, cpSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  appendFileSync,
+  cpSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -30,4 +38,18 @@ test('--check lists changed and stray files and fails', () => {
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test('generated imports carry no .js suffix (moduleResolution Bundler)', () => {
+  const gen = join(root, 'proto', 'gen');
+  const specifiers = readdirSync(gen)
+    .filter((f) => f.endsWith('.ts'))
+    .flatMap((f) =>
+      [...readFileSync(join(gen, f), 'utf8').matchAll(/from ["']([^"']+)["']/g)].map((m) => m[1]),
+    );
+  assert.ok(specifiers.includes('./registrar'), 'index.ts should re-export ./registrar');
+  assert.deepEqual(
+    specifiers.filter((s) => /\.[cm]?js$/.test(s)),
+    [],
+  );
 });
