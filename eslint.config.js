@@ -15,8 +15,8 @@ export default tseslint.config(
     },
   },
   {
-    files: ['libs/platform/src/config*.ts', 'scripts/**', '**/*.spec.ts', 'test-e2e/**', 'bench/**', 'bin/**'],
+    files: ['libs/platform/src/config*.ts', 'libs/*/src/testing/**', 'scripts/**', '**/*.spec.ts', 'test-e2e/**', 'bench/**', 'bin/**'],
     rules: { 'no-restricted-properties': 'off' },
   },
-  { files: ['**/*.js', '**/*.mjs'], languageOptions: { globals: { process: 'readonly', console: 'readonly' } } },
+  { files: ['**/*.js', '**/*.mjs'], languageOptions: { globals: { process: 'readonly', console: 'readonly', URL: 'readonly' } } },
 );

@@ -15,7 +15,7 @@ test('ops server: /healthz, /readyz follows its checks and draining, /metrics ha
     ops.addReadinessCheck('throws', () => true);
     const notReady = await fetch(`${ops.url}/readyz`);
     assert.equal(notReady.status, 503);
-    assert.deepEqual((await notReady.json()).checks, { database: false, throws: true });
+    assert.deepEqual(((await notReady.json()) as { checks: unknown }).checks, { database: false, throws: true });
     dbUp = true;
     assert.equal((await fetch(`${ops.url}/readyz`)).status, 200);
     ops.setDraining(true);
