@@ -1,3 +1,4 @@
 export {};
 export * from './resolver';
 export * from './digest';
+export * from './message';

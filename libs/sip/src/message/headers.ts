@@ -1,0 +1,487 @@
+/**
+ * Header names (full and compact forms) and the parsers of header values:
+ * lists, parameters, Via, CSeq, name-addr / addr-spec (From, To, Contact, Route ...).
+ * Values reach these parsers unfolded (CRLF + WS replaced by one SP) and trimmed.
+ */
+import { GENVALUE, TOKEN, isWs, scan, skipWs } from './chars';
+import { SipParseError, badHeader } from './errors';
+import { MAX_CSEQ, MAX_HEADER_VALUES, MAX_PARAMS } from './limits';
+import { Params, unquote } from './params';
+import { parseHostPort, parseUri, SipUri, type Uri } from './uri';
+
+/** Ids of the headers indexed up front (routing set). 0 = any other header. */
+export const HID = {
+  other: 0,
+  via: 1,
+  from: 2,
+  to: 3,
+  callId: 4,
+  cseq: 5,
+  maxForwards: 6,
+  route: 7,
+  recordRoute: 8,
+  contact: 9,
+  contentLength: 10,
+  contentType: 11,
+  expires: 12,
+  authorization: 13,
+  proxyAuthorization: 14,
+} as const;
+export type HeaderId = (typeof HID)[keyof typeof HID];
+
+export interface HeaderName {
+  /** lower-case full name: the key every lookup uses */
+  key: string;
+  /** canonical spelling used when this stack writes the header */
+  canonical: string;
+  id: HeaderId;
+}
+
+const CANONICAL: Array<[string, HeaderId, string?]> = [
+  ['Via', HID.via, 'v'],
+  ['From', HID.from, 'f'],
+  ['To', HID.to, 't'],
+  ['Call-ID', HID.callId, 'i'],
+  ['CSeq', HID.cseq],
+  ['Max-Forwards', HID.maxForwards],
+  ['Route', HID.route],
+  ['Record-Route', HID.recordRoute],
+  ['Contact', HID.contact, 'm'],
+  ['Content-Length', HID.contentLength, 'l'],
+  ['Content-Type', HID.contentType, 'c'],
+  ['Expires', HID.expires],
+  ['Authorization', HID.authorization],
+  ['Proxy-Authorization', HID.proxyAuthorization],
+  // compact forms from the IANA SIP header registry
+  ['Accept-Contact', HID.other, 'a'],
+  ['Referred-By', HID.other, 'b'],
+  ['Request-Disposition', HID.other, 'd'],
+  ['Content-Encoding', HID.other, 'e'],
+  ['Reject-Contact', HID.other, 'j'],
+  ['Supported', HID.other, 'k'],
+  ['Identity-Info', HID.other, 'n'],
+  ['Event', HID.other, 'o'],
+  ['Refer-To', HID.other, 'r'],
+  ['Subject', HID.other, 's'],
+  ['Allow-Events', HID.other, 'u'],
+  ['Session-Expires', HID.other, 'x'],
+  ['Identity', HID.other, 'y'],
+  // other names this stack writes, for canonical spelling
+  ['WWW-Authenticate', HID.other],
+  ['Proxy-Authenticate', HID.other],
+  ['Authentication-Info', HID.other],
+  ['Allow', HID.other],
+  ['Accept', HID.other],
+  ['Unsupported', HID.other],
+  ['Require', HID.other],
+  ['Proxy-Require', HID.other],
+  ['Path', HID.other],
+  ['Retry-After', HID.other],
+  ['User-Agent', HID.other],
+  ['Server', HID.other],
+  ['Warning', HID.other],
+  ['Min-Expires', HID.other],
+  ['Timestamp', HID.other],
+  ['Date', HID.other],
+  ['RSeq', HID.other],
+  ['RAck', HID.other],
+  ['P-Asserted-Identity', HID.other],
+  ['Privacy', HID.other],
+];
+
+const BY_LOWER = new Map<string, HeaderName>();
+for (const [canonical, id, compact] of CANONICAL) {
+  const h: HeaderName = { key: canonical.toLowerCase(), canonical, id };
+  BY_LOWER.set(h.key, h);
+  if (compact) BY_LOWER.set(compact, h);
+}
+/** As-written spellings seen on the wire, to skip toLowerCase on the hot path. Bounded. */
+const SEEN = new Map<string, HeaderName>();
+for (const [k, v] of BY_LOWER) {
+  SEEN.set(k, v);
+  SEEN.set(v.canonical, v);
+  if (k.length === 1) SEEN.set(k.toUpperCase(), v);
+}
+const SEEN_MAX = 4096;
+
+/** Resolves a header name as written (any case, compact or full) to its key. */
+export function headerName(written: string): HeaderName {
+  const hit = SEEN.get(written);
+  if (hit) return hit;
+  const lower = written.toLowerCase();
+  let h = BY_LOWER.get(lower);
+  if (!h) {
+    h = { key: lower, canonical: written, id: HID.other };
+    return h;
+  }
+  if (SEEN.size < SEEN_MAX) SEEN.set(written, h);
+  return h;
+}
+
+/** Headers whose value may be a comma-separated list this stack splits. */
+export const LIST_HEADERS = new Set([
+  'via',
+  'route',
+  'record-route',
+  'contact',
+  'path',
+  'allow',
+  'supported',
+  'require',
+  'proxy-require',
+  'unsupported',
+  'accept',
+  'accept-encoding',
+  'accept-language',
+  'allow-events',
+  'content-encoding',
+  'in-reply-to',
+  'warning',
+  'call-info',
+  'alert-info',
+  'error-info',
+  'reply-to',
+  'p-asserted-identity',
+  'service-route',
+  'accept-contact',
+  'reject-contact',
+]);
+
+// ---------------------------------------------------------------- lists
+
+/** Index past a quoted-string starting at s[i] === '"'. Throws on a missing close quote. */
+export function skipQuoted(s: string, i: number, header: string): number {
+  const n = s.length;
+  for (i++; i < n; i++) {
+    const c = s.charCodeAt(i);
+    if (c === 92) i++;
+    else if (c === 34) return i + 1;
+  }
+  throw badHeader(header, 'unterminated quoted string');
+}
+
+/** Finds the first top-level comma at or after i (not inside quotes or <>), or -1. */
+export function findComma(s: string, i: number, header: string): number {
+  const n = s.length;
+  let angle = false;
+  while (i < n) {
+    const c = s.charCodeAt(i);
+    if (c === 34 && !angle) {
+      i = skipQuoted(s, i, header);
+      continue;
+    }
+    if (c === 60) angle = true;
+    else if (c === 62) angle = false;
+    else if (c === 44 && !angle) return i;
+    i++;
+  }
+  if (angle) throw badHeader(header, 'unterminated <');
+  return -1;
+}
+
+/** Splits a header value on top-level commas; trims; empty elements are errors. */
+export function splitList(s: string, header: string, max = MAX_HEADER_VALUES): string[] {
+  const out: string[] = [];
+  let start = 0;
+  for (;;) {
+    const c = findComma(s, start, header);
+    const part = (c < 0 ? s.slice(start) : s.slice(start, c)).trim();
+    if (part.length === 0) throw badHeader(header, 'empty list element');
+    out.push(part);
+    if (out.length > max) throw new SipParseError('too_large', `${header}: too many values`, 513, header);
+    if (c < 0) return out;
+    start = c + 1;
+  }
+}
+
+// ---------------------------------------------------------------- parameters
+
+/**
+ * Parses header parameters `*( SWS ";" SWS name [ SWS "=" SWS value ] )` at s[i..].
+ * Values are token / host (IPv6 with or without brackets) / quoted-string, kept as written.
+ * Returns the index after the last parameter (trailing WS skipped).
+ */
+export function parseParams(s: string, i: number, header: string, params: Params): number {
+  const n = s.length;
+  for (;;) {
+    i = skipWs(s, i);
+    if (i >= n || s.charCodeAt(i) !== 59) return i;
+    i = skipWs(s, i + 1);
+    const ns = i;
+    i = scan(s, i, TOKEN);
+    if (i === ns) throw badHeader(header, 'empty parameter name');
+    const name = s.slice(ns, i);
+    let value: string | null = null;
+    const j = skipWs(s, i);
+    if (j < n && s.charCodeAt(j) === 61) {
+      i = skipWs(s, j + 1);
+      const vs = i;
+      if (s.charCodeAt(i) === 34) i = skipQuoted(s, i, header);
+      else i = scan(s, i, GENVALUE);
+      if (i === vs) throw badHeader(header, `empty value for parameter ${name}`);
+      value = s.slice(vs, i);
+    }
+    if (params.list.length >= MAX_PARAMS) throw new SipParseError('too_large', `${header}: too many parameters`, 513, header);
+    params.list.push([name, value]);
+  }
+}
+
+// ---------------------------------------------------------------- Via
+
+/** RFC 3261 branch magic cookie. */
+export const BRANCH_MAGIC = 'z9hG4bK';
+
+export class Via {
+  /** "SIP/2.0" as normalised from the header */
+  protocol: string;
+  /** transport upper-cased: UDP, TCP, TLS, SCTP, WS, WSS ... */
+  transport: string;
+  host: string;
+  port: number | null;
+  params: Params;
+  constructor(transport: string, host: string, port: number | null = null, params = new Params(), protocol = 'SIP/2.0') {
+    this.protocol = protocol;
+    this.transport = transport;
+    this.host = host;
+    this.port = port;
+    this.params = params;
+  }
+  get branch(): string | undefined {
+    return this.params.get('branch') ?? undefined;
+  }
+  /** received= (RFC 3261 §18.2.1), raw; may be an IPv6 address with or without brackets. */
+  get received(): string | undefined {
+    return this.params.get('received') ?? undefined;
+  }
+  /** RFC 3581: undefined = no rport; null = rport without value (asks for it); number = filled in. */
+  get rport(): number | null | undefined {
+    const v = this.params.get('rport');
+    if (v === undefined || v === null) return v;
+    const n = Number(v);
+    return Number.isInteger(n) && n >= 0 && n <= 65535 ? n : undefined;
+  }
+  get maddr(): string | undefined {
+    return this.params.get('maddr') ?? undefined;
+  }
+  get ttl(): number | undefined {
+    const v = this.params.get('ttl');
+    return v ? Number(v) : undefined;
+  }
+  /** True when the branch starts with the RFC 3261 magic cookie and has something after it. */
+  get isRfc3261Branch(): boolean {
+    const b = this.branch;
+    return b !== undefined && b.length > BRANCH_MAGIC.length && b.startsWith(BRANCH_MAGIC);
+  }
+  /** sent-by as "host:port" (port omitted when absent) */
+  get sentBy(): string {
+    return this.port === null ? this.host : `${this.host}:${this.port}`;
+  }
+  clone(): Via {
+    return new Via(this.transport, this.host, this.port, this.params.clone(), this.protocol);
+  }
+  toString(): string {
+    return `${this.protocol}/${this.transport} ${this.sentBy}${this.params.toString()}`;
+  }
+}
+
+function expectSlash(s: string, i: number): number {
+  i = skipWs(s, i);
+  if (s.charCodeAt(i) !== 47) throw badHeader('via', 'expected /');
+  return skipWs(s, i + 1);
+}
+
+/** Parses one via-parm (one comma-separated Via value). */
+export function parseVia(s: string): Via {
+  let i = skipWs(s, 0);
+  let e = scan(s, i, TOKEN);
+  const name = s.slice(i, e);
+  if (name.length === 0 || name.toUpperCase() !== 'SIP') throw badHeader('via', 'protocol is not SIP');
+  i = expectSlash(s, e);
+  e = scan(s, i, TOKEN);
+  const version = s.slice(i, e);
+  if (version.length === 0) throw badHeader('via', 'missing version');
+  i = expectSlash(s, e);
+  e = scan(s, i, TOKEN);
+  if (e === i) throw badHeader('via', 'missing transport');
+  const transport = s.slice(i, e).toUpperCase();
+  i = skipWs(s, e);
+  if (i === e) throw badHeader('via', 'missing space before sent-by');
+  let host: string;
+  let port: number | null;
+  try {
+    [host, port, i] = parseHostPort(s, i, 'Via sent-by');
+  } catch (err) {
+    throw err instanceof SipParseError ? badHeader('via', err.message) : err;
+  }
+  const params = new Params();
+  i = parseParams(s, i, 'via', params);
+  if (i !== s.length) throw badHeader('via', `unexpected character at ${i}`);
+  const protocol = name === 'SIP' && version === '2.0' ? 'SIP/2.0' : `${name.toUpperCase()}/${version}`;
+  return new Via(transport, host, port, params, protocol);
+}
+
+// ---------------------------------------------------------------- CSeq
+
+export interface CSeq {
+  seq: number;
+  method: string;
+}
+
+export function parseCSeq(s: string): CSeq {
+  let i = 0;
+  let seq = 0;
+  const n = s.length;
+  while (i < n) {
+    const c = s.charCodeAt(i);
+    if (c < 48 || c > 57) break;
+    seq = seq * 10 + (c - 48);
+    i++;
+  }
+  if (i === 0) throw badHeader('cseq', 'missing sequence number');
+  if (seq > MAX_CSEQ) throw badHeader('cseq', 'sequence number over 2**32-1');
+  const j = skipWs(s, i);
+  if (j === i) throw badHeader('cseq', 'missing space');
+  const e = scan(s, j, TOKEN);
+  if (e === j || e !== n) throw badHeader('cseq', 'bad method');
+  return { seq, method: s.slice(j, e) };
+}
+
+/** Parses a non-negative decimal header value (Max-Forwards, Expires, Content-Length ...). */
+export function parseUint(s: string, header: string, max = 0xffffffff): number {
+  const n = s.length;
+  if (n === 0 || n > 10) throw badHeader(header, 'not a number');
+  let v = 0;
+  for (let i = 0; i < n; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 48 || c > 57) throw badHeader(header, 'not a number');
+    v = v * 10 + (c - 48);
+  }
+  if (v > max) throw badHeader(header, 'value too large');
+  return v;
+}
+
+// ---------------------------------------------------------------- name-addr / addr-spec
+
+export class NameAddr {
+  /** display name, unquoted, or null */
+  displayName: string | null;
+  uri: Uri;
+  params: Params;
+  constructor(uri: Uri, displayName: string | null = null, params = new Params()) {
+    this.uri = uri;
+    this.displayName = displayName;
+    this.params = params;
+  }
+  get tag(): string | undefined {
+    return this.params.get('tag') ?? undefined;
+  }
+  get sipUri(): SipUri | undefined {
+    return this.uri instanceof SipUri ? this.uri : undefined;
+  }
+  clone(): NameAddr {
+    return new NameAddr(this.uri.clone(), this.displayName, this.params.clone());
+  }
+  toString(): string {
+    let s = '';
+    if (this.displayName !== null && this.displayName !== '') {
+      s = (/^[-.!%*_+`'~A-Za-z0-9 ]+$/.test(this.displayName) && !/^ | $/.test(this.displayName)
+        ? this.displayName
+        : '"' + this.displayName.replace(/(["\\])/g, '\\$1') + '"') + ' ';
+    }
+    return `${s}<${this.uri.toString()}>${this.params.toString()}`;
+  }
+}
+
+/** Contact value: a name-addr, or `*` (REGISTER removal). */
+export class Contact extends NameAddr {
+  get expires(): number | undefined {
+    const v = this.params.get('expires');
+    if (v == null) return undefined;
+    const n = Number(unquote(v));
+    return Number.isFinite(n) && n >= 0 ? Math.min(n, 0xffffffff) : undefined;
+  }
+  get q(): number | undefined {
+    const v = this.params.get('q');
+    return v == null ? undefined : Number(v);
+  }
+  /** RFC 5626 +sip.instance, unquoted (e.g. "<urn:uuid:...>") */
+  get instance(): string | undefined {
+    const v = this.params.get('+sip.instance');
+    return v == null ? undefined : unquote(v);
+  }
+  /** RFC 5626 reg-id */
+  get regId(): number | undefined {
+    const v = this.params.get('reg-id');
+    return v == null ? undefined : Number(v);
+  }
+  override clone(): Contact {
+    return new Contact(this.uri.clone(), this.displayName, this.params.clone());
+  }
+}
+
+function isDisplayToken(c: number): boolean {
+  return c < 256 && (TOKEN[c] === 1 || c === 32 || c === 9);
+}
+
+/**
+ * Parses a name-addr or addr-spec followed by header parameters (From, To, Contact, Route ...).
+ * An addr-spec (no <>) may not contain ',', '?' or ';' in its URI (RFC 3261 §20).
+ */
+export function parseNameAddr<T extends NameAddr>(
+  s: string,
+  header: string,
+  Ctor: new (uri: Uri, displayName: string | null, params: Params) => T,
+): T {
+  const n = s.length;
+  let i = skipWs(s, 0);
+  let display: string | null = null;
+  let uriStr: string;
+  if (s.charCodeAt(i) === 34) {
+    const e = skipQuoted(s, i, header);
+    display = unquote(s.slice(i, e));
+    i = skipWs(s, e);
+    if (s.charCodeAt(i) !== 60) throw badHeader(header, 'expected < after display name');
+  } else {
+    let j = i;
+    while (j < n && isDisplayToken(s.charCodeAt(j))) j++;
+    if (s.charCodeAt(j) === 60) {
+      const d = s.slice(i, j).trim();
+      display = d.length ? d.replace(/[ \t]+/g, ' ') : null;
+      i = j;
+    }
+  }
+  if (s.charCodeAt(i) === 60) {
+    const close = s.indexOf('>', i + 1);
+    if (close < 0) throw badHeader(header, 'unterminated <');
+    uriStr = s.slice(i + 1, close);
+    if (uriStr.length === 0 || isWs(uriStr.charCodeAt(0)) || isWs(uriStr.charCodeAt(uriStr.length - 1)))
+      throw badHeader(header, 'whitespace inside <>');
+    i = close + 1;
+  } else {
+    let j = i;
+    while (j < n) {
+      const c = s.charCodeAt(j);
+      if (c === 59 || c === 32 || c === 9) break;
+      j++;
+    }
+    uriStr = s.slice(i, j);
+    if (uriStr.length === 0) throw badHeader(header, 'missing URI');
+    if (uriStr.indexOf('?') >= 0 || uriStr.indexOf(',') >= 0)
+      throw badHeader(header, 'URI with ? or , must be enclosed in <>');
+    i = j;
+  }
+  let uri: Uri;
+  try {
+    uri = parseUri(uriStr);
+  } catch (err) {
+    throw err instanceof SipParseError ? badHeader(header, err.message) : err;
+  }
+  const params = new Params();
+  i = parseParams(s, i, header, params);
+  if (i !== n) throw badHeader(header, `unexpected character at ${i}`);
+  return new Ctor(uri, display, params);
+}
+
+export function parseContactValue(s: string): Contact {
+  return parseNameAddr(s, 'contact', Contact);
+}

@@ -1,0 +1,155 @@
+import { test, describe } from 'node:test';
+import assert from 'node:assert/strict';
+import {
+  parseMessage,
+  createResponse,
+  createRequest,
+  SipParseError,
+  SipRequest,
+  SipResponse,
+  SipUri,
+  Via,
+  newBranch,
+} from './index';
+
+const INVITE = [
+  'INVITE sip:bob@biloxi.example.com SIP/2.0',
+  'Via: SIP/2.0/UDP pc33.atlanta.example.com:5062;branch=z9hG4bK776asdhds;rport, SIP/2.0/TCP 10.0.0.1;branch=z9hG4bKold',
+  'Max-Forwards: 70',
+  'Route: <sip:p1.example.com;lr>, <sip:p2.example.com;lr>',
+  'To: Bob <sip:bob@biloxi.example.com>',
+  'From: "Alice A." <sip:alice@atlanta.example.com>;tag=1928301774',
+  'Call-ID: a84b4c76e66710@pc33.atlanta.example.com',
+  'CSeq: 314159 INVITE',
+  'Contact: <sip:alice@pc33.atlanta.example.com>',
+  'Content-Type: application/sdp',
+  'Content-Length: 5',
+  '',
+  'v=0\r\n',
+].join('\r\n');
+
+const req = () => parseMessage(Buffer.from(INVITE)) as SipRequest;
+
+describe('parseMessage', () => {
+  test('request fields', () => {
+    const m = req();
+    assert.ok(m instanceof SipRequest);
+    assert.equal(m.method, 'INVITE');
+    const u = m.uri as SipUri;
+    assert.equal(u.user, 'bob');
+    assert.equal(u.host, 'biloxi.example.com');
+    assert.equal(m.via.branch, 'z9hG4bK776asdhds');
+    assert.equal(m.via.host, 'pc33.atlanta.example.com');
+    assert.equal(m.via.port, 5062);
+    assert.equal(m.via.rport, null);
+    assert.equal(m.via.transport, 'UDP');
+    assert.equal(m.vias.length, 2);
+    assert.equal(m.vias[1].transport, 'TCP');
+    assert.deepEqual(m.cseq, { seq: 314159, method: 'INVITE' });
+    assert.equal(m.callId, 'a84b4c76e66710@pc33.atlanta.example.com');
+    assert.equal(m.fromTag, '1928301774');
+    assert.equal(m.from.displayName, 'Alice A.');
+    assert.equal(m.toTag, undefined);
+    assert.equal(m.to.displayName, 'Bob');
+    assert.equal(m.maxForwards, 70);
+    assert.equal(m.routes.length, 2);
+    assert.equal((m.routes[0].uri as SipUri).host, 'p1.example.com');
+    assert.equal(m.contacts.length, 1);
+    assert.equal(m.body.toString(), 'v=0\r\n');
+    assert.equal(m.getHeader('content-type'), 'application/sdp');
+    assert.equal(m.getHeader('c'), 'application/sdp');
+  });
+
+  test('body longer than Content-Length on a datagram is cut; shorter is an error', () => {
+    const m = parseMessage(Buffer.from(INVITE + 'extra'));
+    assert.equal(m.body.length, 5);
+    const short = INVITE.replace('Content-Length: 5', 'Content-Length: 40');
+    assert.throws(() => parseMessage(Buffer.from(short)), (e: unknown) => e instanceof SipParseError && e.code === 'bad_content_length');
+  });
+
+  test('missing Content-Length: rest of datagram; error on a stream', () => {
+    const noCl = INVITE.replace('Content-Length: 5\r\n', '');
+    assert.equal(parseMessage(Buffer.from(noCl)).body.toString(), 'v=0\r\n');
+    assert.throws(() => parseMessage(Buffer.from(noCl), { transport: 'stream' }), (e: unknown) => e instanceof SipParseError && e.code === 'missing_header');
+  });
+
+  test('response', () => {
+    const r = parseMessage(Buffer.from('SIP/2.0 180 Ringing\r\nVia: SIP/2.0/UDP h;branch=z9hG4bKx\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:c@d>;tag=2\r\nCall-ID: x\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n'));
+    assert.ok(r instanceof SipResponse);
+    assert.equal(r.status, 180);
+    assert.equal(r.reason, 'Ringing');
+    assert.equal(r.toTag, '2');
+  });
+});
+
+describe('serialize', () => {
+  test('untouched message is byte-identical', () => {
+    const m = req();
+    assert.equal(m.serialize().toString('latin1'), INVITE);
+  });
+
+  test('proxy edits: Via on top, Record-Route, first Route removed, Max-Forwards, R-URI', () => {
+    const m = req();
+    const b = newBranch();
+    m.pushVia(new Via('UDP', 'proxy.example.com', 5060, undefined).toString() + ';branch=' + b);
+    m.addHeader('Record-Route', '<sip:proxy.example.com;lr>', { first: true });
+    assert.equal(m.removeFirstValue('Route'), '<sip:p1.example.com;lr>');
+    m.decrementMaxForwards();
+    m.uri = 'sip:bob@192.0.2.4:5060';
+    const out = parseMessage(m.serialize()) as SipRequest;
+    assert.equal(out.via.branch, b);
+    assert.equal(out.vias.length, 3);
+    assert.equal(out.vias[1].branch, 'z9hG4bK776asdhds');
+    assert.equal(out.routes.length, 1);
+    assert.equal((out.routes[0].uri as SipUri).host, 'p2.example.com');
+    assert.equal(out.recordRoutes.length, 1);
+    assert.equal(out.maxForwards, 69);
+    assert.equal(out.uri.toString(), 'sip:bob@192.0.2.4:5060');
+    assert.equal(out.body.toString(), 'v=0\r\n');
+    assert.equal(out.getHeader('Content-Length'), '5');
+  });
+
+  test('setBody recomputes Content-Length', () => {
+    const m = req();
+    m.setBody('hello world', 'text/plain');
+    const out = parseMessage(m.serialize());
+    assert.equal(out.body.toString(), 'hello world');
+    assert.equal(out.getHeader('content-length'), '11');
+    assert.equal(out.contentType, 'text/plain');
+  });
+});
+
+describe('builders', () => {
+  test('createResponse copies Via/From/To/Call-ID/CSeq (RFC 3261 §8.2.6)', () => {
+    const m = req();
+    const r = createResponse(m, 200, undefined, { toTag: 'abc' });
+    assert.equal(r.reason, 'OK');
+    const p = parseMessage(r.serialize()) as SipResponse;
+    assert.equal(p.status, 200);
+    assert.equal(p.vias.length, 2);
+    assert.equal(p.via.branch, 'z9hG4bK776asdhds');
+    assert.equal(p.fromTag, '1928301774');
+    assert.equal(p.toTag, 'abc');
+    assert.equal(p.callId, m.callId);
+    assert.deepEqual(p.cseq, m.cseq);
+    assert.equal(p.body.length, 0);
+  });
+
+  test('createRequest round-trips', () => {
+    const r = createRequest({
+      method: 'OPTIONS',
+      uri: 'sip:carol@chicago.example.com',
+      via: ['SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK1;rport'],
+      from: '<sip:alice@atlanta.example.com>;tag=88',
+      to: '<sip:carol@chicago.example.com>',
+      callId: 'cid1',
+      cseq: 7,
+    });
+    const p = parseMessage(r.serialize()) as SipRequest;
+    assert.equal(p.method, 'OPTIONS');
+    assert.deepEqual(p.cseq, { seq: 7, method: 'OPTIONS' });
+    assert.equal(p.maxForwards, 70);
+    assert.equal(p.via.rport, null);
+    assert.equal(p.getHeader('Content-Length'), '0');
+  });
+});

@@ -1,0 +1,565 @@
+/**
+ * SipRequest / SipResponse: a view over the received Buffer. Header fields are
+ * kept as byte offsets; typed values are parsed on first use and cached.
+ * Edits (add Via, remove Route, ...) replace entries of the field list; the
+ * serializer copies the untouched byte ranges of the original buffer.
+ */
+import { SipParseError, badHeader } from './errors';
+import {
+  Contact,
+  HID,
+  LIST_HEADERS,
+  NameAddr,
+  Via,
+  findComma,
+  headerName,
+  parseCSeq,
+  parseNameAddr,
+  parseUint,
+  parseVia,
+  splitList,
+  type CSeq,
+  type HeaderId,
+} from './headers';
+import { MAX_VIA_COUNT } from './limits';
+import { parseUri, type Uri } from './uri';
+
+const FOLD = /\r?\n[ \t]*/g;
+
+/** One header field. Original fields point into the buffer; new or edited ones carry `value`. */
+export class HeaderField {
+  /** name as written (original) or canonical (new) */
+  readonly name: string;
+  /** lower-case full name */
+  readonly key: string;
+  readonly id: HeaderId;
+  /** original line [lineStart, lineEnd) including its line end; -1 for new fields */
+  readonly lineStart: number;
+  readonly lineEnd: number;
+  readonly valueStart: number;
+  readonly valueEnd: number;
+  readonly folded: boolean;
+  /** value of a new/edited field */
+  readonly value: string | undefined;
+  constructor(
+    name: string,
+    key: string,
+    id: HeaderId,
+    lineStart: number,
+    lineEnd: number,
+    valueStart: number,
+    valueEnd: number,
+    folded: boolean,
+    value: string | undefined,
+  ) {
+    this.name = name;
+    this.key = key;
+    this.id = id;
+    this.lineStart = lineStart;
+    this.lineEnd = lineEnd;
+    this.valueStart = valueStart;
+    this.valueEnd = valueEnd;
+    this.folded = folded;
+    this.value = value;
+  }
+  static create(name: string, value: string): HeaderField {
+    const h = headerName(name);
+    const written = h.id !== HID.other || h.canonical !== name ? h.canonical : name;
+    if (/[\r\n]/.test(value)) throw new SipParseError('bad_header', `${name}: CR/LF in value`, 400, h.key);
+    return new HeaderField(written, h.key, h.id, -1, -1, -1, -1, false, value);
+  }
+}
+
+export type BodyInput = Buffer | string;
+
+export abstract class SipMessage {
+  /** the buffer the message was parsed from (empty for built messages) */
+  readonly buf: Buffer;
+  /** header fields in order */
+  fields: HeaderField[];
+  /** SIP-Version as received (always "SIP/2.0" once parsed) */
+  version = 'SIP/2.0';
+  protected slStart: number;
+  protected slEnd: number;
+  /** true when the original start line can be copied as is */
+  protected slClean: boolean;
+  protected bodyStart: number;
+  protected bodyEnd: number;
+  private _body: Buffer | null = null;
+  private bodyDirty = false;
+
+  // caches
+  private _vias: Via[] | undefined;
+  private _via: Via | undefined;
+  private _cseq: CSeq | undefined;
+  private _from: NameAddr | undefined;
+  private _to: NameAddr | undefined;
+  private _callId: string | undefined;
+  private _mf: number | null | undefined;
+  private _routes: NameAddr[] | undefined;
+  private _rr: NameAddr[] | undefined;
+  private _contacts: Contact[] | undefined;
+
+  constructor(buf: Buffer, fields: HeaderField[], slStart: number, slEnd: number, bodyStart: number, bodyEnd: number) {
+    this.buf = buf;
+    this.fields = fields;
+    this.slStart = slStart;
+    this.slEnd = slEnd;
+    this.slClean = slEnd > slStart;
+    this.bodyStart = bodyStart;
+    this.bodyEnd = bodyEnd;
+  }
+
+  abstract readonly isRequest: boolean;
+  abstract startLine(): string;
+
+  /** The value of a field as a string (unfolded). */
+  fieldValue(f: HeaderField): string {
+    if (f.value !== undefined) return f.value;
+    const s = this.buf.toString('utf8', f.valueStart, f.valueEnd);
+    return f.folded ? s.replace(FOLD, ' ') : s;
+  }
+
+  private indexOf(key: string, from = 0): number {
+    const fs = this.fields;
+    for (let i = from; i < fs.length; i++) if (fs[i].key === key) return i;
+    return -1;
+  }
+  private indexOfId(id: HeaderId): number {
+    const fs = this.fields;
+    for (let i = 0; i < fs.length; i++) if (fs[i].id === id) return i;
+    return -1;
+  }
+  private valueOfId(id: HeaderId): string | undefined {
+    const i = this.indexOfId(id);
+    return i < 0 ? undefined : this.fieldValue(this.fields[i]);
+  }
+  private valuesOfId(id: HeaderId): string[] {
+    const out: string[] = [];
+    for (const f of this.fields) if (f.id === id) out.push(this.fieldValue(f));
+    return out;
+  }
+
+  // ------------------------------------------------------------ generic access
+
+  /** First field value of a header (any case, compact or full name), or undefined. */
+  getHeader(name: string): string | undefined {
+    const i = this.indexOf(headerName(name).key);
+    return i < 0 ? undefined : this.fieldValue(this.fields[i]);
+  }
+  /** Every field value of a header, one per field line (not split on commas). */
+  getHeaders(name: string): string[] {
+    const key = headerName(name).key;
+    const out: string[] = [];
+    for (const f of this.fields) if (f.key === key) out.push(this.fieldValue(f));
+    return out;
+  }
+  /** Every value of a list header, fields split on top-level commas (throws SipParseError). */
+  getHeaderValues(name: string): string[] {
+    const key = headerName(name).key;
+    const out: string[] = [];
+    for (const f of this.fields) if (f.key === key) out.push(...splitList(this.fieldValue(f), key));
+    return out;
+  }
+  hasHeader(name: string): boolean {
+    return this.indexOf(headerName(name).key) >= 0;
+  }
+  /** All fields as [name as written, value] pairs, in order. */
+  headerEntries(): Array<[string, string]> {
+    return this.fields.map((f) => [f.name, this.fieldValue(f)]);
+  }
+
+  // ------------------------------------------------------------ typed access (cached)
+
+  /** All Via values, top first. */
+  get vias(): Via[] {
+    if (this._vias) return this._vias;
+    const out: Via[] = [];
+    for (const v of this.valuesOfId(HID.via)) {
+      for (const part of splitList(v, 'via', MAX_VIA_COUNT)) {
+        out.push(parseVia(part));
+        if (out.length > MAX_VIA_COUNT) throw new SipParseError('too_large', 'too many Via values', 513, 'via');
+      }
+    }
+    return (this._vias = out);
+  }
+  /** The topmost Via (throws SipParseError when there is none). */
+  get via(): Via {
+    if (this._via) return this._via;
+    if (this._vias) {
+      if (!this._vias.length) throw new SipParseError('missing_header', 'no Via', 400, 'via');
+      return (this._via = this._vias[0]);
+    }
+    const v = this.valueOfId(HID.via);
+    if (v === undefined) throw new SipParseError('missing_header', 'no Via', 400, 'via');
+    const c = findComma(v, 0, 'via');
+    const first = (c < 0 ? v : v.slice(0, c)).trim();
+    if (!first) throw badHeader('via', 'empty Via');
+    return (this._via = parseVia(first));
+  }
+  get cseq(): CSeq {
+    if (this._cseq) return this._cseq;
+    const v = this.valueOfId(HID.cseq);
+    if (v === undefined) throw new SipParseError('missing_header', 'no CSeq', 400, 'cseq');
+    return (this._cseq = parseCSeq(v));
+  }
+  get callId(): string {
+    if (this._callId !== undefined) return this._callId;
+    const v = this.valueOfId(HID.callId);
+    if (v === undefined) throw new SipParseError('missing_header', 'no Call-ID', 400, 'call-id');
+    if (v.length === 0 || /[\s]/.test(v)) throw badHeader('call-id', 'empty or with whitespace');
+    return (this._callId = v);
+  }
+  get from(): NameAddr {
+    if (this._from) return this._from;
+    const v = this.valueOfId(HID.from);
+    if (v === undefined) throw new SipParseError('missing_header', 'no From', 400, 'from');
+    return (this._from = parseNameAddr(v, 'from', NameAddr));
+  }
+  get to(): NameAddr {
+    if (this._to) return this._to;
+    const v = this.valueOfId(HID.to);
+    if (v === undefined) throw new SipParseError('missing_header', 'no To', 400, 'to');
+    return (this._to = parseNameAddr(v, 'to', NameAddr));
+  }
+  get fromTag(): string | undefined {
+    return this.from.tag;
+  }
+  get toTag(): string | undefined {
+    return this.to.tag;
+  }
+  /** Max-Forwards, or null when absent. */
+  get maxForwards(): number | null {
+    if (this._mf !== undefined) return this._mf;
+    const v = this.valueOfId(HID.maxForwards);
+    return (this._mf = v === undefined ? null : parseUint(v, 'max-forwards'));
+  }
+  get routes(): NameAddr[] {
+    return (this._routes ??= this.nameAddrList(HID.route, 'route'));
+  }
+  get recordRoutes(): NameAddr[] {
+    return (this._rr ??= this.nameAddrList(HID.recordRoute, 'record-route'));
+  }
+  /** Contact values; a `Contact: *` gives [] here and `contactStar` true. */
+  get contacts(): Contact[] {
+    if (this._contacts) return this._contacts;
+    const out: Contact[] = [];
+    for (const v of this.valuesOfId(HID.contact)) {
+      if (v === '*') continue;
+      for (const part of splitList(v, 'contact')) out.push(parseNameAddr(part, 'contact', Contact));
+    }
+    return (this._contacts = out);
+  }
+  get contactStar(): boolean {
+    return this.valuesOfId(HID.contact).some((v) => v === '*');
+  }
+  get contentType(): string | undefined {
+    return this.valueOfId(HID.contentType);
+  }
+  get expires(): number | undefined {
+    const v = this.valueOfId(HID.expires);
+    return v === undefined ? undefined : parseUint(v, 'expires');
+  }
+  get authorization(): string[] {
+    return this.valuesOfId(HID.authorization);
+  }
+  get proxyAuthorization(): string[] {
+    return this.valuesOfId(HID.proxyAuthorization);
+  }
+  get contentLength(): number {
+    return this.body.length;
+  }
+  private nameAddrList(id: HeaderId, key: string): NameAddr[] {
+    const out: NameAddr[] = [];
+    for (const v of this.valuesOfId(id)) for (const part of splitList(v, key)) out.push(parseNameAddr(part, key, NameAddr));
+    return out;
+  }
+
+  /** The body: a slice of the original buffer, or the body set by setBody. */
+  get body(): Buffer {
+    return this._body ?? (this._body = this.buf.subarray(this.bodyStart, this.bodyEnd));
+  }
+
+  // ------------------------------------------------------------ edits
+
+  private invalidate(key: string): void {
+    switch (headerName(key).id) {
+      case HID.via:
+        this._via = this._vias = undefined;
+        break;
+      case HID.cseq:
+        this._cseq = undefined;
+        break;
+      case HID.from:
+        this._from = undefined;
+        break;
+      case HID.to:
+        this._to = undefined;
+        break;
+      case HID.callId:
+        this._callId = undefined;
+        break;
+      case HID.maxForwards:
+        this._mf = undefined;
+        break;
+      case HID.route:
+        this._routes = undefined;
+        break;
+      case HID.recordRoute:
+        this._rr = undefined;
+        break;
+      case HID.contact:
+        this._contacts = undefined;
+        break;
+    }
+  }
+
+  /** Replaces every field of `name` with one field (at the place of the first; else appended). */
+  setHeader(name: string, value: string | { toString(): string }): this {
+    const f = HeaderField.create(name, String(value));
+    const i = this.indexOf(f.key);
+    if (i < 0) this.fields.push(f);
+    else {
+      this.fields[i] = f;
+      this.fields = this.fields.filter((g, j) => j <= i || g.key !== f.key);
+    }
+    this.invalidate(f.key);
+    return this;
+  }
+  /**
+   * Adds a field. `first`: before the first field of that name (Via, Record-Route:
+   * RFC 3261 §16.6 / §16.6.4), or at the very top when there is none; otherwise at the end.
+   */
+  addHeader(name: string, value: string | { toString(): string }, opts: { first?: boolean } = {}): this {
+    const f = HeaderField.create(name, String(value));
+    if (opts.first) {
+      const i = this.indexOf(f.key);
+      this.fields.splice(i < 0 ? 0 : i, 0, f);
+    } else this.fields.push(f);
+    this.invalidate(f.key);
+    return this;
+  }
+  removeHeader(name: string): this {
+    const key = headerName(name).key;
+    this.fields = this.fields.filter((f) => f.key !== key);
+    this.invalidate(key);
+    return this;
+  }
+  /** Removes the first value of a list header (e.g. the first Route, RFC 3261 §16.4 / §16.12). Returns it. */
+  removeFirstValue(name: string): string | undefined {
+    const key = headerName(name).key;
+    const i = this.indexOf(key);
+    if (i < 0) return undefined;
+    const f = this.fields[i];
+    const v = this.fieldValue(f);
+    const c = findComma(v, 0, key);
+    if (c < 0) this.fields.splice(i, 1);
+    else this.fields[i] = HeaderField.create(f.name, v.slice(c + 1).trim());
+    this.invalidate(key);
+    return (c < 0 ? v : v.slice(0, c)).trim();
+  }
+  /** Replaces the first value of a list header (e.g. the top Via after adding received/rport). */
+  replaceFirstValue(name: string, value: string | { toString(): string }): this {
+    const key = headerName(name).key;
+    const i = this.indexOf(key);
+    if (i < 0) return this.addHeader(name, value);
+    const f = this.fields[i];
+    const v = this.fieldValue(f);
+    const c = findComma(v, 0, key);
+    this.fields[i] = HeaderField.create(f.name, c < 0 ? String(value) : `${String(value)}, ${v.slice(c + 1).trim()}`);
+    this.invalidate(key);
+    return this;
+  }
+  /** Pushes a Via on top (proxy, RFC 3261 §16.6 step 8). */
+  pushVia(via: Via | string): this {
+    return this.addHeader('Via', via, { first: true });
+  }
+  /** Removes the topmost Via value (response forwarding, RFC 3261 §16.7 step 3). */
+  popVia(): Via | undefined {
+    const top = this.indexOfId(HID.via) < 0 ? undefined : this.via;
+    this.removeFirstValue('Via');
+    return top;
+  }
+  /**
+   * Sets received / rport on the top Via (RFC 3261 §18.2.1, RFC 3581 §4).
+   * `received` is set when given (callers pass it when it differs from sent-by, or always).
+   */
+  setViaReceived(received: string | undefined, rport?: number): this {
+    const v = this.via.clone();
+    if (received !== undefined) v.params.set('received', received);
+    if (rport !== undefined && v.params.has('rport')) v.params.set('rport', String(rport));
+    return this.replaceFirstValue('Via', v);
+  }
+  /** Decrements Max-Forwards, adding Max-Forwards: 70-1 when absent (RFC 3261 §16.6 step 3). Returns the new value. */
+  decrementMaxForwards(initial = 70): number {
+    const mf = this.maxForwards;
+    const n = mf === null ? initial - 1 : Math.max(0, mf - 1);
+    this.setHeader('Max-Forwards', String(n));
+    return n;
+  }
+  /** Replaces the body; Content-Length is recomputed, Content-Type set when given. */
+  setBody(body: BodyInput, contentType?: string): this {
+    this._body = typeof body === 'string' ? Buffer.from(body, 'utf8') : body;
+    this.bodyDirty = true;
+    if (contentType !== undefined) this.setHeader('Content-Type', contentType);
+    else if (this._body.length === 0) this.removeHeader('Content-Type');
+    this.setHeader('Content-Length', String(this._body.length));
+    return this;
+  }
+
+  // ------------------------------------------------------------ serialize
+
+  /** Writes the message; untouched ranges are copied from the original buffer. */
+  serialize(): Buffer {
+    const fields = this.fields;
+    const src = this.buf;
+    const body = this.body;
+    const sl = this.slClean ? null : this.startLine() + '\r\n';
+    let size = sl === null ? this.slEnd - this.slStart : Buffer.byteLength(sl);
+    let hasCl = false;
+    let needEol = false;
+    for (let i = 0; i < fields.length; i++) {
+      const f = fields[i];
+      if (f.id === HID.contentLength) hasCl = true;
+      if (f.value === undefined) {
+        size += f.lineEnd - f.lineStart;
+        if (src[f.lineEnd - 1] !== 10) {
+          size += 2;
+          needEol = true;
+        }
+      } else size += f.name.length + 4 + Buffer.byteLength(f.value);
+    }
+    const cl = hasCl ? '' : `Content-Length: ${body.length}\r\n`;
+    size += cl.length + 2 + body.length;
+    const out = Buffer.allocUnsafe(size);
+    let o = sl === null ? src.copy(out, 0, this.slStart, this.slEnd) : out.write(sl, 0, 'utf8');
+    let i = 0;
+    while (i < fields.length) {
+      const f = fields[i];
+      if (f.value === undefined) {
+        // coalesce a run of contiguous original lines into one copy
+        const start = f.lineStart;
+        let end = f.lineEnd;
+        let j = i + 1;
+        while (!needEol && j < fields.length && fields[j].value === undefined && fields[j].lineStart === end) {
+          end = fields[j].lineEnd;
+          j++;
+        }
+        o += src.copy(out, o, start, end);
+        if (src[end - 1] !== 10) {
+          out[o++] = 13;
+          out[o++] = 10;
+        }
+        i = j;
+      } else {
+        o += out.write(f.name, o, 'latin1');
+        out[o++] = 58;
+        out[o++] = 32;
+        o += out.write(f.value, o, 'utf8');
+        out[o++] = 13;
+        out[o++] = 10;
+        i++;
+      }
+    }
+    if (cl) o += out.write(cl, o, 'latin1');
+    out[o++] = 13;
+    out[o++] = 10;
+    o += body.copy(out, o);
+    return o === size ? out : out.subarray(0, o);
+  }
+
+  toString(): string {
+    return this.serialize().toString('utf8');
+  }
+
+  /** true once setBody was called */
+  get bodyChanged(): boolean {
+    return this.bodyDirty;
+  }
+}
+
+export class SipRequest extends SipMessage {
+  readonly isRequest = true as const;
+  readonly method: string;
+  private _uri: Uri | undefined;
+  private _uriRaw: string;
+
+  constructor(
+    method: string,
+    uriRaw: string,
+    buf: Buffer,
+    fields: HeaderField[],
+    slStart: number,
+    slEnd: number,
+    slClean: boolean,
+    bodyStart: number,
+    bodyEnd: number,
+  ) {
+    super(buf, fields, slStart, slEnd, bodyStart, bodyEnd);
+    this.method = method;
+    this._uriRaw = uriRaw;
+    this.slClean = slClean;
+  }
+  /** Request-URI (parsed on first use; throws SipParseError('bad_uri')). Assign to rewrite it. */
+  get uri(): Uri {
+    return (this._uri ??= parseUri(this._uriRaw));
+  }
+  set uri(u: Uri | string) {
+    if (typeof u === 'string') {
+      this._uri = parseUri(u);
+      this._uriRaw = u;
+    } else {
+      this._uri = u;
+      this._uriRaw = u.toString();
+    }
+    this.slClean = false;
+  }
+  /** Request-URI text as received or set. */
+  get uriText(): string {
+    return this._uriRaw;
+  }
+  startLine(): string {
+    return `${this.method} ${this.uriText} SIP/2.0`;
+  }
+}
+
+export class SipResponse extends SipMessage {
+  readonly isRequest = false as const;
+  status: number;
+  reason: string;
+  constructor(
+    status: number,
+    reason: string,
+    buf: Buffer,
+    fields: HeaderField[],
+    slStart: number,
+    slEnd: number,
+    slClean: boolean,
+    bodyStart: number,
+    bodyEnd: number,
+  ) {
+    super(buf, fields, slStart, slEnd, bodyStart, bodyEnd);
+    this.status = status;
+    this.reason = reason;
+    this.slClean = slClean;
+  }
+  startLine(): string {
+    return `SIP/2.0 ${this.status} ${this.reason}`;
+  }
+  /** Marks the status line for rewriting after status/reason were changed. */
+  setStatus(status: number, reason: string): this {
+    this.status = status;
+    this.reason = reason;
+    this.slClean = false;
+    return this;
+  }
+}
+
+export function isRequest(m: SipMessage): m is SipRequest {
+  return m.isRequest;
+}
+export function isResponse(m: SipMessage): m is SipResponse {
+  return !m.isRequest;
+}
+
+export { SipParseError };

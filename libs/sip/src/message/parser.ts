@@ -1,0 +1,258 @@
+/**
+ * parseMessage: one pass over the bytes. Start line, then every header field
+ * indexed by offsets (name resolved, value trimmed, folding noted), then the body
+ * by Content-Length. The headers every element needs (top Via, From, To,
+ * Call-ID, CSeq, Max-Forwards, Request-URI) are validated before returning, so a
+ * malformed one is a SipParseError here, not later.
+ */
+import { TOKEN } from './chars';
+import { SipParseError } from './errors';
+import { HID, headerName, type HeaderId } from './headers';
+import { MAX_CSEQ, MAX_HEADER_LENGTH, MAX_HEADER_SECTION, MAX_HEADERS, MAX_MESSAGE_SIZE, MAX_START_LINE } from './limits';
+import { HeaderField, SipRequest, SipResponse } from './message';
+import { SipUri } from './uri';
+
+export interface ParseOptions {
+  /**
+   * 'datagram' (UDP, default): a body longer than Content-Length is cut to it, a
+   * missing Content-Length means the rest of the datagram.
+   * 'stream' (TCP/TLS, buffers from StreamFramer): Content-Length is required.
+   */
+  transport?: 'datagram' | 'stream';
+  /** Skip the eager validation of the mandatory headers (for tools that inspect broken messages). */
+  lenient?: boolean;
+}
+
+const KNOWN_METHODS = new Set([
+  'INVITE', 'ACK', 'BYE', 'CANCEL', 'OPTIONS', 'REGISTER', 'PRACK', 'SUBSCRIBE', 'NOTIFY',
+  'PUBLISH', 'INFO', 'REFER', 'MESSAGE', 'UPDATE',
+]);
+
+// name cache keyed by the raw bytes of short names: avoids allocating for the usual spellings
+function lookupName(buf: Buffer, s: number, e: number) {
+  return headerName(buf.toString('latin1', s, e));
+}
+
+function err(code: ConstructorParameters<typeof SipParseError>[0], msg: string, status = 400, header?: string): SipParseError {
+  return new SipParseError(code, msg, status, header);
+}
+
+/** Parses "SIP/x.y" at buf[s,e); returns 'ok', 'other' (well-formed, not 2.0) or 'bad'. */
+function version(buf: Buffer, s: number, e: number): 'ok' | 'other' | 'bad' {
+  if (e - s < 7) return 'bad';
+  if ((buf[s] | 0x20) !== 0x73 || (buf[s + 1] | 0x20) !== 0x69 || (buf[s + 2] | 0x20) !== 0x70 || buf[s + 3] !== 0x2f) return 'bad';
+  let i = s + 4;
+  const d1 = i;
+  while (i < e && buf[i] >= 48 && buf[i] <= 57) i++;
+  if (i === d1 || buf[i] !== 0x2e) return 'bad';
+  const d2 = ++i;
+  while (i < e && buf[i] >= 48 && buf[i] <= 57) i++;
+  if (i === d2 || i !== e) return 'bad';
+  return e - s === 7 && buf[s + 4] === 50 && buf[s + 6] === 48 ? 'ok' : 'other';
+}
+
+/** Parses a message. Throws SipParseError (and nothing else) on bad input. */
+export function parseMessage(buf: Buffer, opts: ParseOptions = {}): SipRequest | SipResponse {
+  const len = buf.length;
+  if (len > MAX_MESSAGE_SIZE) throw err('too_large', `message of ${len} bytes`, 513);
+  const stream = opts.transport === 'stream';
+  let pos = 0;
+  // RFC 3261 §7.5: ignore CRLFs before the start line
+  while (pos < len && (buf[pos] === 13 || buf[pos] === 10)) pos++;
+  if (pos >= len) throw err('bad_start_line', 'empty message');
+  const slStart = pos;
+  let eol = buf.indexOf(10, pos);
+  if (eol < 0) eol = len;
+  const slTextEnd = eol > pos && buf[eol - 1] === 13 ? eol - 1 : eol;
+  if (slTextEnd - pos > MAX_START_LINE) throw err('too_large', 'start line too long', 513);
+  const slEnd = eol < len ? eol + 1 : len;
+
+  // ---------------------------------------------------------------- start line
+  let isReq: boolean;
+  let method = '';
+  let uriRaw = '';
+  let status = 0;
+  let reason = '';
+  let slClean = slEnd > slStart && buf[slEnd - 1] === 10;
+  if (pos + 4 <= slTextEnd && (buf[pos] | 0x20) === 0x73 && (buf[pos + 1] | 0x20) === 0x69 && (buf[pos + 2] | 0x20) === 0x70 && buf[pos + 3] === 0x2f) {
+    // Status-Line = SIP-Version SP Status-Code SP Reason-Phrase
+    isReq = false;
+    const sp = buf.indexOf(32, pos);
+    if (sp < 0 || sp > slTextEnd) throw err('bad_start_line', 'status line without status code');
+    const v = version(buf, pos, sp);
+    if (v === 'bad') throw err('bad_start_line', 'bad SIP version');
+    if (v === 'other') throw err('bad_version', 'SIP version not supported', 505);
+    let i = sp + 1;
+    const cs = i;
+    while (i < slTextEnd && buf[i] >= 48 && buf[i] <= 57) i++;
+    if (i - cs !== 3 || (i < slTextEnd && buf[i] !== 32)) throw err('bad_start_line', 'status code is not 3 digits');
+    status = (buf[cs] - 48) * 100 + (buf[cs + 1] - 48) * 10 + (buf[cs + 2] - 48);
+    if (status < 100 || status > 699) throw err('bad_start_line', `status code ${status} out of range`);
+    reason = i < slTextEnd ? buf.toString('utf8', i + 1, slTextEnd) : '';
+    if (i >= slTextEnd) slClean = false;
+    for (let k = 0; k < reason.length; k++) {
+      const c = reason.charCodeAt(k);
+      if ((c < 32 && c !== 9) || c === 127) throw err('bad_start_line', 'control character in reason phrase');
+    }
+  } else {
+    // Request-Line = Method SP Request-URI SP SIP-Version (extra SP tolerated, RFC 4475 §3.1.2.9/10)
+    isReq = true;
+    let i = pos;
+    while (i < slTextEnd && TOKEN[buf[i]] === 1) i++;
+    if (i === pos || buf[i] !== 32) throw err('bad_start_line', 'bad method');
+    method = buf.toString('latin1', pos, i);
+    let j = i;
+    while (j < slTextEnd && buf[j] === 32) j++;
+    if (j - i > 1) slClean = false;
+    const us = j;
+    while (j < slTextEnd && buf[j] > 32 && buf[j] !== 127) j++;
+    if (j === us || buf[j] !== 32) throw err('bad_start_line', 'request line without SIP-Version');
+    uriRaw = buf.toString('utf8', us, j);
+    let k = j;
+    while (k < slTextEnd && buf[k] === 32) k++;
+    if (k - j > 1) slClean = false;
+    let ve = k;
+    while (ve < slTextEnd && buf[ve] > 32) ve++;
+    let t = ve;
+    while (t < slTextEnd && (buf[t] === 32 || buf[t] === 9)) t++;
+    if (t !== slTextEnd) throw err('bad_start_line', 'unexpected text after SIP-Version (LWS in Request-URI?)');
+    if (t !== ve) slClean = false;
+    const v = version(buf, k, ve);
+    if (v === 'bad') throw err('bad_start_line', 'bad SIP-Version');
+    if (v === 'other') throw err('bad_version', 'SIP version not supported', 505);
+    if (uriRaw.charCodeAt(0) === 60) throw err('bad_uri', 'Request-URI enclosed in <>');
+  }
+
+  // ---------------------------------------------------------------- headers
+  const fields: HeaderField[] = [];
+  pos = slEnd;
+  let bodyStart = -1;
+  let clFields = 0;
+  let clValue = -1;
+  // counts of single-valued headers, for duplicate detection
+  let nFrom = 0, nTo = 0, nCallId = 0, nCSeq = 0, nMf = 0, nVia = 0;
+  while (pos < len) {
+    const c = buf[pos];
+    if (c === 10) {
+      bodyStart = pos + 1;
+      break;
+    }
+    if (c === 13 && (pos + 1 >= len || buf[pos + 1] === 10)) {
+      bodyStart = pos + 2 > len ? len : pos + 2;
+      break;
+    }
+    if (pos - slStart > MAX_HEADER_SECTION) throw err('too_large', 'header section too large', 513);
+    let p = pos;
+    while (p < len && TOKEN[buf[p]] === 1) p++;
+    const nameEnd = p;
+    if (nameEnd === pos) throw err('bad_header', `bad header name at offset ${pos}`);
+    while (p < len && (buf[p] === 32 || buf[p] === 9)) p++;
+    if (buf[p] !== 58) throw err('bad_header', `header without colon at offset ${pos}`);
+    const colon = p;
+    let e = buf.indexOf(10, colon + 1);
+    let folded = false;
+    while (e >= 0 && e + 1 < len && (buf[e + 1] === 32 || buf[e + 1] === 9)) {
+      folded = true;
+      if (e - pos > MAX_HEADER_LENGTH) break;
+      e = buf.indexOf(10, e + 1);
+    }
+    const lineEnd = e < 0 ? len : e + 1;
+    if (lineEnd - pos > MAX_HEADER_LENGTH) throw err('too_large', 'header too long', 513);
+    let vs = colon + 1;
+    let ve = e < 0 ? len : e;
+    while (vs < ve && (buf[vs] === 32 || buf[vs] === 9 || buf[vs] === 13 || buf[vs] === 10)) vs++;
+    while (ve > vs && (buf[ve - 1] === 32 || buf[ve - 1] === 9 || buf[ve - 1] === 13 || buf[ve - 1] === 10)) ve--;
+    const h = lookupName(buf, pos, nameEnd);
+    const id: HeaderId = h.id;
+    if (id !== HID.other) {
+      switch (id) {
+        case HID.via:
+          nVia++;
+          break;
+        case HID.from:
+          nFrom++;
+          break;
+        case HID.to:
+          nTo++;
+          break;
+        case HID.callId:
+          nCallId++;
+          break;
+        case HID.cseq:
+          nCSeq++;
+          break;
+        case HID.maxForwards:
+          nMf++;
+          break;
+        case HID.contentLength: {
+          clFields++;
+          let v = 0;
+          const n = ve - vs;
+          if (n === 0 || n > 10) throw err('bad_content_length', 'bad Content-Length', 400, 'content-length');
+          for (let k = vs; k < ve; k++) {
+            const d = buf[k];
+            if (d < 48 || d > 57) throw err('bad_content_length', 'bad Content-Length', 400, 'content-length');
+            v = v * 10 + (d - 48);
+          }
+          if (clValue >= 0 && clValue !== v) throw err('bad_content_length', 'conflicting Content-Length values', 400, 'content-length');
+          clValue = v;
+          break;
+        }
+      }
+    }
+    fields.push(new HeaderField(buf.toString('latin1', pos, nameEnd), h.key, id, pos, lineEnd, vs, ve, folded, undefined));
+    if (fields.length > MAX_HEADERS) throw err('too_many_headers', 'too many header fields', 513);
+    pos = lineEnd;
+  }
+  if (bodyStart < 0) {
+    // no empty line: tolerated on datagrams (RFC 4475 baddn), the header section runs to the end
+    if (stream) throw err('incomplete', 'header section not terminated');
+    bodyStart = len;
+  }
+
+  // ---------------------------------------------------------------- body
+  let bodyEnd: number;
+  const avail = len - bodyStart;
+  if (clValue >= 0) {
+    if (clValue > avail) throw err('bad_content_length', `Content-Length ${clValue} larger than the ${avail} body bytes`, 400, 'content-length');
+    bodyEnd = bodyStart + clValue;
+  } else {
+    if (stream) throw err('missing_header', 'no Content-Length on a stream transport', 400, 'content-length');
+    bodyEnd = len;
+  }
+  void clFields;
+
+  const msg = isReq
+    ? new SipRequest(method, uriRaw, buf, fields, slStart, slEnd, slClean, bodyStart, bodyEnd)
+    : new SipResponse(status, reason, buf, fields, slStart, slEnd, slClean, bodyStart, bodyEnd);
+  if (opts.lenient) return msg;
+
+  // ---------------------------------------------------------------- mandatory headers
+  if (nVia === 0) throw err('missing_header', 'no Via', 400, 'via');
+  if (nFrom === 0) throw err('missing_header', 'no From', 400, 'from');
+  if (nTo === 0) throw err('missing_header', 'no To', 400, 'to');
+  if (nCallId === 0) throw err('missing_header', 'no Call-ID', 400, 'call-id');
+  if (nCSeq === 0) throw err('missing_header', 'no CSeq', 400, 'cseq');
+  if (nFrom > 1) throw err('duplicate_header', 'more than one From', 400, 'from');
+  if (nTo > 1) throw err('duplicate_header', 'more than one To', 400, 'to');
+  if (nCallId > 1) throw err('duplicate_header', 'more than one Call-ID', 400, 'call-id');
+  if (nCSeq > 1) throw err('duplicate_header', 'more than one CSeq', 400, 'cseq');
+  if (nMf > 1) throw err('duplicate_header', 'more than one Max-Forwards', 400, 'max-forwards');
+  void msg.via;
+  void msg.from;
+  void msg.to;
+  void msg.callId;
+  const cseq = msg.cseq;
+  if (cseq.seq > MAX_CSEQ) throw err('bad_header', 'CSeq too large', 400, 'cseq');
+  if (msg instanceof SipRequest) {
+    void msg.maxForwards;
+    const ruri = msg.uri;
+    // RFC 3261 §19.1.1 table: headers are not allowed in a Request-URI (RFC 4475 §3.1.2.11)
+    if (ruri instanceof SipUri && ruri.headers.length) throw err('bad_uri', 'Request-URI with headers', 400);
+    if (cseq.method !== msg.method)
+      throw err('cseq_mismatch', `CSeq method ${cseq.method} differs from ${msg.method}`, KNOWN_METHODS.has(msg.method) ? 400 : 501, 'cseq');
+  }
+  return msg;
+}
+
+export { KNOWN_METHODS };

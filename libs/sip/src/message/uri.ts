@@ -1,0 +1,385 @@
+/**
+ * URIs: sip / sips (RFC 3261 §19.1, §25), tel (RFC 3966), and any other scheme
+ * kept opaque (RFC 4475 §3.3.2: parse, then answer 416). Comparison per §19.1.4.
+ */
+import {
+  HNV,
+  HOSTCHAR,
+  PARAMCHAR,
+  PASSWORD,
+  SCHEME,
+  TELCHAR,
+  USER,
+  escapesValid,
+  scan,
+  unescape,
+  unescapeBinary,
+} from './chars';
+import { badUri } from './errors';
+import { MAX_PARAMS } from './limits';
+import { Params } from './params';
+
+export type HostType = 'ipv4' | 'ipv6' | 'name';
+
+export class SipUri {
+  readonly scheme: 'sip' | 'sips';
+  /** user part as written (escaped), or null */
+  user: string | null;
+  password: string | null;
+  /** host as written; IPv6 keeps its brackets */
+  host: string;
+  port: number | null;
+  params: Params;
+  /** URI headers (`?name=value&...`), as written (escaped) */
+  headers: Array<[string, string]>;
+
+  constructor(init: {
+    scheme?: 'sip' | 'sips';
+    user?: string | null;
+    password?: string | null;
+    host: string;
+    port?: number | null;
+    params?: Params;
+    headers?: Array<[string, string]>;
+  }) {
+    this.scheme = init.scheme ?? 'sip';
+    this.user = init.user ?? null;
+    this.password = init.password ?? null;
+    this.host = init.host;
+    this.port = init.port ?? null;
+    this.params = init.params ?? new Params();
+    this.headers = init.headers ?? [];
+  }
+  get isSip(): true {
+    return true;
+  }
+  /** user part with %HH decoded (UTF-8) */
+  get userDecoded(): string | null {
+    return this.user === null ? null : unescape(this.user);
+  }
+  get hostType(): HostType {
+    return hostType(this.host);
+  }
+  /** host without IPv6 brackets, lower-cased */
+  get hostname(): string {
+    const h = this.host;
+    return (h.charCodeAt(0) === 91 ? h.slice(1, -1) : h).toLowerCase();
+  }
+  param(name: string): string | null | undefined {
+    return this.params.get(name);
+  }
+  get transport(): string | undefined {
+    const t = this.params.get('transport');
+    return t ? t.toLowerCase() : undefined;
+  }
+  get lr(): boolean {
+    return this.params.has('lr');
+  }
+  get maddr(): string | undefined {
+    return this.params.get('maddr') ?? undefined;
+  }
+  clone(): SipUri {
+    return new SipUri({
+      scheme: this.scheme,
+      user: this.user,
+      password: this.password,
+      host: this.host,
+      port: this.port,
+      params: this.params.clone(),
+      headers: this.headers.map(([n, v]) => [n, v] as [string, string]),
+    });
+  }
+  toString(): string {
+    let s = this.scheme + ':';
+    if (this.user !== null) {
+      s += this.user;
+      if (this.password !== null) s += ':' + this.password;
+      s += '@';
+    }
+    s += this.host;
+    if (this.port !== null) s += ':' + this.port;
+    s += this.params.toString();
+    if (this.headers.length) s += '?' + this.headers.map(([n, v]) => `${n}=${v}`).join('&');
+    return s;
+  }
+}
+
+export class TelUri {
+  readonly scheme = 'tel' as const;
+  /** number as written, visual separators included */
+  number: string;
+  params: Params;
+  constructor(number: string, params: Params = new Params()) {
+    this.number = number;
+    this.params = params;
+  }
+  get isGlobal(): boolean {
+    return this.number.charCodeAt(0) === 43;
+  }
+  /** number without visual separators ( - . ( ) ) */
+  get digits(): string {
+    return this.number.replace(/[-.()]/g, '');
+  }
+  get phoneContext(): string | undefined {
+    return this.params.get('phone-context') ?? undefined;
+  }
+  clone(): TelUri {
+    return new TelUri(this.number, this.params.clone());
+  }
+  toString(): string {
+    return 'tel:' + this.number + this.params.toString();
+  }
+}
+
+/** A URI of a scheme this stack doesn't interpret: kept opaque. */
+export class AbsoluteUri {
+  readonly scheme: string;
+  readonly opaque: string;
+  constructor(scheme: string, opaque: string) {
+    this.scheme = scheme;
+    this.opaque = opaque;
+  }
+  clone(): AbsoluteUri {
+    return this;
+  }
+  toString(): string {
+    return this.scheme + ':' + this.opaque;
+  }
+}
+
+export type Uri = SipUri | TelUri | AbsoluteUri;
+
+export function isSipUri(u: Uri | null | undefined): u is SipUri {
+  return u instanceof SipUri;
+}
+
+export function hostType(h: string): HostType {
+  if (h.charCodeAt(0) === 91) return 'ipv6';
+  return isIPv4(h) ? 'ipv4' : 'name';
+}
+
+export function isIPv4(h: string): boolean {
+  const parts = h.split('.');
+  if (parts.length !== 4) return false;
+  for (const p of parts) {
+    if (p.length === 0 || p.length > 3) return false;
+    for (let i = 0; i < p.length; i++) {
+      const c = p.charCodeAt(i);
+      if (c < 48 || c > 57) return false;
+    }
+    if (+p > 255) return false;
+  }
+  return true;
+}
+
+/**
+ * IPv6 address check, tolerant of the RFC 3261 ABNF bug (RFC 5118 §4.10: `2001:db8:::192.0.2.1`).
+ * Hex groups of 1..4 digits, at least two colons, an optional trailing dotted IPv4.
+ */
+export function isIPv6(h: string): boolean {
+  if (h.length < 2 || h.length > 64) return false;
+  let colons = 0;
+  let group = 0;
+  for (let i = 0; i < h.length; i++) {
+    const c = h.charCodeAt(i);
+    if (c === 58) {
+      colons++;
+      group = 0;
+    } else if ((c >= 48 && c <= 57) || (c >= 97 && c <= 102) || (c >= 65 && c <= 70)) {
+      if (++group > 4) return false;
+    } else if (c === 46) {
+      // embedded IPv4 must be the tail
+      const tail = h.slice(h.lastIndexOf(':') + 1);
+      return colons >= 2 && i > h.lastIndexOf(':') && isIPv4(tail);
+    } else return false;
+  }
+  return colons >= 2 && colons <= 8;
+}
+
+/** Parses host[:port] at s[i..]; returns [host, port, end]. */
+export function parseHostPort(s: string, i: number, what = 'host'): [string, number | null, number] {
+  let host: string;
+  if (s.charCodeAt(i) === 91) {
+    const close = s.indexOf(']', i);
+    if (close < 0) throw badUri(`${what}: unterminated IPv6 reference`);
+    host = s.slice(i, close + 1);
+    if (!isIPv6(host.slice(1, -1))) throw badUri(`${what}: bad IPv6 address`);
+    i = close + 1;
+  } else {
+    const e = scan(s, i, HOSTCHAR);
+    if (e === i) throw badUri(`${what}: empty host`);
+    host = s.slice(i, e);
+    i = e;
+  }
+  let port: number | null = null;
+  if (s.charCodeAt(i) === 58) {
+    let e = i + 1;
+    let v = 0;
+    while (e < s.length) {
+      const c = s.charCodeAt(e);
+      if (c < 48 || c > 57) break;
+      v = v * 10 + (c - 48);
+      e++;
+    }
+    if (e === i + 1 || e - i - 1 > 5 || v > 65535) throw badUri(`${what}: bad port`);
+    port = v;
+    i = e;
+  }
+  return [host, port, i];
+}
+
+/** Parses `;name[=value]...` URI parameters at s[i..], stops at '?' or end. */
+function parseUriParams(s: string, i: number, params: Params): number {
+  const n = s.length;
+  while (i < n && s.charCodeAt(i) === 59) {
+    const ns = i + 1;
+    const ne = scan(s, ns, PARAMCHAR);
+    if (ne === ns) throw badUri('empty URI parameter name');
+    let value: string | null = null;
+    i = ne;
+    if (s.charCodeAt(i) === 61) {
+      const ve = scan(s, i + 1, PARAMCHAR);
+      value = s.slice(i + 1, ve);
+      i = ve;
+    }
+    if (params.list.length >= MAX_PARAMS) throw badUri('too many URI parameters');
+    params.list.push([s.slice(ns, ne), value]);
+  }
+  return i;
+}
+
+/** Parses any URI; unknown schemes give an AbsoluteUri. Throws SipParseError('bad_uri'). */
+export function parseUri(s: string): Uri {
+  const colon = s.indexOf(':');
+  if (colon <= 0) throw badUri(`no scheme in URI "${s.slice(0, 64)}"`);
+  const c0 = s.charCodeAt(0) | 0x20;
+  if (c0 < 97 || c0 > 122 || scan(s, 1, SCHEME) !== colon) throw badUri('bad URI scheme');
+  const scheme = s.slice(0, colon).toLowerCase();
+  if (scheme === 'sip' || scheme === 'sips') return parseSip(s, colon + 1, scheme);
+  if (scheme === 'tel') return parseTel(s, colon + 1);
+  const opaque = s.slice(colon + 1);
+  if (opaque.length === 0) throw badUri('empty URI');
+  for (let i = 0; i < opaque.length; i++) {
+    const c = opaque.charCodeAt(i);
+    if (c <= 32 || c === 127 || c === 34 || c === 60 || c === 62) throw badUri('bad character in URI');
+  }
+  return new AbsoluteUri(scheme, opaque);
+}
+
+/** Parses a sip: or sips: URI; anything else is a bad_uri. */
+export function parseSipUri(s: string): SipUri {
+  const u = parseUri(s);
+  if (!(u instanceof SipUri)) throw badUri(`not a SIP URI: ${u.scheme}`);
+  return u;
+}
+
+function parseSip(s: string, i: number, scheme: 'sip' | 'sips'): SipUri {
+  const n = s.length;
+  let user: string | null = null;
+  let password: string | null = null;
+  const at = s.indexOf('@', i);
+  if (at >= 0) {
+    const ue = scan(s, i, USER);
+    if (ue === at) {
+      user = s.slice(i, at);
+    } else if (s.charCodeAt(ue) === 58) {
+      const pe = scan(s, ue + 1, PASSWORD);
+      if (pe !== at) throw badUri('bad character in URI password');
+      user = s.slice(i, ue);
+      password = s.slice(ue + 1, at);
+    } else throw badUri('bad character in URI user part');
+    if (user.length === 0) throw badUri('empty URI user part');
+    if (!escapesValid(s, i, at)) throw badUri('bad %-escape in URI user part');
+    i = at + 1;
+  }
+  const [host, port, he] = parseHostPort(s, i, 'URI host');
+  i = he;
+  const params = new Params();
+  i = parseUriParams(s, i, params);
+  const headers: Array<[string, string]> = [];
+  if (i < n && s.charCodeAt(i) === 63) {
+    i++;
+    for (;;) {
+      const ns = i;
+      const ne = scan(s, ns, HNV);
+      if (ne === ns || s.charCodeAt(ne) !== 61) throw badUri('bad URI header');
+      const ve = scan(s, ne + 1, HNV);
+      headers.push([s.slice(ns, ne), s.slice(ne + 1, ve)]);
+      i = ve;
+      if (headers.length > MAX_PARAMS) throw badUri('too many URI headers');
+      if (i < n && s.charCodeAt(i) === 38) {
+        i++;
+        continue;
+      }
+      break;
+    }
+  }
+  if (i !== n) throw badUri(`unexpected character in URI at ${i}`);
+  if (!escapesValid(s, he, n)) throw badUri('bad %-escape in URI');
+  return new SipUri({ scheme, user, password, host, port, params, headers });
+}
+
+function parseTel(s: string, i: number): TelUri {
+  const e = scan(s, i, TELCHAR);
+  if (e === i) throw badUri('empty tel number');
+  const number = s.slice(i, e);
+  const params = new Params();
+  const pe = parseUriParams(s, e, params);
+  if (pe !== s.length) throw badUri('bad character in tel URI');
+  if (!escapesValid(s, e, s.length)) throw badUri('bad %-escape in tel URI');
+  return new TelUri(number, params);
+}
+
+// ---- comparison (RFC 3261 §19.1.4, RFC 3966 §4) ----
+
+const MUST_MATCH = ['user', 'ttl', 'method', 'maddr', 'transport'];
+
+function pv(v: string | null | undefined): string | null | undefined {
+  return v == null ? v : unescapeBinary(v).toLowerCase();
+}
+
+function sipUriEquals(a: SipUri, b: SipUri): boolean {
+  if (a.scheme !== b.scheme) return false;
+  if ((a.user === null) !== (b.user === null)) return false;
+  if (a.user !== null && unescapeBinary(a.user) !== unescapeBinary(b.user!)) return false;
+  if ((a.password ?? null) !== null || (b.password ?? null) !== null) {
+    if (a.password === null || b.password === null) return false;
+    if (unescapeBinary(a.password) !== unescapeBinary(b.password)) return false;
+  }
+  if (a.hostname !== b.hostname) return false;
+  if (a.port !== b.port) return false;
+  for (const name of MUST_MATCH) {
+    if (pv(a.params.get(name)) !== pv(b.params.get(name))) return false;
+  }
+  for (const [name, v] of a.params.list) {
+    const lname = name.toLowerCase();
+    if (MUST_MATCH.includes(lname)) continue;
+    const w = b.params.get(name);
+    if (w !== undefined && pv(v) !== pv(w)) return false;
+  }
+  if (a.headers.length !== b.headers.length) return false;
+  const hb = new Map(b.headers.map(([n, v]) => [unescapeBinary(n).toLowerCase(), unescapeBinary(v)]));
+  for (const [n, v] of a.headers) {
+    if (hb.get(unescapeBinary(n).toLowerCase()) !== unescapeBinary(v)) return false;
+  }
+  return true;
+}
+
+function telUriEquals(a: TelUri, b: TelUri): boolean {
+  if (a.digits.toLowerCase() !== b.digits.toLowerCase()) return false;
+  if (a.params.size !== b.params.size) return false;
+  for (const [n, v] of a.params.list) {
+    const w = b.params.get(n);
+    if (w === undefined || pv(v) !== pv(w)) return false;
+  }
+  return true;
+}
+
+/** URI equivalence per RFC 3261 §19.1.4 (sip/sips), RFC 3966 §4 (tel), exact text otherwise. */
+export function uriEquals(a: Uri | string, b: Uri | string): boolean {
+  const ua = typeof a === 'string' ? parseUri(a) : a;
+  const ub = typeof b === 'string' ? parseUri(b) : b;
+  if (ua instanceof SipUri) return ub instanceof SipUri && sipUriEquals(ua, ub);
+  if (ua instanceof TelUri) return ub instanceof TelUri && telUriEquals(ua, ub);
+  return !(ub instanceof SipUri) && !(ub instanceof TelUri) && ua.scheme === ub.scheme && ua.opaque === ub.opaque;
+}
