@@ -1,0 +1,242 @@
+/**
+ * The contract every EventBus adapter keeps, as one suite taking a factory. Every test
+ * uses its own topics and groups (uniqueName), so suites can share a broker or database.
+ */
+import { after, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { uniqueName } from '../testing';
+import type { ConsumerLag, EventBus, EventMessage, LagHook } from './types';
+
+export interface BusContractTarget {
+  open(hooks: { onLag?: LagHook }): Promise<EventBus>;
+  /** Removes the topics the suite made, after it. */
+  dropTopics?(topics: string[]): Promise<void>;
+}
+
+/** Waits (bounded) until cond holds; fails naming what was awaited. */
+export async function until(cond: () => boolean, what: string, ms = 20_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) assert.fail(`gave up waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+const text = (m: EventMessage) => (m.value === null ? null : m.value.toString('utf8'));
+
+export function eventBusContract(label: string, target: BusContractTarget): void {
+  describe(`EventBus contract: ${label}`, () => {
+    const topics: string[] = [];
+    const topic = () => {
+      const t = uniqueName('bus');
+      topics.push(t);
+      return t;
+    };
+    after(async () => {
+      await target.dropTopics?.(topics);
+    });
+    async function withBus(fn: (bus: EventBus) => Promise<void>, hooks: { onLag?: LagHook } = {}): Promise<void> {
+      const bus = await target.open(hooks);
+      try {
+        await fn(bus);
+      } finally {
+        await bus.close();
+      }
+    }
+
+    test('publish then subscribe delivers every field', () =>
+      withBus(async (bus) => {
+        const t = topic();
+        await bus.ensureTopic(t);
+        const before = Date.now();
+        await bus.publish(t, [
+          { key: 'k1', value: 'hello', headers: { 'x-trace': 'abc' } },
+          { key: 'k2', value: Buffer.from([0, 1, 2, 255]) },
+          { key: 'k3', value: null },
+        ]);
+        const got: EventMessage[] = [];
+        const sub = await bus.subscribe({ topic: t, group: uniqueName('g'), fromBeginning: true, handler: async (m) => void got.push(m) });
+        try {
+          await until(() => got.length >= 3, '3 messages');
+        } finally {
+          await sub.close();
+        }
+        assert.equal(got.length, 3);
+        const [a, b, c] = got;
+        assert.equal(a.topic, t);
+        assert.equal(typeof a.partition, 'number');
+        assert.equal(a.key, 'k1');
+        assert.ok(Buffer.isBuffer(a.value));
+        assert.equal(text(a), 'hello');
+        assert.deepEqual(a.headers, { 'x-trace': 'abc' });
+        assert.match(a.offset, /^\d+$/);
+        assert.ok(BigInt(b.offset) > BigInt(a.offset));
+        assert.ok(a.timestamp >= before - 60_000 && a.timestamp <= Date.now() + 60_000, `timestamp ${a.timestamp}`);
+        assert.deepEqual([...b.value!], [0, 1, 2, 255]);
+        assert.deepEqual(b.headers, {});
+        assert.equal(c.key, 'k3');
+        assert.equal(c.value, null);
+      }));
+
+    test('messages with one key arrive in publish order', () =>
+      withBus(async (bus) => {
+        const t = topic();
+        await bus.ensureTopic(t, { partitions: 3 });
+        const keys = ['alice', 'bob', 'carol', 'dave', 'erin'];
+        for (let i = 0; i < 40; i += 8) {
+          await bus.publish(t, Array.from({ length: 8 }, (_, j) => ({ key: keys[(i + j) % keys.length], value: String(i + j) })));
+        }
+        const got: EventMessage[] = [];
+        const sub = await bus.subscribe({ topic: t, group: uniqueName('g'), fromBeginning: true, handler: async (m) => void got.push(m) });
+        try {
+          await until(() => got.length >= 40, '40 messages');
+        } finally {
+          await sub.close();
+        }
+        assert.equal(got.length, 40);
+        for (const k of keys) {
+          const seq = got.filter((m) => m.key === k).map((m) => Number(text(m)));
+          assert.deepEqual(seq, [...seq].sort((x, y) => x - y), `order of key ${k}`);
+          assert.equal(seq.length, 8);
+        }
+      }));
+
+    test('two groups each receive every message', () =>
+      withBus(async (bus) => {
+        const t = topic();
+        await bus.ensureTopic(t, { partitions: 2 });
+        const sent = Array.from({ length: 10 }, (_, i) => ({ key: `k${i % 3}`, value: `v${i}` }));
+        await bus.publish(t, sent);
+        const got1: string[] = [];
+        const got2: string[] = [];
+        const [s1, s2] = await Promise.all([
+          bus.subscribe({ topic: t, group: uniqueName('g1'), fromBeginning: true, handler: async (m) => void got1.push(text(m)!) }),
+          bus.subscribe({ topic: t, group: uniqueName('g2'), fromBeginning: true, handler: async (m) => void got2.push(text(m)!) }),
+        ]);
+        try {
+          await until(() => got1.length >= 10 && got2.length >= 10, 'both groups');
+        } finally {
+          await Promise.all([s1.close(), s2.close()]);
+        }
+        const all = sent.map((m) => m.value).sort();
+        assert.deepEqual([...got1].sort(), all);
+        assert.deepEqual([...got2].sort(), all);
+      }));
+
+    test('a group resumes from its committed offset after close: nothing lost, nothing committed redelivered', () =>
+      withBus(async (bus) => {
+        const t = topic();
+        const group = uniqueName('g');
+        await bus.ensureTopic(t, { partitions: 1 });
+        const msgs = (from: number) => Array.from({ length: 5 }, (_, i) => ({ key: 'same', value: String(from + i) }));
+        await bus.publish(t, msgs(1));
+        const first: string[] = [];
+        const s1 = await bus.subscribe({ topic: t, group, fromBeginning: true, handler: async (m) => void first.push(text(m)!) });
+        await until(() => first.length >= 5, 'first 5');
+        await s1.close();
+        await bus.publish(t, msgs(6));
+        const second: string[] = [];
+        const s2 = await bus.subscribe({ topic: t, group, fromBeginning: true, handler: async (m) => void second.push(text(m)!) });
+        try {
+          await until(() => second.length >= 5, 'next 5');
+        } finally {
+          await s2.close();
+        }
+        assert.deepEqual(first, ['1', '2', '3', '4', '5']);
+        assert.deepEqual(second, ['6', '7', '8', '9', '10']);
+      }));
+
+    test('a new group without fromBeginning starts at the end', () =>
+      withBus(async (bus) => {
+        const t = topic();
+        await bus.ensureTopic(t, { partitions: 1 });
+        await bus.publish(t, [{ key: 'k', value: 'old' }]);
+        const got: string[] = [];
+        const sub = await bus.subscribe({ topic: t, group: uniqueName('g'), handler: async (m) => void got.push(text(m)!) });
+        try {
+          await bus.publish(t, [{ key: 'k', value: 'new' }]);
+          await until(() => got.length >= 1, 'the new message');
+        } finally {
+          await sub.close();
+        }
+        assert.deepEqual(got, ['new']);
+      }));
+
+    test('a handler that throws gets the same message again before any later one', () =>
+      withBus(async (bus) => {
+        const t = topic();
+        await bus.ensureTopic(t, { partitions: 1 });
+        await bus.publish(t, [
+          { key: 'k', value: 'm1' },
+          { key: 'k', value: 'm2' },
+        ]);
+        const seen: string[] = [];
+        let failOnce = true;
+        const sub = await bus.subscribe({
+          topic: t,
+          group: uniqueName('g'),
+          fromBeginning: true,
+          handler: async (m) => {
+            seen.push(text(m)!);
+            if (text(m) === 'm1' && failOnce) {
+              failOnce = false;
+              throw new Error('transient');
+            }
+          },
+        });
+        try {
+          await until(() => seen.includes('m2'), 'm2');
+        } finally {
+          await sub.close();
+        }
+        assert.deepEqual(seen, ['m1', 'm1', 'm2']);
+      }));
+
+    test('readCompacted gives the latest value per key and honours tombstones', () =>
+      withBus(async (bus) => {
+        const t = topic();
+        await bus.ensureTopic(t, { compacted: true, partitions: 2 });
+        assert.equal((await bus.readCompacted(t)).size, 0);
+        await bus.publish(t, [
+          { key: 'a', value: 'a1' },
+          { key: 'b', value: 'b1' },
+          { key: 'c', value: 'c1' },
+        ]);
+        await bus.publish(t, [
+          { key: 'a', value: 'a2', headers: { v: '2' } },
+          { key: 'b', value: null },
+          { key: 'd', value: Buffer.from('d1') },
+        ]);
+        const m = await bus.readCompacted(t);
+        assert.deepEqual([...m.keys()].sort(), ['a', 'c', 'd']);
+        assert.equal(text(m.get('a')!), 'a2');
+        assert.deepEqual(m.get('a')!.headers, { v: '2' });
+        assert.equal(text(m.get('c')!), 'c1');
+        assert.equal(text(m.get('d')!), 'd1');
+        assert.equal(m.get('a')!.topic, t);
+      }));
+
+    test('the lag hook reports the group caught up', async () => {
+      const reports: ConsumerLag[] = [];
+      await withBus(
+        async (bus) => {
+          const t = topic();
+          const group = uniqueName('g');
+          await bus.ensureTopic(t, { partitions: 1 });
+          await bus.publish(t, [1, 2, 3].map((i) => ({ key: 'k', value: String(i) })));
+          let n = 0;
+          const sub = await bus.subscribe({ topic: t, group, fromBeginning: true, handler: async () => void n++ });
+          try {
+            await until(() => n >= 3 && reports.some((r) => r.group === group && r.lag === 0), 'lag 0');
+          } finally {
+            await sub.close();
+          }
+          const r = reports.find((x) => x.group === group)!;
+          assert.equal(r.topic, t);
+          assert.equal(r.partition, 0);
+        },
+        { onLag: (l) => reports.push(l) },
+      );
+    });
+  });
+}

@@ -1,0 +1,89 @@
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { requirePostgres, testPostgresUrl, uniqueName } from '../testing';
+import { openDb } from '../db/open';
+import type { Db } from '../db/types';
+import { createTestDatabase, type TestDatabase } from '../db/test-databases';
+import { eventBusContract, until } from './bus.contract';
+import { openEmbeddedBus } from './embedded';
+
+let mem: Db;
+before(async () => {
+  mem = await openDb({ memory: true });
+});
+after(async () => {
+  await mem?.close();
+});
+eventBusContract('embedded log on PGlite (memory)', {
+  open: (hooks) => openEmbeddedBus({ db: mem, pollMs: 200, retryInitialMs: 20, ...hooks }),
+});
+
+let pgdb: TestDatabase;
+let pgDb: Db;
+before(async () => {
+  await requirePostgres();
+  pgdb = await createTestDatabase(testPostgresUrl());
+  pgDb = await openDb({ databaseUrl: pgdb.url });
+});
+after(async () => {
+  await pgDb?.close();
+  await pgdb?.drop();
+});
+eventBusContract('embedded log on PostgreSQL', {
+  open: (hooks) => openEmbeddedBus({ db: pgDb, pollMs: 200, retryInitialMs: 20, ...hooks }),
+});
+
+describe('embedded log specifics', () => {
+  test('two members of one group: only one consumes; the other takes over when it closes', async () => {
+    const bus = await openEmbeddedBus({ db: mem, pollMs: 50 });
+    try {
+      const t = uniqueName('bus');
+      const group = uniqueName('g');
+      const a: string[] = [];
+      const b: string[] = [];
+      const sa = await bus.subscribe({ topic: t, group, fromBeginning: true, handler: async (m) => void a.push(m.value!.toString()) });
+      const sb = await bus.subscribe({ topic: t, group, fromBeginning: true, handler: async (m) => void b.push(m.value!.toString()) });
+      await bus.publish(t, [1, 2, 3].map((i) => ({ key: 'k', value: String(i) })));
+      await until(() => a.length + b.length >= 3, 'first 3');
+      const [first, firstSub, secondGot] = a.length > 0 ? [a, sa, b] : [b, sb, a];
+      assert.deepEqual(first, ['1', '2', '3']);
+      assert.deepEqual(secondGot, []);
+      await firstSub.close();
+      await bus.publish(t, [{ key: 'k', value: '4' }]);
+      await until(() => secondGot.length >= 1, 'takeover');
+      assert.deepEqual(secondGot, ['4']);
+    } finally {
+      await bus.close();
+    }
+  });
+
+  test('compact deletes superseded messages and keeps what readCompacted returns', async () => {
+    const bus = await openEmbeddedBus({ db: mem });
+    try {
+      const t = uniqueName('bus');
+      await bus.ensureTopic(t, { compacted: true });
+      await bus.publish(t, [
+        { key: 'a', value: '1' },
+        { key: 'a', value: '2' },
+        { key: 'b', value: '1' },
+        { key: 'b', value: null },
+      ]);
+      const before = await bus.readCompacted(t);
+      assert.equal(await bus.compact(t), 2);
+      const afterCompaction = await bus.readCompacted(t);
+      assert.deepEqual([...afterCompaction.entries()].map(([k, m]) => [k, m.value?.toString()]), [['a', '2']]);
+      assert.deepEqual([...before.keys()], [...afterCompaction.keys()]);
+    } finally {
+      await bus.close();
+    }
+  });
+
+  test('rejects a bad topic name', async () => {
+    const bus = await openEmbeddedBus({ db: mem });
+    try {
+      await assert.rejects(bus.publish('no spaces', [{ key: 'k', value: 'v' }]), /bad topic name/);
+    } finally {
+      await bus.close();
+    }
+  });
+});

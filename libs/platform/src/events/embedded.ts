@@ -1,0 +1,322 @@
+/**
+ * The embedded event log: Kafka's publish/subscribe/offset semantics kept in the Db
+ * (PGlite on disk for `npm start`, or PostgreSQL). One partition per topic; offsets are
+ * dense per topic and handed out under the topic row's lock, so they follow commit order.
+ * A group's committed offset lives in eventlog.consumer_offsets together with a lease
+ * naming the one member that consumes; other members of the group stand by.
+ */
+import { EventEmitter } from 'node:events';
+import { randomUUID } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
+import type { Logger } from 'pino';
+import type { Db } from '../db/types';
+import { migrate } from '../db/migrate';
+import { invalidArgument } from '../errors';
+import {
+  type EventBus,
+  type EventMessage,
+  type LagHook,
+  type PublishMessage,
+  type SubscribeOptions,
+  type Subscription,
+  type TopicOptions,
+  retryDelay,
+  sleep,
+  toBuffer,
+} from './types';
+
+export interface EmbeddedBusOptions {
+  db: Db;
+  logger?: Logger;
+  onLag?: LagHook;
+  /** How often an idle member looks for messages published by another process (ms). */
+  pollMs?: number;
+  /** Messages fetched per round. */
+  batchSize?: number;
+  /** How long a member holds its group's partition without renewing (ms). */
+  leaseMs?: number;
+  /** Handler retry backoff: first delay and cap (ms). */
+  retryInitialMs?: number;
+  retryMaxMs?: number;
+}
+
+export const EVENTLOG_SCHEMA = 'eventlog';
+const MIGRATIONS = fileURLToPath(new URL('./migrations', import.meta.url));
+const TOPIC_NAME = /^[A-Za-z0-9._-]{1,249}$/;
+const PARTITION = 0;
+/** Rows per INSERT (4 parameters each, far below PostgreSQL's 65535). */
+const INSERT_CHUNK = 500;
+
+/** In-process wake-ups, shared by every bus on the same Db: publish wakes the topic's subscribers. */
+const wakers = new WeakMap<Db, EventEmitter>();
+function wakerOf(db: Db): EventEmitter {
+  let w = wakers.get(db);
+  if (!w) {
+    w = new EventEmitter();
+    w.setMaxListeners(0);
+    wakers.set(db, w);
+  }
+  return w;
+}
+
+interface EventRow {
+  topic: string;
+  partition: number;
+  offset: string;
+  key: string;
+  value: Buffer | null;
+  headers: Record<string, string> | null;
+  ts: string;
+}
+const toMessage = (r: EventRow): EventMessage => ({
+  topic: r.topic,
+  partition: r.partition,
+  offset: String(r.offset),
+  key: r.key,
+  value: r.value === null ? null : Buffer.from(r.value),
+  headers: r.headers ?? {},
+  timestamp: Number(r.ts),
+});
+
+const checkTopic = (topic: string) => {
+  if (!TOPIC_NAME.test(topic)) throw invalidArgument('topic', `bad topic name ${JSON.stringify(topic)}`);
+};
+
+/** Creates the eventlog schema when missing and opens the bus on db. */
+export async function openEmbeddedBus(opts: EmbeddedBusOptions): Promise<EmbeddedBus> {
+  await migrate(opts.db, { schema: EVENTLOG_SCHEMA, dir: MIGRATIONS });
+  if (opts.db.kind === 'pglite') {
+    // A PGlite data directory belongs to one process: leases left by a killed one are void.
+    await opts.db.query(`UPDATE eventlog.consumer_offsets SET owner = NULL, lease_until = NULL WHERE owner IS NOT NULL`);
+  }
+  return new EmbeddedBus(opts);
+}
+
+export class EmbeddedBus implements EventBus {
+  readonly kind = 'embedded' as const;
+  private readonly subs = new Set<EmbeddedSubscription>();
+  private readonly waker: EventEmitter;
+  private closed = false;
+
+  constructor(private readonly opts: EmbeddedBusOptions) {
+    this.waker = wakerOf(opts.db);
+  }
+
+  async ensureTopic(topic: string, opts: TopicOptions = {}): Promise<void> {
+    checkTopic(topic);
+    await this.opts.db.query(`INSERT INTO eventlog.topics (name, compacted) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING`, [
+      topic,
+      opts.compacted ?? false,
+    ]);
+  }
+
+  async publish(topic: string, messages: PublishMessage[]): Promise<void> {
+    checkTopic(topic);
+    if (messages.length === 0) return;
+    const ts = String(Date.now());
+    await this.opts.db.transaction(async (tx) => {
+      for (let at = 0; at < messages.length; at += INSERT_CHUNK) {
+        const chunk = messages.slice(at, at + INSERT_CHUNK);
+        // Takes the topic row's lock until commit: publishes to one topic commit in offset order.
+        const r = await tx.query<{ next_offset: string }>(
+          `INSERT INTO eventlog.topics (name, next_offset) VALUES ($1, $2)
+           ON CONFLICT (name) DO UPDATE SET next_offset = eventlog.topics.next_offset + EXCLUDED.next_offset
+           RETURNING next_offset`,
+          [topic, chunk.length],
+        );
+        const first = BigInt(r.rows[0].next_offset) - BigInt(chunk.length);
+        const params: unknown[] = [topic, ts];
+        const rows = chunk.map((m, i) => {
+          const p = params.length;
+          params.push(String(first + BigInt(i)), m.key, toBuffer(m.value), JSON.stringify(m.headers ?? {}));
+          return `($1, ${PARTITION}, $${p + 1}::bigint, $${p + 2}, $${p + 3}::bytea, $${p + 4}::jsonb, $2::bigint)`;
+        });
+        await tx.query(
+          `INSERT INTO eventlog.events (topic, partition, "offset", key, value, headers, ts) VALUES ${rows.join(', ')}`,
+          params,
+        );
+      }
+    });
+    this.waker.emit('wake', topic);
+  }
+
+  async subscribe(opts: SubscribeOptions): Promise<Subscription> {
+    checkTopic(opts.topic);
+    if (this.closed) throw new Error('event bus closed');
+    const db = this.opts.db;
+    await this.ensureTopic(opts.topic);
+    // The group's starting point is fixed now: the oldest message, or the current end.
+    await db.query(
+      `INSERT INTO eventlog.consumer_offsets (group_id, topic, partition, committed_offset)
+       SELECT $1, $2, $3, CASE WHEN $4::boolean THEN 0 ELSE t.next_offset END FROM eventlog.topics t WHERE t.name = $2
+       ON CONFLICT (group_id, topic, partition) DO NOTHING`,
+      [opts.group, opts.topic, PARTITION, opts.fromBeginning ?? false],
+    );
+    const sub = new EmbeddedSubscription(this.opts, this.waker, opts, () => this.subs.delete(sub));
+    this.subs.add(sub);
+    sub.start();
+    return sub;
+  }
+
+  async readCompacted(topic: string): Promise<Map<string, EventMessage>> {
+    checkTopic(topic);
+    const r = await this.opts.db.query<EventRow>(
+      `SELECT * FROM (
+         SELECT DISTINCT ON (key) topic, partition, "offset", key, value, headers, ts
+         FROM eventlog.events WHERE topic = $1 ORDER BY key, "offset" DESC
+       ) latest WHERE value IS NOT NULL ORDER BY "offset"`,
+      [topic],
+    );
+    return new Map(r.rows.map((row) => [row.key, toMessage(row)]));
+  }
+
+  /** Deletes the messages superseded by a later one with the same key (lazy compaction). Returns how many. */
+  async compact(topic: string): Promise<number> {
+    const r = await this.opts.db.query(
+      `DELETE FROM eventlog.events e WHERE e.topic = $1 AND EXISTS (
+         SELECT 1 FROM eventlog.events n WHERE n.topic = e.topic AND n.partition = e.partition AND n.key = e.key AND n."offset" > e."offset")`,
+      [topic],
+    );
+    return r.rowCount;
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    await Promise.all([...this.subs].map((s) => s.close()));
+  }
+}
+
+class EmbeddedSubscription implements Subscription {
+  private readonly me = randomUUID();
+  private readonly stop = new AbortController();
+  private dirty = true;
+  private wakeUp: (() => void) | undefined;
+  private loop: Promise<void> = Promise.resolve();
+  private lastLag = -1;
+  private readonly onWake = (topic: string) => {
+    if (topic !== this.sub.topic) return;
+    this.dirty = true;
+    this.wakeUp?.();
+  };
+
+  constructor(
+    private readonly opts: EmbeddedBusOptions,
+    private readonly waker: EventEmitter,
+    private readonly sub: SubscribeOptions,
+    private readonly onClosed: () => void,
+  ) {}
+
+  start(): void {
+    this.waker.on('wake', this.onWake);
+    this.loop = this.run();
+  }
+
+  private get db(): Db {
+    return this.opts.db;
+  }
+
+  /** Waits for a publish on the topic, the poll interval or close, whichever first. */
+  private async idle(ms: number): Promise<void> {
+    if (this.dirty || this.stop.signal.aborted) return;
+    const woken = new Promise<void>((resolve) => (this.wakeUp = resolve));
+    await Promise.race([woken, sleep(ms, this.stop.signal)]);
+    this.wakeUp = undefined;
+  }
+
+  /** Takes or renews the group's lease; the committed offset when this member holds it, else null. */
+  private async claim(): Promise<bigint | null> {
+    const r = await this.db.query<{ committed_offset: string }>(
+      `UPDATE eventlog.consumer_offsets
+       SET owner = $4, lease_until = now() + $5::integer * interval '1 millisecond'
+       WHERE group_id = $1 AND topic = $2 AND partition = $3
+         AND (owner IS NULL OR owner = $4 OR lease_until < now())
+       RETURNING committed_offset`,
+      [this.sub.group, this.sub.topic, PARTITION, this.me, this.opts.leaseMs ?? 10_000],
+    );
+    return r.rowCount === 0 ? null : BigInt(r.rows[0].committed_offset);
+  }
+
+  private async commit(next: bigint): Promise<boolean> {
+    const r = await this.db.query(
+      `UPDATE eventlog.consumer_offsets SET committed_offset = $4
+       WHERE group_id = $1 AND topic = $2 AND partition = $3 AND owner = $5`,
+      [this.sub.group, this.sub.topic, PARTITION, String(next), this.me],
+    );
+    return r.rowCount === 1;
+  }
+
+  private async reportLag(committed: bigint): Promise<void> {
+    if (!this.opts.onLag) return;
+    const r = await this.db.query<{ next_offset: string }>(`SELECT next_offset FROM eventlog.topics WHERE name = $1`, [this.sub.topic]);
+    const lag = Number(BigInt(r.rows[0]?.next_offset ?? '0') - committed);
+    if (lag === this.lastLag) return;
+    this.lastLag = lag;
+    this.opts.onLag({ group: this.sub.group, topic: this.sub.topic, partition: PARTITION, lag });
+  }
+
+  private async run(): Promise<void> {
+    const pollMs = this.opts.pollMs ?? 500;
+    const batchSize = this.opts.batchSize ?? 100;
+    let failures = 0;
+    while (!this.stop.signal.aborted) {
+      try {
+        this.dirty = false;
+        let committed = await this.claim();
+        if (committed === null) {
+          await this.idle(pollMs); // another member holds the group
+          continue;
+        }
+        const r = await this.db.query<EventRow>(
+          `SELECT topic, partition, "offset", key, value, headers, ts FROM eventlog.events
+           WHERE topic = $1 AND partition = $2 AND "offset" >= $3 ORDER BY "offset" LIMIT $4`,
+          [this.sub.topic, PARTITION, String(committed), batchSize],
+        );
+        let failed = false;
+        for (const row of r.rows) {
+          if (this.stop.signal.aborted) break;
+          const m = toMessage(row);
+          try {
+            await this.sub.handler(m);
+          } catch (err) {
+            // Not committed: the next round fetches this message again.
+            this.opts.logger?.warn({ err, topic: m.topic, group: this.sub.group, offset: m.offset }, 'event handler failed; will redeliver');
+            failed = true;
+            break;
+          }
+          committed = BigInt(m.offset) + 1n;
+          if (!(await this.commit(committed))) break; // lease lost to another member
+        }
+        await this.reportLag(committed);
+        if (failed) {
+          await sleep(retryDelay(failures++, this.opts.retryInitialMs ?? 100, this.opts.retryMaxMs ?? 5_000), this.stop.signal);
+          continue;
+        }
+        failures = 0;
+        if (r.rows.length < batchSize) await this.idle(pollMs);
+        else this.dirty = true;
+      } catch (err) {
+        if (this.stop.signal.aborted) break;
+        this.opts.logger?.error({ err, topic: this.sub.topic, group: this.sub.group }, 'event log consumer error; retrying');
+        await sleep(retryDelay(failures++, this.opts.retryInitialMs ?? 100, this.opts.retryMaxMs ?? 5_000), this.stop.signal);
+      }
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.stop.signal.aborted) return this.loop;
+    this.stop.abort();
+    this.wakeUp?.();
+    this.waker.off('wake', this.onWake);
+    await this.loop;
+    this.onClosed();
+    await this.db
+      .query(
+        `UPDATE eventlog.consumer_offsets SET owner = NULL, lease_until = NULL
+         WHERE group_id = $1 AND topic = $2 AND partition = $3 AND owner = $4`,
+        [this.sub.group, this.sub.topic, PARTITION, this.me],
+      )
+      .catch((err: unknown) => this.opts.logger?.warn({ err }, 'could not release event log lease'));
+    // A standby member of the group may take over now.
+    this.waker.emit('wake', this.sub.topic);
+  }
+}

@@ -1,0 +1,4 @@
+export * from './types';
+export * from './embedded';
+export * from './kafka';
+export * from './open';

@@ -1,0 +1,316 @@
+/**
+ * The event bus on Apache Kafka through kafkajs: an idempotent producer (acks=all), one
+ * consumer per subscription with manual commits after the handler, compacted topics with
+ * cleanup.policy=compact, and readCompacted reading a topic up to its high-water marks.
+ */
+import { randomUUID } from 'node:crypto';
+import {
+  Kafka,
+  Partitioners,
+  logLevel,
+  type Admin,
+  type Consumer,
+  type KafkaMessage,
+  type LogEntry,
+  type Producer,
+} from 'kafkajs';
+import type { Logger } from 'pino';
+import { unavailable } from '../errors';
+import {
+  type EventBus,
+  type EventMessage,
+  type LagHook,
+  type PublishMessage,
+  type SubscribeOptions,
+  type Subscription,
+  type TopicOptions,
+  retryDelay,
+  sleep,
+  toBuffer,
+} from './types';
+
+export interface KafkaBusOptions {
+  brokers: string[];
+  clientId: string;
+  logger?: Logger;
+  onLag?: LagHook;
+  /** Consumer group timings (ms). Small values make joins and failover quick. */
+  sessionTimeoutMs?: number;
+  heartbeatIntervalMs?: number;
+  rebalanceTimeoutMs?: number;
+  /** Longest a fetch waits on the broker for new messages (ms). */
+  maxWaitTimeMs?: number;
+  /** Handler retry backoff: first delay and cap (ms). */
+  retryInitialMs?: number;
+  retryMaxMs?: number;
+  /** Bound on joining a group and on readCompacted (ms). */
+  readyTimeoutMs?: number;
+}
+
+const LEVEL: Record<number, 'error' | 'warn' | 'info' | 'debug'> = {
+  [logLevel.ERROR]: 'error',
+  [logLevel.WARN]: 'warn',
+  [logLevel.INFO]: 'info',
+  [logLevel.DEBUG]: 'debug',
+};
+
+function kafkaLogCreator(logger: Logger) {
+  return () =>
+    ({ level, log }: LogEntry) => {
+      const { message, ...extra } = log;
+      logger[LEVEL[level] ?? 'info']({ kafka: extra }, message);
+    };
+}
+
+function headersOf(m: KafkaMessage): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(m.headers ?? {})) {
+    if (v === undefined) continue;
+    out[k] = Array.isArray(v) ? String(v[v.length - 1]) : String(v);
+  }
+  return out;
+}
+
+const toEvent = (topic: string, partition: number, m: KafkaMessage): EventMessage => ({
+  topic,
+  partition,
+  offset: m.offset,
+  key: m.key === null ? '' : m.key.toString('utf8'),
+  value: m.value,
+  headers: headersOf(m),
+  timestamp: Number(m.timestamp),
+});
+
+/** Waits for the consumer's first group join, or fails on a crash or after ms. */
+function joined(consumer: Consumer, ms: number, what: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const offs: (() => void)[] = [];
+    const done = (err?: Error) => {
+      clearTimeout(timer);
+      offs.forEach((off) => off());
+      if (err) reject(err);
+      else resolve();
+    };
+    const timer = setTimeout(() => done(unavailable(`${what}: no group join within ${ms} ms`)), ms);
+    timer.unref();
+    offs.push(consumer.on(consumer.events.GROUP_JOIN, () => done()));
+    offs.push(
+      consumer.on(consumer.events.CRASH, (e) => {
+        if (!e.payload.restart) done(unavailable(`${what}: consumer crashed: ${e.payload.error.message}`, e.payload.error));
+      }),
+    );
+  });
+}
+
+export class KafkaBus implements EventBus {
+  readonly kind = 'kafka' as const;
+  private readonly kafka: Kafka;
+  private producer: Promise<Producer> | undefined;
+  private admin: Promise<Admin> | undefined;
+  private readonly ensured = new Set<string>();
+  private readonly subs = new Set<KafkaSubscription>();
+
+  constructor(private readonly opts: KafkaBusOptions) {
+    this.kafka = new Kafka({
+      clientId: opts.clientId,
+      brokers: opts.brokers,
+      ...(opts.logger ? { logLevel: logLevel.WARN, logCreator: kafkaLogCreator(opts.logger) } : { logLevel: logLevel.NOTHING }),
+      connectionTimeout: 3_000,
+      retry: { retries: 5, initialRetryTime: 100, maxRetryTime: 2_000 },
+    });
+  }
+
+  private getAdmin(): Promise<Admin> {
+    this.admin ??= (async () => {
+      const a = this.kafka.admin();
+      await a.connect();
+      return a;
+    })();
+    return this.admin;
+  }
+
+  private getProducer(): Promise<Producer> {
+    this.producer ??= (async () => {
+      const p = this.kafka.producer({
+        idempotent: true,
+        maxInFlightRequests: 1,
+        allowAutoTopicCreation: false,
+        createPartitioner: Partitioners.DefaultPartitioner,
+      });
+      await p.connect();
+      return p;
+    })();
+    return this.producer;
+  }
+
+  async ensureTopic(topic: string, opts: TopicOptions = {}): Promise<void> {
+    const admin = await this.getAdmin();
+    await admin.createTopics({
+      waitForLeaders: true,
+      topics: [
+        {
+          topic,
+          ...(opts.partitions ? { numPartitions: opts.partitions } : {}),
+          configEntries: opts.compacted ? [{ name: 'cleanup.policy', value: 'compact' }] : [],
+        },
+      ],
+    });
+    this.ensured.add(topic);
+  }
+
+  async publish(topic: string, messages: PublishMessage[]): Promise<void> {
+    if (messages.length === 0) return;
+    // A topic nobody ensured is created with the broker's defaults.
+    if (!this.ensured.has(topic)) await this.ensureTopic(topic);
+    const producer = await this.getProducer();
+    await producer.send({
+      topic,
+      acks: -1,
+      messages: messages.map((m) => ({ key: m.key, value: toBuffer(m.value), headers: m.headers })),
+    });
+  }
+
+  async subscribe(opts: SubscribeOptions): Promise<Subscription> {
+    const consumer = this.kafka.consumer({
+      groupId: opts.group,
+      sessionTimeout: this.opts.sessionTimeoutMs ?? 10_000,
+      heartbeatInterval: this.opts.heartbeatIntervalMs ?? 1_000,
+      rebalanceTimeout: this.opts.rebalanceTimeoutMs ?? 10_000,
+      maxWaitTimeInMs: this.opts.maxWaitTimeMs ?? 500,
+      allowAutoTopicCreation: false,
+    });
+    const sub = new KafkaSubscription(consumer, opts, this.opts, () => this.subs.delete(sub));
+    this.subs.add(sub);
+    try {
+      await sub.start();
+    } catch (e) {
+      await sub.close();
+      throw e;
+    }
+    return sub;
+  }
+
+  async readCompacted(topic: string): Promise<Map<string, EventMessage>> {
+    const admin = await this.getAdmin();
+    const ends = await admin.fetchTopicOffsets(topic);
+    // The last offset to read per partition; partitions with nothing left are done already.
+    const pending = new Map<number, bigint>();
+    for (const p of ends) if (BigInt(p.high) > BigInt(p.low)) pending.set(p.partition, BigInt(p.high) - 1n);
+    const out = new Map<string, EventMessage>();
+    if (pending.size === 0) return out;
+
+    const group = `${this.opts.clientId}.read-compacted.${randomUUID()}`;
+    const consumer = this.kafka.consumer({
+      groupId: group,
+      sessionTimeout: this.opts.sessionTimeoutMs ?? 10_000,
+      heartbeatInterval: this.opts.heartbeatIntervalMs ?? 1_000,
+      maxWaitTimeInMs: this.opts.maxWaitTimeMs ?? 500,
+      allowAutoTopicCreation: false,
+    });
+    const ms = this.opts.readyTimeoutMs ?? 30_000;
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      await consumer.connect();
+      await consumer.subscribe({ topics: [topic], fromBeginning: true });
+      await new Promise<void>((resolve, reject) => {
+        timer = setTimeout(() => reject(unavailable(`readCompacted ${topic}: not read to the end within ${ms} ms`)), ms);
+        consumer
+          .run({
+            autoCommit: false,
+            eachMessage: async ({ partition, message }) => {
+              const last = pending.get(partition);
+              if (last === undefined || BigInt(message.offset) > last) return;
+              const m = toEvent(topic, partition, message);
+              if (m.value === null) out.delete(m.key);
+              else {
+                out.delete(m.key); // keep the map in offset order of the latest values
+                out.set(m.key, m);
+              }
+              if (BigInt(message.offset) === last) {
+                pending.delete(partition);
+                if (pending.size === 0) resolve();
+              }
+            },
+          })
+          .catch(reject);
+      });
+    } finally {
+      clearTimeout(timer);
+      await consumer.disconnect().catch(() => undefined);
+      await admin.deleteGroups([group]).catch(() => undefined);
+    }
+    return out;
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([...this.subs].map((s) => s.close()));
+    const [p, a] = [this.producer, this.admin];
+    this.producer = this.admin = undefined;
+    await Promise.all([
+      p?.then((x) => x.disconnect()).catch(() => undefined),
+      a?.then((x) => x.disconnect()).catch(() => undefined),
+    ]);
+  }
+}
+
+class KafkaSubscription implements Subscription {
+  private readonly stop = new AbortController();
+  /** Set once a message could not be finished before close: nothing after it may be handled or committed. */
+  private halted = false;
+  private closing: Promise<void> | undefined;
+
+  constructor(
+    private readonly consumer: Consumer,
+    private readonly sub: SubscribeOptions,
+    private readonly opts: KafkaBusOptions,
+    private readonly onClosed: () => void,
+  ) {}
+
+  async start(): Promise<void> {
+    const { consumer, sub, opts } = this;
+    if (opts.onLag) {
+      const hook = opts.onLag;
+      consumer.on(consumer.events.END_BATCH_PROCESS, (e) =>
+        hook({ group: sub.group, topic: e.payload.topic, partition: e.payload.partition, lag: Number(e.payload.offsetLag) }),
+      );
+    }
+    await consumer.connect();
+    await consumer.subscribe({ topics: [sub.topic], fromBeginning: sub.fromBeginning ?? false });
+    const ready = joined(consumer, opts.readyTimeoutMs ?? 30_000, `subscribe ${sub.topic} as ${sub.group}`);
+    const running = consumer.run({
+      autoCommit: false,
+      eachMessage: async ({ topic, partition, message, heartbeat }) => {
+        if (this.halted) return;
+        const m = toEvent(topic, partition, message);
+        for (let failures = 0; ; failures++) {
+          if (this.stop.signal.aborted) {
+            this.halted = true;
+            return;
+          }
+          try {
+            await sub.handler(m);
+            break;
+          } catch (err) {
+            opts.logger?.warn({ err, topic, partition, group: sub.group, offset: m.offset }, 'event handler failed; will redeliver');
+            await sleep(retryDelay(failures, opts.retryInitialMs ?? 100, opts.retryMaxMs ?? 5_000), this.stop.signal);
+            await heartbeat().catch(() => undefined);
+          }
+        }
+        await consumer.commitOffsets([{ topic, partition, offset: (BigInt(message.offset) + 1n).toString() }]);
+      },
+    });
+    await Promise.all([running, ready]);
+  }
+
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      this.stop.abort();
+      await this.consumer.disconnect().catch((err: unknown) => {
+        this.opts.logger?.warn({ err }, 'kafka consumer disconnect failed');
+      });
+      this.onClosed();
+    })();
+    return this.closing;
+  }
+}
+

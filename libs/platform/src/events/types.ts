@@ -1,0 +1,89 @@
+/** The event-log seam: publish/subscribe with keys, consumer groups and committed offsets. */
+
+export interface EventMessage {
+  topic: string;
+  partition: number;
+  /** Offset within the partition, as a decimal string (Kafka's int64). */
+  offset: string;
+  key: string;
+  /** null is a tombstone on a compacted topic. */
+  value: Buffer | null;
+  headers: Record<string, string>;
+  /** Publish time, ms since the epoch. */
+  timestamp: number;
+}
+
+export interface PublishMessage {
+  key: string;
+  value: Buffer | string | null;
+  headers?: Record<string, string>;
+}
+
+export interface SubscribeOptions {
+  topic: string;
+  group: string;
+  /** Where a group with no committed offset starts: the oldest message (true) or the end (false, default). */
+  fromBeginning?: boolean;
+  /**
+   * Called once per message, in order per key. The offset is committed after it resolves;
+   * when it throws the same message is delivered again (after a backoff) before any later one.
+   */
+  handler: (m: EventMessage) => Promise<void>;
+}
+
+export interface Subscription {
+  /** Stops consuming; waits for the handler in flight (and commits it when it succeeded). */
+  close(): Promise<void>;
+}
+
+export interface TopicOptions {
+  /** Keep only the latest value per key (cleanup.policy=compact). */
+  compacted?: boolean;
+  /** Kafka partitions (the embedded log has one). */
+  partitions?: number;
+}
+
+/** How far a group is behind the end of a partition, reported after each batch. */
+export interface ConsumerLag {
+  group: string;
+  topic: string;
+  partition: number;
+  lag: number;
+}
+export type LagHook = (lag: ConsumerLag) => void;
+
+export interface EventBus {
+  readonly kind: 'kafka' | 'embedded';
+  /** Resolves when every message is durable (acknowledged / committed). */
+  publish(topic: string, messages: PublishMessage[]): Promise<void>;
+  /** At-least-once delivery to one member of the group; resolves once consuming has started. */
+  subscribe(opts: SubscribeOptions): Promise<Subscription>;
+  /** The latest message per key, read from the beginning to the current end; tombstones remove keys. */
+  readCompacted(topic: string): Promise<Map<string, EventMessage>>;
+  /** Creates the topic when missing (idempotent). */
+  ensureTopic(topic: string, opts?: TopicOptions): Promise<void>;
+  /** Closes every subscription and connection of this bus (not the Db it was given). */
+  close(): Promise<void>;
+}
+
+/** The retry delay after the n-th consecutive handler failure (0-based): doubling, capped. */
+export function retryDelay(n: number, initialMs: number, maxMs: number): number {
+  return Math.min(maxMs, initialMs * 2 ** Math.min(n, 20));
+}
+
+/** A sleep that ends early when the signal aborts. */
+export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal?.aborted) return resolve();
+    const done = () => {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal?.addEventListener('abort', done, { once: true });
+  });
+}
+
+export const toBuffer = (v: Buffer | string | null): Buffer | null =>
+  v === null ? null : Buffer.isBuffer(v) ? v : Buffer.from(v, 'utf8');
