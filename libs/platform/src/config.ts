@@ -109,7 +109,7 @@ export const platformSpec = {
   opsHost: str('SWITCHBOARD_OPS_HOST', '0.0.0.0', 'Address of the ops HTTP server (/metrics, /healthz, /readyz)'),
   opsPort: port('SWITCHBOARD_OPS_PORT', 9464, 'Port of the ops HTTP server; 0 picks a free one'),
   databaseUrl: optional('DATABASE_URL', 'PostgreSQL URL; unset means embedded PGlite under the data directory'),
-  dataDir: str('SWITCHBOARD_DATA_DIR', './data', 'Directory for embedded storage (PGlite) and files'),
+  dataDir: str('SWITCHBOARD_DATA_DIR', './data', 'Directory for embedded storage (PGlite) and files; :memory: keeps it in memory'),
   kafkaBrokers: setting(
     'KAFKA_BROKERS',
     undefined,

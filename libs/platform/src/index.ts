@@ -4,4 +4,7 @@ export * from './logging';
 export * from './metrics';
 export * from './ops-server';
 export * from './service';
+export * from './db';
+export * from './events';
 export * from './grpc';
+export * from './runner';
