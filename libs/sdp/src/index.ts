@@ -1,1 +1,2 @@
-export {};
+export * from './sdp';
+export * from './rewrite';
