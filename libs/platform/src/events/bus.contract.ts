@@ -47,7 +47,7 @@ export function eventBusContract(label: string, target: BusContractTarget): void
     test('publish then subscribe delivers every field', () =>
       withBus(async (bus) => {
         const t = topic();
-        await bus.ensureTopic(t);
+        await bus.ensureTopic(t, { partitions: 1 });
         const before = Date.now();
         await bus.publish(t, [
           { key: 'k1', value: 'hello', headers: { 'x-trace': 'abc' } },

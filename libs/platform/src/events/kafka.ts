@@ -179,6 +179,8 @@ export class KafkaBus implements EventBus {
       maxWaitTimeInMs: this.opts.maxWaitTimeMs ?? 500,
       allowAutoTopicCreation: false,
     });
+    if (!this.ensured.has(opts.topic)) await this.ensureTopic(opts.topic);
+    if (!opts.fromBeginning) await this.pinNewGroupToEnd(opts.group, opts.topic);
     const sub = new KafkaSubscription(consumer, opts, this.opts, () => this.subs.delete(sub));
     this.subs.add(sub);
     try {
@@ -188,6 +190,20 @@ export class KafkaBus implements EventBus {
       throw e;
     }
     return sub;
+  }
+
+  /**
+   * A group with no committed offset on the topic gets the current end committed now, so
+   * "start at the end" means the end when subscribe was called, not when the join finishes.
+   */
+  private async pinNewGroupToEnd(groupId: string, topic: string): Promise<void> {
+    const admin = await this.getAdmin();
+    const [committed] = await admin.fetchOffsets({ groupId, topics: [topic] });
+    if (committed && committed.partitions.some((p) => p.offset !== '-1')) return;
+    const ends = await admin.fetchTopicOffsets(topic);
+    await admin
+      .setOffsets({ groupId, topic, partitions: ends.map((p) => ({ partition: p.partition, offset: p.high })) })
+      .catch((err: unknown) => this.opts.logger?.debug({ err, groupId, topic }, 'group is active; offsets left as they are'));
   }
 
   async readCompacted(topic: string): Promise<Map<string, EventMessage>> {
