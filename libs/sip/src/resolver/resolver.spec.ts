@@ -1,6 +1,14 @@
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { SipResolver, orderSrv, withFailover, type DnsLookup, type NaptrRecord, type SrvRecord, type Target } from './resolver';
+import {
+  SipResolver,
+  orderSrv,
+  withFailover,
+  type DnsLookup,
+  type NaptrRecord,
+  type SrvRecord,
+  type Target,
+} from './resolver';
 
 function fakeDns(zone: {
   naptr?: Record<string, NaptrRecord[]>;
@@ -48,7 +56,10 @@ describe('SipResolver (RFC 3263)', () => {
   });
 
   test('explicit port: A/AAAA only, no NAPTR/SRV', async () => {
-    const dns = fakeDns({ a: { 'sip.example.com': ['192.0.2.5'] }, aaaa: { 'sip.example.com': ['2001:db8::5'] } });
+    const dns = fakeDns({
+      a: { 'sip.example.com': ['192.0.2.5'] },
+      aaaa: { 'sip.example.com': ['2001:db8::5'] },
+    });
     const r = new SipResolver({ dns });
     assert.deepEqual(brief(await r.resolve({ host: 'sip.example.com', port: 5080 })), [
       'udp:192.0.2.5:5080',
@@ -63,7 +74,9 @@ describe('SipResolver (RFC 3263)', () => {
       a: { 'p1.example.com': ['192.0.2.7'] },
     });
     const r = new SipResolver({ dns, ipv6: false });
-    assert.deepEqual(brief(await r.resolve({ host: 'example.com', transport: 'tcp' })), ['tcp:192.0.2.7:5070']);
+    assert.deepEqual(brief(await r.resolve({ host: 'example.com', transport: 'tcp' })), [
+      'tcp:192.0.2.7:5070',
+    ]);
   });
 
   test('NAPTR order/preference, then SRV, filtered by supported transports', async () => {
@@ -127,14 +140,25 @@ describe('orderSrv (RFC 2782)', () => {
     { name: 'b', port: 1, priority: 10, weight: 10 },
   ];
   test('priority ascending, weight decides within a priority', () => {
-    assert.deepEqual(orderSrv(recs, () => 0.99).map((r) => r.name), ['a', 'b', 'c']);
+    assert.deepEqual(
+      orderSrv(recs, () => 0.99).map((r) => r.name),
+      ['a', 'b', 'c'],
+    );
     // small random: running sum over weight-ascending order picks b (weight 10) first
-    assert.deepEqual(orderSrv(recs, () => 0.05).map((r) => r.name), ['b', 'a', 'c']);
+    assert.deepEqual(
+      orderSrv(recs, () => 0.05).map((r) => r.name),
+      ['b', 'a', 'c'],
+    );
   });
 });
 
 describe('withFailover', () => {
-  const ts: Target[] = [1, 2, 3].map((i) => ({ transport: 'udp', address: `192.0.2.${i}`, port: 5060, hostname: 'h' }));
+  const ts: Target[] = [1, 2, 3].map((i) => ({
+    transport: 'udp',
+    address: `192.0.2.${i}`,
+    port: 5060,
+    hostname: 'h',
+  }));
   test('moves on after transport error and 503/408, stops on other answers', async () => {
     const tried: string[] = [];
     const res = await withFailover(
@@ -151,7 +175,11 @@ describe('withFailover', () => {
     assert.deepEqual(res.result, { ok: true, value: 486, status: 486 });
   });
   test('returns the last failure when all fail', async () => {
-    const res = await withFailover(ts, async () => 408, (s) => s);
+    const res = await withFailover(
+      ts,
+      async () => 408,
+      (s) => s,
+    );
     assert.equal(res.target.address, '192.0.2.3');
     assert.equal(res.result.ok && res.result.status, 408);
   });

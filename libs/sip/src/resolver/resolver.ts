@@ -100,7 +100,16 @@ function bare(host: string): string {
   return host.length > 1 && host[0] === '[' && host[host.length - 1] === ']' ? host.slice(1, -1) : host;
 }
 
-const NO_DATA = new Set(['ENODATA', 'ENOTFOUND', 'ESERVFAIL', 'ENOTIMP', 'EREFUSED', 'ECONNREFUSED', 'ETIMEOUT', 'EBADRESP']);
+const NO_DATA = new Set([
+  'ENODATA',
+  'ENOTFOUND',
+  'ESERVFAIL',
+  'ENOTIMP',
+  'EREFUSED',
+  'ECONNREFUSED',
+  'ETIMEOUT',
+  'EBADRESP',
+]);
 
 async function quiet<T>(p: Promise<T[]>): Promise<T[]> {
   try {
@@ -124,7 +133,10 @@ export function orderSrv(records: SrvRecord[], random: () => number = Math.rando
   }
   const out: SrvRecord[] = [];
   for (const prio of [...byPriority.keys()].sort((a, b) => a - b)) {
-    const pool = byPriority.get(prio)!.slice().sort((a, b) => a.weight - b.weight);
+    const pool = byPriority
+      .get(prio)!
+      .slice()
+      .sort((a, b) => a.weight - b.weight);
     while (pool.length > 0) {
       const total = pool.reduce((s, r) => s + r.weight, 0);
       const pick = random() * (total + 1);
@@ -185,7 +197,9 @@ export class SipResolver {
     // §4.1 NAPTR.
     const allowed = this.transports.filter((t) => !secure || SECURE[t]);
     const naptr = (await quiet(this.dns.resolveNaptr(host)))
-      .filter((r) => r.flags.toLowerCase() === 's' && allowed.includes(NAPTR_SERVICE[r.service.toUpperCase()]))
+      .filter(
+        (r) => r.flags.toLowerCase() === 's' && allowed.includes(NAPTR_SERVICE[r.service.toUpperCase()]),
+      )
       .sort((a, b) => a.order - b.order || a.preference - b.preference);
     const out: Target[] = [];
     for (const r of naptr) {
@@ -197,7 +211,7 @@ export class SipResolver {
     for (const t of allowed) out.push(...(await this.srv(host, t)));
     if (out.length > 0) return out;
     // No SRV: A/AAAA with udp (tls for sips), default port.
-    const t = secure ? 'tls' : allowed.includes('udp') ? 'udp' : allowed[0] ?? 'udp';
+    const t = secure ? 'tls' : allowed.includes('udp') ? 'udp' : (allowed[0] ?? 'udp');
     return this.hosts(host, t, DEFAULT_PORT[t]);
   }
 

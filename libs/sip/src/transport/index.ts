@@ -1,0 +1,5 @@
+export * from './types';
+export * from './layer';
+export * from './response-target';
+export { ContentLengthFramer, defaultFramer } from './framing';
+export type { Framer, FramerFactory, FramerSink } from './connection';
