@@ -18,3 +18,4 @@ export {
 export { SipMessage, SipRequest, SipResponse, HeaderField, isRequest, isResponse, type BodyInput } from './message';
 export { parseMessage, KNOWN_METHODS, type ParseOptions } from './parser';
 export { createRequest, createResponse, newBranch, newTag, newCallId, REASON_PHRASES, type RequestInit, type ResponseOptions } from './builders';
+export { StreamFramer, type StreamFramerHandlers, type StreamFramerOptions } from './framing';

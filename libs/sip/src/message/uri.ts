@@ -334,28 +334,27 @@ function parseTel(s: string, i: number): TelUri {
 
 const MUST_MATCH = ['user', 'ttl', 'method', 'maddr', 'transport'];
 
-function pv(v: string | null | undefined): string | null | undefined {
-  return v == null ? v : unescapeBinary(v).toLowerCase();
+function paramMap(p: Params): Map<string, string | null> {
+  const m = new Map<string, string | null>();
+  for (const [n, v] of p.list) m.set(unescapeBinary(n).toLowerCase(), v === null ? null : unescapeBinary(v).toLowerCase());
+  return m;
 }
 
 function sipUriEquals(a: SipUri, b: SipUri): boolean {
   if (a.scheme !== b.scheme) return false;
   if ((a.user === null) !== (b.user === null)) return false;
   if (a.user !== null && unescapeBinary(a.user) !== unescapeBinary(b.user!)) return false;
-  if ((a.password ?? null) !== null || (b.password ?? null) !== null) {
-    if (a.password === null || b.password === null) return false;
-    if (unescapeBinary(a.password) !== unescapeBinary(b.password)) return false;
-  }
+  if ((a.password === null) !== (b.password === null)) return false;
+  if (a.password !== null && unescapeBinary(a.password) !== unescapeBinary(b.password!)) return false;
   if (a.hostname !== b.hostname) return false;
   if (a.port !== b.port) return false;
+  const pa = paramMap(a.params);
+  const pb = paramMap(b.params);
   for (const name of MUST_MATCH) {
-    if (pv(a.params.get(name)) !== pv(b.params.get(name))) return false;
+    if (pa.get(name) !== pb.get(name)) return false;
   }
-  for (const [name, v] of a.params.list) {
-    const lname = name.toLowerCase();
-    if (MUST_MATCH.includes(lname)) continue;
-    const w = b.params.get(name);
-    if (w !== undefined && pv(v) !== pv(w)) return false;
+  for (const [name, v] of pa) {
+    if (pb.has(name) && pb.get(name) !== v) return false;
   }
   if (a.headers.length !== b.headers.length) return false;
   const hb = new Map(b.headers.map(([n, v]) => [unescapeBinary(n).toLowerCase(), unescapeBinary(v)]));
@@ -370,7 +369,7 @@ function telUriEquals(a: TelUri, b: TelUri): boolean {
   if (a.params.size !== b.params.size) return false;
   for (const [n, v] of a.params.list) {
     const w = b.params.get(n);
-    if (w === undefined || pv(v) !== pv(w)) return false;
+    if (w === undefined || (v === null ? null : v.toLowerCase()) !== (w === null ? null : w.toLowerCase())) return false;
   }
   return true;
 }
