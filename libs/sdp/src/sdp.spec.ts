@@ -224,3 +224,49 @@ describe('typed accessors', () => {
     }
   });
 });
+
+describe('parser robustness (property)', () => {
+  test('any input either parses or throws SdpParseError; parsed input round-trips', async () => {
+    const fc = (await import('fast-check')).default;
+    const line = fc.oneof(
+      fc.constantFrom(
+        'v=0',
+        'o=- 1 2 IN IP4 192.0.2.1',
+        's=-',
+        'c=IN IP4 192.0.2.1',
+        'c=IN IP6 ::1/2',
+        't=0 0',
+        'm=audio 4000 RTP/AVP 0 8',
+        'm=video 0 RTP/AVP 96',
+        'a=rtpmap:0 PCMU/8000',
+        'a=rtcp:4001 IN IP4 192.0.2.1',
+        'a=sendonly',
+        'a=rtcp-mux',
+        'b=AS:64',
+        'y=0100000001',
+        '',
+      ),
+      fc.string({ maxLength: 30 }),
+    );
+    fc.assert(
+      fc.property(fc.array(line, { maxLength: 25 }), fc.boolean(), (lines, crlf) => {
+        const text = lines.join(crlf ? '\r\n' : '\n');
+        let s;
+        try {
+          s = parse(text);
+        } catch (e) {
+          if (!(e instanceof SdpParseError)) throw e;
+          return;
+        }
+        const out = serialize(s);
+        assert.equal(serialize(parse(out)), out);
+        for (const m of s.media) {
+          void m.rtpmaps;
+          void m.rtcp;
+          void m.direction;
+        }
+      }),
+      { numRuns: 500, seed: 11 },
+    );
+  });
+});

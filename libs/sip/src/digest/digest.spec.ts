@@ -9,6 +9,7 @@ import {
   parseAuthHeader,
   parseChallenges,
   parseCredentials,
+  quote,
   type DigestHashName,
 } from './index';
 
@@ -607,5 +608,66 @@ describe('server: DigestServer', () => {
     const d = server.challenge();
     assert.equal(v(d, 1).ok, true);
     assert.equal(server.trackedNonces, 1);
+  });
+});
+
+describe('parser robustness (property)', () => {
+  test('any input either parses or throws DigestParseError', async () => {
+    const fc = (await import('fast-check')).default;
+    const piece = fc.constantFrom(
+      'Digest ',
+      'username=',
+      '"',
+      '\\',
+      ',',
+      ' ',
+      '\r\n ',
+      '\n',
+      '=',
+      'a',
+      'nc=00000001',
+      'qop=auth',
+    );
+    fc.assert(
+      fc.property(
+        fc.oneof(
+          fc.string({ maxLength: 200 }),
+          fc.array(piece, { maxLength: 40 }).map((a) => a.join('')),
+        ),
+        (s) => {
+          try {
+            parseCredentials(s);
+          } catch (e) {
+            if (!(e instanceof DigestParseError)) throw e;
+          }
+          try {
+            parseChallenges(s);
+          } catch (e) {
+            if (!(e instanceof DigestParseError)) throw e;
+          }
+        },
+      ),
+      { numRuns: 500, seed: 42 },
+    );
+  });
+
+  test('formatted credentials parse back to the same values', async () => {
+    const fc = (await import('fast-check')).default;
+    fc.assert(
+      fc.property(fc.string({ maxLength: 30 }), fc.string({ maxLength: 30 }), (username, realm) => {
+        const v = answerChallenge({
+          challengeValue: `Digest realm=${quote(realm)}, nonce="n", qop="auth"`,
+          method: 'REGISTER',
+          uri: 'sip:x',
+          username,
+          password: 'p',
+          cnonce: 'c',
+        });
+        const c = parseCredentials(v);
+        assert.equal(c.username, username);
+        assert.equal(c.realm, realm);
+      }),
+      { numRuns: 300, seed: 7 },
+    );
   });
 });

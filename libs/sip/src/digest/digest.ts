@@ -342,7 +342,8 @@ export class DigestServer {
       ? input.ha1ByAlgorithm[hash]
       : input.lookupHa1?.(c.username, c.realm, hash);
     // Unknown user: hash against a dummy HA1 anyway so the work done is the same.
-    const userHa1 = stored ?? h(hash, `${c.username}:${c.realm}:${this.secret.toString('hex')}`);
+    const dummyHa1 = h(hash, `${c.username}:${c.realm}:${this.secret.toString('hex')}`);
+    const userHa1 = stored ?? dummyHa1;
     const expected = computeResponse({
       algorithm,
       ha1: userHa1,
