@@ -1,7 +1,8 @@
 import type { ServiceModule } from '@switchboard/platform';
+import { registrarService } from '../services/registrar/src/main';
 
 /**
  * Every service this build can run, in the order `switchboard targets` lists
  * them. Each service issue adds its module here.
  */
-export const SERVICES: readonly ServiceModule[] = [];
+export const SERVICES: readonly ServiceModule[] = [registrarService as ServiceModule];

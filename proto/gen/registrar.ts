@@ -71,8 +71,10 @@ export interface Binding {
 /** One Contact of a REGISTER with its requested (relative) expiry. */
 export interface ContactUpdate {
   uri: string;
-  /** seconds from now as requested (Contact expires param or Expires header); 0 removes */
-  expires: number;
+  /** seconds from now as requested (Contact expires param or Expires header); 0 removes; absent: the registrar default */
+  expires?:
+    | number
+    | undefined;
   /** thousandths */
   q?: number | undefined;
   instanceId: string;
@@ -619,7 +621,7 @@ export const Binding: MessageFns<Binding> = {
 };
 
 function createBaseContactUpdate(): ContactUpdate {
-  return { uri: "", expires: 0, q: undefined, instanceId: "", regId: 0 };
+  return { uri: "", expires: undefined, q: undefined, instanceId: "", regId: 0 };
 }
 
 export const ContactUpdate: MessageFns<ContactUpdate> = {
@@ -627,7 +629,7 @@ export const ContactUpdate: MessageFns<ContactUpdate> = {
     if (message.uri !== "") {
       writer.uint32(10).string(message.uri);
     }
-    if (message.expires !== 0) {
+    if (message.expires !== undefined) {
       writer.uint32(16).uint32(message.expires);
     }
     if (message.q !== undefined) {
@@ -710,7 +712,7 @@ export const ContactUpdate: MessageFns<ContactUpdate> = {
   fromJSON(object: any): ContactUpdate {
     return {
       uri: isSet(object.uri) ? globalThis.String(object.uri) : "",
-      expires: isSet(object.expires) ? globalThis.Number(object.expires) : 0,
+      expires: isSet(object.expires) ? globalThis.Number(object.expires) : undefined,
       q: isSet(object.q) ? globalThis.Number(object.q) : undefined,
       instanceId: isSet(object.instanceId)
         ? globalThis.String(object.instanceId)
@@ -730,7 +732,7 @@ export const ContactUpdate: MessageFns<ContactUpdate> = {
     if (message.uri !== "") {
       obj.uri = message.uri;
     }
-    if (message.expires !== 0) {
+    if (message.expires !== undefined) {
       obj.expires = Math.round(message.expires);
     }
     if (message.q !== undefined) {
@@ -751,7 +753,7 @@ export const ContactUpdate: MessageFns<ContactUpdate> = {
   fromPartial<I extends Exact<DeepPartial<ContactUpdate>, I>>(object: I): ContactUpdate {
     const message = createBaseContactUpdate();
     message.uri = object.uri ?? "";
-    message.expires = object.expires ?? 0;
+    message.expires = object.expires ?? undefined;
     message.q = object.q ?? undefined;
     message.instanceId = object.instanceId ?? "";
     message.regId = object.regId ?? 0;

@@ -1,0 +1,97 @@
+/**
+ * Durable bindings with group commit: writes queued within one tick (or up to
+ * a batch size) go to the database in one transaction, so registrations per
+ * second are not bounded by one round trip each. A caller's promise resolves
+ * only once its write is committed.
+ */
+import type { Db } from '@switchboard/platform';
+import type { Binding } from './bindings';
+
+interface Pending {
+  aor: string;
+  bindings: Binding[];
+  done: (err?: Error) => void;
+}
+
+export interface BindingStore {
+  loadAll(): Promise<Map<string, Binding[]>>;
+  /** Persist the full binding set of an AoR (empty deletes the row); resolves when committed. */
+  save(aor: string, bindings: Binding[]): Promise<void>;
+  flush(): Promise<void>;
+}
+
+export interface BindingStoreOptions {
+  maxBatch?: number;
+  /** Called after each committed batch with the latest bindings per AoR (the registrar publishes them); a save resolves after it. */
+  afterCommit?: (latest: Map<string, Binding[]>) => Promise<void>;
+  onBatch?: (size: number) => void;
+}
+
+export function createBindingStore(db: Db, opts: BindingStoreOptions = {}): BindingStore {
+  const maxBatch = opts.maxBatch ?? 500;
+  let queue: Pending[] = [];
+  let running: Promise<void> | undefined;
+
+  async function writeBatch(batch: Pending[]): Promise<void> {
+    // The latest state per AoR wins within a batch.
+    const latest = new Map<string, Binding[]>();
+    for (const p of batch) latest.set(p.aor, p.bindings);
+    const upserts = [...latest].filter(([, b]) => b.length > 0);
+    const deletes = [...latest].filter(([, b]) => b.length === 0).map(([aor]) => aor);
+    await db.transaction(async (tx) => {
+      if (upserts.length) {
+        await tx.query(
+          `INSERT INTO registrar.aors (aor, bindings, next_expiry, updated_at)
+           SELECT x.aor, x.bindings, x.next_expiry, x.updated_at
+           FROM jsonb_to_recordset($1::jsonb) AS x(aor text, bindings jsonb, next_expiry bigint, updated_at bigint)
+           ON CONFLICT (aor) DO UPDATE SET bindings = EXCLUDED.bindings, next_expiry = EXCLUDED.next_expiry, updated_at = EXCLUDED.updated_at`,
+          [
+            JSON.stringify(
+              upserts.map(([aor, bindings]) => ({
+                aor,
+                bindings,
+                next_expiry: Math.min(...bindings.map((b) => b.expires)),
+                updated_at: Math.max(...bindings.map((b) => b.updatedAt)),
+              })),
+            ),
+          ],
+        );
+      }
+      if (deletes.length) await tx.query('DELETE FROM registrar.aors WHERE aor = ANY($1::text[])', [deletes]);
+    });
+    await opts.afterCommit?.(latest);
+    opts.onBatch?.(batch.length);
+  }
+
+  async function drain(): Promise<void> {
+    while (queue.length) {
+      const batch = queue.slice(0, maxBatch);
+      queue = queue.slice(batch.length);
+      try {
+        await writeBatch(batch);
+        for (const p of batch) p.done();
+      } catch (e) {
+        for (const p of batch) p.done(e as Error);
+      }
+    }
+    running = undefined;
+  }
+
+  return {
+    async loadAll() {
+      const r = await db.query<{ aor: string; bindings: Binding[] }>('SELECT aor, bindings FROM registrar.aors');
+      return new Map(r.rows.map((row) => [row.aor, row.bindings]));
+    },
+    save(aor, bindings) {
+      return new Promise<void>((resolve, reject) => {
+        queue.push({ aor, bindings, done: (err) => (err ? reject(err) : resolve()) });
+        // Group commit: the first writer of a tick starts a drain after the tick,
+        // so every save queued in the same tick shares one transaction.
+        running ??= new Promise<void>((r) => setImmediate(r)).then(drain);
+      });
+    },
+    async flush() {
+      while (running) await running;
+    },
+  };
+}
