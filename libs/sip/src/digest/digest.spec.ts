@@ -9,7 +9,7 @@ import {
   parseAuthHeader,
   parseChallenges,
   parseCredentials,
-  quote,
+  quoteAuthParam as quote,
   type DigestHashName,
 } from './index';
 
