@@ -43,16 +43,32 @@ export function dbContract(label: string, open: () => Promise<Db>): void {
 
     test('query with $n parameters returns rows and rowCount, same types on every adapter', () =>
       inSchema(async (s) => {
-        await db.exec(`CREATE TABLE ${s}.t (id bigserial PRIMARY KEY, name text, blob bytea, doc jsonb, at timestamptz, n numeric)`);
+        await db.exec(
+          `CREATE TABLE ${s}.t (id bigserial PRIMARY KEY, name text, blob bytea, doc jsonb, at timestamptz, n numeric)`,
+        );
         const ins = await db.query(
           `INSERT INTO ${s}.t (name, blob, doc, at, n) VALUES ($1, $2, $3, $4, $5), ($6, NULL, NULL, NULL, NULL)`,
-          ['alice', Buffer.from([0, 1, 255]), JSON.stringify({ a: 1 }), new Date('2024-01-02T03:04:05Z'), '12.50', 'bob'],
+          [
+            'alice',
+            Buffer.from([0, 1, 255]),
+            JSON.stringify({ a: 1 }),
+            new Date('2024-01-02T03:04:05Z'),
+            '12.50',
+            'bob',
+          ],
         );
         assert.equal(ins.rowCount, 2);
-        const r = await db.query<{ id: string; name: string; blob: Buffer | null; doc: unknown; at: Date | null; n: string | null }>(
-          `SELECT id, name, blob, doc, at, n FROM ${s}.t WHERE name = $1 OR name = $2 ORDER BY id`,
-          ['alice', 'bob'],
-        );
+        const r = await db.query<{
+          id: string;
+          name: string;
+          blob: Buffer | null;
+          doc: unknown;
+          at: Date | null;
+          n: string | null;
+        }>(`SELECT id, name, blob, doc, at, n FROM ${s}.t WHERE name = $1 OR name = $2 ORDER BY id`, [
+          'alice',
+          'bob',
+        ]);
         assert.equal(r.rowCount, 2);
         assert.equal(r.rows[0].id, '1');
         assert.equal(r.rows[0].name, 'alice');
@@ -77,7 +93,10 @@ export function dbContract(label: string, open: () => Promise<Db>): void {
         });
         assert.equal(out, 'done');
         const r = await db.query<{ v: number }>(`SELECT v FROM ${s}.t ORDER BY v`);
-        assert.deepEqual(r.rows.map((x) => x.v), [1, 2]);
+        assert.deepEqual(
+          r.rows.map((x) => x.v),
+          [1, 2],
+        );
       }));
 
     test('transaction rolls back when the callback throws, and rethrows', () =>
@@ -106,7 +125,9 @@ export function dbContract(label: string, open: () => Promise<Db>): void {
 
     test('concurrent transactions and queries do not interleave', () =>
       inSchema(async (s) => {
-        await db.exec(`CREATE TABLE ${s}.t (v text); CREATE TABLE ${s}.counter (n int); INSERT INTO ${s}.counter VALUES (0);`);
+        await db.exec(
+          `CREATE TABLE ${s}.t (v text); CREATE TABLE ${s}.counter (n int); INSERT INTO ${s}.counter VALUES (0);`,
+        );
         // A writes, yields many times, then fails; B and a plain query run meanwhile.
         // Had their statements landed inside A's transaction, A's rollback would take them too.
         const a = db.transaction(async (tx) => {
@@ -125,7 +146,10 @@ export function dbContract(label: string, open: () => Promise<Db>): void {
         assert.equal(rb.status, 'fulfilled');
         assert.equal(rc.status, 'fulfilled');
         const r = await db.query<{ v: string }>(`SELECT v FROM ${s}.t ORDER BY v`);
-        assert.deepEqual(r.rows.map((x) => x.v), ['b1', 'b2', 'c1']);
+        assert.deepEqual(
+          r.rows.map((x) => x.v),
+          ['b1', 'b2', 'c1'],
+        );
 
         // Read-modify-write under a row lock: no lost update among 10 concurrent transactions.
         await Promise.all(
@@ -149,19 +173,34 @@ export function dbContract(label: string, open: () => Promise<Db>): void {
           'README.md': 'not a migration',
         });
         const first = await migrate(db, { schema, dir });
-        assert.deepEqual(first.map((m) => m.file), ['001_create.sql', '002_seed.sql']);
+        assert.deepEqual(
+          first.map((m) => m.file),
+          ['001_create.sql', '002_seed.sql'],
+        );
         const again = await migrate(db, { schema, dir });
         assert.deepEqual(again, []);
         const items = await db.query<{ name: string }>(`SELECT name FROM ${schema}.item`);
-        assert.deepEqual(items.rows.map((x) => x.name), ['first']);
+        assert.deepEqual(
+          items.rows.map((x) => x.name),
+          ['first'],
+        );
         const log = await db.query<{ version: number; name: string; applied_at: Date }>(
           `SELECT version, name, applied_at FROM ${schema}.schema_migrations ORDER BY version`,
         );
-        assert.deepEqual(log.rows.map((x) => [x.version, x.name]), [[1, 'create'], [2, 'seed']]);
+        assert.deepEqual(
+          log.rows.map((x) => [x.version, x.name]),
+          [
+            [1, 'create'],
+            [2, 'seed'],
+          ],
+        );
         assert.ok(log.rows[0].applied_at instanceof Date);
         // A file added later is the only one applied next time.
         writeFileSync(join(dir, '003_more.sql'), `INSERT INTO item (name) VALUES ('second');`);
-        assert.deepEqual((await migrate(db, { schema, dir })).map((m) => m.version), [3]);
+        assert.deepEqual(
+          (await migrate(db, { schema, dir })).map((m) => m.version),
+          [3],
+        );
         assert.equal((await db.query(`SELECT 1 FROM ${schema}.item`)).rowCount, 2);
       } finally {
         await db.exec(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
@@ -179,7 +218,10 @@ export function dbContract(label: string, open: () => Promise<Db>): void {
         const [x, y] = await Promise.all([migrate(db, { schema, dir }), migrate(db, { schema, dir })]);
         assert.equal(x.length + y.length, 3);
         const r = await db.query<{ n: number }>(`SELECT n FROM ${schema}.hits ORDER BY n`);
-        assert.deepEqual(r.rows.map((z) => z.n), [1, 2]);
+        assert.deepEqual(
+          r.rows.map((z) => z.n),
+          [1, 2],
+        );
       } finally {
         await db.exec(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
       }
@@ -203,13 +245,22 @@ export function dbContract(label: string, open: () => Promise<Db>): void {
           `SELECT table_name FROM information_schema.tables WHERE table_schema = $1 ORDER BY table_name`,
           [schema],
         );
-        assert.deepEqual(tables.rows.map((t) => t.table_name), ['good', 'schema_migrations']);
+        assert.deepEqual(
+          tables.rows.map((t) => t.table_name),
+          ['good', 'schema_migrations'],
+        );
         assert.equal((await db.query(`SELECT 1 FROM ${schema}.good`)).rowCount, 0);
         const log = await db.query<{ version: number }>(`SELECT version FROM ${schema}.schema_migrations`);
-        assert.deepEqual(log.rows.map((x) => x.version), [1]);
+        assert.deepEqual(
+          log.rows.map((x) => x.version),
+          [1],
+        );
         // Fixed, it applies on the next run.
         writeFileSync(join(dir, '002_bad.sql'), `CREATE TABLE half (n int);`);
-        assert.deepEqual((await migrate(db, { schema, dir })).map((m) => m.version), [2, 3]);
+        assert.deepEqual(
+          (await migrate(db, { schema, dir })).map((m) => m.version),
+          [2, 3],
+        );
       } finally {
         await db.exec(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
       }

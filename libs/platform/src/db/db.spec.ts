@@ -1,13 +1,15 @@
 import { after, before } from 'node:test';
+import { requirePostgres, testPostgresUrl } from '../testing';
 import { dbContract } from './db.contract';
 import { openDb } from './open';
-import { createTestDatabase, DEFAULT_TEST_PG_URL, type TestDatabase } from './test-databases';
+import { createTestDatabase, type TestDatabase } from './test-databases';
 
 dbContract('PGlite in memory', () => openDb({ memory: true }));
 
 let pgdb: TestDatabase;
 before(async () => {
-  pgdb = await createTestDatabase(process.env.SWITCHBOARD_TEST_DATABASE_URL ?? DEFAULT_TEST_PG_URL);
+  await requirePostgres();
+  pgdb = await createTestDatabase(testPostgresUrl());
 });
 after(async () => {
   await pgdb?.drop();

@@ -30,7 +30,10 @@ export function listMigrations(dir: string): Migration[] {
   out.sort((a, b) => a.version - b.version);
   for (let i = 1; i < out.length; i++) {
     if (out[i].version === out[i - 1].version) {
-      throw invalidArgument('dir', `migrations ${out[i - 1].file} and ${out[i].file} share version ${out[i].version}`);
+      throw invalidArgument(
+        'dir',
+        `migrations ${out[i - 1].file} and ${out[i].file} share version ${out[i].version}`,
+      );
     }
   }
   return out;
@@ -43,7 +46,8 @@ export function listMigrations(dir: string): Migration[] {
  * processes starting at once apply each file once. Returns the migrations applied now.
  */
 export async function migrate(db: Db, opts: MigrateOptions): Promise<Migration[]> {
-  if (!SCHEMA.test(opts.schema)) throw invalidArgument('schema', `bad schema name ${JSON.stringify(opts.schema)}`);
+  if (!SCHEMA.test(opts.schema))
+    throw invalidArgument('schema', `bad schema name ${JSON.stringify(opts.schema)}`);
   const q = `"${opts.schema}"`;
   const lockKey = `switchboard.migrate.${opts.schema}`;
   const files = listMigrations(opts.dir);
@@ -75,12 +79,17 @@ export async function migrate(db: Db, opts: MigrateOptions): Promise<Migration[]
         if (seen.rowCount > 0) return false;
         await tx.exec(`SET LOCAL search_path TO ${q}`);
         await tx.exec(sql);
-        await tx.query(`INSERT INTO ${q}.schema_migrations (version, name) VALUES ($1, $2)`, [m.version, m.name]);
+        await tx.query(`INSERT INTO ${q}.schema_migrations (version, name) VALUES ($1, $2)`, [
+          m.version,
+          m.name,
+        ]);
         return true;
       })
       .catch((e: unknown) => {
         const msg = e instanceof Error ? e.message : String(e);
-        throw new DomainError('internal', `migration ${opts.schema}/${m.file} failed: ${msg}`, undefined, { cause: e });
+        throw new DomainError('internal', `migration ${opts.schema}/${m.file} failed: ${msg}`, undefined, {
+          cause: e,
+        });
       });
     if (ran) done.push(m);
   }

@@ -10,7 +10,10 @@ export interface PgOptions {
   onError?: (err: Error) => void;
 }
 
-const toResult = <T>(r: pg.QueryResult): QueryResult<T> => ({ rows: r.rows as T[], rowCount: r.rowCount ?? 0 });
+const toResult = <T>(r: pg.QueryResult): QueryResult<T> => ({
+  rows: r.rows as T[],
+  rowCount: r.rowCount ?? 0,
+});
 
 /** PostgreSQL through a node-postgres Pool. */
 export async function openPgPool(opts: PgOptions): Promise<Db> {

@@ -40,7 +40,8 @@ export async function openPglite(opts: PgliteOptions = {}): Promise<Db> {
     transaction<T>(fn: (tx: DbTx) => Promise<T>): Promise<T> {
       return pg.transaction(async (t) => {
         const tx: DbTx = {
-          query: async <R>(sql: string, params?: unknown[]) => toResult<R>(await t.query(sql, params as unknown[] | undefined)),
+          query: async <R>(sql: string, params?: unknown[]) =>
+            toResult<R>(await t.query(sql, params as unknown[] | undefined)),
           exec: async (sql: string) => {
             await t.exec(sql);
           },

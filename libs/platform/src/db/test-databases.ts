@@ -1,11 +1,9 @@
 /**
  * Test support: a freshly created PostgreSQL database per suite, dropped after.
- * The server URL comes from testing/infra (testPostgresUrl) when present.
+ * The server is the one of testing/infra's testPostgresUrl().
  */
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
-
-export const DEFAULT_TEST_PG_URL = 'postgres://postgres@127.0.0.1:5432/switchboard_test';
 
 export interface TestDatabase {
   url: string;

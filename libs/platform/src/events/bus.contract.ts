@@ -35,7 +35,10 @@ export function eventBusContract(label: string, target: BusContractTarget): void
     after(async () => {
       await target.dropTopics?.(topics);
     });
-    async function withBus(fn: (bus: EventBus) => Promise<void>, hooks: { onLag?: LagHook } = {}): Promise<void> {
+    async function withBus(
+      fn: (bus: EventBus) => Promise<void>,
+      hooks: { onLag?: LagHook } = {},
+    ): Promise<void> {
       const bus = await target.open(hooks);
       try {
         await fn(bus);
@@ -55,7 +58,12 @@ export function eventBusContract(label: string, target: BusContractTarget): void
           { key: 'k3', value: null },
         ]);
         const got: EventMessage[] = [];
-        const sub = await bus.subscribe({ topic: t, group: uniqueName('g'), fromBeginning: true, handler: async (m) => void got.push(m) });
+        const sub = await bus.subscribe({
+          topic: t,
+          group: uniqueName('g'),
+          fromBeginning: true,
+          handler: async (m) => void got.push(m),
+        });
         try {
           await until(() => got.length >= 3, '3 messages');
         } finally {
@@ -71,7 +79,10 @@ export function eventBusContract(label: string, target: BusContractTarget): void
         assert.deepEqual(a.headers, { 'x-trace': 'abc' });
         assert.match(a.offset, /^\d+$/);
         assert.ok(BigInt(b.offset) > BigInt(a.offset));
-        assert.ok(a.timestamp >= before - 60_000 && a.timestamp <= Date.now() + 60_000, `timestamp ${a.timestamp}`);
+        assert.ok(
+          a.timestamp >= before - 60_000 && a.timestamp <= Date.now() + 60_000,
+          `timestamp ${a.timestamp}`,
+        );
         assert.deepEqual([...b.value!], [0, 1, 2, 255]);
         assert.deepEqual(b.headers, {});
         assert.equal(c.key, 'k3');
@@ -84,10 +95,18 @@ export function eventBusContract(label: string, target: BusContractTarget): void
         await bus.ensureTopic(t, { partitions: 3 });
         const keys = ['alice', 'bob', 'carol', 'dave', 'erin'];
         for (let i = 0; i < 40; i += 8) {
-          await bus.publish(t, Array.from({ length: 8 }, (_, j) => ({ key: keys[(i + j) % keys.length], value: String(i + j) })));
+          await bus.publish(
+            t,
+            Array.from({ length: 8 }, (_, j) => ({ key: keys[(i + j) % keys.length], value: String(i + j) })),
+          );
         }
         const got: EventMessage[] = [];
-        const sub = await bus.subscribe({ topic: t, group: uniqueName('g'), fromBeginning: true, handler: async (m) => void got.push(m) });
+        const sub = await bus.subscribe({
+          topic: t,
+          group: uniqueName('g'),
+          fromBeginning: true,
+          handler: async (m) => void got.push(m),
+        });
         try {
           await until(() => got.length >= 40, '40 messages');
         } finally {
@@ -96,7 +115,11 @@ export function eventBusContract(label: string, target: BusContractTarget): void
         assert.equal(got.length, 40);
         for (const k of keys) {
           const seq = got.filter((m) => m.key === k).map((m) => Number(text(m)));
-          assert.deepEqual(seq, [...seq].sort((x, y) => x - y), `order of key ${k}`);
+          assert.deepEqual(
+            seq,
+            [...seq].sort((x, y) => x - y),
+            `order of key ${k}`,
+          );
           assert.equal(seq.length, 8);
         }
       }));
@@ -110,8 +133,18 @@ export function eventBusContract(label: string, target: BusContractTarget): void
         const got1: string[] = [];
         const got2: string[] = [];
         const [s1, s2] = await Promise.all([
-          bus.subscribe({ topic: t, group: uniqueName('g1'), fromBeginning: true, handler: async (m) => void got1.push(text(m)!) }),
-          bus.subscribe({ topic: t, group: uniqueName('g2'), fromBeginning: true, handler: async (m) => void got2.push(text(m)!) }),
+          bus.subscribe({
+            topic: t,
+            group: uniqueName('g1'),
+            fromBeginning: true,
+            handler: async (m) => void got1.push(text(m)!),
+          }),
+          bus.subscribe({
+            topic: t,
+            group: uniqueName('g2'),
+            fromBeginning: true,
+            handler: async (m) => void got2.push(text(m)!),
+          }),
         ]);
         try {
           await until(() => got1.length >= 10 && got2.length >= 10, 'both groups');
@@ -128,15 +161,26 @@ export function eventBusContract(label: string, target: BusContractTarget): void
         const t = topic();
         const group = uniqueName('g');
         await bus.ensureTopic(t, { partitions: 1 });
-        const msgs = (from: number) => Array.from({ length: 5 }, (_, i) => ({ key: 'same', value: String(from + i) }));
+        const msgs = (from: number) =>
+          Array.from({ length: 5 }, (_, i) => ({ key: 'same', value: String(from + i) }));
         await bus.publish(t, msgs(1));
         const first: string[] = [];
-        const s1 = await bus.subscribe({ topic: t, group, fromBeginning: true, handler: async (m) => void first.push(text(m)!) });
+        const s1 = await bus.subscribe({
+          topic: t,
+          group,
+          fromBeginning: true,
+          handler: async (m) => void first.push(text(m)!),
+        });
         await until(() => first.length >= 5, 'first 5');
         await s1.close();
         await bus.publish(t, msgs(6));
         const second: string[] = [];
-        const s2 = await bus.subscribe({ topic: t, group, fromBeginning: true, handler: async (m) => void second.push(text(m)!) });
+        const s2 = await bus.subscribe({
+          topic: t,
+          group,
+          fromBeginning: true,
+          handler: async (m) => void second.push(text(m)!),
+        });
         try {
           await until(() => second.length >= 5, 'next 5');
         } finally {
@@ -152,7 +196,11 @@ export function eventBusContract(label: string, target: BusContractTarget): void
         await bus.ensureTopic(t, { partitions: 1 });
         await bus.publish(t, [{ key: 'k', value: 'old' }]);
         const got: string[] = [];
-        const sub = await bus.subscribe({ topic: t, group: uniqueName('g'), handler: async (m) => void got.push(text(m)!) });
+        const sub = await bus.subscribe({
+          topic: t,
+          group: uniqueName('g'),
+          handler: async (m) => void got.push(text(m)!),
+        });
         try {
           await bus.publish(t, [{ key: 'k', value: 'new' }]);
           await until(() => got.length >= 1, 'the new message');
@@ -192,6 +240,43 @@ export function eventBusContract(label: string, target: BusContractTarget): void
         assert.deepEqual(seen, ['m1', 'm1', 'm2']);
       }));
 
+    test('a message whose handler never succeeded is delivered again after close and resubscribe', () =>
+      withBus(async (bus) => {
+        const t = topic();
+        const group = uniqueName('g');
+        await bus.ensureTopic(t, { partitions: 1 });
+        await bus.publish(
+          t,
+          ['m1', 'm2', 'm3'].map((v) => ({ key: 'k', value: v })),
+        );
+        const first: string[] = [];
+        const s1 = await bus.subscribe({
+          topic: t,
+          group,
+          fromBeginning: true,
+          handler: async (m) => {
+            first.push(text(m)!);
+            if (text(m) === 'm2') throw new Error('down');
+          },
+        });
+        await until(() => first.filter((v) => v === 'm2').length >= 2, 'm2 retried');
+        await s1.close();
+        const second: string[] = [];
+        const s2 = await bus.subscribe({
+          topic: t,
+          group,
+          fromBeginning: true,
+          handler: async (m) => void second.push(text(m)!),
+        });
+        try {
+          await until(() => second.length >= 2, 'm2 and m3');
+        } finally {
+          await s2.close();
+        }
+        assert.ok(!first.includes('m3'), `m3 handled before m2 succeeded: ${first}`);
+        assert.deepEqual(second, ['m2', 'm3']);
+      }));
+
     test('readCompacted gives the latest value per key and honours tombstones', () =>
       withBus(async (bus) => {
         const t = topic();
@@ -223,9 +308,17 @@ export function eventBusContract(label: string, target: BusContractTarget): void
           const t = topic();
           const group = uniqueName('g');
           await bus.ensureTopic(t, { partitions: 1 });
-          await bus.publish(t, [1, 2, 3].map((i) => ({ key: 'k', value: String(i) })));
+          await bus.publish(
+            t,
+            [1, 2, 3].map((i) => ({ key: 'k', value: String(i) })),
+          );
           let n = 0;
-          const sub = await bus.subscribe({ topic: t, group, fromBeginning: true, handler: async () => void n++ });
+          const sub = await bus.subscribe({
+            topic: t,
+            group,
+            fromBeginning: true,
+            handler: async () => void n++,
+          });
           try {
             await until(() => n >= 3 && reports.some((r) => r.group === group && r.lag === 0), 'lag 0');
           } finally {

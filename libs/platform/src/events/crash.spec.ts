@@ -23,7 +23,10 @@ const KILL_AFTER = 60;
 /** Runs the publisher until it has acknowledged KILL_AFTER numbers, SIGKILLs it, returns what it acknowledged. */
 function publishThenKill(args: string[]): Promise<number[]> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', FIXTURE, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, ['--import', 'tsx', FIXTURE, ...args], {
+      cwd: ROOT,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     const acked: number[] = [];
     let buf = '';
     let stderr = '';
@@ -74,8 +77,14 @@ describe('crash: acknowledged messages survive SIGKILL of the publisher', () => 
         const logged = r.rows.map((x) => Number(x.value.toString()));
         assertAllPresent(acked, logged);
         // The log is whole: offsets 0.. dense, and the numbers in publish order without gaps.
-        assert.deepEqual(r.rows.map((x) => Number(x.offset)), logged.map((_, i) => i));
-        assert.deepEqual(logged, logged.map((_, i) => i + 1));
+        assert.deepEqual(
+          r.rows.map((x) => Number(x.offset)),
+          logged.map((_, i) => i),
+        );
+        assert.deepEqual(
+          logged,
+          logged.map((_, i) => i + 1),
+        );
         // And it is still writable after the crash.
         await bus.publish(topic, [{ key: 'after', value: 'crash' }]);
         assert.equal((await bus.readCompacted(topic)).get('after')?.value?.toString(), 'crash');
@@ -92,7 +101,12 @@ describe('crash: acknowledged messages survive SIGKILL of the publisher', () => 
     await requireKafka();
     const topic = uniqueName('crash');
     const acked = await publishThenKill(['kafka', testKafkaBrokers().join(','), topic]);
-    const bus = new KafkaBus({ brokers: testKafkaBrokers(), clientId: uniqueName('crash_check'), sessionTimeoutMs: 6_000, heartbeatIntervalMs: 300 });
+    const bus = new KafkaBus({
+      brokers: testKafkaBrokers(),
+      clientId: uniqueName('crash_check'),
+      sessionTimeoutMs: 6_000,
+      heartbeatIntervalMs: 300,
+    });
     try {
       const all = await bus.readCompacted(topic); // keys are unique: every message
       assertAllPresent(acked, [...all.keys()].map(Number));

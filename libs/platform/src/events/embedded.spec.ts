@@ -41,9 +41,22 @@ describe('embedded log specifics', () => {
       const group = uniqueName('g');
       const a: string[] = [];
       const b: string[] = [];
-      const sa = await bus.subscribe({ topic: t, group, fromBeginning: true, handler: async (m) => void a.push(m.value!.toString()) });
-      const sb = await bus.subscribe({ topic: t, group, fromBeginning: true, handler: async (m) => void b.push(m.value!.toString()) });
-      await bus.publish(t, [1, 2, 3].map((i) => ({ key: 'k', value: String(i) })));
+      const sa = await bus.subscribe({
+        topic: t,
+        group,
+        fromBeginning: true,
+        handler: async (m) => void a.push(m.value!.toString()),
+      });
+      const sb = await bus.subscribe({
+        topic: t,
+        group,
+        fromBeginning: true,
+        handler: async (m) => void b.push(m.value!.toString()),
+      });
+      await bus.publish(
+        t,
+        [1, 2, 3].map((i) => ({ key: 'k', value: String(i) })),
+      );
       await until(() => a.length + b.length >= 3, 'first 3');
       const [first, firstSub, secondGot] = a.length > 0 ? [a, sa, b] : [b, sb, a];
       assert.deepEqual(first, ['1', '2', '3']);
@@ -71,11 +84,45 @@ describe('embedded log specifics', () => {
       const before = await bus.readCompacted(t);
       assert.equal(await bus.compact(t), 2);
       const afterCompaction = await bus.readCompacted(t);
-      assert.deepEqual([...afterCompaction.entries()].map(([k, m]) => [k, m.value?.toString()]), [['a', '2']]);
+      assert.deepEqual(
+        [...afterCompaction.entries()].map(([k, m]) => [k, m.value?.toString()]),
+        [['a', '2']],
+      );
       assert.deepEqual([...before.keys()], [...afterCompaction.keys()]);
     } finally {
       await bus.close();
     }
+  });
+
+  test('a compacted topic is compacted lazily after compactEvery messages', async () => {
+    const bus = await openEmbeddedBus({ db: mem, compactEvery: 4 });
+    const t = uniqueName('bus');
+    const plain = uniqueName('bus');
+    try {
+      await bus.ensureTopic(t, { compacted: true });
+      await bus.publish(t, [
+        { key: 'a', value: '1' },
+        { key: 'b', value: '1' },
+        { key: 'a', value: '2' },
+      ]);
+      await bus.publish(
+        plain,
+        [1, 2, 3, 4, 5].map((i) => ({ key: 'a', value: String(i) })),
+      );
+      await bus.publish(t, [{ key: 'b', value: '2' }]);
+    } finally {
+      await bus.close(); // waits for the background compaction
+    }
+    const count = async (topic: string) =>
+      Number(
+        (
+          await mem.query<{ n: string }>(`SELECT count(*) AS n FROM eventlog.events WHERE topic = $1`, [
+            topic,
+          ])
+        ).rows[0].n,
+      );
+    assert.equal(await count(t), 2);
+    assert.equal(await count(plain), 5);
   });
 
   test('rejects a bad topic name', async () => {

@@ -38,6 +38,8 @@ export interface EmbeddedBusOptions {
   /** Handler retry backoff: first delay and cap (ms). */
   retryInitialMs?: number;
   retryMaxMs?: number;
+  /** Compact a compacted topic after this many messages published through this bus (default 1000; 0 = never). */
+  compactEvery?: number;
 }
 
 export const EVENTLOG_SCHEMA = 'eventlog';
@@ -87,7 +89,9 @@ export async function openEmbeddedBus(opts: EmbeddedBusOptions): Promise<Embedde
   await migrate(opts.db, { schema: EVENTLOG_SCHEMA, dir: MIGRATIONS });
   if (opts.db.kind === 'pglite') {
     // A PGlite data directory belongs to one process: leases left by a killed one are void.
-    await opts.db.query(`UPDATE eventlog.consumer_offsets SET owner = NULL, lease_until = NULL WHERE owner IS NOT NULL`);
+    await opts.db.query(
+      `UPDATE eventlog.consumer_offsets SET owner = NULL, lease_until = NULL WHERE owner IS NOT NULL`,
+    );
   }
   return new EmbeddedBus(opts);
 }
@@ -97,6 +101,9 @@ export class EmbeddedBus implements EventBus {
   private readonly subs = new Set<EmbeddedSubscription>();
   private readonly waker: EventEmitter;
   private closed = false;
+  private readonly compactedTopic = new Map<string, boolean>();
+  private readonly sinceCompaction = new Map<string, number>();
+  private compacting: Promise<void> = Promise.resolve();
 
   constructor(private readonly opts: EmbeddedBusOptions) {
     this.waker = wakerOf(opts.db);
@@ -104,10 +111,10 @@ export class EmbeddedBus implements EventBus {
 
   async ensureTopic(topic: string, opts: TopicOptions = {}): Promise<void> {
     checkTopic(topic);
-    await this.opts.db.query(`INSERT INTO eventlog.topics (name, compacted) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING`, [
-      topic,
-      opts.compacted ?? false,
-    ]);
+    await this.opts.db.query(
+      `INSERT INTO eventlog.topics (name, compacted) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING`,
+      [topic, opts.compacted ?? false],
+    );
   }
 
   async publish(topic: string, messages: PublishMessage[]): Promise<void> {
@@ -138,6 +145,35 @@ export class EmbeddedBus implements EventBus {
       }
     });
     this.waker.emit('wake', topic);
+    await this.maybeCompact(topic, messages.length);
+  }
+
+  /** Lazy compaction: every compactEvery messages on a compacted topic, superseded rows go (in the background). */
+  private async maybeCompact(topic: string, published: number): Promise<void> {
+    const every = this.opts.compactEvery ?? 1000;
+    if (every <= 0) return;
+    let compacted = this.compactedTopic.get(topic);
+    if (compacted === undefined) {
+      const r = await this.opts.db.query<{ compacted: boolean }>(
+        `SELECT compacted FROM eventlog.topics WHERE name = $1`,
+        [topic],
+      );
+      compacted = r.rows[0]?.compacted ?? false;
+      this.compactedTopic.set(topic, compacted);
+    }
+    if (!compacted) return;
+    const n = (this.sinceCompaction.get(topic) ?? 0) + published;
+    if (n < every) {
+      this.sinceCompaction.set(topic, n);
+      return;
+    }
+    this.sinceCompaction.set(topic, 0);
+    this.compacting = this.compacting
+      .then(() => this.compact(topic))
+      .then(
+        () => undefined,
+        (err: unknown) => this.opts.logger?.warn({ err, topic }, 'event log compaction failed'),
+      );
   }
 
   async subscribe(opts: SubscribeOptions): Promise<Subscription> {
@@ -183,6 +219,7 @@ export class EmbeddedBus implements EventBus {
   async close(): Promise<void> {
     this.closed = true;
     await Promise.all([...this.subs].map((s) => s.close()));
+    await this.compacting;
   }
 }
 
@@ -247,7 +284,10 @@ class EmbeddedSubscription implements Subscription {
 
   private async reportLag(committed: bigint): Promise<void> {
     if (!this.opts.onLag) return;
-    const r = await this.db.query<{ next_offset: string }>(`SELECT next_offset FROM eventlog.topics WHERE name = $1`, [this.sub.topic]);
+    const r = await this.db.query<{ next_offset: string }>(
+      `SELECT next_offset FROM eventlog.topics WHERE name = $1`,
+      [this.sub.topic],
+    );
     const lag = Number(BigInt(r.rows[0]?.next_offset ?? '0') - committed);
     if (lag === this.lastLag) return;
     this.lastLag = lag;
@@ -255,7 +295,8 @@ class EmbeddedSubscription implements Subscription {
   }
 
   private async run(): Promise<void> {
-    const pollMs = this.opts.pollMs ?? 500;
+    // PGlite has one process: publishes wake subscribers in-process, polling is only a fallback.
+    const pollMs = this.opts.pollMs ?? (this.db.kind === 'pglite' ? 2_000 : 500);
     const batchSize = this.opts.batchSize ?? 100;
     let failures = 0;
     while (!this.stop.signal.aborted) {
@@ -279,7 +320,10 @@ class EmbeddedSubscription implements Subscription {
             await this.sub.handler(m);
           } catch (err) {
             // Not committed: the next round fetches this message again.
-            this.opts.logger?.warn({ err, topic: m.topic, group: this.sub.group, offset: m.offset }, 'event handler failed; will redeliver');
+            this.opts.logger?.warn(
+              { err, topic: m.topic, group: this.sub.group, offset: m.offset },
+              'event handler failed; will redeliver',
+            );
             failed = true;
             break;
           }
@@ -288,7 +332,10 @@ class EmbeddedSubscription implements Subscription {
         }
         await this.reportLag(committed);
         if (failed) {
-          await sleep(retryDelay(failures++, this.opts.retryInitialMs ?? 100, this.opts.retryMaxMs ?? 5_000), this.stop.signal);
+          await sleep(
+            retryDelay(failures++, this.opts.retryInitialMs ?? 100, this.opts.retryMaxMs ?? 5_000),
+            this.stop.signal,
+          );
           continue;
         }
         failures = 0;
@@ -296,8 +343,14 @@ class EmbeddedSubscription implements Subscription {
         else this.dirty = true;
       } catch (err) {
         if (this.stop.signal.aborted) break;
-        this.opts.logger?.error({ err, topic: this.sub.topic, group: this.sub.group }, 'event log consumer error; retrying');
-        await sleep(retryDelay(failures++, this.opts.retryInitialMs ?? 100, this.opts.retryMaxMs ?? 5_000), this.stop.signal);
+        this.opts.logger?.error(
+          { err, topic: this.sub.topic, group: this.sub.group },
+          'event log consumer error; retrying',
+        );
+        await sleep(
+          retryDelay(failures++, this.opts.retryInitialMs ?? 100, this.opts.retryMaxMs ?? 5_000),
+          this.stop.signal,
+        );
       }
     }
   }

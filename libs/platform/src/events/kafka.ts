@@ -96,7 +96,8 @@ function joined(consumer: Consumer, ms: number, what: string): Promise<void> {
     offs.push(consumer.on(consumer.events.GROUP_JOIN, () => done()));
     offs.push(
       consumer.on(consumer.events.CRASH, (e) => {
-        if (!e.payload.restart) done(unavailable(`${what}: consumer crashed: ${e.payload.error.message}`, e.payload.error));
+        if (!e.payload.restart)
+          done(unavailable(`${what}: consumer crashed: ${e.payload.error.message}`, e.payload.error));
       }),
     );
   });
@@ -114,7 +115,9 @@ export class KafkaBus implements EventBus {
     this.kafka = new Kafka({
       clientId: opts.clientId,
       brokers: opts.brokers,
-      ...(opts.logger ? { logLevel: logLevel.WARN, logCreator: kafkaLogCreator(opts.logger) } : { logLevel: logLevel.NOTHING }),
+      ...(opts.logger
+        ? { logLevel: logLevel.WARN, logCreator: kafkaLogCreator(opts.logger) }
+        : { logLevel: logLevel.NOTHING }),
       connectionTimeout: 3_000,
       retry: { retries: 5, initialRetryTime: 100, maxRetryTime: 2_000 },
     });
@@ -202,8 +205,14 @@ export class KafkaBus implements EventBus {
     if (committed && committed.partitions.some((p) => p.offset !== '-1')) return;
     const ends = await admin.fetchTopicOffsets(topic);
     await admin
-      .setOffsets({ groupId, topic, partitions: ends.map((p) => ({ partition: p.partition, offset: p.high })) })
-      .catch((err: unknown) => this.opts.logger?.debug({ err, groupId, topic }, 'group is active; offsets left as they are'));
+      .setOffsets({
+        groupId,
+        topic,
+        partitions: ends.map((p) => ({ partition: p.partition, offset: p.high })),
+      })
+      .catch((err: unknown) =>
+        this.opts.logger?.debug({ err, groupId, topic }, 'group is active; offsets left as they are'),
+      );
   }
 
   async readCompacted(topic: string): Promise<Map<string, EventMessage>> {
@@ -229,7 +238,10 @@ export class KafkaBus implements EventBus {
       await consumer.connect();
       await consumer.subscribe({ topics: [topic], fromBeginning: true });
       await new Promise<void>((resolve, reject) => {
-        timer = setTimeout(() => reject(unavailable(`readCompacted ${topic}: not read to the end within ${ms} ms`)), ms);
+        timer = setTimeout(
+          () => reject(unavailable(`readCompacted ${topic}: not read to the end within ${ms} ms`)),
+          ms,
+        );
         consumer
           .run({
             autoCommit: false,
@@ -287,9 +299,20 @@ class KafkaSubscription implements Subscription {
     if (opts.onLag) {
       const hook = opts.onLag;
       consumer.on(consumer.events.END_BATCH_PROCESS, (e) =>
-        hook({ group: sub.group, topic: e.payload.topic, partition: e.payload.partition, lag: Number(e.payload.offsetLag) }),
+        hook({
+          group: sub.group,
+          topic: e.payload.topic,
+          partition: e.payload.partition,
+          lag: Number(e.payload.offsetLag),
+        }),
       );
     }
+    consumer.on(consumer.events.CRASH, (e) =>
+      opts.logger?.error(
+        { err: e.payload.error, topic: sub.topic, group: sub.group, restart: e.payload.restart },
+        'kafka consumer crashed',
+      ),
+    );
     await consumer.connect();
     await consumer.subscribe({ topics: [sub.topic], fromBeginning: sub.fromBeginning ?? false });
     const ready = joined(consumer, opts.readyTimeoutMs ?? 30_000, `subscribe ${sub.topic} as ${sub.group}`);
@@ -307,12 +330,20 @@ class KafkaSubscription implements Subscription {
             await sub.handler(m);
             break;
           } catch (err) {
-            opts.logger?.warn({ err, topic, partition, group: sub.group, offset: m.offset }, 'event handler failed; will redeliver');
-            await sleep(retryDelay(failures, opts.retryInitialMs ?? 100, opts.retryMaxMs ?? 5_000), this.stop.signal);
+            opts.logger?.warn(
+              { err, topic, partition, group: sub.group, offset: m.offset },
+              'event handler failed; will redeliver',
+            );
+            await sleep(
+              retryDelay(failures, opts.retryInitialMs ?? 100, opts.retryMaxMs ?? 5_000),
+              this.stop.signal,
+            );
             await heartbeat().catch(() => undefined);
           }
         }
-        await consumer.commitOffsets([{ topic, partition, offset: (BigInt(message.offset) + 1n).toString() }]);
+        await consumer.commitOffsets([
+          { topic, partition, offset: (BigInt(message.offset) + 1n).toString() },
+        ]);
       },
     });
     await Promise.all([running, ready]);
@@ -329,4 +360,3 @@ class KafkaSubscription implements Subscription {
     return this.closing;
   }
 }
-

@@ -18,7 +18,12 @@ export interface OpenEventBusOptions {
 /** Kafka when brokers are given, else the embedded log in db. */
 export async function openEventBus(opts: OpenEventBusOptions): Promise<EventBus> {
   if (opts.kafkaBrokers && opts.kafkaBrokers.length > 0) {
-    return new KafkaBus({ brokers: opts.kafkaBrokers, clientId: opts.clientId, logger: opts.logger, onLag: opts.onLag });
+    return new KafkaBus({
+      brokers: opts.kafkaBrokers,
+      clientId: opts.clientId,
+      logger: opts.logger,
+      onLag: opts.onLag,
+    });
   }
   return openEmbeddedBus({ db: opts.db, logger: opts.logger, onLag: opts.onLag });
 }
