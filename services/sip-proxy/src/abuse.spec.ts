@@ -1,0 +1,58 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { AbuseGuard } from './abuse';
+
+const make = (exempt: (a: string) => boolean = () => false) => {
+  let now = 0;
+  const guard = new AbuseGuard(
+    { maxRequests: 3, windowMs: 1000, blockMs: 5000 },
+    { maxFailures: 2, windowMs: 60_000, banMs: 10_000 },
+    () => now,
+    exempt,
+  );
+  return { guard, tick: (ms: number) => (now += ms) };
+};
+
+test('a source over the request rate is limited until the block ends; others are not', () => {
+  const { guard, tick } = make();
+  assert.deepEqual([1, 2, 3].map(() => guard.admit('198.51.100.1')), ['ok', 'ok', 'ok']);
+  assert.equal(guard.admit('198.51.100.1'), 'rate-limited');
+  assert.equal(guard.admit('198.51.100.2'), 'ok');
+  tick(4000);
+  assert.equal(guard.admit('198.51.100.1'), 'rate-limited', 'still blocked');
+  tick(1001);
+  assert.equal(guard.admit('198.51.100.1'), 'ok');
+  assert.equal(guard.bannedSources(), 0);
+});
+
+test('a new window resets the count', () => {
+  const { guard, tick } = make();
+  for (let i = 0; i < 3; i++) guard.admit('a');
+  tick(1000);
+  assert.equal(guard.admit('a'), 'ok');
+});
+
+test('repeated authentication failures ban the source and the user', () => {
+  const { guard, tick } = make();
+  guard.authFailed('203.0.113.9', 'alice');
+  guard.authFailed('203.0.113.9', 'alice');
+  assert.equal(guard.admit('203.0.113.9'), 'ok', 'at the limit, not over it');
+  guard.authFailed('203.0.113.9', 'alice');
+  assert.equal(guard.admit('203.0.113.9'), 'banned');
+  assert.equal(guard.userBanned('alice'), true);
+  assert.equal(guard.userBanned('bob'), false);
+  assert.equal(guard.bannedSources(), 1);
+  tick(10_001);
+  assert.equal(guard.admit('203.0.113.9'), 'ok');
+  assert.equal(guard.userBanned('alice'), false);
+});
+
+test('a success clears the source count; exempt sources are never limited', () => {
+  const { guard } = make((a) => a === '192.0.2.1');
+  guard.authFailed('a', 'u');
+  guard.authFailed('a', 'u');
+  guard.authSucceeded('a');
+  guard.authFailed('a', 'v');
+  assert.equal(guard.admit('a'), 'ok');
+  for (let i = 0; i < 10; i++) assert.equal(guard.admit('192.0.2.1'), 'ok');
+});

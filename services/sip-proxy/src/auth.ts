@@ -1,0 +1,82 @@
+/**
+ * Digest authentication at the proxy edge (RFC 3261 §22): REGISTER is
+ * challenged with 401/WWW-Authenticate, other requests with
+ * 407/Proxy-Authenticate. An unknown user and a wrong password get the same
+ * answer on the wire (a fresh challenge, and 403 once banned), so nothing
+ * tells an attacker which users exist.
+ */
+import { createResponse, newTag, parseCredentials, type DigestServer, type SipRequest, type SipResponse } from '@switchboard/sip';
+import type { SubscriberRecord } from '@switchboard/contracts';
+import type { AbuseGuard } from './abuse';
+
+export interface SubscriberLookup {
+  /** The subscriber of an AoR `sip:user@domain`. */
+  byAor(aor: string): SubscriberRecord | undefined;
+}
+
+export type AuthOutcome =
+  | { ok: true; subscriber: SubscriberRecord }
+  | { ok: false; response: SipResponse; reason: string; user?: string };
+
+export class Authenticator {
+  constructor(
+    private readonly digest: DigestServer,
+    private readonly subscribers: SubscriberLookup,
+    private readonly guard: AbuseGuard,
+    private readonly onFailure: (reason: string) => void = () => {},
+  ) {}
+
+  /**
+   * Check the request's credentials for `realm`. REGISTER uses Authorization
+   * and 401; anything else Proxy-Authorization and 407.
+   */
+  check(req: SipRequest, sourceAddress: string, realm: string): AuthOutcome {
+    const isRegister = req.method === 'REGISTER';
+    const values = isRegister ? req.authorization : req.proxyAuthorization;
+    const challenge = (stale = false) => {
+      const header = isRegister ? 'WWW-Authenticate' : 'Proxy-Authenticate';
+      return createResponse(req, isRegister ? 401 : 407, undefined, {
+        toTag: req.toTag ? undefined : newTag(),
+        headers: this.digest.challenge({ realm, stale }).map((v) => [header, v] as [string, string]),
+      });
+    };
+    const forbidden = () => createResponse(req, 403, 'Forbidden', { toTag: req.toTag ? undefined : newTag() });
+
+    let creds;
+    for (const v of values) {
+      try {
+        const c = parseCredentials(v);
+        if (c.realm === realm) {
+          creds = c;
+          break;
+        }
+      } catch {
+        // A malformed credential counts as none for this realm; try the next one.
+      }
+    }
+    if (!creds) return { ok: false, response: challenge(), reason: 'no_credentials' };
+    if (this.guard.userBanned(creds.username)) {
+      return { ok: false, response: forbidden(), reason: 'user_banned', user: creds.username };
+    }
+    const aor = `sip:${creds.username}@${realm}`;
+    const sub = this.subscribers.byAor(aor);
+    const enabled = sub?.enabled !== false;
+    const result = this.digest.verify({
+      credentials: creds,
+      method: req.method,
+      realm,
+      lookupHa1: (_user, _realm, hash) =>
+        sub && enabled ? (hash === 'SHA-256' ? sub.ha1Sha256 : hash === 'MD5' ? sub.ha1 : undefined) : undefined,
+      entityBody: req.body,
+    });
+    if (result.ok && sub && enabled) {
+      this.guard.authSucceeded(sourceAddress);
+      return { ok: true, subscriber: sub };
+    }
+    const reason = result.ok ? 'disabled' : result.reason;
+    if (reason === 'stale') return { ok: false, response: challenge(true), reason };
+    this.guard.authFailed(sourceAddress, creds.username);
+    this.onFailure(reason);
+    return { ok: false, response: challenge(), reason, user: creds.username };
+  }
+}

@@ -1,0 +1,104 @@
+/**
+ * The registrar front (RFC 3261 §10.3 steps 1-8 at the edge): authenticate,
+ * check the request, hand the bindings to the registrar service and answer
+ * with the AoR's current contacts. Step 8's rules themselves live in the
+ * registrar service.
+ */
+import { createResponse, isSipUri, newTag, type SipRequest, type SipResponse } from '@switchboard/sip';
+import { DomainError } from '@switchboard/platform';
+import type { RegisterRequest, RegisterResponse } from '@switchboard/proto/registrar';
+import type { Authenticator } from './auth';
+import type { Domains } from './domains';
+
+/** Where a request came from (the transport layer's Source). */
+export interface Source {
+  transport: string;
+  address: string;
+  port: number;
+  localAddress: string;
+  localPort: number;
+  connId: number | undefined;
+}
+
+export interface RegistrarApi {
+  register(req: RegisterRequest): Promise<RegisterResponse>;
+}
+
+/** Where the REGISTER came from, as stored with the binding (NAT traversal, outbound flows). */
+export const receivedOf = (source: Source) => ({
+  address: source.address,
+  port: source.port,
+  transport: source.transport,
+  flowId: source.connId === undefined ? '' : String(source.connId),
+  localSocket: `${source.transport}:${source.localAddress}:${source.localPort}`,
+});
+
+export class RegistrarFront {
+  constructor(
+    private readonly domains: Domains,
+    private readonly auth: Authenticator,
+    private readonly registrar: RegistrarApi,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  async handle(req: SipRequest, source: Source): Promise<SipResponse> {
+    const reply = (status: number, reason?: string, headers: [string, string][] = []) =>
+      createResponse(req, status, reason, { toTag: req.toTag ? undefined : newTag(), headers });
+
+    // Step 1: the Request-URI names a domain we are the registrar for.
+    const ruri = req.uri;
+    if (!isSipUri(ruri) || !this.domains.domainOf(ruri)) return reply(403, 'Not a local domain');
+    // Step 3: the To header carries the address-of-record.
+    const toUri = req.to.uri;
+    if (!isSipUri(toUri)) return reply(404, 'Not Found');
+    const aor = this.domains.aorOf(toUri);
+    if (!aor) return reply(404, 'Not Found');
+
+    // Step 4: authenticate; step 5: the user may modify this AoR's bindings.
+    const realm = this.domains.domainOf(toUri)!;
+    const a = this.auth.check(req, source.address, realm);
+    if (!a.ok) return a.response;
+    if (a.subscriber.aor !== aor) return reply(403, 'Forbidden');
+
+    // Step 6: '*' only alone and with Expires: 0.
+    const contacts = req.contacts;
+    if (req.contactStar) {
+      if (contacts.length > 0 || req.expires !== 0) return reply(400, 'Invalid Contact *');
+    }
+    const headerExpires = req.expires;
+    let result: RegisterResponse;
+    try {
+      result = await this.registrar.register({
+        aor,
+        removeAll: req.contactStar,
+        contacts: contacts.map((c) => ({
+          uri: c.uri.toString(),
+          expires: c.expires ?? headerExpires,
+          q: c.q === undefined || Number.isNaN(c.q) ? undefined : Math.round(Math.min(Math.max(c.q, 0), 1) * 1000),
+          instanceId: c.instance ?? '',
+          regId: c.regId ?? 0,
+        })),
+        callId: req.callId,
+        cseq: req.cseq.seq,
+        path: req.getHeaderValues('Path'),
+        received: receivedOf(source),
+        userAgent: req.getHeader('User-Agent') ?? '',
+      });
+    } catch (e) {
+      if (e instanceof DomainError && e.kind === 'failed_precondition') return reply(500, 'Out Of Order REGISTER');
+      if (e instanceof DomainError && e.kind === 'permission_denied') return reply(403, 'Too Many Contacts');
+      return reply(503, 'Registrar Unavailable', [['Retry-After', '5']]);
+    }
+    if (result.minExpires) return reply(423, 'Interval Too Brief', [['Min-Expires', String(result.minExpires)]]);
+
+    // Step 8: 200 OK with every current binding and its remaining time.
+    const nowSec = Math.floor(this.now() / 1000);
+    const headers: [string, string][] = result.bindings.map((b) => [
+      'Contact',
+      `<${b.contact}>;expires=${Math.max(b.expires - nowSec, 0)}${b.q !== undefined ? `;q=${(b.q / 1000).toFixed(3).replace(/\.?0+$/, '')}` : ''}`,
+    ]);
+    for (const p of req.getHeaderValues('Path')) headers.push(['Path', p]); // RFC 3327 §5.3
+    headers.push(['Date', new Date(this.now()).toUTCString()]);
+    return reply(200, 'OK', headers);
+  }
+}
