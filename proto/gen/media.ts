@@ -47,8 +47,12 @@ export interface OfferRequest {
   receivedFrom: string;
   /** ng "transport-protocol", e.g. "RTP/AVP"; empty keeps the offer's */
   transportProtocol: string;
-  /** ng "ICE": "remove", "force", "" */
+  /** ng "ICE": "remove" (default: the relay does no ICE), "keep" */
   ice: string;
+  /** set on a re-INVITE inside a dialogue */
+  toTag: string;
+  /** ng "rtcp-mux": "offer", "demux" ("accept" on answers) */
+  rtcpMux: string[];
 }
 
 export interface AnswerRequest {
@@ -63,6 +67,8 @@ export interface AnswerRequest {
   receivedFrom: string;
   transportProtocol: string;
   ice: string;
+  /** ng "rtcp-mux": "accept", "demux" */
+  rtcpMux: string[];
 }
 
 export interface OfferResponse {
@@ -128,6 +134,22 @@ export interface Stream {
     | undefined;
   /** unix seconds, 0 for never */
   lastPacket: number;
+  /** endpoint was learned from packets (symmetric RTP) */
+  latched: boolean;
+  /** RTP: packets lost before the relay (sequence gaps); RTCP: cumulative lost the peer reported */
+  lost: number;
+  /** RTP: interarrival jitter at the relay; RTCP: jitter the peer reported */
+  jitterMs: number;
+  /** RTCP: round-trip time from the peer's report blocks (LSR/DLSR), 0 when unknown */
+  rttMs: number;
+  /** packets dropped on this port (strict source, no destination) */
+  dropped: number;
+  /** last SSRC seen */
+  ssrc: number;
+  /** relay address of local_port */
+  localAddress: string;
+  /** RTCP: last fraction lost the peer reported (0..1) */
+  fractionLost: number;
 }
 
 /** One side of the call (ng "tags" entry). */
@@ -147,7 +169,13 @@ export interface CallStats {
   legs: Leg[];
   /** totals */
   rtp?: PacketStats | undefined;
-  rtcp?: PacketStats | undefined;
+  rtcp?:
+    | PacketStats
+    | undefined;
+  /** unix seconds the call ended, 0 while live */
+  deleted: number;
+  /** "delete", "timeout", "" while live */
+  endReason: string;
 }
 
 export interface ListRequest {
@@ -171,6 +199,8 @@ function createBaseOfferRequest(): OfferRequest {
     receivedFrom: "",
     transportProtocol: "",
     ice: "",
+    toTag: "",
+    rtcpMux: [],
   };
 }
 
@@ -205,6 +235,12 @@ export const OfferRequest: MessageFns<OfferRequest> = {
     }
     if (message.ice !== "") {
       writer.uint32(82).string(message.ice);
+    }
+    if (message.toTag !== "") {
+      writer.uint32(90).string(message.toTag);
+    }
+    for (const v of message.rtcpMux) {
+      writer.uint32(98).string(v!);
     }
     return writer;
   },
@@ -302,6 +338,22 @@ export const OfferRequest: MessageFns<OfferRequest> = {
             message.ice = reader.string();
             continue;
           }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.toTag = reader.string();
+            continue;
+          }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.rtcpMux.push(reader.string());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -348,6 +400,16 @@ export const OfferRequest: MessageFns<OfferRequest> = {
         ? globalThis.String(object.transport_protocol)
         : "",
       ice: isSet(object.ice) ? globalThis.String(object.ice) : "",
+      toTag: isSet(object.toTag)
+        ? globalThis.String(object.toTag)
+        : isSet(object.to_tag)
+        ? globalThis.String(object.to_tag)
+        : "",
+      rtcpMux: globalThis.Array.isArray(object?.rtcpMux)
+        ? object.rtcpMux.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.rtcp_mux)
+        ? object.rtcp_mux.map((e: any) => globalThis.String(e))
+        : [],
     };
   },
 
@@ -383,6 +445,12 @@ export const OfferRequest: MessageFns<OfferRequest> = {
     if (message.ice !== "") {
       obj.ice = message.ice;
     }
+    if (message.toTag !== "") {
+      obj.toTag = message.toTag;
+    }
+    if (message.rtcpMux?.length) {
+      obj.rtcpMux = message.rtcpMux;
+    }
     return obj;
   },
 
@@ -401,6 +469,8 @@ export const OfferRequest: MessageFns<OfferRequest> = {
     message.receivedFrom = object.receivedFrom ?? "";
     message.transportProtocol = object.transportProtocol ?? "";
     message.ice = object.ice ?? "";
+    message.toTag = object.toTag ?? "";
+    message.rtcpMux = object.rtcpMux?.map((e) => e) || [];
     return message;
   },
 };
@@ -418,6 +488,7 @@ function createBaseAnswerRequest(): AnswerRequest {
     receivedFrom: "",
     transportProtocol: "",
     ice: "",
+    rtcpMux: [],
   };
 }
 
@@ -455,6 +526,9 @@ export const AnswerRequest: MessageFns<AnswerRequest> = {
     }
     if (message.ice !== "") {
       writer.uint32(90).string(message.ice);
+    }
+    for (const v of message.rtcpMux) {
+      writer.uint32(98).string(v!);
     }
     return writer;
   },
@@ -560,6 +634,14 @@ export const AnswerRequest: MessageFns<AnswerRequest> = {
             message.ice = reader.string();
             continue;
           }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.rtcpMux.push(reader.string());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -613,6 +695,11 @@ export const AnswerRequest: MessageFns<AnswerRequest> = {
         ? globalThis.String(object.transport_protocol)
         : "",
       ice: isSet(object.ice) ? globalThis.String(object.ice) : "",
+      rtcpMux: globalThis.Array.isArray(object?.rtcpMux)
+        ? object.rtcpMux.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.rtcp_mux)
+        ? object.rtcp_mux.map((e: any) => globalThis.String(e))
+        : [],
     };
   },
 
@@ -651,6 +738,9 @@ export const AnswerRequest: MessageFns<AnswerRequest> = {
     if (message.ice !== "") {
       obj.ice = message.ice;
     }
+    if (message.rtcpMux?.length) {
+      obj.rtcpMux = message.rtcpMux;
+    }
     return obj;
   },
 
@@ -670,6 +760,7 @@ export const AnswerRequest: MessageFns<AnswerRequest> = {
     message.receivedFrom = object.receivedFrom ?? "";
     message.transportProtocol = object.transportProtocol ?? "";
     message.ice = object.ice ?? "";
+    message.rtcpMux = object.rtcpMux?.map((e) => e) || [];
     return message;
   },
 };
@@ -1359,6 +1450,14 @@ function createBaseStream(): Stream {
     advertisedEndpoint: "",
     stats: undefined,
     lastPacket: 0,
+    latched: false,
+    lost: 0,
+    jitterMs: 0,
+    rttMs: 0,
+    dropped: 0,
+    ssrc: 0,
+    localAddress: "",
+    fractionLost: 0,
   };
 }
 
@@ -1387,6 +1486,30 @@ export const Stream: MessageFns<Stream> = {
     }
     if (message.lastPacket !== 0) {
       writer.uint32(64).int64(message.lastPacket);
+    }
+    if (message.latched !== false) {
+      writer.uint32(72).bool(message.latched);
+    }
+    if (message.lost !== 0) {
+      writer.uint32(80).uint64(message.lost);
+    }
+    if (message.jitterMs !== 0) {
+      writer.uint32(89).double(message.jitterMs);
+    }
+    if (message.rttMs !== 0) {
+      writer.uint32(97).double(message.rttMs);
+    }
+    if (message.dropped !== 0) {
+      writer.uint32(104).uint64(message.dropped);
+    }
+    if (message.ssrc !== 0) {
+      writer.uint32(112).uint32(message.ssrc);
+    }
+    if (message.localAddress !== "") {
+      writer.uint32(122).string(message.localAddress);
+    }
+    if (message.fractionLost !== 0) {
+      writer.uint32(129).double(message.fractionLost);
     }
     return writer;
   },
@@ -1468,6 +1591,70 @@ export const Stream: MessageFns<Stream> = {
             message.lastPacket = longToNumber(reader.int64());
             continue;
           }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.latched = reader.bool();
+            continue;
+          }
+          case 10: {
+            if (tag !== 80) {
+              break;
+            }
+
+            message.lost = longToNumber(reader.uint64());
+            continue;
+          }
+          case 11: {
+            if (tag !== 89) {
+              break;
+            }
+
+            message.jitterMs = reader.double();
+            continue;
+          }
+          case 12: {
+            if (tag !== 97) {
+              break;
+            }
+
+            message.rttMs = reader.double();
+            continue;
+          }
+          case 13: {
+            if (tag !== 104) {
+              break;
+            }
+
+            message.dropped = longToNumber(reader.uint64());
+            continue;
+          }
+          case 14: {
+            if (tag !== 112) {
+              break;
+            }
+
+            message.ssrc = reader.uint32();
+            continue;
+          }
+          case 15: {
+            if (tag !== 122) {
+              break;
+            }
+
+            message.localAddress = reader.string();
+            continue;
+          }
+          case 16: {
+            if (tag !== 129) {
+              break;
+            }
+
+            message.fractionLost = reader.double();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1510,6 +1697,30 @@ export const Stream: MessageFns<Stream> = {
         : isSet(object.last_packet)
         ? globalThis.Number(object.last_packet)
         : 0,
+      latched: isSet(object.latched) ? globalThis.Boolean(object.latched) : false,
+      lost: isSet(object.lost) ? globalThis.Number(object.lost) : 0,
+      jitterMs: isSet(object.jitterMs)
+        ? globalThis.Number(object.jitterMs)
+        : isSet(object.jitter_ms)
+        ? globalThis.Number(object.jitter_ms)
+        : 0,
+      rttMs: isSet(object.rttMs)
+        ? globalThis.Number(object.rttMs)
+        : isSet(object.rtt_ms)
+        ? globalThis.Number(object.rtt_ms)
+        : 0,
+      dropped: isSet(object.dropped) ? globalThis.Number(object.dropped) : 0,
+      ssrc: isSet(object.ssrc) ? globalThis.Number(object.ssrc) : 0,
+      localAddress: isSet(object.localAddress)
+        ? globalThis.String(object.localAddress)
+        : isSet(object.local_address)
+        ? globalThis.String(object.local_address)
+        : "",
+      fractionLost: isSet(object.fractionLost)
+        ? globalThis.Number(object.fractionLost)
+        : isSet(object.fraction_lost)
+        ? globalThis.Number(object.fraction_lost)
+        : 0,
     };
   },
 
@@ -1539,6 +1750,30 @@ export const Stream: MessageFns<Stream> = {
     if (message.lastPacket !== 0) {
       obj.lastPacket = Math.round(message.lastPacket);
     }
+    if (message.latched !== false) {
+      obj.latched = message.latched;
+    }
+    if (message.lost !== 0) {
+      obj.lost = Math.round(message.lost);
+    }
+    if (message.jitterMs !== 0) {
+      obj.jitterMs = floatToJson(message.jitterMs);
+    }
+    if (message.rttMs !== 0) {
+      obj.rttMs = floatToJson(message.rttMs);
+    }
+    if (message.dropped !== 0) {
+      obj.dropped = Math.round(message.dropped);
+    }
+    if (message.ssrc !== 0) {
+      obj.ssrc = Math.round(message.ssrc);
+    }
+    if (message.localAddress !== "") {
+      obj.localAddress = message.localAddress;
+    }
+    if (message.fractionLost !== 0) {
+      obj.fractionLost = floatToJson(message.fractionLost);
+    }
     return obj;
   },
 
@@ -1557,6 +1792,14 @@ export const Stream: MessageFns<Stream> = {
       ? PacketStats.fromPartial(object.stats)
       : undefined;
     message.lastPacket = object.lastPacket ?? 0;
+    message.latched = object.latched ?? false;
+    message.lost = object.lost ?? 0;
+    message.jitterMs = object.jitterMs ?? 0;
+    message.rttMs = object.rttMs ?? 0;
+    message.dropped = object.dropped ?? 0;
+    message.ssrc = object.ssrc ?? 0;
+    message.localAddress = object.localAddress ?? "";
+    message.fractionLost = object.fractionLost ?? 0;
     return message;
   },
 };
@@ -1663,7 +1906,16 @@ export const Leg: MessageFns<Leg> = {
 };
 
 function createBaseCallStats(): CallStats {
-  return { callId: "", created: 0, lastSignal: 0, legs: [], rtp: undefined, rtcp: undefined };
+  return {
+    callId: "",
+    created: 0,
+    lastSignal: 0,
+    legs: [],
+    rtp: undefined,
+    rtcp: undefined,
+    deleted: 0,
+    endReason: "",
+  };
 }
 
 export const CallStats: MessageFns<CallStats> = {
@@ -1685,6 +1937,12 @@ export const CallStats: MessageFns<CallStats> = {
     }
     if (message.rtcp !== undefined) {
       PacketStats.encode(message.rtcp, writer.uint32(50).fork()).join();
+    }
+    if (message.deleted !== 0) {
+      writer.uint32(56).int64(message.deleted);
+    }
+    if (message.endReason !== "") {
+      writer.uint32(66).string(message.endReason);
     }
     return writer;
   },
@@ -1750,6 +2008,22 @@ export const CallStats: MessageFns<CallStats> = {
             message.rtcp = PacketStats.decode(reader, reader.uint32());
             continue;
           }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.deleted = longToNumber(reader.int64());
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.endReason = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1778,6 +2052,12 @@ export const CallStats: MessageFns<CallStats> = {
       legs: globalThis.Array.isArray(object?.legs) ? object.legs.map((e: any) => Leg.fromJSON(e)) : [],
       rtp: isSet(object.rtp) ? PacketStats.fromJSON(object.rtp) : undefined,
       rtcp: isSet(object.rtcp) ? PacketStats.fromJSON(object.rtcp) : undefined,
+      deleted: isSet(object.deleted) ? globalThis.Number(object.deleted) : 0,
+      endReason: isSet(object.endReason)
+        ? globalThis.String(object.endReason)
+        : isSet(object.end_reason)
+        ? globalThis.String(object.end_reason)
+        : "",
     };
   },
 
@@ -1801,6 +2081,12 @@ export const CallStats: MessageFns<CallStats> = {
     if (message.rtcp !== undefined) {
       obj.rtcp = PacketStats.toJSON(message.rtcp);
     }
+    if (message.deleted !== 0) {
+      obj.deleted = Math.round(message.deleted);
+    }
+    if (message.endReason !== "") {
+      obj.endReason = message.endReason;
+    }
     return obj;
   },
 
@@ -1817,6 +2103,8 @@ export const CallStats: MessageFns<CallStats> = {
     message.rtcp = (object.rtcp !== undefined && object.rtcp !== null)
       ? PacketStats.fromPartial(object.rtcp)
       : undefined;
+    message.deleted = object.deleted ?? 0;
+    message.endReason = object.endReason ?? "";
     return message;
   },
 };
@@ -2116,6 +2404,10 @@ export const MediaProxyClient = makeGenericClientConstructor(
   service: typeof MediaProxyService;
   serviceName: string;
 };
+
+function floatToJson(value: number | null | undefined): number | string | null | undefined {
+  return typeof value === "number" && !globalThis.Number.isFinite(value) ? globalThis.String(value) : value;
+}
 
 type Builtin = Date | Function | Uint8Array | string | number | boolean | undefined;
 
