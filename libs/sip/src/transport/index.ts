@@ -3,3 +3,4 @@ export * from './layer';
 export * from './response-target';
 export { ContentLengthFramer, defaultFramer } from './framing';
 export type { Framer, FramerFactory, FramerSink } from './connection';
+export { FakeClock } from './fake-clock';

@@ -1,0 +1,240 @@
+/**
+ * Client transactions (RFC 3261 §17.1, RFC 6026 §7.2): INVITE and non-INVITE.
+ * One method per state, the RFC section beside it. Timers go through the
+ * injected clock; retransmissions only on unreliable transports.
+ */
+import { createRequest, createResponse, type SipRequest, type SipResponse } from '../message';
+import type { SendTarget } from '../transport/types';
+import { Transaction, type TxHost } from './transaction';
+import { txTimeout } from './timers';
+
+/** What the TU hears from a client transaction. */
+export interface ClientTxUser {
+  /**
+   * Every response the TU must see: provisionals, the final response, 2xx
+   * retransmissions in Accepted (RFC 6026), and the synthesized 408 on timeout
+   * (Timer B/F) and 503 on a transport error (RFC 3261 §8.1.3.1, §17.1.4).
+   */
+  onResponse(res: SipResponse, tx: ClientTransaction): void;
+  /** The transport failed (RFC 3261 §17.1.4); a 503 is also synthesized to onResponse. */
+  onTransportError?(err: Error, tx: ClientTransaction): void;
+  /** The transaction timed out (Timer B/F); a 408 is also synthesized to onResponse. */
+  onTimeout?(tx: ClientTransaction): void;
+}
+
+/**
+ * The ACK for a non-2xx final response to an INVITE (RFC 3261 §17.1.1.3):
+ * same Request-URI, Call-ID, From, CSeq number and top Via as the INVITE,
+ * To from the response, the INVITE's Route headers.
+ */
+export function ackForNon2xx(invite: SipRequest, res: SipResponse): SipRequest {
+  return createRequest({
+    method: 'ACK',
+    uri: invite.uriText,
+    via: [invite.via],
+    from: invite.getHeader('From')!,
+    to: res.getHeader('To')!,
+    callId: invite.callId,
+    cseq: invite.cseq.seq,
+    route: invite.getHeaderValues('Route'),
+    maxForwards: 70,
+  });
+}
+
+export abstract class ClientTransaction extends Transaction {
+  /** The serialized request, sent and retransmitted as is. */
+  protected readonly wire: Buffer;
+  /** Last response received (undefined until one arrives). */
+  lastResponse: SipResponse | undefined;
+
+  constructor(
+    host: TxHost,
+    request: SipRequest,
+    branch: string,
+    target: SendTarget,
+    protected readonly user: ClientTxUser,
+  ) {
+    super(host, request, branch, target);
+    this.wire = request.serialize();
+  }
+
+  abstract readonly isInvite: boolean;
+  abstract start(): void;
+  /** A response matched this transaction (RFC 3261 §17.1.3). */
+  abstract receive(res: SipResponse): void;
+
+  protected transmit(): void {
+    this.host.send(this.wire, this.target, (err) => {
+      if (err) this.transportError(err);
+    });
+  }
+
+  /** RFC 3261 §17.1.4: tell the TU, then Terminated. */
+  protected transportError(err: Error): void {
+    if (this.terminated) return;
+    this.user.onTransportError?.(err, this);
+    this.user.onResponse(createResponse(this.request, 503, 'Service Unavailable'), this);
+    this.terminate();
+  }
+
+  /** Timer B / Timer F: 408 to the TU (RFC 3261 §8.1.3.1), then Terminated. */
+  protected timeout(): void {
+    if (this.terminated) return;
+    this.user.onTimeout?.(this);
+    this.user.onResponse(createResponse(this.request, 408, 'Request Timeout'), this);
+    this.terminate();
+  }
+}
+
+export type ClientInviteState = 'calling' | 'proceeding' | 'completed' | 'accepted' | 'terminated';
+
+export class ClientInviteTransaction extends ClientTransaction {
+  readonly isInvite = true;
+  state: ClientInviteState = 'calling';
+  private ackWire: Buffer | undefined;
+
+  start(): void {
+    // RFC 3261 §17.1.1.2: send; Timer A = T1 on unreliable transports; Timer B = 64*T1.
+    if (!this.reliable) this.startRetransmit(this.host.timers.T1, () => this.calling('A'));
+    this.startLife(txTimeout(this.host.timers), () => this.calling('B'));
+    this.transmit();
+  }
+
+  receive(res: SipResponse): void {
+    switch (this.state) {
+      case 'calling':
+        return this.calling('response', res);
+      case 'proceeding':
+        return this.proceeding(res);
+      case 'completed':
+        return this.completed(res);
+      case 'accepted':
+        return this.accepted(res);
+      case 'terminated':
+        return;
+    }
+  }
+
+  // RFC 3261 §17.1.1.2 Calling
+  private calling(ev: 'A' | 'B' | 'response', res?: SipResponse): void {
+    if (ev === 'A') {
+      this.startRetransmit(this.interval * 2, () => this.calling('A'));
+      this.transmit();
+      return;
+    }
+    if (ev === 'B') return this.timeout();
+    if (res!.status < 200) {
+      this.stopRetransmit();
+      this.stopLife(); // Timer B runs in Calling only (RFC 3261 Figure 5)
+      this.state = 'proceeding';
+      this.user.onResponse(res!, this);
+      return;
+    }
+    this.proceeding(res!);
+  }
+
+  // RFC 3261 §17.1.1.2 Proceeding
+  private proceeding(res: SipResponse): void {
+    this.lastResponse = res;
+    if (res.status < 200) {
+      this.user.onResponse(res, this);
+      return;
+    }
+    this.stopRetransmit();
+    if (res.status < 300) {
+      // RFC 6026 §7.2: 2xx → Accepted, Timer M = 64*T1; the TU builds the ACK.
+      this.state = 'accepted';
+      this.startLife(txTimeout(this.host.timers), () => this.terminate());
+      this.user.onResponse(res, this);
+      return;
+    }
+    // RFC 3261 §17.1.1.2: 300-699 → ACK, to the TU, Completed, Timer D.
+    this.state = 'completed';
+    this.ackWire = ackForNon2xx(this.request, res).serialize();
+    this.startLife(this.reliable ? 0 : this.host.timers.D, () => this.terminate());
+    this.user.onResponse(res, this);
+    this.sendAck();
+  }
+
+  // RFC 3261 §17.1.1.2 Completed: retransmitted finals get the ACK again, not passed up.
+  private completed(res: SipResponse): void {
+    if (res.status >= 300) this.sendAck();
+  }
+
+  // RFC 6026 §7.2 Accepted: 2xx retransmissions (and 2xx from other forks) go to the TU.
+  private accepted(res: SipResponse): void {
+    if (res.status >= 200 && res.status < 300) this.user.onResponse(res, this);
+  }
+
+  private sendAck(): void {
+    this.host.send(this.ackWire!, this.target, (err) => {
+      if (err) this.transportError(err);
+    });
+  }
+}
+
+export type ClientNonInviteState = 'trying' | 'proceeding' | 'completed' | 'terminated';
+
+export class ClientNonInviteTransaction extends ClientTransaction {
+  readonly isInvite = false;
+  state: ClientNonInviteState = 'trying';
+
+  start(): void {
+    // RFC 3261 §17.1.2.2: send; Timer E = T1 (unreliable); Timer F = 64*T1.
+    if (!this.reliable) this.startRetransmit(this.host.timers.T1, () => this.onTimerE());
+    this.startLife(txTimeout(this.host.timers), () => this.timeout());
+    this.transmit();
+  }
+
+  receive(res: SipResponse): void {
+    switch (this.state) {
+      case 'trying':
+        return this.trying(res);
+      case 'proceeding':
+        return this.proceeding(res);
+      case 'completed':
+        return; // RFC 3261 §17.1.2.2 Completed: absorb retransmitted responses
+      case 'terminated':
+        return;
+    }
+  }
+
+  private onTimerE(): void {
+    const t = this.host.timers;
+    // Trying: E = min(2E, T2); Proceeding: E = T2.
+    this.startRetransmit(this.state === 'trying' ? Math.min(this.interval * 2, t.T2) : t.T2, () =>
+      this.onTimerE(),
+    );
+    this.transmit();
+  }
+
+  // RFC 3261 §17.1.2.2 Trying
+  private trying(res: SipResponse): void {
+    if (res.status < 200) {
+      this.state = 'proceeding';
+      this.lastResponse = res;
+      this.user.onResponse(res, this);
+      return;
+    }
+    this.complete(res);
+  }
+
+  // RFC 3261 §17.1.2.2 Proceeding
+  private proceeding(res: SipResponse): void {
+    this.lastResponse = res;
+    if (res.status < 200) {
+      this.user.onResponse(res, this);
+      return;
+    }
+    this.complete(res);
+  }
+
+  // RFC 3261 §17.1.2.2: final → Completed, Timer K = T4 (unreliable) or 0.
+  private complete(res: SipResponse): void {
+    this.lastResponse = res;
+    this.state = 'completed';
+    this.stopRetransmit();
+    this.startLife(this.reliable ? 0 : this.host.timers.T4, () => this.terminate());
+    this.user.onResponse(res, this);
+  }
+}

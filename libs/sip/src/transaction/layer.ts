@@ -1,0 +1,333 @@
+/**
+ * The transaction layer (RFC 3261 §17): sits on the transport layer, matches
+ * incoming messages to transactions, absorbs retransmissions, and hands the
+ * transaction user (UA core, proxy core) what it must see.
+ *
+ * Matching (§17.1.3, §17.2.3) is a Map lookup on the branch string, checked
+ * against sent-by and method; ACK matches its INVITE. Vias without the
+ * z9hG4bK cookie fall back to RFC 2543 matching on a composite key.
+ */
+import { SipParseError, createResponse, parseMessage, type SipRequest, type SipResponse } from '../message';
+import type { TransportUser } from '../transport/layer';
+import { responseTarget } from '../transport/response-target';
+import { systemClock, type Clock, type SendCallback, type SendTarget, type Source } from '../transport/types';
+import {
+  ClientInviteTransaction,
+  ClientNonInviteTransaction,
+  type ClientTransaction,
+  type ClientTxUser,
+} from './client';
+import { ServerInviteTransaction, ServerNonInviteTransaction, ServerTransaction } from './server';
+import { timerConfig, type TimerConfig } from './timers';
+import type { Transaction, TxHost } from './transaction';
+
+type SipMessage = SipRequest | SipResponse;
+
+/** What the transaction layer needs from the transport below it. */
+export interface TxTransport {
+  send(data: Buffer, target: SendTarget, cb?: SendCallback): void;
+  attach(user: TransportUser<SipMessage>): void;
+}
+
+/** What the transaction user hears. */
+export interface TransactionUser {
+  /**
+   * A new request (never a retransmission). For everything but ACK a server
+   * transaction was created: answer through `tx.respond()`. An ACK arrives
+   * with `tx` undefined when it matched no transaction (ACK for a 2xx,
+   * RFC 3261 §17.1.1.3), or with the INVITE's transaction in Accepted (RFC 6026).
+   */
+  onRequest(req: SipRequest, tx: ServerTransaction | undefined, src: Source): void;
+  /** A response that matched no client transaction (a proxy forwards it statelessly, §16.7; a UAC sees late 2xx). */
+  onStrayResponse?(res: SipResponse, src: Source): void;
+  /**
+   * Bytes that did not parse, or a message whose routing headers were bad.
+   * Without this handler the layer answers requests it can read with 400 (or the
+   * parser's status) statelessly and drops the rest.
+   */
+  onParseError?(raw: Buffer, err: Error, src: Source): void;
+  /** A connection (flow) closed. */
+  onConnectionClosed?(connId: number): void;
+}
+
+export interface TransactionLayerOptions {
+  transport: TxTransport;
+  clock?: Clock;
+  timers?: Partial<TimerConfig>;
+}
+
+function bareHost(h: string): string {
+  return h.length > 1 && h.charCodeAt(0) === 91 ? h.slice(1, -1) : h;
+}
+
+export class TransactionLayer implements TxHost, TransportUser<SipMessage> {
+  readonly clock: Clock;
+  readonly timers: TimerConfig;
+  private user: TransactionUser | undefined;
+  private readonly transport: TxTransport;
+
+  // RFC 3261 §17.2.3: server transactions, by branch (INVITE and ACK share; CANCEL is its own).
+  private readonly serverInvite = new Map<string, ServerTransaction>();
+  private readonly serverNonInvite = new Map<string, ServerTransaction>();
+  // RFC 3261 §17.1.3: client transactions, by branch (+ CSeq method check).
+  private readonly clientInvite = new Map<string, ClientTransaction>();
+  private readonly clientNonInvite = new Map<string, ClientTransaction>();
+  // RFC 3261 §17.2.3: RFC 2543 peers (no magic cookie), by composite key.
+  private readonly legacy = new Map<string, ServerTransaction>();
+  // RFC 3261 §8.2.2.2: initial requests by From tag + Call-ID + CSeq.
+  private readonly mergeIndex = new Map<string, ServerTransaction>();
+
+  constructor(opts: TransactionLayerOptions) {
+    this.clock = opts.clock ?? systemClock;
+    this.timers = timerConfig(opts.timers);
+    this.transport = opts.transport;
+    this.transport.attach(this);
+  }
+
+  /** Attach the transaction user. */
+  attach(user: TransactionUser): void {
+    this.user = user;
+  }
+
+  /** Live transaction counts (for metrics and tests). */
+  get counts(): {
+    serverInvite: number;
+    serverNonInvite: number;
+    clientInvite: number;
+    clientNonInvite: number;
+  } {
+    return {
+      serverInvite: this.serverInvite.size,
+      serverNonInvite: this.serverNonInvite.size,
+      clientInvite: this.clientInvite.size,
+      clientNonInvite: this.clientNonInvite.size,
+    };
+  }
+
+  // ------------------------------------------------------------------ TU → down
+
+  /**
+   * Start a client transaction. The request must carry its top Via (with a
+   * z9hG4bK branch; see newBranch) and is sent to `target` (resolve with
+   * SipResolver first; pass connId to use a flow).
+   */
+  request(req: SipRequest, target: SendTarget, user: ClientTxUser): ClientTransaction {
+    const via = req.via;
+    const branch = via.branch;
+    if (!branch || !via.isRfc3261Branch)
+      throw new Error('client transaction needs a z9hG4bK branch on the top Via');
+    const invite = req.method === 'INVITE';
+    const map = invite ? this.clientInvite : this.clientNonInvite;
+    if (map.has(branch)) throw new Error(`client transaction ${branch} already exists`);
+    const tx = invite
+      ? new ClientInviteTransaction(this, req, branch, target, user)
+      : new ClientNonInviteTransaction(this, req, branch, target, user);
+    map.set(branch, tx);
+    tx.start();
+    return tx;
+  }
+
+  /** Send outside any transaction: ACK for 2xx, stateless proxy forwarding, stateless responses. */
+  sendStateless(msg: SipMessage, target: SendTarget, cb?: SendCallback): void {
+    this.transport.send(msg.serialize(), target, cb);
+  }
+
+  /** Answer a request statelessly (no transaction), routed per RFC 3261 §18.2.2 / RFC 3581. */
+  respondStateless(req: SipRequest, res: SipResponse, src: Source, cb?: SendCallback): void {
+    this.transport.send(res.serialize(), this.responseTargetFor(req, src), cb);
+  }
+
+  /** RFC 3261 §9.2: the INVITE server transaction a CANCEL is for, if any. */
+  findInviteForCancel(cancel: SipRequest): ServerInviteTransaction | undefined {
+    const via = cancel.via;
+    let tx: ServerTransaction | undefined;
+    if (via.isRfc3261Branch) {
+      tx = this.serverInvite.get(via.branch!);
+      if (tx && tx.request.via.sentBy !== via.sentBy) tx = undefined;
+    } else {
+      tx = this.legacy.get(this.legacyKey(cancel, true));
+    }
+    return tx instanceof ServerInviteTransaction ? tx : undefined;
+  }
+
+  /**
+   * RFC 3261 §8.2.2.2 merged request: no To tag, and the From tag, Call-ID and
+   * CSeq equal those of another live server transaction. The UAS answers 482.
+   */
+  isMergedRequest(req: SipRequest, tx: ServerTransaction | undefined): boolean {
+    if (req.toTag !== undefined) return false;
+    const other = this.mergeIndex.get(this.mergeKey(req));
+    return other !== undefined && other !== tx && !other.terminated;
+  }
+
+  // ------------------------------------------------------------------ transport → up
+
+  onMessage(msg: SipMessage, src: Source): void {
+    try {
+      if (msg.isRequest) this.receiveRequest(msg, src);
+      else this.receiveResponse(msg, src);
+    } catch (err) {
+      // Lazily parsed routing headers (Via, CSeq, From, To) can still be malformed.
+      if (err instanceof SipParseError)
+        this.onParseError(msg.buf.length ? msg.buf : msg.serialize(), err, src);
+      else throw err;
+    }
+  }
+
+  onParseError(raw: Buffer, err: Error, src: Source): void {
+    const user = this.user;
+    if (user?.onParseError) {
+      user.onParseError(raw, err, src);
+      return;
+    }
+    this.answerUnparsable(raw, err, src);
+  }
+
+  onConnectionClosed(connId: number): void {
+    this.user?.onConnectionClosed?.(connId);
+  }
+
+  /**
+   * Best-effort stateless error response to bytes that did not parse (RFC 3261
+   * §8.2.2 / §21.4.1): if a lenient parse finds a request with the headers a
+   * response needs, answer with the parser's status (400, 413, 505, 513 ...).
+   * Responses and unreadable bytes are dropped. Returns true if answered.
+   */
+  answerUnparsable(raw: Buffer, err: Error, src: Source): boolean {
+    try {
+      const m = parseMessage(raw, {
+        lenient: true,
+        transport: src.transport === 'udp' ? 'datagram' : 'stream',
+      });
+      if (!m.isRequest || m.method === 'ACK') return false;
+      const status = err instanceof SipParseError ? err.status : 400;
+      const reason = status === 400 && err.message.length < 100 ? `Bad Request (${err.message})` : undefined;
+      const res = createResponse(m, status, reason?.replace(/[\r\n]/g, ' '));
+      this.respondStateless(m, res, src);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  // ------------------------------------------------------------------ matching
+
+  private receiveRequest(req: SipRequest, src: Source): void {
+    const via = req.via;
+    // RFC 3261 §18.2.1 / RFC 3581 §4: received (and rport) on the top Via.
+    const rport = via.rport !== undefined;
+    if (rport || bareHost(via.host) !== src.address) {
+      req.setViaReceived(src.address, rport ? src.port : undefined);
+    }
+    const method = req.method;
+    const isAck = method === 'ACK';
+    let tx: ServerTransaction | undefined;
+    let legacyKey: string | undefined;
+    const branch = via.branch;
+    if (branch !== undefined && via.isRfc3261Branch) {
+      // RFC 3261 §17.2.3: branch + sent-by + method (ACK matches INVITE).
+      tx = (isAck || method === 'INVITE' ? this.serverInvite : this.serverNonInvite).get(branch);
+      if (tx && (tx.request.via.sentBy !== via.sentBy || (tx.request.method !== method && !isAck)))
+        tx = undefined;
+    } else {
+      // RFC 3261 §17.2.3 RFC 2543 fallback.
+      legacyKey = this.legacyKey(req, isAck || method === 'INVITE');
+      tx = this.legacy.get(legacyKey);
+      if (tx && isAck && tx.lastResponse?.toTag !== req.toTag) tx = undefined;
+      if (tx && !isAck && tx.request.method !== method) tx = undefined;
+    }
+    const user = this.user;
+    if (tx) {
+      if (tx.receive(req)) user?.onRequest(req, tx, src);
+      return;
+    }
+    if (isAck) {
+      user?.onRequest(req, undefined, src);
+      return;
+    }
+    const target = this.responseTargetFor(req, src);
+    const key = branch ?? '';
+    const created =
+      method === 'INVITE'
+        ? new ServerInviteTransaction(this, req, key, target, src)
+        : new ServerNonInviteTransaction(this, req, key, target, src);
+    if (legacyKey !== undefined) {
+      this.legacy.set(legacyKey, created);
+      created.legacyKey = legacyKey;
+    } else {
+      const map = method === 'INVITE' ? this.serverInvite : this.serverNonInvite;
+      // A branch collision with another sent-by: the new transaction runs unindexed.
+      if (!map.has(key)) map.set(key, created);
+    }
+    if (req.toTag === undefined) {
+      const mk = this.mergeKey(req);
+      if (!this.mergeIndex.has(mk)) {
+        this.mergeIndex.set(mk, created);
+        created.mergeKey = mk;
+      }
+    }
+    if (created instanceof ServerInviteTransaction) created.start();
+    user?.onRequest(req, created, src);
+  }
+
+  private receiveResponse(res: SipResponse, src: Source): void {
+    // RFC 3261 §17.1.3: top Via branch + CSeq method.
+    const branch = res.via.branch;
+    const method = res.cseq.method;
+    const tx =
+      branch === undefined
+        ? undefined
+        : (method === 'INVITE' ? this.clientInvite : this.clientNonInvite).get(branch);
+    if (tx && tx.request.method === method) {
+      tx.receive(res);
+      return;
+    }
+    this.user?.onStrayResponse?.(res, src);
+  }
+
+  private responseTargetFor(req: SipRequest, src: Source): SendTarget {
+    const v = req.via;
+    return responseTarget(
+      {
+        host: bareHost(v.host),
+        port: v.port ?? undefined,
+        received: v.received,
+        rport: v.rport !== undefined,
+        maddr: v.maddr,
+      },
+      src,
+    );
+  }
+
+  /** RFC 3261 §17.2.3 (RFC 2543): Request-URI, To tag (non-INVITE), From tag, Call-ID, CSeq, top Via. */
+  private legacyKey(req: SipRequest, inviteClass: boolean): string {
+    const base = `${req.uriText}\n${req.callId}\n${req.fromTag ?? ''}\n${req.cseq.seq}\n${req.via.toString()}`;
+    return inviteClass ? `${base}\nINVITE` : `${base}\n${req.method}\n${req.toTag ?? ''}`;
+  }
+
+  private mergeKey(req: SipRequest): string {
+    const cseq = req.cseq;
+    return `${req.callId}\n${req.fromTag ?? ''}\n${cseq.seq}\n${cseq.method}`;
+  }
+
+  // ------------------------------------------------------------------ TxHost
+
+  send(data: Buffer, target: SendTarget, cb?: SendCallback): void {
+    this.transport.send(data, target, cb);
+  }
+
+  removed(tx: Transaction): void {
+    if (tx instanceof ServerTransaction) {
+      const map = tx.isInvite ? this.serverInvite : this.serverNonInvite;
+      if (map.get(tx.branch) === tx) map.delete(tx.branch);
+      if (tx.legacyKey !== undefined && this.legacy.get(tx.legacyKey) === tx)
+        this.legacy.delete(tx.legacyKey);
+      if (tx.mergeKey !== undefined && this.mergeIndex.get(tx.mergeKey) === tx)
+        this.mergeIndex.delete(tx.mergeKey);
+    } else {
+      const t = tx as ClientTransaction;
+      const map = t.isInvite ? this.clientInvite : this.clientNonInvite;
+      if (map.get(t.branch) === t) map.delete(t.branch);
+    }
+  }
+}

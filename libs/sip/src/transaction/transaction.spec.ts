@@ -1,0 +1,520 @@
+import { test, describe } from 'node:test';
+import assert from 'node:assert/strict';
+import { parseMessage, createResponse, type SipRequest, type SipResponse } from '../message';
+import { FakeClock } from '../transport/fake-clock';
+import type { TransportUser } from '../transport/layer';
+import type { SendCallback, SendTarget, Source, TransportName } from '../transport/types';
+import { TransactionLayer, type TransactionUser } from './layer';
+import type { ClientTxUser } from './client';
+import type { ServerTransaction } from './server';
+import { ServerInviteTransaction } from './server';
+
+type Msg = SipRequest | SipResponse;
+
+class FakeTransport {
+  sent: Array<{ msg: Msg; target: SendTarget }> = [];
+  fail: Error | undefined;
+  user!: TransportUser<Msg>;
+  attach(u: TransportUser<Msg>) {
+    this.user = u;
+  }
+  send(data: Buffer, target: SendTarget, cb?: SendCallback) {
+    this.sent.push({ msg: parseMessage(data), target });
+    cb?.(this.fail);
+  }
+  lines() {
+    return this.sent.map((s) => (s.msg.isRequest ? s.msg.method : String(s.msg.status)));
+  }
+}
+
+const src = (transport: TransportName = 'udp', address = '192.0.2.10', port = 5070): Source => ({
+  transport,
+  address,
+  port,
+  localAddress: '192.0.2.1',
+  localPort: 5060,
+  connId: transport === 'udp' ? undefined : 3,
+});
+
+function req(
+  method: string,
+  o: {
+    branch?: string;
+    via?: string;
+    toTag?: string;
+    cseq?: number;
+    cseqMethod?: string;
+    uri?: string;
+    callId?: string;
+    fromTag?: string;
+  } = {},
+): SipRequest {
+  const via = o.via ?? `SIP/2.0/UDP 192.0.2.10:5070;branch=${o.branch ?? 'z9hG4bK-1'}`;
+  const s =
+    `${method} ${o.uri ?? 'sip:bob@192.0.2.1'} SIP/2.0\r\n` +
+    `Via: ${via}\r\n` +
+    `Max-Forwards: 70\r\n` +
+    `Route: <sip:p1.example.com;lr>\r\n` +
+    `From: <sip:alice@example.com>;tag=${o.fromTag ?? 'ft1'}\r\n` +
+    `To: <sip:bob@example.com>${o.toTag ? `;tag=${o.toTag}` : ''}\r\n` +
+    `Call-ID: ${o.callId ?? 'call-1'}\r\n` +
+    `CSeq: ${o.cseq ?? 1} ${o.cseqMethod ?? method}\r\n` +
+    `Content-Length: 0\r\n\r\n`;
+  return parseMessage(Buffer.from(s)) as SipRequest;
+}
+
+/** A response as the peer would send it (round-tripped through the parser). */
+function resp(r: SipRequest, status: number, toTag = 'tt1'): SipResponse {
+  return parseMessage(createResponse(r, status, undefined, { toTag }).serialize()) as SipResponse;
+}
+
+function setup(timers = {}) {
+  const clock = new FakeClock();
+  const transport = new FakeTransport();
+  const layer = new TransactionLayer({ transport, clock, timers });
+  const tu = {
+    requests: [] as Array<{ req: SipRequest; tx: ServerTransaction | undefined }>,
+    stray: [] as SipResponse[],
+    parseErrors: [] as Error[],
+  };
+  const user: TransactionUser = {
+    onRequest: (r, tx) => tu.requests.push({ req: r, tx }),
+    onStrayResponse: (r) => tu.stray.push(r),
+  };
+  layer.attach(user);
+  const deliver = (m: Msg, s: Source = src()) => transport.user.onMessage(parseMessage(m.serialize()), s);
+  return { clock, transport, layer, tu, deliver };
+}
+
+function clientUser() {
+  const got: number[] = [];
+  const events: string[] = [];
+  const u: ClientTxUser = {
+    onResponse: (r) => got.push(r.status),
+    onTimeout: () => events.push('timeout'),
+    onTransportError: () => events.push('transport-error'),
+  };
+  return { got, events, u };
+}
+
+const udpTarget: SendTarget = { transport: 'udp', address: '192.0.2.20', port: 5060 };
+const tcpTarget: SendTarget = { transport: 'tcp', address: '192.0.2.20', port: 5060 };
+
+describe('client INVITE transaction (RFC 3261 §17.1.1, RFC 6026)', () => {
+  test('Calling over UDP: Timer A doubles from T1; Timer B at 64*T1 gives the TU a 408', () => {
+    const { clock, transport, layer } = setup();
+    const c = clientUser();
+    const tx = layer.request(req('INVITE'), udpTarget, c.u);
+    assert.equal(transport.sent.length, 1);
+    const at: number[] = [];
+    for (let t = 0; t < 31_999; t += 1) {
+      const n = transport.sent.length;
+      clock.advance(1);
+      if (transport.sent.length > n) at.push(clock.now());
+    }
+    assert.deepEqual(at, [500, 1500, 3500, 7500, 15500, 31500]);
+    assert.deepEqual(c.got, []);
+    clock.advance(1);
+    assert.deepEqual(c.got, [408]);
+    assert.deepEqual(c.events, ['timeout']);
+    assert.equal(tx.state, 'terminated');
+    assert.equal(layer.counts.clientInvite, 0);
+  });
+
+  test('over TCP: no retransmissions, Timer B still applies', () => {
+    const { clock, transport, layer } = setup();
+    const c = clientUser();
+    layer.request(req('INVITE'), tcpTarget, c.u);
+    clock.advance(31_999);
+    assert.equal(transport.sent.length, 1);
+    clock.advance(1);
+    assert.deepEqual(c.got, [408]);
+  });
+
+  test('1xx → Proceeding (retransmissions stop); 486 → ACK built per §17.1.1.3, Completed, Timer D', () => {
+    const { clock, transport, layer, deliver, tu } = setup();
+    const c = clientUser();
+    const invite = req('INVITE', { branch: 'z9hG4bKinv' });
+    const tx = layer.request(invite, udpTarget, c.u);
+    deliver(resp(invite, 180));
+    assert.equal(tx.state, 'proceeding');
+    clock.advance(10_000);
+    assert.equal(transport.sent.length, 1, 'no retransmission in Proceeding');
+    deliver(resp(invite, 486));
+    assert.equal(tx.state, 'completed');
+    assert.deepEqual(c.got, [180, 486]);
+    const ack = transport.sent[1].msg as SipRequest;
+    assert.equal(ack.method, 'ACK');
+    assert.equal(ack.uriText, 'sip:bob@192.0.2.1');
+    assert.equal(ack.via.branch, 'z9hG4bKinv');
+    assert.equal(ack.vias.length, 1);
+    assert.equal(ack.toTag, 'tt1');
+    assert.equal(ack.fromTag, 'ft1');
+    assert.deepEqual(ack.cseq, { seq: 1, method: 'ACK' });
+    assert.equal(ack.callId, 'call-1');
+    assert.deepEqual(ack.getHeaderValues('Route'), ['<sip:p1.example.com;lr>']);
+    assert.deepEqual(transport.sent[1].target, udpTarget);
+    // retransmitted final: ACK again, TU not told
+    deliver(resp(invite, 486));
+    assert.deepEqual(transport.lines(), ['INVITE', 'ACK', 'ACK']);
+    assert.deepEqual(c.got, [180, 486]);
+    clock.advance(31_999);
+    assert.equal(tx.state, 'completed');
+    clock.advance(1);
+    assert.equal(tx.state, 'terminated');
+    assert.deepEqual(tu.stray, []);
+  });
+
+  test('final over TCP: Timer D is zero', () => {
+    const { clock, layer, deliver } = setup();
+    const c = clientUser();
+    const invite = req('INVITE');
+    const tx = layer.request(invite, tcpTarget, c.u);
+    deliver(resp(invite, 603), src('tcp'));
+    assert.equal(tx.state, 'completed');
+    clock.advance(0);
+    assert.equal(tx.state, 'terminated');
+  });
+
+  test('2xx → Accepted (RFC 6026): retransmitted 2xx reach the TU, no ACK from the transaction, Timer M', () => {
+    const { clock, transport, layer, deliver, tu } = setup();
+    const c = clientUser();
+    const invite = req('INVITE');
+    const tx = layer.request(invite, udpTarget, c.u);
+    deliver(resp(invite, 200));
+    assert.equal(tx.state, 'accepted');
+    deliver(resp(invite, 200));
+    deliver(resp(invite, 200, 'other-fork'));
+    assert.deepEqual(c.got, [200, 200, 200]);
+    assert.deepEqual(transport.lines(), ['INVITE']);
+    clock.advance(31_999);
+    assert.equal(tx.state, 'accepted');
+    clock.advance(1);
+    assert.equal(tx.state, 'terminated');
+    deliver(resp(invite, 200));
+    assert.equal(tu.stray.length, 1, 'after Terminated, a 2xx is stray (the TU/core handles it)');
+  });
+
+  test('transport error: TU told, 503 synthesized, Terminated (§17.1.4)', () => {
+    const { clock, transport, layer } = setup();
+    transport.fail = new Error('ECONNREFUSED');
+    const c = clientUser();
+    const tx = layer.request(req('INVITE'), udpTarget, c.u);
+    assert.deepEqual(c.events, ['transport-error']);
+    assert.deepEqual(c.got, [503]);
+    assert.equal(tx.state, 'terminated');
+    clock.advance(64_000);
+    assert.equal(transport.sent.length, 1, 'no timers left behind');
+    assert.equal(clock.size, 0);
+  });
+
+  test('request without a z9hG4bK branch is refused', () => {
+    const { layer } = setup();
+    assert.throws(
+      () => layer.request(req('INVITE', { branch: 'old' }), udpTarget, clientUser().u),
+      /z9hG4bK/,
+    );
+  });
+});
+
+describe('client non-INVITE transaction (RFC 3261 §17.1.2)', () => {
+  test('Trying: Timer E doubles up to T2; Timer F gives 408', () => {
+    const { clock, transport, layer } = setup();
+    const c = clientUser();
+    layer.request(req('OPTIONS'), udpTarget, c.u);
+    const at: number[] = [];
+    for (let t = 0; t < 32_000; t += 1) {
+      const n = transport.sent.length;
+      clock.advance(1);
+      if (transport.sent.length > n) at.push(clock.now());
+    }
+    assert.deepEqual(at, [500, 1500, 3500, 7500, 11500, 15500, 19500, 23500, 27500, 31500]);
+    assert.deepEqual(c.got, [408]);
+  });
+
+  test('Proceeding retransmits every T2; final → Completed, absorbs retransmissions, Timer K = T4', () => {
+    const { clock, transport, layer, deliver } = setup();
+    const c = clientUser();
+    const r = req('REGISTER');
+    const tx = layer.request(r, udpTarget, c.u);
+    clock.advance(500); // E fired once (500 → next 1000)
+    deliver(resp(r, 100));
+    assert.equal(tx.state, 'proceeding');
+    const before = transport.sent.length;
+    clock.advance(1000); // the E set in Trying fires at 1500, next is T2 later
+    assert.equal(transport.sent.length, before + 1);
+    clock.advance(3999);
+    assert.equal(transport.sent.length, before + 1);
+    clock.advance(1);
+    assert.equal(transport.sent.length, before + 2);
+    deliver(resp(r, 200));
+    deliver(resp(r, 200));
+    assert.deepEqual(c.got, [100, 200]);
+    assert.equal(tx.state, 'completed');
+    clock.advance(10_000);
+    assert.equal(transport.sent.length, before + 2, 'no retransmission in Completed');
+    assert.equal(tx.state, 'terminated');
+  });
+
+  test('CANCEL and INVITE with the same branch are distinct client transactions', () => {
+    const { layer, deliver } = setup();
+    const ci = clientUser();
+    const cc = clientUser();
+    const invite = req('INVITE', { branch: 'z9hG4bKsame' });
+    const cancel = req('CANCEL', { branch: 'z9hG4bKsame' });
+    layer.request(invite, udpTarget, ci.u);
+    layer.request(cancel, udpTarget, cc.u);
+    deliver(resp(cancel, 200));
+    deliver(resp(invite, 487));
+    assert.deepEqual(ci.got, [487]);
+    assert.deepEqual(cc.got, [200]);
+  });
+});
+
+describe('server INVITE transaction (RFC 3261 §17.2.1, RFC 6026)', () => {
+  test('100 Trying after 200 ms unless the TU sent a provisional; retransmitted INVITE gets the last provisional', () => {
+    const { clock, transport, deliver, tu } = setup();
+    const invite = req('INVITE');
+    deliver(invite);
+    assert.equal(tu.requests.length, 1);
+    const tx = tu.requests[0].tx!;
+    clock.advance(199);
+    assert.deepEqual(transport.lines(), []);
+    clock.advance(1);
+    assert.deepEqual(transport.lines(), ['100']);
+    deliver(invite);
+    assert.deepEqual(transport.lines(), ['100', '100']);
+    tx.reply(180, undefined, { toTag: 'uas1' });
+    deliver(invite);
+    assert.deepEqual(transport.lines(), ['100', '100', '180', '180']);
+    assert.equal(tu.requests.length, 1, 'retransmissions never reach the TU');
+    // responses go where §18.2.2 says: received = source address, sent-by port
+    assert.deepEqual(transport.sent[0].target, { transport: 'udp', address: '192.0.2.10', port: 5070 });
+  });
+
+  test('no automatic 100 when the TU answers first', () => {
+    const { clock, transport, deliver, tu } = setup();
+    deliver(req('INVITE'));
+    tu.requests[0].tx!.reply(180, undefined, { toTag: 'x' });
+    clock.advance(1000);
+    assert.deepEqual(transport.lines(), ['180']);
+  });
+
+  test('non-2xx → Completed: Timer G doubles to T2, ACK → Confirmed, Timer I = T4', () => {
+    const { clock, transport, deliver, tu } = setup();
+    const invite = req('INVITE');
+    deliver(invite);
+    const tx = tu.requests[0].tx as ServerInviteTransaction;
+    tx.reply(486, undefined, { toTag: 'uas1' });
+    assert.equal(tx.state, 'completed');
+    const at: number[] = [];
+    for (let t = 0; t < 12_000; t++) {
+      const n = transport.sent.length;
+      clock.advance(1);
+      if (transport.sent.length > n) at.push(clock.now());
+    }
+    assert.deepEqual(at, [500, 1500, 3500, 7500, 11500]);
+    deliver(invite); // retransmitted INVITE → final again
+    assert.equal(transport.lines().at(-1), '486');
+    const n = transport.sent.length;
+    deliver(req('ACK', { toTag: 'uas1' }));
+    assert.equal(tx.state, 'confirmed');
+    assert.equal(tu.requests.length, 1, 'ACK for non-2xx is absorbed');
+    deliver(req('ACK', { toTag: 'uas1' }));
+    clock.advance(4999);
+    assert.equal(transport.sent.length, n, 'no retransmission once confirmed');
+    assert.equal(tx.state, 'confirmed');
+    clock.advance(1);
+    assert.equal(tx.state, 'terminated');
+  });
+
+  test('Timer H: no ACK within 64*T1 → TU told, Terminated', () => {
+    const { clock, deliver, tu } = setup();
+    deliver(req('INVITE'));
+    const tx = tu.requests[0].tx as ServerInviteTransaction;
+    let timedOut = false;
+    tx.onTimeout = () => (timedOut = true);
+    tx.reply(500);
+    clock.advance(31_999);
+    assert.equal(timedOut, false);
+    clock.advance(1);
+    assert.equal(timedOut, true);
+    assert.equal(tx.state, 'terminated');
+  });
+
+  test('over TCP: no Timer G, Timer I is zero', () => {
+    const { clock, transport, deliver, tu } = setup();
+    deliver(req('INVITE', { via: 'SIP/2.0/TCP 192.0.2.10:5070;branch=z9hG4bK-t' }), src('tcp'));
+    const tx = tu.requests[0].tx as ServerInviteTransaction;
+    tx.reply(404, undefined, { toTag: 'a' });
+    clock.advance(10_000);
+    assert.deepEqual(transport.lines(), ['404']);
+    assert.equal(transport.sent[0].target.connId, 3);
+    deliver(req('ACK', { via: 'SIP/2.0/TCP 192.0.2.10:5070;branch=z9hG4bK-t', toTag: 'a' }), src('tcp'));
+    assert.equal(tx.state, 'confirmed');
+    clock.advance(0);
+    assert.equal(tx.state, 'terminated');
+  });
+
+  test('2xx → Accepted (RFC 6026): INVITE retransmissions absorbed, TU 2xx retransmissions sent, ACK to TU, Timer L', () => {
+    const { clock, transport, deliver, tu } = setup();
+    const invite = req('INVITE');
+    deliver(invite);
+    const tx = tu.requests[0].tx as ServerInviteTransaction;
+    const ok = tx.reply(200, undefined, { toTag: 'u' });
+    assert.equal(tx.state, 'accepted');
+    deliver(invite);
+    assert.deepEqual(transport.lines(), ['200']);
+    tx.respond(ok); // the TU's own 2xx retransmission (§13.3.1.4)
+    assert.deepEqual(transport.lines(), ['200', '200']);
+    deliver(req('ACK', { toTag: 'u' })); // same branch: matches, goes to the TU
+    assert.equal(tu.requests.length, 2);
+    assert.equal(tu.requests[1].tx, tx);
+    deliver(req('ACK', { toTag: 'u', branch: 'z9hG4bK-other' })); // new branch: stray ACK
+    assert.equal(tu.requests[2].tx, undefined);
+    clock.advance(32_000);
+    assert.equal(tx.state, 'terminated');
+  });
+});
+
+describe('server non-INVITE transaction (RFC 3261 §17.2.2)', () => {
+  test('Trying absorbs, Proceeding resends provisional, Completed resends final, Timer J', () => {
+    const { clock, transport, deliver, tu } = setup();
+    const r = req('OPTIONS');
+    deliver(r);
+    const tx = tu.requests[0].tx!;
+    deliver(r);
+    assert.deepEqual(transport.lines(), []);
+    tx.reply(100);
+    deliver(r);
+    assert.deepEqual(transport.lines(), ['100', '100']);
+    tx.reply(200, undefined, { toTag: 'x' });
+    deliver(r);
+    assert.deepEqual(transport.lines(), ['100', '100', '200', '200']);
+    tx.reply(500); // a second final is discarded
+    assert.equal(transport.sent.length, 4);
+    assert.equal(tu.requests.length, 1);
+    clock.advance(31_999);
+    assert.equal(tx.state, 'completed');
+    clock.advance(1);
+    assert.equal(tx.state, 'terminated');
+    deliver(r);
+    assert.equal(tu.requests.length, 2, 'after Timer J a retransmission is a new request');
+  });
+
+  test('over TCP Timer J is zero', () => {
+    const { clock, deliver, tu } = setup();
+    deliver(req('BYE', { via: 'SIP/2.0/TCP 192.0.2.10:5070;branch=z9hG4bK-b', toTag: 'x' }), src('tcp'));
+    const tx = tu.requests[0].tx!;
+    tx.reply(200);
+    clock.advance(0);
+    assert.equal(tx.state, 'terminated');
+  });
+
+  test('transport error on a response: TU told, Terminated', () => {
+    const { transport, deliver, tu } = setup();
+    deliver(req('OPTIONS'));
+    const tx = tu.requests[0].tx!;
+    let err: Error | undefined;
+    tx.onTransportError = (e) => (err = e);
+    transport.fail = new Error('EPIPE');
+    tx.reply(200);
+    assert.equal(err?.message, 'EPIPE');
+    assert.equal(tx.state, 'terminated');
+  });
+});
+
+describe('TransactionLayer matching', () => {
+  test('same branch, different sent-by or method: different transactions (§17.2.3)', () => {
+    const { deliver, tu } = setup();
+    deliver(req('OPTIONS', { branch: 'z9hG4bKx' }));
+    deliver(
+      req('OPTIONS', { via: 'SIP/2.0/UDP 198.51.100.1:5060;branch=z9hG4bKx' }),
+      src('udp', '198.51.100.1', 5060),
+    );
+    deliver(req('INFO', { branch: 'z9hG4bKx', toTag: 't' }));
+    assert.equal(tu.requests.length, 3);
+  });
+
+  test('CANCEL gets its own transaction and finds its INVITE (§9.2)', () => {
+    const { layer, deliver, tu } = setup();
+    deliver(req('INVITE', { branch: 'z9hG4bKc' }));
+    const cancel = req('CANCEL', { branch: 'z9hG4bKc' });
+    deliver(cancel);
+    assert.equal(tu.requests.length, 2);
+    const cancelTx = tu.requests[1].tx!;
+    assert.notEqual(cancelTx, tu.requests[0].tx);
+    assert.equal(layer.findInviteForCancel(tu.requests[1].req), tu.requests[0].tx);
+    assert.equal(layer.findInviteForCancel(req('CANCEL', { branch: 'z9hG4bKnone' })), undefined);
+  });
+
+  test('merged request detection (§8.2.2.2)', () => {
+    const { layer, deliver, tu } = setup();
+    deliver(req('INVITE', { branch: 'z9hG4bKfork1' }));
+    deliver(
+      req('INVITE', { branch: 'z9hG4bKfork2', via: 'SIP/2.0/UDP 192.0.2.99;branch=z9hG4bKfork2' }),
+      src('udp', '192.0.2.99', 5060),
+    );
+    assert.equal(tu.requests.length, 2);
+    assert.equal(layer.isMergedRequest(tu.requests[0].req, tu.requests[0].tx), false);
+    assert.equal(layer.isMergedRequest(tu.requests[1].req, tu.requests[1].tx), true);
+    // with a To tag (in-dialog) never merged
+    deliver(req('INVITE', { branch: 'z9hG4bKfork3', toTag: 'd' }));
+    assert.equal(layer.isMergedRequest(tu.requests[2].req, tu.requests[2].tx), false);
+  });
+
+  test('RFC 2543 fallback (§17.2.3): no cookie, retransmission absorbed, ACK with our To tag matches, CANCEL found', () => {
+    const { transport, layer, deliver, tu } = setup();
+    const via = 'SIP/2.0/UDP 192.0.2.10:5070;branch=old1';
+    const invite = req('INVITE', { via });
+    deliver(invite);
+    deliver(invite);
+    assert.equal(tu.requests.length, 1);
+    const tx = tu.requests[0].tx as ServerInviteTransaction;
+    assert.equal(layer.findInviteForCancel(req('CANCEL', { via })), tx);
+    tx.reply(486, undefined, { toTag: 'ours' });
+    deliver(req('ACK', { via, toTag: 'theirs' }));
+    assert.equal(tx.state, 'completed', 'ACK with another To tag does not match');
+    assert.equal(tu.requests.length, 2);
+    deliver(req('ACK', { via, toTag: 'ours' }));
+    assert.equal(tx.state, 'confirmed');
+    // no Via branch at all
+    deliver(req('OPTIONS', { via: 'SIP/2.0/UDP 192.0.2.10:5070' }));
+    deliver(req('OPTIONS', { via: 'SIP/2.0/UDP 192.0.2.10:5070' }));
+    assert.equal(tu.requests.length, 3);
+    assert.ok(transport.sent.length >= 1);
+  });
+
+  test('received and rport on the top Via (§18.2.1, RFC 3581); responses follow them', () => {
+    const { transport, deliver, tu } = setup();
+    deliver(
+      req('OPTIONS', { via: 'SIP/2.0/UDP 10.0.0.5:5062;rport;branch=z9hG4bKn' }),
+      src('udp', '203.0.113.9', 40001),
+    );
+    const r = tu.requests[0].req;
+    assert.equal(r.via.received, '203.0.113.9');
+    assert.equal(r.via.rport, 40001);
+    tu.requests[0].tx!.reply(200, undefined, { toTag: 'a' });
+    assert.deepEqual(transport.sent[0].target, { transport: 'udp', address: '203.0.113.9', port: 40001 });
+    const res = transport.sent[0].msg as SipResponse;
+    assert.equal(res.via.received, '203.0.113.9');
+    // same host as the source, no rport: Via untouched
+    deliver(req('OPTIONS', { branch: 'z9hG4bKm' }));
+    assert.equal(tu.requests[1].req.via.received, undefined);
+  });
+
+  test('unmatched responses are stray; unparsable requests answered 400 statelessly', () => {
+    const { transport, deliver, tu } = setup();
+    deliver(resp(req('OPTIONS', { branch: 'z9hG4bKnobody' }), 200));
+    assert.equal(tu.stray.length, 1);
+    const bad = Buffer.from(
+      'OPTIONS sip:bob@192.0.2.1 SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.10:5070;branch=z9hG4bKq\r\n' +
+        'From: <sip:a@b>;tag=1\r\nTo: <sip:b@b>\r\nCall-ID: x\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n',
+    );
+    transport.user.onParseError(bad, new Error('cseq mismatch'), src());
+    assert.deepEqual(transport.lines(), ['400']);
+    assert.equal(transport.sent[0].target.address, '192.0.2.10');
+    transport.user.onParseError(Buffer.from('garbage'), new Error('bad'), src());
+    assert.equal(transport.sent.length, 1);
+  });
+});
