@@ -79,7 +79,7 @@ export function createRequest(init: RequestInit): SipRequest {
   fields.push(HeaderField.create('CSeq', `${init.cseq} ${init.method}`));
   for (const c of init.contact ?? []) fields.push(HeaderField.create('Contact', c.toString()));
   for (const [n, v] of init.headers ?? []) fields.push(HeaderField.create(n, v.toString()));
-  const req = new SipRequest(init.method, uriText, Buffer.alloc(0), fields, 0, 0, false, 0, 0);
+  const req = new SipRequest(init.method, uriText, 0, 0, Buffer.alloc(0), fields, 0, 0, false, 0, 0);
   if (typeof init.uri !== 'string') req.uri = init.uri;
   return finish(req, bodyBuf(init.body), init.contentType);
 }

@@ -95,6 +95,34 @@ for (const [canonical, id, compact] of CANONICAL) {
   BY_LOWER.set(h.key, h);
   if (compact) BY_LOWER.set(compact, h);
 }
+/** Hash of a lower-cased header name, as the parser computes it over bytes (c | 0x20). */
+export function nameHash(lower: string): number {
+  let h = 0;
+  for (let i = 0; i < lower.length; i++) h = (Math.imul(h, 31) + (lower.charCodeAt(i) | 0x20)) | 0;
+  return h;
+}
+const BY_HASH = new Map<number, Array<[string, HeaderName]>>();
+for (const [lower, h] of BY_LOWER) {
+  const k = nameHash(lower);
+  const l = BY_HASH.get(k);
+  if (l) l.push([lower, h]);
+  else BY_HASH.set(k, [[lower, h]]);
+}
+
+/** Resolves a header name from its bytes buf[s,e) and their hash; undefined for names this stack doesn't know. */
+export function headerNameFromBytes(buf: Uint8Array, s: number, e: number, hash: number): HeaderName | undefined {
+  const l = BY_HASH.get(hash);
+  if (l === undefined) return undefined;
+  const n = e - s;
+  outer: for (let j = 0; j < l.length; j++) {
+    const lower = l[j][0];
+    if (lower.length !== n) continue;
+    for (let i = 0; i < n; i++) if ((buf[s + i] | 0x20) !== lower.charCodeAt(i)) continue outer;
+    return l[j][1];
+  }
+  return undefined;
+}
+
 /** As-written spellings seen on the wire, to skip toLowerCase on the hot path. Bounded. */
 const SEEN = new Map<string, HeaderName>();
 for (const [k, v] of BY_LOWER) {
@@ -284,6 +312,15 @@ export class Via {
   }
 }
 
+const TRANSPORTS = ['UDP', 'TCP', 'TLS', 'SCTP', 'WS', 'WSS'];
+function upperTransport(s: string, i: number, e: number): string {
+  for (let j = 0; j < TRANSPORTS.length; j++) {
+    const t = TRANSPORTS[j];
+    if (t.length === e - i && s.startsWith(t, i)) return t;
+  }
+  return s.slice(i, e).toUpperCase();
+}
+
 function expectSlash(s: string, i: number): number {
   i = skipWs(s, i);
   if (s.charCodeAt(i) !== 47) throw badHeader('via', 'expected /');
@@ -292,10 +329,18 @@ function expectSlash(s: string, i: number): number {
 
 /** Parses one via-parm (one comma-separated Via value). */
 export function parseVia(s: string): Via {
-  let i = skipWs(s, 0);
+  const r = parseViaAt(s, 0);
+  if (VIA_END !== s.length) throw badHeader('via', `unexpected character at ${VIA_END}`);
+  return r;
+}
+
+let VIA_END = 0;
+/** Parses the via-parm at s[i..]; stops at the end or before a top-level comma (end index in VIA_END). */
+export function parseViaAt(s: string, i: number): Via {
+  i = skipWs(s, i);
   let e = scan(s, i, TOKEN);
   const name = s.slice(i, e);
-  if (name.length === 0 || name.toUpperCase() !== 'SIP') throw badHeader('via', 'protocol is not SIP');
+  if (name.length !== 3 || (name !== 'SIP' && name.toUpperCase() !== 'SIP')) throw badHeader('via', 'protocol is not SIP');
   i = expectSlash(s, e);
   e = scan(s, i, TOKEN);
   const version = s.slice(i, e);
@@ -303,7 +348,7 @@ export function parseVia(s: string): Via {
   i = expectSlash(s, e);
   e = scan(s, i, TOKEN);
   if (e === i) throw badHeader('via', 'missing transport');
-  const transport = s.slice(i, e).toUpperCase();
+  const transport = upperTransport(s, i, e);
   i = skipWs(s, e);
   if (i === e) throw badHeader('via', 'missing space before sent-by');
   let host: string;
@@ -315,7 +360,8 @@ export function parseVia(s: string): Via {
   }
   const params = new Params();
   i = parseParams(s, i, 'via', params);
-  if (i !== s.length) throw badHeader('via', `unexpected character at ${i}`);
+  if (i !== s.length && s.charCodeAt(i) !== 44) throw badHeader('via', `unexpected character at ${i}`);
+  VIA_END = i;
   const protocol = name === 'SIP' && version === '2.0' ? 'SIP/2.0' : `${name.toUpperCase()}/${version}`;
   return new Via(transport, host, port, params, protocol);
 }

@@ -7,7 +7,7 @@
  */
 import { TOKEN } from './chars';
 import { SipParseError } from './errors';
-import { HID, headerName, type HeaderId } from './headers';
+import { HID, headerNameFromBytes, type HeaderId } from './headers';
 import { MAX_CSEQ, MAX_HEADER_LENGTH, MAX_HEADER_SECTION, MAX_HEADERS, MAX_MESSAGE_SIZE, MAX_START_LINE } from './limits';
 import { HeaderField, SipRequest, SipResponse } from './message';
 import { SipUri } from './uri';
@@ -28,9 +28,17 @@ const KNOWN_METHODS = new Set([
   'PUBLISH', 'INFO', 'REFER', 'MESSAGE', 'UPDATE',
 ]);
 
-// name cache keyed by the raw bytes of short names: avoids allocating for the usual spellings
-function lookupName(buf: Buffer, s: number, e: number) {
-  return headerName(buf.toString('latin1', s, e));
+const METHOD_LIST = [...KNOWN_METHODS];
+/** The method token as a string; the usual ones without allocating. */
+function methodName(buf: Buffer, s: number, e: number): string {
+  const n = e - s;
+  outer: for (let j = 0; j < METHOD_LIST.length; j++) {
+    const m = METHOD_LIST[j];
+    if (m.length !== n) continue;
+    for (let i = 0; i < n; i++) if (buf[s + i] !== m.charCodeAt(i)) continue outer;
+    return m;
+  }
+  return buf.toString('latin1', s, e);
 }
 
 function err(code: ConstructorParameters<typeof SipParseError>[0], msg: string, status = 400, header?: string): SipParseError {
@@ -70,7 +78,8 @@ export function parseMessage(buf: Buffer, opts: ParseOptions = {}): SipRequest |
   // ---------------------------------------------------------------- start line
   let isReq: boolean;
   let method = '';
-  let uriRaw = '';
+  let uriStart = 0;
+  let uriEnd = 0;
   let status = 0;
   let reason = '';
   let slClean = slEnd > slStart && buf[slEnd - 1] === 10;
@@ -100,14 +109,15 @@ export function parseMessage(buf: Buffer, opts: ParseOptions = {}): SipRequest |
     let i = pos;
     while (i < slTextEnd && TOKEN[buf[i]] === 1) i++;
     if (i === pos || buf[i] !== 32) throw err('bad_start_line', 'bad method');
-    method = buf.toString('latin1', pos, i);
+    method = methodName(buf, pos, i);
     let j = i;
     while (j < slTextEnd && buf[j] === 32) j++;
     if (j - i > 1) slClean = false;
     const us = j;
     while (j < slTextEnd && buf[j] > 32 && buf[j] !== 127) j++;
     if (j === us || buf[j] !== 32) throw err('bad_start_line', 'request line without SIP-Version');
-    uriRaw = buf.toString('utf8', us, j);
+    uriStart = us;
+    uriEnd = j;
     let k = j;
     while (k < slTextEnd && buf[k] === 32) k++;
     if (k - j > 1) slClean = false;
@@ -120,7 +130,7 @@ export function parseMessage(buf: Buffer, opts: ParseOptions = {}): SipRequest |
     const v = version(buf, k, ve);
     if (v === 'bad') throw err('bad_start_line', 'bad SIP-Version');
     if (v === 'other') throw err('bad_version', 'SIP version not supported', 505);
-    if (uriRaw.charCodeAt(0) === 60) throw err('bad_uri', 'Request-URI enclosed in <>');
+    if (buf[us] === 60) throw err('bad_uri', 'Request-URI enclosed in <>');
   }
 
   // ---------------------------------------------------------------- headers
@@ -143,7 +153,13 @@ export function parseMessage(buf: Buffer, opts: ParseOptions = {}): SipRequest |
     }
     if (pos - slStart > MAX_HEADER_SECTION) throw err('too_large', 'header section too large', 513);
     let p = pos;
-    while (p < len && TOKEN[buf[p]] === 1) p++;
+    let hash = 0;
+    while (p < len) {
+      const ch = buf[p];
+      if (TOKEN[ch] !== 1) break;
+      hash = (Math.imul(hash, 31) + (ch | 0x20)) | 0;
+      p++;
+    }
     const nameEnd = p;
     if (nameEnd === pos) throw err('bad_header', `bad header name at offset ${pos}`);
     while (p < len && (buf[p] === 32 || buf[p] === 9)) p++;
@@ -162,8 +178,8 @@ export function parseMessage(buf: Buffer, opts: ParseOptions = {}): SipRequest |
     let ve = e < 0 ? len : e;
     while (vs < ve && (buf[vs] === 32 || buf[vs] === 9 || buf[vs] === 13 || buf[vs] === 10)) vs++;
     while (ve > vs && (buf[ve - 1] === 32 || buf[ve - 1] === 9 || buf[ve - 1] === 13 || buf[ve - 1] === 10)) ve--;
-    const h = lookupName(buf, pos, nameEnd);
-    const id: HeaderId = h.id;
+    const h = headerNameFromBytes(buf, pos, nameEnd, hash);
+    const id: HeaderId = h === undefined ? HID.other : h.id;
     if (id !== HID.other) {
       switch (id) {
         case HID.via:
@@ -200,7 +216,7 @@ export function parseMessage(buf: Buffer, opts: ParseOptions = {}): SipRequest |
         }
       }
     }
-    fields.push(new HeaderField(buf.toString('latin1', pos, nameEnd), h.key, id, pos, lineEnd, vs, ve, folded, undefined));
+    fields.push(new HeaderField(buf, undefined, h === undefined ? undefined : h.key, id, nameEnd, pos, lineEnd, vs, ve, folded, undefined));
     if (fields.length > MAX_HEADERS) throw err('too_many_headers', 'too many header fields', 513);
     pos = lineEnd;
   }
@@ -223,7 +239,7 @@ export function parseMessage(buf: Buffer, opts: ParseOptions = {}): SipRequest |
   void clFields;
 
   const msg = isReq
-    ? new SipRequest(method, uriRaw, buf, fields, slStart, slEnd, slClean, bodyStart, bodyEnd)
+    ? new SipRequest(method, undefined, uriStart, uriEnd, buf, fields, slStart, slEnd, slClean, bodyStart, bodyEnd)
     : new SipResponse(status, reason, buf, fields, slStart, slEnd, slClean, bodyStart, bodyEnd);
   if (opts.lenient) return msg;
 

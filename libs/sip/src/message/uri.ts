@@ -254,6 +254,7 @@ export function parseUri(s: string): Uri {
   if (colon <= 0) throw badUri(`no scheme in URI "${s.slice(0, 64)}"`);
   const c0 = s.charCodeAt(0) | 0x20;
   if (c0 < 97 || c0 > 122 || scan(s, 1, SCHEME) !== colon) throw badUri('bad URI scheme');
+  if (colon === 3 && s.startsWith('sip')) return parseSip(s, 4, 'sip');
   const scheme = s.slice(0, colon).toLowerCase();
   if (scheme === 'sip' || scheme === 'sips') return parseSip(s, colon + 1, scheme);
   if (scheme === 'tel') return parseTel(s, colon + 1);
