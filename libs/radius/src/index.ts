@@ -1,0 +1,4 @@
+export * from './packet';
+export * from './auth';
+export * from './dictionary';
+export * from './client';
