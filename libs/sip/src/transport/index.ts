@@ -1,6 +1,6 @@
 export * from './types';
 export * from './layer';
 export * from './response-target';
-export { ContentLengthFramer, defaultFramer } from './framing';
+export { defaultFramer, parseSip } from './framing';
 export type { Framer, FramerFactory, FramerSink } from './connection';
 export { FakeClock } from './fake-clock';

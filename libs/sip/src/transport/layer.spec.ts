@@ -198,14 +198,18 @@ describe('TransportLayer TCP/TLS', { timeout: 10_000 }, () => {
     assert.match(a.c.messages[0].msg, /^NOTIFY/);
   });
 
-  test('oversized stream message: reported and the connection closed', async () => {
+  test('oversized stream message: over maxMessageSize reported, over the framing limit also closed', async () => {
     const { t, c, port } = await layer([{ transport: 'tcp' }], { maxMessageSize: 1000 });
     stops.push(() => t.stop());
     const sock = net.connect(port('tcp'), '127.0.0.1');
     sock.on('error', () => {});
     await once(sock, 'connect');
     sock.write(msg('x'.repeat(5000)));
-    await c.until(() => c.errors.length === 1 && c.closed.length === 1);
+    await c.until(() => c.errors.length === 1);
+    assert.match(c.errors[0].err.message, /over limit 1000/);
+    assert.deepEqual(c.closed, [], 'framing still in sync: connection kept');
+    sock.write(msg('x'.repeat(70_000)));
+    await c.until(() => c.errors.length === 2 && c.closed.length === 1);
     assert.equal(c.messages.length, 0);
     sock.destroy();
   });

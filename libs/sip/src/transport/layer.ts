@@ -5,7 +5,8 @@
  *
  * It knows nothing of transactions: the layer above attaches a
  * `TransportUser` and calls `send`. Parsing and stream framing are injected
- * (the message layer's parser and StreamFramer), so this file only moves bytes.
+ * (the message layer's parser and StreamFramer: see `createSipTransport`),
+ * so this file only moves bytes.
  */
 import dgram from 'node:dgram';
 import http from 'node:http';
@@ -13,7 +14,7 @@ import https from 'node:https';
 import net from 'node:net';
 import tls from 'node:tls';
 import { WebSocket, WebSocketServer } from 'ws';
-import { MAX_MESSAGE_SIZE } from '../message/limits';
+import { MAX_MESSAGE_SIZE, type SipRequest, type SipResponse } from '../message';
 import {
   Connection,
   StreamConnection,
@@ -22,6 +23,7 @@ import {
   type ConnectionEvents,
   type FramerFactory,
 } from './connection';
+import { defaultFramer, parseSip } from './framing';
 import {
   systemClock,
   type BoundAddress,
@@ -57,9 +59,9 @@ export interface TlsClientOptions {
 
 export interface TransportLayerOptions<M> {
   listen: ListenSpec[];
-  /** The message layer's parser: bytes → message, throws on malformed input. */
-  parse: (buf: Buffer) => M;
-  /** The message layer's stream framer (Content-Length framing, CRLF keep-alives). */
+  /** Parser: bytes → message, throws on malformed input. `stream` is true for TCP/TLS (Content-Length required). */
+  parse: (buf: Buffer, stream: boolean) => M;
+  /** Stream framer for TCP/TLS (Content-Length framing, CRLF keep-alives). */
   framer: FramerFactory;
   /** Close connections idle for this long (ms). Default 120 s (Kamailio's tcp_connection_lifetime). */
   idleTimeoutMs?: number;
@@ -238,7 +240,7 @@ export class TransportLayer<M> {
     }
     let msg: M;
     try {
-      msg = this.opts.parse(buf);
+      msg = this.opts.parse(buf, src.transport === 'tcp' || src.transport === 'tls');
     } catch (err) {
       user.onParseError(buf, err as Error, src);
       return;
@@ -494,4 +496,11 @@ export class TransportLayer<M> {
       if (now - c.lastActive >= this.idleTimeoutMs) c.close();
     }
   }
+}
+
+/** A TransportLayer of SIP messages: the message layer's parser and StreamFramer wired in. */
+export function createSipTransport(
+  opts: Omit<TransportLayerOptions<SipRequest | SipResponse>, 'parse' | 'framer'>,
+): TransportLayer<SipRequest | SipResponse> {
+  return new TransportLayer({ ...opts, parse: parseSip, framer: defaultFramer });
 }
