@@ -48,6 +48,11 @@ export interface TransactionUser {
   onParseError?(raw: Buffer, err: Error, src: Source): void;
   /** A connection (flow) closed. */
   onConnectionClosed?(connId: number): void;
+  /**
+   * Called for a request that matched no transaction, before one is created:
+   * false drops it unanswered and leaves no state (rate limits, bans).
+   */
+  admit?(req: SipRequest, src: Source): boolean;
 }
 
 export interface TransactionLayerOptions {
@@ -241,6 +246,7 @@ export class TransactionLayer implements TxHost, TransportUser<SipMessage> {
       if (tx.receive(req)) user?.onRequest(req, tx, src);
       return;
     }
+    if (user?.admit && !user.admit(req, src)) return;
     if (isAck) {
       user?.onRequest(req, undefined, src);
       return;
