@@ -430,7 +430,7 @@ export class NameAddr {
   toString(): string {
     let s = '';
     if (this.displayName !== null && this.displayName !== '') {
-      s = (/^[-.!%*_+`'~A-Za-z0-9 ]+$/.test(this.displayName) && !/^ | $/.test(this.displayName)
+      s = (/^[-.!%*_+`'~A-Za-z0-9]+( [-.!%*_+`'~A-Za-z0-9]+)*$/.test(this.displayName)
         ? this.displayName
         : '"' + this.displayName.replace(/(["\\])/g, '\\$1') + '"') + ' ';
     }

@@ -1,3 +1,4 @@
+import { SipParseError } from './errors';
 import { MAX_PARAMS } from './limits';
 
 /**
@@ -29,7 +30,7 @@ export class Params {
     const i = this.find(name);
     if (i >= 0) this.list[i] = [this.list[i][0], value];
     else {
-      if (this.list.length >= MAX_PARAMS) throw new RangeError('too many parameters');
+      if (this.list.length >= MAX_PARAMS) throw new SipParseError('too_large', 'too many parameters', 513);
       this.list.push([name, value]);
     }
     return this;
