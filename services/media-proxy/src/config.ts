@@ -22,7 +22,10 @@ export interface RelayInterface {
  */
 export function parseInterfaces(raw: string): RelayInterface[] {
   const out: RelayInterface[] = [];
-  for (const item of raw.split(',').map((s) => s.trim()).filter(Boolean)) {
+  for (const item of raw
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)) {
     const slash = item.indexOf('/');
     const name = slash < 0 ? 'default' : item.slice(0, slash);
     const rest = slash < 0 ? item : item.slice(slash + 1);
@@ -30,8 +33,10 @@ export function parseInterfaces(raw: string): RelayInterface[] {
     const family = isIP(address);
     if (!name || !/^[A-Za-z0-9_.-]+$/.test(name)) throw new Error(`bad interface name in "${item}"`);
     if (family === 0) throw new Error(`"${address}" is not an IP address (in "${item}")`);
-    if (address === '0.0.0.0' || address === '::') throw new Error(`bind a concrete address, not ${address} (in "${item}")`);
-    if (isIP(advertised) !== family) throw new Error(`advertised address "${advertised}" must be of the same family (in "${item}")`);
+    if (address === '0.0.0.0' || address === '::')
+      throw new Error(`bind a concrete address, not ${address} (in "${item}")`);
+    if (isIP(advertised) !== family)
+      throw new Error(`advertised address "${advertised}" must be of the same family (in "${item}")`);
     if (out.some((i) => i.name === name)) throw new Error(`interface "${name}" given twice`);
     out.push({ name, address, advertised, family: family as 4 | 6 });
   }
@@ -54,12 +59,36 @@ export const mediaConfig = {
     'default/127.0.0.1',
     'Relay interfaces as name/address[!advertised], comma-separated (e.g. public/203.0.113.5,private/10.0.0.5,v6/2001:db8::5); the first is the default',
   ),
-  portMin: port('SWITCHBOARD_MEDIA_PORT_MIN', 30000, 'Lowest relay UDP port (RTP on even ports, RTCP on the odd one above)'),
+  portMin: port(
+    'SWITCHBOARD_MEDIA_PORT_MIN',
+    30000,
+    'Lowest relay UDP port (RTP on even ports, RTCP on the odd one above)',
+  ),
   portMax: port('SWITCHBOARD_MEDIA_PORT_MAX', 39999, 'Highest relay UDP port'),
-  quietPeriodMs: int('SWITCHBOARD_MEDIA_QUIET_MS', 30000, 'How long a released port pair stays unused (late packets are dropped and counted)', 0),
-  timeoutMs: int('SWITCHBOARD_MEDIA_TIMEOUT_MS', 60000, 'A call with no media for this long is ended (media-events "timeout")', 100),
-  holdTimeoutMs: int('SWITCHBOARD_MEDIA_HOLD_TIMEOUT_MS', 3600000, 'The no-media timeout while a stream is on hold', 100),
-  deleteGraceMs: int('SWITCHBOARD_MEDIA_DELETE_GRACE_MS', 30000, 'How long a deleted call stays answerable by Query', 0),
+  quietPeriodMs: int(
+    'SWITCHBOARD_MEDIA_QUIET_MS',
+    30000,
+    'How long a released port pair stays unused (late packets are dropped and counted)',
+    0,
+  ),
+  timeoutMs: int(
+    'SWITCHBOARD_MEDIA_TIMEOUT_MS',
+    60000,
+    'A call with no media for this long is ended (media-events "timeout")',
+    100,
+  ),
+  holdTimeoutMs: int(
+    'SWITCHBOARD_MEDIA_HOLD_TIMEOUT_MS',
+    3600000,
+    'The no-media timeout while a stream is on hold',
+    100,
+  ),
+  deleteGraceMs: int(
+    'SWITCHBOARD_MEDIA_DELETE_GRACE_MS',
+    30000,
+    'How long a deleted call stays answerable by Query',
+    0,
+  ),
   sweepMs: int('SWITCHBOARD_MEDIA_SWEEP_MS', 1000, 'How often timeouts and quiet periods are checked', 10),
 };
 

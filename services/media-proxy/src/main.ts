@@ -43,7 +43,7 @@ function liveCounter(
       for (const [labels, v] of read()) {
         const k = Object.values(labels).join('\u0000');
         const d = v - (last.get(k) ?? 0);
-        if (d > 0) this.inc(labels, d);
+        if (d > 0 || !last.has(k)) this.inc(labels, Math.max(d, 0));
         last.set(k, v);
       }
     },
@@ -76,17 +76,47 @@ export function registerRelayMetrics(registry: Registry, relay: MediaRelay) {
       this.set(relay.portsFree);
     },
   });
-  liveCounter(registry, 'switchboard_media_packets_total', 'RTP and RTCP packets received (in) and relayed (out)', ['direction'], () => [
-    [{ direction: 'in' }, counters.packetsIn],
-    [{ direction: 'out' }, counters.packetsOut],
+  liveCounter(
+    registry,
+    'switchboard_media_packets_total',
+    'RTP and RTCP packets received (in) and relayed (out)',
+    ['direction'],
+    () => [
+      [{ direction: 'in' }, counters.packetsIn],
+      [{ direction: 'out' }, counters.packetsOut],
+    ],
+  );
+  liveCounter(
+    registry,
+    'switchboard_media_bytes_total',
+    'RTP and RTCP bytes received (in) and relayed (out)',
+    ['direction'],
+    () => [
+      [{ direction: 'in' }, counters.bytesIn],
+      [{ direction: 'out' }, counters.bytesOut],
+    ],
+  );
+  liveCounter(
+    registry,
+    'switchboard_media_packets_dropped_total',
+    'Packets dropped: no_session (port of an ended call), strict_source, no_destination (peer unknown or on hold), malformed, loop',
+    ['reason'],
+    () => DROP_REASONS.map((r) => [{ reason: r }, counters.dropped[r]]),
+  );
+  liveCounter(
+    registry,
+    'switchboard_media_timeouts_total',
+    'Calls ended because their media stopped',
+    [],
+    () => [[{}, counters.timeouts]],
+  );
+  liveCounter(registry, 'switchboard_media_rtcp_packets_total', 'RTCP packets received and read', [], () => [
+    [{}, counters.rtcpIn],
   ]);
-  liveCounter(registry, 'switchboard_media_bytes_total', 'RTP and RTCP bytes received (in) and relayed (out)', ['direction'], () => [
-    [{ direction: 'in' }, counters.bytesIn],
-    [{ direction: 'out' }, counters.bytesOut],
-  ]);
-  liveCounter(registry, 'switchboard_media_packets_dropped_total', 'Packets dropped: no_session (port of an ended call), strict_source, no_destination (peer unknown or on hold), malformed, loop', ['reason'], () => DROP_REASONS.map((r) => [{ reason: r }, counters.dropped[r]]));
-  liveCounter(registry, 'switchboard_media_timeouts_total', 'Calls ended because their media stopped', [], () => [[{}, counters.timeouts]]);
-  liveCounter(registry, 'switchboard_media_rtcp_packets_total', 'RTCP packets received and read', [], () => [[{}, counters.rtcpIn]]);
+}
+
+/** Per-stream loss and jitter histograms, observed when a stream ends. */
+export function streamHistograms(registry: Registry) {
   const loss = new Histogram({
     name: 'switchboard_media_stream_loss_ratio',
     help: 'Per stream at its end: packets lost before the relay / packets expected',
@@ -99,17 +129,16 @@ export function registerRelayMetrics(registry: Registry, relay: MediaRelay) {
     buckets: [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2],
     registers: [registry],
   });
-  return {
-    onStreamEnded(lossRatio: number, jitterMs: number) {
-      loss.observe(lossRatio);
-      jitter.observe(jitterMs / 1000);
-    },
+  return (lossRatio: number, jitterMs: number) => {
+    loss.observe(lossRatio);
+    jitter.observe(jitterMs / 1000);
   };
 }
 
 export const mediaProxyService = defineService({
   name: 'media-proxy',
-  description: 'RTP/RTCP relay for NAT: latching, IPv4/IPv6 bridging, RTCP stats, media timeouts (gRPC control)',
+  description:
+    'RTP/RTCP relay for NAT: latching, IPv4/IPv6 bridging, RTCP stats, media timeouts (gRPC control)',
   configSpec: mediaConfig,
   async start(ctx, config) {
     const events = await ctx.events();
@@ -118,17 +147,22 @@ export const mediaProxyService = defineService({
     const publish = (stats: CallStats, reason: EndReason) => {
       const value: MediaEvent = { type: reason, callId: stats.callId, stats };
       pending = pending
-        .then(() => events.publish(MEDIA_EVENTS_TOPIC, [{ key: stats.callId, value: JSON.stringify(value), headers: { type: reason } }]))
-        .catch((err: unknown) => ctx.logger.error({ err, callId: stats.callId }, 'media-events publish failed'));
+        .then(() =>
+          events.publish(MEDIA_EVENTS_TOPIC, [
+            { key: stats.callId, value: JSON.stringify(value), headers: { type: reason } },
+          ]),
+        )
+        .catch((err: unknown) =>
+          ctx.logger.error({ err, callId: stats.callId }, 'media-events publish failed'),
+        );
       if (reason === 'timeout') ctx.logger.info({ callId: stats.callId }, 'media timeout: call ended');
     };
-    let hooks: ReturnType<typeof registerRelayMetrics> | undefined;
     const relay = new MediaRelay({
       ...config,
       onEnded: publish,
-      onStreamEnded: (l, j) => hooks?.onStreamEnded(l, j),
+      onStreamEnded: streamHistograms(ctx.metrics),
     });
-    hooks = registerRelayMetrics(ctx.metrics, relay);
+    registerRelayMetrics(ctx.metrics, relay);
     const sweeper = setInterval(() => relay.sweep(), config.sweepMs);
     sweeper.unref();
 
@@ -150,8 +184,14 @@ export const mediaProxyService = defineService({
       ],
     });
     ctx.endpoint('gRPC', `grpc://${config.grpcHost}:${server.port}`);
-    ctx.endpoint('RTP', config.interfaces.map((i) => `${i.name}=${i.advertised}:${config.portMin}-${config.portMax}`).join(' '));
-    ctx.logger.info({ port: server.port, interfaces: config.interfaces.map((i) => i.name) }, 'media-proxy ready');
+    ctx.endpoint(
+      'RTP',
+      config.interfaces.map((i) => `${i.name}=${i.advertised}:${config.portMin}-${config.portMax}`).join(' '),
+    );
+    ctx.logger.info(
+      { port: server.port, interfaces: config.interfaces.map((i) => i.name) },
+      'media-proxy ready',
+    );
 
     return {
       /** The bound gRPC port (tests use port 0). */

@@ -92,8 +92,10 @@ async function setup(h: Harness, a: UdpPeer, b: UdpPeer, flags: string[] = []) {
 }
 
 const seqOf = (b: Buffer) => b.readUInt16BE(2);
-const rtpLeg = (s: CallStats, tag: string) => s.legs.find((l) => l.tag === tag)!.streams.find((x) => !x.rtcp)!;
-const rtcpLeg = (s: CallStats, tag: string) => s.legs.find((l) => l.tag === tag)!.streams.find((x) => x.rtcp)!;
+const rtpLeg = (s: CallStats, tag: string) =>
+  s.legs.find((l) => l.tag === tag)!.streams.find((x) => !x.rtcp)!;
+const rtcpLeg = (s: CallStats, tag: string) =>
+  s.legs.find((l) => l.tag === tag)!.streams.find((x) => x.rtcp)!;
 
 describe('media relay', () => {
   test('offer/answer rewrite the SDP to the relay, and RTP flows both ways', { timeout: 10000 }, async () => {
@@ -144,131 +146,185 @@ describe('media relay', () => {
     assert.equal(leg.advertisedEndpoint, '10.0.0.7:4000');
   });
 
-  test('strict-source drops and counts packets from another source once latched', { timeout: 10000 }, async () => {
-    const h = harness();
-    const [a, b, intruder] = [await peer(), await peer(), await peer()];
-    const { fromA } = await setup(h, a, b, ['strict-source']);
-    await a.send(rtpPacket(1, 160, 1), fromA);
-    assert.equal(seqOf((await b.next()).msg), 1);
-    await intruder.send(rtpPacket(99, 160, 1), fromA);
-    await a.send(rtpPacket(2, 320, 1), fromA);
-    assert.equal(seqOf((await b.next()).msg), 2, 'the intruder packet was not relayed');
-    assert.equal(h.relay.counters.dropped.strict_source, 1);
-    assert.equal(rtpLeg(h.relay.query('call-1'), 'A').dropped, 1);
-  });
+  test(
+    'strict-source drops and counts packets from another source once latched',
+    { timeout: 10000 },
+    async () => {
+      const h = harness();
+      const [a, b, intruder] = [await peer(), await peer(), await peer()];
+      const { fromA } = await setup(h, a, b, ['strict-source']);
+      await a.send(rtpPacket(1, 160, 1), fromA);
+      assert.equal(seqOf((await b.next()).msg), 1);
+      await intruder.send(rtpPacket(99, 160, 1), fromA);
+      await a.send(rtpPacket(2, 320, 1), fromA);
+      assert.equal(seqOf((await b.next()).msg), 2, 'the intruder packet was not relayed');
+      assert.equal(h.relay.counters.dropped.strict_source, 1);
+      assert.equal(rtpLeg(h.relay.query('call-1'), 'A').dropped, 1);
+    },
+  );
 
-  test('without strict-source another source is relayed but does not move the latch', { timeout: 10000 }, async () => {
-    const h = harness();
-    const [a, b, other] = [await peer(), await peer(), await peer()];
-    const { fromA } = await setup(h, a, b);
-    await a.send(rtpPacket(1, 160, 1), fromA);
-    await b.next();
-    await other.send(rtpPacket(50, 160, 1), fromA);
-    assert.equal(seqOf((await b.next()).msg), 50);
-    assert.equal(rtpLeg(h.relay.query('call-1'), 'A').endpoint, `127.0.0.1:${a.port}`);
-    assert.equal(h.relay.counters.dropped.strict_source, 0);
-  });
+  test(
+    'without strict-source another source is relayed but does not move the latch',
+    { timeout: 10000 },
+    async () => {
+      const h = harness();
+      const [a, b, other] = [await peer(), await peer(), await peer()];
+      const { fromA } = await setup(h, a, b);
+      await a.send(rtpPacket(1, 160, 1), fromA);
+      await b.next();
+      await other.send(rtpPacket(50, 160, 1), fromA);
+      assert.equal(seqOf((await b.next()).msg), 50);
+      assert.equal(rtpLeg(h.relay.query('call-1'), 'A').endpoint, `127.0.0.1:${a.port}`);
+      assert.equal(h.relay.counters.dropped.strict_source, 0);
+    },
+  );
 
-  test('no media for the timeout ends the call with reason "timeout"; hold stretches it', { timeout: 10000 }, async () => {
-    const h = harness();
-    const [a, b] = [await peer(), await peer()];
-    const { fromA } = await setup(h, a, b);
-    await a.send(rtpPacket(1, 160, 1), fromA);
-    await b.next();
-    h.clock.t += 59_000;
-    h.relay.sweep();
-    assert.equal(h.ended.length, 0);
-    assert.equal(h.relay.activeCalls, 1);
-    h.clock.t += 1_000;
-    h.relay.sweep();
-    assert.equal(h.ended.length, 1);
-    assert.equal(h.ended[0]!.reason, 'timeout');
-    assert.equal(h.ended[0]!.stats.callId, 'call-1');
-    assert.equal(h.ended[0]!.stats.endReason, 'timeout');
-    assert.equal(h.relay.activeCalls, 0);
-    assert.equal(h.relay.counters.timeouts, 1);
-    // Query still answers for the grace period
-    assert.equal(rtpLeg(h.relay.query('call-1'), 'A').stats!.packets, 1);
-    h.clock.t += 30_000;
-    h.relay.sweep();
-    assert.throws(() => h.relay.query('call-1'), /no call/);
+  test(
+    'no media for the timeout ends the call with reason "timeout"; hold stretches it',
+    { timeout: 10000 },
+    async () => {
+      const h = harness();
+      const [a, b] = [await peer(), await peer()];
+      const { fromA } = await setup(h, a, b);
+      await a.send(rtpPacket(1, 160, 1), fromA);
+      await b.next();
+      h.clock.t += 59_000;
+      h.relay.sweep();
+      assert.equal(h.ended.length, 0);
+      assert.equal(h.relay.activeCalls, 1);
+      h.clock.t += 1_000;
+      h.relay.sweep();
+      assert.equal(h.ended.length, 1);
+      assert.equal(h.ended[0]!.reason, 'timeout');
+      assert.equal(h.ended[0]!.stats.callId, 'call-1');
+      assert.equal(h.ended[0]!.stats.endReason, 'timeout');
+      assert.equal(h.relay.activeCalls, 0);
+      assert.equal(h.relay.counters.timeouts, 1);
+      // Query still answers for the grace period
+      assert.equal(rtpLeg(h.relay.query('call-1'), 'A').stats!.packets, 1);
+      h.clock.t += 30_000;
+      h.relay.sweep();
+      assert.throws(() => h.relay.query('call-1'), /no call/);
 
-    // a call on hold (sendonly) gets the hold timeout
-    const c2 = { callId: 'call-2' };
-    await h.relay.offer(offer({ ...c2, sdp: audioSdp(a.address, a.port) }));
-    await h.relay.answer(answer({ ...c2, sdp: audioSdp(b.address, b.port) }));
-    await h.relay.offer(offer({ ...c2, toTag: 'B', sdp: audioSdp(a.address, a.port, { direction: 'sendonly', sessionVersion: 2 }) }));
-    h.clock.t += 600_000;
-    h.relay.sweep();
-    assert.equal(h.relay.activeCalls, 1, 'held call survives the normal timeout');
-    h.clock.t += 3_000_000;
-    h.relay.sweep();
-    assert.equal(h.relay.activeCalls, 0);
-    assert.equal(h.ended.at(-1)!.reason, 'timeout');
-  });
+      // a call on hold (sendonly) gets the hold timeout
+      const c2 = { callId: 'call-2' };
+      await h.relay.offer(offer({ ...c2, sdp: audioSdp(a.address, a.port) }));
+      await h.relay.answer(answer({ ...c2, sdp: audioSdp(b.address, b.port) }));
+      await h.relay.offer(
+        offer({
+          ...c2,
+          toTag: 'B',
+          sdp: audioSdp(a.address, a.port, { direction: 'sendonly', sessionVersion: 2 }),
+        }),
+      );
+      h.clock.t += 600_000;
+      h.relay.sweep();
+      assert.equal(h.relay.activeCalls, 1, 'held call survives the normal timeout');
+      h.clock.t += 3_000_000;
+      h.relay.sweep();
+      assert.equal(h.relay.activeCalls, 0);
+      assert.equal(h.ended.at(-1)!.reason, 'timeout');
+    },
+  );
 
-  test('delete reports final stats; late packets to its ports are dropped and counted, never relayed', { timeout: 10000 }, async () => {
-    const h = harness();
-    const [a, b] = [await peer(), await peer()];
-    const { fromA } = await setup(h, a, b);
-    await a.send(rtpPacket(1, 160, 1), fromA);
-    await b.next();
-    const stats = await h.relay.delete({ callId: 'call-1', fromTag: '', toTag: '', viaBranch: '', deleteDelay: 0 });
-    assert.equal(stats.endReason, 'delete');
-    assert.equal(stats.rtp!.packets, 1);
-    assert.equal(h.ended.length, 1);
-    assert.equal(h.ended[0]!.reason, 'delete');
-    assert.equal(h.relay.activeCalls, 0);
-    await a.send(rtpPacket(2, 320, 1), fromA);
-    await until(() => h.relay.counters.dropped.no_session === 1);
-    assert.equal(h.relay.counters.packetsOut, 1);
-    assert.equal(b.queue.length, 0);
-  });
+  test(
+    'delete reports final stats; late packets to its ports are dropped and counted, never relayed',
+    { timeout: 10000 },
+    async () => {
+      const h = harness();
+      const [a, b] = [await peer(), await peer()];
+      const { fromA } = await setup(h, a, b);
+      await a.send(rtpPacket(1, 160, 1), fromA);
+      await b.next();
+      const stats = await h.relay.delete({
+        callId: 'call-1',
+        fromTag: '',
+        toTag: '',
+        viaBranch: '',
+        deleteDelay: 0,
+      });
+      assert.equal(stats.endReason, 'delete');
+      assert.equal(stats.rtp!.packets, 1);
+      assert.equal(h.ended.length, 1);
+      assert.equal(h.ended[0]!.reason, 'delete');
+      assert.equal(h.relay.activeCalls, 0);
+      await a.send(rtpPacket(2, 320, 1), fromA);
+      await until(() => h.relay.counters.dropped.no_session === 1);
+      assert.equal(h.relay.counters.packetsOut, 1);
+      assert.equal(b.queue.length, 0);
+    },
+  );
 
-  test('ports come in even/odd pairs and are reused only after the quiet period', { timeout: 10000 }, async () => {
-    const base = 20000 + 200 * Math.floor(Math.random() * 49);
-    const h = harness({ portMin: base, portMax: base + 3, quietPeriodMs: 5000 }); // two pairs
-    const relay = h.relay;
-    const free = relay.portsFree;
-    assert.equal(free, 4);
-    await relay.offer(offer({ sdp: audioSdp('127.0.0.1', 5000) }));
-    assert.equal(relay.portsInUse, 4);
-    await assert.rejects(relay.offer(offer({ callId: 'other', sdp: audioSdp('127.0.0.1', 5000) })), /no free relay port/);
-    await relay.delete({ callId: 'call-1', fromTag: '', toTag: '', viaBranch: '', deleteDelay: 0 });
-    await assert.rejects(relay.offer(offer({ callId: 'x', sdp: audioSdp('127.0.0.1', 5000) })), /no free relay port/, 'quiet period');
-    h.clock.t += 5000;
-    const o = await relay.offer(offer({ callId: 'x', sdp: audioSdp('127.0.0.1', 5000) }));
-    assert.equal(target(o.sdp).port % 2, 0);
-  });
+  test(
+    'ports come in even/odd pairs and are reused only after the quiet period',
+    { timeout: 10000 },
+    async () => {
+      const base = 20000 + 200 * Math.floor(Math.random() * 49);
+      const h = harness({ portMin: base, portMax: base + 3, quietPeriodMs: 5000 }); // two pairs
+      const relay = h.relay;
+      const free = relay.portsFree;
+      assert.equal(free, 4);
+      await relay.offer(offer({ sdp: audioSdp('127.0.0.1', 5000) }));
+      assert.equal(relay.portsInUse, 4);
+      await assert.rejects(
+        relay.offer(offer({ callId: 'other', sdp: audioSdp('127.0.0.1', 5000) })),
+        /no free relay port/,
+      );
+      await relay.delete({ callId: 'call-1', fromTag: '', toTag: '', viaBranch: '', deleteDelay: 0 });
+      await assert.rejects(
+        relay.offer(offer({ callId: 'x', sdp: audioSdp('127.0.0.1', 5000) })),
+        /no free relay port/,
+        'quiet period',
+      );
+      h.clock.t += 5000;
+      const o = await relay.offer(offer({ callId: 'x', sdp: audioSdp('127.0.0.1', 5000) }));
+      assert.equal(target(o.sdp).port % 2, 0);
+    },
+  );
 
-  test('RTCP receiver reports are relayed and read into loss, jitter and RTT', { timeout: 10000 }, async () => {
-    const h = harness();
-    const [a, b, aRtcp, bRtcp] = [await peer(), await peer(), await peer(), await peer()];
-    // RTCP on explicit ports (a=rtcp is what the SDP helper leaves to port+1; use real sockets here)
-    const sdpA = audioSdp(a.address, a.port).replace('a=sendrecv', `a=rtcp:${aRtcp.port}\r\na=sendrecv`);
-    const sdpB = audioSdp(b.address, b.port).replace('a=sendrecv', `a=rtcp:${bRtcp.port}\r\na=sendrecv`);
-    const o = await h.relay.offer(offer({ sdp: sdpA }));
-    const ans = await h.relay.answer(answer({ sdp: sdpB }));
-    const fromB = target(o.sdp);
-    const fromA = target(ans.sdp);
-    // B reports on A's stream: 25% lost, 10 cumulative, jitter 80 units (10 ms at 8 kHz); RTT 50 ms
-    const lsr = ntp32(T0 - 150);
-    const dlsr = Math.round(0.1 * 65536); // 100 ms held at B
-    await bRtcp.send(rtcpRR(0xb, { ssrc: 0xa, fractionLost: 64, cumulativeLost: 10, highestSeq: 100, jitter: 80, lsr, dlsr }), {
-      address: fromB.address,
-      port: fromB.port + 1,
-    });
-    const got = await aRtcp.next();
-    assert.equal(got.msg[1], 201);
-    assert.equal(got.from.port, fromA.port + 1, 'RTCP leaves from the odd port');
-    const leg = rtcpLeg(h.relay.query('call-1'), 'B');
-    assert.equal(leg.lost, 10);
-    assert.equal(leg.fractionLost, 0.25);
-    assert.equal(leg.jitterMs, 10);
-    assert.ok(Math.abs(leg.rttMs - 50) < 1, `rtt ${leg.rttMs}`);
-    assert.equal(leg.stats!.packets, 1);
-    assert.equal(h.relay.counters.rtcpIn, 1);
-  });
+  test(
+    'RTCP receiver reports are relayed and read into loss, jitter and RTT',
+    { timeout: 10000 },
+    async () => {
+      const h = harness();
+      const [a, b, aRtcp, bRtcp] = [await peer(), await peer(), await peer(), await peer()];
+      // RTCP on explicit ports (a=rtcp is what the SDP helper leaves to port+1; use real sockets here)
+      const sdpA = audioSdp(a.address, a.port).replace('a=sendrecv', `a=rtcp:${aRtcp.port}\r\na=sendrecv`);
+      const sdpB = audioSdp(b.address, b.port).replace('a=sendrecv', `a=rtcp:${bRtcp.port}\r\na=sendrecv`);
+      const o = await h.relay.offer(offer({ sdp: sdpA }));
+      const ans = await h.relay.answer(answer({ sdp: sdpB }));
+      const fromB = target(o.sdp);
+      const fromA = target(ans.sdp);
+      // B reports on A's stream: 25% lost, 10 cumulative, jitter 80 units (10 ms at 8 kHz); RTT 50 ms
+      const lsr = ntp32(T0 - 150);
+      const dlsr = Math.round(0.1 * 65536); // 100 ms held at B
+      await bRtcp.send(
+        rtcpRR(0xb, {
+          ssrc: 0xa,
+          fractionLost: 64,
+          cumulativeLost: 10,
+          highestSeq: 100,
+          jitter: 80,
+          lsr,
+          dlsr,
+        }),
+        {
+          address: fromB.address,
+          port: fromB.port + 1,
+        },
+      );
+      const got = await aRtcp.next();
+      assert.equal(got.msg[1], 201);
+      assert.equal(got.from.port, fromA.port + 1, 'RTCP leaves from the odd port');
+      const leg = rtcpLeg(h.relay.query('call-1'), 'B');
+      assert.equal(leg.lost, 10);
+      assert.equal(leg.fractionLost, 0.25);
+      assert.equal(leg.jitterMs, 10);
+      assert.ok(Math.abs(leg.rttMs - 50) < 1, `rtt ${leg.rttMs}`);
+      assert.equal(leg.stats!.packets, 1);
+      assert.equal(h.relay.counters.rtcpIn, 1);
+    },
+  );
 
   test('sequence gaps count as loss before the relay', { timeout: 10000 }, async () => {
     const h = harness();
@@ -279,128 +335,202 @@ describe('media relay', () => {
     assert.equal(rtpLeg(h.relay.query('call-1'), 'A').lost, 2);
   });
 
-  test('rtcp-mux: RTCP shares the RTP port toward a party that negotiated it', { timeout: 10000 }, async () => {
-    const h = harness();
-    const [a, b, aRtcp] = [await peer(), await peer(), await peer()];
-    // A does not mux (RTCP to its own port); the relay offers mux to B, B accepts
-    const sdpA = audioSdp(a.address, a.port).replace('a=sendrecv', `a=rtcp:${aRtcp.port}\r\na=sendrecv`);
-    const o = await h.relay.offer(offer({ sdp: sdpA, rtcpMux: ['offer'] }));
-    assert.match(o.sdp, /a=rtcp-mux/);
-    const ans = await h.relay.answer(answer({ sdp: audioSdp(b.address, b.port, { rtcpMux: true }) }));
-    assert.doesNotMatch(ans.sdp, /a=rtcp-mux/, 'A did not offer mux: the answer to A has none');
-    const fromB = target(o.sdp);
-    const fromA = target(ans.sdp);
-    await b.send(rtcpRR(0xb, { ssrc: 0xa, fractionLost: 0, cumulativeLost: 0, highestSeq: 1, jitter: 0, lsr: 0, dlsr: 0 }), fromB);
-    const atA = await aRtcp.next();
-    assert.equal(atA.msg[1], 201);
-    assert.equal(atA.from.port, fromA.port + 1);
-    await aRtcp.send(rtcpRR(0xa, { ssrc: 0xb, fractionLost: 0, cumulativeLost: 3, highestSeq: 1, jitter: 0, lsr: 0, dlsr: 0 }), {
-      address: fromA.address,
-      port: fromA.port + 1,
-    });
-    const atB = await b.next();
-    assert.equal(atB.msg[1], 201, 'RTCP arrives on B’s RTP port');
-    assert.equal(atB.from.port, fromB.port);
-    await b.send(rtpPacket(1, 160, 0xb), fromB);
-    assert.equal(seqOf((await a.next()).msg), 1);
-  });
+  test(
+    'rtcp-mux: RTCP shares the RTP port toward a party that negotiated it',
+    { timeout: 10000 },
+    async () => {
+      const h = harness();
+      const [a, b, aRtcp] = [await peer(), await peer(), await peer()];
+      // A does not mux (RTCP to its own port); the relay offers mux to B, B accepts
+      const sdpA = audioSdp(a.address, a.port).replace('a=sendrecv', `a=rtcp:${aRtcp.port}\r\na=sendrecv`);
+      const o = await h.relay.offer(offer({ sdp: sdpA, rtcpMux: ['offer'] }));
+      assert.match(o.sdp, /a=rtcp-mux/);
+      const ans = await h.relay.answer(answer({ sdp: audioSdp(b.address, b.port, { rtcpMux: true }) }));
+      assert.doesNotMatch(ans.sdp, /a=rtcp-mux/, 'A did not offer mux: the answer to A has none');
+      const fromB = target(o.sdp);
+      const fromA = target(ans.sdp);
+      await b.send(
+        rtcpRR(0xb, {
+          ssrc: 0xa,
+          fractionLost: 0,
+          cumulativeLost: 0,
+          highestSeq: 1,
+          jitter: 0,
+          lsr: 0,
+          dlsr: 0,
+        }),
+        fromB,
+      );
+      const atA = await aRtcp.next();
+      assert.equal(atA.msg[1], 201);
+      assert.equal(atA.from.port, fromA.port + 1);
+      await aRtcp.send(
+        rtcpRR(0xa, {
+          ssrc: 0xb,
+          fractionLost: 0,
+          cumulativeLost: 3,
+          highestSeq: 1,
+          jitter: 0,
+          lsr: 0,
+          dlsr: 0,
+        }),
+        {
+          address: fromA.address,
+          port: fromA.port + 1,
+        },
+      );
+      const atB = await b.next();
+      assert.equal(atB.msg[1], 201, 'RTCP arrives on B’s RTP port');
+      assert.equal(atB.from.port, fromB.port);
+      await b.send(rtpPacket(1, 160, 0xb), fromB);
+      assert.equal(seqOf((await a.next()).msg), 1);
+    },
+  );
 
-  test('a forked call: two branches, the answering one gets the media, a cancelled branch is deleted', { timeout: 10000 }, async () => {
-    const h = harness();
-    const [a, b1, b2] = [await peer(), await peer(), await peer()];
-    const o1 = await h.relay.offer(offer({ viaBranch: 'z9hG4bK-1', sdp: audioSdp(a.address, a.port) }));
-    const o2 = await h.relay.offer(offer({ viaBranch: 'z9hG4bK-2', sdp: audioSdp(a.address, a.port) }));
-    assert.notEqual(target(o1.sdp).port, target(o2.sdp).port, 'each branch has its own ports');
-    // early media from B1 (183), then B2 answers (200)
-    const ans1 = await h.relay.answer(answer({ toTag: 'B1', viaBranch: 'z9hG4bK-1', sdp: audioSdp(b1.address, b1.port) }));
-    const ans2 = await h.relay.answer(answer({ toTag: 'B2', viaBranch: 'z9hG4bK-2', sdp: audioSdp(b2.address, b2.port) }));
-    assert.equal(target(ans1.sdp).port, target(ans2.sdp).port, 'A keeps one relay port');
-    const fromA = target(ans2.sdp);
-    await a.send(rtpPacket(1, 160, 1), fromA);
-    assert.equal(seqOf((await b2.next()).msg), 1, 'the latest answer gets A’s media');
-    await b1.send(rtpPacket(40, 160, 2), target(o1.sdp));
-    assert.equal(seqOf((await a.next()).msg), 40);
-    // the proxy cancels branch 1
-    const after = await h.relay.delete({ callId: 'call-1', fromTag: 'A', toTag: 'B1', viaBranch: '', deleteDelay: 0 });
-    assert.equal(after.endReason, '');
-    assert.equal(h.relay.activeCalls, 1);
-    assert.equal(h.ended.length, 0);
-    await b2.send(rtpPacket(41, 160, 3), target(o2.sdp));
-    assert.equal(seqOf((await a.next()).msg), 41);
-    await b1.send(rtpPacket(42, 160, 2), target(o1.sdp));
-    await until(() => h.relay.counters.dropped.no_session === 1);
-    const q = h.relay.query('call-1');
-    assert.deepEqual(q.legs.map((l) => l.tag).sort(), ['A', 'B1', 'B2']);
-    assert.equal(rtpLeg(q, 'B1').stats!.packets, 1, 'the deleted branch keeps its stats');
-  });
+  test(
+    'a forked call: two branches, the answering one gets the media, a cancelled branch is deleted',
+    { timeout: 10000 },
+    async () => {
+      const h = harness();
+      const [a, b1, b2] = [await peer(), await peer(), await peer()];
+      const o1 = await h.relay.offer(offer({ viaBranch: 'z9hG4bK-1', sdp: audioSdp(a.address, a.port) }));
+      const o2 = await h.relay.offer(offer({ viaBranch: 'z9hG4bK-2', sdp: audioSdp(a.address, a.port) }));
+      assert.notEqual(target(o1.sdp).port, target(o2.sdp).port, 'each branch has its own ports');
+      // early media from B1 (183), then B2 answers (200)
+      const ans1 = await h.relay.answer(
+        answer({ toTag: 'B1', viaBranch: 'z9hG4bK-1', sdp: audioSdp(b1.address, b1.port) }),
+      );
+      const ans2 = await h.relay.answer(
+        answer({ toTag: 'B2', viaBranch: 'z9hG4bK-2', sdp: audioSdp(b2.address, b2.port) }),
+      );
+      assert.equal(target(ans1.sdp).port, target(ans2.sdp).port, 'A keeps one relay port');
+      const fromA = target(ans2.sdp);
+      await a.send(rtpPacket(1, 160, 1), fromA);
+      assert.equal(seqOf((await b2.next()).msg), 1, 'the latest answer gets A’s media');
+      await b1.send(rtpPacket(40, 160, 2), target(o1.sdp));
+      assert.equal(seqOf((await a.next()).msg), 40);
+      // the proxy cancels branch 1
+      const after = await h.relay.delete({
+        callId: 'call-1',
+        fromTag: 'A',
+        toTag: 'B1',
+        viaBranch: '',
+        deleteDelay: 0,
+      });
+      assert.equal(after.endReason, '');
+      assert.equal(h.relay.activeCalls, 1);
+      assert.equal(h.ended.length, 0);
+      await b2.send(rtpPacket(41, 160, 3), target(o2.sdp));
+      assert.equal(seqOf((await a.next()).msg), 41);
+      await b1.send(rtpPacket(42, 160, 2), target(o1.sdp));
+      await until(() => h.relay.counters.dropped.no_session === 1);
+      const q = h.relay.query('call-1');
+      assert.deepEqual(q.legs.map((l) => l.tag).sort(), ['A', 'B1', 'B2']);
+      assert.equal(rtpLeg(q, 'B1').stats!.packets, 1, 'the deleted branch keeps its stats');
+    },
+  );
 
-  test('re-INVITE with a new address (RFC 3665 3.7): media follows, stale packets do not re-latch', { timeout: 10000 }, async () => {
-    const h = harness();
-    const [a, b, a2] = [await peer(), await peer(), await peer()];
-    const { fromA, fromB } = await setup(h, a, b);
-    await a.send(rtpPacket(1, 160, 0x1111), fromA);
-    await b.next();
-    // A moves: re-INVITE (offer with the to-tag) naming a2's address
-    const re = await h.relay.offer(offer({ toTag: 'B', sdp: audioSdp(a2.address, a2.port, { sessionVersion: 2 }) }));
-    assert.equal(target(re.sdp).port, fromB.port, 'B keeps its relay port');
-    const reAns = await h.relay.answer(answer({ sdp: audioSdp(b.address, b.port, { sessionVersion: 2 }) }));
-    assert.equal(target(reAns.sdp).port, fromA.port);
-    // a late packet from the old address with the old SSRC does not steal the latch
-    await a.send(rtpPacket(2, 320, 0x1111), fromA);
-    assert.equal(seqOf((await b.next()).msg), 2);
-    await b.send(rtpPacket(10, 160, 0x2222), fromB);
-    assert.equal(seqOf((await a2.next()).msg), 10, 'B’s media goes to the new address');
-    await a2.send(rtpPacket(100, 16000, 0x3333), fromA);
-    assert.equal(seqOf((await b.next()).msg), 100);
-    const leg = rtpLeg(h.relay.query('call-1'), 'A');
-    assert.equal(leg.endpoint, `127.0.0.1:${a2.port}`);
-    assert.equal(a.queue.length, 0);
-  });
+  test(
+    're-INVITE with a new address (RFC 3665 3.7): media follows, stale packets do not re-latch',
+    { timeout: 10000 },
+    async () => {
+      const h = harness();
+      const [a, b, a2] = [await peer(), await peer(), await peer()];
+      const { fromA, fromB } = await setup(h, a, b);
+      await a.send(rtpPacket(1, 160, 0x1111), fromA);
+      await b.next();
+      // A moves: re-INVITE (offer with the to-tag) naming a2's address
+      const re = await h.relay.offer(
+        offer({ toTag: 'B', sdp: audioSdp(a2.address, a2.port, { sessionVersion: 2 }) }),
+      );
+      assert.equal(target(re.sdp).port, fromB.port, 'B keeps its relay port');
+      const reAns = await h.relay.answer(answer({ sdp: audioSdp(b.address, b.port, { sessionVersion: 2 }) }));
+      assert.equal(target(reAns.sdp).port, fromA.port);
+      // a late packet from the old address with the old SSRC does not steal the latch
+      await a.send(rtpPacket(2, 320, 0x1111), fromA);
+      assert.equal(seqOf((await b.next()).msg), 2);
+      await b.send(rtpPacket(10, 160, 0x2222), fromB);
+      assert.equal(seqOf((await a2.next()).msg), 10, 'B’s media goes to the new address');
+      await a2.send(rtpPacket(100, 16000, 0x3333), fromA);
+      assert.equal(seqOf((await b.next()).msg), 100);
+      const leg = rtpLeg(h.relay.query('call-1'), 'A');
+      assert.equal(leg.endpoint, `127.0.0.1:${a2.port}`);
+      assert.equal(a.queue.length, 0);
+    },
+  );
 
-  test('hold with c=0.0.0.0 stops media toward the holder; resume restores it', { timeout: 10000 }, async () => {
-    const h = harness();
-    const [a, b] = [await peer(), await peer()];
-    const { fromA, fromB } = await setup(h, a, b);
-    await a.send(rtpPacket(1, 160, 1), fromA);
-    await b.next();
-    const hold = await h.relay.offer(offer({ toTag: 'B', sdp: audioSdp('0.0.0.0', a.port, { sessionVersion: 2 }) }));
-    assert.match(hold.sdp, /c=IN IP4 0\.0\.0\.0/, 'old-style hold is passed on');
-    await h.relay.answer(answer({ sdp: audioSdp(b.address, b.port, { sessionVersion: 2 }) }));
-    await b.send(rtpPacket(5, 160, 2), fromB);
-    await until(() => h.relay.counters.dropped.no_destination === 1);
-    assert.equal(a.queue.length, 0);
-    await h.relay.offer(offer({ toTag: 'B', sdp: audioSdp(a.address, a.port, { sessionVersion: 3 }) }));
-    await h.relay.answer(answer({ sdp: audioSdp(b.address, b.port, { sessionVersion: 3 }) }));
-    await b.send(rtpPacket(6, 320, 2), fromB);
-    assert.equal(seqOf((await a.next()).msg), 6);
-  });
+  test(
+    'hold with c=0.0.0.0 stops media toward the holder; resume restores it',
+    { timeout: 10000 },
+    async () => {
+      const h = harness();
+      const [a, b] = [await peer(), await peer()];
+      const { fromA, fromB } = await setup(h, a, b);
+      await a.send(rtpPacket(1, 160, 1), fromA);
+      await b.next();
+      const hold = await h.relay.offer(
+        offer({ toTag: 'B', sdp: audioSdp('0.0.0.0', a.port, { sessionVersion: 2 }) }),
+      );
+      assert.match(hold.sdp, /c=IN IP4 0\.0\.0\.0/, 'old-style hold is passed on');
+      await h.relay.answer(answer({ sdp: audioSdp(b.address, b.port, { sessionVersion: 2 }) }));
+      await b.send(rtpPacket(5, 160, 2), fromB);
+      await until(() => h.relay.counters.dropped.no_destination === 1);
+      assert.equal(a.queue.length, 0);
+      await h.relay.offer(offer({ toTag: 'B', sdp: audioSdp(a.address, a.port, { sessionVersion: 3 }) }));
+      await h.relay.answer(answer({ sdp: audioSdp(b.address, b.port, { sessionVersion: 3 }) }));
+      await b.send(rtpPacket(6, 320, 2), fromB);
+      assert.equal(seqOf((await a.next()).msg), 6);
+    },
+  );
 
-  test('a re-INVITE from the callee (offer with its from-tag) is answered by the caller', { timeout: 10000 }, async () => {
-    const h = harness();
-    const [a, b, b2] = [await peer(), await peer(), await peer()];
-    const { fromA, fromB } = await setup(h, a, b);
-    const re = await h.relay.offer(offer({ fromTag: 'B', toTag: 'A', sdp: audioSdp(b2.address, b2.port, { sessionVersion: 2 }) }));
-    assert.equal(target(re.sdp).port, fromA.port, 'A is told its own relay port');
-    const ans = await h.relay.answer(answer({ fromTag: 'B', toTag: 'A', sdp: audioSdp(a.address, a.port, { sessionVersion: 2 }) }));
-    assert.equal(target(ans.sdp).port, fromB.port);
-    await a.send(rtpPacket(3, 160, 1), fromA);
-    assert.equal(seqOf((await b2.next()).msg), 3);
-  });
+  test(
+    'a re-INVITE from the callee (offer with its from-tag) is answered by the caller',
+    { timeout: 10000 },
+    async () => {
+      const h = harness();
+      const [a, b, b2] = [await peer(), await peer(), await peer()];
+      const { fromA, fromB } = await setup(h, a, b);
+      const re = await h.relay.offer(
+        offer({ fromTag: 'B', toTag: 'A', sdp: audioSdp(b2.address, b2.port, { sessionVersion: 2 }) }),
+      );
+      assert.equal(target(re.sdp).port, fromA.port, 'A is told its own relay port');
+      const ans = await h.relay.answer(
+        answer({ fromTag: 'B', toTag: 'A', sdp: audioSdp(a.address, a.port, { sessionVersion: 2 }) }),
+      );
+      assert.equal(target(ans.sdp).port, fromB.port);
+      await a.send(rtpPacket(3, 160, 1), fromA);
+      assert.equal(seqOf((await b2.next()).msg), 3);
+    },
+  );
 
   test('ICE attributes are stripped by default and kept on request', { timeout: 10000 }, async () => {
     const h = harness();
     const o = await h.relay.offer(offer({ sdp: audioSdp('127.0.0.1', 5000, { ice: true }) }));
     assert.doesNotMatch(o.sdp, /a=candidate|a=ice-ufrag/);
-    const k = await h.relay.offer(offer({ callId: 'k', sdp: audioSdp('127.0.0.1', 5000, { ice: true }), ice: 'keep' }));
+    const k = await h.relay.offer(
+      offer({ callId: 'k', sdp: audioSdp('127.0.0.1', 5000, { ice: true }), ice: 'keep' }),
+    );
     assert.match(k.sdp, /a=ice-ufrag/);
-    await assert.rejects(h.relay.offer(offer({ callId: 'f', sdp: audioSdp('127.0.0.1', 5000), ice: 'force' })), /not supported/);
+    await assert.rejects(
+      h.relay.offer(offer({ callId: 'f', sdp: audioSdp('127.0.0.1', 5000), ice: 'force' })),
+      /not supported/,
+    );
   });
 
   test('bad requests are typed errors', { timeout: 10000 }, async () => {
     const h = harness();
-    await assert.rejects(h.relay.offer(offer({ sdp: 'not sdp' })), (e: Error & { kind?: string }) => e.kind === 'invalid_argument');
-    await assert.rejects(h.relay.answer(answer({ callId: 'nope', sdp: audioSdp('127.0.0.1', 5000) })), (e: Error & { kind?: string }) => e.kind === 'not_found');
-    await assert.rejects(h.relay.offer(offer({ sdp: audioSdp('127.0.0.1', 5000), direction: ['mars'] })), /unknown interface/);
+    await assert.rejects(
+      h.relay.offer(offer({ sdp: 'not sdp' })),
+      (e: Error & { kind?: string }) => e.kind === 'invalid_argument',
+    );
+    await assert.rejects(
+      h.relay.answer(answer({ callId: 'nope', sdp: audioSdp('127.0.0.1', 5000) })),
+      (e: Error & { kind?: string }) => e.kind === 'not_found',
+    );
+    await assert.rejects(
+      h.relay.offer(offer({ sdp: audioSdp('127.0.0.1', 5000), direction: ['mars'] })),
+      /unknown interface/,
+    );
     assert.equal(h.relay.activeCalls, 0, 'a failed first offer leaves no call behind');
   });
 });

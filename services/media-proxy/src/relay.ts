@@ -32,7 +32,13 @@ export interface Clock {
 }
 
 export type DropReason = 'no_session' | 'strict_source' | 'no_destination' | 'malformed' | 'loop';
-export const DROP_REASONS: readonly DropReason[] = ['no_session', 'strict_source', 'no_destination', 'malformed', 'loop'];
+export const DROP_REASONS: readonly DropReason[] = [
+  'no_session',
+  'strict_source',
+  'no_destination',
+  'malformed',
+  'loop',
+];
 
 /** Process-wide counters, read by the metrics collectors. */
 export class RelayCounters {
@@ -71,7 +77,20 @@ export interface RelayOptions {
 }
 
 /** Static RTP payload types' clock rates (RFC 3551 table 4); dynamic ones come from a=rtpmap. */
-const STATIC_CLOCK: Record<number, number> = { 0: 8000, 3: 8000, 4: 8000, 8: 8000, 9: 8000, 13: 8000, 18: 8000, 14: 90000, 26: 90000, 31: 90000, 32: 90000, 34: 90000 };
+const STATIC_CLOCK: Record<number, number> = {
+  0: 8000,
+  3: 8000,
+  4: 8000,
+  8: 8000,
+  9: 8000,
+  13: 8000,
+  18: 8000,
+  14: 90000,
+  26: 90000,
+  31: 90000,
+  32: 90000,
+  34: 90000,
+};
 
 /** One m= line's relay ports facing one party. Mutable fields are the hot path's state. */
 export class RelayStream {
@@ -192,7 +211,8 @@ interface Draining {
 const secs = (ms: number) => Math.floor(ms / 1000);
 
 /** The "ip:port" text of an address (IPv6 in brackets). */
-const hostPort = (addr: string, port: number) => (addr === '' ? '' : addr.includes(':') ? `[${addr}]:${port}` : `${addr}:${port}`);
+const hostPort = (addr: string, port: number) =>
+  addr === '' ? '' : addr.includes(':') ? `[${addr}]:${port}` : `${addr}:${port}`;
 
 const KNOWN_FLAGS = new Set([
   'strict-source',
@@ -283,8 +303,10 @@ export class MediaRelay {
           s.rtcpAddr = addr;
           s.rtcpPort = port;
           s.rtcpLatched = true;
-        } else if (s.strict && (addr !== s.rtcpAddr || port !== s.rtcpPort)) return this.drop(s, 'strict_source');
-      } else if (s.strict && (addr !== s.sdpRtcpAddress || port !== s.sdpRtcpPort)) return this.drop(s, 'strict_source');
+        } else if (s.strict && (addr !== s.rtcpAddr || port !== s.rtcpPort))
+          return this.drop(s, 'strict_source');
+      } else if (s.strict && (addr !== s.sdpRtcpAddress || port !== s.sdpRtcpPort))
+        return this.drop(s, 'strict_source');
     } else {
       const ssrc = msg.readUInt32BE(rtcp ? 4 : 8);
       if (s.symmetric) {
@@ -297,8 +319,10 @@ export class MediaRelay {
             s.latched = true;
             s.staleAddr = '';
           } else if (s.strict) return this.drop(s, 'strict_source');
-        } else if (s.strict && (addr !== s.rtpAddr || port !== s.rtpPort)) return this.drop(s, 'strict_source');
-      } else if (s.strict && (addr !== s.sdpAddress || port !== s.sdpRtpPort)) return this.drop(s, 'strict_source');
+        } else if (s.strict && (addr !== s.rtpAddr || port !== s.rtpPort))
+          return this.drop(s, 'strict_source');
+      } else if (s.strict && (addr !== s.sdpAddress || port !== s.sdpRtpPort))
+        return this.drop(s, 'strict_source');
     }
 
     const now = this.clock.now();
@@ -434,7 +458,10 @@ export class MediaRelay {
         this.pool.release(base, now);
       }
     }
-    throw new DomainError('resource_exhausted', `no free relay port pair in ${this.opts.portMin}-${this.opts.portMax}`);
+    throw new DomainError(
+      'resource_exhausted',
+      `no free relay port pair in ${this.opts.portMin}-${this.opts.portMax}`,
+    );
   }
 
   /** Stop relaying on s; its sockets stay bound through the quiet period, counting late packets. */
@@ -488,7 +515,11 @@ export class MediaRelay {
         owner = fromBranch;
         peer = call.caller;
       } else {
-        throw new DomainError('failed_precondition', `from-tag "${req.fromTag}" is not a party of call "${req.callId}"`, 'from_tag');
+        throw new DomainError(
+          'failed_precondition',
+          `from-tag "${req.fromTag}" is not a party of call "${req.callId}"`,
+          'from_tag',
+        );
       }
       call.lastSignal = now;
       const fresh = call.caller.streams.length === 0;
@@ -520,12 +551,21 @@ export class MediaRelay {
           [...call.branches].reverse().find((b) => b.tag === '' && byVia(b)) ??
           // a second to-tag on one branch (forked further downstream): the latest answer wins
           [...call.branches].reverse().find(byVia);
-        if (!owner) throw new DomainError('failed_precondition', `no offer is pending in call "${req.callId}"`, 'to_tag');
+        if (!owner)
+          throw new DomainError(
+            'failed_precondition',
+            `no offer is pending in call "${req.callId}"`,
+            'to_tag',
+          );
         owner.tag = req.toTag;
       } else {
         const branch = call.branches.find((b) => b.tag === req.fromTag);
         if (!branch || req.toTag !== call.caller.tag) {
-          throw new DomainError('failed_precondition', `tags ${req.fromTag}/${req.toTag} are not a dialogue of call "${req.callId}"`, 'from_tag');
+          throw new DomainError(
+            'failed_precondition',
+            `tags ${req.fromTag}/${req.toTag} are not a dialogue of call "${req.callId}"`,
+            'from_tag',
+          );
         }
         owner = call.caller;
         peer = branch;
@@ -549,10 +589,20 @@ export class MediaRelay {
       const now = this.clock.now();
       const tags = [req.fromTag, req.toTag].filter(Boolean);
       let branch: Side | undefined;
-      if (req.viaBranch) branch = call.branches.find((b) => b.viaBranch === req.viaBranch && (!req.toTag || tags.includes(b.tag)));
-      else if (tags.length === 2) branch = call.branches.find((b) => b.tag !== '' && tags.includes(b.tag) && tags.includes(call.caller.tag));
-      else if (tags.length === 1 && tags[0] !== call.caller.tag) branch = call.branches.find((b) => b.tag === tags[0]);
-      if ((req.viaBranch || tags.length === 2 || (tags.length === 1 && tags[0] !== call.caller.tag)) && !branch) {
+      if (req.viaBranch)
+        branch = call.branches.find(
+          (b) => b.viaBranch === req.viaBranch && (!req.toTag || tags.includes(b.tag)),
+        );
+      else if (tags.length === 2)
+        branch = call.branches.find(
+          (b) => b.tag !== '' && tags.includes(b.tag) && tags.includes(call.caller.tag),
+        );
+      else if (tags.length === 1 && tags[0] !== call.caller.tag)
+        branch = call.branches.find((b) => b.tag === tags[0]);
+      if (
+        (req.viaBranch || tags.length === 2 || (tags.length === 1 && tags[0] !== call.caller.tag)) &&
+        !branch
+      ) {
         throw new DomainError('not_found', `no such branch in call "${req.callId}"`, 'to_tag');
       }
       if (branch && call.branches.length > 1) {
@@ -632,7 +682,8 @@ export class MediaRelay {
     call.branches.splice(call.branches.indexOf(branch), 1);
     call.removed.push(branch);
     if (call.active === branch) {
-      const next = [...call.branches].reverse().find((b) => b.tag !== '') ?? call.branches[call.branches.length - 1];
+      const next =
+        [...call.branches].reverse().find((b) => b.tag !== '') ?? call.branches[call.branches.length - 1];
       if (next) this.activate(call, next);
       else call.active = null;
     }
@@ -657,7 +708,12 @@ export class MediaRelay {
     const all = this.opts.interfaces;
     if (name) {
       const i = all.find((x) => x.name === name);
-      if (!i) throw new DomainError('invalid_argument', `unknown interface "${name}"; known: ${all.map((x) => x.name).join(', ')}`, 'direction');
+      if (!i)
+        throw new DomainError(
+          'invalid_argument',
+          `unknown interface "${name}"; known: ${all.map((x) => x.name).join(', ')}`,
+          'direction',
+        );
       return i;
     }
     return all.find((x) => x.family === family) ?? all[0]!;
@@ -668,7 +724,14 @@ export class MediaRelay {
    * stream facing owner (where owner's packets arrive) and one facing peer (whose
    * port goes into the rewritten SDP).
    */
-  private async apply(call: Call, owner: Side, peer: Side, sdp: SessionDescription, req: SdpRequest, isAnswer: boolean) {
+  private async apply(
+    call: Call,
+    owner: Side,
+    peer: Side,
+    sdp: SessionDescription,
+    req: SdpRequest,
+    isAnswer: boolean,
+  ) {
     const warnings: string[] = [];
     for (const f of req.flags) if (!KNOWN_FLAGS.has(f)) warnings.push(`flag "${f}" ignored`);
     const flags = new Set(req.flags);
@@ -682,7 +745,8 @@ export class MediaRelay {
       [owner, ownerIf],
       [peer, peerIf],
     ] as const) {
-      if (side.iface && side.iface.name !== iface.name) warnings.push(`side "${side.tag}" stays on interface "${side.iface.name}"`);
+      if (side.iface && side.iface.name !== iface.name)
+        warnings.push(`side "${side.tag}" stays on interface "${side.iface.name}"`);
       side.iface ??= iface;
     }
     let ice: boolean;
@@ -690,7 +754,10 @@ export class MediaRelay {
     else if (req.ice === 'keep') ice = false;
     else throw new DomainError('invalid_argument', `ICE "${req.ice}" is not supported (remove, keep)`, 'ice');
 
-    const sip = flags.has('sip-source-address') && req.receivedFrom ? req.receivedFrom.replace(/^\[|\](:\d+)?$|:\d+$/g, '') : '';
+    const sip =
+      flags.has('sip-source-address') && req.receivedFrom
+        ? req.receivedFrom.replace(/^\[|\](:\d+)?$|:\d+$/g, '')
+        : '';
     const ports: ({ rtp: number } | undefined)[] = [];
     for (const info of infos) {
       if (info.rejected) {
@@ -706,7 +773,14 @@ export class MediaRelay {
       const rate = m.rtpmap(m.formats[0] ?? '')?.clockRate ?? STATIC_CLOCK[Number(m.formats[0])] ?? 8000;
       os.clockRate = rate;
       ps.clockRate = rate;
-      this.updateEndpoint(os, sip || info.address || '', info.port, sip || info.rtcpAddress || '', info.rtcpPort, info.hold);
+      this.updateEndpoint(
+        os,
+        sip || info.address || '',
+        info.port,
+        sip || info.rtcpAddress || '',
+        info.rtcpPort,
+        info.hold,
+      );
       os.advertisedMux = info.rtcpMux;
       os.symmetric = !flags.has('asymmetric');
       os.strict = flags.has('strict-source');
@@ -745,7 +819,14 @@ export class MediaRelay {
   }
 
   /** The party's SDP address for a stream; a change (re-INVITE, RFC 3665 3.7) re-arms latching. */
-  private updateEndpoint(s: RelayStream, addr: string, port: number, rtcpAddr: string, rtcpPort: number, hold: boolean): void {
+  private updateEndpoint(
+    s: RelayStream,
+    addr: string,
+    port: number,
+    rtcpAddr: string,
+    rtcpPort: number,
+    hold: boolean,
+  ): void {
     const nullAddr = addr === '0.0.0.0' || addr === '::' || addr === '';
     s.hold = hold;
     if (nullAddr) {
@@ -813,7 +894,13 @@ export class MediaRelay {
           ...common,
           rtcp: true,
           localPort: s.mux ? s.port : s.port + 1,
-          endpoint: s.mux ? (s.latched ? hostPort(s.rtpAddr, s.rtpPort) : '') : s.rtcpLatched ? hostPort(s.rtcpAddr, s.rtcpPort) : '',
+          endpoint: s.mux
+            ? s.latched
+              ? hostPort(s.rtpAddr, s.rtpPort)
+              : ''
+            : s.rtcpLatched
+              ? hostPort(s.rtcpAddr, s.rtcpPort)
+              : '',
           advertisedEndpoint: hostPort(s.sdpRtcpAddress, s.sdpRtcpPort),
           stats: { packets: s.rtcpPackets, bytes: s.rtcpBytes, errors: 0 },
           lastPacket: secs(s.lastRtcp),

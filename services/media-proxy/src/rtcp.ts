@@ -72,7 +72,7 @@ export function readRtcp(b: Buffer, now: number, out: ReportFigures): boolean {
     if (off + len > b.length) return false;
     let blocks = -1;
     if (pt === 200 && len >= 28) {
-      out.lastSrNtp = ((b.readUInt32BE(off + 8) & 0xffff) << 16 | (b.readUInt32BE(off + 12) >>> 16)) >>> 0;
+      out.lastSrNtp = (((b.readUInt32BE(off + 8) & 0xffff) << 16) | (b.readUInt32BE(off + 12) >>> 16)) >>> 0;
       out.lastSrAt = now;
       blocks = off + 28;
     } else if (pt === 201 && len >= 8) {

@@ -64,7 +64,13 @@ export function audioSdp(address: string, port: number, o: SdpOptions = {}): str
     'a=rtpmap:0 PCMU/8000',
     'a=rtpmap:101 telephone-event/8000',
     ...(o.rtcpMux ? ['a=rtcp-mux'] : []),
-    ...(o.ice ? ['a=ice-ufrag:abcd', 'a=ice-pwd:0123456789abcdefghijkl', `a=candidate:1 1 UDP 2130706431 ${address} ${port} typ host`] : []),
+    ...(o.ice
+      ? [
+          'a=ice-ufrag:abcd',
+          'a=ice-pwd:0123456789abcdefghijkl',
+          `a=candidate:1 1 UDP 2130706431 ${address} ${port} typ host`,
+        ]
+      : []),
     `a=${o.direction ?? 'sendrecv'}`,
   ];
   return lines.join('\r\n') + '\r\n';
@@ -112,7 +118,9 @@ export class UdpPeer {
   }
 
   send(msg: Buffer, to: { address: string; port: number }): Promise<void> {
-    return new Promise((resolve, reject) => this.sock.send(msg, to.port, to.address, (e) => (e ? reject(e) : resolve())));
+    return new Promise((resolve, reject) =>
+      this.sock.send(msg, to.port, to.address, (e) => (e ? reject(e) : resolve())),
+    );
   }
 
   next(): Promise<Received> {
