@@ -1,6 +1,8 @@
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
+import { parseSipUri } from '../message';
 import {
+  resolveInputFromUri,
   SipResolver,
   orderSrv,
   withFailover,
@@ -130,6 +132,26 @@ describe('SipResolver (RFC 3263)', () => {
     const dns = fakeDns({});
     dns.resolveNaptr = () => Promise.reject(Object.assign(new Error('boom'), { code: 'EOTHER' }));
     await assert.rejects(new SipResolver({ dns }).resolve({ host: 'e.example' }), /boom/);
+  });
+});
+
+describe('resolveInputFromUri', () => {
+  test('maps scheme, host, port, transport and maddr', async () => {
+    assert.deepEqual(
+      resolveInputFromUri(parseSipUri('sips:alice@[2001:db8::1]:5071;transport=TCP;maddr=192.0.2.4')),
+      {
+        host: '[2001:db8::1]',
+        port: 5071,
+        transport: 'tcp',
+        secure: true,
+        maddr: '192.0.2.4',
+      },
+    );
+    const r = new SipResolver({ dns: fakeDns({}) });
+    assert.deepEqual(
+      brief(await r.resolve(resolveInputFromUri(parseSipUri('sips:b@[2001:db8::1]:5071;transport=tcp')))),
+      ['tls:2001:db8::1:5071'],
+    );
   });
 });
 

@@ -7,6 +7,7 @@
  */
 import { Resolver as NodeDnsResolver } from 'node:dns/promises';
 import { isIP } from 'node:net';
+import type { SipUri } from '../message';
 
 export type SipTransportName = 'udp' | 'tcp' | 'tls' | 'ws' | 'wss';
 
@@ -43,6 +44,19 @@ export interface ResolveInput {
   secure?: boolean;
   /** `maddr=` overrides host (RFC 3261 §19.1.1). */
   maddr?: string;
+}
+
+/** RFC 3263 §4 inputs from a SIP/SIPS URI: host (or maddr), port, transport param, scheme. */
+export function resolveInputFromUri(uri: SipUri): ResolveInput {
+  const t = uri.params.get('transport');
+  const maddr = uri.params.get('maddr');
+  return {
+    host: uri.host,
+    port: uri.port ?? undefined,
+    transport: t ? t.toLowerCase() : undefined,
+    secure: uri.scheme === 'sips',
+    maddr: maddr ?? undefined,
+  };
 }
 
 export interface Target {

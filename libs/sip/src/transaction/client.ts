@@ -41,6 +41,25 @@ export function ackForNon2xx(invite: SipRequest, res: SipResponse): SipRequest {
   });
 }
 
+/**
+ * The CANCEL for a pending INVITE (RFC 3261 §9.1): same Request-URI, Call-ID,
+ * To, From, CSeq number and top Via (so the same branch) as the INVITE, and
+ * its Route headers. Send it as its own client transaction to the same target.
+ */
+export function cancelFor(invite: SipRequest): SipRequest {
+  return createRequest({
+    method: 'CANCEL',
+    uri: invite.uriText,
+    via: [invite.via],
+    from: invite.getHeader('From')!,
+    to: invite.getHeader('To')!,
+    callId: invite.callId,
+    cseq: invite.cseq.seq,
+    route: invite.getHeaderValues('Route'),
+    maxForwards: 70,
+  });
+}
+
 export abstract class ClientTransaction extends Transaction {
   /** The serialized request, sent and retransmitted as is. */
   protected readonly wire: Buffer;

@@ -10,7 +10,14 @@
 import { SipParseError, createResponse, parseMessage, type SipRequest, type SipResponse } from '../message';
 import type { TransportUser } from '../transport/layer';
 import { responseTarget } from '../transport/response-target';
-import { systemClock, type Clock, type SendCallback, type SendTarget, type Source } from '../transport/types';
+import {
+  DEFAULT_PORTS,
+  systemClock,
+  type Clock,
+  type SendCallback,
+  type SendTarget,
+  type Source,
+} from '../transport/types';
 import {
   ClientInviteTransaction,
   ClientNonInviteTransaction,
@@ -27,6 +34,8 @@ type SipMessage = SipRequest | SipResponse;
 export interface TxTransport {
   send(data: Buffer, target: SendTarget, cb?: SendCallback): void;
   attach(user: TransportUser<SipMessage>): void;
+  /** RFC 5923: name a connection after the sent-by of a Via carrying `alias`. */
+  addAlias?(connId: number, transport: Source['transport'], address: string, port: number): void;
 }
 
 /** What the transaction user hears. */
@@ -223,6 +232,15 @@ export class TransactionLayer implements TxHost, TransportUser<SipMessage> {
     const rport = via.rport !== undefined;
     if (rport || bareHost(via.host) !== src.address) {
       req.setViaReceived(src.address, rport ? src.port : undefined);
+    }
+    // RFC 5923 §5: `alias` on a connection-oriented Via: reuse this connection for its sent-by.
+    if (src.connId !== undefined && via.params.has('alias') && this.transport.addAlias) {
+      this.transport.addAlias(
+        src.connId,
+        src.transport,
+        bareHost(via.host),
+        via.port ?? DEFAULT_PORTS[src.transport],
+      );
     }
     const method = req.method;
     const isAck = method === 'ACK';

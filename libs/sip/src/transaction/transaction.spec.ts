@@ -5,7 +5,7 @@ import { FakeClock } from '../transport/fake-clock';
 import type { TransportUser } from '../transport/layer';
 import type { SendCallback, SendTarget, Source, TransportName } from '../transport/types';
 import { TransactionLayer, type TransactionUser } from './layer';
-import type { ClientTxUser } from './client';
+import { cancelFor, type ClientTxUser } from './client';
 import type { ServerTransaction } from './server';
 import { ServerInviteTransaction } from './server';
 
@@ -13,6 +13,10 @@ type Msg = SipRequest | SipResponse;
 
 class FakeTransport {
   sent: Array<{ msg: Msg; target: SendTarget }> = [];
+  aliases: string[] = [];
+  addAlias(connId: number, transport: TransportName, address: string, port: number) {
+    this.aliases.push(`${connId} ${transport} ${address}:${port}`);
+  }
   fail: Error | undefined;
   user!: TransportUser<Msg>;
   attach(u: TransportUser<Msg>) {
@@ -261,7 +265,12 @@ describe('client non-INVITE transaction (RFC 3261 §17.1.2)', () => {
     const ci = clientUser();
     const cc = clientUser();
     const invite = req('INVITE', { branch: 'z9hG4bKsame' });
-    const cancel = req('CANCEL', { branch: 'z9hG4bKsame' });
+    const cancel = cancelFor(invite);
+    assert.equal(cancel.via.branch, 'z9hG4bKsame');
+    assert.deepEqual(cancel.cseq, { seq: 1, method: 'CANCEL' });
+    assert.equal(cancel.uriText, invite.uriText);
+    assert.equal(cancel.getHeader('To'), invite.getHeader('To'));
+    assert.deepEqual(cancel.getHeaderValues('Route'), ['<sip:p1.example.com;lr>']);
     layer.request(invite, udpTarget, ci.u);
     layer.request(cancel, udpTarget, cc.u);
     deliver(resp(cancel, 200));
@@ -501,6 +510,23 @@ describe('TransactionLayer matching', () => {
     // same host as the source, no rport: Via untouched
     deliver(req('OPTIONS', { branch: 'z9hG4bKm' }));
     assert.equal(tu.requests[1].req.via.received, undefined);
+  });
+
+  test('RFC 5923 alias on a connection-oriented Via names the connection', () => {
+    const { transport, deliver } = setup();
+    deliver(
+      req('OPTIONS', { via: 'SIP/2.0/TLS 198.51.100.4:5071;alias;branch=z9hG4bKal' }),
+      src('tls', '198.51.100.4', 40000),
+    );
+    deliver(
+      req('OPTIONS', { via: 'SIP/2.0/UDP 198.51.100.4:5071;alias;branch=z9hG4bKa2' }),
+      src('udp', '198.51.100.4', 5071),
+    );
+    deliver(
+      req('OPTIONS', { via: 'SIP/2.0/TCP 198.51.100.4;branch=z9hG4bKa3' }),
+      src('tcp', '198.51.100.4', 40001),
+    );
+    assert.deepEqual(transport.aliases, ['3 tls 198.51.100.4:5071']);
   });
 
   test('unmatched responses are stray; unparsable requests answered 400 statelessly', () => {

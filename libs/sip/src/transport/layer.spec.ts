@@ -198,6 +198,27 @@ describe('TransportLayer TCP/TLS', { timeout: 10_000 }, () => {
     assert.match(a.c.messages[0].msg, /^NOTIFY/);
   });
 
+  test('flowOnly: a closed flow fails the send instead of opening a new connection (RFC 5626)', async () => {
+    const a = await layer([{ transport: 'tcp' }]);
+    const b = await layer([{ transport: 'tcp' }]);
+    stops.push(
+      () => a.t.stop(),
+      () => b.t.stop(),
+    );
+    a.t.send(msg(), { transport: 'tcp', address: '127.0.0.1', port: b.port('tcp') });
+    await b.c.until(() => b.c.messages.length === 1);
+    const flow = b.c.messages[0].src;
+    b.t.closeConnection(flow.connId!);
+    const err = await new Promise<Error | undefined>((r) =>
+      b.t.send(
+        msg(),
+        { transport: 'tcp', address: flow.address, port: flow.port, connId: flow.connId, flowOnly: true },
+        r,
+      ),
+    );
+    assert.match(String(err?.message), /flow \d+ is closed/);
+  });
+
   test('oversized stream message: over maxMessageSize reported, over the framing limit also closed', async () => {
     const { t, c, port } = await layer([{ transport: 'tcp' }], { maxMessageSize: 1000 });
     stops.push(() => t.stop());

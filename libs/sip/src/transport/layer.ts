@@ -189,6 +189,10 @@ export class TransportLayer<M> {
         conn.send(data, cb);
         return;
       }
+      if (target.flowOnly) {
+        cb?.(new Error(`flow ${target.connId} is closed`));
+        return;
+      }
     }
     if (target.transport === 'udp') {
       this.sendUdp(data, target, cb);

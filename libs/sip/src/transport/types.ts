@@ -49,6 +49,12 @@ export interface SendTarget {
    * go over that flow). If it closed, a new connection to address:port is opened.
    */
   connId?: number;
+  /**
+   * RFC 5626 §5.3: the request must go over `connId` and nowhere else (a UA
+   * registered over a flow is not reachable otherwise). If the flow is gone
+   * the send fails (the proxy answers 430 Flow Failed).
+   */
+  flowOnly?: boolean;
   /** DNS name for TLS SNI / certificate verification. */
   hostname?: string;
 }
