@@ -1,8 +1,9 @@
 import type { ServiceModule } from '@switchboard/platform';
 import { registrarService } from '../services/registrar/src/main';
+import { sipProxyService } from '../services/sip-proxy/src/main';
 
 /**
  * Every service this build can run, in the order `switchboard targets` lists
  * them. Each service issue adds its module here.
  */
-export const SERVICES: readonly ServiceModule[] = [registrarService as ServiceModule];
+export const SERVICES: readonly ServiceModule[] = [registrarService, sipProxyService] as ServiceModule[];

@@ -113,6 +113,7 @@ export async function runTargets(
           db: db.get,
           events: events.get,
           endpoint: (name, url) => void endpoints.push({ service: m.name, name, url }),
+          localEndpoint: (service, name) => endpoints.find((e) => e.service === service && e.name === name)?.url,
         },
         configs.get(m.name)!,
       );

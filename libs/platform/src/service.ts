@@ -19,6 +19,8 @@ export interface ServiceContext {
   events(): Promise<EventBus>;
   /** Say where the service listens; the runner prints these once everything started. */
   endpoint(name: string, url: string): void;
+  /** Where a service started earlier in this process listens (its `endpoint` URL), if it runs here. */
+  localEndpoint(service: string, name: string): string | undefined;
 }
 
 export interface RunningService {

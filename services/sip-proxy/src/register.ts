@@ -9,6 +9,7 @@ import { DomainError } from '@switchboard/platform';
 import type { RegisterRequest, RegisterResponse } from '@switchboard/proto/registrar';
 import type { Authenticator } from './auth';
 import type { Domains } from './domains';
+import { isNated } from './nat';
 
 /** Where a request came from (the transport layer's Source). */
 export interface Source {
@@ -81,7 +82,8 @@ export class RegistrarFront {
         callId: req.callId,
         cseq: req.cseq.seq,
         path: req.getHeaderValues('Path'),
-        received: receivedOf(source),
+        // Kept only where the Contact alone does not reach the UA: behind NAT, or over a flow (TCP/TLS/WS).
+        received: source.transport !== 'udp' || isNated(req, source) ? receivedOf(source) : undefined,
         userAgent: req.getHeader('User-Agent') ?? '',
       });
     } catch (e) {

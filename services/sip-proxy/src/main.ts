@@ -1,0 +1,214 @@
+/**
+ * services/sip-proxy: the SIP edge. Transports, transactions, digest
+ * authentication, the registrar front, routing and forking, NAT handling and
+ * redirect mode, answering from in-memory replicas of the `subscribers` and
+ * `location` topics.
+ */
+import { randomBytes } from 'node:crypto';
+import { BlockList, isIPv6 } from 'node:net';
+import { networkInterfaces } from 'node:os';
+import { readFileSync } from 'node:fs';
+import {
+  bool,
+  defineService,
+  grpcClient,
+  hostPort,
+  int,
+  list,
+  oneOf,
+  optional,
+  str,
+  type ConfigOf,
+} from '@switchboard/platform';
+import {
+  DigestServer,
+  SipResolver,
+  TransactionLayer,
+  createSipTransport,
+  systemClock,
+  type ListenSpec,
+  type SendTarget,
+  type TransportName,
+} from '@switchboard/sip';
+import { TOPICS, type LocationRecord, type SubscriberRecord } from '@switchboard/contracts';
+import { RegistrarClient } from '@switchboard/proto/registrar';
+import { AbuseGuard } from './abuse';
+import { Authenticator } from './auth';
+import { Domains } from './domains';
+import { ProxyMetrics } from './metrics';
+import { ProxyCore } from './proxy-core';
+import { RegistrarFront } from './register';
+import { Replica } from './replica';
+
+export const sipProxyConfig = {
+  domain: str('SWITCHBOARD_SIP_DOMAIN', 'switchboard.local', 'Default SIP domain (users of a bare IP Request-URI belong to it)'),
+  domains: list('SWITCHBOARD_SIP_DOMAINS', '', 'Further local SIP domains, comma-separated'),
+  listen: list(
+    'SWITCHBOARD_SIP_LISTEN',
+    'udp:0.0.0.0:5060,tcp:0.0.0.0:5060',
+    'SIP listeners as transport:address:port (udp, tcp, tls, ws, wss; IPv6 in brackets)',
+  ),
+  advertise: optional('SWITCHBOARD_SIP_ADVERTISE', 'Address put in Via and Record-Route when listening on a wildcard address'),
+  tlsCert: optional('SWITCHBOARD_SIP_TLS_CERT', 'PEM certificate file for tls and wss listeners'),
+  tlsKey: optional('SWITCHBOARD_SIP_TLS_KEY', 'PEM private key file for tls and wss listeners'),
+  mode: oneOf('SWITCHBOARD_PROXY_MODE', 'proxy', ['proxy', 'redirect'] as const, 'Proxy calls, or answer INVITEs with 302 and the contacts'),
+  registrar: hostPort('SWITCHBOARD_SIP_REGISTRAR', '127.0.0.1:50051', 'Registrar gRPC address'),
+  nonceSecret: optional('SWITCHBOARD_SIP_NONCE_SECRET', 'Secret of the digest nonces; proxies behind one name must share it (default: random per process)'),
+  nonceLifetimeSec: int('SWITCHBOARD_SIP_NONCE_LIFETIME', 300, 'Seconds a digest nonce stays fresh (then stale=true)', 10),
+  inviteTimeoutMs: int('SWITCHBOARD_SIP_INVITE_TIMEOUT_MS', 30000, 'How long a branch may ring before it is cancelled (fr_inv_timer)', 100),
+  branchTimeoutMs: int('SWITCHBOARD_SIP_BRANCH_TIMEOUT_MS', 30000, 'How long a branch may stay without any response (fr_timer)', 100),
+  trusted: list('SWITCHBOARD_SIP_TRUSTED', '', 'Addresses or CIDRs of trusted gateways and peers, not challenged'),
+  pikeRequests: int('SWITCHBOARD_SIP_PIKE_REQUESTS', 100, 'Requests allowed per source per window before it is blocked', 1),
+  pikeWindowMs: int('SWITCHBOARD_SIP_PIKE_WINDOW_MS', 2000, 'Rate-limit window', 100),
+  pikeBlockMs: int('SWITCHBOARD_SIP_PIKE_BLOCK_MS', 30000, 'How long a source over the rate stays blocked', 0),
+  banFailures: int('SWITCHBOARD_SIP_BAN_FAILURES', 5, 'Failed authentications allowed per source or user per window', 1),
+  banWindowMs: int('SWITCHBOARD_SIP_BAN_WINDOW_MS', 60000, 'Failed-authentication window', 1000),
+  banMs: int('SWITCHBOARD_SIP_BAN_MS', 600000, 'How long a banned source or user stays banned', 0),
+  timersT1: int('SWITCHBOARD_SIP_T1_MS', 500, 'SIP timer T1 (RTT estimate)', 10),
+  resolveIpv6: bool('SWITCHBOARD_SIP_IPV6', true, 'Try AAAA records when resolving next hops'),
+};
+export type SipProxyConfig = ConfigOf<typeof sipProxyConfig>;
+
+/** `udp:0.0.0.0:5060`, `tls:[::]:5061` → listen spec. */
+export function parseListen(s: string, tls?: { cert: Buffer; key: Buffer }): ListenSpec {
+  const m = /^(udp|tcp|tls|ws|wss):(\[[^\]]+\]|[^:]+):(\d+)$/.exec(s.trim());
+  if (!m) throw new Error(`SWITCHBOARD_SIP_LISTEN: "${s}" is not transport:address:port`);
+  const transport = m[1] as TransportName;
+  if ((transport === 'tls' || transport === 'wss') && !tls) {
+    throw new Error(`SWITCHBOARD_SIP_LISTEN: ${transport} needs SWITCHBOARD_SIP_TLS_CERT and SWITCHBOARD_SIP_TLS_KEY`);
+  }
+  return { transport, host: m[2].replace(/^\[|\]$/g, ''), port: Number(m[3]), tls: transport === 'tls' || transport === 'wss' ? tls : undefined };
+}
+
+function firstAddress(family: 4 | 6): string {
+  for (const list of Object.values(networkInterfaces())) {
+    for (const a of list ?? []) if (!a.internal && (a.family === 'IPv4' ? 4 : 6) === family) return a.address;
+  }
+  return family === 4 ? '127.0.0.1' : '::1';
+}
+
+function trustedList(entries: readonly string[]): (address: string) => boolean {
+  const bl = new BlockList();
+  for (const e of entries) {
+    const [addr, bits] = e.split('/');
+    const type = isIPv6(addr) ? 'ipv6' : 'ipv4';
+    if (bits) bl.addSubnet(addr, Number(bits), type);
+    else bl.addAddress(addr, type);
+  }
+  return (a) => entries.length > 0 && bl.check(a, isIPv6(a) ? 'ipv6' : 'ipv4');
+}
+
+export const sipProxyService = defineService({
+  name: 'sip-proxy',
+  description: 'SIP edge: registrar front, digest auth, stateful proxy and forking, NAT, redirect mode',
+  dependsOn: ['registrar'],
+  configSpec: sipProxyConfig,
+  async start(ctx, config) {
+    const tls =
+      config.tlsCert && config.tlsKey ? { cert: readFileSync(config.tlsCert), key: readFileSync(config.tlsKey) } : undefined;
+    const listen = config.listen.map((l) => parseListen(l, tls));
+
+    const bus = await ctx.events();
+    const subscribers = new Replica<SubscriberRecord>(TOPICS.subscribers, 'sip-proxy-subscribers');
+    const location = new Replica<LocationRecord>(TOPICS.location, 'sip-proxy-location');
+    await subscribers.start(bus);
+    await location.start(bus);
+    ctx.ops.addReadinessCheck('registrar', () => true);
+
+    // The registrar in this process, if it runs here (on whatever port it got); else the configured address.
+    const registrarAddress =
+      ctx.localEndpoint('registrar', 'gRPC')?.replace('grpc://', '') ?? `${config.registrar.host}:${config.registrar.port}`;
+    const registrar = grpcClient(RegistrarClient, registrarAddress, { deadlineMs: 3000 });
+    const domains = new Domains(config.domain, config.domains);
+    const isTrusted = trustedList(config.trusted);
+    const guard = new AbuseGuard(
+      { maxRequests: config.pikeRequests, windowMs: config.pikeWindowMs, blockMs: config.pikeBlockMs },
+      { maxFailures: config.banFailures, windowMs: config.banWindowMs, banMs: config.banMs },
+      Date.now,
+      isTrusted,
+    );
+    const digest = new DigestServer({
+      secret: config.nonceSecret ?? randomBytes(32),
+      nonceLifetimeSec: config.nonceLifetimeSec,
+      clock: { now: Date.now },
+    });
+
+    const transport = createSipTransport({ listen });
+    const tl = new TransactionLayer({ transport, timers: { T1: config.timersT1 } });
+    let core: ProxyCore | undefined;
+    const metrics = new ProxyMetrics(ctx.metrics, {
+      transactions: () => Object.values(tl.counts).reduce((a, b) => a + b, 0),
+      callsActive: () => core?.activeContexts ?? 0,
+      bannedSources: () => guard.bannedSources(),
+    });
+    const auth = new Authenticator(digest, { byAor: (aor) => subscribers.get(aor) }, guard, (r) => metrics.authFailure(r));
+    const front = new RegistrarFront(domains, auth, registrar);
+    const resolver = new SipResolver({ ipv6: config.resolveIpv6, transports: [...new Set(listen.map((l) => l.transport))].filter((t) => t !== 'ws' && t !== 'wss') });
+
+    const bound = await transport.start();
+    const advertised = (host: string, family: 4 | 6) =>
+      host === '0.0.0.0' || host === '::' ? (config.advertise ?? firstAddress(family)) : host;
+    for (const b of bound) domains.addAddress(advertised(b.host, isIPv6(b.host) ? 6 : 4), b.port);
+    if (config.advertise) domains.addAddress(config.advertise);
+
+    core = new ProxyCore(
+      {
+        tl,
+        local: {
+          localFor: (t, family) => {
+            const b = transport.localFor(t, family);
+            return b && { host: advertised(b.host, isIPv6(b.host) ? 6 : 4), port: b.port };
+          },
+        },
+        domains,
+        auth,
+        registrar: front,
+        location: {
+          lookup: (aor) => {
+            const now = Math.floor(Date.now() / 1000);
+            return (location.get(aor)?.bindings ?? []).filter((b) => b.expires > now);
+          },
+        },
+        subscribers: { byAor: (aor) => subscribers.get(aor) },
+        resolver: {
+          resolve: async (uri) =>
+            (
+              await resolver.resolve({
+                host: uri.host,
+                port: uri.port ?? undefined,
+                transport: uri.transport,
+                secure: uri.scheme === 'sips',
+                maddr: uri.maddr,
+              })
+            ).map((t): SendTarget => ({ transport: t.transport, address: t.address, port: t.port, hostname: t.hostname })),
+        },
+        guard,
+        metrics,
+        logger: ctx.logger,
+        clock: systemClock,
+      },
+      { mode: config.mode, inviteTimeoutMs: config.inviteTimeoutMs, branchTimeoutMs: config.branchTimeoutMs, isTrusted },
+    );
+    tl.attach(core);
+    const prune = setInterval(() => guard.prune(), 10_000);
+    prune.unref();
+
+    for (const b of bound) {
+      const host = b.host.includes(':') ? `[${b.host}]` : b.host;
+      ctx.endpoint(`SIP ${b.transport}`, `sip:${host}:${b.port};transport=${b.transport}`);
+    }
+    ctx.logger.info({ listen: bound, domain: config.domain, mode: config.mode }, 'sip proxy ready');
+
+    return {
+      async stop() {
+        clearInterval(prune);
+        await transport.stop();
+        registrar.close();
+        await subscribers.stop();
+        await location.stop();
+      },
+    };
+  },
+});
+
+export default sipProxyService;

@@ -1,0 +1,66 @@
+/** The proxy's Prometheus metrics (names are a contract: dashboards and alerts use them). */
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+
+export class ProxyMetrics {
+  private readonly requests: Counter<'method'>;
+  private readonly responses: Counter<'code'>;
+  private readonly authFailures: Counter<'reason'>;
+  private readonly droppedTotal: Counter<'reason'>;
+  private readonly parseErrors: Counter;
+  private readonly duration: Histogram;
+  private readonly calls: Counter<'outcome'>;
+
+  constructor(
+    registry: Registry,
+    gauges: { transactions: () => number; callsActive: () => number; bannedSources: () => number },
+  ) {
+    const registers = [registry];
+    this.requests = new Counter({ name: 'switchboard_sip_requests_total', help: 'SIP requests received', labelNames: ['method'], registers });
+    this.responses = new Counter({ name: 'switchboard_sip_responses_total', help: 'SIP responses sent or forwarded', labelNames: ['code'], registers });
+    this.authFailures = new Counter({ name: 'switchboard_auth_failures_total', help: 'Failed digest authentications', labelNames: ['reason'], registers });
+    this.droppedTotal = new Counter({ name: 'switchboard_sip_dropped_total', help: 'Requests dropped unanswered (rate limit, ban)', labelNames: ['reason'], registers });
+    this.parseErrors = new Counter({ name: 'switchboard_sip_parse_errors_total', help: 'Messages that did not parse', registers });
+    this.duration = new Histogram({
+      name: 'switchboard_sip_request_duration_seconds',
+      help: 'Time from an INVITE to its final response at the proxy',
+      buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers,
+    });
+    this.calls = new Counter({ name: 'switchboard_calls_total', help: 'INVITEs forwarded, by outcome', labelNames: ['outcome'], registers });
+    new Gauge({ name: 'switchboard_sip_transactions_active', help: 'Live SIP transactions', registers, collect() { this.set(gauges.transactions()); } });
+    new Gauge({ name: 'switchboard_calls_active', help: 'INVITEs being forwarded and not yet answered or failed', registers, collect() { this.set(gauges.callsActive()); } });
+    new Gauge({ name: 'switchboard_banned_sources', help: 'Sources blocked by the rate limit or the failure ban', registers, collect() { this.set(gauges.bannedSources()); } });
+  }
+
+  request(method: string): void {
+    this.requests.inc({ method: KNOWN.has(method) ? method : 'other' });
+  }
+  response(status: number, _local = false): void {
+    this.responses.inc({ code: String(status) });
+  }
+  authFailure(reason: string): void {
+    this.authFailures.inc({ reason });
+  }
+  /** A challenge or refusal sent at the edge (401/407/403) for the authentication counters. */
+  authOutcome(status: number): void {
+    this.response(status, true);
+  }
+  dropped(reason: string): void {
+    this.droppedTotal.inc({ reason });
+  }
+  parseError(): void {
+    this.parseErrors.inc();
+  }
+  callAttempt(): void {
+    this.calls.inc({ outcome: 'attempt' });
+  }
+  callAnswered(ms: number): void {
+    this.calls.inc({ outcome: 'answered' });
+    this.duration.observe(ms / 1000);
+  }
+  callFailed(status: number): void {
+    this.calls.inc({ outcome: status === 487 ? 'cancelled' : 'failed' });
+  }
+}
+
+const KNOWN = new Set(['INVITE', 'ACK', 'BYE', 'CANCEL', 'REGISTER', 'OPTIONS', 'MESSAGE', 'SUBSCRIBE', 'NOTIFY', 'REFER', 'INFO', 'UPDATE', 'PRACK', 'PUBLISH']);

@@ -1,0 +1,662 @@
+/**
+ * The stateful proxy core (RFC 3261 §16): the transaction user on top of the
+ * SIP stack's transaction layer. Validates requests (§16.3), processes Route
+ * (§16.4), picks targets (§16.5), forwards (§16.6), and chooses and forwards
+ * responses (§16.7), forking in parallel for contacts of equal q and serially
+ * in q order.
+ */
+import { createHash } from 'node:crypto';
+import type { Logger } from 'pino';
+import {
+  Via,
+  createRequest,
+  createResponse,
+  isSipUri,
+  newTag,
+  parseMessage,
+  type ClientTransaction,
+  type SendTarget,
+  type ServerTransaction,
+  type SipRequest,
+  type SipResponse,
+  type SipUri,
+  type Source,
+  type TransactionLayer,
+  type TransactionUser,
+  type TransportName,
+} from '@switchboard/sip';
+import type { LocationBinding, SubscriberRecord } from '@switchboard/contracts';
+import type { AbuseGuard } from './abuse';
+import type { Authenticator } from './auth';
+import type { Domains } from './domains';
+import { aliasContact, isNated, takeAlias } from './nat';
+import type { RegistrarFront } from './register';
+import type { ProxyMetrics } from './metrics';
+
+/** Methods that create a dialog: Record-Route them (§16.6 step 4). */
+const DIALOG_METHODS = new Set(['INVITE', 'SUBSCRIBE', 'REFER', 'NOTIFY']);
+/** Requests from a local subscriber that must be authenticated. */
+const AUTH_METHODS = new Set(['INVITE', 'MESSAGE', 'SUBSCRIBE', 'REFER', 'PUBLISH', 'OPTIONS', 'INFO', 'UPDATE']);
+const SUPPORTED_SCHEMES = new Set(['sip', 'sips', 'tel']);
+/** Extensions this proxy supports (Proxy-Require, §16.3 step 5). */
+const SUPPORTED_EXTENSIONS = new Set<string>(['path', 'outbound']);
+
+export interface LocationLookup {
+  lookup(aor: string): LocationBinding[];
+}
+export interface SubscriberDirectory {
+  byAor(aor: string): SubscriberRecord | undefined;
+}
+/** Resolves a URI to transport targets (RFC 3263). */
+export interface TargetResolver {
+  resolve(uri: SipUri): Promise<SendTarget[]>;
+}
+/** The proxy's own address per transport (Via sent-by, Record-Route). */
+export interface LocalAddresses {
+  localFor(transport: TransportName, family?: 4 | 6): { host: string; port: number } | undefined;
+}
+
+export interface ProxyOptions {
+  mode: 'proxy' | 'redirect';
+  /** Time a branch may ring after a provisional before it is cancelled (fr_inv_timer). */
+  inviteTimeoutMs: number;
+  /** Time a branch may stay without any response (fr_timer), at most Timer B. */
+  branchTimeoutMs: number;
+  /** Sources whose requests are not challenged (trusted gateways and peers). */
+  isTrusted: (address: string) => boolean;
+}
+
+export interface ProxyDeps {
+  tl: TransactionLayer;
+  local: LocalAddresses;
+  domains: Domains;
+  auth: Authenticator;
+  registrar: RegistrarFront;
+  location: LocationLookup;
+  subscribers: SubscriberDirectory;
+  resolver: TargetResolver;
+  guard: AbuseGuard;
+  metrics: ProxyMetrics;
+  logger: Logger;
+  clock: { now(): number; setTimeout(fn: () => void, ms: number): unknown; clearTimeout(h: unknown): void };
+}
+
+interface Branch {
+  req: SipRequest;
+  target: SendTarget;
+  tx?: ClientTransaction;
+  /** Last provisional seen (a CANCEL may be sent only after one, §9.1). */
+  provisional: boolean;
+  final?: SipResponse;
+  cancelled: boolean;
+  timer?: unknown;
+}
+
+/** One forwarded request: its server transaction and its branches (§16.2 response context). */
+interface Context {
+  stx: ServerTransaction;
+  req: SipRequest;
+  source: Source;
+  branches: Branch[];
+  /** Targets not yet tried, in groups of equal q (serial forking). */
+  pending: Array<Array<{ uri: string; binding?: LocationBinding }>>;
+  finalSent: boolean;
+  cancelled: boolean;
+  timedOut: boolean;
+  started: number;
+  callerNated: boolean;
+}
+
+const bare = (h: string) => h.replace(/^\[|\]$/g, '');
+
+export class ProxyCore implements TransactionUser {
+  /** Live response contexts by server transaction. */
+  private readonly contexts = new Map<ServerTransaction, Context>();
+
+  constructor(
+    private readonly d: ProxyDeps,
+    private readonly opts: ProxyOptions,
+  ) {}
+
+  get activeContexts(): number {
+    return this.contexts.size;
+  }
+
+  // ------------------------------------------------------------- requests in
+
+  onRequest(req: SipRequest, stx: ServerTransaction | undefined, src: Source): void {
+    this.d.metrics.request(req.method);
+    this.route(req, stx, src).catch((err: unknown) => {
+      this.d.logger.error({ err, callId: req.callId }, 'request processing failed');
+      if (stx && (!stx.lastResponse || stx.lastResponse.status < 200)) this.respond(stx, req, 500, 'Server Internal Error');
+    });
+  }
+
+  /** Before any transaction exists: a rate-limited or banned source is dropped unanswered (pike). */
+  admit(_req: SipRequest, src: Source): boolean {
+    const verdict = this.d.guard.admit(src.address);
+    if (verdict === 'ok') return true;
+    this.d.metrics.dropped(verdict);
+    return false;
+  }
+
+  onStrayResponse(res: SipResponse, _src: Source): void {
+    // §16.7 / §16.11: a response for no transaction (a 2xx retransmission): forward statelessly if it is ours.
+    const our = res.vias[0];
+    if (!our || !this.isOurVia(our)) return;
+    if (res.vias.length < 2) return;
+    res.popVia();
+    this.d.tl.sendStateless(res, this.viaTarget(res.via));
+  }
+
+  onParseError(raw: Buffer, err: Error, src: Source): void {
+    this.d.metrics.parseError();
+    this.d.logger.debug({ err: err.message, from: `${src.address}:${src.port}` }, 'unparsable message');
+    if (this.d.guard.admit(src.address) === 'ok') this.d.tl.answerUnparsable(raw, err, src);
+  }
+
+  private async route(req: SipRequest, stx: ServerTransaction | undefined, src: Source): Promise<void> {
+    const method = req.method;
+
+    // §16.3 step 3: Max-Forwards.
+    const mf = req.maxForwards;
+    if (mf !== null && mf <= 0) {
+      if (stx) this.respond(stx, req, 483, 'Too Many Hops');
+      return;
+    }
+    // §16.3 step 2: URI scheme.
+    const ruri = req.uri;
+    const scheme = ruri.toString().split(':', 1)[0].toLowerCase();
+    if (!SUPPORTED_SCHEMES.has(scheme)) {
+      if (stx) this.respond(stx, req, 416, 'Unsupported URI Scheme');
+      return;
+    }
+    // §16.3 step 4: loop detection.
+    if (method !== 'ACK' && method !== 'CANCEL' && this.isLoop(req)) {
+      if (stx) this.respond(stx, req, 482, 'Loop Detected');
+      return;
+    }
+    // §16.3 step 5: Proxy-Require.
+    const unsupported = req.getHeaderValues('Proxy-Require').filter((x) => !SUPPORTED_EXTENSIONS.has(x.trim().toLowerCase()));
+    if (unsupported.length && method !== 'ACK' && method !== 'CANCEL') {
+      if (stx) this.respond(stx, req, 420, 'Bad Extension', [['Unsupported', unsupported.join(', ')]]);
+      return;
+    }
+
+    // §16.4: Route processing (strict-router compatibility, then our own Route entries).
+    this.processRoutes(req);
+
+    if (method === 'CANCEL') return this.cancel(req, stx!, src);
+
+    const inDialog = req.toTag !== undefined;
+    if (method === 'ACK') return this.forwardStateless(req, src);
+    if (inDialog || req.routes.length > 0) return this.forwardInDialog(req, stx!, src);
+
+    // Initial requests.
+    const target = req.uri;
+    if (method === 'REGISTER' && isSipUri(target) && this.d.domains.domainOf(target)) {
+      const res = await this.d.registrar.handle(req, src);
+      this.d.metrics.authOutcome(res.status);
+      stx!.respond(res);
+      return;
+    }
+    if (method === 'OPTIONS' && isSipUri(target) && !target.user && this.d.domains.isSelf(target)) {
+      this.respond(stx!, req, 200, 'OK', [
+        ['Allow', 'INVITE, ACK, CANCEL, BYE, OPTIONS, MESSAGE, SUBSCRIBE, NOTIFY, REFER, INFO, UPDATE, PRACK, REGISTER'],
+        ['Accept', 'application/sdp'],
+      ]);
+      return;
+    }
+
+    // Who is calling: a local subscriber (authenticate), a trusted peer, or a foreign domain.
+    const fromUri = req.from.uri;
+    const fromLocal = isSipUri(fromUri) && this.d.domains.domainOf(fromUri) !== undefined;
+    let caller: SubscriberRecord | undefined;
+    if (fromLocal && !this.opts.isTrusted(src.address) && AUTH_METHODS.has(method)) {
+      const realm = this.d.domains.domainOf(fromUri as SipUri)!;
+      const a = this.d.auth.check(req, src.address, realm);
+      if (!a.ok) {
+        this.d.metrics.authOutcome(a.response.status);
+        stx!.respond(a.response);
+        return;
+      }
+      caller = a.subscriber;
+      const fromAor = this.d.domains.aorOf(fromUri as SipUri);
+      if (fromAor !== caller.aor && !caller.privileges.includes('set-caller-id')) {
+        this.respond(stx!, req, 403, 'Forbidden: From does not match the authenticated user');
+        return;
+      }
+      // The credentials were for us: do not pass them on (RFC 3261 §22.3).
+      req.removeHeader('Proxy-Authorization');
+    }
+
+    const toLocal = isSipUri(target) ? this.d.domains.domainOf(target) : undefined;
+    if (toLocal && isSipUri(target)) {
+      const aor = this.d.domains.aorOf(target);
+      if (!aor) {
+        this.respond(stx!, req, 404, 'Not Found');
+        return;
+      }
+      const bindings = this.d.location.lookup(aor);
+      if (bindings.length === 0) {
+        const known = this.d.subscribers.byAor(aor) !== undefined;
+        this.respond(stx!, req, known ? 480 : 404, known ? 'Temporarily Unavailable' : 'Not Found');
+        return;
+      }
+      if (this.opts.mode === 'redirect' && method === 'INVITE') {
+        this.respond(
+          stx!,
+          req,
+          302,
+          'Moved Temporarily',
+          bindings.map((b) => ['Contact', `<${b.contact}>${b.q !== undefined ? `;q=${(b.q / 1000).toFixed(3)}` : ''}`]),
+        );
+        return;
+      }
+      return this.fork(req, stx!, src, groupByQ(bindings));
+    }
+
+    // A foreign domain: relay only for our own authenticated callers or trusted peers (no open relay).
+    if (!caller && !this.opts.isTrusted(src.address)) {
+      this.respond(stx!, req, 403, 'Relaying Denied');
+      return;
+    }
+    return this.fork(req, stx!, src, [[{ uri: req.uriText }]]);
+  }
+
+  /** §16.4: strict-router compatibility, then remove the Route entries that name us. */
+  private processRoutes(req: SipRequest): void {
+    const ruri = req.uri;
+    const routes = req.routes;
+    if (isSipUri(ruri) && this.d.domains.isSelf(ruri) && ruri.lr && routes.length > 0) {
+      // The previous hop was a strict router: the R-URI is our Record-Route, the last Route the real target.
+      const all = req.getHeaderValues('Route');
+      req.uri = routes[routes.length - 1].uri.toString();
+      req.removeHeader('Route');
+      for (const v of all.slice(0, -1)) req.addHeader('Route', v);
+    }
+    for (let i = 0; i < 2; i++) {
+      const top = req.routes[0];
+      if (top && isSipUri(top.uri) && this.d.domains.isSelf(top.uri)) req.removeFirstValue('Route');
+      else break;
+    }
+  }
+
+  // ------------------------------------------------------------- forwarding
+
+  /** ACK for a 2xx and other requests forwarded without a transaction (§16.11). */
+  private forwardStateless(req: SipRequest, src: Source): void {
+    void this.inDialogTarget(req).then((target) => {
+      if (!target) return;
+      const branch = 'z9hG4bK' + hash(`${req.via.branch}|${req.callId}|ack`);
+      this.prepareForward(req, target, branch, src, false);
+      this.d.tl.sendStateless(req, target);
+    });
+  }
+
+  /** In-dialog requests and requests with a pre-loaded Route: to the next Route or the R-URI. */
+  private async forwardInDialog(req: SipRequest, stx: ServerTransaction, src: Source): Promise<void> {
+    const target = await this.inDialogTarget(req);
+    if (!target) {
+      this.respond(stx, req, 404, 'Not Here');
+      return;
+    }
+    const ctx = this.newContext(req, stx, src, []);
+    this.startBranch(ctx, req, target, undefined);
+  }
+
+  /**
+   * Where an in-dialog request goes: the top Route; else the R-URI's alias (the
+   * NAT binding); else the R-URI itself. A UA that ignored our Record-Route and
+   * addressed a local user at the proxy is routed through the location service.
+   */
+  private async inDialogTarget(req: SipRequest): Promise<SendTarget | undefined> {
+    const top = req.routes[0];
+    if (top && isSipUri(top.uri)) return this.resolveFirst(top.uri);
+    const ruri = req.uri;
+    if (!isSipUri(ruri)) return undefined;
+    const a = takeAlias(ruri);
+    if (a) {
+      req.uri = a.uri.toString();
+      return { transport: a.target.transport as TransportName, address: a.target.address, port: a.target.port };
+    }
+    if (this.d.domains.domainOf(ruri)) {
+      const aor = this.d.domains.aorOf(ruri);
+      const b = aor ? this.d.location.lookup(aor)[0] : undefined;
+      if (!b) return undefined;
+      req.uri = b.contact;
+      return this.bindingTarget(b) ?? (isSipUri(req.uri) ? this.resolveFirst(req.uri) : undefined);
+    }
+    return this.resolveFirst(ruri);
+  }
+
+  private async resolveFirst(uri: SipUri): Promise<SendTarget | undefined> {
+    return (await this.d.resolver.resolve(uri))[0];
+  }
+
+  /** The flow a UA registered over (RFC 5626), which also crosses its NAT; undefined when its Contact reaches it. */
+  private bindingTarget(b: LocationBinding): SendTarget | undefined {
+    const r = b.received;
+    if (!r?.address) return undefined;
+    return { transport: r.transport as TransportName, address: r.address, port: r.port, connId: r.flowId ? Number(r.flowId) : undefined };
+  }
+
+  private newContext(req: SipRequest, stx: ServerTransaction, src: Source, pending: Context['pending']): Context {
+    const ctx: Context = {
+      stx,
+      req,
+      source: src,
+      branches: [],
+      pending,
+      finalSent: false,
+      cancelled: false,
+      timedOut: false,
+      started: this.d.clock.now(),
+      callerNated: isNated(req, src),
+    };
+    this.contexts.set(stx, ctx);
+    stx.onTerminated = () => this.contexts.delete(stx);
+    return ctx;
+  }
+
+  /** §16.5/§16.6: fork to the first group of targets; later groups start when a group fails. */
+  private async fork(req: SipRequest, stx: ServerTransaction, src: Source, groups: Context['pending']): Promise<void> {
+    if (req.method === 'INVITE') this.d.metrics.callAttempt();
+    const ctx = this.newContext(req, stx, src, groups);
+    if (ctx.callerNated && DIALOG_METHODS.has(req.method)) aliasContact(req, src);
+    await this.nextGroup(ctx);
+  }
+
+  private async nextGroup(ctx: Context): Promise<boolean> {
+    const group = ctx.pending.shift();
+    if (!group) return false;
+    let started = 0;
+    for (const t of group) {
+      const copy = parseMessage(ctx.req.serialize()) as SipRequest;
+      copy.uri = t.uri;
+      for (const p of [...(t.binding?.path ?? [])].reverse()) copy.addHeader('Route', p, { first: true });
+      let target = t.binding && this.bindingTarget(t.binding);
+      if (!target) {
+        const hop = copy.routes[0]?.uri ?? copy.uri;
+        if (!isSipUri(hop)) continue;
+        target = await this.resolveFirst(hop);
+      }
+      if (!target) continue;
+      this.startBranch(ctx, copy, target, t.binding);
+      started++;
+    }
+    if (started === 0 && ctx.pending.length) return this.nextGroup(ctx);
+    if (started === 0) {
+      if (ctx.branches.length === 0) this.respond(ctx.stx, ctx.req, 480, 'Temporarily Unavailable');
+      else this.maybeFinish(ctx);
+    }
+    return started > 0;
+  }
+
+  /** §16.6 steps 4-11 for one branch, then the client transaction. */
+  private startBranch(ctx: Context, req: SipRequest, target: SendTarget, _binding: LocationBinding | undefined): void {
+    const n = ctx.branches.length;
+    const branch = 'z9hG4bK' + this.loopHash(ctx.req) + '.' + n;
+    this.prepareForward(req, target, branch, ctx.source, DIALOG_METHODS.has(req.method) && req.toTag === undefined);
+    const b: Branch = { req, target, provisional: false, cancelled: false };
+    ctx.branches.push(b);
+    try {
+      b.tx = this.d.tl.request(req, target, {
+        onResponse: (res) => this.onBranchResponse(ctx, b, res),
+      });
+    } catch (err) {
+      this.d.logger.warn({ err, callId: req.callId }, 'could not start a branch');
+      b.final = createResponse(req, 503, 'Service Unavailable');
+      this.maybeFinish(ctx);
+      return;
+    }
+    if (req.method === 'INVITE') {
+      b.timer = this.d.clock.setTimeout(() => this.branchTimeout(ctx, b), this.opts.branchTimeoutMs);
+    }
+  }
+
+  /** Via, Record-Route and Max-Forwards for a request leaving through `target`'s transport. */
+  private prepareForward(req: SipRequest, target: SendTarget, branch: string, src: Source, recordRoute: boolean): void {
+    const family = target.address.includes(':') ? 6 : 4;
+    const out = this.d.local.localFor(target.transport, family) ?? this.d.local.localFor(target.transport);
+    if (!out) throw new Error(`no local ${target.transport} address to send from`);
+    if (req.maxForwards === null) req.addHeader('Max-Forwards', '70');
+    else req.decrementMaxForwards();
+    if (recordRoute) {
+      const inbound = this.d.local.localFor(src.transport as TransportName, src.localAddress.includes(':') ? 6 : 4);
+      const rr = (host: string, port: number, t: string) =>
+        `<sip:${host.includes(':') ? `[${host}]` : host}:${port};transport=${t};lr>`;
+      // Double Record-Route when the transport or interface changes (RFC 5658).
+      if (inbound && (inbound.host !== out.host || src.transport !== target.transport)) {
+        req.addHeader('Record-Route', rr(inbound.host, inbound.port, src.transport), { first: true });
+      }
+      req.addHeader('Record-Route', rr(out.host, out.port, target.transport), { first: true });
+    }
+    const via = new Via(target.transport.toUpperCase(), out.host.includes(':') ? `[${out.host}]` : out.host, out.port);
+    via.params.set('branch', branch);
+    via.params.set('rport', null);
+    req.pushVia(via);
+  }
+
+  // ------------------------------------------------------------- responses
+
+  private onBranchResponse(ctx: Context, b: Branch, res: SipResponse): void {
+    const status = res.status;
+    this.d.metrics.response(status);
+    if (status < 200) {
+      if (status === 100) return;
+      b.provisional = true;
+      if (b.cancelled) this.sendCancel(b);
+      if (b.timer !== undefined && ctx.req.method === 'INVITE') {
+        // fr_inv_timer: the branch may now ring this long.
+        this.d.clock.clearTimeout(b.timer);
+        b.timer = this.d.clock.setTimeout(() => this.branchTimeout(ctx, b), this.opts.inviteTimeoutMs);
+      }
+      if (!ctx.finalSent) this.forwardResponse(ctx, b, res);
+      return;
+    }
+    if (b.timer !== undefined) this.d.clock.clearTimeout(b.timer);
+    if (status < 300) {
+      // §16.7 step 5: every 2xx is forwarded at once; the other branches are cancelled.
+      const first = !ctx.finalSent;
+      b.final ??= res;
+      ctx.finalSent = true;
+      this.forwardResponse(ctx, b, res);
+      if (first) {
+        if (ctx.req.method === 'INVITE') this.d.metrics.callAnswered(this.d.clock.now() - ctx.started);
+        this.cancelOthers(ctx, b);
+      }
+      return;
+    }
+    if (b.final) return; // a retransmission the transaction let through
+    b.final = res;
+    if (status >= 600) {
+      // §16.7 step 5: a 6xx ends the fork.
+      ctx.pending = [];
+      this.cancelOthers(ctx, b);
+    }
+    this.maybeFinish(ctx);
+  }
+
+  /** §16.7 step 6: when every branch has a final response (and no target is left), send the best. */
+  private maybeFinish(ctx: Context): void {
+    if (ctx.finalSent) return;
+    if (ctx.branches.some((b) => !b.final)) return;
+    if (ctx.pending.length && !ctx.cancelled && !ctx.timedOut) {
+      void this.nextGroup(ctx);
+      return;
+    }
+    const best = chooseBest(ctx.branches.map((b) => b.final!));
+    let res: SipResponse;
+    if (ctx.timedOut && (best.status === 487 || best.status === 408)) {
+      res = createResponse(ctx.req, 408, 'Request Timeout', { toTag: newTag() });
+    } else if (best.status === 503) {
+      res = createResponse(ctx.req, 500, 'Server Internal Error', { toTag: best.toTag ?? newTag() }); // §16.7 step 6
+    } else {
+      res = parseMessage(best.serialize()) as SipResponse;
+      res.popVia();
+      if (best.status === 401 || best.status === 407) this.aggregateChallenges(ctx, res);
+    }
+    ctx.finalSent = true;
+    ctx.stx.respond(res);
+    this.d.metrics.response(res.status, true);
+    if (ctx.req.method === 'INVITE') this.d.metrics.callFailed(res.status);
+  }
+
+  /** §16.7 step 7: a 401/407 carries every challenge from every branch. */
+  private aggregateChallenges(ctx: Context, res: SipResponse): void {
+    const have = new Set([...res.getHeaders('WWW-Authenticate'), ...res.getHeaders('Proxy-Authenticate')]);
+    for (const b of ctx.branches) {
+      const f = b.final!;
+      for (const name of ['WWW-Authenticate', 'Proxy-Authenticate']) {
+        for (const v of f.getHeaders(name)) {
+          if (!have.has(v)) {
+            res.addHeader(name, v);
+            have.add(v);
+          }
+        }
+      }
+    }
+  }
+
+  private forwardResponse(ctx: Context, b: Branch, res: SipResponse): void {
+    const out = parseMessage(res.serialize()) as SipResponse;
+    out.popVia(); // §16.7 step 3
+    // A callee behind NAT: its Contact does not say where it really is; alias it with the flow we reached it on.
+    const contact = out.contacts[0]?.sipUri;
+    if (contact && DIALOG_METHODS.has(ctx.req.method) && b.target.address !== bare(contact.host)) {
+      aliasContact(out, { ...b.target, localAddress: '', localPort: 0, connId: b.target.connId });
+    }
+    ctx.stx.respond(out);
+  }
+
+  // ------------------------------------------------------------- CANCEL and timeouts
+
+  /** §16.10: answer the CANCEL, then cancel every pending branch of the INVITE. */
+  private cancel(req: SipRequest, stx: ServerTransaction, _src: Source): void {
+    const invite = this.d.tl.findInviteForCancel(req);
+    const ctx = invite && this.contexts.get(invite);
+    if (!invite || !ctx) {
+      this.respond(stx, req, 481, 'Call/Transaction Does Not Exist');
+      return;
+    }
+    this.respond(stx, req, 200, 'OK');
+    invite.cancelled = true;
+    ctx.cancelled = true;
+    ctx.pending = [];
+    for (const b of ctx.branches) this.cancelBranch(b);
+    // A branch that never got a provisional has no CANCEL to send: it ends with its own timeout.
+  }
+
+  private cancelOthers(ctx: Context, winner: Branch): void {
+    for (const b of ctx.branches) if (b !== winner) this.cancelBranch(b);
+  }
+
+  private cancelBranch(b: Branch): void {
+    if (b.final || b.cancelled || b.req.method !== 'INVITE') return;
+    b.cancelled = true;
+    if (b.provisional) this.sendCancel(b);
+  }
+
+  /** §9.1: CANCEL with the INVITE's R-URI, Call-ID, From, To, CSeq number, top Via and Route. */
+  private sendCancel(b: Branch): void {
+    const inv = b.req;
+    const cancel = createRequest({
+      method: 'CANCEL',
+      uri: inv.uriText,
+      via: [inv.via],
+      from: inv.getHeader('From')!,
+      to: inv.getHeader('To')!,
+      callId: inv.callId,
+      cseq: inv.cseq.seq,
+      route: inv.getHeaderValues('Route'),
+      maxForwards: 70,
+    });
+    try {
+      this.d.tl.request(cancel, b.target, { onResponse: () => {} });
+    } catch (err) {
+      this.d.logger.debug({ err, callId: inv.callId }, 'CANCEL not sent');
+    }
+  }
+
+  /** fr_timer / fr_inv_timer: give up on a branch (CANCEL it, count it as a 408). */
+  private branchTimeout(ctx: Context, b: Branch): void {
+    b.timer = undefined;
+    if (b.final) return;
+    ctx.timedOut = true;
+    if (b.provisional) this.sendCancel(b);
+    b.cancelled = true;
+    b.final = createResponse(b.req, 408, 'Request Timeout', { toTag: newTag() });
+    this.maybeFinish(ctx);
+  }
+
+  // ------------------------------------------------------------- helpers
+
+  private respond(stx: ServerTransaction, req: SipRequest, status: number, reason: string, headers: [string, string][] = []): void {
+    const res = createResponse(req, status, reason, { toTag: req.toTag ? undefined : newTag(), headers });
+    stx.respond(res);
+    this.d.metrics.response(status, true);
+  }
+
+  /** §16.6 step 8 / §16.3 step 4: the branch prefix is a hash of what identifies the request. */
+  private loopHash(req: SipRequest): string {
+    return hash(`${req.uriText}|${req.callId}|${req.fromTag ?? ''}|${req.toTag ?? ''}|${req.cseq.seq}|${req.cseq.method}`);
+  }
+
+  private isLoop(req: SipRequest): boolean {
+    const vias = req.vias;
+    if (vias.length < 2) return false;
+    const h = 'z9hG4bK' + this.loopHash(req) + '.';
+    for (let i = 1; i < vias.length; i++) {
+      const v = vias[i];
+      if (this.isOurVia(v) && v.branch?.startsWith(h)) return true;
+    }
+    return false;
+  }
+
+  private isOurVia(v: Via): boolean {
+    const t = v.transport.toLowerCase() as TransportName;
+    const mine = this.d.local.localFor(t, v.host.includes(':') ? 6 : 4);
+    return mine !== undefined && bare(v.host) === mine.host && (v.port ?? 5060) === mine.port;
+  }
+
+  private viaTarget(v: Via): SendTarget {
+    const t = v.transport.toLowerCase() as TransportName;
+    const rport = v.rport;
+    return {
+      transport: t,
+      address: bare(v.received ?? v.host),
+      port: typeof rport === 'number' ? rport : (v.port ?? 5060),
+    };
+  }
+}
+
+const hash = (s: string) => createHash('md5').update(s).digest('hex').slice(0, 16);
+
+/** Contacts in groups of equal q, highest first (no q counts as 1.0). */
+export function groupByQ(bindings: LocationBinding[]): Array<Array<{ uri: string; binding: LocationBinding }>> {
+  const sorted = [...bindings].sort((a, b) => (b.q ?? 1000) - (a.q ?? 1000));
+  const groups: Array<Array<{ uri: string; binding: LocationBinding }>> = [];
+  let lastQ: number | undefined;
+  for (const b of sorted) {
+    const q = b.q ?? 1000;
+    if (q !== lastQ) groups.push([]);
+    groups[groups.length - 1].push({ uri: b.contact, binding: b });
+    lastQ = q;
+  }
+  return groups;
+}
+
+/** §16.7 step 6: the best final response among the branches. */
+export function chooseBest(responses: SipResponse[]): SipResponse {
+  const rank = (r: SipResponse): number => {
+    const s = r.status;
+    if (s >= 600) return 0;
+    if (s < 300) return -1;
+    // Prefer 3xx, then 4xx (challenges and the specific ones first), then 5xx.
+    const cls = Math.floor(s / 100);
+    const specific = [401, 407, 415, 420, 484].includes(s) ? 0 : s === 408 || s === 487 ? 2 : 1;
+    return cls * 10 + specific;
+  };
+  return responses.reduce((best, r) => (rank(r) < rank(best) ? r : best));
+}

@@ -1,0 +1,86 @@
+// The proxy as `npm start` runs it, with real SIPp on the other side.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createServer } from 'node:net';
+import { metricValue, startPlatform } from '../lib/platform';
+import { sipp } from '../lib/sipp';
+import { register } from '../lib/ua';
+
+/** A free UDP-and-TCP-ish port for a SIPp UAS (picked by the kernel, then released). */
+async function freePort(): Promise<number> {
+  const s = createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  const { port } = s.address() as { port: number };
+  await new Promise((r) => s.close(r));
+  return port;
+}
+
+test('a phone registers with digest auth, and 20 calls from a trusted peer reach it through the proxy (SIPp uac → proxy → SIPp uas)', async () => {
+  const p = await startPlatform({
+    subscribers: [{ username: 'bob', password: 'b0b-secret' }],
+    env: { SWITCHBOARD_SIP_TRUSTED: '127.0.0.1/32' },
+  });
+  const uasPort = await freePort();
+  const uas = sipp(['-sn', 'uas', '-i', '127.0.0.1', '-p', String(uasPort), '-m', '20'], { timeoutMs: 60_000 });
+  try {
+    const reg = await register({
+      proxy: p.sip.udp,
+      user: 'bob',
+      password: 'b0b-secret',
+      domain: p.domain,
+      contact: `sip:bob@127.0.0.1:${uasPort}`,
+    });
+    assert.equal(reg.status, 200, `REGISTER: ${reg.status} ${reg.reason}`);
+    assert.match(reg.getHeader('Contact') ?? '', new RegExp(`<sip:bob@127.0.0.1:${uasPort}>;expires=\\d+`));
+
+    const uac = sipp(
+      ['-sn', 'uac', '-s', 'bob', '-i', '127.0.0.1', '-p', '0', '-m', '20', '-r', '10', `${p.sip.udp.host}:${p.sip.udp.port}`],
+      { timeoutMs: 60_000 },
+    );
+    const r = await uac.done;
+    assert.equal(r.failed, 0, r.stdout.slice(-2000) + r.stderr);
+    assert.equal(r.successful, 20);
+    const u = await uas.done;
+    assert.equal(u.successful, 20, u.stderr);
+    const metrics = await p.metrics();
+    assert.equal(metricValue(metrics, 'switchboard_sip_requests_total', 'method="INVITE"'), 20);
+    assert.equal(metricValue(metrics, 'switchboard_calls_total', 'outcome="answered"'), 20);
+  } finally {
+    uas.kill();
+    await p.stop();
+  }
+});
+
+test('calling an unknown user is 404 and a subscriber registered nowhere 480', async () => {
+  const p = await startPlatform({ subscribers: [{ username: 'carol', password: 'x' }], env: { SWITCHBOARD_SIP_TRUSTED: '127.0.0.1' } });
+  try {
+    for (const [user, status] of [
+      ['nobody', 404],
+      ['carol', 480],
+    ] as const) {
+      const r = await sipp(
+        ['-sn', 'uac', '-s', user, '-i', '127.0.0.1', '-p', '0', '-m', '1', '-recv_timeout', '3000', `${p.sip.udp.host}:${p.sip.udp.port}`],
+        { timeoutMs: 20_000 },
+      ).done;
+      // The built-in uac expects 180/200: an error response counts as a failed call; the proxy counts what it sent.
+      assert.equal(r.failed, 1);
+      assert.equal(metricValue(await p.metrics(), 'switchboard_sip_responses_total', `code="${status}"`), 1);
+    }
+  } finally {
+    await p.stop();
+  }
+});
+
+test('an INVITE from a local user without credentials is challenged with 407 (SIPp sees the challenge)', async () => {
+  const p = await startPlatform({ subscribers: [{ username: 'carol', password: 'x' }] });
+  try {
+    const r = await sipp(
+      ['-sn', 'uac', '-s', 'carol', '-i', '127.0.0.1', '-p', '0', '-m', '1', '-recv_timeout', '3000', `${p.sip.udp.host}:${p.sip.udp.port}`],
+      { timeoutMs: 20_000 },
+    ).done;
+    assert.equal(r.failed, 1);
+    assert.equal(metricValue(await p.metrics(), 'switchboard_sip_responses_total', 'code="407"'), 1);
+  } finally {
+    await p.stop();
+  }
+});
