@@ -1,0 +1,184 @@
+/**
+ * services/accounting: the RADIUS accounting server (RFC 2866, RFC 5080, RFC 5997).
+ * Records are stored in the `accounting` schema before they are answered and
+ * published to the `accounting` topic (key Call-ID) through an outbox.
+ */
+import { join } from 'node:path';
+import { Counter, Histogram } from 'prom-client';
+import { defineService, int, migrate, port, str, type Setting } from '@switchboard/platform';
+import { Dictionary } from '@switchboard/radius';
+import { ClientTable, loadClients, parseClientsSetting, seedClients, type NasClient } from './clients';
+import { OutboxRelay } from './relay';
+import { startAccountingServer } from './server';
+import { RecordWriter } from './writer';
+
+export const ACCOUNTING_TOPIC = 'accounting';
+export const ACCOUNTING_SCHEMA = 'accounting';
+const MIGRATIONS = join(import.meta.dirname, '..', 'migrations');
+
+const clientsSetting: Setting<NasClient[]> = {
+  env: 'SWITCHBOARD_ACCOUNTING_CLIENTS',
+  default: '',
+  description:
+    'RADIUS clients to provision at start, as CIDR=secret pairs separated by commas (e.g. 127.0.0.1/32=secret,10.0.0.0/8=other); others are provisioned in accounting.clients',
+  parse: parseClientsSetting,
+};
+
+export const accountingConfig = {
+  host: str('SWITCHBOARD_ACCOUNTING_HOST', '0.0.0.0', 'Address the RADIUS accounting server binds'),
+  port: port('SWITCHBOARD_ACCOUNTING_PORT', 1813, 'RADIUS accounting UDP port; 0 picks a free one'),
+  clients: clientsSetting,
+  clientsRefreshMs: int(
+    'SWITCHBOARD_ACCOUNTING_CLIENTS_REFRESH_MS',
+    30000,
+    'How often the RADIUS client table is reloaded',
+    100,
+  ),
+  batchMax: int('SWITCHBOARD_ACCOUNTING_BATCH_MAX', 500, 'Most records stored in one group commit', 1, 5000),
+  writers: int(
+    'SWITCHBOARD_ACCOUNTING_WRITERS',
+    2,
+    'Group commits in flight at once (PostgreSQL; PGlite uses 1)',
+    1,
+    16,
+  ),
+  queueMax: int(
+    'SWITCHBOARD_ACCOUNTING_QUEUE_MAX',
+    20000,
+    'Most requests waiting to be stored; more are dropped unanswered',
+    1,
+  ),
+  relayBatch: int('SWITCHBOARD_ACCOUNTING_RELAY_BATCH', 500, 'Outbox rows published per round', 1, 5000),
+  relayPollMs: int(
+    'SWITCHBOARD_ACCOUNTING_RELAY_POLL_MS',
+    1000,
+    'How often the outbox is checked when idle',
+    10,
+  ),
+  relayLeaseMs: int(
+    'SWITCHBOARD_ACCOUNTING_RELAY_LEASE_MS',
+    10000,
+    'How long a relay holds the outbox without renewing',
+    100,
+  ),
+};
+
+export const accountingService = defineService({
+  name: 'accounting',
+  description:
+    'RADIUS accounting server (UDP 1813): records stored, answered, published to the accounting topic',
+  configSpec: accountingConfig,
+  async start(ctx, config) {
+    const db = await ctx.db();
+    await migrate(db, { schema: ACCOUNTING_SCHEMA, dir: MIGRATIONS });
+    await seedClients(db, config.clients);
+    const events = await ctx.events();
+    await events.ensureTopic(ACCOUNTING_TOPIC);
+
+    const reg = [ctx.metrics];
+    const requests = new Counter({
+      name: 'switchboard_radius_requests_total',
+      help: 'RADIUS requests accepted (authenticated), by Acct-Status-Type (or Status-Server) and client',
+      labelNames: ['type', 'client'],
+      registers: reg,
+    });
+    const dropped = new Counter({
+      name: 'switchboard_radius_dropped_total',
+      help: 'RADIUS requests dropped unanswered, by reason',
+      labelNames: ['reason'],
+      registers: reg,
+    });
+    const duplicates = new Counter({
+      name: 'switchboard_radius_duplicates_total',
+      help: 'Retransmitted Accounting-Requests answered again and not stored again (RFC 5080)',
+      labelNames: ['client'],
+      registers: reg,
+    });
+    const writeSeconds = new Histogram({
+      name: 'switchboard_radius_write_seconds',
+      help: 'Time to store one group commit of accounting records',
+      buckets: [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2],
+      registers: reg,
+    });
+    const batchSize = new Histogram({
+      name: 'switchboard_radius_commit_batch_size',
+      help: 'Accounting records per group commit',
+      buckets: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000],
+      registers: reg,
+    });
+    const published = new Counter({
+      name: 'switchboard_accounting_published_total',
+      help: 'Accounting records published to the accounting topic (at least once)',
+      registers: reg,
+    });
+
+    let clients: ClientTable = await loadClients(db, (name, err) =>
+      ctx.logger.warn({ client: name, err }, 'bad RADIUS client row skipped'),
+    );
+    if (clients.size === 0)
+      ctx.logger.warn(
+        'no RADIUS clients provisioned: every request will be dropped (set SWITCHBOARD_ACCOUNTING_CLIENTS)',
+      );
+    let refreshing = false;
+    const refresher = setInterval(() => {
+      if (refreshing) return;
+      refreshing = true;
+      loadClients(db)
+        .then((t) => (clients = t))
+        .catch((err) => ctx.logger.warn({ err }, 'reloading RADIUS clients failed; keeping the old table'))
+        .finally(() => (refreshing = false));
+    }, config.clientsRefreshMs);
+    refresher.unref();
+
+    const relay = new OutboxRelay(db, events, {
+      topic: ACCOUNTING_TOPIC,
+      batchSize: config.relayBatch,
+      pollMs: config.relayPollMs,
+      leaseMs: config.relayLeaseMs,
+      logger: ctx.logger,
+      onPublished: (n) => published.inc(n),
+    });
+    const writer = new RecordWriter(db, {
+      maxBatch: config.batchMax,
+      concurrency: db.kind === 'pglite' ? 1 : config.writers,
+      maxQueued: config.queueMax,
+      onCommit: (n, _stored, seconds) => {
+        writeSeconds.observe(seconds);
+        batchSize.observe(n);
+      },
+      onStored: () => relay.notify(),
+    });
+    relay.start();
+
+    const server = await startAccountingServer({
+      host: config.host,
+      port: config.port,
+      clients: () => clients,
+      store: writer,
+      dictionary: Dictionary.standard(),
+      logger: ctx.logger,
+      hooks: {
+        request: (type, client) => requests.inc({ type, client }),
+        dropped: (reason) => dropped.inc({ reason }),
+        duplicate: (client) => duplicates.inc({ client }),
+      },
+    });
+    ctx.endpoint(
+      'RADIUS accounting',
+      `udp://${config.host.includes(':') ? `[${config.host}]` : config.host}:${server.port}`,
+    );
+    ctx.logger.info({ port: server.port, clients: clients.size }, 'accounting ready');
+
+    return {
+      async stop() {
+        clearInterval(refresher);
+        server.stopAccepting();
+        await writer.flush();
+        await server.close();
+        await relay.stop();
+      },
+    };
+  },
+});
+
+export default accountingService;

@@ -1,0 +1,159 @@
+/**
+ * Group commit: requests that arrive while a write is in flight are stored
+ * together by the next one, in one statement that inserts the records and
+ * their outbox rows (atomic: a record is never stored without its outbox row).
+ * A caller's promise resolves only after the commit, so the Accounting-Response
+ * follows durability (RFC 2866 §2).
+ *
+ * Duplicates (RFC 5080 §2.2.2: same source address and port, Identifier and
+ * Request Authenticator) resolve as 'duplicate': the one still being written is
+ * joined in memory, a stored one is found by the unique key.
+ */
+import type { Queryable } from '@switchboard/platform';
+import { recordKey, type AccountingRecord } from './record';
+
+export interface NewRecord {
+  record: AccountingRecord;
+  srcAddr: string;
+  srcPort: number;
+  identifier: number;
+  /** Request Authenticator, hex. */
+  authenticator: string;
+}
+
+export type Outcome = 'stored' | 'duplicate';
+
+export class OverloadError extends Error {
+  constructor(queued: number) {
+    super(`accounting write queue full (${queued} waiting)`);
+    this.name = 'OverloadError';
+  }
+}
+
+export interface WriterOptions {
+  /** Most records per statement. */
+  maxBatch: number;
+  /** Statements in flight at once (1 on PGlite, which has one connection). */
+  concurrency: number;
+  /** Most records waiting; more are refused with OverloadError (the client retransmits). */
+  maxQueued: number;
+  /** After each commit: how many records, and how long it took (seconds). */
+  onCommit?: (records: number, stored: number, seconds: number) => void;
+  /** After each commit that stored something: wake the outbox relay. */
+  onStored?: () => void;
+}
+
+interface Waiting {
+  rec: NewRecord;
+  key: string;
+  resolve(o: Outcome): void;
+  reject(e: unknown): void;
+}
+
+const dedupeKey = (r: NewRecord) => `${r.srcAddr}|${r.srcPort}|${r.identifier}|${r.authenticator}`;
+
+/**
+ * One round trip per batch: insert the records (skipping stored duplicates) and,
+ * in the same statement, an outbox row for each record inserted, in arrival order.
+ */
+const INSERT = `
+WITH input AS (
+  SELECT * FROM unnest($1::uuid[], $2::timestamptz[], $3::text[], $4::text[], $5::int[], $6::int[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[])
+    WITH ORDINALITY AS t(id, received_at, client, src_addr, src_port, identifier, authenticator, status_type, session_id, key, body, n)
+), ins AS (
+  INSERT INTO accounting.records (id, received_at, client, src_addr, src_port, identifier, authenticator, status_type, session_id, body)
+  SELECT id, received_at, client, src_addr, src_port, identifier, authenticator, status_type, session_id, body::jsonb FROM input ORDER BY n
+  ON CONFLICT (src_addr, src_port, identifier, authenticator) DO NOTHING
+  RETURNING id
+)
+INSERT INTO accounting.outbox (record_id, key, value)
+SELECT input.id, input.key, input.body FROM input JOIN ins ON ins.id = input.id ORDER BY input.n
+RETURNING record_id`;
+
+export class RecordWriter {
+  private readonly queue: Waiting[] = [];
+  private readonly inFlight = new Map<string, Promise<Outcome>>();
+  private active = 0;
+  private scheduled = false;
+  private idle: Array<() => void> = [];
+
+  constructor(
+    private readonly db: Queryable,
+    private readonly opts: WriterOptions,
+  ) {}
+
+  get queued(): number {
+    return this.queue.length;
+  }
+
+  /** Resolves once the record is durable ('stored') or found already stored or being stored ('duplicate'). */
+  submit(rec: NewRecord): Promise<Outcome> {
+    const key = dedupeKey(rec);
+    const pending = this.inFlight.get(key);
+    if (pending) return pending.then(() => 'duplicate' as const);
+    if (this.queue.length >= this.opts.maxQueued) return Promise.reject(new OverloadError(this.queue.length));
+    const p = new Promise<Outcome>((resolve, reject) => this.queue.push({ rec, key, resolve, reject }));
+    this.inFlight.set(key, p);
+    const forget = () => this.inFlight.delete(key);
+    p.then(forget, forget);
+    // Start writing after the datagrams already read in this poll phase have been queued too.
+    if (!this.scheduled) {
+      this.scheduled = true;
+      setImmediate(() => {
+        this.scheduled = false;
+        this.pump();
+      });
+    }
+    return p;
+  }
+
+  private pump(): void {
+    while (this.active < this.opts.concurrency && this.queue.length > 0) {
+      const batch = this.queue.splice(0, this.opts.maxBatch);
+      this.active++;
+      void this.write(batch).finally(() => {
+        this.active--;
+        if (this.queue.length > 0) this.pump();
+        else if (this.active === 0) for (const f of this.idle.splice(0)) f();
+      });
+    }
+  }
+
+  private async write(batch: Waiting[]): Promise<void> {
+    const started = process.hrtime.bigint();
+    const cols: unknown[][] = Array.from({ length: 11 }, () => []);
+    for (const { rec } of batch) {
+      const r = rec.record;
+      const row = [
+        r.id,
+        r.receivedAt,
+        r.client,
+        rec.srcAddr,
+        rec.srcPort,
+        rec.identifier,
+        rec.authenticator,
+        r.statusType,
+        r.sessionId,
+        recordKey(r),
+        JSON.stringify(r),
+      ];
+      row.forEach((v, i) => cols[i].push(v));
+    }
+    try {
+      const res = await this.db.query<{ record_id: string }>(INSERT, cols);
+      const stored = new Set(res.rows.map((x) => x.record_id));
+      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+      this.opts.onCommit?.(batch.length, stored.size, seconds);
+      if (stored.size > 0) this.opts.onStored?.();
+      for (const w of batch) w.resolve(stored.has(w.rec.record.id) ? 'stored' : 'duplicate');
+    } catch (e) {
+      for (const w of batch) w.reject(e);
+    }
+  }
+
+  /** Resolves when nothing is queued or being written. */
+  flush(): Promise<void> {
+    if (this.active === 0 && this.queue.length === 0 && !this.scheduled) return Promise.resolve();
+    return new Promise((r) => this.idle.push(r));
+  }
+}
