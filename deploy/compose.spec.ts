@@ -57,15 +57,25 @@ test('every environment variable a container sets is a configuration variable, w
   }
 });
 
-test('published ports are ports the container listens on', () => {
-  for (const [name, s] of ours) {
-    const env = s.environment ?? {};
-    const listening = new Set<number>([loadConfig(platformSpec, env).opsPort]);
-    for (const m of SERVICES) {
-      for (const [key, setting] of Object.entries(m.configSpec)) {
-        if (/port/i.test(key)) listening.add(Number(loadConfig({ x: setting }, env).x));
+/** Every port a service listens on per its config: settings named *port*, and transport:address:port listeners. */
+function listeningPorts(env: Record<string, string>): Set<number> {
+  const ports = new Set<number>([loadConfig(platformSpec, env).opsPort]);
+  for (const m of SERVICES) {
+    for (const [key, setting] of Object.entries(m.configSpec)) {
+      if (!/port|listen/i.test(key)) continue;
+      const value = loadConfig({ x: setting }, env).x;
+      for (const v of Array.isArray(value) ? value : [value]) {
+        if (typeof v === 'number') ports.add(v);
+        else if (typeof v === 'string' && /:(\d+)$/.test(v)) ports.add(Number(/:(\d+)$/.exec(v)![1]));
       }
     }
+  }
+  return ports;
+}
+
+test('published ports are ports the container listens on', () => {
+  for (const [name, s] of ours) {
+    const listening = listeningPorts(s.environment ?? {});
     for (const p of s.ports ?? []) {
       const container = Number(String(p).split(':').pop()!.split('/')[0]);
       assert.ok(listening.has(container), `${name}: port ${container} is not one it listens on`);
