@@ -3,3 +3,4 @@ export { Transaction, type TxHost } from './transaction';
 export * from './client';
 export * from './server';
 export * from './layer';
+export { errorResponseForRaw } from './stateless';

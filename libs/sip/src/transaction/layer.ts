@@ -7,7 +7,7 @@
  * against sent-by and method; ACK matches its INVITE. Vias without the
  * z9hG4bK cookie fall back to RFC 2543 matching on a composite key.
  */
-import { SipParseError, createResponse, parseMessage, type SipRequest, type SipResponse } from '../message';
+import { SipParseError, newTag, type SipRequest, type SipResponse } from '../message';
 import type { TransportUser } from '../transport/layer';
 import { responseTarget } from '../transport/response-target';
 import {
@@ -25,6 +25,7 @@ import {
   type ClientTxUser,
 } from './client';
 import { ServerInviteTransaction, ServerNonInviteTransaction, ServerTransaction } from './server';
+import { errorResponseForRaw } from './stateless';
 import { timerConfig, type TimerConfig } from './timers';
 import type { Transaction, TxHost } from './transaction';
 
@@ -203,25 +204,18 @@ export class TransactionLayer implements TxHost, TransportUser<SipMessage> {
 
   /**
    * Best-effort stateless error response to bytes that did not parse (RFC 3261
-   * §8.2.2 / §21.4.1): if a lenient parse finds a request with the headers a
-   * response needs, answer with the parser's status (400, 413, 505, 513 ...).
-   * Responses and unreadable bytes are dropped. Returns true if answered.
+   * §8.2.2 / §21.4.1): if the raw header section holds the Via, From, To,
+   * Call-ID and CSeq a response copies, answer with the parser's status (400,
+   * 505, 513 ...). Responses, ACKs and unreadable bytes are dropped.
+   * Returns true if answered.
    */
   answerUnparsable(raw: Buffer, err: Error, src: Source): boolean {
-    try {
-      const m = parseMessage(raw, {
-        lenient: true,
-        transport: src.transport === 'udp' ? 'datagram' : 'stream',
-      });
-      if (!m.isRequest || m.method === 'ACK') return false;
-      const status = err instanceof SipParseError ? err.status : 400;
-      const reason = status === 400 && err.message.length < 100 ? `Bad Request (${err.message})` : undefined;
-      const res = createResponse(m, status, reason?.replace(/[\r\n]/g, ' '));
-      this.respondStateless(m, res, src);
-      return true;
-    } catch {
-      return false;
-    }
+    const status = err instanceof SipParseError ? err.status : 400;
+    const reason = status === 400 ? `Bad Request (${err.message.slice(0, 80)})` : undefined;
+    const out = errorResponseForRaw(raw, status, src, newTag(), reason);
+    if (!out) return false;
+    this.transport.send(out.wire, out.target);
+    return true;
   }
 
   // ------------------------------------------------------------------ matching
@@ -269,6 +263,9 @@ export class TransactionLayer implements TxHost, TransportUser<SipMessage> {
       user?.onRequest(req, undefined, src);
       return;
     }
+    // Everything the tables need is read before any state exists (a malformed
+    // header throws SipParseError here and the request is answered statelessly).
+    const mk = req.toTag === undefined ? this.mergeKey(req) : undefined;
     const target = this.responseTargetFor(req, src);
     const key = branch ?? '';
     const created =
@@ -283,15 +280,20 @@ export class TransactionLayer implements TxHost, TransportUser<SipMessage> {
       // A branch collision with another sent-by: the new transaction runs unindexed.
       if (!map.has(key)) map.set(key, created);
     }
-    if (req.toTag === undefined) {
-      const mk = this.mergeKey(req);
-      if (!this.mergeIndex.has(mk)) {
-        this.mergeIndex.set(mk, created);
-        created.mergeKey = mk;
-      }
+    if (mk !== undefined && !this.mergeIndex.has(mk)) {
+      this.mergeIndex.set(mk, created);
+      created.mergeKey = mk;
     }
+    try {
+      user?.onRequest(req, created, src);
+    } catch (err) {
+      // The TU read a malformed header lazily: answer through the transaction.
+      if (!(err instanceof SipParseError)) throw err;
+      if (!created.lastResponse || created.lastResponse.status < 200)
+        created.reply(err.status, undefined, { toTag: newTag() });
+    }
+    // RFC 3261 §17.2.1: the automatic 100 Trying timer, only if the TU did not answer yet.
     if (created instanceof ServerInviteTransaction) created.start();
-    user?.onRequest(req, created, src);
   }
 
   private receiveResponse(res: SipResponse, src: Source): void {

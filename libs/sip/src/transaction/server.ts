@@ -74,6 +74,7 @@ export class ServerInviteTransaction extends ServerTransaction {
 
   /** RFC 3261 §17.2.1: send 100 Trying unless the TU sends a provisional within 200 ms. */
   start(): void {
+    if (this.state !== 'proceeding' || this.lastResponse) return;
     this.startRetransmit(this.host.timers.trying100, () => {
       if (this.state === 'proceeding' && !this.lastResponse) this.reply(100, 'Trying');
     });
