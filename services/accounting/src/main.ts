@@ -55,6 +55,11 @@ export const accountingConfig = {
     'How often the outbox is checked when idle',
     10,
   ),
+  topic: str(
+    'SWITCHBOARD_ACCOUNTING_TOPIC',
+    ACCOUNTING_TOPIC,
+    'Topic the accepted records are published to (key Call-ID)',
+  ),
   relayLeaseMs: int(
     'SWITCHBOARD_ACCOUNTING_RELAY_LEASE_MS',
     10000,
@@ -73,7 +78,7 @@ export const accountingService = defineService({
     await migrate(db, { schema: ACCOUNTING_SCHEMA, dir: MIGRATIONS });
     await seedClients(db, config.clients);
     const events = await ctx.events();
-    await events.ensureTopic(ACCOUNTING_TOPIC);
+    await events.ensureTopic(config.topic);
 
     const reg = [ctx.metrics];
     const requests = new Counter({
@@ -131,7 +136,7 @@ export const accountingService = defineService({
     refresher.unref();
 
     const relay = new OutboxRelay(db, events, {
-      topic: ACCOUNTING_TOPIC,
+      topic: config.topic,
       batchSize: config.relayBatch,
       pollMs: config.relayPollMs,
       leaseMs: config.relayLeaseMs,

@@ -7,6 +7,8 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import pg from 'pg';
 import pino from 'pino';
 import { Registry } from 'prom-client';
 import {
@@ -126,10 +128,11 @@ export function radclient(
 export async function collectAccounting(
   bus: EventBus,
   group: string,
+  topic: string = ACCOUNTING_TOPIC,
 ): Promise<{ messages: EventMessage[]; close(): Promise<void> }> {
   const messages: EventMessage[] = [];
   const sub = await bus.subscribe({
-    topic: ACCOUNTING_TOPIC,
+    topic,
     group,
     fromBeginning: true,
     handler: async (m) => void messages.push(m),
@@ -149,4 +152,22 @@ export async function until(
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 20));
   }
+}
+
+/** A fresh PostgreSQL database on the test server (the accounting schema has a fixed name); drop() removes it. */
+export async function createTestDatabase(baseUrl: string): Promise<{ url: string; drop(): Promise<void> }> {
+  const name = `acct_${randomBytes(6).toString('hex')}`;
+  const run = async (sql: string) => {
+    const c = new pg.Client({ connectionString: baseUrl });
+    await c.connect();
+    try {
+      await c.query(sql);
+    } finally {
+      await c.end();
+    }
+  };
+  await run(`CREATE DATABASE "${name}"`);
+  const url = new URL(baseUrl);
+  url.pathname = `/${name}`;
+  return { url: url.toString(), drop: () => run(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`) };
 }
