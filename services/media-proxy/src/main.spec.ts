@@ -40,6 +40,7 @@ describe('media-proxy service (gRPC, media-events, metrics)', () => {
       db: async () => db,
       events: async () => bus,
       endpoint: () => undefined,
+      localEndpoint: () => undefined,
     };
     const base = 20000 + 200 * Math.floor(Math.random() * 49);
     const config = loadConfig(mediaConfig, {

@@ -10,8 +10,8 @@ import { MediaProxyService, type CallStats } from '@switchboard/proto/media';
 import { mediaConfig } from './config';
 import { DROP_REASONS, MediaRelay, type EndReason, type RelayCounters } from './relay';
 
-export { mediaConfig } from './config';
-export { MediaRelay } from './relay';
+export { mediaConfig, parseInterfaces, type RelayInterface } from './config';
+export { MediaRelay, type RelayOptions, type Clock } from './relay';
 
 export const MEDIA_EVENTS_TOPIC = 'media-events';
 

@@ -1,0 +1,27 @@
+/**
+ * Switchboard's relay as a bench process: MediaRelay behind the ng protocol.
+ *   node --import tsx bench/media/ng-relay.ts NG_PORT PORT_MIN PORT_MAX
+ * Prints "ready" once listening; stops on SIGTERM.
+ */
+import { MediaRelay, parseInterfaces } from '@switchboard/media-proxy';
+import { serveNg } from './ng';
+
+const [ngPort = '2223', min = '12000', max = '19999'] = process.argv.slice(2);
+const relay = new MediaRelay({
+  interfaces: parseInterfaces('bench/127.0.0.1'),
+  portMin: Number(min),
+  portMax: Number(max),
+  quietPeriodMs: 0,
+  timeoutMs: 600_000,
+  holdTimeoutMs: 3_600_000,
+  deleteGraceMs: 0,
+  socketBufferBytes: 1 << 20,
+});
+const sweeper = setInterval(() => relay.sweep(), 1000);
+const sock = await serveNg(relay, '127.0.0.1', Number(ngPort));
+process.stdout.write('ready\n');
+process.on('SIGTERM', () => {
+  clearInterval(sweeper);
+  sock.close();
+  void relay.close().then(() => process.exit(0));
+});

@@ -1,0 +1,247 @@
+/**
+ * bench/media: N concurrent G.711 calls through Switchboard's media relay and
+ * through rtpengine (Debian rtpengine-daemon, userspace: --table=-1), each
+ * pinned to core 0 with taskset, driven by the same load generator
+ * (loadgen.c, pinned to core 1) and set up the same way (ng protocol).
+ * A direct run (endpoints sending to each other, no relay) gives the latency
+ * baseline that "added latency" is measured against.
+ *
+ *   npx tsx bench/media/run.ts
+ *   MEDIA_BENCH_CALLS=250,500,1000 MEDIA_BENCH_SECONDS=5 npx tsx bench/media/run.ts
+ *
+ * Loopback only; bounded: every step runs MEDIA_BENCH_SECONDS (default 5).
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { cpus, loadavg } from 'node:os';
+import { NgClient } from './ng';
+
+const CALLS = (process.env.MEDIA_BENCH_CALLS ?? '250,500,1000,1500,2000').split(',').map(Number);
+const SECONDS = Number(process.env.MEDIA_BENCH_SECONDS ?? 5);
+const SYSTEMS = (process.env.MEDIA_BENCH_SYSTEMS ?? 'switchboard,rtpengine').split(',');
+const RELAY_CORE = process.env.MEDIA_BENCH_RELAY_CORE ?? '0';
+const GEN_CORE = process.env.MEDIA_BENCH_GEN_CORE ?? '1';
+const GEN_BASE = 61000; // endpoints: 61000 + 2i (A), 61001 + 2i (B): above the ephemeral range, clear of SIPp's 6000
+const PORT_MIN = 12000;
+const PORT_MAX = 19999;
+const NG_PORT = 22230;
+const MAX = Math.max(...CALLS);
+if (MAX * 4 > PORT_MAX - PORT_MIN + 1 || GEN_BASE + MAX * 2 > 65535)
+  throw new Error(`too many calls (${MAX}) for the port ranges`);
+
+const root = join(import.meta.dirname, '..', '..');
+const work = '/tmp/switchboard-bench-media';
+mkdirSync(work, { recursive: true });
+const loadgen = join(work, 'loadgen');
+const cc = spawnSync('gcc', ['-O2', '-Wall', '-o', loadgen, join(import.meta.dirname, 'loadgen.c')], {
+  encoding: 'utf8',
+});
+if (cc.status !== 0) throw new Error(`gcc failed: ${cc.stderr}`);
+
+interface GenResult {
+  calls: number;
+  sent: number;
+  received: number;
+  lost: number;
+  reordered: number;
+  duplicates: number;
+  bad: number;
+  pps: number;
+  latencyP50Ms: number;
+  latencyP99Ms: number;
+  latencyMaxMs: number;
+  maxSendLagMs: number;
+}
+interface Step extends GenResult {
+  system: string;
+  cpu: number; // fraction of one core used by the relay process during the step
+}
+
+/** utime + stime of a process (all threads), in seconds. */
+function cpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(f[11]) + Number(f[12])) / 100; // USER_HZ 100
+}
+
+function runGen(calls: number, targets: string[]): GenResult {
+  const file = join(work, `targets-${calls}.txt`);
+  writeFileSync(file, targets.slice(0, calls).join('\n') + '\n');
+  const r = spawnSync(
+    'taskset',
+    ['-c', GEN_CORE, loadgen, String(calls), String(SECONDS), String(GEN_BASE), file],
+    {
+      encoding: 'utf8',
+      timeout: (SECONDS + 30) * 1000,
+    },
+  );
+  if (r.status !== 0) throw new Error(`loadgen failed (${r.status ?? r.signal}): ${r.stderr}`);
+  return JSON.parse(r.stdout) as GenResult;
+}
+
+const sdp = (port: number) =>
+  [
+    'v=0',
+    `o=- ${port} 1 IN IP4 127.0.0.1`,
+    's=-',
+    'c=IN IP4 127.0.0.1',
+    't=0 0',
+    `m=audio ${port} RTP/AVP 0`,
+    'a=rtpmap:0 PCMU/8000',
+    'a=ptime:20',
+    'a=sendrecv',
+    '',
+  ].join('\r\n');
+
+const mediaTarget = (s: string) => {
+  const c = /^c=IN IP4 (\S+)/m.exec(s);
+  const m = /^m=audio (\d+)/m.exec(s);
+  if (!c || !m) throw new Error(`no address in SDP:\n${s}`);
+  return `${c[1]} ${m[1]}`;
+};
+
+function start(system: string): ChildProcess {
+  const args =
+    system === 'switchboard'
+      ? [
+          process.execPath,
+          '--import',
+          'tsx',
+          join(import.meta.dirname, 'ng-relay.ts'),
+          String(NG_PORT),
+          String(PORT_MIN),
+          String(PORT_MAX),
+        ]
+      : [
+          'rtpengine',
+          '--config-file=none',
+          '--table=-1',
+          '--foreground',
+          '--log-stderr',
+          '--log-level=3',
+          '--interface=127.0.0.1',
+          `--listen-ng=127.0.0.1:${NG_PORT}`,
+          `--port-min=${PORT_MIN}`,
+          `--port-max=${PORT_MAX}`,
+          '--timeout=600',
+          '--delete-delay=0',
+          '--num-threads=1',
+        ];
+  const child = spawn('taskset', ['-c', RELAY_CORE, ...args], {
+    cwd: root,
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  child.stderr!.on('data', (d: Buffer) => {
+    if (process.env.MEDIA_BENCH_VERBOSE) process.stderr.write(`[${system}] ${d}`);
+  });
+  return child;
+}
+
+async function benchSystem(system: string): Promise<Step[]> {
+  const child = start(system);
+  const ng = await NgClient.open('127.0.0.1', NG_PORT);
+  try {
+    await ng.call({ command: 'ping' }, 40);
+    const targets: string[] = new Array<string>(MAX);
+    for (let i = 0; i < MAX; i += 50) {
+      await Promise.all(
+        Array.from({ length: Math.min(50, MAX - i) }, async (_, k) => {
+          const n = i + k;
+          const callId = `bench-${n}`;
+          const o = await ng.call({
+            command: 'offer',
+            'call-id': callId,
+            'from-tag': 'a',
+            sdp: sdp(GEN_BASE + 2 * n),
+            ICE: 'remove',
+          });
+          const a = await ng.call({
+            command: 'answer',
+            'call-id': callId,
+            'from-tag': 'a',
+            'to-tag': 'b',
+            sdp: sdp(GEN_BASE + 2 * n + 1),
+            ICE: 'remove',
+          });
+          // A sends where the answer (to A) points; B sends where the offer (to B) points
+          targets[n] = `${mediaTarget(String(a.sdp))} ${mediaTarget(String(o.sdp))}`;
+        }),
+      );
+    }
+    const steps: Step[] = [];
+    for (const calls of CALLS) {
+      const before = cpuSeconds(child.pid!);
+      const t0 = process.hrtime.bigint();
+      const r = runGen(calls, targets);
+      const wall = Number(process.hrtime.bigint() - t0) / 1e9;
+      const cpu = (cpuSeconds(child.pid!) - before) / wall;
+      steps.push({ system, cpu, ...r });
+      process.stderr.write(`${system} ${calls} calls: ${JSON.stringify(r)} cpu ${(cpu * 100).toFixed(0)}%\n`);
+    }
+    return steps;
+  } finally {
+    ng.close();
+    child.kill('SIGTERM');
+    await new Promise((r) => child.once('exit', r));
+  }
+}
+
+const direct = (n: number) =>
+  Array.from({ length: n }, (_, i) => `127.0.0.1 ${GEN_BASE + 2 * i + 1} 127.0.0.1 ${GEN_BASE + 2 * i}`);
+const baseline = new Map<number, GenResult>();
+for (const calls of CALLS) {
+  const r = runGen(calls, direct(calls));
+  baseline.set(calls, r);
+  process.stderr.write(`direct ${calls} calls: ${JSON.stringify(r)}\n`);
+}
+const ROUNDS = Number(process.env.MEDIA_BENCH_ROUNDS ?? 1);
+const load0 = loadavg()[0]!;
+const results: Step[] = [];
+// rounds alternate the systems, so a burst of load elsewhere on the machine hits both
+for (let r = 0; r < ROUNDS; r++) for (const s of SYSTEMS) results.push(...(await benchSystem(s)));
+writeFileSync(
+  join(work, 'results.json'),
+  JSON.stringify({ baseline: [...baseline.values()], results }, null, 2),
+);
+
+const pct = (x: number) => `${(x * 100).toFixed(3)}%`;
+const ms = (x: number) => x.toFixed(3);
+const lines = [
+  `| system | calls | packets/s | loss | reordered | p50 / p99 one-way (ms) | added p50 / p99 (ms) | relay CPU (one core) | packets/s per core (est.) |`,
+  `|---|---:|---:|---:|---:|---:|---:|---:|---:|`,
+];
+for (const calls of CALLS) {
+  const b = baseline.get(calls)!;
+  lines.push(
+    `| direct (no relay) | ${calls} | ${b.pps.toFixed(0)} | ${pct(b.lost / b.sent)} | ${b.reordered} | ${ms(b.latencyP50Ms)} / ${ms(b.latencyP99Ms)} | - | - | - |`,
+  );
+  for (const r of results.filter((x) => x.calls === calls)) {
+    lines.push(
+      `| ${r.system} | ${calls} | ${r.pps.toFixed(0)} | ${pct(r.lost / r.sent)} | ${r.reordered} | ${ms(r.latencyP50Ms)} / ${ms(r.latencyP99Ms)} | ${ms(r.latencyP50Ms - b.latencyP50Ms)} / ${ms(r.latencyP99Ms - b.latencyP99Ms)} | ${(r.cpu * 100).toFixed(0)}% | ${r.cpu > 0 ? (r.pps / r.cpu).toFixed(0) : '-'} |`,
+    );
+  }
+}
+const best = (system: string) => {
+  const ok = results.filter((r) => r.system === system && r.lost / r.sent < 0.001);
+  const maxOk = ok.length ? Math.max(...ok.map((r) => r.pps)) : 0;
+  const est = results
+    .filter((r) => r.system === system && r.cpu > 0.05)
+    .map((r) => r.pps / Math.min(1, r.cpu));
+  return { maxOk, perCore: est.length ? Math.max(...est) : 0 };
+};
+const sb = best('switchboard');
+const re = best('rtpengine');
+lines.push('');
+lines.push(
+  `machine: ${cpus().length} cores, load average ${load0.toFixed(2)} at the start, ${loadavg()[0]!.toFixed(2)} at the end; relay on core ${RELAY_CORE}, generator on core ${GEN_CORE}; ${SECONDS} s per step, ${ROUNDS} round(s)`,
+);
+lines.push(
+  `highest step under 0.1% loss: switchboard ${sb.maxOk.toFixed(0)} packets/s, rtpengine ${re.maxOk.toFixed(0)} packets/s`,
+);
+if (sb.perCore && re.perCore) {
+  lines.push(
+    `per-core capacity (packets/s ÷ CPU share, best step): switchboard ${sb.perCore.toFixed(0)}, rtpengine ${re.perCore.toFixed(0)}, ratio switchboard/rtpengine ${(sb.perCore / re.perCore).toFixed(2)}`,
+  );
+}
+process.stdout.write(lines.join('\n') + '\n');
