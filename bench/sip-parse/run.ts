@@ -3,7 +3,7 @@
  * (require('sip').parse) and `sip.js` (Parser.parseMessage from sip.js/lib/core),
  * on the same Buffers, one core, side by side.
  *
- *   node --import tsx bench/sip-parse/run.ts            (SIP_BENCH_MS=1000 per case)
+ *   node --import tsx bench/sip-parse/run.ts   (SIP_BENCH_MS=300 per round, SIP_BENCH_ROUNDS=5)
  *
  * parse: from the received Buffer to the routing fields (top Via branch/host/port,
  *   CSeq, Call-ID, From/To tags, Max-Forwards, Request-URI, Route).
@@ -21,7 +21,8 @@ const require = createRequire(import.meta.url);
 const sipPkg: any = require('sip');
 const noLog = { error() {}, warn() {}, log() {}, debug() {} };
 
-const MS = Number(process.env.SIP_BENCH_MS ?? 1000);
+const MS = Number(process.env.SIP_BENCH_MS ?? 300);
+const ROUNDS = Number(process.env.SIP_BENCH_ROUNDS ?? 5);
 let sink = 0;
 
 type Case = (buf: Buffer) => void;
@@ -75,7 +76,7 @@ const sipJs: Record<string, Case> = {
 };
 
 function measure(fn: Case, buf: Buffer): number {
-  for (let i = 0; i < 2000; i++) fn(buf); // warm up
+  for (let i = 0; i < 200; i++) fn(buf); // warm up
   let n = 0;
   const t0 = process.hrtime.bigint();
   const limit = BigInt(MS) * 1_000_000n;
@@ -106,13 +107,19 @@ rows.push('| message | workload | @switchboard/sip msgs/s | sip msgs/s | sip.js 
 rows.push('|---|---|---:|---:|---:|---:|');
 for (const [label, buf] of inputs) {
   for (const w of ['parse', 'proxy'] as const) {
-    const a = measure(ours[w], buf);
-    const b = sipNpm[w] ? measure(sipNpm[w], buf) : undefined;
-    const c = sipJs[w] ? measure(sipJs[w], buf) : undefined;
+    // rounds interleaved across implementations, best of each: the machine is shared
+    let a = 0;
+    let b: number | undefined;
+    let c: number | undefined;
+    for (let r = 0; r < ROUNDS; r++) {
+      a = Math.max(a, measure(ours[w], buf));
+      if (sipNpm[w]) b = Math.max(b ?? 0, measure(sipNpm[w], buf));
+      if (sipJs[w] && r < 2) c = Math.max(c ?? 0, measure(sipJs[w], buf));
+    }
     const peer = Math.max(b ?? 0, c ?? 0);
     rows.push(`| ${label} | ${w} | ${fmt(a)} | ${fmt(b)} | ${fmt(c)} | ${peer ? (a / peer).toFixed(1) + 'x' : 'n/a'} |`);
   }
 }
-console.log(`node ${process.version}, ${MS} ms per case, one core`);
+console.log(`node ${process.version}, best of ${ROUNDS} rounds of ${MS} ms per case (sip.js: 2 rounds), one core`);
 console.log(rows.join('\n'));
 if (sink === 42) console.log('');

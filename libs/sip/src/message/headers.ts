@@ -7,7 +7,7 @@ import { GENVALUE, TOKEN, isWs, scan, skipWs } from './chars';
 import { SipParseError, badHeader } from './errors';
 import { MAX_CSEQ, MAX_HEADER_VALUES, MAX_PARAMS } from './limits';
 import { Params, unquote } from './params';
-import { parseHostPort, parseUri, SipUri, type Uri } from './uri';
+import { hostPort, parseHostPort, parseUri, SipUri, type Uri } from './uri';
 
 /** Ids of the headers indexed up front (routing set). 0 = any other header. */
 export const HID = {
@@ -101,26 +101,32 @@ export function nameHash(lower: string): number {
   for (let i = 0; i < lower.length; i++) h = (Math.imul(h, 31) + (lower.charCodeAt(i) | 0x20)) | 0;
   return h;
 }
-const BY_HASH = new Map<number, Array<[string, HeaderName]>>();
+// open-addressing table: slot = hash & MASK, linear probing; entries verified byte by byte
+const SLOTS = 1024;
+const MASK = SLOTS - 1;
+const SLOT_HASH = new Int32Array(SLOTS);
+const SLOT_ENTRY: Array<[string, HeaderName] | undefined> = new Array(SLOTS).fill(undefined);
 for (const [lower, h] of BY_LOWER) {
   const k = nameHash(lower);
-  const l = BY_HASH.get(k);
-  if (l) l.push([lower, h]);
-  else BY_HASH.set(k, [[lower, h]]);
+  let i = k & MASK;
+  while (SLOT_ENTRY[i] !== undefined) i = (i + 1) & MASK;
+  SLOT_HASH[i] = k;
+  SLOT_ENTRY[i] = [lower, h];
 }
 
 /** Resolves a header name from its bytes buf[s,e) and their hash; undefined for names this stack doesn't know. */
 export function headerNameFromBytes(buf: Uint8Array, s: number, e: number, hash: number): HeaderName | undefined {
-  const l = BY_HASH.get(hash);
-  if (l === undefined) return undefined;
   const n = e - s;
-  outer: for (let j = 0; j < l.length; j++) {
-    const lower = l[j][0];
+  for (let i = hash & MASK; ; i = (i + 1) & MASK) {
+    const ent = SLOT_ENTRY[i];
+    if (ent === undefined) return undefined;
+    if (SLOT_HASH[i] !== hash) continue;
+    const lower = ent[0];
     if (lower.length !== n) continue;
-    for (let i = 0; i < n; i++) if ((buf[s + i] | 0x20) !== lower.charCodeAt(i)) continue outer;
-    return l[j][1];
+    let k = 0;
+    while (k < n && (buf[s + k] | 0x20) === lower.charCodeAt(k)) k++;
+    if (k === n) return ent[1];
   }
-  return undefined;
 }
 
 /** As-written spellings seen on the wire, to skip toLowerCase on the hot path. Bounded. */
@@ -351,13 +357,14 @@ export function parseViaAt(s: string, i: number): Via {
   const transport = upperTransport(s, i, e);
   i = skipWs(s, e);
   if (i === e) throw badHeader('via', 'missing space before sent-by');
-  let host: string;
-  let port: number | null;
   try {
-    [host, port, i] = parseHostPort(s, i, 'Via sent-by');
+    parseHostPort(s, i, 'Via sent-by');
   } catch (err) {
     throw err instanceof SipParseError ? badHeader('via', err.message) : err;
   }
+  const host = hostPort.host;
+  const port = hostPort.port;
+  i = hostPort.end;
   const params = new Params();
   i = parseParams(s, i, 'via', params);
   if (i !== s.length && s.charCodeAt(i) !== 44) throw badHeader('via', `unexpected character at ${i}`);
@@ -411,12 +418,32 @@ export function parseUint(s: string, header: string, max = 0xffffffff): number {
 export class NameAddr {
   /** display name, unquoted, or null */
   displayName: string | null;
-  uri: Uri;
   params: Params;
-  constructor(uri: Uri, displayName: string | null = null, params = new Params()) {
-    this.uri = uri;
+  private _uri: Uri | undefined;
+  private _uriText: string | undefined;
+  /** `uri` may be the URI text: it is then parsed on first use (as Kamailio's parse_to does, the header is checked, the URI on demand). */
+  constructor(uri: Uri | string, displayName: string | null = null, params = new Params()) {
+    if (typeof uri === 'string') {
+      this._uriText = uri;
+      this._uri = undefined;
+    } else {
+      this._uri = uri;
+      this._uriText = undefined;
+    }
     this.displayName = displayName;
     this.params = params;
+  }
+  /** The URI (parsed on first use; throws SipParseError('bad_uri')). */
+  get uri(): Uri {
+    return (this._uri ??= parseUri(this._uriText!));
+  }
+  set uri(u: Uri) {
+    this._uri = u;
+    this._uriText = undefined;
+  }
+  /** The URI as text, without parsing it. */
+  get uriText(): string {
+    return this._uri === undefined ? this._uriText! : this._uri.toString();
   }
   get tag(): string | undefined {
     return this.params.get('tag') ?? undefined;
@@ -434,7 +461,7 @@ export class NameAddr {
         ? this.displayName
         : '"' + this.displayName.replace(/(["\\])/g, '\\$1') + '"') + ' ';
     }
-    return `${s}<${this.uri.toString()}>${this.params.toString()}`;
+    return `${s}<${this.uriText}>${this.params.toString()}`;
   }
 }
 
@@ -465,6 +492,19 @@ export class Contact extends NameAddr {
   }
 }
 
+/** scheme ":" with a letter first: the URI itself is parsed when used. */
+function isUriStart(s: string): boolean {
+  const c = s.charCodeAt(0) | 0x20;
+  if (c < 97 || c > 122) return false;
+  const colon = s.indexOf(':');
+  if (colon <= 0 || colon === s.length - 1) return false;
+  for (let i = 1; i < colon; i++) {
+    const d = s.charCodeAt(i);
+    if (d > 127 || (TOKEN[d] !== 1 && d !== 43)) return false;
+  }
+  return true;
+}
+
 function isDisplayToken(c: number): boolean {
   return c < 256 && (TOKEN[c] === 1 || c === 32 || c === 9);
 }
@@ -476,7 +516,7 @@ function isDisplayToken(c: number): boolean {
 export function parseNameAddr<T extends NameAddr>(
   s: string,
   header: string,
-  Ctor: new (uri: Uri, displayName: string | null, params: Params) => T,
+  Ctor: new (uri: Uri | string, displayName: string | null, params: Params) => T,
 ): T {
   const n = s.length;
   let i = skipWs(s, 0);
@@ -516,16 +556,11 @@ export function parseNameAddr<T extends NameAddr>(
       throw badHeader(header, 'URI with ? or , must be enclosed in <>');
     i = j;
   }
-  let uri: Uri;
-  try {
-    uri = parseUri(uriStr);
-  } catch (err) {
-    throw err instanceof SipParseError ? badHeader(header, err.message) : err;
-  }
+  if (!isUriStart(uriStr)) throw badHeader(header, `not a URI: ${uriStr.slice(0, 40)}`);
   const params = new Params();
   i = parseParams(s, i, header, params);
   if (i !== n) throw badHeader(header, `unexpected character at ${i}`);
-  return new Ctor(uri, display, params);
+  return new Ctor(uriStr, display, params);
 }
 
 export function parseContactValue(s: string): Contact {

@@ -4,7 +4,6 @@
  * Edits (add Via, remove Route, ...) replace entries of the field list; the
  * serializer copies the untouched byte ranges of the original buffer.
  */
-import { isAscii } from 'node:buffer';
 import { SipParseError, badHeader } from './errors';
 import {
   Contact,
@@ -141,7 +140,9 @@ export abstract class SipMessage {
     let t = this._text;
     if (t === undefined) {
       const end = this.bodyStart;
-      t = this._text = end > 0 && isAscii(this.buf.subarray(0, end)) ? this.buf.toString('latin1', 0, end) : null;
+      // one UTF-8 decode; when it is as long as the bytes, every char is one byte and offsets hold
+      const u = end > 0 ? (this.buf as unknown as { utf8Slice(s: number, e: number): string }).utf8Slice(0, end) : '';
+      t = this._text = u.length === end ? u : null;
     }
     return t !== null ? t.substring(s, e) : this.buf.toString('utf8', s, e);
   }

@@ -264,7 +264,7 @@ export function parseMessage(buf: Buffer, opts: ParseOptions = {}): SipRequest |
     void msg.maxForwards;
     const ruri = msg.uri;
     // RFC 3261 §19.1.1 table: headers are not allowed in a Request-URI (RFC 4475 §3.1.2.11)
-    if (ruri instanceof SipUri && ruri.headers.length) throw err('bad_uri', 'Request-URI with headers', 400);
+    if (ruri instanceof SipUri && ruri.hasHeaders) throw err('bad_uri', 'Request-URI with headers', 400);
     if (cseq.method !== msg.method)
       throw err('cseq_mismatch', `CSeq method ${cseq.method} differs from ${msg.method}`, KNOWN_METHODS.has(msg.method) ? 400 : 501, 'cseq');
   }

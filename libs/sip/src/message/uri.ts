@@ -21,6 +21,16 @@ import { Params } from './params';
 
 export type HostType = 'ipv4' | 'ipv6' | 'name';
 
+export interface SipUriInit {
+  scheme?: 'sip' | 'sips';
+  user?: string | null;
+  password?: string | null;
+  host: string;
+  port?: number | null;
+  params?: Params;
+  headers?: Array<[string, string]>;
+}
+
 export class SipUri {
   readonly scheme: 'sip' | 'sips';
   /** user part as written (escaped), or null */
@@ -29,26 +39,75 @@ export class SipUri {
   /** host as written; IPv6 keeps its brackets */
   host: string;
   port: number | null;
-  params: Params;
-  /** URI headers (`?name=value&...`), as written (escaped) */
-  headers: Array<[string, string]>;
+  private _params: Params | undefined;
+  private _headers: Array<[string, string]> | undefined;
+  /** validated, not yet split ";params" and "name=value&..." texts of a parsed URI */
+  private _praw: string;
+  private _hraw: string;
 
-  constructor(init: {
-    scheme?: 'sip' | 'sips';
-    user?: string | null;
-    password?: string | null;
-    host: string;
-    port?: number | null;
-    params?: Params;
-    headers?: Array<[string, string]>;
-  }) {
-    this.scheme = init.scheme ?? 'sip';
-    this.user = init.user ?? null;
-    this.password = init.password ?? null;
-    this.host = init.host;
-    this.port = init.port ?? null;
-    this.params = init.params ?? new Params();
-    this.headers = init.headers ?? [];
+  constructor(init: SipUriInit);
+  /** @internal positional form used by the parser */
+  constructor(scheme: 'sip' | 'sips', user: string | null, password: string | null, host: string, port: number | null, praw: string, hraw: string);
+  constructor(
+    init: SipUriInit | 'sip' | 'sips',
+    user: string | null = null,
+    password: string | null = null,
+    host = '',
+    port: number | null = null,
+    praw = '',
+    hraw = '',
+  ) {
+    if (typeof init === 'string') {
+      this.scheme = init;
+      this.user = user;
+      this.password = password;
+      this.host = host;
+      this.port = port;
+      this._params = undefined;
+      this._headers = undefined;
+      this._praw = praw;
+      this._hraw = hraw;
+    } else {
+      this.scheme = init.scheme ?? 'sip';
+      this.user = init.user ?? null;
+      this.password = init.password ?? null;
+      this.host = init.host;
+      this.port = init.port ?? null;
+      this._params = init.params ?? new Params();
+      this._headers = init.headers ?? [];
+      this._praw = '';
+      this._hraw = '';
+    }
+  }
+  /** URI parameters (parsed on first use) */
+  get params(): Params {
+    if (this._params === undefined) {
+      this._params = new Params();
+      if (this._praw) parseUriParams(this._praw, 0, this._params);
+    }
+    return this._params;
+  }
+  set params(p: Params) {
+    this._params = p;
+  }
+  /** URI headers (`?name=value&...`), as written (escaped) */
+  get headers(): Array<[string, string]> {
+    if (this._headers === undefined) {
+      this._headers = [];
+      if (this._hraw) {
+        for (const part of this._hraw.split('&')) {
+          const eq = part.indexOf('=');
+          this._headers.push([part.slice(0, eq), part.slice(eq + 1)]);
+        }
+      }
+    }
+    return this._headers;
+  }
+  set headers(h: Array<[string, string]>) {
+    this._headers = h;
+  }
+  get hasHeaders(): boolean {
+    return this._headers === undefined ? this._hraw.length > 0 : this._headers.length > 0;
   }
   get isSip(): true {
     return true;
@@ -98,8 +157,10 @@ export class SipUri {
     }
     s += this.host;
     if (this.port !== null) s += ':' + this.port;
-    s += this.params.toString();
-    if (this.headers.length) s += '?' + this.headers.map(([n, v]) => `${n}=${v}`).join('&');
+    s += this._params === undefined ? this._praw : this._params.toString();
+    if (this._headers === undefined) {
+      if (this._hraw) s += '?' + this._hraw;
+    } else if (this._headers.length) s += '?' + this._headers.map(([n, v]) => `${n}=${v}`).join('&');
     return s;
   }
 }
@@ -196,8 +257,11 @@ export function isIPv6(h: string): boolean {
   return colons >= 2 && colons <= 8;
 }
 
-/** Parses host[:port] at s[i..]; returns [host, port, end]. */
-export function parseHostPort(s: string, i: number, what = 'host'): [string, number | null, number] {
+/** Results of parseHostPort (module state: no tuple allocated per call). */
+export const hostPort = { host: '', port: null as number | null, end: 0 };
+
+/** Parses host[:port] at s[i..] into `hostPort`. */
+export function parseHostPort(s: string, i: number, what = 'host'): void {
   let host: string;
   if (s.charCodeAt(i) === 91) {
     const close = s.indexOf(']', i);
@@ -225,7 +289,24 @@ export function parseHostPort(s: string, i: number, what = 'host'): [string, num
     port = v;
     i = e;
   }
-  return [host, port, i];
+  hostPort.host = host;
+  hostPort.port = port;
+  hostPort.end = i;
+}
+
+/** Validates `;name[=value]...` at s[i..] without allocating; returns the end index. */
+function scanUriParams(s: string, i: number): number {
+  const n = s.length;
+  let count = 0;
+  while (i < n && s.charCodeAt(i) === 59) {
+    const ns = i + 1;
+    const ne = scan(s, ns, PARAMCHAR);
+    if (ne === ns) throw badUri('empty URI parameter name');
+    i = ne;
+    if (s.charCodeAt(i) === 61) i = scan(s, i + 1, PARAMCHAR);
+    if (++count > MAX_PARAMS) throw badUri('too many URI parameters');
+  }
+  return i;
 }
 
 /** Parses `;name[=value]...` URI parameters at s[i..], stops at '?' or end. */
@@ -290,34 +371,35 @@ function parseSip(s: string, i: number, scheme: 'sip' | 'sips'): SipUri {
       password = s.slice(ue + 1, at);
     } else throw badUri('bad character in URI user part');
     if (user.length === 0) throw badUri('empty URI user part');
-    if (!escapesValid(s, i, at)) throw badUri('bad %-escape in URI user part');
     i = at + 1;
   }
-  const [host, port, he] = parseHostPort(s, i, 'URI host');
-  i = he;
-  const params = new Params();
-  i = parseUriParams(s, i, params);
-  const headers: Array<[string, string]> = [];
+  parseHostPort(s, i, 'URI host');
+  const host = hostPort.host;
+  const port = hostPort.port;
+  const ps = hostPort.end;
+  const pe = scanUriParams(s, ps);
+  i = pe;
+  let hraw = '';
   if (i < n && s.charCodeAt(i) === 63) {
-    i++;
-    for (;;) {
+    const hs = i + 1;
+    i = hs;
+    for (let count = 0; ; count++) {
       const ns = i;
       const ne = scan(s, ns, HNV);
       if (ne === ns || s.charCodeAt(ne) !== 61) throw badUri('bad URI header');
-      const ve = scan(s, ne + 1, HNV);
-      headers.push([s.slice(ns, ne), s.slice(ne + 1, ve)]);
-      i = ve;
-      if (headers.length > MAX_PARAMS) throw badUri('too many URI headers');
+      i = scan(s, ne + 1, HNV);
+      if (count > MAX_PARAMS) throw badUri('too many URI headers');
       if (i < n && s.charCodeAt(i) === 38) {
         i++;
         continue;
       }
       break;
     }
+    hraw = s.slice(hs, i);
   }
   if (i !== n) throw badUri(`unexpected character in URI at ${i}`);
-  if (!escapesValid(s, he, n)) throw badUri('bad %-escape in URI');
-  return new SipUri({ scheme, user, password, host, port, params, headers });
+  if (s.indexOf('%') >= 0 && !escapesValid(s, 0, n)) throw badUri('bad %-escape in URI');
+  return new SipUri(scheme, user, password, host, port, pe > ps ? s.slice(ps, pe) : '', hraw);
 }
 
 function parseTel(s: string, i: number): TelUri {
