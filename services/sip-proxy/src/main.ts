@@ -130,6 +130,9 @@ export const sipProxyService = defineService({
     const digest = new DigestServer({
       secret: config.nonceSecret ?? randomBytes(32),
       nonceLifetimeSec: config.nonceLifetimeSec,
+      // MD5 first: many UAs (SIPp, most deployed phones) read only the first challenge and
+      // fail on SHA-256 (RFC 8760 §2.4 expects them to skip it, they do not); SHA-256 still offered.
+      algorithms: ['MD5', 'SHA-256'],
       clock: { now: Date.now },
     });
 

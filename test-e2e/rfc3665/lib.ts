@@ -1,0 +1,139 @@
+/**
+ * RFC 3665 flows: run one SIPp UA per checked-in scenario (scenarios/*.xml)
+ * with its message log on, and read back every message it sent and received,
+ * parsed by the SIP stack, so a test asserts the ladder each side saw.
+ */
+import { mkdtempSync, readFileSync, existsSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { createSocket } from 'node:dgram';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseMessage, type SipMessage, type SipRequest, type SipResponse } from '@switchboard/sip';
+import { sipp, type SippResult } from '../lib/sipp';
+
+export const SCENARIOS = new URL('./scenarios/', import.meta.url).pathname;
+
+export interface Logged {
+  dir: 'sent' | 'recv';
+  msg: SipMessage;
+}
+
+/** A free port for UDP and TCP alike (kernel-picked, then released). */
+export async function freePort(): Promise<number> {
+  for (;;) {
+    const s = createServer();
+    await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+    const { port } = s.address() as { port: number };
+    await new Promise((r) => s.close(r));
+    const u = createSocket('udp4');
+    const ok = await new Promise<boolean>((r) => {
+      u.once('error', () => r(false));
+      u.bind(port, '127.0.0.1', () => r(true));
+    });
+    if (ok) {
+      await new Promise<void>((r) => u.close(() => r()));
+      return port;
+    }
+    u.close();
+  }
+}
+
+/**
+ * Parse a SIPp `-trace_msg` log: blocks of `----- date`, a line
+ * `UDP message sent (N bytes):` or `UDP message received [N] bytes :`, a blank
+ * line, then the N bytes of the message.
+ */
+export function readMessageLog(file: string): Logged[] {
+  if (!existsSync(file)) return [];
+  const buf = readFileSync(file);
+  const text = buf.toString('latin1');
+  const out: Logged[] = [];
+  const head = /^\w+ message (sent|received) (?:\((\d+) bytes\)|\[(\d+)\] bytes ?):\n\n/gm;
+  let m: RegExpExecArray | null;
+  while ((m = head.exec(text))) {
+    const start = m.index + m[0].length;
+    const raw = buf.subarray(start, start + Number(m[2] ?? m[3]));
+    out.push({ dir: m[1] === 'sent' ? 'sent' : 'recv', msg: parseMessage(raw) });
+  }
+  return out;
+}
+
+/** `> INVITE`, `< 407`: the ladder as one side saw it (`>` sent, `<` received). */
+export function ladder(log: Logged[]): string[] {
+  return log.map((l) => `${l.dir === 'sent' ? '>' : '<'} ${l.msg.isRequest ? (l.msg as SipRequest).method : (l.msg as SipResponse).status}`);
+}
+
+/** The first message of a side matching a ladder entry like `< 200` or `> BYE` (after `skip` matches). */
+export function pick<T extends SipMessage = SipMessage>(log: Logged[], entry: string, skip = 0): T {
+  const i = ladder(log).reduce<number[]>((acc, e, k) => (e === entry ? [...acc, k] : acc), [])[skip];
+  if (i === undefined) throw new Error(`no "${entry}" (#${skip}) in ${JSON.stringify(ladder(log))}`);
+  return log[i].msg as T;
+}
+
+export interface UaRun {
+  result: SippResult;
+  log: Logged[];
+  /** SIPp's own error log (unexpected messages and the like), for assertion messages. */
+  errors: string;
+}
+
+export interface Ua {
+  port: number;
+  done: Promise<UaRun>;
+  kill(): void;
+}
+
+/**
+ * Run one SIPp UA: `scenario` is a file in scenarios/, `keys` become `-key`
+ * keywords ([user], [dom]...), the UA binds 127.0.0.1:`port` and talks to
+ * `remote` (omitted for a UAS). One call, bounded by `timeoutMs`.
+ */
+export async function ua(
+  scenario: string,
+  o: { remote?: { host: string; port: number }; keys?: Record<string, string | number>; port?: number; timeoutMs?: number; args?: string[] },
+): Promise<Ua> {
+  const port = o.port ?? (await freePort());
+  const dir = mkdtempSync(join(tmpdir(), 'rfc3665-'));
+  const logFile = join(dir, 'messages.log');
+  const errFile = join(dir, 'errors.log');
+  const timeoutMs = o.timeoutMs ?? 15_000;
+  const args = [
+    '-sf',
+    join(SCENARIOS, scenario),
+    '-i',
+    '127.0.0.1',
+    '-p',
+    String(port),
+    '-m',
+    '1',
+    '-timeout',
+    `${Math.ceil(timeoutMs / 1000)}s`,
+    '-timeout_error',
+    '-trace_msg',
+    '-message_file',
+    logFile,
+    '-trace_err',
+    '-error_file',
+    errFile,
+    ...Object.entries(o.keys ?? {}).flatMap(([k, v]) => ['-key', k, String(v)]),
+    ...(o.args ?? []),
+    ...(o.remote ? [`${o.remote.host}:${o.remote.port}`] : []),
+  ];
+  const p = sipp(args, { timeoutMs: timeoutMs + 5000, cwd: dir });
+  return {
+    port,
+    kill: p.kill,
+    done: p.done.then((result) => ({
+      result,
+      log: readMessageLog(logFile),
+      errors: existsSync(errFile) ? readFileSync(errFile, 'utf8').slice(-3000) : '',
+    })),
+  };
+}
+
+/** Assertion message context: both ladders and SIPp's errors. */
+export function explain(...runs: UaRun[]): string {
+  return runs
+    .map((r, i) => `UA ${i}: ${JSON.stringify(ladder(r.log))} ok=${r.result.successful} failed=${r.result.failed}\n${r.errors}${r.result.stderr.slice(-1000)}`)
+    .join('\n');
+}
