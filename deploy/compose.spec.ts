@@ -3,7 +3,7 @@
 // port and file it names must exist, and Prometheus must scrape every service.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { parse } from 'yaml';
@@ -110,4 +110,56 @@ test('the Dockerfile runs the CLI with a start command', () => {
   const df = readFileSync(join(root, 'Dockerfile'), 'utf8');
   assert.match(df, /ENTRYPOINT \["node", "bin\/switchboard.js"\]/);
   assert.ok(existsSync(join(dirname(join(root, 'Dockerfile')), 'bin/switchboard.js')));
+});
+
+test('alerts pass promtool check rules', () => {
+  const r = spawnSync('promtool', ['check', 'rules', join(root, 'deploy/alerts.yml')], { encoding: 'utf8' });
+  assert.equal(r.error, undefined, 'promtool (Debian package prometheus) is needed: .ci/run installs it');
+  assert.equal(r.status, 0, r.stdout + r.stderr);
+});
+
+/** Metric names dashboards and alerts use before the service that exports them has landed. */
+const PLANNED_METRICS = new Set([
+  'switchboard_gateway_up',
+  'switchboard_radius_client_timeouts_total',
+  'switchboard_radius_client_queue_length',
+  'switchboard_voicemail_disk_free_bytes',
+  'switchboard_cdrs_rated_total',
+  'switchboard_rating_authorize_duration_seconds',
+]);
+
+function codeText(dir: string): string {
+  let out = '';
+  for (const name of readdirSync(dir)) {
+    if (name === 'node_modules' || name.startsWith('.')) continue;
+    const p = join(dir, name);
+    if (statSync(p).isDirectory()) out += codeText(p);
+    else if (name.endsWith('.ts') && !name.endsWith('.spec.ts')) out += readFileSync(p, 'utf8');
+  }
+  return out;
+}
+
+test('every metric the dashboard and the alerts use is exported by the code (or listed as planned)', () => {
+  const code = codeText(join(root, 'services')) + codeText(join(root, 'libs'));
+  const dashboard = JSON.parse(readFileSync(join(root, 'deploy/grafana/dashboards/switchboard.json'), 'utf8')) as {
+    panels: { title: string; targets: { expr: string }[] }[];
+  };
+  const exprs = [
+    ...dashboard.panels.flatMap((p) => p.targets.map((t) => t.expr)),
+    readFileSync(join(root, 'deploy/alerts.yml'), 'utf8'),
+  ];
+  const names = new Set(exprs.flatMap((e) => e.match(/switchboard_[a-z_]+/g) ?? []));
+  assert.ok(names.size > 10);
+  for (const n of names) {
+    const base = n.replace(/_(bucket|sum|count)$/, '');
+    assert.ok(code.includes(`'${base}'`) || PLANNED_METRICS.has(base), `${n} is not exported by any service`);
+  }
+});
+
+test('Grafana is provisioned with the Prometheus datasource and the dashboard', () => {
+  const g = compose.services.grafana;
+  assert.ok(g.volumes!.some((v) => v.startsWith('./grafana/provisioning:')));
+  assert.ok(g.volumes!.some((v) => v.startsWith('./grafana/dashboards:')));
+  const ds = read('deploy/grafana/provisioning/datasources/prometheus.yml') as { datasources: { url: string }[] };
+  assert.equal(ds.datasources[0].url, 'http://prometheus:9090');
 });
