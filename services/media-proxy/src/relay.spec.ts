@@ -180,6 +180,40 @@ describe('media relay', () => {
   );
 
   test(
+    'asymmetric (latching off): media goes to the SDP address whatever the source',
+    { timeout: 10000 },
+    async () => {
+      const h = harness();
+      const [a, b, aOut] = [await peer(), await peer(), await peer()];
+      const { fromA, fromB } = await setup(h, a, b, ['asymmetric']);
+      await aOut.send(rtpPacket(1, 160, 1), fromA); // A sends from another port than it receives on
+      await b.next();
+      await b.send(rtpPacket(2, 160, 2), fromB);
+      assert.equal(seqOf((await a.next()).msg), 2, 'to the SDP address, not the source');
+      assert.equal(aOut.queue.length, 0);
+      assert.equal(rtpLeg(h.relay.query('call-1'), 'A').latched, false);
+    },
+  );
+
+  test(
+    'sip-source-address: the signalling source replaces a private SDP address',
+    { timeout: 10000 },
+    async () => {
+      const h = harness();
+      const [a, b] = [await peer(), await peer()];
+      const sdpA = audioSdp('192.168.1.20', a.port);
+      const o = await h.relay.offer(
+        offer({ sdp: sdpA, flags: ['sip-source-address'], receivedFrom: '127.0.0.1:5060' }),
+      );
+      await h.relay.answer(answer({ sdp: audioSdp(b.address, b.port) }));
+      assert.equal(rtpLeg(h.relay.query('call-1'), 'A').advertisedEndpoint, `127.0.0.1:${a.port}`);
+      // B talks first: A is reachable before it sent anything
+      await b.send(rtpPacket(9, 160, 2), target(o.sdp));
+      assert.equal(seqOf((await a.next()).msg), 9);
+    },
+  );
+
+  test(
     'no media for the timeout ends the call with reason "timeout"; hold stretches it',
     { timeout: 10000 },
     async () => {
@@ -563,3 +597,13 @@ function ntp32(ms: number): number {
   const frac = Math.floor(((ms % 1000) / 1000) * 65536);
   return (((secs & 0xffff) << 16) | frac) >>> 0;
 }
+
+test('hostOf: the address of a received-from value', async () => {
+  const { hostOf } = await import('./relay');
+  assert.equal(hostOf('192.0.2.1:5060'), '192.0.2.1');
+  assert.equal(hostOf('192.0.2.1'), '192.0.2.1');
+  assert.equal(hostOf('[2001:db8::1]:5060'), '2001:db8::1');
+  assert.equal(hostOf('2001:db8::1'), '2001:db8::1');
+  assert.equal(hostOf('::1'), '::1');
+  assert.equal(hostOf('example.com:5060'), '');
+});

@@ -12,6 +12,7 @@
  * socket.send of the same Buffer. No allocation of our own, no JSON, no promise.
  */
 import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
+import { isIP } from 'node:net';
 import { DomainError } from '@switchboard/platform';
 import { parse, rewriteMedia, listStreams, serialize, type SessionDescription } from '@switchboard/sdp';
 import type {
@@ -224,6 +225,16 @@ const literalLookup = (
 /** The "ip:port" text of an address (IPv6 in brackets). */
 const hostPort = (addr: string, port: number) =>
   addr === '' ? '' : addr.includes(':') ? `[${addr}]:${port}` : `${addr}:${port}`;
+
+/** The address of "ip", "ip:port", "[v6]:port" or a bare IPv6 address; '' when it is none of these. */
+export function hostOf(s: string): string {
+  const v = s.trim();
+  const bracket = /^\[([0-9a-fA-F:.]+)\](?::\d+)?$/.exec(v);
+  if (bracket) return isIP(bracket[1]!) ? bracket[1]! : '';
+  if (isIP(v)) return v;
+  const i = v.lastIndexOf(':');
+  return i > 0 && /^\d+$/.test(v.slice(i + 1)) && isIP(v.slice(0, i)) === 4 ? v.slice(0, i) : '';
+}
 
 const KNOWN_FLAGS = new Set([
   'strict-source',
@@ -769,10 +780,7 @@ export class MediaRelay {
     else if (req.ice === 'keep') ice = false;
     else throw new DomainError('invalid_argument', `ICE "${req.ice}" is not supported (remove, keep)`, 'ice');
 
-    const sip =
-      flags.has('sip-source-address') && req.receivedFrom
-        ? req.receivedFrom.replace(/^\[|\](:\d+)?$|:\d+$/g, '')
-        : '';
+    const sip = flags.has('sip-source-address') ? hostOf(req.receivedFrom) : '';
     const ports: ({ rtp: number } | undefined)[] = [];
     for (const info of infos) {
       if (info.rejected) {
