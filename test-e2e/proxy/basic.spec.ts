@@ -1,19 +1,11 @@
 // The proxy as `npm start` runs it, with real SIPp on the other side.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer } from 'node:net';
 import { metricValue, startPlatform } from '../lib/platform';
 import { sipp } from '../lib/sipp';
 import { register } from '../lib/ua';
+import { freePort } from '../lib/ports';
 
-/** A free UDP-and-TCP-ish port for a SIPp UAS (picked by the kernel, then released). */
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const { port } = s.address() as { port: number };
-  await new Promise((r) => s.close(r));
-  return port;
-}
 
 test('a phone registers with digest auth, and 20 calls from a trusted peer reach it through the proxy (SIPp uac → proxy → SIPp uas)', async () => {
   const p = await startPlatform({
