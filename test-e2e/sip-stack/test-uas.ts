@@ -44,11 +44,33 @@ export async function startTestUas(listen: ListenSpec[]): Promise<TestUas> {
     return `<sip:uas@${host}:${src.localPort};transport=${src.transport}>`;
   };
 
-  const onRequest = (req: SipRequest, tx: ServerTransaction | undefined, src: Source): void => {
-    if (!tx) {
-      if (req.method === 'ACK') stats.acks++;
+  // RFC 3261 §13.3.1.4: the UAS core retransmits its 2xx (T1 doubling up to T2) until the ACK
+  // arrives or 64*T1 passes; the INVITE server transaction (Accepted) only carries them.
+  const T1 = 500;
+  const pending2xx = new Map<string, { timer: NodeJS.Timeout; deadline: number }>();
+  const retransmit2xx = (key: string, tx: ServerTransaction, res: SipResponse, interval: number) => {
+    const p = pending2xx.get(key);
+    if (!p) return;
+    if (Date.now() >= p.deadline) {
+      pending2xx.delete(key);
       return;
     }
+    tx.respond(res);
+    p.timer = setTimeout(() => retransmit2xx(key, tx, res, Math.min(interval * 2, 4000)), interval);
+  };
+
+  const onRequest = (req: SipRequest, tx: ServerTransaction | undefined, src: Source): void => {
+    if (req.method === 'ACK') {
+      stats.acks++;
+      const key = `${req.callId} ${req.cseq.seq}`;
+      const p = pending2xx.get(key);
+      if (p) {
+        clearTimeout(p.timer);
+        pending2xx.delete(key);
+      }
+      return;
+    }
+    if (!tx) return;
     switch (req.method) {
       case 'INVITE': {
         stats.invites++;
@@ -59,12 +81,17 @@ export async function startTestUas(listen: ListenSpec[]): Promise<TestUas> {
         }
         const toTag = newTag();
         tx.reply(180, undefined, { toTag });
-        tx.reply(200, undefined, {
+        const ok = tx.reply(200, undefined, {
           toTag,
           headers: [['Contact', contact(src)]],
           body: sdp(src.localAddress.includes(':') ? '127.0.0.1' : src.localAddress),
           contentType: 'application/sdp',
         });
+        if (src.transport === 'udp') {
+          const key = `${req.callId} ${req.cseq.seq}`;
+          const timer = setTimeout(() => retransmit2xx(key, tx, ok, 2 * T1), T1);
+          pending2xx.set(key, { timer, deadline: Date.now() + 64 * T1 });
+        }
         return;
       }
       case 'BYE':
@@ -113,6 +140,10 @@ export async function startTestUas(listen: ListenSpec[]): Promise<TestUas> {
     txl,
     stats,
     port: (t) => transport.addresses().find((a) => a.transport === t)!.port,
-    stop: () => transport.stop(),
+    stop: () => {
+      for (const p of pending2xx.values()) clearTimeout(p.timer);
+      pending2xx.clear();
+      return transport.stop();
+    },
   };
 }

@@ -22,7 +22,10 @@ export const defaultFramer: FramerFactory = (sink, maxMessageSize) => {
   };
 };
 
+const STREAM = { transport: 'stream' } as const;
+const DATAGRAM = { transport: 'datagram' } as const;
+
 /** Parses with the message layer: streams need Content-Length, datagrams and WebSocket frames are bounded. */
 export function parseSip(buf: Buffer, stream: boolean): SipRequest | SipResponse {
-  return parseMessage(buf, { transport: stream ? 'stream' : 'datagram' });
+  return parseMessage(buf, stream ? STREAM : DATAGRAM);
 }
