@@ -192,7 +192,10 @@ describe('TransportLayer TCP/TLS', { timeout: 10_000 }, () => {
     await b.c.until(() => b.c.messages.length === 2);
     assert.equal(b.c.messages[0].src.connId, b.c.messages[1].src.connId);
     // B registers the flow under the UA's advertised contact and sends a request there.
+    const before = b.t.aliasCount;
     b.t.addAlias(b.c.messages[0].src.connId!, 'tcp', '198.51.100.7', 5060);
+    b.t.addAlias(b.c.messages[0].src.connId!, 'tcp', '198.51.100.7', 5060);
+    assert.equal(b.t.aliasCount, before + 1);
     b.t.send(msg('', 'NOTIFY sip:a SIP/2.0'), { transport: 'tcp', address: '198.51.100.7', port: 5060 });
     await a.c.until(() => a.c.messages.length === 1);
     assert.match(a.c.messages[0].msg, /^NOTIFY/);

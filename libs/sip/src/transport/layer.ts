@@ -170,6 +170,7 @@ export class TransportLayer<M> {
     const conn = this.conns.get(connId);
     if (!conn || conn.closed) return;
     const key = aliasKey(transport, address, port);
+    if (this.aliases.get(key) === connId) return; // refreshes (re-REGISTER) add nothing
     this.aliases.set(key, connId);
     const list = this.aliasesOf.get(connId);
     if (list) list.push(key);
@@ -210,6 +211,11 @@ export class TransportLayer<M> {
     }
     conn.lastActive = this.clock.now();
     conn.send(data, cb);
+  }
+
+  /** Number of names (aliases) held for live connections, for metrics and tests. */
+  get aliasCount(): number {
+    return this.aliases.size;
   }
 
   /** Close one connection (flow). */
