@@ -1,0 +1,266 @@
+/**
+ * Rate plan import: the CSV format documented in README.md, validated with
+ * line-numbered errors (all of them, not just the first). Nothing of a plan
+ * with an error is kept.
+ */
+import { parseMoney } from './money';
+import {
+  HOLIDAY,
+  ON_NET,
+  PrefixIndex,
+  validTimezone,
+  type Destination,
+  type Period,
+  type PlanVersion,
+  type RateTerms,
+} from './tariff';
+
+/** Splits CSV text into records of fields (RFC 4180 quoting), each with its 1-based line number. */
+export function parseCsv(text: string): { line: number; fields: string[] }[] {
+  const out: { line: number; fields: string[] }[] = [];
+  let line = 1;
+  let i = 0;
+  const n = text.length;
+  while (i < n) {
+    const start = line;
+    const fields: string[] = [];
+    let field = '';
+    let quoted = false;
+    for (;;) {
+      if (i >= n) {
+        fields.push(field);
+        break;
+      }
+      const c = text[i];
+      if (quoted) {
+        if (c === '"') {
+          if (text[i + 1] === '"') {
+            field += '"';
+            i += 2;
+          } else {
+            quoted = false;
+            i++;
+          }
+        } else {
+          if (c === '\n') line++;
+          field += c;
+          i++;
+        }
+      } else if (c === '"' && field === '') {
+        quoted = true;
+        i++;
+      } else if (c === ',') {
+        fields.push(field);
+        field = '';
+        i++;
+      } else if (c === '\n' || c === '\r') {
+        fields.push(field);
+        i += c === '\r' && text[i + 1] === '\n' ? 2 : 1;
+        line++;
+        break;
+      } else {
+        field += c;
+        i++;
+      }
+    }
+    if (!(fields.length === 1 && fields[0].trim() === '') && !fields[0].startsWith('#')) out.push({ line: start, fields });
+  }
+  return out;
+}
+
+export const RATE_COLUMNS = [
+  'prefix',
+  'name',
+  'country',
+  'period',
+  'connect_fee',
+  'price_per_minute',
+  'min_seconds',
+  'increment',
+  'free_seconds',
+] as const;
+const REQUIRED_RATE = ['prefix', 'price_per_minute'];
+export const PERIOD_COLUMNS = ['name', 'days', 'from', 'to'] as const;
+
+export interface PlanMeta {
+  planId: string;
+  effectiveFrom: number;
+  currency: string;
+  timezone: string;
+  holidays: string[];
+}
+
+export type PlanImport = { ok: true; version: PlanVersion; rates: number } | { ok: false; errors: string[] };
+
+const DAY_NAMES: Record<string, number> = { sun: 0, mon: 1, tue: 2, wed: 3, thu: 4, fri: 5, sat: 6, hol: HOLIDAY };
+
+function parseDays(s: string): Set<number> {
+  const out = new Set<number>();
+  for (const part of s.toLowerCase().split(/[\s;|]+|,/).filter(Boolean)) {
+    if (part === 'all' || part === '*') {
+      for (let d = 0; d <= 6; d++) out.add(d);
+      continue;
+    }
+    const m = /^([a-z]{3})(?:-([a-z]{3}))?$/.exec(part);
+    const a = m ? DAY_NAMES[m[1]] : undefined;
+    const b = m?.[2] ? DAY_NAMES[m[2]] : a;
+    if (a === undefined || b === undefined || (m?.[2] && (a === HOLIDAY || b === HOLIDAY)))
+      throw new Error(`bad days "${s}" (e.g. mon-fri, sat,sun, hol, all)`);
+    for (let d = a; ; d = (d + 1) % 7) {
+      out.add(d);
+      if (d === b) break;
+    }
+  }
+  if (out.size === 0) throw new Error('days is empty');
+  return out;
+}
+
+function parseClock(s: string): number {
+  const m = /^(\d{1,2}):(\d{2})$/.exec(s.trim());
+  if (!m || Number(m[2]) > 59 || Number(m[1]) * 60 + Number(m[2]) > 1440)
+    throw new Error(`bad time "${s}" (HH:MM, 00:00 to 24:00)`);
+  return Number(m[1]) * 60 + Number(m[2]);
+}
+
+function parseCount(s: string, what: string, def: number): number {
+  if (s.trim() === '') return def;
+  if (!/^\d{1,7}$/.test(s.trim())) throw new Error(`${what}: expected whole seconds, got "${s}"`);
+  return Number(s);
+}
+
+function parseIncrement(s: string): [number, number] {
+  if (s.trim() === '') return [1, 1];
+  const m = /^(\d{1,5})(?:\/(\d{1,5}))?$/.exec(s.trim());
+  const a = m ? Number(m[1]) : 0;
+  const b = m?.[2] !== undefined ? Number(m[2]) : a;
+  if (!m || a < 1 || b < 1) throw new Error(`increment: expected a/b with a, b >= 1 (e.g. 60/60, 30/6), got "${s}"`);
+  return [a, b];
+}
+
+function columns(header: string[], known: readonly string[], required: string[]): Map<string, number> {
+  const idx = new Map<string, number>();
+  header.forEach((h, i) => {
+    const k = h.trim().toLowerCase();
+    if (!known.includes(k)) throw new Error(`unknown column "${h}" (known: ${known.join(', ')})`);
+    if (idx.has(k)) throw new Error(`column "${h}" twice`);
+    idx.set(k, i);
+  });
+  for (const r of required) if (!idx.has(r)) throw new Error(`missing column "${r}"`);
+  return idx;
+}
+
+/**
+ * Builds one plan version from its rates CSV and (optional) periods CSV.
+ * Errors name the input and line: "rates line 7: ...".
+ */
+export function importPlan(meta: PlanMeta, ratesCsv: string, periodsCsv = ''): PlanImport {
+  const errors: string[] = [];
+  if (!/^[A-Za-z0-9_.-]{1,64}$/.test(meta.planId)) errors.push(`plan id "${meta.planId}": letters, digits, _ . - only`);
+  if (!/^[A-Z]{3}$/.test(meta.currency)) errors.push(`currency "${meta.currency}": expected ISO 4217, e.g. EUR`);
+  if (!validTimezone(meta.timezone)) errors.push(`timezone "${meta.timezone}" is not known`);
+  if (!Number.isFinite(meta.effectiveFrom)) errors.push('effective_from is not a time');
+  const holidays = new Set<string>();
+  for (const h of meta.holidays) {
+    if (!/^\d{4}-\d{2}-\d{2}$/.test(h)) errors.push(`holiday "${h}": expected YYYY-MM-DD`);
+    holidays.add(h);
+  }
+
+  const periods: Period[] = [];
+  const periodRows = parseCsv(periodsCsv);
+  if (periodRows.length) {
+    try {
+      const idx = columns(periodRows[0].fields, PERIOD_COLUMNS, [...PERIOD_COLUMNS]);
+      for (const row of periodRows.slice(1)) {
+        const f = (k: string) => (row.fields[idx.get(k)!] ?? '').trim();
+        try {
+          const name = f('name');
+          if (!/^[A-Za-z0-9_-]{1,32}$/.test(name)) throw new Error(`bad period name "${name}"`);
+          const fromMinute = parseClock(f('from'));
+          const toMinute = parseClock(f('to'));
+          if (fromMinute === toMinute) throw new Error('from and to are equal (use 00:00 to 24:00 for all day)');
+          periods.push({ name, days: parseDays(f('days')), fromMinute, toMinute });
+        } catch (e) {
+          errors.push(`periods line ${row.line}: ${(e as Error).message}`);
+        }
+      }
+    } catch (e) {
+      errors.push(`periods line ${periodRows[0].line}: ${(e as Error).message}`);
+    }
+  }
+  const periodNames = new Set(periods.map((p) => p.name));
+
+  const index = new PrefixIndex();
+  const byPrefix = new Map<string, Destination>();
+  let rates = 0;
+  const rateRows = parseCsv(ratesCsv);
+  if (rateRows.length < 2) errors.push('rates: a header line and at least one rate are required');
+  else {
+    let idx: Map<string, number> | undefined;
+    try {
+      idx = columns(rateRows[0].fields, RATE_COLUMNS, REQUIRED_RATE);
+    } catch (e) {
+      errors.push(`rates line ${rateRows[0].line}: ${(e as Error).message}`);
+    }
+    for (const row of idx ? rateRows.slice(1) : []) {
+      const f = (k: string) => (idx!.has(k) ? (row.fields[idx!.get(k)!] ?? '') : '').trim();
+      try {
+        if (row.fields.length !== idx!.size)
+          throw new Error(`expected ${idx!.size} fields, got ${row.fields.length}`);
+        let prefix = f('prefix');
+        if (prefix !== ON_NET) {
+          prefix = prefix.replace(/^\+/, '');
+          if (!/^\d{0,15}$/.test(prefix)) throw new Error(`prefix "${f('prefix')}": expected E.164 digits or ${ON_NET}`);
+        }
+        const period = f('period');
+        if (period && !periodNames.has(period)) throw new Error(`period "${period}" is not defined in the periods`);
+        const money = (k: string) => {
+          const v = f(k);
+          if (v === '') return 0;
+          const m = parseMoney(v);
+          if (m < 0) throw new Error(`${k}: negative amount "${v}"`);
+          return m;
+        };
+        const [incrementFirst, incrementNext] = parseIncrement(f('increment'));
+        const terms: RateTerms = {
+          connectFeeMicros: money('connect_fee'),
+          perMinuteMicros: money('price_per_minute'),
+          minSeconds: parseCount(f('min_seconds'), 'min_seconds', 0),
+          incrementFirst,
+          incrementNext,
+          freeSeconds: parseCount(f('free_seconds'), 'free_seconds', 0),
+        };
+        let dest = byPrefix.get(prefix);
+        if (!dest) {
+          dest = { prefix, name: f('name'), country: f('country'), rates: new Map() };
+          byPrefix.set(prefix, dest);
+        }
+        if (dest.rates.has(period))
+          throw new Error(`prefix ${prefix} has a rate for ${period ? `period "${period}"` : 'the default period'} already`);
+        dest.rates.set(period, terms);
+        rates++;
+      } catch (e) {
+        errors.push(`rates line ${row.line}: ${(e as Error).message}`);
+      }
+    }
+  }
+  if (errors.length) return { ok: false, errors };
+  let onNet: Destination | undefined;
+  for (const d of byPrefix.values()) {
+    if (d.prefix === ON_NET) onNet = d;
+    else index.add(d);
+  }
+  return {
+    ok: true,
+    rates,
+    version: {
+      planId: meta.planId,
+      effectiveFrom: meta.effectiveFrom,
+      currency: meta.currency,
+      timezone: meta.timezone,
+      periods,
+      holidays,
+      index,
+      onNet,
+    },
+  };
+}
