@@ -35,7 +35,12 @@ export interface HeaderName {
   /** canonical spelling used when this stack writes the header */
   canonical: string;
   id: HeaderId;
+  /** position in KNOWN_HEADERS (-1 for names this stack doesn't know) */
+  index: number;
 }
+
+/** Every header name this stack knows, by HeaderName.index. */
+export const KNOWN_HEADERS: HeaderName[] = [];
 
 const CANONICAL: Array<[string, HeaderId, string?]> = [
   ['Via', HID.via, 'v'],
@@ -91,7 +96,8 @@ const CANONICAL: Array<[string, HeaderId, string?]> = [
 
 const BY_LOWER = new Map<string, HeaderName>();
 for (const [canonical, id, compact] of CANONICAL) {
-  const h: HeaderName = { key: canonical.toLowerCase(), canonical, id };
+  const h: HeaderName = { key: canonical.toLowerCase(), canonical, id, index: KNOWN_HEADERS.length };
+  KNOWN_HEADERS.push(h);
   BY_LOWER.set(h.key, h);
   if (compact) BY_LOWER.set(compact, h);
 }
@@ -145,7 +151,7 @@ export function headerName(written: string): HeaderName {
   const lower = written.toLowerCase();
   let h = BY_LOWER.get(lower);
   if (!h) {
-    h = { key: lower, canonical: written, id: HID.other };
+    h = { key: lower, canonical: written, id: HID.other, index: -1 };
     return h;
   }
   if (SEEN.size < SEEN_MAX) SEEN.set(written, h);

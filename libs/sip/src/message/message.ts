@@ -13,6 +13,7 @@ import {
   Via,
   findComma,
   headerName,
+  KNOWN_HEADERS,
   parseCSeq,
   parseNameAddr,
   parseUint,
@@ -86,13 +87,28 @@ export class HeaderField {
   }
 }
 
+/** Layout of the parser's header index (stride IDX_STRIDE). */
+export const IDX_ID = 0;
+export const IDX_NAME = 1; // KNOWN_HEADERS index or -1
+export const IDX_NAME_END = 2;
+export const IDX_LINE_START = 3;
+export const IDX_LINE_END = 4;
+export const IDX_VALUE_START = 5;
+export const IDX_VALUE_END = 6;
+export const IDX_FOLDED = 7;
+export const IDX_STRIDE = 8;
+
 export type BodyInput = Buffer | string;
 
 export abstract class SipMessage {
   /** the buffer the message was parsed from (empty for built messages) */
   readonly buf: Buffer;
-  /** header fields in order */
-  fields: HeaderField[];
+  /**
+   * Header fields as parsed: stride-8 offsets (see IDX_*), turned into
+   * HeaderField objects only when something needs them (edits, lookups by name).
+   */
+  private idx: number[] | null;
+  private _fields: HeaderField[] | undefined;
   /** SIP-Version as received (always "SIP/2.0" once parsed) */
   version = 'SIP/2.0';
   protected slStart: number;
@@ -116,9 +132,15 @@ export abstract class SipMessage {
   private _rr: NameAddr[] | undefined;
   private _contacts: Contact[] | undefined;
 
-  constructor(buf: Buffer, fields: HeaderField[], slStart: number, slEnd: number, bodyStart: number, bodyEnd: number) {
+  constructor(buf: Buffer, fields: HeaderField[] | number[], slStart: number, slEnd: number, bodyStart: number, bodyEnd: number) {
     this.buf = buf;
-    this.fields = fields;
+    if (fields.length > 0 && typeof fields[0] === 'number') {
+      this.idx = fields as number[];
+      this._fields = undefined;
+    } else {
+      this.idx = null;
+      this._fields = fields as HeaderField[];
+    }
     this.slStart = slStart;
     this.slEnd = slEnd;
     this.slClean = slEnd > slStart;
@@ -154,10 +176,52 @@ export abstract class SipMessage {
     return f.folded ? s.replace(FOLD, ' ') : s;
   }
 
+  /** header fields in order */
+  get fields(): HeaderField[] {
+    if (this._fields !== undefined) return this._fields;
+    const x = this.idx!;
+    const out: HeaderField[] = new Array(x.length >> 3);
+    for (let k = 0, j = 0; k < x.length; k += IDX_STRIDE, j++) {
+      const ni = x[k + IDX_NAME];
+      out[j] = new HeaderField(
+        this.buf,
+        undefined,
+        ni < 0 ? undefined : KNOWN_HEADERS[ni].key,
+        x[k + IDX_ID] as HeaderId,
+        x[k + IDX_NAME_END],
+        x[k + IDX_LINE_START],
+        x[k + IDX_LINE_END],
+        x[k + IDX_VALUE_START],
+        x[k + IDX_VALUE_END],
+        x[k + IDX_FOLDED] === 1,
+        undefined,
+      );
+    }
+    this.idx = null;
+    return (this._fields = out);
+  }
+  set fields(f: HeaderField[]) {
+    this._fields = f;
+    this.idx = null;
+  }
+  private idxValue(k: number): string {
+    const x = this.idx!;
+    const s = this.text(x[k + IDX_VALUE_START], x[k + IDX_VALUE_END]);
+    return x[k + IDX_FOLDED] === 1 ? s.replace(FOLD, ' ') : s;
+  }
+
   private indexOf(key: string, from = 0): number {
     const fs = this.fields;
     for (let i = from; i < fs.length; i++) if (fs[i].key === key) return i;
     return -1;
+  }
+  private hasId(id: HeaderId): boolean {
+    const x = this.idx;
+    if (x !== null) {
+      for (let k = 0; k < x.length; k += IDX_STRIDE) if (x[k + IDX_ID] === id) return true;
+      return false;
+    }
+    return this.indexOfId(id) >= 0;
   }
   private indexOfId(id: HeaderId): number {
     const fs = this.fields;
@@ -165,11 +229,21 @@ export abstract class SipMessage {
     return -1;
   }
   private valueOfId(id: HeaderId): string | undefined {
+    const x = this.idx;
+    if (x !== null) {
+      for (let k = 0; k < x.length; k += IDX_STRIDE) if (x[k + IDX_ID] === id) return this.idxValue(k);
+      return undefined;
+    }
     const i = this.indexOfId(id);
     return i < 0 ? undefined : this.fieldValue(this.fields[i]);
   }
   private valuesOfId(id: HeaderId): string[] {
     const out: string[] = [];
+    const x = this.idx;
+    if (x !== null) {
+      for (let k = 0; k < x.length; k += IDX_STRIDE) if (x[k + IDX_ID] === id) out.push(this.idxValue(k));
+      return out;
+    }
     for (const f of this.fields) if (f.id === id) out.push(this.fieldValue(f));
     return out;
   }
@@ -408,7 +482,7 @@ export abstract class SipMessage {
   }
   /** Removes the topmost Via value (response forwarding, RFC 3261 §16.7 step 3). */
   popVia(): Via | undefined {
-    const top = this.indexOfId(HID.via) < 0 ? undefined : this.via;
+    const top = this.hasId(HID.via) ? this.via : undefined;
     this.removeFirstValue('Via');
     return top;
   }
@@ -524,7 +598,7 @@ export class SipRequest extends SipMessage {
     uriStart: number,
     uriEnd: number,
     buf: Buffer,
-    fields: HeaderField[],
+    fields: HeaderField[] | number[],
     slStart: number,
     slEnd: number,
     slClean: boolean,
@@ -569,7 +643,7 @@ export class SipResponse extends SipMessage {
     status: number,
     reason: string,
     buf: Buffer,
-    fields: HeaderField[],
+    fields: HeaderField[] | number[],
     slStart: number,
     slEnd: number,
     slClean: boolean,

@@ -9,7 +9,7 @@ import { TOKEN } from './chars';
 import { SipParseError } from './errors';
 import { HID, headerNameFromBytes, type HeaderId } from './headers';
 import { MAX_CSEQ, MAX_HEADER_LENGTH, MAX_HEADER_SECTION, MAX_HEADERS, MAX_MESSAGE_SIZE, MAX_START_LINE } from './limits';
-import { HeaderField, SipRequest, SipResponse } from './message';
+import { IDX_STRIDE, SipRequest, SipResponse } from './message';
 import { SipUri } from './uri';
 
 export interface ParseOptions {
@@ -40,6 +40,9 @@ function methodName(buf: Buffer, s: number, e: number): string {
   }
   return buf.toString('latin1', s, e);
 }
+
+/** Header index being built (one per process: parsing is synchronous); copied out per message. */
+const SCRATCH: number[] = new Array<number>(MAX_HEADERS * IDX_STRIDE).fill(0);
 
 function err(code: ConstructorParameters<typeof SipParseError>[0], msg: string, status = 400, header?: string): SipParseError {
   return new SipParseError(code, msg, status, header);
@@ -134,7 +137,7 @@ export function parseMessage(buf: Buffer, opts: ParseOptions = {}): SipRequest |
   }
 
   // ---------------------------------------------------------------- headers
-  const fields: HeaderField[] = [];
+  let nf = 0; // entries written to SCRATCH
   pos = slEnd;
   let bodyStart = -1;
   let clFields = 0;
@@ -216,8 +219,18 @@ export function parseMessage(buf: Buffer, opts: ParseOptions = {}): SipRequest |
         }
       }
     }
-    fields.push(new HeaderField(buf, undefined, h === undefined ? undefined : h.key, id, nameEnd, pos, lineEnd, vs, ve, folded, undefined));
-    if (fields.length > MAX_HEADERS) throw err('too_many_headers', 'too many header fields', 513);
+    // stride IDX_STRIDE: id, name, nameEnd, lineStart, lineEnd, valueStart, valueEnd, folded
+    if (nf >= MAX_HEADERS * IDX_STRIDE) throw err('too_many_headers', 'too many header fields', 513);
+    const x = SCRATCH;
+    x[nf] = id;
+    x[nf + 1] = h === undefined ? -1 : h.index;
+    x[nf + 2] = nameEnd;
+    x[nf + 3] = pos;
+    x[nf + 4] = lineEnd;
+    x[nf + 5] = vs;
+    x[nf + 6] = ve;
+    x[nf + 7] = folded ? 1 : 0;
+    nf += IDX_STRIDE;
     pos = lineEnd;
   }
   if (bodyStart < 0) {
@@ -238,6 +251,7 @@ export function parseMessage(buf: Buffer, opts: ParseOptions = {}): SipRequest |
   }
   void clFields;
 
+  const fields = SCRATCH.slice(0, nf);
   const msg = isReq
     ? new SipRequest(method, undefined, uriStart, uriEnd, buf, fields, slStart, slEnd, slClean, bodyStart, bodyEnd)
     : new SipResponse(status, reason, buf, fields, slStart, slEnd, slClean, bodyStart, bodyEnd);
