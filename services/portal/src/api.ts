@@ -1,0 +1,441 @@
+/**
+ * The `/api/v1` routes as one table: method, path, auth, the zod schemas of
+ * path, query and body, and the handler on the service layer. The HTTP layer
+ * (NestJS, http.ts) mounts the table; the OpenAPI document is generated from it.
+ */
+import { z } from 'zod';
+import { DomainError, notFound, type ErrorKind } from '@switchboard/platform';
+import {
+  AliasQuery,
+  CreateAlias,
+  CreateDomain,
+  CreateSubscriber,
+  CreateToken,
+  IdParam,
+  PageQuery,
+  PrivilegeParam,
+  RegistrationsQuery,
+  SearchQuery,
+  UpdateAlias,
+  UpdateSubscriber,
+  parse,
+} from './schemas';
+import { KNOWN_PRIVILEGES, type PortalStore } from './store';
+import { ResponseSchemas } from './responses';
+
+export type HttpMethod = 'get' | 'post' | 'put' | 'patch' | 'delete';
+
+/** Who is calling: an administrator's token (the bootstrap token or an API token). */
+export interface Principal {
+  role: 'admin';
+  /** For the audit log: `admin-token` (SWITCHBOARD_ADMIN_TOKEN) or `token:<id>`. */
+  actor: string;
+}
+
+export interface RouteArgs<P, Q, B> {
+  params: P;
+  query: Q;
+  body: B;
+  principal: Principal | undefined;
+}
+
+export interface RouteDef {
+  method: HttpMethod;
+  /** OpenAPI path, e.g. `/api/v1/subscribers/{id}`. */
+  path: string;
+  operationId: string;
+  summary: string;
+  tag: string;
+  /** `admin`: a Bearer token of an administrator; `none`: public. */
+  auth: 'admin' | 'none';
+  /** Success status; default 200. */
+  status: number;
+  params?: z.ZodType;
+  query?: z.ZodType;
+  body?: z.ZodType;
+  /** Name of the response schema in ResponseSchemas (none for 204). */
+  response?: keyof typeof ResponseSchemas;
+  /** Error statuses this route may answer besides 400/401/403. */
+  errors?: number[];
+  run(args: {
+    params: unknown;
+    query: unknown;
+    body: unknown;
+    principal: Principal | undefined;
+  }): Promise<unknown>;
+}
+
+/** Declares a route with its handler typed by its schemas. */
+function route<
+  P extends z.ZodType = z.ZodNever,
+  Q extends z.ZodType = z.ZodNever,
+  B extends z.ZodType = z.ZodNever,
+>(def: {
+  method: HttpMethod;
+  path: string;
+  operationId: string;
+  summary: string;
+  tag: string;
+  auth?: 'admin' | 'none';
+  status?: number;
+  params?: P;
+  query?: Q;
+  body?: B;
+  response?: keyof typeof ResponseSchemas;
+  errors?: number[];
+  handler: (args: RouteArgs<z.output<P>, z.output<Q>, z.output<B>>) => Promise<unknown> | unknown;
+}): RouteDef {
+  return {
+    method: def.method,
+    path: def.path,
+    operationId: def.operationId,
+    summary: def.summary,
+    tag: def.tag,
+    auth: def.auth ?? 'admin',
+    status: def.status ?? (def.method === 'post' ? 201 : def.method === 'delete' ? 204 : 200),
+    params: def.params,
+    query: def.query,
+    body: def.body,
+    response: def.response,
+    errors: def.errors,
+    run: async (a) => def.handler(a as RouteArgs<z.output<P>, z.output<Q>, z.output<B>>),
+  };
+}
+
+/** Validates a request's parts against a route's schemas (a bad path id is a 404: no such thing). */
+export function validate(r: RouteDef, req: { params: unknown; query: unknown; body: unknown }) {
+  let params: unknown = {};
+  if (r.params) {
+    try {
+      params = parse(r.params, req.params, 'path');
+    } catch (e) {
+      if (e instanceof DomainError && e.field === 'id') throw notFound(`no such ${r.tag.replace(/s$/, '')}`);
+      throw e;
+    }
+  }
+  const query = r.query ? parse(r.query, req.query ?? {}, 'query') : {};
+  const body = r.body ? parse(r.body, req.body, 'body') : undefined;
+  return { params, query, body };
+}
+
+export interface Registration {
+  aor: string;
+  contact: string;
+  expires: string;
+  q?: number;
+  callId: string;
+  cseq: number;
+  path: string[];
+  instanceId: string;
+  regId: number;
+  received?: { address: string; port: number; transport: string };
+  userAgent: string;
+  updatedAt: string;
+}
+
+export interface ApiDeps {
+  store: PortalStore;
+  /** The registrar's bindings (gRPC ListBindings). */
+  registrations(
+    q: z.output<typeof RegistrationsQuery>,
+  ): Promise<{ items: Registration[]; nextPageToken: string | null }>;
+  /** Removes every binding of an AoR at the registrar (a removed subscriber's phones), best effort. */
+  deregister(aor: string): void;
+  /** The OpenAPI document (built from this table). */
+  openapi(): unknown;
+}
+
+const actorOf = (p: Principal | undefined) => p?.actor ?? 'anonymous';
+
+export function apiRoutes(d: ApiDeps): RouteDef[] {
+  const { store } = d;
+  return [
+    route({
+      method: 'get',
+      path: '/api/v1/openapi.json',
+      operationId: 'getOpenApi',
+      summary: 'This document (OpenAPI 3.1)',
+      tag: 'meta',
+      auth: 'none',
+      status: 200,
+      response: 'OpenApi',
+      handler: () => d.openapi(),
+    }),
+
+    // subscribers
+    route({
+      method: 'post',
+      path: '/api/v1/subscribers',
+      operationId: 'createSubscriber',
+      summary: 'Create a subscriber (SIP account); its aor is sip:<username>@<domain>',
+      tag: 'subscribers',
+      body: CreateSubscriber,
+      response: 'Subscriber',
+      errors: [409],
+      handler: ({ body, principal }) => store.createSubscriber(actorOf(principal), body),
+    }),
+    route({
+      method: 'get',
+      path: '/api/v1/subscribers',
+      operationId: 'listSubscribers',
+      summary: 'Find subscribers (search matches username, domain, AoR, alias, display name, e-mail)',
+      tag: 'subscribers',
+      query: SearchQuery,
+      response: 'SubscriberPage',
+      handler: ({ query }) => store.listSubscribers(query),
+    }),
+    route({
+      method: 'get',
+      path: '/api/v1/subscribers/{id}',
+      operationId: 'getSubscriber',
+      summary: 'One subscriber',
+      tag: 'subscribers',
+      params: IdParam,
+      response: 'Subscriber',
+      errors: [404],
+      handler: ({ params }) => store.getSubscriber(params.id),
+    }),
+    route({
+      method: 'patch',
+      path: '/api/v1/subscribers/{id}',
+      operationId: 'updateSubscriber',
+      summary:
+        'Change a subscriber (SIP password, web password, display name, e-mail, rate plan, privileges, enabled)',
+      tag: 'subscribers',
+      params: IdParam,
+      body: UpdateSubscriber,
+      response: 'Subscriber',
+      errors: [404],
+      handler: ({ params, body, principal }) => store.updateSubscriber(actorOf(principal), params.id, body),
+    }),
+    route({
+      method: 'delete',
+      path: '/api/v1/subscribers/{id}',
+      operationId: 'deleteSubscriber',
+      summary: 'Remove a subscriber and its aliases; its phones are deregistered',
+      tag: 'subscribers',
+      params: IdParam,
+      errors: [404],
+      handler: async ({ params, principal }) => {
+        const aor = await store.deleteSubscriber(actorOf(principal), params.id);
+        d.deregister(aor);
+      },
+    }),
+
+    // privileges
+    route({
+      method: 'get',
+      path: '/api/v1/privileges',
+      operationId: 'listPrivileges',
+      summary: 'The privileges the platform knows',
+      tag: 'privileges',
+      response: 'PrivilegeList',
+      handler: () => ({
+        items: Object.entries(KNOWN_PRIVILEGES).map(([name, description]) => ({ name, description })),
+      }),
+    }),
+    route({
+      method: 'get',
+      path: '/api/v1/subscribers/{id}/privileges',
+      operationId: 'getSubscriberPrivileges',
+      summary: "A subscriber's privileges",
+      tag: 'privileges',
+      params: IdParam,
+      response: 'Privileges',
+      errors: [404],
+      handler: async ({ params }) => ({ privileges: (await store.getSubscriber(params.id)).privileges }),
+    }),
+    route({
+      method: 'put',
+      path: '/api/v1/subscribers/{id}/privileges/{privilege}',
+      operationId: 'grantPrivilege',
+      summary: 'Grant a privilege (idempotent)',
+      tag: 'privileges',
+      params: PrivilegeParam,
+      response: 'Privileges',
+      errors: [404],
+      handler: async ({ params, principal }) => ({
+        privileges: await store.setPrivilege(actorOf(principal), params.id, params.privilege, true),
+      }),
+    }),
+    route({
+      method: 'delete',
+      path: '/api/v1/subscribers/{id}/privileges/{privilege}',
+      operationId: 'revokePrivilege',
+      summary: 'Remove a privilege (idempotent)',
+      tag: 'privileges',
+      params: PrivilegeParam,
+      status: 200,
+      response: 'Privileges',
+      errors: [404],
+      handler: async ({ params, principal }) => ({
+        privileges: await store.setPrivilege(actorOf(principal), params.id, params.privilege, false),
+      }),
+    }),
+
+    // domains
+    route({
+      method: 'post',
+      path: '/api/v1/domains',
+      operationId: 'createDomain',
+      summary: 'Add a SIP domain (published on the routing topic)',
+      tag: 'domains',
+      body: CreateDomain,
+      response: 'Domain',
+      errors: [409],
+      handler: ({ body, principal }) => store.createDomain(actorOf(principal), body.domain),
+    }),
+    route({
+      method: 'get',
+      path: '/api/v1/domains',
+      operationId: 'listDomains',
+      summary: 'The SIP domains',
+      tag: 'domains',
+      query: SearchQuery,
+      response: 'DomainPage',
+      handler: ({ query }) => store.listDomains(query),
+    }),
+    route({
+      method: 'get',
+      path: '/api/v1/domains/{id}',
+      operationId: 'getDomain',
+      summary: 'One domain',
+      tag: 'domains',
+      params: IdParam,
+      response: 'Domain',
+      errors: [404],
+      handler: ({ params }) => store.getDomain(params.id),
+    }),
+    route({
+      method: 'delete',
+      path: '/api/v1/domains/{id}',
+      operationId: 'deleteDomain',
+      summary: 'Remove a domain that has no subscribers (not the default domain)',
+      tag: 'domains',
+      params: IdParam,
+      errors: [404, 412],
+      handler: ({ params, principal }) => store.deleteDomain(actorOf(principal), params.id),
+    }),
+
+    // aliases and DIDs
+    route({
+      method: 'post',
+      path: '/api/v1/aliases',
+      operationId: 'createAlias',
+      summary: "Add an alias or DID (kind 'did') reaching a subscriber",
+      tag: 'aliases',
+      body: CreateAlias,
+      response: 'Alias',
+      errors: [409],
+      handler: ({ body, principal }) => store.createAlias(actorOf(principal), body),
+    }),
+    route({
+      method: 'get',
+      path: '/api/v1/aliases',
+      operationId: 'listAliases',
+      summary: 'Aliases and DIDs (of one subscriber with subscriberId=)',
+      tag: 'aliases',
+      query: AliasQuery,
+      response: 'AliasPage',
+      handler: ({ query }) => store.listAliases(query),
+    }),
+    route({
+      method: 'get',
+      path: '/api/v1/aliases/{id}',
+      operationId: 'getAlias',
+      summary: 'One alias',
+      tag: 'aliases',
+      params: IdParam,
+      response: 'Alias',
+      errors: [404],
+      handler: ({ params }) => store.getAlias(params.id),
+    }),
+    route({
+      method: 'patch',
+      path: '/api/v1/aliases/{id}',
+      operationId: 'updateAlias',
+      summary: 'Move an alias or DID to another subscriber',
+      tag: 'aliases',
+      params: IdParam,
+      body: UpdateAlias,
+      response: 'Alias',
+      errors: [404],
+      handler: ({ params, body, principal }) =>
+        store.moveAlias(actorOf(principal), params.id, body.subscriberId),
+    }),
+    route({
+      method: 'delete',
+      path: '/api/v1/aliases/{id}',
+      operationId: 'deleteAlias',
+      summary: 'Remove an alias or DID',
+      tag: 'aliases',
+      params: IdParam,
+      errors: [404],
+      handler: ({ params, principal }) => store.deleteAlias(actorOf(principal), params.id),
+    }),
+
+    // registrations
+    route({
+      method: 'get',
+      path: '/api/v1/registrations',
+      operationId: 'listRegistrations',
+      summary: 'Live registrations (contact bindings) from the registrar',
+      tag: 'registrations',
+      query: RegistrationsQuery,
+      response: 'RegistrationPage',
+      errors: [503],
+      handler: ({ query }) => d.registrations(query),
+    }),
+
+    // API tokens
+    route({
+      method: 'post',
+      path: '/api/v1/tokens',
+      operationId: 'createToken',
+      summary: 'Create an administrator API token; the token is shown only in this answer',
+      tag: 'tokens',
+      body: CreateToken,
+      response: 'NewToken',
+      handler: ({ body, principal }) => store.createToken(actorOf(principal), body.name),
+    }),
+    route({
+      method: 'get',
+      path: '/api/v1/tokens',
+      operationId: 'listTokens',
+      summary: 'API tokens (never the tokens themselves)',
+      tag: 'tokens',
+      query: PageQuery,
+      response: 'TokenPage',
+      handler: ({ query }) => store.listTokens(query),
+    }),
+    route({
+      method: 'delete',
+      path: '/api/v1/tokens/{id}',
+      operationId: 'deleteToken',
+      summary: 'Revoke an API token',
+      tag: 'tokens',
+      params: IdParam,
+      errors: [404],
+      handler: ({ params, principal }) => store.deleteToken(actorOf(principal), params.id),
+    }),
+
+    // audit log
+    route({
+      method: 'get',
+      path: '/api/v1/audit',
+      operationId: 'listAudit',
+      summary: 'The audit log of administrative changes, newest first',
+      tag: 'audit',
+      query: PageQuery,
+      response: 'AuditPage',
+      handler: ({ query }) => store.listAudit(query),
+    }),
+  ];
+}
+
+/** The JSON body of every error answer. */
+export interface ErrorBody {
+  error: ErrorKind;
+  message: string;
+  field?: string;
+}

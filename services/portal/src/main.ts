@@ -1,0 +1,186 @@
+/**
+ * services/portal: provisioning. The source of truth for subscribers and
+ * domains (PostgreSQL schema `portal`), served as a REST API under `/api/v1`
+ * (NestJS), and published for the proxies on the compacted `subscribers`
+ * (key = AoR) and `routing` (key = `domain:<id>`) topics through an outbox.
+ */
+import { join } from 'node:path';
+import { Counter } from 'prom-client';
+import {
+  defineService,
+  grpcClient,
+  int,
+  migrate,
+  optional,
+  port,
+  str,
+  unavailable,
+  type ConfigOf,
+  type Setting,
+} from '@switchboard/platform';
+import { TOPICS } from '@switchboard/contracts';
+import { RegistrarClient, type Binding } from '@switchboard/proto/registrar';
+import { apiRoutes, type Principal, type Registration } from './api';
+import { startHttpServer } from './http';
+import { openApiDocument } from './openapi';
+import { OutboxRelay } from './relay';
+import { hashToken, parseSecretKey, sameHash } from './secrets';
+import { PortalStore } from './store';
+
+const secretKey: Setting<Buffer | undefined> = {
+  env: 'SWITCHBOARD_PORTAL_SECRET_KEY',
+  description:
+    'AES-256 key (64 hex digits or base64) to keep SIP passwords encrypted for phone provisioning; unset keeps only HA1 values',
+  default: undefined,
+  parse: (s) => (s.trim() === '' ? undefined : parseSecretKey(s)),
+};
+
+export const portalConfig = {
+  httpHost: str(
+    'SWITCHBOARD_PORTAL_HOST',
+    '0.0.0.0',
+    'Address the portal HTTP server (API and web UI) binds',
+  ),
+  httpPort: port('SWITCHBOARD_PORTAL_PORT', 8080, 'Portal HTTP port; 0 picks a free one'),
+  adminToken: optional(
+    'SWITCHBOARD_ADMIN_TOKEN',
+    "An administrator's API token (how an operator bootstraps an empty system); unset: only tokens created through the API",
+  ),
+  sipDomain: str(
+    'SWITCHBOARD_SIP_DOMAIN',
+    'switchboard.local',
+    'Default SIP domain (subscribers created without a domain)',
+  ),
+  registrar: optional(
+    'SWITCHBOARD_PORTAL_REGISTRAR',
+    'Registrar gRPC address host:port for live registrations, when no registrar runs in this process; unset: 127.0.0.1:50051',
+  ),
+  secretKey,
+  relayPollMs: int('SWITCHBOARD_PORTAL_RELAY_POLL_MS', 1000, 'How often the outbox is checked when idle', 10),
+  relayLeaseMs: int(
+    'SWITCHBOARD_PORTAL_RELAY_LEASE_MS',
+    10000,
+    'How long an outbox relay holds the outbox without renewing',
+    100,
+  ),
+};
+export type PortalConfig = ConfigOf<typeof portalConfig>;
+
+const MIGRATIONS = join(import.meta.dirname, '..', 'migrations');
+
+function registration(b: Binding): Registration {
+  return {
+    aor: b.aor,
+    contact: b.contact,
+    expires: new Date(b.expires * 1000).toISOString(),
+    ...(b.q === undefined ? {} : { q: b.q }),
+    callId: b.callId,
+    cseq: b.cseq,
+    path: b.path,
+    instanceId: b.instanceId,
+    regId: b.regId,
+    ...(b.received
+      ? { received: { address: b.received.address, port: b.received.port, transport: b.received.transport } }
+      : {}),
+    userAgent: b.userAgent,
+    updatedAt: new Date(b.updatedAt).toISOString(),
+  };
+}
+
+export const portalService = defineService({
+  name: 'portal',
+  description:
+    'provisioning: REST API for subscribers, domains, aliases, privileges; publishes subscribers and routing',
+  configSpec: portalConfig,
+  async start(ctx, config) {
+    const db = await ctx.db();
+    await migrate(db, { schema: 'portal', dir: MIGRATIONS });
+    const events = await ctx.events();
+    await events.ensureTopic(TOPICS.subscribers, { compacted: true });
+    await events.ensureTopic(TOPICS.routing, { compacted: true });
+
+    const published = new Counter({
+      name: 'switchboard_portal_published_total',
+      help: 'Records the portal published, by topic',
+      labelNames: ['topic'],
+      registers: [ctx.metrics],
+    });
+    const relay = new OutboxRelay(db, events, {
+      batchSize: 500,
+      pollMs: config.relayPollMs,
+      leaseMs: config.relayLeaseMs,
+      logger: ctx.logger,
+      onPublished: (topic, n) => published.inc({ topic }, n),
+    });
+    const store = new PortalStore(db, {
+      defaultDomain: config.sipDomain.toLowerCase(),
+      secretKey: config.secretKey,
+      onOutbox: () => relay.notify(),
+    });
+    await store.ensureDomain(config.sipDomain.toLowerCase());
+    // The topics agree with this database after start-up, whatever was lost or restored.
+    const republished = await store.republishAll();
+    relay.start();
+    await relay.drained();
+
+    // The registrar in this process if it runs here, else the configured address.
+    const registrarAddress =
+      ctx.localEndpoint('registrar', 'gRPC')?.replace('grpc://', '') ?? config.registrar ?? '127.0.0.1:50051';
+    const registrar = grpcClient(RegistrarClient, registrarAddress, { deadlineMs: 3000, retries: 1 });
+
+    const adminHash = config.adminToken ? hashToken(config.adminToken) : undefined;
+    const authenticate = async (token: string): Promise<Principal | undefined> => {
+      if (adminHash && sameHash(hashToken(token), adminHash)) return { role: 'admin', actor: 'admin-token' };
+      const t = await store.findToken(token);
+      return t ? { role: t.role, actor: `token:${t.id}` } : undefined;
+    };
+
+    const routes = apiRoutes({
+      store,
+      async registrations(q) {
+        const res = await registrar
+          .listBindings({
+            domain: q.domain ?? '',
+            aorPrefix: q.aor ?? '',
+            pageSize: q.pageSize ?? 100,
+            pageToken: q.pageToken ?? '',
+          })
+          .catch((e: unknown) => {
+            throw unavailable(`registrar at ${registrarAddress}: ${(e as Error).message}`, e);
+          });
+        return { items: res.bindings.map(registration), nextPageToken: res.nextPageToken || null };
+      },
+      deregister(aor) {
+        registrar
+          .unregister({ aor, contact: '' })
+          .catch((err: unknown) =>
+            ctx.logger.warn({ err, aor }, 'could not deregister a removed subscriber'),
+          );
+      },
+      openapi: () => doc,
+    });
+    const doc = openApiDocument(routes, '1.0.0');
+
+    const http = await startHttpServer({
+      host: config.httpHost,
+      port: config.httpPort,
+      routes,
+      authenticate,
+      logger: ctx.logger,
+      metrics: ctx.metrics,
+    });
+    const shown = config.httpHost === '0.0.0.0' ? '127.0.0.1' : config.httpHost;
+    ctx.endpoint('HTTP', `http://${shown}:${http.port}`);
+    ctx.logger.info({ port: http.port, ...republished, adminToken: Boolean(adminHash) }, 'portal ready');
+
+    return {
+      async stop() {
+        await http.close();
+        await relay.stop();
+        registrar.close();
+      },
+    };
+  },
+});
+
+export default portalService;

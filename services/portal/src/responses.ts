@@ -1,0 +1,82 @@
+/** Response shapes of the API, for the OpenAPI document (the handlers' types are in store.ts and api.ts). */
+import { z } from 'zod';
+
+const Subscriber = z.object({
+  id: z.uuid(),
+  aor: z.string(),
+  username: z.string(),
+  domain: z.string(),
+  displayName: z.string().nullable(),
+  email: z.string().nullable(),
+  ratePlan: z.string().nullable(),
+  privileges: z.array(z.string()),
+  enabled: z.boolean(),
+  aliases: z.array(z.string()),
+  hasWebPassword: z.boolean(),
+  createdAt: z.iso.datetime(),
+  updatedAt: z.iso.datetime(),
+});
+const Domain = z.object({
+  id: z.uuid(),
+  domain: z.string(),
+  subscribers: z.int(),
+  createdAt: z.iso.datetime(),
+});
+const Alias = z.object({
+  id: z.uuid(),
+  subscriberId: z.uuid(),
+  kind: z.enum(['alias', 'did']),
+  username: z.string(),
+  domain: z.string(),
+  aor: z.string(),
+  createdAt: z.iso.datetime(),
+});
+const Token = z.object({
+  id: z.uuid(),
+  name: z.string(),
+  role: z.literal('admin'),
+  createdBy: z.string(),
+  createdAt: z.iso.datetime(),
+});
+const AuditEntry = z.object({
+  seq: z.string(),
+  at: z.iso.datetime(),
+  actor: z.string(),
+  action: z.string(),
+  entity: z.string(),
+  entityId: z.string().nullable(),
+  detail: z.unknown(),
+});
+const Registration = z.object({
+  aor: z.string(),
+  contact: z.string(),
+  expires: z.iso.datetime(),
+  q: z.int().optional(),
+  callId: z.string(),
+  cseq: z.int(),
+  path: z.array(z.string()),
+  instanceId: z.string(),
+  regId: z.int(),
+  received: z.object({ address: z.string(), port: z.int(), transport: z.string() }).optional(),
+  userAgent: z.string(),
+  updatedAt: z.iso.datetime(),
+});
+const page = <T extends z.ZodType>(item: T) =>
+  z.object({ items: z.array(item), page: z.int(), pageSize: z.int(), total: z.int() });
+
+export const ResponseSchemas = {
+  Subscriber,
+  SubscriberPage: page(Subscriber),
+  Domain,
+  DomainPage: page(Domain),
+  Alias,
+  AliasPage: page(Alias),
+  NewToken: Token.extend({ token: z.string() }),
+  TokenPage: page(Token),
+  AuditPage: page(AuditEntry),
+  Privileges: z.object({ privileges: z.array(z.string()) }),
+  PrivilegeList: z.object({ items: z.array(z.object({ name: z.string(), description: z.string() })) }),
+  RegistrationPage: z.object({ items: z.array(Registration), nextPageToken: z.string().nullable() }),
+  Error: z.object({ error: z.string(), message: z.string(), field: z.string().optional() }),
+  OpenApi: z.object({ openapi: z.string() }).loose(),
+} as const;

@@ -1,0 +1,103 @@
+/**
+ * Request bodies and queries of the API (zod): validated once at the edge; a
+ * failure is a 400 naming the field. The same schemas give the OpenAPI document.
+ */
+import { z } from 'zod';
+import { invalidArgument } from '@switchboard/platform';
+
+/** RFC 3261 user part, kept to the characters phones and operators actually use. */
+export const Username = z
+  .string()
+  .regex(
+    /^[A-Za-z0-9+][A-Za-z0-9._+-]{0,63}$/,
+    'letters, digits and . _ + - (at most 64), not starting with . _ or -',
+  );
+export const DomainName = z
+  .string()
+  .max(253)
+  .regex(
+    /^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/,
+    'a host name such as example.com',
+  )
+  .transform((s) => s.toLowerCase());
+export const SipPassword = z.string().min(6, 'at least 6 characters').max(128, 'at most 128 characters');
+export const WebPassword = z.string().min(8, 'at least 8 characters').max(256, 'at most 256 characters');
+export const Privilege = z.string().regex(/^[a-z][a-z0-9-]{0,31}$/, 'lower-case letters, digits and -');
+const Email = z
+  .string()
+  .max(254)
+  .regex(/^[^\s@]+@[^\s@]+\.[^\s@]+$/, 'an e-mail address');
+const DisplayName = z.string().min(1).max(128);
+const RatePlan = z.string().min(1).max(64);
+const Uuid = z.string().regex(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i, 'an id');
+
+const unique = (a: string[]) => new Set(a).size === a.length;
+
+export const CreateSubscriber = z.strictObject({
+  username: Username,
+  password: SipPassword,
+  domain: DomainName.optional(),
+  displayName: DisplayName.optional(),
+  email: Email.optional(),
+  webPassword: WebPassword.optional(),
+  ratePlan: RatePlan.optional(),
+  privileges: z.array(Privilege).max(32).refine(unique, 'privileges repeat').optional(),
+  enabled: z.boolean().optional(),
+});
+export type CreateSubscriber = z.infer<typeof CreateSubscriber>;
+
+export const UpdateSubscriber = z.strictObject({
+  password: SipPassword.optional(),
+  displayName: DisplayName.nullable().optional(),
+  email: Email.nullable().optional(),
+  webPassword: WebPassword.nullable().optional(),
+  ratePlan: RatePlan.nullable().optional(),
+  privileges: z.array(Privilege).max(32).refine(unique, 'privileges repeat').optional(),
+  enabled: z.boolean().optional(),
+});
+export type UpdateSubscriber = z.infer<typeof UpdateSubscriber>;
+
+export const CreateDomain = z.strictObject({ domain: DomainName });
+
+export const CreateAlias = z.strictObject({
+  subscriberId: Uuid,
+  /** The user part of the alias: a name or a DID number. */
+  username: Username,
+  domain: DomainName.optional(),
+  kind: z.enum(['alias', 'did']).optional(),
+});
+export type CreateAlias = z.infer<typeof CreateAlias>;
+export const UpdateAlias = z.strictObject({ subscriberId: Uuid });
+
+export const CreateToken = z.strictObject({ name: z.string().min(1).max(64) });
+
+export const PageQuery = z.object({
+  page: z.coerce.number().int().min(1).max(1_000_000).optional(),
+  pageSize: z.coerce.number().int().min(1).max(500).optional(),
+});
+export const SearchQuery = PageQuery.extend({ search: z.string().max(128).optional() });
+export const AliasQuery = SearchQuery.extend({ subscriberId: Uuid.optional() });
+export const RegistrationsQuery = z.object({
+  domain: z.string().max(253).optional(),
+  aor: z.string().max(512).optional(),
+  pageSize: z.coerce.number().int().min(1).max(1000).optional(),
+  pageToken: z.string().max(1024).optional(),
+});
+export const IdParam = z.object({ id: Uuid });
+export const PrivilegeParam = z.object({ id: Uuid, privilege: Privilege });
+
+/** Parse or throw a DomainError naming the first bad field (dotted path; `body` for the whole). */
+export function parse<T extends z.ZodType>(schema: T, value: unknown, where = 'body'): z.output<T> {
+  const r = schema.safeParse(value ?? (where === 'body' ? undefined : {}));
+  if (r.success) return r.data;
+  const issue = r.error.issues[0];
+  let path = issue.path.map(String).join('.');
+  if (issue.code === 'unrecognized_keys') {
+    const key = issue.keys[0];
+    path = path ? `${path}.${key}` : key;
+    throw invalidArgument(path, `${path}: unknown field`);
+  }
+  const field = path || where;
+  const missing = issue.code === 'invalid_type' && issue.message.includes('undefined');
+  throw invalidArgument(field, `${field}: ${missing ? 'required' : issue.message}`);
+}

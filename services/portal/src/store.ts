@@ -1,0 +1,741 @@
+/**
+ * The portal's service layer over its schema: subscribers, domains, aliases,
+ * privileges, API tokens and the audit log. Every change writes, in the same
+ * transaction, the audit row and the outbox rows that carry it to the
+ * `subscribers` / `routing` topics (so a crash after commit loses nothing).
+ */
+import { randomUUID } from 'node:crypto';
+import {
+  alreadyExists,
+  DomainError,
+  invalidArgument,
+  notFound,
+  pgErrorCode,
+  type Db,
+  type DbTx,
+  type Queryable,
+} from '@switchboard/platform';
+import { ha1 } from '@switchboard/sip';
+import { TOPICS, encodeRecord, type RoutingRecord, type SubscriberRecord } from '@switchboard/contracts';
+import type { CreateAlias, CreateSubscriber, UpdateSubscriber } from './schemas';
+import { encrypt, hashPassword, hashToken, newToken } from './secrets';
+
+export interface PortalStoreOptions {
+  /** The configured default SIP domain (SWITCHBOARD_SIP_DOMAIN). */
+  defaultDomain: string;
+  /** AES key for keeping the SIP password (phone provisioning); without it only HA1 values are kept. */
+  secretKey?: Buffer;
+  /** Called after a transaction that wrote outbox rows committed (wakes the relay). */
+  onOutbox?: () => void;
+}
+
+export interface Page<T> {
+  items: T[];
+  page: number;
+  pageSize: number;
+  total: number;
+}
+
+export interface SubscriberView {
+  id: string;
+  aor: string;
+  username: string;
+  domain: string;
+  displayName: string | null;
+  email: string | null;
+  ratePlan: string | null;
+  privileges: string[];
+  enabled: boolean;
+  aliases: string[];
+  hasWebPassword: boolean;
+  createdAt: string;
+  updatedAt: string;
+}
+
+export interface DomainView {
+  id: string;
+  domain: string;
+  subscribers: number;
+  createdAt: string;
+}
+
+export interface AliasView {
+  id: string;
+  subscriberId: string;
+  kind: 'alias' | 'did';
+  username: string;
+  domain: string;
+  aor: string;
+  createdAt: string;
+}
+
+export interface TokenView {
+  id: string;
+  name: string;
+  role: 'admin';
+  createdBy: string;
+  createdAt: string;
+}
+
+export interface AuditEntry {
+  seq: string;
+  at: string;
+  actor: string;
+  action: string;
+  entity: string;
+  entityId: string | null;
+  detail: unknown;
+}
+
+/** Privileges the proxy and rating know about (others may be granted for local use). */
+export const KNOWN_PRIVILEGES: Record<string, string> = {
+  pstn: 'may call PSTN numbers through gateways',
+  international: 'may call international numbers',
+  'set-caller-id': 'may send any caller ID (P-Asserted-Identity / From)',
+  'premium-rate': 'may call premium-rate numbers',
+};
+
+interface SubscriberRow {
+  id: string;
+  username: string;
+  domain: string;
+  ha1: string;
+  ha1_sha256: string;
+  web_password_hash: string | null;
+  display_name: string | null;
+  email: string | null;
+  rate_plan: string | null;
+  privileges: string[];
+  enabled: boolean;
+  created_at: Date;
+  updated_at: Date;
+  aliases?: string[] | null;
+}
+
+const SUBSCRIBER_COLUMNS = `s.id, s.username, s.domain, s.ha1, s.ha1_sha256, s.web_password_hash, s.display_name, s.email,
+  s.rate_plan, s.privileges, s.enabled, s.created_at, s.updated_at,
+  (SELECT coalesce(jsonb_agg(a.aor ORDER BY a.aor), '[]'::jsonb) FROM portal.aliases a WHERE a.subscriber_id = s.id) AS aliases`;
+
+export const aorOf = (username: string, domain: string) => `sip:${username}@${domain}`;
+
+function view(r: SubscriberRow): SubscriberView {
+  return {
+    id: r.id,
+    aor: aorOf(r.username, r.domain),
+    username: r.username,
+    domain: r.domain,
+    displayName: r.display_name,
+    email: r.email,
+    ratePlan: r.rate_plan,
+    privileges: r.privileges,
+    enabled: r.enabled,
+    aliases: r.aliases ?? [],
+    hasWebPassword: r.web_password_hash !== null,
+    createdAt: r.created_at.toISOString(),
+    updatedAt: r.updated_at.toISOString(),
+  };
+}
+
+/** The `subscribers` topic record of a row (the proxy's view): HA1 values, never the password. */
+export function subscriberRecord(r: SubscriberRow): SubscriberRecord {
+  const rec: SubscriberRecord = {
+    aor: aorOf(r.username, r.domain),
+    username: r.username,
+    domain: r.domain,
+    ha1: r.ha1,
+    ha1Sha256: r.ha1_sha256,
+    enabled: r.enabled,
+    privileges: r.privileges,
+    aliases: r.aliases ?? [],
+  };
+  if (r.display_name !== null) rec.displayName = r.display_name;
+  if (r.rate_plan !== null) rec.ratePlan = r.rate_plan;
+  return rec;
+}
+
+const domainRecord = (id: string, domain: string): RoutingRecord => ({ kind: 'domain', id, domain });
+
+/** `%` and `_` taken literally in an ILIKE pattern. */
+const likePattern = (s: string) => `%${s.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
+
+function pageOf(q: { page?: number; pageSize?: number }) {
+  const page = q.page ?? 1;
+  const pageSize = q.pageSize ?? 50;
+  return { page, pageSize, offset: (page - 1) * pageSize };
+}
+
+/** Unique violations become 409 with the given message. */
+async function uniqueOr<T>(p: Promise<T>, message: string): Promise<T> {
+  try {
+    return await p;
+  } catch (e) {
+    if (pgErrorCode(e) === '23505') throw alreadyExists(message);
+    throw e;
+  }
+}
+
+export class PortalStore {
+  constructor(
+    private readonly db: Db,
+    private readonly opts: PortalStoreOptions,
+  ) {}
+
+  get defaultDomain(): string {
+    return this.opts.defaultDomain;
+  }
+
+  /** Runs a write; wakes the relay after commit. */
+  private async write<T>(fn: (tx: DbTx) => Promise<T>): Promise<T> {
+    const out = await this.db.transaction(fn);
+    this.opts.onOutbox?.();
+    return out;
+  }
+
+  private async enqueue(tx: Queryable, topic: string, key: string, value: unknown | null): Promise<void> {
+    await tx.query('INSERT INTO portal.outbox (topic, key, value) VALUES ($1, $2, $3)', [
+      topic,
+      key,
+      value === null ? null : encodeRecord(value),
+    ]);
+  }
+
+  private async audit(
+    tx: Queryable,
+    actor: string,
+    action: string,
+    entity: string,
+    id: string | null,
+    detail?: unknown,
+  ) {
+    await tx.query(
+      'INSERT INTO portal.audit_log (actor, action, entity, entity_id, detail) VALUES ($1, $2, $3, $4, $5)',
+      [actor, action, entity, id, detail === undefined ? null : JSON.stringify(detail)],
+    );
+  }
+
+  private async subscriberRow(q: Queryable, id: string, lock = false): Promise<SubscriberRow> {
+    const r = await q.query<SubscriberRow>(
+      `SELECT ${SUBSCRIBER_COLUMNS} FROM portal.subscribers s WHERE s.id = $1${lock ? ' FOR UPDATE OF s' : ''}`,
+      [id],
+    );
+    if (r.rowCount === 0) throw notFound(`no subscriber ${id}`);
+    return r.rows[0];
+  }
+
+  /** Queues the subscriber's current record (after the change, in the same transaction). */
+  private async publishSubscriber(tx: Queryable, id: string): Promise<SubscriberRow> {
+    const row = await this.subscriberRow(tx, id);
+    await this.enqueue(tx, TOPICS.subscribers, aorOf(row.username, row.domain), subscriberRecord(row));
+    return row;
+  }
+
+  // --- domains -------------------------------------------------------------
+
+  /** Makes sure a domain exists (the default domain at start-up); publishes it when new. */
+  async ensureDomain(domain: string): Promise<void> {
+    await this.write(async (tx) => {
+      const id = randomUUID();
+      const r = await tx.query(
+        'INSERT INTO portal.domains (id, domain) VALUES ($1, $2) ON CONFLICT (domain) DO NOTHING',
+        [id, domain],
+      );
+      if (r.rowCount === 1) {
+        await this.enqueue(tx, TOPICS.routing, `domain:${id}`, domainRecord(id, domain));
+        await this.audit(tx, 'system', 'create', 'domain', id, { domain });
+      }
+    });
+  }
+
+  async createDomain(actor: string, domain: string): Promise<DomainView> {
+    const id = randomUUID();
+    await this.write(async (tx) => {
+      await uniqueOr(
+        tx.query('INSERT INTO portal.domains (id, domain) VALUES ($1, $2)', [id, domain]),
+        `domain ${domain} exists`,
+      );
+      await this.enqueue(tx, TOPICS.routing, `domain:${id}`, domainRecord(id, domain));
+      await this.audit(tx, actor, 'create', 'domain', id, { domain });
+    });
+    return this.getDomain(id);
+  }
+
+  async getDomain(id: string): Promise<DomainView> {
+    const r = await this.db.query<{ id: string; domain: string; n: string; created_at: Date }>(
+      `SELECT d.id, d.domain, d.created_at, (SELECT count(*) FROM portal.subscribers s WHERE s.domain_id = d.id) AS n
+       FROM portal.domains d WHERE d.id = $1`,
+      [id],
+    );
+    if (r.rowCount === 0) throw notFound(`no domain ${id}`);
+    const d = r.rows[0];
+    return { id: d.id, domain: d.domain, subscribers: Number(d.n), createdAt: d.created_at.toISOString() };
+  }
+
+  async listDomains(q: { search?: string; page?: number; pageSize?: number }): Promise<Page<DomainView>> {
+    const { page, pageSize, offset } = pageOf(q);
+    const pattern = q.search ? likePattern(q.search) : null;
+    const r = await this.db.query<{ id: string; domain: string; n: string; created_at: Date; total: string }>(
+      `SELECT d.id, d.domain, d.created_at, count(*) OVER () AS total,
+         (SELECT count(*) FROM portal.subscribers s WHERE s.domain_id = d.id) AS n
+       FROM portal.domains d WHERE ($1::text IS NULL OR d.domain ILIKE $1)
+       ORDER BY d.domain LIMIT $2 OFFSET $3`,
+      [pattern, pageSize, offset],
+    );
+    const total = r.rowCount ? Number(r.rows[0].total) : await this.count('domains', 'domain', pattern);
+    return {
+      items: r.rows.map((d) => ({
+        id: d.id,
+        domain: d.domain,
+        subscribers: Number(d.n),
+        createdAt: d.created_at.toISOString(),
+      })),
+      page,
+      pageSize,
+      total,
+    };
+  }
+
+  private async count(table: string, column: string, pattern: string | null): Promise<number> {
+    const r = await this.db.query<{ n: string }>(
+      `SELECT count(*) AS n FROM portal.${table} WHERE ($1::text IS NULL OR ${column} ILIKE $1)`,
+      [pattern],
+    );
+    return Number(r.rows[0].n);
+  }
+
+  async deleteDomain(actor: string, id: string): Promise<void> {
+    await this.write(async (tx) => {
+      const d = await tx.query<{ domain: string }>(
+        'SELECT domain FROM portal.domains WHERE id = $1 FOR UPDATE',
+        [id],
+      );
+      if (d.rowCount === 0) throw notFound(`no domain ${id}`);
+      if (d.rows[0].domain === this.opts.defaultDomain) {
+        throw new DomainError(
+          'failed_precondition',
+          `${d.rows[0].domain} is the default domain (SWITCHBOARD_SIP_DOMAIN)`,
+          'id',
+        );
+      }
+      const used = await tx.query('SELECT 1 FROM portal.subscribers WHERE domain_id = $1 LIMIT 1', [id]);
+      if (used.rowCount)
+        throw new DomainError('failed_precondition', `domain ${d.rows[0].domain} has subscribers`, 'id');
+      await tx.query('DELETE FROM portal.domains WHERE id = $1', [id]);
+      await this.enqueue(tx, TOPICS.routing, `domain:${id}`, null);
+      await this.audit(tx, actor, 'delete', 'domain', id, { domain: d.rows[0].domain });
+    });
+  }
+
+  private async domainId(tx: Queryable, domain: string, field: string): Promise<string> {
+    const r = await tx.query<{ id: string }>('SELECT id FROM portal.domains WHERE domain = $1 FOR SHARE', [
+      domain,
+    ]);
+    if (r.rowCount === 0)
+      throw invalidArgument(field, `${field}: unknown domain ${domain} (create it under /api/v1/domains)`);
+    return r.rows[0].id;
+  }
+
+  // --- subscribers ---------------------------------------------------------
+
+  async createSubscriber(actor: string, input: CreateSubscriber): Promise<SubscriberView> {
+    const id = randomUUID();
+    const domain = input.domain ?? this.opts.defaultDomain;
+    const webHash = input.webPassword === undefined ? null : await hashPassword(input.webPassword);
+    const sealed = this.opts.secretKey ? encrypt(this.opts.secretKey, input.password, id) : null;
+    const row = await this.write(async (tx) => {
+      const domainId = await this.domainId(tx, domain, 'domain');
+      await this.checkAorFree(tx, aorOf(input.username, domain));
+      await uniqueOr(
+        tx.query(
+          `INSERT INTO portal.subscribers (id, username, domain_id, domain, ha1, ha1_sha256, sip_password_enc, web_password_hash,
+             display_name, email, rate_plan, privileges, enabled)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`,
+          [
+            id,
+            input.username,
+            domainId,
+            domain,
+            ha1(input.username, domain, input.password, 'MD5'),
+            ha1(input.username, domain, input.password, 'SHA-256'),
+            sealed,
+            webHash,
+            input.displayName ?? null,
+            input.email ?? null,
+            input.ratePlan ?? null,
+            JSON.stringify(input.privileges ?? []),
+            input.enabled ?? true,
+          ],
+        ),
+        `subscriber ${aorOf(input.username, domain)} exists`,
+      );
+      await this.audit(tx, actor, 'create', 'subscriber', id, { aor: aorOf(input.username, domain) });
+      return this.publishSubscriber(tx, id);
+    });
+    return view(row);
+  }
+
+  /** 409 when an AoR is taken by a subscriber or an alias. */
+  private async checkAorFree(tx: Queryable, aor: string): Promise<void> {
+    const m = /^sip:([^@]+)@(.+)$/.exec(aor)!;
+    const s = await tx.query('SELECT 1 FROM portal.subscribers WHERE username = $1 AND domain = $2', [
+      m[1],
+      m[2],
+    ]);
+    if (s.rowCount) throw alreadyExists(`subscriber ${aor} exists`);
+    const a = await tx.query('SELECT 1 FROM portal.aliases WHERE aor = $1', [aor]);
+    if (a.rowCount) throw alreadyExists(`${aor} is an alias of another subscriber`);
+  }
+
+  async getSubscriber(id: string): Promise<SubscriberView> {
+    return view(await this.subscriberRow(this.db, id));
+  }
+
+  async listSubscribers(q: {
+    search?: string;
+    page?: number;
+    pageSize?: number;
+  }): Promise<Page<SubscriberView>> {
+    const { page, pageSize, offset } = pageOf(q);
+    const pattern = q.search ? likePattern(q.search) : null;
+    const where = `($1::text IS NULL OR s.username ILIKE $1 OR s.domain ILIKE $1 OR s.display_name ILIKE $1 OR s.email ILIKE $1
+      OR ('sip:' || s.username || '@' || s.domain) ILIKE $1
+      OR EXISTS (SELECT 1 FROM portal.aliases a WHERE a.subscriber_id = s.id AND a.aor ILIKE $1))`;
+    const r = await this.db.query<SubscriberRow>(
+      `SELECT ${SUBSCRIBER_COLUMNS} FROM portal.subscribers s WHERE ${where} ORDER BY s.domain, s.username LIMIT $2 OFFSET $3`,
+      [pattern, pageSize, offset],
+    );
+    const n = await this.db.query<{ n: string }>(
+      `SELECT count(*) AS n FROM portal.subscribers s WHERE ${where}`,
+      [pattern],
+    );
+    return { items: r.rows.map(view), page, pageSize, total: Number(n.rows[0].n) };
+  }
+
+  async updateSubscriber(actor: string, id: string, patch: UpdateSubscriber): Promise<SubscriberView> {
+    const webHash =
+      patch.webPassword === undefined
+        ? undefined
+        : patch.webPassword === null
+          ? null
+          : await hashPassword(patch.webPassword);
+    const row = await this.write(async (tx) => {
+      const cur = await this.subscriberRow(tx, id, true);
+      const sets: string[] = [];
+      const params: unknown[] = [];
+      const set = (col: string, v: unknown) => {
+        params.push(v);
+        sets.push(`${col} = $${params.length}`);
+      };
+      if (patch.password !== undefined) {
+        set('ha1', ha1(cur.username, cur.domain, patch.password, 'MD5'));
+        set('ha1_sha256', ha1(cur.username, cur.domain, patch.password, 'SHA-256'));
+        set(
+          'sip_password_enc',
+          this.opts.secretKey ? encrypt(this.opts.secretKey, patch.password, id) : null,
+        );
+      }
+      if (webHash !== undefined) set('web_password_hash', webHash);
+      if (patch.displayName !== undefined) set('display_name', patch.displayName);
+      if (patch.email !== undefined) set('email', patch.email);
+      if (patch.ratePlan !== undefined) set('rate_plan', patch.ratePlan);
+      if (patch.privileges !== undefined) set('privileges', JSON.stringify(patch.privileges));
+      if (patch.enabled !== undefined) set('enabled', patch.enabled);
+      if (sets.length === 0) return cur;
+      params.push(id);
+      await tx.query(
+        `UPDATE portal.subscribers SET ${sets.join(', ')}, updated_at = now() WHERE id = $${params.length}`,
+        params,
+      );
+      // What changed, never the secrets themselves.
+      const changed = Object.keys(patch).filter((k) => patch[k as keyof UpdateSubscriber] !== undefined);
+      await this.audit(tx, actor, 'update', 'subscriber', id, {
+        aor: aorOf(cur.username, cur.domain),
+        changed,
+      });
+      return this.publishSubscriber(tx, id);
+    });
+    return view(row);
+  }
+
+  /** Removes a subscriber (and its aliases); the `subscribers` record becomes a tombstone. Returns its AoR. */
+  async deleteSubscriber(actor: string, id: string): Promise<string> {
+    return this.write(async (tx) => {
+      const cur = await this.subscriberRow(tx, id, true);
+      const aor = aorOf(cur.username, cur.domain);
+      await tx.query('DELETE FROM portal.subscribers WHERE id = $1', [id]);
+      await this.enqueue(tx, TOPICS.subscribers, aor, null);
+      await this.audit(tx, actor, 'delete', 'subscriber', id, { aor });
+      return aor;
+    });
+  }
+
+  // --- privileges ----------------------------------------------------------
+
+  async setPrivilege(actor: string, id: string, privilege: string, granted: boolean): Promise<string[]> {
+    const row = await this.write(async (tx) => {
+      const cur = await this.subscriberRow(tx, id, true);
+      const has = cur.privileges.includes(privilege);
+      if (has === granted) return cur;
+      const next = granted ? [...cur.privileges, privilege] : cur.privileges.filter((p) => p !== privilege);
+      await tx.query('UPDATE portal.subscribers SET privileges = $1, updated_at = now() WHERE id = $2', [
+        JSON.stringify(next),
+        id,
+      ]);
+      await this.audit(tx, actor, granted ? 'grant' : 'revoke', 'privilege', id, {
+        aor: aorOf(cur.username, cur.domain),
+        privilege,
+      });
+      return this.publishSubscriber(tx, id);
+    });
+    return row.privileges;
+  }
+
+  // --- aliases and DIDs ----------------------------------------------------
+
+  async createAlias(actor: string, input: CreateAlias): Promise<AliasView> {
+    const id = randomUUID();
+    const domain = input.domain ?? this.opts.defaultDomain;
+    const aor = aorOf(input.username, domain);
+    await this.write(async (tx) => {
+      await this.domainId(tx, domain, 'domain');
+      const owner = await tx.query('SELECT 1 FROM portal.subscribers WHERE id = $1 FOR UPDATE', [
+        input.subscriberId,
+      ]);
+      if (owner.rowCount === 0)
+        throw invalidArgument('subscriberId', `subscriberId: no subscriber ${input.subscriberId}`);
+      await this.checkAorFree(tx, aor);
+      await uniqueOr(
+        tx.query(
+          'INSERT INTO portal.aliases (id, subscriber_id, kind, username, domain, aor) VALUES ($1, $2, $3, $4, $5, $6)',
+          [id, input.subscriberId, input.kind ?? 'alias', input.username, domain, aor],
+        ),
+        `${aor} is taken`,
+      );
+      await this.audit(tx, actor, 'create', 'alias', id, { aor, subscriberId: input.subscriberId });
+      await this.publishSubscriber(tx, input.subscriberId);
+    });
+    return this.getAlias(id);
+  }
+
+  async getAlias(id: string): Promise<AliasView> {
+    const r = await this.db.query<AliasRow>(`SELECT ${ALIAS_COLUMNS} FROM portal.aliases WHERE id = $1`, [
+      id,
+    ]);
+    if (r.rowCount === 0) throw notFound(`no alias ${id}`);
+    return aliasView(r.rows[0]);
+  }
+
+  async listAliases(q: {
+    search?: string;
+    subscriberId?: string;
+    page?: number;
+    pageSize?: number;
+  }): Promise<Page<AliasView>> {
+    const { page, pageSize, offset } = pageOf(q);
+    const pattern = q.search ? likePattern(q.search) : null;
+    const where = '($1::text IS NULL OR aor ILIKE $1) AND ($2::uuid IS NULL OR subscriber_id = $2)';
+    const r = await this.db.query<AliasRow>(
+      `SELECT ${ALIAS_COLUMNS} FROM portal.aliases WHERE ${where} ORDER BY aor LIMIT $3 OFFSET $4`,
+      [pattern, q.subscriberId ?? null, pageSize, offset],
+    );
+    const n = await this.db.query<{ n: string }>(`SELECT count(*) AS n FROM portal.aliases WHERE ${where}`, [
+      pattern,
+      q.subscriberId ?? null,
+    ]);
+    return { items: r.rows.map(aliasView), page, pageSize, total: Number(n.rows[0].n) };
+  }
+
+  /** Moves an alias (e.g. a DID) to another subscriber; both records are republished. */
+  async moveAlias(actor: string, id: string, subscriberId: string): Promise<AliasView> {
+    await this.write(async (tx) => {
+      const a = await tx.query<{ subscriber_id: string; aor: string }>(
+        'SELECT subscriber_id, aor FROM portal.aliases WHERE id = $1 FOR UPDATE',
+        [id],
+      );
+      if (a.rowCount === 0) throw notFound(`no alias ${id}`);
+      const from = a.rows[0].subscriber_id;
+      if (from === subscriberId) return;
+      const owner = await tx.query('SELECT 1 FROM portal.subscribers WHERE id = $1', [subscriberId]);
+      if (owner.rowCount === 0)
+        throw invalidArgument('subscriberId', `subscriberId: no subscriber ${subscriberId}`);
+      await tx.query('UPDATE portal.aliases SET subscriber_id = $1 WHERE id = $2', [subscriberId, id]);
+      await this.audit(tx, actor, 'update', 'alias', id, { aor: a.rows[0].aor, from, to: subscriberId });
+      await this.publishSubscriber(tx, from);
+      await this.publishSubscriber(tx, subscriberId);
+    });
+    return this.getAlias(id);
+  }
+
+  async deleteAlias(actor: string, id: string): Promise<void> {
+    await this.write(async (tx) => {
+      const a = await tx.query<{ subscriber_id: string; aor: string }>(
+        'DELETE FROM portal.aliases WHERE id = $1 RETURNING subscriber_id, aor',
+        [id],
+      );
+      if (a.rowCount === 0) throw notFound(`no alias ${id}`);
+      await this.audit(tx, actor, 'delete', 'alias', id, { aor: a.rows[0].aor });
+      await this.publishSubscriber(tx, a.rows[0].subscriber_id);
+    });
+  }
+
+  // --- API tokens ------------------------------------------------------------
+
+  /** A new admin token; the token itself is returned once and only its hash is kept. */
+  async createToken(actor: string, name: string): Promise<TokenView & { token: string }> {
+    const id = randomUUID();
+    const token = newToken();
+    await this.write(async (tx) => {
+      await tx.query(
+        'INSERT INTO portal.api_tokens (id, name, role, token_hash, created_by) VALUES ($1, $2, $3, $4, $5)',
+        [id, name, 'admin', hashToken(token), actor],
+      );
+      await this.audit(tx, actor, 'create', 'token', id, { name });
+    });
+    return { ...(await this.getToken(id)), token };
+  }
+
+  async getToken(id: string): Promise<TokenView> {
+    const r = await this.db.query<TokenRow>(
+      `SELECT id, name, role, created_by, created_at FROM portal.api_tokens WHERE id = $1`,
+      [id],
+    );
+    if (r.rowCount === 0) throw notFound(`no token ${id}`);
+    return tokenView(r.rows[0]);
+  }
+
+  async listTokens(q: { page?: number; pageSize?: number }): Promise<Page<TokenView>> {
+    const { page, pageSize, offset } = pageOf(q);
+    const r = await this.db.query<TokenRow>(
+      'SELECT id, name, role, created_by, created_at FROM portal.api_tokens ORDER BY created_at, id LIMIT $1 OFFSET $2',
+      [pageSize, offset],
+    );
+    const n = await this.db.query<{ n: string }>('SELECT count(*) AS n FROM portal.api_tokens');
+    return { items: r.rows.map(tokenView), page, pageSize, total: Number(n.rows[0].n) };
+  }
+
+  async deleteToken(actor: string, id: string): Promise<void> {
+    await this.write(async (tx) => {
+      const r = await tx.query<{ name: string }>(
+        'DELETE FROM portal.api_tokens WHERE id = $1 RETURNING name',
+        [id],
+      );
+      if (r.rowCount === 0) throw notFound(`no token ${id}`);
+      await this.audit(tx, actor, 'delete', 'token', id, { name: r.rows[0].name });
+    });
+  }
+
+  /** The token's id and role when its hash is known. */
+  async findToken(token: string): Promise<{ id: string; role: 'admin' } | undefined> {
+    const r = await this.db.query<{ id: string; role: 'admin' }>(
+      'SELECT id, role FROM portal.api_tokens WHERE token_hash = $1',
+      [hashToken(token)],
+    );
+    return r.rows[0];
+  }
+
+  // --- audit log -------------------------------------------------------------
+
+  async listAudit(q: { page?: number; pageSize?: number }): Promise<Page<AuditEntry>> {
+    const { page, pageSize, offset } = pageOf(q);
+    const r = await this.db.query<{
+      seq: string;
+      at: Date;
+      actor: string;
+      action: string;
+      entity: string;
+      entity_id: string | null;
+      detail: unknown;
+    }>(
+      'SELECT seq, at, actor, action, entity, entity_id, detail FROM portal.audit_log ORDER BY seq DESC LIMIT $1 OFFSET $2',
+      [pageSize, offset],
+    );
+    const n = await this.db.query<{ n: string }>('SELECT count(*) AS n FROM portal.audit_log');
+    return {
+      items: r.rows.map((x) => ({
+        seq: x.seq,
+        at: x.at.toISOString(),
+        actor: x.actor,
+        action: x.action,
+        entity: x.entity,
+        entityId: x.entity_id,
+        detail: x.detail,
+      })),
+      page,
+      pageSize,
+      total: Number(n.rows[0].n),
+    };
+  }
+
+  // --- start-up --------------------------------------------------------------
+
+  /**
+   * Queues every subscriber and domain record again (one transaction, behind
+   * whatever the outbox already holds), so the topics agree with this database
+   * even if they were lost or restored from an older state.
+   */
+  async republishAll(batch = 500): Promise<{ subscribers: number; domains: number }> {
+    return this.write(async (tx) => {
+      const d = await tx.query<{ id: string; domain: string }>(
+        'SELECT id, domain FROM portal.domains ORDER BY domain',
+      );
+      for (const x of d.rows)
+        await this.enqueue(tx, TOPICS.routing, `domain:${x.id}`, domainRecord(x.id, x.domain));
+      let n = 0;
+      let after = '';
+      for (;;) {
+        const r = await tx.query<SubscriberRow>(
+          `SELECT ${SUBSCRIBER_COLUMNS} FROM portal.subscribers s WHERE s.id::text > $1 ORDER BY s.id::text LIMIT $2`,
+          [after, batch],
+        );
+        if (r.rowCount === 0) break;
+        const keys: string[] = [];
+        const values: string[] = [];
+        for (const row of r.rows) {
+          keys.push(aorOf(row.username, row.domain));
+          values.push(encodeRecord(subscriberRecord(row)));
+        }
+        await tx.query(
+          `INSERT INTO portal.outbox (topic, key, value) SELECT $1, k, v FROM unnest($2::text[], $3::text[]) AS x(k, v)`,
+          [TOPICS.subscribers, keys, values],
+        );
+        n += r.rowCount;
+        after = r.rows[r.rows.length - 1].id;
+      }
+      return { subscribers: n, domains: d.rowCount };
+    });
+  }
+}
+
+interface AliasRow {
+  id: string;
+  subscriber_id: string;
+  kind: 'alias' | 'did';
+  username: string;
+  domain: string;
+  aor: string;
+  created_at: Date;
+}
+const ALIAS_COLUMNS = 'id, subscriber_id, kind, username, domain, aor, created_at';
+const aliasView = (r: AliasRow): AliasView => ({
+  id: r.id,
+  subscriberId: r.subscriber_id,
+  kind: r.kind,
+  username: r.username,
+  domain: r.domain,
+  aor: r.aor,
+  createdAt: r.created_at.toISOString(),
+});
+
+interface TokenRow {
+  id: string;
+  name: string;
+  role: 'admin';
+  created_by: string;
+  created_at: Date;
+}
+const tokenView = (r: TokenRow): TokenView => ({
+  id: r.id,
+  name: r.name,
+  role: r.role,
+  createdBy: r.created_by,
+  createdAt: r.created_at.toISOString(),
+});
