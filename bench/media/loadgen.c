@@ -40,7 +40,7 @@ struct stream {
   uint32_t ts, ssrc;
   /* receive side: packets that arrive at this endpoint (sent by the other) */
   int32_t max_seq;
-  uint64_t received, reordered, duplicates, bad;
+  uint64_t received, reordered, duplicates, bad, stale;
   uint8_t seen[8192];      /* bitmap of seq numbers seen (65536 bits) */
 };
 
@@ -102,6 +102,7 @@ int main(int argc, char **argv) {
   }
   fclose(tf);
 
+  uint32_t run_id = (uint32_t)now_ns() ^ (uint32_t)getpid();
   uint8_t pkt[PKT];
   memset(pkt, 0xff, sizeof pkt); /* u-law silence */
   pkt[0] = 0x80;
@@ -140,6 +141,7 @@ int main(int argc, char **argv) {
         v = htonl(x->ssrc); memcpy(pkt + 8, &v, 4);
         uint64_t st = now_ns(); memcpy(pkt + 12, &st, 8);
         uint32_t id = 2 * ptr + d; memcpy(pkt + 20, &id, 4);
+        memcpy(pkt + 24, &run_id, 4);
         if (sendto(x->fd, pkt, PKT, 0, (struct sockaddr *)&x->to, sizeof x->to) == PKT) sent++;
         else send_err++;
         x->seq++;
@@ -160,7 +162,8 @@ int main(int argc, char **argv) {
         for (int m = 0; m < got; m++) {
           uint8_t *b = bufs[m];
           if (msgs[m].msg_len != PKT || (b[0] & 0xc0) != 0x80) { rx->bad++; continue; }
-          uint32_t id; memcpy(&id, b + 20, 4);
+          uint32_t id, rid; memcpy(&id, b + 20, 4); memcpy(&rid, b + 24, 4);
+          if (rid != run_id) { rx->stale++; continue; } /* a late packet of an earlier run */
           uint64_t st; memcpy(&st, b + 12, 8);
           if (id != (evs[e].data.u32 ^ 1)) { rx->bad++; continue; } /* must come from the other endpoint */
           uint16_t seq = (b[2] << 8) | b[3];
@@ -178,14 +181,14 @@ int main(int argc, char **argv) {
       }
     }
   }
-  uint64_t received = 0, reordered = 0, dup = 0, bad = 0;
+  uint64_t received = 0, reordered = 0, dup = 0, bad = 0, stale = 0;
   for (int i = 0; i < 2 * n; i++) {
-    received += s[i].received; reordered += s[i].reordered; dup += s[i].duplicates; bad += s[i].bad;
+    received += s[i].received; reordered += s[i].reordered; dup += s[i].duplicates; bad += s[i].bad; stale += s[i].stale;
   }
   printf("{\"calls\":%d,\"seconds\":%.3f,\"sent\":%lu,\"received\":%lu,\"lost\":%ld,\"reordered\":%lu,\"duplicates\":%lu,"
-         "\"bad\":%lu,\"sendErrors\":%lu,\"pps\":%.0f,\"latencyP50Ms\":%.3f,\"latencyP99Ms\":%.3f,\"latencyMaxMs\":%.3f,"
+         "\"bad\":%lu,\"stale\":%lu,\"sendErrors\":%lu,\"pps\":%.0f,\"latencyP50Ms\":%.3f,\"latencyP99Ms\":%.3f,\"latencyMaxMs\":%.3f,"
          "\"maxSendLagMs\":%.3f}\n",
-         n, secs, sent, received, (long)sent - (long)received, reordered, dup, bad, send_err, sent / secs, pct(0.5), pct(0.99),
+         n, secs, sent, received, (long)sent - (long)received, reordered, dup, bad, stale, send_err, sent / secs, pct(0.5), pct(0.99),
          pct(0.999999), max_behind / 1e6);
   return 0;
 }
