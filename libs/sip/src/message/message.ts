@@ -517,6 +517,16 @@ export abstract class SipMessage {
 
   /** Writes the message; untouched ranges are copied from the original buffer. */
   serialize(): Buffer {
+    const x = this.idx;
+    if (x !== null && this.slClean && !this.bodyDirty) {
+      // untouched: one copy of the original bytes, when they are a complete message
+      let hasCl = false;
+      for (let k = 0; k < x.length; k += IDX_STRIDE) if (x[k + IDX_ID] === HID.contentLength) hasCl = true;
+      const lastEnd = x.length ? x[x.length - IDX_STRIDE + IDX_LINE_END] : this.slEnd;
+      if (hasCl && this.bodyStart > lastEnd && this.buf[lastEnd - 1] === 10) {
+        return Buffer.from(this.buf.subarray(this.slStart, this.bodyEnd));
+      }
+    }
     const fields = this.fields;
     const src = this.buf;
     const body = this.body;
