@@ -3,6 +3,7 @@ import { parseArgs } from 'node:util';
 import { ConfigError, runTargets, selectTargets, stopOnSignals, loadConfig, platformSpec } from '@switchboard/platform';
 import { SERVICES } from './targets';
 import { configTable } from './config-doc';
+import { trace } from './trace';
 
 const VERSION: string = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')).version;
 
@@ -14,6 +15,8 @@ Commands:
   start --target=all|<service>[,<service>]   start services in this process (default: all)
   targets                                    list the services this build can run
   config [--markdown]                        print the configuration variables and their defaults
+  trace [--url=http://127.0.0.1:9464] [--call-id=ID] [--number=N] [--method=M] [--full]
+                                             follow SIP messages through a running proxy
   help                                       this text
 
 Configuration comes from environment variables (SWITCHBOARD_*, DATABASE_URL,
@@ -59,6 +62,8 @@ async function main(): Promise<void> {
       return targets();
     case 'config':
       return config(rest);
+    case 'trace':
+      return trace(rest);
     case undefined:
     case 'help':
     case '--help':

@@ -1,4 +1,4 @@
-import { createServer, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Gauge, type Registry } from 'prom-client';
 import type { Logger } from 'pino';
@@ -13,8 +13,12 @@ export interface OpsServer {
   addReadinessCheck(name: string, check: ReadinessCheck): void;
   /** While draining, /readyz answers 503 so load balancers stop sending work. */
   setDraining(draining: boolean): void;
+  /** Serve a service's own operator endpoint on the ops port (e.g. the proxy's /sip/trace). */
+  addRoute(path: string, handler: OpsHandler): void;
   close(): Promise<void>;
 }
+
+export type OpsHandler = (req: IncomingMessage, res: ServerResponse, url: URL) => void;
 
 const CHECK_TIMEOUT_MS = 2000;
 
@@ -40,6 +44,7 @@ export async function startOpsServer(opts: {
   logger: Logger;
 }): Promise<OpsServer> {
   const checks = new Map<string, ReadinessCheck>();
+  const routes = new Map<string, OpsHandler>();
   let draining = false;
   const readyGauge = new Gauge({
     name: 'switchboard_dependency_ready',
@@ -60,11 +65,14 @@ export async function startOpsServer(opts: {
   }
 
   const server: Server = createServer((req, res) => {
-    const path = (req.url ?? '/').split('?')[0];
+    const url = new URL(req.url ?? '/', 'http://ops');
+    const path = url.pathname;
     const send = (status: number, type: string, body: string) => {
       res.writeHead(status, { 'content-type': type, 'cache-control': 'no-store' });
       res.end(body);
     };
+    const route = routes.get(path);
+    if (route) return route(req, res, url);
     if (req.method !== 'GET' && req.method !== 'HEAD') return send(405, 'text/plain', 'method not allowed\n');
     if (path === '/healthz') return send(200, 'application/json', JSON.stringify({ status: 'ok' }) + '\n');
     if (path === '/readyz') {
@@ -103,6 +111,7 @@ export async function startOpsServer(opts: {
     url: `http://${shownHost.includes(':') ? `[${shownHost}]` : shownHost}:${port}`,
     addReadinessCheck: (name, check) => void checks.set(name, check),
     setDraining: (d) => void (draining = d),
+    addRoute: (p, h) => void routes.set(p, h),
     close: () =>
       new Promise<void>((resolve) => {
         server.close(() => resolve());

@@ -10,7 +10,7 @@ export interface ServiceContext {
   readonly platform: PlatformConfig;
   readonly logger: Logger;
   readonly metrics: Registry;
-  readonly ops: Pick<OpsServer, 'addReadinessCheck'>;
+  readonly ops: Pick<OpsServer, 'addReadinessCheck' | 'addRoute'>;
   /** The services started in this process (a service may call a local peer directly over loopback). */
   readonly targets: readonly string[];
   /** The process's database (PGlite or a pg pool), opened on first use; each service migrates its own schema. */

@@ -57,6 +57,17 @@ export interface TlsClientOptions {
   rejectUnauthorized?: boolean;
 }
 
+/** One message as the transport saw it, for tracing. `address`/`port` are the remote end. */
+export interface TapEvent {
+  dir: 'in' | 'out';
+  data: Buffer;
+  transport: TransportName;
+  address: string;
+  port: number;
+  /** Milliseconds since the epoch (the layer's clock). */
+  time: number;
+}
+
 export interface TransportLayerOptions<M> {
   listen: ListenSpec[];
   /** Parser: bytes → message, throws on malformed input. `stream` is true for TCP/TLS (Content-Length required). */
@@ -71,6 +82,8 @@ export interface TransportLayerOptions<M> {
   tlsClient?: TlsClientOptions;
   /** Kernel receive buffer for UDP sockets (best effort). */
   udpRecvBufferSize?: number;
+  /** Sees every message received and sent (SIP trace, HEP mirroring); keep it cheap. */
+  tap?: (ev: TapEvent) => void;
   clock?: Clock;
 }
 
@@ -183,6 +196,8 @@ export class TransportLayer<M> {
    * `cb` gets the transport error, if any (RFC 3261 §17.1.4 reports it to the TU).
    */
   send(data: Buffer, target: SendTarget, cb?: SendCallback): void {
+    const tap = this.opts.tap;
+    if (tap) tap({ dir: 'out', data, transport: target.transport, address: target.address, port: target.port, time: this.clock.now() });
     if (target.connId !== undefined) {
       const conn = this.conns.get(target.connId);
       if (conn && !conn.closed) {
@@ -240,6 +255,8 @@ export class TransportLayer<M> {
   private deliver(buf: Buffer, src: Source): void {
     const user = this.user;
     if (!user) return;
+    const tap = this.opts.tap;
+    if (tap) tap({ dir: 'in', data: buf, transport: src.transport, address: src.address, port: src.port, time: this.clock.now() });
     if (buf.length > this.maxMessageSize) {
       user.onParseError(
         buf,
