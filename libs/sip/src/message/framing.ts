@@ -5,7 +5,7 @@
  * CRLF), a single CRLF is a pong.
  */
 import { SipParseError } from './errors';
-import { MAX_HEADER_SECTION, MAX_MESSAGE_SIZE, MAX_STREAM_BUFFER } from './limits';
+import { MAX_BODY_SIZE, MAX_HEADER_SECTION, MAX_MESSAGE_SIZE, MAX_STREAM_BUFFER } from './limits';
 
 export interface StreamFramerHandlers {
   /** One complete message (start line, headers, empty line, body). Feed it to parseMessage(buf, { transport: 'stream' }). */
@@ -122,6 +122,7 @@ export class StreamFramer {
         }
         const cl = contentLength(b, h + 2);
         if (cl < 0) throw new SipParseError('missing_header', 'no Content-Length on a stream transport', 400, 'content-length');
+        if (cl > MAX_BODY_SIZE) throw new SipParseError('too_large', `body of ${cl} bytes`, 413, 'content-length');
         this.need = h + 4 + cl;
         if (this.need > MAX_MESSAGE_SIZE) throw new SipParseError('too_large', `message of ${this.need} bytes`, 513);
       }

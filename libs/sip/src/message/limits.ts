@@ -16,8 +16,8 @@ export const MAX_VIA_COUNT = 70;
 export const MAX_HEADER_VALUES = 256;
 /** Most parameters on one header value or URI. */
 export const MAX_PARAMS = 64;
-/** Largest body, bytes. */
-export const MAX_BODY_SIZE = 65535;
+/** Largest body (Content-Length), bytes. Over it: 413 Request Entity Too Large. */
+export const MAX_BODY_SIZE = 61440;
 /** Largest CSeq sequence number (RFC 3261 §8.1.1.5: 2^31 for new requests, parsers accept 2^32-1). */
 export const MAX_CSEQ = 0xffffffff;
 /** Stream framer buffer bound: a peer that sends more than this without a complete message is cut off. */

@@ -8,7 +8,7 @@
 import { TOKEN } from './chars';
 import { SipParseError } from './errors';
 import { HID, headerNameFromBytes, type HeaderId } from './headers';
-import { MAX_CSEQ, MAX_HEADER_LENGTH, MAX_HEADER_SECTION, MAX_HEADERS, MAX_MESSAGE_SIZE, MAX_START_LINE } from './limits';
+import { MAX_BODY_SIZE, MAX_CSEQ, MAX_HEADER_LENGTH, MAX_HEADER_SECTION, MAX_HEADERS, MAX_MESSAGE_SIZE, MAX_START_LINE } from './limits';
 import { IDX_STRIDE, SipRequest, SipResponse } from './message';
 import { SipUri } from './uri';
 
@@ -243,6 +243,7 @@ export function parseMessage(buf: Buffer, opts: ParseOptions = {}): SipRequest |
   let bodyEnd: number;
   const avail = len - bodyStart;
   if (clValue >= 0) {
+    if (clValue > MAX_BODY_SIZE) throw err('too_large', `body of ${clValue} bytes`, 413, 'content-length');
     if (clValue > avail) throw err('bad_content_length', `Content-Length ${clValue} larger than the ${avail} body bytes`, 400, 'content-length');
     bodyEnd = bodyStart + clValue;
   } else {

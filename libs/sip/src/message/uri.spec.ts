@@ -10,6 +10,7 @@ import {
   SipParseError,
   parseMessage,
   MAX_MESSAGE_SIZE,
+  MAX_BODY_SIZE,
   MAX_HEADERS,
   MAX_HEADER_LENGTH,
   MAX_VIA_COUNT,
@@ -102,7 +103,7 @@ describe('name-addr, params and lists', () => {
     assert.equal(c.q, 0.5);
     assert.equal(c.instance, '<urn:uuid:abc>');
     assert.equal(c.regId, 2);
-    assert.ok((c.uri as SipUri).params.has('ob'));
+    assert.ok((c.uri as SipUri).ob);
   });
   test('splitList keeps commas inside quotes and <>', () => {
     assert.deepEqual(splitList('"a, b" <sip:x@y>, <sip:z@w;p=1,2>', 'contact'), ['"a, b" <sip:x@y>', '<sip:z@w;p=1,2>']);
@@ -118,6 +119,8 @@ const code = (c: string, status?: number) => (e: unknown) => e instanceof SipPar
 describe('limits', () => {
   test('message size', () => {
     assert.throws(() => parseMessage(Buffer.from(base('', 'x'.repeat(MAX_MESSAGE_SIZE)))), code('too_large', 513));
+    assert.throws(() => parseMessage(Buffer.from(base('', 'x'.repeat(MAX_BODY_SIZE + 1)))), code('too_large', 413));
+    assert.equal(parseMessage(Buffer.from(base('', 'x'.repeat(MAX_BODY_SIZE)))).body.length, MAX_BODY_SIZE);
   });
   test('header count', () => {
     const many = Array.from({ length: MAX_HEADERS + 1 }, (_, i) => `X-H${i}: v\r\n`).join('');

@@ -137,6 +137,10 @@ export class SipUri {
   get maddr(): string | undefined {
     return this.params.get('maddr') ?? undefined;
   }
+  /** RFC 5626 ;ob (outbound) flag */
+  get ob(): boolean {
+    return this.params.has('ob');
+  }
   clone(): SipUri {
     return new SipUri({
       scheme: this.scheme,
