@@ -1,0 +1,255 @@
+import { after, before, beforeEach, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { migrate, openDb, type Db } from '@switchboard/platform';
+import { RatingEngine } from './engine';
+import type { Cdr } from './cdr';
+import { failedRecord, SAMPLE_RATES, startRecord, stopRecord, type CallSpec } from './testing';
+
+const MIGRATIONS = join(import.meta.dirname, '..', 'migrations');
+const T0 = Date.parse('2026-11-25T12:00:00Z');
+
+describe('rating engine (PGlite)', () => {
+  let db: Db;
+  let clock = T0;
+  let published: Cdr[] = [];
+  let engine: RatingEngine;
+  const make = () =>
+    new RatingEngine({
+      db,
+      now: () => clock,
+      publish: async (c) => void published.push(...c),
+      maxCallSeconds: 3600,
+      reservationGraceSeconds: 60,
+    });
+
+  before(async () => {
+    db = await openDb({ memory: true });
+    await migrate(db, { schema: 'rating', dir: MIGRATIONS });
+  });
+  after(() => db.close());
+  beforeEach(async () => {
+    await db.exec('TRUNCATE rating.cdrs, rating.open_calls, rating.ledger, rating.reservations, rating.accounts, rating.media_quality, rating.plan_versions, rating.rates, rating.domain_plans CASCADE');
+    clock = T0;
+    published = [];
+    engine = make();
+    const r = await engine.importPlan(
+      { planId: 'std', effectiveFrom: Date.parse('2026-01-01T00:00:00Z'), currency: 'EUR', timezone: 'UTC', holidays: [] },
+      SAMPLE_RATES,
+      '',
+      'test',
+    );
+    assert.ok(r.ok);
+    await engine.upsertAccount({ account: 'sip:alice@example.com', prepaid: true, currency: 'EUR', creditLimitMicros: null, planId: 'std', blocked: false });
+    await engine.adjust({ account: 'sip:alice@example.com', kind: 'topup', amountMicros: 1_000_000, actor: 'test', reason: 'initial' });
+  });
+
+  const call = (o: Partial<CallSpec> = {}): CallSpec => ({
+    callId: 'c1@example.com',
+    account: 'sip:alice@example.com',
+    callee: '15551234567',
+    answeredAt: T0 - 120_000,
+    duration: 61,
+    ...o,
+  });
+  const balance = async (a = 'sip:alice@example.com') => (await engine.balance(a)).balanceMicros;
+  const ledgerSum = async (a = 'sip:alice@example.com') =>
+    Number((await db.query<{ s: string }>('SELECT coalesce(sum(amount_micros),0)::text AS s FROM rating.ledger WHERE account = $1', [a])).rows[0].s);
+
+  test('Start and Stop make one rated CDR and one debit, however often they are delivered', async () => {
+    const c = call();
+    const start = startRecord(c);
+    const stop = stopRecord(c, true);
+    await engine.handleAccounting(start);
+    assert.equal(published.length, 0);
+    await engine.handleAccounting(stop);
+    assert.equal(published.length, 1);
+    const cdr = published[0];
+    assert.equal(cdr.account, 'sip:alice@example.com');
+    assert.equal(cdr.calleeNumber, '15551234567');
+    assert.equal(cdr.destination, 'USA fictional');
+    assert.equal(cdr.prefix, '1555');
+    assert.equal(cdr.durationSeconds, 61);
+    assert.equal(cdr.billableSeconds, 61);
+    assert.equal(cdr.priceMicros, 10_000 + 101_667);
+    assert.equal(cdr.currency, 'EUR');
+    assert.equal(cdr.disposition, 'answered');
+    assert.equal(cdr.endReason, 'bye');
+    assert.deepEqual(cdr.flags, []);
+    assert.equal(await balance(), 1_000_000 - 111_667);
+
+    // redelivery, in order and out of it
+    for (const r of [start, stop, stop, start]) await engine.handleAccounting(r);
+    assert.equal(await balance(), 1_000_000 - 111_667, 'debited once');
+    assert.equal(await ledgerSum(), await balance(), 'balance is the ledger sum');
+    assert.ok(published.length >= 3 && published.every((p) => p.id === cdr.id), 'republished with the same id');
+    const n = await db.query('SELECT 1 FROM rating.cdrs');
+    assert.equal(n.rowCount, 1);
+    const open = await db.query('SELECT 1 FROM rating.open_calls');
+    assert.equal(open.rowCount, 0, 'a Start redelivered after its CDR opens nothing');
+  });
+
+  test('two calls with one Call-ID but different tags (forked) are two CDRs', async () => {
+    const a = call({ toTag: 'b1', duration: 10 });
+    const b = call({ toTag: 'b2', duration: 20 });
+    for (const r of [startRecord(a), startRecord(b), stopRecord(b), stopRecord(a)]) await engine.handleAccounting(r);
+    assert.deepEqual(published.map((p) => p.durationSeconds), [20, 10]);
+    assert.notEqual(published[0].id, published[1].id);
+  });
+
+  test('Failed is a CDR with zero billable time and its SIP code, stored once', async () => {
+    const f = failedRecord(call({ toTag: null as unknown as string }), 486);
+    await engine.handleAccounting(f);
+    await engine.handleAccounting(f);
+    assert.equal(published.length, 2);
+    assert.equal(published[0].id, published[1].id);
+    assert.equal(published[0].disposition, 'failed');
+    assert.equal(published[0].sipCode, 486);
+    assert.equal(published[0].billableSeconds, 0);
+    assert.equal(published[0].priceMicros, 0);
+    assert.equal(await balance(), 1_000_000);
+  });
+
+  test('a Stop without a Start is rated from its own timestamps and flagged', async () => {
+    await engine.handleAccounting(stopRecord(call({ duration: 120, callee: '4930123456' })));
+    const cdr = published[0];
+    assert.deepEqual(cdr.flags, ['stop_without_start']);
+    assert.equal(cdr.durationSeconds, 120);
+    assert.equal(cdr.answeredAt, new Date(T0 - 120_000).toISOString());
+    assert.equal(cdr.priceMicros, 100_000);
+    assert.equal(await balance(), 900_000);
+  });
+
+  test('a Start whose Stop never comes is closed by the media timeout, at the last media packet', async () => {
+    const c = call({ callee: '4930123456' });
+    await engine.handleAccounting(startRecord(c));
+    const lastPacket = (c.answeredAt + 90_000) / 1000;
+    await engine.handleMediaEvent({
+      type: 'timeout',
+      callId: c.callId,
+      stats: {
+        deleted: lastPacket + 30,
+        legs: [
+          { streams: [{ rtcp: false, stats: { packets: 990 }, lost: 10, jitterMs: 4, lastPacket }] },
+          { streams: [{ rtcp: true, rttMs: 40, lastPacket: lastPacket - 1 }] },
+        ],
+      },
+    });
+    assert.equal(published.length, 1);
+    const cdr = published[0];
+    assert.equal(cdr.endReason, 'media_timeout');
+    assert.equal(cdr.durationSeconds, 90);
+    assert.equal(cdr.priceMicros, 75_000);
+    assert.equal(cdr.quality?.lossRatio, 0.01);
+    assert.ok(cdr.quality!.mos > 3.5 && cdr.quality!.mos < 4.5, String(cdr.quality!.mos));
+    // the Stop arriving late changes nothing
+    await engine.handleAccounting(stopRecord(c));
+    assert.equal(await balance(), 925_000);
+  });
+
+  test('media stats arriving after the CDR are added and the CDR published again', async () => {
+    const c = call({ callee: '4930123456' });
+    await engine.handleAccounting(startRecord(c));
+    await engine.handleAccounting(stopRecord(c));
+    assert.equal(published[0].quality, null);
+    await engine.handleMediaEvent({ type: 'delete', callId: c.callId, stats: { legs: [{ streams: [{ stats: { packets: 100 }, lost: 0, jitterMs: 1 }] }] } });
+    assert.equal(published.length, 2);
+    assert.equal(published[1].quality?.lossRatio, 0);
+    assert.equal(published[1].priceMicros, published[0].priceMicros);
+  });
+
+  test('the sweep closes calls open longer than the maximum duration', async () => {
+    const c = call({ callee: '4930123456', answeredAt: T0 });
+    await engine.handleAccounting(startRecord(c));
+    clock = T0 + 3599_000;
+    assert.equal((await engine.sweep()).closed, 0);
+    clock = T0 + 3601_000;
+    assert.equal((await engine.sweep()).closed, 1);
+    assert.equal(published[0].endReason, 'max_duration');
+    assert.equal(published[0].durationSeconds, 3600);
+    assert.equal(published[0].priceMicros, 3_000_000);
+    assert.equal(await balance(), -2_000_000, 'the prepaid balance went negative: the proxy did not cut the call');
+  });
+
+  test('on-net calls are free; calls without a plan or rate are flagged unrated', async () => {
+    await engine.handleAccounting(stopRecord(call({ callId: 'on', gateway: null, callee: '100' })));
+    assert.deepEqual([published[0].rateStatus, published[0].priceMicros], ['free', 0]);
+    await engine.handleAccounting(stopRecord(call({ callId: 'fr', callee: '33123456789' })));
+    assert.deepEqual(published[1].flags, ['stop_without_start', 'unrated']);
+    await engine.handleAccounting(stopRecord(call({ callId: 'x', account: 'sip:nobody@example.com' })));
+    assert.deepEqual(published[2].flags, ['stop_without_start', 'unrated', 'unknown_account']);
+    assert.equal(await balance(), 1_000_000);
+  });
+
+  test('authorize: max seconds from balance and rate, reservations shared by concurrent calls, settled by the CDR', async () => {
+    const alice = 'sip:alice@example.com';
+    // 1.00 EUR at 0.05/min per second: 1200 s
+    const a1 = await engine.authorize({ account: alice, callee: '4930123456', callId: 'a1' });
+    assert.deepEqual([a1.allowed, a1.maxSeconds, a1.reason, a1.reservedMicros], [true, 1200, 'ok', 1_000_000]);
+    const a2 = await engine.authorize({ account: alice, callee: '4930123456', callId: 'a2' });
+    assert.deepEqual([a2.allowed, a2.reason], [false, 'insufficient_credit'], 'the first call holds the whole balance');
+    const again = await engine.authorize({ account: alice, callee: '4930123456', callId: 'a1' });
+    assert.equal(again.maxSeconds, 1200, 'authorizing the same call again replaces its reservation');
+    assert.equal((await engine.balance(alice)).reservedMicros, 1_000_000);
+    // the call lasts 60 s: its CDR settles the reservation
+    const c = call({ callId: 'a1', callee: '4930123456', duration: 60 });
+    await engine.handleAccounting(startRecord(c));
+    await engine.handleAccounting(stopRecord(c));
+    const b = await engine.balance(alice);
+    assert.deepEqual([b.balanceMicros, b.reservedMicros], [950_000, 0]);
+    const a3 = await engine.authorize({ account: alice, callee: '+44 7700 900000', callId: 'a3' });
+    assert.equal(a3.maxSeconds, 948, '0.95 at 0.06/min on a 30/6 grid: 950 s affordable, 948 on the grid');
+    assert.equal(a3.destination, 'United Kingdom');
+    const us = await engine.authorize({ account: alice, callee: '12125550000', callId: 'a4' });
+    assert.equal(us.allowed, false, 'the UK call holds the balance');
+  });
+
+  test('authorize: reservations expire; refusals; on-net and postpaid', async () => {
+    const alice = 'sip:alice@example.com';
+    await engine.authorize({ account: alice, callee: '4930123456', callId: 'a1' });
+    clock += (1200 + 61) * 1000;
+    const later = await engine.authorize({ account: alice, callee: '4930123456', callId: 'a2' });
+    assert.equal(later.maxSeconds, 1200, 'an expired reservation holds nothing');
+    assert.equal((await engine.sweep()).expired, 1);
+    assert.equal((await engine.authorize({ account: alice, callee: '33123456789', callId: 'x' })).reason, 'no_rate');
+    assert.deepEqual(
+      await engine.authorize({ account: alice, callee: 'bob', callId: 'on', onNet: true }),
+      { allowed: true, reason: 'ok', detail: 'on-net, free', reservedMicros: 0, destination: 'on-net' },
+    );
+    await assert.rejects(engine.authorize({ account: 'sip:nobody@example.com', callee: '49', callId: 'n' }), { kind: 'not_found' });
+    await engine.upsertAccount({ account: alice, prepaid: true, currency: 'EUR', creditLimitMicros: null, planId: 'std', blocked: true });
+    assert.equal((await engine.authorize({ account: alice, callee: '4930123456', callId: 'b' })).reason, 'account_blocked');
+    await engine.upsertAccount({ account: 'sip:corp@example.com', prepaid: false, currency: 'EUR', creditLimitMicros: null, planId: 'std', blocked: false });
+    const post = await engine.authorize({ account: 'sip:corp@example.com', callee: '4930123456', callId: 'p' });
+    assert.deepEqual([post.allowed, post.maxSeconds], [true, undefined]);
+    await engine.upsertAccount({ account: 'sip:corp@example.com', prepaid: false, currency: 'EUR', creditLimitMicros: 100_000, planId: 'std', blocked: false });
+    const limited = await engine.authorize({ account: 'sip:corp@example.com', callee: '4930123456', callId: 'p' });
+    assert.equal(limited.maxSeconds, 120, 'postpaid within its credit limit');
+  });
+
+  test('adjust: idempotent by key, kinds checked, balance is the ledger sum', async () => {
+    const alice = 'sip:alice@example.com';
+    const e = { account: alice, kind: 'voucher' as const, amountMicros: 500_000, actor: 'portal:admin', reason: 'voucher 1234', idempotencyKey: 'v-1234' };
+    assert.deepEqual(await engine.adjust(e), { balanceMicros: 1_500_000, applied: true });
+    assert.deepEqual(await engine.adjust(e), { balanceMicros: 1_500_000, applied: false });
+    await engine.adjust({ account: alice, kind: 'adjustment', amountMicros: -200_000, actor: 'portal:admin', reason: 'goodwill reversed' });
+    assert.equal(await balance(), 1_300_000);
+    assert.equal(await ledgerSum(), 1_300_000);
+    await assert.rejects(engine.adjust({ ...e, kind: 'topup', amountMicros: -1, idempotencyKey: undefined }), { kind: 'invalid_argument' });
+    await assert.rejects(engine.adjust({ ...e, account: 'nobody', idempotencyKey: undefined }), { kind: 'not_found' });
+  });
+
+  test('plans, domain plans and CDR listing survive a new engine on the same database', async () => {
+    await engine.upsertAccount({ account: 'sip:bob@corp.example', prepaid: true, currency: 'EUR', creditLimitMicros: null, planId: null, blocked: false });
+    await engine.assignDomainPlan('corp.example', 'std');
+    const fresh = make();
+    await fresh.loadPlans();
+    assert.equal(fresh.quote(fresh.planFor('sip:bob@corp.example', null), '15551234567', 61)?.priceMicros, 111_667);
+    assert.equal(await fresh.loadPlans(), false, 'nothing changed: no reload');
+    await fresh.handleAccounting(stopRecord(call({ callId: 'l1', account: 'sip:bob@corp.example', answeredAt: T0 - 50_000 })));
+    await fresh.handleAccounting(stopRecord(call({ callId: 'l2', account: 'sip:bob@corp.example', answeredAt: T0 - 40_000 })));
+    const page1 = await fresh.listCdrs({ account: 'sip:bob@corp.example', limit: 1 });
+    const page2 = await fresh.listCdrs({ account: 'sip:bob@corp.example', limit: 1, after: page1[0].id });
+    assert.deepEqual([page1[0].callId, page2[0]?.callId], ['l1', 'l2']);
+  });
+});

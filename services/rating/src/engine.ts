@@ -1,0 +1,651 @@
+/**
+ * The rating engine: correlates accounting records into CDRs, rates and
+ * stores them, debits balances once per CDR, and answers credit checks.
+ * Storage is the `rating` schema; the clock and the CDR publisher are injected.
+ *
+ * Idempotency: a CDR's id derives from the call's identity, the CDR insert is
+ * ON CONFLICT DO NOTHING and the debit is unique per CDR id, both in one
+ * transaction; a redelivered record finds its CDR and only publishes it again.
+ */
+import { invalidArgument, notFound, type Db, type DbTx } from '@switchboard/platform';
+import {
+  billedAccount,
+  buildCdr,
+  cdrId,
+  failedKey,
+  mediaEndTime,
+  normalizeNumber,
+  qualityOf,
+  sessionKey,
+  eventTime,
+  type AccountingRecord,
+  type Cdr,
+  type CallFacts,
+  type MediaEventRecord,
+  type Quality,
+} from './cdr';
+import { importPlan, type PlanImport, type PlanMeta } from './csv';
+import {
+  billableSeconds,
+  maxSecondsFor,
+  PlanBook,
+  PrefixIndex,
+  priceOf,
+  resolveRate,
+  ON_NET,
+  type Destination,
+  type PlanVersion,
+  type RateTerms,
+} from './tariff';
+
+export interface EngineOptions {
+  db: Db;
+  now: () => number;
+  /** Publishes rated CDRs (topic `cdrs`, key = account); resolves when durable. */
+  publish: (cdrs: Cdr[]) => Promise<void>;
+  /** Plan for accounts with none of their own or of their domain. */
+  defaultPlan?: string;
+  /** Longest call: open calls older than this are closed by the sweep; Authorize never grants more. */
+  maxCallSeconds: number;
+  /** How long a reservation outlives the time it was granted for. */
+  reservationGraceSeconds: number;
+  onCdr?: (cdr: Cdr) => void;
+  onIgnored?: (statusType: string) => void;
+}
+
+export type AuthorizeReason = 'ok' | 'insufficient_credit' | 'no_rate' | 'account_blocked';
+export interface AuthorizeResult {
+  allowed: boolean;
+  maxSeconds?: number;
+  reason: AuthorizeReason;
+  detail: string;
+  reservedMicros: number;
+  destination: string;
+}
+
+export interface Account {
+  account: string;
+  prepaid: boolean;
+  currency: string;
+  creditLimitMicros: number | null;
+  planId: string | null;
+  blocked: boolean;
+  balanceMicros: number;
+  lowBalanceMicros: number;
+  updatedAt: number;
+}
+
+export interface Balance extends Account {
+  reservedMicros: number;
+}
+
+export type LedgerKind = 'topup' | 'voucher' | 'debit' | 'adjustment' | 'refund';
+
+interface AccountRow {
+  account: string;
+  prepaid: boolean;
+  currency: string;
+  credit_limit_micros: string | null;
+  plan_id: string | null;
+  blocked: boolean;
+  balance_micros: string;
+  low_balance_micros: string;
+  updated_at: Date;
+}
+const toAccount = (r: AccountRow): Account => ({
+  account: r.account,
+  prepaid: r.prepaid,
+  currency: r.currency,
+  creditLimitMicros: r.credit_limit_micros === null ? null : Number(r.credit_limit_micros),
+  planId: r.plan_id,
+  blocked: r.blocked,
+  balanceMicros: Number(r.balance_micros),
+  lowBalanceMicros: Number(r.low_balance_micros),
+  updatedAt: new Date(r.updated_at).getTime(),
+});
+
+const ACCOUNT_COLS =
+  'account, prepaid, currency, credit_limit_micros, plan_id, blocked, balance_micros, low_balance_micros, updated_at';
+
+/** The domain of an account named by AoR (sip:alice@example.com → example.com). */
+const domainOf = (account: string): string | undefined => /@([^;>]+)/.exec(account)?.[1]?.toLowerCase();
+
+export class RatingEngine {
+  private plans = new PlanBook();
+  private domainPlans = new Map<string, string>();
+  private plansStamp = '';
+
+  constructor(private readonly o: EngineOptions) {}
+
+  /** The plans in memory (replaced as a whole on reload). */
+  get book(): PlanBook {
+    return this.plans;
+  }
+
+  // ---- plans ---------------------------------------------------------------
+
+  /** (Re)loads every plan version and domain assignment when they changed since the last load. */
+  async loadPlans(force = false): Promise<boolean> {
+    const { db } = this.o;
+    const stamp = await db.query<{ s: string }>(
+      `SELECT (SELECT count(*) FROM rating.plan_versions)::text || '/' || coalesce((SELECT max(imported_at) FROM rating.plan_versions)::text, '') ||
+              '/' || (SELECT count(*) FROM rating.domain_plans)::text AS s`,
+    );
+    const s = stamp.rows[0].s;
+    if (!force && s === this.plansStamp) return false;
+    const versions = await db.query<{
+      plan_id: string;
+      effective_from: Date;
+      currency: string;
+      timezone: string;
+      holidays: string[];
+      periods: { name: string; days: number[]; fromMinute: number; toMinute: number }[];
+    }>('SELECT plan_id, effective_from, currency, timezone, holidays, periods FROM rating.plan_versions');
+    const rates = await db.query<{
+      plan_id: string;
+      effective_from: Date;
+      prefix: string;
+      period: string;
+      name: string;
+      country: string;
+      connect_fee_micros: string;
+      price_per_minute_micros: string;
+      min_seconds: number;
+      increment_first: number;
+      increment_next: number;
+      free_seconds: number;
+    }>('SELECT * FROM rating.rates');
+    const byVersion = new Map<string, Map<string, Destination>>();
+    for (const r of rates.rows) {
+      const k = `${r.plan_id}\n${new Date(r.effective_from).getTime()}`;
+      const dests = byVersion.get(k) ?? new Map<string, Destination>();
+      byVersion.set(k, dests);
+      let d = dests.get(r.prefix);
+      if (!d) dests.set(r.prefix, (d = { prefix: r.prefix, name: r.name, country: r.country, rates: new Map() }));
+      d.rates.set(r.period, {
+        connectFeeMicros: Number(r.connect_fee_micros),
+        perMinuteMicros: Number(r.price_per_minute_micros),
+        minSeconds: r.min_seconds,
+        incrementFirst: r.increment_first,
+        incrementNext: r.increment_next,
+        freeSeconds: r.free_seconds,
+      });
+    }
+    const book = new PlanBook();
+    for (const v of versions.rows) {
+      const effectiveFrom = new Date(v.effective_from).getTime();
+      const index = new PrefixIndex();
+      let onNet: Destination | undefined;
+      for (const d of byVersion.get(`${v.plan_id}\n${effectiveFrom}`)?.values() ?? []) {
+        if (d.prefix === ON_NET) onNet = d;
+        else index.add(d);
+      }
+      book.add({
+        planId: v.plan_id,
+        effectiveFrom,
+        currency: v.currency,
+        timezone: v.timezone,
+        holidays: new Set(v.holidays),
+        periods: v.periods.map((p) => ({ ...p, days: new Set(p.days) })),
+        index,
+        onNet,
+      });
+    }
+    const dp = await db.query<{ domain: string; plan_id: string }>('SELECT domain, plan_id FROM rating.domain_plans');
+    this.plans = book;
+    this.domainPlans = new Map(dp.rows.map((r) => [r.domain, r.plan_id]));
+    this.plansStamp = s;
+    return true;
+  }
+
+  /** Validates and stores one plan version (replacing a version with the same plan and date). */
+  async importPlan(meta: PlanMeta, ratesCsv: string, periodsCsv: string, actor: string): Promise<PlanImport> {
+    const r = importPlan(meta, ratesCsv, periodsCsv);
+    if (!r.ok) return r;
+    await this.o.db.transaction(async (tx) => {
+      const v = r.version;
+      const from = new Date(v.effectiveFrom);
+      await tx.query('DELETE FROM rating.plan_versions WHERE plan_id = $1 AND effective_from = $2', [v.planId, from]);
+      await tx.query(
+        `INSERT INTO rating.plan_versions (plan_id, effective_from, currency, timezone, holidays, periods, actor)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+        [
+          v.planId,
+          from,
+          v.currency,
+          v.timezone,
+          [...v.holidays],
+          JSON.stringify(v.periods.map((p) => ({ ...p, days: [...p.days] }))),
+          actor,
+        ],
+      );
+      const dests = [...v.index.entries(), ...(v.onNet ? [v.onNet] : [])];
+      const rows: unknown[][] = [];
+      for (const d of dests) for (const [period, t] of d.rates) rows.push(rateRow(v, d, period, t));
+      for (let i = 0; i < rows.length; i += 500) await insertRates(tx, rows.slice(i, i + 500));
+    });
+    await this.loadPlans(true);
+    return r;
+  }
+
+  async assignDomainPlan(domain: string, planId: string): Promise<void> {
+    await this.o.db.query(
+      'INSERT INTO rating.domain_plans (domain, plan_id) VALUES ($1, $2) ON CONFLICT (domain) DO UPDATE SET plan_id = EXCLUDED.plan_id',
+      [domain.toLowerCase(), planId],
+    );
+    await this.loadPlans(true);
+  }
+
+  /** The plan that rates an account's calls: its own, its domain's, or the default. */
+  planFor(account: string, own: string | null | undefined): string | undefined {
+    if (own) return own;
+    const d = domainOf(account);
+    return (d && this.domainPlans.get(d)) || this.o.defaultPlan || undefined;
+  }
+
+  // ---- accounting ----------------------------------------------------------
+
+  /** Handles one `accounting` record; idempotent. Resolves once its effects are stored and published. */
+  async handleAccounting(rec: AccountingRecord): Promise<void> {
+    if (!rec.sessionId) return this.o.onIgnored?.(rec.statusType);
+    switch (rec.statusType) {
+      case 'Start':
+        return this.onStart(rec);
+      case 'Stop':
+        return this.onStop(rec);
+      case 'Failed':
+        return this.onFailed(rec);
+      default:
+        // Interim-Update, Accounting-On/Off and others carry nothing a CDR needs.
+        this.o.onIgnored?.(rec.statusType);
+    }
+  }
+
+  private async onStart(rec: AccountingRecord): Promise<void> {
+    const key = sessionKey(rec.sessionId!, rec.fromTag, rec.toTag);
+    const id = cdrId('call', key);
+    await this.o.db.transaction(async (tx) => {
+      if ((await tx.query('SELECT 1 FROM rating.cdrs WHERE id = $1', [id])).rowCount) return; // already closed
+      await tx.query(
+        `INSERT INTO rating.open_calls (session_key, call_id, cdr_id, started_at, start) VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (session_key) DO NOTHING`,
+        [key, rec.sessionId, id, new Date(eventTime(rec)), JSON.stringify(rec)],
+      );
+    });
+  }
+
+  private async onStop(rec: AccountingRecord): Promise<void> {
+    const key = sessionKey(rec.sessionId!, rec.fromTag, rec.toTag);
+    const id = cdrId('call', key);
+    const cdr = await this.o.db.transaction(async (tx) => {
+      const existing = await tx.query<{ cdr: Cdr }>('SELECT cdr FROM rating.cdrs WHERE id = $1', [id]);
+      if (existing.rowCount) {
+        await tx.query('DELETE FROM rating.open_calls WHERE session_key = $1', [key]);
+        return { cdr: existing.rows[0].cdr, fresh: false };
+      }
+      const open = await tx.query<{ start: AccountingRecord }>('DELETE FROM rating.open_calls WHERE session_key = $1 RETURNING start', [key]);
+      return this.close(tx, { start: open.rows[0]?.start, end: rec, endReason: 'bye' });
+    });
+    await this.publish([cdr]);
+  }
+
+  private async onFailed(rec: AccountingRecord): Promise<void> {
+    const id = cdrId('failed', failedKey(rec));
+    const cdr = await this.o.db.transaction(async (tx) => {
+      const existing = await tx.query<{ cdr: Cdr }>('SELECT cdr FROM rating.cdrs WHERE id = $1', [id]);
+      if (existing.rowCount) return { cdr: existing.rows[0].cdr, fresh: false };
+      return this.close(tx, { start: undefined, end: rec, endReason: 'failed' });
+    });
+    await this.publish([cdr]);
+  }
+
+  /** Builds, rates and stores a CDR, debits its price once and settles the call's reservation. */
+  private async close(
+    tx: DbTx,
+    f: Pick<CallFacts, 'start' | 'end' | 'endReason' | 'endedAt'>,
+  ): Promise<{ cdr: Cdr; fresh: boolean }> {
+    const base = (f.start ?? f.end)!;
+    const account = billedAccount(base);
+    const acc = await tx.query<AccountRow>(`SELECT ${ACCOUNT_COLS} FROM rating.accounts WHERE account = $1 FOR UPDATE`, [account]);
+    const a = acc.rows[0] ? toAccount(acc.rows[0]) : undefined;
+    const q = await tx.query<{ quality: Quality | null }>('SELECT quality FROM rating.media_quality WHERE call_id = $1', [base.sessionId]);
+    const cdr = buildCdr(this.book, {
+      ...f,
+      planId: this.planFor(account, a?.planId),
+      accountKnown: !!a,
+      quality: q.rows[0]?.quality ?? null,
+      now: this.o.now(),
+    });
+    if (!cdr.currency) cdr.currency = a?.currency ?? '';
+    const ins = await tx.query(
+      `INSERT INTO rating.cdrs (id, call_id, account, started_at, answered_at, ended_at, duration_seconds, billable_seconds,
+         disposition, end_reason, sip_code, destination, price_micros, currency, flags, cdr)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
+       ON CONFLICT (id) DO NOTHING`,
+      [
+        cdr.id,
+        cdr.callId,
+        cdr.account,
+        cdr.startedAt,
+        cdr.answeredAt,
+        cdr.endedAt,
+        cdr.durationSeconds,
+        cdr.billableSeconds,
+        cdr.disposition,
+        cdr.endReason,
+        cdr.sipCode,
+        cdr.destination,
+        cdr.priceMicros,
+        cdr.currency,
+        cdr.flags,
+        JSON.stringify(cdr),
+      ],
+    );
+    if (ins.rowCount === 0) {
+      const got = await tx.query<{ cdr: Cdr }>('SELECT cdr FROM rating.cdrs WHERE id = $1', [cdr.id]);
+      return { cdr: got.rows[0].cdr, fresh: false };
+    }
+    if (a && cdr.priceMicros > 0) {
+      await this.ledgerEntry(tx, {
+        account,
+        kind: 'debit',
+        amountMicros: -cdr.priceMicros,
+        cdrId: cdr.id,
+        actor: 'rating',
+        reason: `call ${cdr.callId} to ${cdr.calleeNumber || cdr.callee} (${cdr.destination || 'unrated'})`,
+      });
+    }
+    await tx.query('DELETE FROM rating.reservations WHERE call_id = $1', [cdr.callId]);
+    return { cdr, fresh: true };
+  }
+
+  private async publish(list: { cdr: Cdr; fresh: boolean }[]): Promise<void> {
+    if (!list.length) return;
+    await this.o.publish(list.map((x) => x.cdr));
+    await this.o.db.query('UPDATE rating.cdrs SET published_at = $2 WHERE id = ANY($1) AND published_at IS NULL', [
+      list.map((x) => x.cdr.id),
+      new Date(this.o.now()),
+    ]);
+    for (const x of list) if (x.fresh) this.o.onCdr?.(x.cdr);
+  }
+
+  /** Handles one `media-events` record: keeps the call's media quality; a timeout closes its open calls. */
+  async handleMediaEvent(ev: MediaEventRecord): Promise<void> {
+    if (!ev?.callId) return;
+    const quality = qualityOf(ev);
+    const mediaEnd = mediaEndTime(ev);
+    const out = await this.o.db.transaction(async (tx) => {
+      await tx.query(
+        `INSERT INTO rating.media_quality (call_id, event_type, quality, media_ended_at) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (call_id) DO UPDATE SET event_type = EXCLUDED.event_type, quality = EXCLUDED.quality,
+           media_ended_at = EXCLUDED.media_ended_at, received_at = now()`,
+        [ev.callId, ev.type, quality === null ? null : JSON.stringify(quality), mediaEnd ? new Date(mediaEnd) : null],
+      );
+      const closed: { cdr: Cdr; fresh: boolean }[] = [];
+      if (ev.type === 'timeout') {
+        const open = await tx.query<{ start: AccountingRecord }>('DELETE FROM rating.open_calls WHERE call_id = $1 RETURNING start', [
+          ev.callId,
+        ]);
+        for (const o of open.rows) {
+          closed.push(await this.close(tx, { start: o.start, end: undefined, endReason: 'media_timeout', endedAt: mediaEnd ?? this.o.now() }));
+        }
+      }
+      if (quality) {
+        // CDRs rated before the media stats came: add the quality and publish them again.
+        const upd = await tx.query<{ cdr: Cdr }>(
+          `UPDATE rating.cdrs SET cdr = jsonb_set(cdr, '{quality}', $2::jsonb), published_at = NULL
+           WHERE call_id = $1 AND cdr->'quality' = 'null'::jsonb RETURNING cdr`,
+          [ev.callId, JSON.stringify(quality)],
+        );
+        for (const r of upd.rows) closed.push({ cdr: r.cdr, fresh: false });
+      }
+      return closed;
+    });
+    await this.publish(out);
+  }
+
+  /**
+   * Periodic work: closes calls open longer than the maximum call duration,
+   * drops expired reservations, and publishes CDRs whose publish failed.
+   */
+  async sweep(): Promise<{ closed: number; expired: number; republished: number }> {
+    const now = this.o.now();
+    const { db } = this.o;
+    const cutoff = new Date(now - this.o.maxCallSeconds * 1000);
+    const stale = await db.query<{ session_key: string }>(
+      'SELECT session_key FROM rating.open_calls WHERE started_at < $1 ORDER BY started_at LIMIT 500',
+      [cutoff],
+    );
+    let closed = 0;
+    for (const s of stale.rows) {
+      const r = await db.transaction(async (tx) => {
+        const open = await tx.query<{ start: AccountingRecord }>('DELETE FROM rating.open_calls WHERE session_key = $1 RETURNING start', [
+          s.session_key,
+        ]);
+        if (!open.rowCount) return undefined;
+        const start = open.rows[0].start;
+        return this.close(tx, {
+          start,
+          end: undefined,
+          endReason: 'max_duration',
+          endedAt: eventTime(start) + this.o.maxCallSeconds * 1000,
+        });
+      });
+      if (r) {
+        closed++;
+        await this.publish([r]);
+      }
+    }
+    const expired = (await db.query('DELETE FROM rating.reservations WHERE expires_at <= $1', [new Date(now)])).rowCount;
+    const unpublished = await db.query<{ cdr: Cdr }>(
+      'SELECT cdr FROM rating.cdrs WHERE published_at IS NULL AND ended_at < $1 ORDER BY id LIMIT 500',
+      [new Date(now - 10_000)],
+    );
+    await this.publish(unpublished.rows.map((r) => ({ cdr: r.cdr, fresh: false })));
+    return { closed, expired, republished: unpublished.rowCount };
+  }
+
+  // ---- credit --------------------------------------------------------------
+
+  /**
+   * May `account` call `callee`, and for how long? Reserves the price of the
+   * granted time under `callId` (replacing an earlier reservation of that call),
+   * so concurrent calls of one account share its balance.
+   */
+  async authorize(req: { account: string; callee: string; callId: string; onNet?: boolean }): Promise<AuthorizeResult> {
+    if (!req.account) throw invalidArgument('account', 'account is required');
+    if (!req.callId) throw invalidArgument('call_id', 'call_id is required');
+    const now = this.o.now();
+    return this.o.db.transaction(async (tx) => {
+      const acc = await tx.query<AccountRow>(`SELECT ${ACCOUNT_COLS} FROM rating.accounts WHERE account = $1 FOR UPDATE`, [req.account]);
+      if (!acc.rowCount) throw notFound(`account ${req.account} is unknown`);
+      const a = toAccount(acc.rows[0]);
+      const deny = (reason: AuthorizeReason, detail: string, destination = ''): AuthorizeResult => ({
+        allowed: false,
+        reason,
+        detail,
+        reservedMicros: 0,
+        destination,
+      });
+      if (a.blocked) return deny('account_blocked', 'account is blocked');
+      const callee = normalizeNumber(req.callee);
+      const r = resolveRate(this.book, {
+        planId: this.planFor(a.account, a.planId),
+        callee,
+        onNet: !!req.onNet,
+        answeredAt: now,
+      });
+      if ('unrated' in r) return deny('no_rate', r.unrated === 'no-plan' ? 'no rate plan' : `no rate for ${callee ?? req.callee}`);
+      if ('free' in r) return { allowed: true, reason: 'ok', detail: 'on-net, free', reservedMicros: 0, destination: 'on-net' };
+      const destination = r.dest.name || r.dest.prefix;
+      if (!a.prepaid && a.creditLimitMicros === null) {
+        return { allowed: true, reason: 'ok', detail: 'postpaid, no limit', reservedMicros: 0, destination };
+      }
+      const held = await tx.query<{ s: string }>(
+        'SELECT coalesce(sum(amount_micros), 0)::text AS s FROM rating.reservations WHERE account = $1 AND call_id <> $2 AND expires_at > $3',
+        [a.account, req.callId, new Date(now)],
+      );
+      const available = a.balanceMicros + (a.prepaid ? 0 : (a.creditLimitMicros ?? 0)) - Number(held.rows[0].s);
+      const max = maxSecondsFor(available, r.terms);
+      const granted = Math.min(max ?? this.o.maxCallSeconds, this.o.maxCallSeconds);
+      if (granted <= 0) {
+        return deny(
+          'insufficient_credit',
+          `available ${available} micros, first increment at ${destination} costs ${priceOf(billableSeconds(r.terms.freeSeconds + 1, r.terms), r.terms)}`,
+          destination,
+        );
+      }
+      const amount = priceOf(billableSeconds(granted, r.terms), r.terms);
+      await tx.query(
+        `INSERT INTO rating.reservations (call_id, account, amount_micros, max_seconds, created_at, expires_at)
+         VALUES ($1, $2, $3, $4, $5, $6)
+         ON CONFLICT (call_id) DO UPDATE SET account = EXCLUDED.account, amount_micros = EXCLUDED.amount_micros,
+           max_seconds = EXCLUDED.max_seconds, created_at = EXCLUDED.created_at, expires_at = EXCLUDED.expires_at`,
+        [req.callId, a.account, amount, granted, new Date(now), new Date(now + (granted + this.o.reservationGraceSeconds) * 1000)],
+      );
+      return {
+        allowed: true,
+        maxSeconds: max === undefined ? undefined : granted,
+        reason: 'ok',
+        detail: `${destination}: ${granted}s for ${amount} micros`,
+        reservedMicros: amount,
+        destination,
+      };
+    });
+  }
+
+  /** The price of a call of `seconds` to `callee` for an account, at `at` (default now). */
+  quote(planId: string | undefined, callee: string, seconds: number, at = this.o.now(), onNet = false) {
+    const r = resolveRate(this.book, { planId, callee: normalizeNumber(callee), onNet, answeredAt: at });
+    if ('unrated' in r) return undefined;
+    if ('free' in r) return { priceMicros: 0, billableSeconds: 0, destination: 'on-net', currency: r.version.currency };
+    const b = billableSeconds(seconds, r.terms);
+    return { priceMicros: priceOf(b, r.terms), billableSeconds: b, destination: r.dest.name || r.dest.prefix, currency: r.version.currency, terms: r.terms };
+  }
+
+  async getAccount(account: string): Promise<Account | undefined> {
+    const r = await this.o.db.query<AccountRow>(`SELECT ${ACCOUNT_COLS} FROM rating.accounts WHERE account = $1`, [account]);
+    return r.rows[0] ? toAccount(r.rows[0]) : undefined;
+  }
+
+  async balance(account: string): Promise<Balance> {
+    const a = await this.getAccount(account);
+    if (!a) throw notFound(`account ${account} is unknown`);
+    const held = await this.o.db.query<{ s: string }>(
+      'SELECT coalesce(sum(amount_micros), 0)::text AS s FROM rating.reservations WHERE account = $1 AND expires_at > $2',
+      [account, new Date(this.o.now())],
+    );
+    return { ...a, reservedMicros: Number(held.rows[0].s) };
+  }
+
+  /** Creates or updates an account (not its balance: that moves only through the ledger). */
+  async upsertAccount(a: {
+    account: string;
+    prepaid: boolean;
+    currency: string;
+    creditLimitMicros: number | null;
+    planId: string | null;
+    blocked: boolean;
+    lowBalanceMicros?: number;
+  }): Promise<Account> {
+    if (!a.account) throw invalidArgument('account', 'account is required');
+    if (!/^[A-Z]{3}$/.test(a.currency)) throw invalidArgument('currency', 'expected an ISO 4217 code');
+    const r = await this.o.db.query<AccountRow>(
+      `INSERT INTO rating.accounts (account, prepaid, currency, credit_limit_micros, plan_id, blocked, low_balance_micros, updated_at)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+       ON CONFLICT (account) DO UPDATE SET prepaid = EXCLUDED.prepaid, currency = EXCLUDED.currency,
+         credit_limit_micros = EXCLUDED.credit_limit_micros, plan_id = EXCLUDED.plan_id, blocked = EXCLUDED.blocked,
+         low_balance_micros = EXCLUDED.low_balance_micros, updated_at = EXCLUDED.updated_at
+       RETURNING ${ACCOUNT_COLS}`,
+      [a.account, a.prepaid, a.currency, a.creditLimitMicros, a.planId || null, a.blocked, a.lowBalanceMicros ?? 0, new Date(this.o.now())],
+    );
+    return toAccount(r.rows[0]);
+  }
+
+  /**
+   * A ledger entry by an operator or the portal (top-up, voucher, adjustment,
+   * refund). With an idempotency key a retried request is applied once.
+   */
+  async adjust(e: {
+    account: string;
+    kind: Exclude<LedgerKind, 'debit'>;
+    amountMicros: number;
+    actor: string;
+    reason: string;
+    idempotencyKey?: string;
+  }): Promise<{ balanceMicros: number; applied: boolean }> {
+    if (!['topup', 'voucher', 'adjustment', 'refund'].includes(e.kind)) throw invalidArgument('kind', `bad kind ${e.kind}`);
+    if (!Number.isSafeInteger(e.amountMicros) || e.amountMicros === 0) throw invalidArgument('amount_micros', 'a non-zero amount is required');
+    if ((e.kind === 'topup' || e.kind === 'voucher' || e.kind === 'refund') && e.amountMicros < 0)
+      throw invalidArgument('amount_micros', `a ${e.kind} adds credit`);
+    if (!e.actor) throw invalidArgument('actor', 'actor is required');
+    return this.o.db.transaction(async (tx) => {
+      const acc = await tx.query<{ balance_micros: string }>('SELECT balance_micros FROM rating.accounts WHERE account = $1 FOR UPDATE', [
+        e.account,
+      ]);
+      if (!acc.rowCount) throw notFound(`account ${e.account} is unknown`);
+      const applied = await this.ledgerEntry(tx, { ...e, cdrId: null });
+      const b = await tx.query<{ balance_micros: string }>('SELECT balance_micros FROM rating.accounts WHERE account = $1', [e.account]);
+      return { balanceMicros: Number(b.rows[0].balance_micros), applied };
+    });
+  }
+
+  /** Appends a ledger entry and moves the balance by it; false when its key (or CDR debit) was applied before. */
+  private async ledgerEntry(
+    tx: DbTx,
+    e: { account: string; kind: LedgerKind; amountMicros: number; cdrId: string | null; actor: string; reason: string; idempotencyKey?: string },
+  ): Promise<boolean> {
+    const ins = await tx.query(
+      `INSERT INTO rating.ledger (account, kind, amount_micros, cdr_id, actor, reason, idempotency_key, created_at)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING`,
+      [e.account, e.kind, e.amountMicros, e.cdrId, e.actor, e.reason, e.idempotencyKey ?? null, new Date(this.o.now())],
+    );
+    if (!ins.rowCount) return false;
+    await tx.query('UPDATE rating.accounts SET balance_micros = balance_micros + $2, updated_at = $3 WHERE account = $1', [
+      e.account,
+      e.amountMicros,
+      new Date(this.o.now()),
+    ]);
+    return true;
+  }
+
+  async listCdrs(q: { account: string; from?: number; to?: number; limit: number; after?: string }): Promise<Cdr[]> {
+    if (!q.account) throw invalidArgument('account', 'account is required');
+    const r = await this.o.db.query<{ cdr: Cdr }>(
+      `SELECT cdr FROM rating.cdrs WHERE account = $1 AND started_at >= $2 AND started_at < $3
+         AND ($4::text IS NULL OR (started_at, id) > ((SELECT started_at FROM rating.cdrs WHERE id = $4), $4))
+       ORDER BY started_at, id LIMIT $5`,
+      [q.account, new Date(q.from ?? 0), new Date(q.to ?? Date.UTC(9999, 0, 1)), q.after ?? null, q.limit],
+    );
+    return r.rows.map((x) => x.cdr);
+  }
+}
+
+function rateRow(v: PlanVersion, d: Destination, period: string, t: RateTerms): unknown[] {
+  return [
+    v.planId,
+    new Date(v.effectiveFrom),
+    d.prefix,
+    period,
+    d.name,
+    d.country,
+    t.connectFeeMicros,
+    t.perMinuteMicros,
+    t.minSeconds,
+    t.incrementFirst,
+    t.incrementNext,
+    t.freeSeconds,
+  ];
+}
+
+async function insertRates(tx: DbTx, rows: unknown[][]): Promise<void> {
+  if (!rows.length) return;
+  const width = rows[0].length;
+  const values = rows.map((_, i) => `(${Array.from({ length: width }, (_, j) => `$${i * width + j + 1}`).join(', ')})`);
+  await tx.query(
+    `INSERT INTO rating.rates (plan_id, effective_from, prefix, period, name, country, connect_fee_micros, price_per_minute_micros,
+       min_seconds, increment_first, increment_next, free_seconds) VALUES ${values.join(', ')}`,
+    rows.flat(),
+  );
+}
+
