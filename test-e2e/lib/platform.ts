@@ -7,6 +7,12 @@ import { defineService, runTargets, type RunningProcess, type ServiceModule } fr
 import { ha1 } from '@switchboard/sip';
 import { TOPICS, encodeRecord, type SubscriberRecord } from '@switchboard/contracts';
 import { SERVICES } from '../../cli/targets';
+import { portalService } from '../../services/portal/src/main';
+
+/** Every module a test may ask for: the targets, and the portal until cli/targets.ts lists it. */
+const MODULES: readonly ServiceModule[] = SERVICES.some((s) => s.name === 'portal')
+  ? SERVICES
+  : [...SERVICES, portalService as ServiceModule];
 
 export interface TestSubscriber {
   username: string;
@@ -17,6 +23,8 @@ export interface TestSubscriber {
 
 export interface RunningPlatform {
   proc: RunningProcess;
+  /** The portal's HTTP base URL, when it runs. */
+  portal?: string;
   /** The proxy's UDP and TCP addresses. */
   sip: { udp: { host: string; port: number }; tcp?: { host: string; port: number } };
   domain: string;
@@ -66,7 +74,7 @@ export async function startPlatform(opts: {
     },
   });
   const wanted = opts.targets ?? SERVICES.map((s) => s.name);
-  const proc = await runTargets([seed, ...SERVICES.filter((s) => wanted.includes(s.name))], {
+  const proc = await runTargets([seed, ...MODULES.filter((s) => wanted.includes(s.name))], {
     version: 'test',
     env: {
       SWITCHBOARD_LOG_LEVEL: process.env.SWITCHBOARD_TEST_LOG_LEVEL ?? 'silent',
@@ -77,6 +85,8 @@ export async function startPlatform(opts: {
       SWITCHBOARD_SIP_LISTEN: 'udp:127.0.0.1:0,tcp:127.0.0.1:0',
       SWITCHBOARD_SIP_DOMAIN: domain,
       SWITCHBOARD_SIP_T1_MS: '100',
+      SWITCHBOARD_PORTAL_HOST: '127.0.0.1',
+      SWITCHBOARD_PORTAL_PORT: '0',
       ...opts.env,
     },
   });
@@ -88,6 +98,7 @@ export async function startPlatform(opts: {
   const udp = find('udp');
   return {
     proc,
+    portal: proc.endpoints.find((x) => x.service === 'portal' && x.name === 'HTTP')?.url,
     sip: { udp: udp!, tcp: find('tcp') },
     domain,
     metrics: () => fetch(`${proc.ops.url}/metrics`).then((r) => r.text()),

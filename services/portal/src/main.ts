@@ -92,6 +92,8 @@ export const portalService = defineService({
   description:
     'provisioning: REST API for subscribers, domains, aliases, privileges; publishes subscribers and routing',
   configSpec: portalConfig,
+  // Only so that an in-process registrar starts first (live registrations); the portal runs without it.
+  dependsOn: ['registrar'],
   async start(ctx, config) {
     const db = await ctx.db();
     await migrate(db, { schema: 'portal', dir: MIGRATIONS });

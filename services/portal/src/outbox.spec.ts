@@ -1,0 +1,109 @@
+/**
+ * The outbox: a change and its records commit together, so a crash (here: a
+ * bus that fails every publish) loses nothing; a failed change queues nothing;
+ * the next relay publishes what is left, in order.
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { migrate, openDb, type Db, type EventBus, type PublishMessage } from '@switchboard/platform';
+import { TOPICS } from '@switchboard/contracts';
+import { OutboxRelay } from './relay';
+import { PortalStore } from './store';
+
+let db: Db;
+before(async () => {
+  db = await openDb({ memory: true });
+  await migrate(db, { schema: 'portal', dir: join(import.meta.dirname, '..', 'migrations') });
+});
+after(async () => {
+  await db?.close();
+});
+
+function fakeBus(fail: () => boolean) {
+  const published: { topic: string; key: string; value: string | null }[] = [];
+  const bus = {
+    kind: 'embedded',
+    async publish(topic: string, messages: PublishMessage[]) {
+      if (fail()) throw new Error('broker down');
+      for (const m of messages)
+        published.push({ topic, key: m.key, value: m.value === null ? null : String(m.value) });
+    },
+  } as unknown as EventBus;
+  return { bus, published };
+}
+
+const relayOf = (bus: EventBus) =>
+  new OutboxRelay(db, bus, { batchSize: 2, pollMs: 10_000, leaseMs: 60_000 });
+
+test('writes commit with their outbox rows while the bus is down; a later relay publishes them in order', async () => {
+  const store = new PortalStore(db, { defaultDomain: 'example.com' });
+  await store.ensureDomain('example.com');
+  const down = fakeBus(() => true);
+  const stuck = relayOf(down.bus);
+  await assert.rejects(stuck.drainOnce(), /broker down/);
+
+  const a = await store.createSubscriber('test', { username: 'alice', password: 'secret' });
+  await store.updateSubscriber('test', a.id, { privileges: ['pstn'] });
+  await store.createSubscriber('test', { username: 'bob', password: 'secret' });
+  await store.deleteSubscriber('test', a.id);
+  // A change that fails queues nothing.
+  await assert.rejects(store.createSubscriber('test', { username: 'bob', password: 'secret' }), /exists/);
+  await assert.rejects(
+    store.createSubscriber('test', { username: 'x', password: 'secret', domain: 'nowhere.example' }),
+    /unknown domain/,
+  );
+  assert.equal(down.published.length, 0);
+  assert.equal((await db.query('SELECT 1 FROM portal.outbox')).rowCount, 5);
+  await stuck.stop(); // gives the lease up, as a stopped process does
+
+  const up = fakeBus(() => false);
+  const relay = relayOf(up.bus);
+  relay.start();
+  await relay.drained();
+  await relay.stop();
+  assert.deepEqual(
+    up.published.map((m) => [m.topic, m.key, m.value === null ? null : JSON.parse(m.value).privileges]),
+    [
+      [TOPICS.routing, up.published[0].key, undefined],
+      [TOPICS.subscribers, 'sip:alice@example.com', []],
+      [TOPICS.subscribers, 'sip:alice@example.com', ['pstn']],
+      [TOPICS.subscribers, 'sip:bob@example.com', []],
+      [TOPICS.subscribers, 'sip:alice@example.com', null],
+    ],
+  );
+  assert.match(up.published[0].key, /^domain:/);
+  assert.equal((await db.query('SELECT 1 FROM portal.outbox')).rowCount, 0);
+
+  // Start-up republishing queues every current record behind anything pending.
+  assert.deepEqual(await store.republishAll(1), { subscribers: 1, domains: 1 });
+  const again = fakeBus(() => false);
+  const r2 = relayOf(again.bus);
+  await r2.drainOnce();
+  await r2.drainOnce();
+  await r2.stop();
+  assert.deepEqual(
+    again.published.map((m) => m.key),
+    [up.published[0].key, 'sip:bob@example.com'],
+  );
+});
+
+test('while one relay holds the lease another publishes nothing', async () => {
+  const store = new PortalStore(db, { defaultDomain: 'example.com' });
+  const first = fakeBus(() => false);
+  const second = fakeBus(() => false);
+  const r1 = relayOf(first.bus);
+  const r2 = relayOf(second.bus);
+  await store.createSubscriber('test', { username: 'carol', password: 'secret' });
+  assert.equal(await r1.drainOnce(), 1);
+  await store.createSubscriber('test', { username: 'dave', password: 'secret' });
+  assert.equal(await r2.drainOnce(), -1);
+  assert.equal(await r1.drainOnce(), 1);
+  assert.deepEqual(
+    first.published.map((m) => m.key),
+    ['sip:carol@example.com', 'sip:dave@example.com'],
+  );
+  assert.equal(second.published.length, 0);
+  await r1.stop();
+  await r2.stop();
+});
