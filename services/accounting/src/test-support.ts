@@ -18,6 +18,7 @@ import {
   type EventBus,
   type EventMessage,
   type RunningService,
+  type ServiceContext,
 } from '@switchboard/platform';
 import { writeFreeRadiusDictionary } from '@switchboard/radius/testing';
 import { accountingConfig, accountingService, ACCOUNTING_TOPIC } from './main';
@@ -42,18 +43,18 @@ export async function startTestAccounting(
     SWITCHBOARD_ACCOUNTING_RELAY_POLL_MS: '50',
     ...env,
   });
-  // A variable, not a literal argument: the context may carry members this build's ServiceContext lacks.
+  // Cast: the context may carry members this build's ServiceContext lacks (it is still growing).
   const ctx = {
     platform: loadConfig(platformSpec, {}),
     logger: pino({ level: 'silent' }),
     metrics,
-    ops: { addReadinessCheck: () => undefined },
+    ops: { addReadinessCheck: () => undefined, addRoute: () => undefined },
     targets: ['accounting'],
     db: async () => db,
     events: async () => bus,
     endpoint: (_name: string, u: string) => void (url = u),
     localEndpoint: () => undefined,
-  };
+  } as unknown as ServiceContext;
   const svc = await accountingService.start(ctx, config);
   const port = Number(/:(\d+)$/.exec(url)![1]);
   return { port, metrics, svc, stop: () => svc.stop() };
