@@ -7,11 +7,12 @@ CREATE TABLE clients (
   updated_at timestamptz NOT NULL DEFAULT now()
 );
 
--- Every accepted Accounting-Request, once. The unique key is RFC 5080 §2.2.2's
--- duplicate detection (source address and port, Identifier, Request Authenticator),
--- kept for good: a retransmission arriving after a restart is still answered, not stored.
+-- Every accepted Accounting-Request, once. The id is derived from RFC 5080 §2.2.2's
+-- duplicate-detection key (source address and port, Identifier, Request Authenticator),
+-- so the primary key detects retransmissions, for good: one arriving after a restart
+-- is still answered, not stored. The body is the published JSON record, kept as text
+-- (json, not jsonb: stored and published as received, no conversion either way).
 CREATE TABLE records (
-  seq           bigserial NOT NULL,
   id            uuid PRIMARY KEY,
   received_at   timestamptz NOT NULL,
   client        text NOT NULL,
@@ -21,19 +22,16 @@ CREATE TABLE records (
   authenticator text NOT NULL,
   status_type   text NOT NULL,
   session_id    text,
-  body          jsonb NOT NULL,
-  UNIQUE (src_addr, src_port, identifier, authenticator)
+  body          json NOT NULL
 );
-CREATE INDEX records_session_id ON records (session_id);
-CREATE INDEX records_received_at ON records (received_at);
 
 -- Records not yet published to the `accounting` topic, written in the same
--- statement as the record; the relay publishes them in seq order and deletes them.
+-- statement as the record; the relay publishes them (the record's body, keyed
+-- by `key`) in seq order and deletes them.
 CREATE TABLE outbox (
   seq       bigserial PRIMARY KEY,
   record_id uuid NOT NULL,
-  key       text NOT NULL,
-  value     text NOT NULL
+  key       text NOT NULL
 );
 
 -- One relay publishes at a time (per database): the holder of this lease.

@@ -1,17 +1,18 @@
 /**
- * The accounting service alone in a process, for the crash test: the platform
+ * The accounting service alone in a process (crash test, bench/radius): the platform
  * runner with the environment given as JSON in argv[2]. Prints
- * "READY <url>" once it listens; the test SIGKILLs it.
+ * "READY <url>" once it listens.
  */
 import { runTargets, stopOnSignals } from '@switchboard/platform';
 import { accountingService } from './main';
 
 const env = JSON.parse(process.argv[2] ?? '{}') as Record<string, string>;
 const proc = await runTargets([accountingService], {
-  version: 'crash-test',
+  version: 'child',
   env,
-  processName: 'accounting-crash-test',
+  processName: 'accounting',
 });
 stopOnSignals(proc, 5000);
 const url = proc.endpoints.find((e) => e.service === 'accounting')!.url;
-process.stdout.write(`READY ${url}\n`);
+const metrics = proc.endpoints.find((e) => e.service === 'ops')?.url ?? '';
+process.stdout.write(`READY ${url} ${metrics}\n`);

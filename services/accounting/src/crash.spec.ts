@@ -27,7 +27,7 @@ const CALLS = 5000;
 const WINDOW = 200;
 const KILL_AFTER = 3000;
 const SECRET = 'crash-secret';
-const CHILD = fileURLToPath(new URL('./crash.child.ts', import.meta.url));
+const CHILD = fileURLToPath(new URL('./child.ts', import.meta.url));
 const dict = Dictionary.standard();
 
 interface Child {

@@ -59,7 +59,7 @@ describe('accounting service on PostgreSQL and Kafka', () => {
       }
       const rows = (
         await db.query<{ id: string; status_type: string }>(
-          "SELECT id, status_type FROM accounting.records WHERE session_id = 'kafka-call-1@example.com' ORDER BY seq",
+          "SELECT id, status_type FROM accounting.records WHERE session_id = 'kafka-call-1@example.com' ORDER BY received_at",
         )
       ).rows;
       assert.deepEqual(

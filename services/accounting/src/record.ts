@@ -3,12 +3,17 @@
  * `accounting` topic for each accepted Accounting-Request (documented in
  * services/accounting/README.md; rating consumes it).
  */
+import { createHash } from 'node:crypto';
 import type { AttributeValue } from '@switchboard/radius';
 
 export type JsonAttributeValue = string | number | Array<string | number>;
 
 export interface AccountingRecord {
-  /** Unique per stored request (a UUID); consumers dedupe on it. */
+  /**
+   * Unique per request, a UUID derived from RFC 5080's duplicate-detection key (source
+   * address and port, Identifier, Request Authenticator): a retransmission has the same id.
+   * Consumers dedupe on it.
+   */
   id: string;
   /** When the server received the request (ISO 8601, UTC). */
   receivedAt: string;
@@ -101,3 +106,21 @@ export function buildRecord(
 
 /** The Kafka key: the Call-ID; Accounting-On/Off carry none, so they are keyed by client. */
 export const recordKey = (r: AccountingRecord): string => r.sessionId ?? `client:${r.client}`;
+
+/**
+ * The record id: MD5 of the duplicate-detection key, formatted as a UUID (version 8,
+ * RFC 9562 "custom"). The Request Authenticator already hashes the whole packet, so two
+ * different requests get the same id only when they are the same packet retransmitted.
+ */
+export function recordId(
+  srcAddr: string,
+  srcPort: number,
+  identifier: number,
+  authenticatorHex: string,
+): string {
+  const h = createHash('md5').update(`${srcAddr}|${srcPort}|${identifier}|${authenticatorHex}`).digest();
+  h[6] = (h[6] & 0x0f) | 0x80;
+  h[8] = (h[8] & 0x3f) | 0x80;
+  const x = h.toString('hex');
+  return `${x.slice(0, 8)}-${x.slice(8, 12)}-${x.slice(12, 16)}-${x.slice(16, 20)}-${x.slice(20)}`;
+}

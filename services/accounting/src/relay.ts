@@ -80,7 +80,10 @@ export class OutboxRelay {
   async drainOnce(): Promise<number> {
     if (!(await this.lease())) return 0;
     const r = await this.db.query<OutboxRow>(
-      'SELECT seq, key, value FROM accounting.outbox ORDER BY seq LIMIT $1',
+      `SELECT o.seq, o.key, r.body::text AS value
+       FROM (SELECT seq, key, record_id FROM accounting.outbox ORDER BY seq LIMIT $1) o
+       JOIN accounting.records r ON r.id = o.record_id
+       ORDER BY o.seq`,
       [this.opts.batchSize],
     );
     if (r.rows.length === 0) return 0;

@@ -7,7 +7,6 @@
  * is answered with an Accounting-Response.
  */
 import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
-import { randomUUID } from 'node:crypto';
 import { isIPv6 } from 'node:net';
 import type { Logger } from 'pino';
 import {
@@ -21,7 +20,7 @@ import {
 } from '@switchboard/radius';
 import type { ClientTable, NasClient } from './clients';
 import { unmapIPv4 } from './clients';
-import { buildRecord } from './record';
+import { buildRecord, recordId } from './record';
 import { OverloadError, type NewRecord, type Outcome } from './writer';
 
 export type DropReason =
@@ -92,37 +91,32 @@ export async function startAccountingServer(o: AccountingServerOptions): Promise
     o.hooks.request(type, client.name);
     const identifier = msg[1];
     const requestAuthenticator = Buffer.from(msg.subarray(4, 20));
-    const record = buildRecord({ id: randomUUID(), receivedAt: now(), client: client.name }, attrs);
-    o.store
-      .submit({
-        record,
-        srcAddr: unmapIPv4(r.address),
-        srcPort: r.port,
-        identifier,
-        authenticator: requestAuthenticator.toString('hex'),
-      })
-      .then(
-        (outcome) => {
-          if (outcome === 'duplicate') o.hooks.duplicate(client.name);
-          reply(
-            encodeResponse({
-              code: RadiusCode.AccountingResponse,
-              identifier,
-              requestAuthenticator,
-              secret: client.secret,
-            }),
-            r,
-          );
-        },
-        (err: unknown) => {
-          if (err instanceof OverloadError) return o.hooks.dropped('overload');
-          o.hooks.dropped('store_failed');
-          o.logger?.error(
-            { err },
-            'storing an accounting record failed; not answered (the client retransmits)',
-          );
-        },
-      );
+    const srcAddr = unmapIPv4(r.address);
+    const authenticator = requestAuthenticator.toString('hex');
+    const id = recordId(srcAddr, r.port, identifier, authenticator);
+    const record = buildRecord({ id, receivedAt: now(), client: client.name }, attrs);
+    o.store.submit({ record, srcAddr, srcPort: r.port, identifier, authenticator }).then(
+      (outcome) => {
+        if (outcome === 'duplicate') o.hooks.duplicate(client.name);
+        reply(
+          encodeResponse({
+            code: RadiusCode.AccountingResponse,
+            identifier,
+            requestAuthenticator,
+            secret: client.secret,
+          }),
+          r,
+        );
+      },
+      (err: unknown) => {
+        if (err instanceof OverloadError) return o.hooks.dropped('overload');
+        o.hooks.dropped('store_failed');
+        o.logger?.error(
+          { err },
+          'storing an accounting record failed; not answered (the client retransmits)',
+        );
+      },
+    );
   }
 
   function onStatusServer(msg: Buffer, r: RemoteInfo, client: NasClient): void {

@@ -53,21 +53,24 @@ interface Waiting {
 const dedupeKey = (r: NewRecord) => `${r.srcAddr}|${r.srcPort}|${r.identifier}|${r.authenticator}`;
 
 /**
- * One round trip per batch: insert the records (skipping stored duplicates) and,
- * in the same statement, an outbox row for each record inserted, in arrival order.
+ * One round trip per batch, the batch as one JSON array parameter: insert the
+ * records (skipping stored duplicates) and, in the same statement, an outbox row
+ * for each record inserted, in arrival order.
  */
 const INSERT = `
 WITH input AS (
-  SELECT * FROM unnest($1::uuid[], $2::timestamptz[], $3::text[], $4::text[], $5::int[], $6::int[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[])
-    WITH ORDINALITY AS t(id, received_at, client, src_addr, src_port, identifier, authenticator, status_type, session_id, key, body, n)
+  SELECT * FROM json_to_recordset($1::json) AS t(
+    n int, id uuid, "receivedAt" timestamptz, client text, "srcAddr" text, "srcPort" int, identifier int,
+    authenticator text, "statusType" text, "sessionId" text, key text, body json)
 ), ins AS (
   INSERT INTO accounting.records (id, received_at, client, src_addr, src_port, identifier, authenticator, status_type, session_id, body)
-  SELECT id, received_at, client, src_addr, src_port, identifier, authenticator, status_type, session_id, body::jsonb FROM input ORDER BY n
-  ON CONFLICT (src_addr, src_port, identifier, authenticator) DO NOTHING
+  SELECT id, "receivedAt", client, "srcAddr", "srcPort", identifier, authenticator, "statusType", "sessionId", body
+  FROM input ORDER BY n
+  ON CONFLICT (id) DO NOTHING
   RETURNING id
 )
-INSERT INTO accounting.outbox (record_id, key, value)
-SELECT input.id, input.key, input.body FROM input JOIN ins ON ins.id = input.id ORDER BY input.n
+INSERT INTO accounting.outbox (record_id, key)
+SELECT ins.id, input.key FROM input JOIN ins ON ins.id = input.id ORDER BY input.n
 RETURNING record_id`;
 
 export class RecordWriter {
@@ -121,26 +124,22 @@ export class RecordWriter {
 
   private async write(batch: Waiting[]): Promise<void> {
     const started = process.hrtime.bigint();
-    const cols: unknown[][] = Array.from({ length: 11 }, () => []);
-    for (const { rec } of batch) {
-      const r = rec.record;
-      const row = [
-        r.id,
-        r.receivedAt,
-        r.client,
-        rec.srcAddr,
-        rec.srcPort,
-        rec.identifier,
-        rec.authenticator,
-        r.statusType,
-        r.sessionId,
-        recordKey(r),
-        JSON.stringify(r),
-      ];
-      row.forEach((v, i) => cols[i].push(v));
-    }
+    const rows = batch.map(({ rec }, n) => ({
+      n,
+      id: rec.record.id,
+      receivedAt: rec.record.receivedAt,
+      client: rec.record.client,
+      srcAddr: rec.srcAddr,
+      srcPort: rec.srcPort,
+      identifier: rec.identifier,
+      authenticator: rec.authenticator,
+      statusType: rec.record.statusType,
+      sessionId: rec.record.sessionId,
+      key: recordKey(rec.record),
+      body: rec.record,
+    }));
     try {
-      const res = await this.db.query<{ record_id: string }>(INSERT, cols);
+      const res = await this.db.query<{ record_id: string }>(INSERT, [JSON.stringify(rows)]);
       const stored = new Set(res.rows.map((x) => x.record_id));
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
       this.opts.onCommit?.(batch.length, stored.size, seconds);

@@ -122,6 +122,7 @@ server default {
     type = acct
     ipaddr = 127.0.0.1
     port = ${o.port}
+    recv_buff = 4194304
   }
   preacct {
   }

@@ -1,0 +1,270 @@
+/**
+ * RADIUS accounting benchmark: Accounting-Requests per second answered, and
+ * response-time percentiles, Switchboard's accounting service against
+ * FreeRADIUS 3 (Debian `freeradius`, `detail` module) in the same run, with the
+ * same generator: RadiusClient sockets on loopback with a bounded window of
+ * outstanding requests, Start/Stop pairs carrying Kamailio's SIP attributes and
+ * Switchboard's vendor attributes.
+ *
+ *   npx tsx bench/radius/run.ts [--requests=20000] [--window=256] [--rounds=2] [--backend=pg|embedded]
+ *
+ * Switchboard runs alone in a child process (services/accounting/src/child.ts):
+ * --backend=pg (default) on the test PostgreSQL (a fresh database; fsync and
+ * synchronous_commit as the server has them) and Kafka; --backend=embedded on
+ * PGlite in a temporary directory and the embedded event log. A request counts
+ * when its Accounting-Response arrived, i.e. when the record was committed.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { performance } from 'node:perf_hooks';
+import pg from 'pg';
+import { Dictionary, RadiusClient, type RawAttribute } from '@switchboard/radius';
+import { freeUdpPort, startFreeRadius } from '@switchboard/radius/testing';
+import {
+  testKafkaBrokers,
+  testPostgresUrl,
+  requirePostgres,
+  requireKafka,
+  uniqueName,
+} from '@switchboard/platform/testing';
+
+const args = Object.fromEntries(
+  process.argv.slice(2).map((a) => {
+    const [k, v] = a.replace(/^--/, '').split('=');
+    return [k, v ?? 'true'];
+  }),
+);
+const REQUESTS = Number(args.requests ?? 20000);
+const WINDOW = Number(args.window ?? 256);
+const ROUNDS = Number(args.rounds ?? 2);
+const BACKEND = (args.backend ?? 'pg') as 'pg' | 'embedded';
+const WARMUP = Math.min(2000, REQUESTS);
+const SECRET = 'bench-secret';
+const CHILD = fileURLToPath(new URL('../../services/accounting/src/child.ts', import.meta.url));
+const dict = Dictionary.standard();
+
+function requestAttributes(i: number): RawAttribute[] {
+  const call = Math.floor(i / 2);
+  const stop = i % 2 === 1;
+  return dict.encodeAll([
+    ['Acct-Status-Type', stop ? 'Stop' : 'Start'],
+    ['Acct-Session-Id', `bench-${call}-${Math.random().toString(36).slice(2, 10)}@192.0.2.1`],
+    ['Sip-Method', stop ? 'BYE' : 'INVITE'],
+    ['Sip-Response-Code', 200],
+    ['Sip-From-Tag', `ft${call}`],
+    ['Sip-To-Tag', `tt${call}`],
+    ['User-Name', `user${call % 1000}@example.com`],
+    ['Calling-Station-Id', `sip:user${call % 1000}@example.com`],
+    ['Called-Station-Id', `sip:+1555${String(call % 10000000).padStart(7, '0')}@example.com`],
+    ['Sip-Translated-Request-URI', `sip:+1555${String(call % 10000000).padStart(7, '0')}@gw1.example.net`],
+    ['Event-Timestamp', Math.floor(Date.now() / 1000)],
+    ['NAS-IP-Address', '127.0.0.1'],
+    ['Acct-Delay-Time', 0],
+    ['Service-Type', 'Sip-Session'],
+    ['Switchboard-Account', `acct-${call % 500}`],
+    ['Switchboard-Gateway', 'gw1'],
+    ['Switchboard-Source-Address', '192.0.2.10:5060'],
+  ]);
+}
+
+interface LoadResult {
+  requests: number;
+  seconds: number;
+  perSecond: number;
+  p50: number;
+  p99: number;
+  max: number;
+  retransmissions: number;
+}
+
+/** Sends `n` Accounting-Requests with at most `window` outstanding; every one retransmitted until answered. */
+async function load(port: number, n: number, window: number): Promise<LoadResult> {
+  const perSocket = 200;
+  const clients = await Promise.all(
+    Array.from({ length: Math.ceil(window / perSocket) }, () =>
+      RadiusClient.open({
+        host: '127.0.0.1',
+        port,
+        secret: SECRET,
+        initialTimeoutMs: 2000,
+        maxTimeoutMs: 8000,
+        maxAttempts: Infinity,
+      }),
+    ),
+  );
+  const latencies = new Float64Array(n);
+  let next = 0;
+  const started = performance.now();
+  const worker = async (k: number) => {
+    const client = clients[k % clients.length];
+    while (next < n) {
+      const i = next++;
+      const attrs = requestAttributes(i);
+      const t0 = performance.now();
+      await client.accounting(attrs);
+      latencies[i] = performance.now() - t0;
+    }
+  };
+  await Promise.all(Array.from({ length: window }, (_, k) => worker(k)));
+  const seconds = (performance.now() - started) / 1000;
+  const sorted = Array.from(latencies).sort((a, b) => a - b);
+  const pct = (p: number) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
+  const retransmissions = clients.reduce((s, c) => s + c.retransmissions, 0);
+  for (const c of clients) c.close();
+  return {
+    requests: n,
+    seconds,
+    perSecond: n / seconds,
+    p50: pct(50),
+    p99: pct(99),
+    max: sorted[sorted.length - 1],
+    retransmissions,
+  };
+}
+
+interface Commits {
+  count: number;
+  records: number;
+  seconds: number;
+}
+
+async function startSwitchboard(): Promise<{
+  port: number;
+  stop(): Promise<void>;
+  describe: string;
+  commits(): Promise<Commits>;
+}> {
+  const env: Record<string, string> = {
+    SWITCHBOARD_LOG_LEVEL: 'warn',
+    SWITCHBOARD_LOG_FORMAT: 'json',
+    SWITCHBOARD_OPS_HOST: '127.0.0.1',
+    SWITCHBOARD_OPS_PORT: '0',
+    SWITCHBOARD_ACCOUNTING_HOST: '127.0.0.1',
+    SWITCHBOARD_ACCOUNTING_PORT: String(await freeUdpPort()),
+    SWITCHBOARD_ACCOUNTING_CLIENTS: `127.0.0.1/32=${SECRET}`,
+    SWITCHBOARD_ACCOUNTING_TOPIC: uniqueName('bench_accounting'),
+  };
+  let cleanup: () => Promise<void>;
+  let describe: string;
+  if (BACKEND === 'pg') {
+    await requirePostgres();
+    await requireKafka();
+    const base = testPostgresUrl();
+    const name = uniqueName('bench_acct');
+    const admin = async (sql: string) => {
+      const c = new pg.Client({ connectionString: base });
+      await c.connect();
+      try {
+        return await c.query(sql);
+      } finally {
+        await c.end();
+      }
+    };
+    await admin(`CREATE DATABASE "${name}"`);
+    const settings = await admin(
+      'SELECT current_setting($$fsync$$) AS fsync, current_setting($$synchronous_commit$$) AS sc',
+    );
+    const url = new URL(base);
+    url.pathname = `/${name}`;
+    env.DATABASE_URL = url.toString();
+    env.KAFKA_BROKERS = testKafkaBrokers().join(',');
+    describe = `PostgreSQL (fsync=${settings.rows[0].fsync}, synchronous_commit=${settings.rows[0].sc}) + Kafka`;
+    cleanup = async () => void (await admin(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`));
+  } else {
+    const dir = mkdtempSync(join(tmpdir(), 'bench-acct-'));
+    env.SWITCHBOARD_DATA_DIR = dir;
+    describe = 'PGlite on disk + embedded event log';
+    cleanup = async () => rmSync(dir, { recursive: true, force: true });
+  }
+  const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', CHILD, JSON.stringify(env)], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+  let metricsUrl = '';
+  const port = await new Promise<number>((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error(`Switchboard accounting did not start:\n${out}`)), 60_000);
+    child.stdout!.on('data', () => {
+      const m = /READY udp:\/\/[^\s]+:(\d+) (\S*)/.exec(out);
+      if (m) {
+        clearTimeout(t);
+        metricsUrl = m[2];
+        resolve(Number(m[1]));
+      }
+    });
+    child.once('exit', (c) => reject(new Error(`Switchboard accounting exited (${c}):\n${out}`)));
+  });
+  return {
+    port,
+    describe,
+    /** Group commits so far: count, mean batch size, mean commit time (ms). */
+    async commits() {
+      const text = await (await fetch(metricsUrl)).text();
+      const num = (re: RegExp) => Number(re.exec(text)?.[1] ?? NaN);
+      const count = num(/^switchboard_radius_commit_batch_size_count (\S+)/m);
+      const records = num(/^switchboard_radius_commit_batch_size_sum (\S+)/m);
+      const seconds = num(/^switchboard_radius_write_seconds_sum (\S+)/m);
+      return { count, records, seconds };
+    },
+    async stop() {
+      const exited = once(child, 'exit');
+      child.kill('SIGTERM');
+      await exited;
+      await cleanup();
+    },
+  };
+}
+
+const fmt = (r: LoadResult) =>
+  `${r.perSecond.toFixed(0).padStart(7)} req/s  p50 ${r.p50.toFixed(2).padStart(7)} ms  p99 ${r.p99.toFixed(2).padStart(7)} ms  max ${r.max.toFixed(1).padStart(7)} ms  retransmissions ${r.retransmissions}`;
+const median = (xs: LoadResult[]) =>
+  [...xs].sort((a, b) => a.perSecond - b.perSecond)[Math.floor((xs.length - 1) / 2)];
+
+async function main() {
+  console.log(
+    `RADIUS accounting bench: ${REQUESTS} Accounting-Requests per round, window ${WINDOW}, ${ROUNDS} round(s), backend ${BACKEND}`,
+  );
+  const fr = await startFreeRadius({ port: await freeUdpPort(), secret: SECRET, threads: 4 });
+  const sb = await startSwitchboard();
+  console.log(`FreeRADIUS: ${FREERADIUS_VERSION()} detail module (no fsync), 4 threads, port ${fr.port}`);
+  console.log(`Switchboard: ${sb.describe}, port ${sb.port}`);
+  try {
+    await load(fr.port, WARMUP, WINDOW);
+    await load(sb.port, WARMUP, WINDOW);
+    const frs: LoadResult[] = [];
+    const sbs: LoadResult[] = [];
+    for (let r = 0; r < ROUNDS; r++) {
+      const a = await load(fr.port, REQUESTS, WINDOW);
+      console.log(`round ${r + 1} FreeRADIUS  ${fmt(a)}`);
+      frs.push(a);
+      const c0 = await sb.commits();
+      const b = await load(sb.port, REQUESTS, WINDOW);
+      const c1 = await sb.commits();
+      const commits = c1.count - c0.count;
+      console.log(
+        `round ${r + 1} Switchboard ${fmt(b)}  (${commits} group commits, mean ${((c1.records - c0.records) / commits).toFixed(1)} records, ${(((c1.seconds - c0.seconds) / commits) * 1000).toFixed(1)} ms)`,
+      );
+      sbs.push(b);
+    }
+    const a = median(frs);
+    const b = median(sbs);
+    console.log('\nmedian round:');
+    console.log(`FreeRADIUS   ${fmt(a)}`);
+    console.log(`Switchboard  ${fmt(b)}`);
+    console.log(`ratio Switchboard/FreeRADIUS: ${(b.perSecond / a.perSecond).toFixed(2)}`);
+  } finally {
+    await sb.stop();
+    await fr.stop();
+  }
+}
+
+function FREERADIUS_VERSION(): string {
+  return 'FreeRADIUS 3.2 (Debian)';
+}
+
+await main();
