@@ -35,7 +35,7 @@ describe('media-proxy service (gRPC, media-events, metrics)', () => {
       platform: loadConfig(platformSpec, {}),
       logger: pino({ level: 'silent' }),
       metrics,
-      ops: { addReadinessCheck: () => undefined },
+      ops: { addReadinessCheck: () => undefined, addRoute: () => undefined },
       targets: ['media-proxy'],
       db: async () => db,
       events: async () => bus,
