@@ -147,6 +147,7 @@ describe('media-proxy service (gRPC, media-events, metrics)', () => {
     { timeout: 15000 },
     async () => {
       await client.offer(offer('svc-silent', audioSdp('127.0.0.1', 5000)));
+      await client.answer({ ...offer('svc-silent', audioSdp('127.0.0.1', 5002)), toTag: 'B' });
       const ev = await eventFor('svc-silent', 'timeout');
       assert.equal(ev.callId, 'svc-silent');
       assert.equal(ev.stats.endReason, 'timeout');

@@ -240,6 +240,13 @@ describe('media relay', () => {
       h.relay.sweep();
       assert.throws(() => h.relay.query('call-1'), /no call/);
 
+      // an offer still ringing (no answer yet) is not ended by the media timeout
+      await h.relay.offer(offer({ callId: 'ringing', sdp: audioSdp(a.address, a.port) }));
+      h.clock.t += 120_000;
+      h.relay.sweep();
+      assert.equal(h.relay.activeCalls, 1);
+      await h.relay.delete({ callId: 'ringing', fromTag: '', toTag: '', viaBranch: '', deleteDelay: 0 });
+
       // a call on hold (sendonly) gets the hold timeout
       const c2 = { callId: 'call-2' };
       await h.relay.offer(offer({ ...c2, sdp: audioSdp(a.address, a.port) }));

@@ -192,6 +192,8 @@ export class Call {
   lastSignal: number;
   ended = 0;
   endReason: EndReason | '' = '';
+  /** An answer was seen: until then the call may ring silently (the long timeout applies, as rtpengine's offer timeout). */
+  answered = false;
   constructor(
     readonly id: string,
     readonly caller: Side,
@@ -599,6 +601,7 @@ export class MediaRelay {
       call.lastSignal = this.clock.now();
       const out = await this.apply(call, owner, peer, sdp, req, true);
       this.activate(call, owner === call.caller ? peer : owner);
+      call.answered = true;
       return out;
     });
   }
@@ -658,7 +661,8 @@ export class MediaRelay {
           if (s.hold) hold = true;
         }
       }
-      if (now - last >= (hold ? this.opts.holdTimeoutMs : this.opts.timeoutMs)) {
+      const long = hold || !call.answered;
+      if (now - last >= (long ? this.opts.holdTimeoutMs : this.opts.timeoutMs)) {
         this.counters.timeouts++;
         this.endCall(call, 'timeout', true);
       }
