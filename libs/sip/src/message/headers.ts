@@ -350,6 +350,22 @@ let VIA_END = 0;
 /** Parses the via-parm at s[i..]; stops at the end or before a top-level comma (end index in VIA_END). */
 export function parseViaAt(s: string, i: number): Via {
   i = skipWs(s, i);
+  let e: number;
+  let transport: string;
+  let protocol = 'SIP/2.0';
+  if (s.startsWith('SIP/2.0/', i)) {
+    // the usual spelling
+    i += 8;
+    e = scan(s, i, TOKEN);
+    if (e === i) throw badHeader('via', 'missing transport');
+    transport = upperTransport(s, i, e);
+  } else {
+    [protocol, transport, e] = viaProtocol(s, i);
+  }
+  return viaRest(s, e, transport, protocol);
+}
+
+function viaProtocol(s: string, i: number): [string, string, number] {
   let e = scan(s, i, TOKEN);
   const name = s.slice(i, e);
   if (name.length !== 3 || (name !== 'SIP' && name.toUpperCase() !== 'SIP')) throw badHeader('via', 'protocol is not SIP');
@@ -361,7 +377,12 @@ export function parseViaAt(s: string, i: number): Via {
   e = scan(s, i, TOKEN);
   if (e === i) throw badHeader('via', 'missing transport');
   const transport = upperTransport(s, i, e);
-  i = skipWs(s, e);
+  const protocol = name === 'SIP' && version === '2.0' ? 'SIP/2.0' : `${name.toUpperCase()}/${version}`;
+  return [protocol, transport, e];
+}
+
+function viaRest(s: string, e: number, transport: string, protocol: string): Via {
+  let i = skipWs(s, e);
   if (i === e) throw badHeader('via', 'missing space before sent-by');
   try {
     parseHostPort(s, i, 'Via sent-by');
@@ -375,7 +396,6 @@ export function parseViaAt(s: string, i: number): Via {
   i = parseParams(s, i, 'via', params);
   if (i !== s.length && s.charCodeAt(i) !== 44) throw badHeader('via', `unexpected character at ${i}`);
   VIA_END = i;
-  const protocol = name === 'SIP' && version === '2.0' ? 'SIP/2.0' : `${name.toUpperCase()}/${version}`;
   return new Via(transport, host, port, params, protocol);
 }
 
