@@ -77,8 +77,10 @@ test('published ports are ports the container listens on', () => {
   for (const [name, s] of ours) {
     const listening = listeningPorts(s.environment ?? {});
     for (const p of s.ports ?? []) {
-      const container = Number(String(p).split(':').pop()!.split('/')[0]);
-      assert.ok(listening.has(container), `${name}: port ${container} is not one it listens on`);
+      // A range (media relay ports) must start and end on the configured bounds.
+      for (const end of String(p).split(':').pop()!.split('/')[0].split('-')) {
+        assert.ok(listening.has(Number(end)), `${name}: port ${end} is not one it listens on`);
+      }
     }
   }
 });

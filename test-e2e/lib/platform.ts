@@ -82,6 +82,7 @@ export async function startPlatform(opts: {
       SWITCHBOARD_OPS_PORT: '0',
       SWITCHBOARD_DATA_DIR: ':memory:',
       SWITCHBOARD_REGISTRAR_GRPC_PORT: '0',
+      SWITCHBOARD_MEDIA_GRPC_PORT: '0',
       SWITCHBOARD_SIP_LISTEN: 'udp:127.0.0.1:0,tcp:127.0.0.1:0',
       SWITCHBOARD_SIP_DOMAIN: domain,
       SWITCHBOARD_SIP_T1_MS: '100',
