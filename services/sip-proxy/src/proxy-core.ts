@@ -320,7 +320,8 @@ export class ProxyCore implements TransactionUser {
       req.uri = a.uri.toString();
       return { transport: a.target.transport as TransportName, address: a.target.address, port: a.target.port };
     }
-    if (this.d.domains.domainOf(ruri)) {
+    // Only a Request-URI that names us (a UA on the proxy's own host, at another port, is not us).
+    if (this.d.domains.domainOf(ruri) && (this.d.domains.isSelf(ruri) || this.d.domains.isLocalDomain(ruri.host))) {
       const aor = this.d.domains.aorOf(ruri);
       const b = aor ? this.d.location.lookup(aor)[0] : undefined;
       if (!b) return undefined;
@@ -361,7 +362,11 @@ export class ProxyCore implements TransactionUser {
 
   /** §16.5/§16.6: fork to the first group of targets; later groups start when a group fails. */
   private async fork(req: SipRequest, stx: ServerTransaction, src: Source, groups: Context['pending']): Promise<void> {
-    if (req.method === 'INVITE') this.d.metrics.callAttempt();
+    if (req.method === 'INVITE') {
+      this.d.metrics.callAttempt();
+      // §16.2: 100 Trying at once rather than after 200 ms: the caller stops retransmitting (as tm's t_relay does).
+      stx.respond(createResponse(req, 100, 'Trying'));
+    }
     const ctx = this.newContext(req, stx, src, groups);
     if (ctx.callerNated && DIALOG_METHODS.has(req.method)) aliasContact(req, src);
     await this.nextGroup(ctx);
@@ -488,7 +493,7 @@ export class ProxyCore implements TransactionUser {
     }
     const best = chooseBest(ctx.branches.map((b) => b.final!));
     let res: SipResponse;
-    if (ctx.timedOut && (best.status === 487 || best.status === 408)) {
+    if (ctx.timedOut && !ctx.cancelled && (best.status === 487 || best.status === 408)) {
       res = createResponse(ctx.req, 408, 'Request Timeout', { toTag: newTag() });
     } else if (best.status === 503) {
       res = createResponse(ctx.req, 500, 'Server Internal Error', { toTag: best.toTag ?? newTag() }); // §16.7 step 6
@@ -545,7 +550,15 @@ export class ProxyCore implements TransactionUser {
     ctx.cancelled = true;
     ctx.pending = [];
     for (const b of ctx.branches) this.cancelBranch(b);
-    // A branch that never got a provisional has no CANCEL to send: it ends with its own timeout.
+    // A branch that never got a provisional has no CANCEL to send yet (§9.1): count it as a 487 now (tm's
+    // cancel_b_method 0), so the caller is not kept waiting for fr_timer; a late provisional still gets its CANCEL.
+    for (const b of ctx.branches) {
+      if (b.final || b.provisional || b.req.method !== 'INVITE') continue;
+      if (b.timer !== undefined) this.d.clock.clearTimeout(b.timer);
+      b.timer = undefined;
+      b.final = createResponse(b.req, 487, 'Request Terminated', { toTag: newTag() });
+    }
+    this.maybeFinish(ctx);
   }
 
   private cancelOthers(ctx: Context, winner: Branch): void {

@@ -1,0 +1,222 @@
+// RFC 3665 §3: session flows through the proxy as `npm start` runs it. Alice and Bob are
+// subscribers; Bob is a SIPp UAS registered at its port, Alice a SIPp UAC that answers 407s.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createSocket } from 'node:dgram';
+import type { SipRequest, SipResponse } from '@switchboard/sip';
+import { startPlatform, type RunningPlatform } from '../lib/platform';
+import { register } from '../lib/ua';
+import { explain, ladder, pick, ua, type Logged, type UaRun } from './lib';
+
+const ALICE = { username: 'alice', password: 'al1ce-Secret' };
+const BOB = { username: 'bob', password: 'b0b-Secret' };
+const CAROL = { username: 'carol', password: 'car0l-Secret' }; // a subscriber with no binding
+const BRANCH_TIMEOUT_MS = 1000;
+
+describe('RFC 3665 §3 sessions through the proxy', () => {
+  let p: RunningPlatform;
+  let proxy: { host: string; port: number };
+  let rr = '';
+  before(async () => {
+    p = await startPlatform({
+      subscribers: [ALICE, BOB, CAROL],
+      targets: ['registrar', 'sip-proxy'],
+      env: { SWITCHBOARD_SIP_BRANCH_TIMEOUT_MS: String(BRANCH_TIMEOUT_MS), SWITCHBOARD_SIP_INVITE_TIMEOUT_MS: '5000' },
+    });
+    proxy = p.sip.udp;
+    rr = `<sip:${proxy.host}:${proxy.port};transport=udp;lr>`;
+  });
+  after(() => p?.stop());
+
+  let bobContact: string | undefined;
+  /** Bob's SIPp UAS, registered (with digest) at its own port, as his only binding. */
+  async function callee(scenario: string) {
+    const bob = await ua(scenario, { timeoutMs: 15_000 });
+    const reg = (contact: string, expires: number) =>
+      register({ proxy, user: BOB.username, password: BOB.password, domain: p.domain, contact, expires });
+    if (bobContact) assert.equal((await reg(bobContact, 0)).status, 200, 'the previous flow\'s binding removed');
+    bobContact = `sip:bob@127.0.0.1:${bob.port}`;
+    const res = await reg(bobContact, 600);
+    assert.equal(res.status, 200, `Bob's REGISTER: ${res.status}`);
+    assert.equal(res.getHeaderValues('Contact').length, 1);
+    return bob;
+  }
+  const caller = (scenario: string, callee = 'bob') =>
+    ua(scenario, {
+      remote: proxy,
+      keys: { user: ALICE.username, callee, dom: p.domain },
+      args: ['-au', ALICE.username, '-ap', ALICE.password],
+      timeoutMs: 15_000,
+    });
+
+  /** The first legs every flow shares: INVITE, 407 from the proxy, ACK, INVITE with credentials. */
+  function assertChallengeLeg(alice: UaRun, alicePort: number) {
+    const challenge = pick<SipResponse>(alice.log, '< 407');
+    assert.match(challenge.getHeader('Proxy-Authenticate') ?? '', /^Digest realm="example\.com", nonce="[^"]+"/);
+    assert.equal(challenge.getHeader('WWW-Authenticate'), undefined);
+    assert.ok(challenge.toTag);
+    assert.equal(challenge.vias.length, 1);
+    assert.equal(challenge.via.received, '127.0.0.1');
+    assert.equal(challenge.via.rport, alicePort);
+    assert.match(pick(alice.log, '> INVITE', 1).getHeader('Proxy-Authorization') ?? '', /username="alice"/);
+  }
+
+  /** The INVITE as Bob gets it: the proxy's Via on top of Alice's (received/rport), Record-Route, no credentials. */
+  function assertForwardedInvite(bobLog: Logged[], bobPort: number, alicePort: number) {
+    const inv = pick<SipRequest>(bobLog, '< INVITE');
+    assert.equal(inv.uriText, `sip:bob@127.0.0.1:${bobPort}`);
+    assert.equal(inv.vias.length, 2);
+    assert.equal(inv.vias[0].host, proxy.host);
+    assert.equal(inv.vias[0].port, proxy.port);
+    assert.match(inv.vias[0].branch ?? '', /^z9hG4bK/);
+    assert.equal(inv.vias[1].port, alicePort);
+    assert.equal(inv.vias[1].received, '127.0.0.1');
+    assert.equal(inv.vias[1].rport, alicePort);
+    assert.deepEqual(inv.getHeaderValues('Record-Route'), [rr]);
+    assert.equal(inv.maxForwards, 69);
+    assert.equal(inv.getHeader('Proxy-Authorization'), undefined, 'our credentials are not passed on');
+    assert.equal(inv.cseq.seq, 2);
+    return inv;
+  }
+
+  test('3.1 successful session: 407 then the call; ACK and BYE follow the Record-Route', async () => {
+    const bob = await callee('3.1-bob.xml');
+    const alice = await caller('3.1-alice.xml');
+    const [a, b] = await Promise.all([alice.done, bob.done]);
+    const why = explain(a, b);
+    assert.deepEqual(
+      ladder(a.log),
+      ['> INVITE', '< 407', '> ACK', '> INVITE', '< 100', '< 180', '< 200', '> ACK', '> BYE', '< 200'],
+      why,
+    );
+    assert.deepEqual(ladder(b.log), ['< INVITE', '> 180', '> 200', '< ACK', '< BYE', '> 200'], why);
+    assert.equal(a.result.successful, 1, why);
+    assert.equal(b.result.successful, 1, why);
+    assertChallengeLeg(a, alice.port);
+    assertForwardedInvite(b.log, bob.port, alice.port);
+
+    // Alice sees Bob's answers with the Record-Route and only her own Via.
+    for (const entry of ['< 180', '< 200']) {
+      const r = pick<SipResponse>(a.log, entry);
+      assert.deepEqual(r.getHeaderValues('Record-Route'), [rr], entry);
+      assert.equal(r.vias.length, 1, entry);
+      assert.equal(r.via.rport, alice.port, entry);
+    }
+    assert.match(pick(a.log, '< 200').body.toString(), /o=bob/);
+    // Alice's ACK and BYE carry the route set; the proxy removes itself and forwards to Bob's Contact.
+    assert.deepEqual(pick(a.log, '> ACK', 1).getHeaderValues('Route'), [rr]);
+    assert.deepEqual(pick(a.log, '> BYE').getHeaderValues('Route'), [rr]);
+    for (const entry of ['< ACK', '< BYE']) {
+      const r = pick<SipRequest>(b.log, entry);
+      // SIPp's [next_url] is Bob's Contact without its parameters.
+      assert.equal(r.uriText, pick<SipRequest>(a.log, entry.replace('<', '>'), entry === '< ACK' ? 1 : 0).uriText, entry);
+      assert.match(r.uriText, new RegExp(`^sip:bob@127\\.0\\.0\\.1:${bob.port}`), entry);
+      assert.deepEqual(r.getHeaderValues('Route'), [], entry);
+      assert.equal(r.vias.length, 2, entry);
+      assert.equal(r.vias[0].port, proxy.port, entry);
+    }
+    const byeOk = pick<SipResponse>(a.log, '< 200', 1);
+    assert.equal(byeOk.cseq.method, 'BYE');
+  });
+
+  test('3.8 no answer: Alice cancels while Bob rings; CANCEL goes on hop by hop, 487 comes back', async () => {
+    const bob = await callee('3.8-bob.xml');
+    const alice = await caller('3.8-alice.xml');
+    const [a, b] = await Promise.all([alice.done, bob.done]);
+    const why = explain(a, b);
+    assert.deepEqual(
+      ladder(a.log),
+      ['> INVITE', '< 407', '> ACK', '> INVITE', '< 100', '< 180', '> CANCEL', '< 200', '< 487', '> ACK'],
+      why,
+    );
+    assert.deepEqual(ladder(b.log), ['< INVITE', '> 180', '< CANCEL', '> 200', '> 487', '< ACK'], why);
+    assert.equal(a.result.successful, 1, why);
+    assert.equal(b.result.successful, 1, why);
+    assertChallengeLeg(a, alice.port);
+    const inv = assertForwardedInvite(b.log, bob.port, alice.port);
+    // The proxy's CANCEL matches its INVITE branch (RFC 3261 §9.1) and so does its ACK for the 487 (§17.1.1.3).
+    const cancel = pick<SipRequest>(b.log, '< CANCEL');
+    assert.equal(cancel.vias.length, 1);
+    assert.equal(cancel.via.branch, inv.vias[0].branch);
+    assert.equal(cancel.uriText, inv.uriText);
+    assert.equal(cancel.cseq.seq, inv.cseq.seq);
+    const ack = pick<SipRequest>(b.log, '< ACK');
+    assert.equal(ack.via.branch, inv.vias[0].branch);
+    // Alice's CANCEL is answered by the proxy itself; the 487 is Bob's.
+    assert.equal(pick<SipResponse>(a.log, '< 200').cseq.method, 'CANCEL');
+    const terminated = pick<SipResponse>(a.log, '< 487');
+    assert.equal(terminated.cseq.method, 'INVITE');
+    assert.equal(terminated.vias.length, 1);
+    assert.equal(terminated.toTag, pick<SipResponse>(a.log, '< 180').toTag);
+  });
+
+  test('3.8 with a second contact that never answers: the CANCEL still ends the call with 487, not 408', async () => {
+    const bob = await callee('3.8-bob.xml');
+    const silent = createSocket('udp4'); // a phone that swallows everything
+    await new Promise<void>((r) => silent.bind(0, '127.0.0.1', r));
+    const dead = `sip:bob@127.0.0.1:${silent.address().port}`;
+    try {
+      const res = await register({ proxy, user: BOB.username, password: BOB.password, domain: p.domain, contact: dead });
+      assert.equal(res.getHeaderValues('Contact').length, 2);
+      const alice = await caller('3.8-alice.xml');
+      const [a, b] = await Promise.all([alice.done, bob.done]);
+      const why = explain(a, b);
+      assert.deepEqual(
+        ladder(a.log),
+        ['> INVITE', '< 407', '> ACK', '> INVITE', '< 100', '< 180', '> CANCEL', '< 200', '< 487', '> ACK'],
+        why,
+      );
+      assert.equal(a.result.successful, 1, why);
+    } finally {
+      await register({ proxy, user: BOB.username, password: BOB.password, domain: p.domain, contact: dead, expires: 0 });
+      silent.close();
+    }
+  });
+
+  test('3.9 busy: Bob answers 486; the proxy ACKs it and relays 486 to Alice', async () => {
+    const bob = await callee('3.9-bob.xml');
+    const alice = await caller('3.9-alice.xml');
+    const [a, b] = await Promise.all([alice.done, bob.done]);
+    const why = explain(a, b);
+    assert.deepEqual(ladder(a.log), ['> INVITE', '< 407', '> ACK', '> INVITE', '< 100', '< 486', '> ACK'], why);
+    assert.deepEqual(ladder(b.log), ['< INVITE', '> 486', '< ACK'], why);
+    assert.equal(a.result.successful, 1, why);
+    assert.equal(b.result.successful, 1, why);
+    assertChallengeLeg(a, alice.port);
+    const inv = assertForwardedInvite(b.log, bob.port, alice.port);
+    assert.equal(pick<SipRequest>(b.log, '< ACK').via.branch, inv.vias[0].branch, 'hop-by-hop ACK from the proxy');
+    const busy = pick<SipResponse>(a.log, '< 486');
+    assert.equal(busy.reason, 'Busy Here');
+    assert.equal(busy.vias.length, 1);
+    assert.equal(busy.via.rport, alice.port);
+  });
+
+  test('3.10 no response from the UA: the proxy retransmits, gives up after fr_timer and answers 408', async () => {
+    const bob = await callee('3.10-bob.xml');
+    const alice = await caller('3.10-alice.xml');
+    const a = await alice.done;
+    const b = await bob.done;
+    const why = explain(a, b);
+    assert.deepEqual(ladder(a.log), ['> INVITE', '< 407', '> ACK', '> INVITE', '< 100', '< 408', '> ACK'], why);
+    assert.equal(a.result.successful, 1, why);
+    assertChallengeLeg(a, alice.port);
+    assertForwardedInvite(b.log, bob.port, alice.port);
+    const seen = ladder(b.log);
+    assert.ok(seen.length >= 2 && seen.every((e) => e === '< INVITE'), `Bob sees the INVITE retransmitted: ${JSON.stringify(seen)}`);
+    const timeout = pick<SipResponse>(a.log, '< 408');
+    assert.equal(timeout.vias.length, 1);
+    assert.ok(timeout.toTag);
+  });
+
+  test('3.11 temporarily unavailable: a subscriber with no binding gets 480 from the proxy', async () => {
+    const alice = await caller('3.11-alice.xml', CAROL.username);
+    const a = await alice.done;
+    assert.deepEqual(ladder(a.log), ['> INVITE', '< 407', '> ACK', '> INVITE', '< 480', '> ACK'], explain(a));
+    assert.equal(a.result.successful, 1, explain(a));
+    assertChallengeLeg(a, alice.port);
+    const unavailable = pick<SipResponse>(a.log, '< 480');
+    assert.equal(unavailable.reason, 'Temporarily Unavailable');
+    assert.equal(unavailable.via.rport, alice.port);
+    assert.ok(unavailable.toTag);
+  });
+});
