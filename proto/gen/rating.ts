@@ -22,15 +22,18 @@ export const protobufFileName = "rating.proto";
 
 /**
  * Credit checks for the proxy (may this caller call this number, and for how
- * long) and balance views for the portal.
+ * long), balances and the ledger, rate plans and CDRs for the portal.
+ * Money is int64 micros: millionths of the currency unit.
  */
 
 export interface AuthorizeRequest {
-  /** the caller's account (subscriber AoR, e.g. "sip:alice@example.com") */
+  /** the billed account, as the proxy sends it in Switchboard-Account (e.g. "sip:alice@example.com") */
   account: string;
   /** the dialled number after dial-plan normalisation, E.164 digits without "+" */
   callee: string;
   callId: string;
+  /** the callee is a subscriber of the platform (no gateway): free unless the plan rates on-net calls */
+  onNet?: boolean | undefined;
 }
 
 export interface AuthorizeResponse {
@@ -40,6 +43,12 @@ export interface AuthorizeResponse {
   reason: AuthorizeResponse_Reason;
   /** human-readable, for logs */
   detail: string;
+  /** the rated destination's name */
+  destination?:
+    | string
+    | undefined;
+  /** credit held for this call */
+  reservedMicros?: number | undefined;
 }
 
 export enum AuthorizeResponse_Reason {
@@ -113,10 +122,208 @@ export interface GetBalanceResponse {
   prepaid: boolean;
   /** unix milliseconds of the last debit or top-up */
   updatedAt: number;
+  /** held by calls in progress */
+  reservedMicros?:
+    | number
+    | undefined;
+  /** postpaid: how far below zero it may go; absent for no limit */
+  creditLimitMicros?: number | undefined;
+  blocked?: boolean | undefined;
+  planId?: string | undefined;
+}
+
+export interface AdjustRequest {
+  account: string;
+  kind: AdjustRequest_Kind;
+  amountMicros: number;
+  /** who: "portal:admin@example.com" */
+  actor: string;
+  reason: string;
+  /** optional: a retried request with the same key is applied once */
+  idempotencyKey: string;
+}
+
+export enum AdjustRequest_Kind {
+  KIND_UNSPECIFIED = 0,
+  KIND_TOPUP = 1,
+  KIND_VOUCHER = 2,
+  /** KIND_ADJUSTMENT - either sign */
+  KIND_ADJUSTMENT = 3,
+  KIND_REFUND = 4,
+  UNRECOGNIZED = -1,
+}
+
+export function adjustRequest_KindFromJSON(object: any): AdjustRequest_Kind {
+  switch (object) {
+    case 0:
+    case "KIND_UNSPECIFIED":
+      return AdjustRequest_Kind.KIND_UNSPECIFIED;
+    case 1:
+    case "KIND_TOPUP":
+      return AdjustRequest_Kind.KIND_TOPUP;
+    case 2:
+    case "KIND_VOUCHER":
+      return AdjustRequest_Kind.KIND_VOUCHER;
+    case 3:
+    case "KIND_ADJUSTMENT":
+      return AdjustRequest_Kind.KIND_ADJUSTMENT;
+    case 4:
+    case "KIND_REFUND":
+      return AdjustRequest_Kind.KIND_REFUND;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return AdjustRequest_Kind.UNRECOGNIZED;
+  }
+}
+
+export function adjustRequest_KindToJSON(object: AdjustRequest_Kind): string {
+  switch (object) {
+    case AdjustRequest_Kind.KIND_UNSPECIFIED:
+      return "KIND_UNSPECIFIED";
+    case AdjustRequest_Kind.KIND_TOPUP:
+      return "KIND_TOPUP";
+    case AdjustRequest_Kind.KIND_VOUCHER:
+      return "KIND_VOUCHER";
+    case AdjustRequest_Kind.KIND_ADJUSTMENT:
+      return "KIND_ADJUSTMENT";
+    case AdjustRequest_Kind.KIND_REFUND:
+      return "KIND_REFUND";
+    case AdjustRequest_Kind.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
+export interface AdjustResponse {
+  balanceMicros: number;
+  /** false when the idempotency key was used before */
+  applied: boolean;
+}
+
+export interface SetAccountRequest {
+  account: string;
+  prepaid: boolean;
+  currency: string;
+  creditLimitMicros?:
+    | number
+    | undefined;
+  /** empty: the domain's plan, else the default */
+  planId: string;
+  blocked: boolean;
+  lowBalanceMicros: number;
+}
+
+export interface SetAccountResponse {
+  account?: GetBalanceResponse | undefined;
+}
+
+export interface GetAccountRequest {
+  account: string;
+}
+
+export interface GetAccountResponse {
+  /** balance, reservations and settings */
+  account?: GetBalanceResponse | undefined;
+}
+
+export interface ImportRatePlanRequest {
+  planId: string;
+  /** unix milliseconds: calls answered from then on use this version */
+  effectiveFrom: number;
+  currency: string;
+  /** IANA, e.g. "Europe/Berlin"; empty for UTC */
+  timezone: string;
+  /** local dates YYYY-MM-DD */
+  holidays: string[];
+  ratesCsv: string;
+  periodsCsv: string;
+  actor: string;
+}
+
+export interface ImportRatePlanResponse {
+  ok: boolean;
+  rates: number;
+  /** "rates line 7: ..."; nothing is stored when there is one */
+  errors: string[];
+}
+
+export interface AssignDomainPlanRequest {
+  domain: string;
+  planId: string;
+}
+
+export interface AssignDomainPlanResponse {
+}
+
+export interface QuoteRequest {
+  account: string;
+  callee: string;
+  seconds: number;
+  /** unix milliseconds; 0 for now */
+  at: number;
+  onNet: boolean;
+}
+
+export interface QuoteResponse {
+  /** false when no rate covers the destination */
+  rated: boolean;
+  priceMicros: number;
+  billableSeconds: number;
+  destination: string;
+  currency: string;
+}
+
+export interface ListCdrsRequest {
+  account: string;
+  /** unix milliseconds, inclusive; 0 for the beginning */
+  from: number;
+  /** exclusive; 0 for no end */
+  to: number;
+  pageSize: number;
+  pageToken: string;
+}
+
+export interface ListCdrsResponse {
+  cdrs: Cdr[];
+  nextPageToken: string;
+}
+
+/** A rated CDR, as stored and published on the `cdrs` topic (there as JSON with these field names in camelCase). */
+export interface Cdr {
+  id: string;
+  callId: string;
+  account: string;
+  caller: string;
+  callee: string;
+  calleeNumber: string;
+  /** ISO 8601 */
+  startedAt: string;
+  answeredAt: string;
+  endedAt: string;
+  durationSeconds: number;
+  billableSeconds: number;
+  /** answered, failed */
+  disposition: string;
+  /** bye, media_timeout, max_duration, failed */
+  endReason: string;
+  sipCode: number;
+  gateway: string;
+  destination: string;
+  prefix: string;
+  planId: string;
+  period: string;
+  priceMicros: number;
+  currency: string;
+  flags: string[];
+  /** 0 when unknown */
+  mos: number;
+  /** rated, free, unrated */
+  rateStatus: string;
 }
 
 function createBaseAuthorizeRequest(): AuthorizeRequest {
-  return { account: "", callee: "", callId: "" };
+  return { account: "", callee: "", callId: "", onNet: undefined };
 }
 
 export const AuthorizeRequest: MessageFns<AuthorizeRequest> = {
@@ -129,6 +336,9 @@ export const AuthorizeRequest: MessageFns<AuthorizeRequest> = {
     }
     if (message.callId !== "") {
       writer.uint32(26).string(message.callId);
+    }
+    if (message.onNet !== undefined) {
+      writer.uint32(32).bool(message.onNet);
     }
     return writer;
   },
@@ -170,6 +380,14 @@ export const AuthorizeRequest: MessageFns<AuthorizeRequest> = {
             message.callId = reader.string();
             continue;
           }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.onNet = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -191,6 +409,11 @@ export const AuthorizeRequest: MessageFns<AuthorizeRequest> = {
         : isSet(object.call_id)
         ? globalThis.String(object.call_id)
         : "",
+      onNet: isSet(object.onNet)
+        ? globalThis.Boolean(object.onNet)
+        : isSet(object.on_net)
+        ? globalThis.Boolean(object.on_net)
+        : undefined,
     };
   },
 
@@ -205,6 +428,9 @@ export const AuthorizeRequest: MessageFns<AuthorizeRequest> = {
     if (message.callId !== "") {
       obj.callId = message.callId;
     }
+    if (message.onNet !== undefined) {
+      obj.onNet = message.onNet;
+    }
     return obj;
   },
 
@@ -216,12 +442,20 @@ export const AuthorizeRequest: MessageFns<AuthorizeRequest> = {
     message.account = object.account ?? "";
     message.callee = object.callee ?? "";
     message.callId = object.callId ?? "";
+    message.onNet = object.onNet ?? undefined;
     return message;
   },
 };
 
 function createBaseAuthorizeResponse(): AuthorizeResponse {
-  return { allowed: false, maxSeconds: undefined, reason: 0, detail: "" };
+  return {
+    allowed: false,
+    maxSeconds: undefined,
+    reason: 0,
+    detail: "",
+    destination: undefined,
+    reservedMicros: undefined,
+  };
 }
 
 export const AuthorizeResponse: MessageFns<AuthorizeResponse> = {
@@ -237,6 +471,12 @@ export const AuthorizeResponse: MessageFns<AuthorizeResponse> = {
     }
     if (message.detail !== "") {
       writer.uint32(34).string(message.detail);
+    }
+    if (message.destination !== undefined) {
+      writer.uint32(42).string(message.destination);
+    }
+    if (message.reservedMicros !== undefined) {
+      writer.uint32(48).int64(message.reservedMicros);
     }
     return writer;
   },
@@ -286,6 +526,22 @@ export const AuthorizeResponse: MessageFns<AuthorizeResponse> = {
             message.detail = reader.string();
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.destination = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.reservedMicros = longToNumber(reader.int64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -308,6 +564,12 @@ export const AuthorizeResponse: MessageFns<AuthorizeResponse> = {
         : undefined,
       reason: isSet(object.reason) ? authorizeResponse_ReasonFromJSON(object.reason) : 0,
       detail: isSet(object.detail) ? globalThis.String(object.detail) : "",
+      destination: isSet(object.destination) ? globalThis.String(object.destination) : undefined,
+      reservedMicros: isSet(object.reservedMicros)
+        ? globalThis.Number(object.reservedMicros)
+        : isSet(object.reserved_micros)
+        ? globalThis.Number(object.reserved_micros)
+        : undefined,
     };
   },
 
@@ -325,6 +587,12 @@ export const AuthorizeResponse: MessageFns<AuthorizeResponse> = {
     if (message.detail !== "") {
       obj.detail = message.detail;
     }
+    if (message.destination !== undefined) {
+      obj.destination = message.destination;
+    }
+    if (message.reservedMicros !== undefined) {
+      obj.reservedMicros = Math.round(message.reservedMicros);
+    }
     return obj;
   },
 
@@ -337,6 +605,8 @@ export const AuthorizeResponse: MessageFns<AuthorizeResponse> = {
     message.maxSeconds = object.maxSeconds ?? undefined;
     message.reason = object.reason ?? 0;
     message.detail = object.detail ?? "";
+    message.destination = object.destination ?? undefined;
+    message.reservedMicros = object.reservedMicros ?? undefined;
     return message;
   },
 };
@@ -409,7 +679,17 @@ export const GetBalanceRequest: MessageFns<GetBalanceRequest> = {
 };
 
 function createBaseGetBalanceResponse(): GetBalanceResponse {
-  return { account: "", balanceMicros: 0, currency: "", prepaid: false, updatedAt: 0 };
+  return {
+    account: "",
+    balanceMicros: 0,
+    currency: "",
+    prepaid: false,
+    updatedAt: 0,
+    reservedMicros: undefined,
+    creditLimitMicros: undefined,
+    blocked: undefined,
+    planId: undefined,
+  };
 }
 
 export const GetBalanceResponse: MessageFns<GetBalanceResponse> = {
@@ -428,6 +708,18 @@ export const GetBalanceResponse: MessageFns<GetBalanceResponse> = {
     }
     if (message.updatedAt !== 0) {
       writer.uint32(40).int64(message.updatedAt);
+    }
+    if (message.reservedMicros !== undefined) {
+      writer.uint32(48).int64(message.reservedMicros);
+    }
+    if (message.creditLimitMicros !== undefined) {
+      writer.uint32(56).int64(message.creditLimitMicros);
+    }
+    if (message.blocked !== undefined) {
+      writer.uint32(64).bool(message.blocked);
+    }
+    if (message.planId !== undefined) {
+      writer.uint32(74).string(message.planId);
     }
     return writer;
   },
@@ -485,6 +777,38 @@ export const GetBalanceResponse: MessageFns<GetBalanceResponse> = {
             message.updatedAt = longToNumber(reader.int64());
             continue;
           }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.reservedMicros = longToNumber(reader.int64());
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.creditLimitMicros = longToNumber(reader.int64());
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.blocked = reader.bool();
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.planId = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -512,6 +836,22 @@ export const GetBalanceResponse: MessageFns<GetBalanceResponse> = {
         : isSet(object.updated_at)
         ? globalThis.Number(object.updated_at)
         : 0,
+      reservedMicros: isSet(object.reservedMicros)
+        ? globalThis.Number(object.reservedMicros)
+        : isSet(object.reserved_micros)
+        ? globalThis.Number(object.reserved_micros)
+        : undefined,
+      creditLimitMicros: isSet(object.creditLimitMicros)
+        ? globalThis.Number(object.creditLimitMicros)
+        : isSet(object.credit_limit_micros)
+        ? globalThis.Number(object.credit_limit_micros)
+        : undefined,
+      blocked: isSet(object.blocked) ? globalThis.Boolean(object.blocked) : undefined,
+      planId: isSet(object.planId)
+        ? globalThis.String(object.planId)
+        : isSet(object.plan_id)
+        ? globalThis.String(object.plan_id)
+        : undefined,
     };
   },
 
@@ -532,6 +872,18 @@ export const GetBalanceResponse: MessageFns<GetBalanceResponse> = {
     if (message.updatedAt !== 0) {
       obj.updatedAt = Math.round(message.updatedAt);
     }
+    if (message.reservedMicros !== undefined) {
+      obj.reservedMicros = Math.round(message.reservedMicros);
+    }
+    if (message.creditLimitMicros !== undefined) {
+      obj.creditLimitMicros = Math.round(message.creditLimitMicros);
+    }
+    if (message.blocked !== undefined) {
+      obj.blocked = message.blocked;
+    }
+    if (message.planId !== undefined) {
+      obj.planId = message.planId;
+    }
     return obj;
   },
 
@@ -545,6 +897,2114 @@ export const GetBalanceResponse: MessageFns<GetBalanceResponse> = {
     message.currency = object.currency ?? "";
     message.prepaid = object.prepaid ?? false;
     message.updatedAt = object.updatedAt ?? 0;
+    message.reservedMicros = object.reservedMicros ?? undefined;
+    message.creditLimitMicros = object.creditLimitMicros ?? undefined;
+    message.blocked = object.blocked ?? undefined;
+    message.planId = object.planId ?? undefined;
+    return message;
+  },
+};
+
+function createBaseAdjustRequest(): AdjustRequest {
+  return { account: "", kind: 0, amountMicros: 0, actor: "", reason: "", idempotencyKey: "" };
+}
+
+export const AdjustRequest: MessageFns<AdjustRequest> = {
+  encode(message: AdjustRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.account !== "") {
+      writer.uint32(10).string(message.account);
+    }
+    if (message.kind !== 0) {
+      writer.uint32(16).int32(message.kind);
+    }
+    if (message.amountMicros !== 0) {
+      writer.uint32(24).int64(message.amountMicros);
+    }
+    if (message.actor !== "") {
+      writer.uint32(34).string(message.actor);
+    }
+    if (message.reason !== "") {
+      writer.uint32(42).string(message.reason);
+    }
+    if (message.idempotencyKey !== "") {
+      writer.uint32(50).string(message.idempotencyKey);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AdjustRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAdjustRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.account = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.kind = reader.int32() as any;
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.amountMicros = longToNumber(reader.int64());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.actor = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.idempotencyKey = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): AdjustRequest {
+    return {
+      account: isSet(object.account) ? globalThis.String(object.account) : "",
+      kind: isSet(object.kind) ? adjustRequest_KindFromJSON(object.kind) : 0,
+      amountMicros: isSet(object.amountMicros)
+        ? globalThis.Number(object.amountMicros)
+        : isSet(object.amount_micros)
+        ? globalThis.Number(object.amount_micros)
+        : 0,
+      actor: isSet(object.actor) ? globalThis.String(object.actor) : "",
+      reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
+      idempotencyKey: isSet(object.idempotencyKey)
+        ? globalThis.String(object.idempotencyKey)
+        : isSet(object.idempotency_key)
+        ? globalThis.String(object.idempotency_key)
+        : "",
+    };
+  },
+
+  toJSON(message: AdjustRequest): unknown {
+    const obj: any = {};
+    if (message.account !== "") {
+      obj.account = message.account;
+    }
+    if (message.kind !== 0) {
+      obj.kind = adjustRequest_KindToJSON(message.kind);
+    }
+    if (message.amountMicros !== 0) {
+      obj.amountMicros = Math.round(message.amountMicros);
+    }
+    if (message.actor !== "") {
+      obj.actor = message.actor;
+    }
+    if (message.reason !== "") {
+      obj.reason = message.reason;
+    }
+    if (message.idempotencyKey !== "") {
+      obj.idempotencyKey = message.idempotencyKey;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<AdjustRequest>, I>>(base?: I): AdjustRequest {
+    return AdjustRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<AdjustRequest>, I>>(object: I): AdjustRequest {
+    const message = createBaseAdjustRequest();
+    message.account = object.account ?? "";
+    message.kind = object.kind ?? 0;
+    message.amountMicros = object.amountMicros ?? 0;
+    message.actor = object.actor ?? "";
+    message.reason = object.reason ?? "";
+    message.idempotencyKey = object.idempotencyKey ?? "";
+    return message;
+  },
+};
+
+function createBaseAdjustResponse(): AdjustResponse {
+  return { balanceMicros: 0, applied: false };
+}
+
+export const AdjustResponse: MessageFns<AdjustResponse> = {
+  encode(message: AdjustResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.balanceMicros !== 0) {
+      writer.uint32(8).int64(message.balanceMicros);
+    }
+    if (message.applied !== false) {
+      writer.uint32(16).bool(message.applied);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AdjustResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAdjustResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.balanceMicros = longToNumber(reader.int64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.applied = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): AdjustResponse {
+    return {
+      balanceMicros: isSet(object.balanceMicros)
+        ? globalThis.Number(object.balanceMicros)
+        : isSet(object.balance_micros)
+        ? globalThis.Number(object.balance_micros)
+        : 0,
+      applied: isSet(object.applied) ? globalThis.Boolean(object.applied) : false,
+    };
+  },
+
+  toJSON(message: AdjustResponse): unknown {
+    const obj: any = {};
+    if (message.balanceMicros !== 0) {
+      obj.balanceMicros = Math.round(message.balanceMicros);
+    }
+    if (message.applied !== false) {
+      obj.applied = message.applied;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<AdjustResponse>, I>>(base?: I): AdjustResponse {
+    return AdjustResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<AdjustResponse>, I>>(object: I): AdjustResponse {
+    const message = createBaseAdjustResponse();
+    message.balanceMicros = object.balanceMicros ?? 0;
+    message.applied = object.applied ?? false;
+    return message;
+  },
+};
+
+function createBaseSetAccountRequest(): SetAccountRequest {
+  return {
+    account: "",
+    prepaid: false,
+    currency: "",
+    creditLimitMicros: undefined,
+    planId: "",
+    blocked: false,
+    lowBalanceMicros: 0,
+  };
+}
+
+export const SetAccountRequest: MessageFns<SetAccountRequest> = {
+  encode(message: SetAccountRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.account !== "") {
+      writer.uint32(10).string(message.account);
+    }
+    if (message.prepaid !== false) {
+      writer.uint32(16).bool(message.prepaid);
+    }
+    if (message.currency !== "") {
+      writer.uint32(26).string(message.currency);
+    }
+    if (message.creditLimitMicros !== undefined) {
+      writer.uint32(32).int64(message.creditLimitMicros);
+    }
+    if (message.planId !== "") {
+      writer.uint32(42).string(message.planId);
+    }
+    if (message.blocked !== false) {
+      writer.uint32(48).bool(message.blocked);
+    }
+    if (message.lowBalanceMicros !== 0) {
+      writer.uint32(56).int64(message.lowBalanceMicros);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SetAccountRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSetAccountRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.account = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.prepaid = reader.bool();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.currency = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.creditLimitMicros = longToNumber(reader.int64());
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.planId = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.blocked = reader.bool();
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.lowBalanceMicros = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SetAccountRequest {
+    return {
+      account: isSet(object.account) ? globalThis.String(object.account) : "",
+      prepaid: isSet(object.prepaid) ? globalThis.Boolean(object.prepaid) : false,
+      currency: isSet(object.currency) ? globalThis.String(object.currency) : "",
+      creditLimitMicros: isSet(object.creditLimitMicros)
+        ? globalThis.Number(object.creditLimitMicros)
+        : isSet(object.credit_limit_micros)
+        ? globalThis.Number(object.credit_limit_micros)
+        : undefined,
+      planId: isSet(object.planId)
+        ? globalThis.String(object.planId)
+        : isSet(object.plan_id)
+        ? globalThis.String(object.plan_id)
+        : "",
+      blocked: isSet(object.blocked) ? globalThis.Boolean(object.blocked) : false,
+      lowBalanceMicros: isSet(object.lowBalanceMicros)
+        ? globalThis.Number(object.lowBalanceMicros)
+        : isSet(object.low_balance_micros)
+        ? globalThis.Number(object.low_balance_micros)
+        : 0,
+    };
+  },
+
+  toJSON(message: SetAccountRequest): unknown {
+    const obj: any = {};
+    if (message.account !== "") {
+      obj.account = message.account;
+    }
+    if (message.prepaid !== false) {
+      obj.prepaid = message.prepaid;
+    }
+    if (message.currency !== "") {
+      obj.currency = message.currency;
+    }
+    if (message.creditLimitMicros !== undefined) {
+      obj.creditLimitMicros = Math.round(message.creditLimitMicros);
+    }
+    if (message.planId !== "") {
+      obj.planId = message.planId;
+    }
+    if (message.blocked !== false) {
+      obj.blocked = message.blocked;
+    }
+    if (message.lowBalanceMicros !== 0) {
+      obj.lowBalanceMicros = Math.round(message.lowBalanceMicros);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SetAccountRequest>, I>>(base?: I): SetAccountRequest {
+    return SetAccountRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SetAccountRequest>, I>>(object: I): SetAccountRequest {
+    const message = createBaseSetAccountRequest();
+    message.account = object.account ?? "";
+    message.prepaid = object.prepaid ?? false;
+    message.currency = object.currency ?? "";
+    message.creditLimitMicros = object.creditLimitMicros ?? undefined;
+    message.planId = object.planId ?? "";
+    message.blocked = object.blocked ?? false;
+    message.lowBalanceMicros = object.lowBalanceMicros ?? 0;
+    return message;
+  },
+};
+
+function createBaseSetAccountResponse(): SetAccountResponse {
+  return { account: undefined };
+}
+
+export const SetAccountResponse: MessageFns<SetAccountResponse> = {
+  encode(message: SetAccountResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.account !== undefined) {
+      GetBalanceResponse.encode(message.account, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SetAccountResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSetAccountResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.account = GetBalanceResponse.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SetAccountResponse {
+    return { account: isSet(object.account) ? GetBalanceResponse.fromJSON(object.account) : undefined };
+  },
+
+  toJSON(message: SetAccountResponse): unknown {
+    const obj: any = {};
+    if (message.account !== undefined) {
+      obj.account = GetBalanceResponse.toJSON(message.account);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SetAccountResponse>, I>>(base?: I): SetAccountResponse {
+    return SetAccountResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SetAccountResponse>, I>>(object: I): SetAccountResponse {
+    const message = createBaseSetAccountResponse();
+    message.account = (object.account !== undefined && object.account !== null)
+      ? GetBalanceResponse.fromPartial(object.account)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseGetAccountRequest(): GetAccountRequest {
+  return { account: "" };
+}
+
+export const GetAccountRequest: MessageFns<GetAccountRequest> = {
+  encode(message: GetAccountRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.account !== "") {
+      writer.uint32(10).string(message.account);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetAccountRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetAccountRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.account = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetAccountRequest {
+    return { account: isSet(object.account) ? globalThis.String(object.account) : "" };
+  },
+
+  toJSON(message: GetAccountRequest): unknown {
+    const obj: any = {};
+    if (message.account !== "") {
+      obj.account = message.account;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetAccountRequest>, I>>(base?: I): GetAccountRequest {
+    return GetAccountRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetAccountRequest>, I>>(object: I): GetAccountRequest {
+    const message = createBaseGetAccountRequest();
+    message.account = object.account ?? "";
+    return message;
+  },
+};
+
+function createBaseGetAccountResponse(): GetAccountResponse {
+  return { account: undefined };
+}
+
+export const GetAccountResponse: MessageFns<GetAccountResponse> = {
+  encode(message: GetAccountResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.account !== undefined) {
+      GetBalanceResponse.encode(message.account, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetAccountResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetAccountResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.account = GetBalanceResponse.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetAccountResponse {
+    return { account: isSet(object.account) ? GetBalanceResponse.fromJSON(object.account) : undefined };
+  },
+
+  toJSON(message: GetAccountResponse): unknown {
+    const obj: any = {};
+    if (message.account !== undefined) {
+      obj.account = GetBalanceResponse.toJSON(message.account);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetAccountResponse>, I>>(base?: I): GetAccountResponse {
+    return GetAccountResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetAccountResponse>, I>>(object: I): GetAccountResponse {
+    const message = createBaseGetAccountResponse();
+    message.account = (object.account !== undefined && object.account !== null)
+      ? GetBalanceResponse.fromPartial(object.account)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseImportRatePlanRequest(): ImportRatePlanRequest {
+  return {
+    planId: "",
+    effectiveFrom: 0,
+    currency: "",
+    timezone: "",
+    holidays: [],
+    ratesCsv: "",
+    periodsCsv: "",
+    actor: "",
+  };
+}
+
+export const ImportRatePlanRequest: MessageFns<ImportRatePlanRequest> = {
+  encode(message: ImportRatePlanRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.planId !== "") {
+      writer.uint32(10).string(message.planId);
+    }
+    if (message.effectiveFrom !== 0) {
+      writer.uint32(16).int64(message.effectiveFrom);
+    }
+    if (message.currency !== "") {
+      writer.uint32(26).string(message.currency);
+    }
+    if (message.timezone !== "") {
+      writer.uint32(34).string(message.timezone);
+    }
+    for (const v of message.holidays) {
+      writer.uint32(42).string(v!);
+    }
+    if (message.ratesCsv !== "") {
+      writer.uint32(50).string(message.ratesCsv);
+    }
+    if (message.periodsCsv !== "") {
+      writer.uint32(58).string(message.periodsCsv);
+    }
+    if (message.actor !== "") {
+      writer.uint32(66).string(message.actor);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ImportRatePlanRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseImportRatePlanRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.planId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.effectiveFrom = longToNumber(reader.int64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.currency = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.timezone = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.holidays.push(reader.string());
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.ratesCsv = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.periodsCsv = reader.string();
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.actor = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ImportRatePlanRequest {
+    return {
+      planId: isSet(object.planId)
+        ? globalThis.String(object.planId)
+        : isSet(object.plan_id)
+        ? globalThis.String(object.plan_id)
+        : "",
+      effectiveFrom: isSet(object.effectiveFrom)
+        ? globalThis.Number(object.effectiveFrom)
+        : isSet(object.effective_from)
+        ? globalThis.Number(object.effective_from)
+        : 0,
+      currency: isSet(object.currency) ? globalThis.String(object.currency) : "",
+      timezone: isSet(object.timezone) ? globalThis.String(object.timezone) : "",
+      holidays: globalThis.Array.isArray(object?.holidays) ? object.holidays.map((e: any) => globalThis.String(e)) : [],
+      ratesCsv: isSet(object.ratesCsv)
+        ? globalThis.String(object.ratesCsv)
+        : isSet(object.rates_csv)
+        ? globalThis.String(object.rates_csv)
+        : "",
+      periodsCsv: isSet(object.periodsCsv)
+        ? globalThis.String(object.periodsCsv)
+        : isSet(object.periods_csv)
+        ? globalThis.String(object.periods_csv)
+        : "",
+      actor: isSet(object.actor) ? globalThis.String(object.actor) : "",
+    };
+  },
+
+  toJSON(message: ImportRatePlanRequest): unknown {
+    const obj: any = {};
+    if (message.planId !== "") {
+      obj.planId = message.planId;
+    }
+    if (message.effectiveFrom !== 0) {
+      obj.effectiveFrom = Math.round(message.effectiveFrom);
+    }
+    if (message.currency !== "") {
+      obj.currency = message.currency;
+    }
+    if (message.timezone !== "") {
+      obj.timezone = message.timezone;
+    }
+    if (message.holidays?.length) {
+      obj.holidays = message.holidays;
+    }
+    if (message.ratesCsv !== "") {
+      obj.ratesCsv = message.ratesCsv;
+    }
+    if (message.periodsCsv !== "") {
+      obj.periodsCsv = message.periodsCsv;
+    }
+    if (message.actor !== "") {
+      obj.actor = message.actor;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ImportRatePlanRequest>, I>>(base?: I): ImportRatePlanRequest {
+    return ImportRatePlanRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ImportRatePlanRequest>, I>>(object: I): ImportRatePlanRequest {
+    const message = createBaseImportRatePlanRequest();
+    message.planId = object.planId ?? "";
+    message.effectiveFrom = object.effectiveFrom ?? 0;
+    message.currency = object.currency ?? "";
+    message.timezone = object.timezone ?? "";
+    message.holidays = object.holidays?.map((e) => e) || [];
+    message.ratesCsv = object.ratesCsv ?? "";
+    message.periodsCsv = object.periodsCsv ?? "";
+    message.actor = object.actor ?? "";
+    return message;
+  },
+};
+
+function createBaseImportRatePlanResponse(): ImportRatePlanResponse {
+  return { ok: false, rates: 0, errors: [] };
+}
+
+export const ImportRatePlanResponse: MessageFns<ImportRatePlanResponse> = {
+  encode(message: ImportRatePlanResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.ok !== false) {
+      writer.uint32(8).bool(message.ok);
+    }
+    if (message.rates !== 0) {
+      writer.uint32(16).uint32(message.rates);
+    }
+    for (const v of message.errors) {
+      writer.uint32(26).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ImportRatePlanResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseImportRatePlanResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.ok = reader.bool();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.rates = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.errors.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ImportRatePlanResponse {
+    return {
+      ok: isSet(object.ok) ? globalThis.Boolean(object.ok) : false,
+      rates: isSet(object.rates) ? globalThis.Number(object.rates) : 0,
+      errors: globalThis.Array.isArray(object?.errors) ? object.errors.map((e: any) => globalThis.String(e)) : [],
+    };
+  },
+
+  toJSON(message: ImportRatePlanResponse): unknown {
+    const obj: any = {};
+    if (message.ok !== false) {
+      obj.ok = message.ok;
+    }
+    if (message.rates !== 0) {
+      obj.rates = Math.round(message.rates);
+    }
+    if (message.errors?.length) {
+      obj.errors = message.errors;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ImportRatePlanResponse>, I>>(base?: I): ImportRatePlanResponse {
+    return ImportRatePlanResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ImportRatePlanResponse>, I>>(object: I): ImportRatePlanResponse {
+    const message = createBaseImportRatePlanResponse();
+    message.ok = object.ok ?? false;
+    message.rates = object.rates ?? 0;
+    message.errors = object.errors?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseAssignDomainPlanRequest(): AssignDomainPlanRequest {
+  return { domain: "", planId: "" };
+}
+
+export const AssignDomainPlanRequest: MessageFns<AssignDomainPlanRequest> = {
+  encode(message: AssignDomainPlanRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.domain !== "") {
+      writer.uint32(10).string(message.domain);
+    }
+    if (message.planId !== "") {
+      writer.uint32(18).string(message.planId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AssignDomainPlanRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAssignDomainPlanRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.domain = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.planId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): AssignDomainPlanRequest {
+    return {
+      domain: isSet(object.domain) ? globalThis.String(object.domain) : "",
+      planId: isSet(object.planId)
+        ? globalThis.String(object.planId)
+        : isSet(object.plan_id)
+        ? globalThis.String(object.plan_id)
+        : "",
+    };
+  },
+
+  toJSON(message: AssignDomainPlanRequest): unknown {
+    const obj: any = {};
+    if (message.domain !== "") {
+      obj.domain = message.domain;
+    }
+    if (message.planId !== "") {
+      obj.planId = message.planId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<AssignDomainPlanRequest>, I>>(base?: I): AssignDomainPlanRequest {
+    return AssignDomainPlanRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<AssignDomainPlanRequest>, I>>(object: I): AssignDomainPlanRequest {
+    const message = createBaseAssignDomainPlanRequest();
+    message.domain = object.domain ?? "";
+    message.planId = object.planId ?? "";
+    return message;
+  },
+};
+
+function createBaseAssignDomainPlanResponse(): AssignDomainPlanResponse {
+  return {};
+}
+
+export const AssignDomainPlanResponse: MessageFns<AssignDomainPlanResponse> = {
+  encode(_: AssignDomainPlanResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AssignDomainPlanResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAssignDomainPlanResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): AssignDomainPlanResponse {
+    return {};
+  },
+
+  toJSON(_: AssignDomainPlanResponse): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<AssignDomainPlanResponse>, I>>(base?: I): AssignDomainPlanResponse {
+    return AssignDomainPlanResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<AssignDomainPlanResponse>, I>>(_: I): AssignDomainPlanResponse {
+    const message = createBaseAssignDomainPlanResponse();
+    return message;
+  },
+};
+
+function createBaseQuoteRequest(): QuoteRequest {
+  return { account: "", callee: "", seconds: 0, at: 0, onNet: false };
+}
+
+export const QuoteRequest: MessageFns<QuoteRequest> = {
+  encode(message: QuoteRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.account !== "") {
+      writer.uint32(10).string(message.account);
+    }
+    if (message.callee !== "") {
+      writer.uint32(18).string(message.callee);
+    }
+    if (message.seconds !== 0) {
+      writer.uint32(24).uint32(message.seconds);
+    }
+    if (message.at !== 0) {
+      writer.uint32(32).int64(message.at);
+    }
+    if (message.onNet !== false) {
+      writer.uint32(40).bool(message.onNet);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): QuoteRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseQuoteRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.account = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.callee = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.seconds = reader.uint32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.at = longToNumber(reader.int64());
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.onNet = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): QuoteRequest {
+    return {
+      account: isSet(object.account) ? globalThis.String(object.account) : "",
+      callee: isSet(object.callee) ? globalThis.String(object.callee) : "",
+      seconds: isSet(object.seconds) ? globalThis.Number(object.seconds) : 0,
+      at: isSet(object.at) ? globalThis.Number(object.at) : 0,
+      onNet: isSet(object.onNet)
+        ? globalThis.Boolean(object.onNet)
+        : isSet(object.on_net)
+        ? globalThis.Boolean(object.on_net)
+        : false,
+    };
+  },
+
+  toJSON(message: QuoteRequest): unknown {
+    const obj: any = {};
+    if (message.account !== "") {
+      obj.account = message.account;
+    }
+    if (message.callee !== "") {
+      obj.callee = message.callee;
+    }
+    if (message.seconds !== 0) {
+      obj.seconds = Math.round(message.seconds);
+    }
+    if (message.at !== 0) {
+      obj.at = Math.round(message.at);
+    }
+    if (message.onNet !== false) {
+      obj.onNet = message.onNet;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<QuoteRequest>, I>>(base?: I): QuoteRequest {
+    return QuoteRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<QuoteRequest>, I>>(object: I): QuoteRequest {
+    const message = createBaseQuoteRequest();
+    message.account = object.account ?? "";
+    message.callee = object.callee ?? "";
+    message.seconds = object.seconds ?? 0;
+    message.at = object.at ?? 0;
+    message.onNet = object.onNet ?? false;
+    return message;
+  },
+};
+
+function createBaseQuoteResponse(): QuoteResponse {
+  return { rated: false, priceMicros: 0, billableSeconds: 0, destination: "", currency: "" };
+}
+
+export const QuoteResponse: MessageFns<QuoteResponse> = {
+  encode(message: QuoteResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.rated !== false) {
+      writer.uint32(8).bool(message.rated);
+    }
+    if (message.priceMicros !== 0) {
+      writer.uint32(16).int64(message.priceMicros);
+    }
+    if (message.billableSeconds !== 0) {
+      writer.uint32(24).uint32(message.billableSeconds);
+    }
+    if (message.destination !== "") {
+      writer.uint32(34).string(message.destination);
+    }
+    if (message.currency !== "") {
+      writer.uint32(42).string(message.currency);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): QuoteResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseQuoteResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.rated = reader.bool();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.priceMicros = longToNumber(reader.int64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.billableSeconds = reader.uint32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.destination = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.currency = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): QuoteResponse {
+    return {
+      rated: isSet(object.rated) ? globalThis.Boolean(object.rated) : false,
+      priceMicros: isSet(object.priceMicros)
+        ? globalThis.Number(object.priceMicros)
+        : isSet(object.price_micros)
+        ? globalThis.Number(object.price_micros)
+        : 0,
+      billableSeconds: isSet(object.billableSeconds)
+        ? globalThis.Number(object.billableSeconds)
+        : isSet(object.billable_seconds)
+        ? globalThis.Number(object.billable_seconds)
+        : 0,
+      destination: isSet(object.destination) ? globalThis.String(object.destination) : "",
+      currency: isSet(object.currency) ? globalThis.String(object.currency) : "",
+    };
+  },
+
+  toJSON(message: QuoteResponse): unknown {
+    const obj: any = {};
+    if (message.rated !== false) {
+      obj.rated = message.rated;
+    }
+    if (message.priceMicros !== 0) {
+      obj.priceMicros = Math.round(message.priceMicros);
+    }
+    if (message.billableSeconds !== 0) {
+      obj.billableSeconds = Math.round(message.billableSeconds);
+    }
+    if (message.destination !== "") {
+      obj.destination = message.destination;
+    }
+    if (message.currency !== "") {
+      obj.currency = message.currency;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<QuoteResponse>, I>>(base?: I): QuoteResponse {
+    return QuoteResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<QuoteResponse>, I>>(object: I): QuoteResponse {
+    const message = createBaseQuoteResponse();
+    message.rated = object.rated ?? false;
+    message.priceMicros = object.priceMicros ?? 0;
+    message.billableSeconds = object.billableSeconds ?? 0;
+    message.destination = object.destination ?? "";
+    message.currency = object.currency ?? "";
+    return message;
+  },
+};
+
+function createBaseListCdrsRequest(): ListCdrsRequest {
+  return { account: "", from: 0, to: 0, pageSize: 0, pageToken: "" };
+}
+
+export const ListCdrsRequest: MessageFns<ListCdrsRequest> = {
+  encode(message: ListCdrsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.account !== "") {
+      writer.uint32(10).string(message.account);
+    }
+    if (message.from !== 0) {
+      writer.uint32(16).int64(message.from);
+    }
+    if (message.to !== 0) {
+      writer.uint32(24).int64(message.to);
+    }
+    if (message.pageSize !== 0) {
+      writer.uint32(32).uint32(message.pageSize);
+    }
+    if (message.pageToken !== "") {
+      writer.uint32(42).string(message.pageToken);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListCdrsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListCdrsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.account = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.from = longToNumber(reader.int64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.to = longToNumber(reader.int64());
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.pageSize = reader.uint32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.pageToken = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListCdrsRequest {
+    return {
+      account: isSet(object.account) ? globalThis.String(object.account) : "",
+      from: isSet(object.from) ? globalThis.Number(object.from) : 0,
+      to: isSet(object.to) ? globalThis.Number(object.to) : 0,
+      pageSize: isSet(object.pageSize)
+        ? globalThis.Number(object.pageSize)
+        : isSet(object.page_size)
+        ? globalThis.Number(object.page_size)
+        : 0,
+      pageToken: isSet(object.pageToken)
+        ? globalThis.String(object.pageToken)
+        : isSet(object.page_token)
+        ? globalThis.String(object.page_token)
+        : "",
+    };
+  },
+
+  toJSON(message: ListCdrsRequest): unknown {
+    const obj: any = {};
+    if (message.account !== "") {
+      obj.account = message.account;
+    }
+    if (message.from !== 0) {
+      obj.from = Math.round(message.from);
+    }
+    if (message.to !== 0) {
+      obj.to = Math.round(message.to);
+    }
+    if (message.pageSize !== 0) {
+      obj.pageSize = Math.round(message.pageSize);
+    }
+    if (message.pageToken !== "") {
+      obj.pageToken = message.pageToken;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListCdrsRequest>, I>>(base?: I): ListCdrsRequest {
+    return ListCdrsRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListCdrsRequest>, I>>(object: I): ListCdrsRequest {
+    const message = createBaseListCdrsRequest();
+    message.account = object.account ?? "";
+    message.from = object.from ?? 0;
+    message.to = object.to ?? 0;
+    message.pageSize = object.pageSize ?? 0;
+    message.pageToken = object.pageToken ?? "";
+    return message;
+  },
+};
+
+function createBaseListCdrsResponse(): ListCdrsResponse {
+  return { cdrs: [], nextPageToken: "" };
+}
+
+export const ListCdrsResponse: MessageFns<ListCdrsResponse> = {
+  encode(message: ListCdrsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.cdrs) {
+      Cdr.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.nextPageToken !== "") {
+      writer.uint32(18).string(message.nextPageToken);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListCdrsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListCdrsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.cdrs.push(Cdr.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.nextPageToken = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListCdrsResponse {
+    return {
+      cdrs: globalThis.Array.isArray(object?.cdrs) ? object.cdrs.map((e: any) => Cdr.fromJSON(e)) : [],
+      nextPageToken: isSet(object.nextPageToken)
+        ? globalThis.String(object.nextPageToken)
+        : isSet(object.next_page_token)
+        ? globalThis.String(object.next_page_token)
+        : "",
+    };
+  },
+
+  toJSON(message: ListCdrsResponse): unknown {
+    const obj: any = {};
+    if (message.cdrs?.length) {
+      obj.cdrs = message.cdrs.map((e) => Cdr.toJSON(e));
+    }
+    if (message.nextPageToken !== "") {
+      obj.nextPageToken = message.nextPageToken;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListCdrsResponse>, I>>(base?: I): ListCdrsResponse {
+    return ListCdrsResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListCdrsResponse>, I>>(object: I): ListCdrsResponse {
+    const message = createBaseListCdrsResponse();
+    message.cdrs = object.cdrs?.map((e) => Cdr.fromPartial(e)) || [];
+    message.nextPageToken = object.nextPageToken ?? "";
+    return message;
+  },
+};
+
+function createBaseCdr(): Cdr {
+  return {
+    id: "",
+    callId: "",
+    account: "",
+    caller: "",
+    callee: "",
+    calleeNumber: "",
+    startedAt: "",
+    answeredAt: "",
+    endedAt: "",
+    durationSeconds: 0,
+    billableSeconds: 0,
+    disposition: "",
+    endReason: "",
+    sipCode: 0,
+    gateway: "",
+    destination: "",
+    prefix: "",
+    planId: "",
+    period: "",
+    priceMicros: 0,
+    currency: "",
+    flags: [],
+    mos: 0,
+    rateStatus: "",
+  };
+}
+
+export const Cdr: MessageFns<Cdr> = {
+  encode(message: Cdr, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    if (message.callId !== "") {
+      writer.uint32(18).string(message.callId);
+    }
+    if (message.account !== "") {
+      writer.uint32(26).string(message.account);
+    }
+    if (message.caller !== "") {
+      writer.uint32(34).string(message.caller);
+    }
+    if (message.callee !== "") {
+      writer.uint32(42).string(message.callee);
+    }
+    if (message.calleeNumber !== "") {
+      writer.uint32(50).string(message.calleeNumber);
+    }
+    if (message.startedAt !== "") {
+      writer.uint32(58).string(message.startedAt);
+    }
+    if (message.answeredAt !== "") {
+      writer.uint32(66).string(message.answeredAt);
+    }
+    if (message.endedAt !== "") {
+      writer.uint32(74).string(message.endedAt);
+    }
+    if (message.durationSeconds !== 0) {
+      writer.uint32(80).uint32(message.durationSeconds);
+    }
+    if (message.billableSeconds !== 0) {
+      writer.uint32(88).uint32(message.billableSeconds);
+    }
+    if (message.disposition !== "") {
+      writer.uint32(98).string(message.disposition);
+    }
+    if (message.endReason !== "") {
+      writer.uint32(106).string(message.endReason);
+    }
+    if (message.sipCode !== 0) {
+      writer.uint32(112).uint32(message.sipCode);
+    }
+    if (message.gateway !== "") {
+      writer.uint32(122).string(message.gateway);
+    }
+    if (message.destination !== "") {
+      writer.uint32(130).string(message.destination);
+    }
+    if (message.prefix !== "") {
+      writer.uint32(138).string(message.prefix);
+    }
+    if (message.planId !== "") {
+      writer.uint32(146).string(message.planId);
+    }
+    if (message.period !== "") {
+      writer.uint32(154).string(message.period);
+    }
+    if (message.priceMicros !== 0) {
+      writer.uint32(160).int64(message.priceMicros);
+    }
+    if (message.currency !== "") {
+      writer.uint32(170).string(message.currency);
+    }
+    for (const v of message.flags) {
+      writer.uint32(178).string(v!);
+    }
+    if (message.mos !== 0) {
+      writer.uint32(185).double(message.mos);
+    }
+    if (message.rateStatus !== "") {
+      writer.uint32(194).string(message.rateStatus);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Cdr {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCdr();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.callId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.account = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.caller = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.callee = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.calleeNumber = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.startedAt = reader.string();
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.answeredAt = reader.string();
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.endedAt = reader.string();
+            continue;
+          }
+          case 10: {
+            if (tag !== 80) {
+              break;
+            }
+
+            message.durationSeconds = reader.uint32();
+            continue;
+          }
+          case 11: {
+            if (tag !== 88) {
+              break;
+            }
+
+            message.billableSeconds = reader.uint32();
+            continue;
+          }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.disposition = reader.string();
+            continue;
+          }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            message.endReason = reader.string();
+            continue;
+          }
+          case 14: {
+            if (tag !== 112) {
+              break;
+            }
+
+            message.sipCode = reader.uint32();
+            continue;
+          }
+          case 15: {
+            if (tag !== 122) {
+              break;
+            }
+
+            message.gateway = reader.string();
+            continue;
+          }
+          case 16: {
+            if (tag !== 130) {
+              break;
+            }
+
+            message.destination = reader.string();
+            continue;
+          }
+          case 17: {
+            if (tag !== 138) {
+              break;
+            }
+
+            message.prefix = reader.string();
+            continue;
+          }
+          case 18: {
+            if (tag !== 146) {
+              break;
+            }
+
+            message.planId = reader.string();
+            continue;
+          }
+          case 19: {
+            if (tag !== 154) {
+              break;
+            }
+
+            message.period = reader.string();
+            continue;
+          }
+          case 20: {
+            if (tag !== 160) {
+              break;
+            }
+
+            message.priceMicros = longToNumber(reader.int64());
+            continue;
+          }
+          case 21: {
+            if (tag !== 170) {
+              break;
+            }
+
+            message.currency = reader.string();
+            continue;
+          }
+          case 22: {
+            if (tag !== 178) {
+              break;
+            }
+
+            message.flags.push(reader.string());
+            continue;
+          }
+          case 23: {
+            if (tag !== 185) {
+              break;
+            }
+
+            message.mos = reader.double();
+            continue;
+          }
+          case 24: {
+            if (tag !== 194) {
+              break;
+            }
+
+            message.rateStatus = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Cdr {
+    return {
+      id: isSet(object.id) ? globalThis.String(object.id) : "",
+      callId: isSet(object.callId)
+        ? globalThis.String(object.callId)
+        : isSet(object.call_id)
+        ? globalThis.String(object.call_id)
+        : "",
+      account: isSet(object.account) ? globalThis.String(object.account) : "",
+      caller: isSet(object.caller) ? globalThis.String(object.caller) : "",
+      callee: isSet(object.callee) ? globalThis.String(object.callee) : "",
+      calleeNumber: isSet(object.calleeNumber)
+        ? globalThis.String(object.calleeNumber)
+        : isSet(object.callee_number)
+        ? globalThis.String(object.callee_number)
+        : "",
+      startedAt: isSet(object.startedAt)
+        ? globalThis.String(object.startedAt)
+        : isSet(object.started_at)
+        ? globalThis.String(object.started_at)
+        : "",
+      answeredAt: isSet(object.answeredAt)
+        ? globalThis.String(object.answeredAt)
+        : isSet(object.answered_at)
+        ? globalThis.String(object.answered_at)
+        : "",
+      endedAt: isSet(object.endedAt)
+        ? globalThis.String(object.endedAt)
+        : isSet(object.ended_at)
+        ? globalThis.String(object.ended_at)
+        : "",
+      durationSeconds: isSet(object.durationSeconds)
+        ? globalThis.Number(object.durationSeconds)
+        : isSet(object.duration_seconds)
+        ? globalThis.Number(object.duration_seconds)
+        : 0,
+      billableSeconds: isSet(object.billableSeconds)
+        ? globalThis.Number(object.billableSeconds)
+        : isSet(object.billable_seconds)
+        ? globalThis.Number(object.billable_seconds)
+        : 0,
+      disposition: isSet(object.disposition) ? globalThis.String(object.disposition) : "",
+      endReason: isSet(object.endReason)
+        ? globalThis.String(object.endReason)
+        : isSet(object.end_reason)
+        ? globalThis.String(object.end_reason)
+        : "",
+      sipCode: isSet(object.sipCode)
+        ? globalThis.Number(object.sipCode)
+        : isSet(object.sip_code)
+        ? globalThis.Number(object.sip_code)
+        : 0,
+      gateway: isSet(object.gateway) ? globalThis.String(object.gateway) : "",
+      destination: isSet(object.destination) ? globalThis.String(object.destination) : "",
+      prefix: isSet(object.prefix) ? globalThis.String(object.prefix) : "",
+      planId: isSet(object.planId)
+        ? globalThis.String(object.planId)
+        : isSet(object.plan_id)
+        ? globalThis.String(object.plan_id)
+        : "",
+      period: isSet(object.period) ? globalThis.String(object.period) : "",
+      priceMicros: isSet(object.priceMicros)
+        ? globalThis.Number(object.priceMicros)
+        : isSet(object.price_micros)
+        ? globalThis.Number(object.price_micros)
+        : 0,
+      currency: isSet(object.currency) ? globalThis.String(object.currency) : "",
+      flags: globalThis.Array.isArray(object?.flags)
+        ? object.flags.map((e: any) => globalThis.String(e))
+        : [],
+      mos: isSet(object.mos) ? globalThis.Number(object.mos) : 0,
+      rateStatus: isSet(object.rateStatus)
+        ? globalThis.String(object.rateStatus)
+        : isSet(object.rate_status)
+        ? globalThis.String(object.rate_status)
+        : "",
+    };
+  },
+
+  toJSON(message: Cdr): unknown {
+    const obj: any = {};
+    if (message.id !== "") {
+      obj.id = message.id;
+    }
+    if (message.callId !== "") {
+      obj.callId = message.callId;
+    }
+    if (message.account !== "") {
+      obj.account = message.account;
+    }
+    if (message.caller !== "") {
+      obj.caller = message.caller;
+    }
+    if (message.callee !== "") {
+      obj.callee = message.callee;
+    }
+    if (message.calleeNumber !== "") {
+      obj.calleeNumber = message.calleeNumber;
+    }
+    if (message.startedAt !== "") {
+      obj.startedAt = message.startedAt;
+    }
+    if (message.answeredAt !== "") {
+      obj.answeredAt = message.answeredAt;
+    }
+    if (message.endedAt !== "") {
+      obj.endedAt = message.endedAt;
+    }
+    if (message.durationSeconds !== 0) {
+      obj.durationSeconds = Math.round(message.durationSeconds);
+    }
+    if (message.billableSeconds !== 0) {
+      obj.billableSeconds = Math.round(message.billableSeconds);
+    }
+    if (message.disposition !== "") {
+      obj.disposition = message.disposition;
+    }
+    if (message.endReason !== "") {
+      obj.endReason = message.endReason;
+    }
+    if (message.sipCode !== 0) {
+      obj.sipCode = Math.round(message.sipCode);
+    }
+    if (message.gateway !== "") {
+      obj.gateway = message.gateway;
+    }
+    if (message.destination !== "") {
+      obj.destination = message.destination;
+    }
+    if (message.prefix !== "") {
+      obj.prefix = message.prefix;
+    }
+    if (message.planId !== "") {
+      obj.planId = message.planId;
+    }
+    if (message.period !== "") {
+      obj.period = message.period;
+    }
+    if (message.priceMicros !== 0) {
+      obj.priceMicros = Math.round(message.priceMicros);
+    }
+    if (message.currency !== "") {
+      obj.currency = message.currency;
+    }
+    if (message.flags?.length) {
+      obj.flags = message.flags;
+    }
+    if (message.mos !== 0) {
+      obj.mos = floatToJson(message.mos);
+    }
+    if (message.rateStatus !== "") {
+      obj.rateStatus = message.rateStatus;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<Cdr>, I>>(base?: I): Cdr {
+    return Cdr.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<Cdr>, I>>(object: I): Cdr {
+    const message = createBaseCdr();
+    message.id = object.id ?? "";
+    message.callId = object.callId ?? "";
+    message.account = object.account ?? "";
+    message.caller = object.caller ?? "";
+    message.callee = object.callee ?? "";
+    message.calleeNumber = object.calleeNumber ?? "";
+    message.startedAt = object.startedAt ?? "";
+    message.answeredAt = object.answeredAt ?? "";
+    message.endedAt = object.endedAt ?? "";
+    message.durationSeconds = object.durationSeconds ?? 0;
+    message.billableSeconds = object.billableSeconds ?? 0;
+    message.disposition = object.disposition ?? "";
+    message.endReason = object.endReason ?? "";
+    message.sipCode = object.sipCode ?? 0;
+    message.gateway = object.gateway ?? "";
+    message.destination = object.destination ?? "";
+    message.prefix = object.prefix ?? "";
+    message.planId = object.planId ?? "";
+    message.period = object.period ?? "";
+    message.priceMicros = object.priceMicros ?? 0;
+    message.currency = object.currency ?? "";
+    message.flags = object.flags?.map((e) => e) || [];
+    message.mos = object.mos ?? 0;
+    message.rateStatus = object.rateStatus ?? "";
     return message;
   },
 };
@@ -553,7 +3013,10 @@ export type RatingService = typeof RatingService;
 export const RatingService = {
   /**
    * Before routing an INVITE. Unknown accounts are NOT_FOUND; a refusal for
-   * business reasons is an OK answer with allowed=false and a reason.
+   * business reasons is an OK answer with allowed=false and a reason. An
+   * allowed prepaid call reserves the price of max_seconds under call_id until
+   * its CDR is rated (or max_seconds plus a grace period have passed); calling
+   * Authorize again with the same call_id replaces that reservation.
    */
   authorize: {
     path: "/switchboard.rating.v1.Rating/Authorize" as const,
@@ -578,7 +3041,10 @@ export const RatingService = {
 export interface RatingServer extends UntypedServiceImplementation {
   /**
    * Before routing an INVITE. Unknown accounts are NOT_FOUND; a refusal for
-   * business reasons is an OK answer with allowed=false and a reason.
+   * business reasons is an OK answer with allowed=false and a reason. An
+   * allowed prepaid call reserves the price of max_seconds under call_id until
+   * its CDR is rated (or max_seconds plus a grace period have passed); calling
+   * Authorize again with the same call_id replaces that reservation.
    */
   authorize: handleUnaryCall<AuthorizeRequest, AuthorizeResponse>;
   getBalance: handleUnaryCall<GetBalanceRequest, GetBalanceResponse>;
@@ -587,7 +3053,10 @@ export interface RatingServer extends UntypedServiceImplementation {
 export interface RatingClient extends Client {
   /**
    * Before routing an INVITE. Unknown accounts are NOT_FOUND; a refusal for
-   * business reasons is an OK answer with allowed=false and a reason.
+   * business reasons is an OK answer with allowed=false and a reason. An
+   * allowed prepaid call reserves the price of max_seconds under call_id until
+   * its CDR is rated (or max_seconds plus a grace period have passed); calling
+   * Authorize again with the same call_id replaces that reservation.
    */
   authorize(
     request: AuthorizeRequest,
@@ -626,6 +3095,227 @@ export const RatingClient = makeGenericClientConstructor(RatingService, "switchb
   service: typeof RatingService;
   serviceName: string;
 };
+
+/**
+ * Provisioning and views for the portal (a separate service so the proxy's
+ * client and existing implementations of Rating stay as they are).
+ */
+export type RatingAdminService = typeof RatingAdminService;
+export const RatingAdminService = {
+  /** A ledger entry by an operator: top-up, voucher, adjustment, refund. */
+  adjust: {
+    path: "/switchboard.rating.v1.RatingAdmin/Adjust" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: AdjustRequest): Buffer => Buffer.from(AdjustRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): AdjustRequest => AdjustRequest.decode(value),
+    responseSerialize: (value: AdjustResponse): Buffer => Buffer.from(AdjustResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): AdjustResponse => AdjustResponse.decode(value),
+  },
+  /** Creates or updates an account's settings (never its balance). */
+  setAccount: {
+    path: "/switchboard.rating.v1.RatingAdmin/SetAccount" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: SetAccountRequest): Buffer => Buffer.from(SetAccountRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): SetAccountRequest => SetAccountRequest.decode(value),
+    responseSerialize: (value: SetAccountResponse): Buffer => Buffer.from(SetAccountResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): SetAccountResponse => SetAccountResponse.decode(value),
+  },
+  getAccount: {
+    path: "/switchboard.rating.v1.RatingAdmin/GetAccount" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: GetAccountRequest): Buffer => Buffer.from(GetAccountRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GetAccountRequest => GetAccountRequest.decode(value),
+    responseSerialize: (value: GetAccountResponse): Buffer => Buffer.from(GetAccountResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): GetAccountResponse => GetAccountResponse.decode(value),
+  },
+  /** Validates and stores one version of a rate plan from CSV (services/rating/README.md). */
+  importRatePlan: {
+    path: "/switchboard.rating.v1.RatingAdmin/ImportRatePlan" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ImportRatePlanRequest): Buffer =>
+      Buffer.from(ImportRatePlanRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ImportRatePlanRequest => ImportRatePlanRequest.decode(value),
+    responseSerialize: (value: ImportRatePlanResponse): Buffer =>
+      Buffer.from(ImportRatePlanResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ImportRatePlanResponse => ImportRatePlanResponse.decode(value),
+  },
+  /** The plan for every account of a domain that has no plan of its own. */
+  assignDomainPlan: {
+    path: "/switchboard.rating.v1.RatingAdmin/AssignDomainPlan" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: AssignDomainPlanRequest): Buffer =>
+      Buffer.from(AssignDomainPlanRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): AssignDomainPlanRequest => AssignDomainPlanRequest.decode(value),
+    responseSerialize: (value: AssignDomainPlanResponse): Buffer =>
+      Buffer.from(AssignDomainPlanResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): AssignDomainPlanResponse => AssignDomainPlanResponse.decode(value),
+  },
+  /** The price of a call of a given length, without reserving anything. */
+  quote: {
+    path: "/switchboard.rating.v1.RatingAdmin/Quote" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: QuoteRequest): Buffer => Buffer.from(QuoteRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): QuoteRequest => QuoteRequest.decode(value),
+    responseSerialize: (value: QuoteResponse): Buffer => Buffer.from(QuoteResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): QuoteResponse => QuoteResponse.decode(value),
+  },
+  listCdrs: {
+    path: "/switchboard.rating.v1.RatingAdmin/ListCdrs" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListCdrsRequest): Buffer => Buffer.from(ListCdrsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListCdrsRequest => ListCdrsRequest.decode(value),
+    responseSerialize: (value: ListCdrsResponse): Buffer => Buffer.from(ListCdrsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListCdrsResponse => ListCdrsResponse.decode(value),
+  },
+} as const;
+
+export interface RatingAdminServer extends UntypedServiceImplementation {
+  /** A ledger entry by an operator: top-up, voucher, adjustment, refund. */
+  adjust: handleUnaryCall<AdjustRequest, AdjustResponse>;
+  /** Creates or updates an account's settings (never its balance). */
+  setAccount: handleUnaryCall<SetAccountRequest, SetAccountResponse>;
+  getAccount: handleUnaryCall<GetAccountRequest, GetAccountResponse>;
+  /** Validates and stores one version of a rate plan from CSV (services/rating/README.md). */
+  importRatePlan: handleUnaryCall<ImportRatePlanRequest, ImportRatePlanResponse>;
+  /** The plan for every account of a domain that has no plan of its own. */
+  assignDomainPlan: handleUnaryCall<AssignDomainPlanRequest, AssignDomainPlanResponse>;
+  /** The price of a call of a given length, without reserving anything. */
+  quote: handleUnaryCall<QuoteRequest, QuoteResponse>;
+  listCdrs: handleUnaryCall<ListCdrsRequest, ListCdrsResponse>;
+}
+
+export interface RatingAdminClient extends Client {
+  /** A ledger entry by an operator: top-up, voucher, adjustment, refund. */
+  adjust(
+    request: AdjustRequest,
+    callback: (error: ServiceError | null, response: AdjustResponse) => void,
+  ): ClientUnaryCall;
+  adjust(
+    request: AdjustRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: AdjustResponse) => void,
+  ): ClientUnaryCall;
+  adjust(
+    request: AdjustRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: AdjustResponse) => void,
+  ): ClientUnaryCall;
+  /** Creates or updates an account's settings (never its balance). */
+  setAccount(
+    request: SetAccountRequest,
+    callback: (error: ServiceError | null, response: SetAccountResponse) => void,
+  ): ClientUnaryCall;
+  setAccount(
+    request: SetAccountRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: SetAccountResponse) => void,
+  ): ClientUnaryCall;
+  setAccount(
+    request: SetAccountRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: SetAccountResponse) => void,
+  ): ClientUnaryCall;
+  getAccount(
+    request: GetAccountRequest,
+    callback: (error: ServiceError | null, response: GetAccountResponse) => void,
+  ): ClientUnaryCall;
+  getAccount(
+    request: GetAccountRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: GetAccountResponse) => void,
+  ): ClientUnaryCall;
+  getAccount(
+    request: GetAccountRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: GetAccountResponse) => void,
+  ): ClientUnaryCall;
+  /** Validates and stores one version of a rate plan from CSV (services/rating/README.md). */
+  importRatePlan(
+    request: ImportRatePlanRequest,
+    callback: (error: ServiceError | null, response: ImportRatePlanResponse) => void,
+  ): ClientUnaryCall;
+  importRatePlan(
+    request: ImportRatePlanRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ImportRatePlanResponse) => void,
+  ): ClientUnaryCall;
+  importRatePlan(
+    request: ImportRatePlanRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ImportRatePlanResponse) => void,
+  ): ClientUnaryCall;
+  /** The plan for every account of a domain that has no plan of its own. */
+  assignDomainPlan(
+    request: AssignDomainPlanRequest,
+    callback: (error: ServiceError | null, response: AssignDomainPlanResponse) => void,
+  ): ClientUnaryCall;
+  assignDomainPlan(
+    request: AssignDomainPlanRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: AssignDomainPlanResponse) => void,
+  ): ClientUnaryCall;
+  assignDomainPlan(
+    request: AssignDomainPlanRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: AssignDomainPlanResponse) => void,
+  ): ClientUnaryCall;
+  /** The price of a call of a given length, without reserving anything. */
+  quote(
+    request: QuoteRequest,
+    callback: (error: ServiceError | null, response: QuoteResponse) => void,
+  ): ClientUnaryCall;
+  quote(
+    request: QuoteRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: QuoteResponse) => void,
+  ): ClientUnaryCall;
+  quote(
+    request: QuoteRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: QuoteResponse) => void,
+  ): ClientUnaryCall;
+  listCdrs(
+    request: ListCdrsRequest,
+    callback: (error: ServiceError | null, response: ListCdrsResponse) => void,
+  ): ClientUnaryCall;
+  listCdrs(
+    request: ListCdrsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListCdrsResponse) => void,
+  ): ClientUnaryCall;
+  listCdrs(
+    request: ListCdrsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListCdrsResponse) => void,
+  ): ClientUnaryCall;
+}
+
+export const RatingAdminClient = makeGenericClientConstructor(
+  RatingAdminService,
+  "switchboard.rating.v1.RatingAdmin",
+) as unknown as {
+  new (address: string, credentials: ChannelCredentials, options?: Partial<ClientOptions>): RatingAdminClient;
+  service: typeof RatingAdminService;
+  serviceName: string;
+};
+
+function floatToJson(value: number | null | undefined): number | string | null | undefined {
+  return typeof value === "number" && !globalThis.Number.isFinite(value) ? globalThis.String(value) : value;
+}
 
 type Builtin = Date | Function | Uint8Array | string | number | boolean | undefined;
 

@@ -175,7 +175,12 @@ export function qualityOf(ev: MediaEventRecord): Quality | null {
   }
   if (!any) return null;
   const lossRatio = packets + lost > 0 ? lost / (packets + lost) : 0;
-  return { lossRatio: round(lossRatio, 4), jitterMs: round(jitter, 2), rttMs: round(rtt, 2), mos: estimateMos(lossRatio, jitter, rtt) };
+  return {
+    lossRatio: round(lossRatio, 4),
+    jitterMs: round(jitter, 2),
+    rttMs: round(rtt, 2),
+    mos: estimateMos(lossRatio, jitter, rtt),
+  };
 }
 
 const round = (x: number, d: number) => Math.round(x * 10 ** d) / 10 ** d;
@@ -193,7 +198,8 @@ export function estimateMos(lossRatio: number, jitterMs: number, rttMs: number):
 /** The moment media was last seen (ms) in a media-events record, else when the session ended. */
 export function mediaEndTime(ev: MediaEventRecord): number | undefined {
   let last = 0;
-  for (const leg of ev.stats.legs ?? []) for (const s of leg.streams ?? []) last = Math.max(last, s.lastPacket ?? 0);
+  for (const leg of ev.stats.legs ?? [])
+    for (const s of leg.streams ?? []) last = Math.max(last, s.lastPacket ?? 0);
   const t = last || ev.stats.deleted || 0;
   return t > 0 ? t * 1000 : undefined;
 }

@@ -63,7 +63,8 @@ export function parseCsv(text: string): { line: number; fields: string[] }[] {
         i++;
       }
     }
-    if (!(fields.length === 1 && fields[0].trim() === '') && !fields[0].startsWith('#')) out.push({ line: start, fields });
+    if (!(fields.length === 1 && fields[0].trim() === '') && !fields[0].startsWith('#'))
+      out.push({ line: start, fields });
   }
   return out;
 }
@@ -92,11 +93,23 @@ export interface PlanMeta {
 
 export type PlanImport = { ok: true; version: PlanVersion; rates: number } | { ok: false; errors: string[] };
 
-const DAY_NAMES: Record<string, number> = { sun: 0, mon: 1, tue: 2, wed: 3, thu: 4, fri: 5, sat: 6, hol: HOLIDAY };
+const DAY_NAMES: Record<string, number> = {
+  sun: 0,
+  mon: 1,
+  tue: 2,
+  wed: 3,
+  thu: 4,
+  fri: 5,
+  sat: 6,
+  hol: HOLIDAY,
+};
 
 function parseDays(s: string): Set<number> {
   const out = new Set<number>();
-  for (const part of s.toLowerCase().split(/[\s;|]+|,/).filter(Boolean)) {
+  for (const part of s
+    .toLowerCase()
+    .split(/[\s;|]+|,/)
+    .filter(Boolean)) {
     if (part === 'all' || part === '*') {
       for (let d = 0; d <= 6; d++) out.add(d);
       continue;
@@ -133,7 +146,8 @@ function parseIncrement(s: string): [number, number] {
   const m = /^(\d{1,5})(?:\/(\d{1,5}))?$/.exec(s.trim());
   const a = m ? Number(m[1]) : 0;
   const b = m?.[2] !== undefined ? Number(m[2]) : a;
-  if (!m || a < 1 || b < 1) throw new Error(`increment: expected a/b with a, b >= 1 (e.g. 60/60, 30/6), got "${s}"`);
+  if (!m || a < 1 || b < 1)
+    throw new Error(`increment: expected a/b with a, b >= 1 (e.g. 60/60, 30/6), got "${s}"`);
   return [a, b];
 }
 
@@ -155,8 +169,10 @@ function columns(header: string[], known: readonly string[], required: string[])
  */
 export function importPlan(meta: PlanMeta, ratesCsv: string, periodsCsv = ''): PlanImport {
   const errors: string[] = [];
-  if (!/^[A-Za-z0-9_.-]{1,64}$/.test(meta.planId)) errors.push(`plan id "${meta.planId}": letters, digits, _ . - only`);
-  if (!/^[A-Z]{3}$/.test(meta.currency)) errors.push(`currency "${meta.currency}": expected ISO 4217, e.g. EUR`);
+  if (!/^[A-Za-z0-9_.-]{1,64}$/.test(meta.planId))
+    errors.push(`plan id "${meta.planId}": letters, digits, _ . - only`);
+  if (!/^[A-Z]{3}$/.test(meta.currency))
+    errors.push(`currency "${meta.currency}": expected ISO 4217, e.g. EUR`);
   if (!validTimezone(meta.timezone)) errors.push(`timezone "${meta.timezone}" is not known`);
   if (!Number.isFinite(meta.effectiveFrom)) errors.push('effective_from is not a time');
   const holidays = new Set<string>();
@@ -177,7 +193,8 @@ export function importPlan(meta: PlanMeta, ratesCsv: string, periodsCsv = ''): P
           if (!/^[A-Za-z0-9_-]{1,32}$/.test(name)) throw new Error(`bad period name "${name}"`);
           const fromMinute = parseClock(f('from'));
           const toMinute = parseClock(f('to'));
-          if (fromMinute === toMinute) throw new Error('from and to are equal (use 00:00 to 24:00 for all day)');
+          if (fromMinute === toMinute)
+            throw new Error('from and to are equal (use 00:00 to 24:00 for all day)');
           periods.push({ name, days: parseDays(f('days')), fromMinute, toMinute });
         } catch (e) {
           errors.push(`periods line ${row.line}: ${(e as Error).message}`);
@@ -209,10 +226,12 @@ export function importPlan(meta: PlanMeta, ratesCsv: string, periodsCsv = ''): P
         let prefix = f('prefix');
         if (prefix !== ON_NET) {
           prefix = prefix.replace(/^\+/, '');
-          if (!/^\d{0,15}$/.test(prefix)) throw new Error(`prefix "${f('prefix')}": expected E.164 digits or ${ON_NET}`);
+          if (!/^\d{0,15}$/.test(prefix))
+            throw new Error(`prefix "${f('prefix')}": expected E.164 digits or ${ON_NET}`);
         }
         const period = f('period');
-        if (period && !periodNames.has(period)) throw new Error(`period "${period}" is not defined in the periods`);
+        if (period && !periodNames.has(period))
+          throw new Error(`period "${period}" is not defined in the periods`);
         const money = (k: string) => {
           const v = f(k);
           if (v === '') return 0;
@@ -235,7 +254,9 @@ export function importPlan(meta: PlanMeta, ratesCsv: string, periodsCsv = ''): P
           byPrefix.set(prefix, dest);
         }
         if (dest.rates.has(period))
-          throw new Error(`prefix ${prefix} has a rate for ${period ? `period "${period}"` : 'the default period'} already`);
+          throw new Error(
+            `prefix ${prefix} has a rate for ${period ? `period "${period}"` : 'the default period'} already`,
+          );
         dest.rates.set(period, terms);
         rates++;
       } catch (e) {

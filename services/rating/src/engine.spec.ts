@@ -29,19 +29,40 @@ describe('rating engine (PGlite)', () => {
   });
   after(() => db.close());
   beforeEach(async () => {
-    await db.exec('TRUNCATE rating.cdrs, rating.open_calls, rating.ledger, rating.reservations, rating.accounts, rating.media_quality, rating.plan_versions, rating.rates, rating.domain_plans CASCADE');
+    await db.exec(
+      'TRUNCATE rating.cdrs, rating.open_calls, rating.ledger, rating.reservations, rating.accounts, rating.media_quality, rating.plan_versions, rating.rates, rating.domain_plans CASCADE',
+    );
     clock = T0;
     published = [];
     engine = make();
     const r = await engine.importPlan(
-      { planId: 'std', effectiveFrom: Date.parse('2026-01-01T00:00:00Z'), currency: 'EUR', timezone: 'UTC', holidays: [] },
+      {
+        planId: 'std',
+        effectiveFrom: Date.parse('2026-01-01T00:00:00Z'),
+        currency: 'EUR',
+        timezone: 'UTC',
+        holidays: [],
+      },
       SAMPLE_RATES,
       '',
       'test',
     );
     assert.ok(r.ok);
-    await engine.upsertAccount({ account: 'sip:alice@example.com', prepaid: true, currency: 'EUR', creditLimitMicros: null, planId: 'std', blocked: false });
-    await engine.adjust({ account: 'sip:alice@example.com', kind: 'topup', amountMicros: 1_000_000, actor: 'test', reason: 'initial' });
+    await engine.upsertAccount({
+      account: 'sip:alice@example.com',
+      prepaid: true,
+      currency: 'EUR',
+      creditLimitMicros: null,
+      planId: 'std',
+      blocked: false,
+    });
+    await engine.adjust({
+      account: 'sip:alice@example.com',
+      kind: 'topup',
+      amountMicros: 1_000_000,
+      actor: 'test',
+      reason: 'initial',
+    });
   });
 
   const call = (o: Partial<CallSpec> = {}): CallSpec => ({
@@ -54,7 +75,14 @@ describe('rating engine (PGlite)', () => {
   });
   const balance = async (a = 'sip:alice@example.com') => (await engine.balance(a)).balanceMicros;
   const ledgerSum = async (a = 'sip:alice@example.com') =>
-    Number((await db.query<{ s: string }>('SELECT coalesce(sum(amount_micros),0)::text AS s FROM rating.ledger WHERE account = $1', [a])).rows[0].s);
+    Number(
+      (
+        await db.query<{ s: string }>(
+          'SELECT coalesce(sum(amount_micros),0)::text AS s FROM rating.ledger WHERE account = $1',
+          [a],
+        )
+      ).rows[0].s,
+    );
 
   test('Start and Stop make one rated CDR and one debit, however often they are delivered', async () => {
     const c = call();
@@ -82,7 +110,10 @@ describe('rating engine (PGlite)', () => {
     for (const r of [start, stop, stop, start]) await engine.handleAccounting(r);
     assert.equal(await balance(), 1_000_000 - 111_667, 'debited once');
     assert.equal(await ledgerSum(), await balance(), 'balance is the ledger sum');
-    assert.ok(published.length >= 3 && published.every((p) => p.id === cdr.id), 'republished with the same id');
+    assert.ok(
+      published.length >= 3 && published.every((p) => p.id === cdr.id),
+      'republished with the same id',
+    );
     const n = await db.query('SELECT 1 FROM rating.cdrs');
     assert.equal(n.rowCount, 1);
     const open = await db.query('SELECT 1 FROM rating.open_calls');
@@ -92,8 +123,12 @@ describe('rating engine (PGlite)', () => {
   test('two calls with one Call-ID but different tags (forked) are two CDRs', async () => {
     const a = call({ toTag: 'b1', duration: 10 });
     const b = call({ toTag: 'b2', duration: 20 });
-    for (const r of [startRecord(a), startRecord(b), stopRecord(b), stopRecord(a)]) await engine.handleAccounting(r);
-    assert.deepEqual(published.map((p) => p.durationSeconds), [20, 10]);
+    for (const r of [startRecord(a), startRecord(b), stopRecord(b), stopRecord(a)])
+      await engine.handleAccounting(r);
+    assert.deepEqual(
+      published.map((p) => p.durationSeconds),
+      [20, 10],
+    );
     assert.notEqual(published[0].id, published[1].id);
   });
 
@@ -152,7 +187,11 @@ describe('rating engine (PGlite)', () => {
     await engine.handleAccounting(startRecord(c));
     await engine.handleAccounting(stopRecord(c));
     assert.equal(published[0].quality, null);
-    await engine.handleMediaEvent({ type: 'delete', callId: c.callId, stats: { legs: [{ streams: [{ stats: { packets: 100 }, lost: 0, jitterMs: 1 }] }] } });
+    await engine.handleMediaEvent({
+      type: 'delete',
+      callId: c.callId,
+      stats: { legs: [{ streams: [{ stats: { packets: 100 }, lost: 0, jitterMs: 1 }] }] },
+    });
     assert.equal(published.length, 2);
     assert.equal(published[1].quality?.lossRatio, 0);
     assert.equal(published[1].priceMicros, published[0].priceMicros);
@@ -168,7 +207,11 @@ describe('rating engine (PGlite)', () => {
     assert.equal(published[0].endReason, 'max_duration');
     assert.equal(published[0].durationSeconds, 3600);
     assert.equal(published[0].priceMicros, 3_000_000);
-    assert.equal(await balance(), -2_000_000, 'the prepaid balance went negative: the proxy did not cut the call');
+    assert.equal(
+      await balance(),
+      -2_000_000,
+      'the prepaid balance went negative: the proxy did not cut the call',
+    );
   });
 
   test('on-net calls are free; calls without a plan or rate are flagged unrated', async () => {
@@ -185,9 +228,16 @@ describe('rating engine (PGlite)', () => {
     const alice = 'sip:alice@example.com';
     // 1.00 EUR at 0.05/min per second: 1200 s
     const a1 = await engine.authorize({ account: alice, callee: '4930123456', callId: 'a1' });
-    assert.deepEqual([a1.allowed, a1.maxSeconds, a1.reason, a1.reservedMicros], [true, 1200, 'ok', 1_000_000]);
+    assert.deepEqual(
+      [a1.allowed, a1.maxSeconds, a1.reason, a1.reservedMicros],
+      [true, 1200, 'ok', 1_000_000],
+    );
     const a2 = await engine.authorize({ account: alice, callee: '4930123456', callId: 'a2' });
-    assert.deepEqual([a2.allowed, a2.reason], [false, 'insufficient_credit'], 'the first call holds the whole balance');
+    assert.deepEqual(
+      [a2.allowed, a2.reason],
+      [false, 'insufficient_credit'],
+      'the first call holds the whole balance',
+    );
     const again = await engine.authorize({ account: alice, callee: '4930123456', callId: 'a1' });
     assert.equal(again.maxSeconds, 1200, 'authorizing the same call again replaces its reservation');
     assert.equal((await engine.balance(alice)).reservedMicros, 1_000_000);
@@ -211,43 +261,115 @@ describe('rating engine (PGlite)', () => {
     const later = await engine.authorize({ account: alice, callee: '4930123456', callId: 'a2' });
     assert.equal(later.maxSeconds, 1200, 'an expired reservation holds nothing');
     assert.equal((await engine.sweep()).expired, 1);
-    assert.equal((await engine.authorize({ account: alice, callee: '33123456789', callId: 'x' })).reason, 'no_rate');
-    assert.deepEqual(
-      await engine.authorize({ account: alice, callee: 'bob', callId: 'on', onNet: true }),
-      { allowed: true, reason: 'ok', detail: 'on-net, free', reservedMicros: 0, destination: 'on-net' },
+    assert.equal(
+      (await engine.authorize({ account: alice, callee: '33123456789', callId: 'x' })).reason,
+      'no_rate',
     );
-    await assert.rejects(engine.authorize({ account: 'sip:nobody@example.com', callee: '49', callId: 'n' }), { kind: 'not_found' });
-    await engine.upsertAccount({ account: alice, prepaid: true, currency: 'EUR', creditLimitMicros: null, planId: 'std', blocked: true });
-    assert.equal((await engine.authorize({ account: alice, callee: '4930123456', callId: 'b' })).reason, 'account_blocked');
-    await engine.upsertAccount({ account: 'sip:corp@example.com', prepaid: false, currency: 'EUR', creditLimitMicros: null, planId: 'std', blocked: false });
-    const post = await engine.authorize({ account: 'sip:corp@example.com', callee: '4930123456', callId: 'p' });
+    assert.deepEqual(await engine.authorize({ account: alice, callee: 'bob', callId: 'on', onNet: true }), {
+      allowed: true,
+      reason: 'ok',
+      detail: 'on-net, free',
+      reservedMicros: 0,
+      destination: 'on-net',
+    });
+    await assert.rejects(engine.authorize({ account: 'sip:nobody@example.com', callee: '49', callId: 'n' }), {
+      kind: 'not_found',
+    });
+    await engine.upsertAccount({
+      account: alice,
+      prepaid: true,
+      currency: 'EUR',
+      creditLimitMicros: null,
+      planId: 'std',
+      blocked: true,
+    });
+    assert.equal(
+      (await engine.authorize({ account: alice, callee: '4930123456', callId: 'b' })).reason,
+      'account_blocked',
+    );
+    await engine.upsertAccount({
+      account: 'sip:corp@example.com',
+      prepaid: false,
+      currency: 'EUR',
+      creditLimitMicros: null,
+      planId: 'std',
+      blocked: false,
+    });
+    const post = await engine.authorize({
+      account: 'sip:corp@example.com',
+      callee: '4930123456',
+      callId: 'p',
+    });
     assert.deepEqual([post.allowed, post.maxSeconds], [true, undefined]);
-    await engine.upsertAccount({ account: 'sip:corp@example.com', prepaid: false, currency: 'EUR', creditLimitMicros: 100_000, planId: 'std', blocked: false });
-    const limited = await engine.authorize({ account: 'sip:corp@example.com', callee: '4930123456', callId: 'p' });
+    await engine.upsertAccount({
+      account: 'sip:corp@example.com',
+      prepaid: false,
+      currency: 'EUR',
+      creditLimitMicros: 100_000,
+      planId: 'std',
+      blocked: false,
+    });
+    const limited = await engine.authorize({
+      account: 'sip:corp@example.com',
+      callee: '4930123456',
+      callId: 'p',
+    });
     assert.equal(limited.maxSeconds, 120, 'postpaid within its credit limit');
   });
 
   test('adjust: idempotent by key, kinds checked, balance is the ledger sum', async () => {
     const alice = 'sip:alice@example.com';
-    const e = { account: alice, kind: 'voucher' as const, amountMicros: 500_000, actor: 'portal:admin', reason: 'voucher 1234', idempotencyKey: 'v-1234' };
+    const e = {
+      account: alice,
+      kind: 'voucher' as const,
+      amountMicros: 500_000,
+      actor: 'portal:admin',
+      reason: 'voucher 1234',
+      idempotencyKey: 'v-1234',
+    };
     assert.deepEqual(await engine.adjust(e), { balanceMicros: 1_500_000, applied: true });
     assert.deepEqual(await engine.adjust(e), { balanceMicros: 1_500_000, applied: false });
-    await engine.adjust({ account: alice, kind: 'adjustment', amountMicros: -200_000, actor: 'portal:admin', reason: 'goodwill reversed' });
+    await engine.adjust({
+      account: alice,
+      kind: 'adjustment',
+      amountMicros: -200_000,
+      actor: 'portal:admin',
+      reason: 'goodwill reversed',
+    });
     assert.equal(await balance(), 1_300_000);
     assert.equal(await ledgerSum(), 1_300_000);
-    await assert.rejects(engine.adjust({ ...e, kind: 'topup', amountMicros: -1, idempotencyKey: undefined }), { kind: 'invalid_argument' });
-    await assert.rejects(engine.adjust({ ...e, account: 'nobody', idempotencyKey: undefined }), { kind: 'not_found' });
+    await assert.rejects(
+      engine.adjust({ ...e, kind: 'topup', amountMicros: -1, idempotencyKey: undefined }),
+      { kind: 'invalid_argument' },
+    );
+    await assert.rejects(engine.adjust({ ...e, account: 'nobody', idempotencyKey: undefined }), {
+      kind: 'not_found',
+    });
   });
 
   test('plans, domain plans and CDR listing survive a new engine on the same database', async () => {
-    await engine.upsertAccount({ account: 'sip:bob@corp.example', prepaid: true, currency: 'EUR', creditLimitMicros: null, planId: null, blocked: false });
+    await engine.upsertAccount({
+      account: 'sip:bob@corp.example',
+      prepaid: true,
+      currency: 'EUR',
+      creditLimitMicros: null,
+      planId: null,
+      blocked: false,
+    });
     await engine.assignDomainPlan('corp.example', 'std');
     const fresh = make();
     await fresh.loadPlans();
-    assert.equal(fresh.quote(fresh.planFor('sip:bob@corp.example', null), '15551234567', 61)?.priceMicros, 111_667);
+    assert.equal(
+      fresh.quote(fresh.planFor('sip:bob@corp.example', null), '15551234567', 61)?.priceMicros,
+      111_667,
+    );
     assert.equal(await fresh.loadPlans(), false, 'nothing changed: no reload');
-    await fresh.handleAccounting(stopRecord(call({ callId: 'l1', account: 'sip:bob@corp.example', answeredAt: T0 - 50_000 })));
-    await fresh.handleAccounting(stopRecord(call({ callId: 'l2', account: 'sip:bob@corp.example', answeredAt: T0 - 40_000 })));
+    await fresh.handleAccounting(
+      stopRecord(call({ callId: 'l1', account: 'sip:bob@corp.example', answeredAt: T0 - 50_000 })),
+    );
+    await fresh.handleAccounting(
+      stopRecord(call({ callId: 'l2', account: 'sip:bob@corp.example', answeredAt: T0 - 40_000 })),
+    );
     const page1 = await fresh.listCdrs({ account: 'sip:bob@corp.example', limit: 1 });
     const page2 = await fresh.listCdrs({ account: 'sip:bob@corp.example', limit: 1, after: page1[0].id });
     assert.deepEqual([page1[0].callId, page2[0]?.callId], ['l1', 'l2']);

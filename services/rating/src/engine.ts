@@ -161,7 +161,8 @@ export class RatingEngine {
       const dests = byVersion.get(k) ?? new Map<string, Destination>();
       byVersion.set(k, dests);
       let d = dests.get(r.prefix);
-      if (!d) dests.set(r.prefix, (d = { prefix: r.prefix, name: r.name, country: r.country, rates: new Map() }));
+      if (!d)
+        dests.set(r.prefix, (d = { prefix: r.prefix, name: r.name, country: r.country, rates: new Map() }));
       d.rates.set(r.period, {
         connectFeeMicros: Number(r.connect_fee_micros),
         perMinuteMicros: Number(r.price_per_minute_micros),
@@ -191,7 +192,9 @@ export class RatingEngine {
         onNet,
       });
     }
-    const dp = await db.query<{ domain: string; plan_id: string }>('SELECT domain, plan_id FROM rating.domain_plans');
+    const dp = await db.query<{ domain: string; plan_id: string }>(
+      'SELECT domain, plan_id FROM rating.domain_plans',
+    );
     this.plans = book;
     this.domainPlans = new Map(dp.rows.map((r) => [r.domain, r.plan_id]));
     this.plansStamp = s;
@@ -205,7 +208,10 @@ export class RatingEngine {
     await this.o.db.transaction(async (tx) => {
       const v = r.version;
       const from = new Date(v.effectiveFrom);
-      await tx.query('DELETE FROM rating.plan_versions WHERE plan_id = $1 AND effective_from = $2', [v.planId, from]);
+      await tx.query('DELETE FROM rating.plan_versions WHERE plan_id = $1 AND effective_from = $2', [
+        v.planId,
+        from,
+      ]);
       await tx.query(
         `INSERT INTO rating.plan_versions (plan_id, effective_from, currency, timezone, holidays, periods, actor)
          VALUES ($1, $2, $3, $4, $5, $6, $7)`,
@@ -283,7 +289,10 @@ export class RatingEngine {
         await tx.query('DELETE FROM rating.open_calls WHERE session_key = $1', [key]);
         return { cdr: existing.rows[0].cdr, fresh: false };
       }
-      const open = await tx.query<{ start: AccountingRecord }>('DELETE FROM rating.open_calls WHERE session_key = $1 RETURNING start', [key]);
+      const open = await tx.query<{ start: AccountingRecord }>(
+        'DELETE FROM rating.open_calls WHERE session_key = $1 RETURNING start',
+        [key],
+      );
       return this.close(tx, { start: open.rows[0]?.start, end: rec, endReason: 'bye' });
     });
     await this.publish([cdr]);
@@ -306,9 +315,15 @@ export class RatingEngine {
   ): Promise<{ cdr: Cdr; fresh: boolean }> {
     const base = (f.start ?? f.end)!;
     const account = billedAccount(base);
-    const acc = await tx.query<AccountRow>(`SELECT ${ACCOUNT_COLS} FROM rating.accounts WHERE account = $1 FOR UPDATE`, [account]);
+    const acc = await tx.query<AccountRow>(
+      `SELECT ${ACCOUNT_COLS} FROM rating.accounts WHERE account = $1 FOR UPDATE`,
+      [account],
+    );
     const a = acc.rows[0] ? toAccount(acc.rows[0]) : undefined;
-    const q = await tx.query<{ quality: Quality | null }>('SELECT quality FROM rating.media_quality WHERE call_id = $1', [base.sessionId]);
+    const q = await tx.query<{ quality: Quality | null }>(
+      'SELECT quality FROM rating.media_quality WHERE call_id = $1',
+      [base.sessionId],
+    );
     const cdr = buildCdr(this.book, {
       ...f,
       planId: this.planFor(account, a?.planId),
@@ -362,10 +377,10 @@ export class RatingEngine {
   private async publish(list: { cdr: Cdr; fresh: boolean }[]): Promise<void> {
     if (!list.length) return;
     await this.o.publish(list.map((x) => x.cdr));
-    await this.o.db.query('UPDATE rating.cdrs SET published_at = $2 WHERE id = ANY($1) AND published_at IS NULL', [
-      list.map((x) => x.cdr.id),
-      new Date(this.o.now()),
-    ]);
+    await this.o.db.query(
+      'UPDATE rating.cdrs SET published_at = $2 WHERE id = ANY($1) AND published_at IS NULL',
+      [list.map((x) => x.cdr.id), new Date(this.o.now())],
+    );
     for (const x of list) if (x.fresh) this.o.onCdr?.(x.cdr);
   }
 
@@ -379,15 +394,28 @@ export class RatingEngine {
         `INSERT INTO rating.media_quality (call_id, event_type, quality, media_ended_at) VALUES ($1, $2, $3, $4)
          ON CONFLICT (call_id) DO UPDATE SET event_type = EXCLUDED.event_type, quality = EXCLUDED.quality,
            media_ended_at = EXCLUDED.media_ended_at, received_at = now()`,
-        [ev.callId, ev.type, quality === null ? null : JSON.stringify(quality), mediaEnd ? new Date(mediaEnd) : null],
+        [
+          ev.callId,
+          ev.type,
+          quality === null ? null : JSON.stringify(quality),
+          mediaEnd ? new Date(mediaEnd) : null,
+        ],
       );
       const closed: { cdr: Cdr; fresh: boolean }[] = [];
       if (ev.type === 'timeout') {
-        const open = await tx.query<{ start: AccountingRecord }>('DELETE FROM rating.open_calls WHERE call_id = $1 RETURNING start', [
-          ev.callId,
-        ]);
+        const open = await tx.query<{ start: AccountingRecord }>(
+          'DELETE FROM rating.open_calls WHERE call_id = $1 RETURNING start',
+          [ev.callId],
+        );
         for (const o of open.rows) {
-          closed.push(await this.close(tx, { start: o.start, end: undefined, endReason: 'media_timeout', endedAt: mediaEnd ?? this.o.now() }));
+          closed.push(
+            await this.close(tx, {
+              start: o.start,
+              end: undefined,
+              endReason: 'media_timeout',
+              endedAt: mediaEnd ?? this.o.now(),
+            }),
+          );
         }
       }
       if (quality) {
@@ -419,9 +447,10 @@ export class RatingEngine {
     let closed = 0;
     for (const s of stale.rows) {
       const r = await db.transaction(async (tx) => {
-        const open = await tx.query<{ start: AccountingRecord }>('DELETE FROM rating.open_calls WHERE session_key = $1 RETURNING start', [
-          s.session_key,
-        ]);
+        const open = await tx.query<{ start: AccountingRecord }>(
+          'DELETE FROM rating.open_calls WHERE session_key = $1 RETURNING start',
+          [s.session_key],
+        );
         if (!open.rowCount) return undefined;
         const start = open.rows[0].start;
         return this.close(tx, {
@@ -436,7 +465,9 @@ export class RatingEngine {
         await this.publish([r]);
       }
     }
-    const expired = (await db.query('DELETE FROM rating.reservations WHERE expires_at <= $1', [new Date(now)])).rowCount;
+    const expired = (
+      await db.query('DELETE FROM rating.reservations WHERE expires_at <= $1', [new Date(now)])
+    ).rowCount;
     const unpublished = await db.query<{ cdr: Cdr }>(
       'SELECT cdr FROM rating.cdrs WHERE published_at IS NULL AND ended_at < $1 ORDER BY id LIMIT 500',
       [new Date(now - 10_000)],
@@ -452,12 +483,20 @@ export class RatingEngine {
    * granted time under `callId` (replacing an earlier reservation of that call),
    * so concurrent calls of one account share its balance.
    */
-  async authorize(req: { account: string; callee: string; callId: string; onNet?: boolean }): Promise<AuthorizeResult> {
+  async authorize(req: {
+    account: string;
+    callee: string;
+    callId: string;
+    onNet?: boolean;
+  }): Promise<AuthorizeResult> {
     if (!req.account) throw invalidArgument('account', 'account is required');
     if (!req.callId) throw invalidArgument('call_id', 'call_id is required');
     const now = this.o.now();
     return this.o.db.transaction(async (tx) => {
-      const acc = await tx.query<AccountRow>(`SELECT ${ACCOUNT_COLS} FROM rating.accounts WHERE account = $1 FOR UPDATE`, [req.account]);
+      const acc = await tx.query<AccountRow>(
+        `SELECT ${ACCOUNT_COLS} FROM rating.accounts WHERE account = $1 FOR UPDATE`,
+        [req.account],
+      );
       if (!acc.rowCount) throw notFound(`account ${req.account} is unknown`);
       const a = toAccount(acc.rows[0]);
       const deny = (reason: AuthorizeReason, detail: string, destination = ''): AuthorizeResult => ({
@@ -475,8 +514,19 @@ export class RatingEngine {
         onNet: !!req.onNet,
         answeredAt: now,
       });
-      if ('unrated' in r) return deny('no_rate', r.unrated === 'no-plan' ? 'no rate plan' : `no rate for ${callee ?? req.callee}`);
-      if ('free' in r) return { allowed: true, reason: 'ok', detail: 'on-net, free', reservedMicros: 0, destination: 'on-net' };
+      if ('unrated' in r)
+        return deny(
+          'no_rate',
+          r.unrated === 'no-plan' ? 'no rate plan' : `no rate for ${callee ?? req.callee}`,
+        );
+      if ('free' in r)
+        return {
+          allowed: true,
+          reason: 'ok',
+          detail: 'on-net, free',
+          reservedMicros: 0,
+          destination: 'on-net',
+        };
       const destination = r.dest.name || r.dest.prefix;
       if (!a.prepaid && a.creditLimitMicros === null) {
         return { allowed: true, reason: 'ok', detail: 'postpaid, no limit', reservedMicros: 0, destination };
@@ -485,7 +535,8 @@ export class RatingEngine {
         'SELECT coalesce(sum(amount_micros), 0)::text AS s FROM rating.reservations WHERE account = $1 AND call_id <> $2 AND expires_at > $3',
         [a.account, req.callId, new Date(now)],
       );
-      const available = a.balanceMicros + (a.prepaid ? 0 : (a.creditLimitMicros ?? 0)) - Number(held.rows[0].s);
+      const available =
+        a.balanceMicros + (a.prepaid ? 0 : (a.creditLimitMicros ?? 0)) - Number(held.rows[0].s);
       const max = maxSecondsFor(available, r.terms);
       const granted = Math.min(max ?? this.o.maxCallSeconds, this.o.maxCallSeconds);
       if (granted <= 0) {
@@ -501,7 +552,14 @@ export class RatingEngine {
          VALUES ($1, $2, $3, $4, $5, $6)
          ON CONFLICT (call_id) DO UPDATE SET account = EXCLUDED.account, amount_micros = EXCLUDED.amount_micros,
            max_seconds = EXCLUDED.max_seconds, created_at = EXCLUDED.created_at, expires_at = EXCLUDED.expires_at`,
-        [req.callId, a.account, amount, granted, new Date(now), new Date(now + (granted + this.o.reservationGraceSeconds) * 1000)],
+        [
+          req.callId,
+          a.account,
+          amount,
+          granted,
+          new Date(now),
+          new Date(now + (granted + this.o.reservationGraceSeconds) * 1000),
+        ],
       );
       return {
         allowed: true,
@@ -518,13 +576,23 @@ export class RatingEngine {
   quote(planId: string | undefined, callee: string, seconds: number, at = this.o.now(), onNet = false) {
     const r = resolveRate(this.book, { planId, callee: normalizeNumber(callee), onNet, answeredAt: at });
     if ('unrated' in r) return undefined;
-    if ('free' in r) return { priceMicros: 0, billableSeconds: 0, destination: 'on-net', currency: r.version.currency };
+    if ('free' in r)
+      return { priceMicros: 0, billableSeconds: 0, destination: 'on-net', currency: r.version.currency };
     const b = billableSeconds(seconds, r.terms);
-    return { priceMicros: priceOf(b, r.terms), billableSeconds: b, destination: r.dest.name || r.dest.prefix, currency: r.version.currency, terms: r.terms };
+    return {
+      priceMicros: priceOf(b, r.terms),
+      billableSeconds: b,
+      destination: r.dest.name || r.dest.prefix,
+      currency: r.version.currency,
+      terms: r.terms,
+    };
   }
 
   async getAccount(account: string): Promise<Account | undefined> {
-    const r = await this.o.db.query<AccountRow>(`SELECT ${ACCOUNT_COLS} FROM rating.accounts WHERE account = $1`, [account]);
+    const r = await this.o.db.query<AccountRow>(
+      `SELECT ${ACCOUNT_COLS} FROM rating.accounts WHERE account = $1`,
+      [account],
+    );
     return r.rows[0] ? toAccount(r.rows[0]) : undefined;
   }
 
@@ -557,7 +625,16 @@ export class RatingEngine {
          credit_limit_micros = EXCLUDED.credit_limit_micros, plan_id = EXCLUDED.plan_id, blocked = EXCLUDED.blocked,
          low_balance_micros = EXCLUDED.low_balance_micros, updated_at = EXCLUDED.updated_at
        RETURNING ${ACCOUNT_COLS}`,
-      [a.account, a.prepaid, a.currency, a.creditLimitMicros, a.planId || null, a.blocked, a.lowBalanceMicros ?? 0, new Date(this.o.now())],
+      [
+        a.account,
+        a.prepaid,
+        a.currency,
+        a.creditLimitMicros,
+        a.planId || null,
+        a.blocked,
+        a.lowBalanceMicros ?? 0,
+        new Date(this.o.now()),
+      ],
     );
     return toAccount(r.rows[0]);
   }
@@ -574,18 +651,24 @@ export class RatingEngine {
     reason: string;
     idempotencyKey?: string;
   }): Promise<{ balanceMicros: number; applied: boolean }> {
-    if (!['topup', 'voucher', 'adjustment', 'refund'].includes(e.kind)) throw invalidArgument('kind', `bad kind ${e.kind}`);
-    if (!Number.isSafeInteger(e.amountMicros) || e.amountMicros === 0) throw invalidArgument('amount_micros', 'a non-zero amount is required');
+    if (!['topup', 'voucher', 'adjustment', 'refund'].includes(e.kind))
+      throw invalidArgument('kind', `bad kind ${e.kind}`);
+    if (!Number.isSafeInteger(e.amountMicros) || e.amountMicros === 0)
+      throw invalidArgument('amount_micros', 'a non-zero amount is required');
     if ((e.kind === 'topup' || e.kind === 'voucher' || e.kind === 'refund') && e.amountMicros < 0)
       throw invalidArgument('amount_micros', `a ${e.kind} adds credit`);
     if (!e.actor) throw invalidArgument('actor', 'actor is required');
     return this.o.db.transaction(async (tx) => {
-      const acc = await tx.query<{ balance_micros: string }>('SELECT balance_micros FROM rating.accounts WHERE account = $1 FOR UPDATE', [
-        e.account,
-      ]);
+      const acc = await tx.query<{ balance_micros: string }>(
+        'SELECT balance_micros FROM rating.accounts WHERE account = $1 FOR UPDATE',
+        [e.account],
+      );
       if (!acc.rowCount) throw notFound(`account ${e.account} is unknown`);
       const applied = await this.ledgerEntry(tx, { ...e, cdrId: null });
-      const b = await tx.query<{ balance_micros: string }>('SELECT balance_micros FROM rating.accounts WHERE account = $1', [e.account]);
+      const b = await tx.query<{ balance_micros: string }>(
+        'SELECT balance_micros FROM rating.accounts WHERE account = $1',
+        [e.account],
+      );
       return { balanceMicros: Number(b.rows[0].balance_micros), applied };
     });
   }
@@ -593,23 +676,45 @@ export class RatingEngine {
   /** Appends a ledger entry and moves the balance by it; false when its key (or CDR debit) was applied before. */
   private async ledgerEntry(
     tx: DbTx,
-    e: { account: string; kind: LedgerKind; amountMicros: number; cdrId: string | null; actor: string; reason: string; idempotencyKey?: string },
+    e: {
+      account: string;
+      kind: LedgerKind;
+      amountMicros: number;
+      cdrId: string | null;
+      actor: string;
+      reason: string;
+      idempotencyKey?: string;
+    },
   ): Promise<boolean> {
     const ins = await tx.query(
       `INSERT INTO rating.ledger (account, kind, amount_micros, cdr_id, actor, reason, idempotency_key, created_at)
        VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING`,
-      [e.account, e.kind, e.amountMicros, e.cdrId, e.actor, e.reason, e.idempotencyKey ?? null, new Date(this.o.now())],
+      [
+        e.account,
+        e.kind,
+        e.amountMicros,
+        e.cdrId,
+        e.actor,
+        e.reason,
+        e.idempotencyKey ?? null,
+        new Date(this.o.now()),
+      ],
     );
     if (!ins.rowCount) return false;
-    await tx.query('UPDATE rating.accounts SET balance_micros = balance_micros + $2, updated_at = $3 WHERE account = $1', [
-      e.account,
-      e.amountMicros,
-      new Date(this.o.now()),
-    ]);
+    await tx.query(
+      'UPDATE rating.accounts SET balance_micros = balance_micros + $2, updated_at = $3 WHERE account = $1',
+      [e.account, e.amountMicros, new Date(this.o.now())],
+    );
     return true;
   }
 
-  async listCdrs(q: { account: string; from?: number; to?: number; limit: number; after?: string }): Promise<Cdr[]> {
+  async listCdrs(q: {
+    account: string;
+    from?: number;
+    to?: number;
+    limit: number;
+    after?: string;
+  }): Promise<Cdr[]> {
     if (!q.account) throw invalidArgument('account', 'account is required');
     const r = await this.o.db.query<{ cdr: Cdr }>(
       `SELECT cdr FROM rating.cdrs WHERE account = $1 AND started_at >= $2 AND started_at < $3
@@ -641,11 +746,12 @@ function rateRow(v: PlanVersion, d: Destination, period: string, t: RateTerms): 
 async function insertRates(tx: DbTx, rows: unknown[][]): Promise<void> {
   if (!rows.length) return;
   const width = rows[0].length;
-  const values = rows.map((_, i) => `(${Array.from({ length: width }, (_, j) => `$${i * width + j + 1}`).join(', ')})`);
+  const values = rows.map(
+    (_, i) => `(${Array.from({ length: width }, (_, j) => `$${i * width + j + 1}`).join(', ')})`,
+  );
   await tx.query(
     `INSERT INTO rating.rates (plan_id, effective_from, prefix, period, name, country, connect_fee_micros, price_per_minute_micros,
        min_seconds, increment_first, increment_next, free_seconds) VALUES ${values.join(', ')}`,
     rows.flat(),
   );
 }
-

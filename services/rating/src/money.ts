@@ -23,7 +23,9 @@ export function formatMoney(micros: number): string {
   const neg = micros < 0;
   const a = Math.abs(micros);
   const units = Math.floor(a / MICROS_PER_UNIT);
-  let frac = String(a % MICROS_PER_UNIT).padStart(6, '0').replace(/0+$/, '');
+  let frac = String(a % MICROS_PER_UNIT)
+    .padStart(6, '0')
+    .replace(/0+$/, '');
   if (frac.length < 2) frac = frac.padEnd(2, '0');
   return `${neg ? '-' : ''}${units}.${frac}`;
 }

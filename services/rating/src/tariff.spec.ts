@@ -59,10 +59,22 @@ describe('money', () => {
 describe('billable seconds and price', () => {
   test('increments 1/1, 60/60, 30/6 and any a/b', () => {
     const per = (a: number, b: number) => terms({ incrementFirst: a, incrementNext: b });
-    assert.deepEqual([1, 59, 60, 61].map((d) => billableSeconds(d, per(1, 1))), [1, 59, 60, 61]);
-    assert.deepEqual([1, 59, 60, 61, 121].map((d) => billableSeconds(d, per(60, 60))), [60, 60, 60, 120, 180]);
-    assert.deepEqual([1, 30, 31, 36, 37].map((d) => billableSeconds(d, per(30, 6))), [30, 30, 36, 36, 42]);
-    assert.deepEqual([1, 45, 46, 55, 56].map((d) => billableSeconds(d, per(45, 10))), [45, 45, 55, 55, 65]);
+    assert.deepEqual(
+      [1, 59, 60, 61].map((d) => billableSeconds(d, per(1, 1))),
+      [1, 59, 60, 61],
+    );
+    assert.deepEqual(
+      [1, 59, 60, 61, 121].map((d) => billableSeconds(d, per(60, 60))),
+      [60, 60, 60, 120, 180],
+    );
+    assert.deepEqual(
+      [1, 30, 31, 36, 37].map((d) => billableSeconds(d, per(30, 6))),
+      [30, 30, 36, 36, 42],
+    );
+    assert.deepEqual(
+      [1, 45, 46, 55, 56].map((d) => billableSeconds(d, per(45, 10))),
+      [45, 45, 55, 55, 65],
+    );
     assert.equal(billableSeconds(0, per(60, 60)), 0, 'a call of 0 seconds bills nothing');
   });
   test('minimum duration, then the grid', () => {
@@ -92,9 +104,17 @@ describe('max seconds for a balance', () => {
     assert.equal(maxSecondsFor(120_000, terms()), 120, 'two minutes at 0.06/min');
     assert.equal(maxSecondsFor(120_000, terms({ incrementFirst: 60, incrementNext: 60 })), 120);
     assert.equal(maxSecondsFor(119_999, terms({ incrementFirst: 60, incrementNext: 60 })), 60);
-    assert.equal(maxSecondsFor(59_999, terms({ incrementFirst: 60, incrementNext: 60 })), 0, 'not one increment');
+    assert.equal(
+      maxSecondsFor(59_999, terms({ incrementFirst: 60, incrementNext: 60 })),
+      0,
+      'not one increment',
+    );
     assert.equal(maxSecondsFor(130_000, terms({ connectFeeMicros: 10_000 })), 120);
-    assert.equal(maxSecondsFor(5_000, terms({ connectFeeMicros: 10_000, freeSeconds: 5 })), 5, 'free seconds only');
+    assert.equal(
+      maxSecondsFor(5_000, terms({ connectFeeMicros: 10_000, freeSeconds: 5 })),
+      5,
+      'free seconds only',
+    );
     assert.equal(maxSecondsFor(0, terms({ perMinuteMicros: 0 })), undefined, 'free rate: no limit');
     assert.equal(maxSecondsFor(10_000, terms({ minSeconds: 300 })), 0, 'minimum not affordable');
   });
@@ -112,7 +132,10 @@ describe('max seconds for a balance', () => {
         const max = maxSecondsFor(balance, t)!;
         assert.ok(max >= t.freeSeconds);
         assert.ok(priceOf(billableSeconds(max, t), t) <= balance, `price of ${max}s within ${balance}`);
-        assert.ok(priceOf(billableSeconds(max + 1, t), t) > balance, `price of ${max + 1}s beyond ${balance}`);
+        assert.ok(
+          priceOf(billableSeconds(max + 1, t), t) > balance,
+          `price of ${max + 1}s beyond ${balance}`,
+        );
       }),
       { numRuns: 2000 },
     );
@@ -181,7 +204,12 @@ function book(extra: { rates?: string; effectiveFrom?: number; timezone?: string
   b.add(r.version);
   return b;
 }
-const call = (callee: string, at: string, durationSeconds: number, o: { onNet?: boolean; plan?: string } = {}) => ({
+const call = (
+  callee: string,
+  at: string,
+  durationSeconds: number,
+  o: { onNet?: boolean; plan?: string } = {},
+) => ({
   planId: o.plan ?? 'std',
   callee,
   onNet: o.onNet ?? false,
@@ -200,7 +228,10 @@ describe('rating a call', () => {
     assert.equal(r.billableSeconds, 61);
     assert.equal(r.priceMicros, 10_000 + 101_667);
     const us = rateCall(b, call('12125550000', '2026-11-25T12:00:00Z', 61));
-    assert.equal(us.status === 'rated' && [us.prefix, us.billableSeconds, us.priceMicros].join(), '1,120,40000');
+    assert.equal(
+      us.status === 'rated' && [us.prefix, us.billableSeconds, us.priceMicros].join(),
+      '1,120,40000',
+    );
   });
   test('periods: peak on a weekday, night crossing midnight belongs to the day it starts on, weekend, holiday', () => {
     const b = book();
@@ -230,12 +261,22 @@ describe('rating a call', () => {
     assert.equal(r.status === 'rated' && r.period, 'peak');
     const w = rateCall(b, call('447700900000', '2026-01-07T07:30:00Z', 60));
     assert.equal(w.status === 'rated' && w.period, '', 'in winter 07:30 UTC is 07:30 local');
-    assert.deepEqual(localTime(T('2026-07-01T23:30:00Z'), 'Europe/London'), { dow: 4, minute: 30, date: '2026-07-02' });
+    assert.deepEqual(localTime(T('2026-07-01T23:30:00Z'), 'Europe/London'), {
+      dow: 4,
+      minute: 30,
+      date: '2026-07-02',
+    });
   });
   test('effective dates: a new version applies from its date on, the old one before', () => {
     const b = book();
     const v2 = importPlan(
-      { planId: 'std', effectiveFrom: T('2026-12-01T00:00:00Z'), currency: 'EUR', timezone: 'UTC', holidays: [] },
+      {
+        planId: 'std',
+        effectiveFrom: T('2026-12-01T00:00:00Z'),
+        currency: 'EUR',
+        timezone: 'UTC',
+        holidays: [],
+      },
       'prefix,price_per_minute\n1,0.50\n',
     );
     assert.ok(v2.ok);
@@ -243,7 +284,11 @@ describe('rating a call', () => {
     const price = (iso: string) => rateCall(b, call('12125550000', iso, 60)).priceMicros;
     assert.equal(price('2026-11-30T23:59:59Z'), 20_000);
     assert.equal(price('2026-12-01T00:00:00Z'), 500_000);
-    assert.equal(rateCall(b, call('12125550000', '2025-06-01T00:00:00Z', 60)).status, 'unrated', 'before any version');
+    assert.equal(
+      rateCall(b, call('12125550000', '2025-06-01T00:00:00Z', 60)).status,
+      'unrated',
+      'before any version',
+    );
   });
   test('on-net calls are free unless the plan has an on-net rate; unknown plans and numbers are unrated', () => {
     const b = book();
@@ -281,7 +326,10 @@ describe('CSV import', () => {
     assert.match(r.errors[4], /already/);
   });
   test('header problems and plan attributes', () => {
-    const bad = importPlan({ planId: 'p q', effectiveFrom: 0, currency: 'eur', timezone: 'Mars/Base', holidays: ['25.12.'] }, 'prefix,cost\n1,1\n');
+    const bad = importPlan(
+      { planId: 'p q', effectiveFrom: 0, currency: 'eur', timezone: 'Mars/Base', holidays: ['25.12.'] },
+      'prefix,cost\n1,1\n',
+    );
     assert.equal(bad.ok, false);
     if (bad.ok) return;
     assert.equal(bad.errors.length, 5, bad.errors.join('\n'));

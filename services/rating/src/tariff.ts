@@ -200,7 +200,12 @@ const DAY_MS = 86_400_000;
 const dayKind = (v: PlanVersion, t: LocalTime) => (v.holidays.has(t.date) ? HOLIDAY : t.dow);
 
 /** Whether period p is in force at `at` (a window crossing midnight belongs to the day it starts on). */
-export function periodMatches(v: PlanVersion, p: Period, at: number, local = localTime(at, v.timezone)): boolean {
+export function periodMatches(
+  v: PlanVersion,
+  p: Period,
+  at: number,
+  local = localTime(at, v.timezone),
+): boolean {
   const { fromMinute: from, toMinute: to } = p;
   if (from < to) return local.minute >= from && local.minute < to && p.days.has(dayKind(v, local));
   // crosses midnight: [from, 24:00) on its own day, [00:00, to) on the next
@@ -255,7 +260,8 @@ export function maxSecondsFor(available: number, t: RateTerms): number | undefin
   // price(g) <= available  <=>  g * perMinute <= afterFee * 60, for g on the increment grid
   const affordable = mulDivFloor(afterFee, 60, t.perMinuteMicros);
   if (affordable < billableSeconds(t.freeSeconds + 1, t)) return t.freeSeconds;
-  const g = t.incrementFirst + Math.floor((affordable - t.incrementFirst) / t.incrementNext) * t.incrementNext;
+  const g =
+    t.incrementFirst + Math.floor((affordable - t.incrementFirst) / t.incrementNext) * t.incrementNext;
   return g + t.freeSeconds;
 }
 
@@ -286,7 +292,15 @@ export type RateOutcome =
       period: string;
       terms: RateTerms;
     }
-  | { status: 'free'; reason: 'on-net'; billableSeconds: 0; priceMicros: 0; currency: string; planId: string; planVersion: number }
+  | {
+      status: 'free';
+      reason: 'on-net';
+      billableSeconds: 0;
+      priceMicros: 0;
+      currency: string;
+      planId: string;
+      planVersion: number;
+    }
   | { status: 'unrated'; reason: 'no-plan' | 'no-rate'; billableSeconds: 0; priceMicros: 0 };
 
 export interface ResolvedRate {

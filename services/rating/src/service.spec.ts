@@ -1,0 +1,280 @@
+// The rating service as it runs: started by the target runner, fed accounting
+// records on the process's event bus as the accounting service publishes them,
+// called over gRPC; on the embedded bus (PGlite) and on PostgreSQL + Kafka.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import pg from 'pg';
+import {
+  defineService,
+  grpcClient,
+  runTargets,
+  type EventBus,
+  type EventMessage,
+  type RunningProcess,
+} from '@switchboard/platform';
+import {
+  requireKafka,
+  requirePostgres,
+  testKafkaBrokers,
+  testPostgresUrl,
+  uniqueName,
+} from '@switchboard/platform/testing';
+import {
+  AdjustRequest_Kind,
+  AuthorizeResponse_Reason,
+  RatingAdminClient,
+  RatingClient,
+} from '@switchboard/proto/rating';
+import { ratingService } from './main';
+import type { Cdr } from './cdr';
+import { failedRecord, startRecord, stopRecord, type CallSpec } from './testing';
+
+/** A module that only hands the test the process's event bus (the one rating consumes from). */
+function tap() {
+  const got: { bus?: EventBus } = {};
+  const module = defineService({
+    name: 'bus-tap',
+    description: 'test: exposes the event bus',
+    configSpec: {},
+    async start(ctx) {
+      got.bus = await ctx.events();
+      return { stop: async () => undefined };
+    },
+  });
+  return { module, got };
+}
+
+async function start(env: Record<string, string>) {
+  const t = tap();
+  const proc = await runTargets([t.module, ratingService], {
+    version: 'test',
+    env: {
+      SWITCHBOARD_OPS_PORT: '0',
+      SWITCHBOARD_OPS_HOST: '127.0.0.1',
+      SWITCHBOARD_RATING_GRPC_PORT: '0',
+      SWITCHBOARD_LOG_LEVEL: process.env.RATING_TEST_LOG ?? 'silent',
+      ...env,
+    },
+  });
+  const url = proc.endpoints.find((e) => e.service === 'rating')!.url.replace('grpc://', '');
+  return {
+    proc,
+    bus: t.got.bus!,
+    rating: grpcClient(RatingClient, url),
+    admin: grpcClient(RatingAdminClient, url),
+  };
+}
+type Running = Awaited<ReturnType<typeof start>>;
+const stop = async (s: Running) => {
+  s.rating.close();
+  s.admin.close();
+  await s.proc.stop();
+};
+
+async function until(cond: () => boolean | Promise<boolean>, what: string, ms = 30_000) {
+  const deadline = Date.now() + ms;
+  while (!(await cond())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+const RATES = `prefix,name,country,period,connect_fee,price_per_minute,min_seconds,increment,free_seconds
+49,Germany,DE,,0,0.05,0,1/1,0
+4915,Germany mobile,DE,,0.02,0.20,0,60/60,0
+`;
+
+/** The scenario both tiers run: plan import, account, authorize, records delivered twice, CDRs, one debit. */
+async function scenario(s: Running, topics: { accounting: string; cdrs: string }, proc: RunningProcess) {
+  const tag = randomBytes(4).toString('hex');
+  const alice = `sip:alice-${tag}@example.com`;
+
+  const bad = await s.admin.importRatePlan({
+    planId: 'std',
+    effectiveFrom: Date.parse('2026-01-01T00:00:00Z'),
+    currency: 'EUR',
+    timezone: 'Europe/Berlin',
+    holidays: [],
+    ratesCsv: RATES + '4930,Berlin,DE,,0,zero,0,1/1,0\n',
+    periodsCsv: '',
+    actor: 'test',
+  });
+  assert.equal(bad.ok, false);
+  assert.deepEqual(
+    bad.errors.map((e) => e.split(':')[0]),
+    ['rates line 4'],
+  );
+  const ok = await s.admin.importRatePlan({
+    planId: 'std',
+    effectiveFrom: Date.parse('2026-01-01T00:00:00Z'),
+    currency: 'EUR',
+    timezone: 'Europe/Berlin',
+    holidays: [],
+    ratesCsv: RATES,
+    periodsCsv: '',
+    actor: 'test',
+  });
+  assert.deepEqual([ok.ok, ok.rates], [true, 2]);
+
+  await s.admin.setAccount({
+    account: alice,
+    prepaid: true,
+    currency: 'EUR',
+    planId: 'std',
+    blocked: false,
+    lowBalanceMicros: 0,
+  });
+  const topup = {
+    account: alice,
+    kind: AdjustRequest_Kind.KIND_TOPUP,
+    amountMicros: 1_000_000,
+    actor: 'test',
+    reason: 'first top-up',
+    idempotencyKey: `t-${tag}`,
+  };
+  await s.admin.adjust(topup);
+  assert.equal((await s.admin.adjust(topup)).applied, false, 'the same top-up twice counts once');
+
+  const auth = await s.rating.authorize({ account: alice, callee: '4930123456', callId: `c1-${tag}` });
+  assert.deepEqual(
+    [auth.allowed, auth.maxSeconds, auth.reason],
+    [true, 1200, AuthorizeResponse_Reason.REASON_OK],
+  );
+  const mobile = await s.rating.authorize({ account: alice, callee: '4915112345678', callId: `c2-${tag}` });
+  assert.deepEqual(
+    [mobile.allowed, mobile.reason],
+    [false, AuthorizeResponse_Reason.REASON_INSUFFICIENT_CREDIT],
+    'c1 holds the balance',
+  );
+  const held = await s.rating.getBalance({ account: alice });
+  assert.deepEqual([held.balanceMicros, held.reservedMicros], [1_000_000, 1_000_000]);
+  await assert.rejects(s.rating.authorize({ account: 'sip:nobody@example.com', callee: '49', callId: 'x' }), {
+    kind: 'not_found',
+  });
+
+  // what the accounting service publishes, each record twice (its relay is at-least-once)
+  const answered = Date.parse('2026-11-25T10:00:00Z');
+  const c1: CallSpec = {
+    callId: `c1-${tag}`,
+    account: alice,
+    callee: '4930123456',
+    answeredAt: answered,
+    duration: 60,
+  };
+  const c3: CallSpec = {
+    callId: `c3-${tag}`,
+    account: alice,
+    callee: '4915112345678',
+    answeredAt: answered + 100_000,
+    duration: 61,
+  };
+  const records = [
+    startRecord(c1),
+    startRecord(c3),
+    stopRecord(c1, true),
+    stopRecord(c3),
+    failedRecord({ ...c1, callId: `c4-${tag}` }, 486),
+  ];
+  const cdrs: Cdr[] = [];
+  const feed = await s.bus.subscribe({
+    topic: topics.cdrs,
+    group: uniqueName('cdrs_reader'),
+    fromBeginning: true,
+    handler: async (m: EventMessage) => {
+      const c = JSON.parse(m.value!.toString()) as Cdr;
+      if (c.account === alice) {
+        assert.equal(m.key, alice, 'cdrs are keyed by account');
+        cdrs.push(c);
+      }
+    },
+  });
+  try {
+    const publish = (rs: typeof records) =>
+      s.bus.publish(
+        topics.accounting,
+        rs.map((r) => ({
+          key: r.sessionId!,
+          value: JSON.stringify(r),
+          headers: { 'content-type': 'application/json' },
+        })),
+      );
+    await publish(records);
+    await publish(records);
+    // each closing record handled twice publishes its CDR twice: wait for both copies of every call
+    const closing = [c1.callId, c3.callId, `c4-${tag}`];
+    await until(
+      () => closing.every((id) => cdrs.filter((c) => c.callId === id).length >= 2),
+      'every CDR published twice',
+    );
+    const byCall = new Map(cdrs.map((c) => [c.callId, c]));
+    assert.equal(new Set(cdrs.map((c) => c.id)).size, 3, 'three CDRs, each published once per delivery');
+    const cdr1 = byCall.get(c1.callId)!;
+    assert.deepEqual(
+      [cdr1.destination, cdr1.durationSeconds, cdr1.priceMicros, cdr1.endReason],
+      ['Germany', 60, 50_000, 'bye'],
+    );
+    const cdr3 = byCall.get(c3.callId)!;
+    assert.deepEqual(
+      [cdr3.destination, cdr3.billableSeconds, cdr3.priceMicros],
+      ['Germany mobile', 120, 20_000 + 400_000],
+    );
+    const cdr4 = byCall.get(`c4-${tag}`)!;
+    assert.deepEqual(
+      [cdr4.disposition, cdr4.sipCode, cdr4.billableSeconds, cdr4.priceMicros],
+      ['failed', 486, 0, 0],
+    );
+
+    const b = await s.rating.getBalance({ account: alice });
+    assert.equal(b.balanceMicros, 1_000_000 - 50_000 - 420_000, 'each call debited exactly once');
+    assert.equal(b.reservedMicros, 0, 'the CDR settled the reservation');
+
+    const listed = await s.admin.listCdrs({ account: alice, from: 0, to: 0, pageSize: 10, pageToken: '' });
+    assert.deepEqual(listed.cdrs.map((c) => c.callId).sort(), [...closing].sort());
+
+    const metrics = await (await fetch(`${proc.ops.url}/metrics`)).text();
+    assert.match(metrics, /^switchboard_cdrs_rated_total\{disposition="answered",rate_status="rated"\} 2$/m);
+    assert.match(metrics, /^switchboard_cdrs_rated_total\{disposition="failed",rate_status="unrated"\} 1$/m);
+    assert.match(metrics, /^switchboard_rating_authorize_duration_seconds_count\{result="allowed"\} 1$/m);
+    assert.match(metrics, /^switchboard_rating_open_calls 0$/m);
+  } finally {
+    await feed.close();
+  }
+}
+
+test('embedded: records delivered twice make one CDR and one debit each; authorize, balance, plan import over gRPC', async () => {
+  const s = await start({ SWITCHBOARD_DATA_DIR: ':memory:' });
+  try {
+    await scenario(s, { accounting: 'accounting', cdrs: 'cdrs' }, s.proc);
+  } finally {
+    await stop(s);
+  }
+});
+
+test('PostgreSQL + Kafka: the same, on real infrastructure', async () => {
+  await requirePostgres();
+  await requireKafka();
+  const name = `rating_${randomBytes(6).toString('hex')}`;
+  const admin = new pg.Client({ connectionString: testPostgresUrl() });
+  await admin.connect();
+  await admin.query(`CREATE DATABASE "${name}"`);
+  const url = new URL(testPostgresUrl());
+  url.pathname = `/${name}`;
+  const topics = { accounting: uniqueName('accounting'), cdrs: uniqueName('cdrs') };
+  const s = await start({
+    DATABASE_URL: url.toString(),
+    KAFKA_BROKERS: testKafkaBrokers().join(','),
+    SWITCHBOARD_KAFKA_CLIENT_ID: uniqueName('rating-test'),
+    SWITCHBOARD_RATING_ACCOUNTING_TOPIC: topics.accounting,
+    SWITCHBOARD_RATING_MEDIA_TOPIC: uniqueName('media'),
+    SWITCHBOARD_RATING_CDRS_TOPIC: topics.cdrs,
+    SWITCHBOARD_RATING_GROUP: uniqueName('rating'),
+  });
+  try {
+    await scenario(s, topics, s.proc);
+  } finally {
+    await stop(s);
+    await admin.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
+    await admin.end();
+  }
+});
