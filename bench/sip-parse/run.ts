@@ -50,14 +50,31 @@ const sipNpm: Record<string, Case> = {
   parse(buf) {
     const m = sipPkg.parse(buf);
     const v = m.headers.via[0];
-    sink += v.params.branch.length + v.host.length + (v.port ?? 0) + m.headers.cseq.seq + m.headers['call-id'].length;
-    sink += (m.headers.from.params.tag ?? '').length + (m.headers.to.params.tag ?? '').length + +m.headers['max-forwards'];
+    sink +=
+      v.params.branch.length +
+      v.host.length +
+      (v.port ?? 0) +
+      m.headers.cseq.seq +
+      m.headers['call-id'].length;
+    sink +=
+      (m.headers.from.params.tag ?? '').length +
+      (m.headers.to.params.tag ?? '').length +
+      +m.headers['max-forwards'];
     sink += sipPkg.parseUri(m.uri).schema.length + (m.headers.route ?? []).length;
   },
   proxy(buf) {
     const m = sipPkg.parse(buf);
-    m.headers.via.unshift({ version: '2.0', protocol: 'UDP', host: '203.0.113.5', port: 5060, params: { branch: 'z9hG4bKp4f1a2b3c' } });
-    m.headers['record-route'] = [{ uri: 'sip:203.0.113.5;lr', params: {} }, ...(m.headers['record-route'] ?? [])];
+    m.headers.via.unshift({
+      version: '2.0',
+      protocol: 'UDP',
+      host: '203.0.113.5',
+      port: 5060,
+      params: { branch: 'z9hG4bKp4f1a2b3c' },
+    });
+    m.headers['record-route'] = [
+      { uri: 'sip:203.0.113.5;lr', params: {} },
+      ...(m.headers['record-route'] ?? []),
+    ];
     if (m.headers.route) m.headers.route.shift();
     m.headers['max-forwards'] = +m.headers['max-forwards'] - 1;
     m.uri = 'sip:2002@198.51.100.7:5062';
@@ -103,7 +120,9 @@ for (const [, b] of inputs) {
 }
 
 const rows: string[] = [];
-rows.push('| message | workload | @switchboard/sip msgs/s | sip msgs/s | sip.js msgs/s | ratio vs faster peer |');
+rows.push(
+  '| message | workload | @switchboard/sip msgs/s | sip msgs/s | sip.js msgs/s | ratio vs faster peer |',
+);
 rows.push('|---|---|---:|---:|---:|---:|');
 for (const [label, buf] of inputs) {
   for (const w of ['parse', 'proxy'] as const) {
@@ -117,9 +136,13 @@ for (const [label, buf] of inputs) {
       if (sipJs[w] && r < 2) c = Math.max(c ?? 0, measure(sipJs[w], buf));
     }
     const peer = Math.max(b ?? 0, c ?? 0);
-    rows.push(`| ${label} | ${w} | ${fmt(a)} | ${fmt(b)} | ${fmt(c)} | ${peer ? (a / peer).toFixed(1) + 'x' : 'n/a'} |`);
+    rows.push(
+      `| ${label} | ${w} | ${fmt(a)} | ${fmt(b)} | ${fmt(c)} | ${peer ? (a / peer).toFixed(1) + 'x' : 'n/a'} |`,
+    );
   }
 }
-console.log(`node ${process.version}, best of ${ROUNDS} rounds of ${MS} ms per case (sip.js: 2 rounds), one core`);
+console.log(
+  `node ${process.version}, best of ${ROUNDS} rounds of ${MS} ms per case (sip.js: 2 rounds), one core`,
+);
 console.log(rows.join('\n'));
 if (sink === 42) console.log('');

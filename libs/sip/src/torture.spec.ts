@@ -189,7 +189,10 @@ const EXPECT: Record<string, Expect> = {
       assert.equal(r.via.branch, 'z9hG4bK209%fzsnel234');
       // "C%6Fntact" is an unknown header, not Contact
       assert.equal(r.contacts.length, 2);
-      assert.deepEqual(r.contacts.map((c) => sip(c.uri).host), ['host1.example.com', 'host3.example.com']);
+      assert.deepEqual(
+        r.contacts.map((c) => sip(c.uri).host),
+        ['host1.example.com', 'host3.example.com'],
+      );
       assert.equal(r.getHeader('C%6Fntact'), '<sip:alias2@host2.example.com>');
     },
   },
@@ -238,15 +241,26 @@ const EXPECT: Record<string, Expect> = {
       assert.equal(u.host, 'example.com');
       assert.equal(u.params.size, 0);
       assert.deepEqual(r.getHeaderValues('Accept'), [
-        'application/sdp', 'application/pkcs7-mime', 'multipart/mixed', 'multipart/signed', 'message/sip', 'message/sipfrag',
+        'application/sdp',
+        'application/pkcs7-mime',
+        'multipart/mixed',
+        'multipart/signed',
+        'message/sip',
+        'message/sipfrag',
       ]);
     },
   },
   transports: {
     accept: (m) => {
       const r = req(m);
-      assert.deepEqual(r.vias.map((v) => v.transport), ['UDP', 'SCTP', 'TLS', 'UNKNOWN', 'TCP']);
-      assert.deepEqual(r.vias.map((v) => v.host), ['t1.example.com', 't2.example.com', 't3.example.com', 't4.example.com', 't5.example.com']);
+      assert.deepEqual(
+        r.vias.map((v) => v.transport),
+        ['UDP', 'SCTP', 'TLS', 'UNKNOWN', 'TCP'],
+      );
+      assert.deepEqual(
+        r.vias.map((v) => v.host),
+        ['t1.example.com', 't2.example.com', 't3.example.com', 't4.example.com', 't5.example.com'],
+      );
       assert.equal(r.callId, 'transports.kijh4akdnaqjkwendsasfdj');
     },
   },
@@ -368,7 +382,10 @@ const EXPECT: Record<string, Expect> = {
     accept: (m) => {
       const r = req(m);
       assert.deepEqual(r.getHeaderValues('Require'), ['nothingSupportsThis', 'nothingSupportsThisEither']);
-      assert.deepEqual(r.getHeaderValues('Proxy-Require'), ['noProxiesSupportThis', 'norDoAnyProxiesSupportThis']);
+      assert.deepEqual(r.getHeaderValues('Proxy-Require'), [
+        'noProxiesSupportThis',
+        'norDoAnyProxiesSupportThis',
+      ]);
       assert.equal(r.via.transport, 'TLS');
     },
   },
@@ -551,7 +568,10 @@ function isReject(e: Expect): e is Reject {
 }
 
 describe('RFC 4475 / RFC 5118 torture messages', () => {
-  const files = readdirSync(DIR).filter((f) => f.endsWith('.sip')).map((f) => f.slice(0, -4)).sort();
+  const files = readdirSync(DIR)
+    .filter((f) => f.endsWith('.sip'))
+    .map((f) => f.slice(0, -4))
+    .sort();
 
   test('every file has an INDEX.tsv row and an expectation; every row has a file', () => {
     const names = new Set(rows.map((r) => r.name));
@@ -582,12 +602,16 @@ describe('RFC 4475 / RFC 5118 torture messages', () => {
       } else {
         if (!isReject(exp)) {
           assert.ok(exp.liberal, `${row.name} is ${row.cls}: accepting it needs a reason`);
-          assert.match(row.expected, /liberal|otherwise ignore|respond 400/, `INDEX.tsv does not allow accepting ${row.name}`);
+          assert.match(
+            row.expected,
+            /liberal|otherwise ignore|respond 400/,
+            `INDEX.tsv does not allow accepting ${row.name}`,
+          );
         }
       }
       if (isReject(exp)) {
         // the status INDEX.tsv names, when it names one
-        const named = /respond (\d{3})/.exec(row.expected)?.[1] ?? (/\b(50[15])\b/.exec(row.expected)?.[1]);
+        const named = /respond (\d{3})/.exec(row.expected)?.[1] ?? /\b(50[15])\b/.exec(row.expected)?.[1];
         if (named && row.cls !== 'semantically-invalid') assert.equal(exp.status, Number(named));
         if (/\b505\b/.test(row.expected)) assert.equal(exp.status, 505);
         if (row.name === 'mismatch02') assert.ok(/501/.test(row.expected));

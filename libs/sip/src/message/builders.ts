@@ -6,20 +6,62 @@ import type { Uri } from './uri';
 
 /** Default reason phrases (RFC 3261 §21 and common extensions). */
 export const REASON_PHRASES: Record<number, string> = {
-  100: 'Trying', 180: 'Ringing', 181: 'Call Is Being Forwarded', 182: 'Queued', 183: 'Session Progress',
-  200: 'OK', 202: 'Accepted', 204: 'No Notification',
-  300: 'Multiple Choices', 301: 'Moved Permanently', 302: 'Moved Temporarily', 305: 'Use Proxy', 380: 'Alternative Service',
-  400: 'Bad Request', 401: 'Unauthorized', 402: 'Payment Required', 403: 'Forbidden', 404: 'Not Found',
-  405: 'Method Not Allowed', 406: 'Not Acceptable', 407: 'Proxy Authentication Required', 408: 'Request Timeout',
-  410: 'Gone', 413: 'Request Entity Too Large', 414: 'Request-URI Too Long', 415: 'Unsupported Media Type',
-  416: 'Unsupported URI Scheme', 420: 'Bad Extension', 421: 'Extension Required', 423: 'Interval Too Brief',
-  429: 'Provide Referrer Identity', 439: 'First Hop Lacks Outbound Support', 480: 'Temporarily Unavailable',
-  481: 'Call/Transaction Does Not Exist', 482: 'Loop Detected', 483: 'Too Many Hops', 484: 'Address Incomplete',
-  485: 'Ambiguous', 486: 'Busy Here', 487: 'Request Terminated', 488: 'Not Acceptable Here', 489: 'Bad Event',
-  491: 'Request Pending', 493: 'Undecipherable',
-  500: 'Server Internal Error', 501: 'Not Implemented', 502: 'Bad Gateway', 503: 'Service Unavailable',
-  504: 'Server Time-out', 505: 'Version Not Supported', 513: 'Message Too Large', 580: 'Precondition Failure',
-  600: 'Busy Everywhere', 603: 'Decline', 604: 'Does Not Exist Anywhere', 606: 'Not Acceptable',
+  100: 'Trying',
+  180: 'Ringing',
+  181: 'Call Is Being Forwarded',
+  182: 'Queued',
+  183: 'Session Progress',
+  200: 'OK',
+  202: 'Accepted',
+  204: 'No Notification',
+  300: 'Multiple Choices',
+  301: 'Moved Permanently',
+  302: 'Moved Temporarily',
+  305: 'Use Proxy',
+  380: 'Alternative Service',
+  400: 'Bad Request',
+  401: 'Unauthorized',
+  402: 'Payment Required',
+  403: 'Forbidden',
+  404: 'Not Found',
+  405: 'Method Not Allowed',
+  406: 'Not Acceptable',
+  407: 'Proxy Authentication Required',
+  408: 'Request Timeout',
+  410: 'Gone',
+  413: 'Request Entity Too Large',
+  414: 'Request-URI Too Long',
+  415: 'Unsupported Media Type',
+  416: 'Unsupported URI Scheme',
+  420: 'Bad Extension',
+  421: 'Extension Required',
+  423: 'Interval Too Brief',
+  429: 'Provide Referrer Identity',
+  439: 'First Hop Lacks Outbound Support',
+  480: 'Temporarily Unavailable',
+  481: 'Call/Transaction Does Not Exist',
+  482: 'Loop Detected',
+  483: 'Too Many Hops',
+  484: 'Address Incomplete',
+  485: 'Ambiguous',
+  486: 'Busy Here',
+  487: 'Request Terminated',
+  488: 'Not Acceptable Here',
+  489: 'Bad Event',
+  491: 'Request Pending',
+  493: 'Undecipherable',
+  500: 'Server Internal Error',
+  501: 'Not Implemented',
+  502: 'Bad Gateway',
+  503: 'Service Unavailable',
+  504: 'Server Time-out',
+  505: 'Version Not Supported',
+  513: 'Message Too Large',
+  580: 'Precondition Failure',
+  600: 'Busy Everywhere',
+  603: 'Decline',
+  604: 'Does Not Exist Anywhere',
+  606: 'Not Acceptable',
 };
 
 /** A new branch with the RFC 3261 magic cookie. */
@@ -98,10 +140,16 @@ export interface ResponseOptions {
  * `toTag` is given; copies Record-Route for 18x/2xx to dialog-creating requests
  * (§12.1.1) and the Timestamp for 100 (§8.2.6.1).
  */
-export function createResponse(req: SipRequest, status: number, reason?: string, opts: ResponseOptions = {}): SipResponse {
+export function createResponse(
+  req: SipRequest,
+  status: number,
+  reason?: string,
+  opts: ResponseOptions = {},
+): SipResponse {
   const fields: HeaderField[] = [];
   const copy = (id: number) => {
-    for (const f of req.fields) if (f.id === id) fields.push(HeaderField.create(f.name === 'v' ? 'Via' : f.name, req.fieldValue(f)));
+    for (const f of req.fields)
+      if (f.id === id) fields.push(HeaderField.create(f.name === 'v' ? 'Via' : f.name, req.fieldValue(f)));
   };
   copy(HID.via);
   const to = req.to;
@@ -115,12 +163,23 @@ export function createResponse(req: SipRequest, status: number, reason?: string,
   fields.push(HeaderField.create('To', toValue));
   copy(HID.callId);
   copy(HID.cseq);
-  if (status > 100 && status < 300 && (req.method === 'INVITE' || req.method === 'SUBSCRIBE')) copy(HID.recordRoute);
+  if (status > 100 && status < 300 && (req.method === 'INVITE' || req.method === 'SUBSCRIBE'))
+    copy(HID.recordRoute);
   if (status === 100) {
     const ts = req.getHeader('Timestamp');
     if (ts !== undefined) fields.push(HeaderField.create('Timestamp', ts));
   }
   for (const [n, v] of opts.headers ?? []) fields.push(HeaderField.create(n, v.toString()));
-  const res = new SipResponse(status, reason ?? REASON_PHRASES[status] ?? 'Unknown', Buffer.alloc(0), fields, 0, 0, false, 0, 0);
+  const res = new SipResponse(
+    status,
+    reason ?? REASON_PHRASES[status] ?? 'Unknown',
+    Buffer.alloc(0),
+    fields,
+    0,
+    0,
+    false,
+    0,
+    0,
+  );
   return finish(res, bodyBuf(opts.body), opts.contentType);
 }

@@ -79,7 +79,7 @@ export function escapesValid(s: string, from = 0, to = s.length): boolean {
  * %00 and raw characters compare exactly. Raw non-ASCII chars are UTF-8 encoded first.
  */
 export function unescapeBinary(s: string): string {
-  if (s.indexOf('%') < 0 && !/[^\x00-\x7f]/.test(s)) return s;
+  if (s.indexOf('%') < 0 && !/[\u0080-\uffff]/.test(s)) return s;
   const bytes = Buffer.from(s, 'utf8');
   const out: number[] = [];
   for (let i = 0; i < bytes.length; i++) {

@@ -51,27 +51,42 @@ describe('StreamFramer', () => {
   test('missing Content-Length is an error, and the framer stays failed', () => {
     const { f } = collect();
     const bad = Buffer.from(msg('').replace('Content-Length: 0\r\n', ''));
-    assert.throws(() => f.push(bad), (e: unknown) => e instanceof SipParseError && e.code === 'missing_header');
+    assert.throws(
+      () => f.push(bad),
+      (e: unknown) => e instanceof SipParseError && e.code === 'missing_header',
+    );
     assert.throws(() => f.push(Buffer.from(msg(''))), SipParseError);
   });
 
   test('bad and conflicting Content-Length', () => {
     for (const v of ['-1', 'abc', '12345678901']) {
       const { f } = collect();
-      assert.throws(() => f.push(Buffer.from(msg('', 0).replace('Content-Length: 0', `Content-Length: ${v}`))), (e: unknown) => e instanceof SipParseError && e.code === 'bad_content_length');
+      assert.throws(
+        () => f.push(Buffer.from(msg('', 0).replace('Content-Length: 0', `Content-Length: ${v}`))),
+        (e: unknown) => e instanceof SipParseError && e.code === 'bad_content_length',
+      );
     }
     const { f } = collect();
     const two = msg('').replace('Content-Length: 0', 'Content-Length: 0\r\nl: 5');
-    assert.throws(() => f.push(Buffer.from(two)), (e: unknown) => e instanceof SipParseError && e.code === 'bad_content_length');
+    assert.throws(
+      () => f.push(Buffer.from(two)),
+      (e: unknown) => e instanceof SipParseError && e.code === 'bad_content_length',
+    );
   });
 
   test('bounded: endless headers or huge Content-Length are rejected', () => {
     const { f } = collect();
-    assert.throws(() => {
-      for (let i = 0; i < 10000; i++) f.push(Buffer.from('X-Junk: ' + 'a'.repeat(100) + '\r\n'));
-    }, (e: unknown) => e instanceof SipParseError && e.code === 'too_large');
+    assert.throws(
+      () => {
+        for (let i = 0; i < 10000; i++) f.push(Buffer.from('X-Junk: ' + 'a'.repeat(100) + '\r\n'));
+      },
+      (e: unknown) => e instanceof SipParseError && e.code === 'too_large',
+    );
     const g = collect().f;
-    assert.throws(() => g.push(Buffer.from(msg('', 1_000_000))), (e: unknown) => e instanceof SipParseError && e.code === 'too_large');
+    assert.throws(
+      () => g.push(Buffer.from(msg('', 1_000_000))),
+      (e: unknown) => e instanceof SipParseError && e.code === 'too_large',
+    );
     assert.ok(MAX_STREAM_BUFFER > 65535);
   });
 

@@ -33,7 +33,8 @@ function contentLength(buf: Buffer, end: number): number {
   while (pos > 0 && pos < end) {
     // logical line [pos, next): continuation lines start with SP/HT
     let eol = buf.indexOf(10, pos);
-    while (eol >= 0 && eol + 1 < end && (buf[eol + 1] === 32 || buf[eol + 1] === 9)) eol = buf.indexOf(10, eol + 1);
+    while (eol >= 0 && eol + 1 < end && (buf[eol + 1] === 32 || buf[eol + 1] === 9))
+      eol = buf.indexOf(10, eol + 1);
     const next = eol < 0 || eol >= end ? end : eol + 1;
     const c0 = buf[pos] | 0x20;
     if (c0 === 0x6c || c0 === 0x63) {
@@ -42,9 +43,21 @@ function contentLength(buf: Buffer, end: number): number {
         const name = buf.toString('latin1', pos, colon).trimEnd().toLowerCase();
         if (name === 'l' || name === 'content-length') {
           const v = buf.toString('latin1', colon + 1, next).trim();
-          if (!/^[0-9]{1,10}$/.test(v)) throw new SipParseError('bad_content_length', 'bad Content-Length on stream', 400, 'content-length');
+          if (!/^[0-9]{1,10}$/.test(v))
+            throw new SipParseError(
+              'bad_content_length',
+              'bad Content-Length on stream',
+              400,
+              'content-length',
+            );
           const n = Number(v);
-          if (value >= 0 && value !== n) throw new SipParseError('bad_content_length', 'conflicting Content-Length values', 400, 'content-length');
+          if (value >= 0 && value !== n)
+            throw new SipParseError(
+              'bad_content_length',
+              'conflicting Content-Length values',
+              400,
+              'content-length',
+            );
           value = n;
         }
       }
@@ -115,16 +128,25 @@ export class StreamFramer {
         if (b.length === 0) return;
         const h = b.indexOf(CRLFCRLF, Math.max(0, this.scanFrom - 3));
         if (h < 0) {
-          if (b.length > MAX_HEADER_SECTION) throw new SipParseError('too_large', 'header section too large', 513);
+          if (b.length > MAX_HEADER_SECTION)
+            throw new SipParseError('too_large', 'header section too large', 513);
           if (b.length > this.maxBuffer) throw new SipParseError('too_large', 'stream buffer limit', 513);
           this.scanFrom = b.length;
           return;
         }
         const cl = contentLength(b, h + 2);
-        if (cl < 0) throw new SipParseError('missing_header', 'no Content-Length on a stream transport', 400, 'content-length');
-        if (cl > MAX_BODY_SIZE) throw new SipParseError('too_large', `body of ${cl} bytes`, 413, 'content-length');
+        if (cl < 0)
+          throw new SipParseError(
+            'missing_header',
+            'no Content-Length on a stream transport',
+            400,
+            'content-length',
+          );
+        if (cl > MAX_BODY_SIZE)
+          throw new SipParseError('too_large', `body of ${cl} bytes`, 413, 'content-length');
         this.need = h + 4 + cl;
-        if (this.need > MAX_MESSAGE_SIZE) throw new SipParseError('too_large', `message of ${this.need} bytes`, 513);
+        if (this.need > MAX_MESSAGE_SIZE)
+          throw new SipParseError('too_large', `message of ${this.need} bytes`, 513);
       }
       if (b.length < this.need) {
         if (b.length > this.maxBuffer) throw new SipParseError('too_large', 'stream buffer limit', 513);

@@ -51,7 +51,8 @@ function mutate(src: Buffer, r: () => number): Buffer {
     else if (op === 2) {
       const n = 1 + Math.floor(r() * 8);
       const ins = Buffer.alloc(n);
-      for (let i = 0; i < n; i++) ins[i] = r() < 0.7 ? SPECIAL[Math.floor(r() * SPECIAL.length)] : Math.floor(r() * 256);
+      for (let i = 0; i < n; i++)
+        ins[i] = r() < 0.7 ? SPECIAL[Math.floor(r() * SPECIAL.length)] : Math.floor(r() * 256);
       b = Buffer.concat([b.subarray(0, at), ins, b.subarray(at)]);
     } else if (op === 3) {
       const len = Math.floor(r() * 200);
@@ -107,7 +108,9 @@ function onlySipParseError(fn: () => void, input: Buffer): void {
     fn();
   } catch (e) {
     if (!(e instanceof SipParseError)) {
-      assert.fail(`non-SipParseError ${String(e)} for input ${JSON.stringify(input.toString('latin1'))}\n${(e as Error).stack}`);
+      assert.fail(
+        `non-SipParseError ${String(e)} for input ${JSON.stringify(input.toString('latin1'))}\n${(e as Error).stack}`,
+      );
     }
     assert.equal(typeof e.status, 'number');
   }
@@ -126,7 +129,10 @@ describe('fuzz', () => {
       }, input);
       onlySipParseError(() => exercise(parseMessage(input, { lenient: true })), input);
     }
-    assert.ok(parsed > 1000, `only ${parsed} mutated messages parsed: the mutations are too destructive to test much`);
+    assert.ok(
+      parsed > 1000,
+      `only ${parsed} mutated messages parsed: the mutations are too destructive to test much`,
+    );
   });
 
   test('stream framing of 4,000 mutated streams throws only SipParseError', () => {
@@ -136,7 +142,9 @@ describe('fuzz', () => {
       const b = corpus[(i * 7 + 3) % corpus.length];
       const input = mutate(Buffer.concat([a, Buffer.from('\r\n\r\n'), b]), r);
       onlySipParseError(() => {
-        const f = new StreamFramer({ onMessage: (m) => onlySipParseError(() => exercise(parseMessage(m, { transport: 'stream' })), m) });
+        const f = new StreamFramer({
+          onMessage: (m) => onlySipParseError(() => exercise(parseMessage(m, { transport: 'stream' })), m),
+        });
         let at = 0;
         while (at < input.length) {
           const n = 1 + Math.floor(r() * 300);

@@ -121,7 +121,12 @@ for (const [lower, h] of BY_LOWER) {
 }
 
 /** Resolves a header name from its bytes buf[s,e) and their hash; undefined for names this stack doesn't know. */
-export function headerNameFromBytes(buf: Uint8Array, s: number, e: number, hash: number): HeaderName | undefined {
+export function headerNameFromBytes(
+  buf: Uint8Array,
+  s: number,
+  e: number,
+  hash: number,
+): HeaderName | undefined {
   const n = e - s;
   for (let i = hash & MASK; ; i = (i + 1) & MASK) {
     const ent = SLOT_ENTRY[i];
@@ -261,7 +266,8 @@ export function parseParams(s: string, i: number, header: string, params: Params
       if (i === vs) throw badHeader(header, `empty value for parameter ${name}`);
       value = s.slice(vs, i);
     }
-    if (params.list.length >= MAX_PARAMS) throw new SipParseError('too_large', `${header}: too many parameters`, 513, header);
+    if (params.list.length >= MAX_PARAMS)
+      throw new SipParseError('too_large', `${header}: too many parameters`, 513, header);
     params.list.push([name, value]);
   }
 }
@@ -279,7 +285,13 @@ export class Via {
   host: string;
   port: number | null;
   params: Params;
-  constructor(transport: string, host: string, port: number | null = null, params = new Params(), protocol = 'SIP/2.0') {
+  constructor(
+    transport: string,
+    host: string,
+    port: number | null = null,
+    params = new Params(),
+    protocol = 'SIP/2.0',
+  ) {
     this.protocol = protocol;
     this.transport = transport;
     this.host = host;
@@ -368,7 +380,8 @@ export function parseViaAt(s: string, i: number): Via {
 function viaProtocol(s: string, i: number): [string, string, number] {
   let e = scan(s, i, TOKEN);
   const name = s.slice(i, e);
-  if (name.length !== 3 || (name !== 'SIP' && name.toUpperCase() !== 'SIP')) throw badHeader('via', 'protocol is not SIP');
+  if (name.length !== 3 || (name !== 'SIP' && name.toUpperCase() !== 'SIP'))
+    throw badHeader('via', 'protocol is not SIP');
   i = expectSlash(s, e);
   e = scan(s, i, TOKEN);
   const version = s.slice(i, e);
@@ -483,9 +496,10 @@ export class NameAddr {
   toString(): string {
     let s = '';
     if (this.displayName !== null && this.displayName !== '') {
-      s = (/^[-.!%*_+`'~A-Za-z0-9]+( [-.!%*_+`'~A-Za-z0-9]+)*$/.test(this.displayName)
-        ? this.displayName
-        : '"' + this.displayName.replace(/(["\\])/g, '\\$1') + '"') + ' ';
+      s =
+        (/^[-.!%*_+`'~A-Za-z0-9]+( [-.!%*_+`'~A-Za-z0-9]+)*$/.test(this.displayName)
+          ? this.displayName
+          : '"' + this.displayName.replace(/(["\\])/g, '\\$1') + '"') + ' ';
     }
     return `${s}<${this.uriText}>${this.params.toString()}`;
   }

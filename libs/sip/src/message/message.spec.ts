@@ -64,17 +64,27 @@ describe('parseMessage', () => {
     const m = parseMessage(Buffer.from(INVITE + 'extra'));
     assert.equal(m.body.length, 5);
     const short = INVITE.replace('Content-Length: 5', 'Content-Length: 40');
-    assert.throws(() => parseMessage(Buffer.from(short)), (e: unknown) => e instanceof SipParseError && e.code === 'bad_content_length');
+    assert.throws(
+      () => parseMessage(Buffer.from(short)),
+      (e: unknown) => e instanceof SipParseError && e.code === 'bad_content_length',
+    );
   });
 
   test('missing Content-Length: rest of datagram; error on a stream', () => {
     const noCl = INVITE.replace('Content-Length: 5\r\n', '');
     assert.equal(parseMessage(Buffer.from(noCl)).body.toString(), 'v=0\r\n');
-    assert.throws(() => parseMessage(Buffer.from(noCl), { transport: 'stream' }), (e: unknown) => e instanceof SipParseError && e.code === 'missing_header');
+    assert.throws(
+      () => parseMessage(Buffer.from(noCl), { transport: 'stream' }),
+      (e: unknown) => e instanceof SipParseError && e.code === 'missing_header',
+    );
   });
 
   test('response', () => {
-    const r = parseMessage(Buffer.from('SIP/2.0 180 Ringing\r\nVia: SIP/2.0/UDP h;branch=z9hG4bKx\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:c@d>;tag=2\r\nCall-ID: x\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n'));
+    const r = parseMessage(
+      Buffer.from(
+        'SIP/2.0 180 Ringing\r\nVia: SIP/2.0/UDP h;branch=z9hG4bKx\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:c@d>;tag=2\r\nCall-ID: x\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n',
+      ),
+    );
     assert.ok(r instanceof SipResponse);
     assert.equal(r.status, 180);
     assert.equal(r.reason, 'Ringing');

@@ -8,7 +8,6 @@ import { SipParseError, badHeader } from './errors';
 import {
   Contact,
   HID,
-  LIST_HEADERS,
   NameAddr,
   Via,
   findComma,
@@ -132,7 +131,14 @@ export abstract class SipMessage {
   private _rr: NameAddr[] | undefined;
   private _contacts: Contact[] | undefined;
 
-  constructor(buf: Buffer, fields: HeaderField[] | number[], slStart: number, slEnd: number, bodyStart: number, bodyEnd: number) {
+  constructor(
+    buf: Buffer,
+    fields: HeaderField[] | number[],
+    slStart: number,
+    slEnd: number,
+    bodyStart: number,
+    bodyEnd: number,
+  ) {
     this.buf = buf;
     if (fields.length > 0 && typeof fields[0] === 'number') {
       this.idx = fields as number[];
@@ -163,7 +169,8 @@ export abstract class SipMessage {
     if (t === undefined) {
       const end = this.bodyStart;
       // one UTF-8 decode; when it is as long as the bytes, every char is one byte and offsets hold
-      const u = end > 0 ? (this.buf as unknown as { utf8Slice(s: number, e: number): string }).utf8Slice(0, end) : '';
+      const u =
+        end > 0 ? (this.buf as unknown as { utf8Slice(s: number, e: number): string }).utf8Slice(0, end) : '';
       t = this._text = u.length === end ? u : null;
     }
     return t !== null ? t.substring(s, e) : this.buf.toString('utf8', s, e);
@@ -172,7 +179,10 @@ export abstract class SipMessage {
   /** The value of a field as a string (unfolded). */
   fieldValue(f: HeaderField): string {
     if (f.value !== undefined) return f.value;
-    const s = f.src === this.buf ? this.text(f.valueStart, f.valueEnd) : f.src!.toString('utf8', f.valueStart, f.valueEnd);
+    const s =
+      f.src === this.buf
+        ? this.text(f.valueStart, f.valueEnd)
+        : f.src!.toString('utf8', f.valueStart, f.valueEnd);
     return f.folded ? s.replace(FOLD, ' ') : s;
   }
 
@@ -286,7 +296,8 @@ export abstract class SipMessage {
     for (const v of this.valuesOfId(HID.via)) {
       for (const part of splitList(v, 'via', MAX_VIA_COUNT)) {
         out.push(parseVia(part));
-        if (out.length > MAX_VIA_COUNT) throw new SipParseError('too_large', 'too many Via values', 513, 'via');
+        if (out.length > MAX_VIA_COUNT)
+          throw new SipParseError('too_large', 'too many Via values', 513, 'via');
       }
     }
     return (this._vias = out);
@@ -377,7 +388,8 @@ export abstract class SipMessage {
   }
   private nameAddrList(id: HeaderId, key: string): NameAddr[] {
     const out: NameAddr[] = [];
-    for (const v of this.valuesOfId(id)) for (const part of splitList(v, key)) out.push(parseNameAddr(part, key, NameAddr));
+    for (const v of this.valuesOfId(id))
+      for (const part of splitList(v, key)) out.push(parseNameAddr(part, key, NameAddr));
     return out;
   }
 
@@ -472,7 +484,10 @@ export abstract class SipMessage {
     const f = this.fields[i];
     const v = this.fieldValue(f);
     const c = findComma(v, 0, key);
-    this.fields[i] = HeaderField.create(f.name, c < 0 ? String(value) : `${String(value)}, ${v.slice(c + 1).trim()}`);
+    this.fields[i] = HeaderField.create(
+      f.name,
+      c < 0 ? String(value) : `${String(value)}, ${v.slice(c + 1).trim()}`,
+    );
     this.invalidate(key);
     return this;
   }
@@ -557,7 +572,12 @@ export abstract class SipMessage {
         const start = f.lineStart;
         let end = f.lineEnd;
         let j = i + 1;
-        while (!needEol && j < fields.length && fields[j].value === undefined && fields[j].lineStart === end) {
+        while (
+          !needEol &&
+          j < fields.length &&
+          fields[j].value === undefined &&
+          fields[j].lineStart === end
+        ) {
           end = fields[j].lineEnd;
           j++;
         }

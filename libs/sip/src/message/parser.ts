@@ -8,7 +8,15 @@
 import { TOKEN } from './chars';
 import { SipParseError } from './errors';
 import { HID, headerNameFromBytes, type HeaderId } from './headers';
-import { MAX_BODY_SIZE, MAX_CSEQ, MAX_HEADER_LENGTH, MAX_HEADER_SECTION, MAX_HEADERS, MAX_MESSAGE_SIZE, MAX_START_LINE } from './limits';
+import {
+  MAX_BODY_SIZE,
+  MAX_CSEQ,
+  MAX_HEADER_LENGTH,
+  MAX_HEADER_SECTION,
+  MAX_HEADERS,
+  MAX_MESSAGE_SIZE,
+  MAX_START_LINE,
+} from './limits';
 import { IDX_STRIDE, SipRequest, SipResponse } from './message';
 import { SipUri } from './uri';
 
@@ -24,8 +32,20 @@ export interface ParseOptions {
 }
 
 const KNOWN_METHODS = new Set([
-  'INVITE', 'ACK', 'BYE', 'CANCEL', 'OPTIONS', 'REGISTER', 'PRACK', 'SUBSCRIBE', 'NOTIFY',
-  'PUBLISH', 'INFO', 'REFER', 'MESSAGE', 'UPDATE',
+  'INVITE',
+  'ACK',
+  'BYE',
+  'CANCEL',
+  'OPTIONS',
+  'REGISTER',
+  'PRACK',
+  'SUBSCRIBE',
+  'NOTIFY',
+  'PUBLISH',
+  'INFO',
+  'REFER',
+  'MESSAGE',
+  'UPDATE',
 ]);
 
 const METHOD_LIST = [...KNOWN_METHODS];
@@ -44,14 +64,25 @@ function methodName(buf: Buffer, s: number, e: number): string {
 /** Header index being built (one per process: parsing is synchronous); copied out per message. */
 const SCRATCH: number[] = new Array<number>(MAX_HEADERS * IDX_STRIDE).fill(0);
 
-function err(code: ConstructorParameters<typeof SipParseError>[0], msg: string, status = 400, header?: string): SipParseError {
+function err(
+  code: ConstructorParameters<typeof SipParseError>[0],
+  msg: string,
+  status = 400,
+  header?: string,
+): SipParseError {
   return new SipParseError(code, msg, status, header);
 }
 
 /** Parses "SIP/x.y" at buf[s,e); returns 'ok', 'other' (well-formed, not 2.0) or 'bad'. */
 function version(buf: Buffer, s: number, e: number): 'ok' | 'other' | 'bad' {
   if (e - s < 7) return 'bad';
-  if ((buf[s] | 0x20) !== 0x73 || (buf[s + 1] | 0x20) !== 0x69 || (buf[s + 2] | 0x20) !== 0x70 || buf[s + 3] !== 0x2f) return 'bad';
+  if (
+    (buf[s] | 0x20) !== 0x73 ||
+    (buf[s + 1] | 0x20) !== 0x69 ||
+    (buf[s + 2] | 0x20) !== 0x70 ||
+    buf[s + 3] !== 0x2f
+  )
+    return 'bad';
   let i = s + 4;
   const d1 = i;
   while (i < e && buf[i] >= 48 && buf[i] <= 57) i++;
@@ -86,7 +117,13 @@ export function parseMessage(buf: Buffer, opts: ParseOptions = {}): SipRequest |
   let status = 0;
   let reason = '';
   let slClean = slEnd > slStart && buf[slEnd - 1] === 10;
-  if (pos + 4 <= slTextEnd && (buf[pos] | 0x20) === 0x73 && (buf[pos + 1] | 0x20) === 0x69 && (buf[pos + 2] | 0x20) === 0x70 && buf[pos + 3] === 0x2f) {
+  if (
+    pos + 4 <= slTextEnd &&
+    (buf[pos] | 0x20) === 0x73 &&
+    (buf[pos + 1] | 0x20) === 0x69 &&
+    (buf[pos + 2] | 0x20) === 0x70 &&
+    buf[pos + 3] === 0x2f
+  ) {
     // Status-Line = SIP-Version SP Status-Code SP Reason-Phrase
     isReq = false;
     const sp = buf.indexOf(32, pos);
@@ -97,7 +134,8 @@ export function parseMessage(buf: Buffer, opts: ParseOptions = {}): SipRequest |
     let i = sp + 1;
     const cs = i;
     while (i < slTextEnd && buf[i] >= 48 && buf[i] <= 57) i++;
-    if (i - cs !== 3 || (i < slTextEnd && buf[i] !== 32)) throw err('bad_start_line', 'status code is not 3 digits');
+    if (i - cs !== 3 || (i < slTextEnd && buf[i] !== 32))
+      throw err('bad_start_line', 'status code is not 3 digits');
     status = (buf[cs] - 48) * 100 + (buf[cs + 1] - 48) * 10 + (buf[cs + 2] - 48);
     if (status < 100 || status > 699) throw err('bad_start_line', `status code ${status} out of range`);
     reason = i < slTextEnd ? buf.toString('utf8', i + 1, slTextEnd) : '';
@@ -128,7 +166,8 @@ export function parseMessage(buf: Buffer, opts: ParseOptions = {}): SipRequest |
     while (ve < slTextEnd && buf[ve] > 32) ve++;
     let t = ve;
     while (t < slTextEnd && (buf[t] === 32 || buf[t] === 9)) t++;
-    if (t !== slTextEnd) throw err('bad_start_line', 'unexpected text after SIP-Version (LWS in Request-URI?)');
+    if (t !== slTextEnd)
+      throw err('bad_start_line', 'unexpected text after SIP-Version (LWS in Request-URI?)');
     if (t !== ve) slClean = false;
     const v = version(buf, k, ve);
     if (v === 'bad') throw err('bad_start_line', 'bad SIP-Version');
@@ -143,7 +182,12 @@ export function parseMessage(buf: Buffer, opts: ParseOptions = {}): SipRequest |
   let clFields = 0;
   let clValue = -1;
   // counts of single-valued headers, for duplicate detection
-  let nFrom = 0, nTo = 0, nCallId = 0, nCSeq = 0, nMf = 0, nVia = 0;
+  let nFrom = 0,
+    nTo = 0,
+    nCallId = 0,
+    nCSeq = 0,
+    nMf = 0,
+    nVia = 0;
   while (pos < len) {
     const c = buf[pos];
     if (c === 10) {
@@ -180,7 +224,8 @@ export function parseMessage(buf: Buffer, opts: ParseOptions = {}): SipRequest |
     let vs = colon + 1;
     let ve = e < 0 ? len : e;
     while (vs < ve && (buf[vs] === 32 || buf[vs] === 9 || buf[vs] === 13 || buf[vs] === 10)) vs++;
-    while (ve > vs && (buf[ve - 1] === 32 || buf[ve - 1] === 9 || buf[ve - 1] === 13 || buf[ve - 1] === 10)) ve--;
+    while (ve > vs && (buf[ve - 1] === 32 || buf[ve - 1] === 9 || buf[ve - 1] === 13 || buf[ve - 1] === 10))
+      ve--;
     const h = headerNameFromBytes(buf, pos, nameEnd, hash);
     const id: HeaderId = h === undefined ? HID.other : h.id;
     if (id !== HID.other) {
@@ -210,10 +255,12 @@ export function parseMessage(buf: Buffer, opts: ParseOptions = {}): SipRequest |
           if (n === 0 || n > 10) throw err('bad_content_length', 'bad Content-Length', 400, 'content-length');
           for (let k = vs; k < ve; k++) {
             const d = buf[k];
-            if (d < 48 || d > 57) throw err('bad_content_length', 'bad Content-Length', 400, 'content-length');
+            if (d < 48 || d > 57)
+              throw err('bad_content_length', 'bad Content-Length', 400, 'content-length');
             v = v * 10 + (d - 48);
           }
-          if (clValue >= 0 && clValue !== v) throw err('bad_content_length', 'conflicting Content-Length values', 400, 'content-length');
+          if (clValue >= 0 && clValue !== v)
+            throw err('bad_content_length', 'conflicting Content-Length values', 400, 'content-length');
           clValue = v;
           break;
         }
@@ -244,7 +291,13 @@ export function parseMessage(buf: Buffer, opts: ParseOptions = {}): SipRequest |
   const avail = len - bodyStart;
   if (clValue >= 0) {
     if (clValue > MAX_BODY_SIZE) throw err('too_large', `body of ${clValue} bytes`, 413, 'content-length');
-    if (clValue > avail) throw err('bad_content_length', `Content-Length ${clValue} larger than the ${avail} body bytes`, 400, 'content-length');
+    if (clValue > avail)
+      throw err(
+        'bad_content_length',
+        `Content-Length ${clValue} larger than the ${avail} body bytes`,
+        400,
+        'content-length',
+      );
     bodyEnd = bodyStart + clValue;
   } else {
     if (stream) throw err('missing_header', 'no Content-Length on a stream transport', 400, 'content-length');
@@ -254,7 +307,19 @@ export function parseMessage(buf: Buffer, opts: ParseOptions = {}): SipRequest |
 
   const fields = SCRATCH.slice(0, nf);
   const msg = isReq
-    ? new SipRequest(method, undefined, uriStart, uriEnd, buf, fields, slStart, slEnd, slClean, bodyStart, bodyEnd)
+    ? new SipRequest(
+        method,
+        undefined,
+        uriStart,
+        uriEnd,
+        buf,
+        fields,
+        slStart,
+        slEnd,
+        slClean,
+        bodyStart,
+        bodyEnd,
+      )
     : new SipResponse(status, reason, buf, fields, slStart, slEnd, slClean, bodyStart, bodyEnd);
   if (opts.lenient) return msg;
 
@@ -281,7 +346,12 @@ export function parseMessage(buf: Buffer, opts: ParseOptions = {}): SipRequest |
     // RFC 3261 §19.1.1 table: headers are not allowed in a Request-URI (RFC 4475 §3.1.2.11)
     if (ruri instanceof SipUri && ruri.hasHeaders) throw err('bad_uri', 'Request-URI with headers', 400);
     if (cseq.method !== msg.method)
-      throw err('cseq_mismatch', `CSeq method ${cseq.method} differs from ${msg.method}`, KNOWN_METHODS.has(msg.method) ? 400 : 501, 'cseq');
+      throw err(
+        'cseq_mismatch',
+        `CSeq method ${cseq.method} differs from ${msg.method}`,
+        KNOWN_METHODS.has(msg.method) ? 400 : 501,
+        'cseq',
+      );
   }
   return msg;
 }

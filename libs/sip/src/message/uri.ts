@@ -47,7 +47,15 @@ export class SipUri {
 
   constructor(init: SipUriInit);
   /** @internal positional form used by the parser */
-  constructor(scheme: 'sip' | 'sips', user: string | null, password: string | null, host: string, port: number | null, praw: string, hraw: string);
+  constructor(
+    scheme: 'sip' | 'sips',
+    user: string | null,
+    password: string | null,
+    host: string,
+    port: number | null,
+    praw: string,
+    hraw: string,
+  );
   constructor(
     init: SipUriInit | 'sip' | 'sips',
     user: string | null = null,
@@ -423,7 +431,8 @@ const MUST_MATCH = ['user', 'ttl', 'method', 'maddr', 'transport'];
 
 function paramMap(p: Params): Map<string, string | null> {
   const m = new Map<string, string | null>();
-  for (const [n, v] of p.list) m.set(unescapeBinary(n).toLowerCase(), v === null ? null : unescapeBinary(v).toLowerCase());
+  for (const [n, v] of p.list)
+    m.set(unescapeBinary(n).toLowerCase(), v === null ? null : unescapeBinary(v).toLowerCase());
   return m;
 }
 
@@ -456,7 +465,8 @@ function telUriEquals(a: TelUri, b: TelUri): boolean {
   if (a.params.size !== b.params.size) return false;
   for (const [n, v] of a.params.list) {
     const w = b.params.get(n);
-    if (w === undefined || (v === null ? null : v.toLowerCase()) !== (w === null ? null : w.toLowerCase())) return false;
+    if (w === undefined || (v === null ? null : v.toLowerCase()) !== (w === null ? null : w.toLowerCase()))
+      return false;
   }
   return true;
 }
@@ -467,5 +477,7 @@ export function uriEquals(a: Uri | string, b: Uri | string): boolean {
   const ub = typeof b === 'string' ? parseUri(b) : b;
   if (ua instanceof SipUri) return ub instanceof SipUri && sipUriEquals(ua, ub);
   if (ua instanceof TelUri) return ub instanceof TelUri && telUriEquals(ua, ub);
-  return !(ub instanceof SipUri) && !(ub instanceof TelUri) && ua.scheme === ub.scheme && ua.opaque === ub.opaque;
+  return (
+    !(ub instanceof SipUri) && !(ub instanceof TelUri) && ua.scheme === ub.scheme && ua.opaque === ub.opaque
+  );
 }
