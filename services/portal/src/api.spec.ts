@@ -396,3 +396,178 @@ describe('OpenAPI, registrations and metrics', () => {
     assert.doesNotMatch(m, /no\/such\/route/);
   });
 });
+
+describe('web sessions, roles and ownership', () => {
+  async function login(loginName: string, password: string) {
+    const res = await fetch(`${p.url}/api/v1/session`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ login: loginName, password }),
+    });
+    const body = (await res.json()) as { role: string; csrfToken: string };
+    const setCookie = res.headers.get('set-cookie') ?? '';
+    return { status: res.status, body, setCookie, cookie: setCookie.split(';')[0] };
+  }
+  const withCookie = (cookie: string, method: string, path: string, body?: unknown, csrf?: string) =>
+    fetch(`${p.url}${path}`, {
+      method,
+      headers: {
+        cookie,
+        ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+        ...(csrf ? { 'x-csrf-token': csrf } : {}),
+      },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+
+  test('an administrator web account signs in with an HttpOnly, Secure, SameSite cookie; changes need the CSRF token', async () => {
+    assert.equal(
+      (await p.api('POST', '/api/v1/users', { username: 'ops', password: 'ops-password' })).status,
+      201,
+    );
+    assert.equal(
+      (await p.api('POST', '/api/v1/users', { username: 'ops', password: 'ops-password' })).status,
+      409,
+    );
+    assert.equal((await login('ops', 'wrong-password')).status, 401);
+    const s = await login('ops', 'ops-password');
+    assert.equal(s.status, 201);
+    assert.equal(s.body.role, 'admin');
+    assert.match(s.setCookie, /^sb_session=[^;]+; Path=\/; HttpOnly; Secure; SameSite=Strict; Max-Age=\d+$/);
+    assert.equal((await withCookie(s.cookie, 'GET', '/api/v1/subscribers')).status, 200);
+    const noCsrf = await withCookie(s.cookie, 'POST', '/api/v1/subscribers', {
+      username: 'viaweb',
+      password: 'secret',
+    });
+    assert.equal(noCsrf.status, 403);
+    assert.equal(((await noCsrf.json()) as { field: string }).field, 'X-CSRF-Token');
+    const badCsrf = await withCookie(
+      s.cookie,
+      'POST',
+      '/api/v1/subscribers',
+      { username: 'viaweb', password: 'secret' },
+      'x',
+    );
+    assert.equal(badCsrf.status, 403);
+    const ok = await withCookie(
+      s.cookie,
+      'POST',
+      '/api/v1/subscribers',
+      { username: 'viaweb', password: 'secret' },
+      s.body.csrfToken,
+    );
+    assert.equal(ok.status, 201);
+    // Signed out: the cookie is dead.
+    assert.equal(
+      (await withCookie(s.cookie, 'DELETE', '/api/v1/session', undefined, s.body.csrfToken)).status,
+      204,
+    );
+    assert.equal((await withCookie(s.cookie, 'GET', '/api/v1/subscribers')).status, 401);
+  });
+
+  test('failed logins lock the login name', async () => {
+    assert.equal(
+      (await p.api('POST', '/api/v1/users', { username: 'victim', password: 'victim-password' })).status,
+      201,
+    );
+    for (let i = 0; i < 5; i++) assert.equal((await login('victim', `guess-${i}`)).status, 401);
+    const locked = await login('victim', 'victim-password');
+    assert.equal(locked.status, 429);
+    assert.equal(locked.setCookie, '');
+    // Unknown names answer as wrong passwords do.
+    assert.equal((await login('nobody-here', 'whatever')).status, 401);
+  });
+
+  test("a subscriber's session reads and changes only its own account", async () => {
+    const mine = await p.api('POST', '/api/v1/subscribers', {
+      username: 'ivan',
+      password: 'secret',
+      webPassword: 'ivan-web-pw',
+    });
+    const other = await p.api('POST', '/api/v1/subscribers', {
+      username: 'judy',
+      password: 'secret',
+      webPassword: 'judy-web-pw',
+    });
+    assert.equal((await login('ivan@example.com', 'judy-web-pw')).status, 401);
+    const s = await login('sip:ivan@example.com', 'ivan-web-pw');
+    assert.equal(s.status, 201);
+    assert.equal(s.body.role, 'subscriber');
+    const me = await withCookie(s.cookie, 'GET', '/api/v1/me');
+    assert.equal(me.status, 200);
+    assert.equal(((await me.json()) as { aor: string }).aor, 'sip:ivan@example.com');
+    // Every administrator route refuses it, for its own id and for the others'.
+    for (const id of [mine.body.id, other.body.id]) {
+      assert.equal((await withCookie(s.cookie, 'GET', `/api/v1/subscribers/${id}`)).status, 403);
+      assert.equal(
+        (
+          await withCookie(
+            s.cookie,
+            'PATCH',
+            `/api/v1/subscribers/${id}`,
+            { enabled: true },
+            s.body.csrfToken,
+          )
+        ).status,
+        403,
+      );
+      assert.equal(
+        (await withCookie(s.cookie, 'DELETE', `/api/v1/subscribers/${id}`, undefined, s.body.csrfToken))
+          .status,
+        403,
+      );
+      assert.equal(
+        (
+          await withCookie(
+            s.cookie,
+            'PUT',
+            `/api/v1/subscribers/${id}/privileges/international`,
+            undefined,
+            s.body.csrfToken,
+          )
+        ).status,
+        403,
+      );
+    }
+    for (const path of [
+      '/api/v1/subscribers',
+      '/api/v1/aliases',
+      '/api/v1/tokens',
+      '/api/v1/audit',
+      '/api/v1/users',
+    ]) {
+      assert.equal((await withCookie(s.cookie, 'GET', path)).status, 403, path);
+    }
+    // Its own passwords: the web password needs the current one.
+    const noCurrent = await withCookie(
+      s.cookie,
+      'PATCH',
+      '/api/v1/me',
+      { webPassword: 'ivan-new-pw' },
+      s.body.csrfToken,
+    );
+    assert.equal(noCurrent.status, 400);
+    assert.equal(((await noCurrent.json()) as { field: string }).field, 'currentWebPassword');
+    const wrong = await withCookie(
+      s.cookie,
+      'PATCH',
+      '/api/v1/me',
+      { webPassword: 'ivan-new-pw', currentWebPassword: 'nope' },
+      s.body.csrfToken,
+    );
+    assert.equal(wrong.status, 403);
+    const changed = await withCookie(
+      s.cookie,
+      'PATCH',
+      '/api/v1/me',
+      { password: 'n3w-secret', webPassword: 'ivan-new-pw', currentWebPassword: 'ivan-web-pw' },
+      s.body.csrfToken,
+    );
+    assert.equal(changed.status, 200);
+    assert.equal((await login('ivan', 'ivan-new-pw')).status, 201);
+    // An admin token has no "me".
+    assert.equal((await p.api('GET', '/api/v1/me')).status, 403);
+    // Removing the subscriber ends its sessions.
+    assert.equal((await p.api('DELETE', `/api/v1/subscribers/${mine.body.id}`)).status, 204);
+    assert.equal((await withCookie(s.cookie, 'GET', '/api/v1/me')).status, 401);
+  });
+});

@@ -4,14 +4,17 @@
  * (NestJS, http.ts) mounts the table; the OpenAPI document is generated from it.
  */
 import { z } from 'zod';
-import { DomainError, notFound, type ErrorKind } from '@switchboard/platform';
+import { DomainError, invalidArgument, notFound, type ErrorKind } from '@switchboard/platform';
 import {
   AliasQuery,
   CreateAlias,
   CreateDomain,
   CreateSubscriber,
   CreateToken,
+  CreateWebUser,
   IdParam,
+  Login,
+  UpdateMe,
   PageQuery,
   PrivilegeParam,
   RegistrationsQuery,
@@ -22,14 +25,25 @@ import {
 } from './schemas';
 import { KNOWN_PRIVILEGES, type PortalStore } from './store';
 import { ResponseSchemas } from './responses';
+import { verifyPassword } from './secrets';
+import { clearedSessionCookie, cookieValue, SESSION_COOKIE, sessionCookie, type WebAuth } from './web-auth';
 
 export type HttpMethod = 'get' | 'post' | 'put' | 'patch' | 'delete';
 
-/** Who is calling: an administrator's token (the bootstrap token or an API token). */
+/** Who is calling: an administrator (token or web session) or a subscriber (web session). */
 export interface Principal {
-  role: 'admin';
-  /** For the audit log: `admin-token` (SWITCHBOARD_ADMIN_TOKEN) or `token:<id>`. */
+  role: 'admin' | 'subscriber';
+  /** For the audit log: `admin-token` (SWITCHBOARD_ADMIN_TOKEN), `token:<id>`, `web:<user>` or `subscriber:<aor>`. */
   actor: string;
+  /** The web user's or subscriber's id (sessions only). */
+  subject?: string;
+  /** Signed in with the cookie: changes need this CSRF token in X-CSRF-Token. */
+  csrf?: string;
+}
+
+/** What a handler may do to the answer besides its body. */
+export interface Reply {
+  setHeader(name: string, value: string): void;
 }
 
 export interface RouteArgs<P, Q, B> {
@@ -37,7 +51,12 @@ export interface RouteArgs<P, Q, B> {
   query: Q;
   body: B;
   principal: Principal | undefined;
+  headers: Record<string, string | string[] | undefined>;
+  reply: Reply;
 }
+
+/** `admin`, `subscriber`: that role; `any`: anyone signed in; `none`: public. */
+export type Access = 'admin' | 'subscriber' | 'any' | 'none';
 
 export interface RouteDef {
   method: HttpMethod;
@@ -46,8 +65,7 @@ export interface RouteDef {
   operationId: string;
   summary: string;
   tag: string;
-  /** `admin`: a Bearer token of an administrator; `none`: public. */
-  auth: 'admin' | 'none';
+  auth: Access;
   /** Success status; default 200. */
   status: number;
   params?: z.ZodType;
@@ -57,12 +75,7 @@ export interface RouteDef {
   response?: keyof typeof ResponseSchemas;
   /** Error statuses this route may answer besides 400/401/403. */
   errors?: number[];
-  run(args: {
-    params: unknown;
-    query: unknown;
-    body: unknown;
-    principal: Principal | undefined;
-  }): Promise<unknown>;
+  run(args: RouteArgs<unknown, unknown, unknown>): Promise<unknown>;
 }
 
 /** Declares a route with its handler typed by its schemas. */
@@ -76,7 +89,7 @@ function route<
   operationId: string;
   summary: string;
   tag: string;
-  auth?: 'admin' | 'none';
+  auth?: Access;
   status?: number;
   params?: P;
   query?: Q;
@@ -135,6 +148,7 @@ export interface Registration {
 
 export interface ApiDeps {
   store: PortalStore;
+  web: WebAuth;
   /** The registrar's bindings (gRPC ListBindings). */
   registrations(
     q: z.output<typeof RegistrationsQuery>,
@@ -146,10 +160,135 @@ export interface ApiDeps {
 }
 
 const actorOf = (p: Principal | undefined) => p?.actor ?? 'anonymous';
+const header = (h: string | string[] | undefined) => (Array.isArray(h) ? h[0] : h);
 
 export function apiRoutes(d: ApiDeps): RouteDef[] {
-  const { store } = d;
+  const { store, web } = d;
+  /** The subscriber a subscriber's session is for. */
+  const self = (p: Principal | undefined) => {
+    if (p?.role !== 'subscriber' || !p.subject)
+      throw new DomainError('permission_denied', 'a subscriber session is required');
+    return p.subject;
+  };
   return [
+    // web sessions
+    route({
+      method: 'post',
+      path: '/api/v1/session',
+      operationId: 'login',
+      summary: 'Sign in (web UI): sets an HttpOnly session cookie; answers the CSRF token for changes',
+      tag: 'session',
+      auth: 'none',
+      body: Login,
+      response: 'Session',
+      errors: [429],
+      handler: async ({ body, reply }) => {
+        const { cookie, session, maxAgeMs } = await web.login(body.login, body.password);
+        reply.setHeader('Set-Cookie', sessionCookie(cookie, maxAgeMs));
+        return { role: session.role, name: session.name, csrfToken: session.csrf };
+      },
+    }),
+    route({
+      method: 'get',
+      path: '/api/v1/session',
+      operationId: 'getSession',
+      summary: 'The signed-in session',
+      tag: 'session',
+      auth: 'any',
+      response: 'Session',
+      handler: ({ principal }) => ({
+        role: principal!.role,
+        name: principal!.actor.replace(/^(web|subscriber):/, ''),
+        csrfToken: principal!.csrf ?? null,
+      }),
+    }),
+    route({
+      method: 'delete',
+      path: '/api/v1/session',
+      operationId: 'logout',
+      summary: 'Sign out',
+      tag: 'session',
+      auth: 'any',
+      handler: async ({ headers, reply }) => {
+        const c = cookieValue(header(headers.cookie), SESSION_COOKIE);
+        if (c) await web.logout(c);
+        reply.setHeader('Set-Cookie', clearedSessionCookie());
+      },
+    }),
+    route({
+      method: 'post',
+      path: '/api/v1/users',
+      operationId: 'createWebUser',
+      summary: "Create an administrator's web account",
+      tag: 'users',
+      body: CreateWebUser,
+      response: 'WebUser',
+      errors: [409],
+      handler: ({ body, principal }) => web.createUser(actorOf(principal), body.username, body.password),
+    }),
+    route({
+      method: 'get',
+      path: '/api/v1/users',
+      operationId: 'listWebUsers',
+      summary: "Administrators' web accounts",
+      tag: 'users',
+      query: PageQuery,
+      response: 'WebUserPage',
+      handler: ({ query }) => web.listUsers(query),
+    }),
+    route({
+      method: 'delete',
+      path: '/api/v1/users/{id}',
+      operationId: 'deleteWebUser',
+      summary: 'Remove a web account (its sessions end)',
+      tag: 'users',
+      params: IdParam,
+      errors: [404],
+      handler: ({ params, principal }) => web.deleteUser(actorOf(principal), params.id),
+    }),
+
+    // self-service
+    route({
+      method: 'get',
+      path: '/api/v1/me',
+      operationId: 'getMe',
+      summary: "The signed-in subscriber's account",
+      tag: 'self-service',
+      auth: 'subscriber',
+      response: 'Subscriber',
+      handler: ({ principal }) => store.getSubscriber(self(principal)),
+    }),
+    route({
+      method: 'patch',
+      path: '/api/v1/me',
+      operationId: 'updateMe',
+      summary: 'Change the own SIP password, web password (with the current one), display name or e-mail',
+      tag: 'self-service',
+      auth: 'subscriber',
+      body: UpdateMe,
+      response: 'Subscriber',
+      handler: async ({ principal, body }) => {
+        const id = self(principal);
+        const { currentWebPassword, ...patch } = body;
+        if (patch.webPassword !== undefined) {
+          const hash = await store.webPasswordHash(id);
+          if (currentWebPassword === undefined)
+            throw invalidArgument(
+              'currentWebPassword',
+              'currentWebPassword: required to change the web password',
+            );
+          if (!hash || !(await verifyPassword(currentWebPassword, hash))) {
+            throw new DomainError(
+              'permission_denied',
+              'currentWebPassword: wrong password',
+              'currentWebPassword',
+            );
+          }
+        }
+        return store.updateSubscriber(actorOf(principal), id, patch);
+      },
+    }),
+
     route({
       method: 'get',
       path: '/api/v1/openapi.json',
@@ -218,6 +357,7 @@ export function apiRoutes(d: ApiDeps): RouteDef[] {
       errors: [404],
       handler: async ({ params, principal }) => {
         const aor = await store.deleteSubscriber(actorOf(principal), params.id);
+        await web.endSessions(params.id);
         d.deregister(aor);
       },
     }),

@@ -10,6 +10,7 @@
 import 'reflect-metadata';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { timingSafeEqual } from 'node:crypto';
 import {
   Catch,
   Controller,
@@ -23,6 +24,7 @@ import {
   Post,
   Put,
   Req,
+  Res,
   SetMetadata,
   UseGuards,
   type ArgumentsHost,
@@ -33,21 +35,29 @@ import {
   type LoggerService,
 } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
-import { ExpressAdapter } from '@nestjs/platform-express';
+import { ExpressAdapter, type NestExpressApplication } from '@nestjs/platform-express';
 import type { Logger } from 'pino';
 import { Counter, type Registry } from 'prom-client';
 import { DomainError, httpStatus } from '@switchboard/platform';
-import { validate, type ErrorBody, type HttpMethod, type Principal, type RouteDef } from './api';
+import { validate, type ErrorBody, type HttpMethod, type Principal, type Reply, type RouteDef } from './api';
+import { cookieValue, SESSION_COOKIE } from './web-auth';
 
 /** Nest injection tokens. */
 export const ROUTES = Symbol('portal.routes');
 export const AUTHENTICATOR = Symbol('portal.authenticator');
 const ROUTE_META = 'switchboard:route';
 
-/** Resolves a Bearer token to a principal (undefined: unknown token). */
-export type Authenticator = (token: string) => Promise<Principal | undefined>;
+/** Resolves credentials to a principal (undefined: unknown or expired). */
+export interface Authenticator {
+  bearer(token: string): Promise<Principal | undefined>;
+  session(cookie: string): Promise<Principal | undefined>;
+}
+
+const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
 
 interface ApiRequest {
+  method: string;
+  path: string;
   params: Record<string, string>;
   query: unknown;
   body: unknown;
@@ -67,25 +77,51 @@ const METHOD: Record<HttpMethod, (path: string) => MethodDecorator> = {
 /** `/api/v1/subscribers/{id}` as Express writes it: `/api/v1/subscribers/:id`. */
 export const expressPath = (p: string) => p.replace(/\{(\w+)\}/g, ':$1');
 
+const header = (h: string | string[] | undefined) => (Array.isArray(h) ? h[0] : h);
+function sameSecret(a: string | undefined, b: string | undefined): boolean {
+  if (!a || !b) return false;
+  const x = Buffer.from(a);
+  const y = Buffer.from(b);
+  return x.length === y.length && timingSafeEqual(x, y);
+}
+
 class AuthGuard implements CanActivate {
-  constructor(private readonly authenticate: Authenticator) {}
+  constructor(private readonly auth: Authenticator) {}
 
   async canActivate(ctx: ExecutionContext): Promise<boolean> {
     const route = Reflect.getMetadata(ROUTE_META, ctx.getHandler()) as RouteDef | undefined;
     if (!route || route.auth === 'none') return true;
     const req = ctx.switchToHttp().getRequest<ApiRequest>();
     const h = req.headers.authorization;
-    const m = typeof h === 'string' ? /^Bearer\s+(\S+)\s*$/i.exec(h) : null;
-    if (!m)
-      throw new DomainError(
-        'unauthenticated',
-        'an Authorization: Bearer <token> header is required',
-        'Authorization',
-      );
-    const principal = await this.authenticate(m[1]);
-    if (!principal) throw new DomainError('unauthenticated', 'unknown or revoked token', 'Authorization');
-    if (principal.role !== route.auth)
+    let principal: Principal | undefined;
+    if (h !== undefined) {
+      const m = typeof h === 'string' ? /^Bearer\s+(\S+)\s*$/i.exec(h) : null;
+      if (!m)
+        throw new DomainError(
+          'unauthenticated',
+          'the Authorization header must be Bearer <token>',
+          'Authorization',
+        );
+      principal = await this.auth.bearer(m[1]);
+      if (!principal) throw new DomainError('unauthenticated', 'unknown or revoked token', 'Authorization');
+    } else {
+      const c = cookieValue(header(req.headers.cookie), SESSION_COOKIE);
+      principal = c ? await this.auth.session(c) : undefined;
+      if (!principal) {
+        throw new DomainError(
+          'unauthenticated',
+          'sign in, or send an Authorization: Bearer <token> header',
+          'Authorization',
+        );
+      }
+      // A change made with the cookie must prove it comes from our page.
+      if (!SAFE_METHODS.has(req.method) && !sameSecret(header(req.headers['x-csrf-token']), principal.csrf)) {
+        throw new DomainError('permission_denied', 'missing or wrong X-CSRF-Token', 'X-CSRF-Token');
+      }
+    }
+    if (route.auth !== 'any' && principal.role !== route.auth) {
       throw new DomainError('permission_denied', `needs the ${route.auth} role`);
+    }
     req.principal = principal;
     return true;
   }
@@ -101,9 +137,9 @@ function apiController(routes: readonly RouteDef[]) {
   const proto = ApiController.prototype as unknown as Record<string, unknown>;
   for (const r of routes) {
     const name = r.operationId;
-    proto[name] = async function handle(req: ApiRequest) {
+    proto[name] = async function handle(req: ApiRequest, res: Reply) {
       const args = validate(r, req);
-      const out = await r.run({ ...args, principal: req.principal });
+      const out = await r.run({ ...args, principal: req.principal, headers: req.headers, reply: res });
       return r.status === 204 ? undefined : out;
     };
     const desc = Object.getOwnPropertyDescriptor(proto, name)!;
@@ -115,6 +151,7 @@ function apiController(routes: readonly RouteDef[]) {
       dec(proto, name, desc);
     }
     Req()(proto, name, 0);
+    Res({ passthrough: true })(proto, name, 1);
   }
   Controller()(ApiController);
   UseGuards(AuthGuard)(ApiController);
@@ -189,8 +226,8 @@ export interface HttpServerOptions {
   authenticate: Authenticator;
   logger: Logger;
   metrics: Registry;
-  /** Express middleware mounted before the API (e.g. the web UI). */
-  before?: ((app: INestApplication) => void)[];
+  /** Folder of the web UI's static files, served at `/`. */
+  uiDir?: string;
 }
 
 export interface PortalHttpServer {
@@ -209,7 +246,7 @@ export async function startHttpServer(o: HttpServerOptions): Promise<PortalHttpS
     ],
   })(PortalHttpModule);
 
-  const app = await NestFactory.create(PortalHttpModule, new ExpressAdapter(), {
+  const app = await NestFactory.create<NestExpressApplication>(PortalHttpModule, new ExpressAdapter(), {
     logger: nestLogger(o.logger),
     abortOnError: false,
   });
@@ -225,16 +262,32 @@ export async function startHttpServer(o: HttpServerOptions): Promise<PortalHttpS
   app.use(
     (
       req: ApiRequest,
-      res: { statusCode: number; on(e: 'finish', f: () => void): void },
+      res: {
+        statusCode: number;
+        on(e: 'finish', f: () => void): void;
+        setHeader(k: string, v: string): void;
+      },
       next: () => void,
     ) => {
+      const api = req.path.startsWith('/api/');
       res.on('finish', () =>
-        requests.inc({ route: req.route?.path ?? 'unmatched', status: String(res.statusCode) }),
+        requests.inc({
+          route: api ? (req.route?.path ?? 'unmatched') : 'ui',
+          status: String(res.statusCode),
+        }),
       );
+      // The UI loads only its own files; nothing may frame it.
+      res.setHeader(
+        'Content-Security-Policy',
+        "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'",
+      );
+      res.setHeader('X-Content-Type-Options', 'nosniff');
+      res.setHeader('Referrer-Policy', 'no-referrer');
+      if (api) res.setHeader('Cache-Control', 'no-store');
       next();
     },
   );
-  for (const f of o.before ?? []) f(app);
+  if (o.uiDir) app.useStaticAssets(o.uiDir, { index: 'index.html' });
   app.useGlobalFilters(new ApiExceptionFilter(o.logger));
   await app.listen(o.port, o.host);
   const port = ((app.getHttpServer() as Server).address() as AddressInfo).port;

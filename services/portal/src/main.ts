@@ -20,8 +20,9 @@ import {
 } from '@switchboard/platform';
 import { TOPICS } from '@switchboard/contracts';
 import { RegistrarClient, type Binding } from '@switchboard/proto/registrar';
-import { apiRoutes, type Principal, type Registration } from './api';
-import { startHttpServer } from './http';
+import { apiRoutes, type Registration } from './api';
+import { startHttpServer, type Authenticator } from './http';
+import { WebAuth } from './web-auth';
 import { openApiDocument } from './openapi';
 import { OutboxRelay } from './relay';
 import { hashToken, parseSecretKey, sameHash } from './secrets';
@@ -56,6 +57,24 @@ export const portalConfig = {
     'Registrar gRPC address host:port for live registrations, when no registrar runs in this process; unset: 127.0.0.1:50051',
   ),
   secretKey,
+  sessionTtlMs: int(
+    'SWITCHBOARD_PORTAL_SESSION_TTL_MS',
+    8 * 3600 * 1000,
+    'How long a web session lasts',
+    60_000,
+  ),
+  loginMaxFailures: int(
+    'SWITCHBOARD_PORTAL_LOGIN_MAX_FAILURES',
+    5,
+    'Consecutive failed logins that lock a login name',
+    1,
+  ),
+  loginLockoutMs: int(
+    'SWITCHBOARD_PORTAL_LOGIN_LOCKOUT_MS',
+    15 * 60 * 1000,
+    'How long a locked login name stays locked',
+    1000,
+  ),
   relayPollMs: int('SWITCHBOARD_PORTAL_RELAY_POLL_MS', 1000, 'How often the outbox is checked when idle', 10),
   relayLeaseMs: int(
     'SWITCHBOARD_PORTAL_RELAY_LEASE_MS',
@@ -67,6 +86,7 @@ export const portalConfig = {
 export type PortalConfig = ConfigOf<typeof portalConfig>;
 
 const MIGRATIONS = join(import.meta.dirname, '..', 'migrations');
+const UI = join(import.meta.dirname, '..', 'ui');
 
 function registration(b: Binding): Registration {
   return {
@@ -131,14 +151,28 @@ export const portalService = defineService({
     const registrar = grpcClient(RegistrarClient, registrarAddress, { deadlineMs: 3000, retries: 1 });
 
     const adminHash = config.adminToken ? hashToken(config.adminToken) : undefined;
-    const authenticate = async (token: string): Promise<Principal | undefined> => {
-      if (adminHash && sameHash(hashToken(token), adminHash)) return { role: 'admin', actor: 'admin-token' };
-      const t = await store.findToken(token);
-      return t ? { role: t.role, actor: `token:${t.id}` } : undefined;
+    const web = new WebAuth(db, {
+      sessionTtlMs: config.sessionTtlMs,
+      maxFailures: config.loginMaxFailures,
+      lockoutMs: config.loginLockoutMs,
+      defaultDomain: config.sipDomain.toLowerCase(),
+    });
+    const authenticate: Authenticator = {
+      async bearer(token) {
+        if (adminHash && sameHash(hashToken(token), adminHash))
+          return { role: 'admin', actor: 'admin-token' };
+        const t = await store.findToken(token);
+        return t ? { role: t.role, actor: `token:${t.id}` } : undefined;
+      },
+      async session(cookie) {
+        const s = await web.session(cookie);
+        return s ? { role: s.role, actor: s.actor, subject: s.subject, csrf: s.csrf } : undefined;
+      },
     };
 
     const routes = apiRoutes({
       store,
+      web,
       async registrations(q) {
         const res = await registrar
           .listBindings({
@@ -168,6 +202,7 @@ export const portalService = defineService({
       port: config.httpPort,
       routes,
       authenticate,
+      uiDir: UI,
       logger: ctx.logger,
       metrics: ctx.metrics,
     });

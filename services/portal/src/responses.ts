@@ -77,6 +77,20 @@ export const ResponseSchemas = {
   Privileges: z.object({ privileges: z.array(z.string()) }),
   PrivilegeList: z.object({ items: z.array(z.object({ name: z.string(), description: z.string() })) }),
   RegistrationPage: z.object({ items: z.array(Registration), nextPageToken: z.string().nullable() }),
+  Session: z.object({
+    role: z.enum(['admin', 'subscriber']),
+    name: z.string(),
+    csrfToken: z.string().nullable(),
+  }),
+  WebUser: z.object({
+    id: z.uuid(),
+    username: z.string(),
+    role: z.literal('admin'),
+    createdAt: z.iso.datetime(),
+  }),
+  WebUserPage: page(
+    z.object({ id: z.uuid(), username: z.string(), role: z.literal('admin'), createdAt: z.iso.datetime() }),
+  ),
   Error: z.object({ error: z.string(), message: z.string(), field: z.string().optional() }),
   OpenApi: z.object({ openapi: z.string() }).loose(),
 } as const;

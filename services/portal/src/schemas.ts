@@ -69,6 +69,26 @@ export const CreateAlias = z.strictObject({
 export type CreateAlias = z.infer<typeof CreateAlias>;
 export const UpdateAlias = z.strictObject({ subscriberId: Uuid });
 
+export const UpdateMe = z.strictObject({
+  password: SipPassword.optional(),
+  webPassword: WebPassword.optional(),
+  /** Required with webPassword. */
+  currentWebPassword: z.string().max(256).optional(),
+  displayName: DisplayName.nullable().optional(),
+  email: Email.nullable().optional(),
+});
+export const Login = z.strictObject({
+  /** A web user's name, or a subscriber as user@domain (or a bare user of the default domain). */
+  login: z.string().min(1).max(320),
+  password: z.string().min(1).max(256),
+});
+export const CreateWebUser = z.strictObject({
+  username: z
+    .string()
+    .regex(/^[a-z][a-z0-9._-]{0,31}$/, 'lower-case letters, digits and . _ - (at most 32), no @'),
+  password: WebPassword,
+});
+
 export const CreateToken = z.strictObject({ name: z.string().min(1).max(64) });
 
 export const PageQuery = z.object({

@@ -385,6 +385,10 @@ export class PortalStore {
     if (a.rowCount) throw alreadyExists(`${aor} is an alias of another subscriber`);
   }
 
+  async webPasswordHash(id: string): Promise<string | null> {
+    return (await this.subscriberRow(this.db, id)).web_password_hash;
+  }
+
   async getSubscriber(id: string): Promise<SubscriberView> {
     return view(await this.subscriberRow(this.db, id));
   }
