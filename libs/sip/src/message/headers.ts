@@ -226,6 +226,12 @@ export function findComma(s: string, i: number, header: string): number {
 
 /** Splits a header value on top-level commas; trims; empty elements are errors. */
 export function splitList(s: string, header: string, max = MAX_HEADER_VALUES): string[] {
+  if (s.indexOf(',') < 0 && s.indexOf('"') < 0) {
+    // one element (an unclosed <> is left to the value parsers)
+    const one = s.trim();
+    if (one.length === 0) throw badHeader(header, 'empty list element');
+    return [one];
+  }
   const out: string[] = [];
   let start = 0;
   for (;;) {

@@ -119,6 +119,13 @@ describe('serialize', () => {
     assert.equal(out.getHeader('Content-Length'), '5');
   });
 
+  test('edits refuse header injection', () => {
+    const m = req();
+    assert.throws(() => m.addHeader('X-A', 'v\r\nVia: SIP/2.0/UDP evil'), SipParseError);
+    assert.throws(() => m.addHeader('Bad Name', 'v'), SipParseError);
+    assert.throws(() => m.addHeader('X-B:', 'v'), SipParseError);
+  });
+
   test('setBody recomputes Content-Length', () => {
     const m = req();
     m.setBody('hello world', 'text/plain');

@@ -82,6 +82,8 @@ export class HeaderField {
     const h = headerName(name);
     const written = h.id !== HID.other || h.canonical !== name ? h.canonical : name;
     if (/[\r\n]/.test(value)) throw new SipParseError('bad_header', `${name}: CR/LF in value`, 400, h.key);
+    if (!/^[-.!%*_+`'~A-Za-z0-9]+$/.test(name))
+      throw new SipParseError('bad_header', `bad header name "${name}"`, 400);
     return new HeaderField(null, written, h.key, h.id, -1, -1, -1, -1, -1, false, value);
   }
 }
