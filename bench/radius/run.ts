@@ -6,7 +6,7 @@
  * outstanding requests, Start/Stop pairs carrying Kamailio's SIP attributes and
  * Switchboard's vendor attributes.
  *
- *   npx tsx bench/radius/run.ts [--requests=20000] [--window=256] [--rounds=2] [--backend=pg|embedded]
+ *   npx tsx bench/radius/run.ts [--requests=20000] [--window=256] [--rounds=3] [--backend=pg|embedded]
  *
  * Switchboard runs alone in a child process (services/accounting/src/child.ts):
  * --backend=pg (default) on the test PostgreSQL (a fresh database; fsync and
@@ -40,7 +40,7 @@ const args = Object.fromEntries(
 );
 const REQUESTS = Number(args.requests ?? 20000);
 const WINDOW = Number(args.window ?? 256);
-const ROUNDS = Number(args.rounds ?? 2);
+const ROUNDS = Number(args.rounds ?? 3);
 const BACKEND = (args.backend ?? 'pg') as 'pg' | 'embedded';
 const WARMUP = Math.min(2000, REQUESTS);
 const SECRET = 'bench-secret';
@@ -148,6 +148,8 @@ async function startSwitchboard(): Promise<{
     SWITCHBOARD_ACCOUNTING_CLIENTS: `127.0.0.1/32=${SECRET}`,
     SWITCHBOARD_ACCOUNTING_TOPIC: uniqueName('bench_accounting'),
   };
+  // Any SWITCHBOARD_ACCOUNTING_* setting given as --accounting.NAME=value (e.g. --accounting.WRITERS=4).
+  for (const [k, v] of Object.entries(args)) if (k.startsWith('accounting.')) env[`SWITCHBOARD_ACCOUNTING_${k.slice(11).toUpperCase()}`] = v;
   let cleanup: () => Promise<void>;
   let describe: string;
   if (BACKEND === 'pg') {

@@ -48,7 +48,14 @@ export const accountingConfig = {
     'Most requests waiting to be stored; more are dropped unanswered',
     1,
   ),
-  relayBatch: int('SWITCHBOARD_ACCOUNTING_RELAY_BATCH', 500, 'Outbox rows published per round', 1, 5000),
+  relayBatch: int('SWITCHBOARD_ACCOUNTING_RELAY_BATCH', 2000, 'Outbox rows published per round', 1, 5000),
+  relayLingerMs: int(
+    'SWITCHBOARD_ACCOUNTING_RELAY_LINGER_MS',
+    20,
+    'How long the relay waits after a commit so that one round publishes several',
+    0,
+    1000,
+  ),
   relayPollMs: int(
     'SWITCHBOARD_ACCOUNTING_RELAY_POLL_MS',
     1000,
@@ -140,6 +147,7 @@ export const accountingService = defineService({
       batchSize: config.relayBatch,
       pollMs: config.relayPollMs,
       leaseMs: config.relayLeaseMs,
+      lingerMs: config.relayLingerMs,
       logger: ctx.logger,
       onPublished: (n) => published.inc(n),
     });

@@ -14,8 +14,10 @@ export interface RelayOptions {
   batchSize: number;
   /** How often to look for rows when not woken (rows left by a crash, or written by another process). */
   pollMs: number;
-  /** How long the lease holds without renewal. */
+  /** How long the lease holds without renewal (renewed once a third of it has passed). */
   leaseMs: number;
+  /** After being woken by a commit, wait this long so one round publishes what the next commits add. */
+  lingerMs?: number;
   logger?: Logger;
   onPublished?: (n: number) => void;
 }
@@ -33,6 +35,8 @@ export class OutboxRelay {
   private woken = false;
   private loop: Promise<void> | undefined;
   private failures = 0;
+  /** Local time until which the lease is surely ours (taken before the database's now()). */
+  private heldUntil = 0;
 
   constructor(
     private readonly db: Queryable,
@@ -63,8 +67,10 @@ export class OutboxRelay {
     this.wake = undefined;
   }
 
-  /** Takes or renews the lease; true when this relay holds it. */
+  /** Takes or renews the lease (when a third of it has passed); true when this relay holds it. */
   private async lease(): Promise<boolean> {
+    const now = Date.now();
+    if (now < this.heldUntil - (2 * this.opts.leaseMs) / 3) return true;
     const r = await this.db.query(
       `INSERT INTO accounting.relay_lease (id, holder, expires_at)
        VALUES (1, $1, now() + make_interval(secs => $2::double precision / 1000))
@@ -73,6 +79,7 @@ export class OutboxRelay {
        RETURNING holder`,
       [this.holder, this.opts.leaseMs],
     );
+    this.heldUntil = r.rowCount === 1 ? now + this.opts.leaseMs : 0;
     return r.rowCount === 1;
   }
 
@@ -115,7 +122,10 @@ export class OutboxRelay {
         await this.sleep(Math.min(100 * 2 ** Math.min(this.failures, 6), 5000));
         continue;
       }
-      if (n < this.opts.batchSize) await this.sleep(this.opts.pollMs);
+      if (n < this.opts.batchSize) {
+        await this.sleep(this.opts.pollMs);
+        if (this.woken && !this.stopped && this.opts.lingerMs) await new Promise((r) => setTimeout(r, this.opts.lingerMs));
+      }
     }
   }
 
@@ -124,6 +134,7 @@ export class OutboxRelay {
     this.stopped = true;
     this.wake?.();
     await this.loop;
+    this.heldUntil = 0;
     // Give the lease up so a restarted process does not wait for it to expire.
     await this.db
       .query('DELETE FROM accounting.relay_lease WHERE holder = $1', [this.holder])
