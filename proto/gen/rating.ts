@@ -29,11 +29,13 @@ export const protobufFileName = "rating.proto";
 export interface AuthorizeRequest {
   /** the billed account, as the proxy sends it in Switchboard-Account (e.g. "sip:alice@example.com") */
   account: string;
-  /** the dialled number after dial-plan normalisation, E.164 digits without "+" */
+  /**
+   * The dialled number after dial-plan normalisation, E.164 digits without "+";
+   * for a callee on the platform (no gateway) its AoR, "sip:bob@example.com":
+   * anything but digits is on-net, free unless the plan rates on-net calls.
+   */
   callee: string;
   callId: string;
-  /** the callee is a subscriber of the platform (no gateway): free unless the plan rates on-net calls */
-  onNet?: boolean | undefined;
 }
 
 export interface AuthorizeResponse {
@@ -41,14 +43,8 @@ export interface AuthorizeResponse {
   /** longest the call may last; absent for no limit (postpaid, free destination) */
   maxSeconds?: number | undefined;
   reason: AuthorizeResponse_Reason;
-  /** human-readable, for logs */
+  /** human-readable, for logs: the destination, the time granted and the credit reserved */
   detail: string;
-  /** the rated destination's name */
-  destination?:
-    | string
-    | undefined;
-  /** credit held for this call */
-  reservedMicros?: number | undefined;
 }
 
 export enum AuthorizeResponse_Reason {
@@ -323,7 +319,7 @@ export interface Cdr {
 }
 
 function createBaseAuthorizeRequest(): AuthorizeRequest {
-  return { account: "", callee: "", callId: "", onNet: undefined };
+  return { account: "", callee: "", callId: "" };
 }
 
 export const AuthorizeRequest: MessageFns<AuthorizeRequest> = {
@@ -336,9 +332,6 @@ export const AuthorizeRequest: MessageFns<AuthorizeRequest> = {
     }
     if (message.callId !== "") {
       writer.uint32(26).string(message.callId);
-    }
-    if (message.onNet !== undefined) {
-      writer.uint32(32).bool(message.onNet);
     }
     return writer;
   },
@@ -380,14 +373,6 @@ export const AuthorizeRequest: MessageFns<AuthorizeRequest> = {
             message.callId = reader.string();
             continue;
           }
-          case 4: {
-            if (tag !== 32) {
-              break;
-            }
-
-            message.onNet = reader.bool();
-            continue;
-          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -409,11 +394,6 @@ export const AuthorizeRequest: MessageFns<AuthorizeRequest> = {
         : isSet(object.call_id)
         ? globalThis.String(object.call_id)
         : "",
-      onNet: isSet(object.onNet)
-        ? globalThis.Boolean(object.onNet)
-        : isSet(object.on_net)
-        ? globalThis.Boolean(object.on_net)
-        : undefined,
     };
   },
 
@@ -428,9 +408,6 @@ export const AuthorizeRequest: MessageFns<AuthorizeRequest> = {
     if (message.callId !== "") {
       obj.callId = message.callId;
     }
-    if (message.onNet !== undefined) {
-      obj.onNet = message.onNet;
-    }
     return obj;
   },
 
@@ -442,20 +419,12 @@ export const AuthorizeRequest: MessageFns<AuthorizeRequest> = {
     message.account = object.account ?? "";
     message.callee = object.callee ?? "";
     message.callId = object.callId ?? "";
-    message.onNet = object.onNet ?? undefined;
     return message;
   },
 };
 
 function createBaseAuthorizeResponse(): AuthorizeResponse {
-  return {
-    allowed: false,
-    maxSeconds: undefined,
-    reason: 0,
-    detail: "",
-    destination: undefined,
-    reservedMicros: undefined,
-  };
+  return { allowed: false, maxSeconds: undefined, reason: 0, detail: "" };
 }
 
 export const AuthorizeResponse: MessageFns<AuthorizeResponse> = {
@@ -471,12 +440,6 @@ export const AuthorizeResponse: MessageFns<AuthorizeResponse> = {
     }
     if (message.detail !== "") {
       writer.uint32(34).string(message.detail);
-    }
-    if (message.destination !== undefined) {
-      writer.uint32(42).string(message.destination);
-    }
-    if (message.reservedMicros !== undefined) {
-      writer.uint32(48).int64(message.reservedMicros);
     }
     return writer;
   },
@@ -526,22 +489,6 @@ export const AuthorizeResponse: MessageFns<AuthorizeResponse> = {
             message.detail = reader.string();
             continue;
           }
-          case 5: {
-            if (tag !== 42) {
-              break;
-            }
-
-            message.destination = reader.string();
-            continue;
-          }
-          case 6: {
-            if (tag !== 48) {
-              break;
-            }
-
-            message.reservedMicros = longToNumber(reader.int64());
-            continue;
-          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -564,12 +511,6 @@ export const AuthorizeResponse: MessageFns<AuthorizeResponse> = {
         : undefined,
       reason: isSet(object.reason) ? authorizeResponse_ReasonFromJSON(object.reason) : 0,
       detail: isSet(object.detail) ? globalThis.String(object.detail) : "",
-      destination: isSet(object.destination) ? globalThis.String(object.destination) : undefined,
-      reservedMicros: isSet(object.reservedMicros)
-        ? globalThis.Number(object.reservedMicros)
-        : isSet(object.reserved_micros)
-        ? globalThis.Number(object.reserved_micros)
-        : undefined,
     };
   },
 
@@ -587,12 +528,6 @@ export const AuthorizeResponse: MessageFns<AuthorizeResponse> = {
     if (message.detail !== "") {
       obj.detail = message.detail;
     }
-    if (message.destination !== undefined) {
-      obj.destination = message.destination;
-    }
-    if (message.reservedMicros !== undefined) {
-      obj.reservedMicros = Math.round(message.reservedMicros);
-    }
     return obj;
   },
 
@@ -605,8 +540,6 @@ export const AuthorizeResponse: MessageFns<AuthorizeResponse> = {
     message.maxSeconds = object.maxSeconds ?? undefined;
     message.reason = object.reason ?? 0;
     message.detail = object.detail ?? "";
-    message.destination = object.destination ?? undefined;
-    message.reservedMicros = object.reservedMicros ?? undefined;
     return message;
   },
 };

@@ -85,6 +85,9 @@ export const toProtoCdr = (c: Cdr): ProtoCdr => ({
   rateStatus: c.rateStatus,
 });
 
+/** Authorize's callee is E.164 digits for a number, an AoR for a subscriber of the platform. */
+export const isOnNetCallee = (callee: string): boolean => !/^\+?\d{1,15}$/.test(callee.trim());
+
 function parse<T>(m: EventMessage): T | undefined {
   if (!m.value) return undefined;
   try {
@@ -223,7 +226,7 @@ export const ratingService = defineService({
                 account: req.account,
                 callee: req.callee,
                 callId: req.callId,
-                onNet: req.onNet ?? false,
+                onNet: isOnNetCallee(req.callee),
               });
               result = r.allowed ? 'allowed' : r.reason;
               return {
@@ -231,8 +234,6 @@ export const ratingService = defineService({
                 maxSeconds: r.maxSeconds,
                 reason: REASONS[r.reason],
                 detail: r.detail,
-                destination: r.destination,
-                reservedMicros: r.reservedMicros,
               };
             } finally {
               end({ result });

@@ -149,6 +149,16 @@ async function scenario(s: Running, topics: { accounting: string; cdrs: string }
   );
   const held = await s.rating.getBalance({ account: alice });
   assert.deepEqual([held.balanceMicros, held.reservedMicros], [1_000_000, 1_000_000]);
+  const onNet = await s.rating.authorize({
+    account: alice,
+    callee: 'sip:bob@example.com',
+    callId: `c5-${tag}`,
+  });
+  assert.deepEqual(
+    [onNet.allowed, onNet.maxSeconds],
+    [true, undefined],
+    'an AoR callee is on-net: free, no limit',
+  );
   await assert.rejects(s.rating.authorize({ account: 'sip:nobody@example.com', callee: '49', callId: 'x' }), {
     kind: 'not_found',
   });
@@ -235,7 +245,7 @@ async function scenario(s: Running, topics: { accounting: string; cdrs: string }
     const metrics = await (await fetch(`${proc.ops.url}/metrics`)).text();
     assert.match(metrics, /^switchboard_cdrs_rated_total\{disposition="answered",rate_status="rated"\} 2$/m);
     assert.match(metrics, /^switchboard_cdrs_rated_total\{disposition="failed",rate_status="unrated"\} 1$/m);
-    assert.match(metrics, /^switchboard_rating_authorize_duration_seconds_count\{result="allowed"\} 1$/m);
+    assert.match(metrics, /^switchboard_rating_authorize_duration_seconds_count\{result="allowed"\} 2$/m);
     assert.match(metrics, /^switchboard_rating_open_calls 0$/m);
   } finally {
     await feed.close();
