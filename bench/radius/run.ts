@@ -149,7 +149,8 @@ async function startSwitchboard(): Promise<{
     SWITCHBOARD_ACCOUNTING_TOPIC: uniqueName('bench_accounting'),
   };
   // Any SWITCHBOARD_ACCOUNTING_* setting given as --accounting.NAME=value (e.g. --accounting.WRITERS=4).
-  for (const [k, v] of Object.entries(args)) if (k.startsWith('accounting.')) env[`SWITCHBOARD_ACCOUNTING_${k.slice(11).toUpperCase()}`] = v;
+  for (const [k, v] of Object.entries(args))
+    if (k.startsWith('accounting.')) env[`SWITCHBOARD_ACCOUNTING_${k.slice(11).toUpperCase()}`] = v;
   let cleanup: () => Promise<void>;
   let describe: string;
   if (BACKEND === 'pg') {

@@ -124,7 +124,8 @@ export class OutboxRelay {
       }
       if (n < this.opts.batchSize) {
         await this.sleep(this.opts.pollMs);
-        if (this.woken && !this.stopped && this.opts.lingerMs) await new Promise((r) => setTimeout(r, this.opts.lingerMs));
+        if (this.woken && !this.stopped && this.opts.lingerMs)
+          await new Promise((r) => setTimeout(r, this.opts.lingerMs));
       }
     }
   }
