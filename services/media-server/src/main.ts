@@ -121,6 +121,7 @@ export const mediaServerService = defineService({
       latch: config.latch,
       route: (req) => {
         const r = route(req);
+        ctx.logger.debug({ uri: req.uriText, routed: r }, 'INVITE routed');
         if ('status' in r) rejected.inc({ status: String(r.status) });
         else calls.inc({ app: r.route.app });
         return r;
