@@ -48,7 +48,7 @@ export interface MediaUaOptions<R> {
   rtpHost: string;
   /** Address put in SDP and Contact; default: the address the request arrived on (127.0.0.1 for a wildcard bind). */
   advertise?: string;
-  ports: PortAllocator;
+  ports: Pick<PortAllocator, 'bind' | 'release'>;
   pacer: Pacer;
   logger: Logger;
   T1?: number;
@@ -374,8 +374,8 @@ export class MediaUa<R> {
         if (!p) return;
         if (Date.now() >= deadline) {
           this.pending2xx.delete(key);
+          // §13.3.1.4: no ACK in 64*T1: the session ends with a BYE (the application never ran).
           this.opts.logger.info({ callId: req.callId }, 'no ACK for 2xx: ending the call');
-          this.confirm(call);
           this.hangup(call);
           return;
         }

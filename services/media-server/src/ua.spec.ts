@@ -1,0 +1,186 @@
+// The UA core over real loopback UDP, with a raw socket as the peer.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createSocket, type Socket } from 'node:dgram';
+import pino from 'pino';
+import { parseSip, type SipRequest, type SipResponse } from '@switchboard/sip';
+import { Pacer } from './media';
+import { PortAllocator } from './ports';
+import { MediaUa, type Call } from './ua';
+
+type Msg = SipRequest | SipResponse;
+
+async function peer() {
+  const sock = createSocket('udp4');
+  await new Promise<void>((r) => sock.bind(0, '127.0.0.1', r));
+  const inbox: Msg[] = [];
+  let waiter: (() => void) | undefined;
+  sock.on('message', (b) => {
+    inbox.push(parseSip(b, false) as Msg);
+    waiter?.();
+  });
+  const port = (sock.address() as { port: number }).port;
+  return {
+    port,
+    sock,
+    send: (text: string, to: number) => sock.send(Buffer.from(text.replace(/\n/g, '\r\n')), to, '127.0.0.1'),
+    /** The next message matching, waiting for it (bounded by the test's own timeout). */
+    async next(pred: (m: Msg) => boolean): Promise<Msg> {
+      for (;;) {
+        const i = inbox.findIndex(pred);
+        if (i >= 0) return inbox.splice(i, 1)[0];
+        await new Promise<void>((r) => (waiter = r));
+      }
+    },
+    close: () => sock.close(),
+  };
+}
+
+const status = (n: number, method?: string) => (m: Msg) =>
+  !m.isRequest && (m as SipResponse).status === n && (!method || m.cseq.method === method);
+const request = (method: string) => (m: Msg) => m.isRequest && (m as SipRequest).method === method;
+
+function req(method: string, ruri: string, p: number, opts: { callId: string; cseq?: number; toTag?: string; body?: string; extra?: string[]; branch?: string }) {
+  const body = opts.body ?? '';
+  return [
+    `${method} ${ruri} SIP/2.0`,
+    `Via: SIP/2.0/UDP 127.0.0.1:${p};branch=${opts.branch ?? 'z9hG4bK' + Math.random().toString(36).slice(2)}`,
+    'From: <sip:alice@example.com>;tag=a1',
+    `To: <sip:bob@example.com>${opts.toTag ? `;tag=${opts.toTag}` : ''}`,
+    `Call-ID: ${opts.callId}`,
+    `CSeq: ${opts.cseq ?? 1} ${method}`,
+    `Contact: <sip:alice@127.0.0.1:${p}>`,
+    'Max-Forwards: 70',
+    ...(opts.extra ?? []),
+    ...(body ? ['Content-Type: application/sdp'] : []),
+    `Content-Length: ${Buffer.byteLength(body.replace(/\n/g, '\r\n'))}`,
+    '',
+    body,
+  ].join('\n');
+}
+
+const sdp = (port: number, fmts = '0 101') =>
+  `v=0\no=a 1 1 IN IP4 127.0.0.1\ns=-\nc=IN IP4 127.0.0.1\nt=0 0\nm=audio ${port} RTP/AVP ${fmts}\na=rtpmap:101 telephone-event/8000\n`;
+
+async function startUa(ports: { bind(h: string): Promise<{ socket: Socket; port: number }>; release(p: number): void }, run: (c: Call<string>) => Promise<void> = async () => {}) {
+  const ua = new MediaUa<string>({
+    listen: [{ transport: 'udp', host: '127.0.0.1', port: 0 }],
+    rtpHost: '127.0.0.1',
+    ports,
+    pacer: new Pacer(performance),
+    logger: pino({ level: 'silent' }),
+    T1: 100,
+    route: (r) => ((r.uri as { user?: string }).user === 'app' ? { route: 'app' } : { status: 404 }),
+    run,
+    subscriptionAccount: (r) => (r.to.sipUri?.user === 'bob' ? 'bob@example.com' : undefined),
+    summary: async (a) => `Messages-Waiting: yes\r\nMessage-Account: sip:${a}\r\nVoice-Message: 3/1\r\n`,
+  });
+  await ua.start();
+  return { ua, port: ua.port('udp')! };
+}
+
+test('OPTIONS 200; unknown user 404; no G.711 488; BYE outside a dialog 481', async () => {
+  const { ua, port } = await startUa(new PortAllocator({ min: 47600, max: 47700 }));
+  const p = await peer();
+  try {
+    p.send(req('OPTIONS', `sip:x@127.0.0.1:${port}`, p.port, { callId: 'o1' }), port);
+    const o = (await p.next(status(200, 'OPTIONS'))) as SipResponse;
+    assert.match(o.getHeader('Allow')!, /SUBSCRIBE/);
+    p.send(req('INVITE', `sip:nobody@127.0.0.1:${port}`, p.port, { callId: 'i1', body: sdp(4000) }), port);
+    await p.next(status(404, 'INVITE'));
+    p.send(req('INVITE', `sip:app@127.0.0.1:${port}`, p.port, { callId: 'i2', body: sdp(4000, '18') }), port);
+    await p.next(status(488, 'INVITE'));
+    p.send(req('BYE', `sip:app@127.0.0.1:${port}`, p.port, { callId: 'nope', toTag: 'x' }), port);
+    await p.next(status(481, 'BYE'));
+  } finally {
+    p.close();
+    await ua.stop();
+  }
+});
+
+test('CANCEL while the INVITE is pending: 200 for the CANCEL, 487 for the INVITE, the media port released', async () => {
+  let release!: () => void;
+  const released: number[] = [];
+  const real = new PortAllocator({ min: 47710, max: 47790 });
+  const slow = {
+    bind: async (h: string) => {
+      await new Promise<void>((r) => (release = r));
+      return real.bind(h);
+    },
+    release: (port: number) => {
+      released.push(port);
+      real.release(port);
+    },
+  };
+  const { ua, port } = await startUa(slow);
+  const p = await peer();
+  try {
+    p.send(req('INVITE', `sip:app@127.0.0.1:${port}`, p.port, { callId: 'c1', body: sdp(4000), branch: 'z9hG4bKcancel1' }), port);
+    await p.next(status(100, 'INVITE'));
+    p.send(req('CANCEL', `sip:app@127.0.0.1:${port}`, p.port, { callId: 'c1', branch: 'z9hG4bKcancel1' }), port);
+    await p.next(status(200, 'CANCEL'));
+    await p.next(status(487, 'INVITE'));
+    release();
+    while (released.length === 0) await new Promise((r) => setImmediate(r));
+    assert.equal(real.active, 0);
+    assert.equal(ua.activeCalls, 0);
+  } finally {
+    p.close();
+    await ua.stop();
+  }
+});
+
+test('a call: 200 with SDP answer, the app runs after ACK, its end sends BYE; the 2xx is retransmitted until ACK', async () => {
+  let ran = 0;
+  const { ua, port } = await startUa(new PortAllocator({ min: 47800, max: 47900 }), async (call) => {
+    ran++;
+    assert.equal(call.caller, 'sip:alice@example.com');
+  });
+  const p = await peer();
+  try {
+    p.send(req('INVITE', `sip:app@127.0.0.1:${port}`, p.port, { callId: 'k1', body: sdp(4000) }), port);
+    const ok = (await p.next(status(200, 'INVITE'))) as SipResponse;
+    assert.match(ok.body.toString(), /m=audio \d+ RTP\/AVP 0 101/);
+    // no ACK yet: the 2xx comes again (T1 = 100 ms)
+    await p.next(status(200, 'INVITE'));
+    assert.equal(ran, 0);
+    const tag = ok.toTag!;
+    p.send(req('ACK', `sip:mediaserver@127.0.0.1:${port}`, p.port, { callId: 'k1', toTag: tag }), port);
+    const bye = (await p.next(request('BYE'))) as SipRequest;
+    assert.equal(ran, 1);
+    assert.equal(bye.fromTag, tag);
+    assert.equal(bye.toTag, 'a1');
+    assert.equal(bye.uriText, `sip:alice@127.0.0.1:${p.port}`);
+  } finally {
+    p.close();
+    await ua.stop();
+  }
+});
+
+test('SUBSCRIBE to message-summary: 200 with Expires, NOTIFY with the summary; Expires 0 ends it with a terminated NOTIFY', async () => {
+  const { ua, port } = await startUa(new PortAllocator({ min: 47910, max: 47990 }));
+  const p = await peer();
+  try {
+    p.send(req('SUBSCRIBE', `sip:bob@127.0.0.1:${port}`, p.port, { callId: 's1', extra: ['Event: message-summary', 'Expires: 7200'] }), port);
+    const ok = (await p.next(status(200, 'SUBSCRIBE'))) as SipResponse;
+    assert.equal(ok.getHeader('Expires'), '3600');
+    const n = (await p.next(request('NOTIFY'))) as SipRequest;
+    assert.equal(n.getHeader('Event'), 'message-summary');
+    assert.match(n.getHeader('Subscription-State')!, /^active;expires=\d+/);
+    assert.equal(n.contentType, 'application/simple-message-summary');
+    assert.match(n.body.toString(), /Messages-Waiting: yes\r\nMessage-Account: sip:bob@example.com\r\nVoice-Message: 3\/1/);
+    assert.equal(ua.subscriptionsFor('bob@example.com'), 1);
+    assert.equal(await ua.notifySubscribers('bob@example.com'), 1);
+    await p.next(request('NOTIFY'));
+    p.send(req('SUBSCRIBE', `sip:bob@127.0.0.1:${port}`, p.port, { callId: 's1', cseq: 2, toTag: ok.toTag, extra: ['Event: message-summary', 'Expires: 0'] }), port);
+    await p.next(status(200, 'SUBSCRIBE'));
+    const last = (await p.next(request('NOTIFY'))) as SipRequest;
+    assert.match(last.getHeader('Subscription-State')!, /^terminated/);
+    assert.equal(ua.activeSubscriptions, 0);
+    p.send(req('SUBSCRIBE', `sip:bob@127.0.0.1:${port}`, p.port, { callId: 's2', extra: ['Event: presence'] }), port);
+    await p.next(status(489, 'SUBSCRIBE'));
+  } finally {
+    p.close();
+    await ua.stop();
+  }
+});
