@@ -21,6 +21,7 @@ import {
   splitList,
   type CSeq,
   type HeaderId,
+  type HeaderName,
 } from './headers';
 import { MAX_VIA_COUNT } from './limits';
 import { parseUri, type Uri } from './uri';
@@ -222,11 +223,20 @@ export abstract class SipMessage {
     return x[k + IDX_FOLDED] === 1 ? s.replace(FOLD, ' ') : s;
   }
 
-  private indexOf(key: string, from = 0): number {
+  /** Index of the first field of a header: by id for the indexed ones (no key computed for other fields). */
+  private find(h: HeaderName, from = 0): number {
     const fs = this.fields;
-    for (let i = from; i < fs.length; i++) if (fs[i].key === key) return i;
+    if (h.id !== HID.other) {
+      for (let i = from; i < fs.length; i++) if (fs[i].id === h.id) return i;
+      return -1;
+    }
+    for (let i = from; i < fs.length; i++) if (fs[i].id === HID.other && fs[i].key === h.key) return i;
     return -1;
   }
+  private matches(f: HeaderField, h: HeaderName): boolean {
+    return h.id !== HID.other ? f.id === h.id : f.id === HID.other && f.key === h.key;
+  }
+
   private hasId(id: HeaderId): boolean {
     const x = this.idx;
     if (x !== null) {
@@ -264,25 +274,29 @@ export abstract class SipMessage {
 
   /** First field value of a header (any case, compact or full name), or undefined. */
   getHeader(name: string): string | undefined {
-    const i = this.indexOf(headerName(name).key);
+    const h = headerName(name);
+    if (h.id !== HID.other) return this.valueOfId(h.id);
+    const i = this.find(h);
     return i < 0 ? undefined : this.fieldValue(this.fields[i]);
   }
   /** Every field value of a header, one per field line (not split on commas). */
   getHeaders(name: string): string[] {
-    const key = headerName(name).key;
+    const h = headerName(name);
+    if (h.id !== HID.other) return this.valuesOfId(h.id);
     const out: string[] = [];
-    for (const f of this.fields) if (f.key === key) out.push(this.fieldValue(f));
+    for (const f of this.fields) if (this.matches(f, h)) out.push(this.fieldValue(f));
     return out;
   }
   /** Every value of a list header, fields split on top-level commas (throws SipParseError). */
   getHeaderValues(name: string): string[] {
-    const key = headerName(name).key;
+    const h = headerName(name);
     const out: string[] = [];
-    for (const f of this.fields) if (f.key === key) out.push(...splitList(this.fieldValue(f), key));
+    for (const v of this.getHeaders(name)) out.push(...splitList(v, h.key));
     return out;
   }
   hasHeader(name: string): boolean {
-    return this.indexOf(headerName(name).key) >= 0;
+    const h = headerName(name);
+    return h.id !== HID.other ? this.hasId(h.id) : this.find(h) >= 0;
   }
   /** All fields as [name as written, value] pairs, in order. */
   headerEntries(): Array<[string, string]> {
@@ -402,8 +416,8 @@ export abstract class SipMessage {
 
   // ------------------------------------------------------------ edits
 
-  private invalidate(key: string): void {
-    switch (headerName(key).id) {
+  private invalidate(id: HeaderId): void {
+    switch (id) {
       case HID.via:
         this._via = this._vias = undefined;
         break;
@@ -437,13 +451,15 @@ export abstract class SipMessage {
   /** Replaces every field of `name` with one field (at the place of the first; else appended). */
   setHeader(name: string, value: string | { toString(): string }): this {
     const f = HeaderField.create(name, String(value));
-    const i = this.indexOf(f.key);
-    if (i < 0) this.fields.push(f);
+    const h = headerName(name);
+    const fs = this.fields;
+    const i = this.find(h);
+    if (i < 0) fs.push(f);
     else {
-      this.fields[i] = f;
-      this.fields = this.fields.filter((g, j) => j <= i || g.key !== f.key);
+      fs[i] = f;
+      if (this.find(h, i + 1) >= 0) this.fields = fs.filter((g, j) => j <= i || !this.matches(g, h));
     }
-    this.invalidate(f.key);
+    this.invalidate(h.id);
     return this;
   }
   /**
@@ -452,45 +468,46 @@ export abstract class SipMessage {
    */
   addHeader(name: string, value: string | { toString(): string }, opts: { first?: boolean } = {}): this {
     const f = HeaderField.create(name, String(value));
+    const h = headerName(name);
     if (opts.first) {
-      const i = this.indexOf(f.key);
+      const i = this.find(h);
       this.fields.splice(i < 0 ? 0 : i, 0, f);
     } else this.fields.push(f);
-    this.invalidate(f.key);
+    this.invalidate(h.id);
     return this;
   }
   removeHeader(name: string): this {
-    const key = headerName(name).key;
-    this.fields = this.fields.filter((f) => f.key !== key);
-    this.invalidate(key);
+    const h = headerName(name);
+    this.fields = this.fields.filter((f) => !this.matches(f, h));
+    this.invalidate(h.id);
     return this;
   }
   /** Removes the first value of a list header (e.g. the first Route, RFC 3261 §16.4 / §16.12). Returns it. */
   removeFirstValue(name: string): string | undefined {
-    const key = headerName(name).key;
-    const i = this.indexOf(key);
+    const h = headerName(name);
+    const i = this.find(h);
     if (i < 0) return undefined;
     const f = this.fields[i];
     const v = this.fieldValue(f);
-    const c = findComma(v, 0, key);
+    const c = findComma(v, 0, h.key);
     if (c < 0) this.fields.splice(i, 1);
     else this.fields[i] = HeaderField.create(f.name, v.slice(c + 1).trim());
-    this.invalidate(key);
+    this.invalidate(h.id);
     return (c < 0 ? v : v.slice(0, c)).trim();
   }
   /** Replaces the first value of a list header (e.g. the top Via after adding received/rport). */
   replaceFirstValue(name: string, value: string | { toString(): string }): this {
-    const key = headerName(name).key;
-    const i = this.indexOf(key);
+    const h = headerName(name);
+    const i = this.find(h);
     if (i < 0) return this.addHeader(name, value);
     const f = this.fields[i];
     const v = this.fieldValue(f);
-    const c = findComma(v, 0, key);
+    const c = findComma(v, 0, h.key);
     this.fields[i] = HeaderField.create(
       f.name,
       c < 0 ? String(value) : `${String(value)}, ${v.slice(c + 1).trim()}`,
     );
-    this.invalidate(key);
+    this.invalidate(h.id);
     return this;
   }
   /** Pushes a Via on top (proxy, RFC 3261 §16.6 step 8). */
@@ -547,61 +564,49 @@ export abstract class SipMessage {
     const fields = this.fields;
     const src = this.buf;
     const body = this.body;
-    const sl = this.slClean ? null : this.startLine() + '\r\n';
-    let size = sl === null ? this.slEnd - this.slStart : Buffer.byteLength(sl);
+    // pieces: a number pair [start, end) of the original buffer, or text; adjacent texts joined
+    const ranges: number[] = [];
+    const texts: string[] = [];
+    let pending = this.slClean ? '' : this.startLine() + '\r\n';
+    if (this.slClean) {
+      ranges.push(this.slStart, this.slEnd);
+      texts.push('');
+    }
     let hasCl = false;
-    let needEol = false;
     for (let i = 0; i < fields.length; i++) {
       const f = fields[i];
       if (f.id === HID.contentLength) hasCl = true;
-      if (f.value === undefined) {
-        size += f.lineEnd - f.lineStart;
-        if (src[f.lineEnd - 1] !== 10) {
-          size += 2;
-          needEol = true;
-        }
-      } else size += f.name.length + 4 + Buffer.byteLength(f.value);
-    }
-    const cl = hasCl ? '' : `Content-Length: ${body.length}\r\n`;
-    size += cl.length + 2 + body.length;
-    const out = Buffer.allocUnsafe(size);
-    let o = sl === null ? src.copy(out, 0, this.slStart, this.slEnd) : out.write(sl, 0, 'utf8');
-    let i = 0;
-    while (i < fields.length) {
-      const f = fields[i];
-      if (f.value === undefined) {
-        // coalesce a run of contiguous original lines into one copy
-        const start = f.lineStart;
-        let end = f.lineEnd;
-        let j = i + 1;
-        while (
-          !needEol &&
-          j < fields.length &&
-          fields[j].value === undefined &&
-          fields[j].lineStart === end
-        ) {
-          end = fields[j].lineEnd;
-          j++;
-        }
-        o += src.copy(out, o, start, end);
-        if (src[end - 1] !== 10) {
-          out[o++] = 13;
-          out[o++] = 10;
-        }
-        i = j;
-      } else {
-        o += out.write(f.name, o, 'latin1');
-        out[o++] = 58;
-        out[o++] = 32;
-        o += out.write(f.value, o, 'utf8');
-        out[o++] = 13;
-        out[o++] = 10;
-        i++;
+      if (f.value !== undefined) {
+        pending += f.name + ': ' + f.value + '\r\n';
+        continue;
       }
+      const n = ranges.length;
+      if (pending === '' && n > 0 && ranges[n - 1] === f.lineStart && texts[texts.length - 1] === '') {
+        ranges[n - 1] = f.lineEnd; // contiguous original lines: one copy
+      } else {
+        if (pending !== '') {
+          ranges.push(-1, -1);
+          texts.push(pending);
+          pending = '';
+        }
+        ranges.push(f.lineStart, f.lineEnd);
+        texts.push('');
+      }
+      if (src[f.lineEnd - 1] !== 10) pending += '\r\n'; // a last line without its line end (datagram tolerance)
     }
-    if (cl) o += out.write(cl, o, 'latin1');
-    out[o++] = 13;
-    out[o++] = 10;
+    if (!hasCl) pending += `Content-Length: ${body.length}\r\n`;
+    pending += '\r\n';
+    ranges.push(-1, -1);
+    texts.push(pending);
+    let size = body.length;
+    for (let k = 0, t = 0; k < ranges.length; k += 2, t++) {
+      size += ranges[k] < 0 ? Buffer.byteLength(texts[t]) : ranges[k + 1] - ranges[k];
+    }
+    const out = Buffer.allocUnsafe(size);
+    let o = 0;
+    for (let k = 0, t = 0; k < ranges.length; k += 2, t++) {
+      o += ranges[k] < 0 ? out.write(texts[t], o, 'utf8') : src.copy(out, o, ranges[k], ranges[k + 1]);
+    }
     o += body.copy(out, o);
     return o === size ? out : out.subarray(0, o);
   }
