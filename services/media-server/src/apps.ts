@@ -9,16 +9,21 @@ import type { Logger } from 'pino';
 import { SipUri, parseNameAddr, NameAddr, type SipRequest } from '@switchboard/sip';
 import { PROMPT_NAME, promptFromPcm, type PromptSet } from './prompts';
 import type { VoicemailStore, VoicemailMessage } from './store';
+import type { Conferences } from './conference';
 import type { Call, Routed } from './ua';
 import { readWav, writeWav } from './wav';
 
 export type AppRoute =
   | { app: 'announce'; prompt: string }
   | { app: 'voicemail'; mailbox: string }
-  | { app: 'mailbox'; mailbox: string };
+  | { app: 'mailbox'; mailbox: string }
+  | { app: 'conference'; room: string };
 
 export const ANNOUNCE_PREFIX = 'announce-';
 export const VOICEMAIL_PREFIX = 'vm-';
+export const CONFERENCE_PREFIX = 'conf-';
+/** The DTMF key that mutes and unmutes a conference participant. */
+export const MUTE_KEY = '6';
 
 export interface RouterOptions {
   prompts: PromptSet;
@@ -91,6 +96,11 @@ export function createRouter(o: RouterOptions): (req: SipRequest) => Routed<AppR
       if (!name) return { status: 404 };
       return { route: { app: 'voicemail', mailbox: name.includes('@') ? name.toLowerCase() : `${name}@${domain}` } };
     }
+    if (user?.startsWith(CONFERENCE_PREFIX)) {
+      const room = user.slice(CONFERENCE_PREFIX.length);
+      if (!/^[A-Za-z0-9_-]{1,64}$/.test(room)) return { status: 404, reason: 'No Such Room' };
+      return { route: { app: 'conference', room } };
+    }
     const diverted = divertedMailbox(req);
     if (diverted) return { route: { app: 'voicemail', mailbox: diverted } };
     return { status: 404 };
@@ -113,6 +123,7 @@ export interface AppOptions {
   changed(mailbox: string): Promise<void>;
   logger: Logger;
   onStored?(m: VoicemailMessage): void;
+  conferences: Conferences;
 }
 
 /** A mailbox as a directory name. */
@@ -215,8 +226,27 @@ export function createApps(o: AppOptions): (call: Call<AppRoute>) => Promise<voi
     }
   }
 
+  /** A conference room: a beep on joining, then the mix until hang-up; MUTE_KEY toggles mute. */
+  async function conference(call: Call<AppRoute>, room: string) {
+    const c = o.conferences.room(room);
+    if (!c.join(call.media)) {
+      o.logger.info({ room }, 'conference full');
+      return;
+    }
+    try {
+      await call.play(o.prompts.get('beep')!);
+      while (!call.isEnded) {
+        const d = await call.nextDigit(60_000);
+        if (d === MUTE_KEY) c.toggleMute(call.media);
+      }
+    } finally {
+      c.leave(call.media);
+    }
+  }
+
   return async (call) => {
     const r = call.route;
+    if (r.app === 'conference') return conference(call, r.room);
     if (r.app === 'announce') return announce(call, r.prompt);
     if (r.app === 'voicemail') return deposit(call, r.mailbox);
     return mailboxMenu(call, r.mailbox);

@@ -94,6 +94,13 @@ export function decodeInto(g711: Uint8Array, law: Law, out: Int16Array, offset =
   for (let i = 0; i < n; i++) out[offset + i] = t[g711[i]];
 }
 
+/** Decode buf[start, end) into `out` at `offset` (no allocation; for the receive path). */
+export function decodeRange(buf: Uint8Array, start: number, end: number, law: Law, out: Int16Array, offset: number): void {
+  const t = DECODE[law];
+  const n = Math.min(end - start, out.length - offset);
+  for (let i = 0; i < n; i++) out[offset + i] = t[buf[start + i]];
+}
+
 export function decode(g711: Uint8Array, law: Law): Int16Array {
   const out = new Int16Array(g711.length);
   decodeInto(g711, law, out);

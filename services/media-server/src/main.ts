@@ -13,6 +13,7 @@ import { RegistrarClient } from '@switchboard/proto/registrar';
 import type { ListenSpec } from '@switchboard/sip';
 import { createApps, createRouter, mailboxOf, type AppRoute } from './apps';
 import { Pacer } from './media';
+import { Conferences } from './conference';
 import { messageSummary } from './mwi';
 import { PortAllocator } from './ports';
 import { PromptSet } from './prompts';
@@ -44,7 +45,7 @@ export const mediaServerConfig = {
 
 export const mediaServerService = defineService({
   name: 'media-server',
-  description: 'SIP media server: announcements, voicemail with message waiting, DTMF mailbox menu',
+  description: 'SIP media server: announcements, voicemail with message waiting, DTMF mailbox menu, conferences',
   dependsOn: ['registrar'],
   configSpec: mediaServerConfig,
   async start(ctx, config) {
@@ -70,7 +71,7 @@ export const mediaServerService = defineService({
     const notifies = new Counter({ name: 'switchboard_mediaserver_mwi_notify_total', help: 'Message-waiting NOTIFYs sent, by outcome', labelNames: ['result'], registers: [m] });
     for (const d of ['sent', 'received']) rtp.inc({ direction: d }, 0);
     for (const r of ['ok', 'failed']) notifies.inc({ result: r }, 0);
-    for (const a of ['announce', 'voicemail', 'mailbox']) calls.inc({ app: a }, 0);
+    for (const a of ['announce', 'voicemail', 'mailbox', 'conference']) calls.inc({ app: a }, 0);
 
     const listen: ListenSpec[] = config.transports.map((t) => ({
       transport: t as ListenSpec['transport'],
@@ -97,6 +98,8 @@ export const mediaServerService = defineService({
         }),
       );
     };
+    const pacer = new Pacer(performance);
+    const conferences = new Conferences(pacer);
     const route = createRouter({ prompts, domain: config.domain, accessUsers: config.accessUsers });
     const run = createApps({
       prompts,
@@ -109,13 +112,14 @@ export const mediaServerService = defineService({
       changed,
       logger: ctx.logger,
       onStored: () => stored.inc(),
+      conferences,
     });
     ua = new MediaUa<AppRoute>({
       listen,
       rtpHost: config.rtpHost,
       advertise: config.advertise,
       ports: new PortAllocator({ min: config.rtpPortMin, max: config.rtpPortMax }, config.rtpPortMin + 2 * Math.floor(Math.random() * ((config.rtpPortMax - config.rtpPortMin) / 2))),
-      pacer: new Pacer(performance),
+      pacer,
       logger: ctx.logger,
       T1: config.timersT1,
       latch: config.latch,
@@ -136,6 +140,14 @@ export const mediaServerService = defineService({
       },
     });
     await ua.start();
+    new Gauge({
+      name: 'switchboard_mediaserver_conference_rooms',
+      help: 'Conference rooms with participants',
+      registers: [m],
+      collect() {
+        this.set(conferences.count);
+      },
+    });
     new Gauge({
       name: 'switchboard_mediaserver_active_calls',
       help: 'Calls in progress',

@@ -9,7 +9,7 @@
  */
 import { randomInt } from 'node:crypto';
 import type { Socket } from 'node:dgram';
-import { decodeInto, type Law } from './g711';
+import { decodeRange, type Law } from './g711';
 import {
   FRAME_MS,
   FRAME_SAMPLES,
@@ -112,7 +112,7 @@ export class Recorder {
       grown.set(this.pcm.subarray(0, this.end));
       this.pcm = grown;
     }
-    decodeInto(buf.subarray(start, stop), this.law, this.pcm, idx);
+    decodeRange(buf, start, stop, this.law, this.pcm, idx);
     if (idx + n > this.end) this.end = idx + n;
     this.packets++;
   }
@@ -142,6 +142,9 @@ export interface MediaSessionOptions {
   onClose?(): void;
 }
 
+/** Receives the peer's audio payloads (conference input). */
+export type AudioSink = (buf: Buffer, start: number, end: number, timestamp: number) => void;
+
 export class MediaSession implements Pumped {
   readonly law: Law;
   readonly port: number;
@@ -163,8 +166,10 @@ export class MediaSession implements Pumped {
   private ts = 0;
   private marker = false;
   private playDone: ((completed: boolean) => void) | undefined;
-  // recording
+  // recording, or another consumer of the peer's audio
   private recorder: Recorder | undefined;
+  audioSink: AudioSink | undefined;
+  private streaming = false;
   closed = false;
   readonly stats = { sent: 0, received: 0, digits: 0, lastReceivedAt: 0 };
 
@@ -264,7 +269,7 @@ export class MediaSession implements Pumped {
     writeRtpHeader(pkt, this.opts.payloadType, this.marker, this.seq, this.ts, this.ssrc);
     this.marker = false;
     const n = Math.min(FRAME_SAMPLES, audio.length - this.pos);
-    pkt.set(audio.subarray(this.pos, this.pos + n), RTP_HEADER);
+    for (let i = 0, p = this.pos; i < n; i++) pkt[RTP_HEADER + i] = audio[p + i];
     // A short last frame is padded with silence.
     if (n < FRAME_SAMPLES) pkt.fill(this.law === 'pcmu' ? 0xff : 0xd5, RTP_HEADER + n);
     this.pos += FRAME_SAMPLES;
@@ -272,6 +277,21 @@ export class MediaSession implements Pumped {
     this.ts = (this.ts + FRAME_SAMPLES) >>> 0;
     this.stats.sent++;
     if (!this.closed) this.opts.socket.send(pkt, 0, pkt.length, this.remote.port, this.remote.address);
+  }
+
+  /**
+   * Send one 20 ms frame made elsewhere (the conference mixer), in this
+   * session's law: the frame is copied into a ring buffer, no allocation.
+   */
+  sendPayload(frame: Uint8Array): void {
+    if (this.closed || this.audio) return;
+    if (!this.streaming) {
+      this.streaming = true;
+      this.ts = (this.tsBase + Math.round((this.opts.pacer.clock.now() - this.createdAt) * 8)) >>> 0;
+      this.marker = true;
+    }
+    this.pos = 0;
+    this.sendFrame(frame);
   }
 
   /** Start recording the peer's audio (up to maxSamples); returns the recorder. */
@@ -301,6 +321,8 @@ export class MediaSession implements Pumped {
     } else if (h.payloadType === this.opts.payloadType) {
       const r = this.recorder;
       if (r) r.write(buf, h.payloadStart, h.payloadEnd, h.timestamp, h.ssrc);
+      const sink = this.audioSink;
+      if (sink) sink(buf, h.payloadStart, h.payloadEnd, h.timestamp);
     }
   }
 
