@@ -9,7 +9,7 @@ import { createSocket } from 'node:dgram';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { grpcClient, openDb, runTargets } from '@switchboard/platform';
+import { grpcClient, openDb, runTargets, type RunningProcess } from '@switchboard/platform';
 import { RegistrarClient } from '@switchboard/proto/registrar';
 import { registrarService } from '@switchboard/registrar';
 import { sipp } from '../../../test-e2e/lib/sipp';
@@ -17,7 +17,8 @@ import { freePort } from '../../../test-e2e/lib/ports';
 import { mediaServerService } from './main';
 import { parseRtp, type RtpHeader } from './rtp';
 import { rtpAudio, rtpDigit, writePcap } from './testing/pcap';
-import { dominant, tone } from './tone';
+import { dominant, goertzel, tone } from './tone';
+import { decode } from './g711';
 import { readWav, writeWav } from './wav';
 
 const HERE = import.meta.dirname;
@@ -27,10 +28,10 @@ const SCENARIOS = join(HERE, '..', 'testdata', 'sipp');
 async function rtpSink() {
   const sock = createSocket('udp4');
   await new Promise<void>((r) => sock.bind(0, '127.0.0.1', r));
-  const packets: Array<{ seq: number; ts: number; pt: number; len: number }> = [];
+  const packets: Array<{ seq: number; ts: number; pt: number; len: number; payload: Buffer }> = [];
   const h: RtpHeader = { payloadType: 0, marker: false, seq: 0, timestamp: 0, ssrc: 0, payloadStart: 0, payloadEnd: 0 };
   sock.on('message', (b) => {
-    if (parseRtp(b, h)) packets.push({ seq: h.seq, ts: h.timestamp, pt: h.payloadType, len: h.payloadEnd - h.payloadStart });
+    if (parseRtp(b, h)) packets.push({ seq: h.seq, ts: h.timestamp, pt: h.payloadType, len: h.payloadEnd - h.payloadStart, payload: b.subarray(h.payloadStart, h.payloadEnd) });
   });
   return { port: (sock.address() as { port: number }).port, packets, close: () => sock.close() };
 }
@@ -48,18 +49,9 @@ async function runSipp(scenario: string, args: string[], pcap: Buffer, timeoutMs
   }).done;
 }
 
-const oneSilentPacket = () => writePcap(rtpAudio(new Int16Array(160), 'pcmu', { pt: 0 }));
-
-test('media server with SIPp: announcements, voicemail deposit with MWI NOTIFY, DTMF mailbox menu', { timeout: 120_000 }, async () => {
-  const dataDir = mkdtempSync(join(tmpdir(), 'sb-media-'));
-  const promptsDir = join(dataDir, 'prompts');
-  mkdirSync(promptsDir);
-  // An espeak-ng prompt through the shipped script, and a short greeting of our own (a 500 ms tone) to keep the test quick.
-  execFileSync(join(HERE, '..', 'scripts', 'generate-prompts.sh'), [promptsDir, 'not-in-service']);
-  writeFileSync(join(promptsDir, 'vm-greeting.wav'), writeWav(tone(600, 500)));
-  const announcementSamples = readWav(readFileSync(join(promptsDir, 'not-in-service.wav'))).length;
+async function startPlatform(dataDir: string) {
   const rtpBase = 46000 + 2 * Math.floor(Math.random() * 500);
-  const proc = await runTargets([registrarService, mediaServerService], {
+  return runTargets([registrarService, mediaServerService], {
     version: 'test',
     env: {
       SWITCHBOARD_DATA_DIR: dataDir,
@@ -75,8 +67,23 @@ test('media server with SIPp: announcements, voicemail deposit with MWI NOTIFY, 
       SWITCHBOARD_MEDIASERVER_MENU_TIMEOUT_MS: '4000',
     },
   });
-  const sipUrl = (t: string) => proc.endpoints.find((e) => e.service === 'media-server' && e.name === `SIP ${t}`)!.url;
-  const portOf = (t: string) => Number(/:(\d+);/.exec(sipUrl(t))![1]);
+}
+
+const sipPort = (proc: RunningProcess, t: string) =>
+  Number(/:(\d+);/.exec(proc.endpoints.find((e) => e.service === 'media-server' && e.name === `SIP ${t}`)!.url)![1]);
+
+const oneSilentPacket = () => writePcap(rtpAudio(new Int16Array(160), 'pcmu', { pt: 0 }));
+
+test('media server with SIPp: announcements, voicemail deposit with MWI NOTIFY, DTMF mailbox menu', { timeout: 120_000 }, async () => {
+  const dataDir = mkdtempSync(join(tmpdir(), 'sb-media-'));
+  const promptsDir = join(dataDir, 'prompts');
+  mkdirSync(promptsDir);
+  // An espeak-ng prompt through the shipped script, and a short greeting of our own (a 500 ms tone) to keep the test quick.
+  execFileSync(join(HERE, '..', 'scripts', 'generate-prompts.sh'), [promptsDir, 'not-in-service']);
+  writeFileSync(join(promptsDir, 'vm-greeting.wav'), writeWav(tone(600, 500)));
+  const announcementSamples = readWav(readFileSync(join(promptsDir, 'not-in-service.wav'))).length;
+  const proc = await startPlatform(dataDir);
+  const portOf = (t: string) => sipPort(proc, t);
   const registrar = grpcClient(RegistrarClient, proc.endpoints.find((e) => e.service === 'registrar')!.url.replace('grpc://', ''));
   try {
     // ---- 1. Announcement over UDP, PCMU: the prompt's length in 20 ms packets, then BYE.
@@ -206,6 +213,44 @@ test('media server with SIPp: announcements, voicemail deposit with MWI NOTIFY, 
     assert.equal(dominant(readWav(readFileSync(join(dataDir, 'voicemail', rows[0].file))), [440, 880]), 440);
   } finally {
     await db.close();
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+});
+
+test('conference with SIPp: three callers in conf-7, each hears the other two and not itself', { timeout: 60_000 }, async () => {
+  const dataDir = mkdtempSync(join(tmpdir(), 'sb-media-conf-'));
+  const proc = await startPlatform(dataDir);
+  const sinks = await Promise.all([0, 1, 2].map(() => rtpSink()));
+  try {
+    const hz = [400, 700, 1100];
+    const results = await Promise.all(
+      hz.map((f, k) =>
+        runSipp(
+          'uac-talk.xml',
+          [
+            `127.0.0.1:${sipPort(proc, 'udp')}`,
+            '-key', 'ruri_user', 'conf-7',
+            '-key', 'caller', `user${k}`,
+            '-key', 'rtp_port', String(sinks[k].port),
+            '-key', 'codec', k === 1 ? '8' : '0',
+            '-d', '500',
+          ],
+          writePcap(rtpAudio(tone(f, 3000, 6000), k === 1 ? 'pcma' : 'pcmu', { pt: k === 1 ? 8 : 0, ssrc: 100 + k })),
+        ),
+      ),
+    );
+    results.forEach((r, k) => assert.equal(r.successful, 1, `caller ${k}: ${r.stdout.slice(-1500)}${r.stderr}`));
+    sinks.forEach((sink, k) => {
+      const heard = decode(Buffer.concat(sink.packets.map((p) => p.payload)), k === 1 ? 'pcma' : 'pcmu');
+      assert.ok(sink.packets.length > 100, `caller ${k} got ${sink.packets.length} packets`);
+      const power = hz.map((f) => goertzel(heard, f));
+      const others = power.filter((_, j) => j !== k);
+      assert.ok(power[k] * 100 < Math.min(...others), `caller ${k} hears itself: ${power.join(', ')}`);
+      for (const p of others) assert.ok(p > 1000, `caller ${k} misses someone: ${power.join(', ')}`);
+    });
+  } finally {
+    for (const s of sinks) s.close();
+    await proc.stop();
     rmSync(dataDir, { recursive: true, force: true });
   }
 });
