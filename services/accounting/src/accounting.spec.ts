@@ -47,6 +47,7 @@ describe('accounting service on PGlite and the embedded event log', () => {
     bus = await openEmbeddedBus({ db, pollMs: 50 });
     acct = await startTestAccounting(db, bus, {
       SWITCHBOARD_ACCOUNTING_CLIENTS: `127.0.0.1/32=${SECRET},10.0.0.0/8=other`,
+      SWITCHBOARD_ACCOUNTING_CLIENTS_REFRESH_MS: '100',
     });
   });
   after(async () => {
@@ -282,6 +283,43 @@ describe('accounting service on PGlite and the embedded event log', () => {
       assert.equal(answered, 0);
     } finally {
       sock.close();
+    }
+  });
+
+  test('a client provisioned in accounting.clients while running is served under its name and secret', async () => {
+    const unknown0 = await metricValue(acct.metrics, 'switchboard_radius_dropped_total', {
+      reason: 'unknown_client',
+    });
+    const client = await RadiusClient.open({
+      host: '127.0.0.1',
+      port: acct.port,
+      secret: 'late-secret',
+      bindAddress: '127.0.0.3',
+      initialTimeoutMs: 100,
+      maxTimeoutMs: 200,
+      maxAttempts: 100,
+    });
+    try {
+      const reply = client.accounting(
+        dict.encodeAll([
+          ['Acct-Status-Type', 'Start'],
+          ['Acct-Session-Id', 'late-client-call'],
+        ]),
+      );
+      await until(
+        async () =>
+          (await metricValue(acct.metrics, 'switchboard_radius_dropped_total', {
+            reason: 'unknown_client',
+          })) > unknown0,
+        'the unprovisioned client dropped',
+      );
+      await db.query(
+        "INSERT INTO accounting.clients (name, cidr, secret) VALUES ('late-nas', '127.0.0.3', 'late-secret')",
+      );
+      assert.equal((await reply).code, RadiusCode.AccountingResponse);
+      assert.equal((await stored('late-client-call'))[0].client, 'late-nas');
+    } finally {
+      client.close();
     }
   });
 

@@ -4,7 +4,7 @@
  * services/accounting/README.md; rating consumes it).
  */
 import { createHash } from 'node:crypto';
-import type { AttributeValue } from '@switchboard/radius';
+import { accountingFieldsOf, type AttributeValue } from '@switchboard/radius';
 
 export type JsonAttributeValue = string | number | Array<string | number>;
 
@@ -62,45 +62,37 @@ export function toJsonAttributes(
   return out;
 }
 
-const first = (v: JsonAttributeValue | undefined): string | number | undefined =>
-  Array.isArray(v) ? v[0] : v;
-const text = (v: JsonAttributeValue | undefined): string | null => {
-  const x = first(v);
-  return x === undefined ? null : String(x);
-};
-const num = (v: JsonAttributeValue | undefined): number | null => {
-  const x = first(v);
-  return typeof x === 'number' ? x : null;
-};
+const text = (v: string | number | undefined): string | null => (v === undefined ? null : String(v));
+const num = (v: string | number | undefined): number | null => (typeof v === 'number' ? v : null);
 
 export function buildRecord(
   meta: { id: string; receivedAt: Date; client: string },
   decoded: Record<string, AttributeValue | AttributeValue[]>,
 ): AccountingRecord {
-  const a = toJsonAttributes(decoded);
-  const ts = num(a['Event-Timestamp']);
+  const f = accountingFieldsOf(decoded);
+  const ts = num(f.eventTimestamp);
   return {
     id: meta.id,
     receivedAt: meta.receivedAt.toISOString(),
     client: meta.client,
-    statusType: text(a['Acct-Status-Type']) ?? 'unknown',
-    sessionId: text(a['Acct-Session-Id']),
-    fromTag: text(a['Sip-From-Tag']),
-    toTag: text(a['Sip-To-Tag']),
-    method: text(a['Sip-Method']),
-    responseCode: num(a['Sip-Response-Code']),
-    userName: text(a['User-Name']),
-    callingStationId: text(a['Calling-Station-Id']),
-    calledStationId: text(a['Called-Station-Id']),
-    translatedUri: text(a['Sip-Translated-Request-URI']),
+    statusType: text(f.statusType) ?? 'unknown',
+    sessionId: text(f.sessionId),
+    fromTag: text(f.fromTag),
+    toTag: text(f.toTag),
+    method: text(f.method),
+    responseCode: num(f.responseCode),
+    userName: text(f.userName),
+    callingStationId: text(f.callingStationId),
+    calledStationId: text(f.calledStationId),
+    translatedUri: text(f.translatedUri),
     eventTimestamp: ts === null ? null : new Date(ts * 1000).toISOString(),
-    nasIp: text(a['NAS-IP-Address']) ?? text(a['NAS-IPv6-Address']),
-    delayTime: num(a['Acct-Delay-Time']),
-    serviceType: text(a['Service-Type']),
-    account: text(a['Switchboard-Account']),
-    gateway: text(a['Switchboard-Gateway']),
-    sourceAddress: text(a['Switchboard-Source-Address']),
-    attributes: a,
+    nasIp: text(f.nasIp),
+    delayTime: num(f.delayTime),
+    serviceType: text(f.serviceType),
+    account: text(f.account),
+    gateway: text(f.gateway),
+    sourceAddress: text(f.sourceAddress),
+    attributes: toJsonAttributes(decoded),
   };
 }
 
