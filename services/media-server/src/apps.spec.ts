@@ -4,7 +4,12 @@ import { parseSip, type SipRequest } from '@switchboard/sip';
 import { createRouter, divertedMailbox } from './apps';
 import { PromptSet, promptFromPcm } from './prompts';
 
-const invite = (ruri: string, extra: string[] = [], from = '<sip:alice@example.com>;tag=1', to = '<sip:bob@example.com>') =>
+const invite = (
+  ruri: string,
+  extra: string[] = [],
+  from = '<sip:alice@example.com>;tag=1',
+  to = '<sip:bob@example.com>',
+) =>
   parseSip(
     Buffer.from(
       [
@@ -28,25 +33,40 @@ prompts.set(promptFromPcm('not-in-service', new Int16Array(160)));
 const route = createRouter({ prompts, accessUsers: ['*98', 'voicemail'] });
 
 test('announcements by name; an unknown one is 404', () => {
-  assert.deepEqual(route(invite('sip:announce-not-in-service@10.0.0.1')), { route: { app: 'announce', prompt: 'not-in-service' } });
+  assert.deepEqual(route(invite('sip:announce-not-in-service@10.0.0.1')), {
+    route: { app: 'announce', prompt: 'not-in-service' },
+  });
   assert.equal((route(invite('sip:announce-nope@10.0.0.1')) as { status: number }).status, 404);
   assert.equal((route(invite('sip:announce-..%2Fetc@10.0.0.1')) as { status: number }).status, 404);
 });
 
 test('voicemail: vm-<user> takes the To host as domain (or a configured one); vm-user@domain as given', () => {
-  assert.deepEqual(route(invite('sip:vm-bob@10.0.0.1')), { route: { app: 'voicemail', mailbox: 'bob@example.com' } });
+  assert.deepEqual(route(invite('sip:vm-bob@10.0.0.1')), {
+    route: { app: 'voicemail', mailbox: 'bob@example.com' },
+  });
   const fixed = createRouter({ prompts, accessUsers: [], domain: 'voip.example.net' });
-  assert.deepEqual(fixed(invite('sip:vm-bob@10.0.0.1')), { route: { app: 'voicemail', mailbox: 'bob@voip.example.net' } });
-  assert.deepEqual(route(invite('sip:vm-carol%40other.example@10.0.0.1')), { route: { app: 'voicemail', mailbox: 'carol@other.example' } });
+  assert.deepEqual(fixed(invite('sip:vm-bob@10.0.0.1')), {
+    route: { app: 'voicemail', mailbox: 'bob@voip.example.net' },
+  });
+  assert.deepEqual(route(invite('sip:vm-carol%40other.example@10.0.0.1')), {
+    route: { app: 'voicemail', mailbox: 'carol@other.example' },
+  });
 });
 
-test('mailbox access: the caller\'s own mailbox for *98 and voicemail', () => {
-  assert.deepEqual(route(invite('sip:*98@10.0.0.1', [], '<sip:Bob@Example.com>;tag=9')), { route: { app: 'mailbox', mailbox: 'Bob@example.com' } });
-  assert.deepEqual(route(invite('sip:voicemail@10.0.0.1')), { route: { app: 'mailbox', mailbox: 'alice@example.com' } });
+test("mailbox access: the caller's own mailbox for *98 and voicemail", () => {
+  assert.deepEqual(route(invite('sip:*98@10.0.0.1', [], '<sip:Bob@Example.com>;tag=9')), {
+    route: { app: 'mailbox', mailbox: 'Bob@example.com' },
+  });
+  assert.deepEqual(route(invite('sip:voicemail@10.0.0.1')), {
+    route: { app: 'mailbox', mailbox: 'alice@example.com' },
+  });
 });
 
 test('forwarded calls: Diversion (most recent first), else History-Info before the cause entry', () => {
-  const div = invite('sip:x@10.0.0.1', ['Diversion: <sip:bob@example.com>;reason=user-busy', 'Diversion: <sip:carol@example.com>;reason=no-answer']);
+  const div = invite('sip:x@10.0.0.1', [
+    'Diversion: <sip:bob@example.com>;reason=user-busy',
+    'Diversion: <sip:carol@example.com>;reason=no-answer',
+  ]);
   assert.equal(divertedMailbox(div), 'bob@example.com');
   assert.deepEqual(route(div), { route: { app: 'voicemail', mailbox: 'bob@example.com' } });
   const hi = invite('sip:x@10.0.0.1', [

@@ -33,7 +33,8 @@ export interface RouterOptions {
   accessUsers: readonly string[];
 }
 
-const userOf = (uri: unknown): string | undefined => (uri instanceof SipUri ? (uri.user ?? undefined) : undefined);
+const userOf = (uri: unknown): string | undefined =>
+  uri instanceof SipUri ? (uri.user ?? undefined) : undefined;
 const unescape = (s: string) => {
   try {
     return decodeURIComponent(s);
@@ -80,10 +81,13 @@ export function createRouter(o: RouterOptions): (req: SipRequest) => Routed<AppR
   return (req) => {
     const raw = userOf(req.uri);
     const user = raw === undefined ? undefined : unescape(raw);
-    const domain = o.domain ?? (req.to.sipUri?.host ?? (req.uri instanceof SipUri ? req.uri.host : 'localhost')).toLowerCase();
+    const domain =
+      o.domain ??
+      (req.to.sipUri?.host ?? (req.uri instanceof SipUri ? req.uri.host : 'localhost')).toLowerCase();
     if (user?.startsWith(ANNOUNCE_PREFIX)) {
       const name = user.slice(ANNOUNCE_PREFIX.length);
-      if (!PROMPT_NAME.test(name) || !o.prompts.has(name)) return { status: 404, reason: 'No Such Announcement' };
+      if (!PROMPT_NAME.test(name) || !o.prompts.has(name))
+        return { status: 404, reason: 'No Such Announcement' };
       return { route: { app: 'announce', prompt: name } };
     }
     if (user !== undefined && o.accessUsers.includes(user)) {
@@ -94,7 +98,9 @@ export function createRouter(o: RouterOptions): (req: SipRequest) => Routed<AppR
     if (user?.startsWith(VOICEMAIL_PREFIX)) {
       const name = user.slice(VOICEMAIL_PREFIX.length);
       if (!name) return { status: 404 };
-      return { route: { app: 'voicemail', mailbox: name.includes('@') ? name.toLowerCase() : `${name}@${domain}` } };
+      return {
+        route: { app: 'voicemail', mailbox: name.includes('@') ? name.toLowerCase() : `${name}@${domain}` },
+      };
     }
     if (user?.startsWith(CONFERENCE_PREFIX)) {
       const room = user.slice(CONFERENCE_PREFIX.length);
@@ -132,7 +138,10 @@ export const mailboxDir = (mailbox: string) => mailbox.replace(/[^A-Za-z0-9@._-]
 export function createApps(o: AppOptions): (call: Call<AppRoute>) => Promise<void> {
   const greetingOf = (mailbox: string) => {
     try {
-      return promptFromPcm('greeting', readWav(readFileSync(join(o.voicemailDir, mailboxDir(mailbox), 'greeting.wav'))));
+      return promptFromPcm(
+        'greeting',
+        readWav(readFileSync(join(o.voicemailDir, mailboxDir(mailbox), 'greeting.wav'))),
+      );
     } catch {
       return o.prompts.get('vm-greeting');
     }

@@ -22,7 +22,10 @@ test('G.711: encode then decode stays within the quantisation step of each segme
     for (let i = 0; i < pcm.length; i++) {
       const err = Math.abs(back[i] - pcm[i]);
       // 8 bits give at most ~1/16 relative error (plus the small-signal step, and clipping at the top).
-      assert.ok(err <= Math.max(16, Math.abs(pcm[i]) / 16) || Math.abs(pcm[i]) > 32000, `${law} ${pcm[i]} -> ${back[i]}`);
+      assert.ok(
+        err <= Math.max(16, Math.abs(pcm[i]) / 16) || Math.abs(pcm[i]) > 32000,
+        `${law} ${pcm[i]} -> ${back[i]}`,
+      );
     }
     // every code decodes to a value that encodes back to itself (except the two zeros of µ-law)
     for (let c = 0; c < 256; c++) {

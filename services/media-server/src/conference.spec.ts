@@ -59,7 +59,11 @@ test('three participants: each hears the other two, never itself (PCMU and PCMA 
     assert.ok(m.socket.sent.length >= 49, `member ${k} got ${m.socket.sent.length} frames`);
     const power = hz.map((f) => goertzel(heard, f));
     for (let j = 0; j < 3; j++) {
-      if (j === k) assert.ok(power[j] * 100 < Math.min(...power.filter((_, x) => x !== k)), `member ${k} hears itself: ${power}`);
+      if (j === k)
+        assert.ok(
+          power[j] * 100 < Math.min(...power.filter((_, x) => x !== k)),
+          `member ${k} hears itself: ${power}`,
+        );
       else assert.ok(power[j] > 1000, `member ${k} misses ${hz[j]} Hz: ${power}`);
     }
   });
@@ -78,7 +82,10 @@ test('a muted participant is not heard; a pile-up keeps only the newest frames; 
     step(20);
   }
   const heardByB = decode(Buffer.concat(b.socket.sent.map((p) => p.subarray(12))), 'pcmu');
-  assert.ok(heardByB.every((x) => Math.abs(x) < 10), 'muted participant leaked into the mix');
+  assert.ok(
+    heardByB.every((x) => Math.abs(x) < 10),
+    'muted participant leaked into the mix',
+  );
   // ten frames arrive at once: only INPUT_DEPTH are kept
   conf.toggleMute(a.media);
   for (let i = 0; i < 10; i++) a.media.receive(frame('pcmu', t, i), '127.0.0.1', 5000);

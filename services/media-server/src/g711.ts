@@ -95,7 +95,14 @@ export function decodeInto(g711: Uint8Array, law: Law, out: Int16Array, offset =
 }
 
 /** Decode buf[start, end) into `out` at `offset` (no allocation; for the receive path). */
-export function decodeRange(buf: Uint8Array, start: number, end: number, law: Law, out: Int16Array, offset: number): void {
+export function decodeRange(
+  buf: Uint8Array,
+  start: number,
+  end: number,
+  law: Law,
+  out: Int16Array,
+  offset: number,
+): void {
   const t = DECODE[law];
   const n = Math.min(end - start, out.length - offset);
   for (let i = 0; i < n; i++) out[offset + i] = t[buf[start + i]];
@@ -107,4 +114,5 @@ export function decode(g711: Uint8Array, law: Law): Int16Array {
   return out;
 }
 
-export const lawOfPayloadType = (pt: number): Law | undefined => (pt === PT_PCMU ? 'pcmu' : pt === PT_PCMA ? 'pcma' : undefined);
+export const lawOfPayloadType = (pt: number): Law | undefined =>
+  pt === PT_PCMU ? 'pcmu' : pt === PT_PCMA ? 'pcma' : undefined;

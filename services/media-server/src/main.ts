@@ -8,7 +8,18 @@ import { join, resolve } from 'node:path';
 import { tmpdir } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { Counter, Gauge } from 'prom-client';
-import { bool, defineService, grpcClient, hostPort, int, list, migrate, optional, port, str } from '@switchboard/platform';
+import {
+  bool,
+  defineService,
+  grpcClient,
+  hostPort,
+  int,
+  list,
+  migrate,
+  optional,
+  port,
+  str,
+} from '@switchboard/platform';
 import { RegistrarClient } from '@switchboard/proto/registrar';
 import type { ListenSpec } from '@switchboard/sip';
 import { createApps, createRouter, mailboxOf, type AppRoute } from './apps';
@@ -22,34 +33,82 @@ import { MediaUa } from './ua';
 import { parseUri } from '@switchboard/sip';
 
 export const mediaServerConfig = {
-  sipHost: str('SWITCHBOARD_MEDIASERVER_SIP_HOST', '127.0.0.1', 'Address the media server SIP listeners bind'),
-  sipPort: port('SWITCHBOARD_MEDIASERVER_SIP_PORT', 5080, 'Media server SIP port (UDP and TCP); 0 picks a free one'),
+  sipHost: str(
+    'SWITCHBOARD_MEDIASERVER_SIP_HOST',
+    '127.0.0.1',
+    'Address the media server SIP listeners bind',
+  ),
+  sipPort: port(
+    'SWITCHBOARD_MEDIASERVER_SIP_PORT',
+    5080,
+    'Media server SIP port (UDP and TCP); 0 picks a free one',
+  ),
   transports: list('SWITCHBOARD_MEDIASERVER_TRANSPORTS', 'udp,tcp', 'Media server SIP transports (udp, tcp)'),
-  advertise: optional('SWITCHBOARD_MEDIASERVER_ADVERTISE', 'Address put in SDP, Contact and Via (default: the address a request arrived on)'),
+  advertise: optional(
+    'SWITCHBOARD_MEDIASERVER_ADVERTISE',
+    'Address put in SDP, Contact and Via (default: the address a request arrived on)',
+  ),
   rtpHost: str('SWITCHBOARD_MEDIASERVER_RTP_HOST', '127.0.0.1', 'Address RTP sockets bind'),
   rtpPortMin: port('SWITCHBOARD_MEDIASERVER_RTP_PORT_MIN', 40000, 'Lowest RTP port'),
   rtpPortMax: port('SWITCHBOARD_MEDIASERVER_RTP_PORT_MAX', 44999, 'Highest RTP port'),
-  latch: bool('SWITCHBOARD_MEDIASERVER_RTP_LATCH', true, 'Send RTP to where the caller\'s RTP comes from (symmetric RTP, NAT)'),
-  grpcPort: port('SWITCHBOARD_MEDIASERVER_GRPC_PORT', 50056, 'Media server gRPC port (reserved; no gRPC API yet)'),
-  promptsDir: optional('SWITCHBOARD_MEDIASERVER_PROMPTS_DIR', 'Directory of prompt WAV files (8 kHz mono); default <data dir>/prompts'),
-  voicemailDir: optional('SWITCHBOARD_MEDIASERVER_VOICEMAIL_DIR', 'Directory of voicemail audio; default <data dir>/voicemail'),
-  domain: optional('SWITCHBOARD_MEDIASERVER_DOMAIN', 'Domain of mailboxes addressed as sip:vm-<user>@...; default the To host'),
-  accessUsers: list('SWITCHBOARD_MEDIASERVER_ACCESS_USERS', '*98,voicemail', 'Request-URI users that reach the caller\'s own mailbox menu'),
+  latch: bool(
+    'SWITCHBOARD_MEDIASERVER_RTP_LATCH',
+    true,
+    "Send RTP to where the caller's RTP comes from (symmetric RTP, NAT)",
+  ),
+  grpcPort: port(
+    'SWITCHBOARD_MEDIASERVER_GRPC_PORT',
+    50056,
+    'Media server gRPC port (reserved; no gRPC API yet)',
+  ),
+  promptsDir: optional(
+    'SWITCHBOARD_MEDIASERVER_PROMPTS_DIR',
+    'Directory of prompt WAV files (8 kHz mono); default <data dir>/prompts',
+  ),
+  voicemailDir: optional(
+    'SWITCHBOARD_MEDIASERVER_VOICEMAIL_DIR',
+    'Directory of voicemail audio; default <data dir>/voicemail',
+  ),
+  domain: optional(
+    'SWITCHBOARD_MEDIASERVER_DOMAIN',
+    'Domain of mailboxes addressed as sip:vm-<user>@...; default the To host',
+  ),
+  accessUsers: list(
+    'SWITCHBOARD_MEDIASERVER_ACCESS_USERS',
+    '*98,voicemail',
+    "Request-URI users that reach the caller's own mailbox menu",
+  ),
   maxMessageSec: int('SWITCHBOARD_MEDIASERVER_MAX_MESSAGE_SEC', 120, 'Longest voicemail message', 1, 3600),
   minMessageMs: int('SWITCHBOARD_MEDIASERVER_MIN_MESSAGE_MS', 500, 'Shorter voicemail messages are dropped'),
-  noMediaMs: int('SWITCHBOARD_MEDIASERVER_NO_MEDIA_MS', 10000, 'A recording ends after this long without RTP', 100),
-  menuTimeoutMs: int('SWITCHBOARD_MEDIASERVER_MENU_TIMEOUT_MS', 15000, 'How long the mailbox menu waits for a key', 100),
-  registrar: hostPort('SWITCHBOARD_MEDIASERVER_REGISTRAR', '127.0.0.1:50051', 'Registrar gRPC address (contacts for message-waiting NOTIFY)'),
+  noMediaMs: int(
+    'SWITCHBOARD_MEDIASERVER_NO_MEDIA_MS',
+    10000,
+    'A recording ends after this long without RTP',
+    100,
+  ),
+  menuTimeoutMs: int(
+    'SWITCHBOARD_MEDIASERVER_MENU_TIMEOUT_MS',
+    15000,
+    'How long the mailbox menu waits for a key',
+    100,
+  ),
+  registrar: hostPort(
+    'SWITCHBOARD_MEDIASERVER_REGISTRAR',
+    '127.0.0.1:50051',
+    'Registrar gRPC address (contacts for message-waiting NOTIFY)',
+  ),
   timersT1: int('SWITCHBOARD_MEDIASERVER_T1_MS', 500, 'SIP timer T1', 10),
 };
 
 export const mediaServerService = defineService({
   name: 'media-server',
-  description: 'SIP media server: announcements, voicemail with message waiting, DTMF mailbox menu, conferences',
+  description:
+    'SIP media server: announcements, voicemail with message waiting, DTMF mailbox menu, conferences',
   dependsOn: ['registrar'],
   configSpec: mediaServerConfig,
   async start(ctx, config) {
-    const dataDir = ctx.platform.dataDir === ':memory:' ? join(tmpdir(), 'switchboard-media') : ctx.platform.dataDir;
+    const dataDir =
+      ctx.platform.dataDir === ':memory:' ? join(tmpdir(), 'switchboard-media') : ctx.platform.dataDir;
     const promptsDir = resolve(config.promptsDir ?? join(dataDir, 'prompts'));
     const voicemailDir = resolve(config.voicemailDir ?? join(dataDir, 'voicemail'));
     const db = await ctx.db();
@@ -59,16 +118,45 @@ export const mediaServerService = defineService({
     const loaded = prompts.loadDir(promptsDir);
 
     const registrarAddress =
-      ctx.localEndpoint('registrar', 'gRPC')?.replace('grpc://', '') ?? `${config.registrar.host}:${config.registrar.port}`;
+      ctx.localEndpoint('registrar', 'gRPC')?.replace('grpc://', '') ??
+      `${config.registrar.host}:${config.registrar.port}`;
     const registrar = grpcClient(RegistrarClient, registrarAddress, { deadlineMs: 3000 });
 
     const m = ctx.metrics;
-    const calls = new Counter({ name: 'switchboard_mediaserver_calls_total', help: 'Calls answered, by application', labelNames: ['app'], registers: [m] });
-    const rejected = new Counter({ name: 'switchboard_mediaserver_rejected_total', help: 'INVITEs refused, by status', labelNames: ['status'], registers: [m] });
-    const dtmf = new Counter({ name: 'switchboard_mediaserver_dtmf_total', help: 'DTMF digits received (RFC 4733)', registers: [m] });
-    const rtp = new Counter({ name: 'switchboard_mediaserver_rtp_packets_total', help: 'RTP packets of ended calls', labelNames: ['direction'], registers: [m] });
-    const stored = new Counter({ name: 'switchboard_mediaserver_voicemail_stored_total', help: 'Voicemail messages stored', registers: [m] });
-    const notifies = new Counter({ name: 'switchboard_mediaserver_mwi_notify_total', help: 'Message-waiting NOTIFYs sent, by outcome', labelNames: ['result'], registers: [m] });
+    const calls = new Counter({
+      name: 'switchboard_mediaserver_calls_total',
+      help: 'Calls answered, by application',
+      labelNames: ['app'],
+      registers: [m],
+    });
+    const rejected = new Counter({
+      name: 'switchboard_mediaserver_rejected_total',
+      help: 'INVITEs refused, by status',
+      labelNames: ['status'],
+      registers: [m],
+    });
+    const dtmf = new Counter({
+      name: 'switchboard_mediaserver_dtmf_total',
+      help: 'DTMF digits received (RFC 4733)',
+      registers: [m],
+    });
+    const rtp = new Counter({
+      name: 'switchboard_mediaserver_rtp_packets_total',
+      help: 'RTP packets of ended calls',
+      labelNames: ['direction'],
+      registers: [m],
+    });
+    const stored = new Counter({
+      name: 'switchboard_mediaserver_voicemail_stored_total',
+      help: 'Voicemail messages stored',
+      registers: [m],
+    });
+    const notifies = new Counter({
+      name: 'switchboard_mediaserver_mwi_notify_total',
+      help: 'Message-waiting NOTIFYs sent, by outcome',
+      labelNames: ['result'],
+      registers: [m],
+    });
     for (const d of ['sent', 'received']) rtp.inc({ direction: d }, 0);
     for (const r of ['ok', 'failed']) notifies.inc({ result: r }, 0);
     for (const a of ['announce', 'voicemail', 'mailbox', 'conference']) calls.inc({ app: a }, 0);
@@ -79,7 +167,6 @@ export const mediaServerService = defineService({
       port: config.sipPort,
     }));
 
-    let ua!: MediaUa<AppRoute>;
     const changed = async (mailbox: string) => {
       const counts = await store.counts(mailbox);
       const account = `sip:${mailbox}`;
@@ -93,7 +180,13 @@ export const mediaServerService = defineService({
       }
       await Promise.all(
         bindings.map(async (b) => {
-          const res = await ua.notifyContact({ aor: account, contact: b.contact, path: b.path, received: b.received, body });
+          const res = await ua.notifyContact({
+            aor: account,
+            contact: b.contact,
+            path: b.path,
+            received: b.received,
+            body,
+          });
           notifies.inc({ result: res && res.status < 300 ? 'ok' : 'failed' });
         }),
       );
@@ -114,11 +207,14 @@ export const mediaServerService = defineService({
       onStored: () => stored.inc(),
       conferences,
     });
-    ua = new MediaUa<AppRoute>({
+    const ua: MediaUa<AppRoute> = new MediaUa<AppRoute>({
       listen,
       rtpHost: config.rtpHost,
       advertise: config.advertise,
-      ports: new PortAllocator({ min: config.rtpPortMin, max: config.rtpPortMax }, config.rtpPortMin + 2 * Math.floor(Math.random() * ((config.rtpPortMax - config.rtpPortMin) / 2))),
+      ports: new PortAllocator(
+        { min: config.rtpPortMin, max: config.rtpPortMax },
+        config.rtpPortMin + 2 * Math.floor(Math.random() * ((config.rtpPortMax - config.rtpPortMin) / 2)),
+      ),
       pacer,
       logger: ctx.logger,
       T1: config.timersT1,
@@ -156,7 +252,8 @@ export const mediaServerService = defineService({
         this.set(ua.activeCalls);
       },
     });
-    for (const a of ua.transport.addresses()) ctx.endpoint(`SIP ${a.transport}`, `sip:${a.host}:${a.port};transport=${a.transport}`);
+    for (const a of ua.transport.addresses())
+      ctx.endpoint(`SIP ${a.transport}`, `sip:${a.host}:${a.port};transport=${a.transport}`);
     ctx.logger.info({ prompts: loaded, promptsDir, voicemailDir }, 'media server ready');
     return {
       async stop() {

@@ -47,7 +47,15 @@ function setup() {
   return { s, socket, pacer, advance, digits, running: () => tick !== undefined };
 }
 
-const hdr = (): RtpHeader => ({ payloadType: 0, marker: false, seq: 0, timestamp: 0, ssrc: 0, payloadStart: 0, payloadEnd: 0 });
+const hdr = (): RtpHeader => ({
+  payloadType: 0,
+  marker: false,
+  seq: 0,
+  timestamp: 0,
+  ssrc: 0,
+  payloadStart: 0,
+  payloadEnd: 0,
+});
 
 test('playout: one 20 ms packet per frame, seq +1, timestamp +160, marker on the first, then done', async () => {
   const { s, socket, advance, running } = setup();
@@ -108,7 +116,13 @@ test('receive: RFC 4733 digits once per event, audio recorded by timestamp with 
     return b;
   };
   // digit 5: start, update, three end packets, same timestamp; then digit #
-  for (const [end, dur] of [[false, 160], [false, 320], [true, 480], [true, 480], [true, 480]] as const)
+  for (const [end, dur] of [
+    [false, 160],
+    [false, 320],
+    [true, 480],
+    [true, 480],
+    [true, 480],
+  ] as const)
     s.receive(pkt(101, 1, 8000, telephoneEvent('5', end, dur)), '127.0.0.1', 6000);
   s.receive(pkt(101, 2, 9600, telephoneEvent('#', true, 400)), '127.0.0.1', 6000);
   assert.deepEqual(digits, ['5', '#']);
@@ -116,12 +130,16 @@ test('receive: RFC 4733 digits once per event, audio recorded by timestamp with 
   const rec = s.startRecording(8000 * 5);
   const frames = [0, 1, 2, 3, 4, 5].map((i) => encode(tone(440, 20, 4000 + i), 'pcmu'));
   const base = 0xffffff00; // wraps around 2^32 during the recording
-  for (const i of [0, 2, 1, 3, 5]) s.receive(pkt(0, 10 + i, (base + i * 160) >>> 0, frames[i]), '127.0.0.1', 6000);
+  for (const i of [0, 2, 1, 3, 5])
+    s.receive(pkt(0, 10 + i, (base + i * 160) >>> 0, frames[i]), '127.0.0.1', 6000);
   const r = s.stopRecording()!;
   assert.equal(r, rec);
   assert.equal(r.samples.length, 6 * 160);
   assert.equal(r.packets, 5);
-  assert.ok(r.samples.subarray(4 * 160, 5 * 160).every((x) => x === 0), 'lost frame is silence');
+  assert.ok(
+    r.samples.subarray(4 * 160, 5 * 160).every((x) => x === 0),
+    'lost frame is silence',
+  );
   assert.notEqual(r.samples[2 * 160 + 10], 0);
   assert.deepEqual(s.remoteAddress, { address: '127.0.0.1', port: 6000 }, 'latched');
 });

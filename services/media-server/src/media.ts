@@ -156,7 +156,15 @@ export class MediaSession implements Pumped {
   private ringPos = 0;
   private remote: { address: string; port: number };
   private latched = false;
-  private readonly header: RtpHeader = { payloadType: 0, marker: false, seq: 0, timestamp: 0, ssrc: 0, payloadStart: 0, payloadEnd: 0 };
+  private readonly header: RtpHeader = {
+    payloadType: 0,
+    marker: false,
+    seq: 0,
+    timestamp: 0,
+    ssrc: 0,
+    payloadStart: 0,
+    payloadEnd: 0,
+  };
   private readonly dtmf: TelephoneEventDetector;
   // playout
   private audio: Uint8Array | undefined;

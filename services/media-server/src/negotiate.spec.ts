@@ -6,8 +6,10 @@ import { answerSdp, negotiate } from './negotiate';
 const offer = (m: string, extra = '') =>
   `v=0\r\no=a 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\n${m}${extra}`;
 
-test('the offerer\'s first acceptable codec wins; telephone-event taken with its payload type', () => {
-  const n = negotiate(offer('m=audio 4000 RTP/AVP 18 8 0 96\r\na=rtpmap:18 G729/8000\r\na=rtpmap:96 telephone-event/8000\r\n'))!;
+test("the offerer's first acceptable codec wins; telephone-event taken with its payload type", () => {
+  const n = negotiate(
+    offer('m=audio 4000 RTP/AVP 18 8 0 96\r\na=rtpmap:18 G729/8000\r\na=rtpmap:96 telephone-event/8000\r\n'),
+  )!;
   assert.equal(n.law, 'pcma');
   assert.equal(n.payloadType, 8);
   assert.equal(n.dtmfPayloadType, 96);
@@ -31,8 +33,16 @@ test('a dynamic payload type mapped to PCMU is PCMU; no G.711 at all is no answe
 });
 
 test('video is rejected with port 0, audio after it accepted; the answer keeps the m= lines in order', () => {
-  const n = negotiate(offer('m=video 5000 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\nm=audio 4000 RTP/AVP 0\r\n'))!;
+  const n = negotiate(
+    offer('m=video 5000 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\nm=audio 4000 RTP/AVP 0\r\n'),
+  )!;
   assert.equal(n.index, 1);
   const a = parse(answerSdp(n, '127.0.0.1', 40000, 1));
-  assert.deepEqual(a.media.map((m) => [m.media, m.port]), [['video', 0], ['audio', 40000]]);
+  assert.deepEqual(
+    a.media.map((m) => [m.media, m.port]),
+    [
+      ['video', 0],
+      ['audio', 40000],
+    ],
+  );
 });

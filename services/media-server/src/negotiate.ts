@@ -21,7 +21,10 @@ export interface Negotiated {
 const LAW_BY_NAME: Record<string, Law> = { PCMU: 'pcmu', PCMA: 'pcma' };
 
 /** Choose a codec from an offer: undefined when nothing fits (488); throws DomainError('invalid_argument') on bad SDP (400). */
-export function negotiate(body: string, preferred: readonly Law[] = ['pcmu', 'pcma']): Negotiated | undefined {
+export function negotiate(
+  body: string,
+  preferred: readonly Law[] = ['pcmu', 'pcma'],
+): Negotiated | undefined {
   let sdp: SessionDescription;
   try {
     sdp = parse(body);
@@ -41,11 +44,17 @@ export function negotiate(body: string, preferred: readonly Law[] = ['pcmu', 'pc
       return pt === PT_PCMU ? 'pcmu' : pt === PT_PCMA ? 'pcma' : undefined;
     };
     // RFC 3264 §6.1: the answerer should use the offerer's order of preference, among the ones we take.
-    const offered = m.formats.map((f) => ({ pt: Number(f), law: lawOf(f) })).filter((x) => x.law && preferred.includes(x.law));
+    const offered = m.formats
+      .map((f) => ({ pt: Number(f), law: lawOf(f) }))
+      .filter((x) => x.law && preferred.includes(x.law));
     if (offered.length === 0) continue;
     let dtmf: number | undefined;
     for (const [pt, map] of maps) {
-      if (map.encoding.toLowerCase() === 'telephone-event' && map.clockRate === 8000 && m.formats.includes(String(pt))) {
+      if (
+        map.encoding.toLowerCase() === 'telephone-event' &&
+        map.clockRate === 8000 &&
+        m.formats.includes(String(pt))
+      ) {
         dtmf = pt;
         break;
       }
@@ -92,18 +101,20 @@ export function answerSdp(n: Negotiated, address: string, port: number, sessionI
 
 /** An offer of our own (INVITE without SDP: the offer goes in the 2xx, the answer comes in the ACK). */
 export function offerSdp(address: string, port: number, sessionId: number): string {
-  return [
-    'v=0',
-    `o=switchboard ${sessionId} ${sessionId} IN ${addrType(address)} ${address}`,
-    's=switchboard media server',
-    `c=IN ${addrType(address)} ${address}`,
-    't=0 0',
-    `m=audio ${port} RTP/AVP 0 8 101`,
-    'a=rtpmap:0 PCMU/8000',
-    'a=rtpmap:8 PCMA/8000',
-    'a=rtpmap:101 telephone-event/8000',
-    'a=fmtp:101 0-15',
-    'a=ptime:20',
-    'a=sendrecv',
-  ].join('\r\n') + '\r\n';
+  return (
+    [
+      'v=0',
+      `o=switchboard ${sessionId} ${sessionId} IN ${addrType(address)} ${address}`,
+      's=switchboard media server',
+      `c=IN ${addrType(address)} ${address}`,
+      't=0 0',
+      `m=audio ${port} RTP/AVP 0 8 101`,
+      'a=rtpmap:0 PCMU/8000',
+      'a=rtpmap:8 PCMA/8000',
+      'a=rtpmap:101 telephone-event/8000',
+      'a=fmtp:101 0-15',
+      'a=ptime:20',
+      'a=sendrecv',
+    ].join('\r\n') + '\r\n'
+  );
 }

@@ -45,7 +45,14 @@ export function parseRtp(buf: Buffer, out: RtpHeader): boolean {
 }
 
 /** Writes a 12-byte header (no CSRC, no extension) at the start of `buf`. */
-export function writeRtpHeader(buf: Buffer, pt: number, marker: boolean, seq: number, ts: number, ssrc: number): void {
+export function writeRtpHeader(
+  buf: Buffer,
+  pt: number,
+  marker: boolean,
+  seq: number,
+  ts: number,
+  ssrc: number,
+): void {
   buf[0] = 0x80;
   buf[1] = (marker ? 0x80 : 0) | (pt & 0x7f);
   buf.writeUInt16BE(seq & 0xffff, 2);

@@ -16,7 +16,7 @@ export function tone(hz: number | number[], ms: number, amp = 8000): Int16Array 
 
 /** Relative power of `hz` in samples[from, to) (Goertzel), normalised by length. */
 export function goertzel(samples: ArrayLike<number>, hz: number, from = 0, to = samples.length): number {
-  const k = (2 * Math.cos((2 * Math.PI * hz) / SAMPLE_RATE));
+  const k = 2 * Math.cos((2 * Math.PI * hz) / SAMPLE_RATE);
   let s1 = 0;
   let s2 = 0;
   for (let i = from; i < to; i++) {

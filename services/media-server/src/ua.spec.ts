@@ -40,7 +40,12 @@ const status = (n: number, method?: string) => (m: Msg) =>
   !m.isRequest && (m as SipResponse).status === n && (!method || m.cseq.method === method);
 const request = (method: string) => (m: Msg) => m.isRequest && (m as SipRequest).method === method;
 
-function req(method: string, ruri: string, p: number, opts: { callId: string; cseq?: number; toTag?: string; body?: string; extra?: string[]; branch?: string }) {
+function req(
+  method: string,
+  ruri: string,
+  p: number,
+  opts: { callId: string; cseq?: number; toTag?: string; body?: string; extra?: string[]; branch?: string },
+) {
   const body = opts.body ?? '';
   return [
     `${method} ${ruri} SIP/2.0`,
@@ -62,7 +67,10 @@ function req(method: string, ruri: string, p: number, opts: { callId: string; cs
 const sdp = (port: number, fmts = '0 101') =>
   `v=0\no=a 1 1 IN IP4 127.0.0.1\ns=-\nc=IN IP4 127.0.0.1\nt=0 0\nm=audio ${port} RTP/AVP ${fmts}\na=rtpmap:101 telephone-event/8000\n`;
 
-async function startUa(ports: { bind(h: string): Promise<{ socket: Socket; port: number }>; release(p: number): void }, run: (c: Call<string>) => Promise<void> = async () => {}) {
+async function startUa(
+  ports: { bind(h: string): Promise<{ socket: Socket; port: number }>; release(p: number): void },
+  run: (c: Call<string>) => Promise<void> = async () => {},
+) {
   const ua = new MediaUa<string>({
     listen: [{ transport: 'udp', host: '127.0.0.1', port: 0 }],
     rtpHost: '127.0.0.1',
@@ -115,9 +123,19 @@ test('CANCEL while the INVITE is pending: 200 for the CANCEL, 487 for the INVITE
   const { ua, port } = await startUa(slow);
   const p = await peer();
   try {
-    p.send(req('INVITE', `sip:app@127.0.0.1:${port}`, p.port, { callId: 'c1', body: sdp(4000), branch: 'z9hG4bKcancel1' }), port);
+    p.send(
+      req('INVITE', `sip:app@127.0.0.1:${port}`, p.port, {
+        callId: 'c1',
+        body: sdp(4000),
+        branch: 'z9hG4bKcancel1',
+      }),
+      port,
+    );
     await p.next(status(100, 'INVITE'));
-    p.send(req('CANCEL', `sip:app@127.0.0.1:${port}`, p.port, { callId: 'c1', branch: 'z9hG4bKcancel1' }), port);
+    p.send(
+      req('CANCEL', `sip:app@127.0.0.1:${port}`, p.port, { callId: 'c1', branch: 'z9hG4bKcancel1' }),
+      port,
+    );
     await p.next(status(200, 'CANCEL'));
     await p.next(status(487, 'INVITE'));
     release();
@@ -161,23 +179,43 @@ test('SUBSCRIBE to message-summary: 200 with Expires, NOTIFY with the summary; E
   const { ua, port } = await startUa(new PortAllocator({ min: 47910, max: 47990 }));
   const p = await peer();
   try {
-    p.send(req('SUBSCRIBE', `sip:bob@127.0.0.1:${port}`, p.port, { callId: 's1', extra: ['Event: message-summary', 'Expires: 7200'] }), port);
+    p.send(
+      req('SUBSCRIBE', `sip:bob@127.0.0.1:${port}`, p.port, {
+        callId: 's1',
+        extra: ['Event: message-summary', 'Expires: 7200'],
+      }),
+      port,
+    );
     const ok = (await p.next(status(200, 'SUBSCRIBE'))) as SipResponse;
     assert.equal(ok.getHeader('Expires'), '3600');
     const n = (await p.next(request('NOTIFY'))) as SipRequest;
     assert.equal(n.getHeader('Event'), 'message-summary');
     assert.match(n.getHeader('Subscription-State')!, /^active;expires=\d+/);
     assert.equal(n.contentType, 'application/simple-message-summary');
-    assert.match(n.body.toString(), /Messages-Waiting: yes\r\nMessage-Account: sip:bob@example.com\r\nVoice-Message: 3\/1/);
+    assert.match(
+      n.body.toString(),
+      /Messages-Waiting: yes\r\nMessage-Account: sip:bob@example.com\r\nVoice-Message: 3\/1/,
+    );
     assert.equal(ua.subscriptionsFor('bob@example.com'), 1);
     assert.equal(await ua.notifySubscribers('bob@example.com'), 1);
     await p.next(request('NOTIFY'));
-    p.send(req('SUBSCRIBE', `sip:bob@127.0.0.1:${port}`, p.port, { callId: 's1', cseq: 2, toTag: ok.toTag, extra: ['Event: message-summary', 'Expires: 0'] }), port);
+    p.send(
+      req('SUBSCRIBE', `sip:bob@127.0.0.1:${port}`, p.port, {
+        callId: 's1',
+        cseq: 2,
+        toTag: ok.toTag,
+        extra: ['Event: message-summary', 'Expires: 0'],
+      }),
+      port,
+    );
     await p.next(status(200, 'SUBSCRIBE'));
     const last = (await p.next(request('NOTIFY'))) as SipRequest;
     assert.match(last.getHeader('Subscription-State')!, /^terminated/);
     assert.equal(ua.activeSubscriptions, 0);
-    p.send(req('SUBSCRIBE', `sip:bob@127.0.0.1:${port}`, p.port, { callId: 's2', extra: ['Event: presence'] }), port);
+    p.send(
+      req('SUBSCRIBE', `sip:bob@127.0.0.1:${port}`, p.port, { callId: 's2', extra: ['Event: presence'] }),
+      port,
+    );
     await p.next(status(489, 'SUBSCRIBE'));
   } finally {
     p.close();

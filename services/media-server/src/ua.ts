@@ -268,7 +268,12 @@ export class MediaUa<R> {
         case 'SUBSCRIBE':
           return this.onSubscribe(req, tx, src);
         case 'OPTIONS':
-          tx.reply(200, undefined, { headers: [['Allow', ALLOW], ['Accept', 'application/sdp']] });
+          tx.reply(200, undefined, {
+            headers: [
+              ['Allow', ALLOW],
+              ['Accept', 'application/sdp'],
+            ],
+          });
           return;
         case 'NOTIFY':
           tx.reply(481);
@@ -278,7 +283,8 @@ export class MediaUa<R> {
       }
     } catch (err) {
       this.opts.logger.warn({ err, method: req.method }, 'request failed');
-      if (!tx.lastResponse || tx.lastResponse.status < 200) tx.reply(400, (err as Error).message.slice(0, 80).replace(/[\r\n]/g, ' '));
+      if (!tx.lastResponse || tx.lastResponse.status < 200)
+        tx.reply(400, (err as Error).message.slice(0, 80).replace(/[\r\n]/g, ' '));
     }
   }
 
@@ -307,7 +313,10 @@ export class MediaUa<R> {
         return;
       }
       if (!neg) {
-        tx.reply(488, undefined, { toTag: newTag(), headers: [['Warning', '304 switchboard "PCMU or PCMA only"']] });
+        tx.reply(488, undefined, {
+          toTag: newTag(),
+          headers: [['Warning', '304 switchboard "PCMU or PCMA only"']],
+        });
         return;
       }
     }
@@ -327,7 +336,9 @@ export class MediaUa<R> {
     }
     const address = this.advertised(src);
     const sessionId = Math.floor(Date.now() / 1000);
-    const body = neg ? answerSdp(neg, address, bound.port, sessionId) : offerSdp(address, bound.port, sessionId);
+    const body = neg
+      ? answerSdp(neg, address, bound.port, sessionId)
+      : offerSdp(address, bound.port, sessionId);
     const localTag = newTag();
     const dialog: DialogBase = {
       callId: req.callId,
@@ -340,7 +351,7 @@ export class MediaUa<R> {
       localCseq: Math.floor(Math.random() * 10000) + 1,
       source: src,
     };
-    let call!: Call<R>;
+    const holder: { call?: Call<R> } = {};
     const media = new MediaSession({
       socket: bound.socket,
       port: bound.port,
@@ -351,17 +362,24 @@ export class MediaUa<R> {
       pacer: this.opts.pacer,
       latch: this.opts.latch,
       onDigit: (d) => {
-        this.opts.onDigit?.(call, d);
-        call.digit(d);
+        const c = holder.call;
+        if (!c) return;
+        this.opts.onDigit?.(c, d);
+        c.digit(d);
       },
       onClose: () => this.opts.ports.release(bound.port),
     });
-    call = new Call(routed.route, req, media, dialog, this);
+    const call = new Call(routed.route, req, media, dialog, this);
+    holder.call = call;
     const key = `${req.callId};${localTag}`;
     this.calls.set(key, call);
     const ok = tx.reply(200, undefined, {
       toTag: localTag,
-      headers: [['Contact', this.contact(src)], ['Allow', ALLOW], ['Supported', '']].filter(([, v]) => v) as Array<[string, string]>,
+      headers: [
+        ['Contact', this.contact(src)],
+        ['Allow', ALLOW],
+        ['Supported', ''],
+      ].filter(([, v]) => v) as Array<[string, string]>,
       body,
       contentType: 'application/sdp',
     });
@@ -435,10 +453,18 @@ export class MediaUa<R> {
       }
       call.media.setRemote(neg.remote.address, neg.remote.port);
       const body = answerSdp(neg, this.advertised(src), call.media.port, Math.floor(call.startedAt / 1000));
-      tx.reply(200, undefined, { headers: [['Contact', this.contact(src)]], body, contentType: 'application/sdp' });
+      tx.reply(200, undefined, {
+        headers: [['Contact', this.contact(src)]],
+        body,
+        contentType: 'application/sdp',
+      });
     } else {
       const body = offerSdp(this.advertised(src), call.media.port, Math.floor(call.startedAt / 1000));
-      tx.reply(200, undefined, { headers: [['Contact', this.contact(src)]], body, contentType: 'application/sdp' });
+      tx.reply(200, undefined, {
+        headers: [['Contact', this.contact(src)]],
+        body,
+        contentType: 'application/sdp',
+      });
     }
     const c = req.contacts[0];
     if (c) call.dialog.remoteTarget = c.uriText;
@@ -523,7 +549,10 @@ export class MediaUa<R> {
     const key = `${sub.callId};${sub.localTag}`;
     const ok = tx.reply(200, undefined, {
       toTag: sub.localTag,
-      headers: [['Expires', String(expires)], ['Contact', this.contact(src)]],
+      headers: [
+        ['Expires', String(expires)],
+        ['Contact', this.contact(src)],
+      ],
     });
     if (!sub.local) sub.local = ok.getHeader('To')!;
     clearTimeout(sub.timer);
@@ -582,14 +611,21 @@ export class MediaUa<R> {
       uri = undefined;
     }
     if (uri && isIp(uri.host)) {
-      const tp = (uri.params.get('transport')?.toLowerCase() as TransportName | undefined) ?? (uri.scheme === 'sips' ? 'tls' : 'udp');
+      const tp =
+        (uri.params.get('transport')?.toLowerCase() as TransportName | undefined) ??
+        (uri.scheme === 'sips' ? 'tls' : 'udp');
       const address = bare(uri.host);
       const port = uri.port ?? (tp === 'tls' ? 5061 : 5060);
       const sameFlow = fallback && fallback.transport === tp && fallback.connId !== undefined;
       return { transport: tp, address, port, connId: sameFlow ? fallback.connId : undefined };
     }
     if (!fallback) return undefined;
-    return { transport: fallback.transport, address: fallback.address, port: fallback.port, connId: fallback.connId };
+    return {
+      transport: fallback.transport,
+      address: fallback.address,
+      port: fallback.port,
+      connId: fallback.connId,
+    };
   }
 
   private via(transport: TransportName, src?: Source): string {
@@ -663,7 +699,9 @@ export class MediaUa<R> {
         : undefined;
     // Through the registering proxy when there is a Path, else to where the contact was seen (NAT), else the contact.
     const hop = opts.path[0];
-    const target = hop ? this.targetFor(hop, fallback) : (fallback ?? this.targetFor(opts.contact, undefined));
+    const target = hop
+      ? this.targetFor(hop, fallback)
+      : (fallback ?? this.targetFor(opts.contact, undefined));
     if (!target) return Promise.resolve(undefined);
     const req = createRequest({
       method: 'NOTIFY',
@@ -674,7 +712,9 @@ export class MediaUa<R> {
       callId: newCallId(),
       cseq: 1,
       route: opts.path.map((p) => (p.startsWith('<') ? p : `<${p}>`)),
-      contact: [`<sip:mediaserver@${hostFor(this.opts.advertise ?? '127.0.0.1')}:${this.port(target.transport) ?? this.port('udp')}>`],
+      contact: [
+        `<sip:mediaserver@${hostFor(this.opts.advertise ?? '127.0.0.1')}:${this.port(target.transport) ?? this.port('udp')}>`,
+      ],
       headers: [
         ['Event', MWI_EVENT],
         ['Subscription-State', 'active'],

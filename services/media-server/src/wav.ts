@@ -45,7 +45,9 @@ export function readWav(buf: Buffer): Int16Array {
       }
       if ((fmt.format === FORMAT_MULAW || fmt.format === FORMAT_ALAW) && fmt.bits === 8)
         return decode(data, fmt.format === FORMAT_MULAW ? 'pcmu' : 'pcma');
-      throw new WavError(`unsupported format tag ${fmt.format} with ${fmt.bits} bits (need 16-bit PCM or G.711)`);
+      throw new WavError(
+        `unsupported format tag ${fmt.format} with ${fmt.bits} bits (need 16-bit PCM or G.711)`,
+      );
     }
     off = body + size + (size & 1);
   }

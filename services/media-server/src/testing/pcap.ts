@@ -57,13 +57,24 @@ export function writePcap(packets: PcapPacket[], srcPort = 6000, dstPort = 6002)
 }
 
 /** RTP packets (20 ms) of linear audio in a law, starting at `startUs`. */
-export function rtpAudio(pcm: Int16Array, law: Law, opts: { pt: number; ssrc?: number; ts?: number; seq?: number; startUs?: number }): PcapPacket[] {
+export function rtpAudio(
+  pcm: Int16Array,
+  law: Law,
+  opts: { pt: number; ssrc?: number; ts?: number; seq?: number; startUs?: number },
+): PcapPacket[] {
   const g711 = encode(pcm, law);
   const out: PcapPacket[] = [];
   const frames = Math.ceil(g711.length / FRAME_SAMPLES);
   for (let i = 0; i < frames; i++) {
     const b = Buffer.alloc(12 + FRAME_SAMPLES, law === 'pcmu' ? 0xff : 0xd5);
-    writeRtpHeader(b, opts.pt, i === 0, (opts.seq ?? 100) + i, (opts.ts ?? 1000) + i * FRAME_SAMPLES, opts.ssrc ?? 0x5eed);
+    writeRtpHeader(
+      b,
+      opts.pt,
+      i === 0,
+      (opts.seq ?? 100) + i,
+      (opts.ts ?? 1000) + i * FRAME_SAMPLES,
+      opts.ssrc ?? 0x5eed,
+    );
     b.set(g711.subarray(i * FRAME_SAMPLES, (i + 1) * FRAME_SAMPLES), 12);
     out.push({ atUs: (opts.startUs ?? 0) + i * 20_000, payload: b });
   }
@@ -71,7 +82,10 @@ export function rtpAudio(pcm: Int16Array, law: Law, opts: { pt: number; ssrc?: n
 }
 
 /** One RFC 4733 digit: updates every 20 ms for `ms`, then three end packets, all with one timestamp. */
-export function rtpDigit(digit: string, opts: { pt: number; atUs: number; ts: number; seq: number; ms?: number; ssrc?: number }): PcapPacket[] {
+export function rtpDigit(
+  digit: string,
+  opts: { pt: number; atUs: number; ts: number; seq: number; ms?: number; ssrc?: number },
+): PcapPacket[] {
   const out: PcapPacket[] = [];
   const steps = Math.round((opts.ms ?? 100) / 20);
   let seq = opts.seq;
@@ -81,7 +95,10 @@ export function rtpDigit(digit: string, opts: { pt: number; atUs: number; ts: nu
     const b = Buffer.alloc(16);
     writeRtpHeader(b, opts.pt, i === 1, seq++, opts.ts, opts.ssrc ?? 0x5eed);
     telephoneEvent(digit, end, dur).copy(b, 12);
-    out.push({ atUs: opts.atUs + Math.min(i - 1, steps) * 20_000 + (end ? (i - steps - 1) * 1000 : 0), payload: b });
+    out.push({
+      atUs: opts.atUs + Math.min(i - 1, steps) * 20_000 + (end ? (i - steps - 1) * 1000 : 0),
+      payload: b,
+    });
   }
   return out;
 }
