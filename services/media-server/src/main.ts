@@ -8,7 +8,11 @@ import { join, resolve } from 'node:path';
 import { tmpdir } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { Counter, Gauge } from 'prom-client';
+import { readFile, rm } from 'node:fs/promises';
 import {
+  DomainError,
+  grpcService,
+  serveGrpc,
   bool,
   defineService,
   grpcClient,
@@ -21,6 +25,7 @@ import {
   str,
 } from '@switchboard/platform';
 import { RegistrarClient } from '@switchboard/proto/registrar';
+import { MediaServerService } from '@switchboard/proto/mediaserver';
 import type { ListenSpec } from '@switchboard/sip';
 import { createApps, createRouter, mailboxOf, type AppRoute } from './apps';
 import { Pacer } from './media';
@@ -56,10 +61,15 @@ export const mediaServerConfig = {
     true,
     "Send RTP to where the caller's RTP comes from (symmetric RTP, NAT)",
   ),
+  grpcHost: str(
+    'SWITCHBOARD_MEDIASERVER_GRPC_HOST',
+    '127.0.0.1',
+    'Address the media server gRPC server binds',
+  ),
   grpcPort: port(
     'SWITCHBOARD_MEDIASERVER_GRPC_PORT',
     50056,
-    'Media server gRPC port (reserved; no gRPC API yet)',
+    'Media server gRPC port (voicemail boxes for the portal)',
   ),
   promptsDir: optional(
     'SWITCHBOARD_MEDIASERVER_PROMPTS_DIR',
@@ -236,6 +246,59 @@ export const mediaServerService = defineService({
       },
     });
     await ua.start();
+
+    const message = async (mailbox: string, id: string) => {
+      const msg = await store.get(id);
+      if (!msg || msg.mailbox !== mailbox)
+        throw new DomainError('not_found', `no message ${id} in ${mailbox}`, 'id');
+      return msg;
+    };
+    const server = await serveGrpc({
+      host: config.grpcHost,
+      port: config.grpcPort,
+      logger: ctx.logger,
+      services: [
+        grpcService(MediaServerService, {
+          async listMessages(req) {
+            const list = await store.list(req.mailbox);
+            return {
+              messages: list.map((x) => ({
+                id: x.id,
+                mailbox: x.mailbox,
+                caller: x.caller,
+                callerName: x.callerName ?? '',
+                callId: x.callId,
+                receivedAt: x.receivedAt.getTime(),
+                durationMs: x.durationMs,
+                folder: x.folder,
+              })),
+            };
+          },
+          async getMessageAudio(req) {
+            const msg = await message(req.mailbox, req.id);
+            return { wav: await readFile(join(voicemailDir, msg.file)), contentType: 'audio/wav' };
+          },
+          async saveMessage(req) {
+            const msg = await message(req.mailbox, req.id);
+            await store.setFolder(msg.id, 'saved');
+            await changed(msg.mailbox);
+            return {};
+          },
+          async deleteMessage(req) {
+            const msg = await message(req.mailbox, req.id);
+            await store.remove(msg.id);
+            await rm(join(voicemailDir, msg.file), { force: true });
+            await changed(msg.mailbox);
+            return {};
+          },
+          async getMailboxSummary(req) {
+            const c = await store.counts(req.mailbox);
+            return { newMessages: c.new, savedMessages: c.saved, messagesWaiting: c.new > 0 };
+          },
+        }),
+      ],
+    });
+    ctx.endpoint('gRPC', `grpc://${config.grpcHost}:${server.port}`);
     new Gauge({
       name: 'switchboard_mediaserver_conference_rooms',
       help: 'Conference rooms with participants',
@@ -258,6 +321,7 @@ export const mediaServerService = defineService({
     return {
       async stop() {
         await ua.stop();
+        await server.shutdown();
         registrar.close();
       },
     };

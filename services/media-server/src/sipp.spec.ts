@@ -20,6 +20,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { grpcClient, openDb, runTargets, type RunningProcess } from '@switchboard/platform';
 import { RegistrarClient } from '@switchboard/proto/registrar';
+import { MediaServerClient } from '@switchboard/proto/mediaserver';
 import { registrarService } from '@switchboard/registrar';
 import { sipp } from '../../../test-e2e/lib/sipp';
 import { freePort } from '../../../test-e2e/lib/ports';
@@ -100,6 +101,7 @@ async function startPlatform(dataDir: string) {
       SWITCHBOARD_OPS_HOST: '127.0.0.1',
       SWITCHBOARD_LOG_LEVEL: process.env.SWITCHBOARD_LOG_LEVEL ?? 'silent',
       SWITCHBOARD_REGISTRAR_GRPC_PORT: '0',
+      SWITCHBOARD_MEDIASERVER_GRPC_PORT: '0',
       SWITCHBOARD_MEDIASERVER_SIP_PORT: '0',
       SWITCHBOARD_MEDIASERVER_RTP_PORT_MIN: String(rtpBase),
       SWITCHBOARD_MEDIASERVER_RTP_PORT_MAX: String(rtpBase + 200),
@@ -318,11 +320,42 @@ test(
         1,
         'deleted message file removed',
       );
+
+      // ---- 4. The portal's view over gRPC: the saved message, its audio, the summary; unknown ids are NOT_FOUND.
+      const ms = grpcClient(
+        MediaServerClient,
+        proc.endpoints
+          .find((e) => e.service === 'media-server' && e.name === 'gRPC')!
+          .url.replace('grpc://', ''),
+      );
+      try {
+        const { messages } = await ms.listMessages({ mailbox: 'bob@example.com' });
+        assert.equal(messages.length, 1);
+        assert.equal(messages[0].folder, 'saved');
+        assert.equal(messages[0].caller, 'sip:alice@example.com');
+        assert.equal(messages[0].callerName, 'Alice');
+        assert.equal(messages[0].durationMs, 2000);
+        const audio = await ms.getMessageAudio({ mailbox: 'bob@example.com', id: messages[0].id });
+        assert.equal(audio.contentType, 'audio/wav');
+        assert.equal(dominant(readWav(Buffer.from(audio.wav)), [440, 880]), 440);
+        assert.deepEqual(await ms.getMailboxSummary({ mailbox: 'bob@example.com' }), {
+          newMessages: 0,
+          savedMessages: 1,
+          messagesWaiting: false,
+        });
+        await assert.rejects(
+          ms.getMessageAudio({ mailbox: 'carol@example.com', id: messages[0].id }),
+          /no message/,
+        );
+        await assert.rejects(ms.deleteMessage({ mailbox: 'bob@example.com', id: '999999' }), /no message/);
+      } finally {
+        ms.close();
+      }
     } finally {
       registrar.close();
       await proc.stop();
     }
-    // ---- 4. What is stored: the saved message, its caller and duration.
+    // ---- 5. What is stored: the saved message, its caller and duration.
     const db = await openDb({ dataDir: join(dataDir, 'pglite') });
     try {
       const rows = (

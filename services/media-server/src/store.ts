@@ -22,6 +22,7 @@ export interface VoicemailStore {
   /** Messages of a mailbox, new first then saved, oldest first within each. */
   list(mailbox: string): Promise<VoicemailMessage[]>;
   counts(mailbox: string): Promise<{ new: number; saved: number }>;
+  get(id: string): Promise<VoicemailMessage | undefined>;
   setFolder(id: string, folder: Folder): Promise<void>;
   /** Removes the row; returns it (for its file) if it existed. */
   remove(id: string): Promise<VoicemailMessage | undefined>;
@@ -78,6 +79,11 @@ export function createVoicemailStore(db: Db): VoicemailStore {
       const out = { new: 0, saved: 0 };
       for (const row of r.rows) out[row.folder] = Number(row.n);
       return out;
+    },
+    async get(id) {
+      if (!/^\d{1,18}$/.test(id)) return undefined;
+      const r = await db.query<Row>(`SELECT * FROM ${T} WHERE id = $1`, [id]);
+      return r.rows[0] ? fromRow(r.rows[0]) : undefined;
     },
     async setFolder(id, folder) {
       await db.query(`UPDATE ${T} SET folder = $2 WHERE id = $1`, [id, folder]);
