@@ -71,6 +71,9 @@ describe('subscribers', () => {
       enabled: true,
       privileges: [],
       aliases: [],
+      forwarding: [],
+      blockList: [],
+      speedDials: [],
     });
     const row = await p.db.query('SELECT * FROM portal.subscribers WHERE id = $1', [r.body.id]);
     assert.ok(!JSON.stringify(row.rows[0]).includes('"secret"'), 'no plaintext password stored');
@@ -569,5 +572,197 @@ describe('web sessions, roles and ownership', () => {
     // Removing the subscriber ends its sessions.
     assert.equal((await p.api('DELETE', `/api/v1/subscribers/${mine.body.id}`)).status, 204);
     assert.equal((await withCookie(s.cookie, 'GET', '/api/v1/me')).status, 401);
+  });
+});
+
+describe('call features and routing entities', () => {
+  const recordOf = async (aor: string) =>
+    (await p.topic<Record<string, unknown>>(TOPICS.subscribers)).get(aor);
+
+  test('forwarding rules, block lists and speed dials are published in the subscriber record', async () => {
+    const s = await p.api('POST', '/api/v1/subscribers', { username: 'kim', password: 'secret' });
+    const base = `/api/v1/subscribers/${s.body.id}`;
+    const fwd = await p.api('POST', `${base}/forwarding`, {
+      condition: 'no-answer',
+      target: 'sip:voicemail@example.com',
+    });
+    assert.equal(fwd.status, 201);
+    assert.equal(fwd.body.condition, 'no-answer');
+    assert.equal(
+      (await p.api('POST', `${base}/forwarding`, { condition: 'no-answer', target: '+4930123' })).status,
+      409,
+    );
+    const bad = await p.api('POST', `${base}/forwarding`, { condition: 'always', target: 'not a target' });
+    assert.equal(bad.status, 400);
+    assert.equal(bad.body.field, 'target');
+    assert.equal(
+      (await p.api('POST', `${base}/blocklist`, { direction: 'incoming', pattern: '+1900*' })).status,
+      201,
+    );
+    assert.equal(
+      (await p.api('POST', `${base}/speed-dials`, { code: '1', target: 'sip:kim-home@example.com' })).status,
+      201,
+    );
+    const rec = await until(async () => {
+      const r = await recordOf('sip:kim@example.com');
+      return (r?.speedDials as unknown[] | undefined)?.length ? r : undefined;
+    }, 'features published');
+    assert.deepEqual(rec.forwarding, [
+      { condition: 'no-answer', target: 'sip:voicemail@example.com', timeout: 20 },
+    ]);
+    assert.deepEqual(rec.blockList, [{ direction: 'incoming', pattern: '+1900*', action: 'block' }]);
+    assert.deepEqual(rec.speedDials, [{ code: '1', target: 'sip:kim-home@example.com' }]);
+
+    const off = await p.api('PATCH', `${base}/forwarding/${fwd.body.id}`, { enabled: false, timeout: 30 });
+    assert.equal(off.status, 200);
+    assert.equal(off.body.timeout, 30);
+    await until(
+      async () => (await recordOf('sip:kim@example.com'))?.forwarding?.toString() === '',
+      'disabled forward gone',
+    );
+    assert.equal((await p.api('GET', `${base}/forwarding`)).body.items.length, 1);
+    assert.equal((await p.api('DELETE', `${base}/forwarding/${fwd.body.id}`)).status, 204);
+    assert.equal((await p.api('GET', `${base}/forwarding/${fwd.body.id}`)).status, 404);
+  });
+
+  test('a subscriber manages its own features and no one else’s', async () => {
+    const mine = await p.api('POST', '/api/v1/subscribers', {
+      username: 'lee',
+      password: 'secret',
+      webPassword: 'lee-web-pw',
+    });
+    const other = await p.api('POST', '/api/v1/subscribers', { username: 'max', password: 'secret' });
+    const theirs = await p.api('POST', `/api/v1/subscribers/${other.body.id}/speed-dials`, {
+      code: '9',
+      target: '+4930999',
+    });
+    const res = await fetch(`${p.url}/api/v1/session`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ login: 'lee@example.com', password: 'lee-web-pw' }),
+    });
+    const { csrfToken } = (await res.json()) as { csrfToken: string };
+    const cookie = (res.headers.get('set-cookie') ?? '').split(';')[0];
+    const call = (method: string, path: string, body?: unknown) =>
+      fetch(`${p.url}${path}`, {
+        method,
+        headers: {
+          cookie,
+          'x-csrf-token': csrfToken,
+          ...(body ? { 'content-type': 'application/json' } : {}),
+        },
+        body: body ? JSON.stringify(body) : undefined,
+      });
+    assert.equal(
+      (
+        await call('POST', `/api/v1/subscribers/${mine.body.id}/speed-dials`, {
+          code: '2',
+          target: '+4930222',
+        })
+      ).status,
+      201,
+    );
+    assert.equal((await call('GET', `/api/v1/subscribers/${mine.body.id}/speed-dials`)).status, 200);
+    for (const [method, path] of [
+      ['GET', `/api/v1/subscribers/${other.body.id}/speed-dials`],
+      ['GET', `/api/v1/subscribers/${other.body.id}/speed-dials/${theirs.body.id}`],
+      ['DELETE', `/api/v1/subscribers/${other.body.id}/speed-dials/${theirs.body.id}`],
+      ['POST', `/api/v1/subscribers/${other.body.id}/forwarding`],
+      ['GET', `/api/v1/subscribers/${other.body.id}/blocklist`],
+    ]) {
+      const body = method === 'POST' ? { condition: 'always', target: '+1555' } : undefined;
+      assert.equal((await call(method, path, body)).status, 403, `${method} ${path}`);
+    }
+    // Its own id with the other's feature id finds nothing.
+    assert.equal(
+      (await call('DELETE', `/api/v1/subscribers/${mine.body.id}/speed-dials/${theirs.body.id}`)).status,
+      404,
+    );
+    assert.equal(
+      (await p.api('GET', `/api/v1/subscribers/${other.body.id}/speed-dials`)).body.items.length,
+      1,
+    );
+    assert.equal((await call('GET', '/api/v1/gateways')).status, 403);
+  });
+
+  test('gateways, routes, trusted addresses and RADIUS clients are published on routing', async () => {
+    const gw = await p.api('POST', '/api/v1/gateways', {
+      name: 'carrier-a',
+      address: 'gw.carrier.example:5060',
+      transport: 'udp',
+      strip: 1,
+    });
+    assert.equal(gw.status, 201);
+    assert.equal(
+      (await p.api('POST', '/api/v1/gateways', { name: 'carrier-a', address: '192.0.2.1' })).status,
+      409,
+    );
+    const badRoute = await p.api('POST', '/api/v1/routes', {
+      name: 'de',
+      prefix: '+49',
+      gatewayIds: [gw.body.id, '00000000-0000-4000-8000-000000000000'],
+    });
+    assert.equal(badRoute.status, 400);
+    assert.equal(badRoute.body.field, 'gatewayIds.1');
+    const rt = await p.api('POST', '/api/v1/routes', { name: 'de', prefix: '+49', gatewayIds: [gw.body.id] });
+    assert.equal(rt.status, 201);
+    const tr = await p.api('POST', '/api/v1/trusted-addresses', {
+      cidr: '198.51.100.0/24',
+      description: 'carrier-a media',
+    });
+    assert.equal(tr.status, 201);
+    const badCidr = await p.api('POST', '/api/v1/trusted-addresses', { cidr: '198.51.100.0/33' });
+    assert.equal(badCidr.status, 400);
+    assert.equal(badCidr.body.field, 'cidr');
+    const nas = await p.api('POST', '/api/v1/radius-clients', {
+      name: 'proxy-1',
+      cidr: '127.0.0.1',
+      secret: 'radius-secret',
+    });
+    assert.equal(nas.status, 201);
+    assert.equal(nas.body.secret, undefined);
+    assert.equal(nas.body.secretSet, true);
+    assert.ok(!JSON.stringify((await p.api('GET', '/api/v1/radius-clients')).body).includes('radius-secret'));
+
+    const routing = await until(async () => {
+      const t = await p.topic<Record<string, unknown>>(TOPICS.routing);
+      return t.has(`radius-client:${nas.body.id}`) ? t : undefined;
+    }, 'routing records');
+    assert.deepEqual(routing.get(`gateway:${gw.body.id}`), {
+      kind: 'gateway',
+      id: gw.body.id,
+      name: 'carrier-a',
+      address: 'gw.carrier.example:5060',
+      transport: 'udp',
+      strip: 1,
+    });
+    assert.deepEqual(routing.get(`route:${rt.body.id}`), {
+      kind: 'route',
+      id: rt.body.id,
+      name: 'de',
+      prefix: '+49',
+      gatewayIds: [gw.body.id],
+    });
+    assert.deepEqual(routing.get(`trusted:${tr.body.id}`), {
+      kind: 'trusted',
+      id: tr.body.id,
+      cidr: '198.51.100.0/24',
+      description: 'carrier-a media',
+    });
+    assert.equal(routing.get(`radius-client:${nas.body.id}`)?.secret, 'radius-secret');
+
+    assert.equal((await p.api('DELETE', `/api/v1/gateways/${gw.body.id}`)).status, 412);
+    const moved = await p.api('PATCH', `/api/v1/gateways/${gw.body.id}`, {
+      address: '192.0.2.10',
+      strip: null,
+    });
+    assert.equal(moved.status, 200);
+    assert.equal(moved.body.strip, undefined);
+    assert.equal((await p.api('DELETE', `/api/v1/routes/${rt.body.id}`)).status, 204);
+    assert.equal((await p.api('DELETE', `/api/v1/gateways/${gw.body.id}`)).status, 204);
+    await until(async () => {
+      const t = await p.topic(TOPICS.routing);
+      return !t.has(`gateway:${gw.body.id}`) && !t.has(`route:${rt.body.id}`);
+    }, 'tombstones');
   });
 });

@@ -24,6 +24,7 @@ import {
   parse,
 } from './schemas';
 import { KNOWN_PRIVILEGES, type PortalStore } from './store';
+import { FEATURE_KINDS, ROUTING_KINDS, patchSchema } from './features';
 import { ResponseSchemas } from './responses';
 import { verifyPassword } from './secrets';
 import { clearedSessionCookie, cookieValue, SESSION_COOKIE, sessionCookie, type WebAuth } from './web-auth';
@@ -55,8 +56,11 @@ export interface RouteArgs<P, Q, B> {
   reply: Reply;
 }
 
-/** `admin`, `subscriber`: that role; `any`: anyone signed in; `none`: public. */
-export type Access = 'admin' | 'subscriber' | 'any' | 'none';
+/**
+ * `admin`, `subscriber`: that role; `owner`: an administrator, or the subscriber whose id is
+ * the path's {id}; `any`: anyone signed in; `none`: public.
+ */
+export type Access = 'admin' | 'subscriber' | 'owner' | 'any' | 'none';
 
 export interface RouteDef {
   method: HttpMethod;
@@ -122,7 +126,9 @@ export function validate(r: RouteDef, req: { params: unknown; query: unknown; bo
     try {
       params = parse(r.params, req.params, 'path');
     } catch (e) {
-      if (e instanceof DomainError && e.field === 'id') throw notFound(`no such ${r.tag.replace(/s$/, '')}`);
+      if (e instanceof DomainError && (e.field === 'id' || e.field?.endsWith('Id'))) {
+        throw notFound(`no such ${r.tag.replace(/s$/, '')}`);
+      }
       throw e;
     }
   }
@@ -514,6 +520,9 @@ export function apiRoutes(d: ApiDeps): RouteDef[] {
       handler: ({ params, principal }) => store.deleteAlias(actorOf(principal), params.id),
     }),
 
+    ...featureRoutes(d),
+    ...routingRoutes(d),
+
     // registrations
     route({
       method: 'get',
@@ -578,4 +587,156 @@ export interface ErrorBody {
   error: ErrorKind;
   message: string;
   field?: string;
+}
+
+const camel = (path: string) => path.replace(/(^|-)([a-z])/g, (_, __, c: string) => c.toUpperCase());
+const FeatureParams = IdParam.extend({ featureId: IdParam.shape.id });
+
+/** Forwarding rules, block/allow lists and speed dials: per subscriber, for administrators and the subscriber itself. */
+function featureRoutes(d: ApiDeps): RouteDef[] {
+  const { store } = d;
+  return FEATURE_KINDS.flatMap((fk) => {
+    const base = `/api/v1/subscribers/{id}/${fk.path}`;
+    const name = camel(fk.path);
+    const tag = 'call-features';
+    return [
+      route({
+        method: 'get',
+        path: base,
+        operationId: `list${name}`,
+        summary: `A subscriber's ${fk.noun}s`,
+        tag,
+        auth: 'owner',
+        params: IdParam,
+        response: 'FeatureList',
+        errors: [404],
+        handler: ({ params }) => store.listFeatures(params.id, fk),
+      }),
+      route({
+        method: 'post',
+        path: base,
+        operationId: `create${name}`,
+        summary: `Add a ${fk.noun}`,
+        tag,
+        auth: 'owner',
+        params: IdParam,
+        body: fk.schema,
+        response: 'Feature',
+        errors: [404, 409],
+        handler: ({ params, body, principal }) =>
+          store.createFeature(actorOf(principal), params.id, fk, body as Record<string, unknown>),
+      }),
+      route({
+        method: 'get',
+        path: `${base}/{featureId}`,
+        operationId: `get${name}`,
+        summary: `One ${fk.noun}`,
+        tag,
+        auth: 'owner',
+        params: FeatureParams,
+        response: 'Feature',
+        errors: [404],
+        handler: ({ params }) => store.getFeature(params.id, fk, params.featureId),
+      }),
+      route({
+        method: 'patch',
+        path: `${base}/{featureId}`,
+        operationId: `update${name}`,
+        summary: `Change a ${fk.noun}`,
+        tag,
+        auth: 'owner',
+        params: FeatureParams,
+        body: patchSchema(fk.schema),
+        response: 'Feature',
+        errors: [404, 409],
+        handler: ({ params, body, principal }) =>
+          store.updateFeature(
+            actorOf(principal),
+            params.id,
+            fk,
+            params.featureId,
+            body as Record<string, unknown>,
+          ),
+      }),
+      route({
+        method: 'delete',
+        path: `${base}/{featureId}`,
+        operationId: `delete${name}`,
+        summary: `Remove a ${fk.noun}`,
+        tag,
+        auth: 'owner',
+        params: FeatureParams,
+        errors: [404],
+        handler: ({ params, principal }) =>
+          store.deleteFeature(actorOf(principal), params.id, fk, params.featureId),
+      }),
+    ];
+  });
+}
+
+/** Gateways, routes, trusted addresses, RADIUS clients: published on the routing topic as `<kind>:<id>`. */
+function routingRoutes(d: ApiDeps): RouteDef[] {
+  const { store } = d;
+  return ROUTING_KINDS.flatMap((rk) => {
+    const base = `/api/v1/${rk.path}`;
+    const name = camel(rk.path);
+    return [
+      route({
+        method: 'post',
+        path: base,
+        operationId: `create${name}`,
+        summary: `Add a ${rk.noun} (published on the routing topic)`,
+        tag: rk.tag,
+        body: rk.schema,
+        response: 'RoutingEntity',
+        errors: [409],
+        handler: ({ body, principal }) =>
+          store.createEntity(actorOf(principal), rk, body as Record<string, unknown>),
+      }),
+      route({
+        method: 'get',
+        path: base,
+        operationId: `list${name}`,
+        summary: `The ${rk.noun}s`,
+        tag: rk.tag,
+        query: SearchQuery,
+        response: 'RoutingEntityPage',
+        handler: ({ query }) => store.listEntities(rk, query),
+      }),
+      route({
+        method: 'get',
+        path: `${base}/{id}`,
+        operationId: `get${name}`,
+        summary: `One ${rk.noun}`,
+        tag: rk.tag,
+        params: IdParam,
+        response: 'RoutingEntity',
+        errors: [404],
+        handler: ({ params }) => store.getEntity(rk, params.id),
+      }),
+      route({
+        method: 'patch',
+        path: `${base}/{id}`,
+        operationId: `update${name}`,
+        summary: `Change a ${rk.noun}`,
+        tag: rk.tag,
+        params: IdParam,
+        body: patchSchema(rk.schema),
+        response: 'RoutingEntity',
+        errors: [404, 409],
+        handler: ({ params, body, principal }) =>
+          store.updateEntity(actorOf(principal), rk, params.id, body as Record<string, unknown>),
+      }),
+      route({
+        method: 'delete',
+        path: `${base}/{id}`,
+        operationId: `delete${name}`,
+        summary: `Remove a ${rk.noun}`,
+        tag: rk.tag,
+        params: IdParam,
+        errors: rk.kind === 'gateway' ? [404, 412] : [404],
+        handler: ({ params, principal }) => store.deleteEntity(actorOf(principal), rk, params.id),
+      }),
+    ];
+  });
 }

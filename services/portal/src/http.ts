@@ -119,7 +119,14 @@ class AuthGuard implements CanActivate {
         throw new DomainError('permission_denied', 'missing or wrong X-CSRF-Token', 'X-CSRF-Token');
       }
     }
-    if (route.auth !== 'any' && principal.role !== route.auth) {
+    if (route.auth === 'owner') {
+      if (
+        principal.role !== 'admin' &&
+        !(principal.role === 'subscriber' && req.params.id === principal.subject)
+      ) {
+        throw new DomainError('permission_denied', 'not your account');
+      }
+    } else if (route.auth !== 'any' && principal.role !== route.auth) {
       throw new DomainError('permission_denied', `needs the ${route.auth} role`);
     }
     req.principal = principal;

@@ -91,6 +91,19 @@ export const ResponseSchemas = {
   WebUserPage: page(
     z.object({ id: z.uuid(), username: z.string(), role: z.literal('admin'), createdAt: z.iso.datetime() }),
   ),
+  Feature: z
+    .object({
+      id: z.uuid(),
+      subscriberId: z.uuid(),
+      createdAt: z.iso.datetime(),
+      updatedAt: z.iso.datetime(),
+    })
+    .loose(),
+  FeatureList: z.object({
+    items: z.array(z.object({ id: z.uuid(), subscriberId: z.uuid() }).loose()),
+  }),
+  RoutingEntity: z.object({ id: z.uuid(), createdAt: z.iso.datetime(), updatedAt: z.iso.datetime() }).loose(),
+  RoutingEntityPage: page(z.object({ id: z.uuid() }).loose()),
   Error: z.object({ error: z.string(), message: z.string(), field: z.string().optional() }),
   OpenApi: z.object({ openapi: z.string() }).loose(),
 } as const;

@@ -19,6 +19,8 @@ import { ha1 } from '@switchboard/sip';
 import { TOPICS, encodeRecord, type RoutingRecord, type SubscriberRecord } from '@switchboard/contracts';
 import type { CreateAlias, CreateSubscriber, UpdateSubscriber } from './schemas';
 import { encrypt, hashPassword, hashToken, newToken } from './secrets';
+import { featureFields, type FeatureFields, type FeatureKind, type RoutingKind } from './features';
+import { parse } from './schemas';
 
 export interface PortalStoreOptions {
   /** The configured default SIP domain (SWITCHBOARD_SIP_DOMAIN). */
@@ -110,11 +112,14 @@ interface SubscriberRow {
   created_at: Date;
   updated_at: Date;
   aliases?: string[] | null;
+  features?: { kind: string; data: Record<string, unknown> }[] | null;
 }
 
 const SUBSCRIBER_COLUMNS = `s.id, s.username, s.domain, s.ha1, s.ha1_sha256, s.web_password_hash, s.display_name, s.email,
   s.rate_plan, s.privileges, s.enabled, s.created_at, s.updated_at,
-  (SELECT coalesce(jsonb_agg(a.aor ORDER BY a.aor), '[]'::jsonb) FROM portal.aliases a WHERE a.subscriber_id = s.id) AS aliases`;
+  (SELECT coalesce(jsonb_agg(a.aor ORDER BY a.aor), '[]'::jsonb) FROM portal.aliases a WHERE a.subscriber_id = s.id) AS aliases,
+  (SELECT coalesce(jsonb_agg(jsonb_build_object('kind', f.kind, 'data', f.data) ORDER BY f.kind, f.unique_key), '[]'::jsonb)
+     FROM portal.call_features f WHERE f.subscriber_id = s.id) AS features`;
 
 export const aorOf = (username: string, domain: string) => `sip:${username}@${domain}`;
 
@@ -136,9 +141,15 @@ function view(r: SubscriberRow): SubscriberView {
   };
 }
 
+/**
+ * The `subscribers` record as the portal publishes it: the contract's fields, plus the
+ * call features (forwarding, block/allow list, speed dials) the proxy will read.
+ */
+export type PublishedSubscriber = SubscriberRecord & FeatureFields;
+
 /** The `subscribers` topic record of a row (the proxy's view): HA1 values, never the password. */
-export function subscriberRecord(r: SubscriberRow): SubscriberRecord {
-  const rec: SubscriberRecord = {
+export function subscriberRecord(r: SubscriberRow): PublishedSubscriber {
+  const rec: PublishedSubscriber = {
     aor: aorOf(r.username, r.domain),
     username: r.username,
     domain: r.domain,
@@ -147,6 +158,7 @@ export function subscriberRecord(r: SubscriberRow): SubscriberRecord {
     enabled: r.enabled,
     privileges: r.privileges,
     aliases: r.aliases ?? [],
+    ...featureFields(r.features ?? []),
   };
   if (r.display_name !== null) rec.displayName = r.display_name;
   if (r.rate_plan !== null) rec.ratePlan = r.rate_plan;
@@ -581,6 +593,197 @@ export class PortalStore {
     });
   }
 
+  // --- call features (forwarding, block/allow lists, speed dials) -------------
+
+  async createFeature(
+    actor: string,
+    subscriberId: string,
+    fk: FeatureKind,
+    data: Record<string, unknown>,
+  ): Promise<FeatureView> {
+    const id = randomUUID();
+    await this.write(async (tx) => {
+      const s = await this.subscriberRow(tx, subscriberId, true);
+      await uniqueOr(
+        tx.query(
+          'INSERT INTO portal.call_features (id, subscriber_id, kind, unique_key, data) VALUES ($1, $2, $3, $4, $5)',
+          [id, subscriberId, fk.kind, fk.key(data), JSON.stringify(data)],
+        ),
+        `${aorOf(s.username, s.domain)} has this ${fk.noun} (${fk.key(data)}) already`,
+      );
+      await this.audit(tx, actor, 'create', fk.kind, id, { aor: aorOf(s.username, s.domain), ...data });
+      await this.publishSubscriber(tx, subscriberId);
+    });
+    return this.getFeature(subscriberId, fk, id);
+  }
+
+  async getFeature(subscriberId: string, fk: FeatureKind, id: string): Promise<FeatureView> {
+    const r = await this.db.query<FeatureRow>(
+      `SELECT ${FEATURE_COLUMNS} FROM portal.call_features WHERE id = $1 AND subscriber_id = $2 AND kind = $3`,
+      [id, subscriberId, fk.kind],
+    );
+    if (r.rowCount === 0) throw notFound(`no ${fk.noun} ${id}`);
+    return featureView(r.rows[0]);
+  }
+
+  async listFeatures(subscriberId: string, fk: FeatureKind): Promise<{ items: FeatureView[] }> {
+    await this.subscriberRow(this.db, subscriberId);
+    const r = await this.db.query<FeatureRow>(
+      `SELECT ${FEATURE_COLUMNS} FROM portal.call_features WHERE subscriber_id = $1 AND kind = $2 ORDER BY unique_key`,
+      [subscriberId, fk.kind],
+    );
+    return { items: r.rows.map(featureView) };
+  }
+
+  async updateFeature(
+    actor: string,
+    subscriberId: string,
+    fk: FeatureKind,
+    id: string,
+    patch: Record<string, unknown>,
+  ): Promise<FeatureView> {
+    await this.write(async (tx) => {
+      const s = await this.subscriberRow(tx, subscriberId, true);
+      const cur = await tx.query<{ data: Record<string, unknown> }>(
+        'SELECT data FROM portal.call_features WHERE id = $1 AND subscriber_id = $2 AND kind = $3 FOR UPDATE',
+        [id, subscriberId, fk.kind],
+      );
+      if (cur.rowCount === 0) throw notFound(`no ${fk.noun} ${id}`);
+      const data = parse(fk.schema, dropNulls({ ...cur.rows[0].data, ...patch })) as Record<string, unknown>;
+      await uniqueOr(
+        tx.query(
+          'UPDATE portal.call_features SET data = $1, unique_key = $2, updated_at = now() WHERE id = $3',
+          [JSON.stringify(data), fk.key(data), id],
+        ),
+        `${aorOf(s.username, s.domain)} has this ${fk.noun} (${fk.key(data)}) already`,
+      );
+      await this.audit(tx, actor, 'update', fk.kind, id, { aor: aorOf(s.username, s.domain), ...patch });
+      await this.publishSubscriber(tx, subscriberId);
+    });
+    return this.getFeature(subscriberId, fk, id);
+  }
+
+  async deleteFeature(actor: string, subscriberId: string, fk: FeatureKind, id: string): Promise<void> {
+    await this.write(async (tx) => {
+      const s = await this.subscriberRow(tx, subscriberId, true);
+      const r = await tx.query(
+        'DELETE FROM portal.call_features WHERE id = $1 AND subscriber_id = $2 AND kind = $3',
+        [id, subscriberId, fk.kind],
+      );
+      if (r.rowCount === 0) throw notFound(`no ${fk.noun} ${id}`);
+      await this.audit(tx, actor, 'delete', fk.kind, id, { aor: aorOf(s.username, s.domain) });
+      await this.publishSubscriber(tx, subscriberId);
+    });
+  }
+
+  // --- routing entities (gateways, routes, trusted addresses, RADIUS clients) --
+
+  private async checkRefs(tx: Queryable, rk: RoutingKind, data: Record<string, unknown>): Promise<void> {
+    if (rk.kind !== 'route') return;
+    const ids = data.gatewayIds as string[];
+    const r = await tx.query<{ id: string }>(
+      "SELECT id FROM portal.routing_entities WHERE kind = 'gateway' AND id = ANY($1::uuid[]) FOR SHARE",
+      [ids],
+    );
+    const found = new Set(r.rows.map((x) => x.id));
+    const i = ids.findIndex((x) => !found.has(x));
+    if (i >= 0) throw invalidArgument(`gatewayIds.${i}`, `gatewayIds.${i}: no gateway ${ids[i]}`);
+  }
+
+  async createEntity(actor: string, rk: RoutingKind, data: Record<string, unknown>): Promise<EntityView> {
+    const id = randomUUID();
+    await this.write(async (tx) => {
+      await this.checkRefs(tx, rk, data);
+      await uniqueOr(
+        tx.query('INSERT INTO portal.routing_entities (id, kind, unique_key, data) VALUES ($1, $2, $3, $4)', [
+          id,
+          rk.kind,
+          rk.key(data),
+          JSON.stringify(data),
+        ]),
+        `${rk.noun} ${rk.key(data)} exists`,
+      );
+      await this.enqueue(tx, TOPICS.routing, `${rk.kind}:${id}`, { kind: rk.kind, id, ...data });
+      await this.audit(tx, actor, 'create', rk.kind, id, hide(rk, data));
+    });
+    return this.getEntity(rk, id);
+  }
+
+  async getEntity(rk: RoutingKind, id: string): Promise<EntityView> {
+    const r = await this.db.query<EntityRow>(
+      `SELECT ${ENTITY_COLUMNS} FROM portal.routing_entities WHERE id = $1 AND kind = $2`,
+      [id, rk.kind],
+    );
+    if (r.rowCount === 0) throw notFound(`no ${rk.noun} ${id}`);
+    return entityView(rk, r.rows[0]);
+  }
+
+  async listEntities(
+    rk: RoutingKind,
+    q: { search?: string; page?: number; pageSize?: number },
+  ): Promise<Page<EntityView>> {
+    const { page, pageSize, offset } = pageOf(q);
+    const pattern = q.search ? likePattern(q.search) : null;
+    const where = 'kind = $1 AND ($2::text IS NULL OR unique_key ILIKE $2)';
+    const r = await this.db.query<EntityRow>(
+      `SELECT ${ENTITY_COLUMNS} FROM portal.routing_entities WHERE ${where} ORDER BY unique_key LIMIT $3 OFFSET $4`,
+      [rk.kind, pattern, pageSize, offset],
+    );
+    const n = await this.db.query<{ n: string }>(
+      `SELECT count(*) AS n FROM portal.routing_entities WHERE ${where}`,
+      [rk.kind, pattern],
+    );
+    return { items: r.rows.map((x) => entityView(rk, x)), page, pageSize, total: Number(n.rows[0].n) };
+  }
+
+  async updateEntity(
+    actor: string,
+    rk: RoutingKind,
+    id: string,
+    patch: Record<string, unknown>,
+  ): Promise<EntityView> {
+    await this.write(async (tx) => {
+      const cur = await tx.query<{ data: Record<string, unknown> }>(
+        'SELECT data FROM portal.routing_entities WHERE id = $1 AND kind = $2 FOR UPDATE',
+        [id, rk.kind],
+      );
+      if (cur.rowCount === 0) throw notFound(`no ${rk.noun} ${id}`);
+      const data = parse(rk.schema, dropNulls({ ...cur.rows[0].data, ...patch })) as Record<string, unknown>;
+      await this.checkRefs(tx, rk, data);
+      await uniqueOr(
+        tx.query(
+          'UPDATE portal.routing_entities SET data = $1, unique_key = $2, updated_at = now() WHERE id = $3',
+          [JSON.stringify(data), rk.key(data), id],
+        ),
+        `${rk.noun} ${rk.key(data)} exists`,
+      );
+      await this.enqueue(tx, TOPICS.routing, `${rk.kind}:${id}`, { kind: rk.kind, id, ...data });
+      await this.audit(tx, actor, 'update', rk.kind, id, hide(rk, patch));
+    });
+    return this.getEntity(rk, id);
+  }
+
+  async deleteEntity(actor: string, rk: RoutingKind, id: string): Promise<void> {
+    await this.write(async (tx) => {
+      if (rk.kind === 'gateway') {
+        const used = await tx.query<{ name: string }>(
+          "SELECT data->>'name' AS name FROM portal.routing_entities WHERE kind = 'route' AND data->'gatewayIds' ? $1 LIMIT 1",
+          [id],
+        );
+        if (used.rowCount) {
+          throw new DomainError('failed_precondition', `route ${used.rows[0].name} uses this gateway`, 'id');
+        }
+      }
+      const r = await tx.query<{ data: Record<string, unknown> }>(
+        'DELETE FROM portal.routing_entities WHERE id = $1 AND kind = $2 RETURNING data',
+        [id, rk.kind],
+      );
+      if (r.rowCount === 0) throw notFound(`no ${rk.noun} ${id}`);
+      await this.enqueue(tx, TOPICS.routing, `${rk.kind}:${id}`, null);
+      await this.audit(tx, actor, 'delete', rk.kind, id, hide(rk, r.rows[0].data));
+    });
+  }
+
   // --- API tokens ------------------------------------------------------------
 
   /** A new admin token; the token itself is returned once and only its hash is kept. */
@@ -676,13 +879,19 @@ export class PortalStore {
    * whatever the outbox already holds), so the topics agree with this database
    * even if they were lost or restored from an older state.
    */
-  async republishAll(batch = 500): Promise<{ subscribers: number; domains: number }> {
+  async republishAll(batch = 500): Promise<{ subscribers: number; domains: number; routing: number }> {
     return this.write(async (tx) => {
       const d = await tx.query<{ id: string; domain: string }>(
         'SELECT id, domain FROM portal.domains ORDER BY domain',
       );
       for (const x of d.rows)
         await this.enqueue(tx, TOPICS.routing, `domain:${x.id}`, domainRecord(x.id, x.domain));
+      const e = await tx.query<{ id: string; kind: string; data: Record<string, unknown> }>(
+        'SELECT id, kind, data FROM portal.routing_entities ORDER BY kind, unique_key',
+      );
+      for (const x of e.rows) {
+        await this.enqueue(tx, TOPICS.routing, `${x.kind}:${x.id}`, { kind: x.kind, id: x.id, ...x.data });
+      }
       let n = 0;
       let after = '';
       for (;;) {
@@ -704,7 +913,7 @@ export class PortalStore {
         n += r.rowCount;
         after = r.rows[r.rows.length - 1].id;
       }
-      return { subscribers: n, domains: d.rowCount };
+      return { subscribers: n, domains: d.rowCount, routing: e.rowCount };
     });
   }
 }
@@ -743,3 +952,52 @@ const tokenView = (r: TokenRow): TokenView => ({
   createdBy: r.created_by,
   createdAt: r.created_at.toISOString(),
 });
+
+export type FeatureView = { id: string; subscriberId: string; createdAt: string; updatedAt: string } & Record<
+  string,
+  unknown
+>;
+interface FeatureRow {
+  id: string;
+  subscriber_id: string;
+  data: Record<string, unknown>;
+  created_at: Date;
+  updated_at: Date;
+}
+const FEATURE_COLUMNS = 'id, subscriber_id, data, created_at, updated_at';
+const featureView = (r: FeatureRow): FeatureView => ({
+  id: r.id,
+  subscriberId: r.subscriber_id,
+  ...r.data,
+  createdAt: r.created_at.toISOString(),
+  updatedAt: r.updated_at.toISOString(),
+});
+
+export type EntityView = { id: string; createdAt: string; updatedAt: string } & Record<string, unknown>;
+interface EntityRow {
+  id: string;
+  data: Record<string, unknown>;
+  created_at: Date;
+  updated_at: Date;
+}
+const ENTITY_COLUMNS = 'id, data, created_at, updated_at';
+/** Secret fields are never shown back: `<field>Set: true` says one is kept. */
+function hide(rk: RoutingKind, data: Record<string, unknown>): Record<string, unknown> {
+  const out = { ...data };
+  for (const f of rk.secret ?? []) {
+    if (f in out) {
+      delete out[f];
+      out[`${f}Set`] = true;
+    }
+  }
+  return out;
+}
+const entityView = (rk: RoutingKind, r: EntityRow): EntityView => ({
+  id: r.id,
+  ...hide(rk, r.data),
+  createdAt: r.created_at.toISOString(),
+  updatedAt: r.updated_at.toISOString(),
+});
+/** A PATCH sets a field to null to remove it. */
+const dropNulls = (o: Record<string, unknown>) =>
+  Object.fromEntries(Object.entries(o).filter(([, v]) => v !== null));
