@@ -37,6 +37,13 @@ test('announcements by name; an unknown one is 404', () => {
     route: { app: 'announce', prompt: 'not-in-service' },
   });
   assert.equal((route(invite('sip:announce-nope@10.0.0.1')) as { status: number }).status, 404);
+  assert.deepEqual(route(invite('sip:announce-not-in-service@10.0.0.1;early=402')), {
+    route: { app: 'announce', prompt: 'not-in-service' },
+    early: { status: 402 },
+  });
+  assert.deepEqual(route(invite('sip:announce-not-in-service@10.0.0.1;early=200')), {
+    route: { app: 'announce', prompt: 'not-in-service' },
+  });
   assert.equal((route(invite('sip:announce-..%2Fetc@10.0.0.1')) as { status: number }).status, 404);
 });
 

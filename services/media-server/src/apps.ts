@@ -88,6 +88,10 @@ export function createRouter(o: RouterOptions): (req: SipRequest) => Routed<AppR
       const name = user.slice(ANNOUNCE_PREFIX.length);
       if (!PROMPT_NAME.test(name) || !o.prompts.has(name))
         return { status: 404, reason: 'No Such Announcement' };
+      // ;early=<status>: play in early media, then fail the call with that status (e.g. 402 for no credit).
+      const early = req.uri instanceof SipUri ? Number(req.uri.params.get('early') ?? NaN) : NaN;
+      if (Number.isInteger(early) && early >= 400 && early <= 699)
+        return { route: { app: 'announce', prompt: name }, early: { status: early } };
       return { route: { app: 'announce', prompt: name } };
     }
     if (user !== undefined && o.accessUsers.includes(user)) {

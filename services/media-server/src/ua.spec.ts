@@ -78,7 +78,11 @@ async function startUa(
     pacer: new Pacer(performance),
     logger: pino({ level: 'silent' }),
     T1: 100,
-    route: (r) => ((r.uri as { user?: string }).user === 'app' ? { route: 'app' } : { status: 404 }),
+    route: (r) => {
+      const user = (r.uri as { user?: string }).user;
+      if (user === 'early') return { route: 'early', early: { status: 402, reason: 'No Credit' } };
+      return user === 'app' ? { route: 'app' } : { status: 404 };
+    },
     run,
     subscriptionAccount: (r) => (r.to.sipUri?.user === 'bob' ? 'bob@example.com' : undefined),
     summary: async (a) => `Messages-Waiting: yes\r\nMessage-Account: sip:${a}\r\nVoice-Message: 3/1\r\n`,
@@ -217,6 +221,46 @@ test('SUBSCRIBE to message-summary: 200 with Expires, NOTIFY with the summary; E
       port,
     );
     await p.next(status(489, 'SUBSCRIBE'));
+  } finally {
+    p.close();
+    await ua.stop();
+  }
+});
+
+test('early media: 183 with SDP, the application plays, then the final failure; CANCEL during it ends it with 487', async () => {
+  let release: (() => void) | undefined;
+  const { ua, port } = await startUa(new PortAllocator({ min: 47600, max: 47700 }), async (call) => {
+    if (call.route === 'early' && call.request.callId === 'e2') await new Promise<void>((r) => (release = r));
+  });
+  const p = await peer();
+  try {
+    p.send(req('INVITE', `sip:early@127.0.0.1:${port}`, p.port, { callId: 'e1', body: sdp(4000) }), port);
+    const pr = (await p.next(status(183, 'INVITE'))) as SipResponse;
+    assert.match(pr.body.toString(), /m=audio \d+ RTP\/AVP 0 101/);
+    const fin = (await p.next(status(402, 'INVITE'))) as SipResponse;
+    assert.equal(fin.reason, 'No Credit');
+    assert.equal(fin.toTag, pr.toTag);
+    assert.equal(ua.activeCalls, 0);
+
+    p.send(
+      req('INVITE', `sip:early@127.0.0.1:${port}`, p.port, {
+        callId: 'e2',
+        body: sdp(4000),
+        branch: 'z9hG4bKearly2',
+      }),
+      port,
+    );
+    const pr2 = (await p.next(status(183, 'INVITE'))) as SipResponse;
+    while (!release) await new Promise((r) => setImmediate(r));
+    p.send(
+      req('CANCEL', `sip:early@127.0.0.1:${port}`, p.port, { callId: 'e2', branch: 'z9hG4bKearly2' }),
+      port,
+    );
+    await p.next(status(200, 'CANCEL'));
+    const t = (await p.next(status(487, 'INVITE'))) as SipResponse;
+    assert.equal(t.toTag, pr2.toTag);
+    assert.equal(ua.activeCalls, 0);
+    release();
   } finally {
     p.close();
     await ua.stop();

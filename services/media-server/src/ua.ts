@@ -40,7 +40,12 @@ const ALLOW = 'INVITE, ACK, BYE, CANCEL, OPTIONS, SUBSCRIBE, NOTIFY';
 export const MAX_SUBSCRIPTION_S = 3600;
 
 /** What the router decided for a new INVITE: which application, or a rejection. */
-export type Routed<R> = { route: R } | { status: number; reason?: string };
+/**
+ * `early`: play in early media (183 Session Progress with SDP) and end with
+ * this final response instead of answering (announcements of why a call fails).
+ */
+export type Routed<R> =
+  { route: R; early?: { status: number; reason?: string } } | { status: number; reason?: string };
 
 export interface MediaUaOptions<R> {
   listen: ListenSpec[];
@@ -95,6 +100,8 @@ export class Call<R> {
   isEnded = false;
   confirmed = false;
   readonly startedAt = Date.now();
+  /** Early media: the INVITE transaction still open and the final response to end it with. */
+  early: { tx: ServerTransaction; status: number; reason?: string } | undefined;
 
   constructor(
     readonly route: R,
@@ -373,6 +380,19 @@ export class MediaUa<R> {
     holder.call = call;
     const key = `${req.callId};${localTag}`;
     this.calls.set(key, call);
+    if (routed.early && neg) {
+      // Early media (RFC 3960 gateway model): 183 with the answer, play, then the final failure.
+      call.early = { tx, status: routed.early.status, reason: routed.early.reason };
+      const pr = tx.reply(183, undefined, {
+        toTag: localTag,
+        headers: [['Contact', this.contact(src)]],
+        body,
+        contentType: 'application/sdp',
+      });
+      dialog.local = pr.getHeader('To')!;
+      this.confirm(call);
+      return;
+    }
     const ok = tx.reply(200, undefined, {
       toTag: localTag,
       headers: [
@@ -484,7 +504,16 @@ export class MediaUa<R> {
   private onCancel(req: SipRequest, tx: ServerTransaction): void {
     const invite = this.txl.findInviteForCancel(req);
     tx.reply(invite ? 200 : 481);
-    if (invite && invite.state === 'proceeding') invite.reply(487, undefined, { toTag: newTag() });
+    if (!invite || invite.state !== 'proceeding') return;
+    // An early-media call ends with the 487 (§9.2); its application stops.
+    for (const [key, call] of this.calls) {
+      if (call.early?.tx === invite) {
+        invite.reply(487, undefined, { toTag: call.dialog.localTag });
+        this.endCall(key, call);
+        return;
+      }
+    }
+    invite.reply(487, undefined, { toTag: newTag() });
   }
 
   private endCall(key: string, call: Call<R>): void {
@@ -503,6 +532,12 @@ export class MediaUa<R> {
     const key = `${call.dialog.callId};${call.dialog.localTag}`;
     if (!this.calls.has(key)) return;
     this.endCall(key, call);
+    const early = call.early;
+    if (early) {
+      if (early.tx.lastResponse && early.tx.lastResponse.status < 200)
+        early.tx.reply(early.status, early.reason, { toTag: call.dialog.localTag });
+      return;
+    }
     this.sendInDialog(call.dialog, 'BYE');
   }
 
@@ -727,10 +762,7 @@ export class MediaUa<R> {
 
   async stop(): Promise<void> {
     this.stopped = true;
-    for (const [key, call] of [...this.calls]) {
-      this.endCall(key, call);
-      this.sendInDialog(call.dialog, 'BYE');
-    }
+    for (const call of [...this.calls.values()]) this.hangup(call);
     for (const s of this.subs.values()) clearTimeout(s.timer);
     this.subs.clear();
     // Give the BYEs a moment on the wire before the sockets close.
