@@ -5,11 +5,13 @@
  */
 import { join } from 'node:path';
 import { Counter, Histogram } from 'prom-client';
-import { defineService, int, migrate, port, str, type Setting } from '@switchboard/platform';
+import { bool, defineService, int, migrate, port, str, type Setting } from '@switchboard/platform';
 import { Dictionary } from '@switchboard/radius';
 import { ClientTable, loadClients, parseClientsSetting, seedClients, type NasClient } from './clients';
 import { OutboxRelay } from './relay';
 import { startAccountingServer } from './server';
+import { startAuthServer, type AuthServer } from './auth-server';
+import { SubscriberReplica } from './subscribers';
 import { RecordWriter } from './writer';
 
 export const ACCOUNTING_TOPIC = 'accounting';
@@ -28,6 +30,16 @@ export const accountingConfig = {
   host: str('SWITCHBOARD_ACCOUNTING_HOST', '0.0.0.0', 'Address the RADIUS accounting server binds'),
   port: port('SWITCHBOARD_ACCOUNTING_PORT', 1813, 'RADIUS accounting UDP port; 0 picks a free one'),
   clients: clientsSetting,
+  auth: bool(
+    'SWITCHBOARD_ACCOUNTING_AUTH',
+    false,
+    'Also answer RADIUS Access-Requests with SIP digest (RFC 5090 or Kamailio auth_radius) against the subscribers topic',
+  ),
+  authPort: port(
+    'SWITCHBOARD_ACCOUNTING_AUTH_PORT',
+    1812,
+    'RADIUS authentication UDP port (when SWITCHBOARD_ACCOUNTING_AUTH is on)',
+  ),
   clientsRefreshMs: int(
     'SWITCHBOARD_ACCOUNTING_CLIENTS_REFRESH_MS',
     30000,
@@ -176,15 +188,42 @@ export const accountingService = defineService({
         duplicate: (client) => duplicates.inc({ client }),
       },
     });
-    ctx.endpoint(
-      'RADIUS accounting',
-      `udp://${config.host.includes(':') ? `[${config.host}]` : config.host}:${server.port}`,
-    );
+    const hostInUrl = config.host.includes(':') ? `[${config.host}]` : config.host;
+    const auths = new Counter({
+      name: 'switchboard_radius_auth_total',
+      help: 'RADIUS digest authentications answered, by result and client',
+      labelNames: ['result', 'client'],
+      registers: reg,
+    });
+    let subscribers: SubscriberReplica | undefined;
+    let authServer: AuthServer | undefined;
+    if (config.auth) {
+      subscribers = new SubscriberReplica();
+      await subscribers.start(events);
+      const replica = subscribers;
+      authServer = await startAuthServer({
+        host: config.host,
+        port: config.authPort,
+        clients: () => clients,
+        subscribers: { lookup: (u, r) => replica.lookup(u, r) },
+        logger: ctx.logger,
+        hooks: {
+          request: (type, client) => requests.inc({ type, client }),
+          dropped: (reason) => dropped.inc({ reason }),
+          duplicate: (client) => duplicates.inc({ client }),
+          auth: (result, client) => auths.inc({ result, client }),
+        },
+      });
+      ctx.endpoint('RADIUS authentication', `udp://${hostInUrl}:${authServer.port}`);
+    }
+    ctx.endpoint('RADIUS accounting', `udp://${hostInUrl}:${server.port}`);
     ctx.logger.info({ port: server.port, clients: clients.size }, 'accounting ready');
 
     return {
       async stop() {
         clearInterval(refresher);
+        await authServer?.close();
+        await subscribers?.stop();
         server.stopAccepting();
         await writer.flush();
         await server.close();

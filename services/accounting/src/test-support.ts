@@ -25,6 +25,8 @@ import { accountingConfig, accountingService, ACCOUNTING_TOPIC } from './main';
 
 export interface TestAccounting {
   port: number;
+  /** The RADIUS authentication port, when SWITCHBOARD_ACCOUNTING_AUTH is on. */
+  authPort?: number;
   metrics: Registry;
   svc: RunningService;
   stop(): Promise<void>;
@@ -36,7 +38,7 @@ export async function startTestAccounting(
   env: Record<string, string> = {},
 ): Promise<TestAccounting> {
   const metrics = new Registry();
-  let url = '';
+  const urls = new Map<string, string>();
   const config = loadConfig(accountingConfig, {
     SWITCHBOARD_ACCOUNTING_HOST: '127.0.0.1',
     SWITCHBOARD_ACCOUNTING_PORT: '0',
@@ -52,12 +54,21 @@ export async function startTestAccounting(
     targets: ['accounting'],
     db: async () => db,
     events: async () => bus,
-    endpoint: (_name: string, u: string) => void (url = u),
+    endpoint: (name: string, u: string) => void urls.set(name, u),
     localEndpoint: () => undefined,
   } as unknown as ServiceContext;
   const svc = await accountingService.start(ctx, config);
-  const port = Number(/:(\d+)$/.exec(url)![1]);
-  return { port, metrics, svc, stop: () => svc.stop() };
+  const portOf = (name: string) => {
+    const u = urls.get(name);
+    return u === undefined ? undefined : Number(/:(\d+)$/.exec(u)![1]);
+  };
+  return {
+    port: portOf('RADIUS accounting')!,
+    authPort: portOf('RADIUS authentication'),
+    metrics,
+    svc,
+    stop: () => svc.stop(),
+  };
 }
 
 /** The value of a counter (summed over the label sets that match `labels`). */
