@@ -4,6 +4,8 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import SwaggerParser from '@apidevtools/swagger-parser';
+import type { OpenAPI } from 'openapi-types';
 import { ha1 } from '@switchboard/sip';
 import { TOPICS, type RoutingRecord, type SubscriberRecord } from '@switchboard/contracts';
 import { ADMIN_TOKEN, startTestPortal, until, type TestPortal } from './test-support';
@@ -371,6 +373,8 @@ describe('OpenAPI, registrations and metrics', () => {
     }
     // And an undocumented one is not.
     assert.equal((await p.api('GET', '/api/v1/nothing-here')).body.message, 'no such route');
+    // It is a valid OpenAPI 3.1 document (schema and $refs).
+    await SwaggerParser.validate(structuredClone(doc.body) as OpenAPI.Document);
     const create = doc.body.paths['/api/v1/subscribers'].post;
     assert.deepEqual(create.requestBody.content['application/json'].schema.required, [
       'username',
