@@ -164,3 +164,31 @@ test('telephone-event detector ignores short payloads and unknown events', () =>
   d.receive(Buffer.from([11, 0x80, 0, 10]), 0, 4, 7);
   assert.deepEqual(got, ['#']);
 });
+
+test('in-band DTMF when telephone-event was not negotiated', () => {
+  let now = 0;
+  const pacer = new Pacer({ now: () => now }, 10, { setInterval: () => 1, clearInterval: () => {} });
+  const digits: string[] = [];
+  const s = new MediaSession({
+    socket: new FakeSocket() as unknown as Socket,
+    port: 40000,
+    law: 'pcma',
+    payloadType: 8,
+    remote: { address: '127.0.0.1', port: 9 },
+    pacer,
+    inbandDtmf: true,
+    onDigit: (d) => digits.push(d),
+  });
+  const pcm = new Int16Array(160 * 12);
+  pcm.set(tone([852, 1477], 100, 6000), 0); // 9
+  pcm.set(tone([941, 1336], 100, 6000), 160 * 7); // 0
+  const g = encode(pcm, 'pcma');
+  for (let i = 0; i < 12; i++) {
+    const b = Buffer.alloc(172);
+    writeRtpHeader(b, 8, false, i, i * 160, 1);
+    b.set(g.subarray(i * 160, (i + 1) * 160), 12);
+    s.receive(b, '127.0.0.1', 5000);
+    now += 20;
+  }
+  assert.deepEqual(digits, ['9', '0']);
+});

@@ -10,6 +10,7 @@
 import { randomInt } from 'node:crypto';
 import type { Socket } from 'node:dgram';
 import { decodeRange, type Law } from './g711';
+import { InbandDtmfDetector } from './inband';
 import {
   FRAME_MS,
   FRAME_SAMPLES,
@@ -140,6 +141,8 @@ export interface MediaSessionOptions {
   latch?: boolean;
   onDigit?(digit: string): void;
   onClose?(): void;
+  /** Detect DTMF tones in the audio (when telephone-event was not negotiated). */
+  inbandDtmf?: boolean;
 }
 
 /** Receives the peer's audio payloads (conference input). */
@@ -166,6 +169,8 @@ export class MediaSession implements Pumped {
     payloadEnd: 0,
   };
   private readonly dtmf: TelephoneEventDetector;
+  private readonly inband: InbandDtmfDetector | undefined;
+  private readonly scratch: Int16Array | undefined;
   // playout
   private audio: Uint8Array | undefined;
   private pos = 0;
@@ -191,6 +196,13 @@ export class MediaSession implements Pumped {
       this.stats.digits++;
       opts.onDigit?.(d);
     });
+    if (opts.inbandDtmf) {
+      this.scratch = new Int16Array(FRAME_SAMPLES);
+      this.inband = new InbandDtmfDetector((d) => {
+        this.stats.digits++;
+        opts.onDigit?.(d);
+      });
+    }
     opts.socket.on('message', (buf, rinfo) => this.receive(buf, rinfo.address, rinfo.port));
     opts.socket.on('error', () => {});
   }
@@ -331,6 +343,11 @@ export class MediaSession implements Pumped {
       if (r) r.write(buf, h.payloadStart, h.payloadEnd, h.timestamp, h.ssrc);
       const sink = this.audioSink;
       if (sink) sink(buf, h.payloadStart, h.payloadEnd, h.timestamp);
+      const inband = this.inband;
+      if (inband && h.payloadEnd - h.payloadStart === FRAME_SAMPLES) {
+        decodeRange(buf, h.payloadStart, h.payloadEnd, this.law, this.scratch!, 0);
+        inband.block(this.scratch!);
+      }
     }
   }
 

@@ -365,6 +365,7 @@ export class MediaUa<R> {
       law: neg?.law ?? 'pcmu',
       payloadType: neg?.payloadType ?? 0,
       dtmfPayloadType: neg ? neg.dtmfPayloadType : 101,
+      inbandDtmf: neg !== undefined && neg.dtmfPayloadType === undefined,
       remote: neg?.remote ?? { address: src.address, port: 9 },
       pacer: this.opts.pacer,
       latch: this.opts.latch,
