@@ -28,7 +28,7 @@ import { mediaServerService } from './main';
 import { parseRtp, type RtpHeader } from './rtp';
 import { rtpAudio, rtpDigit, writePcap } from './testing/pcap';
 import { dominant, goertzel, tone } from './tone';
-import { decode } from './g711';
+import { decode, encode } from './g711';
 import { readWav, writeWav } from './wav';
 
 const HERE = import.meta.dirname;
@@ -222,9 +222,18 @@ test(
 
       // Message A: 2 s of 440 Hz, then the digit 5 (RFC 4733), addressed as sip:vm-bob@.
       // Message B: 2 s of 880 Hz, reached through a Diversion header naming bob.
-      const deposit = async (service: string, hz: number) => {
+      // Message B comes over a lossy, reordering network: frames LOST never arrive, SWAPPED pairs arrive in reverse.
+      const LOST = [7, 30, 31, 64];
+      const SWAPPED = [10, 50, 80];
+      const deposit = async (service: string, hz: number, lossy = false) => {
+        let audio = rtpAudio(tone(hz, 2000), 'pcmu', { pt: 0, ts: 5000, seq: 10 });
+        if (lossy) {
+          for (const i of SWAPPED)
+            [audio[i].payload, audio[i + 1].payload] = [audio[i + 1].payload, audio[i].payload];
+          audio = audio.filter((_, i) => !LOST.includes(i));
+        }
         const pcap = writePcap([
-          ...rtpAudio(tone(hz, 2000), 'pcmu', { pt: 0, ts: 5000, seq: 10 }),
+          ...audio,
           ...rtpDigit('5', { pt: 101, atUs: 2_040_000, ts: 5000 + 16000 + 320, seq: 110 }),
         ]);
         const r = await runSipp(
@@ -245,7 +254,7 @@ test(
         assert.equal(r.successful, 1, `deposit ${service}: ${r.stdout.slice(-1500)}${r.stderr}`);
       };
       await deposit('vm-bob', 440);
-      await deposit('forwarded-call', 880);
+      await deposit('forwarded-call', 880, true);
 
       const vmDir = join(dataDir, 'voicemail', 'bob@example.com');
       const files = readdirSync(vmDir)
@@ -261,6 +270,17 @@ test(
         assert.equal(recorded[i].length, 16000, `message ${i} length`);
         assert.equal(dominant(recorded[i], [300, 440, 600, 880, 1000]), hz);
       }
+      // lost frames are silence in place, reordered ones are where their timestamps say
+      const frameSilent = (f: number) => recorded[1].subarray(f * 160, (f + 1) * 160).every((x) => x === 0);
+      assert.deepEqual(Array.from({ length: 100 }, (_, f) => f).filter(frameSilent), LOST);
+      // every frame that arrived, reordered or not, is exactly the audio sent at its place (after G.711)
+      const expected = decode(encode(tone(880, 2000), 'pcmu'), 'pcmu');
+      for (const f of LOST) expected.fill(0, f * 160, (f + 1) * 160);
+      assert.ok(
+        Buffer.from(recorded[1].buffer, recorded[1].byteOffset, recorded[1].byteLength).equals(
+          Buffer.from(expected.buffer),
+        ),
+      );
       const metrics = await (await fetch(`${proc.ops.url}/metrics`)).text();
       assert.match(metrics, /switchboard_mediaserver_dtmf_total 2\b/);
       assert.match(metrics, /switchboard_mediaserver_voicemail_stored_total 2\b/);
