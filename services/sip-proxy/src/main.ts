@@ -69,6 +69,13 @@ export const sipProxyConfig = {
 };
 export type SipProxyConfig = ConfigOf<typeof sipProxyConfig>;
 
+/**
+ * UDP receive buffer of the SIP sockets (the kernel caps it at net.core.rmem_max): a burst
+ * or a pause of the event loop (GC) queues requests instead of dropping them, as Kamailio's
+ * probing of the largest buffer does.
+ */
+const UDP_RECV_BUFFER = 4 * 1024 * 1024;
+
 /** `udp:0.0.0.0:5060`, `tls:[::]:5061` → listen spec. */
 export function parseListen(s: string, tls?: { cert: Buffer; key: Buffer }): ListenSpec {
   const m = /^(udp|tcp|tls|ws|wss):(\[[^\]]+\]|[^:]+):(\d+)$/.exec(s.trim());
@@ -136,7 +143,7 @@ export const sipProxyService = defineService({
       clock: { now: Date.now },
     });
 
-    const transport = createSipTransport({ listen });
+    const transport = createSipTransport({ listen, udpRecvBufferSize: UDP_RECV_BUFFER });
     const tl = new TransactionLayer({ transport, timers: { T1: config.timersT1 } });
     let core: ProxyCore | undefined;
     const metrics = new ProxyMetrics(ctx.metrics, {

@@ -296,13 +296,16 @@ export class ProxyCore implements TransactionUser {
 
   /** In-dialog requests and requests with a pre-loaded Route: to the next Route or the R-URI. */
   private async forwardInDialog(req: SipRequest, stx: ServerTransaction, src: Source): Promise<void> {
-    const target = await this.inDialogTarget(req);
+    // Forward a copy: the server transaction keeps the request as received (its top Via matches
+    // retransmissions, and our own responses are built from it).
+    const out = parseMessage(req.serialize()) as SipRequest;
+    const target = await this.inDialogTarget(out);
     if (!target) {
       this.respond(stx, req, 404, 'Not Here');
       return;
     }
     const ctx = this.newContext(req, stx, src, []);
-    this.startBranch(ctx, req, target, undefined);
+    this.startBranch(ctx, out, target, undefined);
   }
 
   /**
