@@ -2,8 +2,8 @@
  * The optional RADIUS authentication listener (UDP 1812): SIP digest
  * authentication against Switchboard's subscribers (digest-auth.ts), for an
  * existing Kamailio or OpenSIPS during a migration. A Message-Authenticator is
- * required on every Access-Request (the BlastRADIUS mitigation) and sent on every
- * reply. Only digest: an Access-Request without one is rejected. Status-Server
+ * required on every Access-Request (the BlastRADIUS mitigation; a client row may
+ * waive it for an old client that cannot send one) and sent on every reply. Only digest: an Access-Request without one is rejected. Status-Server
  * (RFC 5997) is answered with an Access-Accept.
  */
 import { createSocket, type RemoteInfo } from 'node:dgram';
@@ -14,6 +14,7 @@ import {
   RadiusCode,
   decodePacket,
   encodeResponse,
+  hasMessageAuthenticator,
   verifyMessageAuthenticatedRequest,
   type RawAttribute,
 } from '@switchboard/radius';
@@ -67,8 +68,14 @@ export async function startAuthServer(o: AuthServerOptions): Promise<AuthServer>
       if (!client) return o.hooks.dropped('unknown_client');
       if (msg[0] !== RadiusCode.AccessRequest && msg[0] !== RadiusCode.StatusServer)
         return o.hooks.dropped('unsupported_code');
-      // No Message-Authenticator, or a wrong one: silently dropped (RFC 3579 §3.2, BlastRADIUS).
-      if (!verifyMessageAuthenticatedRequest(msg, client.secret)) return o.hooks.dropped('bad_authenticator');
+      // No Message-Authenticator, or a wrong one: silently dropped (RFC 3579 §3.2, BlastRADIUS),
+      // unless the client is marked as one that cannot send it (then a present one is still checked).
+      const exempt =
+        client.requireMessageAuthenticator === false &&
+        msg[0] === RadiusCode.AccessRequest &&
+        !hasMessageAuthenticator(msg);
+      if (!exempt && !verifyMessageAuthenticatedRequest(msg, client.secret))
+        return o.hooks.dropped('bad_authenticator');
       const packet = decodePacket(msg);
       if (msg[0] === RadiusCode.StatusServer) {
         o.hooks.request('Status-Server', client.name);

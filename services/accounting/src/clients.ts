@@ -10,6 +10,8 @@ export interface NasClient {
   name: string;
   cidr: string;
   secret: string;
+  /** Access-Requests must carry a Message-Authenticator (default true; see migration 002). */
+  requireMessageAuthenticator?: boolean;
 }
 
 interface Parsed {
@@ -101,7 +103,10 @@ export async function loadClients(
   db: Queryable,
   onBad: (name: string, err: Error) => void = () => undefined,
 ): Promise<ClientTable> {
-  const r = await db.query<NasClient>('SELECT name, cidr, secret FROM accounting.clients ORDER BY name');
+  const r = await db.query<NasClient>(
+    `SELECT name, cidr, secret, require_message_authenticator AS "requireMessageAuthenticator"
+     FROM accounting.clients ORDER BY name`,
+  );
   const ok: NasClient[] = [];
   for (const row of r.rows) {
     try {

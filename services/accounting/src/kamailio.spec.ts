@@ -12,9 +12,11 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openDb, openEmbeddedBus, type Db, type EventBus } from '@switchboard/platform';
+import { TOPICS, encodeRecord, type SubscriberRecord } from '@switchboard/contracts';
+import { ha1 } from '@switchboard/sip';
 import { DICTIONARY_DIR } from '@switchboard/radius';
 import { freeUdpPort } from '@switchboard/radius/testing';
-import { startTestAccounting, until, type TestAccounting } from './test-support';
+import { metricValue, startTestAccounting, until, type TestAccounting } from './test-support';
 import type { AccountingRecord } from './record';
 
 const SECRET = 'kamailio-secret';
@@ -202,4 +204,160 @@ describe('Kamailio acc_radius as the client', () => {
     assert.equal(all.length, 2);
     assert.doesNotMatch(kamailioOut, /Radius accounting - (TIMEOUT|BAD RESPONSE|ERROR)/);
   });
+});
+
+const REGISTER_WITH_DIGEST = `<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="REGISTER answering a digest challenge">
+  <send retrans="500"><![CDATA[
+REGISTER sip:example.com SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: <sip:alice@example.com>;tag=[call_number]
+To: <sip:alice@example.com>
+Call-ID: [call_id]
+CSeq: 1 REGISTER
+Contact: <sip:alice@[local_ip]:[local_port]>
+Max-Forwards: 70
+Expires: 60
+Content-Length: 0
+
+]]></send>
+  <recv response="401" auth="true"/>
+  <send retrans="500"><![CDATA[
+REGISTER sip:example.com SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: <sip:alice@example.com>;tag=[call_number]
+To: <sip:alice@example.com>
+Call-ID: [call_id]
+CSeq: 2 REGISTER
+Contact: <sip:alice@[local_ip]:[local_port]>
+[authentication username=alice password=wonderland]
+Max-Forwards: 70
+Expires: 60
+Content-Length: 0
+
+]]></send>
+  <recv response="200"/>
+</scenario>
+`;
+
+describe('Kamailio auth_radius against the 1812 listener', () => {
+  let db: Db;
+  let bus: EventBus;
+  let acct: TestAccounting;
+  let dir: string;
+  let kamailio: ChildProcess | undefined;
+  let kamailioOut = '';
+
+  before(async () => {
+    db = await openDb({ memory: true });
+    bus = await openEmbeddedBus({ db, pollMs: 50 });
+    acct = await startTestAccounting(db, bus, {
+      SWITCHBOARD_ACCOUNTING_CLIENTS: `127.0.0.1/32=${SECRET}`,
+      SWITCHBOARD_ACCOUNTING_AUTH: 'true',
+      SWITCHBOARD_ACCOUNTING_AUTH_PORT: '0',
+      SWITCHBOARD_ACCOUNTING_CLIENTS_REFRESH_MS: '100',
+    });
+    dir = mkdtempSync(join(tmpdir(), 'kamailio-auth-'));
+  });
+  after(async () => {
+    if (kamailio && kamailio.exitCode === null) {
+      const exited = once(kamailio, 'exit');
+      kamailio.kill('SIGTERM');
+      await exited;
+    }
+    await acct?.stop();
+    await bus?.close();
+    await db?.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  test(
+    'a REGISTER challenged by Kamailio is authorized by Switchboard from the subscribers topic',
+    { timeout: 90_000 },
+    async () => {
+      const alice: SubscriberRecord = {
+        aor: 'sip:alice@example.com',
+        username: 'alice',
+        domain: 'example.com',
+        ha1: ha1('alice', 'example.com', 'wonderland'),
+        ha1Sha256: ha1('alice', 'example.com', 'wonderland', 'SHA-256'),
+        enabled: true,
+        privileges: [],
+      };
+      await bus.publish(TOPICS.subscribers, [{ key: alice.aor, value: encodeRecord(alice) }]);
+      // radcli 1.2 (Debian 12) sends no Message-Authenticator: this client row waives it.
+      await db.query('UPDATE accounting.clients SET require_message_authenticator = false');
+      const sipPort = await freeUdpPort();
+      const uacPort = await freeUdpPort();
+      writeFileSync(
+        join(dir, 'dictionary'),
+        '$INCLUDE /etc/radcli/dictionary\n$INCLUDE /etc/radcli/dictionary.sip\n$INCLUDE /etc/kamailio/dictionary.kamailio\nVALUE\tService-Type\tSip-Session\t15\n',
+      );
+      writeFileSync(join(dir, 'servers'), `127.0.0.1\t${SECRET}\n`);
+      writeFileSync(
+        join(dir, 'radiusclient.conf'),
+        `authserver 127.0.0.1:${acct.authPort}\nacctserver 127.0.0.1:1\nservers ${dir}/servers\ndictionary ${dir}/dictionary\nradius_timeout 2\nradius_retries 3\nbindaddr *\n`,
+      );
+      writeFileSync(
+        join(dir, 'kamailio.cfg'),
+        `#!KAMAILIO
+debug=2
+log_stderror=yes
+children=1
+listen=udp:127.0.0.1:${sipPort}
+mpath="/usr/lib/x86_64-linux-gnu/kamailio/modules/"
+loadmodule "tm.so"
+loadmodule "sl.so"
+loadmodule "pv.so"
+loadmodule "textops.so"
+loadmodule "auth.so"
+loadmodule "auth_radius.so"
+modparam("auth", "secret", "nonce-secret")
+modparam("auth_radius", "radius_config", "${dir}/radiusclient.conf")
+request_route {
+  if (is_method("OPTIONS")) { sl_send_reply("200", "OK"); exit; }
+  if (!radius_www_authorize("example.com")) { www_challenge("example.com", "0"); exit; }
+  sl_send_reply("200", "OK");
+}
+`,
+      );
+      writeFileSync(join(dir, 'register.xml'), REGISTER_WITH_DIGEST);
+      kamailio = spawn('kamailio', ['-DD', '-E', '-f', join(dir, 'kamailio.cfg'), '-Y', dir, '-w', dir], {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      kamailio.stdout!.on('data', (d: Buffer) => (kamailioOut += d.toString()));
+      kamailio.stderr!.on('data', (d: Buffer) => (kamailioOut += d.toString()));
+      await waitForSip(sipPort);
+      // The client table and the subscriber replica follow within moments; SIPp retries the whole REGISTER.
+      let uac = { code: null as number | null, out: '' };
+      await until(
+        async () => {
+          uac = await run(
+            'sipp',
+            [
+              '-sf',
+              join(dir, 'register.xml'),
+              `127.0.0.1:${sipPort}`,
+              '-i',
+              '127.0.0.1',
+              '-p',
+              String(uacPort),
+              '-m',
+              '1',
+              '-nostdin',
+              '-timeout',
+              '10s',
+            ],
+            20_000,
+          );
+          return uac.code === 0;
+        },
+        `SIPp REGISTER authorized (last:\n${uac.out}\nKamailio:\n${kamailioOut})`,
+        60_000,
+      );
+      assert.ok(
+        (await metricValue(acct.metrics, 'switchboard_radius_auth_total', { result: 'accept' })) >= 1,
+      );
+    },
+  );
 });
