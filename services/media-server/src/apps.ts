@@ -239,7 +239,7 @@ export function createApps(o: AppOptions): (call: Call<AppRoute>) => Promise<voi
     }
   }
 
-  /** A conference room: a beep on joining, then the mix until hang-up; MUTE_KEY toggles mute. */
+  /** A conference room: the mix until hang-up (the room plays the join and leave tones); MUTE_KEY toggles mute. */
   async function conference(call: Call<AppRoute>, room: string) {
     const c = o.conferences.room(room);
     if (!c.join(call.media)) {
@@ -247,7 +247,6 @@ export function createApps(o: AppOptions): (call: Call<AppRoute>) => Promise<voi
       return;
     }
     try {
-      await call.play(o.prompts.get('beep')!);
       while (!call.isEnded) {
         const d = await call.nextDigit(60_000);
         if (d === MUTE_KEY) c.toggleMute(call.media);

@@ -75,13 +75,15 @@ test('a muted participant is not heard; a pile-up keeps only the newest frames; 
   const b = member('pcmu');
   conf.join(a.media);
   conf.join(b.media);
+  for (let i = 0; i < 10; i++) step(20); // past the join tone
+  const start = b.socket.sent.length;
   assert.equal(conf.toggleMute(a.media), true);
   const t = tone(500, 200, 6000);
   for (let i = 0; i < 10; i++) {
     a.media.receive(frame('pcmu', t, i), '127.0.0.1', 5000);
     step(20);
   }
-  const heardByB = decode(Buffer.concat(b.socket.sent.map((p) => p.subarray(12))), 'pcmu');
+  const heardByB = decode(Buffer.concat(b.socket.sent.slice(start).map((p) => p.subarray(12))), 'pcmu');
   assert.ok(
     heardByB.every((x) => Math.abs(x) < 10),
     'muted participant leaked into the mix',
@@ -98,4 +100,27 @@ test('a muted participant is not heard; a pile-up keeps only the newest frames; 
   conf.leave(b.media);
   assert.equal(conf.size, 0);
   assert.equal(pacer.size, 0);
+});
+
+test('join and leave tones: everyone hears 1500 Hz when someone joins, 900 Hz when someone leaves', () => {
+  const { conf, member, step } = room();
+  const a = member('pcmu');
+  const b = member('pcmu');
+  const heard = (m: typeof a, from: number) =>
+    decode(Buffer.concat(m.socket.sent.slice(from).map((p) => p.subarray(12))), 'pcmu');
+  conf.join(a.media);
+  for (let i = 0; i < 10; i++) step(20);
+  const before = a.socket.sent.length;
+  conf.join(b.media);
+  for (let i = 0; i < 10; i++) step(20);
+  const joined = heard(a, before);
+  assert.ok(goertzel(joined, 1500) > 100 * goertzel(joined, 900));
+  const mark = a.socket.sent.length;
+  conf.leave(b.media);
+  for (let i = 0; i < 10; i++) step(20);
+  const left = heard(a, mark);
+  assert.ok(goertzel(left, 900) > 100 * goertzel(left, 1500));
+  // after the tone, silence
+  const tail = heard(a, a.socket.sent.length - 2);
+  assert.ok(tail.every((x) => Math.abs(x) < 10));
 });

@@ -10,10 +10,14 @@
 import { decodeRange, encodeTable } from './g711';
 import type { MediaSession, Pacer, Pumped } from './media';
 import { FRAME_MS, FRAME_SAMPLES } from './rtp';
+import { tone } from './tone';
 
 /** Frames a participant's input may queue before the oldest is dropped. */
 export const INPUT_DEPTH = 5;
 export const MAX_PARTICIPANTS = 50;
+/** Tones everyone hears when someone joins (rising) or leaves (falling): 150 ms each. */
+export const JOIN_TONE = tone(1500, 150, 4000);
+export const LEAVE_TONE = tone(900, 150, 4000);
 
 class Participant {
   readonly input = new Int16Array(FRAME_SAMPLES * INPUT_DEPTH);
@@ -61,6 +65,8 @@ export class Conference implements Pumped {
   private readonly mix = new Int32Array(FRAME_SAMPLES);
   private start = 0;
   private frames = 0;
+  private notice: Int16Array | undefined;
+  private noticePos = 0;
 
   constructor(
     readonly room: string,
@@ -78,6 +84,7 @@ export class Conference implements Pumped {
     const p = new Participant(media);
     this.members.set(media, p);
     media.audioSink = (buf, s, e) => p.push(buf, s, e);
+    this.notify(JOIN_TONE);
     if (this.members.size === 1) {
       this.start = this.pacer.clock.now();
       this.frames = 0;
@@ -92,7 +99,13 @@ export class Conference implements Pumped {
     if (this.members.size === 0) {
       this.pacer.remove(this);
       this.onEmpty();
-    }
+    } else this.notify(LEAVE_TONE);
+  }
+
+  /** A tone mixed into what everyone hears (join, leave). */
+  private notify(t: Int16Array): void {
+    this.notice = t;
+    this.noticePos = 0;
   }
 
   /** Toggles a participant's mute; returns the new state. */
@@ -122,6 +135,13 @@ export class Conference implements Pumped {
       if (!p.hasCurrent) continue;
       const c = p.current;
       for (let i = 0; i < FRAME_SAMPLES; i++) mix[i] += c[i];
+    }
+    const notice = this.notice;
+    if (notice) {
+      const n = Math.min(FRAME_SAMPLES, notice.length - this.noticePos);
+      for (let i = 0; i < n; i++) mix[i] += notice[this.noticePos + i];
+      this.noticePos += n;
+      if (this.noticePos >= notice.length) this.notice = undefined;
     }
     for (const p of this.members.values()) {
       if (p.media.playing) continue; // a prompt for this participant has the stream
