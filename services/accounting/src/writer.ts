@@ -55,7 +55,8 @@ const dedupeKey = (r: NewRecord) => `${r.srcAddr}|${r.srcPort}|${r.identifier}|$
 /**
  * One round trip per batch, the batch as one JSON array parameter: insert the
  * records (skipping stored duplicates) and, in the same statement, an outbox row
- * for each record inserted, in arrival order.
+ * for each record inserted, in arrival order. One row comes back: the count
+ * stored and the ids that were already stored.
  */
 const INSERT = `
 WITH input AS (
@@ -68,10 +69,13 @@ WITH input AS (
   FROM input ORDER BY n
   ON CONFLICT (id) DO NOTHING
   RETURNING id
+), outbox AS (
+  INSERT INTO accounting.outbox (record_id, key)
+  SELECT ins.id, input.key FROM input JOIN ins ON ins.id = input.id ORDER BY input.n
+  RETURNING 1
 )
-INSERT INTO accounting.outbox (record_id, key)
-SELECT ins.id, input.key FROM input JOIN ins ON ins.id = input.id ORDER BY input.n
-RETURNING record_id`;
+SELECT (SELECT count(*) FROM outbox) AS stored,
+       (SELECT coalesce(array_agg(input.id::text), '{}') FROM input LEFT JOIN ins ON ins.id = input.id WHERE ins.id IS NULL) AS duplicates`;
 
 export class RecordWriter {
   private readonly queue: Waiting[] = [];
@@ -139,12 +143,14 @@ export class RecordWriter {
       body: rec.record,
     }));
     try {
-      const res = await this.db.query<{ record_id: string }>(INSERT, [JSON.stringify(rows)]);
-      const stored = new Set(res.rows.map((x) => x.record_id));
+      // One row back: how many were stored, and the ids already stored (duplicates; usually none).
+      const res = await this.db.query<{ stored: string; duplicates: string[] }>(INSERT, [JSON.stringify(rows)]);
+      const duplicates = new Set(res.rows[0].duplicates);
+      const stored = { size: Number(res.rows[0].stored) };
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
       this.opts.onCommit?.(batch.length, stored.size, seconds);
       if (stored.size > 0) this.opts.onStored?.();
-      for (const w of batch) w.resolve(stored.has(w.rec.record.id) ? 'stored' : 'duplicate');
+      for (const w of batch) w.resolve(duplicates.has(w.rec.record.id) ? 'duplicate' : 'stored');
     } catch (e) {
       for (const w of batch) w.reject(e);
     }
