@@ -19,6 +19,11 @@ export const ratingConfig = {
     TOPICS.cdrs,
     'Topic rated CDRs are published to (key account)',
   ),
+  eventsTopic: str(
+    'SWITCHBOARD_RATING_EVENTS_TOPIC',
+    'rating-events',
+    'Topic of account events for the portal, e.g. low balance (key account)',
+  ),
   group: str('SWITCHBOARD_RATING_GROUP', 'rating', 'Consumer group of the rating instances'),
   defaultPlan: optional(
     'SWITCHBOARD_RATING_DEFAULT_PLAN',

@@ -2,7 +2,7 @@ import { after, before, beforeEach, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { migrate, openDb, type Db } from '@switchboard/platform';
-import { RatingEngine } from './engine';
+import { RatingEngine, type LowBalance } from './engine';
 import type { Cdr } from './cdr';
 import { failedRecord, SAMPLE_RATES, startRecord, stopRecord, type CallSpec } from './testing';
 
@@ -13,12 +13,14 @@ describe('rating engine (PGlite)', () => {
   let db: Db;
   let clock = T0;
   let published: Cdr[] = [];
+  let low: LowBalance[] = [];
   let engine: RatingEngine;
   const make = () =>
     new RatingEngine({
       db,
       now: () => clock,
       publish: async (c) => void published.push(...c),
+      onLowBalance: (e) => void low.push(e),
       maxCallSeconds: 3600,
       reservationGraceSeconds: 60,
     });
@@ -34,6 +36,7 @@ describe('rating engine (PGlite)', () => {
     );
     clock = T0;
     published = [];
+    low = [];
     engine = make();
     const r = await engine.importPlan(
       {
@@ -73,6 +76,14 @@ describe('rating engine (PGlite)', () => {
     duration: 61,
     ...o,
   });
+  const handle = async (r: Parameters<RatingEngine['handleAccounting']>[0]) => {
+    await engine.handleAccounting(r);
+    await engine.flush();
+  };
+  const handleMedia = async (e: Parameters<RatingEngine['handleMediaEvent']>[0]) => {
+    await engine.handleMediaEvent(e);
+    await engine.flush();
+  };
   const balance = async (a = 'sip:alice@example.com') => (await engine.balance(a)).balanceMicros;
   const ledgerSum = async (a = 'sip:alice@example.com') =>
     Number(
@@ -88,9 +99,9 @@ describe('rating engine (PGlite)', () => {
     const c = call();
     const start = startRecord(c);
     const stop = stopRecord(c, true);
-    await engine.handleAccounting(start);
+    await handle(start);
     assert.equal(published.length, 0);
-    await engine.handleAccounting(stop);
+    await handle(stop);
     assert.equal(published.length, 1);
     const cdr = published[0];
     assert.equal(cdr.account, 'sip:alice@example.com');
@@ -107,24 +118,43 @@ describe('rating engine (PGlite)', () => {
     assert.equal(await balance(), 1_000_000 - 111_667);
 
     // redelivery, in order and out of it
-    for (const r of [start, stop, stop, start]) await engine.handleAccounting(r);
+    for (const r of [start, stop, stop, start]) await handle(r);
     assert.equal(await balance(), 1_000_000 - 111_667, 'debited once');
     assert.equal(await ledgerSum(), await balance(), 'balance is the ledger sum');
-    assert.ok(
-      published.length >= 3 && published.every((p) => p.id === cdr.id),
-      'republished with the same id',
-    );
+    assert.equal(published.length, 1, 'published once: a redelivered record finds its CDR stored');
     const n = await db.query('SELECT 1 FROM rating.cdrs');
     assert.equal(n.rowCount, 1);
     const open = await db.query('SELECT 1 FROM rating.open_calls');
     assert.equal(open.rowCount, 0, 'a Start redelivered after its CDR opens nothing');
   });
 
+  test('a debit that crosses the low-balance threshold is reported once', async () => {
+    await engine.upsertAccount({
+      account: 'sip:alice@example.com',
+      prepaid: true,
+      currency: 'EUR',
+      creditLimitMicros: null,
+      planId: 'std',
+      blocked: false,
+      lowBalanceMicros: 900_000,
+    });
+    const c = call({ callee: '4930123456', duration: 60 });
+    await handle(stopRecord({ ...c, callId: 'l0' }));
+    assert.equal(low.length, 0, '950,000 left: above the threshold');
+    await handle(stopRecord({ ...c, callId: 'l1' }));
+    await handle(stopRecord({ ...c, callId: 'l1' }));
+    await handle(stopRecord({ ...c, callId: 'l2' }));
+    assert.deepEqual(
+      low.map((l) => [l.account, l.balanceMicros, l.thresholdMicros]),
+      [['sip:alice@example.com', 850_000, 900_000]],
+      'l1 leaves exactly the threshold (not below); its redelivery debits nothing; l2 crosses it',
+    );
+  });
+
   test('two calls with one Call-ID but different tags (forked) are two CDRs', async () => {
     const a = call({ toTag: 'b1', duration: 10 });
     const b = call({ toTag: 'b2', duration: 20 });
-    for (const r of [startRecord(a), startRecord(b), stopRecord(b), stopRecord(a)])
-      await engine.handleAccounting(r);
+    for (const r of [startRecord(a), startRecord(b), stopRecord(b), stopRecord(a)]) await handle(r);
     assert.deepEqual(
       published.map((p) => p.durationSeconds),
       [20, 10],
@@ -134,10 +164,9 @@ describe('rating engine (PGlite)', () => {
 
   test('Failed is a CDR with zero billable time and its SIP code, stored once', async () => {
     const f = failedRecord(call({ toTag: null as unknown as string }), 486);
-    await engine.handleAccounting(f);
-    await engine.handleAccounting(f);
-    assert.equal(published.length, 2);
-    assert.equal(published[0].id, published[1].id);
+    await handle(f);
+    await handle(f);
+    assert.equal(published.length, 1);
     assert.equal(published[0].disposition, 'failed');
     assert.equal(published[0].sipCode, 486);
     assert.equal(published[0].billableSeconds, 0);
@@ -146,7 +175,7 @@ describe('rating engine (PGlite)', () => {
   });
 
   test('a Stop without a Start is rated from its own timestamps and flagged', async () => {
-    await engine.handleAccounting(stopRecord(call({ duration: 120, callee: '4930123456' })));
+    await handle(stopRecord(call({ duration: 120, callee: '4930123456' })));
     const cdr = published[0];
     assert.deepEqual(cdr.flags, ['stop_without_start']);
     assert.equal(cdr.durationSeconds, 120);
@@ -157,9 +186,9 @@ describe('rating engine (PGlite)', () => {
 
   test('a Start whose Stop never comes is closed by the media timeout, at the last media packet', async () => {
     const c = call({ callee: '4930123456' });
-    await engine.handleAccounting(startRecord(c));
+    await handle(startRecord(c));
     const lastPacket = (c.answeredAt + 90_000) / 1000;
-    await engine.handleMediaEvent({
+    await handleMedia({
       type: 'timeout',
       callId: c.callId,
       stats: {
@@ -178,16 +207,16 @@ describe('rating engine (PGlite)', () => {
     assert.equal(cdr.quality?.lossRatio, 0.01);
     assert.ok(cdr.quality!.mos > 3.5 && cdr.quality!.mos < 4.5, String(cdr.quality!.mos));
     // the Stop arriving late changes nothing
-    await engine.handleAccounting(stopRecord(c));
+    await handle(stopRecord(c));
     assert.equal(await balance(), 925_000);
   });
 
   test('media stats arriving after the CDR are added and the CDR published again', async () => {
     const c = call({ callee: '4930123456' });
-    await engine.handleAccounting(startRecord(c));
-    await engine.handleAccounting(stopRecord(c));
+    await handle(startRecord(c));
+    await handle(stopRecord(c));
     assert.equal(published[0].quality, null);
-    await engine.handleMediaEvent({
+    await handleMedia({
       type: 'delete',
       callId: c.callId,
       stats: { legs: [{ streams: [{ stats: { packets: 100 }, lost: 0, jitterMs: 1 }] }] },
@@ -199,7 +228,7 @@ describe('rating engine (PGlite)', () => {
 
   test('the sweep closes calls open longer than the maximum duration', async () => {
     const c = call({ callee: '4930123456', answeredAt: T0 });
-    await engine.handleAccounting(startRecord(c));
+    await handle(startRecord(c));
     clock = T0 + 3599_000;
     assert.equal((await engine.sweep()).closed, 0);
     clock = T0 + 3601_000;
@@ -215,11 +244,11 @@ describe('rating engine (PGlite)', () => {
   });
 
   test('on-net calls are free; calls without a plan or rate are flagged unrated', async () => {
-    await engine.handleAccounting(stopRecord(call({ callId: 'on', gateway: null, callee: '100' })));
+    await handle(stopRecord(call({ callId: 'on', gateway: null, callee: '100' })));
     assert.deepEqual([published[0].rateStatus, published[0].priceMicros], ['free', 0]);
-    await engine.handleAccounting(stopRecord(call({ callId: 'fr', callee: '33123456789' })));
+    await handle(stopRecord(call({ callId: 'fr', callee: '33123456789' })));
     assert.deepEqual(published[1].flags, ['stop_without_start', 'unrated']);
-    await engine.handleAccounting(stopRecord(call({ callId: 'x', account: 'sip:nobody@example.com' })));
+    await handle(stopRecord(call({ callId: 'x', account: 'sip:nobody@example.com' })));
     assert.deepEqual(published[2].flags, ['stop_without_start', 'unrated', 'unknown_account']);
     assert.equal(await balance(), 1_000_000);
   });
@@ -243,8 +272,8 @@ describe('rating engine (PGlite)', () => {
     assert.equal((await engine.balance(alice)).reservedMicros, 1_000_000);
     // the call lasts 60 s: its CDR settles the reservation
     const c = call({ callId: 'a1', callee: '4930123456', duration: 60 });
-    await engine.handleAccounting(startRecord(c));
-    await engine.handleAccounting(stopRecord(c));
+    await handle(startRecord(c));
+    await handle(stopRecord(c));
     const b = await engine.balance(alice);
     assert.deepEqual([b.balanceMicros, b.reservedMicros], [950_000, 0]);
     const a3 = await engine.authorize({ account: alice, callee: '+44 7700 900000', callId: 'a3' });

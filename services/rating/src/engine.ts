@@ -7,7 +7,7 @@
  * ON CONFLICT DO NOTHING and the debit is unique per CDR id, both in one
  * transaction; a redelivered record finds its CDR and only publishes it again.
  */
-import { invalidArgument, notFound, type Db, type DbTx } from '@switchboard/platform';
+import { invalidArgument, notFound, type Db, type DbTx, type Queryable } from '@switchboard/platform';
 import {
   billedAccount,
   buildCdr,
@@ -49,8 +49,27 @@ export interface EngineOptions {
   maxCallSeconds: number;
   /** How long a reservation outlives the time it was granted for. */
   reservationGraceSeconds: number;
+  /** A CDR was stored (once per CDR, not per redelivery). */
   onCdr?: (cdr: Cdr) => void;
   onIgnored?: (statusType: string) => void;
+  /** A debit took the balance below the account's low-balance threshold. */
+  onLowBalance?: (e: LowBalance) => void;
+  onPublishError?: (err: unknown) => void;
+}
+
+export interface LowBalance {
+  account: string;
+  balanceMicros: number;
+  thresholdMicros: number;
+  cdrId: string;
+}
+
+interface Lookup {
+  exists: boolean;
+  start: AccountingRecord | undefined;
+  quality: Quality | null;
+  accountName: string;
+  account: Account | undefined;
 }
 
 export type AuthorizeReason = 'ok' | 'insufficient_credit' | 'no_rate' | 'account_blocked';
@@ -270,73 +289,108 @@ export class RatingEngine {
   private async onStart(rec: AccountingRecord): Promise<void> {
     const key = sessionKey(rec.sessionId!, rec.fromTag, rec.toTag);
     const id = cdrId('call', key);
-    await this.o.db.transaction(async (tx) => {
-      if ((await tx.query('SELECT 1 FROM rating.cdrs WHERE id = $1', [id])).rowCount) return; // already closed
-      await tx.query(
-        `INSERT INTO rating.open_calls (session_key, call_id, cdr_id, started_at, start) VALUES ($1, $2, $3, $4, $5)
-         ON CONFLICT (session_key) DO NOTHING`,
-        [key, rec.sessionId, id, new Date(eventTime(rec)), JSON.stringify(rec)],
-      );
-    });
+    // one statement: open the call unless its CDR exists (a Start redelivered after its Stop)
+    await this.o.db.query(
+      `INSERT INTO rating.open_calls (session_key, call_id, cdr_id, started_at, start)
+       SELECT $1, $2, $3, $4, $5 WHERE NOT EXISTS (SELECT 1 FROM rating.cdrs WHERE id = $3)
+       ON CONFLICT (session_key) DO NOTHING`,
+      [key, rec.sessionId, id, new Date(eventTime(rec)), JSON.stringify(rec)],
+    );
   }
 
   private async onStop(rec: AccountingRecord): Promise<void> {
     const key = sessionKey(rec.sessionId!, rec.fromTag, rec.toTag);
-    const id = cdrId('call', key);
-    const cdr = await this.o.db.transaction(async (tx) => {
-      const existing = await tx.query<{ cdr: Cdr }>('SELECT cdr FROM rating.cdrs WHERE id = $1', [id]);
-      if (existing.rowCount) {
-        await tx.query('DELETE FROM rating.open_calls WHERE session_key = $1', [key]);
-        return { cdr: existing.rows[0].cdr, fresh: false };
-      }
-      const open = await tx.query<{ start: AccountingRecord }>(
-        'DELETE FROM rating.open_calls WHERE session_key = $1 RETURNING start',
-        [key],
-      );
-      return this.close(tx, { start: open.rows[0]?.start, end: rec, endReason: 'bye' });
-    });
-    await this.publish([cdr]);
+    const facts = await this.lookup(this.o.db, { cdrId: cdrId('call', key), sessionKey: key, rec });
+    if (facts.exists) {
+      // redelivered: the CDR is stored (and published by the outbox); drop a Start reopened meanwhile
+      if (facts.start) await this.o.db.query('DELETE FROM rating.open_calls WHERE session_key = $1', [key]);
+      return;
+    }
+    await this.close(this.o.db, { start: facts.start, end: rec, endReason: 'bye' }, key, facts);
   }
 
   private async onFailed(rec: AccountingRecord): Promise<void> {
-    const id = cdrId('failed', failedKey(rec));
-    const cdr = await this.o.db.transaction(async (tx) => {
-      const existing = await tx.query<{ cdr: Cdr }>('SELECT cdr FROM rating.cdrs WHERE id = $1', [id]);
-      if (existing.rowCount) return { cdr: existing.rows[0].cdr, fresh: false };
-      return this.close(tx, { start: undefined, end: rec, endReason: 'failed' });
-    });
-    await this.publish([cdr]);
+    const facts = await this.lookup(this.o.db, { cdrId: cdrId('failed', failedKey(rec)), rec });
+    if (facts.exists) return;
+    await this.close(this.o.db, { start: undefined, end: rec, endReason: 'failed' }, null, facts);
   }
 
-  /** Builds, rates and stores a CDR, debits its price once and settles the call's reservation. */
+  /** Everything closing a call needs to read, in one statement. */
+  private async lookup(
+    q: Queryable,
+    k: { cdrId: string; sessionKey?: string; rec: AccountingRecord },
+  ): Promise<Lookup> {
+    const r = await q.query<{
+      exists: boolean;
+      start: AccountingRecord | null;
+      quality: Quality | null;
+      account: AccountRow | null;
+    }>(
+      `SELECT EXISTS (SELECT 1 FROM rating.cdrs WHERE id = $1) AS exists,
+              (SELECT start FROM rating.open_calls WHERE session_key = $2) AS start,
+              (SELECT quality FROM rating.media_quality WHERE call_id = $3) AS quality,
+              (SELECT row_to_json(a) FROM rating.accounts a WHERE account = $4) AS account`,
+      [k.cdrId, k.sessionKey ?? null, k.rec.sessionId, billedAccount(k.rec)],
+    );
+    const row = r.rows[0];
+    return {
+      exists: row.exists,
+      start: row.start ?? undefined,
+      quality: row.quality,
+      accountName: billedAccount(k.rec),
+      account: row.account ? toAccount(row.account) : undefined,
+    };
+  }
+
+  /**
+   * Builds and rates a CDR, then in one statement: stores it (unless it exists),
+   * debits its price once, settles the call's reservation and closes the open call.
+   */
   private async close(
-    tx: DbTx,
+    q: Queryable,
     f: Pick<CallFacts, 'start' | 'end' | 'endReason' | 'endedAt'>,
-  ): Promise<{ cdr: Cdr; fresh: boolean }> {
+    openKey: string | null,
+    pre?: Pick<Lookup, 'quality' | 'accountName' | 'account'>,
+  ): Promise<Cdr> {
     const base = (f.start ?? f.end)!;
-    const account = billedAccount(base);
-    const acc = await tx.query<AccountRow>(
-      `SELECT ${ACCOUNT_COLS} FROM rating.accounts WHERE account = $1 FOR UPDATE`,
-      [account],
-    );
-    const a = acc.rows[0] ? toAccount(acc.rows[0]) : undefined;
-    const q = await tx.query<{ quality: Quality | null }>(
-      'SELECT quality FROM rating.media_quality WHERE call_id = $1',
-      [base.sessionId],
-    );
+    const accountName = billedAccount(base);
+    let a = pre?.account;
+    let quality = pre?.quality ?? null;
+    if (!pre || pre.accountName !== accountName) {
+      const r = await q.query<{ quality: Quality | null; account: AccountRow | null }>(
+        `SELECT (SELECT quality FROM rating.media_quality WHERE call_id = $1) AS quality,
+                (SELECT row_to_json(a) FROM rating.accounts a WHERE account = $2) AS account`,
+        [base.sessionId, accountName],
+      );
+      quality = r.rows[0].quality;
+      a = r.rows[0].account ? toAccount(r.rows[0].account) : undefined;
+    }
     const cdr = buildCdr(this.book, {
       ...f,
-      planId: this.planFor(account, a?.planId),
+      planId: this.planFor(accountName, a?.planId),
       accountKnown: !!a,
-      quality: q.rows[0]?.quality ?? null,
+      quality,
       now: this.o.now(),
     });
     if (!cdr.currency) cdr.currency = a?.currency ?? '';
-    const ins = await tx.query(
-      `INSERT INTO rating.cdrs (id, call_id, account, started_at, answered_at, ended_at, duration_seconds, billable_seconds,
-         disposition, end_reason, sip_code, destination, price_micros, currency, flags, cdr)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
-       ON CONFLICT (id) DO NOTHING`,
+    const debit = !!a && cdr.priceMicros > 0;
+    const w = await q.query<{ inserted: number; balance: string | null; low: string | null }>(
+      `WITH del AS (DELETE FROM rating.open_calls WHERE session_key = $17 RETURNING 1),
+       ins AS (
+         INSERT INTO rating.cdrs (id, call_id, account, started_at, answered_at, ended_at, duration_seconds,
+           billable_seconds, disposition, end_reason, sip_code, destination, price_micros, currency, flags, cdr)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
+         ON CONFLICT (id) DO NOTHING RETURNING id),
+       led AS (
+         INSERT INTO rating.ledger (account, kind, amount_micros, cdr_id, actor, reason, created_at)
+         SELECT $3, 'debit', -$13::bigint, id, 'rating', $18, $19 FROM ins WHERE $20::boolean
+         ON CONFLICT DO NOTHING RETURNING amount_micros),
+       bal AS (
+         UPDATE rating.accounts SET balance_micros = balance_micros + led.amount_micros, updated_at = $19
+         FROM led WHERE account = $3 RETURNING balance_micros, low_balance_micros),
+       res AS (DELETE FROM rating.reservations WHERE call_id = $2 RETURNING 1)
+       SELECT (SELECT count(*) FROM ins)::int AS inserted,
+              (SELECT balance_micros FROM bal)::text AS balance, (SELECT low_balance_micros FROM bal)::text AS low`,
       [
         cdr.id,
         cdr.callId,
@@ -354,34 +408,91 @@ export class RatingEngine {
         cdr.currency,
         cdr.flags,
         JSON.stringify(cdr),
+        openKey,
+        `call ${cdr.callId} to ${cdr.calleeNumber || cdr.callee} (${cdr.destination || 'unrated'})`,
+        new Date(this.o.now()),
+        debit,
       ],
     );
-    if (ins.rowCount === 0) {
-      const got = await tx.query<{ cdr: Cdr }>('SELECT cdr FROM rating.cdrs WHERE id = $1', [cdr.id]);
-      return { cdr: got.rows[0].cdr, fresh: false };
+    const row = w.rows[0];
+    if (!row.inserted) {
+      const got = await q.query<{ cdr: Cdr }>('SELECT cdr FROM rating.cdrs WHERE id = $1', [cdr.id]);
+      return got.rows[0].cdr;
     }
-    if (a && cdr.priceMicros > 0) {
-      await this.ledgerEntry(tx, {
-        account,
-        kind: 'debit',
-        amountMicros: -cdr.priceMicros,
-        cdrId: cdr.id,
-        actor: 'rating',
-        reason: `call ${cdr.callId} to ${cdr.calleeNumber || cdr.callee} (${cdr.destination || 'unrated'})`,
-      });
+    this.o.onCdr?.(cdr);
+    if (row.balance !== null && row.low !== null) {
+      const balance = Number(row.balance);
+      const low = Number(row.low);
+      if (balance < low && balance + cdr.priceMicros >= low)
+        this.o.onLowBalance?.({
+          account: cdr.account,
+          balanceMicros: balance,
+          thresholdMicros: low,
+          cdrId: cdr.id,
+        });
     }
-    await tx.query('DELETE FROM rating.reservations WHERE call_id = $1', [cdr.callId]);
-    return { cdr, fresh: true };
+    this.kick();
+    return cdr;
   }
 
-  private async publish(list: { cdr: Cdr; fresh: boolean }[]): Promise<void> {
-    if (!list.length) return;
-    await this.o.publish(list.map((x) => x.cdr));
-    await this.o.db.query(
-      'UPDATE rating.cdrs SET published_at = $2 WHERE id = ANY($1) AND published_at IS NULL',
-      [list.map((x) => x.cdr.id), new Date(this.o.now())],
-    );
-    for (const x of list) if (x.fresh) this.o.onCdr?.(x.cdr);
+  // ---- the CDR outbox --------------------------------------------------------
+
+  private publishing: Promise<number> | undefined;
+  private dirty = false;
+
+  /** Starts publishing stored CDRs unless a round is running (which then goes again). */
+  private kick(): void {
+    if (this.publishing) {
+      this.dirty = true;
+      return;
+    }
+    this.publishing = this.publishPending()
+      .catch((err: unknown) => {
+        this.o.onPublishError?.(err);
+        return 0;
+      })
+      .finally(() => {
+        this.publishing = undefined;
+        if (this.dirty) {
+          this.dirty = false;
+          this.kick();
+        }
+      });
+  }
+
+  /** Publishes every stored CDR not yet published, in rounds of 1000; returns how many. One caller at a time. */
+  private async publishPending(): Promise<number> {
+    let total = 0;
+    for (;;) {
+      const r = await this.o.db.query<{ id: string; cdr: Cdr }>(
+        'SELECT id, cdr FROM rating.cdrs WHERE published_at IS NULL ORDER BY id LIMIT 1000',
+      );
+      if (!r.rowCount) return total;
+      await this.o.publish(r.rows.map((x) => x.cdr));
+      await this.o.db.query('UPDATE rating.cdrs SET published_at = $2 WHERE id = ANY($1)', [
+        r.rows.map((x) => x.id),
+        new Date(this.o.now()),
+      ]);
+      total += r.rowCount;
+      if (r.rowCount < 1000) return total;
+    }
+  }
+
+  /** Waits until every CDR stored so far is published (tests, shutdown, the sweep); throws when publishing fails. */
+  async flush(): Promise<number> {
+    while (this.publishing) await this.publishing;
+    // one round at a time: a kick meanwhile waits for this one
+    const round = this.publishPending();
+    this.publishing = round
+      .catch(() => 0)
+      .finally(() => {
+        this.publishing = undefined;
+        if (this.dirty) {
+          this.dirty = false;
+          this.kick();
+        }
+      });
+    return round;
   }
 
   /** Handles one `media-events` record: keeps the call's media quality; a timeout closes its open calls. */
@@ -389,7 +500,7 @@ export class RatingEngine {
     if (!ev?.callId) return;
     const quality = qualityOf(ev);
     const mediaEnd = mediaEndTime(ev);
-    const out = await this.o.db.transaction(async (tx) => {
+    const changed = await this.o.db.transaction(async (tx) => {
       await tx.query(
         `INSERT INTO rating.media_quality (call_id, event_type, quality, media_ended_at) VALUES ($1, $2, $3, $4)
          ON CONFLICT (call_id) DO UPDATE SET event_type = EXCLUDED.event_type, quality = EXCLUDED.quality,
@@ -401,35 +512,29 @@ export class RatingEngine {
           mediaEnd ? new Date(mediaEnd) : null,
         ],
       );
-      const closed: { cdr: Cdr; fresh: boolean }[] = [];
       if (ev.type === 'timeout') {
-        const open = await tx.query<{ start: AccountingRecord }>(
-          'DELETE FROM rating.open_calls WHERE call_id = $1 RETURNING start',
+        const open = await tx.query<{ session_key: string; start: AccountingRecord }>(
+          'DELETE FROM rating.open_calls WHERE call_id = $1 RETURNING session_key, start',
           [ev.callId],
         );
         for (const o of open.rows) {
-          closed.push(
-            await this.close(tx, {
-              start: o.start,
-              end: undefined,
-              endReason: 'media_timeout',
-              endedAt: mediaEnd ?? this.o.now(),
-            }),
+          await this.close(
+            tx,
+            { start: o.start, end: undefined, endReason: 'media_timeout', endedAt: mediaEnd ?? this.o.now() },
+            null,
           );
         }
       }
-      if (quality) {
-        // CDRs rated before the media stats came: add the quality and publish them again.
-        const upd = await tx.query<{ cdr: Cdr }>(
-          `UPDATE rating.cdrs SET cdr = jsonb_set(cdr, '{quality}', $2::jsonb), published_at = NULL
-           WHERE call_id = $1 AND cdr->'quality' = 'null'::jsonb RETURNING cdr`,
-          [ev.callId, JSON.stringify(quality)],
-        );
-        for (const r of upd.rows) closed.push({ cdr: r.cdr, fresh: false });
-      }
-      return closed;
+      if (!quality) return 0;
+      // CDRs rated before the media stats came: add the quality; the outbox publishes them again
+      const upd = await tx.query(
+        `UPDATE rating.cdrs SET cdr = jsonb_set(cdr, '{quality}', $2::jsonb), published_at = NULL
+         WHERE call_id = $1 AND cdr->'quality' = 'null'::jsonb`,
+        [ev.callId, JSON.stringify(quality)],
+      );
+      return upd.rowCount;
     });
-    await this.publish(out);
+    if (changed) this.kick();
   }
 
   /**
@@ -446,34 +551,32 @@ export class RatingEngine {
     );
     let closed = 0;
     for (const s of stale.rows) {
-      const r = await db.transaction(async (tx) => {
+      const done = await db.transaction(async (tx) => {
         const open = await tx.query<{ start: AccountingRecord }>(
           'DELETE FROM rating.open_calls WHERE session_key = $1 RETURNING start',
           [s.session_key],
         );
-        if (!open.rowCount) return undefined;
+        if (!open.rowCount) return false;
         const start = open.rows[0].start;
-        return this.close(tx, {
-          start,
-          end: undefined,
-          endReason: 'max_duration',
-          endedAt: eventTime(start) + this.o.maxCallSeconds * 1000,
-        });
+        await this.close(
+          tx,
+          {
+            start,
+            end: undefined,
+            endReason: 'max_duration',
+            endedAt: eventTime(start) + this.o.maxCallSeconds * 1000,
+          },
+          null,
+        );
+        return true;
       });
-      if (r) {
-        closed++;
-        await this.publish([r]);
-      }
+      if (done) closed++;
     }
     const expired = (
       await db.query('DELETE FROM rating.reservations WHERE expires_at <= $1', [new Date(now)])
     ).rowCount;
-    const unpublished = await db.query<{ cdr: Cdr }>(
-      'SELECT cdr FROM rating.cdrs WHERE published_at IS NULL AND ended_at < $1 ORDER BY id LIMIT 500',
-      [new Date(now - 10_000)],
-    );
-    await this.publish(unpublished.rows.map((r) => ({ cdr: r.cdr, fresh: false })));
-    return { closed, expired, republished: unpublished.rowCount };
+    const republished = await this.flush();
+    return { closed, expired, republished };
   }
 
   // ---- credit --------------------------------------------------------------

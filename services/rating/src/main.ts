@@ -31,6 +31,17 @@ export { RatingEngine } from './engine';
 export type { Cdr } from './cdr';
 
 export const RATING_SCHEMA = 'rating';
+
+/** A record of the rating events topic (key account): for the portal to show and notify. Best effort, not replayed. */
+export interface RatingEvent {
+  type: 'low_balance';
+  account: string;
+  balanceMicros: number;
+  thresholdMicros: number;
+  /** The CDR whose debit crossed the threshold. */
+  cdrId: string;
+  at: string;
+}
 const MIGRATIONS = join(import.meta.dirname, '..', 'migrations');
 
 const REASONS: Record<AuthorizeReason, AuthorizeResponse_Reason> = {
@@ -161,6 +172,15 @@ export const ratingService = defineService({
       defaultPlan: config.defaultPlan,
       maxCallSeconds: config.maxCallSeconds,
       reservationGraceSeconds: config.reservationGraceSeconds,
+      onPublishError: (err) => ctx.logger.warn({ err }, 'publishing CDRs failed; the sweep retries'),
+      onLowBalance: (e) => {
+        const value: RatingEvent = { type: 'low_balance', ...e, at: new Date().toISOString() };
+        events
+          .publish(config.eventsTopic, [{ key: e.account, value: JSON.stringify(value) }])
+          .catch((err: unknown) =>
+            ctx.logger.warn({ err, account: e.account }, 'low-balance event not published'),
+          );
+      },
       onCdr: (c) => {
         rated.inc({ disposition: c.disposition, rate_status: c.rateStatus });
         billed.inc(c.priceMicros);
@@ -168,6 +188,8 @@ export const ratingService = defineService({
       onIgnored: (type) => ignored.inc({ type }),
     });
     await engine.loadPlans(true);
+    // CDRs stored before a crash but not published yet
+    await engine.flush().catch((err: unknown) => ctx.logger.warn({ err }, 'publishing pending CDRs failed'));
 
     const subs = [
       await events.subscribe({
@@ -337,6 +359,9 @@ export const ratingService = defineService({
         await server.shutdown();
         for (const s of subs) await s.close();
         await sweeping;
+        await engine
+          .flush()
+          .catch((err: unknown) => ctx.logger.warn({ err }, 'CDRs left unpublished at stop'));
       },
     };
   },

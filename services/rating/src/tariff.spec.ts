@@ -267,6 +267,39 @@ describe('rating a call', () => {
       date: '2026-07-02',
     });
   });
+  test('property: local time from the cached offsets agrees with Intl, across DST changes', () => {
+    const zones = ['Europe/Berlin', 'America/New_York', 'Asia/Kolkata', 'Australia/Lord_Howe', 'UTC'];
+    fc.assert(
+      fc.property(
+        fc.constantFrom(...zones),
+        fc.integer({ min: T('2020-01-01T00:00:00Z'), max: T('2030-01-01T00:00:00Z') }),
+        (tz, at) => {
+          const p: Record<string, string> = {};
+          const f = new Intl.DateTimeFormat('en-US', {
+            timeZone: tz,
+            hourCycle: 'h23',
+            weekday: 'short',
+            year: 'numeric',
+            month: '2-digit',
+            day: '2-digit',
+            hour: '2-digit',
+            minute: '2-digit',
+          });
+          for (const x of f.formatToParts(at)) p[x.type] = x.value;
+          const want = {
+            dow: ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat'].indexOf(p.weekday),
+            minute: Number(p.hour) * 60 + Number(p.minute),
+            date: `${p.year}-${p.month}-${p.day}`,
+          };
+          assert.deepEqual(localTime(at, tz), want);
+        },
+      ),
+      { numRuns: 3000 },
+    );
+    // the hour of the spring change in Berlin: 01:59:59 UTC is 03:59:59 CEST, 00:59:59 UTC is 01:59:59 CET
+    assert.equal(localTime(T('2026-03-29T00:59:59Z'), 'Europe/Berlin').minute, 1 * 60 + 59);
+    assert.equal(localTime(T('2026-03-29T01:00:00Z'), 'Europe/Berlin').minute, 3 * 60);
+  });
   test('effective dates: a new version applies from its date on, the old one before', () => {
     const b = book();
     const v2 = importPlan(

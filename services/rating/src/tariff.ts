@@ -151,23 +151,13 @@ export interface LocalTime {
 }
 
 const formatters = new Map<string, Intl.DateTimeFormat>();
-const DOW: Record<string, number> = { Sun: 0, Mon: 1, Tue: 2, Wed: 3, Thu: 4, Fri: 5, Sat: 6 };
 
-export function localTime(at: number, timezone: string): LocalTime {
-  if (timezone === 'UTC') {
-    const d = new Date(at);
-    return {
-      dow: d.getUTCDay(),
-      minute: d.getUTCHours() * 60 + d.getUTCMinutes(),
-      date: d.toISOString().slice(0, 10),
-    };
-  }
+function formatter(timezone: string): Intl.DateTimeFormat {
   let f = formatters.get(timezone);
   if (!f) {
     f = new Intl.DateTimeFormat('en-US', {
       timeZone: timezone,
       hourCycle: 'h23',
-      weekday: 'short',
       year: 'numeric',
       month: '2-digit',
       day: '2-digit',
@@ -176,12 +166,42 @@ export function localTime(at: number, timezone: string): LocalTime {
     });
     formatters.set(timezone, f);
   }
-  const p: Record<string, string> = {};
-  for (const x of f.formatToParts(at)) p[x.type] = x.value;
+  return f;
+}
+
+/** UTC offsets (ms) per time zone and quarter hour: zones change offset only on quarter hours. */
+const offsets = new Map<string, Map<number, number>>();
+const QUARTER = 15 * 60_000;
+
+function utcOffset(at: number, timezone: string): number {
+  let byZone = offsets.get(timezone);
+  if (!byZone) offsets.set(timezone, (byZone = new Map()));
+  const q = Math.floor(at / QUARTER);
+  let off = byZone.get(q);
+  if (off === undefined) {
+    const p: Record<string, string> = {};
+    for (const x of formatter(timezone).formatToParts(q * QUARTER)) p[x.type] = x.value;
+    const asUtc = Date.UTC(
+      Number(p.year),
+      Number(p.month) - 1,
+      Number(p.day),
+      Number(p.hour),
+      Number(p.minute),
+    );
+    off = asUtc - q * QUARTER;
+    if (byZone.size > 50_000) byZone.clear();
+    byZone.set(q, off);
+  }
+  return off;
+}
+
+/** Day of week, minute of day and date of an instant in a time zone. */
+export function localTime(at: number, timezone: string): LocalTime {
+  const d = new Date(timezone === 'UTC' ? at : at + utcOffset(at, timezone));
   return {
-    dow: DOW[p.weekday],
-    minute: Number(p.hour) * 60 + Number(p.minute),
-    date: `${p.year}-${p.month}-${p.day}`,
+    dow: d.getUTCDay(),
+    minute: d.getUTCHours() * 60 + d.getUTCMinutes(),
+    date: d.toISOString().slice(0, 10),
   };
 }
 
