@@ -144,7 +144,9 @@ export class RecordWriter {
     }));
     try {
       // One row back: how many were stored, and the ids already stored (duplicates; usually none).
-      const res = await this.db.query<{ stored: string; duplicates: string[] }>(INSERT, [JSON.stringify(rows)]);
+      const res = await this.db.query<{ stored: string; duplicates: string[] }>(INSERT, [
+        JSON.stringify(rows),
+      ]);
       const duplicates = new Set(res.rows[0].duplicates);
       const stored = { size: Number(res.rows[0].stored) };
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
