@@ -15,6 +15,14 @@ import {
   IdParam,
   Login,
   UpdateMe,
+  AddCredit,
+  AssignPlan,
+  CdrQuery,
+  CreateVouchers,
+  ImportRatePlan,
+  RatePlanParam,
+  RedeemVoucher,
+  VoucherQuery,
   PageQuery,
   PrivilegeParam,
   RegistrationsQuery,
@@ -27,6 +35,7 @@ import { KNOWN_PRIVILEGES, type PortalStore } from './store';
 import { FEATURE_KINDS, ROUTING_KINDS, patchSchema } from './features';
 import { ResponseSchemas } from './responses';
 import { verifyPassword } from './secrets';
+import { toMicros } from './money';
 import { clearedSessionCookie, cookieValue, SESSION_COOKIE, sessionCookie, type WebAuth } from './web-auth';
 
 export type HttpMethod = 'get' | 'post' | 'put' | 'patch' | 'delete';
@@ -163,6 +172,88 @@ export interface ApiDeps {
   deregister(aor: string): void;
   /** The OpenAPI document (built from this table). */
   openapi(): unknown;
+  /** The rating service (balances, CDRs, rate plans); undefined when none is configured. */
+  rating?: RatingPort;
+}
+
+export interface BalanceView {
+  account: string;
+  balance: string;
+  balanceMicros: number;
+  reserved: string;
+  currency: string;
+  prepaid: boolean;
+  blocked: boolean;
+  planId: string | null;
+}
+
+export interface CdrView {
+  id: string;
+  callId: string;
+  caller: string;
+  callee: string;
+  startedAt: string;
+  answeredAt: string;
+  endedAt: string;
+  durationSeconds: number;
+  billableSeconds: number;
+  disposition: string;
+  sipCode: number;
+  destination: string;
+  price: string;
+  currency: string;
+}
+
+export interface RatingPort {
+  balance(account: string): Promise<BalanceView>;
+  cdrs(
+    account: string,
+    q: { from?: number; to?: number; pageSize?: number; pageToken?: string },
+  ): Promise<{ items: CdrView[]; nextPageToken: string | null }>;
+  importPlan(req: {
+    planId: string;
+    currency: string;
+    effectiveFrom: number;
+    timezone: string;
+    holidays: string[];
+    ratesCsv: string;
+    periodsCsv: string;
+    actor: string;
+  }): Promise<{ ok: boolean; rates: number; errors: string[] }>;
+  assignDomainPlan(domain: string, planId: string): Promise<void>;
+  /** Waits (bounded) until the queued rating changes are delivered; false when they are still pending. */
+  settle(): Promise<boolean>;
+}
+
+const CDR_COLUMNS: (keyof CdrView)[] = [
+  'id',
+  'callId',
+  'caller',
+  'callee',
+  'startedAt',
+  'answeredAt',
+  'endedAt',
+  'durationSeconds',
+  'billableSeconds',
+  'disposition',
+  'sipCode',
+  'destination',
+  'price',
+  'currency',
+];
+
+/** RFC 4180 CSV with a header line. */
+export function toCsv<T extends object>(columns: (keyof T & string)[], rows: T[]): string {
+  const cell = (v: unknown) => {
+    const s = v === null || v === undefined ? '' : String(v);
+    return /[",\r\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
+  };
+  return (
+    [
+      columns.join(','),
+      ...rows.map((r) => columns.map((c) => cell((r as Record<string, unknown>)[c])).join(',')),
+    ].join('\r\n') + '\r\n'
+  );
 }
 
 const actorOf = (p: Principal | undefined) => p?.actor ?? 'anonymous';
@@ -522,6 +613,7 @@ export function apiRoutes(d: ApiDeps): RouteDef[] {
 
     ...featureRoutes(d),
     ...routingRoutes(d),
+    ...creditRoutes(d),
 
     // registrations
     route({
@@ -739,4 +831,179 @@ function routingRoutes(d: ApiDeps): RouteDef[] {
       }),
     ];
   });
+}
+
+/** Balances, credit, vouchers, CDRs and rate plans: the rating service's, through its admin gRPC API. */
+function creditRoutes(d: ApiDeps): RouteDef[] {
+  const { store } = d;
+  const rating = () => {
+    if (!d.rating) throw new DomainError('unavailable', 'no rating service is configured');
+    return d.rating;
+  };
+  /** The balance once queued changes reached rating; `pending: true` (and no balance) while they have not yet. */
+  const settled = async (account: string) => {
+    const r = rating();
+    if (!(await r.settle())) return { account, pending: true };
+    return r.balance(account);
+  };
+  return [
+    route({
+      method: 'get',
+      path: '/api/v1/subscribers/{id}/balance',
+      operationId: 'getBalance',
+      summary: "A subscriber's balance and account settings (from the rating service)",
+      tag: 'credit',
+      auth: 'owner',
+      params: IdParam,
+      response: 'Balance',
+      errors: [404, 503],
+      handler: async ({ params }) => rating().balance(await store.accountOf(params.id)),
+    }),
+    route({
+      method: 'post',
+      path: '/api/v1/subscribers/{id}/credit',
+      operationId: 'addCredit',
+      summary:
+        'Change credit: a ledger entry with a reason (top-up, adjustment of either sign, refund); idempotent with Idempotency-Key',
+      tag: 'credit',
+      status: 200,
+      params: IdParam,
+      body: AddCredit,
+      response: 'Balance',
+      errors: [404, 503],
+      handler: async ({ params, body, principal, headers }) => {
+        rating();
+        const amountMicros = toMicros(body.amount);
+        const kind = body.kind ?? 'topup';
+        if (amountMicros === 0 || (kind !== 'adjustment' && amountMicros < 0)) {
+          throw invalidArgument('amount', `amount: ${kind} needs a positive amount`);
+        }
+        const key = header(headers['idempotency-key']);
+        const { account } = await store.addCredit(actorOf(principal), params.id, {
+          amountMicros,
+          reason: body.reason,
+          kind,
+          idempotencyKey: key ? `portal:${params.id}:${key.slice(0, 128)}` : undefined,
+        });
+        return settled(account);
+      },
+    }),
+    route({
+      method: 'post',
+      path: '/api/v1/subscribers/{id}/vouchers',
+      operationId: 'redeemVoucher',
+      summary: 'Redeem a voucher into the balance',
+      tag: 'credit',
+      auth: 'owner',
+      status: 200,
+      params: IdParam,
+      body: RedeemVoucher,
+      response: 'Balance',
+      errors: [404, 503],
+      handler: async ({ params, body, principal }) => {
+        rating();
+        const { account } = await store.redeemVoucher(actorOf(principal), params.id, body.code);
+        return settled(account);
+      },
+    }),
+    route({
+      method: 'post',
+      path: '/api/v1/vouchers',
+      operationId: 'createVouchers',
+      summary: 'Generate a batch of vouchers',
+      tag: 'credit',
+      body: CreateVouchers,
+      response: 'VoucherBatch',
+      errors: [503],
+      handler: ({ body, principal }) =>
+        store.createVouchers(actorOf(principal), {
+          count: body.count,
+          amountMicros: toMicros(body.amount),
+          batch: body.batch,
+        }),
+    }),
+    route({
+      method: 'get',
+      path: '/api/v1/vouchers',
+      operationId: 'listVouchers',
+      summary: 'Vouchers (of one batch with batch=); format=csv exports them',
+      tag: 'credit',
+      query: VoucherQuery,
+      response: 'VoucherPage',
+      handler: async ({ query, reply }) => {
+        const page = await store.listVouchers(query);
+        if (query.format !== 'csv') return page;
+        reply.setHeader('Content-Type', 'text/csv; charset=utf-8');
+        return toCsv(
+          ['code', 'amount', 'currency', 'batch', 'createdAt', 'redeemedBy', 'redeemedAt'],
+          page.items,
+        );
+      },
+    }),
+    route({
+      method: 'get',
+      path: '/api/v1/subscribers/{id}/cdrs',
+      operationId: 'listCdrs',
+      summary: "A subscriber's call records (rated CDRs), newest pages by token; format=csv exports them",
+      tag: 'credit',
+      auth: 'owner',
+      params: IdParam,
+      query: CdrQuery,
+      response: 'CdrPage',
+      errors: [404, 503],
+      handler: async ({ params, query, reply }) => {
+        const page = await rating().cdrs(await store.accountOf(params.id), {
+          from: query.from ? Date.parse(query.from) : undefined,
+          to: query.to ? Date.parse(query.to) : undefined,
+          pageSize: query.pageSize,
+          pageToken: query.pageToken,
+        });
+        if (query.format !== 'csv') return page;
+        reply.setHeader('Content-Type', 'text/csv; charset=utf-8');
+        return toCsv(CDR_COLUMNS, page.items);
+      },
+    }),
+    route({
+      method: 'put',
+      path: '/api/v1/rate-plans/{planId}',
+      operationId: 'importRatePlan',
+      summary:
+        'Import a version of a rate plan from CSV (rates, and optional periods), checked by the rating service',
+      tag: 'credit',
+      params: RatePlanParam,
+      body: ImportRatePlan,
+      response: 'RatePlanImport',
+      errors: [503],
+      handler: async ({ params, body, principal }) => {
+        const r = await rating().importPlan({
+          planId: params.planId,
+          currency: body.currency,
+          effectiveFrom: body.effectiveFrom ? Date.parse(body.effectiveFrom) : Date.now(),
+          timezone: body.timezone ?? '',
+          holidays: body.holidays ?? [],
+          ratesCsv: body.ratesCsv,
+          periodsCsv: body.periodsCsv ?? '',
+          actor: actorOf(principal),
+        });
+        if (!r.ok) throw invalidArgument('ratesCsv', `ratesCsv: ${r.errors.slice(0, 20).join('; ')}`);
+        return { planId: params.planId, rates: r.rates };
+      },
+    }),
+    route({
+      method: 'put',
+      path: '/api/v1/domains/{id}/rate-plan',
+      operationId: 'assignDomainPlan',
+      summary: 'The rate plan of every subscriber of a domain that has none of its own',
+      tag: 'credit',
+      params: IdParam,
+      body: AssignPlan,
+      response: 'Domain',
+      errors: [404, 503],
+      handler: async ({ params, body }) => {
+        const dom = await store.getDomain(params.id);
+        await rating().assignDomainPlan(dom.domain, body.planId);
+        return dom;
+      },
+    }),
+  ];
 }

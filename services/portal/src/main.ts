@@ -7,7 +7,9 @@
 import { join } from 'node:path';
 import { Counter } from 'prom-client';
 import {
+  bool,
   defineService,
+  DomainError,
   grpcClient,
   int,
   migrate,
@@ -20,13 +22,20 @@ import {
 } from '@switchboard/platform';
 import { TOPICS } from '@switchboard/contracts';
 import { RegistrarClient, type Binding } from '@switchboard/proto/registrar';
-import { apiRoutes, type Registration } from './api';
+import {
+  AdjustRequest_Kind,
+  RatingAdminClient,
+  type Cdr,
+  type GetBalanceResponse,
+} from '@switchboard/proto/rating';
+import { apiRoutes, type BalanceView, type CdrView, type RatingPort, type Registration } from './api';
+import { formatMicros } from './money';
 import { startHttpServer, type Authenticator } from './http';
 import { WebAuth } from './web-auth';
 import { openApiDocument } from './openapi';
 import { OutboxRelay } from './relay';
 import { hashToken, parseSecretKey, sameHash } from './secrets';
-import { PortalStore } from './store';
+import { PortalStore, RATING_CHANNEL, type RatingOp } from './store';
 
 const secretKey: Setting<Buffer | undefined> = {
   env: 'SWITCHBOARD_PORTAL_SECRET_KEY',
@@ -57,6 +66,20 @@ export const portalConfig = {
     'Registrar gRPC address host:port for live registrations, when no registrar runs in this process; unset: 127.0.0.1:50051',
   ),
   secretKey,
+  rating: optional(
+    'SWITCHBOARD_PORTAL_RATING',
+    'Rating gRPC address host:port (balances, credit, vouchers, CDRs, rate plans), when no rating service runs in this process; unset: none',
+  ),
+  prepaid: bool(
+    'SWITCHBOARD_PORTAL_PREPAID',
+    true,
+    "New subscribers' rating accounts are prepaid (else postpaid)",
+  ),
+  currency: str(
+    'SWITCHBOARD_PORTAL_CURRENCY',
+    'EUR',
+    'Currency of new rating accounts and vouchers (ISO 4217)',
+  ),
   sessionTtlMs: int(
     'SWITCHBOARD_PORTAL_SESSION_TTL_MS',
     8 * 3600 * 1000,
@@ -107,13 +130,52 @@ function registration(b: Binding): Registration {
   };
 }
 
+const ADJUST_KIND = {
+  topup: AdjustRequest_Kind.KIND_TOPUP,
+  voucher: AdjustRequest_Kind.KIND_VOUCHER,
+  adjustment: AdjustRequest_Kind.KIND_ADJUSTMENT,
+  refund: AdjustRequest_Kind.KIND_REFUND,
+} as const;
+
+function balanceView(a: GetBalanceResponse): BalanceView {
+  return {
+    account: a.account,
+    balance: formatMicros(a.balanceMicros),
+    balanceMicros: a.balanceMicros,
+    reserved: formatMicros(a.reservedMicros ?? 0),
+    currency: a.currency,
+    prepaid: a.prepaid,
+    blocked: a.blocked ?? false,
+    planId: a.planId || null,
+  };
+}
+
+function cdrView(c: Cdr): CdrView {
+  return {
+    id: c.id,
+    callId: c.callId,
+    caller: c.caller,
+    callee: c.callee,
+    startedAt: c.startedAt,
+    answeredAt: c.answeredAt,
+    endedAt: c.endedAt,
+    durationSeconds: c.durationSeconds,
+    billableSeconds: c.billableSeconds,
+    disposition: c.disposition,
+    sipCode: c.sipCode,
+    destination: c.destination,
+    price: formatMicros(c.priceMicros),
+    currency: c.currency,
+  };
+}
+
 export const portalService = defineService({
   name: 'portal',
   description:
     'provisioning: REST API for subscribers, domains, aliases, privileges; publishes subscribers and routing',
   configSpec: portalConfig,
-  // Only so that an in-process registrar starts first (live registrations); the portal runs without it.
-  dependsOn: ['registrar'],
+  // Only so that an in-process registrar and rating start first; the portal runs without them.
+  dependsOn: ['registrar', 'rating'],
   async start(ctx, config) {
     const db = await ctx.db();
     await migrate(db, { schema: 'portal', dir: MIGRATIONS });
@@ -128,22 +190,104 @@ export const portalService = defineService({
       registers: [ctx.metrics],
     });
     const relay = new OutboxRelay(db, events, {
+      channel: 'bus',
       batchSize: 500,
       pollMs: config.relayPollMs,
       leaseMs: config.relayLeaseMs,
       logger: ctx.logger,
       onPublished: (topic, n) => published.inc({ topic }, n),
     });
+    // The rating service in this process if it runs here, else the configured one, else none.
+    const ratingAddress = ctx.localEndpoint('rating', 'gRPC')?.replace('grpc://', '') ?? config.rating;
+    const ratingAdmin = ratingAddress
+      ? grpcClient(RatingAdminClient, ratingAddress, { deadlineMs: 5000, retries: 1 })
+      : undefined;
+    const ratingRelay = ratingAdmin
+      ? new OutboxRelay(db, events, {
+          channel: RATING_CHANNEL,
+          batchSize: 100,
+          pollMs: config.relayPollMs,
+          leaseMs: config.relayLeaseMs,
+          logger: ctx.logger,
+          onPublished: (topic, n) => published.inc({ topic }, n),
+          deliver: async (_topic, rows) => {
+            for (const row of rows) {
+              const op = JSON.parse(row.value ?? 'null') as RatingOp | null;
+              if (!op) continue;
+              try {
+                if (op.op === 'account') {
+                  await ratingAdmin.setAccount({
+                    account: op.account,
+                    prepaid: op.prepaid,
+                    currency: op.currency,
+                    planId: op.planId,
+                    blocked: op.blocked,
+                    lowBalanceMicros: 0,
+                  });
+                } else {
+                  await ratingAdmin.adjust({
+                    account: op.account,
+                    kind: ADJUST_KIND[op.kind],
+                    amountMicros: op.amountMicros,
+                    actor: `portal:${op.actor}`,
+                    reason: op.reason,
+                    idempotencyKey: op.idempotencyKey,
+                  });
+                }
+              } catch (err) {
+                // Rating refused it for good (not a transient failure): log it and go on, so it blocks nothing.
+                if (
+                  err instanceof DomainError &&
+                  ['invalid_argument', 'not_found', 'failed_precondition'].includes(err.kind)
+                ) {
+                  ctx.logger.error({ err, op }, 'rating refused a queued change; dropped');
+                  continue;
+                }
+                throw err;
+              }
+            }
+          },
+        })
+      : undefined;
     const store = new PortalStore(db, {
       defaultDomain: config.sipDomain.toLowerCase(),
       secretKey: config.secretKey,
-      onOutbox: () => relay.notify(),
+      onOutbox: () => {
+        relay.notify();
+        ratingRelay?.notify();
+      },
+      rating: ratingAdmin ? { prepaid: config.prepaid, currency: config.currency } : undefined,
     });
     await store.ensureDomain(config.sipDomain.toLowerCase());
     // The topics agree with this database after start-up, whatever was lost or restored.
     const republished = await store.republishAll();
     relay.start();
     await relay.drained();
+    if (ratingRelay) {
+      await store.resyncAccounts();
+      ratingRelay.start();
+    }
+    const rating: RatingPort | undefined = ratingAdmin && {
+      balance: async (account) => balanceView((await ratingAdmin.getAccount({ account })).account!),
+      async cdrs(account, q) {
+        const r = await ratingAdmin.listCdrs({
+          account,
+          from: q.from ?? 0,
+          to: q.to ?? 0,
+          pageSize: q.pageSize ?? 100,
+          pageToken: q.pageToken ?? '',
+        });
+        return { items: r.cdrs.map(cdrView), nextPageToken: r.nextPageToken || null };
+      },
+      importPlan: (req) => ratingAdmin.importRatePlan(req),
+      assignDomainPlan: async (domain, planId) =>
+        void (await ratingAdmin.assignDomainPlan({ domain, planId })),
+      settle: () =>
+        Promise.race([
+          ratingRelay!.drained().then(() => true),
+          new Promise<boolean>((resolve) => setTimeout(() => resolve(false), 3000).unref()),
+        ]),
+    };
 
     // The registrar in this process if it runs here, else the configured address.
     const registrarAddress =
@@ -194,6 +338,7 @@ export const portalService = defineService({
           );
       },
       openapi: () => doc,
+      rating,
     });
     const doc = openApiDocument(routes, '1.0.0');
 
@@ -214,6 +359,8 @@ export const portalService = defineService({
       async stop() {
         await http.close();
         await relay.stop();
+        await ratingRelay?.stop();
+        ratingAdmin?.close();
         registrar.close();
       },
     };

@@ -34,7 +34,7 @@ function fakeBus(fail: () => boolean) {
 }
 
 const relayOf = (bus: EventBus) =>
-  new OutboxRelay(db, bus, { batchSize: 2, pollMs: 10_000, leaseMs: 60_000 });
+  new OutboxRelay(db, bus, { channel: 'bus', batchSize: 2, pollMs: 10_000, leaseMs: 60_000 });
 
 test('writes commit with their outbox rows while the bus is down; a later relay publishes them in order', async () => {
   const store = new PortalStore(db, { defaultDomain: 'example.com' });

@@ -3,13 +3,20 @@
  * topic) and deletes them once the bus has them. At-least-once: a crash between
  * publish and delete publishes those rows again, harmless on compacted topics
  * (the later value of a key wins). One relay per database publishes at a time,
- * the holder of the lease in portal.relay_lease, so order per key holds.
+ * the holder of the channel's lease in portal.relay_leases, so order per key holds.
  */
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { EventBus, Queryable } from '@switchboard/platform';
 
+/** Rows whose topic starts with this go to a receiver other than the event bus. */
+export const DIRECT_PREFIX = '@';
+
 export interface RelayOptions {
+  /** Which rows: `bus` (every topic not starting with @) or one @channel; each channel has its own lease. */
+  channel: string;
+  /** Delivers a run of rows of one topic (default: publish on the bus). */
+  deliver?: (topic: string, rows: { key: string; value: string | null }[]) => Promise<void>;
   batchSize: number;
   /** How often to look when not woken (rows left by a crash, or written by another process). */
   pollMs: number;
@@ -73,12 +80,12 @@ export class OutboxRelay {
   /** Takes or renews the lease; true when this relay holds it. */
   private async lease(): Promise<boolean> {
     const r = await this.db.query(
-      `INSERT INTO portal.relay_lease (id, holder, expires_at)
-       VALUES (1, $1, now() + make_interval(secs => $2::double precision / 1000))
-       ON CONFLICT (id) DO UPDATE SET holder = EXCLUDED.holder, expires_at = EXCLUDED.expires_at
-       WHERE portal.relay_lease.holder = EXCLUDED.holder OR portal.relay_lease.expires_at < now()
+      `INSERT INTO portal.relay_leases (channel, holder, expires_at)
+       VALUES ($3, $1, now() + make_interval(secs => $2::double precision / 1000))
+       ON CONFLICT (channel) DO UPDATE SET holder = EXCLUDED.holder, expires_at = EXCLUDED.expires_at
+       WHERE portal.relay_leases.holder = EXCLUDED.holder OR portal.relay_leases.expires_at < now()
        RETURNING holder`,
-      [this.holder, this.opts.leaseMs],
+      [this.holder, this.opts.leaseMs, this.opts.channel],
     );
     return r.rowCount === 1;
   }
@@ -86,24 +93,34 @@ export class OutboxRelay {
   /** One round: publish up to batchSize rows; returns how many were published (-1: another relay holds the lease). */
   async drainOnce(): Promise<number> {
     if (!(await this.lease())) return -1;
-    const r = await this.db.query<OutboxRow>(
-      'SELECT seq, topic, key, value FROM portal.outbox ORDER BY seq LIMIT $1',
-      [this.opts.batchSize],
-    );
+    const r =
+      this.opts.channel === 'bus'
+        ? await this.db.query<OutboxRow>(
+            `SELECT seq, topic, key, value FROM portal.outbox WHERE topic NOT LIKE '${DIRECT_PREFIX}%' ORDER BY seq LIMIT $1`,
+            [this.opts.batchSize],
+          )
+        : await this.db.query<OutboxRow>(
+            'SELECT seq, topic, key, value FROM portal.outbox WHERE topic = $2 ORDER BY seq LIMIT $1',
+            [this.opts.batchSize, this.opts.channel],
+          );
     if (r.rows.length === 0) return 0;
     // Consecutive rows of one topic go in one publish; topics keep the rows' order.
     for (let i = 0; i < r.rows.length;) {
       const topic = r.rows[i].topic;
       let j = i;
       while (j < r.rows.length && r.rows[j].topic === topic) j++;
-      await this.bus.publish(
-        topic,
-        r.rows.slice(i, j).map((row) => ({
-          key: row.key,
-          value: row.value,
-          headers: { 'content-type': 'application/json' },
-        })),
-      );
+      const rows = r.rows.slice(i, j);
+      if (this.opts.deliver) await this.opts.deliver(topic, rows);
+      else {
+        await this.bus.publish(
+          topic,
+          rows.map((row) => ({
+            key: row.key,
+            value: row.value,
+            headers: { 'content-type': 'application/json' },
+          })),
+        );
+      }
       this.opts.onPublished?.(topic, j - i);
       i = j;
     }
@@ -144,7 +161,10 @@ export class OutboxRelay {
     for (const w of this.idleWaiters) w();
     this.idleWaiters = [];
     await this.db
-      .query('DELETE FROM portal.relay_lease WHERE holder = $1', [this.holder])
+      .query('DELETE FROM portal.relay_leases WHERE channel = $1 AND holder = $2', [
+        this.opts.channel,
+        this.holder,
+      ])
       .catch(() => undefined);
   }
 }

@@ -61,6 +61,16 @@ const Registration = z.object({
   userAgent: z.string(),
   updatedAt: z.iso.datetime(),
 });
+const Voucher = z.object({
+  id: z.uuid(),
+  code: z.string(),
+  batch: z.string(),
+  amount: z.string(),
+  currency: z.string(),
+  createdAt: z.iso.datetime(),
+  redeemedBy: z.string().nullable(),
+  redeemedAt: z.iso.datetime().nullable(),
+});
 const page = <T extends z.ZodType>(item: T) =>
   z.object({ items: z.array(item), page: z.int(), pageSize: z.int(), total: z.int() });
 
@@ -104,6 +114,24 @@ export const ResponseSchemas = {
   }),
   RoutingEntity: z.object({ id: z.uuid(), createdAt: z.iso.datetime(), updatedAt: z.iso.datetime() }).loose(),
   RoutingEntityPage: page(z.object({ id: z.uuid() }).loose()),
+  Balance: z.object({
+    account: z.string(),
+    balance: z.string(),
+    balanceMicros: z.int(),
+    reserved: z.string(),
+    currency: z.string(),
+    prepaid: z.boolean(),
+    blocked: z.boolean(),
+    planId: z.string().nullable(),
+    pending: z.boolean().optional(),
+  }),
+  VoucherBatch: z.object({ batch: z.string(), items: z.array(Voucher) }),
+  VoucherPage: page(Voucher),
+  CdrPage: z.object({
+    items: z.array(z.object({ id: z.string() }).loose()),
+    nextPageToken: z.string().nullable(),
+  }),
+  RatePlanImport: z.object({ planId: z.string(), rates: z.int() }),
   Error: z.object({ error: z.string(), message: z.string(), field: z.string().optional() }),
   OpenApi: z.object({ openapi: z.string() }).loose(),
 } as const;

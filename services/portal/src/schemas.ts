@@ -121,3 +121,42 @@ export function parse<T extends z.ZodType>(schema: T, value: unknown, where = 'b
   const missing = issue.code === 'invalid_type' && issue.message.includes('undefined');
   throw invalidArgument(field, `${field}: ${missing ? 'required' : issue.message}`);
 }
+
+const Amount = z.string().regex(/^-?\d{1,9}(\.\d{1,6})?$/, 'a decimal amount such as 10.00');
+export const AddCredit = z.strictObject({
+  amount: Amount,
+  reason: z.string().min(1).max(256),
+  kind: z.enum(['topup', 'adjustment', 'refund']).optional(),
+});
+export const CreateVouchers = z.strictObject({
+  count: z.int().min(1).max(1000),
+  amount: Amount.refine((a) => !a.startsWith('-') && Number(a) > 0, 'a positive amount'),
+  batch: z
+    .string()
+    .regex(/^[A-Za-z0-9._-]{1,64}$/, 'letters, digits and . _ -')
+    .optional(),
+});
+export const VoucherQuery = PageQuery.extend({
+  batch: z.string().max(64).optional(),
+  format: z.enum(['json', 'csv']).optional(),
+});
+export const RedeemVoucher = z.strictObject({ code: z.string().min(1).max(64) });
+export const CdrQuery = z.object({
+  from: z.iso.datetime({ offset: true }).optional(),
+  to: z.iso.datetime({ offset: true }).optional(),
+  pageSize: z.coerce.number().int().min(1).max(1000).optional(),
+  pageToken: z.string().max(1024).optional(),
+  format: z.enum(['json', 'csv']).optional(),
+});
+export const ImportRatePlan = z.strictObject({
+  currency: z.string().regex(/^[A-Z]{3}$/, 'an ISO 4217 code such as EUR'),
+  effectiveFrom: z.iso.datetime({ offset: true }).optional(),
+  timezone: z.string().max(64).optional(),
+  holidays: z.array(z.iso.date()).max(366).optional(),
+  ratesCsv: z.string().min(1).max(10_000_000),
+  periodsCsv: z.string().max(1_000_000).optional(),
+});
+export const RatePlanParam = z.object({
+  planId: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, 'letters, digits and . _ -'),
+});
+export const AssignPlan = z.strictObject({ planId: RatePlanParam.shape.planId });

@@ -4,7 +4,7 @@
  * transaction, the audit row and the outbox rows that carry it to the
  * `subscribers` / `routing` topics (so a crash after commit loses nothing).
  */
-import { randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import {
   alreadyExists,
   DomainError,
@@ -21,6 +21,7 @@ import type { CreateAlias, CreateSubscriber, UpdateSubscriber } from './schemas'
 import { encrypt, hashPassword, hashToken, newToken } from './secrets';
 import { featureFields, type FeatureFields, type FeatureKind, type RoutingKind } from './features';
 import { parse } from './schemas';
+import { formatMicros } from './money';
 
 export interface PortalStoreOptions {
   /** The configured default SIP domain (SWITCHBOARD_SIP_DOMAIN). */
@@ -29,6 +30,35 @@ export interface PortalStoreOptions {
   secretKey?: Buffer;
   /** Called after a transaction that wrote outbox rows committed (wakes the relay). */
   onOutbox?: () => void;
+  /** When the rating service is used: accounts are kept there (created, plan, blocked) through the outbox. */
+  rating?: { prepaid: boolean; currency: string };
+}
+
+/** The outbox channel of rows for the rating service (delivered over gRPC, not the bus). */
+export const RATING_CHANNEL = '@rating';
+
+/** What the rating relay delivers: an account's settings, or a ledger entry (idempotent by key). */
+export type RatingOp =
+  | { op: 'account'; account: string; prepaid: boolean; currency: string; planId: string; blocked: boolean }
+  | {
+      op: 'adjust';
+      account: string;
+      kind: 'topup' | 'voucher' | 'adjustment' | 'refund';
+      amountMicros: number;
+      actor: string;
+      reason: string;
+      idempotencyKey: string;
+    };
+
+export interface VoucherView {
+  id: string;
+  code: string;
+  batch: string;
+  amount: string;
+  currency: string;
+  createdAt: string;
+  redeemedBy: string | null;
+  redeemedAt: string | null;
 }
 
 export interface Page<T> {
@@ -237,8 +267,24 @@ export class PortalStore {
   /** Queues the subscriber's current record (after the change, in the same transaction). */
   private async publishSubscriber(tx: Queryable, id: string): Promise<SubscriberRow> {
     const row = await this.subscriberRow(tx, id);
-    await this.enqueue(tx, TOPICS.subscribers, aorOf(row.username, row.domain), subscriberRecord(row));
+    const aor = aorOf(row.username, row.domain);
+    await this.enqueue(tx, TOPICS.subscribers, aor, subscriberRecord(row));
+    await this.syncAccount(tx, aor, row.rate_plan ?? '', !row.enabled);
     return row;
+  }
+
+  /** Queues the account's settings for the rating service (when one is used). */
+  private async syncAccount(tx: Queryable, account: string, planId: string, blocked: boolean): Promise<void> {
+    if (!this.opts.rating) return;
+    const op: RatingOp = {
+      op: 'account',
+      account,
+      prepaid: this.opts.rating.prepaid,
+      currency: this.opts.rating.currency,
+      planId,
+      blocked,
+    };
+    await this.enqueue(tx, RATING_CHANNEL, account, op);
   }
 
   // --- domains -------------------------------------------------------------
@@ -479,6 +525,7 @@ export class PortalStore {
       const aor = aorOf(cur.username, cur.domain);
       await tx.query('DELETE FROM portal.subscribers WHERE id = $1', [id]);
       await this.enqueue(tx, TOPICS.subscribers, aor, null);
+      await this.syncAccount(tx, aor, cur.rate_plan ?? '', true);
       await this.audit(tx, actor, 'delete', 'subscriber', id, { aor });
       return aor;
     });
@@ -784,6 +831,141 @@ export class PortalStore {
     });
   }
 
+  // --- credit and vouchers (through the rating service) ----------------------
+
+  private requireRating(): { prepaid: boolean; currency: string } {
+    if (!this.opts.rating) throw new DomainError('unavailable', 'no rating service is configured');
+    return this.opts.rating;
+  }
+
+  /** The AoR of a subscriber (404 when unknown). */
+  async accountOf(id: string): Promise<string> {
+    const r = await this.subscriberRow(this.db, id);
+    return aorOf(r.username, r.domain);
+  }
+
+  /** Queues a ledger entry (applied once by the rating service, whatever the retries). */
+  async addCredit(
+    actor: string,
+    id: string,
+    e: {
+      amountMicros: number;
+      reason: string;
+      kind: 'topup' | 'adjustment' | 'refund';
+      idempotencyKey?: string;
+    },
+  ): Promise<{ account: string; idempotencyKey: string }> {
+    this.requireRating();
+    const idempotencyKey = e.idempotencyKey ?? `portal:${randomUUID()}`;
+    const account = await this.write(async (tx) => {
+      const s = await this.subscriberRow(tx, id, true);
+      const aor = aorOf(s.username, s.domain);
+      const op: RatingOp = {
+        op: 'adjust',
+        account: aor,
+        kind: e.kind,
+        amountMicros: e.amountMicros,
+        actor,
+        reason: e.reason,
+        idempotencyKey,
+      };
+      await this.enqueue(tx, RATING_CHANNEL, aor, op);
+      await this.audit(tx, actor, 'credit', 'subscriber', id, {
+        aor,
+        kind: e.kind,
+        amountMicros: e.amountMicros,
+        reason: e.reason,
+      });
+      return aor;
+    });
+    return { account, idempotencyKey };
+  }
+
+  async createVouchers(
+    actor: string,
+    q: { count: number; amountMicros: number; batch?: string },
+  ): Promise<{ batch: string; items: VoucherView[] }> {
+    const { currency } = this.requireRating();
+    const batch =
+      q.batch ?? `b${new Date().toISOString().slice(0, 10).replace(/-/g, '')}-${randomUUID().slice(0, 8)}`;
+    await this.write(async (tx) => {
+      for (let i = 0; i < q.count; i++) {
+        await tx.query(
+          'INSERT INTO portal.vouchers (id, code, batch, amount_micros, currency) VALUES ($1, $2, $3, $4, $5)',
+          [randomUUID(), voucherCode(), batch, q.amountMicros, currency],
+        );
+      }
+      await this.audit(tx, actor, 'create', 'voucher-batch', null, {
+        batch,
+        count: q.count,
+        amountMicros: q.amountMicros,
+      });
+    });
+    return { batch, items: (await this.listVouchers({ batch, pageSize: q.count })).items };
+  }
+
+  async listVouchers(q: { batch?: string; page?: number; pageSize?: number }): Promise<Page<VoucherView>> {
+    const { page, pageSize, offset } = pageOf(q);
+    const r = await this.db.query<VoucherRow>(
+      `SELECT id, code, batch, amount_micros, currency, created_at, redeemed_aor, redeemed_at FROM portal.vouchers
+       WHERE ($1::text IS NULL OR batch = $1) ORDER BY created_at, code LIMIT $2 OFFSET $3`,
+      [q.batch ?? null, pageSize, offset],
+    );
+    const n = await this.db.query<{ n: string }>(
+      'SELECT count(*) AS n FROM portal.vouchers WHERE ($1::text IS NULL OR batch = $1)',
+      [q.batch ?? null],
+    );
+    return { items: r.rows.map(voucherView), page, pageSize, total: Number(n.rows[0].n) };
+  }
+
+  /** Marks a voucher used by the subscriber and queues its credit; 404 for an unknown or used code. */
+  async redeemVoucher(
+    actor: string,
+    id: string,
+    code: string,
+  ): Promise<{ account: string; amountMicros: number }> {
+    this.requireRating();
+    return this.write(async (tx) => {
+      const s = await this.subscriberRow(tx, id, true);
+      const aor = aorOf(s.username, s.domain);
+      const v = await tx.query<{ id: string; amount_micros: string }>(
+        `UPDATE portal.vouchers SET redeemed_by = $2, redeemed_aor = $3, redeemed_at = now()
+         WHERE code = $1 AND redeemed_at IS NULL RETURNING id, amount_micros`,
+        [code.replace(/[\s-]/g, ''), id, aor],
+      );
+      if (v.rowCount === 0) throw notFound('no such unused voucher');
+      const amountMicros = Number(v.rows[0].amount_micros);
+      const op: RatingOp = {
+        op: 'adjust',
+        account: aor,
+        kind: 'voucher',
+        amountMicros,
+        actor,
+        reason: `voucher ${v.rows[0].id}`,
+        idempotencyKey: `voucher:${v.rows[0].id}`,
+      };
+      await this.enqueue(tx, RATING_CHANNEL, aor, op);
+      await this.audit(tx, actor, 'redeem', 'voucher', v.rows[0].id, { aor, amountMicros });
+      return { account: aor, amountMicros };
+    });
+  }
+
+  /** Queues every subscriber's account again (start-up), so rating knows them all. */
+  async resyncAccounts(): Promise<number> {
+    if (!this.opts.rating) return 0;
+    return this.write(async (tx) => {
+      const r = await tx.query<{
+        username: string;
+        domain: string;
+        rate_plan: string | null;
+        enabled: boolean;
+      }>('SELECT username, domain, rate_plan, enabled FROM portal.subscribers ORDER BY id');
+      for (const x of r.rows)
+        await this.syncAccount(tx, aorOf(x.username, x.domain), x.rate_plan ?? '', !x.enabled);
+      return r.rowCount;
+    });
+  }
+
   // --- API tokens ------------------------------------------------------------
 
   /** A new admin token; the token itself is returned once and only its hash is kept. */
@@ -1001,3 +1183,30 @@ const entityView = (rk: RoutingKind, r: EntityRow): EntityView => ({
 /** A PATCH sets a field to null to remove it. */
 const dropNulls = (o: Record<string, unknown>) =>
   Object.fromEntries(Object.entries(o).filter(([, v]) => v !== null));
+
+interface VoucherRow {
+  id: string;
+  code: string;
+  batch: string;
+  amount_micros: string;
+  currency: string;
+  created_at: Date;
+  redeemed_aor: string | null;
+  redeemed_at: Date | null;
+}
+const voucherView = (r: VoucherRow): VoucherView => ({
+  id: r.id,
+  code: r.code,
+  batch: r.batch,
+  amount: formatMicros(Number(r.amount_micros)),
+  currency: r.currency,
+  createdAt: r.created_at.toISOString(),
+  redeemedBy: r.redeemed_aor,
+  redeemedAt: r.redeemed_at?.toISOString() ?? null,
+});
+
+/** 16 random digits (about 53 bits): printed on a card, typed in with or without dashes. */
+function voucherCode(): string {
+  const b = randomBytes(8);
+  return (b.readBigUInt64BE() % 10_000_000_000_000_000n).toString().padStart(16, '0');
+}

@@ -1,0 +1,170 @@
+/**
+ * Credit through the rating service, started in the same process as `npm start`
+ * does: accounts follow the subscribers, top-ups are applied once per
+ * Idempotency-Key, vouchers are generated, exported and redeemed once, rate
+ * plans are checked by rating, CDRs come from it.
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import type { ServiceModule } from '@switchboard/platform';
+import { ratingService } from '../../rating/src/main';
+import { startTestPortal, until, type TestPortal } from './test-support';
+
+let p: TestPortal;
+before(async () => {
+  p = await startTestPortal(
+    { SWITCHBOARD_RATING_GRPC_PORT: '0', SWITCHBOARD_RATING_GRPC_HOST: '127.0.0.1' },
+    [ratingService as ServiceModule],
+  );
+});
+after(async () => {
+  await p?.stop();
+});
+
+const RATES = `prefix,name,country,period,connect_fee,price_per_minute,min_seconds,increment,free_seconds
+49,Germany,DE,,0,0.05,0,1/1,0
+`;
+
+async function subscriberSession(login: string, password: string) {
+  const res = await fetch(`${p.url}/api/v1/session`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ login, password }),
+  });
+  const { csrfToken } = (await res.json()) as { csrfToken: string };
+  const cookie = (res.headers.get('set-cookie') ?? '').split(';')[0];
+  return async (method: string, path: string, body?: unknown) => {
+    const r = await fetch(`${p.url}${path}`, {
+      method,
+      headers: { cookie, 'x-csrf-token': csrfToken, ...(body ? { 'content-type': 'application/json' } : {}) },
+      body: body ? JSON.stringify(body) : undefined,
+    });
+    return { status: r.status, body: (await r.json()) as Record<string, unknown> };
+  };
+}
+
+test('a new subscriber has a prepaid account at zero; credit is added once per Idempotency-Key, with a reason in the audit log', async () => {
+  const s = await p.api('POST', '/api/v1/subscribers', { username: 'alice', password: 'secret' });
+  const bal = await until(async () => {
+    const r = await p.api('GET', `/api/v1/subscribers/${s.body.id}/balance`);
+    return r.status === 200 ? r.body : undefined;
+  }, 'the rating account');
+  assert.deepEqual(
+    { balance: bal.balance, currency: bal.currency, prepaid: bal.prepaid, account: bal.account },
+    { balance: '0.00', currency: 'EUR', prepaid: true, account: 'sip:alice@example.com' },
+  );
+
+  const add = () =>
+    fetch(`${p.url}/api/v1/subscribers/${s.body.id}/credit`, {
+      method: 'POST',
+      headers: {
+        authorization: 'Bearer test-admin-token-0123456789',
+        'content-type': 'application/json',
+        'idempotency-key': 'order-1',
+      },
+      body: JSON.stringify({ amount: '10.00', reason: 'paid by bank transfer' }),
+    }).then(async (r) => ({ status: r.status, body: (await r.json()) as { balance: string } }));
+  const first = await add();
+  assert.equal(first.status, 200);
+  assert.equal(first.body.balance, '10.00');
+  assert.equal((await add()).body.balance, '10.00', 'the same key is applied once');
+  const adj = await p.api('POST', `/api/v1/subscribers/${s.body.id}/credit`, {
+    amount: '-2.5',
+    reason: 'goodwill correction',
+    kind: 'adjustment',
+  });
+  assert.equal(adj.body.balance, '7.50');
+  const bad = await p.api('POST', `/api/v1/subscribers/${s.body.id}/credit`, { amount: '-1', reason: 'x' });
+  assert.equal(bad.status, 400);
+  assert.equal(bad.body.field, 'amount');
+  const audit = await p.api('GET', '/api/v1/audit?pageSize=3');
+  assert.ok(
+    audit.body.items.some(
+      (e: { action: string; detail: { reason?: string } }) =>
+        e.action === 'credit' && e.detail.reason === 'goodwill correction',
+    ),
+  );
+});
+
+test('vouchers: a batch is generated and exported; a subscriber redeems one once, and no one else’s account', async () => {
+  const s = await p.api('POST', '/api/v1/subscribers', {
+    username: 'bob',
+    password: 'secret',
+    webPassword: 'bob-web-pw',
+  });
+  const other = await p.api('POST', '/api/v1/subscribers', { username: 'carol', password: 'secret' });
+  const batch = await p.api('POST', '/api/v1/vouchers', { count: 3, amount: '5', batch: 'fair-2026' });
+  assert.equal(batch.status, 201);
+  assert.equal(batch.body.items.length, 3);
+  assert.match(batch.body.items[0].code, /^\d{16}$/);
+  assert.equal(batch.body.items[0].amount, '5.00');
+  const csv = await fetch(`${p.url}/api/v1/vouchers?batch=fair-2026&format=csv`, {
+    headers: { authorization: 'Bearer test-admin-token-0123456789' },
+  });
+  assert.match(csv.headers.get('content-type') ?? '', /^text\/csv/);
+  const lines = (await csv.text()).trim().split('\r\n');
+  assert.equal(lines[0], 'code,amount,currency,batch,createdAt,redeemedBy,redeemedAt');
+  assert.equal(lines.length, 4);
+
+  const call = await subscriberSession('bob@example.com', 'bob-web-pw');
+  const code = batch.body.items[0].code as string;
+  const dashed = `${code.slice(0, 4)}-${code.slice(4, 8)}-${code.slice(8, 12)}-${code.slice(12)}`;
+  const redeemed = await call('POST', `/api/v1/subscribers/${s.body.id}/vouchers`, { code: dashed });
+  assert.equal(redeemed.status, 200);
+  assert.equal(redeemed.body.balance, '5.00');
+  assert.equal((await call('POST', `/api/v1/subscribers/${s.body.id}/vouchers`, { code })).status, 404);
+  assert.equal((await call('GET', `/api/v1/subscribers/${s.body.id}/balance`)).body.balance, '5.00');
+  // Someone else's balance, CDRs and vouchers: refused.
+  assert.equal((await call('GET', `/api/v1/subscribers/${other.body.id}/balance`)).status, 403);
+  assert.equal((await call('GET', `/api/v1/subscribers/${other.body.id}/cdrs`)).status, 403);
+  assert.equal(
+    (await call('POST', `/api/v1/subscribers/${other.body.id}/vouchers`, { code: batch.body.items[1].code }))
+      .status,
+    403,
+  );
+  assert.equal(
+    (await call('POST', `/api/v1/subscribers/${s.body.id}/credit`, { amount: '100', reason: 'free money' }))
+      .status,
+    403,
+  );
+  assert.equal((await call('GET', '/api/v1/vouchers')).status, 403);
+  const list = await p.api('GET', '/api/v1/vouchers?batch=fair-2026');
+  assert.equal(
+    list.body.items.filter((v: { redeemedBy: string | null }) => v.redeemedBy === 'sip:bob@example.com')
+      .length,
+    1,
+  );
+});
+
+test('rate plans are checked by rating (400 naming ratesCsv) and assigned to a domain; CDRs list and export', async () => {
+  const bad = await p.api('PUT', '/api/v1/rate-plans/basic', {
+    currency: 'EUR',
+    ratesCsv: 'prefix,name\nnot,a,plan\n',
+  });
+  assert.equal(bad.status, 400);
+  assert.equal(bad.body.field, 'ratesCsv');
+  const ok = await p.api('PUT', '/api/v1/rate-plans/basic', { currency: 'EUR', ratesCsv: RATES });
+  assert.equal(ok.status, 200);
+  assert.deepEqual(ok.body, { planId: 'basic', rates: 1 });
+  const domains = await p.api('GET', '/api/v1/domains');
+  const def = domains.body.items.find((d: { domain: string }) => d.domain === 'example.com');
+  assert.equal((await p.api('PUT', `/api/v1/domains/${def.id}/rate-plan`, { planId: 'basic' })).status, 200);
+
+  const s = await p.api('POST', '/api/v1/subscribers', {
+    username: 'dave',
+    password: 'secret',
+    ratePlan: 'basic',
+  });
+  const bal = await until(async () => {
+    const r = await p.api('GET', `/api/v1/subscribers/${s.body.id}/balance`);
+    return r.status === 200 ? r.body : undefined;
+  }, 'the account');
+  assert.equal(bal.planId, 'basic');
+  const cdrs = await p.api('GET', `/api/v1/subscribers/${s.body.id}/cdrs`);
+  assert.equal(cdrs.status, 200);
+  assert.deepEqual(cdrs.body, { items: [], nextPageToken: null });
+  const csv = await fetch(`${p.url}/api/v1/subscribers/${s.body.id}/cdrs?format=csv`, {
+    headers: { authorization: 'Bearer test-admin-token-0123456789' },
+  });
+  assert.equal((await csv.text()).split('\r\n')[0].split(',')[0], 'id');
+});
