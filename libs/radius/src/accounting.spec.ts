@@ -33,6 +33,7 @@ describe('accounting fields', () => {
       account: 'acct-42',
       gateway: 'gw1',
       sourceAddress: '192.0.2.10:5060',
+      recordId: 'proxy-1:000042',
     };
     const attrs = encodeAccountingFields(f);
     assert.deepEqual(

@@ -34,6 +34,11 @@ export interface AccountingFields {
   account?: string;
   gateway?: string;
   sourceAddress?: string;
+  /**
+   * Switchboard-Record-Id: the sender's id of this record, kept across resends (a
+   * durable queue resending after an outage): the server stores it once per client.
+   */
+  recordId?: string;
 }
 
 /** Field -> attribute name, in the order they are sent. */
@@ -55,6 +60,7 @@ export const ACCOUNTING_ATTRIBUTES = {
   account: 'Switchboard-Account',
   gateway: 'Switchboard-Gateway',
   sourceAddress: 'Switchboard-Source-Address',
+  recordId: 'Switchboard-Record-Id',
 } as const satisfies Record<keyof AccountingFields, string>;
 
 /** Encodes the fields that are set (IPv6 nasIp goes in NAS-IPv6-Address). */

@@ -226,6 +226,7 @@ describe('RadiusClient against FreeRADIUS (Debian freeradius, detail module)', (
           ['Switchboard-Account', 'acct-42'],
           ['Switchboard-Gateway', 'gw1'],
           ['Switchboard-Source-Address', '192.0.2.1:5060'],
+          ['Switchboard-Record-Id', 'proxy-1:000042'],
         ]),
         { messageAuthenticator: true },
       );
@@ -241,6 +242,7 @@ describe('RadiusClient against FreeRADIUS (Debian freeradius, detail module)', (
         'Switchboard-Account = "acct-42"',
         'Switchboard-Gateway = "gw1"',
         'Switchboard-Source-Address = "192.0.2.1:5060"',
+        'Switchboard-Record-Id = "proxy-1:000042"',
         'Sip-Translated-Request-URI = "sip:+15551234567@gw1.example.net"',
       ]) {
         assert.ok(detail.includes(line), `detail file lacks ${line}:\n${detail}`);

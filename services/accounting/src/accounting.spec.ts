@@ -3,7 +3,14 @@ import assert from 'node:assert/strict';
 import { createSocket } from 'node:dgram';
 import { once } from 'node:events';
 import { openDb, openEmbeddedBus, type Db, type EventBus } from '@switchboard/platform';
-import { Dictionary, RadiusClient, RadiusCode, encodeRequest, verifyResponse } from '@switchboard/radius';
+import {
+  Dictionary,
+  RadiusClient,
+  RadiusCode,
+  encodeAccountingFields,
+  encodeRequest,
+  verifyResponse,
+} from '@switchboard/radius';
 import {
   collectAccounting,
   metricValue,
@@ -191,6 +198,35 @@ describe('accounting service on PGlite and the embedded event log', () => {
       assert.equal(await metricValue(acct.metrics, 'switchboard_radius_duplicates_total'), dup0 + 2);
     } finally {
       sock.close();
+    }
+  });
+
+  test('a record resent with a new Identifier but the same Switchboard-Record-Id is answered and stored once', async () => {
+    const client = await RadiusClient.open({
+      host: '127.0.0.1',
+      port: acct.port,
+      secret: SECRET,
+      initialTimeoutMs: 1000,
+    });
+    try {
+      const dup0 = await metricValue(acct.metrics, 'switchboard_radius_duplicates_total');
+      const fields = { statusType: 'Stop', sessionId: 'queued-call-1', recordId: 'proxy-a:17' } as const;
+      // The first copy, then the same record from a durable queue after an outage: new packet, Acct-Delay-Time 30.
+      assert.equal(
+        (await client.accounting(encodeAccountingFields({ ...fields, delayTime: 0 }))).code,
+        RadiusCode.AccountingResponse,
+      );
+      assert.equal(
+        (await client.accounting(encodeAccountingFields({ ...fields, delayTime: 30 }))).code,
+        RadiusCode.AccountingResponse,
+      );
+      const rows = await stored('queued-call-1');
+      assert.equal(rows.length, 1);
+      assert.equal(rows[0].delayTime, 0);
+      assert.equal(await metricValue(acct.metrics, 'switchboard_radius_duplicates_total'), dup0 + 1);
+      assert.equal(rows[0].attributes['Switchboard-Record-Id'], 'proxy-a:17');
+    } finally {
+      client.close();
     }
   });
 

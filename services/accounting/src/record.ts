@@ -100,17 +100,22 @@ export function buildRecord(
 export const recordKey = (r: AccountingRecord): string => r.sessionId ?? `client:${r.client}`;
 
 /**
- * The record id: MD5 of the duplicate-detection key, formatted as a UUID (version 8,
- * RFC 9562 "custom"). The Request Authenticator already hashes the whole packet, so two
- * different requests get the same id only when they are the same packet retransmitted.
+ * The record id, an MD5 formatted as a UUID (version 8, RFC 9562 "custom"), of: the
+ * client and its Switchboard-Record-Id when the request carries one (the same record
+ * resent with a new Identifier, even after a restart, is stored once); otherwise
+ * RFC 5080's duplicate-detection key. The Request Authenticator already hashes the whole
+ * packet, so two different requests get the same key only when one retransmits the other.
  */
 export function recordId(
-  srcAddr: string,
-  srcPort: number,
-  identifier: number,
-  authenticatorHex: string,
+  key:
+    | { client: string; senderRecordId: string }
+    | { srcAddr: string; srcPort: number; identifier: number; authenticatorHex: string },
 ): string {
-  const h = createHash('md5').update(`${srcAddr}|${srcPort}|${identifier}|${authenticatorHex}`).digest();
+  const text =
+    'senderRecordId' in key
+      ? `record-id|${key.client}|${key.senderRecordId}`
+      : `${key.srcAddr}|${key.srcPort}|${key.identifier}|${key.authenticatorHex}`;
+  const h = createHash('md5').update(text).digest();
   h[6] = (h[6] & 0x0f) | 0x80;
   h[8] = (h[8] & 0x3f) | 0x80;
   const x = h.toString('hex');

@@ -93,7 +93,11 @@ export async function startAccountingServer(o: AccountingServerOptions): Promise
     const requestAuthenticator = Buffer.from(msg.subarray(4, 20));
     const srcAddr = unmapIPv4(r.address);
     const authenticator = requestAuthenticator.toString('hex');
-    const id = recordId(srcAddr, r.port, identifier, authenticator);
+    const rid = attrs['Switchboard-Record-Id'];
+    const id =
+      typeof rid === 'string' && rid !== ''
+        ? recordId({ client: client.name, senderRecordId: rid })
+        : recordId({ srcAddr, srcPort: r.port, identifier, authenticatorHex: authenticator });
     const record = buildRecord({ id, receivedAt: now(), client: client.name }, attrs);
     o.store.submit({ record, srcAddr, srcPort: r.port, identifier, authenticator }).then(
       (outcome) => {

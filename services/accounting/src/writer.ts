@@ -5,9 +5,10 @@
  * A caller's promise resolves only after the commit, so the Accounting-Response
  * follows durability (RFC 2866 §2).
  *
- * Duplicates (RFC 5080 §2.2.2: same source address and port, Identifier and
- * Request Authenticator) resolve as 'duplicate': the one still being written is
- * joined in memory, a stored one is found by the unique key.
+ * Duplicates (the same record id: RFC 5080 §2.2.2's source address and port,
+ * Identifier and Request Authenticator, or the sender's Switchboard-Record-Id)
+ * resolve as 'duplicate': the one still being written is joined in memory, a
+ * stored one is found by the primary key.
  */
 import type { Queryable } from '@switchboard/platform';
 import { recordKey, type AccountingRecord } from './record';
@@ -50,7 +51,8 @@ interface Waiting {
   reject(e: unknown): void;
 }
 
-const dedupeKey = (r: NewRecord) => `${r.srcAddr}|${r.srcPort}|${r.identifier}|${r.authenticator}`;
+/** The record id already encodes what makes two requests the same record (see recordId). */
+const dedupeKey = (r: NewRecord) => r.record.id;
 
 /**
  * One round trip per batch, the batch as one JSON array parameter: insert the
