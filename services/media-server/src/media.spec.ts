@@ -9,9 +9,11 @@ import { tone } from './tone';
 
 class FakeSocket extends EventEmitter {
   sent: Buffer[] = [];
+  ports: number[] = [];
   closed = false;
-  send(buf: Buffer, off: number, len: number) {
+  send(buf: Buffer, off: number, len: number, port: number) {
     this.sent.push(Buffer.from(buf.subarray(off, off + len)));
+    this.ports.push(port);
   }
   close() {
     this.closed = true;
@@ -191,4 +193,47 @@ test('in-band DTMF when telephone-event was not negotiated', () => {
     now += 20;
   }
   assert.deepEqual(digits, ['9', '0']);
+});
+
+test('RTCP: a sender report with SDES CNAME to RTP port + 1, counts and timestamps matching the stream', () => {
+  let now = 5000;
+  const pacer = new Pacer({ now: () => now }, 10, { setInterval: () => 1, clearInterval: () => {} });
+  const rtp = new FakeSocket();
+  const rtcp = new FakeSocket();
+  const s = new MediaSession({
+    socket: rtp as unknown as Socket,
+    rtcp: rtcp as unknown as Socket,
+    rtcpIntervalMs: 0,
+    wallClock: () => 1_700_000_000_250,
+    port: 40000,
+    law: 'pcmu',
+    payloadType: 0,
+    remote: { address: '127.0.0.1', port: 50000 },
+    pacer,
+  });
+  assert.equal(s.sendReport(), undefined, 'no report before any RTP');
+  void s.play(new Uint8Array(160 * 10).fill(0xff));
+  for (let i = 0; i < 12; i++) {
+    now += 20;
+    pacer.tick();
+  }
+  const sr = s.sendReport()!;
+  const first = hdr();
+  parseRtp(rtp.sent[0], first);
+  assert.equal(sr[1], 200);
+  assert.equal((sr.readUInt16BE(2) + 1) * 4, 28);
+  assert.equal(sr.readUInt32BE(4), first.ssrc);
+  assert.equal(sr.readUInt32BE(8), 1_700_000_000 + 2_208_988_800);
+  assert.equal(sr.readUInt32BE(12), 0x40000000); // .25 s
+  assert.equal((sr.readUInt32BE(16) - first.timestamp) >>> 0, 240 * 8); // 240 ms after the first packet
+  assert.equal(sr.readUInt32BE(20), 10);
+  assert.equal(sr.readUInt32BE(24), 1600);
+  assert.equal(sr[29], 202);
+  assert.equal(28 + (sr.readUInt16BE(30) + 1) * 4, sr.length);
+  assert.equal(sr.readUInt32BE(32), first.ssrc);
+  assert.equal(sr[36], 1);
+  assert.equal(sr.toString('ascii', 38, 38 + sr[37]), 'switchboard-media-server');
+  assert.deepEqual(rtcp.ports, [50001]);
+  s.close();
+  assert.equal(rtcp.sent.length, 2, 'a last report on close');
 });

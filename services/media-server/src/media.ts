@@ -143,7 +143,21 @@ export interface MediaSessionOptions {
   onClose?(): void;
   /** Detect DTMF tones in the audio (when telephone-event was not negotiated). */
   inbandDtmf?: boolean;
+  /** RTCP socket (RTP port + 1): sender reports go out from it every RTCP_INTERVAL_MS. */
+  rtcp?: Socket;
+  /** The peer's RTCP port (SDP a=rtcp); default its RTP port + 1. */
+  remoteRtcpPort?: number;
+  /** Wall clock for RTCP NTP timestamps (ms since 1970); default Date.now. */
+  wallClock?: () => number;
+  /** How often sender reports go out; default RTCP_INTERVAL_MS, 0 for none. */
+  rtcpIntervalMs?: number;
 }
+
+/** RFC 3550 §6.2: the minimum RTCP interval. */
+export const RTCP_INTERVAL_MS = 5000;
+/** Seconds from 1900 (NTP epoch) to 1970 (Unix epoch). */
+const NTP_OFFSET = 2_208_988_800;
+const CNAME = 'switchboard-media-server';
 
 /** Receives the peer's audio payloads (conference input). */
 export type AudioSink = (buf: Buffer, start: number, end: number, timestamp: number) => void;
@@ -184,7 +198,11 @@ export class MediaSession implements Pumped {
   audioSink: AudioSink | undefined;
   private streaming = false;
   closed = false;
-  readonly stats = { sent: 0, received: 0, digits: 0, lastReceivedAt: 0 };
+  readonly stats = { sent: 0, received: 0, digits: 0, lastReceivedAt: 0, octets: 0, reports: 0 };
+  private rtcpRemote: { address: string; port: number } | undefined;
+  private rtcpLatched = false;
+  private rtcpTimer: NodeJS.Timeout | undefined;
+  private readonly report: Buffer | undefined;
 
   constructor(private readonly opts: MediaSessionOptions) {
     this.law = opts.law;
@@ -204,6 +222,24 @@ export class MediaSession implements Pumped {
       });
     }
     opts.socket.on('message', (buf, rinfo) => this.receive(buf, rinfo.address, rinfo.port));
+    if (opts.rtcp) {
+      this.rtcpRemote = { address: opts.remote.address, port: opts.remoteRtcpPort ?? opts.remote.port + 1 };
+      // SR (28 bytes) + SDES with the CNAME, padded to a 32-bit boundary: one buffer for the call.
+      const sdesLen = 4 + 4 + 2 + CNAME.length + 1;
+      this.report = Buffer.alloc(28 + ((sdesLen + 3) & ~3));
+      opts.rtcp.on('message', (_buf, rinfo) => {
+        if (opts.latch && !this.rtcpLatched) {
+          this.rtcpLatched = true;
+          this.rtcpRemote = { address: rinfo.address, port: rinfo.port };
+        }
+      });
+      opts.rtcp.on('error', () => {});
+      const every = opts.rtcpIntervalMs ?? RTCP_INTERVAL_MS;
+      if (every > 0) {
+        this.rtcpTimer = setInterval(() => this.sendReport(), every);
+        this.rtcpTimer.unref();
+      }
+    }
     opts.socket.on('error', () => {});
   }
 
@@ -296,6 +332,7 @@ export class MediaSession implements Pumped {
     this.seq = (this.seq + 1) & 0xffff;
     this.ts = (this.ts + FRAME_SAMPLES) >>> 0;
     this.stats.sent++;
+    this.stats.octets += FRAME_SAMPLES;
     if (!this.closed) this.opts.socket.send(pkt, 0, pkt.length, this.remote.port, this.remote.address);
   }
 
@@ -312,6 +349,40 @@ export class MediaSession implements Pumped {
     }
     this.pos = 0;
     this.sendFrame(frame);
+  }
+
+  /**
+   * RTCP sender report (RFC 3550 §6.4.1) with an SDES CNAME (§6.5): sent only
+   * once this session has sent RTP. Returns the bytes sent, or undefined.
+   */
+  sendReport(): Buffer | undefined {
+    const b = this.report;
+    if (!b || !this.rtcpRemote || this.closed || this.stats.sent === 0) return undefined;
+    const wall = (this.opts.wallClock ?? Date.now)();
+    const secs = Math.floor(wall / 1000);
+    const frac = Math.floor(((wall % 1000) / 1000) * 0x100000000);
+    const rtpNow = (this.tsBase + Math.round((this.opts.pacer.clock.now() - this.createdAt) * 8)) >>> 0;
+    b[0] = 0x80; // V=2, no reception blocks
+    b[1] = 200; // SR
+    b.writeUInt16BE(6, 2);
+    b.writeUInt32BE(this.ssrc, 4);
+    b.writeUInt32BE((secs + NTP_OFFSET) >>> 0, 8);
+    b.writeUInt32BE(frac >>> 0, 12);
+    b.writeUInt32BE(rtpNow, 16);
+    b.writeUInt32BE(this.stats.sent >>> 0, 20);
+    b.writeUInt32BE(this.stats.octets >>> 0, 24);
+    const sdesWords = (b.length - 28) / 4;
+    b[28] = 0x81; // V=2, one chunk
+    b[29] = 202; // SDES
+    b.writeUInt16BE(sdesWords - 1, 30);
+    b.writeUInt32BE(this.ssrc, 32);
+    b[36] = 1; // CNAME
+    b[37] = CNAME.length;
+    b.write(CNAME, 38, 'ascii');
+    b.fill(0, 38 + CNAME.length); // END item and padding
+    this.stats.reports++;
+    this.opts.rtcp!.send(b, 0, b.length, this.rtcpRemote.port, this.rtcpRemote.address);
+    return b;
   }
 
   /** Start recording the peer's audio (up to maxSamples); returns the recorder. */
@@ -354,11 +425,15 @@ export class MediaSession implements Pumped {
   close(): void {
     if (this.closed) return;
     this.finishPlay(false);
+    this.sendReport();
     this.closed = true;
-    try {
-      this.opts.socket.close();
-    } catch {
-      // already closed
+    if (this.rtcpTimer) clearInterval(this.rtcpTimer);
+    for (const sock of [this.opts.socket, this.opts.rtcp]) {
+      try {
+        sock?.close();
+      } catch {
+        // already closed
+      }
     }
     this.opts.onClose?.();
   }

@@ -12,6 +12,8 @@ export interface Negotiated {
   payloadType: number;
   dtmfPayloadType?: number;
   remote: { address: string; port: number };
+  /** a=rtcp (RFC 3605) when the offer names one; else RTP port + 1. */
+  remoteRtcpPort?: number;
   /** Index of the accepted m= line in the offer. */
   index: number;
   /** The offer's media lines, to answer each (accepted one, or rejected with port 0). */
@@ -64,6 +66,7 @@ export function negotiate(
       payloadType: offered[0].pt,
       dtmfPayloadType: dtmf,
       remote: { address: conn.address, port: m.port },
+      remoteRtcpPort: m.rtcp?.port,
       index: i,
       offer: sdp,
     };

@@ -10,6 +10,32 @@ export interface PortRange {
   max: number;
 }
 
+export interface BoundPorts {
+  /** RTP on `port` */
+  socket: Socket;
+  /** RTCP on `port + 1` */
+  rtcp: Socket;
+  port: number;
+}
+
+async function bindOne(type: 'udp4' | 'udp6', host: string, port: number): Promise<Socket | undefined> {
+  const socket = createSocket({ type });
+  const ok = await new Promise<boolean>((resolve) => {
+    socket.once('error', () => resolve(false));
+    socket.bind(port, host, () => resolve(true));
+  });
+  if (ok) {
+    socket.removeAllListeners('error');
+    return socket;
+  }
+  try {
+    socket.close();
+  } catch {
+    // never bound
+  }
+  return undefined;
+}
+
 export class PortAllocator {
   private next: number;
   private readonly inUse = new Set<number>();
@@ -42,23 +68,20 @@ export class PortAllocator {
   }
 
   /** Binds a UDP socket on the first free even port; rejects when the range is exhausted. */
-  async bind(host: string): Promise<{ socket: Socket; port: number }> {
+  /** Binds RTP on the first free even port and RTCP on the odd one above; rejects when the range is exhausted. */
+  async bind(host: string): Promise<BoundPorts> {
+    const type = host.includes(':') ? 'udp6' : 'udp4';
     for (const port of this.candidates()) {
-      const socket = createSocket({ type: host.includes(':') ? 'udp6' : 'udp4' });
-      const ok = await new Promise<boolean>((resolve) => {
-        socket.once('error', () => resolve(false));
-        socket.bind(port, host, () => resolve(true));
-      });
-      if (ok) {
-        this.inUse.add(port);
-        socket.removeAllListeners('error');
-        return { socket, port };
+      if (port + 1 > this.range.max + 1) continue;
+      const rtp = await bindOne(type, host, port);
+      if (!rtp) continue;
+      const rtcp = await bindOne(type, host, port + 1);
+      if (!rtcp) {
+        rtp.close();
+        continue;
       }
-      try {
-        socket.close();
-      } catch {
-        // never bound
-      }
+      this.inUse.add(port);
+      return { socket: rtp, rtcp, port };
     }
     throw new Error(`no free RTP port in ${this.range.min}-${this.range.max}`);
   }

@@ -1,11 +1,11 @@
 // The UA core over real loopback UDP, with a raw socket as the peer.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createSocket, type Socket } from 'node:dgram';
+import { createSocket } from 'node:dgram';
 import pino from 'pino';
-import { parseSip, type SipRequest, type SipResponse } from '@switchboard/sip';
+import { createResponse, parseSip, type SipRequest, type SipResponse } from '@switchboard/sip';
 import { Pacer } from './media';
-import { PortAllocator } from './ports';
+import { PortAllocator, type BoundPorts } from './ports';
 import { MediaUa, type Call } from './ua';
 
 type Msg = SipRequest | SipResponse;
@@ -15,8 +15,14 @@ async function peer() {
   await new Promise<void>((r) => sock.bind(0, '127.0.0.1', r));
   const inbox: Msg[] = [];
   let waiter: (() => void) | undefined;
-  sock.on('message', (b) => {
-    inbox.push(parseSip(b, false) as Msg);
+  sock.on('message', (b, rinfo) => {
+    const m = parseSip(b, false) as Msg;
+    // Answer the server's NOTIFYs as a phone does (else its transaction retransmits them).
+    if (m.isRequest && (m as SipRequest).method === 'NOTIFY') {
+      const ok = createResponse(m as SipRequest, 200);
+      sock.send(ok.serialize(), rinfo.port, rinfo.address);
+    }
+    inbox.push(m);
     waiter?.();
   });
   const port = (sock.address() as { port: number }).port;
@@ -68,7 +74,7 @@ const sdp = (port: number, fmts = '0 101') =>
   `v=0\no=a 1 1 IN IP4 127.0.0.1\ns=-\nc=IN IP4 127.0.0.1\nt=0 0\nm=audio ${port} RTP/AVP ${fmts}\na=rtpmap:101 telephone-event/8000\n`;
 
 async function startUa(
-  ports: { bind(h: string): Promise<{ socket: Socket; port: number }>; release(p: number): void },
+  ports: { bind(h: string): Promise<BoundPorts>; release(p: number): void },
   run: (c: Call<string>) => Promise<void> = async () => {},
 ) {
   const ua = new MediaUa<string>({
@@ -213,7 +219,9 @@ test('SUBSCRIBE to message-summary: 200 with Expires, NOTIFY with the summary; E
       port,
     );
     await p.next(status(200, 'SUBSCRIBE'));
-    const last = (await p.next(request('NOTIFY'))) as SipRequest;
+    const last = (await p.next(
+      (m) => request('NOTIFY')(m) && /^terminated/.test(m.getHeader('Subscription-State') ?? ''),
+    )) as SipRequest;
     assert.match(last.getHeader('Subscription-State')!, /^terminated/);
     assert.equal(ua.activeSubscriptions, 0);
     p.send(

@@ -30,7 +30,7 @@ import {
 } from '@switchboard/sip';
 import { MediaSession, type Pacer } from './media';
 import { answerSdp, negotiate, offerSdp, type Negotiated } from './negotiate';
-import type { PortAllocator } from './ports';
+import type { BoundPorts, PortAllocator } from './ports';
 import type { Prompt } from './prompts';
 import type { Recorder } from './media';
 import { MWI_EVENT } from './mwi';
@@ -327,7 +327,7 @@ export class MediaUa<R> {
         return;
       }
     }
-    let bound: { socket: import('node:dgram').Socket; port: number };
+    let bound: BoundPorts;
     try {
       bound = await this.opts.ports.bind(this.opts.rtpHost);
     } catch (err) {
@@ -338,6 +338,7 @@ export class MediaUa<R> {
     // A CANCEL may have arrived while the port was bound (487 already sent).
     if (tx.lastResponse && tx.lastResponse.status >= 200) {
       bound.socket.close();
+      bound.rtcp.close();
       this.opts.ports.release(bound.port);
       return;
     }
@@ -361,6 +362,8 @@ export class MediaUa<R> {
     const holder: { call?: Call<R> } = {};
     const media = new MediaSession({
       socket: bound.socket,
+      rtcp: bound.rtcp,
+      remoteRtcpPort: neg?.remoteRtcpPort,
       port: bound.port,
       law: neg?.law ?? 'pcmu',
       payloadType: neg?.payloadType ?? 0,
