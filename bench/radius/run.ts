@@ -16,7 +16,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -126,6 +126,18 @@ async function load(port: number, n: number, window: number): Promise<LoadResult
   };
 }
 
+/** CPU time (user + system, ms) a process has used so far, all its threads (Linux /proc; 100 ticks/s). */
+function cpuMs(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(f[11]) + Number(f[12])) * 10;
+  } catch {
+    return 0;
+  }
+}
+const sumCpu = (pids: number[]) => pids.reduce((n, p) => n + cpuMs(p), 0);
+
 interface Commits {
   count: number;
   records: number;
@@ -134,6 +146,9 @@ interface Commits {
 
 async function startSwitchboard(): Promise<{
   port: number;
+  pid: number;
+  /** PostgreSQL backends serving the service's database (none for PGlite). */
+  dbPids(): Promise<number[]>;
   stop(): Promise<void>;
   describe: string;
   commits(): Promise<Commits>;
@@ -153,6 +168,7 @@ async function startSwitchboard(): Promise<{
     if (k.startsWith('accounting.')) env[`SWITCHBOARD_ACCOUNTING_${k.slice(11).toUpperCase()}`] = v;
   let cleanup: () => Promise<void>;
   let describe: string;
+  let dbPids: () => Promise<number[]> = async () => [];
   if (BACKEND === 'pg') {
     await requirePostgres();
     await requireKafka();
@@ -177,6 +193,10 @@ async function startSwitchboard(): Promise<{
     env.KAFKA_BROKERS = testKafkaBrokers().join(',');
     describe = `PostgreSQL (fsync=${settings.rows[0].fsync}, synchronous_commit=${settings.rows[0].sc}) + Kafka`;
     cleanup = async () => void (await admin(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`));
+    dbPids = async () =>
+      (await admin(`SELECT pid FROM pg_stat_activity WHERE datname = '${name}'`)).rows.map((r) =>
+        Number(r.pid),
+      );
   } else {
     const dir = mkdtempSync(join(tmpdir(), 'bench-acct-'));
     env.SWITCHBOARD_DATA_DIR = dir;
@@ -204,6 +224,8 @@ async function startSwitchboard(): Promise<{
   });
   return {
     port,
+    pid: child.pid!,
+    dbPids,
     describe,
     /** Group commits so far: count, mean batch size, mean commit time (ms). */
     async commits() {
@@ -242,15 +264,22 @@ async function main() {
     const frs: LoadResult[] = [];
     const sbs: LoadResult[] = [];
     for (let r = 0; r < ROUNDS; r++) {
+      const f0 = cpuMs(fr.process.pid!);
       const a = await load(fr.port, REQUESTS, WINDOW);
-      console.log(`round ${r + 1} FreeRADIUS  ${fmt(a)}`);
+      const frCpu = ((cpuMs(fr.process.pid!) - f0) * 1000) / REQUESTS;
+      console.log(`round ${r + 1} FreeRADIUS  ${fmt(a)}  cpu ${frCpu.toFixed(0)} µs/req`);
       frs.push(a);
       const c0 = await sb.commits();
+      const pids = await sb.dbPids();
+      const s0 = cpuMs(sb.pid);
+      const d0 = sumCpu(pids);
       const b = await load(sb.port, REQUESTS, WINDOW);
+      const sbCpu = ((cpuMs(sb.pid) - s0) * 1000) / REQUESTS;
+      const dbCpu = ((sumCpu(pids) - d0) * 1000) / REQUESTS;
       const c1 = await sb.commits();
       const commits = c1.count - c0.count;
       console.log(
-        `round ${r + 1} Switchboard ${fmt(b)}  (${commits} group commits, mean ${((c1.records - c0.records) / commits).toFixed(1)} records, ${(((c1.seconds - c0.seconds) / commits) * 1000).toFixed(1)} ms)`,
+        `round ${r + 1} Switchboard ${fmt(b)}  cpu ${sbCpu.toFixed(0)} µs/req + PostgreSQL ${dbCpu.toFixed(0)} µs/req  (${commits} group commits, mean ${((c1.records - c0.records) / commits).toFixed(1)} records, ${(((c1.seconds - c0.seconds) / commits) * 1000).toFixed(1)} ms)`,
       );
       sbs.push(b);
     }
