@@ -41,6 +41,13 @@ export const ratingConfig = {
     'How long a credit reservation outlives the time it was granted for (the Stop and its CDR may be late)',
     0,
   ),
+  publishDelayMs: int(
+    'SWITCHBOARD_RATING_PUBLISH_DELAY_MS',
+    50,
+    'How long a stored CDR waits so that the CDRs of that time are published (and marked) together',
+    0,
+    10000,
+  ),
   sweepMs: int(
     'SWITCHBOARD_RATING_SWEEP_MS',
     10000,

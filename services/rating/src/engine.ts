@@ -55,6 +55,8 @@ export interface EngineOptions {
   /** A debit took the balance below the account's low-balance threshold. */
   onLowBalance?: (e: LowBalance) => void;
   onPublishError?: (err: unknown) => void;
+  /** How long a stored CDR waits for others to be published with it (default 0). */
+  publishDelayMs?: number;
 }
 
 export interface LowBalance {
@@ -440,8 +442,26 @@ export class RatingEngine {
   private publishing: Promise<number> | undefined;
   private dirty = false;
 
-  /** Starts publishing stored CDRs unless a round is running (which then goes again). */
+  private timer: NodeJS.Timeout | undefined;
+
+  /** Publishes stored CDRs after publishDelayMs (gathering the CDRs of that time into one round). */
   private kick(): void {
+    if (this.timer) return;
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      this.startRound();
+    }, this.o.publishDelayMs ?? 0);
+    this.timer.unref();
+  }
+
+  /** Stops the delayed publishing (flush() still publishes what is stored). */
+  stopPublishing(): void {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+  }
+
+  /** Starts a publishing round unless one is running (which then goes again). */
+  private startRound(): void {
     if (this.publishing) {
       this.dirty = true;
       return;
@@ -480,6 +500,7 @@ export class RatingEngine {
 
   /** Waits until every CDR stored so far is published (tests, shutdown, the sweep); throws when publishing fails. */
   async flush(): Promise<number> {
+    this.stopPublishing();
     while (this.publishing) await this.publishing;
     // one round at a time: a kick meanwhile waits for this one
     const round = this.publishPending();

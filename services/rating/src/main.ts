@@ -172,6 +172,7 @@ export const ratingService = defineService({
       defaultPlan: config.defaultPlan,
       maxCallSeconds: config.maxCallSeconds,
       reservationGraceSeconds: config.reservationGraceSeconds,
+      publishDelayMs: config.publishDelayMs,
       onPublishError: (err) => ctx.logger.warn({ err }, 'publishing CDRs failed; the sweep retries'),
       onLowBalance: (e) => {
         const value: RatingEvent = { type: 'low_balance', ...e, at: new Date().toISOString() };
