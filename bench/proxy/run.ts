@@ -1,0 +1,353 @@
+/**
+ * bench/proxy: the Switchboard SIP proxy against Kamailio (Debian `kamailio`,
+ * bench/peers/kamailio/kamailio.cfg), the same SIPp scenarios
+ * (bench/proxy/scenarios) driving each in turn on loopback:
+ *
+ *   calls/s     INVITE/100/180/200/ACK/BYE/200 through the proxy to a registered
+ *               SIPp UAS, at increasing rates: the highest rate with under 0.1%
+ *               failed calls;
+ *   REGISTER/s  digest-authenticated refreshes (REGISTER, 401, REGISTER, 200)
+ *               for BENCH_USERS subscribers, same rule.
+ *
+ * Each step runs BENCH_STEP_S seconds (default 10). Prints every step, both
+ * systems' figures and the ratios. `node --import tsx bench/proxy/run.ts`
+ *
+ * Env: BENCH_STEP_S, BENCH_USERS (1000), BENCH_CALL_RATES, BENCH_REG_RATES
+ * (comma-separated, ascending), BENCH_ONLY=kamailio|switchboard,
+ * BENCH_KAMAILIO_CHILDREN (2: one UDP worker per core), BENCH_CPU_PROF=dir
+ * (profile the Switchboard process with node --cpu-prof), BENCH_TESTS=calls,register.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { freePort } from '../../test-e2e/lib/ports';
+import { register } from '../../test-e2e/lib/ua';
+
+const here = new URL('.', import.meta.url).pathname;
+const root = join(here, '..', '..');
+const SCENARIOS = join(here, 'scenarios');
+const DOMAIN = 'example.com';
+const PASSWORD = 'bench-secret';
+const STEP_S = Number(process.env.BENCH_STEP_S ?? 10);
+const USERS = Number(process.env.BENCH_USERS ?? 1000);
+const rates = (v: string | undefined, d: string) => (v ?? d).split(',').map(Number);
+const CALL_RATES = rates(process.env.BENCH_CALL_RATES, '200,400,600,800,1000,1300,1600,2000,2500,3000,4000,5000');
+const REG_RATES = rates(process.env.BENCH_REG_RATES, '200,400,600,800,1000,1300,1600,2000,2500,3000,4000,5000');
+const TESTS = (process.env.BENCH_TESTS ?? 'calls,register').split(',');
+const KAMAILIO_CHILDREN = Number(process.env.BENCH_KAMAILIO_CHILDREN ?? 2);
+const MAX_FAILED = 0.001;
+
+const benchUser = (i: number) => `user${String(i).padStart(5, '0')}`;
+const CALLEE = benchUser(0);
+
+interface System {
+  name: string;
+  sip: { host: string; port: number };
+  /** Resident memory (PSS summed over the processes), kB. */
+  memoryKb(): number;
+  /** Prometheus text (Switchboard only). */
+  metrics?(): Promise<string>;
+  stop(): Promise<void>;
+}
+
+const work = mkdtempSync(join(tmpdir(), 'bench-proxy-'));
+
+function pssKb(pids: number[]): number {
+  let kb = 0;
+  for (const pid of pids) {
+    try {
+      const m = /^Pss:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8'));
+      kb += m ? Number(m[1]) : 0;
+    } catch {
+      // process gone
+    }
+  }
+  return kb;
+}
+
+function childrenOf(pid: number): number[] {
+  try {
+    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+  } catch {
+    return [];
+  }
+}
+
+function exited(child: ChildProcess): Promise<void> {
+  return child.exitCode !== null || child.signalCode !== null ? Promise.resolve() : new Promise((r) => child.once('exit', () => r()));
+}
+
+async function startKamailio(): Promise<System> {
+  const dir = join(work, 'kamailio');
+  mkdirSync(join(dir, 'db'), { recursive: true });
+  mkdirSync(join(dir, 'run'), { recursive: true });
+  // db_text tables: the same subscribers and HA1 (MD5 of user:realm:password) Switchboard keeps.
+  writeFileSync(join(dir, 'db', 'version'), 'table_name(string) table_version(int)\nsubscriber:7\n');
+  const rows = Array.from({ length: USERS }, (_, i) => {
+    const u = benchUser(i);
+    return `${i + 1}:${u}:${DOMAIN}:${PASSWORD}:${createHash('md5').update(`${u}:${DOMAIN}:${PASSWORD}`).digest('hex')}`;
+  });
+  writeFileSync(
+    join(dir, 'db', 'subscriber'),
+    ['id(int,auto) username(string) domain(string) password(string) ha1(string)', ...rows].join('\n') + '\n',
+  );
+  const port = await freePort();
+  const child = spawn(
+    'kamailio',
+    [
+      '-f', join(root, 'bench/peers/kamailio/kamailio.cfg'),
+      '-DD', '-E',
+      '-l', `udp:127.0.0.1:${port}`,
+      '-Y', join(dir, 'run'),
+      '-P', join(dir, 'run', 'kamailio.pid'),
+      '-A', `DBURL="text://${join(dir, 'db')}"`,
+      '-A', `CHILDREN=${KAMAILIO_CHILDREN}`,
+      '-m', '512', '-M', '32',
+    ],
+    { stdio: ['ignore', 'ignore', 'pipe'] },
+  );
+  let log = '';
+  child.stderr!.on('data', (d) => (log = (log + d).slice(-4000)));
+  const sip = { host: '127.0.0.1', port };
+  await waitAnswering(sip, () => (child.exitCode !== null ? `kamailio exited: ${log}` : undefined));
+  return {
+    name: 'Kamailio',
+    sip,
+    memoryKb: () => pssKb([child.pid!, ...childrenOf(child.pid!)]),
+    async stop() {
+      child.kill('SIGTERM');
+      await exited(child);
+    },
+  };
+}
+
+async function startSwitchboard(): Promise<System> {
+  const port = await freePort();
+  const prof = process.env.BENCH_CPU_PROF;
+  const child = spawn(
+    process.execPath,
+    [...(prof ? ['--cpu-prof', '--cpu-prof-dir', prof] : []), '--import', 'tsx', join(here, 'switchboard.ts')],
+    {
+      cwd: root,
+      stdio: ['ignore', 'pipe', 'inherit'],
+      env: {
+        ...process.env,
+        BENCH_SIP_PORT: String(port),
+        BENCH_USERS: String(USERS),
+        BENCH_PASSWORD: PASSWORD,
+        BENCH_DATA_DIR: join(work, 'switchboard-data'),
+      },
+    },
+  );
+  const line = await new Promise<string>((resolve, reject) => {
+    const rl = createInterface({ input: child.stdout! });
+    rl.once('line', (first) => {
+      resolve(first);
+      // Keep draining the pipe (the process logs to stdout); show it when asked.
+      rl.on('line', (l) => process.env.BENCH_VERBOSE && console.error(l.slice(0, 1500)));
+    });
+    child.once('exit', (c) => reject(new Error(`switchboard exited (${c}) before it was ready`)));
+  });
+  const { udp, ops } = JSON.parse(line) as { udp: { host: string; port: number }; ops: string };
+  await waitAnswering(udp, () => undefined);
+  return {
+    name: 'Switchboard',
+    sip: udp,
+    memoryKb: () => pssKb([child.pid!]),
+    metrics: () => fetch(`${ops}/metrics`).then((r) => r.text()),
+    async stop() {
+      child.kill('SIGTERM');
+      await exited(child);
+    },
+  };
+}
+
+/** Wait until the proxy answers a REGISTER (with a challenge or anything). */
+async function waitAnswering(sip: { host: string; port: number }, dead: () => string | undefined): Promise<void> {
+  for (let i = 0; i < 60; i++) {
+    const why = dead();
+    if (why) throw new Error(why);
+    try {
+      await register({ proxy: sip, user: benchUser(USERS - 1), password: PASSWORD, domain: DOMAIN, expires: 0 });
+      return;
+    } catch {
+      await new Promise((r) => setTimeout(r, 500));
+    }
+  }
+  throw new Error(`nothing answers on ${sip.host}:${sip.port}`);
+}
+
+interface SippRun {
+  code: number | null;
+  successful: number;
+  failed: number;
+  /** Successful calls by the end of the step plus its grace. */
+  onTime: number;
+  seconds: number;
+  stderr: string;
+  errors: string;
+}
+
+/** Run SIPp to completion (bounded), reading its final statistics. */
+function runSipp(args: string[], timeoutS: number, onTimeS: number): Promise<SippRun> {
+  const dir = mkdtempSync(join(work, 'sipp-'));
+  const started = Date.now();
+  const child = spawn('sipp', [...args, ...(process.env.BENCH_TRACE ? ['-trace_msg'] : []), '-nostdin', '-trace_stat', '-stf', join(dir, 'stats.csv'), '-fd', '1', '-trace_err', '-error_file', join(dir, 'errors.log')], {
+    cwd: dir,
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr!.on('data', (d) => (stderr = (stderr + d).slice(-2000)));
+  const timer = setTimeout(() => child.kill('SIGKILL'), timeoutS * 1000);
+  return new Promise((resolve) => {
+    child.on('exit', (code) => {
+      clearTimeout(timer);
+      let successful = 0;
+      let failed = 0;
+      let onTime = 0;
+      try {
+        const lines = readFileSync(join(dir, readdirSync(dir).find((f) => f.startsWith('stats')) ?? 'stats.csv'), 'utf8').trim().split('\n');
+        const head = lines[0].split(';');
+        const rows = lines.slice(1).map((l) => l.split(';'));
+        const col = (name: string) => head.indexOf(name);
+        const last = rows[rows.length - 1];
+        successful = Number(last[col('SuccessfulCall(C)')]);
+        failed = Number(last[col('FailedCall(C)')]);
+        // Calls done within the step and a 2 s grace (SIPp writes a row a second): a proxy that
+        // only keeps up by queueing finishes late, and does not pass.
+        const secs = (hms: string) => hms.split(':').reduce((a, x) => a * 60 + Number(x), 0);
+        const due = rows.find((r) => secs(r[col('ElapsedTime(C)')]) >= onTimeS) ?? last;
+        onTime = Number(due[col('SuccessfulCall(C)')]);
+      } catch {
+        // no statistics
+      }
+      let errors = '';
+      try {
+        errors = readFileSync(join(dir, 'errors.log'), 'utf8');
+      } catch {
+        // none
+      }
+      resolve({ code, successful, failed, onTime, seconds: (Date.now() - started) / 1000, stderr, errors });
+    });
+  });
+}
+
+interface Step {
+  rate: number;
+  calls: number;
+  successful: number;
+  failedPct: number;
+  seconds: number;
+  ok: boolean;
+}
+
+/** Step up the rates; the result is the highest rate whose step had under 0.1% failures. */
+async function ramp(label: string, sys: System, rateList: number[], args: (rate: number, total: number) => string[]): Promise<{ best: number; steps: Step[] }> {
+  const steps: Step[] = [];
+  let best = 0;
+  for (const rate of rateList) {
+    const total = rate * STEP_S;
+    const r = await runSipp(args(rate, total), STEP_S + 40, STEP_S + 2);
+    const lost = total - r.successful;
+    const failedPct = (100 * lost) / total;
+    // Under 0.1% failed, and as many done on time (a saturated system shows as calls finishing late).
+    const ok = lost / total < MAX_FAILED && (total - r.onTime) / total < MAX_FAILED;
+    steps.push({ rate, calls: total, successful: r.successful, failedPct, seconds: r.seconds, ok });
+    console.log(
+      `  ${sys.name.padEnd(11)} ${label} ${String(rate).padStart(5)}/s: ${r.successful}/${total} ok (${r.onTime} within ${STEP_S + 2} s), ${failedPct.toFixed(3)}% failed, ${r.seconds.toFixed(1)} s${ok ? '' : '  <- over'}`,
+    );
+    if (!ok) {
+      if (process.env.BENCH_VERBOSE) {
+        console.log(r.errors.slice(0, 3000), r.stderr);
+        if (sys.metrics) console.log((await sys.metrics()).split('\n').filter((l) => /^switchboard_(sip|calls)/.test(l)).join('\n'));
+      }
+      break;
+    }
+    best = rate;
+  }
+  return { best, steps };
+}
+
+async function callsBench(sys: System): Promise<number> {
+  const uasPort = await freePort();
+  const uas = spawn(
+    'sipp',
+    ['-sf', join(SCENARIOS, 'uas.xml'), '-i', '127.0.0.1', '-p', String(uasPort), '-nostdin', ...(process.env.BENCH_TRACE ? ['-trace_msg', '-trace_err'] : [])],
+    { stdio: 'ignore', cwd: work },
+  );
+  try {
+    await new Promise((r) => setTimeout(r, 300));
+    const reg = await register({ proxy: sys.sip, user: CALLEE, password: PASSWORD, domain: DOMAIN, contact: `sip:${CALLEE}@127.0.0.1:${uasPort}`, expires: 3600 });
+    if (reg.status !== 200) throw new Error(`${sys.name}: registering the callee: ${reg.status}`);
+    const uacPort = await freePort();
+    const { best } = await ramp('calls', sys, CALL_RATES, (rate, total) => [
+      '-sf', join(SCENARIOS, 'uac.xml'),
+      '-key', 'callee', CALLEE, '-key', 'dom', DOMAIN,
+      '-i', '127.0.0.1', '-p', String(uacPort),
+      '-r', String(rate), '-m', String(total), '-l', String(rate * 4),
+      '-timeout', `${STEP_S + 30}s`,
+      // A multi-process proxy (Kamailio's UDP workers) may pass the 200 before the 180: a late 180 is not a failure.
+      '-default_behaviors', 'all,-abortunexp',
+      `${sys.sip.host}:${sys.sip.port}`,
+    ]);
+    return best;
+  } finally {
+    uas.kill('SIGTERM');
+    await exited(uas);
+  }
+}
+
+async function registerBench(sys: System): Promise<number> {
+  const csv = join(work, 'users.csv');
+  writeFileSync(
+    csv,
+    ['SEQUENTIAL', ...Array.from({ length: USERS }, (_, i) => `${benchUser(i)};[authentication username=${benchUser(i)} password=${PASSWORD}]`)].join('\n') + '\n',
+  );
+  const uacPort = await freePort();
+  const { best } = await ramp('REGISTER', sys, REG_RATES, (rate, total) => [
+    '-sf', join(SCENARIOS, 'register.xml'),
+    '-inf', csv, '-key', 'dom', DOMAIN, '-auth_uri', `sip:${DOMAIN}`,
+    '-i', '127.0.0.1', '-p', String(uacPort),
+    '-r', String(rate), '-m', String(total), '-l', String(rate * 4),
+    '-timeout', `${STEP_S + 30}s`,
+    `${sys.sip.host}:${sys.sip.port}`,
+  ]);
+  return best;
+}
+
+interface Figures {
+  calls?: number;
+  register?: number;
+  memoryKb?: number;
+}
+
+async function measure(start: () => Promise<System>): Promise<Figures & { name: string }> {
+  const sys = await start();
+  const f: Figures & { name: string } = { name: sys.name };
+  try {
+    console.log(`${sys.name} on ${sys.sip.host}:${sys.sip.port} (${sys.memoryKb()} kB PSS at start)`);
+    if (TESTS.includes('calls')) f.calls = await callsBench(sys);
+    if (TESTS.includes('register')) f.register = await registerBench(sys);
+    f.memoryKb = sys.memoryKb();
+  } finally {
+    await sys.stop();
+  }
+  return f;
+}
+
+const only = process.env.BENCH_ONLY;
+const results: Array<Figures & { name: string }> = [];
+console.log(`bench/proxy: ${USERS} subscribers, ${STEP_S} s per step, pass = under ${MAX_FAILED * 100}% failed; ${new Date().toISOString()}`);
+if (!only || only === 'kamailio') results.push(await measure(startKamailio));
+if (!only || only === 'switchboard') results.push(await measure(startSwitchboard));
+
+const [k, s] = [results.find((r) => r.name === 'Kamailio'), results.find((r) => r.name === 'Switchboard')];
+const ratio = (a?: number, b?: number) => (a && b ? `${(b / a).toFixed(2)}x` : 'n/a');
+console.log('\n| test | Kamailio | Switchboard | Switchboard / Kamailio |');
+console.log('|---|---:|---:|---:|');
+console.log(`| calls/s (INVITE..BYE, <0.1% failed) | ${k?.calls ?? 'n/a'} | ${s?.calls ?? 'n/a'} | ${ratio(k?.calls, s?.calls)} |`);
+console.log(`| REGISTER/s (digest, <0.1% failed) | ${k?.register ?? 'n/a'} | ${s?.register ?? 'n/a'} | ${ratio(k?.register, s?.register)} |`);
+console.log(`| memory after the runs (PSS, MB) | ${k?.memoryKb ? (k.memoryKb / 1024).toFixed(0) : 'n/a'} | ${s?.memoryKb ? (s.memoryKb / 1024).toFixed(0) : 'n/a'} | |`);
