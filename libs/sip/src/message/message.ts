@@ -125,11 +125,14 @@ export abstract class SipMessage {
   // caches
   private _vias: Via[] | undefined;
   private _via: Via | undefined;
-  private _cseq: CSeq | undefined;
+  /** @internal set by the parser when it validated the field on the bytes */
+  _cseq: CSeq | undefined;
   private _from: NameAddr | undefined;
   private _to: NameAddr | undefined;
-  private _callId: string | undefined;
-  private _mf: number | null | undefined;
+  /** @internal */
+  _callId: string | undefined;
+  /** @internal */
+  _mf: number | null | undefined;
   private _routes: NameAddr[] | undefined;
   private _rr: NameAddr[] | undefined;
   private _contacts: Contact[] | undefined;
@@ -167,7 +170,8 @@ export abstract class SipMessage {
    * in V8 than one Buffer-to-string call per value. Otherwise UTF-8 per value.
    * The body is never decoded.
    */
-  protected text(s: number, e: number): string {
+  /** @internal */
+  text(s: number, e: number): string {
     let t = this._text;
     if (t === undefined) {
       const end = this.bodyStart;

@@ -6,8 +6,8 @@
  * malformed one is a SipParseError here, not later.
  */
 import { TOKEN } from './chars';
-import { SipParseError } from './errors';
-import { HID, headerNameFromBytes, type HeaderId } from './headers';
+import { SipParseError, badHeader } from './errors';
+import { HID, headerNameFromBytes, type CSeq, type HeaderId } from './headers';
 import {
   MAX_BODY_SIZE,
   MAX_CSEQ,
@@ -17,7 +17,7 @@ import {
   MAX_MESSAGE_SIZE,
   MAX_START_LINE,
 } from './limits';
-import { IDX_STRIDE, SipRequest, SipResponse } from './message';
+import { IDX_FOLDED, IDX_STRIDE, IDX_VALUE_END, IDX_VALUE_START, SipRequest, SipResponse } from './message';
 import { SipUri } from './uri';
 
 export interface ParseOptions {
@@ -91,6 +91,59 @@ function version(buf: Buffer, s: number, e: number): 'ok' | 'other' | 'bad' {
   while (i < e && buf[i] >= 48 && buf[i] <= 57) i++;
   if (i === d2 || i !== e) return 'bad';
   return e - s === 7 && buf[s + 4] === 50 && buf[s + 6] === 48 ? 'ok' : 'other';
+}
+
+/** Call-ID check of the accessor (non-empty, no whitespace) on bytes; false: non-ASCII, let the accessor decide. */
+function callIdBytesOk(buf: Buffer, s: number, e: number): boolean {
+  if (s === e) return false;
+  for (let i = s; i < e; i++) {
+    const c = buf[i];
+    if (c <= 32 || c >= 128) return false;
+  }
+  return true;
+}
+
+/** parseCSeq on the bytes of a one-line value; the method string is the request's when the bytes match. */
+function cseqFromBytes(buf: Buffer, s: number, e: number, reqMethod: string): CSeq {
+  let i = s;
+  let seq = 0;
+  while (i < e) {
+    const c = buf[i];
+    if (c < 48 || c > 57) break;
+    seq = seq * 10 + (c - 48);
+    i++;
+  }
+  if (i === s) throw badHeader('cseq', 'missing sequence number');
+  if (seq > MAX_CSEQ) throw badHeader('cseq', 'sequence number over 2**32-1');
+  let j = i;
+  while (j < e && (buf[j] === 32 || buf[j] === 9)) j++;
+  if (j === i) throw badHeader('cseq', 'missing space');
+  let k = j;
+  while (k < e && TOKEN[buf[k]] === 1) k++;
+  if (k === j || k !== e) throw badHeader('cseq', 'bad method');
+  let method = reqMethod;
+  if (method.length !== e - j) method = methodName(buf, j, e);
+  else
+    for (let m = 0; m < method.length; m++)
+      if (buf[j + m] !== method.charCodeAt(m)) {
+        method = methodName(buf, j, e);
+        break;
+      }
+  return { seq, method };
+}
+
+/** parseUint on the bytes of a one-line value. */
+function uintFromBytes(buf: Buffer, s: number, e: number, header: string): number {
+  const n = e - s;
+  if (n === 0 || n > 10) throw badHeader(header, 'not a number');
+  let v = 0;
+  for (let i = s; i < e; i++) {
+    const c = buf[i];
+    if (c < 48 || c > 57) throw badHeader(header, 'not a number');
+    v = v * 10 + (c - 48);
+  }
+  if (v > 0xffffffff) throw badHeader(header, 'value too large');
+  return v;
 }
 
 /** Parses a message. Throws SipParseError (and nothing else) on bad input. */
@@ -188,6 +241,10 @@ export function parseMessage(buf: Buffer, opts: ParseOptions = {}): SipRequest |
     nCSeq = 0,
     nMf = 0,
     nVia = 0;
+  // SCRATCH offsets of the Call-ID, CSeq and Max-Forwards fields (validated on the bytes below)
+  let kCallId = -1,
+    kCSeq = -1,
+    kMf = -1;
   while (pos < len) {
     const c = buf[pos];
     if (c === 10) {
@@ -240,13 +297,13 @@ export function parseMessage(buf: Buffer, opts: ParseOptions = {}): SipRequest |
           nTo++;
           break;
         case HID.callId:
-          nCallId++;
+          if (nCallId++ === 0) kCallId = nf;
           break;
         case HID.cseq:
-          nCSeq++;
+          if (nCSeq++ === 0) kCSeq = nf;
           break;
         case HID.maxForwards:
-          nMf++;
+          if (nMf++ === 0) kMf = nf;
           break;
         case HID.contentLength: {
           clFields++;
@@ -337,11 +394,23 @@ export function parseMessage(buf: Buffer, opts: ParseOptions = {}): SipRequest |
   void msg.via;
   void msg.from;
   void msg.to;
-  void msg.callId;
+  // Call-ID, CSeq and Max-Forwards straight from the bytes when the field is plain ASCII on one
+  // line (same checks as the accessors, which handle the other cases)
+  const sx = SCRATCH;
+  if (
+    sx[kCallId + IDX_FOLDED] === 0 &&
+    callIdBytesOk(buf, sx[kCallId + IDX_VALUE_START], sx[kCallId + IDX_VALUE_END])
+  )
+    msg._callId = msg.text(sx[kCallId + IDX_VALUE_START], sx[kCallId + IDX_VALUE_END]);
+  else void msg.callId;
+  if (sx[kCSeq + IDX_FOLDED] === 0)
+    msg._cseq = cseqFromBytes(buf, sx[kCSeq + IDX_VALUE_START], sx[kCSeq + IDX_VALUE_END], method);
   const cseq = msg.cseq;
   if (cseq.seq > MAX_CSEQ) throw err('bad_header', 'CSeq too large', 400, 'cseq');
   if (msg instanceof SipRequest) {
-    void msg.maxForwards;
+    if (kMf >= 0 && sx[kMf + IDX_FOLDED] === 0)
+      msg._mf = uintFromBytes(buf, sx[kMf + IDX_VALUE_START], sx[kMf + IDX_VALUE_END], 'max-forwards');
+    else void msg.maxForwards;
     const ruri = msg.uri;
     // RFC 3261 §19.1.1 table: headers are not allowed in a Request-URI (RFC 4475 §3.1.2.11)
     if (ruri instanceof SipUri && ruri.hasHeaders) throw err('bad_uri', 'Request-URI with headers', 400);
