@@ -770,3 +770,33 @@ describe('call features and routing entities', () => {
     }, 'tombstones');
   });
 });
+
+describe('sign-up', () => {
+  test('visitors sign up only in a domain an administrator opened', async () => {
+    const d = await p.api('POST', '/api/v1/domains', { domain: 'signup.example' });
+    const body = {
+      username: 'newbie',
+      password: 'secret',
+      webPassword: 'newbie-web-pw',
+      domain: 'signup.example',
+    };
+    const closed = await p.api('POST', '/api/v1/signup', body, null);
+    assert.equal(closed.status, 403);
+    assert.equal(closed.body.field, 'domain');
+    assert.ok(!(await p.api('GET', '/api/v1/signup', undefined, null)).body.items.includes('signup.example'));
+    const opened = await p.api('PATCH', `/api/v1/domains/${d.body.id}`, { openSignup: true });
+    assert.equal(opened.body.openSignup, true);
+    assert.ok((await p.api('GET', '/api/v1/signup', undefined, null)).body.items.includes('signup.example'));
+    const r = await p.api('POST', '/api/v1/signup', body, null);
+    assert.equal(r.status, 201);
+    assert.equal(r.body.aor, 'sip:newbie@signup.example');
+    assert.equal((await p.api('POST', '/api/v1/signup', body, null)).status, 409);
+    const bad = await p.api('POST', '/api/v1/signup', { ...body, username: 'x y' }, null);
+    assert.equal(bad.body.field, 'username');
+    // Unknown domains are closed.
+    assert.equal(
+      (await p.api('POST', '/api/v1/signup', { ...body, domain: 'nowhere.example' }, null)).status,
+      403,
+    );
+  });
+});

@@ -15,6 +15,8 @@ import {
   IdParam,
   Login,
   UpdateMe,
+  UpdateDomain,
+  Signup,
   AddCredit,
   AssignPlan,
   CdrQuery,
@@ -542,6 +544,56 @@ export function apiRoutes(d: ApiDeps): RouteDef[] {
       response: 'Domain',
       errors: [404],
       handler: ({ params }) => store.getDomain(params.id),
+    }),
+    route({
+      method: 'patch',
+      path: '/api/v1/domains/{id}',
+      operationId: 'updateDomain',
+      summary: 'Domain settings: openSignup lets visitors create accounts themselves',
+      tag: 'domains',
+      params: IdParam,
+      body: UpdateDomain,
+      response: 'Domain',
+      errors: [404],
+      handler: ({ params, body, principal }) => store.updateDomain(actorOf(principal), params.id, body),
+    }),
+    route({
+      method: 'get',
+      path: '/api/v1/signup',
+      operationId: 'listSignupDomains',
+      summary: 'The domains open for sign-up',
+      tag: 'session',
+      auth: 'none',
+      response: 'SignupDomains',
+      handler: async () => ({
+        items: (await store.listDomains({ pageSize: 500 })).items
+          .filter((x) => x.openSignup)
+          .map((x) => x.domain),
+      }),
+    }),
+    route({
+      method: 'post',
+      path: '/api/v1/signup',
+      operationId: 'signup',
+      summary: 'A visitor creates a subscriber account in a domain open for sign-up (then signs in)',
+      tag: 'session',
+      auth: 'none',
+      body: Signup,
+      response: 'Subscriber',
+      errors: [403, 409],
+      handler: async ({ body }) => {
+        const domain = body.domain ?? store.defaultDomain;
+        if (!(await store.signupOpen(domain))) {
+          throw new DomainError('permission_denied', `sign-up is closed in ${domain}`, 'domain');
+        }
+        const created = await store.createSubscriber(`signup:${body.username}@${domain}`, {
+          ...body,
+          domain,
+        });
+        // The new account's balance is there when the visitor looks (bounded wait).
+        await d.rating?.settle();
+        return created;
+      },
     }),
     route({
       method: 'delete',

@@ -132,6 +132,7 @@ export const ResponseSchemas = {
     nextPageToken: z.string().nullable(),
   }),
   RatePlanImport: z.object({ planId: z.string(), rates: z.int() }),
+  SignupDomains: z.object({ items: z.array(z.string()) }),
   Error: z.object({ error: z.string(), message: z.string(), field: z.string().optional() }),
   OpenApi: z.object({ openapi: z.string() }).loose(),
 } as const;

@@ -160,3 +160,13 @@ export const RatePlanParam = z.object({
   planId: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, 'letters, digits and . _ -'),
 });
 export const AssignPlan = z.strictObject({ planId: RatePlanParam.shape.planId });
+
+export const UpdateDomain = z.strictObject({ openSignup: z.boolean() });
+export const Signup = z.strictObject({
+  username: Username,
+  password: SipPassword,
+  webPassword: WebPassword,
+  domain: DomainName.optional(),
+  displayName: DisplayName.optional(),
+  email: Email.optional(),
+});

@@ -88,8 +88,25 @@ export interface DomainView {
   id: string;
   domain: string;
   subscribers: number;
+  /** Visitors may sign up themselves in this domain. */
+  openSignup: boolean;
   createdAt: string;
 }
+
+interface DomainRow {
+  id: string;
+  domain: string;
+  n: string;
+  open_signup: boolean;
+  created_at: Date;
+}
+const domainView = (d: DomainRow): DomainView => ({
+  id: d.id,
+  domain: d.domain,
+  subscribers: Number(d.n),
+  openSignup: d.open_signup,
+  createdAt: d.created_at.toISOString(),
+});
 
 export interface AliasView {
   id: string;
@@ -318,21 +335,42 @@ export class PortalStore {
   }
 
   async getDomain(id: string): Promise<DomainView> {
-    const r = await this.db.query<{ id: string; domain: string; n: string; created_at: Date }>(
-      `SELECT d.id, d.domain, d.created_at, (SELECT count(*) FROM portal.subscribers s WHERE s.domain_id = d.id) AS n
+    const r = await this.db.query<DomainRow>(
+      `SELECT d.id, d.domain, d.open_signup, d.created_at,
+         (SELECT count(*) FROM portal.subscribers s WHERE s.domain_id = d.id) AS n
        FROM portal.domains d WHERE d.id = $1`,
       [id],
     );
     if (r.rowCount === 0) throw notFound(`no domain ${id}`);
-    const d = r.rows[0];
-    return { id: d.id, domain: d.domain, subscribers: Number(d.n), createdAt: d.created_at.toISOString() };
+    return domainView(r.rows[0]);
+  }
+
+  async updateDomain(actor: string, id: string, patch: { openSignup?: boolean }): Promise<DomainView> {
+    await this.write(async (tx) => {
+      const r = await tx.query(
+        'UPDATE portal.domains SET open_signup = coalesce($2, open_signup) WHERE id = $1',
+        [id, patch.openSignup ?? null],
+      );
+      if (r.rowCount === 0) throw notFound(`no domain ${id}`);
+      await this.audit(tx, actor, 'update', 'domain', id, patch);
+    });
+    return this.getDomain(id);
+  }
+
+  /** Whether visitors may sign up in a domain (false for an unknown one). */
+  async signupOpen(domain: string): Promise<boolean> {
+    const r = await this.db.query<{ open_signup: boolean }>(
+      'SELECT open_signup FROM portal.domains WHERE domain = $1',
+      [domain],
+    );
+    return r.rows[0]?.open_signup === true;
   }
 
   async listDomains(q: { search?: string; page?: number; pageSize?: number }): Promise<Page<DomainView>> {
     const { page, pageSize, offset } = pageOf(q);
     const pattern = q.search ? likePattern(q.search) : null;
-    const r = await this.db.query<{ id: string; domain: string; n: string; created_at: Date; total: string }>(
-      `SELECT d.id, d.domain, d.created_at, count(*) OVER () AS total,
+    const r = await this.db.query<DomainRow & { total: string }>(
+      `SELECT d.id, d.domain, d.open_signup, d.created_at, count(*) OVER () AS total,
          (SELECT count(*) FROM portal.subscribers s WHERE s.domain_id = d.id) AS n
        FROM portal.domains d WHERE ($1::text IS NULL OR d.domain ILIKE $1)
        ORDER BY d.domain LIMIT $2 OFFSET $3`,
@@ -340,12 +378,7 @@ export class PortalStore {
     );
     const total = r.rowCount ? Number(r.rows[0].total) : await this.count('domains', 'domain', pattern);
     return {
-      items: r.rows.map((d) => ({
-        id: d.id,
-        domain: d.domain,
-        subscribers: Number(d.n),
-        createdAt: d.created_at.toISOString(),
-      })),
+      items: r.rows.map(domainView),
       page,
       pageSize,
       total,

@@ -55,8 +55,24 @@ async function start() {
     csrf = null;
     $('#who').hidden = true;
     show('login-view');
+    await loadSignup();
   }
 }
+
+async function loadSignup() {
+  const d = await api('GET', '/api/v1/signup').catch(() => ({ items: [] }));
+  $('#signup').hidden = d.items.length === 0;
+  $('#signup-form select[name=domain]').replaceChildren(...d.items.map(option));
+}
+
+function option(value) {
+  const o = document.createElement('option');
+  o.value = value;
+  o.textContent = value;
+  return o;
+}
+
+const money = (b) => (b.pending ? 'being updated…' : `${b.balance} ${b.currency}`);
 
 async function enter(s) {
   csrf = s.csrfToken;
@@ -74,15 +90,7 @@ async function enter(s) {
 
 async function loadDomains() {
   const d = await api('GET', '/api/v1/domains?pageSize=500');
-  const sel = $('#create-form select[name=domain]');
-  sel.replaceChildren(
-    ...d.items.map((x) => {
-      const o = document.createElement('option');
-      o.value = x.domain;
-      o.textContent = x.domain;
-      return o;
-    }),
-  );
+  $('#create-form select[name=domain]').replaceChildren(...d.items.map((x) => option(x.domain)));
 }
 
 async function loadSubscribers() {
@@ -150,7 +158,24 @@ async function openDetail(id) {
     }),
   );
   $('#detail-toggle').textContent = s.enabled ? 'Suspend' : 'Reactivate';
+  $('#detail-balance').textContent = await api('GET', `/api/v1/subscribers/${s.id}/balance`).then(
+    money,
+    () => 'n/a',
+  );
 }
+
+$('#credit-form').addEventListener('submit', async (ev) => {
+  ev.preventDefault();
+  if (!selected) return;
+  try {
+    const b = await api('POST', `/api/v1/subscribers/${selected.id}/credit`, fields(ev.target));
+    ev.target.reset();
+    $('#detail-balance').textContent = money(b);
+    flash(`Credit added to ${selected.aor}: balance ${money(b)}`);
+  } catch (e) {
+    flash(e.message, true);
+  }
+});
 
 $('#detail-toggle').addEventListener('click', async () => {
   if (!selected) return;
@@ -183,7 +208,41 @@ async function loadMe() {
   $('#me-username').textContent = me.username;
   $('#me-domain').textContent = me.domain;
   $('#me-privileges').textContent = me.privileges.join(', ') || 'none';
+  selected = me;
+  $('#me-balance').textContent = await api('GET', `/api/v1/subscribers/${me.id}/balance`).then(
+    money,
+    () => 'n/a',
+  );
 }
+
+$('#voucher-form').addEventListener('submit', async (ev) => {
+  ev.preventDefault();
+  try {
+    const b = await api('POST', `/api/v1/subscribers/${selected.id}/vouchers`, fields(ev.target));
+    ev.target.reset();
+    $('#me-balance').textContent = money(b);
+    flash(`Voucher redeemed: balance ${money(b)}`);
+  } catch (e) {
+    flash(e.status === 404 ? 'Unknown or already used voucher' : e.message, true);
+  }
+});
+
+$('#signup-form').addEventListener('submit', async (ev) => {
+  ev.preventDefault();
+  const f = fields(ev.target);
+  try {
+    await api('POST', '/api/v1/signup', f);
+    const s = await api('POST', '/api/v1/session', {
+      login: `${f.username}@${f.domain}`,
+      password: f.webPassword,
+    });
+    ev.target.reset();
+    flash('Welcome! Your account is ready.');
+    await enter(s);
+  } catch (e) {
+    flash(e.message, true);
+  }
+});
 
 $('#login-form').addEventListener('submit', async (ev) => {
   ev.preventDefault();
