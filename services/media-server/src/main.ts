@@ -237,7 +237,8 @@ export const mediaServerService = defineService({
         return r;
       },
       run,
-      subscriptionAccount: (req) => mailboxOf(req.uri) ?? mailboxOf(safeUri(req.to.uriText)),
+      // The To of a message-summary SUBSCRIBE is the subscriber's own AoR (the proxy may have rewritten the Request-URI).
+      subscriptionAccount: (req) => mailboxOf(safeUri(req.to.uriText)) ?? mailboxOf(req.uri),
       summary: async (mailbox) => messageSummary(`sip:${mailbox}`, await store.counts(mailbox)),
       onDigit: () => dtmf.inc(),
       onCallEnd: (call) => {

@@ -130,12 +130,6 @@ export class Call<R> {
     return this.media.play(p.g711[this.media.law]);
   }
 
-  /** Plays a prompt, cut short by a digit (kept for nextDigit). */
-  async playInterruptible(p: Prompt): Promise<boolean> {
-    if (this.digits.length) return false;
-    return this.play(p);
-  }
-
   /** The next DTMF digit, or undefined after timeoutMs or when the call ends. */
   nextDigit(timeoutMs: number): Promise<string | undefined> {
     if (this.digits.length) return Promise.resolve(this.digits.shift());
