@@ -43,6 +43,8 @@ test('start --target=all serves /metrics and /healthz on embedded storage, and S
       // Services bind ephemeral ports so this can run beside anything else.
       SWITCHBOARD_REGISTRAR_GRPC_PORT: '0',
       SWITCHBOARD_MEDIA_GRPC_PORT: '0',
+      SWITCHBOARD_ACCOUNTING_HOST: '127.0.0.1',
+      SWITCHBOARD_ACCOUNTING_PORT: '0',
       SWITCHBOARD_SIP_LISTEN: 'udp:127.0.0.1:0,tcp:127.0.0.1:0',
     },
     stdio: ['ignore', 'pipe', 'pipe'],
