@@ -476,6 +476,14 @@ export class PortalStore {
     if (a.rowCount) throw alreadyExists(`${aor} is an alias of another subscriber`);
   }
 
+  async subscriberIdByAor(username: string, domain: string): Promise<string | undefined> {
+    const r = await this.db.query<{ id: string }>(
+      'SELECT id FROM portal.subscribers WHERE username = $1 AND domain = $2',
+      [username, domain],
+    );
+    return r.rows[0]?.id;
+  }
+
   async webPasswordHash(id: string): Promise<string | null> {
     return (await this.subscriberRow(this.db, id)).web_password_hash;
   }
