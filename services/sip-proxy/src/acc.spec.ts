@@ -61,6 +61,7 @@ test('Start, Stop and Failed reach FreeRADIUS with the Kamailio acc attribute se
       'Sip-Translated-Request-URI = "sip:bob@192.0.2.5:5060"',
       'Switchboard-Account = "alice@example.com"',
       'Switchboard-Source-Address = "198.51.100.7:5060"',
+      'Switchboard-Record-Id = "',
     ]) {
       assert.ok(d.includes(line), `detail file lacks ${line}:\n${d.slice(0, 1500)}`);
     }

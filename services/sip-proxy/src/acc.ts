@@ -7,6 +7,7 @@
  * while every server is down, so a record made during an outage arrives
  * after it, once.
  */
+import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import type { Db } from '@switchboard/platform';
@@ -34,6 +35,8 @@ export interface AccRecord {
   account?: string;
   gateway?: string;
   sourceAddress?: string;
+  /** Identifies the record across resends (Switchboard-Record-Id): the server stores it once. Set when queued. */
+  recordId?: string;
 }
 
 export interface RadiusServer {
@@ -71,6 +74,7 @@ export function accAttributes(r: AccRecord, nasIp: string, queuedSec: number): A
   if (r.account) attrs.push(['Switchboard-Account', r.account]);
   if (r.gateway) attrs.push(['Switchboard-Gateway', r.gateway]);
   if (r.sourceAddress) attrs.push(['Switchboard-Source-Address', r.sourceAddress]);
+  if (r.recordId) attrs.push(['Switchboard-Record-Id', r.recordId]);
   return attrs;
 }
 
@@ -105,7 +109,8 @@ export class AccountingClient {
 
   /** Queue a record durably; delivery happens in the background. */
   async record(r: AccRecord): Promise<void> {
-    await this.db.query('INSERT INTO sip_proxy.acc_queue (record, created_at) VALUES ($1, $2)', [JSON.stringify(r), this.now()]);
+    const queued = { ...r, recordId: r.recordId ?? randomUUID() };
+    await this.db.query('INSERT INTO sip_proxy.acc_queue (record, created_at) VALUES ($1, $2)', [JSON.stringify(queued), this.now()]);
     this.wake?.();
   }
 
