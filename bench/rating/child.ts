@@ -1,0 +1,12 @@
+/**
+ * The rating service alone in a process, for the benchmark: env from the
+ * parent, prints `ready <JSON>` with its gRPC and ops URLs once started,
+ * stops on SIGTERM.
+ */
+import { runTargets, stopOnSignals } from '@switchboard/platform';
+import { ratingService } from '@switchboard/rating';
+
+const proc = await runTargets([ratingService], { version: 'bench', env: process.env });
+const grpc = proc.endpoints.find((e) => e.service === 'rating')!.url.replace('grpc://', '');
+process.stdout.write(`ready ${JSON.stringify({ grpc, ops: proc.ops.url })}\n`);
+stopOnSignals(proc, 10_000);

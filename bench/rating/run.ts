@@ -1,0 +1,338 @@
+/**
+ * Rating benchmark, three figures from one run:
+ *
+ * 1. the tariff alone: calls rated per second by `rateCall` (longest-prefix
+ *    trie over --destinations random prefixes, periods, increments), in process;
+ * 2. end to end: --calls Start/Stop pairs (as the accounting service publishes
+ *    them) preloaded on a fresh `accounting` topic on real Kafka, then the
+ *    rating service started alone in a child process (bench/rating/child.ts,
+ *    PostgreSQL + Kafka) and timed
+ *    until every CDR row is in a fresh PostgreSQL database: correlated, rated,
+ *    debited, published on `cdrs`. Beside it the limit measured in the same
+ *    run: the same CDR rows COPYed (psql \copy) into a table of the same shape;
+ * 3. Authorize latency over gRPC at each of --rate requests/s (open loop, one
+ *    new call id per request, so each one reserves credit) for --seconds.
+ *
+ *   npx tsx bench/rating/run.ts [--calls=5000] [--destinations=20000] [--rate=1000,250] [--seconds=10]
+ *
+ * CGRateS (the obvious peer) is not installed on this machine: no side-by-side run.
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import { once } from 'node:events';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import pg from 'pg';
+import { grpcClient, KafkaBus, migrate, openDb } from '@switchboard/platform';
+import {
+  requireKafka,
+  requirePostgres,
+  testKafkaBrokers,
+  testPostgresUrl,
+  uniqueName,
+} from '@switchboard/platform/testing';
+import { RatingClient } from '@switchboard/proto/rating';
+import { RatingEngine } from '@switchboard/rating';
+import { importPlan } from '../../services/rating/src/csv';
+import { rateCall, PlanBook } from '../../services/rating/src/tariff';
+import { startRecord, stopRecord } from '../../services/rating/src/testing';
+
+const args = Object.fromEntries(
+  process.argv.slice(2).map((a) => {
+    const [k, v] = a.replace(/^--/, '').split('=');
+    return [k, v ?? 'true'];
+  }),
+);
+const CALLS = Number(args.calls ?? 5000);
+const DESTINATIONS = Number(args.destinations ?? 20000);
+const RATES = String(args.rate ?? '1000,250')
+  .split(',')
+  .map(Number);
+const SECONDS = Number(args.seconds ?? 10);
+const ACCOUNTS = 1000;
+const CHILD = join(import.meta.dirname, 'child.ts');
+const T0 = Date.parse('2026-11-25T10:00:00Z');
+
+// mulberry32: a seeded generator, so every run rates the same plan and numbers
+let seed = 42;
+function rnd(): number {
+  seed = (seed + 0x6d2b79f5) | 0;
+  let t = seed;
+  t = Math.imul(t ^ (t >>> 15), t | 1);
+  t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+  return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+}
+const digits = (n: number) => Array.from({ length: n }, () => Math.floor(rnd() * 10)).join('');
+
+function planCsv(): string {
+  const lines = [
+    'prefix,name,country,period,connect_fee,price_per_minute,min_seconds,increment,free_seconds',
+  ];
+  const seen = new Set<string>();
+  while (seen.size < DESTINATIONS) {
+    const p = String(1 + Math.floor(rnd() * 9)) + digits(1 + Math.floor(rnd() * 5));
+    if (seen.has(p)) continue;
+    seen.add(p);
+    const inc = ['1/1', '60/60', '30/6'][seen.size % 3];
+    lines.push(`${p},Dest ${p},XX,,0.01,0.0${1 + (seen.size % 9)},0,${inc},0`);
+    if (seen.size % 4 === 0) lines.push(`${p},Dest ${p},XX,peak,0.01,0.1${seen.size % 9},0,${inc},0`);
+  }
+  return lines.join('\n') + '\n';
+}
+const PERIODS = 'name,days,from,to\npeak,mon-fri,08:00,18:00\n';
+const meta = (effectiveFrom: number) => ({
+  planId: 'bench',
+  effectiveFrom,
+  currency: 'EUR',
+  timezone: 'Europe/Berlin',
+  holidays: [],
+});
+
+function pct(sorted: number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
+}
+const fmt = (n: number) => Math.round(n).toLocaleString('en-US');
+
+async function tariffOnly(csv: string) {
+  const r = importPlan(meta(0), csv, PERIODS);
+  if (!r.ok) throw new Error(r.errors.join('\n'));
+  const book = new PlanBook();
+  book.add(r.version);
+  const numbers = Array.from({ length: 100_000 }, () => String(1 + Math.floor(rnd() * 9)) + digits(10));
+  const N = 1_000_000;
+  let sum = 0;
+  for (let i = 0; i < 100_000; i++)
+    sum += rateCall(book, {
+      planId: 'bench',
+      callee: numbers[i],
+      onNet: false,
+      answeredAt: T0 + i * 997,
+      durationSeconds: i % 600,
+    }).priceMicros;
+  const t = performance.now();
+  for (let i = 0; i < N; i++) {
+    sum += rateCall(book, {
+      planId: 'bench',
+      callee: numbers[i % numbers.length],
+      onNet: false,
+      answeredAt: T0 + i * 997,
+      durationSeconds: i % 600,
+    }).priceMicros;
+  }
+  const s = (performance.now() - t) / 1000;
+  return { perSecond: N / s, checksum: sum };
+}
+
+async function main() {
+  await requirePostgres();
+  await requireKafka();
+  const csv = planCsv();
+  const tariff = await tariffOnly(csv);
+  console.log(
+    `tariff: ${fmt(tariff.perSecond)} calls rated/s (${DESTINATIONS} destinations, Europe/Berlin periods)`,
+  );
+
+  const dbName = `rating_bench_${randomBytes(5).toString('hex')}`;
+  const admin = new pg.Client({ connectionString: testPostgresUrl() });
+  await admin.connect();
+  await admin.query(`CREATE DATABASE "${dbName}"`);
+  const url = new URL(testPostgresUrl());
+  url.pathname = `/${dbName}`;
+  const topics = {
+    accounting: uniqueName('bench_accounting'),
+    cdrs: uniqueName('bench_cdrs'),
+    media: uniqueName('bench_media'),
+  };
+  const tmp = mkdtempSync(join(tmpdir(), 'rating-bench-'));
+  let stopChild: (() => Promise<void>) | undefined;
+  const db = await openDb({ databaseUrl: url.toString() });
+  try {
+    // seed plan and accounts directly (the service loads them at start)
+    await migrate(db, {
+      schema: 'rating',
+      dir: join(import.meta.dirname, '../../services/rating/migrations'),
+    });
+    const seedEngine = new RatingEngine({
+      db,
+      now: Date.now,
+      publish: async () => undefined,
+      maxCallSeconds: 3600,
+      reservationGraceSeconds: 60,
+    });
+    const imp = await seedEngine.importPlan(meta(Date.parse('2026-01-01T00:00:00Z')), csv, PERIODS, 'bench');
+    if (!imp.ok) throw new Error(imp.errors.join('\n'));
+    for (let a = 0; a < ACCOUNTS; a++) {
+      const account = `sip:u${a}@bench.example`;
+      await seedEngine.upsertAccount({
+        account,
+        prepaid: true,
+        currency: 'EUR',
+        creditLimitMicros: null,
+        planId: 'bench',
+        blocked: false,
+      });
+      await seedEngine.adjust({
+        account,
+        kind: 'topup',
+        amountMicros: 1_000_000_000_000,
+        actor: 'bench',
+        reason: 'seed',
+      });
+    }
+
+    // preload the accounting topic
+    const bus = new KafkaBus({ brokers: testKafkaBrokers(), clientId: uniqueName('rating-bench') });
+    await bus.ensureTopic(topics.accounting);
+    const numbers = Array.from({ length: 1000 }, () => String(1 + Math.floor(rnd() * 9)) + digits(10));
+    for (let i = 0; i < CALLS; i += 500) {
+      const batch = [];
+      for (let j = i; j < Math.min(CALLS, i + 500); j++) {
+        const c = {
+          callId: `bench-${j}-${dbName}`,
+          account: `sip:u${j % ACCOUNTS}@bench.example`,
+          callee: numbers[j % numbers.length],
+          answeredAt: T0 + j * 100,
+          duration: 1 + (j % 300),
+        };
+        batch.push(startRecord(c), stopRecord(c));
+      }
+      await bus.publish(
+        topics.accounting,
+        batch.map((r) => ({ key: r.sessionId!, value: JSON.stringify(r) })),
+      );
+    }
+    await bus.close();
+    console.log(`preloaded ${fmt(CALLS)} Start/Stop pairs on ${topics.accounting}`);
+
+    const started = performance.now();
+    const child = spawn(process.execPath, ['--import', 'tsx', CHILD], {
+      env: {
+        ...process.env,
+        SWITCHBOARD_OPS_PORT: '0',
+        SWITCHBOARD_OPS_HOST: '127.0.0.1',
+        SWITCHBOARD_RATING_GRPC_PORT: '0',
+        SWITCHBOARD_LOG_LEVEL: 'warn',
+        DATABASE_URL: url.toString(),
+        KAFKA_BROKERS: testKafkaBrokers().join(','),
+        SWITCHBOARD_KAFKA_CLIENT_ID: uniqueName('rating-bench'),
+        SWITCHBOARD_RATING_ACCOUNTING_TOPIC: topics.accounting,
+        SWITCHBOARD_RATING_CDRS_TOPIC: topics.cdrs,
+        SWITCHBOARD_RATING_MEDIA_TOPIC: topics.media,
+        SWITCHBOARD_RATING_GROUP: uniqueName('rating'),
+        SWITCHBOARD_RATING_MAX_CALL_SECONDS: '3600',
+      },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    stopChild = async () => {
+      if (child.exitCode !== null) return;
+      child.kill('SIGTERM');
+      await once(child, 'exit');
+    };
+    const endpoints = await new Promise<{ grpc: string; ops: string }>((resolve, reject) => {
+      let out = '';
+      child.stdout!.on('data', (d: Buffer) => {
+        out += d.toString();
+        const line = out.split('\n').find((l) => l.startsWith('ready '));
+        if (line) resolve(JSON.parse(line.slice(6)) as { grpc: string; ops: string });
+      });
+      child.once('exit', (code) => reject(new Error(`rating exited (${code}) before it started`)));
+    });
+    const count = async () =>
+      Number((await db.query<{ n: string }>('SELECT count(*)::text AS n FROM rating.cdrs')).rows[0].n);
+    for (;;) {
+      const n = await count();
+      if (n >= CALLS) break;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    const wall = (performance.now() - started) / 1000;
+    const span = await db.query<{ first: string; last: string }>(
+      "SELECT min((cdr->>'ratedAt')::timestamptz)::text AS first, max((cdr->>'ratedAt')::timestamptz)::text AS last FROM rating.cdrs",
+    );
+    const busy = (Date.parse(span.rows[0].last) - Date.parse(span.rows[0].first)) / 1000;
+    const e2e = (CALLS - 1) / busy;
+    console.log(
+      `end to end: ${fmt(e2e)} CDRs/s from the first CDR to the last (${fmt(CALLS)} in ${busy.toFixed(2)} s; ${wall.toFixed(2)} s with start-up and group join)`,
+    );
+
+    // the COPY limit: the same rows into a table of the same shape
+    await db.query('CREATE TABLE rating.cdrs_copy (LIKE rating.cdrs INCLUDING ALL)');
+    const file = join(tmp, 'cdrs.csv');
+    const out = spawnSync('psql', [url.toString(), '-q', '-c', `\\copy rating.cdrs TO '${file}' csv`], {
+      encoding: 'utf8',
+    });
+    if (out.status !== 0) throw new Error(out.stderr);
+    const tc = performance.now();
+    const cin = spawnSync(
+      'psql',
+      [url.toString(), '-q', '-c', `\\copy rating.cdrs_copy FROM '${file}' csv`],
+      { encoding: 'utf8' },
+    );
+    if (cin.status !== 0) throw new Error(cin.stderr);
+    const copySeconds = (performance.now() - tc) / 1000;
+    const copyRate = CALLS / copySeconds;
+    console.log(
+      `COPY limit: ${fmt(copyRate)} rows/s (${fmt(CALLS)} rows in ${copySeconds.toFixed(3)} s, psql process start included)`,
+    );
+    console.log(`ratio end to end / COPY: ${(e2e / copyRate).toFixed(3)}`);
+
+    // Authorize at RATE/s, open loop
+    const grpcUrl = endpoints.grpc;
+    const client = grpcClient(RatingClient, grpcUrl, { deadlineMs: 5000 });
+    for (let i = 0; i < 200; i++)
+      await client.authorize({
+        account: `sip:u${i % ACCOUNTS}@bench.example`,
+        callee: numbers[i % 1000],
+        callId: `warm-${i}`,
+      });
+    for (const rate of RATES) {
+      const lat: number[] = [];
+      let denied = 0;
+      let errors = 0;
+      const total = rate * SECONDS;
+      const inflight: Promise<void>[] = [];
+      const t0 = performance.now();
+      for (let i = 0; i < total; i++) {
+        const due = t0 + (i * 1000) / rate;
+        const wait = due - performance.now();
+        if (wait > 1) await new Promise((r) => setTimeout(r, wait));
+        const s = performance.now();
+        inflight.push(
+          client
+            .authorize({
+              account: `sip:u${i % ACCOUNTS}@bench.example`,
+              callee: numbers[i % 1000],
+              callId: `auth-${rate}-${i}`,
+            })
+            .then((r) => {
+              if (!r.allowed) denied++;
+              lat.push(performance.now() - s);
+            })
+            .catch(() => void errors++),
+        );
+      }
+      await Promise.all(inflight);
+      const achieved = total / ((performance.now() - t0) / 1000);
+      lat.sort((a, b) => a - b);
+      console.log(
+        `authorize: ${fmt(achieved)} req/s offered ${rate}/s for ${SECONDS} s: p50 ${pct(lat, 50).toFixed(2)} ms, p99 ${pct(lat, 99).toFixed(2)} ms, max ${lat[lat.length - 1].toFixed(2)} ms; ${denied} denied, ${errors} errors`,
+      );
+    }
+    client.close();
+    console.log(
+      `load average: ${(await import('node:os'))
+        .loadavg()
+        .map((x) => x.toFixed(1))
+        .join(' ')}`,
+    );
+  } finally {
+    await stopChild?.();
+    await db.close();
+    await admin.query(`DROP DATABASE IF EXISTS "${dbName}" WITH (FORCE)`);
+    await admin.end();
+    rmSync(tmp, { recursive: true, force: true });
+  }
+}
+
+await main();
