@@ -45,6 +45,8 @@ test('start --target=all serves /metrics and /healthz on embedded storage, and S
       SWITCHBOARD_MEDIA_GRPC_PORT: '0',
       SWITCHBOARD_ACCOUNTING_HOST: '127.0.0.1',
       SWITCHBOARD_ACCOUNTING_PORT: '0',
+      SWITCHBOARD_MEDIASERVER_SIP_PORT: '0',
+      SWITCHBOARD_MEDIASERVER_GRPC_PORT: '0',
       SWITCHBOARD_SIP_LISTEN: 'udp:127.0.0.1:0,tcp:127.0.0.1:0',
     },
     stdio: ['ignore', 'pipe', 'pipe'],
