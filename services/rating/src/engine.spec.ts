@@ -283,6 +283,43 @@ describe('rating engine (PGlite)', () => {
     assert.equal(us.allowed, false, 'the UK call holds the balance');
   });
 
+  test('authorize: concurrent calls of one account never reserve more than its balance', async () => {
+    const alice = 'sip:alice@example.com';
+    // 1.00 at 0.10/min with a 60/60 grid and a 30 s minimum: up to 10 one-minute calls
+    await engine.importPlan(
+      { planId: 'min', effectiveFrom: 0, currency: 'EUR', timezone: 'UTC', holidays: [] },
+      'prefix,price_per_minute,increment\n49,0.10,60/60\n',
+      '',
+      'test',
+    );
+    await engine.upsertAccount({
+      account: alice,
+      prepaid: true,
+      currency: 'EUR',
+      creditLimitMicros: null,
+      planId: 'min',
+      blocked: false,
+    });
+    const small = new RatingEngine({
+      db,
+      now: () => clock,
+      publish: async () => undefined,
+      maxCallSeconds: 120, // each call gets at most 2 minutes = 0.20
+      reservationGraceSeconds: 60,
+    });
+    await small.loadPlans();
+    const answers = await Promise.all(
+      Array.from({ length: 12 }, (_, i) =>
+        small.authorize({ account: alice, callee: '4930123456', callId: `k${i}` }),
+      ),
+    );
+    const allowed = answers.filter((a) => a.allowed);
+    assert.equal(allowed.length, 5, 'five calls of 0.20 fit in 1.00');
+    assert.ok(allowed.every((a) => a.maxSeconds === 120));
+    const b = await small.balance(alice);
+    assert.deepEqual([b.balanceMicros, b.reservedMicros], [1_000_000, 1_000_000]);
+  });
+
   test('authorize: reservations expire; refusals; on-net and postpaid', async () => {
     const alice = 'sip:alice@example.com';
     await engine.authorize({ account: alice, callee: '4930123456', callId: 'a1' });

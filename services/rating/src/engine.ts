@@ -125,6 +125,12 @@ const toAccount = (r: AccountRow): Account => ({
   updatedAt: new Date(r.updated_at).getTime(),
 });
 
+/** Parameters $3..$7: call id, amount, granted seconds, created, expires; $ACCOUNT is replaced. */
+const RESERVE_SQL = `INSERT INTO rating.reservations (call_id, account, amount_micros, max_seconds, created_at, expires_at)
+  SELECT $3, $ACCOUNT, $4, $5, $6, $7`;
+const RESERVE_UPDATE = `account = EXCLUDED.account, amount_micros = EXCLUDED.amount_micros,
+  max_seconds = EXCLUDED.max_seconds, created_at = EXCLUDED.created_at, expires_at = EXCLUDED.expires_at`;
+
 const ACCOUNT_COLS =
   'account, prepaid, currency, credit_limit_micros, plan_id, blocked, balance_micros, low_balance_micros, updated_at';
 
@@ -388,7 +394,8 @@ export class RatingEngine {
          SELECT $3, 'debit', -$13::bigint, id, 'rating', $18, $19 FROM ins WHERE $20::boolean
          ON CONFLICT DO NOTHING RETURNING amount_micros),
        bal AS (
-         UPDATE rating.accounts SET balance_micros = balance_micros + led.amount_micros, updated_at = $19
+         UPDATE rating.accounts SET balance_micros = balance_micros + led.amount_micros, updated_at = $19,
+           auth_seq = auth_seq + 1
          FROM led WHERE account = $3 RETURNING balance_micros, low_balance_micros),
        res AS (DELETE FROM rating.reservations WHERE call_id = $2 RETURNING 1)
        SELECT (SELECT count(*) FROM ins)::int AS inserted,
@@ -616,84 +623,119 @@ export class RatingEngine {
     if (!req.account) throw invalidArgument('account', 'account is required');
     if (!req.callId) throw invalidArgument('call_id', 'call_id is required');
     const now = this.o.now();
+    // Optimistic: read the account and its other reservations in one statement, then
+    // reserve in one statement only if nothing lowered its credit meanwhile (auth_seq).
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const snap = await this.o.db.query<{ account: AccountRow; seq: string; held: string }>(
+        `SELECT row_to_json(a) AS account, a.auth_seq::text AS seq,
+                (SELECT coalesce(sum(amount_micros), 0) FROM rating.reservations r
+                  WHERE r.account = a.account AND r.call_id <> $2 AND r.expires_at > $3)::text AS held
+         FROM rating.accounts a WHERE a.account = $1`,
+        [req.account, req.callId, new Date(now)],
+      );
+      if (!snap.rowCount) throw notFound(`account ${req.account} is unknown`);
+      const d = this.decide(toAccount(snap.rows[0].account), Number(snap.rows[0].held), req, now);
+      if (!d.reserve) return d.result;
+      const w = await this.o.db.query(
+        `WITH cas AS (UPDATE rating.accounts SET auth_seq = auth_seq + 1 WHERE account = $1 AND auth_seq = $2 RETURNING account)
+         ${RESERVE_SQL.replace('$ACCOUNT', '(SELECT account FROM cas)')} WHERE EXISTS (SELECT 1 FROM cas)
+         ON CONFLICT (call_id) DO UPDATE SET ${RESERVE_UPDATE} RETURNING 1`,
+        [req.account, snap.rows[0].seq, ...d.reserve],
+      );
+      if (w.rowCount) return d.result;
+    }
+    // contended: take the account's row lock
     return this.o.db.transaction(async (tx) => {
       const acc = await tx.query<AccountRow>(
-        `SELECT ${ACCOUNT_COLS} FROM rating.accounts WHERE account = $1 FOR UPDATE`,
+        `UPDATE rating.accounts SET auth_seq = auth_seq + 1 WHERE account = $1 RETURNING ${ACCOUNT_COLS}`,
         [req.account],
       );
       if (!acc.rowCount) throw notFound(`account ${req.account} is unknown`);
-      const a = toAccount(acc.rows[0]);
-      const deny = (reason: AuthorizeReason, detail: string, destination = ''): AuthorizeResult => ({
-        allowed: false,
-        reason,
-        detail,
-        reservedMicros: 0,
-        destination,
-      });
-      if (a.blocked) return deny('account_blocked', 'account is blocked');
-      const callee = normalizeNumber(req.callee);
-      const r = resolveRate(this.book, {
-        planId: this.planFor(a.account, a.planId),
-        callee,
-        onNet: !!req.onNet,
-        answeredAt: now,
-      });
-      if ('unrated' in r)
-        return deny(
-          'no_rate',
-          r.unrated === 'no-plan' ? 'no rate plan' : `no rate for ${callee ?? req.callee}`,
+      const held = await tx.query<{ s: string }>(
+        'SELECT coalesce(sum(amount_micros), 0)::text AS s FROM rating.reservations WHERE account = $1 AND call_id <> $2 AND expires_at > $3',
+        [req.account, req.callId, new Date(now)],
+      );
+      const d = this.decide(toAccount(acc.rows[0]), Number(held.rows[0].s), req, now);
+      if (d.reserve) {
+        // the same parameters as the optimistic path: $2 (the seq) is not needed here
+        await tx.query(
+          `${RESERVE_SQL.replace('$ACCOUNT', '$1::text')} WHERE $2::bigint IS NULL
+           ON CONFLICT (call_id) DO UPDATE SET ${RESERVE_UPDATE}`,
+          [req.account, null, ...d.reserve],
         );
-      if ('free' in r)
-        return {
+      }
+      return d.result;
+    });
+  }
+
+  /** The answer for an account holding `held` micros in other reservations, and what to reserve. */
+  private decide(
+    a: Account,
+    held: number,
+    req: { callee: string; callId: string; onNet?: boolean },
+    now: number,
+  ): { result: AuthorizeResult; reserve?: unknown[] } {
+    const deny = (reason: AuthorizeReason, detail: string, destination = '') => ({
+      result: { allowed: false, reason, detail, reservedMicros: 0, destination },
+    });
+    if (a.blocked) return deny('account_blocked', 'account is blocked');
+    const callee = normalizeNumber(req.callee);
+    const r = resolveRate(this.book, {
+      planId: this.planFor(a.account, a.planId),
+      callee,
+      onNet: !!req.onNet,
+      answeredAt: now,
+    });
+    if ('unrated' in r)
+      return deny(
+        'no_rate',
+        r.unrated === 'no-plan' ? 'no rate plan' : `no rate for ${callee ?? req.callee}`,
+      );
+    if ('free' in r)
+      return {
+        result: {
           allowed: true,
           reason: 'ok',
           detail: 'on-net, free',
           reservedMicros: 0,
           destination: 'on-net',
-        };
-      const destination = r.dest.name || r.dest.prefix;
-      if (!a.prepaid && a.creditLimitMicros === null) {
-        return { allowed: true, reason: 'ok', detail: 'postpaid, no limit', reservedMicros: 0, destination };
-      }
-      const held = await tx.query<{ s: string }>(
-        'SELECT coalesce(sum(amount_micros), 0)::text AS s FROM rating.reservations WHERE account = $1 AND call_id <> $2 AND expires_at > $3',
-        [a.account, req.callId, new Date(now)],
-      );
-      const available =
-        a.balanceMicros + (a.prepaid ? 0 : (a.creditLimitMicros ?? 0)) - Number(held.rows[0].s);
-      const max = maxSecondsFor(available, r.terms);
-      const granted = Math.min(max ?? this.o.maxCallSeconds, this.o.maxCallSeconds);
-      if (granted <= 0) {
-        return deny(
-          'insufficient_credit',
-          `available ${available} micros, first increment at ${destination} costs ${priceOf(billableSeconds(r.terms.freeSeconds + 1, r.terms), r.terms)}`,
-          destination,
-        );
-      }
-      const amount = priceOf(billableSeconds(granted, r.terms), r.terms);
-      await tx.query(
-        `INSERT INTO rating.reservations (call_id, account, amount_micros, max_seconds, created_at, expires_at)
-         VALUES ($1, $2, $3, $4, $5, $6)
-         ON CONFLICT (call_id) DO UPDATE SET account = EXCLUDED.account, amount_micros = EXCLUDED.amount_micros,
-           max_seconds = EXCLUDED.max_seconds, created_at = EXCLUDED.created_at, expires_at = EXCLUDED.expires_at`,
-        [
-          req.callId,
-          a.account,
-          amount,
-          granted,
-          new Date(now),
-          new Date(now + (granted + this.o.reservationGraceSeconds) * 1000),
-        ],
-      );
+        },
+      };
+    const destination = r.dest.name || r.dest.prefix;
+    if (!a.prepaid && a.creditLimitMicros === null) {
       return {
+        result: { allowed: true, reason: 'ok', detail: 'postpaid, no limit', reservedMicros: 0, destination },
+      };
+    }
+    const available = a.balanceMicros + (a.prepaid ? 0 : (a.creditLimitMicros ?? 0)) - held;
+    const max = maxSecondsFor(available, r.terms);
+    const granted = Math.min(max ?? this.o.maxCallSeconds, this.o.maxCallSeconds);
+    if (granted <= 0) {
+      const first = priceOf(billableSeconds(r.terms.freeSeconds + 1, r.terms), r.terms);
+      return deny(
+        'insufficient_credit',
+        `available ${available} micros, first increment at ${destination} costs ${first}`,
+        destination,
+      );
+    }
+    const amount = priceOf(billableSeconds(granted, r.terms), r.terms);
+    return {
+      result: {
         allowed: true,
         maxSeconds: max === undefined ? undefined : granted,
         reason: 'ok',
         detail: `${destination}: ${granted}s for ${amount} micros`,
         reservedMicros: amount,
         destination,
-      };
-    });
+      },
+      reserve: [
+        req.callId,
+        amount,
+        granted,
+        new Date(now),
+        new Date(now + (granted + this.o.reservationGraceSeconds) * 1000),
+      ],
+    };
   }
 
   /** The price of a call of `seconds` to `callee` for an account, at `at` (default now). */
@@ -747,7 +789,8 @@ export class RatingEngine {
        VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
        ON CONFLICT (account) DO UPDATE SET prepaid = EXCLUDED.prepaid, currency = EXCLUDED.currency,
          credit_limit_micros = EXCLUDED.credit_limit_micros, plan_id = EXCLUDED.plan_id, blocked = EXCLUDED.blocked,
-         low_balance_micros = EXCLUDED.low_balance_micros, updated_at = EXCLUDED.updated_at
+         low_balance_micros = EXCLUDED.low_balance_micros, updated_at = EXCLUDED.updated_at,
+         auth_seq = rating.accounts.auth_seq + 1
        RETURNING ${ACCOUNT_COLS}`,
       [
         a.account,
@@ -826,7 +869,7 @@ export class RatingEngine {
     );
     if (!ins.rowCount) return false;
     await tx.query(
-      'UPDATE rating.accounts SET balance_micros = balance_micros + $2, updated_at = $3 WHERE account = $1',
+      'UPDATE rating.accounts SET balance_micros = balance_micros + $2, updated_at = $3, auth_seq = auth_seq + 1 WHERE account = $1',
       [e.account, e.amountMicros, new Date(this.o.now())],
     );
     return true;
