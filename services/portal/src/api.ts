@@ -90,6 +90,8 @@ export interface RouteDef {
   response?: keyof typeof ResponseSchemas;
   /** Error statuses this route may answer besides 400/401/403. */
   errors?: number[];
+  /** Counted against the per-address limit of unauthenticated attempts (sign-in, sign-up). */
+  limited?: boolean;
   run(args: RouteArgs<unknown, unknown, unknown>): Promise<unknown>;
 }
 
@@ -111,6 +113,7 @@ function route<
   body?: B;
   response?: keyof typeof ResponseSchemas;
   errors?: number[];
+  limited?: boolean;
   handler: (args: RouteArgs<z.output<P>, z.output<Q>, z.output<B>>) => Promise<unknown> | unknown;
 }): RouteDef {
   return {
@@ -126,6 +129,7 @@ function route<
     body: def.body,
     response: def.response,
     errors: def.errors,
+    limited: def.limited,
     run: async (a) => def.handler(a as RouteArgs<z.output<P>, z.output<Q>, z.output<B>>),
   };
 }
@@ -278,6 +282,7 @@ export function apiRoutes(d: ApiDeps): RouteDef[] {
       summary: 'Sign in (web UI): sets an HttpOnly session cookie; answers the CSRF token for changes',
       tag: 'session',
       auth: 'none',
+      limited: true,
       body: Login,
       response: 'Session',
       errors: [429],
@@ -578,9 +583,10 @@ export function apiRoutes(d: ApiDeps): RouteDef[] {
       summary: 'A visitor creates a subscriber account in a domain open for sign-up (then signs in)',
       tag: 'session',
       auth: 'none',
+      limited: true,
       body: Signup,
       response: 'Subscriber',
-      errors: [403, 409],
+      errors: [403, 409, 429],
       handler: async ({ body }) => {
         const domain = body.domain ?? store.defaultDomain;
         if (!(await store.signupOpen(domain))) {

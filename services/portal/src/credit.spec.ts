@@ -13,7 +13,11 @@ import { startTestPortal, until, type TestPortal } from './test-support';
 let p: TestPortal;
 before(async () => {
   p = await startTestPortal(
-    { SWITCHBOARD_RATING_GRPC_PORT: '0', SWITCHBOARD_RATING_GRPC_HOST: '127.0.0.1' },
+    {
+      SWITCHBOARD_RATING_GRPC_PORT: '0',
+      SWITCHBOARD_RATING_GRPC_HOST: '127.0.0.1',
+      SWITCHBOARD_PORTAL_LOGIN_RATE: '6',
+    },
     [ratingService as ServiceModule],
   );
 });
@@ -167,4 +171,30 @@ test('rate plans are checked by rating (400 naming ratesCsv) and assigned to a d
     headers: { authorization: 'Bearer test-admin-token-0123456789' },
   });
   assert.equal((await csv.text()).split('\r\n')[0].split(',')[0], 'id');
+});
+
+test('sign-in attempts are limited per client address (429 with Retry-After), whatever the names tried', async () => {
+  const statuses: number[] = [];
+  let retryAfter: string | null = null;
+  for (let i = 0; i < 8; i++) {
+    const r = await fetch(`${p.url}/api/v1/session`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ login: `guess-${i}`, password: 'x' }),
+    });
+    statuses.push(r.status);
+    retryAfter ??= r.headers.get('retry-after');
+  }
+  // The limit is 6 a minute (other tests here may have used some): wrong passwords until then, 429 after.
+  const first = statuses.indexOf(429);
+  assert.ok(first >= 1 && first <= 6, statuses.join(','));
+  assert.ok(
+    statuses.slice(0, first).every((x) => x === 401),
+    statuses.join(','),
+  );
+  assert.ok(
+    statuses.slice(first).every((x) => x === 429),
+    statuses.join(','),
+  );
+  assert.match(retryAfter ?? '', /^\d+$/);
 });

@@ -41,6 +41,7 @@ import { Counter, type Registry } from 'prom-client';
 import { DomainError, httpStatus } from '@switchboard/platform';
 import { validate, type ErrorBody, type HttpMethod, type Principal, type Reply, type RouteDef } from './api';
 import { cookieValue, SESSION_COOKIE } from './web-auth';
+import type { RateLimiter } from './rate-limit';
 
 /** Nest injection tokens. */
 export const ROUTES = Symbol('portal.routes');
@@ -51,11 +52,14 @@ const ROUTE_META = 'switchboard:route';
 export interface Authenticator {
   bearer(token: string): Promise<Principal | undefined>;
   session(cookie: string): Promise<Principal | undefined>;
+  /** Limits sign-in and sign-up attempts per client address. */
+  limiter?: RateLimiter;
 }
 
 const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
 
 interface ApiRequest {
+  ip?: string;
   method: string;
   path: string;
   params: Record<string, string>;
@@ -90,8 +94,18 @@ class AuthGuard implements CanActivate {
 
   async canActivate(ctx: ExecutionContext): Promise<boolean> {
     const route = Reflect.getMetadata(ROUTE_META, ctx.getHandler()) as RouteDef | undefined;
-    if (!route || route.auth === 'none') return true;
     const req = ctx.switchToHttp().getRequest<ApiRequest>();
+    if (route?.limited && this.auth.limiter) {
+      const wait = this.auth.limiter.hit(req.ip ?? 'unknown');
+      if (wait > 0) {
+        ctx
+          .switchToHttp()
+          .getResponse<{ setHeader(k: string, v: string): void }>()
+          .setHeader('Retry-After', String(wait));
+        throw new DomainError('resource_exhausted', 'too many attempts from this address: try again later');
+      }
+    }
+    if (!route || route.auth === 'none') return true;
     const h = req.headers.authorization;
     let principal: Principal | undefined;
     if (h !== undefined) {

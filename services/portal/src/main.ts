@@ -32,6 +32,7 @@ import { apiRoutes, type BalanceView, type CdrView, type RatingPort, type Regist
 import { formatMicros } from './money';
 import { startHttpServer, type Authenticator } from './http';
 import { WebAuth } from './web-auth';
+import { RateLimiter } from './rate-limit';
 import { openApiDocument } from './openapi';
 import { OutboxRelay } from './relay';
 import { hashToken, parseSecretKey, sameHash } from './secrets';
@@ -97,6 +98,12 @@ export const portalConfig = {
     15 * 60 * 1000,
     'How long a locked login name stays locked',
     1000,
+  ),
+  loginRate: int(
+    'SWITCHBOARD_PORTAL_LOGIN_RATE',
+    60,
+    'Sign-in and sign-up attempts allowed per client address per minute',
+    1,
   ),
   relayPollMs: int('SWITCHBOARD_PORTAL_RELAY_POLL_MS', 1000, 'How often the outbox is checked when idle', 10),
   relayLeaseMs: int(
@@ -308,6 +315,7 @@ export const portalService = defineService({
         const t = await store.findToken(token);
         return t ? { role: t.role, actor: `token:${t.id}` } : undefined;
       },
+      limiter: new RateLimiter(config.loginRate, 60_000),
       async session(cookie) {
         const s = await web.session(cookie);
         return s ? { role: s.role, actor: s.actor, subject: s.subject, csrf: s.csrf } : undefined;
