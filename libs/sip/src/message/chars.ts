@@ -35,8 +35,8 @@ export const SCHEME = table('+-.');
 export const isWs = (c: number) => c === 32 || c === 9;
 export const isLws = (c: number) => c === 32 || c === 9 || c === 13 || c === 10;
 
-export function skipWs(s: string, i: number): number {
-  const n = s.length;
+/** Index of the first non-SP/HT char at or after i, below n (default: the end of s). */
+export function skipWs(s: string, i: number, n = s.length): number {
   while (i < n) {
     const c = s.charCodeAt(i);
     if (c !== 32 && c !== 9) break;
@@ -45,8 +45,8 @@ export function skipWs(s: string, i: number): number {
   return i;
 }
 
-export function scan(s: string, i: number, t: Uint8Array): number {
-  const n = s.length;
+/** Index of the first char at or after i, below n (default: the end of s), not in table t. */
+export function scan(s: string, i: number, t: Uint8Array, n = s.length): number {
   while (i < n) {
     const c = s.charCodeAt(i);
     if (c > 255 || t[c] !== 1) break;

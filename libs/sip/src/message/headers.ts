@@ -108,16 +108,27 @@ export function nameHash(lower: string): number {
   return h;
 }
 // open-addressing table: slot = hash & MASK, linear probing; entries verified byte by byte
+// against NAME_BYTES (the lower-case names, concatenated): typed arrays, no string reads
 const SLOTS = 1024;
 const MASK = SLOTS - 1;
 const SLOT_HASH = new Int32Array(SLOTS);
-const SLOT_ENTRY: Array<[string, HeaderName] | undefined> = new Array(SLOTS).fill(undefined);
-for (const [lower, h] of BY_LOWER) {
-  const k = nameHash(lower);
-  let i = k & MASK;
-  while (SLOT_ENTRY[i] !== undefined) i = (i + 1) & MASK;
-  SLOT_HASH[i] = k;
-  SLOT_ENTRY[i] = [lower, h];
+const SLOT_OFF = new Int32Array(SLOTS).fill(-1);
+const SLOT_LEN = new Int32Array(SLOTS);
+const SLOT_NAME: Array<HeaderName | undefined> = new Array<HeaderName | undefined>(SLOTS).fill(undefined);
+const NAME_BYTES = new Uint8Array([...BY_LOWER.keys()].reduce((n, k) => n + k.length, 0));
+{
+  let off = 0;
+  for (const [lower, h] of BY_LOWER) {
+    const k = nameHash(lower);
+    let i = k & MASK;
+    while (SLOT_OFF[i] >= 0) i = (i + 1) & MASK;
+    SLOT_HASH[i] = k;
+    SLOT_OFF[i] = off;
+    SLOT_LEN[i] = lower.length;
+    SLOT_NAME[i] = h;
+    for (let j = 0; j < lower.length; j++) NAME_BYTES[off + j] = lower.charCodeAt(j);
+    off += lower.length;
+  }
 }
 
 /** Resolves a header name from its bytes buf[s,e) and their hash; undefined for names this stack doesn't know. */
@@ -129,14 +140,12 @@ export function headerNameFromBytes(
 ): HeaderName | undefined {
   const n = e - s;
   for (let i = hash & MASK; ; i = (i + 1) & MASK) {
-    const ent = SLOT_ENTRY[i];
-    if (ent === undefined) return undefined;
-    if (SLOT_HASH[i] !== hash) continue;
-    const lower = ent[0];
-    if (lower.length !== n) continue;
+    const off = SLOT_OFF[i];
+    if (off < 0) return undefined;
+    if (SLOT_HASH[i] !== hash || SLOT_LEN[i] !== n) continue;
     let k = 0;
-    while (k < n && (buf[s + k] | 0x20) === lower.charCodeAt(k)) k++;
-    if (k === n) return ent[1];
+    while (k < n && (buf[s + k] | 0x20) === NAME_BYTES[off + k]) k++;
+    if (k === n) return SLOT_NAME[i];
   }
 }
 
@@ -194,9 +203,8 @@ export const LIST_HEADERS = new Set([
 
 // ---------------------------------------------------------------- lists
 
-/** Index past a quoted-string starting at s[i] === '"'. Throws on a missing close quote. */
-export function skipQuoted(s: string, i: number, header: string): number {
-  const n = s.length;
+/** Index past a quoted-string starting at s[i] === '"', below n. Throws on a missing close quote. */
+export function skipQuoted(s: string, i: number, header: string, n = s.length): number {
   for (i++; i < n; i++) {
     const c = s.charCodeAt(i);
     if (c === 92) i++;
@@ -248,27 +256,26 @@ export function splitList(s: string, header: string, max = MAX_HEADER_VALUES): s
 // ---------------------------------------------------------------- parameters
 
 /**
- * Parses header parameters `*( SWS ";" SWS name [ SWS "=" SWS value ] )` at s[i..].
+ * Parses header parameters `*( SWS ";" SWS name [ SWS "=" SWS value ] )` at s[i..n).
  * Values are token / host (IPv6 with or without brackets) / quoted-string, kept as written.
  * Returns the index after the last parameter (trailing WS skipped).
  */
-export function parseParams(s: string, i: number, header: string, params: Params): number {
-  const n = s.length;
+export function parseParams(s: string, i: number, header: string, params: Params, n = s.length): number {
   for (;;) {
-    i = skipWs(s, i);
+    i = skipWs(s, i, n);
     if (i >= n || s.charCodeAt(i) !== 59) return i;
-    i = skipWs(s, i + 1);
+    i = skipWs(s, i + 1, n);
     const ns = i;
-    i = scan(s, i, TOKEN);
+    i = scan(s, i, TOKEN, n);
     if (i === ns) throw badHeader(header, 'empty parameter name');
     const name = s.slice(ns, i);
     let value: string | null = null;
-    const j = skipWs(s, i);
+    const j = skipWs(s, i, n);
     if (j < n && s.charCodeAt(j) === 61) {
-      i = skipWs(s, j + 1);
+      i = skipWs(s, j + 1, n);
       const vs = i;
-      if (s.charCodeAt(i) === 34) i = skipQuoted(s, i, header);
-      else i = scan(s, i, GENVALUE);
+      if (s.charCodeAt(i) === 34) i = skipQuoted(s, i, header, n);
+      else i = scan(s, i, GENVALUE, n);
       if (i === vs) throw badHeader(header, `empty value for parameter ${name}`);
       value = s.slice(vs, i);
     }
@@ -351,10 +358,10 @@ function upperTransport(s: string, i: number, e: number): string {
   return s.slice(i, e).toUpperCase();
 }
 
-function expectSlash(s: string, i: number): number {
-  i = skipWs(s, i);
-  if (s.charCodeAt(i) !== 47) throw badHeader('via', 'expected /');
-  return skipWs(s, i + 1);
+function expectSlash(s: string, i: number, n: number): number {
+  i = skipWs(s, i, n);
+  if (i >= n || s.charCodeAt(i) !== 47) throw badHeader('via', 'expected /');
+  return skipWs(s, i + 1, n);
 }
 
 /** Parses one via-parm (one comma-separated Via value). */
@@ -365,46 +372,49 @@ export function parseVia(s: string): Via {
 }
 
 let VIA_END = 0;
-/** Parses the via-parm at s[i..]; stops at the end or before a top-level comma (end index in VIA_END). */
-export function parseViaAt(s: string, i: number): Via {
-  i = skipWs(s, i);
+/**
+ * Parses the via-parm at s[i..n); stops at n or before a top-level comma (end index in VIA_END).
+ * `base`: where the value starts in s (error positions are relative to it).
+ */
+export function parseViaAt(s: string, i: number, n = s.length, base = 0): Via {
+  i = skipWs(s, i, n);
   let e: number;
   let transport: string;
   let protocol = 'SIP/2.0';
-  if (s.startsWith('SIP/2.0/', i)) {
+  if (i + 8 <= n && s.startsWith('SIP/2.0/', i)) {
     // the usual spelling
     i += 8;
-    e = scan(s, i, TOKEN);
+    e = scan(s, i, TOKEN, n);
     if (e === i) throw badHeader('via', 'missing transport');
     transport = upperTransport(s, i, e);
   } else {
-    [protocol, transport, e] = viaProtocol(s, i);
+    [protocol, transport, e] = viaProtocol(s, i, n);
   }
-  return viaRest(s, e, transport, protocol);
+  return viaRest(s, e, transport, protocol, n, base);
 }
 
-function viaProtocol(s: string, i: number): [string, string, number] {
-  let e = scan(s, i, TOKEN);
+function viaProtocol(s: string, i: number, n: number): [string, string, number] {
+  let e = scan(s, i, TOKEN, n);
   const name = s.slice(i, e);
   if (name.length !== 3 || (name !== 'SIP' && name.toUpperCase() !== 'SIP'))
     throw badHeader('via', 'protocol is not SIP');
-  i = expectSlash(s, e);
-  e = scan(s, i, TOKEN);
+  i = expectSlash(s, e, n);
+  e = scan(s, i, TOKEN, n);
   const version = s.slice(i, e);
   if (version.length === 0) throw badHeader('via', 'missing version');
-  i = expectSlash(s, e);
-  e = scan(s, i, TOKEN);
+  i = expectSlash(s, e, n);
+  e = scan(s, i, TOKEN, n);
   if (e === i) throw badHeader('via', 'missing transport');
   const transport = upperTransport(s, i, e);
   const protocol = name === 'SIP' && version === '2.0' ? 'SIP/2.0' : `${name.toUpperCase()}/${version}`;
   return [protocol, transport, e];
 }
 
-function viaRest(s: string, e: number, transport: string, protocol: string): Via {
-  let i = skipWs(s, e);
+function viaRest(s: string, e: number, transport: string, protocol: string, n: number, base: number): Via {
+  let i = skipWs(s, e, n);
   if (i === e) throw badHeader('via', 'missing space before sent-by');
   try {
-    parseHostPort(s, i, 'Via sent-by');
+    parseHostPort(s, i, 'Via sent-by', n);
   } catch (err) {
     throw err instanceof SipParseError ? badHeader('via', err.message) : err;
   }
@@ -412,9 +422,9 @@ function viaRest(s: string, e: number, transport: string, protocol: string): Via
   const port = hostPort.port;
   i = hostPort.end;
   const params = new Params();
-  i = parseParams(s, i, 'via', params);
-  if (i !== s.length && s.charCodeAt(i) !== 44) throw badHeader('via', `unexpected character at ${i}`);
-  VIA_END = i;
+  i = parseParams(s, i, 'via', params, n);
+  if (i !== n && s.charCodeAt(i) !== 44) throw badHeader('via', `unexpected character at ${i - base}`);
+  VIA_END = i - base;
   return new Via(transport, host, port, params, protocol);
 }
 
@@ -564,27 +574,37 @@ export function parseNameAddr<T extends NameAddr>(
   header: string,
   Ctor: new (uri: Uri | string, displayName: string | null, params: Params) => T,
 ): T {
-  const n = s.length;
-  let i = skipWs(s, 0);
+  return parseNameAddrAt(s, 0, s.length, header, Ctor);
+}
+
+/** parseNameAddr on s[start, n) (a value inside a larger text; error positions relative to start). */
+export function parseNameAddrAt<T extends NameAddr>(
+  s: string,
+  start: number,
+  n: number,
+  header: string,
+  Ctor: new (uri: Uri | string, displayName: string | null, params: Params) => T,
+): T {
+  let i = skipWs(s, start, n);
   let display: string | null = null;
   let uriStr: string;
-  if (s.charCodeAt(i) === 34) {
-    const e = skipQuoted(s, i, header);
+  if (i < n && s.charCodeAt(i) === 34) {
+    const e = skipQuoted(s, i, header, n);
     display = unquote(s.slice(i, e));
-    i = skipWs(s, e);
-    if (s.charCodeAt(i) !== 60) throw badHeader(header, 'expected < after display name');
+    i = skipWs(s, e, n);
+    if (i >= n || s.charCodeAt(i) !== 60) throw badHeader(header, 'expected < after display name');
   } else {
     let j = i;
     while (j < n && isDisplayToken(s.charCodeAt(j))) j++;
-    if (s.charCodeAt(j) === 60) {
+    if (j < n && s.charCodeAt(j) === 60) {
       const d = s.slice(i, j).trim();
       display = d.length ? d.replace(/[ \t]+/g, ' ') : null;
       i = j;
     }
   }
-  if (s.charCodeAt(i) === 60) {
+  if (i < n && s.charCodeAt(i) === 60) {
     const close = s.indexOf('>', i + 1);
-    if (close < 0) throw badHeader(header, 'unterminated <');
+    if (close < 0 || close >= n) throw badHeader(header, 'unterminated <');
     uriStr = s.slice(i + 1, close);
     if (uriStr.length === 0 || isWs(uriStr.charCodeAt(0)) || isWs(uriStr.charCodeAt(uriStr.length - 1)))
       throw badHeader(header, 'whitespace inside <>');
@@ -604,8 +624,8 @@ export function parseNameAddr<T extends NameAddr>(
   }
   if (!isUriStart(uriStr)) throw badHeader(header, `not a URI: ${uriStr.slice(0, 40)}`);
   const params = new Params();
-  i = parseParams(s, i, header, params);
-  if (i !== n) throw badHeader(header, `unexpected character at ${i}`);
+  i = parseParams(s, i, header, params, n);
+  if (i !== n) throw badHeader(header, `unexpected character at ${i - start}`);
   return new Ctor(uriStr, display, params);
 }
 

@@ -15,6 +15,7 @@ import {
   KNOWN_HEADERS,
   parseCSeq,
   parseNameAddr,
+  parseNameAddrAt,
   parseUint,
   parseVia,
   parseViaAt,
@@ -221,6 +222,21 @@ export abstract class SipMessage {
     this._fields = f;
     this.idx = null;
   }
+  /**
+   * Index entry of the first field `id` when its value can be parsed in place in the
+   * decoded header text (one line, text decoded one char per byte); else -1.
+   */
+  private flatField(id: HeaderId): number {
+    const x = this.idx;
+    if (x === null) return -1;
+    for (let k = 0; k < x.length; k += IDX_STRIDE) {
+      if (x[k + IDX_ID] !== id) continue;
+      if (x[k + IDX_FOLDED] === 1) return -1;
+      if (this._text === undefined) this.text(0, 0);
+      return this._text === null ? -1 : k;
+    }
+    return -1;
+  }
   private idxValue(k: number): string {
     const x = this.idx!;
     const s = this.text(x[k + IDX_VALUE_START], x[k + IDX_VALUE_END]);
@@ -329,6 +345,14 @@ export abstract class SipMessage {
       if (!this._vias.length) throw new SipParseError('missing_header', 'no Via', 400, 'via');
       return (this._via = this._vias[0]);
     }
+    const k = this.flatField(HID.via);
+    if (k >= 0) {
+      const t = this._text!;
+      const s = this.idx![k + IDX_VALUE_START];
+      const e = this.idx![k + IDX_VALUE_END];
+      if (s === e || t.charCodeAt(s) === 44) throw badHeader('via', 'empty Via');
+      return (this._via = parseViaAt(t, s, e, s));
+    }
     const v = this.valueOfId(HID.via);
     if (v === undefined) throw new SipParseError('missing_header', 'no Via', 400, 'via');
     if (v.length === 0 || v.charCodeAt(0) === 44) throw badHeader('via', 'empty Via');
@@ -349,12 +373,30 @@ export abstract class SipMessage {
   }
   get from(): NameAddr {
     if (this._from) return this._from;
+    const k = this.flatField(HID.from);
+    if (k >= 0)
+      return (this._from = parseNameAddrAt(
+        this._text!,
+        this.idx![k + IDX_VALUE_START],
+        this.idx![k + IDX_VALUE_END],
+        'from',
+        NameAddr,
+      ));
     const v = this.valueOfId(HID.from);
     if (v === undefined) throw new SipParseError('missing_header', 'no From', 400, 'from');
     return (this._from = parseNameAddr(v, 'from', NameAddr));
   }
   get to(): NameAddr {
     if (this._to) return this._to;
+    const k = this.flatField(HID.to);
+    if (k >= 0)
+      return (this._to = parseNameAddrAt(
+        this._text!,
+        this.idx![k + IDX_VALUE_START],
+        this.idx![k + IDX_VALUE_END],
+        'to',
+        NameAddr,
+      ));
     const v = this.valueOfId(HID.to);
     if (v === undefined) throw new SipParseError('missing_header', 'no To', 400, 'to');
     return (this._to = parseNameAddr(v, 'to', NameAddr));

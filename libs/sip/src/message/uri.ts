@@ -272,17 +272,17 @@ export function isIPv6(h: string): boolean {
 /** Results of parseHostPort (module state: no tuple allocated per call). */
 export const hostPort = { host: '', port: null as number | null, end: 0 };
 
-/** Parses host[:port] at s[i..] into `hostPort`. */
-export function parseHostPort(s: string, i: number, what = 'host'): void {
+/** Parses host[:port] at s[i..n) into `hostPort`. */
+export function parseHostPort(s: string, i: number, what = 'host', n = s.length): void {
   let host: string;
   if (s.charCodeAt(i) === 91) {
     const close = s.indexOf(']', i);
-    if (close < 0) throw badUri(`${what}: unterminated IPv6 reference`);
+    if (close < 0 || close >= n) throw badUri(`${what}: unterminated IPv6 reference`);
     host = s.slice(i, close + 1);
     if (!isIPv6(host.slice(1, -1))) throw badUri(`${what}: bad IPv6 address`);
     i = close + 1;
   } else {
-    const e = scan(s, i, HOSTCHAR);
+    const e = scan(s, i, HOSTCHAR, n);
     if (e === i) throw badUri(`${what}: empty host`);
     host = s.slice(i, e);
     i = e;
@@ -291,7 +291,7 @@ export function parseHostPort(s: string, i: number, what = 'host'): void {
   if (s.charCodeAt(i) === 58) {
     let e = i + 1;
     let v = 0;
-    while (e < s.length) {
+    while (e < n) {
       const c = s.charCodeAt(e);
       if (c < 48 || c > 57) break;
       v = v * 10 + (c - 48);
