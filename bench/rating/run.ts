@@ -52,7 +52,7 @@ const RATES = String(args.rate ?? '1000,250')
   .map(Number);
 const SECONDS = Number(args.seconds ?? 10);
 const ACCOUNTS = 1000;
-const CHILD = join(import.meta.dirname, 'child.ts');
+const CHILD = join(import.meta.dirname, '../../services/rating/src/child.ts');
 const T0 = Date.parse('2026-11-25T10:00:00Z');
 
 // mulberry32: a seeded generator, so every run rates the same plan and numbers

@@ -299,10 +299,10 @@ export class RatingEngine {
     const id = cdrId('call', key);
     // one statement: open the call unless its CDR exists (a Start redelivered after its Stop)
     await this.o.db.query(
-      `INSERT INTO rating.open_calls (session_key, call_id, cdr_id, started_at, start)
-       SELECT $1, $2, $3, $4, $5 WHERE NOT EXISTS (SELECT 1 FROM rating.cdrs WHERE id = $3)
+      `INSERT INTO rating.open_calls (session_key, call_id, cdr_id, started_at, start, opened_at)
+       SELECT $1, $2, $3, $4, $5, $6 WHERE NOT EXISTS (SELECT 1 FROM rating.cdrs WHERE id = $3)
        ON CONFLICT (session_key) DO NOTHING`,
-      [key, rec.sessionId, id, new Date(eventTime(rec)), JSON.stringify(rec)],
+      [key, rec.sessionId, id, new Date(eventTime(rec)), JSON.stringify(rec), new Date(this.o.now())],
     );
   }
 
@@ -574,7 +574,7 @@ export class RatingEngine {
     const { db } = this.o;
     const cutoff = new Date(now - this.o.maxCallSeconds * 1000);
     const stale = await db.query<{ session_key: string }>(
-      'SELECT session_key FROM rating.open_calls WHERE started_at < $1 ORDER BY started_at LIMIT 500',
+      'SELECT session_key FROM rating.open_calls WHERE opened_at < $1 ORDER BY opened_at LIMIT 500',
       [cutoff],
     );
     let closed = 0;

@@ -1,5 +1,5 @@
 /**
- * The rating service alone in a process, for the benchmark: env from the
+ * The rating service alone in a process, for the benchmark and the crash test: env from the
  * parent, prints `ready <JSON>` with its gRPC and ops URLs once started,
  * stops on SIGTERM.
  */
