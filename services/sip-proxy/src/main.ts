@@ -102,7 +102,18 @@ function trustedList(entries: readonly string[]): (address: string) => boolean {
     if (bits) bl.addSubnet(addr, Number(bits), type);
     else bl.addAddress(addr, type);
   }
-  return (a) => entries.length > 0 && bl.check(a, isIPv6(a) ? 'ipv6' : 'ipv4');
+  if (entries.length === 0) return () => false;
+  // Asked twice per request (rate limit, then authentication): remember the answer per address.
+  const known = new Map<string, boolean>();
+  return (a) => {
+    let v = known.get(a);
+    if (v === undefined) {
+      v = bl.check(a, isIPv6(a) ? 'ipv6' : 'ipv4');
+      if (known.size >= 10_000) known.clear();
+      known.set(a, v);
+    }
+    return v;
+  };
 }
 
 export const sipProxyService = defineService({

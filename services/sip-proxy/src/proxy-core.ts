@@ -528,7 +528,8 @@ export class ProxyCore implements TransactionUser {
   }
 
   private forwardResponse(ctx: Context, b: Branch, res: SipResponse): void {
-    const out = parseMessage(res.serialize()) as SipResponse;
+    // Edited in place (no copy): a provisional or 2xx is forwarded once and only its status is kept.
+    const out = res;
     out.popVia(); // §16.7 step 3
     // A callee behind NAT: its Contact does not say where it really is; alias it with the flow we reached it on.
     const contact = out.contacts[0]?.sipUri;
