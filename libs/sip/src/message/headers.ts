@@ -381,7 +381,17 @@ export function parseViaAt(s: string, i: number, n = s.length, base = 0): Via {
   let e: number;
   let transport: string;
   let protocol = 'SIP/2.0';
-  if (i + 8 <= n && s.startsWith('SIP/2.0/', i)) {
+  if (
+    i + 8 <= n &&
+    s.charCodeAt(i) === 83 && // S
+    s.charCodeAt(i + 1) === 73 && // I
+    s.charCodeAt(i + 2) === 80 && // P
+    s.charCodeAt(i + 3) === 47 && // /
+    s.charCodeAt(i + 4) === 50 && // 2
+    s.charCodeAt(i + 5) === 46 && // .
+    s.charCodeAt(i + 6) === 48 && // 0
+    s.charCodeAt(i + 7) === 47 // /
+  ) {
     // the usual spelling
     i += 8;
     e = scan(s, i, TOKEN, n);

@@ -28,6 +28,7 @@ import { MAX_VIA_COUNT } from './limits';
 import { parseUri, type Uri } from './uri';
 
 const FOLD = /\r?\n[ \t]*/g;
+const isTrimWs = (c: number) => c === 32 || (c >= 9 && c <= 13);
 
 /** One header field. Original fields point into the buffer; new or edited ones carry `value`. */
 export class HeaderField {
@@ -445,13 +446,39 @@ export abstract class SipMessage {
   get proxyAuthorization(): string[] {
     return this.valuesOfId(HID.proxyAuthorization);
   }
+  /** Length of the body (as delimited by Content-Length, or set by setBody). */
   get contentLength(): number {
-    return this.body.length;
+    return this._body !== null ? this._body.length : this.bodyEnd - this.bodyStart;
   }
   private nameAddrList(id: HeaderId, key: string): NameAddr[] {
     const out: NameAddr[] = [];
-    for (const v of this.valuesOfId(id))
-      for (const part of splitList(v, key)) out.push(parseNameAddr(part, key, NameAddr));
+    const x = this.idx;
+    if (x === null || this.flatField(id) < 0) {
+      for (const v of this.valuesOfId(id))
+        for (const part of splitList(v, key)) out.push(parseNameAddr(part, key, NameAddr));
+      return out;
+    }
+    // in place in the decoded text when a field holds one value (splitList's shortcut, on the range)
+    const t = this._text!;
+    for (let k = 0; k < x.length; k += IDX_STRIDE) {
+      if (x[k + IDX_ID] !== id) continue;
+      let s = x[k + IDX_VALUE_START];
+      let e = x[k + IDX_VALUE_END];
+      let one = x[k + IDX_FOLDED] === 0;
+      for (let i = s; one && i < e; i++) {
+        const c = t.charCodeAt(i);
+        if (c === 44 || c === 34) one = false;
+      }
+      if (!one) {
+        for (const part of splitList(this.idxValue(k), key)) out.push(parseNameAddr(part, key, NameAddr));
+        continue;
+      }
+      // String.prototype.trim on a text of ASCII and U+FFFD: TAB, LF, VT, FF, CR, SP
+      while (s < e && isTrimWs(t.charCodeAt(s))) s++;
+      while (e > s && isTrimWs(t.charCodeAt(e - 1))) e--;
+      if (s === e) throw badHeader(key, 'empty list element');
+      out.push(parseNameAddrAt(t, s, e, key, NameAddr));
+    }
     return out;
   }
 
