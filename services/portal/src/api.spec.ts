@@ -800,3 +800,18 @@ describe('sign-up', () => {
     );
   });
 });
+
+describe('provisioning without a secret key', () => {
+  test('a phone that needs the SIP password gets 412 when only HA1 values are kept', async () => {
+    const s = await p.api('POST', '/api/v1/subscribers', { username: 'nokey', password: 'secret' });
+    const d = await p.api('POST', `/api/v1/subscribers/${s.body.id}/devices`, {
+      vendor: 'yealink',
+      model: 'T46U',
+      mac: '00:15:65:12:34:56',
+    });
+    assert.equal(d.status, 201);
+    const r = await fetch(d.body.provisioningUrlWithToken);
+    assert.equal(r.status, 412);
+    assert.match(((await r.json()) as { message: string }).message, /SWITCHBOARD_PORTAL_SECRET_KEY/);
+  });
+});

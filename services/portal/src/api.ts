@@ -38,6 +38,15 @@ import { FEATURE_KINDS, ROUTING_KINDS, patchSchema } from './features';
 import { ResponseSchemas } from './responses';
 import { verifyPassword } from './secrets';
 import { toMicros } from './money';
+import {
+  basicAuth,
+  CreateDevice,
+  loadTemplate,
+  parseProvisioningFile,
+  provisioningFile,
+  render,
+} from './provisioning';
+import { decrypt, hashToken, sameHash } from './secrets';
 import { clearedSessionCookie, cookieValue, SESSION_COOKIE, sessionCookie, type WebAuth } from './web-auth';
 
 export type HttpMethod = 'get' | 'post' | 'put' | 'patch' | 'delete';
@@ -180,6 +189,20 @@ export interface ApiDeps {
   openapi(): unknown;
   /** The rating service (balances, CDRs, rate plans); undefined when none is configured. */
   rating?: RatingPort;
+  provisioning: ProvisioningDeps;
+}
+
+export interface ProvisioningDeps {
+  /** Folder of the vendor templates (read on every fetch, so edits apply at once). */
+  templatesDir: string;
+  /** Where phones register. */
+  proxy: { host: string; port: number; transport: 'udp' | 'tcp' | 'tls' };
+  /** To decrypt SIP passwords (phones other than Linphone need the password itself). */
+  secretKey?: Buffer;
+  /** The base URL phones fetch from. */
+  baseUrl(): string;
+  /** An unknown MAC asked for its configuration. */
+  onUnknown(mac: string, file: string): void;
 }
 
 export interface BalanceView {
@@ -672,6 +695,7 @@ export function apiRoutes(d: ApiDeps): RouteDef[] {
     ...featureRoutes(d),
     ...routingRoutes(d),
     ...creditRoutes(d),
+    ...deviceRoutes(d),
 
     // registrations
     route({
@@ -1061,6 +1085,132 @@ function creditRoutes(d: ApiDeps): RouteDef[] {
         const dom = await store.getDomain(params.id);
         await rating().assignDomainPlan(dom.domain, body.planId);
         return dom;
+      },
+    }),
+  ];
+}
+
+const DeviceParams = IdParam.extend({ deviceId: IdParam.shape.id });
+
+/** Devices and the provisioning files phones fetch by MAC. */
+function deviceRoutes(d: ApiDeps): RouteDef[] {
+  const { store } = d;
+  const prov = d.provisioning;
+  return [
+    route({
+      method: 'post',
+      path: '/api/v1/subscribers/{id}/devices',
+      operationId: 'createDevice',
+      summary: 'Assign a phone (vendor, model, MAC); answers its provisioning URL and password once',
+      tag: 'devices',
+      params: IdParam,
+      body: CreateDevice,
+      response: 'NewDevice',
+      errors: [404, 409],
+      handler: async ({ params, body, principal }) => {
+        const dev = await store.createDevice(actorOf(principal), params.id, body);
+        const file = provisioningFile(dev.vendor, dev.mac);
+        return {
+          ...dev,
+          provisioningUrl: `${prov.baseUrl()}/provisioning/${file}`,
+          // For Linphone (and QR codes): the URL with the one credential in it.
+          provisioningUrlWithToken: `${prov.baseUrl()}/provisioning/${file}?token=${encodeURIComponent(dev.provisioningPassword)}`,
+        };
+      },
+    }),
+    route({
+      method: 'get',
+      path: '/api/v1/subscribers/{id}/devices',
+      operationId: 'listDevices',
+      summary: "A subscriber's phones",
+      tag: 'devices',
+      auth: 'owner',
+      params: IdParam,
+      response: 'DeviceList',
+      errors: [404],
+      handler: ({ params }) => store.listDevices(params.id),
+    }),
+    route({
+      method: 'delete',
+      path: '/api/v1/subscribers/{id}/devices/{deviceId}',
+      operationId: 'deleteDevice',
+      summary: 'Remove a phone (its configuration is no longer served)',
+      tag: 'devices',
+      params: DeviceParams,
+      errors: [404],
+      handler: ({ params, principal }) => store.deleteDevice(actorOf(principal), params.id, params.deviceId),
+    }),
+    route({
+      method: 'get',
+      path: '/provisioning/{file}',
+      operationId: 'provisionDevice',
+      summary:
+        "A phone's configuration by MAC in its vendor's format: <mac>.cfg (Yealink, Polycom), 000000000000.cfg (Polycom master), " +
+        'cfg<mac>.xml (Grandstream), spa<mac>.xml (Cisco SPA), linphone-<mac>.xml (Linphone); HTTP Basic (user = MAC) or ?token=',
+      tag: 'devices',
+      auth: 'none',
+      limited: true,
+      params: z.object({ file: z.string().max(64) }),
+      query: z.object({ token: z.string().max(128).optional() }),
+      errors: [404, 412],
+      handler: async ({ params, query, headers, reply }) => {
+        const f = parseProvisioningFile(params.file);
+        if (!f) throw notFound('no such provisioning file');
+        if ('master' in f) {
+          reply.setHeader('Content-Type', 'application/xml; charset=utf-8');
+          return render(await loadTemplate(prov.templatesDir, 'polycom-master'), {});
+        }
+        const dev = await store.deviceForFetch(f.mac);
+        if (!dev || !f.vendors.includes(dev.vendor)) {
+          prov.onUnknown(f.mac, params.file);
+          throw notFound(`no device ${f.mac}`);
+        }
+        const basic = basicAuth(header(headers.authorization));
+        const basicMac = basic?.user.toLowerCase().replace(/[:.-]/g, '');
+        const secret = query.token ?? (basicMac === f.mac ? basic?.password : undefined);
+        if (!secret || !sameHash(hashToken(secret), dev.secretHash)) {
+          reply.setHeader('WWW-Authenticate', 'Basic realm="switchboard-provisioning"');
+          throw new DomainError(
+            'unauthenticated',
+            'the device password is required (HTTP Basic, user = MAC, or ?token=)',
+          );
+        }
+        const s = dev.subscriber;
+        let password = '';
+        if (dev.vendor !== 'linphone') {
+          if (!prov.secretKey || !s.sealedPassword) {
+            throw new DomainError(
+              'failed_precondition',
+              'the SIP password is not kept: set SWITCHBOARD_PORTAL_SECRET_KEY, then set the password again',
+            );
+          }
+          password = decrypt(prov.secretKey, s.sealedPassword, s.id);
+        }
+        const t = prov.proxy.transport;
+        const text = render(await loadTemplate(prov.templatesDir, dev.vendor), {
+          aor: `sip:${s.username}@${s.domain}`,
+          username: s.username,
+          domain: s.domain,
+          password,
+          ha1: s.ha1,
+          displayName: s.displayName ?? s.username,
+          label: s.displayName ?? s.username,
+          model: dev.model,
+          mac: f.mac,
+          proxyHost: prov.proxy.host,
+          proxyPort: String(prov.proxy.port),
+          transport: t,
+          transportUpper: t.toUpperCase(),
+          // Yealink: 0 UDP, 1 TCP, 2 TLS; Grandstream P130: 0 UDP, 1 TCP, 2 TLS.
+          transportCode: String(['udp', 'tcp', 'tls'].indexOf(t)),
+        });
+        await store.deviceFetched(f.mac);
+        reply.setHeader(
+          'Content-Type',
+          `${text.trimStart().startsWith('<') ? 'application/xml' : 'text/plain'}; charset=utf-8`,
+        );
+        reply.setHeader('Cache-Control', 'no-store');
+        return text;
       },
     }),
   ];

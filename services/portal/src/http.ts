@@ -187,6 +187,7 @@ class ApiExceptionFilter implements ExceptionFilter {
     const res = host.switchToHttp().getResponse<{
       status(n: number): { json(b: unknown): void };
       setHeader(k: string, v: string): void;
+      getHeader(k: string): unknown;
       headersSent: boolean;
     }>();
     let status: number;
@@ -194,7 +195,8 @@ class ApiExceptionFilter implements ExceptionFilter {
     if (e instanceof DomainError) {
       status = httpStatus(e);
       body = { error: e.kind, message: e.message, ...(e.field ? { field: e.field } : {}) };
-      if (status === 401) res.setHeader('WWW-Authenticate', 'Bearer realm="switchboard"');
+      if (status === 401 && !res.getHeader('WWW-Authenticate'))
+        res.setHeader('WWW-Authenticate', 'Bearer realm="switchboard"');
     } else if (e instanceof HttpException) {
       status = e.getStatus();
       const kind =

@@ -9,6 +9,7 @@ import { Counter } from 'prom-client';
 import {
   bool,
   defineService,
+  oneOf,
   DomainError,
   grpcClient,
   int,
@@ -80,6 +81,24 @@ export const portalConfig = {
     'SWITCHBOARD_PORTAL_CURRENCY',
     'EUR',
     'Currency of new rating accounts and vouchers (ISO 4217)',
+  ),
+  templates: optional(
+    'SWITCHBOARD_PORTAL_TEMPLATES',
+    'Folder of phone provisioning templates (yealink.cfg, polycom.cfg, polycom-master.cfg, grandstream.xml, cisco-spa.xml, linphone.xml); unset: the built-in services/portal/provisioning',
+  ),
+  sipProxy: optional(
+    'SWITCHBOARD_PORTAL_SIP_PROXY',
+    "host:port phones register to; unset: the proxy in this process, else the subscriber's domain on 5060",
+  ),
+  sipTransport: oneOf(
+    'SWITCHBOARD_PORTAL_SIP_TRANSPORT',
+    'udp',
+    ['udp', 'tcp', 'tls'] as const,
+    'Transport phones use',
+  ),
+  publicUrl: optional(
+    'SWITCHBOARD_PORTAL_PUBLIC_URL',
+    'Base URL phones and browsers reach the portal at (e.g. https://portal.example.com); unset: its listening address',
   ),
   sessionTtlMs: int(
     'SWITCHBOARD_PORTAL_SESSION_TTL_MS',
@@ -322,6 +341,7 @@ export const portalService = defineService({
       },
     };
 
+    let httpUrl = '';
     const routes = apiRoutes({
       store,
       web,
@@ -347,6 +367,26 @@ export const portalService = defineService({
       },
       openapi: () => doc,
       rating,
+      provisioning: {
+        templatesDir: config.templates ?? join(import.meta.dirname, '..', 'provisioning'),
+        get proxy() {
+          const fromConfig = config.sipProxy && /^(\[[^\]]+\]|[^:]+)(?::(\d+))?$/.exec(config.sipProxy);
+          if (fromConfig) {
+            return {
+              host: fromConfig[1],
+              port: Number(fromConfig[2] ?? 5060),
+              transport: config.sipTransport,
+            };
+          }
+          const local = ctx.localEndpoint('sip-proxy', `SIP ${config.sipTransport}`);
+          const m = local && /^sip:(\[[^\]]+\]|[^:]+):(\d+)/.exec(local);
+          if (m) return { host: m[1], port: Number(m[2]), transport: config.sipTransport };
+          return { host: config.sipDomain, port: 5060, transport: config.sipTransport };
+        },
+        secretKey: config.secretKey,
+        baseUrl: () => config.publicUrl?.replace(/\/$/, '') ?? httpUrl,
+        onUnknown: (mac, file) => ctx.logger.warn({ mac, file }, 'provisioning: unknown MAC'),
+      },
     });
     const doc = openApiDocument(routes, '1.0.0');
 
@@ -360,7 +400,8 @@ export const portalService = defineService({
       metrics: ctx.metrics,
     });
     const shown = config.httpHost === '0.0.0.0' ? '127.0.0.1' : config.httpHost;
-    ctx.endpoint('HTTP', `http://${shown}:${http.port}`);
+    httpUrl = `http://${shown.includes(':') ? `[${shown}]` : shown}:${http.port}`;
+    ctx.endpoint('HTTP', httpUrl);
     ctx.logger.info({ port: http.port, ...republished, adminToken: Boolean(adminHash) }, 'portal ready');
 
     return {

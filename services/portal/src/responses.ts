@@ -133,6 +133,14 @@ export const ResponseSchemas = {
   }),
   RatePlanImport: z.object({ planId: z.string(), rates: z.int() }),
   SignupDomains: z.object({ items: z.array(z.string()) }),
+  NewDevice: z
+    .object({ id: z.uuid(), mac: z.string(), provisioningUrl: z.string(), provisioningPassword: z.string() })
+    .loose(),
+  DeviceList: z.object({
+    items: z.array(
+      z.object({ id: z.uuid(), vendor: z.string(), model: z.string(), mac: z.string() }).loose(),
+    ),
+  }),
   Error: z.object({ error: z.string(), message: z.string(), field: z.string().optional() }),
   OpenApi: z.object({ openapi: z.string() }).loose(),
 } as const;

@@ -22,6 +22,7 @@ import { encrypt, hashPassword, hashToken, newToken } from './secrets';
 import { featureFields, type FeatureFields, type FeatureKind, type RoutingKind } from './features';
 import { parse } from './schemas';
 import { formatMicros } from './money';
+import type { Vendor } from './provisioning';
 
 export interface PortalStoreOptions {
   /** The configured default SIP domain (SWITCHBOARD_SIP_DOMAIN). */
@@ -1007,6 +1008,105 @@ export class PortalStore {
     });
   }
 
+  // --- devices (phone auto-provisioning) -------------------------------------
+
+  /** Assigns a phone; its provisioning password is answered once and only its hash kept. */
+  async createDevice(
+    actor: string,
+    subscriberId: string,
+    d: { vendor: Vendor; model: string; mac: string },
+  ): Promise<DeviceView & { provisioningPassword: string }> {
+    const id = randomUUID();
+    const secret = randomBytes(18).toString('base64url');
+    await this.write(async (tx) => {
+      const s = await this.subscriberRow(tx, subscriberId, true);
+      await uniqueOr(
+        tx.query(
+          'INSERT INTO portal.devices (id, subscriber_id, vendor, model, mac, secret_hash) VALUES ($1, $2, $3, $4, $5, $6)',
+          [id, subscriberId, d.vendor, d.model, d.mac, hashToken(secret)],
+        ),
+        `a device with MAC ${d.mac} is assigned already`,
+      );
+      await this.audit(tx, actor, 'create', 'device', id, { aor: aorOf(s.username, s.domain), ...d });
+    });
+    const v = (await this.listDevices(subscriberId)).items.find((x) => x.id === id)!;
+    return { ...v, provisioningPassword: secret };
+  }
+
+  async listDevices(subscriberId: string): Promise<{ items: DeviceView[] }> {
+    await this.subscriberRow(this.db, subscriberId);
+    const r = await this.db.query<DeviceRow>(
+      `SELECT id, subscriber_id, vendor, model, mac, last_fetch_at, created_at FROM portal.devices
+       WHERE subscriber_id = $1 ORDER BY mac`,
+      [subscriberId],
+    );
+    return { items: r.rows.map(deviceView) };
+  }
+
+  async deleteDevice(actor: string, subscriberId: string, id: string): Promise<void> {
+    await this.write(async (tx) => {
+      const r = await tx.query<{ mac: string }>(
+        'DELETE FROM portal.devices WHERE id = $1 AND subscriber_id = $2 RETURNING mac',
+        [id, subscriberId],
+      );
+      if (r.rowCount === 0) throw notFound(`no device ${id}`);
+      await this.audit(tx, actor, 'delete', 'device', id, { mac: r.rows[0].mac });
+    });
+  }
+
+  /** What a phone's configuration is made of, when its MAC is known; records the fetch. */
+  async deviceForFetch(mac: string): Promise<
+    | {
+        vendor: Vendor;
+        model: string;
+        secretHash: string;
+        subscriber: {
+          id: string;
+          username: string;
+          domain: string;
+          displayName: string | null;
+          ha1: string;
+          sealedPassword: string | null;
+        };
+      }
+    | undefined
+  > {
+    const r = await this.db.query<{
+      vendor: Vendor;
+      model: string;
+      secret_hash: string;
+      sid: string;
+      username: string;
+      domain: string;
+      display_name: string | null;
+      ha1: string;
+      sip_password_enc: string | null;
+    }>(
+      `SELECT d.vendor, d.model, d.secret_hash, s.id AS sid, s.username, s.domain, s.display_name, s.ha1, s.sip_password_enc
+       FROM portal.devices d JOIN portal.subscribers s ON s.id = d.subscriber_id WHERE d.mac = $1`,
+      [mac],
+    );
+    const x = r.rows[0];
+    if (!x) return undefined;
+    return {
+      vendor: x.vendor,
+      model: x.model,
+      secretHash: x.secret_hash,
+      subscriber: {
+        id: x.sid,
+        username: x.username,
+        domain: x.domain,
+        displayName: x.display_name,
+        ha1: x.ha1,
+        sealedPassword: x.sip_password_enc,
+      },
+    };
+  }
+
+  async deviceFetched(mac: string): Promise<void> {
+    await this.db.query('UPDATE portal.devices SET last_fetch_at = now() WHERE mac = $1', [mac]);
+  }
+
   // --- API tokens ------------------------------------------------------------
 
   /** A new admin token; the token itself is returned once and only its hash is kept. */
@@ -1251,3 +1351,31 @@ function voucherCode(): string {
   const b = randomBytes(8);
   return (b.readBigUInt64BE() % 10_000_000_000_000_000n).toString().padStart(16, '0');
 }
+
+export interface DeviceView {
+  id: string;
+  subscriberId: string;
+  vendor: Vendor;
+  model: string;
+  mac: string;
+  lastFetchAt: string | null;
+  createdAt: string;
+}
+interface DeviceRow {
+  id: string;
+  subscriber_id: string;
+  vendor: Vendor;
+  model: string;
+  mac: string;
+  last_fetch_at: Date | null;
+  created_at: Date;
+}
+const deviceView = (r: DeviceRow): DeviceView => ({
+  id: r.id,
+  subscriberId: r.subscriber_id,
+  vendor: r.vendor,
+  model: r.model,
+  mac: r.mac,
+  lastFetchAt: r.last_fetch_at?.toISOString() ?? null,
+  createdAt: r.created_at.toISOString(),
+});
