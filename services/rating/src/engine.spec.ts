@@ -1,5 +1,6 @@
 import { after, before, beforeEach, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import fc from 'fast-check';
 import { join } from 'node:path';
 import { migrate, openDb, type Db } from '@switchboard/platform';
 import { RatingEngine, type LowBalance } from './engine';
@@ -442,5 +443,122 @@ describe('rating engine (PGlite)', () => {
     const page1 = await fresh.listCdrs({ account: 'sip:bob@corp.example', limit: 1 });
     const page2 = await fresh.listCdrs({ account: 'sip:bob@corp.example', limit: 1, after: page1[0].id });
     assert.deepEqual([page1[0].callId, page2[0]?.callId], ['l1', 'l2']);
+  });
+});
+
+describe('batched accounting (PGlite)', () => {
+  let one: Db;
+  let many: Db;
+  before(async () => {
+    [one, many] = await Promise.all([openDb({ memory: true }), openDb({ memory: true })]);
+    for (const d of [one, many]) await migrate(d, { schema: 'rating', dir: MIGRATIONS });
+  });
+  after(async () => {
+    await one.close();
+    await many.close();
+  });
+
+  const engineOn = async (d: Db) => {
+    await d.exec(
+      'TRUNCATE rating.cdrs, rating.open_calls, rating.ledger, rating.reservations, rating.accounts, rating.media_quality, rating.plan_versions, rating.rates CASCADE',
+    );
+    const e = new RatingEngine({
+      db: d,
+      now: () => T0,
+      publish: async () => undefined,
+      maxCallSeconds: 3600,
+      reservationGraceSeconds: 60,
+    });
+    await e.importPlan(
+      { planId: 'std', effectiveFrom: 0, currency: 'EUR', timezone: 'UTC', holidays: [] },
+      SAMPLE_RATES,
+      '',
+      'test',
+    );
+    for (const a of ['sip:a@example.com', 'sip:b@example.com']) {
+      await e.upsertAccount({
+        account: a,
+        prepaid: true,
+        currency: 'EUR',
+        creditLimitMicros: null,
+        planId: 'std',
+        blocked: false,
+        lowBalanceMicros: 0,
+      });
+      await e.adjust({ account: a, kind: 'topup', amountMicros: 10_000_000, actor: 'test', reason: 'seed' });
+    }
+    return e;
+  };
+  const state = async (d: Db) => ({
+    cdrs: (await d.query<{ cdr: Cdr }>('SELECT cdr FROM rating.cdrs ORDER BY id')).rows.map((r) => r.cdr),
+    open: (await d.query<{ session_key: string }>('SELECT session_key FROM rating.open_calls ORDER BY 1'))
+      .rows,
+    balances: (await d.query('SELECT account, balance_micros FROM rating.accounts ORDER BY 1')).rows,
+    ledger: (
+      await d.query('SELECT account, kind, amount_micros, cdr_id FROM rating.ledger ORDER BY cdr_id, kind')
+    ).rows,
+  });
+
+  test('property: any split into batches gives what one record at a time gives', async () => {
+    const callees = ['15551234567', '4930123456', '447700900000', '33123456789'];
+    const record = fc.record({
+      call: fc.nat(5),
+      kind: fc.constantFrom('Start', 'Stop', 'StopByCallee', 'Failed', 'Interim-Update'),
+    });
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(record, { minLength: 1, maxLength: 30 }),
+        fc.array(fc.integer({ min: 1, max: 8 }), { minLength: 1, maxLength: 10 }),
+        async (seq, sizes) => {
+          const records = seq.map(({ call: n, kind }) => {
+            const c: CallSpec = {
+              callId: `p${n}`,
+              account: n % 2 ? 'sip:a@example.com' : 'sip:b@example.com',
+              callee: callees[n % callees.length],
+              answeredAt: T0 - 600_000 + n * 1000,
+              duration: 10 + n * 17,
+            };
+            if (kind === 'Start') return startRecord(c);
+            if (kind === 'Stop' || kind === 'StopByCallee') return stopRecord(c, kind === 'StopByCallee');
+            if (kind === 'Failed') return failedRecord(c, 480 + n);
+            return { ...startRecord(c), statusType: 'Interim-Update' };
+          });
+          const [e1, e2] = await Promise.all([engineOn(one), engineOn(many)]);
+          for (const r of records) await e1.handleAccounting(r);
+          for (let i = 0, k = 0; i < records.length; k++) {
+            const n = sizes[k % sizes.length];
+            await e2.handleAccountingBatch(records.slice(i, i + n));
+            i += n;
+          }
+          assert.deepEqual(await state(many), await state(one));
+        },
+      ),
+      {
+        numRuns: 40,
+        examples: [
+          // a Start stored by one batch and closed by the next; a redelivered Stop after it
+          [
+            [
+              { call: 0, kind: 'Start' },
+              { call: 0, kind: 'Stop' },
+              { call: 0, kind: 'Start' },
+              { call: 0, kind: 'StopByCallee' },
+            ],
+            [1],
+          ],
+          [
+            [
+              { call: 1, kind: 'Start' },
+              { call: 2, kind: 'Start' },
+              { call: 1, kind: 'StopByCallee' },
+              { call: 3, kind: 'Failed' },
+              { call: 3, kind: 'Failed' },
+              { call: 2, kind: 'Stop' },
+            ],
+            [2, 3],
+          ],
+        ],
+      },
+    );
   });
 });
