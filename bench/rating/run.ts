@@ -1,19 +1,24 @@
 /**
- * Rating benchmark, three figures from one run:
+ * Rating benchmark, from one run:
  *
  * 1. the tariff alone: calls rated per second by `rateCall` (longest-prefix
  *    trie over --destinations random prefixes, periods, increments), in process;
  * 2. end to end: --calls Start/Stop pairs (as the accounting service publishes
  *    them) preloaded on a fresh `accounting` topic on real Kafka, then the
- *    rating service started alone in a child process (bench/rating/child.ts,
- *    PostgreSQL + Kafka) and timed
- *    until every CDR row is in a fresh PostgreSQL database: correlated, rated,
- *    debited, published on `cdrs`. Beside it the limit measured in the same
- *    run: the same CDR rows COPYed (psql \copy) into a table of the same shape;
+ *    rating service started alone in a child process
+ *    (services/rating/src/child.ts, PostgreSQL + Kafka) and timed until every
+ *    CDR row is in a fresh PostgreSQL database: correlated, rated, debited;
  * 3. Authorize latency over gRPC at each of --rate requests/s (open loop, one
- *    new call id per request, so each one reserves credit) for --seconds.
+ *    new call id per request, so each one reserves credit) for --seconds;
+ * 4. the engine fed --batch-calls calls in batches of --batch records
+ *    (handleAccountingBatch, in this process, same database, service stopped):
+ *    what a bus delivering batches would give (the bus delivers one record
+ *    at a time today);
+ * 5. the limit, measured in the same run: every CDR row of 2 and 4 COPYed
+ *    (psql \copy) into a table of the same shape.
  *
- *   npx tsx bench/rating/run.ts [--calls=5000] [--destinations=20000] [--rate=1000,250] [--seconds=10]
+ *   npx tsx bench/rating/run.ts [--calls=5000] [--batch-calls=20000] [--batch=1000] [--destinations=20000]
+ *                               [--rate=1000,250] [--seconds=10]
  *
  * CGRateS (the obvious peer) is not installed on this machine: no side-by-side run.
  */
@@ -52,6 +57,8 @@ const RATES = String(args.rate ?? '1000,250')
   .map(Number);
 const SECONDS = Number(args.seconds ?? 10);
 const ACCOUNTS = 1000;
+const BATCH_CALLS = Number(args['batch-calls'] ?? 20000);
+const BATCH = Number(args.batch ?? 1000);
 const CHILD = join(import.meta.dirname, '../../services/rating/src/child.ts');
 const T0 = Date.parse('2026-11-25T10:00:00Z');
 
@@ -256,27 +263,6 @@ async function main() {
       `end to end: ${fmt(e2e)} CDRs/s from the first CDR to the last (${fmt(CALLS)} in ${busy.toFixed(2)} s; ${wall.toFixed(2)} s with start-up and group join)`,
     );
 
-    // the COPY limit: the same rows into a table of the same shape
-    await db.query('CREATE TABLE rating.cdrs_copy (LIKE rating.cdrs INCLUDING ALL)');
-    const file = join(tmp, 'cdrs.csv');
-    const out = spawnSync('psql', [url.toString(), '-q', '-c', `\\copy rating.cdrs TO '${file}' csv`], {
-      encoding: 'utf8',
-    });
-    if (out.status !== 0) throw new Error(out.stderr);
-    const tc = performance.now();
-    const cin = spawnSync(
-      'psql',
-      [url.toString(), '-q', '-c', `\\copy rating.cdrs_copy FROM '${file}' csv`],
-      { encoding: 'utf8' },
-    );
-    if (cin.status !== 0) throw new Error(cin.stderr);
-    const copySeconds = (performance.now() - tc) / 1000;
-    const copyRate = CALLS / copySeconds;
-    console.log(
-      `COPY limit: ${fmt(copyRate)} rows/s (${fmt(CALLS)} rows in ${copySeconds.toFixed(3)} s, psql process start included)`,
-    );
-    console.log(`ratio end to end / COPY: ${(e2e / copyRate).toFixed(3)}`);
-
     // Authorize at RATE/s, open loop
     const grpcUrl = endpoints.grpc;
     const client = grpcClient(RatingClient, grpcUrl, { deadlineMs: 5000 });
@@ -320,6 +306,93 @@ async function main() {
       );
     }
     client.close();
+    await stopChild();
+
+    // the engine with batches, as a bus delivering batches would run it (in this process, no Kafka)
+    const engine = new RatingEngine({
+      db,
+      now: Date.now,
+      publish: async () => undefined,
+      maxCallSeconds: 3600,
+      reservationGraceSeconds: 60,
+    });
+    await engine.loadPlans();
+    const recs = [];
+    for (let j = 0; j < BATCH_CALLS; j++) {
+      const c = {
+        callId: `batch-${j}-${dbName}`,
+        account: `sip:u${j % ACCOUNTS}@bench.example`,
+        callee: numbers[j % numbers.length],
+        answeredAt: T0 + j * 100,
+        duration: 1 + (j % 300),
+      };
+      // as the topic holds them: Starts and Stops interleaved, a Stop some records after its Start
+      recs.push(startRecord(c));
+      if (j >= 100) {
+        const k = j - 100;
+        recs.push(
+          stopRecord({
+            ...c,
+            callId: `batch-${k}-${dbName}`,
+            answeredAt: T0 + k * 100,
+            duration: 1 + (k % 300),
+            account: `sip:u${k % ACCOUNTS}@bench.example`,
+            callee: numbers[k % numbers.length],
+          }),
+        );
+      }
+    }
+    for (let k = Math.max(0, BATCH_CALLS - 100); k < BATCH_CALLS; k++) {
+      recs.push(
+        stopRecord({
+          callId: `batch-${k}-${dbName}`,
+          answeredAt: T0 + k * 100,
+          duration: 1 + (k % 300),
+          account: `sip:u${k % ACCOUNTS}@bench.example`,
+          callee: numbers[k % numbers.length],
+        }),
+      );
+    }
+    const tb = performance.now();
+    for (let i = 0; i < recs.length; i += BATCH) await engine.handleAccountingBatch(recs.slice(i, i + BATCH));
+    const batchSeconds = (performance.now() - tb) / 1000;
+    const batched = BATCH_CALLS / batchSeconds;
+    const stored = Number(
+      (
+        await db.query<{ n: string }>(
+          "SELECT count(*)::text AS n FROM rating.cdrs WHERE call_id LIKE 'batch-%'",
+        )
+      ).rows[0].n,
+    );
+    if (stored !== BATCH_CALLS) throw new Error(`batched: ${stored} CDRs stored, expected ${BATCH_CALLS}`);
+    console.log(
+      `engine, batches of ${BATCH} records: ${fmt(batched)} CDRs/s (${fmt(BATCH_CALLS)} calls in ${batchSeconds.toFixed(2)} s; stored, debited, outbox not published)`,
+    );
+
+    // the COPY limit: the same rows into a table of the same shape
+    await db.query('CREATE TABLE rating.cdrs_copy (LIKE rating.cdrs INCLUDING ALL)');
+    const file = join(tmp, 'cdrs.csv');
+    const out = spawnSync('psql', [url.toString(), '-q', '-c', `\\copy rating.cdrs TO '${file}' csv`], {
+      encoding: 'utf8',
+    });
+    if (out.status !== 0) throw new Error(out.stderr);
+    const tc = performance.now();
+    const cin = spawnSync(
+      'psql',
+      [url.toString(), '-q', '-c', `\\copy rating.cdrs_copy FROM '${file}' csv`],
+      { encoding: 'utf8' },
+    );
+    if (cin.status !== 0) throw new Error(cin.stderr);
+    const copySeconds = (performance.now() - tc) / 1000;
+    const rows = CALLS + BATCH_CALLS;
+    const copyRate = rows / copySeconds;
+    console.log(
+      `COPY limit: ${fmt(copyRate)} rows/s (${fmt(rows)} rows in ${copySeconds.toFixed(3)} s, psql process start included)`,
+    );
+    console.log(
+      `ratio end to end / COPY: ${(e2e / copyRate).toFixed(3)}; batched engine / COPY: ${(batched / copyRate).toFixed(3)}`,
+    );
+
     console.log(
       `load average: ${(await import('node:os'))
         .loadavg()
