@@ -60,7 +60,9 @@ const tq = performance.now();
 for (let i = 0; i < 500; i++) await db.query('select 1');
 q = (performance.now() - tq) / 500;
 const t1 = performance.now();
-for (let i = 0; i < N; i++) {
+const BATCH = Number(process.env.BATCH ?? 0);
+const recs = [];
+for (let i = 0; i < N * (BATCH ? 20 : 1); i++) {
   const c = {
     callId: `d${i}`,
     account: `sip:u${i % 100}@x`,
@@ -68,9 +70,11 @@ for (let i = 0; i < N; i++) {
     answeredAt: Date.now() - 100000,
     duration: 60,
   };
-  await e.handleAccounting(startRecord(c));
-  await e.handleAccounting(stopRecord(c));
+  recs.push(startRecord(c), stopRecord(c));
 }
+if (BATCH)
+  for (let i = 0; i < recs.length; i += BATCH) await e.handleAccountingBatch(recs.slice(i, i + BATCH));
+else for (const r of recs) await e.handleAccounting(r);
 const s = (performance.now() - t1) / 1000;
 await e.flush();
 for (let a = 0; a < 100; a++)
@@ -88,7 +92,7 @@ await Promise.all(
 const sb = (performance.now() - tb) / 1000;
 console.log(`authorize sequential: ${sa.toFixed(2)} ms each; 500 at once: ${(500 / sb).toFixed(0)}/s`);
 console.log(
-  `select 1: ${q.toFixed(3)} ms; direct: ${(N / s).toFixed(0)} calls/s (${((s * 1000) / (2 * N)).toFixed(2)} ms per record), published ${pubs}`,
+  `select 1: ${q.toFixed(3)} ms; direct${BATCH ? ` in batches of ${BATCH}` : ''}: ${(recs.length / 2 / s).toFixed(0)} calls/s (${((s * 1000) / recs.length).toFixed(3)} ms per record), published ${pubs}`,
 );
 for (const [k, [n, ms]] of times) if (n >= 100) console.log(`${(ms / n).toFixed(2)} ms x ${n}  ${k}`);
 await db.close();
