@@ -285,6 +285,24 @@ export interface ListCdrsResponse {
   nextPageToken: string;
 }
 
+export interface RerateRequest {
+  account: string;
+  /** unix milliseconds, inclusive (answer time) */
+  from: number;
+  /** exclusive; 0 for now */
+  to: number;
+  actor: string;
+  /** for the ledger entries; empty for a generated one */
+  reason: string;
+}
+
+export interface RerateResponse {
+  examined: number;
+  corrected: number;
+  /** credited (positive) or charged (negative) in all */
+  deltaMicros: number;
+}
+
 /** A rated CDR, as stored and published on the `cdrs` topic (there as JSON with these field names in camelCase). */
 export interface Cdr {
   id: string;
@@ -2430,6 +2448,244 @@ export const ListCdrsResponse: MessageFns<ListCdrsResponse> = {
   },
 };
 
+function createBaseRerateRequest(): RerateRequest {
+  return { account: "", from: 0, to: 0, actor: "", reason: "" };
+}
+
+export const RerateRequest: MessageFns<RerateRequest> = {
+  encode(message: RerateRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.account !== "") {
+      writer.uint32(10).string(message.account);
+    }
+    if (message.from !== 0) {
+      writer.uint32(16).int64(message.from);
+    }
+    if (message.to !== 0) {
+      writer.uint32(24).int64(message.to);
+    }
+    if (message.actor !== "") {
+      writer.uint32(34).string(message.actor);
+    }
+    if (message.reason !== "") {
+      writer.uint32(42).string(message.reason);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RerateRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRerateRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.account = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.from = longToNumber(reader.int64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.to = longToNumber(reader.int64());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.actor = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RerateRequest {
+    return {
+      account: isSet(object.account) ? globalThis.String(object.account) : "",
+      from: isSet(object.from) ? globalThis.Number(object.from) : 0,
+      to: isSet(object.to) ? globalThis.Number(object.to) : 0,
+      actor: isSet(object.actor) ? globalThis.String(object.actor) : "",
+      reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
+    };
+  },
+
+  toJSON(message: RerateRequest): unknown {
+    const obj: any = {};
+    if (message.account !== "") {
+      obj.account = message.account;
+    }
+    if (message.from !== 0) {
+      obj.from = Math.round(message.from);
+    }
+    if (message.to !== 0) {
+      obj.to = Math.round(message.to);
+    }
+    if (message.actor !== "") {
+      obj.actor = message.actor;
+    }
+    if (message.reason !== "") {
+      obj.reason = message.reason;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RerateRequest>, I>>(base?: I): RerateRequest {
+    return RerateRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RerateRequest>, I>>(object: I): RerateRequest {
+    const message = createBaseRerateRequest();
+    message.account = object.account ?? "";
+    message.from = object.from ?? 0;
+    message.to = object.to ?? 0;
+    message.actor = object.actor ?? "";
+    message.reason = object.reason ?? "";
+    return message;
+  },
+};
+
+function createBaseRerateResponse(): RerateResponse {
+  return { examined: 0, corrected: 0, deltaMicros: 0 };
+}
+
+export const RerateResponse: MessageFns<RerateResponse> = {
+  encode(message: RerateResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.examined !== 0) {
+      writer.uint32(8).uint32(message.examined);
+    }
+    if (message.corrected !== 0) {
+      writer.uint32(16).uint32(message.corrected);
+    }
+    if (message.deltaMicros !== 0) {
+      writer.uint32(24).int64(message.deltaMicros);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RerateResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRerateResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.examined = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.corrected = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.deltaMicros = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RerateResponse {
+    return {
+      examined: isSet(object.examined) ? globalThis.Number(object.examined) : 0,
+      corrected: isSet(object.corrected) ? globalThis.Number(object.corrected) : 0,
+      deltaMicros: isSet(object.deltaMicros)
+        ? globalThis.Number(object.deltaMicros)
+        : isSet(object.delta_micros)
+        ? globalThis.Number(object.delta_micros)
+        : 0,
+    };
+  },
+
+  toJSON(message: RerateResponse): unknown {
+    const obj: any = {};
+    if (message.examined !== 0) {
+      obj.examined = Math.round(message.examined);
+    }
+    if (message.corrected !== 0) {
+      obj.corrected = Math.round(message.corrected);
+    }
+    if (message.deltaMicros !== 0) {
+      obj.deltaMicros = Math.round(message.deltaMicros);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RerateResponse>, I>>(base?: I): RerateResponse {
+    return RerateResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RerateResponse>, I>>(object: I): RerateResponse {
+    const message = createBaseRerateResponse();
+    message.examined = object.examined ?? 0;
+    message.corrected = object.corrected ?? 0;
+    message.deltaMicros = object.deltaMicros ?? 0;
+    return message;
+  },
+};
+
 function createBaseCdr(): Cdr {
   return {
     id: "",
@@ -3107,6 +3363,20 @@ export const RatingAdminService = {
     responseSerialize: (value: ListCdrsResponse): Buffer => Buffer.from(ListCdrsResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ListCdrsResponse => ListCdrsResponse.decode(value),
   },
+  /**
+   * Rates an account's answered CDRs of a period again with the plans as they
+   * are now; each changed price is corrected by an adjustment ledger entry.
+   * Idempotent: a second run with the same plans changes nothing.
+   */
+  rerate: {
+    path: "/switchboard.rating.v1.RatingAdmin/Rerate" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: RerateRequest): Buffer => Buffer.from(RerateRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): RerateRequest => RerateRequest.decode(value),
+    responseSerialize: (value: RerateResponse): Buffer => Buffer.from(RerateResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): RerateResponse => RerateResponse.decode(value),
+  },
 } as const;
 
 export interface RatingAdminServer extends UntypedServiceImplementation {
@@ -3122,6 +3392,12 @@ export interface RatingAdminServer extends UntypedServiceImplementation {
   /** The price of a call of a given length, without reserving anything. */
   quote: handleUnaryCall<QuoteRequest, QuoteResponse>;
   listCdrs: handleUnaryCall<ListCdrsRequest, ListCdrsResponse>;
+  /**
+   * Rates an account's answered CDRs of a period again with the plans as they
+   * are now; each changed price is corrected by an adjustment ledger entry.
+   * Idempotent: a second run with the same plans changes nothing.
+   */
+  rerate: handleUnaryCall<RerateRequest, RerateResponse>;
 }
 
 export interface RatingAdminClient extends Client {
@@ -3234,6 +3510,26 @@ export interface RatingAdminClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ListCdrsResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Rates an account's answered CDRs of a period again with the plans as they
+   * are now; each changed price is corrected by an adjustment ledger entry.
+   * Idempotent: a second run with the same plans changes nothing.
+   */
+  rerate(
+    request: RerateRequest,
+    callback: (error: ServiceError | null, response: RerateResponse) => void,
+  ): ClientUnaryCall;
+  rerate(
+    request: RerateRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: RerateResponse) => void,
+  ): ClientUnaryCall;
+  rerate(
+    request: RerateRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: RerateResponse) => void,
   ): ClientUnaryCall;
 }
 

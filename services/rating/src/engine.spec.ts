@@ -387,6 +387,66 @@ describe('rating engine (PGlite)', () => {
     assert.equal(limited.maxSeconds, 120, 'postpaid within its credit limit');
   });
 
+  test('re-rating after a plan change: corrections are ledger entries, the CDR is published again, a second run changes nothing', async () => {
+    const alice = 'sip:alice@example.com';
+    const de = call({ callId: 'r1', callee: '4930123456', duration: 60 });
+    const fr = call({ callId: 'r2', callee: '33123456789', duration: 60 });
+    for (const c of [de, fr]) {
+      await handle(startRecord(c));
+      await handle(stopRecord(c));
+    }
+    assert.deepEqual(
+      published.map((p) => [p.callId, p.priceMicros, p.rateStatus]),
+      [
+        ['r1', 50_000, 'rated'],
+        ['r2', 0, 'unrated'],
+      ],
+    );
+    assert.equal(await balance(), 950_000);
+    // the plan version in force is replaced: Germany cheaper, France added
+    const r = await engine.importPlan(
+      {
+        planId: 'std',
+        effectiveFrom: Date.parse('2026-01-01T00:00:00Z'),
+        currency: 'EUR',
+        timezone: 'UTC',
+        holidays: [],
+      },
+      SAMPLE_RATES.replace('49,Germany,DE,,0,0.05,0,1/1,0', '49,Germany,DE,,0,0.03,0,1/1,0') +
+        '33,France,FR,,0,0.04,0,1/1,0\n',
+      '',
+      'test',
+    );
+    assert.ok(r.ok);
+    published = [];
+    const out = await engine.rerate({ account: alice, from: 0, to: T0 + 1, actor: 'portal:admin' });
+    await engine.flush();
+    assert.deepEqual(out, { examined: 2, corrected: 2, deltaMicros: 50_000 - 30_000 - 40_000 });
+    assert.equal(await balance(), 1_000_000 - 30_000 - 40_000);
+    assert.equal(await ledgerSum(), await balance());
+    const adj = await db.query<{ amount_micros: string; actor: string }>(
+      "SELECT amount_micros::text, actor FROM rating.ledger WHERE kind = 'adjustment' ORDER BY amount_micros",
+    );
+    assert.deepEqual(
+      adj.rows.map((x) => [Number(x.amount_micros), x.actor]),
+      [
+        [-40_000, 'portal:admin'],
+        [20_000, 'portal:admin'],
+      ],
+    );
+    assert.deepEqual(published.map((p) => [p.callId, p.priceMicros, p.rateStatus, p.destination]).sort(), [
+      ['r1', 30_000, 'rated', 'Germany'],
+      ['r2', 40_000, 'rated', 'France'],
+    ]);
+    assert.equal((published[0] as Cdr & { rerated: unknown[] }).rerated.length, 1);
+    assert.deepEqual(await engine.rerate({ account: alice, from: 0, to: T0 + 1, actor: 'portal:admin' }), {
+      examined: 2,
+      corrected: 0,
+      deltaMicros: 0,
+    });
+    assert.equal(await balance(), 930_000);
+  });
+
   test('adjust: idempotent by key, kinds checked, balance is the ledger sum', async () => {
     const alice = 'sip:alice@example.com';
     const e = {

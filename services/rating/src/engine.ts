@@ -31,6 +31,7 @@ import {
   PlanBook,
   PrefixIndex,
   priceOf,
+  rateCall,
   resolveRate,
   ON_NET,
   type Destination,
@@ -1056,6 +1057,117 @@ export class RatingEngine {
       [e.account, e.amountMicros, new Date(this.o.now())],
     );
     return true;
+  }
+
+  /**
+   * Rates again the answered CDRs of an account started in [from, to), with
+   * the plans as they are now (the account's plan, the version in force at
+   * each answer time). A changed price updates the CDR (its `rerated` list
+   * keeps the old one; the outbox publishes it again) and books the
+   * difference as an `adjustment` ledger entry, in one transaction per CDR.
+   * Running it again with the same plans changes nothing.
+   */
+  async rerate(q: {
+    account: string;
+    from: number;
+    to: number;
+    actor: string;
+    reason?: string;
+  }): Promise<{ examined: number; corrected: number; deltaMicros: number }> {
+    if (!q.account) throw invalidArgument('account', 'account is required');
+    if (!q.actor) throw invalidArgument('actor', 'actor is required');
+    const a = await this.getAccount(q.account);
+    const planId = this.planFor(q.account, a?.planId);
+    let examined = 0;
+    let corrected = 0;
+    let deltaMicros = 0;
+    let after: [Date, string] = [new Date(q.from), ''];
+    for (;;) {
+      const page = await this.o.db.query<{ id: string; started_at: Date; cdr: Cdr }>(
+        `SELECT id, started_at, cdr FROM rating.cdrs
+         WHERE account = $1 AND disposition = 'answered' AND started_at < $2 AND (started_at, id) > ($3, $4)
+         ORDER BY started_at, id LIMIT 500`,
+        [q.account, new Date(q.to), after[0], after[1]],
+      );
+      for (const row of page.rows) {
+        examined++;
+        const old = row.cdr;
+        const r = rateCall(this.book, {
+          planId,
+          callee: old.calleeNumber || undefined,
+          onNet: old.onNet,
+          answeredAt: Date.parse(old.answeredAt ?? old.startedAt),
+          durationSeconds: old.durationSeconds,
+        });
+        if (r.priceMicros === old.priceMicros && r.status === old.rateStatus) continue;
+        const now = new Date(this.o.now());
+        const changes = {
+          priceMicros: r.priceMicros,
+          billableSeconds: r.billableSeconds,
+          rateStatus: r.status,
+          planId: r.status === 'unrated' ? (planId ?? '') : r.planId,
+          planVersion: r.status === 'unrated' ? '' : new Date(r.planVersion).toISOString(),
+          prefix: r.status === 'rated' ? r.prefix : '',
+          destination: r.status === 'rated' ? r.destination : r.status === 'free' ? 'on-net' : '',
+          country: r.status === 'rated' ? r.country : '',
+          period: r.status === 'rated' ? r.period : '',
+          currency: r.status === 'unrated' ? old.currency : r.currency,
+          flags: [
+            ...old.flags.filter((f) => f !== 'unrated'),
+            ...(r.status === 'unrated' ? (['unrated'] as const) : []),
+          ],
+          rerated: [
+            ...((old as Cdr & { rerated?: unknown[] }).rerated ?? []),
+            {
+              at: now.toISOString(),
+              actor: q.actor,
+              oldPriceMicros: old.priceMicros,
+              oldPlanVersion: old.planVersion,
+            },
+          ],
+        };
+        const delta = old.priceMicros - r.priceMicros; // credit back when cheaper
+        const done = await this.o.db.transaction(async (tx) => {
+          const upd = await tx.query(
+            `UPDATE rating.cdrs SET price_micros = $3, billable_seconds = $4, destination = $5, currency = $6,
+               flags = $7, cdr = cdr || $8::jsonb, published_at = NULL
+             WHERE id = $1 AND price_micros = $2`,
+            [
+              old.id,
+              old.priceMicros,
+              r.priceMicros,
+              r.billableSeconds,
+              changes.destination,
+              changes.currency,
+              changes.flags,
+              JSON.stringify(changes),
+            ],
+          );
+          if (!upd.rowCount) return false; // changed meanwhile: the next run sees it
+          if (a && delta !== 0) {
+            await this.ledgerEntry(tx, {
+              account: q.account,
+              kind: 'adjustment',
+              amountMicros: delta,
+              cdrId: old.id,
+              actor: q.actor,
+              reason: q.reason || `re-rated CDR ${old.id}: ${old.priceMicros} -> ${r.priceMicros} micros`,
+              idempotencyKey: `rerate:${old.id}:${old.priceMicros}:${r.priceMicros}:${changes.rerated.length}`,
+            });
+          }
+          return true;
+        });
+        if (done) {
+          corrected++;
+          deltaMicros += delta;
+        }
+      }
+      if (page.rowCount < 500) break;
+      const last = page.rows[page.rowCount - 1];
+      after = [new Date(last.started_at), last.id];
+    }
+    if (corrected) this.kick();
+    return { examined, corrected, deltaMicros };
   }
 
   async listCdrs(q: {

@@ -332,6 +332,14 @@ export const ratingService = defineService({
                 }
               : { rated: false, priceMicros: 0, billableSeconds: 0, destination: '', currency: '' };
           },
+          rerate: (req) =>
+            engine.rerate({
+              account: req.account,
+              from: req.from,
+              to: req.to || Date.now(),
+              actor: req.actor,
+              reason: req.reason || undefined,
+            }),
           async listCdrs(req) {
             const limit = Math.min(req.pageSize || 100, 1000);
             const cdrs = await engine.listCdrs({

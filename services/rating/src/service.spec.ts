@@ -256,6 +256,9 @@ async function scenario(s: Running, topics: { accounting: string; cdrs: string }
       [...closing].sort(),
     );
 
+    const rr = await s.admin.rerate({ account: alice, from: 0, to: 0, actor: 'test', reason: '' });
+    assert.deepEqual([rr.examined, rr.corrected, rr.deltaMicros], [2, 0, 0], 'the same plans: nothing to correct');
+
     const metrics = await (await fetch(`${proc.ops.url}/metrics`)).text();
     assert.match(metrics, /^switchboard_cdrs_rated_total\{disposition="answered",rate_status="rated"\} 2$/m);
     assert.match(metrics, /^switchboard_cdrs_rated_total\{disposition="failed",rate_status="unrated"\} 4$/m);
