@@ -244,6 +244,22 @@ export interface ImportRatePlanResponse {
   errors: string[];
 }
 
+export interface ExportRatePlanRequest {
+  planId: string;
+  /** the version's date (unix ms); 0 for the version in force now */
+  effectiveFrom: number;
+}
+
+export interface ExportRatePlanResponse {
+  planId: string;
+  effectiveFrom: number;
+  currency: string;
+  timezone: string;
+  holidays: string[];
+  ratesCsv: string;
+  periodsCsv: string;
+}
+
 export interface AssignDomainPlanRequest {
   domain: string;
   planId: string;
@@ -1799,6 +1815,280 @@ export const ImportRatePlanResponse: MessageFns<ImportRatePlanResponse> = {
   },
 };
 
+function createBaseExportRatePlanRequest(): ExportRatePlanRequest {
+  return { planId: "", effectiveFrom: 0 };
+}
+
+export const ExportRatePlanRequest: MessageFns<ExportRatePlanRequest> = {
+  encode(message: ExportRatePlanRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.planId !== "") {
+      writer.uint32(10).string(message.planId);
+    }
+    if (message.effectiveFrom !== 0) {
+      writer.uint32(16).int64(message.effectiveFrom);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ExportRatePlanRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseExportRatePlanRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.planId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.effectiveFrom = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ExportRatePlanRequest {
+    return {
+      planId: isSet(object.planId)
+        ? globalThis.String(object.planId)
+        : isSet(object.plan_id)
+        ? globalThis.String(object.plan_id)
+        : "",
+      effectiveFrom: isSet(object.effectiveFrom)
+        ? globalThis.Number(object.effectiveFrom)
+        : isSet(object.effective_from)
+        ? globalThis.Number(object.effective_from)
+        : 0,
+    };
+  },
+
+  toJSON(message: ExportRatePlanRequest): unknown {
+    const obj: any = {};
+    if (message.planId !== "") {
+      obj.planId = message.planId;
+    }
+    if (message.effectiveFrom !== 0) {
+      obj.effectiveFrom = Math.round(message.effectiveFrom);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ExportRatePlanRequest>, I>>(base?: I): ExportRatePlanRequest {
+    return ExportRatePlanRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ExportRatePlanRequest>, I>>(object: I): ExportRatePlanRequest {
+    const message = createBaseExportRatePlanRequest();
+    message.planId = object.planId ?? "";
+    message.effectiveFrom = object.effectiveFrom ?? 0;
+    return message;
+  },
+};
+
+function createBaseExportRatePlanResponse(): ExportRatePlanResponse {
+  return { planId: "", effectiveFrom: 0, currency: "", timezone: "", holidays: [], ratesCsv: "", periodsCsv: "" };
+}
+
+export const ExportRatePlanResponse: MessageFns<ExportRatePlanResponse> = {
+  encode(message: ExportRatePlanResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.planId !== "") {
+      writer.uint32(10).string(message.planId);
+    }
+    if (message.effectiveFrom !== 0) {
+      writer.uint32(16).int64(message.effectiveFrom);
+    }
+    if (message.currency !== "") {
+      writer.uint32(26).string(message.currency);
+    }
+    if (message.timezone !== "") {
+      writer.uint32(34).string(message.timezone);
+    }
+    for (const v of message.holidays) {
+      writer.uint32(42).string(v!);
+    }
+    if (message.ratesCsv !== "") {
+      writer.uint32(50).string(message.ratesCsv);
+    }
+    if (message.periodsCsv !== "") {
+      writer.uint32(58).string(message.periodsCsv);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ExportRatePlanResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseExportRatePlanResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.planId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.effectiveFrom = longToNumber(reader.int64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.currency = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.timezone = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.holidays.push(reader.string());
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.ratesCsv = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.periodsCsv = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ExportRatePlanResponse {
+    return {
+      planId: isSet(object.planId)
+        ? globalThis.String(object.planId)
+        : isSet(object.plan_id)
+        ? globalThis.String(object.plan_id)
+        : "",
+      effectiveFrom: isSet(object.effectiveFrom)
+        ? globalThis.Number(object.effectiveFrom)
+        : isSet(object.effective_from)
+        ? globalThis.Number(object.effective_from)
+        : 0,
+      currency: isSet(object.currency) ? globalThis.String(object.currency) : "",
+      timezone: isSet(object.timezone) ? globalThis.String(object.timezone) : "",
+      holidays: globalThis.Array.isArray(object?.holidays) ? object.holidays.map((e: any) => globalThis.String(e)) : [],
+      ratesCsv: isSet(object.ratesCsv)
+        ? globalThis.String(object.ratesCsv)
+        : isSet(object.rates_csv)
+        ? globalThis.String(object.rates_csv)
+        : "",
+      periodsCsv: isSet(object.periodsCsv)
+        ? globalThis.String(object.periodsCsv)
+        : isSet(object.periods_csv)
+        ? globalThis.String(object.periods_csv)
+        : "",
+    };
+  },
+
+  toJSON(message: ExportRatePlanResponse): unknown {
+    const obj: any = {};
+    if (message.planId !== "") {
+      obj.planId = message.planId;
+    }
+    if (message.effectiveFrom !== 0) {
+      obj.effectiveFrom = Math.round(message.effectiveFrom);
+    }
+    if (message.currency !== "") {
+      obj.currency = message.currency;
+    }
+    if (message.timezone !== "") {
+      obj.timezone = message.timezone;
+    }
+    if (message.holidays?.length) {
+      obj.holidays = message.holidays;
+    }
+    if (message.ratesCsv !== "") {
+      obj.ratesCsv = message.ratesCsv;
+    }
+    if (message.periodsCsv !== "") {
+      obj.periodsCsv = message.periodsCsv;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ExportRatePlanResponse>, I>>(base?: I): ExportRatePlanResponse {
+    return ExportRatePlanResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ExportRatePlanResponse>, I>>(object: I): ExportRatePlanResponse {
+    const message = createBaseExportRatePlanResponse();
+    message.planId = object.planId ?? "";
+    message.effectiveFrom = object.effectiveFrom ?? 0;
+    message.currency = object.currency ?? "";
+    message.timezone = object.timezone ?? "";
+    message.holidays = object.holidays?.map((e) => e) || [];
+    message.ratesCsv = object.ratesCsv ?? "";
+    message.periodsCsv = object.periodsCsv ?? "";
+    return message;
+  },
+};
+
 function createBaseAssignDomainPlanRequest(): AssignDomainPlanRequest {
   return { domain: "", planId: "" };
 }
@@ -3332,6 +3622,18 @@ export const RatingAdminService = {
       Buffer.from(ImportRatePlanResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ImportRatePlanResponse => ImportRatePlanResponse.decode(value),
   },
+  /** One version of a plan as CSV, in the format ImportRatePlan reads. */
+  exportRatePlan: {
+    path: "/switchboard.rating.v1.RatingAdmin/ExportRatePlan" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ExportRatePlanRequest): Buffer =>
+      Buffer.from(ExportRatePlanRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ExportRatePlanRequest => ExportRatePlanRequest.decode(value),
+    responseSerialize: (value: ExportRatePlanResponse): Buffer =>
+      Buffer.from(ExportRatePlanResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ExportRatePlanResponse => ExportRatePlanResponse.decode(value),
+  },
   /** The plan for every account of a domain that has no plan of its own. */
   assignDomainPlan: {
     path: "/switchboard.rating.v1.RatingAdmin/AssignDomainPlan" as const,
@@ -3387,6 +3689,8 @@ export interface RatingAdminServer extends UntypedServiceImplementation {
   getAccount: handleUnaryCall<GetAccountRequest, GetAccountResponse>;
   /** Validates and stores one version of a rate plan from CSV (services/rating/README.md). */
   importRatePlan: handleUnaryCall<ImportRatePlanRequest, ImportRatePlanResponse>;
+  /** One version of a plan as CSV, in the format ImportRatePlan reads. */
+  exportRatePlan: handleUnaryCall<ExportRatePlanRequest, ExportRatePlanResponse>;
   /** The plan for every account of a domain that has no plan of its own. */
   assignDomainPlan: handleUnaryCall<AssignDomainPlanRequest, AssignDomainPlanResponse>;
   /** The price of a call of a given length, without reserving anything. */
@@ -3463,6 +3767,22 @@ export interface RatingAdminClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ImportRatePlanResponse) => void,
+  ): ClientUnaryCall;
+  /** One version of a plan as CSV, in the format ImportRatePlan reads. */
+  exportRatePlan(
+    request: ExportRatePlanRequest,
+    callback: (error: ServiceError | null, response: ExportRatePlanResponse) => void,
+  ): ClientUnaryCall;
+  exportRatePlan(
+    request: ExportRatePlanRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ExportRatePlanResponse) => void,
+  ): ClientUnaryCall;
+  exportRatePlan(
+    request: ExportRatePlanRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ExportRatePlanResponse) => void,
   ): ClientUnaryCall;
   /** The plan for every account of a domain that has no plan of its own. */
   assignDomainPlan(

@@ -3,7 +3,7 @@
  * line-numbered errors (all of them, not just the first). Nothing of a plan
  * with an error is kept.
  */
-import { parseMoney } from './money';
+import { formatMoney, parseMoney } from './money';
 import {
   HOLIDAY,
   ON_NET,
@@ -284,4 +284,55 @@ export function importPlan(meta: PlanMeta, ratesCsv: string, periodsCsv = ''): P
       onNet,
     },
   };
+}
+
+const DAY_TOKENS = ['sun', 'mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'hol'];
+const clock = (m: number) =>
+  `${String(Math.floor(m / 60)).padStart(2, '0')}:${String(m % 60).padStart(2, '0')}`;
+const field = (v: string) => (/[",\r\n]/.test(v) || v.startsWith('#') ? `"${v.replace(/"/g, '""')}"` : v);
+
+/** The CSV of a plan version, in the import format (importPlan(exportPlan(v)) rates as v does). */
+export function exportPlan(v: PlanVersion): { ratesCsv: string; periodsCsv: string } {
+  const rates = [RATE_COLUMNS.join(',')];
+  const dests = [...v.index.entries(), ...(v.onNet ? [v.onNet] : [])].sort((a, b) =>
+    a.prefix < b.prefix ? -1 : 1,
+  );
+  for (const d of dests) {
+    for (const [period, t] of d.rates) {
+      rates.push(
+        [
+          d.prefix,
+          d.name,
+          d.country,
+          period,
+          formatMoney(t.connectFeeMicros),
+          formatMoney(t.perMinuteMicros),
+          String(t.minSeconds),
+          `${t.incrementFirst}/${t.incrementNext}`,
+          String(t.freeSeconds),
+        ]
+          .map(field)
+          .join(','),
+      );
+    }
+  }
+  const periods = v.periods.length
+    ? [
+        PERIOD_COLUMNS.join(','),
+        ...v.periods.map((p) =>
+          [
+            p.name,
+            [...p.days]
+              .sort()
+              .map((d) => DAY_TOKENS[d])
+              .join(','),
+            clock(p.fromMinute),
+            clock(p.toMinute),
+          ]
+            .map(field)
+            .join(','),
+        ),
+      ]
+    : [];
+  return { ratesCsv: rates.join('\n') + '\n', periodsCsv: periods.length ? periods.join('\n') + '\n' : '' };
 }

@@ -10,6 +10,7 @@ import {
   defineService,
   grpcService,
   invalidArgument,
+  notFound,
   migrate,
   serveGrpc,
   type EventMessage,
@@ -23,6 +24,7 @@ import {
   type GetBalanceResponse,
 } from '@switchboard/proto/rating';
 import { ratingConfig } from './config';
+import { exportPlan } from './csv';
 import { RatingEngine, type AuthorizeReason, type Balance } from './engine';
 import type { AccountingRecord, Cdr, MediaEventRecord } from './cdr';
 
@@ -306,6 +308,20 @@ export const ratingService = defineService({
             return r.ok
               ? { ok: true, rates: r.rates, errors: [] }
               : { ok: false, rates: 0, errors: r.errors };
+          },
+          async exportRatePlan(req) {
+            const v = req.effectiveFrom
+              ? engine.book.versions(req.planId).find((x) => x.effectiveFrom === req.effectiveFrom)
+              : engine.book.versionAt(req.planId, Date.now());
+            if (!v) throw notFound(`no version of plan ${req.planId} at that date`);
+            return {
+              planId: v.planId,
+              effectiveFrom: v.effectiveFrom,
+              currency: v.currency,
+              timezone: v.timezone,
+              holidays: [...v.holidays].sort(),
+              ...exportPlan(v),
+            };
           },
           async assignDomainPlan(req) {
             if (!req.domain || !req.planId)

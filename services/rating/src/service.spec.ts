@@ -117,6 +117,21 @@ async function scenario(s: Running, topics: { accounting: string; cdrs: string }
   });
   assert.deepEqual([ok.ok, ok.rates], [true, 2]);
 
+  const exported = await s.admin.exportRatePlan({ planId: 'std', effectiveFrom: 0 });
+  assert.deepEqual(
+    [exported.currency, exported.timezone, exported.ratesCsv],
+    [
+      'EUR',
+      'Europe/Berlin',
+      `prefix,name,country,period,connect_fee,price_per_minute,min_seconds,increment,free_seconds
+49,Germany,DE,,0.00,0.05,0,1/1,0
+4915,Germany mobile,DE,,0.02,0.20,0,60/60,0
+`,
+    ],
+    'the plan back as CSV',
+  );
+  await assert.rejects(s.admin.exportRatePlan({ planId: 'nope', effectiveFrom: 0 }), { kind: 'not_found' });
+
   await s.admin.setAccount({
     account: alice,
     prepaid: true,
@@ -257,7 +272,11 @@ async function scenario(s: Running, topics: { accounting: string; cdrs: string }
     );
 
     const rr = await s.admin.rerate({ account: alice, from: 0, to: 0, actor: 'test', reason: '' });
-    assert.deepEqual([rr.examined, rr.corrected, rr.deltaMicros], [2, 0, 0], 'the same plans: nothing to correct');
+    assert.deepEqual(
+      [rr.examined, rr.corrected, rr.deltaMicros],
+      [2, 0, 0],
+      'the same plans: nothing to correct',
+    );
 
     const metrics = await (await fetch(`${proc.ops.url}/metrics`)).text();
     assert.match(metrics, /^switchboard_cdrs_rated_total\{disposition="answered",rate_status="rated"\} 2$/m);

@@ -12,7 +12,7 @@ import {
   rateCall,
   type RateTerms,
 } from './tariff';
-import { importPlan, parseCsv } from './csv';
+import { exportPlan, importPlan, parseCsv } from './csv';
 
 const terms = (o: Partial<RateTerms> = {}): RateTerms => ({
   connectFeeMicros: 0,
@@ -342,6 +342,40 @@ describe('CSV import', () => {
       { line: 1, fields: ['a', 'b'] },
       { line: 4, fields: ['x, y', 'say "hi"'] },
     ]);
+  });
+  test('export, then import: the same plan (rates, periods, on-net) rates every call alike', () => {
+    const b = book({
+      rates: RATES + '"on-net",On net,,,0,0.006,0,60/60,0\n"+",Rest of the world,,,0.5,1.25,10,45/15,3\n',
+    });
+    const v = b.versionAt('std', T('2026-06-01T00:00:00Z'))!;
+    const csv = exportPlan(v);
+    const back = importPlan(
+      {
+        planId: 'std',
+        effectiveFrom: v.effectiveFrom,
+        currency: 'EUR',
+        timezone: 'UTC',
+        holidays: [...v.holidays],
+      },
+      csv.ratesCsv,
+      csv.periodsCsv,
+    );
+    assert.ok(back.ok, JSON.stringify(!back.ok && back.errors));
+    const b2 = new PlanBook();
+    b2.add(back.version);
+    assert.deepEqual(exportPlan(back.version), csv, 'a second export is the same text');
+    fc.assert(
+      fc.property(
+        fc.stringMatching(/^[0-9]{1,12}$/),
+        fc.integer({ min: T('2026-01-01T00:00:00Z'), max: T('2027-01-01T00:00:00Z') }),
+        fc.nat(7200),
+        fc.boolean(),
+        (callee, at, duration, onNet) => {
+          const req = { planId: 'std', callee, onNet, answeredAt: at, durationSeconds: duration };
+          assert.deepEqual(rateCall(b2, req), rateCall(b, req));
+        },
+      ),
+    );
   });
   test('errors name the line, and every bad line is reported', () => {
     const r = importPlan(
