@@ -3,17 +3,23 @@
  * (require('sip').parse) and `sip.js` (Parser.parseMessage from sip.js/lib/core),
  * on the same Buffers, one core, side by side.
  *
- *   node --import tsx bench/sip-parse/run.ts   (SIP_BENCH_MS=300 per round, SIP_BENCH_ROUNDS=5)
+ *   taskset -c 1 node --import tsx bench/sip-parse/run.ts   (SIP_BENCH_MS=300 per round, SIP_BENCH_ROUNDS=7)
  *
- * parse: from the received Buffer to the routing fields (top Via branch/host/port,
- *   CSeq, Call-ID, From/To tags, Max-Forwards, Request-URI, Route).
+ * Rounds are interleaved across implementations; each round is timed by CPU time
+ * (process.cpuUsage: what the pinned core spent on this process, so other processes
+ * on a shared machine don't count) and by wall clock. Median and best are printed.
+ *
+ * parse: from the received Buffer to the routing fields: top Via branch/host/port,
+ *   CSeq number and method, Call-ID, From/To tags, Max-Forwards, Content-Length,
+ *   Request-URI (parsed), top Route's URI host (parsed: a proxy checks whether it is itself).
  * proxy: parse, then the edits a proxy makes (Via on top, Record-Route, first
  *   Route removed, Max-Forwards - 1, Request-URI rewritten) and serialize to a Buffer.
  *   sip.js has no serializer for a received message: n/a.
  */
 import { createRequire } from 'node:module';
+import os from 'node:os';
 import { Parser } from 'sip.js/lib/core/index.js';
-import { parseMessage, type SipRequest } from '@switchboard/sip';
+import { parseMessage, type SipRequest, type SipUri } from '@switchboard/sip';
 import { INVITE, REGISTER } from './messages';
 
 const require = createRequire(import.meta.url);
@@ -22,7 +28,7 @@ const sipPkg: any = require('sip');
 const noLog = { error() {}, warn() {}, log() {}, debug() {} };
 
 const MS = Number(process.env.SIP_BENCH_MS ?? 300);
-const ROUNDS = Number(process.env.SIP_BENCH_ROUNDS ?? 5);
+const ROUNDS = Number(process.env.SIP_BENCH_ROUNDS ?? 7);
 let sink = 0;
 
 type Case = (buf: Buffer) => void;
@@ -31,9 +37,11 @@ const ours: Record<string, Case> = {
   parse(buf) {
     const m = parseMessage(buf) as SipRequest;
     const v = m.via;
-    sink += v.branch!.length + v.host.length + (v.port ?? 0) + m.cseq.seq + m.callId.length;
-    sink += (m.fromTag ?? '').length + (m.toTag ?? '').length + (m.maxForwards ?? 0) + m.uri.scheme.length;
-    sink += m.routes.length;
+    sink += v.branch!.length + v.host.length + (v.port ?? 0) + m.cseq.seq + m.cseq.method.length;
+    sink += m.callId.length + (m.fromTag ?? '').length + (m.toTag ?? '').length + (m.maxForwards ?? 0);
+    sink += m.contentLength + m.uri.scheme.length;
+    const r = m.routes;
+    if (r.length) sink += (r[0].uri as SipUri).host.length;
   },
   proxy(buf) {
     const m = parseMessage(buf) as SipRequest;
@@ -50,17 +58,13 @@ const sipNpm: Record<string, Case> = {
   parse(buf) {
     const m = sipPkg.parse(buf);
     const v = m.headers.via[0];
-    sink +=
-      v.params.branch.length +
-      v.host.length +
-      (v.port ?? 0) +
-      m.headers.cseq.seq +
-      m.headers['call-id'].length;
-    sink +=
-      (m.headers.from.params.tag ?? '').length +
-      (m.headers.to.params.tag ?? '').length +
-      +m.headers['max-forwards'];
-    sink += sipPkg.parseUri(m.uri).schema.length + (m.headers.route ?? []).length;
+    sink += v.params.branch.length + v.host.length + (v.port ?? 0) + m.headers.cseq.seq;
+    sink += m.headers.cseq.method.length + m.headers['call-id'].length;
+    sink += (m.headers.from.params.tag ?? '').length + (m.headers.to.params.tag ?? '').length;
+    sink += +m.headers['max-forwards'] + (m.headers['content-length'] ?? 0);
+    sink += sipPkg.parseUri(m.uri).schema.length;
+    const r = m.headers.route; // parsed with its URI by sip.parse
+    if (r) sink += r[0].uri.host.length;
   },
   proxy(buf) {
     const m = sipPkg.parse(buf);
@@ -86,15 +90,18 @@ const sipJs: Record<string, Case> = {
   parse(buf) {
     // eslint-disable-next-line @typescript-eslint/no-explicit-any
     const m: any = Parser.parseMessage(buf.toString(), noLog as never);
-    sink += m.via.branch.length + m.via.host.length + (m.via.port ?? 0) + m.cseq + m.callId.length;
-    sink += (m.fromTag ?? '').length + (m.toTag ?? '').length + +(m.getHeader('max-forwards') ?? 0);
-    sink += (m.ruri?.scheme ?? '').length + m.getHeaders('route').length;
+    sink += m.via.branch.length + m.via.host.length + (m.via.port ?? 0) + m.cseq + m.method.length;
+    sink += m.callId.length + (m.fromTag ?? '').length + (m.toTag ?? '').length;
+    sink += +(m.getHeader('max-forwards') ?? 0) + +(m.getHeader('content-length') ?? 0);
+    sink += (m.ruri?.scheme ?? '').length + m.getHeaders('route').length; // Route left as text
   },
 };
 
-function measure(fn: Case, buf: Buffer): number {
+/** One round: [msgs per CPU second, msgs per wall second]. */
+function measure(fn: Case, buf: Buffer): [number, number] {
   for (let i = 0; i < 200; i++) fn(buf); // warm up
   let n = 0;
+  const c0 = process.cpuUsage();
   const t0 = process.hrtime.bigint();
   const limit = BigInt(MS) * 1_000_000n;
   let el = 0n;
@@ -103,8 +110,14 @@ function measure(fn: Case, buf: Buffer): number {
     n += 500;
     el = process.hrtime.bigint() - t0;
   } while (el < limit);
-  return (n * 1e9) / Number(el);
+  const c = process.cpuUsage(c0);
+  return [(n * 1e6) / (c.user + c.system), (n * 1e9) / Number(el)];
 }
+
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[s.length >> 1] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
 
 const fmt = (x: number | undefined) => (x === undefined ? 'n/a' : Math.round(x).toLocaleString('en-US'));
 const inputs: Array<[string, Buffer]> = [
@@ -119,30 +132,58 @@ for (const [, b] of inputs) {
   sipJs.parse(b);
 }
 
-const rows: string[] = [];
-rows.push(
-  '| message | workload | @switchboard/sip msgs/s | sip msgs/s | sip.js msgs/s | ratio vs faster peer |',
-);
-rows.push('|---|---|---:|---:|---:|---:|');
+type Stat = { cpu: number[]; wall: number[] };
+const results: Array<{ label: string; w: string; ours: Stat; sip: Stat | null; sipjs: Stat | null }> = [];
 for (const [label, buf] of inputs) {
   for (const w of ['parse', 'proxy'] as const) {
-    // rounds interleaved across implementations, best of each: the machine is shared
-    let a = 0;
-    let b: number | undefined;
-    let c: number | undefined;
+    // rounds interleaved across implementations: the machine is shared
+    const a: Stat = { cpu: [], wall: [] };
+    const b: Stat | null = sipNpm[w] ? { cpu: [], wall: [] } : null;
+    const c: Stat | null = sipJs[w] ? { cpu: [], wall: [] } : null;
     for (let r = 0; r < ROUNDS; r++) {
-      a = Math.max(a, measure(ours[w], buf));
-      if (sipNpm[w]) b = Math.max(b ?? 0, measure(sipNpm[w], buf));
-      if (sipJs[w] && r < 2) c = Math.max(c ?? 0, measure(sipJs[w], buf));
+      let x = measure(ours[w], buf);
+      a.cpu.push(x[0]);
+      a.wall.push(x[1]);
+      if (b) {
+        x = measure(sipNpm[w], buf);
+        b.cpu.push(x[0]);
+        b.wall.push(x[1]);
+      }
+      if (c && r < 2) {
+        x = measure(sipJs[w], buf);
+        c.cpu.push(x[0]);
+        c.wall.push(x[1]);
+      }
     }
-    const peer = Math.max(b ?? 0, c ?? 0);
-    rows.push(
-      `| ${label} | ${w} | ${fmt(a)} | ${fmt(b)} | ${fmt(c)} | ${peer ? (a / peer).toFixed(1) + 'x' : 'n/a'} |`,
-    );
+    results.push({ label, w, ours: a, sip: b, sipjs: c });
   }
 }
+
 console.log(
-  `node ${process.version}, best of ${ROUNDS} rounds of ${MS} ms per case (sip.js: 2 rounds), one core`,
+  `node ${process.version}, ${ROUNDS} rounds of ${MS} ms per case (sip.js: 2 rounds), interleaved, ` +
+    `${new Date().toISOString()}, load average ${os
+      .loadavg()
+      .map((l) => l.toFixed(1))
+      .join(' ')}`,
 );
-console.log(rows.join('\n'));
+for (const kind of ['cpu', 'wall'] as const) {
+  console.log(
+    kind === 'cpu'
+      ? '\nmessages per CPU-second of the process (median / best of the rounds)'
+      : '\nmessages per wall-clock second (median / best; depressed when the core is shared)',
+  );
+  const rows: string[] = [];
+  rows.push(
+    '| message | workload | @switchboard/sip | sip | sip.js | ratio vs faster peer (median / best) |',
+  );
+  rows.push('|---|---|---:|---:|---:|---:|');
+  for (const { label, w, ours, sip, sipjs } of results) {
+    const cell = (s: Stat | null) => (s ? `${fmt(median(s[kind]))} / ${fmt(Math.max(...s[kind]))}` : 'n/a');
+    const peerMed = Math.max(sip ? median(sip[kind]) : 0, sipjs ? median(sipjs[kind]) : 0);
+    const peerBest = Math.max(sip ? Math.max(...sip[kind]) : 0, sipjs ? Math.max(...sipjs[kind]) : 0);
+    const ratio = `${(median(ours[kind]) / peerMed).toFixed(2)}x / ${(Math.max(...ours[kind]) / peerBest).toFixed(2)}x`;
+    rows.push(`| ${label} | ${w} | ${cell(ours)} | ${cell(sip)} | ${cell(sipjs)} | ${ratio} |`);
+  }
+  console.log(rows.join('\n'));
+}
 if (sink === 42) console.log('');
