@@ -119,6 +119,24 @@ describe('RFC 3665 §3 sessions through the proxy', () => {
     assert.equal(byeOk.cseq.method, 'BYE');
   });
 
+  test('3.1 with the BYE retransmitted after its 200: the proxy answers it from its transaction (the same 200)', async () => {
+    const bob = await callee('3.1-bob.xml');
+    const alice = await caller('3.1-alice-bye-again.xml');
+    const [a, b] = await Promise.all([alice.done, bob.done]);
+    const why = explain(a, b);
+    const seen = ladder(a.log);
+    assert.deepEqual(seen.slice(0, 10), ['> INVITE', '< 407', '> ACK', '> INVITE', '< 100', '< 180', '< 200', '> ACK', '> BYE', '< 200'], why);
+    // SIPp takes each repeated 200 for a retransmission and answers it with its BYE again: pairs, never a 500.
+    const rest = seen.slice(10);
+    assert.ok(rest.length >= 2, why);
+    rest.forEach((e, i) => assert.equal(e, i % 2 === 0 ? '> BYE' : '< 200', why));
+    assert.equal(pick(a.log, '> BYE', 1).via.branch, pick(a.log, '> BYE').via.branch, 'a retransmission');
+    const [first, again] = [pick<SipResponse>(a.log, '< 200', 1), pick<SipResponse>(a.log, '< 200', 2)];
+    assert.equal(again.cseq.method, 'BYE');
+    assert.equal(again.toTag, first.toTag);
+    assert.deepEqual(ladder(b.log), ['< INVITE', '> 180', '> 200', '< ACK', '< BYE', '> 200'], why);
+  });
+
   test('3.8 no answer: Alice cancels while Bob rings; CANCEL goes on hop by hop, 487 comes back', async () => {
     const bob = await callee('3.8-bob.xml');
     const alice = await caller('3.8-alice.xml');
