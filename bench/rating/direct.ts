@@ -1,3 +1,7 @@
+// Times the engine statement by statement on a fresh PostgreSQL database, without Kafka:
+//   npx tsx bench/rating/direct.ts            one record at a time
+//   BATCH=1000 npx tsx bench/rating/direct.ts handleAccountingBatch
+//   ASYNC_COMMIT=1 ...                        with synchronous_commit=off
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -54,7 +58,6 @@ for (let a = 0; a < 100; a++) {
   });
 }
 const N = 1000;
-const t = performance.now();
 let q = 0;
 const tq = performance.now();
 for (let i = 0; i < 500; i++) await db.query('select 1');

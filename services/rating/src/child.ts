@@ -6,7 +6,8 @@
 import { runTargets, stopOnSignals } from '@switchboard/platform';
 import { ratingService } from '@switchboard/rating';
 
-const proc = await runTargets([ratingService], { version: 'bench', env: process.env });
+// configuration from this process's environment (the runner reads it)
+const proc = await runTargets([ratingService], { version: 'child' });
 const grpc = proc.endpoints.find((e) => e.service === 'rating')!.url.replace('grpc://', '');
 process.stdout.write(`ready ${JSON.stringify({ grpc, ops: proc.ops.url })}\n`);
 stopOnSignals(proc, 10_000);
