@@ -151,6 +151,28 @@ async function scenario(s: Running, topics: { accounting: string; cdrs: string }
   await s.admin.adjust(topup);
   assert.equal((await s.admin.adjust(topup)).applied, false, 'the same top-up twice counts once');
 
+  const quote = await s.admin.quote({
+    account: alice,
+    callee: '4915112345678',
+    seconds: 61,
+    at: 0,
+    onNet: false,
+  });
+  assert.deepEqual(
+    [quote.rated, quote.priceMicros, quote.billableSeconds, quote.destination],
+    [true, 420_000, 120, 'Germany mobile'],
+  );
+  await s.admin.assignDomainPlan({ domain: `d-${tag}.example`, planId: 'std' });
+  const viaDomain = await s.admin.quote({
+    account: `sip:x@d-${tag}.example`,
+    callee: '4930123456',
+    seconds: 60,
+    at: 0,
+    onNet: false,
+  });
+  assert.equal(viaDomain.priceMicros, 50_000, "an account without a plan of its own gets its domain's");
+  assert.equal((await s.admin.getAccount({ account: alice })).account?.balanceMicros, 1_000_000);
+
   const auth = await s.rating.authorize({ account: alice, callee: '4930123456', callId: `c1-${tag}` });
   assert.deepEqual(
     [auth.allowed, auth.maxSeconds, auth.reason],
