@@ -137,6 +137,46 @@ describe('RFC 3665 §3 sessions through the proxy', () => {
     assert.deepEqual(ladder(b.log), ['< INVITE', '> 180', '> 200', '< ACK', '< BYE', '> 200'], why);
   });
 
+  test('3.7 re-INVITE after an IP address change: from her new address Alice re-INVITEs in the dialog through the proxy', async () => {
+    const bob = await callee('3.7-bob.xml');
+    const before = await (await caller('3.7-alice.xml')).done;
+    assert.deepEqual(ladder(before.log), ['> INVITE', '< 407', '> ACK', '> INVITE', '< 100', '< 180', '< 200', '> ACK'], explain(before));
+    const ok = pick<SipResponse>(before.log, '< 200');
+    // The dialog as Alice holds it; her UA moves to 127.0.0.7 and carries on with it.
+    const moved = await ua('3.7-alice-moved.xml', {
+      remote: proxy,
+      keys: {
+        user: ALICE.username,
+        callee: 'bob',
+        dom: p.domain,
+        ftag: ok.fromTag ?? '',
+        ttag: ok.toTag ?? '',
+        target: ok.contacts[0].uri.toString(),
+        route: ok.getHeaderValues('Record-Route').join(', '),
+      },
+      // SIPp matches responses to its call by Call-ID: the dialog's, verbatim.
+      args: ['-i', '127.0.0.7', '-cid_str', ok.callId],
+      timeoutMs: 15_000,
+    });
+    const [m, b] = await Promise.all([moved.done, bob.done]);
+    const why = explain(before, m, b);
+    assert.deepEqual(ladder(m.log).filter((e) => e !== '< 100'), ['> INVITE', '< 200', '> ACK', '> BYE', '< 200'], why);
+    assert.equal(m.result.successful, 1, why);
+    assert.deepEqual(ladder(b.log), ['< INVITE', '> 180', '> 200', '< ACK', '< INVITE', '> 200', '< ACK', '< BYE', '> 200'], why);
+    const reinvite = pick<SipRequest>(b.log, '< INVITE', 1);
+    assert.equal(reinvite.toTag, ok.toTag, 'in the dialog');
+    assert.equal(reinvite.vias.length, 2);
+    assert.equal(reinvite.vias[0].port, proxy.port, 'through the proxy (the Record-Route)');
+    assert.equal(reinvite.vias[1].host, '127.0.0.7');
+    assert.equal(reinvite.vias[1].rport, moved.port);
+    assert.deepEqual(reinvite.getHeaderValues('Route'), []);
+    assert.equal(reinvite.contacts[0].uri.toString(), `sip:alice@127.0.0.7:${moved.port}`);
+    assert.match(reinvite.body.toString(), /c=IN IP4 127\.0\.0\.7/);
+    const answer = pick<SipResponse>(m.log, '< 200');
+    assert.equal(answer.cseq.seq, 3);
+    assert.equal(answer.via.received, '127.0.0.7');
+  });
+
   test('3.8 no answer: Alice cancels while Bob rings; CANCEL goes on hop by hop, 487 comes back', async () => {
     const bob = await callee('3.8-bob.xml');
     const alice = await caller('3.8-alice.xml');
