@@ -15,7 +15,8 @@
  * Env: BENCH_STEP_S, BENCH_USERS (1000), BENCH_CALL_RATES, BENCH_REG_RATES
  * (comma-separated, ascending), BENCH_ONLY=kamailio|switchboard,
  * BENCH_KAMAILIO_CHILDREN (2: one UDP worker per core), BENCH_CPU_PROF=dir
- * (profile the Switchboard process with node --cpu-prof), BENCH_TESTS=calls,register.
+ * (profile the Switchboard process with node --cpu-prof), BENCH_TESTS=calls,latency,register
+ * (latency: INVITE→200 p99 through the proxy minus straight to the UAS, at half the best call rate).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -36,7 +37,8 @@ const USERS = Number(process.env.BENCH_USERS ?? 1000);
 const rates = (v: string | undefined, d: string) => (v ?? d).split(',').map(Number);
 const CALL_RATES = rates(process.env.BENCH_CALL_RATES, '200,400,600,800,1000,1300,1600,2000,2500,3000,4000,5000');
 const REG_RATES = rates(process.env.BENCH_REG_RATES, '200,400,600,800,1000,1300,1600,2000,2500,3000,4000,5000');
-const TESTS = (process.env.BENCH_TESTS ?? 'calls,register').split(',');
+const TESTS = (process.env.BENCH_TESTS ?? 'calls,latency,register').split(',');
+const latency = new Map<string, { rate: number; via: { p99: number }; direct: { p99: number } }>();
 const KAMAILIO_CHILDREN = Number(process.env.BENCH_KAMAILIO_CHILDREN ?? 2);
 const MAX_FAILED = 0.001;
 
@@ -189,6 +191,7 @@ interface SippRun {
   seconds: number;
   stderr: string;
   errors: string;
+  dir: string;
 }
 
 /** Run SIPp to completion (bounded), reading its final statistics. */
@@ -230,7 +233,7 @@ function runSipp(args: string[], timeoutS: number, onTimeS: number): Promise<Sip
       } catch {
         // none
       }
-      resolve({ code, successful, failed, onTime, seconds: (Date.now() - started) / 1000, stderr, errors });
+      resolve({ code, successful, failed, onTime, seconds: (Date.now() - started) / 1000, stderr, errors, dir });
     });
   });
 }
@@ -293,6 +296,34 @@ async function callsBench(sys: System): Promise<number> {
       '-default_behaviors', 'all,-abortunexp',
       `${sys.sip.host}:${sys.sip.port}`,
     ]);
+    if (best > 0 && TESTS.includes('latency')) {
+      // The added latency: INVITE → 200 at the caller, through the proxy and straight to the UAS, at half the best rate.
+      const rate = Math.max(Math.floor(best / 2), 1);
+      const rtd = async (to: { host: string; port: number }) => {
+        const r = await runSipp(
+          [
+            '-sf', join(SCENARIOS, 'uac.xml'), '-key', 'callee', CALLEE, '-key', 'dom', DOMAIN,
+            '-i', '127.0.0.1', '-p', String(uacPort), '-r', String(rate), '-m', String(rate * STEP_S),
+            '-timeout', `${STEP_S + 30}s`, '-default_behaviors', 'all,-abortunexp', '-trace_rtt', '-rtt_freq', '100',
+            `${to.host}:${to.port}`,
+          ],
+          STEP_S + 40,
+          STEP_S + 2,
+        );
+        const file = readdirSync(r.dir).find((f) => f.endsWith('_rtt.csv'));
+        const ms = file
+          ? readFileSync(join(r.dir, file), 'utf8').trim().split('\n').slice(1).map((l) => Number(l.split(';')[1])).filter((x) => Number.isFinite(x)).sort((a, b) => a - b)
+          : [];
+        const q = (p: number) => (ms.length ? ms[Math.min(ms.length - 1, Math.floor(p * ms.length))] : NaN);
+        return { p50: q(0.5), p99: q(0.99), n: ms.length };
+      };
+      const via = await rtd(sys.sip);
+      const direct = await rtd({ host: '127.0.0.1', port: uasPort });
+      latency.set(sys.name, { rate, via, direct });
+      console.log(
+        `  ${sys.name.padEnd(11)} latency at ${rate}/s: INVITE→200 p50 ${via.p50.toFixed(2)} ms, p99 ${via.p99.toFixed(2)} ms (${via.n} calls); direct p50 ${direct.p50.toFixed(2)} ms, p99 ${direct.p99.toFixed(2)} ms; added p99 ${(via.p99 - direct.p99).toFixed(2)} ms`,
+      );
+    }
     return best;
   } finally {
     uas.kill('SIGTERM');
@@ -350,4 +381,9 @@ console.log('\n| test | Kamailio | Switchboard | Switchboard / Kamailio |');
 console.log('|---|---:|---:|---:|');
 console.log(`| calls/s (INVITE..BYE, <0.1% failed) | ${k?.calls ?? 'n/a'} | ${s?.calls ?? 'n/a'} | ${ratio(k?.calls, s?.calls)} |`);
 console.log(`| REGISTER/s (digest, <0.1% failed) | ${k?.register ?? 'n/a'} | ${s?.register ?? 'n/a'} | ${ratio(k?.register, s?.register)} |`);
+const added = (n: string) => {
+  const l = latency.get(n);
+  return l ? `${(l.via.p99 - l.direct.p99).toFixed(2)} ms at ${l.rate}/s` : 'n/a';
+};
+console.log(`| added p99 INVITE→200 latency at half the best call rate | ${added('Kamailio')} | ${added('Switchboard')} | |`);
 console.log(`| memory after the runs (PSS, MB) | ${k?.memoryKb ? (k.memoryKb / 1024).toFixed(0) : 'n/a'} | ${s?.memoryKb ? (s.memoryKb / 1024).toFixed(0) : 'n/a'} | |`);
