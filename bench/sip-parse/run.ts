@@ -15,12 +15,20 @@
  * proxy: parse, then the edits a proxy makes (Via on top, Record-Route, first
  *   Route removed, Max-Forwards - 1, Request-URI rewritten) and serialize to a Buffer.
  *   sip.js has no serializer for a received message: n/a.
+ *
+ * SIP_BENCH_REV=<git rev>: run our side from that revision of libs/sip/src/message
+ * (a snapshot, see snapshot.ts) instead of the working tree, for before/after figures.
  */
 import { createRequire } from 'node:module';
 import os from 'node:os';
 import { Parser } from 'sip.js/lib/core/index.js';
-import { parseMessage, type SipRequest, type SipUri } from '@switchboard/sip';
+import * as sipLib from '@switchboard/sip';
+import type { SipRequest, SipUri } from '@switchboard/sip';
 import { INVITE, REGISTER } from './messages';
+import { snapshot } from './snapshot';
+
+const REV = process.env.SIP_BENCH_REV;
+const { parseMessage } = REV ? ((await import(snapshot(REV))) as typeof sipLib) : sipLib;
 
 const require = createRequire(import.meta.url);
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -160,7 +168,8 @@ for (const [label, buf] of inputs) {
 }
 
 console.log(
-  `node ${process.version}, ${ROUNDS} rounds of ${MS} ms per case (sip.js: 2 rounds), interleaved, ` +
+  `@switchboard/sip from ${REV ? `revision ${REV}` : 'the working tree'}; ` +
+    `node ${process.version}, ${ROUNDS} rounds of ${MS} ms per case (sip.js: 2 rounds), interleaved, ` +
     `${new Date().toISOString()}, load average ${os
       .loadavg()
       .map((l) => l.toFixed(1))
