@@ -1,0 +1,105 @@
+/**
+ * The fast paths of parseMessage (Call-ID, CSeq and Max-Forwards checked on the bytes;
+ * top Via, From, To and one-value Route fields parsed in place in the decoded header
+ * text) must answer exactly as the value-string paths they shortcut: folded lines,
+ * non-ASCII bytes and error positions are the edges.
+ */
+import { test, describe } from 'node:test';
+import assert from 'node:assert/strict';
+import { parseMessage, SipParseError, SipRequest } from './index';
+
+const LINES = [
+  'INVITE sip:bob@example.com SIP/2.0',
+  'Via: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK1;rport',
+  'Route: <sip:p1.example.com;lr>',
+  'From: "Alice" <sip:alice@example.com>;tag=1',
+  'To: "Bob" <sip:bob@[2001:db8::2]>', // '"', '>' and ']' after the headers above
+  'Call-ID: c1@192.0.2.1',
+  'CSeq: 7 INVITE',
+  'Max-Forwards: 70',
+  'Content-Length: 0',
+];
+/** The message with header `name` replaced by `line` (a whole line, folding allowed). */
+function msg(name: string, line: string): Buffer {
+  const out = LINES.map((l) => (l.startsWith(name + ':') ? line : l));
+  return Buffer.from(out.join('\r\n') + '\r\n\r\n', 'utf8');
+}
+function code(b: Buffer): string {
+  try {
+    parseMessage(b);
+    return 'ok';
+  } catch (e) {
+    assert.ok(e instanceof SipParseError);
+    return `${e.code} ${e.message}`;
+  }
+}
+
+describe('in-place parsing matches the value-string parsers', () => {
+  test('Call-ID: ASCII whitespace rejected; non-ASCII decided by the string check (NBSP is \\s)', () => {
+    assert.match(code(msg('Call-ID', 'Call-ID: c1 @x')), /^bad_header/);
+    assert.match(code(msg('Call-ID', 'Call-ID: c1\u00a0x')), /^bad_header call-id/);
+    assert.equal(code(msg('Call-ID', 'Call-ID: c1\u00e9x')), 'ok');
+    const m = parseMessage(msg('Call-ID', 'Call-ID: c1\u00e9x'));
+    assert.equal(m.callId, 'c1\u00e9x');
+  });
+
+  test('CSeq: method compared by bytes, case-sensitive; folded value parsed unfolded', () => {
+    assert.match(code(msg('CSeq', 'CSeq: 7 invite')), /^cseq_mismatch/);
+    assert.match(code(msg('CSeq', 'CSeq: 7INVITE')), /^bad_header cseq: missing space/);
+    assert.match(code(msg('CSeq', 'CSeq: 4294967296 INVITE')), /^bad_header cseq: sequence number over/);
+    const m = parseMessage(msg('CSeq', 'CSeq: 7\r\n INVITE')) as SipRequest;
+    assert.deepEqual(m.cseq, { seq: 7, method: 'INVITE' });
+    assert.equal(m.cseq.method, m.method);
+  });
+
+  test('Max-Forwards: digits only, at most 10 of them', () => {
+    assert.match(code(msg('Max-Forwards', 'Max-Forwards: 7a')), /^bad_header max-forwards: not a number/);
+    assert.match(code(msg('Max-Forwards', 'Max-Forwards: 00000000070')), /not a number/);
+    assert.equal(
+      (parseMessage(msg('Max-Forwards', 'Max-Forwards: 0000000070')) as SipRequest).maxForwards,
+      70,
+    );
+  });
+
+  test('error positions are relative to the value, as in the string parsers', () => {
+    assert.equal(
+      code(msg('Via', 'Via: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK1 x')),
+      'bad_header via: unexpected character at 43',
+    );
+    assert.equal(code(msg('To', 'To: <sip:bob@example.com> x')), 'bad_header to: unexpected character at 22');
+    assert.equal(
+      code(msg('From', 'From: <sip:a@example.com>;tag=1 x')),
+      'bad_header from: unexpected character at 26',
+    );
+  });
+
+  test('a value ends at its line: quotes, <> and [] do not run into a later header', () => {
+    assert.match(
+      code(msg('From', 'From: "Alice <sip:alice@example.com>;tag=1')),
+      /unterminated quoted string/,
+    );
+    assert.match(code(msg('From', 'From: <sip:alice@example.com;tag=1')), /^bad_header from: unterminated </);
+    assert.match(
+      code(msg('Via', 'Via: SIP/2.0/UDP [2001:db8::1;branch=z9hG4bK1')),
+      /^bad_header via: .*IPv6/,
+    );
+    const r = (v: string) => () => parseMessage(msg('Route', v)).routes;
+    assert.throws(r('Route: "p1 <sip:p1.example.com;lr>'), /unterminated quoted string/);
+    assert.throws(r('Route: <sip:p1.example.com;lr'), /unterminated </);
+    const m = parseMessage(msg('Via', 'Via: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK1;rport'));
+    assert.equal(m.via.port, null);
+    assert.equal(m.via.rport, null);
+  });
+
+  test('Route: one value in place, lists and folded fields split as before', () => {
+    const one = parseMessage(msg('Route', 'Route: <sip:p1.example.com;lr>\u000b'));
+    assert.equal(one.routes.length, 1);
+    assert.equal(String(one.routes[0]), '<sip:p1.example.com;lr>');
+    const two = parseMessage(msg('Route', 'Route: <sip:p1.example.com;lr>,\r\n <sip:p2.example.com;lr>'));
+    assert.deepEqual(
+      two.routes.map((r) => r.uriText),
+      ['sip:p1.example.com;lr', 'sip:p2.example.com;lr'],
+    );
+    assert.throws(() => parseMessage(msg('Route', 'Route: \u000b')).routes, /empty list element/);
+  });
+});
