@@ -12,7 +12,7 @@
  * Each step runs BENCH_STEP_S seconds (default 10). Prints every step, both
  * systems' figures and the ratios. `node --import tsx bench/proxy/run.ts`
  *
- * Env: BENCH_STEP_S, BENCH_USERS (1000), BENCH_CALL_RATES, BENCH_REG_RATES
+ * Env: BENCH_KEEP=1 (keep the work dir), BENCH_STEP_S, BENCH_USERS (1000), BENCH_CALL_RATES, BENCH_REG_RATES
  * (comma-separated, ascending), BENCH_ONLY=kamailio|switchboard,
  * BENCH_KAMAILIO_CHILDREN (2: one UDP worker per core), BENCH_CPU_PROF=dir
  * (profile the Switchboard process with node --cpu-prof), BENCH_TESTS=calls,latency,register
@@ -20,7 +20,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -387,3 +387,4 @@ const added = (n: string) => {
 };
 console.log(`| added p99 INVITE→200 latency at half the best call rate | ${added('Kamailio')} | ${added('Switchboard')} | |`);
 console.log(`| memory after the runs (PSS, MB) | ${k?.memoryKb ? (k.memoryKb / 1024).toFixed(0) : 'n/a'} | ${s?.memoryKb ? (s.memoryKb / 1024).toFixed(0) : 'n/a'} | |`);
+if (!process.env.BENCH_KEEP) rmSync(work, { recursive: true, force: true }); // SIPp logs, db_text tables, PGlite data

@@ -3,7 +3,7 @@
  * with its message log on, and read back every message it sent and received,
  * parsed by the SIP stack, so a test asserts the ladder each side saw.
  */
-import { mkdtempSync, readFileSync, existsSync } from 'node:fs';
+import { mkdtempSync, readFileSync, existsSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { createSocket } from 'node:dgram';
 import { tmpdir } from 'node:os';
@@ -123,11 +123,15 @@ export async function ua(
   return {
     port,
     kill: p.kill,
-    done: p.done.then((result) => ({
-      result,
-      log: readMessageLog(logFile),
-      errors: existsSync(errFile) ? readFileSync(errFile, 'utf8').slice(-3000) : '',
-    })),
+    done: p.done.then((result) => {
+      const run = {
+        result,
+        log: readMessageLog(logFile),
+        errors: existsSync(errFile) ? readFileSync(errFile, 'utf8').slice(-3000) : '',
+      };
+      rmSync(dir, { recursive: true, force: true });
+      return run;
+    }),
   };
 }
 
