@@ -1,9 +1,10 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { ConfigError, runTargets, selectTargets, stopOnSignals, loadConfig, platformSpec } from '@switchboard/platform';
+import { ConfigError, runTargets, selectTargets, stopOnSignals, loadConfig, platformSpec, processEnv } from '@switchboard/platform';
 import { SERVICES } from './targets';
 import { configTable } from './config-doc';
 import { trace } from './trace';
+import { PORTAL_CLI_HELP, portalCli } from '../services/portal/src/cli';
 
 const VERSION: string = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')).version;
 
@@ -17,6 +18,7 @@ Commands:
   config [--markdown]                        print the configuration variables and their defaults
   trace [--url=http://127.0.0.1:9464] [--call-id=ID] [--number=N] [--method=M] [--full]
                                              follow SIP messages through a running proxy
+${PORTAL_CLI_HELP}
   help                                       this text
 
 Configuration comes from environment variables (SWITCHBOARD_*, DATABASE_URL,
@@ -64,6 +66,10 @@ async function main(): Promise<void> {
       return config(rest);
     case 'trace':
       return trace(rest);
+    case 'subscriber':
+    case 'credit':
+      for (const line of await portalCli(cmd, rest, processEnv())) console.log(line);
+      return;
     case undefined:
     case 'help':
     case '--help':

@@ -7,12 +7,8 @@ import { defineService, runTargets, type RunningProcess, type ServiceModule } fr
 import { ha1 } from '@switchboard/sip';
 import { TOPICS, encodeRecord, type SubscriberRecord } from '@switchboard/contracts';
 import { SERVICES } from '../../cli/targets';
-import { portalService } from '../../services/portal/src/main';
 
-/** Every module a test may ask for: the targets, and the portal until cli/targets.ts lists it. */
-const MODULES: readonly ServiceModule[] = SERVICES.some((s) => s.name === 'portal')
-  ? SERVICES
-  : [...SERVICES, portalService as ServiceModule];
+const MODULES: readonly ServiceModule[] = SERVICES;
 
 export interface TestSubscriber {
   username: string;
@@ -87,6 +83,7 @@ export async function startPlatform(opts: {
       SWITCHBOARD_ACCOUNTING_PORT: '0',
       SWITCHBOARD_MEDIASERVER_SIP_PORT: '0',
       SWITCHBOARD_MEDIASERVER_GRPC_PORT: '0',
+      SWITCHBOARD_RATING_GRPC_PORT: '0',
       SWITCHBOARD_SIP_LISTEN: 'udp:127.0.0.1:0,tcp:127.0.0.1:0',
       SWITCHBOARD_SIP_DOMAIN: domain,
       SWITCHBOARD_SIP_T1_MS: '100',

@@ -128,3 +128,6 @@ export type PlatformConfig = ConfigOf<typeof platformSpec>;
 
 /** Whether stdout is a terminal (for pretty logs); kept here with the other environment reads. */
 export const isTerminal = (): boolean => Boolean(process.stdout.isTTY);
+
+/** The process environment, for tools that hand it on whole (the CLI); services read a config spec instead. */
+export const processEnv = (): Record<string, string | undefined> => process.env;
