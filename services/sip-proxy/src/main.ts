@@ -39,6 +39,8 @@ import { ProxyMetrics } from './metrics';
 import { ProxyCore } from './proxy-core';
 import { RegistrarFront } from './register';
 import { Replica } from './replica';
+import { Tracer } from './trace';
+import { traceRoutes } from './trace-http';
 
 export const sipProxyConfig = {
   domain: str('SWITCHBOARD_SIP_DOMAIN', 'switchboard.local', 'Default SIP domain (users of a bare IP Request-URI belong to it)'),
@@ -58,6 +60,11 @@ export const sipProxyConfig = {
   inviteTimeoutMs: int('SWITCHBOARD_SIP_INVITE_TIMEOUT_MS', 30000, 'How long a branch may ring before it is cancelled (fr_inv_timer)', 100),
   branchTimeoutMs: int('SWITCHBOARD_SIP_BRANCH_TIMEOUT_MS', 30000, 'How long a branch may stay without any response (fr_timer)', 100),
   trusted: list('SWITCHBOARD_SIP_TRUSTED', '', 'Addresses or CIDRs of trusted gateways and peers, not challenged'),
+  trace: bool('SWITCHBOARD_SIP_TRACE', false, 'Store every SIP message for search (switch at run time: POST /sip/trace/config on the ops port)'),
+  traceCapacity: int('SWITCHBOARD_SIP_TRACE_CAPACITY', 20000, 'Most SIP messages kept in the trace store', 1),
+  traceRetentionMs: int('SWITCHBOARD_SIP_TRACE_RETENTION_MS', 3600000, 'How long stored SIP messages stay searchable', 1000),
+  hep: optional('SWITCHBOARD_SIP_HEP', 'Homer/heplify collector as host:port: every SIP message mirrored as HEPv3'),
+  hepCaptureId: int('SWITCHBOARD_SIP_HEP_ID', 2001, 'HEP capture agent id', 0),
   pikeRequests: int('SWITCHBOARD_SIP_PIKE_REQUESTS', 100, 'Requests allowed per source per window before it is blocked', 1),
   pikeWindowMs: int('SWITCHBOARD_SIP_PIKE_WINDOW_MS', 2000, 'Rate-limit window', 100),
   pikeBlockMs: int('SWITCHBOARD_SIP_PIKE_BLOCK_MS', 30000, 'How long a source over the rate stays blocked', 0),
@@ -154,7 +161,18 @@ export const sipProxyService = defineService({
       clock: { now: Date.now },
     });
 
-    const transport = createSipTransport({ listen, udpRecvBufferSize: UDP_RECV_BUFFER });
+    let localSip = { address: '127.0.0.1', port: 5060 };
+    const hep = config.hep ? /^(\[[^\]]+\]|[^:]+):(\d+)$/.exec(config.hep) : undefined;
+    if (config.hep && !hep) throw new Error(`SWITCHBOARD_SIP_HEP: "${config.hep}" is not host:port`);
+    const tracer = new Tracer({
+      capacity: config.traceCapacity,
+      retentionMs: config.traceRetentionMs,
+      global: config.trace,
+      hep: hep ? { host: hep[1].replace(/^\[|\]$/g, ''), port: Number(hep[2]), captureId: config.hepCaptureId } : undefined,
+      local: () => localSip,
+    });
+    for (const [path, handler] of Object.entries(traceRoutes(tracer))) ctx.ops.addRoute(path, handler);
+    const transport = createSipTransport({ listen, udpRecvBufferSize: UDP_RECV_BUFFER, tap: tracer.tap });
     const tl = new TransactionLayer({ transport, timers: { T1: config.timersT1 } });
     let core: ProxyCore | undefined;
     const metrics = new ProxyMetrics(ctx.metrics, {
@@ -171,6 +189,7 @@ export const sipProxyService = defineService({
       host === '0.0.0.0' || host === '::' ? (config.advertise ?? firstAddress(family)) : host;
     for (const b of bound) domains.addAddress(advertised(b.host, isIPv6(b.host) ? 6 : 4), b.port);
     if (config.advertise) domains.addAddress(config.advertise);
+    if (bound[0]) localSip = { address: advertised(bound[0].host, isIPv6(bound[0].host) ? 6 : 4), port: bound[0].port };
 
     core = new ProxyCore(
       {
@@ -223,6 +242,7 @@ export const sipProxyService = defineService({
     return {
       async stop() {
         clearInterval(prune);
+        tracer.close();
         await transport.stop();
         registrar.close();
         await subscribers.stop();
