@@ -37,6 +37,21 @@ test('a phone registers with digest auth, and 20 calls from a trusted peer reach
     const metrics = await p.metrics();
     assert.equal(metricValue(metrics, 'switchboard_sip_requests_total', 'method="INVITE"'), 20);
     assert.equal(metricValue(metrics, 'switchboard_calls_total', 'outcome="answered"'), 20);
+    // Every call accounted over RADIUS to the accounting service in the same process: 20 Starts, 20 Stops.
+    const deadline = Date.now() + 20_000;
+    const radius = (type: string) =>
+      p.metrics().then((m) =>
+        m
+          .split('\n')
+          .filter((l) => l.startsWith(`switchboard_radius_requests_total{type="${type}"`))
+          .reduce((sum, l) => sum + Number(l.slice(l.lastIndexOf(' ') + 1)), 0),
+      );
+    while ((await radius('Start')) < 20 || (await radius('Stop')) < 20) {
+      assert.ok(Date.now() < deadline, `accounting: ${await radius('Start')} Starts, ${await radius('Stop')} Stops`);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    assert.equal(await radius('Start'), 20);
+    assert.equal(await radius('Stop'), 20);
   } finally {
     uas.kill();
     await p.stop();

@@ -20,7 +20,8 @@ const MIGRATIONS = join(import.meta.dirname, '..', 'migrations');
 
 const clientsSetting: Setting<NasClient[]> = {
   env: 'SWITCHBOARD_ACCOUNTING_CLIENTS',
-  default: '',
+  // The proxy in the same process (npm start) sends from loopback with its default secret.
+  default: '127.0.0.1/32=switchboard-local,::1/128=switchboard-local',
   description:
     'RADIUS clients to provision at start, as CIDR=secret pairs separated by commas (e.g. 127.0.0.1/32=secret,10.0.0.0/8=other); others are provisioned in accounting.clients',
   parse: parseClientsSetting,

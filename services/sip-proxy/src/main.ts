@@ -39,6 +39,7 @@ import { ProxyMetrics } from './metrics';
 import { ProxyCore } from './proxy-core';
 import { RegistrarFront } from './register';
 import { Replica } from './replica';
+import { AccountingClient } from './acc';
 import { Tracer } from './trace';
 import { traceRoutes } from './trace-http';
 
@@ -60,6 +61,12 @@ export const sipProxyConfig = {
   inviteTimeoutMs: int('SWITCHBOARD_SIP_INVITE_TIMEOUT_MS', 30000, 'How long a branch may ring before it is cancelled (fr_inv_timer)', 100),
   branchTimeoutMs: int('SWITCHBOARD_SIP_BRANCH_TIMEOUT_MS', 30000, 'How long a branch may stay without any response (fr_timer)', 100),
   trusted: list('SWITCHBOARD_SIP_TRUSTED', '', 'Addresses or CIDRs of trusted gateways and peers, not challenged'),
+  radius: list(
+    'SWITCHBOARD_SIP_RADIUS',
+    '',
+    'RADIUS accounting servers as host:port, in failover order (default: the accounting service in this process, if any)',
+  ),
+  radiusSecret: str('SWITCHBOARD_SIP_RADIUS_SECRET', 'switchboard-local', 'RADIUS shared secret of the proxy'),
   trace: bool('SWITCHBOARD_SIP_TRACE', false, 'Store every SIP message for search (switch at run time: POST /sip/trace/config on the ops port)'),
   traceCapacity: int('SWITCHBOARD_SIP_TRACE_CAPACITY', 20000, 'Most SIP messages kept in the trace store', 1),
   traceRetentionMs: int('SWITCHBOARD_SIP_TRACE_RETENTION_MS', 3600000, 'How long stored SIP messages stay searchable', 1000),
@@ -126,7 +133,7 @@ function trustedList(entries: readonly string[]): (address: string) => boolean {
 export const sipProxyService = defineService({
   name: 'sip-proxy',
   description: 'SIP edge: registrar front, digest auth, stateful proxy and forking, NAT, redirect mode',
-  dependsOn: ['registrar'],
+  dependsOn: ['registrar', 'accounting'],
   configSpec: sipProxyConfig,
   async start(ctx, config) {
     const tls =
@@ -172,6 +179,18 @@ export const sipProxyService = defineService({
       local: () => localSip,
     });
     for (const [path, handler] of Object.entries(traceRoutes(tracer))) ctx.ops.addRoute(path, handler);
+    // Accounting: the configured RADIUS servers, else the accounting service running in this process.
+    const localRadius = ctx.localEndpoint('accounting', 'RADIUS accounting')?.replace('udp://', '');
+    const radiusServers = (config.radius.length ? config.radius : localRadius ? [localRadius] : []).map((hp) => {
+      const m = /^(\[[^\]]+\]|[^:]+):(\d+)$/.exec(hp);
+      if (!m) throw new Error(`SWITCHBOARD_SIP_RADIUS: "${hp}" is not host:port`);
+      const host = m[1].replace(/^\[|\]$/g, '');
+      return { host: host === '0.0.0.0' ? '127.0.0.1' : host === '::' ? '::1' : host, port: Number(m[2]), secret: config.radiusSecret };
+    });
+    const acc = radiusServers.length
+      ? new AccountingClient(await ctx.db(), radiusServers, { nasIp: config.advertise ?? firstAddress(4), logger: ctx.logger, registry: ctx.metrics })
+      : undefined;
+    await acc?.start();
     const transport = createSipTransport({ listen, udpRecvBufferSize: UDP_RECV_BUFFER, tap: tracer.tap });
     const tl = new TransactionLayer({ transport, timers: { T1: config.timersT1 } });
     let core: ProxyCore | undefined;
@@ -226,6 +245,7 @@ export const sipProxyService = defineService({
         metrics,
         logger: ctx.logger,
         clock: systemClock,
+        acc,
       },
       { mode: config.mode, inviteTimeoutMs: config.inviteTimeoutMs, branchTimeoutMs: config.branchTimeoutMs, isTrusted },
     );
@@ -243,6 +263,7 @@ export const sipProxyService = defineService({
       async stop() {
         clearInterval(prune);
         tracer.close();
+        await acc?.stop();
         await transport.stop();
         registrar.close();
         await subscribers.stop();

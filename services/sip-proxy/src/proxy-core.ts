@@ -32,6 +32,7 @@ import type { Domains } from './domains';
 import { aliasContact, isNated, takeAlias } from './nat';
 import type { RegistrarFront } from './register';
 import type { ProxyMetrics } from './metrics';
+import type { AccRecord, AccStatus } from './acc';
 
 /** Methods that create a dialog: Record-Route them (§16.6 step 4). */
 const DIALOG_METHODS = new Set(['INVITE', 'SUBSCRIBE', 'REFER', 'NOTIFY']);
@@ -79,6 +80,8 @@ export interface ProxyDeps {
   metrics: ProxyMetrics;
   logger: Logger;
   clock: { now(): number; setTimeout(fn: () => void, ms: number): unknown; clearTimeout(h: unknown): void };
+  /** Call accounting (RADIUS Start/Stop/Failed), off the call path. */
+  acc?: { record(r: AccRecord): Promise<void> };
 }
 
 interface Branch {
@@ -105,6 +108,8 @@ interface Context {
   timedOut: boolean;
   started: number;
   callerNated: boolean;
+  /** The authenticated caller of an initial request, if any (the billed account). */
+  caller?: SubscriberRecord;
 }
 
 const bare = (h: string) => h.replace(/^\[|\]$/g, '');
@@ -253,7 +258,7 @@ export class ProxyCore implements TransactionUser {
         );
         return;
       }
-      return this.fork(req, stx!, src, groupByQ(bindings));
+      return this.fork(req, stx!, src, groupByQ(bindings), caller);
     }
 
     // A foreign domain: relay only for our own authenticated callers or trusted peers (no open relay).
@@ -261,7 +266,7 @@ export class ProxyCore implements TransactionUser {
       this.respond(stx!, req, 403, 'Relaying Denied');
       return;
     }
-    return this.fork(req, stx!, src, [[{ uri: req.uriText }]]);
+    return this.fork(req, stx!, src, [[{ uri: req.uriText }]], caller);
   }
 
   /** §16.4: strict-router compatibility, then remove the Route entries that name us. */
@@ -305,6 +310,7 @@ export class ProxyCore implements TransactionUser {
       return;
     }
     const ctx = this.newContext(req, stx, src, []);
+    if (req.method === 'BYE') this.account('Stop', req, undefined, ctx, out.uriText);
     this.startBranch(ctx, out, target, undefined);
   }
 
@@ -364,13 +370,20 @@ export class ProxyCore implements TransactionUser {
   }
 
   /** §16.5/§16.6: fork to the first group of targets; later groups start when a group fails. */
-  private async fork(req: SipRequest, stx: ServerTransaction, src: Source, groups: Context['pending']): Promise<void> {
+  private async fork(
+    req: SipRequest,
+    stx: ServerTransaction,
+    src: Source,
+    groups: Context['pending'],
+    caller?: SubscriberRecord,
+  ): Promise<void> {
     if (req.method === 'INVITE') {
       this.d.metrics.callAttempt();
       // §16.2: 100 Trying at once rather than after 200 ms: the caller stops retransmitting (as tm's t_relay does).
       stx.respond(createResponse(req, 100, 'Trying'));
     }
     const ctx = this.newContext(req, stx, src, groups);
+    ctx.caller = caller;
     if (ctx.callerNated && DIALOG_METHODS.has(req.method)) aliasContact(req, src);
     await this.nextGroup(ctx);
   }
@@ -471,7 +484,10 @@ export class ProxyCore implements TransactionUser {
       ctx.finalSent = true;
       this.forwardResponse(ctx, b, res);
       if (first) {
-        if (ctx.req.method === 'INVITE') this.d.metrics.callAnswered(this.d.clock.now() - ctx.started);
+        if (ctx.req.method === 'INVITE') {
+          this.d.metrics.callAnswered(this.d.clock.now() - ctx.started);
+          if (ctx.req.toTag === undefined) this.account('Start', ctx.req, res, ctx, b.req.uriText);
+        }
         this.cancelOthers(ctx, b);
       }
       return;
@@ -508,7 +524,35 @@ export class ProxyCore implements TransactionUser {
     ctx.finalSent = true;
     ctx.stx.respond(res);
     this.d.metrics.response(res.status, true);
-    if (ctx.req.method === 'INVITE') this.d.metrics.callFailed(res.status);
+    if (ctx.req.method === 'INVITE') {
+      this.d.metrics.callFailed(res.status);
+      if (ctx.req.toTag === undefined && res.status >= 300) this.account('Failed', ctx.req, res, ctx, ctx.req.uriText);
+    }
+  }
+
+  /** Accounting as Kamailio's acc module does it: Start on the 2xx, Failed on the final failure, Stop on BYE. */
+  private account(status: AccStatus, req: SipRequest, res: SipResponse | undefined, ctx: Pick<Context, 'caller' | 'source'>, translatedUri: string): void {
+    const acc = this.d.acc;
+    if (!acc) return;
+    const from = req.from.uri;
+    const userOf = (u: typeof from) => (isSipUri(u) && u.user ? `${u.user}@${u.host}` : u.toString());
+    const account = ctx.caller ? `${ctx.caller.username}@${ctx.caller.domain}` : userOf(from);
+    const record: AccRecord = {
+      status,
+      callId: req.callId,
+      fromTag: req.fromTag ?? '',
+      toTag: res?.toTag ?? req.toTag ?? '',
+      method: req.method,
+      responseCode: res?.status ?? 200,
+      userName: account,
+      callingStationId: from.toString(),
+      calledStationId: req.to.uri.toString(),
+      translatedUri,
+      timestamp: Math.floor(this.d.clock.now() / 1000),
+      account,
+      sourceAddress: `${ctx.source.address}:${ctx.source.port}`,
+    };
+    acc.record(record).catch((err: unknown) => this.d.logger.error({ err, callId: req.callId }, 'accounting record not queued'));
   }
 
   /** §16.7 step 7: a 401/407 carries every challenge from every branch. */
