@@ -1,5 +1,8 @@
 // The proxy as `npm start` runs it, with real SIPp on the other side.
 import { test } from 'node:test';
+import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import assert from 'node:assert/strict';
 import { metricValue, startPlatform } from '../lib/platform';
 import { sipp } from '../lib/sipp';
@@ -89,5 +92,36 @@ test('an INVITE from a local user without credentials is challenged with 407 (SI
     assert.equal(metricValue(await p.metrics(), 'switchboard_sip_responses_total', 'code="407"'), 1);
   } finally {
     await p.stop();
+  }
+});
+
+test('with SWITCHBOARD_SIP_MEDIA_RELAY=always the callee is offered the media proxy, and calls still complete', async () => {
+  const p = await startPlatform({
+    subscribers: [{ username: 'bob', password: 'b0b' }],
+    env: { SWITCHBOARD_SIP_TRUSTED: '127.0.0.1/32', SWITCHBOARD_SIP_MEDIA_RELAY: 'always' },
+  });
+  const uasPort = await freePort();
+  const dir = mkdtempSync(join(tmpdir(), 'sipp-uas-'));
+  const uas = sipp(['-sn', 'uas', '-i', '127.0.0.1', '-p', String(uasPort), '-m', '3', '-trace_msg'], { timeoutMs: 60_000, cwd: dir });
+  try {
+    const reg = await register({ proxy: p.sip.udp, user: 'bob', password: 'b0b', domain: p.domain, contact: `sip:bob@127.0.0.1:${uasPort}` });
+    assert.equal(reg.status, 200);
+    const r = await sipp(['-sn', 'uac', '-s', 'bob', '-i', '127.0.0.1', '-p', '0', '-m', '3', '-r', '3', `${p.sip.udp.host}:${p.sip.udp.port}`], {
+      timeoutMs: 60_000,
+    }).done;
+    assert.equal(r.successful, 3, r.stderr);
+    assert.equal((await uas.done).successful, 3);
+    const log = readdirSync(dir)
+      .filter((f) => f.endsWith('_messages.log'))
+      .map((f) => readFileSync(join(dir, f), 'utf8'))
+      .join('\n');
+    const ports = [...log.matchAll(/^m=audio (\d+) /gm)].map((m) => Number(m[1]));
+    assert.ok(ports.length >= 3, 'the UAS saw the offers');
+    const relayed = ports.filter((port) => port >= 30000 && port <= 39999);
+    assert.ok(relayed.length >= 3, `offers point at relay ports (30000-39999): ${ports.join(', ')}`);
+  } finally {
+    uas.kill();
+    await p.stop();
+    rmSync(dir, { recursive: true, force: true });
   }
 });

@@ -40,6 +40,8 @@ import { ProxyCore } from './proxy-core';
 import { RegistrarFront } from './register';
 import { Replica } from './replica';
 import { AccountingClient } from './acc';
+import { MediaAnchor } from './media';
+import { MediaProxyClient } from '@switchboard/proto/media';
 import { Tracer } from './trace';
 import { traceRoutes } from './trace-http';
 
@@ -61,6 +63,13 @@ export const sipProxyConfig = {
   inviteTimeoutMs: int('SWITCHBOARD_SIP_INVITE_TIMEOUT_MS', 30000, 'How long a branch may ring before it is cancelled (fr_inv_timer)', 100),
   branchTimeoutMs: int('SWITCHBOARD_SIP_BRANCH_TIMEOUT_MS', 30000, 'How long a branch may stay without any response (fr_timer)', 100),
   trusted: list('SWITCHBOARD_SIP_TRUSTED', '', 'Addresses or CIDRs of trusted gateways and peers, not challenged'),
+  mediaRelay: oneOf(
+    'SWITCHBOARD_SIP_MEDIA_RELAY',
+    'auto',
+    ['auto', 'always', 'never'] as const,
+    'Relay media through the media proxy: when a party is behind NAT (auto), for every call, or never',
+  ),
+  mediaProxy: optional('SWITCHBOARD_SIP_MEDIA_PROXY', 'Media proxy gRPC address host:port (default: the media proxy in this process, if any)'),
   radius: list(
     'SWITCHBOARD_SIP_RADIUS',
     '',
@@ -133,7 +142,7 @@ function trustedList(entries: readonly string[]): (address: string) => boolean {
 export const sipProxyService = defineService({
   name: 'sip-proxy',
   description: 'SIP edge: registrar front, digest auth, stateful proxy and forking, NAT, redirect mode',
-  dependsOn: ['registrar', 'accounting'],
+  dependsOn: ['registrar', 'accounting', 'media-proxy'],
   configSpec: sipProxyConfig,
   async start(ctx, config) {
     const tls =
@@ -191,6 +200,9 @@ export const sipProxyService = defineService({
       ? new AccountingClient(await ctx.db(), radiusServers, { nasIp: config.advertise ?? firstAddress(4), logger: ctx.logger, registry: ctx.metrics })
       : undefined;
     await acc?.start();
+    const mediaAddress = config.mediaProxy ?? ctx.localEndpoint('media-proxy', 'gRPC')?.replace('grpc://', '');
+    const mediaClient = mediaAddress ? grpcClient(MediaProxyClient, mediaAddress, { deadlineMs: 2000 }) : undefined;
+    const media = new MediaAnchor(mediaClient, config.mediaRelay, ctx.logger);
     const transport = createSipTransport({ listen, udpRecvBufferSize: UDP_RECV_BUFFER, tap: tracer.tap });
     const tl = new TransactionLayer({ transport, timers: { T1: config.timersT1 } });
     let core: ProxyCore | undefined;
@@ -246,6 +258,7 @@ export const sipProxyService = defineService({
         logger: ctx.logger,
         clock: systemClock,
         acc,
+        media,
       },
       { mode: config.mode, inviteTimeoutMs: config.inviteTimeoutMs, branchTimeoutMs: config.branchTimeoutMs, isTrusted },
     );
@@ -264,6 +277,7 @@ export const sipProxyService = defineService({
         clearInterval(prune);
         tracer.close();
         await acc?.stop();
+        mediaClient?.close();
         await transport.stop();
         registrar.close();
         await subscribers.stop();

@@ -33,6 +33,7 @@ import { aliasContact, isNated, takeAlias } from './nat';
 import type { RegistrarFront } from './register';
 import type { ProxyMetrics } from './metrics';
 import type { AccRecord, AccStatus } from './acc';
+import { hasSdp, type MediaAnchor } from './media';
 
 /** Methods that create a dialog: Record-Route them (§16.6 step 4). */
 const DIALOG_METHODS = new Set(['INVITE', 'SUBSCRIBE', 'REFER', 'NOTIFY']);
@@ -82,6 +83,8 @@ export interface ProxyDeps {
   clock: { now(): number; setTimeout(fn: () => void, ms: number): unknown; clearTimeout(h: unknown): void };
   /** Call accounting (RADIUS Start/Stop/Failed), off the call path. */
   acc?: { record(r: AccRecord): Promise<void> };
+  /** Media anchoring through the media proxy (NAT). */
+  media?: MediaAnchor;
 }
 
 interface Branch {
@@ -110,6 +113,8 @@ interface Context {
   callerNated: boolean;
   /** The authenticated caller of an initial request, if any (the billed account). */
   caller?: SubscriberRecord;
+  /** Responses go upstream in order, after any media answer rewriting them. */
+  chain: Promise<void>;
 }
 
 const bare = (h: string) => h.replace(/^\[|\]$/g, '');
@@ -310,7 +315,14 @@ export class ProxyCore implements TransactionUser {
       return;
     }
     const ctx = this.newContext(req, stx, src, []);
-    if (req.method === 'BYE') this.account('Stop', req, undefined, ctx, out.uriText);
+    if (req.method === 'BYE') {
+      this.account('Stop', req, undefined, ctx, out.uriText);
+      void this.d.media?.end(req.callId);
+    }
+    const media = this.d.media;
+    if (media?.isAnchored(req.callId) && (req.method === 'INVITE' || req.method === 'UPDATE') && hasSdp(out)) {
+      await media.offer(out, { callId: req.callId, fromTag: req.fromTag ?? '', toTag: req.toTag, receivedFrom: `${src.address}:${src.port}` });
+    }
     this.startBranch(ctx, out, target, undefined);
   }
 
@@ -363,6 +375,7 @@ export class ProxyCore implements TransactionUser {
       timedOut: false,
       started: this.d.clock.now(),
       callerNated: isNated(req, src),
+      chain: Promise.resolve(),
     };
     this.contexts.set(stx, ctx);
     stx.onTerminated = () => this.contexts.delete(stx);
@@ -384,6 +397,13 @@ export class ProxyCore implements TransactionUser {
     }
     const ctx = this.newContext(req, stx, src, groups);
     ctx.caller = caller;
+    const media = this.d.media;
+    if (media && req.method === 'INVITE' && hasSdp(req)) {
+      const calleeNated = groups.some((g) => g.some((t) => t.binding?.received?.transport === 'udp'));
+      if (media.shouldAnchor(ctx.callerNated, calleeNated)) {
+        await media.offer(req, { callId: req.callId, fromTag: req.fromTag ?? '', receivedFrom: `${src.address}:${src.port}` });
+      }
+    }
     if (ctx.callerNated && DIALOG_METHODS.has(req.method)) aliasContact(req, src);
     await this.nextGroup(ctx);
   }
@@ -522,7 +542,8 @@ export class ProxyCore implements TransactionUser {
       if (best.status === 401 || best.status === 407) this.aggregateChallenges(ctx, res);
     }
     ctx.finalSent = true;
-    ctx.stx.respond(res);
+    this.upstream(ctx, () => ctx.stx.respond(res));
+    if (res.status >= 300 && ctx.req.method === 'INVITE') void this.d.media?.end(ctx.req.callId);
     this.d.metrics.response(res.status, true);
     if (ctx.req.method === 'INVITE') {
       this.d.metrics.callFailed(res.status);
@@ -580,7 +601,16 @@ export class ProxyCore implements TransactionUser {
     if (contact && DIALOG_METHODS.has(ctx.req.method) && b.target.address !== bare(contact.host)) {
       aliasContact(out, { ...b.target, localAddress: '', localPort: 0, connId: b.target.connId });
     }
-    ctx.stx.respond(out);
+    const media = this.d.media;
+    if (media?.isAnchored(ctx.req.callId) && hasSdp(out)) {
+      const ids = { callId: ctx.req.callId, fromTag: ctx.req.fromTag ?? '', toTag: out.toTag ?? '', receivedFrom: `${b.target.address}:${b.target.port}` };
+      this.upstream(ctx, () => media.answer(out, ids).then(() => ctx.stx.respond(out)));
+    } else this.upstream(ctx, () => ctx.stx.respond(out));
+  }
+
+  /** Send upstream after whatever is still being rewritten for this context, in order. */
+  private upstream(ctx: Context, send: () => void | Promise<void>): void {
+    ctx.chain = ctx.chain.then(send).catch((err: unknown) => this.d.logger.error({ err, callId: ctx.req.callId }, 'response not forwarded'));
   }
 
   // ------------------------------------------------------------- CANCEL and timeouts
