@@ -10,13 +10,28 @@ export default tseslint.config(
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
       'no-restricted-properties': [
         'error',
-        { object: 'process', property: 'env', message: 'Read configuration through libs/platform config only.' },
+        {
+          object: 'process',
+          property: 'env',
+          message: 'Read configuration through libs/platform config only.',
+        },
       ],
     },
   },
   {
-    files: ['libs/platform/src/config*.ts', 'libs/*/src/testing/**', 'scripts/**', '**/*.spec.ts', 'test-e2e/**', 'bench/**', 'bin/**'],
+    files: [
+      'libs/platform/src/config*.ts',
+      'libs/*/src/testing/**',
+      'scripts/**',
+      '**/*.spec.ts',
+      'test-e2e/**',
+      'bench/**',
+      'bin/**',
+    ],
     rules: { 'no-restricted-properties': 'off' },
   },
-  { files: ['**/*.js', '**/*.mjs'], languageOptions: { globals: { process: 'readonly', console: 'readonly', URL: 'readonly' } } },
+  {
+    files: ['**/*.js', '**/*.mjs'],
+    languageOptions: { globals: { process: 'readonly', console: 'readonly', URL: 'readonly' } },
+  },
 );

@@ -7,7 +7,11 @@ import { join } from 'node:path';
 
 const bin = join(import.meta.dirname, '..', 'bin', 'switchboard.js');
 const run = (args: string[], env: Record<string, string> = {}) =>
-  spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8', env: { ...process.env, ...env }, timeout: 60_000 });
+  spawnSync(process.execPath, [bin, ...args], {
+    encoding: 'utf8',
+    env: { ...process.env, ...env },
+    timeout: 60_000,
+  });
 
 test('switchboard --help lists the commands', () => {
   const r = run(['--help']);

@@ -11,7 +11,8 @@ export function configTable(services: readonly ServiceModule[]): string {
   ];
   const rows = sections.flatMap(({ name, spec }) =>
     Object.values(spec).map(
-      (s) => `| \`${s.env}\` | ${name} | ${s.default === undefined ? '(unset)' : `\`${s.default}\``} | ${s.description.replace(/\|/g, '\\|')} |`,
+      (s) =>
+        `| \`${s.env}\` | ${name} | ${s.default === undefined ? '(unset)' : `\`${s.default}\``} | ${s.description.replace(/\|/g, '\\|')} |`,
     ),
   );
   return ['| variable | used by | default | meaning |', '|---|---|---|---|', ...rows].join('\n');

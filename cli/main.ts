@@ -1,6 +1,14 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { ConfigError, runTargets, selectTargets, stopOnSignals, loadConfig, platformSpec, processEnv } from '@switchboard/platform';
+import {
+  ConfigError,
+  runTargets,
+  selectTargets,
+  stopOnSignals,
+  loadConfig,
+  platformSpec,
+  processEnv,
+} from '@switchboard/platform';
 import { SERVICES } from './targets';
 import { configTable } from './config-doc';
 import { trace } from './trace';
@@ -32,7 +40,9 @@ async function start(argv: string[]): Promise<void> {
   stopOnSignals(proc, platform.shutdownTimeoutMs);
   const names = modules.map((m) => m.name).join(', ') || 'no services (ops server only)';
   console.log(`switchboard ${VERSION} started: ${names}`);
-  console.log(`storage: ${platform.databaseUrl ? 'PostgreSQL' : `embedded (${platform.dataDir})`}; events: ${platform.kafkaBrokers ? `Kafka ${platform.kafkaBrokers.join(',')}` : 'embedded log'}`);
+  console.log(
+    `storage: ${platform.databaseUrl ? 'PostgreSQL' : `embedded (${platform.dataDir})`}; events: ${platform.kafkaBrokers ? `Kafka ${platform.kafkaBrokers.join(',')}` : 'embedded log'}`,
+  );
   for (const e of proc.endpoints) console.log(`  ${`${e.service} ${e.name}`.padEnd(24)} ${e.url}`);
   console.log(`  ${'ops healthz'.padEnd(24)} ${proc.ops.url}/healthz`);
   console.log('Press Ctrl-C to stop.');
@@ -48,7 +58,10 @@ function targets(): void {
 
 function config(argv: string[]): void {
   if (argv.includes('--markdown')) return void console.log(configTable(SERVICES));
-  const specs = [{ name: 'platform', spec: platformSpec }, ...SERVICES.map((m) => ({ name: m.name, spec: m.configSpec }))];
+  const specs = [
+    { name: 'platform', spec: platformSpec },
+    ...SERVICES.map((m) => ({ name: m.name, spec: m.configSpec })),
+  ];
   for (const { name, spec } of specs) {
     console.log(`[${name}]`);
     for (const s of Object.values(spec)) console.log(`  ${s.env}=${s.default ?? ''}  # ${s.description}`);

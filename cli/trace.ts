@@ -20,7 +20,11 @@ export function formatMessage(m: Msg, full: boolean): string {
   return full ? `${head}\n${m.message.trimEnd()}\n` : head;
 }
 
-export async function trace(argv: string[], out: (line: string) => void = console.log, signal?: AbortSignal): Promise<void> {
+export async function trace(
+  argv: string[],
+  out: (line: string) => void = console.log,
+  signal?: AbortSignal,
+): Promise<void> {
   const { values } = parseArgs({
     args: argv,
     options: {

@@ -9,5 +9,8 @@ const readme = readFileSync(path, 'utf8');
 const start = readme.indexOf(TABLE_START);
 const end = readme.indexOf(TABLE_END);
 if (start < 0 || end < start) throw new Error('README.md lacks the config-table markers');
-writeFileSync(path, readme.slice(0, start + TABLE_START.length) + '\n' + configTable(SERVICES) + '\n' + readme.slice(end));
+writeFileSync(
+  path,
+  readme.slice(0, start + TABLE_START.length) + '\n' + configTable(SERVICES) + '\n' + readme.slice(end),
+);
 console.log('README.md configuration table updated');

@@ -52,7 +52,8 @@ test('every environment variable a container sets is a configuration variable, w
   const specs: ConfigSpec[] = [platformSpec, ...SERVICES.map((m) => m.configSpec)];
   const knownVars = new Set(specs.flatMap((s) => Object.values(s).map((x) => x.env)));
   for (const [name, s] of ours) {
-    for (const v of Object.keys(s.environment ?? {})) assert.ok(knownVars.has(v), `${name}: ${v} is not read by the code`);
+    for (const v of Object.keys(s.environment ?? {}))
+      assert.ok(knownVars.has(v), `${name}: ${v} is not read by the code`);
     for (const spec of specs) assert.doesNotThrow(() => loadConfig(spec, s.environment ?? {}), `${name}`);
   }
 });
@@ -103,7 +104,9 @@ test('Prometheus scrapes every Switchboard container on its ops port, and promto
     const port = loadConfig(platformSpec, s.environment ?? {}).opsPort;
     assert.ok(targets.has(`${name}:${port}`), `prometheus does not scrape ${name}:${port}`);
   }
-  const r = spawnSync('promtool', ['check', 'config', join(root, 'deploy/prometheus.yml')], { encoding: 'utf8' });
+  const r = spawnSync('promtool', ['check', 'config', join(root, 'deploy/prometheus.yml')], {
+    encoding: 'utf8',
+  });
   assert.equal(r.error, undefined, 'promtool (Debian package prometheus) is needed: .ci/run installs it');
   assert.equal(r.status, 0, r.stdout + r.stderr);
 });
@@ -143,7 +146,9 @@ function codeText(dir: string): string {
 
 test('every metric the dashboard and the alerts use is exported by the code (or listed as planned)', () => {
   const code = codeText(join(root, 'services')) + codeText(join(root, 'libs'));
-  const dashboard = JSON.parse(readFileSync(join(root, 'deploy/grafana/dashboards/switchboard.json'), 'utf8')) as {
+  const dashboard = JSON.parse(
+    readFileSync(join(root, 'deploy/grafana/dashboards/switchboard.json'), 'utf8'),
+  ) as {
     panels: { title: string; targets: { expr: string }[] }[];
   };
   const exprs = [
@@ -162,6 +167,8 @@ test('Grafana is provisioned with the Prometheus datasource and the dashboard', 
   const g = compose.services.grafana;
   assert.ok(g.volumes!.some((v) => v.startsWith('./grafana/provisioning:')));
   assert.ok(g.volumes!.some((v) => v.startsWith('./grafana/dashboards:')));
-  const ds = read('deploy/grafana/provisioning/datasources/prometheus.yml') as { datasources: { url: string }[] };
+  const ds = read('deploy/grafana/provisioning/datasources/prometheus.yml') as {
+    datasources: { url: string }[];
+  };
   assert.equal(ds.datasources[0].url, 'http://prometheus:9090');
 });

@@ -35,8 +35,14 @@ const PASSWORD = 'bench-secret';
 const STEP_S = Number(process.env.BENCH_STEP_S ?? 10);
 const USERS = Number(process.env.BENCH_USERS ?? 1000);
 const rates = (v: string | undefined, d: string) => (v ?? d).split(',').map(Number);
-const CALL_RATES = rates(process.env.BENCH_CALL_RATES, '200,400,600,800,1000,1300,1600,2000,2500,3000,4000,5000');
-const REG_RATES = rates(process.env.BENCH_REG_RATES, '200,400,600,800,1000,1300,1600,2000,2500,3000,4000,5000');
+const CALL_RATES = rates(
+  process.env.BENCH_CALL_RATES,
+  '200,400,600,800,1000,1300,1600,2000,2500,3000,4000,5000',
+);
+const REG_RATES = rates(
+  process.env.BENCH_REG_RATES,
+  '200,400,600,800,1000,1300,1600,2000,2500,3000,4000,5000',
+);
 const TESTS = (process.env.BENCH_TESTS ?? 'calls,latency,register').split(',');
 const latency = new Map<string, { rate: number; via: { p99: number }; direct: { p99: number } }>();
 const KAMAILIO_CHILDREN = Number(process.env.BENCH_KAMAILIO_CHILDREN ?? 2);
@@ -72,14 +78,20 @@ function pssKb(pids: number[]): number {
 
 function childrenOf(pid: number): number[] {
   try {
-    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8')
+      .trim()
+      .split(/\s+/)
+      .filter(Boolean)
+      .map(Number);
   } catch {
     return [];
   }
 }
 
 function exited(child: ChildProcess): Promise<void> {
-  return child.exitCode !== null || child.signalCode !== null ? Promise.resolve() : new Promise((r) => child.once('exit', () => r()));
+  return child.exitCode !== null || child.signalCode !== null
+    ? Promise.resolve()
+    : new Promise((r) => child.once('exit', () => r()));
 }
 
 async function startKamailio(): Promise<System> {
@@ -100,14 +112,24 @@ async function startKamailio(): Promise<System> {
   const child = spawn(
     'kamailio',
     [
-      '-f', join(root, 'bench/peers/kamailio/kamailio.cfg'),
-      '-DD', '-E',
-      '-l', `udp:127.0.0.1:${port}`,
-      '-Y', join(dir, 'run'),
-      '-P', join(dir, 'run', 'kamailio.pid'),
-      '-A', `DBURL="text://${join(dir, 'db')}"`,
-      '-A', `CHILDREN=${KAMAILIO_CHILDREN}`,
-      '-m', '512', '-M', '32',
+      '-f',
+      join(root, 'bench/peers/kamailio/kamailio.cfg'),
+      '-DD',
+      '-E',
+      '-l',
+      `udp:127.0.0.1:${port}`,
+      '-Y',
+      join(dir, 'run'),
+      '-P',
+      join(dir, 'run', 'kamailio.pid'),
+      '-A',
+      `DBURL="text://${join(dir, 'db')}"`,
+      '-A',
+      `CHILDREN=${KAMAILIO_CHILDREN}`,
+      '-m',
+      '512',
+      '-M',
+      '32',
     ],
     { stdio: ['ignore', 'ignore', 'pipe'] },
   );
@@ -131,7 +153,12 @@ async function startSwitchboard(): Promise<System> {
   const prof = process.env.BENCH_CPU_PROF;
   const child = spawn(
     process.execPath,
-    [...(prof ? ['--cpu-prof', '--cpu-prof-dir', prof] : []), '--import', 'tsx', join(here, 'switchboard.ts')],
+    [
+      ...(prof ? ['--cpu-prof', '--cpu-prof-dir', prof] : []),
+      '--import',
+      'tsx',
+      join(here, 'switchboard.ts'),
+    ],
     {
       cwd: root,
       stdio: ['ignore', 'pipe', 'inherit'],
@@ -168,12 +195,21 @@ async function startSwitchboard(): Promise<System> {
 }
 
 /** Wait until the proxy answers a REGISTER (with a challenge or anything). */
-async function waitAnswering(sip: { host: string; port: number }, dead: () => string | undefined): Promise<void> {
+async function waitAnswering(
+  sip: { host: string; port: number },
+  dead: () => string | undefined,
+): Promise<void> {
   for (let i = 0; i < 60; i++) {
     const why = dead();
     if (why) throw new Error(why);
     try {
-      await register({ proxy: sip, user: benchUser(USERS - 1), password: PASSWORD, domain: DOMAIN, expires: 0 });
+      await register({
+        proxy: sip,
+        user: benchUser(USERS - 1),
+        password: PASSWORD,
+        domain: DOMAIN,
+        expires: 0,
+      });
       return;
     } catch {
       await new Promise((r) => setTimeout(r, 500));
@@ -198,10 +234,26 @@ interface SippRun {
 function runSipp(args: string[], timeoutS: number, onTimeS: number): Promise<SippRun> {
   const dir = mkdtempSync(join(work, 'sipp-'));
   const started = Date.now();
-  const child = spawn('sipp', [...args, ...(process.env.BENCH_TRACE ? ['-trace_msg'] : []), '-nostdin', '-trace_stat', '-stf', join(dir, 'stats.csv'), '-fd', '1', '-trace_err', '-error_file', join(dir, 'errors.log')], {
-    cwd: dir,
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
+  const child = spawn(
+    'sipp',
+    [
+      ...args,
+      ...(process.env.BENCH_TRACE ? ['-trace_msg'] : []),
+      '-nostdin',
+      '-trace_stat',
+      '-stf',
+      join(dir, 'stats.csv'),
+      '-fd',
+      '1',
+      '-trace_err',
+      '-error_file',
+      join(dir, 'errors.log'),
+    ],
+    {
+      cwd: dir,
+      stdio: ['ignore', 'ignore', 'pipe'],
+    },
+  );
   let stderr = '';
   child.stderr!.on('data', (d) => (stderr = (stderr + d).slice(-2000)));
   const timer = setTimeout(() => child.kill('SIGKILL'), timeoutS * 1000);
@@ -212,7 +264,12 @@ function runSipp(args: string[], timeoutS: number, onTimeS: number): Promise<Sip
       let failed = 0;
       let onTime = 0;
       try {
-        const lines = readFileSync(join(dir, readdirSync(dir).find((f) => f.startsWith('stats')) ?? 'stats.csv'), 'utf8').trim().split('\n');
+        const lines = readFileSync(
+          join(dir, readdirSync(dir).find((f) => f.startsWith('stats')) ?? 'stats.csv'),
+          'utf8',
+        )
+          .trim()
+          .split('\n');
         const head = lines[0].split(';');
         const rows = lines.slice(1).map((l) => l.split(';'));
         const col = (name: string) => head.indexOf(name);
@@ -233,7 +290,16 @@ function runSipp(args: string[], timeoutS: number, onTimeS: number): Promise<Sip
       } catch {
         // none
       }
-      resolve({ code, successful, failed, onTime, seconds: (Date.now() - started) / 1000, stderr, errors, dir });
+      resolve({
+        code,
+        successful,
+        failed,
+        onTime,
+        seconds: (Date.now() - started) / 1000,
+        stderr,
+        errors,
+        dir,
+      });
     });
   });
 }
@@ -248,7 +314,12 @@ interface Step {
 }
 
 /** Step up the rates; the result is the highest rate whose step had under 0.1% failures. */
-async function ramp(label: string, sys: System, rateList: number[], args: (rate: number, total: number) => string[]): Promise<{ best: number; steps: Step[] }> {
+async function ramp(
+  label: string,
+  sys: System,
+  rateList: number[],
+  args: (rate: number, total: number) => string[],
+): Promise<{ best: number; steps: Step[] }> {
   const steps: Step[] = [];
   let best = 0;
   for (const rate of rateList) {
@@ -265,7 +336,13 @@ async function ramp(label: string, sys: System, rateList: number[], args: (rate:
     if (!ok) {
       if (process.env.BENCH_VERBOSE) {
         console.log(r.errors.slice(0, 3000), r.stderr);
-        if (sys.metrics) console.log((await sys.metrics()).split('\n').filter((l) => /^switchboard_(sip|calls)/.test(l)).join('\n'));
+        if (sys.metrics)
+          console.log(
+            (await sys.metrics())
+              .split('\n')
+              .filter((l) => /^switchboard_(sip|calls)/.test(l))
+              .join('\n'),
+          );
       }
       break;
     }
@@ -278,22 +355,54 @@ async function callsBench(sys: System): Promise<number> {
   const uasPort = await freePort();
   const uas = spawn(
     'sipp',
-    ['-sf', join(SCENARIOS, 'uas.xml'), '-i', '127.0.0.1', '-p', String(uasPort), '-nostdin', ...(process.env.BENCH_TRACE ? ['-trace_msg', '-trace_err'] : [])],
+    [
+      '-sf',
+      join(SCENARIOS, 'uas.xml'),
+      '-i',
+      '127.0.0.1',
+      '-p',
+      String(uasPort),
+      '-nostdin',
+      ...(process.env.BENCH_TRACE ? ['-trace_msg', '-trace_err'] : []),
+    ],
     { stdio: 'ignore', cwd: work },
   );
   try {
     await new Promise((r) => setTimeout(r, 300));
-    const reg = await register({ proxy: sys.sip, user: CALLEE, password: PASSWORD, domain: DOMAIN, contact: `sip:${CALLEE}@127.0.0.1:${uasPort}`, expires: 3600 });
+    const reg = await register({
+      proxy: sys.sip,
+      user: CALLEE,
+      password: PASSWORD,
+      domain: DOMAIN,
+      contact: `sip:${CALLEE}@127.0.0.1:${uasPort}`,
+      expires: 3600,
+    });
     if (reg.status !== 200) throw new Error(`${sys.name}: registering the callee: ${reg.status}`);
     const uacPort = await freePort();
     const { best } = await ramp('calls', sys, CALL_RATES, (rate, total) => [
-      '-sf', join(SCENARIOS, 'uac.xml'),
-      '-key', 'callee', CALLEE, '-key', 'dom', DOMAIN,
-      '-i', '127.0.0.1', '-p', String(uacPort),
-      '-r', String(rate), '-m', String(total), '-l', String(rate * 4),
-      '-timeout', `${STEP_S + 30}s`,
+      '-sf',
+      join(SCENARIOS, 'uac.xml'),
+      '-key',
+      'callee',
+      CALLEE,
+      '-key',
+      'dom',
+      DOMAIN,
+      '-i',
+      '127.0.0.1',
+      '-p',
+      String(uacPort),
+      '-r',
+      String(rate),
+      '-m',
+      String(total),
+      '-l',
+      String(rate * 4),
+      '-timeout',
+      `${STEP_S + 30}s`,
       // A multi-process proxy (Kamailio's UDP workers) may pass the 200 before the 180: a late 180 is not a failure.
-      '-default_behaviors', 'all,-abortunexp',
+      '-default_behaviors',
+      'all,-abortunexp',
       `${sys.sip.host}:${sys.sip.port}`,
     ]);
     if (best > 0 && TESTS.includes('latency')) {
@@ -302,9 +411,29 @@ async function callsBench(sys: System): Promise<number> {
       const rtd = async (to: { host: string; port: number }) => {
         const r = await runSipp(
           [
-            '-sf', join(SCENARIOS, 'uac.xml'), '-key', 'callee', CALLEE, '-key', 'dom', DOMAIN,
-            '-i', '127.0.0.1', '-p', String(uacPort), '-r', String(rate), '-m', String(rate * STEP_S),
-            '-timeout', `${STEP_S + 30}s`, '-default_behaviors', 'all,-abortunexp', '-trace_rtt', '-rtt_freq', '100',
+            '-sf',
+            join(SCENARIOS, 'uac.xml'),
+            '-key',
+            'callee',
+            CALLEE,
+            '-key',
+            'dom',
+            DOMAIN,
+            '-i',
+            '127.0.0.1',
+            '-p',
+            String(uacPort),
+            '-r',
+            String(rate),
+            '-m',
+            String(rate * STEP_S),
+            '-timeout',
+            `${STEP_S + 30}s`,
+            '-default_behaviors',
+            'all,-abortunexp',
+            '-trace_rtt',
+            '-rtt_freq',
+            '100',
             `${to.host}:${to.port}`,
           ],
           STEP_S + 40,
@@ -312,7 +441,13 @@ async function callsBench(sys: System): Promise<number> {
         );
         const file = readdirSync(r.dir).find((f) => f.endsWith('_rtt.csv'));
         const ms = file
-          ? readFileSync(join(r.dir, file), 'utf8').trim().split('\n').slice(1).map((l) => Number(l.split(';')[1])).filter((x) => Number.isFinite(x)).sort((a, b) => a - b)
+          ? readFileSync(join(r.dir, file), 'utf8')
+              .trim()
+              .split('\n')
+              .slice(1)
+              .map((l) => Number(l.split(';')[1]))
+              .filter((x) => Number.isFinite(x))
+              .sort((a, b) => a - b)
           : [];
         const q = (p: number) => (ms.length ? ms[Math.min(ms.length - 1, Math.floor(p * ms.length))] : NaN);
         return { p50: q(0.5), p99: q(0.99), n: ms.length };
@@ -335,15 +470,37 @@ async function registerBench(sys: System): Promise<number> {
   const csv = join(work, 'users.csv');
   writeFileSync(
     csv,
-    ['SEQUENTIAL', ...Array.from({ length: USERS }, (_, i) => `${benchUser(i)};[authentication username=${benchUser(i)} password=${PASSWORD}]`)].join('\n') + '\n',
+    [
+      'SEQUENTIAL',
+      ...Array.from(
+        { length: USERS },
+        (_, i) => `${benchUser(i)};[authentication username=${benchUser(i)} password=${PASSWORD}]`,
+      ),
+    ].join('\n') + '\n',
   );
   const uacPort = await freePort();
   const { best } = await ramp('REGISTER', sys, REG_RATES, (rate, total) => [
-    '-sf', join(SCENARIOS, 'register.xml'),
-    '-inf', csv, '-key', 'dom', DOMAIN, '-auth_uri', `sip:${DOMAIN}`,
-    '-i', '127.0.0.1', '-p', String(uacPort),
-    '-r', String(rate), '-m', String(total), '-l', String(rate * 4),
-    '-timeout', `${STEP_S + 30}s`,
+    '-sf',
+    join(SCENARIOS, 'register.xml'),
+    '-inf',
+    csv,
+    '-key',
+    'dom',
+    DOMAIN,
+    '-auth_uri',
+    `sip:${DOMAIN}`,
+    '-i',
+    '127.0.0.1',
+    '-p',
+    String(uacPort),
+    '-r',
+    String(rate),
+    '-m',
+    String(total),
+    '-l',
+    String(rate * 4),
+    '-timeout',
+    `${STEP_S + 30}s`,
     `${sys.sip.host}:${sys.sip.port}`,
   ]);
   return best;
@@ -371,7 +528,9 @@ async function measure(start: () => Promise<System>): Promise<Figures & { name: 
 
 const only = process.env.BENCH_ONLY;
 const results: Array<Figures & { name: string }> = [];
-console.log(`bench/proxy: ${USERS} subscribers, ${STEP_S} s per step, pass = under ${MAX_FAILED * 100}% failed; ${new Date().toISOString()}`);
+console.log(
+  `bench/proxy: ${USERS} subscribers, ${STEP_S} s per step, pass = under ${MAX_FAILED * 100}% failed; ${new Date().toISOString()}`,
+);
 if (!only || only === 'kamailio') results.push(await measure(startKamailio));
 if (!only || only === 'switchboard') results.push(await measure(startSwitchboard));
 
@@ -379,12 +538,20 @@ const [k, s] = [results.find((r) => r.name === 'Kamailio'), results.find((r) => 
 const ratio = (a?: number, b?: number) => (a && b ? `${(b / a).toFixed(2)}x` : 'n/a');
 console.log('\n| test | Kamailio | Switchboard | Switchboard / Kamailio |');
 console.log('|---|---:|---:|---:|');
-console.log(`| calls/s (INVITE..BYE, <0.1% failed) | ${k?.calls ?? 'n/a'} | ${s?.calls ?? 'n/a'} | ${ratio(k?.calls, s?.calls)} |`);
-console.log(`| REGISTER/s (digest, <0.1% failed) | ${k?.register ?? 'n/a'} | ${s?.register ?? 'n/a'} | ${ratio(k?.register, s?.register)} |`);
+console.log(
+  `| calls/s (INVITE..BYE, <0.1% failed) | ${k?.calls ?? 'n/a'} | ${s?.calls ?? 'n/a'} | ${ratio(k?.calls, s?.calls)} |`,
+);
+console.log(
+  `| REGISTER/s (digest, <0.1% failed) | ${k?.register ?? 'n/a'} | ${s?.register ?? 'n/a'} | ${ratio(k?.register, s?.register)} |`,
+);
 const added = (n: string) => {
   const l = latency.get(n);
   return l ? `${(l.via.p99 - l.direct.p99).toFixed(2)} ms at ${l.rate}/s` : 'n/a';
 };
-console.log(`| added p99 INVITE→200 latency at half the best call rate | ${added('Kamailio')} | ${added('Switchboard')} | |`);
-console.log(`| memory after the runs (PSS, MB) | ${k?.memoryKb ? (k.memoryKb / 1024).toFixed(0) : 'n/a'} | ${s?.memoryKb ? (s.memoryKb / 1024).toFixed(0) : 'n/a'} | |`);
+console.log(
+  `| added p99 INVITE→200 latency at half the best call rate | ${added('Kamailio')} | ${added('Switchboard')} | |`,
+);
+console.log(
+  `| memory after the runs (PSS, MB) | ${k?.memoryKb ? (k.memoryKb / 1024).toFixed(0) : 'n/a'} | ${s?.memoryKb ? (s.memoryKb / 1024).toFixed(0) : 'n/a'} | |`,
+);
 if (!process.env.BENCH_KEEP) rmSync(work, { recursive: true, force: true }); // SIPp logs, db_text tables, PGlite data

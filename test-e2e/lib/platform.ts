@@ -42,11 +42,13 @@ export function subscriberRecord(s: TestSubscriber, defaultDomain: string): Subs
   };
 }
 
-export async function startPlatform(opts: {
-  subscribers?: TestSubscriber[];
-  env?: Record<string, string>;
-  targets?: string[];
-} = {}): Promise<RunningPlatform> {
+export async function startPlatform(
+  opts: {
+    subscribers?: TestSubscriber[];
+    env?: Record<string, string>;
+    targets?: string[];
+  } = {},
+): Promise<RunningPlatform> {
   const domain = opts.env?.SWITCHBOARD_SIP_DOMAIN ?? 'example.com';
   let publish: ((subs: TestSubscriber[]) => Promise<void>) | undefined;
   // A module of the test's own, in the same process: it seeds the subscribers topic as the portal would.

@@ -43,7 +43,9 @@ export function sipp(args: string[], opts: { timeoutMs?: number; cwd?: string } 
       let failed = 0;
       try {
         const file = readdirSync(dir).find((f) => f.startsWith('stats'));
-        const lines = readFileSync(join(dir, file ?? 'stats.csv'), 'utf8').trim().split('\n');
+        const lines = readFileSync(join(dir, file ?? 'stats.csv'), 'utf8')
+          .trim()
+          .split('\n');
         const head = lines[0].split(';');
         const last = lines[lines.length - 1].split(';');
         successful = Number(last[head.indexOf('SuccessfulCall(C)')]);

@@ -1,6 +1,14 @@
 /** A minimal UDP user agent for tests: REGISTER with digest auth, on the SIP stack's message layer. */
 import dgram from 'node:dgram';
-import { answerChallenge, createRequest, newBranch, newCallId, newTag, parseMessage, type SipResponse } from '@switchboard/sip';
+import {
+  answerChallenge,
+  createRequest,
+  newBranch,
+  newCallId,
+  newTag,
+  parseMessage,
+  type SipResponse,
+} from '@switchboard/sip';
 
 export interface RegisterOptions {
   proxy: { host: string; port: number };

@@ -19,13 +19,35 @@ test('Prometheus scrapes the platform: target up, call counters equal the calls 
   });
   const dir = mkdtempSync(join(tmpdir(), 'sb-prom-'));
   const uasPort = await freePort();
-  const uas = sipp(['-sn', 'uas', '-i', '127.0.0.1', '-p', String(uasPort), '-m', String(CALLS)], { timeoutMs: 60_000 });
+  const uas = sipp(['-sn', 'uas', '-i', '127.0.0.1', '-p', String(uasPort), '-m', String(CALLS)], {
+    timeoutMs: 60_000,
+  });
   let prom: ReturnType<typeof spawn> | undefined;
   try {
-    const reg = await register({ proxy: p.sip.udp, user: 'bob', password: 'pw-bob', domain: p.domain, contact: `sip:bob@127.0.0.1:${uasPort}` });
+    const reg = await register({
+      proxy: p.sip.udp,
+      user: 'bob',
+      password: 'pw-bob',
+      domain: p.domain,
+      contact: `sip:bob@127.0.0.1:${uasPort}`,
+    });
     assert.equal(reg.status, 200);
     const calls = await sipp(
-      ['-sn', 'uac', '-s', 'bob', '-i', '127.0.0.1', '-p', '0', '-m', String(CALLS), '-r', '5', `${p.sip.udp.host}:${p.sip.udp.port}`],
+      [
+        '-sn',
+        'uac',
+        '-s',
+        'bob',
+        '-i',
+        '127.0.0.1',
+        '-p',
+        '0',
+        '-m',
+        String(CALLS),
+        '-r',
+        '5',
+        `${p.sip.udp.host}:${p.sip.udp.port}`,
+      ],
       { timeoutMs: 60_000 },
     ).done;
     assert.equal(calls.successful, CALLS, calls.stderr);
@@ -38,11 +60,17 @@ test('Prometheus scrapes the platform: target up, call counters equal the calls 
     const promPort = await freePort();
     prom = spawn(
       'prometheus',
-      [`--config.file=${join(dir, 'prometheus.yml')}`, `--storage.tsdb.path=${join(dir, 'data')}`, `--web.listen-address=127.0.0.1:${promPort}`],
+      [
+        `--config.file=${join(dir, 'prometheus.yml')}`,
+        `--storage.tsdb.path=${join(dir, 'data')}`,
+        `--web.listen-address=127.0.0.1:${promPort}`,
+      ],
       { stdio: 'ignore' },
     );
     const query = async (q: string): Promise<number | undefined> => {
-      const r = await fetch(`http://127.0.0.1:${promPort}/api/v1/query?query=${encodeURIComponent(q)}`).catch(() => undefined);
+      const r = await fetch(`http://127.0.0.1:${promPort}/api/v1/query?query=${encodeURIComponent(q)}`).catch(
+        () => undefined,
+      );
       if (!r?.ok) return undefined;
       const body = (await r.json()) as { data: { result: { value: [number, string] }[] } };
       const v = body.data.result[0]?.value[1];

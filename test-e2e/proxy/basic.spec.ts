@@ -9,14 +9,15 @@ import { sipp } from '../lib/sipp';
 import { register } from '../lib/ua';
 import { freePort } from '../lib/ports';
 
-
 test('a phone registers with digest auth, and 20 calls from a trusted peer reach it through the proxy (SIPp uac → proxy → SIPp uas)', async () => {
   const p = await startPlatform({
     subscribers: [{ username: 'bob', password: 'b0b-secret' }],
     env: { SWITCHBOARD_SIP_TRUSTED: '127.0.0.1/32' },
   });
   const uasPort = await freePort();
-  const uas = sipp(['-sn', 'uas', '-i', '127.0.0.1', '-p', String(uasPort), '-m', '20'], { timeoutMs: 60_000 });
+  const uas = sipp(['-sn', 'uas', '-i', '127.0.0.1', '-p', String(uasPort), '-m', '20'], {
+    timeoutMs: 60_000,
+  });
   try {
     const reg = await register({
       proxy: p.sip.udp,
@@ -29,7 +30,21 @@ test('a phone registers with digest auth, and 20 calls from a trusted peer reach
     assert.match(reg.getHeader('Contact') ?? '', new RegExp(`<sip:bob@127.0.0.1:${uasPort}>;expires=\\d+`));
 
     const uac = sipp(
-      ['-sn', 'uac', '-s', 'bob', '-i', '127.0.0.1', '-p', '0', '-m', '20', '-r', '10', `${p.sip.udp.host}:${p.sip.udp.port}`],
+      [
+        '-sn',
+        'uac',
+        '-s',
+        'bob',
+        '-i',
+        '127.0.0.1',
+        '-p',
+        '0',
+        '-m',
+        '20',
+        '-r',
+        '10',
+        `${p.sip.udp.host}:${p.sip.udp.port}`,
+      ],
       { timeoutMs: 60_000 },
     );
     const r = await uac.done;
@@ -50,7 +65,10 @@ test('a phone registers with digest auth, and 20 calls from a trusted peer reach
           .reduce((sum, l) => sum + Number(l.slice(l.lastIndexOf(' ') + 1)), 0),
       );
     while ((await radius('Start')) < 20 || (await radius('Stop')) < 20) {
-      assert.ok(Date.now() < deadline, `accounting: ${await radius('Start')} Starts, ${await radius('Stop')} Stops`);
+      assert.ok(
+        Date.now() < deadline,
+        `accounting: ${await radius('Start')} Starts, ${await radius('Stop')} Stops`,
+      );
       await new Promise((r) => setTimeout(r, 200));
     }
     assert.equal(await radius('Start'), 20);
@@ -62,14 +80,31 @@ test('a phone registers with digest auth, and 20 calls from a trusted peer reach
 });
 
 test('calling an unknown user is 404 and a subscriber registered nowhere 480', async () => {
-  const p = await startPlatform({ subscribers: [{ username: 'carol', password: 'x' }], env: { SWITCHBOARD_SIP_TRUSTED: '127.0.0.1' } });
+  const p = await startPlatform({
+    subscribers: [{ username: 'carol', password: 'x' }],
+    env: { SWITCHBOARD_SIP_TRUSTED: '127.0.0.1' },
+  });
   try {
     for (const [user, status] of [
       ['nobody', 404],
       ['carol', 480],
     ] as const) {
       const r = await sipp(
-        ['-sn', 'uac', '-s', user, '-i', '127.0.0.1', '-p', '0', '-m', '1', '-recv_timeout', '3000', `${p.sip.udp.host}:${p.sip.udp.port}`],
+        [
+          '-sn',
+          'uac',
+          '-s',
+          user,
+          '-i',
+          '127.0.0.1',
+          '-p',
+          '0',
+          '-m',
+          '1',
+          '-recv_timeout',
+          '3000',
+          `${p.sip.udp.host}:${p.sip.udp.port}`,
+        ],
         { timeoutMs: 20_000 },
       ).done;
       // The built-in uac expects 180/200: an error response counts as a failed call; the proxy counts what it sent.
@@ -85,7 +120,21 @@ test('an INVITE from a local user without credentials is challenged with 407 (SI
   const p = await startPlatform({ subscribers: [{ username: 'carol', password: 'x' }] });
   try {
     const r = await sipp(
-      ['-sn', 'uac', '-s', 'carol', '-i', '127.0.0.1', '-p', '0', '-m', '1', '-recv_timeout', '3000', `${p.sip.udp.host}:${p.sip.udp.port}`],
+      [
+        '-sn',
+        'uac',
+        '-s',
+        'carol',
+        '-i',
+        '127.0.0.1',
+        '-p',
+        '0',
+        '-m',
+        '1',
+        '-recv_timeout',
+        '3000',
+        `${p.sip.udp.host}:${p.sip.udp.port}`,
+      ],
       { timeoutMs: 20_000 },
     ).done;
     assert.equal(r.failed, 1);
@@ -102,13 +151,39 @@ test('with SWITCHBOARD_SIP_MEDIA_RELAY=always the callee is offered the media pr
   });
   const uasPort = await freePort();
   const dir = mkdtempSync(join(tmpdir(), 'sipp-uas-'));
-  const uas = sipp(['-sn', 'uas', '-i', '127.0.0.1', '-p', String(uasPort), '-m', '3', '-trace_msg'], { timeoutMs: 60_000, cwd: dir });
+  const uas = sipp(['-sn', 'uas', '-i', '127.0.0.1', '-p', String(uasPort), '-m', '3', '-trace_msg'], {
+    timeoutMs: 60_000,
+    cwd: dir,
+  });
   try {
-    const reg = await register({ proxy: p.sip.udp, user: 'bob', password: 'b0b', domain: p.domain, contact: `sip:bob@127.0.0.1:${uasPort}` });
+    const reg = await register({
+      proxy: p.sip.udp,
+      user: 'bob',
+      password: 'b0b',
+      domain: p.domain,
+      contact: `sip:bob@127.0.0.1:${uasPort}`,
+    });
     assert.equal(reg.status, 200);
-    const r = await sipp(['-sn', 'uac', '-s', 'bob', '-i', '127.0.0.1', '-p', '0', '-m', '3', '-r', '3', `${p.sip.udp.host}:${p.sip.udp.port}`], {
-      timeoutMs: 60_000,
-    }).done;
+    const r = await sipp(
+      [
+        '-sn',
+        'uac',
+        '-s',
+        'bob',
+        '-i',
+        '127.0.0.1',
+        '-p',
+        '0',
+        '-m',
+        '3',
+        '-r',
+        '3',
+        `${p.sip.udp.host}:${p.sip.udp.port}`,
+      ],
+      {
+        timeoutMs: 60_000,
+      },
+    ).done;
     assert.equal(r.successful, 3, r.stderr);
     assert.equal((await uas.done).successful, 3);
     const log = readdirSync(dir)

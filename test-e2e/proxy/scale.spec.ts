@@ -3,7 +3,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { openDb } from '@switchboard/platform';
-import { requireKafka, requirePostgres, testKafkaBrokers, testPostgresUrl, uniqueName } from '@switchboard/platform/testing';
+import {
+  requireKafka,
+  requirePostgres,
+  testKafkaBrokers,
+  testPostgresUrl,
+  uniqueName,
+} from '@switchboard/platform/testing';
 import { startPlatform } from '../lib/platform';
 import { freePort } from '../lib/ports';
 import { sipp } from '../lib/sipp';
@@ -15,25 +21,60 @@ test('PostgreSQL + Kafka: register through proxy A, call through proxy B', async
   const db = await openDb({ databaseUrl: testPostgresUrl() });
   await db.exec('DROP SCHEMA IF EXISTS registrar CASCADE');
   await db.close();
-  const shared = { DATABASE_URL: testPostgresUrl(), KAFKA_BROKERS: testKafkaBrokers().join(','), SWITCHBOARD_SIP_TRUSTED: '127.0.0.1/32' };
+  const shared = {
+    DATABASE_URL: testPostgresUrl(),
+    KAFKA_BROKERS: testKafkaBrokers().join(','),
+    SWITCHBOARD_SIP_TRUSTED: '127.0.0.1/32',
+  };
   const user = uniqueName('dave').replace(/[^a-z0-9]/gi, '');
   const registrar = await startPlatform({ targets: ['registrar'], env: shared, subscribers: [] });
-  const registrarAddr = registrar.proc.endpoints.find((e) => e.service === 'registrar')!.url.replace('grpc://', '');
+  const registrarAddr = registrar.proc.endpoints
+    .find((e) => e.service === 'registrar')!
+    .url.replace('grpc://', '');
   const proxyEnv = { ...shared, SWITCHBOARD_SIP_REGISTRAR: registrarAddr };
-  const a = await startPlatform({ targets: ['sip-proxy'], env: proxyEnv, subscribers: [{ username: user, password: 'pw' }] });
+  const a = await startPlatform({
+    targets: ['sip-proxy'],
+    env: proxyEnv,
+    subscribers: [{ username: user, password: 'pw' }],
+  });
   const b = await startPlatform({ targets: ['sip-proxy'], env: proxyEnv });
   const uasPort = await freePort();
-  const uas = sipp(['-sn', 'uas', '-i', '127.0.0.1', '-p', String(uasPort), '-m', '3'], { timeoutMs: 60_000 });
+  const uas = sipp(['-sn', 'uas', '-i', '127.0.0.1', '-p', String(uasPort), '-m', '3'], {
+    timeoutMs: 60_000,
+  });
   try {
-    const reg = await register({ proxy: a.sip.udp, user, password: 'pw', domain: a.domain, contact: `sip:${user}@127.0.0.1:${uasPort}` });
+    const reg = await register({
+      proxy: a.sip.udp,
+      user,
+      password: 'pw',
+      domain: a.domain,
+      contact: `sip:${user}@127.0.0.1:${uasPort}`,
+    });
     assert.equal(reg.status, 200, `${reg.status} ${reg.reason}`);
     // Proxy B learns the binding from the location topic; wait (bounded) until a call goes through.
     let ok = 0;
     const deadline = Date.now() + 30_000;
     while (ok < 3 && Date.now() < deadline) {
-      const r = await sipp(['-sn', 'uac', '-s', user, '-i', '127.0.0.1', '-p', '0', '-m', '1', '-recv_timeout', '4000', `${b.sip.udp.host}:${b.sip.udp.port}`], {
-        timeoutMs: 20_000,
-      }).done;
+      const r = await sipp(
+        [
+          '-sn',
+          'uac',
+          '-s',
+          user,
+          '-i',
+          '127.0.0.1',
+          '-p',
+          '0',
+          '-m',
+          '1',
+          '-recv_timeout',
+          '4000',
+          `${b.sip.udp.host}:${b.sip.udp.port}`,
+        ],
+        {
+          timeoutMs: 20_000,
+        },
+      ).done;
       if (r.successful === 1) ok++;
       else await new Promise((res) => setTimeout(res, 500));
     }

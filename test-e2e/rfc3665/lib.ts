@@ -60,7 +60,10 @@ export function readMessageLog(file: string): Logged[] {
 
 /** `> INVITE`, `< 407`: the ladder as one side saw it (`>` sent, `<` received). */
 export function ladder(log: Logged[]): string[] {
-  return log.map((l) => `${l.dir === 'sent' ? '>' : '<'} ${l.msg.isRequest ? (l.msg as SipRequest).method : (l.msg as SipResponse).status}`);
+  return log.map(
+    (l) =>
+      `${l.dir === 'sent' ? '>' : '<'} ${l.msg.isRequest ? (l.msg as SipRequest).method : (l.msg as SipResponse).status}`,
+  );
 }
 
 /** The first message of a side matching a ladder entry like `< 200` or `> BYE` (after `skip` matches). */
@@ -90,7 +93,13 @@ export interface Ua {
  */
 export async function ua(
   scenario: string,
-  o: { remote?: { host: string; port: number }; keys?: Record<string, string | number>; port?: number; timeoutMs?: number; args?: string[] },
+  o: {
+    remote?: { host: string; port: number };
+    keys?: Record<string, string | number>;
+    port?: number;
+    timeoutMs?: number;
+    args?: string[];
+  },
 ): Promise<Ua> {
   const port = o.port ?? (await freePort());
   const dir = mkdtempSync(join(tmpdir(), 'rfc3665-'));
@@ -138,6 +147,9 @@ export async function ua(
 /** Assertion message context: both ladders and SIPp's errors. */
 export function explain(...runs: UaRun[]): string {
   return runs
-    .map((r, i) => `UA ${i}: ${JSON.stringify(ladder(r.log))} ok=${r.result.successful} failed=${r.result.failed}\n${r.errors}${r.result.stderr.slice(-1000)}`)
+    .map(
+      (r, i) =>
+        `UA ${i}: ${JSON.stringify(ladder(r.log))} ok=${r.result.successful} failed=${r.result.failed}\n${r.errors}${r.result.stderr.slice(-1000)}`,
+    )
     .join('\n');
 }

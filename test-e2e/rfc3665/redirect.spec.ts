@@ -13,15 +13,25 @@ const BOB = { username: 'bob', password: 'b0b-Secret' };
 describe('RFC 3665 §3.6 redirect mode', () => {
   let p: RunningPlatform;
   before(async () => {
-    p = await startPlatform({ subscribers: [ALICE, BOB], targets: ['registrar', 'sip-proxy'], env: { SWITCHBOARD_PROXY_MODE: 'redirect' } });
+    p = await startPlatform({
+      subscribers: [ALICE, BOB],
+      targets: ['registrar', 'sip-proxy'],
+      env: { SWITCHBOARD_PROXY_MODE: 'redirect' },
+    });
   });
   after(() => p?.stop());
 
-  test('3.6 successful session via redirect: 407, 302 with Bob\'s contact, then a direct call with SDP in the ACK', async () => {
+  test("3.6 successful session via redirect: 407, 302 with Bob's contact, then a direct call with SDP in the ACK", async () => {
     const proxy = p.sip.udp;
     const bob = await ua('3.6-bob.xml', { timeoutMs: 15_000 });
     const contact = `sip:bob@127.0.0.1:${bob.port}`;
-    const reg = await register({ proxy, user: BOB.username, password: BOB.password, domain: p.domain, contact });
+    const reg = await register({
+      proxy,
+      user: BOB.username,
+      password: BOB.password,
+      domain: p.domain,
+      contact,
+    });
     assert.equal(reg.status, 200);
     const alice = await ua('3.6-alice.xml', {
       remote: proxy,
@@ -33,14 +43,30 @@ describe('RFC 3665 §3.6 redirect mode', () => {
     const why = explain(a, b);
     assert.deepEqual(
       ladder(a.log),
-      ['> INVITE', '< 407', '> ACK', '> INVITE', '< 302', '> ACK', '> INVITE', '< 180', '< 200', '> ACK', '> BYE', '< 200'],
+      [
+        '> INVITE',
+        '< 407',
+        '> ACK',
+        '> INVITE',
+        '< 302',
+        '> ACK',
+        '> INVITE',
+        '< 180',
+        '< 200',
+        '> ACK',
+        '> BYE',
+        '< 200',
+      ],
       why,
     );
     assert.deepEqual(ladder(b.log), ['< INVITE', '> 180', '> 200', '< ACK', '< BYE', '> 200'], why);
     assert.equal(a.result.successful, 1, why);
     assert.equal(b.result.successful, 1, why);
 
-    assert.match(pick<SipResponse>(a.log, '< 407').getHeader('Proxy-Authenticate') ?? '', /^Digest realm="example\.com"/);
+    assert.match(
+      pick<SipResponse>(a.log, '< 407').getHeader('Proxy-Authenticate') ?? '',
+      /^Digest realm="example\.com"/,
+    );
     const moved = pick<SipResponse>(a.log, '< 302');
     assert.equal(moved.reason, 'Moved Temporarily');
     assert.deepEqual(moved.getHeaderValues('Contact'), [`<${contact}>`]);

@@ -18,7 +18,12 @@ describe('RFC 3665 §2 registration', () => {
   });
   after(() => p?.stop());
 
-  const bob = (scenario: string, keys: Record<string, string | number> = {}, password = BOB.password, port?: number) =>
+  const bob = (
+    scenario: string,
+    keys: Record<string, string | number> = {},
+    password = BOB.password,
+    port?: number,
+  ) =>
     ua(scenario, {
       remote: proxy,
       port,
@@ -73,8 +78,14 @@ describe('RFC 3665 §2 registration', () => {
     assertViaReflected(ok, run.port);
     const contacts = ok.getHeaderValues('Contact').sort();
     assert.equal(contacts.length, 2, contacts.join(' | '));
-    assert.ok(contacts.some((c) => c.startsWith(`<${firstContact}>;expires=`)), contacts.join(' | '));
-    assert.ok(contacts.some((c) => new RegExp(`^<${secondContact}>;expires=(1800|179\\d)$`).test(c)), contacts.join(' | '));
+    assert.ok(
+      contacts.some((c) => c.startsWith(`<${firstContact}>;expires=`)),
+      contacts.join(' | '),
+    );
+    assert.ok(
+      contacts.some((c) => new RegExp(`^<${secondContact}>;expires=(1800|179\\d)$`).test(c)),
+      contacts.join(' | '),
+    );
   });
 
   test('2.3 request for current contact list: REGISTER without Contact changes nothing and lists the bindings', async () => {

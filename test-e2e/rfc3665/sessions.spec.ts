@@ -21,7 +21,10 @@ describe('RFC 3665 §3 sessions through the proxy', () => {
     p = await startPlatform({
       subscribers: [ALICE, BOB, CAROL],
       targets: ['registrar', 'sip-proxy'],
-      env: { SWITCHBOARD_SIP_BRANCH_TIMEOUT_MS: String(BRANCH_TIMEOUT_MS), SWITCHBOARD_SIP_INVITE_TIMEOUT_MS: '5000' },
+      env: {
+        SWITCHBOARD_SIP_BRANCH_TIMEOUT_MS: String(BRANCH_TIMEOUT_MS),
+        SWITCHBOARD_SIP_INVITE_TIMEOUT_MS: '5000',
+      },
     });
     proxy = p.sip.udp;
     rr = `<sip:${proxy.host}:${proxy.port};transport=udp;lr>`;
@@ -34,7 +37,8 @@ describe('RFC 3665 §3 sessions through the proxy', () => {
     const bob = await ua(scenario, { timeoutMs: 15_000 });
     const reg = (contact: string, expires: number) =>
       register({ proxy, user: BOB.username, password: BOB.password, domain: p.domain, contact, expires });
-    if (bobContact) assert.equal((await reg(bobContact, 0)).status, 200, 'the previous flow\'s binding removed');
+    if (bobContact)
+      assert.equal((await reg(bobContact, 0)).status, 200, "the previous flow's binding removed");
     bobContact = `sip:bob@127.0.0.1:${bob.port}`;
     const res = await reg(bobContact, 600);
     assert.equal(res.status, 200, `Bob's REGISTER: ${res.status}`);
@@ -52,7 +56,10 @@ describe('RFC 3665 §3 sessions through the proxy', () => {
   /** The first legs every flow shares: INVITE, 407 from the proxy, ACK, INVITE with credentials. */
   function assertChallengeLeg(alice: UaRun, alicePort: number) {
     const challenge = pick<SipResponse>(alice.log, '< 407');
-    assert.match(challenge.getHeader('Proxy-Authenticate') ?? '', /^Digest realm="example\.com", nonce="[^"]+"/);
+    assert.match(
+      challenge.getHeader('Proxy-Authenticate') ?? '',
+      /^Digest realm="example\.com", nonce="[^"]+"/,
+    );
     assert.equal(challenge.getHeader('WWW-Authenticate'), undefined);
     assert.ok(challenge.toTag);
     assert.equal(challenge.vias.length, 1);
@@ -109,7 +116,11 @@ describe('RFC 3665 §3 sessions through the proxy', () => {
     for (const entry of ['< ACK', '< BYE']) {
       const r = pick<SipRequest>(b.log, entry);
       // SIPp's [next_url] is Bob's Contact without its parameters.
-      assert.equal(r.uriText, pick<SipRequest>(a.log, entry.replace('<', '>'), entry === '< ACK' ? 1 : 0).uriText, entry);
+      assert.equal(
+        r.uriText,
+        pick<SipRequest>(a.log, entry.replace('<', '>'), entry === '< ACK' ? 1 : 0).uriText,
+        entry,
+      );
       assert.match(r.uriText, new RegExp(`^sip:bob@127\\.0\\.0\\.1:${bob.port}`), entry);
       assert.deepEqual(r.getHeaderValues('Route'), [], entry);
       assert.equal(r.vias.length, 2, entry);
@@ -125,7 +136,11 @@ describe('RFC 3665 §3 sessions through the proxy', () => {
     const [a, b] = await Promise.all([alice.done, bob.done]);
     const why = explain(a, b);
     const seen = ladder(a.log);
-    assert.deepEqual(seen.slice(0, 10), ['> INVITE', '< 407', '> ACK', '> INVITE', '< 100', '< 180', '< 200', '> ACK', '> BYE', '< 200'], why);
+    assert.deepEqual(
+      seen.slice(0, 10),
+      ['> INVITE', '< 407', '> ACK', '> INVITE', '< 100', '< 180', '< 200', '> ACK', '> BYE', '< 200'],
+      why,
+    );
     // SIPp takes each repeated 200 for a retransmission and answers it with its BYE again: pairs, never a 500.
     const rest = seen.slice(10);
     assert.ok(rest.length >= 2, why);
@@ -140,7 +155,11 @@ describe('RFC 3665 §3 sessions through the proxy', () => {
   test('3.7 re-INVITE after an IP address change: from her new address Alice re-INVITEs in the dialog through the proxy', async () => {
     const bob = await callee('3.7-bob.xml');
     const before = await (await caller('3.7-alice.xml')).done;
-    assert.deepEqual(ladder(before.log), ['> INVITE', '< 407', '> ACK', '> INVITE', '< 100', '< 180', '< 200', '> ACK'], explain(before));
+    assert.deepEqual(
+      ladder(before.log),
+      ['> INVITE', '< 407', '> ACK', '> INVITE', '< 100', '< 180', '< 200', '> ACK'],
+      explain(before),
+    );
     const ok = pick<SipResponse>(before.log, '< 200');
     // The dialog as Alice holds it; her UA moves to 127.0.0.7 and carries on with it.
     const moved = await ua('3.7-alice-moved.xml', {
@@ -160,9 +179,17 @@ describe('RFC 3665 §3 sessions through the proxy', () => {
     });
     const [m, b] = await Promise.all([moved.done, bob.done]);
     const why = explain(before, m, b);
-    assert.deepEqual(ladder(m.log).filter((e) => e !== '< 100'), ['> INVITE', '< 200', '> ACK', '> BYE', '< 200'], why);
+    assert.deepEqual(
+      ladder(m.log).filter((e) => e !== '< 100'),
+      ['> INVITE', '< 200', '> ACK', '> BYE', '< 200'],
+      why,
+    );
     assert.equal(m.result.successful, 1, why);
-    assert.deepEqual(ladder(b.log), ['< INVITE', '> 180', '> 200', '< ACK', '< INVITE', '> 200', '< ACK', '< BYE', '> 200'], why);
+    assert.deepEqual(
+      ladder(b.log),
+      ['< INVITE', '> 180', '> 200', '< ACK', '< INVITE', '> 200', '< ACK', '< BYE', '> 200'],
+      why,
+    );
     const reinvite = pick<SipRequest>(b.log, '< INVITE', 1);
     assert.equal(reinvite.toTag, ok.toTag, 'in the dialog');
     assert.equal(reinvite.vias.length, 2);
@@ -214,7 +241,13 @@ describe('RFC 3665 §3 sessions through the proxy', () => {
     await new Promise<void>((r) => silent.bind(0, '127.0.0.1', r));
     const dead = `sip:bob@127.0.0.1:${silent.address().port}`;
     try {
-      const res = await register({ proxy, user: BOB.username, password: BOB.password, domain: p.domain, contact: dead });
+      const res = await register({
+        proxy,
+        user: BOB.username,
+        password: BOB.password,
+        domain: p.domain,
+        contact: dead,
+      });
       assert.equal(res.getHeaderValues('Contact').length, 2);
       const alice = await caller('3.8-alice.xml');
       const [a, b] = await Promise.all([alice.done, bob.done]);
@@ -226,7 +259,14 @@ describe('RFC 3665 §3 sessions through the proxy', () => {
       );
       assert.equal(a.result.successful, 1, why);
     } finally {
-      await register({ proxy, user: BOB.username, password: BOB.password, domain: p.domain, contact: dead, expires: 0 });
+      await register({
+        proxy,
+        user: BOB.username,
+        password: BOB.password,
+        domain: p.domain,
+        contact: dead,
+        expires: 0,
+      });
       silent.close();
     }
   });
@@ -236,13 +276,21 @@ describe('RFC 3665 §3 sessions through the proxy', () => {
     const alice = await caller('3.9-alice.xml');
     const [a, b] = await Promise.all([alice.done, bob.done]);
     const why = explain(a, b);
-    assert.deepEqual(ladder(a.log), ['> INVITE', '< 407', '> ACK', '> INVITE', '< 100', '< 486', '> ACK'], why);
+    assert.deepEqual(
+      ladder(a.log),
+      ['> INVITE', '< 407', '> ACK', '> INVITE', '< 100', '< 486', '> ACK'],
+      why,
+    );
     assert.deepEqual(ladder(b.log), ['< INVITE', '> 486', '< ACK'], why);
     assert.equal(a.result.successful, 1, why);
     assert.equal(b.result.successful, 1, why);
     assertChallengeLeg(a, alice.port);
     const inv = assertForwardedInvite(b.log, bob.port, alice.port);
-    assert.equal(pick<SipRequest>(b.log, '< ACK').via.branch, inv.vias[0].branch, 'hop-by-hop ACK from the proxy');
+    assert.equal(
+      pick<SipRequest>(b.log, '< ACK').via.branch,
+      inv.vias[0].branch,
+      'hop-by-hop ACK from the proxy',
+    );
     const busy = pick<SipResponse>(a.log, '< 486');
     assert.equal(busy.reason, 'Busy Here');
     assert.equal(busy.vias.length, 1);
@@ -255,12 +303,19 @@ describe('RFC 3665 §3 sessions through the proxy', () => {
     const a = await alice.done;
     const b = await bob.done;
     const why = explain(a, b);
-    assert.deepEqual(ladder(a.log), ['> INVITE', '< 407', '> ACK', '> INVITE', '< 100', '< 408', '> ACK'], why);
+    assert.deepEqual(
+      ladder(a.log),
+      ['> INVITE', '< 407', '> ACK', '> INVITE', '< 100', '< 408', '> ACK'],
+      why,
+    );
     assert.equal(a.result.successful, 1, why);
     assertChallengeLeg(a, alice.port);
     assertForwardedInvite(b.log, bob.port, alice.port);
     const seen = ladder(b.log);
-    assert.ok(seen.length >= 2 && seen.every((e) => e === '< INVITE'), `Bob sees the INVITE retransmitted: ${JSON.stringify(seen)}`);
+    assert.ok(
+      seen.length >= 2 && seen.every((e) => e === '< INVITE'),
+      `Bob sees the INVITE retransmitted: ${JSON.stringify(seen)}`,
+    );
     const timeout = pick<SipResponse>(a.log, '< 408');
     assert.equal(timeout.vias.length, 1);
     assert.ok(timeout.toTag);

@@ -15,12 +15,17 @@ function tool(cmd: string, args: string[], timeoutMs: number): Promise<{ code: n
   return new Promise((resolve, reject) => {
     // sipvicious keeps session state under $HOME/.sipvicious: a home of its own per run.
     const home = mkdtempSync(join(tmpdir(), 'sipvicious-'));
-    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, HOME: home } });
+    const child = spawn(cmd, args, {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, HOME: home },
+    });
     let out = '';
     child.stdout.on('data', (d) => (out += d));
     child.stderr.on('data', (d) => (out += d));
     const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.on('error', (e) => reject(new Error(`${cmd} could not start (install Debian sipvicious): ${e.message}`)));
+    child.on('error', (e) =>
+      reject(new Error(`${cmd} could not start (install Debian sipvicious): ${e.message}`)),
+    );
     child.on('exit', (code) => {
       clearTimeout(timer);
       resolve({ code, out });
@@ -52,13 +57,27 @@ describe('sipvicious against the proxy', () => {
     for (const method of ['REGISTER', 'INVITE']) {
       const r = await tool('svwar', ['-e90-210', '-m', method, '-t', '0.05', target], 60_000);
       // svwar first probes a random extension; answered like a real one, it has nothing to tell them apart by.
-      assert.match(r.out, /authentication request for an unknown extension/, `${method}:\n${r.out.slice(-2000)}`);
+      assert.match(
+        r.out,
+        /authentication request for an unknown extension/,
+        `${method}:\n${r.out.slice(-2000)}`,
+      );
       assert.match(r.out, /found nothing/, `${method}:\n${r.out.slice(-2000)}`);
-      assert.doesNotMatch(r.out, /\|\s*(100|150|200)\s*\|/, `${method}: svwar listed an extension:\n${r.out.slice(-2000)}`);
+      assert.doesNotMatch(
+        r.out,
+        /\|\s*(100|150|200)\s*\|/,
+        `${method}: svwar listed an extension:\n${r.out.slice(-2000)}`,
+      );
     }
     const metrics = await p.metrics();
-    assert.ok((metricValue(metrics, 'switchboard_sip_responses_total', 'code="401"') ?? 0) >= 1, 'REGISTER probes were challenged');
-    assert.ok((metricValue(metrics, 'switchboard_sip_responses_total', 'code="407"') ?? 0) >= 1, 'INVITE probes were challenged');
+    assert.ok(
+      (metricValue(metrics, 'switchboard_sip_responses_total', 'code="401"') ?? 0) >= 1,
+      'REGISTER probes were challenged',
+    );
+    assert.ok(
+      (metricValue(metrics, 'switchboard_sip_responses_total', 'code="407"') ?? 0) >= 1,
+      'INVITE probes were challenged',
+    );
   });
 
   test('svcrack is banned after a few guesses and never finds the password; others keep registering', async () => {
@@ -79,9 +98,18 @@ describe('sipvicious against the proxy', () => {
     assert.match(r.out, /since we last received a response - stopping|found nothing/, r.out.slice(-2000));
     assert.doesNotMatch(r.out, /1234/, `svcrack found the password:\n${r.out.slice(-2000)}`);
     const metrics = await p.metrics();
-    assert.ok((metricValue(metrics, 'switchboard_banned_sources') ?? 0) >= 1, 'the attacking source is banned');
-    assert.ok((metricValue(metrics, 'switchboard_sip_dropped_total', 'reason="banned"') ?? 0) > 0, 'its later requests are dropped');
+    assert.ok(
+      (metricValue(metrics, 'switchboard_banned_sources') ?? 0) >= 1,
+      'the attacking source is banned',
+    );
+    assert.ok(
+      (metricValue(metrics, 'switchboard_sip_dropped_total', 'reason="banned"') ?? 0) > 0,
+      'its later requests are dropped',
+    );
     const answered = (metricValue(metrics, 'switchboard_sip_responses_total', 'code="401"') ?? 0) - before401;
-    assert.ok(answered <= 12, `svcrack got only a few answers before the ban (${answered} 401s, the phone's included)`);
+    assert.ok(
+      answered <= 12,
+      `svcrack got only a few answers before the ban (${answered} 401s, the phone's included)`,
+    );
   });
 });

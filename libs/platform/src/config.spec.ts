@@ -1,6 +1,18 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { ConfigError, bool, hostPort, int, list, loadConfig, oneOf, optional, platformSpec, port, str } from './config';
+import {
+  ConfigError,
+  bool,
+  hostPort,
+  int,
+  list,
+  loadConfig,
+  oneOf,
+  optional,
+  platformSpec,
+  port,
+  str,
+} from './config';
 
 const spec = {
   name: str('SWITCHBOARD_NAME', 'sb', 'a name'),
@@ -17,7 +29,16 @@ test('defaults apply when variables are unset', () => {
   const c = loadConfig(spec, {});
   assert.deepEqual(
     { ...c },
-    { name: 'sb', port: 5060, count: 3, on: false, mode: 'proxy', hosts: ['a', 'b'], addr: { host: '127.0.0.1', port: 1813 }, url: undefined },
+    {
+      name: 'sb',
+      port: 5060,
+      count: 3,
+      on: false,
+      mode: 'proxy',
+      hosts: ['a', 'b'],
+      addr: { host: '127.0.0.1', port: 1813 },
+      url: undefined,
+    },
   );
 });
 
@@ -49,7 +70,8 @@ for (const [variable, value] of [
   test(`a bad ${variable}=${value} stops start-up naming the variable`, () => {
     assert.throws(
       () => loadConfig(spec, { [variable]: value }),
-      (e: unknown) => e instanceof ConfigError && e.variable === variable && e.message.startsWith(`${variable}:`),
+      (e: unknown) =>
+        e instanceof ConfigError && e.variable === variable && e.message.startsWith(`${variable}:`),
     );
   });
 }
@@ -59,7 +81,10 @@ test('platform settings have laptop defaults: embedded storage and events', () =
   assert.equal(c.databaseUrl, undefined);
   assert.equal(c.kafkaBrokers, undefined);
   assert.equal(c.dataDir, './data');
-  assert.deepEqual(loadConfig(platformSpec, { KAFKA_BROKERS: 'k1:9092,k2:9092' }).kafkaBrokers, ['k1:9092', 'k2:9092']);
+  assert.deepEqual(loadConfig(platformSpec, { KAFKA_BROKERS: 'k1:9092,k2:9092' }).kafkaBrokers, [
+    'k1:9092',
+    'k2:9092',
+  ]);
 });
 
 test('every variable name has the SWITCHBOARD_ prefix except the two standard ones', () => {

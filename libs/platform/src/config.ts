@@ -26,13 +26,21 @@ export interface Setting<T> {
 
 type Env = Record<string, string | undefined>;
 export type ConfigSpec = Record<string, Setting<unknown>>;
-export type ConfigOf<S extends ConfigSpec> = { readonly [K in keyof S]: S[K] extends Setting<infer T> ? T : never };
+export type ConfigOf<S extends ConfigSpec> = {
+  readonly [K in keyof S]: S[K] extends Setting<infer T> ? T : never;
+};
 
-function setting<T>(env: string, def: string | undefined, description: string, parse: (raw: string) => T): Setting<T> {
+function setting<T>(
+  env: string,
+  def: string | undefined,
+  description: string,
+  parse: (raw: string) => T,
+): Setting<T> {
   return { env, default: def, description, parse };
 }
 
-export const str = (env: string, def: string, description: string) => setting(env, def, description, (s) => s);
+export const str = (env: string, def: string, description: string) =>
+  setting(env, def, description, (s) => s);
 
 /** An optional string: undefined when the variable is unset or empty. */
 export const optional = (env: string, description: string): Setting<string | undefined> =>
@@ -56,9 +64,15 @@ export const bool = (env: string, def: boolean, description: string) =>
     throw new Error(`expected true or false, got "${s}"`);
   });
 
-export const oneOf = <const T extends string>(env: string, def: T, values: readonly T[], description: string) =>
+export const oneOf = <const T extends string>(
+  env: string,
+  def: T,
+  values: readonly T[],
+  description: string,
+) =>
   setting(env, def, `${description} (one of: ${values.join(', ')})`, (s) => {
-    if (!(values as readonly string[]).includes(s)) throw new Error(`expected one of ${values.join(', ')}, got "${s}"`);
+    if (!(values as readonly string[]).includes(s))
+      throw new Error(`expected one of ${values.join(', ')}, got "${s}"`);
     return s as T;
   });
 
@@ -105,11 +119,27 @@ export const platformSpec = {
     ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'],
     'Log level',
   ),
-  logPretty: oneOf('SWITCHBOARD_LOG_FORMAT', 'auto', ['auto', 'json', 'pretty'], 'Log format; auto is pretty on a terminal'),
-  opsHost: str('SWITCHBOARD_OPS_HOST', '0.0.0.0', 'Address of the ops HTTP server (/metrics, /healthz, /readyz)'),
+  logPretty: oneOf(
+    'SWITCHBOARD_LOG_FORMAT',
+    'auto',
+    ['auto', 'json', 'pretty'],
+    'Log format; auto is pretty on a terminal',
+  ),
+  opsHost: str(
+    'SWITCHBOARD_OPS_HOST',
+    '0.0.0.0',
+    'Address of the ops HTTP server (/metrics, /healthz, /readyz)',
+  ),
   opsPort: port('SWITCHBOARD_OPS_PORT', 9464, 'Port of the ops HTTP server; 0 picks a free one'),
-  databaseUrl: optional('DATABASE_URL', 'PostgreSQL URL; unset means embedded PGlite under the data directory'),
-  dataDir: str('SWITCHBOARD_DATA_DIR', './data', 'Directory for embedded storage (PGlite) and files; :memory: keeps it in memory'),
+  databaseUrl: optional(
+    'DATABASE_URL',
+    'PostgreSQL URL; unset means embedded PGlite under the data directory',
+  ),
+  dataDir: str(
+    'SWITCHBOARD_DATA_DIR',
+    './data',
+    'Directory for embedded storage (PGlite) and files; :memory: keeps it in memory',
+  ),
   kafkaBrokers: setting(
     'KAFKA_BROKERS',
     undefined,
@@ -121,7 +151,12 @@ export const platformSpec = {
         .filter(Boolean),
   ),
   kafkaClientId: str('SWITCHBOARD_KAFKA_CLIENT_ID', 'switchboard', 'Kafka client id prefix'),
-  shutdownTimeoutMs: int('SWITCHBOARD_SHUTDOWN_TIMEOUT_MS', 10000, 'How long a stop may drain before the process exits', 100),
+  shutdownTimeoutMs: int(
+    'SWITCHBOARD_SHUTDOWN_TIMEOUT_MS',
+    10000,
+    'How long a stop may drain before the process exits',
+    100,
+  ),
 } satisfies ConfigSpec;
 
 export type PlatformConfig = ConfigOf<typeof platformSpec>;

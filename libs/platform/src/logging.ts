@@ -16,7 +16,10 @@ export function createLogger(name: string, opts: LoggingOptions): Logger {
   const pretty = !opts.destination && (opts.format === 'pretty' || (opts.format !== 'json' && isTerminal()));
   const base = { level: opts.level, base: { name } };
   if (pretty) {
-    return pino({ ...base, transport: { target: 'pino-pretty', options: { translateTime: 'SYS:HH:MM:ss.l' } } });
+    return pino({
+      ...base,
+      transport: { target: 'pino-pretty', options: { translateTime: 'SYS:HH:MM:ss.l' } },
+    });
   }
   return opts.destination ? pino(base, opts.destination) : pino(base);
 }

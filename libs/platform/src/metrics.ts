@@ -1,7 +1,7 @@
 import { Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 
 /** One registry per process, with default Node metrics and the build info gauge. */
-export function createMetricsRegistry(version: string): Registry {
+export function createMetricsRegistry(): Registry {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
   new Gauge({

@@ -5,9 +5,14 @@ import { createMetricsRegistry, markService } from './metrics';
 import { startOpsServer } from './ops-server';
 
 test('ops server: /healthz, /readyz follows its checks and draining, /metrics has defaults and build info', async () => {
-  const registry = createMetricsRegistry('1.2.3');
+  const registry = createMetricsRegistry();
   markService(registry, '1.2.3', 'registrar');
-  const ops = await startOpsServer({ host: '127.0.0.1', port: 0, registry, logger: pino({ level: 'silent' }) });
+  const ops = await startOpsServer({
+    host: '127.0.0.1',
+    port: 0,
+    registry,
+    logger: pino({ level: 'silent' }),
+  });
   try {
     assert.equal((await fetch(`${ops.url}/healthz`)).status, 200);
     let dbUp = false;
@@ -15,7 +20,10 @@ test('ops server: /healthz, /readyz follows its checks and draining, /metrics ha
     ops.addReadinessCheck('throws', () => true);
     const notReady = await fetch(`${ops.url}/readyz`);
     assert.equal(notReady.status, 503);
-    assert.deepEqual(((await notReady.json()) as { checks: unknown }).checks, { database: false, throws: true });
+    assert.deepEqual(((await notReady.json()) as { checks: unknown }).checks, {
+      database: false,
+      throws: true,
+    });
     dbUp = true;
     assert.equal((await fetch(`${ops.url}/readyz`)).status, 200);
     ops.setDraining(true);
@@ -37,7 +45,7 @@ test('a readiness check that rejects counts as not ready', async () => {
   const ops = await startOpsServer({
     host: '127.0.0.1',
     port: 0,
-    registry: createMetricsRegistry('0'),
+    registry: createMetricsRegistry(),
     logger: pino({ level: 'silent' }),
   });
   try {

@@ -4,7 +4,12 @@ import { ConfigError, int } from './config';
 import { MEMORY_DATA_DIR, runTargets } from './runner';
 import { defineService, type ServiceModule } from './service';
 
-const env = { SWITCHBOARD_OPS_PORT: '0', SWITCHBOARD_OPS_HOST: '127.0.0.1', SWITCHBOARD_DATA_DIR: MEMORY_DATA_DIR, SWITCHBOARD_LOG_LEVEL: 'silent' };
+const env = {
+  SWITCHBOARD_OPS_PORT: '0',
+  SWITCHBOARD_OPS_HOST: '127.0.0.1',
+  SWITCHBOARD_DATA_DIR: MEMORY_DATA_DIR,
+  SWITCHBOARD_LOG_LEVEL: 'silent',
+};
 
 function recorder(log: string[]) {
   const mod = (name: string, dependsOn: string[] = []): ServiceModule =>

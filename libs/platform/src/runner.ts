@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { Gauge } from 'prom-client';
-import { loadConfig, platformSpec, type ConfigSpec, type PlatformConfig } from './config';
+import { loadConfig, platformSpec, processEnv, type ConfigSpec, type PlatformConfig } from './config';
 import { createLogger, serviceLogger } from './logging';
 import { createMetricsRegistry, markService } from './metrics';
 import { startOpsServer, type OpsServer } from './ops-server';
@@ -37,19 +37,31 @@ export async function runTargets(
   modules: readonly ServiceModule[],
   opts: { version: string; env?: Env; processName?: string },
 ): Promise<RunningProcess> {
-  const env = opts.env ?? process.env;
+  const env = opts.env ?? processEnv();
   const platform: PlatformConfig = loadConfig(platformSpec, env);
   const configs = new Map(modules.map((m) => [m.name, loadConfig(m.configSpec as ConfigSpec, env)]));
   const ordered = orderByDependencies(modules);
   const names = ordered.map((m) => m.name);
 
-  const logger = createLogger(opts.processName ?? 'switchboard', { level: platform.logLevel, format: platform.logPretty });
-  const metrics = createMetricsRegistry(opts.version);
-  const ops = await startOpsServer({ host: platform.opsHost, port: platform.opsPort, registry: metrics, logger });
+  const logger = createLogger(opts.processName ?? 'switchboard', {
+    level: platform.logLevel,
+    format: platform.logPretty,
+  });
+  const metrics = createMetricsRegistry();
+  const ops = await startOpsServer({
+    host: platform.opsHost,
+    port: platform.opsPort,
+    registry: metrics,
+    logger,
+  });
 
   const db = lazy<Db>(async () => {
     const memory = platform.dataDir === MEMORY_DATA_DIR;
-    const d = await openDb({ databaseUrl: platform.databaseUrl, dataDir: join(platform.dataDir, 'pglite'), memory });
+    const d = await openDb({
+      databaseUrl: platform.databaseUrl,
+      dataDir: join(platform.dataDir, 'pglite'),
+      memory,
+    });
     ops.addReadinessCheck('database', async () => (await d.query('select 1')).rowCount === 1);
     return d;
   });
@@ -113,7 +125,8 @@ export async function runTargets(
           db: db.get,
           events: events.get,
           endpoint: (name, url) => void endpoints.push({ service: m.name, name, url }),
-          localEndpoint: (service, name) => endpoints.find((e) => e.service === service && e.name === name)?.url,
+          localEndpoint: (service, name) =>
+            endpoints.find((e) => e.service === service && e.name === name)?.url,
         },
         configs.get(m.name)!,
       );
@@ -129,7 +142,11 @@ export async function runTargets(
 }
 
 /** Stop on SIGINT/SIGTERM (drain, close storage, exit 0); a second signal exits at once. */
-export function stopOnSignals(proc: RunningProcess, timeoutMs: number, exit: (code: number) => void = process.exit): void {
+export function stopOnSignals(
+  proc: RunningProcess,
+  timeoutMs: number,
+  exit: (code: number) => void = process.exit,
+): void {
   let signalled = false;
   const onSignal = (sig: NodeJS.Signals) => {
     if (signalled) {

@@ -22,14 +22,21 @@ test('dependencies start first; missing ones are ignored', () => {
 
 test('a dependency cycle is an error naming the path', () => {
   assert.throws(
-    () => orderByDependencies([{ name: 'a', dependsOn: ['b'] }, { name: 'b', dependsOn: ['a'] }]),
+    () =>
+      orderByDependencies([
+        { name: 'a', dependsOn: ['b'] },
+        { name: 'b', dependsOn: ['a'] },
+      ]),
     /cycle: a -> b -> a/,
   );
 });
 
 test('targets: all, a list, or an error naming the unknown one', () => {
   assert.equal(selectTargets(mods, 'all').length, 4);
-  assert.deepEqual(selectTargets(mods, 'rating, registrar').map((m) => m.name), ['rating', 'registrar']);
+  assert.deepEqual(
+    selectTargets(mods, 'rating, registrar').map((m) => m.name),
+    ['rating', 'registrar'],
+  );
   assert.throws(() => selectTargets(mods, 'registrar,pbx'), /unknown target "pbx"/);
   assert.throws(() => selectTargets(mods, ''), /no target/);
 });

@@ -44,7 +44,9 @@ export const defineService = <S extends ConfigSpec>(m: ServiceModule<S>): Servic
  * Order modules so that each comes after the ones it depends on (those present
  * in the set). Throws on an unknown target or a dependency cycle.
  */
-export function orderByDependencies<M extends Pick<ServiceModule, 'name' | 'dependsOn'>>(modules: readonly M[]): M[] {
+export function orderByDependencies<M extends Pick<ServiceModule, 'name' | 'dependsOn'>>(
+  modules: readonly M[],
+): M[] {
   const byName = new Map(modules.map((m) => [m.name, m]));
   const out: M[] = [];
   const state = new Map<string, 'visiting' | 'done'>();
@@ -70,11 +72,15 @@ export function selectTargets<M extends Pick<ServiceModule, 'name'>>(all: readon
     .split(',')
     .map((s) => s.trim())
     .filter(Boolean);
-  if (names.length === 0) throw new Error('no target given: use --target=all or --target=<service>[,<service>]');
+  if (names.length === 0)
+    throw new Error('no target given: use --target=all or --target=<service>[,<service>]');
   if (names.includes('all')) return [...all];
   return names.map((n) => {
     const m = all.find((x) => x.name === n);
-    if (!m) throw new Error(`unknown target "${n}"; known: all, ${all.map((x) => x.name).join(', ') || '(none yet)'}`);
+    if (!m)
+      throw new Error(
+        `unknown target "${n}"; known: all, ${all.map((x) => x.name).join(', ') || '(none yet)'}`,
+      );
     return m;
   });
 }

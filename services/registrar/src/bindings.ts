@@ -96,7 +96,9 @@ export function applyRegister(
 ): RegisterOutcome {
   const nowSec = Math.floor(nowMs / 1000);
   const alive = live(current, nowSec);
-  const changes: Change[] = current.filter((b) => b.expires <= nowSec).map((binding) => ({ type: 'expired' as const, binding }));
+  const changes: Change[] = current
+    .filter((b) => b.expires <= nowSec)
+    .map((binding) => ({ type: 'expired' as const, binding }));
 
   // §10.3 step 6: "*" removes every binding, subject to the Call-ID/CSeq rule per binding.
   if (req.removeAll) {
@@ -121,7 +123,9 @@ export function applyRegister(
     const regId = c.regId ?? 0;
     // RFC 5626 §6: a binding is identified by instance-id and reg-id when present, else by Contact URI.
     const existing = alive.find((b) =>
-      instanceId ? b.instanceId === instanceId && b.regId === regId : !b.instanceId && sameUri(b.contact, c.uri),
+      instanceId
+        ? b.instanceId === instanceId && b.regId === regId
+        : !b.instanceId && sameUri(b.contact, c.uri),
     );
     if (existing) checkOrder(existing, req); // §10.3 step 8
     const binding: Binding | null =
@@ -161,7 +165,10 @@ export function applyRegister(
 
   if (result.length > policy.maxContacts) {
     if (policy.overflow === 'reject') {
-      throw new DomainError('permission_denied', `too many contacts for ${req.aor} (at most ${policy.maxContacts})`);
+      throw new DomainError(
+        'permission_denied',
+        `too many contacts for ${req.aor} (at most ${policy.maxContacts})`,
+      );
     }
     const oldestFirst = [...result].sort((a, b) => a.updatedAt - b.updatedAt);
     const drop = new Set(oldestFirst.slice(0, result.length - policy.maxContacts));

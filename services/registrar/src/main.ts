@@ -26,8 +26,18 @@ export const LOCATION_TOPIC = 'location';
 export const registrarConfig = {
   grpcHost: str('SWITCHBOARD_REGISTRAR_GRPC_HOST', '127.0.0.1', 'Address the registrar gRPC server binds'),
   grpcPort: port('SWITCHBOARD_REGISTRAR_GRPC_PORT', 50051, 'Registrar gRPC port'),
-  minExpires: int('SWITCHBOARD_REGISTRAR_MIN_EXPIRES', 60, 'Shortest registration accepted (else 423 with Min-Expires)', 1),
-  maxExpires: int('SWITCHBOARD_REGISTRAR_MAX_EXPIRES', 3600, 'Longest registration granted (longer ones are shortened)', 1),
+  minExpires: int(
+    'SWITCHBOARD_REGISTRAR_MIN_EXPIRES',
+    60,
+    'Shortest registration accepted (else 423 with Min-Expires)',
+    1,
+  ),
+  maxExpires: int(
+    'SWITCHBOARD_REGISTRAR_MAX_EXPIRES',
+    3600,
+    'Longest registration granted (longer ones are shortened)',
+    1,
+  ),
   defaultExpires: int('SWITCHBOARD_REGISTRAR_DEFAULT_EXPIRES', 3600, 'Expiry when a REGISTER names none', 1),
   maxContacts: int('SWITCHBOARD_REGISTRAR_MAX_CONTACTS', 10, 'Most contacts per address-of-record', 1),
   overflow: oneOf(
@@ -93,7 +103,11 @@ export const registrarService = defineService({
         .finally(() => (sweeping = false));
     }, config.sweepIntervalMs);
 
-    const watchType = { upsert: WatchEvent_Type.TYPE_UPSERT, removed: WatchEvent_Type.TYPE_REMOVED, expired: WatchEvent_Type.TYPE_EXPIRED };
+    const watchType = {
+      upsert: WatchEvent_Type.TYPE_UPSERT,
+      removed: WatchEvent_Type.TYPE_REMOVED,
+      expired: WatchEvent_Type.TYPE_EXPIRED,
+    };
     const server = await serveGrpc({
       host: config.grpcHost,
       port: config.grpcPort,
@@ -126,12 +140,15 @@ export const registrarService = defineService({
             });
             return { bindings: page.bindings, nextPageToken: page.next ?? '' };
           },
-          unregister: async (req) => ({ removed: await registry.unregister(req.aor, req.contact || undefined) }),
+          unregister: async (req) => ({
+            removed: await registry.unregister(req.aor, req.contact || undefined),
+          }),
           watch(call) {
             const wanted = (b: Binding) => !call.request.aor || b.aor === call.request.aor;
             if (call.request.snapshot) {
               for (const [, bs] of registry.snapshot()) {
-                for (const b of bs.filter(wanted)) call.write({ type: WatchEvent_Type.TYPE_UPSERT, binding: b });
+                for (const b of bs.filter(wanted))
+                  call.write({ type: WatchEvent_Type.TYPE_UPSERT, binding: b });
               }
             }
             const onChange = (c: { type: keyof typeof watchType; binding: Binding }) => {

@@ -6,7 +6,13 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { grpcClient, openDb, openEventBus, runTargets, type RunningProcess } from '@switchboard/platform';
-import { requireKafka, requirePostgres, testKafkaBrokers, testPostgresUrl, uniqueName } from '@switchboard/platform/testing';
+import {
+  requireKafka,
+  requirePostgres,
+  testKafkaBrokers,
+  testPostgresUrl,
+  uniqueName,
+} from '@switchboard/platform/testing';
 import { RegistrarClient, WatchEvent_Type, type WatchEvent } from '@switchboard/proto/registrar';
 import { LOCATION_TOPIC, registrarService } from './main';
 
@@ -37,7 +43,13 @@ const register = (aor: string, cseq: number, contacts: ReturnType<typeof contact
   cseq,
   path: [],
   userAgent: 'test',
-  received: { address: '192.0.2.7', port: 5062, transport: 'udp', flowId: '', localSocket: 'udp:127.0.0.1:5060' },
+  received: {
+    address: '192.0.2.7',
+    port: 5062,
+    transport: 'udp',
+    flowId: '',
+    localSocket: 'udp:127.0.0.1:5060',
+  },
   ...extra,
 });
 
@@ -54,7 +66,10 @@ test('embedded: register, query, refresh, 423, out-of-order, watch, unregister, 
 
       const r1 = await s.client.register(register(aor, 1, [contact('sip:alice@192.0.2.7:5062', 600)]));
       assert.equal(r1.minExpires, 0);
-      assert.deepEqual(r1.bindings.map((b) => b.contact), ['sip:alice@192.0.2.7:5062']);
+      assert.deepEqual(
+        r1.bindings.map((b) => b.contact),
+        ['sip:alice@192.0.2.7:5062'],
+      );
       assert.equal(r1.bindings[0].received?.port, 5062);
 
       const brief = await s.client.register(register(aor, 2, [contact('sip:alice@192.0.2.7:5062', 5)]));
@@ -78,7 +93,11 @@ test('embedded: register, query, refresh, 423, out-of-order, watch, unregister, 
     s = await start({ SWITCHBOARD_DATA_DIR: dataDir });
     try {
       const after = await s.client.lookup({ aor: 'sip:alice@example.com' });
-      assert.deepEqual(after.bindings.map((b) => b.contact), ['sip:alice@192.0.2.7:5062'], 'kept across a restart');
+      assert.deepEqual(
+        after.bindings.map((b) => b.contact),
+        ['sip:alice@192.0.2.7:5062'],
+        'kept across a restart',
+      );
       const removed = await s.client.unregister({ aor: 'sip:alice@example.com', contact: '' });
       assert.equal(removed.removed, 1);
       assert.equal((await s.client.lookup({ aor: 'sip:alice@example.com' })).bindings.length, 0);
@@ -117,16 +136,27 @@ test('PostgreSQL + Kafka: concurrent registrations share commits, and every chan
   const db = await openDb({ databaseUrl: testPostgresUrl() });
   await db.exec('DROP SCHEMA IF EXISTS registrar CASCADE');
   const s = await start({ DATABASE_URL: testPostgresUrl(), KAFKA_BROKERS: testKafkaBrokers().join(',') });
-  const bus = await openEventBus({ kafkaBrokers: testKafkaBrokers(), db, clientId: uniqueName('registrar-test') });
+  const bus = await openEventBus({
+    kafkaBrokers: testKafkaBrokers(),
+    db,
+    clientId: uniqueName('registrar-test'),
+  });
   try {
     const prefix = uniqueName('u');
     const N = 200;
     await Promise.all(
       Array.from({ length: N }, (_, i) =>
-        s.client.register(register(`sip:${prefix}${i}@example.com`, 1, [contact(`sip:${prefix}${i}@192.0.2.1:${5000 + i}`, 300)])),
+        s.client.register(
+          register(`sip:${prefix}${i}@example.com`, 1, [
+            contact(`sip:${prefix}${i}@192.0.2.1:${5000 + i}`, 300),
+          ]),
+        ),
       ),
     );
-    const stored = await db.query<{ n: string }>(`SELECT count(*) AS n FROM registrar.aors WHERE aor LIKE $1`, [`sip:${prefix}%`]);
+    const stored = await db.query<{ n: string }>(
+      `SELECT count(*) AS n FROM registrar.aors WHERE aor LIKE $1`,
+      [`sip:${prefix}%`],
+    );
     assert.equal(Number(stored.rows[0].n), N, 'every binding stored before its answer');
     const m = await (await fetch(`${s.proc.ops.url}/metrics`)).text();
     const commits = Number(/^switchboard_registrar_commit_batch_size_count (\d+)/m.exec(m)?.[1]);

@@ -54,7 +54,8 @@ export class Registry {
   async register(input: RegisterInput): Promise<RegisterOutcome> {
     const current = this.aors.get(input.aor) ?? [];
     const outcome = applyRegister(current, input, this.policy, this.clock.now(), this.sameUri);
-    if (outcome.kind === 'ok' && outcome.changes.length > 0) await this.commit(input.aor, outcome.bindings, outcome.changes);
+    if (outcome.kind === 'ok' && outcome.changes.length > 0)
+      await this.commit(input.aor, outcome.bindings, outcome.changes);
     return outcome;
   }
 
@@ -63,10 +64,17 @@ export class Registry {
   }
 
   /** Bindings across AoRs ordered by AoR, paged by the last AoR of the previous page. */
-  list(opts: { domain?: string; aorPrefix?: string; pageSize: number; after?: string }): { bindings: Binding[]; next?: string } {
+  list(opts: { domain?: string; aorPrefix?: string; pageSize: number; after?: string }): {
+    bindings: Binding[];
+    next?: string;
+  } {
     const now = this.nowSec();
     const aors = [...this.aors.keys()]
-      .filter((a) => (!opts.domain || a.endsWith(`@${opts.domain}`)) && (!opts.aorPrefix || a.startsWith(opts.aorPrefix)))
+      .filter(
+        (a) =>
+          (!opts.domain || a.endsWith(`@${opts.domain}`)) &&
+          (!opts.aorPrefix || a.startsWith(opts.aorPrefix)),
+      )
       .filter((a) => !opts.after || a > opts.after)
       .sort();
     const page = aors.slice(0, opts.pageSize);

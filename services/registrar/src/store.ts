@@ -79,7 +79,9 @@ export function createBindingStore(db: Db, opts: BindingStoreOptions = {}): Bind
 
   return {
     async loadAll() {
-      const r = await db.query<{ aor: string; bindings: Binding[] }>('SELECT aor, bindings FROM registrar.aors');
+      const r = await db.query<{ aor: string; bindings: Binding[] }>(
+        'SELECT aor, bindings FROM registrar.aors',
+      );
       return new Map(r.rows.map((row) => [row.aor, row.bindings]));
     },
     save(aor, bindings) {

@@ -15,7 +15,10 @@ const make = (exempt: (a: string) => boolean = () => false) => {
 
 test('a source over the request rate is limited until the block ends; others are not', () => {
   const { guard, tick } = make();
-  assert.deepEqual([1, 2, 3].map(() => guard.admit('198.51.100.1')), ['ok', 'ok', 'ok']);
+  assert.deepEqual(
+    [1, 2, 3].map(() => guard.admit('198.51.100.1')),
+    ['ok', 'ok', 'ok'],
+  );
   assert.equal(guard.admit('198.51.100.1'), 'rate-limited');
   assert.equal(guard.admit('198.51.100.2'), 'ok');
   tick(4000);

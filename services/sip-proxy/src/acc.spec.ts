@@ -45,7 +45,10 @@ test('Start, Stop and Failed reach FreeRADIUS with the Kamailio acc attribute se
     await acc.record(rec('Start', 'call-1@test'));
     await acc.record(rec('Stop', 'call-1@test'));
     await acc.record(rec('Failed', 'call-2@test'));
-    await until(() => (fr.detail().match(/Acct-Status-Type = /g) ?? []).length === 3, 'three records in the detail file');
+    await until(
+      () => (fr.detail().match(/Acct-Status-Type = /g) ?? []).length === 3,
+      'three records in the detail file',
+    );
     const d = fr.detail();
     for (const line of [
       'Acct-Status-Type = Start',
@@ -91,10 +94,15 @@ test('records made while the server is down are delivered once it is back, once 
     const queued = await db.query<{ n: string }>('SELECT count(*) AS n FROM sip_proxy.acc_queue');
     assert.equal(Number(queued.rows[0].n), 5, 'kept while the server is down');
     fr = await startFreeRadius({ port, secret: 's3cret' });
-    await until(() => (fr!.detail().match(/Acct-Status-Type = /g) ?? []).length >= 5, 'five records after the outage', 30_000);
+    await until(
+      () => (fr!.detail().match(/Acct-Status-Type = /g) ?? []).length >= 5,
+      'five records after the outage',
+      30_000,
+    );
     await new Promise((r) => setTimeout(r, 500));
     const d = fr.detail();
-    for (let i = 0; i < 5; i++) assert.equal(d.split(`"outage-${i}@test"`).length - 1, 1, `outage-${i} exactly once`);
+    for (let i = 0; i < 5; i++)
+      assert.equal(d.split(`"outage-${i}@test"`).length - 1, 1, `outage-${i} exactly once`);
     assert.match(d, /Acct-Delay-Time = [1-9]/, 'the delay says how long it waited');
   } finally {
     await acc.stop();

@@ -54,7 +54,11 @@ CREATE TABLE IF NOT EXISTS sip_proxy.acc_queue (
 );`;
 
 /** The Kamailio acc_radius attribute set, plus Switchboard's vendor attributes. */
-export function accAttributes(r: AccRecord, nasIp: string, queuedSec: number): Array<[string, AttributeValue]> {
+export function accAttributes(
+  r: AccRecord,
+  nasIp: string,
+  queuedSec: number,
+): Array<[string, AttributeValue]> {
   const attrs: Array<[string, AttributeValue]> = [
     ['Acct-Status-Type', r.status],
     ['Service-Type', 'Sip-Session'],
@@ -91,18 +95,46 @@ export class AccountingClient {
   constructor(
     private readonly db: Db,
     private readonly servers: RadiusServer[],
-    private readonly opts: { nasIp: string; logger: Logger; registry: Registry; retryMs?: number; now?: () => number },
+    private readonly opts: {
+      nasIp: string;
+      logger: Logger;
+      registry: Registry;
+      retryMs?: number;
+      now?: () => number;
+    },
   ) {
     const registers = [opts.registry];
-    this.sent = new Counter({ name: 'switchboard_radius_client_sent_total', help: 'Accounting records the RADIUS server acknowledged', labelNames: ['status'], registers });
-    this.failures = new Counter({ name: 'switchboard_radius_client_timeouts_total', help: 'Accounting deliveries that got no answer from a server', registers });
-    this.queued = new Gauge({ name: 'switchboard_radius_client_queue_length', help: 'Accounting records waiting for delivery', registers });
+    this.sent = new Counter({
+      name: 'switchboard_radius_client_sent_total',
+      help: 'Accounting records the RADIUS server acknowledged',
+      labelNames: ['status'],
+      registers,
+    });
+    this.failures = new Counter({
+      name: 'switchboard_radius_client_timeouts_total',
+      help: 'Accounting deliveries that got no answer from a server',
+      registers,
+    });
+    this.queued = new Gauge({
+      name: 'switchboard_radius_client_queue_length',
+      help: 'Accounting records waiting for delivery',
+      registers,
+    });
   }
 
   async start(): Promise<void> {
     await this.db.exec(QUEUE_SQL);
     this.clients = await Promise.all(
-      this.servers.map((s) => RadiusClient.open({ host: s.host, port: s.port, secret: s.secret, initialTimeoutMs: 500, maxTimeoutMs: 2000, maxAttempts: 3 })),
+      this.servers.map((s) =>
+        RadiusClient.open({
+          host: s.host,
+          port: s.port,
+          secret: s.secret,
+          initialTimeoutMs: 500,
+          maxTimeoutMs: 2000,
+          maxAttempts: 3,
+        }),
+      ),
     );
     this.running = this.loop();
   }
@@ -110,7 +142,10 @@ export class AccountingClient {
   /** Queue a record durably; delivery happens in the background. */
   async record(r: AccRecord): Promise<void> {
     const queued = { ...r, recordId: r.recordId ?? randomUUID() };
-    await this.db.query('INSERT INTO sip_proxy.acc_queue (record, created_at) VALUES ($1, $2)', [JSON.stringify(queued), this.now()]);
+    await this.db.query('INSERT INTO sip_proxy.acc_queue (record, created_at) VALUES ($1, $2)', [
+      JSON.stringify(queued),
+      this.now(),
+    ]);
     this.wake?.();
   }
 

@@ -5,7 +5,14 @@
  * answer on the wire (a fresh challenge, and 403 once banned), so nothing
  * tells an attacker which users exist.
  */
-import { createResponse, newTag, parseCredentials, type DigestServer, type SipRequest, type SipResponse } from '@switchboard/sip';
+import {
+  createResponse,
+  newTag,
+  parseCredentials,
+  type DigestServer,
+  type SipRequest,
+  type SipResponse,
+} from '@switchboard/sip';
 import type { SubscriberRecord } from '@switchboard/contracts';
 import type { AbuseGuard } from './abuse';
 
@@ -40,7 +47,8 @@ export class Authenticator {
         headers: this.digest.challenge({ realm, stale }).map((v) => [header, v] as [string, string]),
       });
     };
-    const forbidden = () => createResponse(req, 403, 'Forbidden', { toTag: req.toTag ? undefined : newTag() });
+    const forbidden = () =>
+      createResponse(req, 403, 'Forbidden', { toTag: req.toTag ? undefined : newTag() });
 
     let creds;
     for (const v of values) {
@@ -66,7 +74,13 @@ export class Authenticator {
       method: req.method,
       realm,
       lookupHa1: (_user, _realm, hash) =>
-        sub && enabled ? (hash === 'SHA-256' ? sub.ha1Sha256 : hash === 'MD5' ? sub.ha1 : undefined) : undefined,
+        sub && enabled
+          ? hash === 'SHA-256'
+            ? sub.ha1Sha256
+            : hash === 'MD5'
+              ? sub.ha1
+              : undefined
+          : undefined,
       entityBody: req.body,
     });
     if (result.ok && sub && enabled) {

@@ -46,45 +46,113 @@ import { Tracer } from './trace';
 import { traceRoutes } from './trace-http';
 
 export const sipProxyConfig = {
-  domain: str('SWITCHBOARD_SIP_DOMAIN', 'switchboard.local', 'Default SIP domain (users of a bare IP Request-URI belong to it)'),
+  domain: str(
+    'SWITCHBOARD_SIP_DOMAIN',
+    'switchboard.local',
+    'Default SIP domain (users of a bare IP Request-URI belong to it)',
+  ),
   domains: list('SWITCHBOARD_SIP_DOMAINS', '', 'Further local SIP domains, comma-separated'),
   listen: list(
     'SWITCHBOARD_SIP_LISTEN',
     'udp:0.0.0.0:5060,tcp:0.0.0.0:5060',
     'SIP listeners as transport:address:port (udp, tcp, tls, ws, wss; IPv6 in brackets)',
   ),
-  advertise: optional('SWITCHBOARD_SIP_ADVERTISE', 'Address put in Via and Record-Route when listening on a wildcard address'),
+  advertise: optional(
+    'SWITCHBOARD_SIP_ADVERTISE',
+    'Address put in Via and Record-Route when listening on a wildcard address',
+  ),
   tlsCert: optional('SWITCHBOARD_SIP_TLS_CERT', 'PEM certificate file for tls and wss listeners'),
   tlsKey: optional('SWITCHBOARD_SIP_TLS_KEY', 'PEM private key file for tls and wss listeners'),
-  mode: oneOf('SWITCHBOARD_PROXY_MODE', 'proxy', ['proxy', 'redirect'] as const, 'Proxy calls, or answer INVITEs with 302 and the contacts'),
+  mode: oneOf(
+    'SWITCHBOARD_PROXY_MODE',
+    'proxy',
+    ['proxy', 'redirect'] as const,
+    'Proxy calls, or answer INVITEs with 302 and the contacts',
+  ),
   registrar: hostPort('SWITCHBOARD_SIP_REGISTRAR', '127.0.0.1:50051', 'Registrar gRPC address'),
-  nonceSecret: optional('SWITCHBOARD_SIP_NONCE_SECRET', 'Secret of the digest nonces; proxies behind one name must share it (default: random per process)'),
-  nonceLifetimeSec: int('SWITCHBOARD_SIP_NONCE_LIFETIME', 300, 'Seconds a digest nonce stays fresh (then stale=true)', 10),
-  inviteTimeoutMs: int('SWITCHBOARD_SIP_INVITE_TIMEOUT_MS', 30000, 'How long a branch may ring before it is cancelled (fr_inv_timer)', 100),
-  branchTimeoutMs: int('SWITCHBOARD_SIP_BRANCH_TIMEOUT_MS', 30000, 'How long a branch may stay without any response (fr_timer)', 100),
-  trusted: list('SWITCHBOARD_SIP_TRUSTED', '', 'Addresses or CIDRs of trusted gateways and peers, not challenged'),
+  nonceSecret: optional(
+    'SWITCHBOARD_SIP_NONCE_SECRET',
+    'Secret of the digest nonces; proxies behind one name must share it (default: random per process)',
+  ),
+  nonceLifetimeSec: int(
+    'SWITCHBOARD_SIP_NONCE_LIFETIME',
+    300,
+    'Seconds a digest nonce stays fresh (then stale=true)',
+    10,
+  ),
+  inviteTimeoutMs: int(
+    'SWITCHBOARD_SIP_INVITE_TIMEOUT_MS',
+    30000,
+    'How long a branch may ring before it is cancelled (fr_inv_timer)',
+    100,
+  ),
+  branchTimeoutMs: int(
+    'SWITCHBOARD_SIP_BRANCH_TIMEOUT_MS',
+    30000,
+    'How long a branch may stay without any response (fr_timer)',
+    100,
+  ),
+  trusted: list(
+    'SWITCHBOARD_SIP_TRUSTED',
+    '',
+    'Addresses or CIDRs of trusted gateways and peers, not challenged',
+  ),
   mediaRelay: oneOf(
     'SWITCHBOARD_SIP_MEDIA_RELAY',
     'auto',
     ['auto', 'always', 'never'] as const,
     'Relay media through the media proxy: when a party is behind NAT (auto), for every call, or never',
   ),
-  mediaProxy: optional('SWITCHBOARD_SIP_MEDIA_PROXY', 'Media proxy gRPC address host:port (default: the media proxy in this process, if any)'),
+  mediaProxy: optional(
+    'SWITCHBOARD_SIP_MEDIA_PROXY',
+    'Media proxy gRPC address host:port (default: the media proxy in this process, if any)',
+  ),
   radius: list(
     'SWITCHBOARD_SIP_RADIUS',
     '',
     'RADIUS accounting servers as host:port, in failover order (default: the accounting service in this process, if any)',
   ),
-  radiusSecret: str('SWITCHBOARD_SIP_RADIUS_SECRET', 'switchboard-local', 'RADIUS shared secret of the proxy'),
-  trace: bool('SWITCHBOARD_SIP_TRACE', false, 'Store every SIP message for search (switch at run time: POST /sip/trace/config on the ops port)'),
+  radiusSecret: str(
+    'SWITCHBOARD_SIP_RADIUS_SECRET',
+    'switchboard-local',
+    'RADIUS shared secret of the proxy',
+  ),
+  trace: bool(
+    'SWITCHBOARD_SIP_TRACE',
+    false,
+    'Store every SIP message for search (switch at run time: POST /sip/trace/config on the ops port)',
+  ),
   traceCapacity: int('SWITCHBOARD_SIP_TRACE_CAPACITY', 20000, 'Most SIP messages kept in the trace store', 1),
-  traceRetentionMs: int('SWITCHBOARD_SIP_TRACE_RETENTION_MS', 3600000, 'How long stored SIP messages stay searchable', 1000),
-  hep: optional('SWITCHBOARD_SIP_HEP', 'Homer/heplify collector as host:port: every SIP message mirrored as HEPv3'),
+  traceRetentionMs: int(
+    'SWITCHBOARD_SIP_TRACE_RETENTION_MS',
+    3600000,
+    'How long stored SIP messages stay searchable',
+    1000,
+  ),
+  hep: optional(
+    'SWITCHBOARD_SIP_HEP',
+    'Homer/heplify collector as host:port: every SIP message mirrored as HEPv3',
+  ),
   hepCaptureId: int('SWITCHBOARD_SIP_HEP_ID', 2001, 'HEP capture agent id', 0),
-  pikeRequests: int('SWITCHBOARD_SIP_PIKE_REQUESTS', 100, 'Requests allowed per source per window before it is blocked', 1),
+  pikeRequests: int(
+    'SWITCHBOARD_SIP_PIKE_REQUESTS',
+    100,
+    'Requests allowed per source per window before it is blocked',
+    1,
+  ),
   pikeWindowMs: int('SWITCHBOARD_SIP_PIKE_WINDOW_MS', 2000, 'Rate-limit window', 100),
-  pikeBlockMs: int('SWITCHBOARD_SIP_PIKE_BLOCK_MS', 30000, 'How long a source over the rate stays blocked', 0),
-  banFailures: int('SWITCHBOARD_SIP_BAN_FAILURES', 5, 'Failed authentications allowed per source or user per window', 1),
+  pikeBlockMs: int(
+    'SWITCHBOARD_SIP_PIKE_BLOCK_MS',
+    30000,
+    'How long a source over the rate stays blocked',
+    0,
+  ),
+  banFailures: int(
+    'SWITCHBOARD_SIP_BAN_FAILURES',
+    5,
+    'Failed authentications allowed per source or user per window',
+    1,
+  ),
   banWindowMs: int('SWITCHBOARD_SIP_BAN_WINDOW_MS', 60000, 'Failed-authentication window', 1000),
   banMs: int('SWITCHBOARD_SIP_BAN_MS', 600000, 'How long a banned source or user stays banned', 0),
   timersT1: int('SWITCHBOARD_SIP_T1_MS', 500, 'SIP timer T1 (RTT estimate)', 10),
@@ -105,9 +173,16 @@ export function parseListen(s: string, tls?: { cert: Buffer; key: Buffer }): Lis
   if (!m) throw new Error(`SWITCHBOARD_SIP_LISTEN: "${s}" is not transport:address:port`);
   const transport = m[1] as TransportName;
   if ((transport === 'tls' || transport === 'wss') && !tls) {
-    throw new Error(`SWITCHBOARD_SIP_LISTEN: ${transport} needs SWITCHBOARD_SIP_TLS_CERT and SWITCHBOARD_SIP_TLS_KEY`);
+    throw new Error(
+      `SWITCHBOARD_SIP_LISTEN: ${transport} needs SWITCHBOARD_SIP_TLS_CERT and SWITCHBOARD_SIP_TLS_KEY`,
+    );
   }
-  return { transport, host: m[2].replace(/^\[|\]$/g, ''), port: Number(m[3]), tls: transport === 'tls' || transport === 'wss' ? tls : undefined };
+  return {
+    transport,
+    host: m[2].replace(/^\[|\]$/g, ''),
+    port: Number(m[3]),
+    tls: transport === 'tls' || transport === 'wss' ? tls : undefined,
+  };
 }
 
 function firstAddress(family: 4 | 6): string {
@@ -146,7 +221,9 @@ export const sipProxyService = defineService({
   configSpec: sipProxyConfig,
   async start(ctx, config) {
     const tls =
-      config.tlsCert && config.tlsKey ? { cert: readFileSync(config.tlsCert), key: readFileSync(config.tlsKey) } : undefined;
+      config.tlsCert && config.tlsKey
+        ? { cert: readFileSync(config.tlsCert), key: readFileSync(config.tlsKey) }
+        : undefined;
     const listen = config.listen.map((l) => parseListen(l, tls));
 
     const bus = await ctx.events();
@@ -158,7 +235,8 @@ export const sipProxyService = defineService({
 
     // The registrar in this process, if it runs here (on whatever port it got); else the configured address.
     const registrarAddress =
-      ctx.localEndpoint('registrar', 'gRPC')?.replace('grpc://', '') ?? `${config.registrar.host}:${config.registrar.port}`;
+      ctx.localEndpoint('registrar', 'gRPC')?.replace('grpc://', '') ??
+      `${config.registrar.host}:${config.registrar.port}`;
     const registrar = grpcClient(RegistrarClient, registrarAddress, { deadlineMs: 3000 });
     const domains = new Domains(config.domain, config.domains);
     const isTrusted = trustedList(config.trusted);
@@ -184,45 +262,66 @@ export const sipProxyService = defineService({
       capacity: config.traceCapacity,
       retentionMs: config.traceRetentionMs,
       global: config.trace,
-      hep: hep ? { host: hep[1].replace(/^\[|\]$/g, ''), port: Number(hep[2]), captureId: config.hepCaptureId } : undefined,
+      hep: hep
+        ? { host: hep[1].replace(/^\[|\]$/g, ''), port: Number(hep[2]), captureId: config.hepCaptureId }
+        : undefined,
       local: () => localSip,
     });
     for (const [path, handler] of Object.entries(traceRoutes(tracer))) ctx.ops.addRoute(path, handler);
     // Accounting: the configured RADIUS servers, else the accounting service running in this process.
     const localRadius = ctx.localEndpoint('accounting', 'RADIUS accounting')?.replace('udp://', '');
-    const radiusServers = (config.radius.length ? config.radius : localRadius ? [localRadius] : []).map((hp) => {
-      const m = /^(\[[^\]]+\]|[^:]+):(\d+)$/.exec(hp);
-      if (!m) throw new Error(`SWITCHBOARD_SIP_RADIUS: "${hp}" is not host:port`);
-      const host = m[1].replace(/^\[|\]$/g, '');
-      return { host: host === '0.0.0.0' ? '127.0.0.1' : host === '::' ? '::1' : host, port: Number(m[2]), secret: config.radiusSecret };
-    });
+    const radiusServers = (config.radius.length ? config.radius : localRadius ? [localRadius] : []).map(
+      (hp) => {
+        const m = /^(\[[^\]]+\]|[^:]+):(\d+)$/.exec(hp);
+        if (!m) throw new Error(`SWITCHBOARD_SIP_RADIUS: "${hp}" is not host:port`);
+        const host = m[1].replace(/^\[|\]$/g, '');
+        return {
+          host: host === '0.0.0.0' ? '127.0.0.1' : host === '::' ? '::1' : host,
+          port: Number(m[2]),
+          secret: config.radiusSecret,
+        };
+      },
+    );
     const acc = radiusServers.length
-      ? new AccountingClient(await ctx.db(), radiusServers, { nasIp: config.advertise ?? firstAddress(4), logger: ctx.logger, registry: ctx.metrics })
+      ? new AccountingClient(await ctx.db(), radiusServers, {
+          nasIp: config.advertise ?? firstAddress(4),
+          logger: ctx.logger,
+          registry: ctx.metrics,
+        })
       : undefined;
     await acc?.start();
-    const mediaAddress = config.mediaProxy ?? ctx.localEndpoint('media-proxy', 'gRPC')?.replace('grpc://', '');
-    const mediaClient = mediaAddress ? grpcClient(MediaProxyClient, mediaAddress, { deadlineMs: 2000 }) : undefined;
+    const mediaAddress =
+      config.mediaProxy ?? ctx.localEndpoint('media-proxy', 'gRPC')?.replace('grpc://', '');
+    const mediaClient = mediaAddress
+      ? grpcClient(MediaProxyClient, mediaAddress, { deadlineMs: 2000 })
+      : undefined;
     const media = new MediaAnchor(mediaClient, config.mediaRelay, ctx.logger);
     const transport = createSipTransport({ listen, udpRecvBufferSize: UDP_RECV_BUFFER, tap: tracer.tap });
     const tl = new TransactionLayer({ transport, timers: { T1: config.timersT1 } });
-    let core: ProxyCore | undefined;
+    const running: { core?: ProxyCore } = {};
     const metrics = new ProxyMetrics(ctx.metrics, {
       transactions: () => Object.values(tl.counts).reduce((a, b) => a + b, 0),
-      callsActive: () => core?.activeContexts ?? 0,
+      callsActive: () => running.core?.activeContexts ?? 0,
       bannedSources: () => guard.bannedSources(),
     });
-    const auth = new Authenticator(digest, { byAor: (aor) => subscribers.get(aor) }, guard, (r) => metrics.authFailure(r));
+    const auth = new Authenticator(digest, { byAor: (aor) => subscribers.get(aor) }, guard, (r) =>
+      metrics.authFailure(r),
+    );
     const front = new RegistrarFront(domains, auth, registrar);
-    const resolver = new SipResolver({ ipv6: config.resolveIpv6, transports: [...new Set(listen.map((l) => l.transport))].filter((t) => t !== 'ws' && t !== 'wss') });
+    const resolver = new SipResolver({
+      ipv6: config.resolveIpv6,
+      transports: [...new Set(listen.map((l) => l.transport))].filter((t) => t !== 'ws' && t !== 'wss'),
+    });
 
     const bound = await transport.start();
     const advertised = (host: string, family: 4 | 6) =>
       host === '0.0.0.0' || host === '::' ? (config.advertise ?? firstAddress(family)) : host;
     for (const b of bound) domains.addAddress(advertised(b.host, isIPv6(b.host) ? 6 : 4), b.port);
     if (config.advertise) domains.addAddress(config.advertise);
-    if (bound[0]) localSip = { address: advertised(bound[0].host, isIPv6(bound[0].host) ? 6 : 4), port: bound[0].port };
+    if (bound[0])
+      localSip = { address: advertised(bound[0].host, isIPv6(bound[0].host) ? 6 : 4), port: bound[0].port };
 
-    core = new ProxyCore(
+    const core = new ProxyCore(
       {
         tl,
         local: {
@@ -251,7 +350,12 @@ export const sipProxyService = defineService({
                 secure: uri.scheme === 'sips',
                 maddr: uri.maddr,
               })
-            ).map((t): SendTarget => ({ transport: t.transport, address: t.address, port: t.port, hostname: t.hostname })),
+            ).map((t): SendTarget => ({
+              transport: t.transport,
+              address: t.address,
+              port: t.port,
+              hostname: t.hostname,
+            })),
         },
         guard,
         metrics,
@@ -260,8 +364,14 @@ export const sipProxyService = defineService({
         acc,
         media,
       },
-      { mode: config.mode, inviteTimeoutMs: config.inviteTimeoutMs, branchTimeoutMs: config.branchTimeoutMs, isTrusted },
+      {
+        mode: config.mode,
+        inviteTimeoutMs: config.inviteTimeoutMs,
+        branchTimeoutMs: config.branchTimeoutMs,
+        isTrusted,
+      },
     );
+    running.core = core;
     tl.attach(core);
     const prune = setInterval(() => guard.prune(), 10_000);
     prune.unref();

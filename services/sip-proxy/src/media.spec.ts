@@ -5,7 +5,8 @@ import { parseMessage, type SipRequest } from '@switchboard/sip';
 import type { OfferRequest } from '@switchboard/proto/media';
 import { MediaAnchor, type MediaApi } from './media';
 
-const sdp = 'v=0\r\no=- 1 1 IN IP4 10.0.0.5\r\ns=-\r\nc=IN IP4 10.0.0.5\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n';
+const sdp =
+  'v=0\r\no=- 1 1 IN IP4 10.0.0.5\r\ns=-\r\nc=IN IP4 10.0.0.5\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n';
 const invite = () =>
   parseMessage(
     Buffer.from(

@@ -61,7 +61,10 @@ export class MediaAnchor {
   }
 
   /** Rewrite the offer's SDP in place (INVITE, re-INVITE or UPDATE). Returns false when the relay refused. */
-  async offer(msg: SipMessage, ids: { callId: string; fromTag: string; toTag?: string; viaBranch?: string; receivedFrom: string }): Promise<boolean> {
+  async offer(
+    msg: SipMessage,
+    ids: { callId: string; fromTag: string; toTag?: string; viaBranch?: string; receivedFrom: string },
+  ): Promise<boolean> {
     if (!this.api || !hasSdp(msg)) return true;
     try {
       const r = await this.api.offer({
@@ -84,7 +87,10 @@ export class MediaAnchor {
   }
 
   /** Rewrite the answer's SDP in place (18x/2xx, or an ACK carrying the answer). */
-  async answer(msg: SipMessage, ids: { callId: string; fromTag: string; toTag: string; viaBranch?: string; receivedFrom: string }): Promise<void> {
+  async answer(
+    msg: SipMessage,
+    ids: { callId: string; fromTag: string; toTag: string; viaBranch?: string; receivedFrom: string },
+  ): Promise<void> {
     if (!this.api || !this.anchored.has(ids.callId) || !hasSdp(msg)) return;
     try {
       const r = await this.api.answer({

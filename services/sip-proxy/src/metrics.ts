@@ -15,21 +15,71 @@ export class ProxyMetrics {
     gauges: { transactions: () => number; callsActive: () => number; bannedSources: () => number },
   ) {
     const registers = [registry];
-    this.requests = new Counter({ name: 'switchboard_sip_requests_total', help: 'SIP requests received', labelNames: ['method'], registers });
-    this.responses = new Counter({ name: 'switchboard_sip_responses_total', help: 'SIP responses sent or forwarded', labelNames: ['code'], registers });
-    this.authFailures = new Counter({ name: 'switchboard_auth_failures_total', help: 'Failed digest authentications', labelNames: ['reason'], registers });
-    this.droppedTotal = new Counter({ name: 'switchboard_sip_dropped_total', help: 'Requests dropped unanswered (rate limit, ban)', labelNames: ['reason'], registers });
-    this.parseErrors = new Counter({ name: 'switchboard_sip_parse_errors_total', help: 'Messages that did not parse', registers });
+    this.requests = new Counter({
+      name: 'switchboard_sip_requests_total',
+      help: 'SIP requests received',
+      labelNames: ['method'],
+      registers,
+    });
+    this.responses = new Counter({
+      name: 'switchboard_sip_responses_total',
+      help: 'SIP responses sent or forwarded',
+      labelNames: ['code'],
+      registers,
+    });
+    this.authFailures = new Counter({
+      name: 'switchboard_auth_failures_total',
+      help: 'Failed digest authentications',
+      labelNames: ['reason'],
+      registers,
+    });
+    this.droppedTotal = new Counter({
+      name: 'switchboard_sip_dropped_total',
+      help: 'Requests dropped unanswered (rate limit, ban)',
+      labelNames: ['reason'],
+      registers,
+    });
+    this.parseErrors = new Counter({
+      name: 'switchboard_sip_parse_errors_total',
+      help: 'Messages that did not parse',
+      registers,
+    });
     this.duration = new Histogram({
       name: 'switchboard_sip_request_duration_seconds',
       help: 'Time from an INVITE to its final response at the proxy',
       buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
       registers,
     });
-    this.calls = new Counter({ name: 'switchboard_calls_total', help: 'INVITEs forwarded, by outcome', labelNames: ['outcome'], registers });
-    new Gauge({ name: 'switchboard_sip_transactions_active', help: 'Live SIP transactions', registers, collect() { this.set(gauges.transactions()); } });
-    new Gauge({ name: 'switchboard_calls_active', help: 'INVITEs being forwarded and not yet answered or failed', registers, collect() { this.set(gauges.callsActive()); } });
-    new Gauge({ name: 'switchboard_banned_sources', help: 'Sources blocked by the rate limit or the failure ban', registers, collect() { this.set(gauges.bannedSources()); } });
+    this.calls = new Counter({
+      name: 'switchboard_calls_total',
+      help: 'INVITEs forwarded, by outcome',
+      labelNames: ['outcome'],
+      registers,
+    });
+    new Gauge({
+      name: 'switchboard_sip_transactions_active',
+      help: 'Live SIP transactions',
+      registers,
+      collect() {
+        this.set(gauges.transactions());
+      },
+    });
+    new Gauge({
+      name: 'switchboard_calls_active',
+      help: 'INVITEs being forwarded and not yet answered or failed',
+      registers,
+      collect() {
+        this.set(gauges.callsActive());
+      },
+    });
+    new Gauge({
+      name: 'switchboard_banned_sources',
+      help: 'Sources blocked by the rate limit or the failure ban',
+      registers,
+      collect() {
+        this.set(gauges.bannedSources());
+      },
+    });
   }
 
   request(method: string): void {
@@ -63,4 +113,19 @@ export class ProxyMetrics {
   }
 }
 
-const KNOWN = new Set(['INVITE', 'ACK', 'BYE', 'CANCEL', 'REGISTER', 'OPTIONS', 'MESSAGE', 'SUBSCRIBE', 'NOTIFY', 'REFER', 'INFO', 'UPDATE', 'PRACK', 'PUBLISH']);
+const KNOWN = new Set([
+  'INVITE',
+  'ACK',
+  'BYE',
+  'CANCEL',
+  'REGISTER',
+  'OPTIONS',
+  'MESSAGE',
+  'SUBSCRIBE',
+  'NOTIFY',
+  'REFER',
+  'INFO',
+  'UPDATE',
+  'PRACK',
+  'PUBLISH',
+]);

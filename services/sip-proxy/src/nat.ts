@@ -65,7 +65,9 @@ export function aliasContact(msg: SipMessage, source: Source): void {
  * The address a Request-URI's alias names, and the URI without it
  * (handle_ruri_alias): the in-dialog request goes to the NAT binding.
  */
-export function takeAlias(uri: SipUri): { target: { address: string; port: number; transport: string }; uri: SipUri } | undefined {
+export function takeAlias(
+  uri: SipUri,
+): { target: { address: string; port: number; transport: string }; uri: SipUri } | undefined {
   const v = uri.params.get(ALIAS_PARAM);
   if (!v) return undefined;
   const target = decodeAlias(v);

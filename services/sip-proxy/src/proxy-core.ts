@@ -38,7 +38,16 @@ import { hasSdp, type MediaAnchor } from './media';
 /** Methods that create a dialog: Record-Route them (§16.6 step 4). */
 const DIALOG_METHODS = new Set(['INVITE', 'SUBSCRIBE', 'REFER', 'NOTIFY']);
 /** Requests from a local subscriber that must be authenticated. */
-const AUTH_METHODS = new Set(['INVITE', 'MESSAGE', 'SUBSCRIBE', 'REFER', 'PUBLISH', 'OPTIONS', 'INFO', 'UPDATE']);
+const AUTH_METHODS = new Set([
+  'INVITE',
+  'MESSAGE',
+  'SUBSCRIBE',
+  'REFER',
+  'PUBLISH',
+  'OPTIONS',
+  'INFO',
+  'UPDATE',
+]);
 const SUPPORTED_SCHEMES = new Set(['sip', 'sips', 'tel']);
 /** Extensions this proxy supports (Proxy-Require, §16.3 step 5). */
 const SUPPORTED_EXTENSIONS = new Set<string>(['path', 'outbound']);
@@ -138,7 +147,8 @@ export class ProxyCore implements TransactionUser {
     this.d.metrics.request(req.method);
     this.route(req, stx, src).catch((err: unknown) => {
       this.d.logger.error({ err, callId: req.callId }, 'request processing failed');
-      if (stx && (!stx.lastResponse || stx.lastResponse.status < 200)) this.respond(stx, req, 500, 'Server Internal Error');
+      if (stx && (!stx.lastResponse || stx.lastResponse.status < 200))
+        this.respond(stx, req, 500, 'Server Internal Error');
     });
   }
 
@@ -187,7 +197,9 @@ export class ProxyCore implements TransactionUser {
       return;
     }
     // §16.3 step 5: Proxy-Require.
-    const unsupported = req.getHeaderValues('Proxy-Require').filter((x) => !SUPPORTED_EXTENSIONS.has(x.trim().toLowerCase()));
+    const unsupported = req
+      .getHeaderValues('Proxy-Require')
+      .filter((x) => !SUPPORTED_EXTENSIONS.has(x.trim().toLowerCase()));
     if (unsupported.length && method !== 'ACK' && method !== 'CANCEL') {
       if (stx) this.respond(stx, req, 420, 'Bad Extension', [['Unsupported', unsupported.join(', ')]]);
       return;
@@ -212,7 +224,10 @@ export class ProxyCore implements TransactionUser {
     }
     if (method === 'OPTIONS' && isSipUri(target) && !target.user && this.d.domains.isSelf(target)) {
       this.respond(stx!, req, 200, 'OK', [
-        ['Allow', 'INVITE, ACK, CANCEL, BYE, OPTIONS, MESSAGE, SUBSCRIBE, NOTIFY, REFER, INFO, UPDATE, PRACK, REGISTER'],
+        [
+          'Allow',
+          'INVITE, ACK, CANCEL, BYE, OPTIONS, MESSAGE, SUBSCRIBE, NOTIFY, REFER, INFO, UPDATE, PRACK, REGISTER',
+        ],
         ['Accept', 'application/sdp'],
       ]);
       return;
@@ -259,7 +274,10 @@ export class ProxyCore implements TransactionUser {
           req,
           302,
           'Moved Temporarily',
-          bindings.map((b) => ['Contact', `<${b.contact}>${b.q !== undefined ? `;q=${(b.q / 1000).toFixed(3)}` : ''}`]),
+          bindings.map((b) => [
+            'Contact',
+            `<${b.contact}>${b.q !== undefined ? `;q=${(b.q / 1000).toFixed(3)}` : ''}`,
+          ]),
         );
         return;
       }
@@ -320,8 +338,17 @@ export class ProxyCore implements TransactionUser {
       void this.d.media?.end(req.callId);
     }
     const media = this.d.media;
-    if (media?.isAnchored(req.callId) && (req.method === 'INVITE' || req.method === 'UPDATE') && hasSdp(out)) {
-      await media.offer(out, { callId: req.callId, fromTag: req.fromTag ?? '', toTag: req.toTag, receivedFrom: `${src.address}:${src.port}` });
+    if (
+      media?.isAnchored(req.callId) &&
+      (req.method === 'INVITE' || req.method === 'UPDATE') &&
+      hasSdp(out)
+    ) {
+      await media.offer(out, {
+        callId: req.callId,
+        fromTag: req.fromTag ?? '',
+        toTag: req.toTag,
+        receivedFrom: `${src.address}:${src.port}`,
+      });
     }
     this.startBranch(ctx, out, target, undefined);
   }
@@ -339,10 +366,17 @@ export class ProxyCore implements TransactionUser {
     const a = takeAlias(ruri);
     if (a) {
       req.uri = a.uri.toString();
-      return { transport: a.target.transport as TransportName, address: a.target.address, port: a.target.port };
+      return {
+        transport: a.target.transport as TransportName,
+        address: a.target.address,
+        port: a.target.port,
+      };
     }
     // Only a Request-URI that names us (a UA on the proxy's own host, at another port, is not us).
-    if (this.d.domains.domainOf(ruri) && (this.d.domains.isSelf(ruri) || this.d.domains.isLocalDomain(ruri.host))) {
+    if (
+      this.d.domains.domainOf(ruri) &&
+      (this.d.domains.isSelf(ruri) || this.d.domains.isLocalDomain(ruri.host))
+    ) {
       const aor = this.d.domains.aorOf(ruri);
       const b = aor ? this.d.location.lookup(aor)[0] : undefined;
       if (!b) return undefined;
@@ -360,10 +394,20 @@ export class ProxyCore implements TransactionUser {
   private bindingTarget(b: LocationBinding): SendTarget | undefined {
     const r = b.received;
     if (!r?.address) return undefined;
-    return { transport: r.transport as TransportName, address: r.address, port: r.port, connId: r.flowId ? Number(r.flowId) : undefined };
+    return {
+      transport: r.transport as TransportName,
+      address: r.address,
+      port: r.port,
+      connId: r.flowId ? Number(r.flowId) : undefined,
+    };
   }
 
-  private newContext(req: SipRequest, stx: ServerTransaction, src: Source, pending: Context['pending']): Context {
+  private newContext(
+    req: SipRequest,
+    stx: ServerTransaction,
+    src: Source,
+    pending: Context['pending'],
+  ): Context {
     const ctx: Context = {
       stx,
       req,
@@ -401,7 +445,11 @@ export class ProxyCore implements TransactionUser {
     if (media && req.method === 'INVITE' && hasSdp(req)) {
       const calleeNated = groups.some((g) => g.some((t) => t.binding?.received?.transport === 'udp'));
       if (media.shouldAnchor(ctx.callerNated, calleeNated)) {
-        await media.offer(req, { callId: req.callId, fromTag: req.fromTag ?? '', receivedFrom: `${src.address}:${src.port}` });
+        await media.offer(req, {
+          callId: req.callId,
+          fromTag: req.fromTag ?? '',
+          receivedFrom: `${src.address}:${src.port}`,
+        });
       }
     }
     if (ctx.callerNated && DIALOG_METHODS.has(req.method)) aliasContact(req, src);
@@ -435,10 +483,21 @@ export class ProxyCore implements TransactionUser {
   }
 
   /** §16.6 steps 4-11 for one branch, then the client transaction. */
-  private startBranch(ctx: Context, req: SipRequest, target: SendTarget, _binding: LocationBinding | undefined): void {
+  private startBranch(
+    ctx: Context,
+    req: SipRequest,
+    target: SendTarget,
+    _binding: LocationBinding | undefined,
+  ): void {
     const n = ctx.branches.length;
     const branch = 'z9hG4bK' + this.loopHash(ctx.req) + '.' + n;
-    this.prepareForward(req, target, branch, ctx.source, DIALOG_METHODS.has(req.method) && req.toTag === undefined);
+    this.prepareForward(
+      req,
+      target,
+      branch,
+      ctx.source,
+      DIALOG_METHODS.has(req.method) && req.toTag === undefined,
+    );
     const b: Branch = { req, target, provisional: false, cancelled: false };
     ctx.branches.push(b);
     try {
@@ -457,14 +516,23 @@ export class ProxyCore implements TransactionUser {
   }
 
   /** Via, Record-Route and Max-Forwards for a request leaving through `target`'s transport. */
-  private prepareForward(req: SipRequest, target: SendTarget, branch: string, src: Source, recordRoute: boolean): void {
+  private prepareForward(
+    req: SipRequest,
+    target: SendTarget,
+    branch: string,
+    src: Source,
+    recordRoute: boolean,
+  ): void {
     const family = target.address.includes(':') ? 6 : 4;
     const out = this.d.local.localFor(target.transport, family) ?? this.d.local.localFor(target.transport);
     if (!out) throw new Error(`no local ${target.transport} address to send from`);
     if (req.maxForwards === null) req.addHeader('Max-Forwards', '70');
     else req.decrementMaxForwards();
     if (recordRoute) {
-      const inbound = this.d.local.localFor(src.transport as TransportName, src.localAddress.includes(':') ? 6 : 4);
+      const inbound = this.d.local.localFor(
+        src.transport as TransportName,
+        src.localAddress.includes(':') ? 6 : 4,
+      );
       const rr = (host: string, port: number, t: string) =>
         `<sip:${host.includes(':') ? `[${host}]` : host}:${port};transport=${t};lr>`;
       // Double Record-Route when the transport or interface changes (RFC 5658).
@@ -473,7 +541,11 @@ export class ProxyCore implements TransactionUser {
       }
       req.addHeader('Record-Route', rr(out.host, out.port, target.transport), { first: true });
     }
-    const via = new Via(target.transport.toUpperCase(), out.host.includes(':') ? `[${out.host}]` : out.host, out.port);
+    const via = new Via(
+      target.transport.toUpperCase(),
+      out.host.includes(':') ? `[${out.host}]` : out.host,
+      out.port,
+    );
     via.params.set('branch', branch);
     via.params.set('rport', null);
     req.pushVia(via);
@@ -547,12 +619,19 @@ export class ProxyCore implements TransactionUser {
     this.d.metrics.response(res.status, true);
     if (ctx.req.method === 'INVITE') {
       this.d.metrics.callFailed(res.status);
-      if (ctx.req.toTag === undefined && res.status >= 300) this.account('Failed', ctx.req, res, ctx, ctx.req.uriText);
+      if (ctx.req.toTag === undefined && res.status >= 300)
+        this.account('Failed', ctx.req, res, ctx, ctx.req.uriText);
     }
   }
 
   /** Accounting as Kamailio's acc module does it: Start on the 2xx, Failed on the final failure, Stop on BYE. */
-  private account(status: AccStatus, req: SipRequest, res: SipResponse | undefined, ctx: Pick<Context, 'caller' | 'source'>, translatedUri: string): void {
+  private account(
+    status: AccStatus,
+    req: SipRequest,
+    res: SipResponse | undefined,
+    ctx: Pick<Context, 'caller' | 'source'>,
+    translatedUri: string,
+  ): void {
     const acc = this.d.acc;
     if (!acc) return;
     const from = req.from.uri;
@@ -573,7 +652,11 @@ export class ProxyCore implements TransactionUser {
       account,
       sourceAddress: `${ctx.source.address}:${ctx.source.port}`,
     };
-    acc.record(record).catch((err: unknown) => this.d.logger.error({ err, callId: req.callId }, 'accounting record not queued'));
+    acc
+      .record(record)
+      .catch((err: unknown) =>
+        this.d.logger.error({ err, callId: req.callId }, 'accounting record not queued'),
+      );
   }
 
   /** §16.7 step 7: a 401/407 carries every challenge from every branch. */
@@ -603,14 +686,23 @@ export class ProxyCore implements TransactionUser {
     }
     const media = this.d.media;
     if (media?.isAnchored(ctx.req.callId) && hasSdp(out)) {
-      const ids = { callId: ctx.req.callId, fromTag: ctx.req.fromTag ?? '', toTag: out.toTag ?? '', receivedFrom: `${b.target.address}:${b.target.port}` };
+      const ids = {
+        callId: ctx.req.callId,
+        fromTag: ctx.req.fromTag ?? '',
+        toTag: out.toTag ?? '',
+        receivedFrom: `${b.target.address}:${b.target.port}`,
+      };
       this.upstream(ctx, () => media.answer(out, ids).then(() => ctx.stx.respond(out)));
     } else this.upstream(ctx, () => ctx.stx.respond(out));
   }
 
   /** Send upstream after whatever is still being rewritten for this context, in order. */
   private upstream(ctx: Context, send: () => void | Promise<void>): void {
-    ctx.chain = ctx.chain.then(send).catch((err: unknown) => this.d.logger.error({ err, callId: ctx.req.callId }, 'response not forwarded'));
+    ctx.chain = ctx.chain
+      .then(send)
+      .catch((err: unknown) =>
+        this.d.logger.error({ err, callId: ctx.req.callId }, 'response not forwarded'),
+      );
   }
 
   // ------------------------------------------------------------- CANCEL and timeouts
@@ -683,7 +775,13 @@ export class ProxyCore implements TransactionUser {
 
   // ------------------------------------------------------------- helpers
 
-  private respond(stx: ServerTransaction, req: SipRequest, status: number, reason: string, headers: [string, string][] = []): void {
+  private respond(
+    stx: ServerTransaction,
+    req: SipRequest,
+    status: number,
+    reason: string,
+    headers: [string, string][] = [],
+  ): void {
     const res = createResponse(req, status, reason, { toTag: req.toTag ? undefined : newTag(), headers });
     stx.respond(res);
     this.d.metrics.response(status, true);
@@ -691,7 +789,9 @@ export class ProxyCore implements TransactionUser {
 
   /** §16.6 step 8 / §16.3 step 4: the branch prefix is a hash of what identifies the request. */
   private loopHash(req: SipRequest): string {
-    return hash(`${req.uriText}|${req.callId}|${req.fromTag ?? ''}|${req.toTag ?? ''}|${req.cseq.seq}|${req.cseq.method}`);
+    return hash(
+      `${req.uriText}|${req.callId}|${req.fromTag ?? ''}|${req.toTag ?? ''}|${req.cseq.seq}|${req.cseq.method}`,
+    );
   }
 
   private isLoop(req: SipRequest): boolean {
@@ -725,7 +825,9 @@ export class ProxyCore implements TransactionUser {
 const hash = (s: string) => createHash('md5').update(s).digest('hex').slice(0, 16);
 
 /** Contacts in groups of equal q, highest first (no q counts as 1.0). */
-export function groupByQ(bindings: LocationBinding[]): Array<Array<{ uri: string; binding: LocationBinding }>> {
+export function groupByQ(
+  bindings: LocationBinding[],
+): Array<Array<{ uri: string; binding: LocationBinding }>> {
   const sorted = [...bindings].sort((a, b) => (b.q ?? 1000) - (a.q ?? 1000));
   const groups: Array<Array<{ uri: string; binding: LocationBinding }>> = [];
   let lastQ: number | undefined;

@@ -75,7 +75,10 @@ export class RegistrarFront {
         contacts: contacts.map((c) => ({
           uri: c.uri.toString(),
           expires: c.expires ?? headerExpires,
-          q: c.q === undefined || Number.isNaN(c.q) ? undefined : Math.round(Math.min(Math.max(c.q, 0), 1) * 1000),
+          q:
+            c.q === undefined || Number.isNaN(c.q)
+              ? undefined
+              : Math.round(Math.min(Math.max(c.q, 0), 1) * 1000),
           instanceId: c.instance ?? '',
           regId: c.regId ?? 0,
         })),
@@ -87,11 +90,13 @@ export class RegistrarFront {
         userAgent: req.getHeader('User-Agent') ?? '',
       });
     } catch (e) {
-      if (e instanceof DomainError && e.kind === 'failed_precondition') return reply(500, 'Out Of Order REGISTER');
+      if (e instanceof DomainError && e.kind === 'failed_precondition')
+        return reply(500, 'Out Of Order REGISTER');
       if (e instanceof DomainError && e.kind === 'permission_denied') return reply(403, 'Too Many Contacts');
       return reply(503, 'Registrar Unavailable', [['Retry-After', '5']]);
     }
-    if (result.minExpires) return reply(423, 'Interval Too Brief', [['Min-Expires', String(result.minExpires)]]);
+    if (result.minExpires)
+      return reply(423, 'Interval Too Brief', [['Min-Expires', String(result.minExpires)]]);
 
     // Step 8: 200 OK with every current binding and its remaining time.
     const nowSec = Math.floor(this.now() / 1000);

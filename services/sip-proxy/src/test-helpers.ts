@@ -2,7 +2,12 @@
 import { ha1, parseMessage, type SipRequest } from '@switchboard/sip';
 import type { SubscriberRecord } from '@switchboard/contracts';
 
-export function subscriber(username: string, password: string, domain = 'example.com', privileges: string[] = []): SubscriberRecord {
+export function subscriber(
+  username: string,
+  password: string,
+  domain = 'example.com',
+  privileges: string[] = [],
+): SubscriberRecord {
   return {
     aor: `sip:${username}@${domain}`,
     username,

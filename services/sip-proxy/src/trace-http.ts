@@ -30,9 +30,15 @@ export function traceRoutes(tracer: Tracer): Record<string, OpsHandler> {
       json(res, 200, { messages: tracer.search(filterOf(url), limit).map(entryJson) });
     },
     '/sip/trace/stream': (req, res, url) => {
-      res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store', connection: 'keep-alive' });
+      res.writeHead(200, {
+        'content-type': 'text/event-stream',
+        'cache-control': 'no-store',
+        connection: 'keep-alive',
+      });
       res.write(': following SIP messages\n\n');
-      const stop = tracer.follow(filterOf(url), (e) => res.write(`data: ${JSON.stringify(entryJson(e))}\n\n`));
+      const stop = tracer.follow(filterOf(url), (e) =>
+        res.write(`data: ${JSON.stringify(entryJson(e))}\n\n`),
+      );
       req.on('close', stop);
     },
     '/sip/trace/config': (req, res) => {
@@ -47,10 +53,12 @@ export function traceRoutes(tracer: Tracer): Record<string, OpsHandler> {
         } catch {
           return json(res, 400, { error: 'body is not JSON', field: 'body' });
         }
-        if (cfg.global !== undefined && typeof cfg.global !== 'boolean') return json(res, 400, { error: 'global must be true or false', field: 'global' });
+        if (cfg.global !== undefined && typeof cfg.global !== 'boolean')
+          return json(res, 400, { error: 'global must be true or false', field: 'global' });
         for (const k of ['add', 'remove'] as const) {
           const v = cfg[k];
-          if (v !== undefined && (!Array.isArray(v) || v.some((x) => typeof x !== 'string'))) return json(res, 400, { error: `${k} must be a list of users`, field: k });
+          if (v !== undefined && (!Array.isArray(v) || v.some((x) => typeof x !== 'string')))
+            return json(res, 400, { error: `${k} must be a list of users`, field: k });
         }
         if (typeof cfg.global === 'boolean') tracer.global = cfg.global;
         for (const u of (cfg.add as string[] | undefined) ?? []) tracer.users.add(u);

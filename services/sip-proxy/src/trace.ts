@@ -62,7 +62,11 @@ export function matches(e: TraceEntry, f: TraceFilter): boolean {
   if (f.method) {
     const m = f.method.toUpperCase();
     const s = e.summary;
-    if (!(s.startsWith(m + ' ') || (s.startsWith('SIP/2.0') && new RegExp(`^CSeq:\\s*\\d+\\s+${m}\\b`, 'im').test(headerText(e.data))))) return false;
+    if (!(
+      s.startsWith(m + ' ') ||
+      (s.startsWith('SIP/2.0') && new RegExp(`^CSeq:\\s*\\d+\\s+${m}\\b`, 'im').test(headerText(e.data)))
+    ))
+      return false;
   }
   if (f.number) {
     const h = headerText(e.data);
@@ -74,7 +78,11 @@ export function matches(e: TraceEntry, f: TraceFilter): boolean {
 }
 
 /** HEPv3 (the Homer encapsulation protocol): chunks of vendor 0. */
-export function encodeHep(e: TraceEntry, local: { address: string; port: number }, target: HepTarget): Buffer {
+export function encodeHep(
+  e: TraceEntry,
+  local: { address: string; port: number },
+  target: HepTarget,
+): Buffer {
   const src = e.dir === 'in' ? { address: e.address, port: e.port } : local;
   const dst = e.dir === 'in' ? local : { address: e.address, port: e.port };
   const v6 = isIPv6(src.address) || isIPv6(dst.address);
@@ -182,7 +190,8 @@ export class Tracer {
       const h = this.opts.hep;
       this.hepSocket.send(encodeHep(entry, this.opts.local(), h), h.port, h.host);
     }
-    if (storing && (this.global || [...this.users].some((u) => matches(entry, { number: u })))) this.store(entry);
+    if (storing && (this.global || [...this.users].some((u) => matches(entry, { number: u }))))
+      this.store(entry);
     for (const l of this.live) if (matches(entry, l.filter)) l.send(entry);
   };
 

@@ -21,7 +21,6 @@ export const INFRA_PROBE_TIMEOUT_MS = 10_000;
 
 function env(name: string): string | undefined {
   // Test helper: where the test infra lives is the test environment's to say.
-  // eslint-disable-next-line no-restricted-properties
   const v = process.env[name];
   return v === undefined || v.trim() === '' ? undefined : v.trim();
 }

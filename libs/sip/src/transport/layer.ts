@@ -197,7 +197,15 @@ export class TransportLayer<M> {
    */
   send(data: Buffer, target: SendTarget, cb?: SendCallback): void {
     const tap = this.opts.tap;
-    if (tap) tap({ dir: 'out', data, transport: target.transport, address: target.address, port: target.port, time: this.clock.now() });
+    if (tap)
+      tap({
+        dir: 'out',
+        data,
+        transport: target.transport,
+        address: target.address,
+        port: target.port,
+        time: this.clock.now(),
+      });
     if (target.connId !== undefined) {
       const conn = this.conns.get(target.connId);
       if (conn && !conn.closed) {
@@ -256,7 +264,15 @@ export class TransportLayer<M> {
     const user = this.user;
     if (!user) return;
     const tap = this.opts.tap;
-    if (tap) tap({ dir: 'in', data: buf, transport: src.transport, address: src.address, port: src.port, time: this.clock.now() });
+    if (tap)
+      tap({
+        dir: 'in',
+        data: buf,
+        transport: src.transport,
+        address: src.address,
+        port: src.port,
+        time: this.clock.now(),
+      });
     if (buf.length > this.maxMessageSize) {
       user.onParseError(
         buf,
