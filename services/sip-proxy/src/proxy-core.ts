@@ -9,7 +9,7 @@ import { createHash } from 'node:crypto';
 import type { Logger } from 'pino';
 import {
   Via,
-  createRequest,
+  cancelFor,
   createResponse,
   isSipUri,
   newTag,
@@ -744,19 +744,8 @@ export class ProxyCore implements TransactionUser {
   /** §9.1: CANCEL with the INVITE's R-URI, Call-ID, From, To, CSeq number, top Via and Route. */
   private sendCancel(b: Branch): void {
     const inv = b.req;
-    const cancel = createRequest({
-      method: 'CANCEL',
-      uri: inv.uriText,
-      via: [inv.via],
-      from: inv.getHeader('From')!,
-      to: inv.getHeader('To')!,
-      callId: inv.callId,
-      cseq: inv.cseq.seq,
-      route: inv.getHeaderValues('Route'),
-      maxForwards: 70,
-    });
     try {
-      this.d.tl.request(cancel, b.target, { onResponse: () => {} });
+      this.d.tl.request(cancelFor(inv), b.target, { onResponse: () => {} });
     } catch (err) {
       this.d.logger.debug({ err, callId: inv.callId }, 'CANCEL not sent');
     }
