@@ -277,6 +277,123 @@ export function eventBusContract(label: string, target: BusContractTarget): void
         assert.deepEqual(second, ['m2', 'm3']);
       }));
 
+    test('subscribeBatch: batches of one partition, at most maxBatch, in order per key; committed per batch', () =>
+      withBus(async (bus) => {
+        const t = topic();
+        const group = uniqueName('g');
+        await bus.ensureTopic(t, { partitions: 3 });
+        const keys = ['a', 'b', 'c', 'd'];
+        const msgs = (from: number, n: number) =>
+          Array.from({ length: n }, (_, i) => ({
+            key: keys[(from + i) % keys.length],
+            value: String(from + i),
+          }));
+        await bus.publish(t, msgs(0, 40));
+        const batches: EventMessage[][] = [];
+        const s1 = await bus.subscribeBatch({
+          topic: t,
+          group,
+          fromBeginning: true,
+          maxBatch: 7,
+          maxWaitMs: 50,
+          handler: async (b) => void batches.push(b),
+        });
+        await until(() => batches.flat().length >= 40, '40 messages in batches');
+        await s1.close();
+        const all = batches.flat();
+        assert.equal(all.length, 40, 'each message once');
+        for (const b of batches) {
+          assert.ok(b.length >= 1 && b.length <= 7, `batch of ${b.length}`);
+          assert.equal(new Set(b.map((m) => m.partition)).size, 1, 'one partition per batch');
+          for (let i = 1; i < b.length; i++) assert.ok(BigInt(b[i].offset) > BigInt(b[i - 1].offset));
+        }
+        for (const k of keys) {
+          const order = all.filter((m) => m.key === k).map((m) => Number(text(m)));
+          assert.deepEqual(
+            order,
+            [...order].sort((x, y) => x - y),
+            `order of key ${k}`,
+          );
+        }
+        // committed: the same group resumes after what it handled
+        await bus.publish(t, msgs(40, 5));
+        const second: string[] = [];
+        const s2 = await bus.subscribeBatch({
+          topic: t,
+          group,
+          fromBeginning: true,
+          handler: async (b) => void second.push(...b.map((m) => text(m)!)),
+        });
+        try {
+          await until(() => second.length >= 5, 'the 5 new messages');
+        } finally {
+          await s2.close();
+        }
+        assert.deepEqual([...second].sort(), ['40', '41', '42', '43', '44']);
+      }));
+
+    test('subscribeBatch: a batch whose handler throws is delivered again from its first message; after close too', () =>
+      withBus(async (bus) => {
+        const t = topic();
+        const group = uniqueName('g');
+        await bus.ensureTopic(t, { partitions: 1 });
+        await bus.publish(
+          t,
+          ['m1', 'm2', 'm3', 'm4'].map((v) => ({ key: 'k', value: v })),
+        );
+        const calls: string[][] = [];
+        let fail = 2;
+        const s1 = await bus.subscribeBatch({
+          topic: t,
+          group,
+          fromBeginning: true,
+          maxBatch: 2,
+          handler: async (b) => {
+            calls.push(b.map((m) => text(m)!));
+            if (b.some((m) => text(m) === 'm3') && fail-- > 0) throw new Error('transient');
+          },
+        });
+        try {
+          await until(() => calls.flat().includes('m4') && fail < 0, 'm3 and m4 after two failures', 20_000);
+        } finally {
+          await s1.close();
+        }
+        assert.deepEqual(calls, [
+          ['m1', 'm2'],
+          ['m3', 'm4'],
+          ['m3', 'm4'],
+          ['m3', 'm4'],
+        ]);
+
+        // a batch that never succeeded before close comes again to the next member
+        await bus.publish(t, [{ key: 'k', value: 'm5' }]);
+        const failing: string[] = [];
+        const s2 = await bus.subscribeBatch({
+          topic: t,
+          group,
+          fromBeginning: true,
+          handler: async (b) => {
+            failing.push(...b.map((m) => text(m)!));
+            throw new Error('down');
+          },
+        });
+        await until(() => failing.length >= 2, 'm5 retried');
+        await s2.close();
+        const again: string[] = [];
+        const s3 = await bus.subscribeBatch({
+          topic: t,
+          group,
+          fromBeginning: true,
+          handler: async (b) => void again.push(...b.map((m) => text(m)!)),
+        });
+        try {
+          await until(() => again.length >= 1, 'm5 again');
+        } finally {
+          await s3.close();
+        }
+        assert.deepEqual(again, ['m5']);
+      }));
+
     test('readCompacted gives the latest value per key and honours tombstones', () =>
       withBus(async (bus) => {
         const t = topic();

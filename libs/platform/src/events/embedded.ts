@@ -13,6 +13,7 @@ import type { Db } from '../db/types';
 import { migrate } from '../db/migrate';
 import { invalidArgument } from '../errors';
 import {
+  type BatchSubscribeOptions,
   type EventBus,
   type EventMessage,
   type LagHook,
@@ -176,7 +177,21 @@ export class EmbeddedBus implements EventBus {
       );
   }
 
-  async subscribe(opts: SubscribeOptions): Promise<Subscription> {
+  subscribe(opts: SubscribeOptions): Promise<Subscription> {
+    return this.consume(opts, { each: opts.handler });
+  }
+
+  subscribeBatch(opts: BatchSubscribeOptions): Promise<Subscription> {
+    if (opts.maxBatch !== undefined && !(Number.isInteger(opts.maxBatch) && opts.maxBatch > 0))
+      throw invalidArgument('maxBatch', 'a positive integer is required');
+    return this.consume(opts, {
+      batch: opts.handler,
+      maxBatch: opts.maxBatch ?? 500,
+      maxWaitMs: opts.maxWaitMs ?? 0,
+    });
+  }
+
+  private async consume(opts: Omit<SubscribeOptions, 'handler'>, handler: Handler): Promise<Subscription> {
     checkTopic(opts.topic);
     if (this.closed) throw new Error('event bus closed');
     const db = this.opts.db;
@@ -188,7 +203,7 @@ export class EmbeddedBus implements EventBus {
        ON CONFLICT (group_id, topic, partition) DO NOTHING`,
       [opts.group, opts.topic, PARTITION, opts.fromBeginning ?? false],
     );
-    const sub = new EmbeddedSubscription(this.opts, this.waker, opts, () => this.subs.delete(sub));
+    const sub = new EmbeddedSubscription(this.opts, this.waker, opts, handler, () => this.subs.delete(sub));
     this.subs.add(sub);
     sub.start();
     return sub;
@@ -223,6 +238,16 @@ export class EmbeddedBus implements EventBus {
   }
 }
 
+/** A per-message handler, or a batch handler with its batch bounds. */
+type Handler =
+  | { each: (m: EventMessage) => Promise<void>; batch?: undefined }
+  | {
+      batch: (msgs: EventMessage[]) => Promise<void>;
+      maxBatch: number;
+      maxWaitMs: number;
+      each?: undefined;
+    };
+
 class EmbeddedSubscription implements Subscription {
   private readonly me = randomUUID();
   private readonly stop = new AbortController();
@@ -239,7 +264,8 @@ class EmbeddedSubscription implements Subscription {
   constructor(
     private readonly opts: EmbeddedBusOptions,
     private readonly waker: EventEmitter,
-    private readonly sub: SubscribeOptions,
+    private readonly sub: Omit<SubscribeOptions, 'handler'>,
+    private readonly handler: Handler,
     private readonly onClosed: () => void,
   ) {}
 
@@ -282,6 +308,15 @@ class EmbeddedSubscription implements Subscription {
     return r.rowCount === 1;
   }
 
+  private async fetch(from: bigint, limit: number): Promise<EventRow[]> {
+    const r = await this.db.query<EventRow>(
+      `SELECT topic, partition, "offset", key, value, headers, ts FROM eventlog.events
+       WHERE topic = $1 AND partition = $2 AND "offset" >= $3 ORDER BY "offset" LIMIT $4`,
+      [this.sub.topic, PARTITION, String(from), limit],
+    );
+    return r.rows;
+  }
+
   private async reportLag(committed: bigint): Promise<void> {
     if (!this.opts.onLag) return;
     const r = await this.db.query<{ next_offset: string }>(
@@ -297,7 +332,6 @@ class EmbeddedSubscription implements Subscription {
   private async run(): Promise<void> {
     // PGlite has one process: publishes wake subscribers in-process, polling is only a fallback.
     const pollMs = this.opts.pollMs ?? (this.db.kind === 'pglite' ? 2_000 : 500);
-    const batchSize = this.opts.batchSize ?? 100;
     let failures = 0;
     while (!this.stop.signal.aborted) {
       try {
@@ -307,28 +341,53 @@ class EmbeddedSubscription implements Subscription {
           await this.idle(pollMs); // another member holds the group
           continue;
         }
-        const r = await this.db.query<EventRow>(
-          `SELECT topic, partition, "offset", key, value, headers, ts FROM eventlog.events
-           WHERE topic = $1 AND partition = $2 AND "offset" >= $3 ORDER BY "offset" LIMIT $4`,
-          [this.sub.topic, PARTITION, String(committed), batchSize],
-        );
+        const batchSize = this.handler.batch ? this.handler.maxBatch : (this.opts.batchSize ?? 100);
+        let rows = await this.fetch(committed, batchSize);
+        if (this.handler.batch && rows.length < batchSize && this.handler.maxWaitMs > 0 && rows.length > 0) {
+          // a short batch waits once for more, then goes with what there is
+          await sleep(this.handler.maxWaitMs, this.stop.signal);
+          rows = await this.fetch(committed, batchSize);
+        }
         let failed = false;
-        for (const row of r.rows) {
-          if (this.stop.signal.aborted) break;
-          const m = toMessage(row);
-          try {
-            await this.sub.handler(m);
-          } catch (err) {
-            // Not committed: the next round fetches this message again.
-            this.opts.logger?.warn(
-              { err, topic: m.topic, group: this.sub.group, offset: m.offset },
-              'event handler failed; will redeliver',
-            );
-            failed = true;
-            break;
+        if (this.handler.batch) {
+          if (rows.length > 0 && !this.stop.signal.aborted) {
+            const msgs = rows.map(toMessage);
+            try {
+              await this.handler.batch(msgs);
+              committed = BigInt(msgs[msgs.length - 1].offset) + 1n;
+              await this.commit(committed); // false: lease lost; the next claim says so
+            } catch (err) {
+              this.opts.logger?.warn(
+                {
+                  err,
+                  topic: this.sub.topic,
+                  group: this.sub.group,
+                  offset: msgs[0].offset,
+                  count: msgs.length,
+                },
+                'event batch handler failed; will redeliver',
+              );
+              failed = true;
+            }
           }
-          committed = BigInt(m.offset) + 1n;
-          if (!(await this.commit(committed))) break; // lease lost to another member
+        } else {
+          for (const row of rows) {
+            if (this.stop.signal.aborted) break;
+            const m = toMessage(row);
+            try {
+              await this.handler.each(m);
+            } catch (err) {
+              // Not committed: the next round fetches this message again.
+              this.opts.logger?.warn(
+                { err, topic: m.topic, group: this.sub.group, offset: m.offset },
+                'event handler failed; will redeliver',
+              );
+              failed = true;
+              break;
+            }
+            committed = BigInt(m.offset) + 1n;
+            if (!(await this.commit(committed))) break; // lease lost to another member
+          }
         }
         await this.reportLag(committed);
         if (failed) {
@@ -339,7 +398,7 @@ class EmbeddedSubscription implements Subscription {
           continue;
         }
         failures = 0;
-        if (r.rows.length < batchSize) await this.idle(pollMs);
+        if (rows.length < batchSize) await this.idle(pollMs);
         else this.dirty = true;
       } catch (err) {
         if (this.stop.signal.aborted) break;

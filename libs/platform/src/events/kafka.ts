@@ -10,13 +10,15 @@ import {
   logLevel,
   type Admin,
   type Consumer,
+  type ConsumerRunConfig,
   type KafkaMessage,
   type LogEntry,
   type Producer,
 } from 'kafkajs';
 import type { Logger } from 'pino';
-import { unavailable } from '../errors';
+import { invalidArgument, unavailable } from '../errors';
 import {
+  type BatchSubscribeOptions,
   type EventBus,
   type EventMessage,
   type LagHook,
@@ -173,18 +175,32 @@ export class KafkaBus implements EventBus {
     });
   }
 
-  async subscribe(opts: SubscribeOptions): Promise<Subscription> {
+  subscribe(opts: SubscribeOptions): Promise<Subscription> {
+    return this.consume(opts, { each: opts.handler });
+  }
+
+  subscribeBatch(opts: BatchSubscribeOptions): Promise<Subscription> {
+    if (opts.maxBatch !== undefined && !(Number.isInteger(opts.maxBatch) && opts.maxBatch > 0))
+      throw invalidArgument('maxBatch', 'a positive integer is required');
+    return this.consume(opts, { batch: opts.handler, maxBatch: opts.maxBatch ?? 500 }, opts.maxWaitMs);
+  }
+
+  private async consume(
+    opts: Omit<SubscribeOptions, 'handler'>,
+    handler: Handler,
+    maxWaitMs?: number,
+  ): Promise<Subscription> {
     const consumer = this.kafka.consumer({
       groupId: opts.group,
       sessionTimeout: this.opts.sessionTimeoutMs ?? 10_000,
       heartbeatInterval: this.opts.heartbeatIntervalMs ?? 1_000,
       rebalanceTimeout: this.opts.rebalanceTimeoutMs ?? 10_000,
-      maxWaitTimeInMs: this.opts.maxWaitTimeMs ?? 500,
+      maxWaitTimeInMs: maxWaitMs ?? this.opts.maxWaitTimeMs ?? 500,
       allowAutoTopicCreation: false,
     });
     if (!this.ensured.has(opts.topic)) await this.ensureTopic(opts.topic);
     if (!opts.fromBeginning) await this.pinNewGroupToEnd(opts.group, opts.topic);
-    const sub = new KafkaSubscription(consumer, opts, this.opts, () => this.subs.delete(sub));
+    const sub = new KafkaSubscription(consumer, opts, handler, this.opts, () => this.subs.delete(sub));
     this.subs.add(sub);
     try {
       await sub.start();
@@ -281,6 +297,11 @@ export class KafkaBus implements EventBus {
   }
 }
 
+/** A per-message handler, or a batch handler with its batch bound. */
+type Handler =
+  | { each: (m: EventMessage) => Promise<void>; batch?: undefined }
+  | { batch: (msgs: EventMessage[]) => Promise<void>; maxBatch: number; each?: undefined };
+
 class KafkaSubscription implements Subscription {
   private readonly stop = new AbortController();
   /** Set once a message could not be finished before close: nothing after it may be handled or committed. */
@@ -289,7 +310,8 @@ class KafkaSubscription implements Subscription {
 
   constructor(
     private readonly consumer: Consumer,
-    private readonly sub: SubscribeOptions,
+    private readonly sub: Omit<SubscribeOptions, 'handler'>,
+    private readonly handler: Handler,
     private readonly opts: KafkaBusOptions,
     private readonly onClosed: () => void,
   ) {}
@@ -316,37 +338,83 @@ class KafkaSubscription implements Subscription {
     await consumer.connect();
     await consumer.subscribe({ topics: [sub.topic], fromBeginning: sub.fromBeginning ?? false });
     const ready = joined(consumer, opts.readyTimeoutMs ?? 30_000, `subscribe ${sub.topic} as ${sub.group}`);
-    const running = consumer.run({
+    const running = consumer.run(
+      this.handler.batch
+        ? this.batchRun(this.handler.batch, this.handler.maxBatch)
+        : this.eachRun(this.handler.each),
+    );
+    await Promise.all([running, ready]);
+  }
+
+  /**
+   * Runs fn until it succeeds (retrying with backoff and heartbeats); false when the
+   * subscription closed first: then nothing after it may be handled or committed.
+   */
+  private async untilDone(
+    fn: () => Promise<void>,
+    heartbeat: () => Promise<void>,
+    log: object,
+  ): Promise<boolean> {
+    const { opts, sub } = this;
+    for (let failures = 0; ; failures++) {
+      if (this.stop.signal.aborted) {
+        this.halted = true;
+        return false;
+      }
+      try {
+        await fn();
+        return true;
+      } catch (err) {
+        opts.logger?.warn({ err, ...log, group: sub.group }, 'event handler failed; will redeliver');
+        await sleep(
+          retryDelay(failures, opts.retryInitialMs ?? 100, opts.retryMaxMs ?? 5_000),
+          this.stop.signal,
+        );
+        await heartbeat().catch(() => undefined);
+      }
+    }
+  }
+
+  private eachRun(handler: (m: EventMessage) => Promise<void>): ConsumerRunConfig {
+    return {
       autoCommit: false,
       eachMessage: async ({ topic, partition, message, heartbeat }) => {
         if (this.halted) return;
         const m = toEvent(topic, partition, message);
-        for (let failures = 0; ; failures++) {
-          if (this.stop.signal.aborted) {
-            this.halted = true;
-            return;
-          }
-          try {
-            await sub.handler(m);
-            break;
-          } catch (err) {
-            opts.logger?.warn(
-              { err, topic, partition, group: sub.group, offset: m.offset },
-              'event handler failed; will redeliver',
-            );
-            await sleep(
-              retryDelay(failures, opts.retryInitialMs ?? 100, opts.retryMaxMs ?? 5_000),
-              this.stop.signal,
-            );
-            await heartbeat().catch(() => undefined);
-          }
-        }
-        await consumer.commitOffsets([
+        if (!(await this.untilDone(() => handler(m), heartbeat, { topic, partition, offset: m.offset })))
+          return;
+        await this.consumer.commitOffsets([
           { topic, partition, offset: (BigInt(message.offset) + 1n).toString() },
         ]);
       },
-    });
-    await Promise.all([running, ready]);
+    };
+  }
+
+  /** eachBatch: the fetched batch in chunks of maxBatch; each chunk's offsets committed after its handler. */
+  private batchRun(handler: (msgs: EventMessage[]) => Promise<void>, maxBatch: number): ConsumerRunConfig {
+    return {
+      autoCommit: false,
+      eachBatchAutoResolve: false,
+      eachBatch: async ({ batch, resolveOffset, heartbeat, isRunning, isStale }) => {
+        const { topic, partition } = batch;
+        for (let at = 0; at < batch.messages.length; at += maxBatch) {
+          if (this.halted || !isRunning() || isStale()) return;
+          const chunk = batch.messages.slice(at, at + maxBatch);
+          const msgs = chunk.map((m) => toEvent(topic, partition, m));
+          const first = msgs[0].offset;
+          const ok = await this.untilDone(() => handler(msgs), heartbeat, {
+            topic,
+            partition,
+            offset: first,
+          });
+          if (!ok) return;
+          const last = chunk[chunk.length - 1].offset;
+          await this.consumer.commitOffsets([{ topic, partition, offset: (BigInt(last) + 1n).toString() }]);
+          resolveOffset(last);
+          await heartbeat();
+        }
+      },
+    };
   }
 
   close(): Promise<void> {

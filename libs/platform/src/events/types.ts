@@ -31,6 +31,26 @@ export interface SubscribeOptions {
   handler: (m: EventMessage) => Promise<void>;
 }
 
+export interface BatchSubscribeOptions {
+  topic: string;
+  group: string;
+  /** Where a group with no committed offset starts: the oldest message (true) or the end (false, default). */
+  fromBeginning?: boolean;
+  /** Most messages per handler call (default 500). */
+  maxBatch?: number;
+  /**
+   * How long a fetch may wait for more messages to fill a batch (ms). Kafka: the broker's fetch
+   * wait; embedded log: a batch smaller than maxBatch waits this long once for more (default 0).
+   */
+  maxWaitMs?: number;
+  /**
+   * Called with consecutive messages of one partition, in offset order (so in order per key).
+   * Their offsets are committed after it resolves; when it throws, the same batch (from its
+   * first message) is delivered again after a backoff, before any later message.
+   */
+  handler: (msgs: EventMessage[]) => Promise<void>;
+}
+
 export interface Subscription {
   /** Stops consuming; waits for the handler in flight (and commits it when it succeeded). */
   close(): Promise<void>;
@@ -58,6 +78,8 @@ export interface EventBus {
   publish(topic: string, messages: PublishMessage[]): Promise<void>;
   /** At-least-once delivery to one member of the group; resolves once consuming has started. */
   subscribe(opts: SubscribeOptions): Promise<Subscription>;
+  /** Like subscribe, but the handler gets batches of one partition; offsets are committed per batch. */
+  subscribeBatch(opts: BatchSubscribeOptions): Promise<Subscription>;
   /** The latest message per key, read from the beginning to the current end; tombstones remove keys. */
   readCompacted(topic: string): Promise<Map<string, EventMessage>>;
   /** Creates the topic when missing (idempotent). */
