@@ -34,6 +34,27 @@ export interface SubscriberRecord {
   /** Other AoRs (aliases, DIDs) that reach this subscriber. */
   aliases?: string[];
   ratePlan?: string;
+  /** Call forwarding rules (the proxy applies them); target is a SIP URI or a number. */
+  forwarding?: ForwardingRule[];
+  /** Block/allow list entries: incoming (callers) and outgoing (dialled numbers). */
+  blockList?: BlockListEntry[];
+  /** Short codes the subscriber dials, expanded to a number or URI before routing. */
+  speedDials?: { code: string; target: string }[];
+}
+
+export type ForwardingCondition = 'always' | 'busy' | 'no-answer' | 'unavailable';
+export interface ForwardingRule {
+  condition: ForwardingCondition | string;
+  /** A SIP URI (sip:voicemail@<domain> is the subscriber's own mailbox) or a number. */
+  target: string;
+  /** Seconds of ringing before a no-answer forward. */
+  timeout?: number;
+}
+export interface BlockListEntry {
+  direction: 'incoming' | 'outgoing' | string;
+  /** A number, a number prefix ending in *, a SIP URI, or `anonymous`. */
+  pattern: string;
+  action: 'block' | 'allow' | string;
 }
 
 /** `location` record: every live binding of one AoR (a tombstone when none is left). */
@@ -63,7 +84,46 @@ export interface LocationBinding {
 export type RoutingRecord =
   | { kind: 'domain'; id: string; domain: string }
   | { kind: 'trusted'; id: string; cidr: string; description?: string }
-  | { kind: 'gateway'; id: string; address: string; transport?: string; prefix?: string; strip?: number };
+  | GatewayRecord
+  | RouteRecord;
+
+/** A PSTN gateway or SIP trunk. */
+export interface GatewayRecord {
+  kind: 'gateway';
+  id: string;
+  name?: string;
+  /** host or host:port. */
+  address: string;
+  transport?: string;
+  /** Digits put before the number sent to this gateway (after `strip`). */
+  prefix?: string;
+  /** Leading digits removed from the E.164 number first. */
+  strip?: number;
+  /** Relative share among gateways of one route with the same priority (default 1). */
+  weight?: number;
+  /** Lower first (default 0). */
+  priority?: number;
+  /** A disabled gateway is never tried (default enabled). */
+  enabled?: boolean;
+  /** Digest credentials the gateway challenges for (and registers with, when `register`). */
+  username?: string;
+  password?: string;
+  /** The proxy registers to this trunk (like the uac module's registrations). */
+  register?: boolean;
+}
+
+/** Numbers starting with `prefix` (E.164 digits, optional leading +) go to these gateways. */
+export interface RouteRecord {
+  kind: 'route';
+  id: string;
+  name?: string;
+  prefix: string;
+  gatewayIds: string[];
+  /** Higher first among routes with the same prefix. */
+  priority?: number;
+  /** Only for callers of this domain (default every domain). */
+  domain?: string;
+}
 
 export const encodeRecord = (r: unknown): string => JSON.stringify(r);
 export function decodeRecord<T>(value: Buffer | null): T | null {

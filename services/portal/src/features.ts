@@ -124,6 +124,15 @@ export const Gateway = z.strictObject({
     .optional(),
   /** Leading digits removed from the number first. */
   strip: z.int().min(0).max(16).optional(),
+  /** Share among the gateways of one route with the same priority. */
+  weight: z.int().min(1).max(1000).optional(),
+  /** Lower first among the gateways of one route. */
+  priority: z.int().min(0).max(1000).optional(),
+  enabled: z.boolean().optional(),
+  /** Digest credentials the gateway challenges for (and registers with, when register is true). */
+  username: z.string().min(1).max(128).optional(),
+  password: z.string().min(1).max(128).optional(),
+  register: z.boolean().optional(),
 });
 export const Route = z.strictObject({
   name: Name,
@@ -133,6 +142,11 @@ export const Route = z.strictObject({
   gatewayIds: z.array(Uuid).min(1).max(16),
   /** Higher first among routes with the same prefix. */
   priority: z.int().min(0).max(1000).optional(),
+  /** Only for callers of this SIP domain (default: every domain). */
+  domain: z
+    .string()
+    .regex(/^[A-Za-z0-9.-]{1,253}$/, 'a domain name')
+    .optional(),
 });
 export const Trusted = z.strictObject({ cidr: Cidr, description: z.string().max(256).optional() });
 export const RadiusClient = z.strictObject({
@@ -160,6 +174,7 @@ export const ROUTING_KINDS: readonly RoutingKind[] = [
     tag: 'gateways',
     schema: Gateway,
     key: (d) => String(d.name),
+    secret: ['password'],
   },
   { kind: 'route', path: 'routes', noun: 'route', tag: 'routes', schema: Route, key: (d) => String(d.name) },
   {

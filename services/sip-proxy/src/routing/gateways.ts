@@ -1,0 +1,161 @@
+/**
+ * PSTN routes and gateways (like Kamailio's lcr/drouting): routes by longest
+ * E.164 prefix, their gateways ordered by priority and then by weight, and the
+ * health of each gateway (marked down after failures, up again when it answers
+ * a probe).
+ */
+import type { GatewayRecord, RouteRecord } from '@switchboard/contracts';
+
+export interface GatewayHop {
+  gateway: GatewayRecord;
+  /** The Request-URI for this gateway: the number after strip and prefix. */
+  uri: string;
+}
+
+export interface GatewayHealth {
+  down: boolean;
+  failures: number;
+  /** Unix ms of the last state change. */
+  since: number;
+}
+
+export class GatewayTable {
+  private readonly gateways = new Map<string, GatewayRecord>();
+  private readonly routes = new Map<string, RouteRecord>();
+  private readonly health = new Map<string, GatewayHealth>();
+
+  constructor(
+    /** Consecutive failures (timeouts, 408, 5xx) after which a gateway is marked down. */
+    private readonly maxFailures = 3,
+    private readonly random: () => number = Math.random,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  /** Applies a `routing` topic record (null deletes `key`). */
+  apply(key: string, rec: { kind: string } | null): void {
+    const [kind, id] = [key.slice(0, key.indexOf(':')), key.slice(key.indexOf(':') + 1)];
+    if (kind === 'gateway') {
+      if (rec) this.gateways.set(id, rec as GatewayRecord);
+      else {
+        this.gateways.delete(id);
+        this.health.delete(id);
+      }
+    } else if (kind === 'route') {
+      if (rec) this.routes.set(id, rec as RouteRecord);
+      else this.routes.delete(id);
+    }
+  }
+
+  get(id: string): GatewayRecord | undefined {
+    return this.gateways.get(id);
+  }
+
+  all(): GatewayRecord[] {
+    return [...this.gateways.values()];
+  }
+
+  /** The gateway a source address belongs to (calls from the PSTN), if any. */
+  byAddress(address: string): GatewayRecord | undefined {
+    for (const g of this.gateways.values()) if (hostOf(g.address) === address.toLowerCase()) return g;
+    return undefined;
+  }
+
+  /**
+   * The gateways to try for an E.164 number, in order: the routes with the
+   * longest matching prefix (for this domain or every domain), higher route
+   * priority first; within a route, gateway priority then a weighted shuffle.
+   * Disabled and down gateways are left out. Empty: no route.
+   */
+  select(number: string, domain: string): { hops: GatewayHop[]; routed: boolean } {
+    let bestLen = -1;
+    let best: RouteRecord[] = [];
+    for (const r of this.routes.values()) {
+      if (r.domain && r.domain.toLowerCase() !== domain) continue;
+      const p = r.prefix.replace(/^\+/, '');
+      if (!number.startsWith(p)) continue;
+      if (p.length > bestLen) [bestLen, best] = [p.length, [r]];
+      else if (p.length === bestLen) best.push(r);
+    }
+    best.sort(
+      (a, b) =>
+        (b.priority ?? 0) - (a.priority ?? 0) || Number(Boolean(b.domain)) - Number(Boolean(a.domain)),
+    );
+    const seen = new Set<string>();
+    const hops: GatewayHop[] = [];
+    for (const r of best) {
+      const gws = r.gatewayIds
+        .map((id) => this.gateways.get(id))
+        .filter((g): g is GatewayRecord => g !== undefined && g.enabled !== false && !seen.has(g.id));
+      for (const g of this.order(gws)) {
+        seen.add(g.id);
+        if (this.health.get(g.id)?.down) continue;
+        hops.push({ gateway: g, uri: gatewayUri(g, number) });
+      }
+    }
+    return { hops, routed: best.length > 0 };
+  }
+
+  /** Priority groups, each shuffled by weight (a gateway of weight 2 comes first twice as often). */
+  private order(gws: GatewayRecord[]): GatewayRecord[] {
+    const byPrio = new Map<number, GatewayRecord[]>();
+    for (const g of gws) byPrio.set(g.priority ?? 0, [...(byPrio.get(g.priority ?? 0) ?? []), g]);
+    const out: GatewayRecord[] = [];
+    for (const prio of [...byPrio.keys()].sort((a, b) => a - b)) {
+      const left = [...byPrio.get(prio)!];
+      while (left.length) {
+        const total = left.reduce((s, g) => s + (g.weight ?? 1), 0);
+        let x = this.random() * total;
+        let i = 0;
+        while (i < left.length - 1 && (x -= left[i].weight ?? 1) >= 0) i++;
+        out.push(left.splice(i, 1)[0]);
+      }
+    }
+    return out;
+  }
+
+  /** A gateway failed a call (timeout, 408, 5xx); returns true when this marks it down. */
+  failed(id: string): boolean {
+    const h = this.health.get(id) ?? { down: false, failures: 0, since: this.now() };
+    h.failures++;
+    const wasDown = h.down;
+    if (h.failures >= this.maxFailures && !h.down) {
+      h.down = true;
+      h.since = this.now();
+    }
+    this.health.set(id, h);
+    return h.down && !wasDown;
+  }
+
+  /** A gateway answered (a call or a probe); returns true when this brings it back up. */
+  answered(id: string): boolean {
+    const h = this.health.get(id);
+    if (!h) return false;
+    this.health.delete(id);
+    return h.down;
+  }
+
+  isDown(id: string): boolean {
+    return this.health.get(id)?.down ?? false;
+  }
+
+  /** Gateways marked down (to probe). */
+  down(): GatewayRecord[] {
+    return [...this.health.entries()]
+      .filter(([, h]) => h.down)
+      .map(([id]) => this.gateways.get(id))
+      .filter((g): g is GatewayRecord => g !== undefined);
+  }
+}
+
+/** host of "host", "host:port" or "[v6]:port", lower-case, without brackets. */
+export function hostOf(address: string): string {
+  const m = /^\[([^\]]+)\]|^([^:]+)(?::\d+)?$/.exec(address);
+  return (m?.[1] ?? m?.[2] ?? address).toLowerCase();
+}
+
+/** The Request-URI of a call to `number` through gateway `g`. */
+export function gatewayUri(g: GatewayRecord, number: string): string {
+  const user = (g.prefix ?? '') + number.slice(g.strip ?? 0);
+  const t = g.transport && g.transport !== 'udp' ? `;transport=${g.transport}` : '';
+  return `sip:${user}@${g.address}${t}`;
+}
