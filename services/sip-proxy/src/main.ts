@@ -44,6 +44,7 @@ import { MediaAnchor } from './media';
 import { MediaProxyClient } from '@switchboard/proto/media';
 import { Tracer } from './trace';
 import { traceRoutes } from './trace-http';
+import { natKeepaliveFor, natPingConfig } from './keepalive';
 
 export const sipProxyConfig = {
   domain: str(
@@ -157,6 +158,7 @@ export const sipProxyConfig = {
   banMs: int('SWITCHBOARD_SIP_BAN_MS', 600000, 'How long a banned source or user stays banned', 0),
   timersT1: int('SWITCHBOARD_SIP_T1_MS', 500, 'SIP timer T1 (RTT estimate)', 10),
   resolveIpv6: bool('SWITCHBOARD_SIP_IPV6', true, 'Try AAAA records when resolving next hops'),
+  ...natPingConfig,
 };
 export type SipProxyConfig = ConfigOf<typeof sipProxyConfig>;
 
@@ -375,6 +377,15 @@ export const sipProxyService = defineService({
     tl.attach(core);
     const prune = setInterval(() => guard.prune(), 10_000);
     prune.unref();
+    const natPing = natKeepaliveFor(
+      () => location.values(),
+      transport,
+      advertised,
+      config,
+      systemClock,
+      ctx.metrics,
+    );
+    natPing.start();
 
     for (const b of bound) {
       const host = b.host.includes(':') ? `[${b.host}]` : b.host;
@@ -385,6 +396,7 @@ export const sipProxyService = defineService({
     return {
       async stop() {
         clearInterval(prune);
+        natPing.stop();
         tracer.close();
         await acc?.stop();
         mediaClient?.close();
