@@ -33,7 +33,7 @@ describe('rating engine (PGlite)', () => {
   after(() => db.close());
   beforeEach(async () => {
     await db.exec(
-      'TRUNCATE rating.cdrs, rating.open_calls, rating.ledger, rating.reservations, rating.accounts, rating.media_quality, rating.plan_versions, rating.rates, rating.domain_plans CASCADE',
+      'TRUNCATE rating.cdrs, rating.open_calls, rating.ledger, rating.reservations, rating.accounts, rating.media_quality, rating.plan_versions, rating.rates, rating.domain_plans, rating.consumed_offsets CASCADE',
     );
     clock = T0;
     published = [];
@@ -127,6 +127,39 @@ describe('rating engine (PGlite)', () => {
     assert.equal(n.rowCount, 1);
     const open = await db.query('SELECT 1 FROM rating.open_calls');
     assert.equal(open.rowCount, 0, 'a Start redelivered after its CDR opens nothing');
+  });
+
+  test('a batch with its position: applied once; a redelivered batch skips what the stored offset covers', async () => {
+    const a = call({ callId: 'pos-a' });
+    const b = call({ callId: 'pos-b', duration: 30 });
+    const at = (offsets: number[], next: number) => ({
+      consumer: 'rating',
+      topic: 'accounting',
+      partition: 0,
+      offsets: offsets.map(String),
+      next: String(next),
+    });
+    await engine.handleAccountingBatch([startRecord(a), stopRecord(a)], at([0, 1], 2));
+    const pos = await db.query<{ n: string }>(
+      "SELECT next_offset::text AS n FROM rating.consumed_offsets WHERE consumer = 'rating' AND topic = 'accounting' AND partition = 0",
+    );
+    assert.equal(pos.rows[0].n, '2', 'the position is stored with the CDR');
+    const after1 = await balance();
+    // Make a replay visible: were offsets 0-1 applied again, call a's CDR would come back.
+    await db.query("DELETE FROM rating.cdrs WHERE call_id = 'pos-a'");
+    await engine.handleAccountingBatch([startRecord(a), stopRecord(a)], at([0, 1], 2));
+    assert.equal((await db.query("SELECT 1 FROM rating.cdrs WHERE call_id = 'pos-a'")).rowCount, 0);
+    // A batch overlapping the stored position: only the records from it on are applied.
+    await engine.handleAccountingBatch([stopRecord(a), startRecord(b), stopRecord(b)], at([1, 2, 3], 4));
+    assert.equal((await db.query("SELECT 1 FROM rating.cdrs WHERE call_id = 'pos-a'")).rowCount, 0);
+    assert.equal((await db.query("SELECT 1 FROM rating.cdrs WHERE call_id = 'pos-b'")).rowCount, 1);
+    assert.equal(
+      await balance(),
+      after1 - 60_000,
+      'one debit for b (30 s at 0.10/min + 0.01), none again for a',
+    );
+    assert.equal(await balance(), await ledgerSum());
+    await assert.rejects(engine.handleAccountingBatch([startRecord(a)], at([], 1)));
   });
 
   test('a debit that crosses the low-balance threshold is reported once', async () => {

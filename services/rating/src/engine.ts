@@ -75,6 +75,25 @@ interface Lookup {
   account: Account | undefined;
 }
 
+/** Where a batch of records sits in its topic, for a consumer that stores its position with the effects. */
+export interface ConsumedPosition {
+  /** The consumer group. */
+  consumer: string;
+  topic: string;
+  partition: number;
+  /** The offset of each record (decimal strings), in the order of the records. */
+  offsets: string[];
+  /** The offset after the batch (the last one's + 1: records skipped as malformed count too). */
+  next: string;
+}
+
+interface BatchItem {
+  rec: AccountingRecord;
+  key: string | null;
+  id: string;
+  offset: bigint;
+}
+
 export type AuthorizeReason = 'ok' | 'insufficient_credit' | 'no_rate' | 'account_blocked';
 export interface AuthorizeResult {
   allowed: boolean;
@@ -326,25 +345,58 @@ export class RatingEngine {
 
   /**
    * Handles records in order as handleAccounting would, in one transaction of
-   * a fixed number of statements whatever the batch size (for a consumer that
-   * receives batches; the bus delivers one record at a time today).
+   * a fixed number of statements whatever the batch size (the consumer gets
+   * batches from EventBus.subscribeBatch).
+   *
+   * With `at` (where the records sit in the topic, offsets[i] for recs[i]), the
+   * consumer's position is stored in the same transaction: records before the
+   * stored position were applied already and are skipped, so the CDRs, their
+   * debits and the consumed offset are committed together.
    */
-  async handleAccountingBatch(recs: AccountingRecord[]): Promise<void> {
-    type Item = { rec: AccountingRecord; key: string | null; id: string };
-    const items: Item[] = [];
-    for (const rec of recs) {
+  async handleAccountingBatch(recs: AccountingRecord[], at?: ConsumedPosition): Promise<void> {
+    if (at && at.offsets.length !== recs.length) throw new Error('one offset per record is required');
+    const items: BatchItem[] = [];
+    recs.forEach((rec, i) => {
+      const offset = at ? BigInt(at.offsets[i]) : 0n;
       if (!rec.sessionId || !['Start', 'Stop', 'Failed'].includes(rec.statusType)) {
         this.o.onIgnored?.(rec.statusType);
-        continue;
+        return;
       }
-      if (rec.statusType === 'Failed') items.push({ rec, key: null, id: cdrId('failed', failedKey(rec)) });
+      if (rec.statusType === 'Failed')
+        items.push({ rec, key: null, id: cdrId('failed', failedKey(rec)), offset });
       else {
         const key = sessionKey(rec.sessionId, rec.fromTag, rec.toTag);
-        items.push({ rec, key, id: cdrId('call', key) });
+        items.push({ rec, key, id: cdrId('call', key), offset });
       }
-    }
+    });
     if (!items.length) return;
     const stored = await this.o.db.transaction(async (tx) => {
+      if (!at) return this.applyBatch(tx, items);
+      // the consumer's row, locked until commit: one batch of a partition at a time
+      const pos = await tx.query<{ next_offset: string }>(
+        `INSERT INTO rating.consumed_offsets (consumer, topic, partition, next_offset) VALUES ($1, $2, $3, 0)
+         ON CONFLICT (consumer, topic, partition) DO UPDATE SET next_offset = rating.consumed_offsets.next_offset
+         RETURNING next_offset::text`,
+        [at.consumer, at.topic, at.partition],
+      );
+      const from = BigInt(pos.rows[0].next_offset);
+      const next = BigInt(at.next);
+      if (next <= from) return [];
+      const fresh = items.filter((i) => i.offset >= from);
+      const out = fresh.length ? await this.applyBatch(tx, fresh) : [];
+      await tx.query(
+        'UPDATE rating.consumed_offsets SET next_offset = $4 WHERE consumer = $1 AND topic = $2 AND partition = $3',
+        [at.consumer, at.topic, at.partition, String(next)],
+      );
+      return out;
+    });
+    for (const c of stored) this.o.onCdr?.(c);
+    if (stored.length) this.kick();
+  }
+
+  /** The work of one batch inside its transaction; returns the CDRs it stored. */
+  private async applyBatch(tx: DbTx, items: BatchItem[]): Promise<Cdr[]> {
+    {
       const keys = [...new Set(items.flatMap((i) => (i.key ? [i.key] : [])))];
       const accountsOf = (recsOf: AccountingRecord[]) => [...new Set(recsOf.map(billedAccount))];
       const [existing, open] = await Promise.all([
@@ -427,33 +479,17 @@ export class RatingEngine {
         await tx.query('DELETE FROM rating.open_calls WHERE session_key = ANY($1)', [[...closeKeys]]);
       }
       if (!cdrs.length) return [];
+      // one jsonb parameter: cheaper to send and to parse than an array per column
       const ins = await tx.query<{ id: string }>(
         `INSERT INTO rating.cdrs (id, call_id, account, started_at, answered_at, ended_at, duration_seconds,
            billable_seconds, disposition, end_reason, sip_code, destination, price_micros, currency, flags, cdr)
-         SELECT id, call_id, account, started_at, answered_at, ended_at, duration_seconds, billable_seconds, disposition,
-           end_reason, sip_code, destination, price_micros, currency, ARRAY(SELECT jsonb_array_elements_text(cdr->'flags')), cdr
-         FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::timestamptz[], $6::timestamptz[], $7::int[],
-           $8::int[], $9::text[], $10::text[], $11::int[], $12::text[], $13::bigint[], $14::text[], $15::jsonb[])
-           AS t(id, call_id, account, started_at, answered_at, ended_at, duration_seconds, billable_seconds, disposition,
-             end_reason, sip_code, destination, price_micros, currency, cdr)
+         SELECT c->>'id', c->>'callId', c->>'account', (c->>'startedAt')::timestamptz, (c->>'answeredAt')::timestamptz,
+           (c->>'endedAt')::timestamptz, (c->>'durationSeconds')::int, (c->>'billableSeconds')::int, c->>'disposition',
+           c->>'endReason', (c->>'sipCode')::int, c->>'destination', (c->>'priceMicros')::bigint, c->>'currency',
+           ARRAY(SELECT jsonb_array_elements_text(c->'flags')), c
+         FROM jsonb_array_elements($1::jsonb) AS t(c)
          ON CONFLICT (id) DO NOTHING RETURNING id`,
-        [
-          cdrs.map((c) => c.id),
-          cdrs.map((c) => c.callId),
-          cdrs.map((c) => c.account),
-          cdrs.map((c) => c.startedAt),
-          cdrs.map((c) => c.answeredAt),
-          cdrs.map((c) => c.endedAt),
-          cdrs.map((c) => c.durationSeconds),
-          cdrs.map((c) => c.billableSeconds),
-          cdrs.map((c) => c.disposition),
-          cdrs.map((c) => c.endReason),
-          cdrs.map((c) => c.sipCode),
-          cdrs.map((c) => c.destination),
-          cdrs.map((c) => c.priceMicros),
-          cdrs.map((c) => c.currency),
-          cdrs.map((c) => JSON.stringify(c)),
-        ],
+        [JSON.stringify(cdrs)],
       );
       const fresh = new Set(ins.rows.map((r) => r.id));
       const inserted = cdrs.filter((c) => fresh.has(c.id));
@@ -502,9 +538,7 @@ export class RatingEngine {
         inserted.map((c) => c.callId),
       ]);
       return inserted;
-    });
-    for (const c of stored) this.o.onCdr?.(c);
-    if (stored.length) this.kick();
+    }
   }
 
   /** Everything closing a call needs to read, in one statement. */

@@ -44,6 +44,8 @@ export interface RatingEvent {
   cdrId: string;
   at: string;
 }
+/** Most accounting records applied in one transaction (one batch of the consumer). */
+const BATCH_RECORDS = 1000;
 const MIGRATIONS = join(import.meta.dirname, '..', 'migrations');
 
 const REASONS: Record<AuthorizeReason, AuthorizeResponse_Reason> = {
@@ -195,18 +197,34 @@ export const ratingService = defineService({
     await engine.flush().catch((err: unknown) => ctx.logger.warn({ err }, 'publishing pending CDRs failed'));
 
     const subs = [
-      await events.subscribe({
+      await events.subscribeBatch({
         topic: config.accountingTopic,
         group: config.group,
         fromBeginning: true,
-        handler: async (m) => {
-          const rec = parse<AccountingRecord>(m);
-          if (!rec || typeof rec.statusType !== 'string') {
-            ignored.inc({ type: 'malformed' });
-            ctx.logger.warn({ offset: m.offset, key: m.key }, 'malformed accounting record skipped');
-            return;
+        maxBatch: BATCH_RECORDS,
+        maxWaitMs: 20,
+        handler: async (msgs) => {
+          const recs: AccountingRecord[] = [];
+          const offsets: string[] = [];
+          for (const m of msgs) {
+            const rec = parse<AccountingRecord>(m);
+            if (!rec || typeof rec.statusType !== 'string') {
+              ignored.inc({ type: 'malformed' });
+              ctx.logger.warn({ offset: m.offset, key: m.key }, 'malformed accounting record skipped');
+              continue;
+            }
+            recs.push(rec);
+            offsets.push(m.offset);
           }
-          await engine.handleAccounting(rec);
+          const last = msgs[msgs.length - 1];
+          // the CDRs, their debits and the consumed offset in one transaction
+          await engine.handleAccountingBatch(recs, {
+            consumer: config.group,
+            topic: last.topic,
+            partition: last.partition,
+            offsets,
+            next: (BigInt(last.offset) + 1n).toString(),
+          });
         },
       }),
       await events.subscribe({
