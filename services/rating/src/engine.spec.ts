@@ -337,8 +337,20 @@ describe('rating engine (PGlite)', () => {
       planId: 'min',
       blocked: false,
     });
+    let transactions = 0;
+    const counting: Db = {
+      ...db,
+      kind: db.kind,
+      query: (sql, params) => db.query(sql, params),
+      exec: (sql) => db.exec(sql),
+      transaction: (fn) => {
+        transactions++;
+        return db.transaction(fn);
+      },
+      close: () => db.close(),
+    };
     const small = new RatingEngine({
-      db,
+      db: counting,
       now: () => clock,
       publish: async () => undefined,
       maxCallSeconds: 120, // each call gets at most 2 minutes = 0.20
@@ -352,6 +364,12 @@ describe('rating engine (PGlite)', () => {
     );
     const allowed = answers.filter((a) => a.allowed);
     assert.equal(allowed.length, 5, 'five calls of 0.20 fit in 1.00');
+    assert.ok(transactions < 12, `group commit: 12 requests in ${transactions} transactions`);
+    assert.deepEqual(
+      answers.map((a) => a.allowed),
+      [true, true, true, true, true, false, false, false, false, false, false, false],
+      'decided in arrival order',
+    );
     assert.ok(allowed.every((a) => a.maxSeconds === 120));
     const b = await small.balance(alice);
     assert.deepEqual([b.balanceMicros, b.reservedMicros], [1_000_000, 1_000_000]);

@@ -7,7 +7,14 @@
  * ON CONFLICT DO NOTHING and the debit is unique per CDR id, both in one
  * transaction; a redelivered record finds its CDR and only publishes it again.
  */
-import { invalidArgument, notFound, type Db, type DbTx, type Queryable } from '@switchboard/platform';
+import {
+  invalidArgument,
+  notFound,
+  pgErrorCode,
+  type Db,
+  type DbTx,
+  type Queryable,
+} from '@switchboard/platform';
 import {
   billedAccount,
   buildCdr,
@@ -94,6 +101,17 @@ interface BatchItem {
   offset: bigint;
 }
 
+export interface AuthorizeRequest {
+  account: string;
+  callee: string;
+  callId: string;
+  onNet?: boolean;
+}
+
+/** Authorize rounds written at once, and requests per round. */
+const AUTH_ROUNDS = 2;
+const AUTH_ROUND_MAX = 500;
+
 export type AuthorizeReason = 'ok' | 'insufficient_credit' | 'no_rate' | 'account_blocked';
 export interface AuthorizeResult {
   allowed: boolean;
@@ -145,9 +163,7 @@ const toAccount = (r: AccountRow): Account => ({
   updatedAt: new Date(r.updated_at).getTime(),
 });
 
-/** Parameters $3..$7: call id, amount, granted seconds, created, expires; $ACCOUNT is replaced. */
-const RESERVE_SQL = `INSERT INTO rating.reservations (call_id, account, amount_micros, max_seconds, created_at, expires_at)
-  SELECT $3, $ACCOUNT, $4, $5, $6, $7`;
+/** Parameters of a reservation after the account: call id, amount, granted seconds, created, expires. */
 const RESERVE_UPDATE = `account = EXCLUDED.account, amount_micros = EXCLUDED.amount_micros,
   max_seconds = EXCLUDED.max_seconds, created_at = EXCLUDED.created_at, expires_at = EXCLUDED.expires_at`;
 
@@ -513,6 +529,11 @@ export class RatingEngine {
         for (const r of led.rows)
           byAccount.set(r.account, (byAccount.get(r.account) ?? 0) + Number(r.amount));
         if (byAccount.size) {
+          // row locks in account order, as Authorize takes them: no deadlock between the two
+          await tx.query(
+            'SELECT 1 FROM rating.accounts WHERE account = ANY($1) ORDER BY account FOR UPDATE',
+            [[...byAccount.keys()]],
+          );
           const bal = await tx.query<{ account: string; balance: string; low: string }>(
             `UPDATE rating.accounts a SET balance_micros = a.balance_micros + t.d, updated_at = $3, auth_seq = a.auth_seq + 1
              FROM unnest($1::text[], $2::bigint[]) AS t(account, d) WHERE a.account = t.account
@@ -831,59 +852,100 @@ export class RatingEngine {
    * May `account` call `callee`, and for how long? Reserves the price of the
    * granted time under `callId` (replacing an earlier reservation of that call),
    * so concurrent calls of one account share its balance.
+   *
+   * Group commit: the requests that arrive while a round is being written go
+   * together in the next one, a transaction that locks their accounts (in
+   * account order), reads their reservations, decides each request in arrival
+   * order against what the ones before it reserved, and writes the
+   * reservations in one statement: one commit (one fsync) per round, not per
+   * request.
    */
-  async authorize(req: {
-    account: string;
-    callee: string;
-    callId: string;
-    onNet?: boolean;
-  }): Promise<AuthorizeResult> {
+  async authorize(req: AuthorizeRequest): Promise<AuthorizeResult> {
     if (!req.account) throw invalidArgument('account', 'account is required');
     if (!req.callId) throw invalidArgument('call_id', 'call_id is required');
-    const now = this.o.now();
-    // Optimistic: read the account and its other reservations in one statement, then
-    // reserve in one statement only if nothing lowered its credit meanwhile (auth_seq).
-    for (let attempt = 0; attempt < 3; attempt++) {
-      const snap = await this.o.db.query<{ account: AccountRow; seq: string; held: string }>(
-        `SELECT row_to_json(a) AS account, a.auth_seq::text AS seq,
-                (SELECT coalesce(sum(amount_micros), 0) FROM rating.reservations r
-                  WHERE r.account = a.account AND r.call_id <> $2 AND r.expires_at > $3)::text AS held
-         FROM rating.accounts a WHERE a.account = $1`,
-        [req.account, req.callId, new Date(now)],
-      );
-      if (!snap.rowCount) throw notFound(`account ${req.account} is unknown`);
-      const d = this.decide(toAccount(snap.rows[0].account), Number(snap.rows[0].held), req, now);
-      if (!d.reserve) return d.result;
-      const w = await this.o.db.query(
-        `WITH cas AS (UPDATE rating.accounts SET auth_seq = auth_seq + 1 WHERE account = $1 AND auth_seq = $2 RETURNING account)
-         ${RESERVE_SQL.replace('$ACCOUNT', '(SELECT account FROM cas)')} WHERE EXISTS (SELECT 1 FROM cas)
-         ON CONFLICT (call_id) DO UPDATE SET ${RESERVE_UPDATE} RETURNING 1`,
-        [req.account, snap.rows[0].seq, ...d.reserve],
-      );
-      if (w.rowCount) return d.result;
-    }
-    // contended: take the account's row lock
-    return this.o.db.transaction(async (tx) => {
-      const acc = await tx.query<AccountRow>(
-        `UPDATE rating.accounts SET auth_seq = auth_seq + 1 WHERE account = $1 RETURNING ${ACCOUNT_COLS}`,
-        [req.account],
-      );
-      if (!acc.rowCount) throw notFound(`account ${req.account} is unknown`);
-      const held = await tx.query<{ s: string }>(
-        'SELECT coalesce(sum(amount_micros), 0)::text AS s FROM rating.reservations WHERE account = $1 AND call_id <> $2 AND expires_at > $3',
-        [req.account, req.callId, new Date(now)],
-      );
-      const d = this.decide(toAccount(acc.rows[0]), Number(held.rows[0].s), req, now);
-      if (d.reserve) {
-        // the same parameters as the optimistic path: $2 (the seq) is not needed here
-        await tx.query(
-          `${RESERVE_SQL.replace('$ACCOUNT', '$1::text')} WHERE $2::bigint IS NULL
-           ON CONFLICT (call_id) DO UPDATE SET ${RESERVE_UPDATE}`,
-          [req.account, null, ...d.reserve],
-        );
-      }
-      return d.result;
+    return new Promise((resolve, reject) => {
+      this.authQueue.push({ req, resolve, reject });
+      this.pumpAuthorize();
     });
+  }
+
+  private readonly authQueue: {
+    req: AuthorizeRequest;
+    resolve: (r: AuthorizeResult) => void;
+    reject: (e: unknown) => void;
+  }[] = [];
+  private authRounds = 0;
+
+  /** Starts rounds while fewer than AUTH_ROUNDS are being written. */
+  private pumpAuthorize(): void {
+    while (this.authRounds < AUTH_ROUNDS && this.authQueue.length) {
+      const round = this.authQueue.splice(0, AUTH_ROUND_MAX);
+      this.authRounds++;
+      this.authorizeRound(round.map((r) => r.req))
+        .then(
+          (out) => out.forEach((r, i) => (r instanceof Error ? round[i].reject(r) : round[i].resolve(r))),
+          (err: unknown) => round.forEach((r) => r.reject(err)),
+        )
+        .finally(() => {
+          this.authRounds--;
+          this.pumpAuthorize();
+        });
+    }
+  }
+
+  private async authorizeRound(reqs: AuthorizeRequest[]): Promise<(AuthorizeResult | Error)[]> {
+    const now = this.o.now();
+    const accounts = [...new Set(reqs.map((r) => r.account))].sort();
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.o.db.transaction(async (tx) => {
+          const acc = await tx.query<AccountRow>(
+            `SELECT ${ACCOUNT_COLS} FROM rating.accounts WHERE account = ANY($1) ORDER BY account FOR UPDATE`,
+            [accounts],
+          );
+          const byName = new Map(acc.rows.map((r) => [r.account, toAccount(r)]));
+          const res = await tx.query<{ account: string; call_id: string; amount_micros: string }>(
+            'SELECT account, call_id, amount_micros FROM rating.reservations WHERE account = ANY($1) AND expires_at > $2',
+            [accounts, new Date(now)],
+          );
+          // account -> call id -> reserved, updated as each request of the round is decided
+          const held = new Map<string, Map<string, number>>();
+          for (const r of res.rows) {
+            if (!held.has(r.account)) held.set(r.account, new Map());
+            held.get(r.account)!.set(r.call_id, Number(r.amount_micros));
+          }
+          const writes = new Map<string, unknown[]>();
+          const out = reqs.map((req) => {
+            const a = byName.get(req.account);
+            if (!a) return notFound(`account ${req.account} is unknown`);
+            const mine = held.get(req.account) ?? new Map<string, number>();
+            held.set(req.account, mine);
+            let others = 0;
+            for (const [callId, amount] of mine) if (callId !== req.callId) others += amount;
+            const d = this.decide(a, others, req, now);
+            if (d.reserve) {
+              mine.set(req.callId, d.result.reservedMicros);
+              writes.set(req.callId, [req.account, ...d.reserve]);
+            }
+            return d.result;
+          });
+          if (writes.size) {
+            const w = [...writes.values()];
+            await tx.query(
+              `INSERT INTO rating.reservations (account, call_id, amount_micros, max_seconds, created_at, expires_at)
+               SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::int[], $5::timestamptz[], $6::timestamptz[])
+               ON CONFLICT (call_id) DO UPDATE SET ${RESERVE_UPDATE}`,
+              [0, 1, 2, 3, 4, 5].map((k) => w.map((row) => row[k])),
+            );
+          }
+          return out;
+        });
+      } catch (err) {
+        // a deadlock with a transaction that locked the same accounts in another order: once more
+        if (attempt < 2 && ['40P01', '40001'].includes(pgErrorCode(err) ?? '')) continue;
+        throw err;
+      }
+    }
   }
 
   /** The answer for an account holding `held` micros in other reservations, and what to reserve. */
