@@ -159,6 +159,22 @@ export const sipProxyConfig = {
   timersT1: int('SWITCHBOARD_SIP_T1_MS', 500, 'SIP timer T1 (RTT estimate)', 10),
   resolveIpv6: bool('SWITCHBOARD_SIP_IPV6', true, 'Try AAAA records when resolving next hops'),
   ...natPingConfig,
+  digestAlgorithms: {
+    ...list(
+      'SWITCHBOARD_SIP_DIGEST_ALGORITHMS',
+      'MD5,SHA-256',
+      'Digest challenges offered, in order (MD5, SHA-256); some UAs (baresip 1.0) give up on a challenge they cannot answer: MD5 alone for them',
+    ),
+    parse: (s: string): ('MD5' | 'SHA-256')[] => {
+      const v = s
+        .split(',')
+        .map((a) => a.trim())
+        .filter(Boolean);
+      if (!v.length || v.some((a) => a !== 'MD5' && a !== 'SHA-256'))
+        throw new Error(`expected MD5 and/or SHA-256, got "${s}"`);
+      return v as ('MD5' | 'SHA-256')[];
+    },
+  },
 };
 export type SipProxyConfig = ConfigOf<typeof sipProxyConfig>;
 
@@ -253,7 +269,7 @@ export const sipProxyService = defineService({
       nonceLifetimeSec: config.nonceLifetimeSec,
       // MD5 first: many UAs (SIPp, most deployed phones) read only the first challenge and
       // fail on SHA-256 (RFC 8760 §2.4 expects them to skip it, they do not); SHA-256 still offered.
-      algorithms: ['MD5', 'SHA-256'],
+      algorithms: config.digestAlgorithms,
       clock: { now: Date.now },
     });
 
