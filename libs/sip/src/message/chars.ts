@@ -55,6 +55,51 @@ export function scan(s: string, i: number, t: Uint8Array, n = s.length): number 
   return i;
 }
 
+/*
+ * Byte scanners. The parsers of header values and URIs read codes from a byte array
+ * `b` where b[d + k] is the code of char k of the text they slice values from: the
+ * received buffer itself when the header section is ASCII (d = 0 against the decoded
+ * section), else strBytes(text). Typed-array reads are about twice as fast as
+ * charCodeAt in V8. Callers bound every read by n (bytes past n belong to something else).
+ */
+
+/** Index of the first byte at or after i, below n, that is not SP/HT. */
+export function skipWsB(b: Uint8Array, d: number, i: number, n: number): number {
+  while (i < n) {
+    const c = b[i + d];
+    if (c !== 32 && c !== 9) break;
+    i++;
+  }
+  return i;
+}
+
+/** Index of the first byte at or after i, below n, not in table t. */
+export function scanB(b: Uint8Array, d: number, i: number, t: Uint8Array, n: number): number {
+  while (i < n && t[b[i + d]] === 1) i++;
+  return i;
+}
+
+let SCRATCH = new Uint8Array(512);
+/**
+ * The codes of s as bytes for the byte scanners: chars from U+0080 up as 0x80, which is
+ * in no table and equals no delimiter, as such chars are for the string scanners. A
+ * shared buffer: valid until the next call (parsing is synchronous).
+ */
+export function strBytes(s: string): Uint8Array {
+  const n = s.length;
+  if (n > SCRATCH.length) SCRATCH = new Uint8Array(Math.max(n, SCRATCH.length * 2));
+  const b = SCRATCH;
+  for (let i = 0; i < n; i++) {
+    const c = s.charCodeAt(i);
+    b[i] = c < 128 ? c : 128;
+  }
+  return b;
+}
+/** true when b is strBytes' shared buffer (not to be kept) */
+export function isScratch(b: Uint8Array): boolean {
+  return b === SCRATCH;
+}
+
 const HEX = new Int8Array(256).fill(-1);
 for (let c = 0; c < 10; c++) HEX[48 + c] = c;
 for (let c = 0; c < 6; c++) {

@@ -3,11 +3,11 @@
  * lists, parameters, Via, CSeq, name-addr / addr-spec (From, To, Contact, Route ...).
  * Values reach these parsers unfolded (CRLF + WS replaced by one SP) and trimmed.
  */
-import { GENVALUE, TOKEN, isWs, scan, skipWs } from './chars';
+import { GENVALUE, TOKEN, isScratch, scan, scanB, skipWs, skipWsB, strBytes } from './chars';
 import { SipParseError, badHeader } from './errors';
 import { MAX_CSEQ, MAX_HEADER_VALUES, MAX_PARAMS } from './limits';
 import { Params, unquote } from './params';
-import { hostPort, parseHostPort, parseUri, SipUri, type Uri } from './uri';
+import { hostPort, parseHostPort, parseUri, parseUriB, SipUri, type Uri } from './uri';
 
 /** Ids of the headers indexed up front (routing set). 0 = any other header. */
 export const HID = {
@@ -101,53 +101,43 @@ for (const [canonical, id, compact] of CANONICAL) {
   BY_LOWER.set(h.key, h);
   if (compact) BY_LOWER.set(compact, h);
 }
-/** Hash of a lower-cased header name, as the parser computes it over bytes (c | 0x20). */
-export function nameHash(lower: string): number {
-  let h = 0;
-  for (let i = 0; i < lower.length; i++) h = (Math.imul(h, 31) + (lower.charCodeAt(i) | 0x20)) | 0;
-  return h;
-}
-// open-addressing table: slot = hash & MASK, linear probing; entries verified byte by byte
-// against NAME_BYTES (the lower-case names, concatenated): typed arrays, no string reads
-const SLOTS = 1024;
-const MASK = SLOTS - 1;
-const SLOT_HASH = new Int32Array(SLOTS);
-const SLOT_OFF = new Int32Array(SLOTS).fill(-1);
-const SLOT_LEN = new Int32Array(SLOTS);
-const SLOT_NAME: Array<HeaderName | undefined> = new Array<HeaderName | undefined>(SLOTS).fill(undefined);
-const NAME_BYTES = new Uint8Array([...BY_LOWER.keys()].reduce((n, k) => n + k.length, 0));
+/*
+ * Header-name automaton for the parser: one table step per byte resolves the name
+ * (any case, full or compact) while checking it is a token. Byte classes: 0 = not a
+ * token char (ends the name), 1..26 = a..z / A..Z, 27 = '-', 28 = any other token char.
+ * State 0 = unknown token (absorbing), 1 = start; NAME_ACCEPT[state] = the name ending there.
+ */
+export const NAME_CLS = new Uint8Array(256);
 {
-  let off = 0;
-  for (const [lower, h] of BY_LOWER) {
-    const k = nameHash(lower);
-    let i = k & MASK;
-    while (SLOT_OFF[i] >= 0) i = (i + 1) & MASK;
-    SLOT_HASH[i] = k;
-    SLOT_OFF[i] = off;
-    SLOT_LEN[i] = lower.length;
-    SLOT_NAME[i] = h;
-    for (let j = 0; j < lower.length; j++) NAME_BYTES[off + j] = lower.charCodeAt(j);
-    off += lower.length;
-  }
+  const tok = "-.!%*_+`'~";
+  for (let c = 48; c <= 57; c++) NAME_CLS[c] = 28;
+  for (let i = 0; i < tok.length; i++) NAME_CLS[tok.charCodeAt(i)] = 28;
+  for (let c = 0; c < 26; c++) NAME_CLS[65 + c] = NAME_CLS[97 + c] = 1 + c;
+  NAME_CLS[45] = 27;
 }
-
-/** Resolves a header name from its bytes buf[s,e) and their hash; undefined for names this stack doesn't know. */
-export function headerNameFromBytes(
-  buf: Uint8Array,
-  s: number,
-  e: number,
-  hash: number,
-): HeaderName | undefined {
-  const n = e - s;
-  for (let i = hash & MASK; ; i = (i + 1) & MASK) {
-    const off = SLOT_OFF[i];
-    if (off < 0) return undefined;
-    if (SLOT_HASH[i] !== hash || SLOT_LEN[i] !== n) continue;
-    let k = 0;
-    while (k < n && (buf[s + k] | 0x20) === NAME_BYTES[off + k]) k++;
-    if (k === n) return SLOT_NAME[i];
+export const NAME_START = 1;
+const trie: number[][] = [[], []]; // state -> class -> next state
+const accept: Array<HeaderName | undefined> = [undefined, undefined];
+for (const [lower, h] of BY_LOWER) {
+  let st = NAME_START;
+  for (let i = 0; i < lower.length; i++) {
+    const k = NAME_CLS[lower.charCodeAt(i)];
+    let nx = trie[st][k];
+    if (nx === undefined) {
+      nx = trie.length;
+      trie.push([]);
+      accept.push(undefined);
+      trie[st][k] = nx;
+    }
+    st = nx;
   }
+  accept[st] = h;
 }
+/** next state = NAME_NEXT[(state << 5) | class] */
+export const NAME_NEXT = new Uint16Array(trie.length << 5);
+for (let st = 0; st < trie.length; st++)
+  for (let k = 1; k < 32; k++) NAME_NEXT[(st << 5) | k] = trie[st][k] ?? 0;
+export const NAME_ACCEPT: Array<HeaderName | undefined> = accept;
 
 /** As-written spellings seen on the wire, to skip toLowerCase on the hot path. Bounded. */
 const SEEN = new Map<string, HeaderName>();
@@ -213,6 +203,20 @@ export function skipQuoted(s: string, i: number, header: string, n = s.length): 
   throw badHeader(header, 'unterminated quoted string');
 }
 
+/** skipQuoted on bytes (see chars.ts); QUOTED_ESC tells whether the string held a backslash. */
+function skipQuotedB(b: Uint8Array, d: number, i: number, header: string, n: number): number {
+  QUOTED_ESC = false;
+  for (i++; i < n; i++) {
+    const c = b[i + d];
+    if (c === 92) {
+      QUOTED_ESC = true;
+      i++;
+    } else if (c === 34) return i + 1;
+  }
+  throw badHeader(header, 'unterminated quoted string');
+}
+let QUOTED_ESC = false;
+
 /** Finds the first top-level comma at or after i (not inside quotes or <>), or -1. */
 export function findComma(s: string, i: number, header: string): number {
   const n = s.length;
@@ -256,26 +260,35 @@ export function splitList(s: string, header: string, max = MAX_HEADER_VALUES): s
 // ---------------------------------------------------------------- parameters
 
 /**
- * Parses header parameters `*( SWS ";" SWS name [ SWS "=" SWS value ] )` at s[i..n).
+ * Parses header parameters `*( SWS ";" SWS name [ SWS "=" SWS value ] )` at s[i..n)
+ * (codes read from b[d + k], see chars.ts).
  * Values are token / host (IPv6 with or without brackets) / quoted-string, kept as written.
  * Returns the index after the last parameter (trailing WS skipped).
  */
-export function parseParams(s: string, i: number, header: string, params: Params, n = s.length): number {
+export function parseParams(
+  b: Uint8Array,
+  d: number,
+  s: string,
+  i: number,
+  header: string,
+  params: Params,
+  n: number,
+): number {
   for (;;) {
-    i = skipWs(s, i, n);
-    if (i >= n || s.charCodeAt(i) !== 59) return i;
-    i = skipWs(s, i + 1, n);
+    i = skipWsB(b, d, i, n);
+    if (i >= n || b[i + d] !== 59) return i;
+    i = skipWsB(b, d, i + 1, n);
     const ns = i;
-    i = scan(s, i, TOKEN, n);
+    i = scanB(b, d, i, TOKEN, n);
     if (i === ns) throw badHeader(header, 'empty parameter name');
     const name = s.slice(ns, i);
     let value: string | null = null;
-    const j = skipWs(s, i, n);
-    if (j < n && s.charCodeAt(j) === 61) {
-      i = skipWs(s, j + 1, n);
+    const j = skipWsB(b, d, i, n);
+    if (j < n && b[j + d] === 61) {
+      i = skipWsB(b, d, j + 1, n);
       const vs = i;
-      if (s.charCodeAt(i) === 34) i = skipQuoted(s, i, header, n);
-      else i = scan(s, i, GENVALUE, n);
+      if (i < n && b[i + d] === 34) i = skipQuotedB(b, d, i, header, n);
+      else i = scanB(b, d, i, GENVALUE, n);
       if (i === vs) throw badHeader(header, `empty value for parameter ${name}`);
       value = s.slice(vs, i);
     }
@@ -358,15 +371,15 @@ function upperTransport(s: string, i: number, e: number): string {
   return s.slice(i, e).toUpperCase();
 }
 
-function expectSlash(s: string, i: number, n: number): number {
-  i = skipWs(s, i, n);
-  if (i >= n || s.charCodeAt(i) !== 47) throw badHeader('via', 'expected /');
-  return skipWs(s, i + 1, n);
+function expectSlash(b: Uint8Array, d: number, i: number, n: number): number {
+  i = skipWsB(b, d, i, n);
+  if (i >= n || b[i + d] !== 47) throw badHeader('via', 'expected /');
+  return skipWsB(b, d, i + 1, n);
 }
 
 /** Parses one via-parm (one comma-separated Via value). */
 export function parseVia(s: string): Via {
-  const r = parseViaAt(s, 0);
+  const r = parseViaAt(strBytes(s), 0, s, 0, s.length, 0);
   if (VIA_END !== s.length) throw badHeader('via', `unexpected character at ${VIA_END}`);
   return r;
 }
@@ -374,57 +387,68 @@ export function parseVia(s: string): Via {
 let VIA_END = 0;
 /**
  * Parses the via-parm at s[i..n); stops at n or before a top-level comma (end index in VIA_END).
- * `base`: where the value starts in s (error positions are relative to it).
+ * `base`: where the value starts in s (error positions are relative to it). Codes are
+ * read from b[d + k] (see chars.ts).
  */
-export function parseViaAt(s: string, i: number, n = s.length, base = 0): Via {
-  i = skipWs(s, i, n);
+export function parseViaAt(b: Uint8Array, d: number, s: string, i: number, n: number, base: number): Via {
+  i = skipWsB(b, d, i, n);
   let e: number;
   let transport: string;
   let protocol = 'SIP/2.0';
+  const k = i + d;
   if (
     i + 8 <= n &&
-    s.charCodeAt(i) === 83 && // S
-    s.charCodeAt(i + 1) === 73 && // I
-    s.charCodeAt(i + 2) === 80 && // P
-    s.charCodeAt(i + 3) === 47 && // /
-    s.charCodeAt(i + 4) === 50 && // 2
-    s.charCodeAt(i + 5) === 46 && // .
-    s.charCodeAt(i + 6) === 48 && // 0
-    s.charCodeAt(i + 7) === 47 // /
+    b[k] === 83 && // S
+    b[k + 1] === 73 && // I
+    b[k + 2] === 80 && // P
+    b[k + 3] === 47 && // /
+    b[k + 4] === 50 && // 2
+    b[k + 5] === 46 && // .
+    b[k + 6] === 48 && // 0
+    b[k + 7] === 47 // /
   ) {
     // the usual spelling
     i += 8;
-    e = scan(s, i, TOKEN, n);
+    e = scanB(b, d, i, TOKEN, n);
     if (e === i) throw badHeader('via', 'missing transport');
     transport = upperTransport(s, i, e);
   } else {
-    [protocol, transport, e] = viaProtocol(s, i, n);
+    [protocol, transport, e] = viaProtocol(b, d, s, i, n);
   }
-  return viaRest(s, e, transport, protocol, n, base);
+  return viaRest(b, d, s, e, transport, protocol, n, base);
 }
 
-function viaProtocol(s: string, i: number, n: number): [string, string, number] {
-  let e = scan(s, i, TOKEN, n);
+function viaProtocol(b: Uint8Array, d: number, s: string, i: number, n: number): [string, string, number] {
+  let e = scanB(b, d, i, TOKEN, n);
   const name = s.slice(i, e);
   if (name.length !== 3 || (name !== 'SIP' && name.toUpperCase() !== 'SIP'))
     throw badHeader('via', 'protocol is not SIP');
-  i = expectSlash(s, e, n);
-  e = scan(s, i, TOKEN, n);
+  i = expectSlash(b, d, e, n);
+  e = scanB(b, d, i, TOKEN, n);
   const version = s.slice(i, e);
   if (version.length === 0) throw badHeader('via', 'missing version');
-  i = expectSlash(s, e, n);
-  e = scan(s, i, TOKEN, n);
+  i = expectSlash(b, d, e, n);
+  e = scanB(b, d, i, TOKEN, n);
   if (e === i) throw badHeader('via', 'missing transport');
   const transport = upperTransport(s, i, e);
   const protocol = name === 'SIP' && version === '2.0' ? 'SIP/2.0' : `${name.toUpperCase()}/${version}`;
   return [protocol, transport, e];
 }
 
-function viaRest(s: string, e: number, transport: string, protocol: string, n: number, base: number): Via {
-  let i = skipWs(s, e, n);
+function viaRest(
+  b: Uint8Array,
+  d: number,
+  s: string,
+  e: number,
+  transport: string,
+  protocol: string,
+  n: number,
+  base: number,
+): Via {
+  let i = skipWsB(b, d, e, n);
   if (i === e) throw badHeader('via', 'missing space before sent-by');
   try {
-    parseHostPort(s, i, 'Via sent-by', n);
+    parseHostPort(b, d, s, i, 'Via sent-by', n);
   } catch (err) {
     throw err instanceof SipParseError ? badHeader('via', err.message) : err;
   }
@@ -432,8 +456,8 @@ function viaRest(s: string, e: number, transport: string, protocol: string, n: n
   const port = hostPort.port;
   i = hostPort.end;
   const params = new Params();
-  i = parseParams(s, i, 'via', params, n);
-  if (i !== n && s.charCodeAt(i) !== 44) throw badHeader('via', `unexpected character at ${i - base}`);
+  i = parseParams(b, d, s, i, 'via', params, n);
+  if (i !== n && b[i + d] !== 44) throw badHeader('via', `unexpected character at ${i - base}`);
   VIA_END = i - base;
   return new Via(transport, host, port, params, protocol);
 }
@@ -486,6 +510,10 @@ export class NameAddr {
   params: Params;
   private _uri: Uri | undefined;
   private _uriText: string | undefined;
+  /** @internal bytes of the URI text (the received buffer): _ub[_ud + k] is the code of char k */
+  _ub: Uint8Array | null;
+  /** @internal */
+  _ud: number;
   /** `uri` may be the URI text: it is then parsed on first use (as Kamailio's parse_to does, the header is checked, the URI on demand). */
   constructor(uri: Uri | string, displayName: string | null = null, params = new Params()) {
     if (typeof uri === 'string') {
@@ -497,10 +525,16 @@ export class NameAddr {
     }
     this.displayName = displayName;
     this.params = params;
+    this._ub = null;
+    this._ud = 0;
   }
   /** The URI (parsed on first use; throws SipParseError('bad_uri')). */
   get uri(): Uri {
-    return (this._uri ??= parseUri(this._uriText!));
+    if (this._uri !== undefined) return this._uri;
+    const b = this._ub;
+    if (b === null) return (this._uri = parseUri(this._uriText!));
+    this._ub = null;
+    return (this._uri = parseUriB(b, this._ud, this._uriText!));
   }
   set uri(u: Uri) {
     this._uri = u;
@@ -558,22 +592,22 @@ export class Contact extends NameAddr {
   }
 }
 
-/** scheme ":" with a letter first: the URI itself is parsed when used. */
-function isUriStart(s: string): boolean {
-  const c = s.charCodeAt(0) | 0x20;
+/** scheme ":" with a letter first, at [us, ue) (us < ue): the URI itself is parsed when used. */
+function isUriStart(b: Uint8Array, d: number, s: string, us: number, ue: number): boolean {
+  const c = b[us + d] | 0x20;
   if (c < 97 || c > 122) return false;
-  const colon = s.indexOf(':');
-  if (colon <= 0 || colon === s.length - 1) return false;
-  for (let i = 1; i < colon; i++) {
-    const d = s.charCodeAt(i);
-    if (d > 127 || (TOKEN[d] !== 1 && d !== 43)) return false;
+  const colon = s.indexOf(':', us);
+  if (colon < 0 || colon >= ue - 1) return false;
+  for (let i = us + 1; i < colon; i++) {
+    const x = b[i + d];
+    if (TOKEN[x] !== 1 && x !== 43) return false;
   }
   return true;
 }
 
-function isDisplayToken(c: number): boolean {
-  return c < 256 && (TOKEN[c] === 1 || c === 32 || c === 9);
-}
+/** token chars, SP and HT: an unquoted display name */
+const DISPLAY = TOKEN.slice();
+DISPLAY[32] = DISPLAY[9] = 1;
 
 /**
  * Parses a name-addr or addr-spec followed by header parameters (From, To, Contact, Route ...).
@@ -584,60 +618,80 @@ export function parseNameAddr<T extends NameAddr>(
   header: string,
   Ctor: new (uri: Uri | string, displayName: string | null, params: Params) => T,
 ): T {
-  return parseNameAddrAt(s, 0, s.length, header, Ctor);
+  return parseNameAddrAt(strBytes(s), 0, s, 0, s.length, header, Ctor);
 }
 
-/** parseNameAddr on s[start, n) (a value inside a larger text; error positions relative to start). */
+/**
+ * parseNameAddr on s[start, n) (a value inside a larger text; error positions relative to
+ * start), codes read from b[d + k] (see chars.ts).
+ */
 export function parseNameAddrAt<T extends NameAddr>(
+  b: Uint8Array,
+  d: number,
   s: string,
   start: number,
   n: number,
   header: string,
   Ctor: new (uri: Uri | string, displayName: string | null, params: Params) => T,
 ): T {
-  let i = skipWs(s, start, n);
+  let i = skipWsB(b, d, start, n);
   let display: string | null = null;
-  let uriStr: string;
-  if (i < n && s.charCodeAt(i) === 34) {
-    const e = skipQuoted(s, i, header, n);
-    display = unquote(s.slice(i, e));
-    i = skipWs(s, e, n);
-    if (i >= n || s.charCodeAt(i) !== 60) throw badHeader(header, 'expected < after display name');
+  let us: number;
+  let ue: number;
+  if (i < n && b[i + d] === 34) {
+    const e = skipQuotedB(b, d, i, header, n);
+    display = QUOTED_ESC ? unquote(s.slice(i, e)) : s.slice(i + 1, e - 1);
+    i = skipWsB(b, d, e, n);
+    if (i >= n || b[i + d] !== 60) throw badHeader(header, 'expected < after display name');
   } else {
     let j = i;
-    while (j < n && isDisplayToken(s.charCodeAt(j))) j++;
-    if (j < n && s.charCodeAt(j) === 60) {
-      const d = s.slice(i, j).trim();
-      display = d.length ? d.replace(/[ \t]+/g, ' ') : null;
+    while (j < n && DISPLAY[b[j + d]] === 1) j++;
+    if (j < n && b[j + d] === 60) {
+      if (j > i) {
+        const t = s.slice(i, j).trim();
+        display = t.length ? t.replace(/[ \t]+/g, ' ') : null;
+      }
       i = j;
     }
   }
-  if (i < n && s.charCodeAt(i) === 60) {
+  if (i < n && b[i + d] === 60) {
     const close = s.indexOf('>', i + 1);
     if (close < 0 || close >= n) throw badHeader(header, 'unterminated <');
-    uriStr = s.slice(i + 1, close);
-    if (uriStr.length === 0 || isWs(uriStr.charCodeAt(0)) || isWs(uriStr.charCodeAt(uriStr.length - 1)))
+    us = i + 1;
+    ue = close;
+    if (us === ue || isWsB(b[us + d]) || isWsB(b[ue - 1 + d]))
       throw badHeader(header, 'whitespace inside <>');
     i = close + 1;
   } else {
     let j = i;
     while (j < n) {
-      const c = s.charCodeAt(j);
+      const c = b[j + d];
       if (c === 59 || c === 32 || c === 9) break;
       j++;
     }
-    uriStr = s.slice(i, j);
-    if (uriStr.length === 0) throw badHeader(header, 'missing URI');
-    if (uriStr.indexOf('?') >= 0 || uriStr.indexOf(',') >= 0)
-      throw badHeader(header, 'URI with ? or , must be enclosed in <>');
+    us = i;
+    ue = j;
+    if (us === ue) throw badHeader(header, 'missing URI');
+    for (let k = us; k < ue; k++) {
+      const c = b[k + d];
+      if (c === 63 || c === 44) throw badHeader(header, 'URI with ? or , must be enclosed in <>');
+    }
     i = j;
   }
-  if (!isUriStart(uriStr)) throw badHeader(header, `not a URI: ${uriStr.slice(0, 40)}`);
+  const uriStr = s.slice(us, ue);
+  if (!isUriStart(b, d, s, us, ue)) throw badHeader(header, `not a URI: ${uriStr.slice(0, 40)}`);
   const params = new Params();
-  i = parseParams(s, i, header, params, n);
+  i = parseParams(b, d, s, i, header, params, n);
   if (i !== n) throw badHeader(header, `unexpected character at ${i - start}`);
-  return new Ctor(uriStr, display, params);
+  const r = new Ctor(uriStr, display, params);
+  if (!isScratch(b)) {
+    r._ub = b;
+    r._ud = d + us;
+  }
+  return r;
 }
+
+const isWsB = (c: number) => c === 32 || c === 9;
 
 export function parseContactValue(s: string): Contact {
   return parseNameAddr(s, 'contact', Contact);

@@ -4,7 +4,8 @@
  * Edits (add Via, remove Route, ...) replace entries of the field list; the
  * serializer copies the untouched byte ranges of the original buffer.
  */
-import { TOKEN } from './chars';
+import { isAscii } from 'node:buffer';
+import { TOKEN, strBytes } from './chars';
 import { SipParseError, badHeader } from './errors';
 import {
   Contact,
@@ -26,7 +27,7 @@ import {
   type HeaderName,
 } from './headers';
 import { MAX_VIA_COUNT } from './limits';
-import { parseUri, type Uri } from './uri';
+import { parseUri, parseUriB, type Uri } from './uri';
 
 const FOLD = /\r?\n[ \t]*/g;
 /** name = 1*token char (RFC 3261 §25) */
@@ -185,7 +186,8 @@ export abstract class SipMessage {
   abstract readonly isRequest: boolean;
   abstract startLine(): string;
 
-  private _text: string | null | undefined;
+  /** the header section decoded when it is all ASCII (then its chars are the buffer's bytes), else null */
+  protected _text: string | null | undefined;
   /**
    * Text of buf[s, e) in the header section. An all-ASCII header section is
    * decoded once (one native call) and values are substrings of it: far cheaper
@@ -195,14 +197,24 @@ export abstract class SipMessage {
   /** @internal */
   text(s: number, e: number): string {
     let t = this._text;
-    if (t === undefined) {
-      const end = this.bodyStart;
-      // one UTF-8 decode; when it is as long as the bytes, every char is one byte and offsets hold
-      const u =
-        end > 0 ? (this.buf as unknown as { utf8Slice(s: number, e: number): string }).utf8Slice(0, end) : '';
-      t = this._text = u.length === end ? u : null;
-    }
+    if (t === undefined) t = this.decodeHeaders();
     return t !== null ? t.substring(s, e) : this.buf.toString('utf8', s, e);
+  }
+  /**
+   * Decodes the header section once when it is all ASCII (one char per byte: offsets
+   * hold, and the text's chars are the buffer's bytes); null otherwise (values are then
+   * decoded one by one as UTF-8).
+   */
+  private decodeHeaders(): string | null {
+    const end = this.bodyStart;
+    const b = this.buf;
+    let t: string | null = '';
+    if (end > 0)
+      t =
+        isAscii(b) || isAscii(b.subarray(0, end))
+          ? (b as unknown as { latin1Slice(s: number, e: number): string }).latin1Slice(0, end)
+          : null;
+    return (this._text = t);
   }
 
   /** The value of a field as a string (unfolded). */
@@ -253,7 +265,7 @@ export abstract class SipMessage {
     for (let k = 0; k < x.length; k += IDX_STRIDE) {
       if (x[k + IDX_ID] !== id) continue;
       if (x[k + IDX_FOLDED] === 1) return -1;
-      if (this._text === undefined) this.text(0, 0);
+      if (this._text === undefined) this.decodeHeaders();
       return this._text === null ? -1 : k;
     }
     return -1;
@@ -372,12 +384,12 @@ export abstract class SipMessage {
       const s = this.idx![k + IDX_VALUE_START];
       const e = this.idx![k + IDX_VALUE_END];
       if (s === e || t.charCodeAt(s) === 44) throw badHeader('via', 'empty Via');
-      return (this._via = parseViaAt(t, s, e, s));
+      return (this._via = parseViaAt(this.buf, 0, t, s, e, s));
     }
     const v = this.valueOfId(HID.via);
     if (v === undefined) throw new SipParseError('missing_header', 'no Via', 400, 'via');
     if (v.length === 0 || v.charCodeAt(0) === 44) throw badHeader('via', 'empty Via');
-    return (this._via = parseViaAt(v, 0));
+    return (this._via = parseViaAt(strBytes(v), 0, v, 0, v.length, 0));
   }
   get cseq(): CSeq {
     if (this._cseq) return this._cseq;
@@ -397,6 +409,8 @@ export abstract class SipMessage {
     const k = this.flatField(HID.from);
     if (k >= 0)
       return (this._from = parseNameAddrAt(
+        this.buf,
+        0,
         this._text!,
         this.idx![k + IDX_VALUE_START],
         this.idx![k + IDX_VALUE_END],
@@ -412,6 +426,8 @@ export abstract class SipMessage {
     const k = this.flatField(HID.to);
     if (k >= 0)
       return (this._to = parseNameAddrAt(
+        this.buf,
+        0,
         this._text!,
         this.idx![k + IDX_VALUE_START],
         this.idx![k + IDX_VALUE_END],
@@ -480,13 +496,14 @@ export abstract class SipMessage {
     }
     // in place in the decoded text when a field holds one value (splitList's shortcut, on the range)
     const t = this._text!;
+    const b = this.buf;
     for (let k = 0; k < x.length; k += IDX_STRIDE) {
       if (x[k + IDX_ID] !== id) continue;
       let s = x[k + IDX_VALUE_START];
       let e = x[k + IDX_VALUE_END];
       let one = x[k + IDX_FOLDED] === 0;
       for (let i = s; one && i < e; i++) {
-        const c = t.charCodeAt(i);
+        const c = b[i];
         if (c === 44 || c === 34) one = false;
       }
       if (!one) {
@@ -494,10 +511,10 @@ export abstract class SipMessage {
         continue;
       }
       // String.prototype.trim on a text of ASCII and U+FFFD: TAB, LF, VT, FF, CR, SP
-      while (s < e && isTrimWs(t.charCodeAt(s))) s++;
-      while (e > s && isTrimWs(t.charCodeAt(e - 1))) e--;
+      while (s < e && isTrimWs(b[s])) s++;
+      while (e > s && isTrimWs(b[e - 1])) e--;
       if (s === e) throw badHeader(key, 'empty list element');
-      out.push(parseNameAddrAt(t, s, e, key, NameAddr));
+      out.push(parseNameAddrAt(b, 0, t, s, e, key, NameAddr));
     }
     return out;
   }
@@ -719,6 +736,8 @@ export class SipRequest extends SipMessage {
   readonly method: string;
   private _uri: Uri | undefined;
   private _uriRaw: string | undefined;
+  /** the Request-URI text is the received one (uriStart, uriEnd) */
+  private readonly _uriFromBuf: boolean;
   private readonly uriStart: number;
   private readonly uriEnd: number;
 
@@ -738,13 +757,18 @@ export class SipRequest extends SipMessage {
     super(buf, fields, slStart, slEnd, bodyStart, bodyEnd);
     this.method = method;
     this._uriRaw = uriRaw;
+    this._uriFromBuf = uriRaw === undefined && uriEnd > uriStart;
     this.uriStart = uriStart;
     this.uriEnd = uriEnd;
     this.slClean = slClean;
   }
   /** Request-URI (parsed on first use; throws SipParseError('bad_uri')). Assign to rewrite it. */
   get uri(): Uri {
-    return (this._uri ??= parseUri(this.uriText));
+    if (this._uri !== undefined) return this._uri;
+    const raw = this.uriText;
+    // the received Request-URI: its codes are the buffer's bytes when the header section is ASCII
+    return (this._uri =
+      this._uriFromBuf && this._text !== null ? parseUriB(this.buf, this.uriStart, raw) : parseUri(raw));
   }
   set uri(u: Uri | string) {
     if (typeof u === 'string') {

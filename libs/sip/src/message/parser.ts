@@ -7,7 +7,7 @@
  */
 import { TOKEN } from './chars';
 import { SipParseError, badHeader } from './errors';
-import { HID, headerNameFromBytes, type CSeq, type HeaderId } from './headers';
+import { HID, NAME_ACCEPT, NAME_CLS, NAME_NEXT, NAME_START, type CSeq, type HeaderId } from './headers';
 import {
   MAX_BODY_SIZE,
   MAX_CSEQ,
@@ -257,11 +257,11 @@ export function parseMessage(buf: Buffer, opts: ParseOptions = {}): SipRequest |
     }
     if (pos - slStart > MAX_HEADER_SECTION) throw err('too_large', 'header section too large', 513);
     let p = pos;
-    let hash = 0;
+    let st = NAME_START;
     while (p < len) {
-      const ch = buf[p];
-      if (TOKEN[ch] !== 1) break;
-      hash = (Math.imul(hash, 31) + (ch | 0x20)) | 0;
+      const k = NAME_CLS[buf[p]];
+      if (k === 0) break;
+      st = NAME_NEXT[(st << 5) | k];
       p++;
     }
     const nameEnd = p;
@@ -283,7 +283,7 @@ export function parseMessage(buf: Buffer, opts: ParseOptions = {}): SipRequest |
     while (vs < ve && (buf[vs] === 32 || buf[vs] === 9 || buf[vs] === 13 || buf[vs] === 10)) vs++;
     while (ve > vs && (buf[ve - 1] === 32 || buf[ve - 1] === 9 || buf[ve - 1] === 13 || buf[ve - 1] === 10))
       ve--;
-    const h = headerNameFromBytes(buf, pos, nameEnd, hash);
+    const h = NAME_ACCEPT[st];
     const id: HeaderId = h === undefined ? HID.other : h.id;
     if (id !== HID.other) {
       switch (id) {

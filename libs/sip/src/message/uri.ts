@@ -12,6 +12,8 @@ import {
   USER,
   escapesValid,
   scan,
+  scanB,
+  strBytes,
   unescape,
   unescapeBinary,
 } from './chars';
@@ -272,27 +274,27 @@ export function isIPv6(h: string): boolean {
 /** Results of parseHostPort (module state: no tuple allocated per call). */
 export const hostPort = { host: '', port: null as number | null, end: 0 };
 
-/** Parses host[:port] at s[i..n) into `hostPort`. */
-export function parseHostPort(s: string, i: number, what = 'host', n = s.length): void {
+/** Parses host[:port] at s[i..n) into `hostPort` (codes read from b[d + k], see chars.ts). */
+export function parseHostPort(b: Uint8Array, d: number, s: string, i: number, what: string, n: number): void {
   let host: string;
-  if (s.charCodeAt(i) === 91) {
+  if (i < n && b[i + d] === 91) {
     const close = s.indexOf(']', i);
     if (close < 0 || close >= n) throw badUri(`${what}: unterminated IPv6 reference`);
     host = s.slice(i, close + 1);
     if (!isIPv6(host.slice(1, -1))) throw badUri(`${what}: bad IPv6 address`);
     i = close + 1;
   } else {
-    const e = scan(s, i, HOSTCHAR, n);
+    const e = scanB(b, d, i, HOSTCHAR, n);
     if (e === i) throw badUri(`${what}: empty host`);
     host = s.slice(i, e);
     i = e;
   }
   let port: number | null = null;
-  if (s.charCodeAt(i) === 58) {
+  if (i < n && b[i + d] === 58) {
     let e = i + 1;
     let v = 0;
     while (e < n) {
-      const c = s.charCodeAt(e);
+      const c = b[e + d];
       if (c < 48 || c > 57) break;
       v = v * 10 + (c - 48);
       e++;
@@ -306,16 +308,15 @@ export function parseHostPort(s: string, i: number, what = 'host', n = s.length)
   hostPort.end = i;
 }
 
-/** Validates `;name[=value]...` at s[i..] without allocating; returns the end index. */
-function scanUriParams(s: string, i: number): number {
-  const n = s.length;
+/** Validates `;name[=value]...` at [i..n) without allocating; returns the end index. */
+function scanUriParams(b: Uint8Array, d: number, i: number, n: number): number {
   let count = 0;
-  while (i < n && s.charCodeAt(i) === 59) {
+  while (i < n && b[i + d] === 59) {
     const ns = i + 1;
-    const ne = scan(s, ns, PARAMCHAR);
+    const ne = scanB(b, d, ns, PARAMCHAR, n);
     if (ne === ns) throw badUri('empty URI parameter name');
     i = ne;
-    if (s.charCodeAt(i) === 61) i = scan(s, i + 1, PARAMCHAR);
+    if (i < n && b[i + d] === 61) i = scanB(b, d, i + 1, PARAMCHAR, n);
     if (++count > MAX_PARAMS) throw badUri('too many URI parameters');
   }
   return i;
@@ -343,13 +344,18 @@ function parseUriParams(s: string, i: number, params: Params): number {
 
 /** Parses any URI; unknown schemes give an AbsoluteUri. Throws SipParseError('bad_uri'). */
 export function parseUri(s: string): Uri {
+  return parseUriB(strBytes(s), 0, s);
+}
+
+/** @internal parseUri with the codes of s read from b[d + k] (see chars.ts) */
+export function parseUriB(b: Uint8Array, d: number, s: string): Uri {
   const colon = s.indexOf(':');
   if (colon <= 0) throw badUri(`no scheme in URI "${s.slice(0, 64)}"`);
-  const c0 = s.charCodeAt(0) | 0x20;
-  if (c0 < 97 || c0 > 122 || scan(s, 1, SCHEME) !== colon) throw badUri('bad URI scheme');
-  if (colon === 3 && s.startsWith('sip')) return parseSip(s, 4, 'sip');
+  const c0 = b[d] | 0x20;
+  if (c0 < 97 || c0 > 122 || scanB(b, d, 1, SCHEME, s.length) !== colon) throw badUri('bad URI scheme');
+  if (colon === 3 && s.startsWith('sip')) return parseSip(b, d, s, 4, 'sip');
   const scheme = s.slice(0, colon).toLowerCase();
-  if (scheme === 'sip' || scheme === 'sips') return parseSip(s, colon + 1, scheme);
+  if (scheme === 'sip' || scheme === 'sips') return parseSip(b, d, s, colon + 1, scheme);
   if (scheme === 'tel') return parseTel(s, colon + 1);
   const opaque = s.slice(colon + 1);
   if (opaque.length === 0) throw badUri('empty URI');
@@ -367,17 +373,17 @@ export function parseSipUri(s: string): SipUri {
   return u;
 }
 
-function parseSip(s: string, i: number, scheme: 'sip' | 'sips'): SipUri {
+function parseSip(b: Uint8Array, d: number, s: string, i: number, scheme: 'sip' | 'sips'): SipUri {
   const n = s.length;
   let user: string | null = null;
   let password: string | null = null;
   const at = s.indexOf('@', i);
   if (at >= 0) {
-    const ue = scan(s, i, USER);
+    const ue = scanB(b, d, i, USER, n);
     if (ue === at) {
       user = s.slice(i, at);
-    } else if (s.charCodeAt(ue) === 58) {
-      const pe = scan(s, ue + 1, PASSWORD);
+    } else if (ue < n && b[ue + d] === 58) {
+      const pe = scanB(b, d, ue + 1, PASSWORD, n);
       if (pe !== at) throw badUri('bad character in URI password');
       user = s.slice(i, ue);
       password = s.slice(ue + 1, at);
@@ -385,23 +391,23 @@ function parseSip(s: string, i: number, scheme: 'sip' | 'sips'): SipUri {
     if (user.length === 0) throw badUri('empty URI user part');
     i = at + 1;
   }
-  parseHostPort(s, i, 'URI host');
+  parseHostPort(b, d, s, i, 'URI host', n);
   const host = hostPort.host;
   const port = hostPort.port;
   const ps = hostPort.end;
-  const pe = scanUriParams(s, ps);
+  const pe = scanUriParams(b, d, ps, n);
   i = pe;
   let hraw = '';
-  if (i < n && s.charCodeAt(i) === 63) {
+  if (i < n && b[i + d] === 63) {
     const hs = i + 1;
     i = hs;
     for (let count = 0; ; count++) {
       const ns = i;
-      const ne = scan(s, ns, HNV);
-      if (ne === ns || s.charCodeAt(ne) !== 61) throw badUri('bad URI header');
-      i = scan(s, ne + 1, HNV);
+      const ne = scanB(b, d, ns, HNV, n);
+      if (ne === ns || ne >= n || b[ne + d] !== 61) throw badUri('bad URI header');
+      i = scanB(b, d, ne + 1, HNV, n);
       if (count > MAX_PARAMS) throw badUri('too many URI headers');
-      if (i < n && s.charCodeAt(i) === 38) {
+      if (i < n && b[i + d] === 38) {
         i++;
         continue;
       }
