@@ -7,7 +7,7 @@ import { mkdtempSync, readFileSync, existsSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { createSocket } from 'node:dgram';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { isAbsolute, join } from 'node:path';
 import { parseMessage, type SipMessage, type SipRequest, type SipResponse } from '@switchboard/sip';
 import { sipp, type SippResult } from '../lib/sipp';
 
@@ -108,7 +108,7 @@ export async function ua(
   const timeoutMs = o.timeoutMs ?? 15_000;
   const args = [
     '-sf',
-    join(SCENARIOS, scenario),
+    isAbsolute(scenario) ? scenario : join(SCENARIOS, scenario),
     '-i',
     '127.0.0.1',
     '-p',

@@ -30,7 +30,15 @@ import {
   type SendTarget,
   type TransportName,
 } from '@switchboard/sip';
-import { TOPICS, type LocationRecord, type SubscriberRecord } from '@switchboard/contracts';
+import {
+  TOPICS,
+  type LocationRecord,
+  type RoutingRecord,
+  type SubscriberRecord,
+} from '@switchboard/contracts';
+import { AuthorizeResponse_Reason, RatingClient } from '@switchboard/proto/rating';
+import { GatewayTable } from './routing/gateways';
+import { Router } from './routing/router';
 import { RegistrarClient } from '@switchboard/proto/registrar';
 import { AbuseGuard } from './abuse';
 import { Authenticator } from './auth';
@@ -159,6 +167,64 @@ export const sipProxyConfig = {
   timersT1: int('SWITCHBOARD_SIP_T1_MS', 500, 'SIP timer T1 (RTT estimate)', 10),
   resolveIpv6: bool('SWITCHBOARD_SIP_IPV6', true, 'Try AAAA records when resolving next hops'),
   ...natPingConfig,
+  countryCode: str(
+    'SWITCHBOARD_SIP_COUNTRY_CODE',
+    '',
+    "Country code of the subscribers' numbers (dial plan: national numbers become E.164); empty: numbers are dialled internationally",
+  ),
+  nationalPrefix: str('SWITCHBOARD_SIP_NATIONAL_PREFIX', '0', 'Dial plan: prefix of a national number'),
+  internationalPrefix: str(
+    'SWITCHBOARD_SIP_INTERNATIONAL_PREFIX',
+    '00',
+    'Dial plan: prefix of an international number (besides +)',
+  ),
+  premiumPrefixes: list(
+    'SWITCHBOARD_SIP_PREMIUM_PREFIXES',
+    '',
+    "E.164 prefixes of premium-rate destinations (callable with the 'premium' privilege)",
+  ),
+  blockedPrefixes: list(
+    'SWITCHBOARD_SIP_BLOCKED_PREFIXES',
+    '',
+    'E.164 prefixes nobody may call (fraud), refused with 403',
+  ),
+  forwardMaxDepth: int(
+    'SWITCHBOARD_SIP_FORWARD_MAX_DEPTH',
+    5,
+    'How many times one call may be forwarded',
+    1,
+    20,
+  ),
+  mediaServer: optional(
+    'SWITCHBOARD_SIP_MEDIA_SERVER',
+    'Media server SIP address host:port for voicemail, conferences and announcements (default: the media server in this process, if any)',
+  ),
+  mailboxUsers: list(
+    'SWITCHBOARD_SIP_MAILBOX_USERS',
+    '*98',
+    'Numbers a subscriber dials to reach its own mailbox on the media server',
+  ),
+  announceFailures: bool(
+    'SWITCHBOARD_SIP_ANNOUNCE_FAILURES',
+    false,
+    'Callers refused for no credit, no privilege or an unknown number hear why from the media server (early media) before the failure',
+  ),
+  rating: optional(
+    'SWITCHBOARD_SIP_RATING',
+    'Rating gRPC address host:port for credit control of PSTN calls (default: the rating service in this process, if any; none: calls are not authorized)',
+  ),
+  gatewayFailures: int(
+    'SWITCHBOARD_SIP_GATEWAY_FAILURES',
+    3,
+    'Consecutive failures (timeout, 408, 5xx) after which a gateway is marked down',
+    1,
+  ),
+  gatewayProbeSec: int(
+    'SWITCHBOARD_SIP_GATEWAY_PROBE_INTERVAL',
+    10,
+    'Seconds between OPTIONS probes of a gateway marked down',
+    1,
+  ),
   digestAlgorithms: {
     ...list(
       'SWITCHBOARD_SIP_DIGEST_ALGORITHMS',
@@ -235,7 +301,7 @@ function trustedList(entries: readonly string[]): (address: string) => boolean {
 export const sipProxyService = defineService({
   name: 'sip-proxy',
   description: 'SIP edge: registrar front, digest auth, stateful proxy and forking, NAT, redirect mode',
-  dependsOn: ['registrar', 'accounting', 'media-proxy'],
+  dependsOn: ['registrar', 'accounting', 'media-proxy', 'rating', 'media-server'],
   configSpec: sipProxyConfig,
   async start(ctx, config) {
     const tls =
@@ -247,8 +313,53 @@ export const sipProxyService = defineService({
     const bus = await ctx.events();
     const subscribers = new Replica<SubscriberRecord>(TOPICS.subscribers, 'sip-proxy-subscribers');
     const location = new Replica<LocationRecord>(TOPICS.location, 'sip-proxy-location');
+    const routing = new Replica<RoutingRecord>(TOPICS.routing, 'sip-proxy-routing');
+    const domains = new Domains(config.domain, config.domains);
+    const gateways = new GatewayTable(config.gatewayFailures);
+    // Trusted peers: configured, provisioned (routing topic), and every gateway's address.
+    const trustedEntries = new Map<string, string>();
+    let isTrusted = trustedList(config.trusted);
+    routing.onChange = (key, rec, prev) => {
+      gateways.apply(key, rec);
+      const r = rec ?? prev;
+      if (rec?.kind === 'domain') domains.addDomain(rec.domain);
+      if (r?.kind === 'trusted') {
+        if (rec?.kind === 'trusted') trustedEntries.set(key, rec.cidr);
+        else trustedEntries.delete(key);
+        isTrusted = trustedList([...config.trusted, ...trustedEntries.values()]);
+      }
+    };
+    const mediaServer =
+      config.mediaServer ??
+      ctx
+        .localEndpoint('media-server', 'SIP udp')
+        ?.replace(/^sip:/, '')
+        .replace(/;.*$/, '')
+        .replace(/^0\.0\.0\.0:/, '127.0.0.1:');
+    const plan = {
+      countryCode: config.countryCode,
+      nationalPrefix: config.nationalPrefix,
+      internationalPrefix: config.internationalPrefix,
+      minDigits: 7,
+    };
+    const router = new Router({
+      domains,
+      byAor: (aor) => subscribers.get(aor),
+      isRegistered: (aor) => (location.get(aor)?.bindings.length ?? 0) > 0,
+      dialPlan: () => plan,
+      classes: {
+        countryCode: config.countryCode,
+        premium: config.premiumPrefixes.map((p) => p.replace(/^\+/, '')),
+      },
+      blockedPrefixes: config.blockedPrefixes,
+      gateways,
+      mediaServer,
+      mailboxUsers: config.mailboxUsers,
+    });
+    subscribers.onChange = (_key, rec, prev) => router.subscriberChanged(prev, rec);
     await subscribers.start(bus);
     await location.start(bus);
+    await routing.start(bus);
     ctx.ops.addReadinessCheck('registrar', () => true);
 
     // The registrar in this process, if it runs here (on whatever port it got); else the configured address.
@@ -256,13 +367,12 @@ export const sipProxyService = defineService({
       ctx.localEndpoint('registrar', 'gRPC')?.replace('grpc://', '') ??
       `${config.registrar.host}:${config.registrar.port}`;
     const registrar = grpcClient(RegistrarClient, registrarAddress, { deadlineMs: 3000 });
-    const domains = new Domains(config.domain, config.domains);
-    const isTrusted = trustedList(config.trusted);
+    const trusted = (a: string) => gateways.byAddress(a) !== undefined || isTrusted(a);
     const guard = new AbuseGuard(
       { maxRequests: config.pikeRequests, windowMs: config.pikeWindowMs, blockMs: config.pikeBlockMs },
       { maxFailures: config.banFailures, windowMs: config.banWindowMs, banMs: config.banMs },
       Date.now,
-      isTrusted,
+      trusted,
     );
     const digest = new DigestServer({
       secret: config.nonceSecret ?? randomBytes(32),
@@ -321,7 +431,11 @@ export const sipProxyService = defineService({
       transactions: () => Object.values(tl.counts).reduce((a, b) => a + b, 0),
       callsActive: () => running.core?.activeContexts ?? 0,
       bannedSources: () => guard.bannedSources(),
+      gatewaysDown: () => gateways.down().length,
     });
+    // Credit control: the configured rating service, else the one in this process.
+    const ratingAddress = config.rating ?? ctx.localEndpoint('rating', 'gRPC')?.replace('grpc://', '');
+    const rating = ratingAddress ? grpcClient(RatingClient, ratingAddress, { deadlineMs: 2000 }) : undefined;
     const auth = new Authenticator(digest, { byAor: (aor) => subscribers.get(aor) }, guard, (r) =>
       metrics.authFailure(r),
     );
@@ -381,18 +495,39 @@ export const sipProxyService = defineService({
         clock: systemClock,
         acc,
         media,
+        router,
+        gateways,
+        credit: rating && {
+          async authorize(account, callee, callId) {
+            const r = await rating.authorize({ account, callee, callId });
+            return {
+              allowed: r.allowed,
+              maxSeconds: r.maxSeconds,
+              reason: AuthorizeResponse_Reason[r.reason].replace(/^REASON_/, '').toLowerCase(),
+            };
+          },
+        },
       },
       {
         mode: config.mode,
         inviteTimeoutMs: config.inviteTimeoutMs,
         branchTimeoutMs: config.branchTimeoutMs,
-        isTrusted,
+        isTrusted: trusted,
+        maxForwardDepth: config.forwardMaxDepth,
+        announceFailures: config.announceFailures,
+        mediaServer,
       },
     );
     running.core = core;
     tl.attach(core);
     const prune = setInterval(() => guard.prune(), 10_000);
     prune.unref();
+    const probe = setInterval(
+      () =>
+        void core.probeGateways().catch((err: unknown) => ctx.logger.warn({ err }, 'gateway probe failed')),
+      config.gatewayProbeSec * 1000,
+    );
+    probe.unref();
     const natPing = natKeepaliveFor(
       () => location.values(),
       transport,
@@ -412,6 +547,8 @@ export const sipProxyService = defineService({
     return {
       async stop() {
         clearInterval(prune);
+        clearInterval(probe);
+        rating?.close();
         natPing.stop();
         tracer.close();
         await acc?.stop();
@@ -420,6 +557,7 @@ export const sipProxyService = defineService({
         registrar.close();
         await subscribers.stop();
         await location.stop();
+        await routing.stop();
       },
     };
   },

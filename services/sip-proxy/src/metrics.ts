@@ -9,10 +9,19 @@ export class ProxyMetrics {
   private readonly parseErrors: Counter;
   private readonly duration: Histogram;
   private readonly calls: Counter<'outcome'>;
+  private readonly refused: Counter<'reason'>;
+  private readonly forwards: Counter<'condition'>;
+  private readonly gatewayEvents: Counter<'event'>;
+  private readonly cut: Counter;
 
   constructor(
     registry: Registry,
-    gauges: { transactions: () => number; callsActive: () => number; bannedSources: () => number },
+    gauges: {
+      transactions: () => number;
+      callsActive: () => number;
+      bannedSources: () => number;
+      gatewaysDown?: () => number;
+    },
   ) {
     const registers = [registry];
     this.requests = new Counter({
@@ -55,6 +64,37 @@ export class ProxyMetrics {
       help: 'INVITEs forwarded, by outcome',
       labelNames: ['outcome'],
       registers,
+    });
+    this.refused = new Counter({
+      name: 'switchboard_calls_refused_total',
+      help: 'Calls refused by routing: block lists, privileges, credit, no route',
+      labelNames: ['reason'],
+      registers,
+    });
+    this.forwards = new Counter({
+      name: 'switchboard_calls_forwarded_total',
+      help: 'Calls forwarded by a subscriber rule, by condition',
+      labelNames: ['condition'],
+      registers,
+    });
+    this.gatewayEvents = new Counter({
+      name: 'switchboard_gateway_events_total',
+      help: 'PSTN gateway failovers, gateways marked down and back up',
+      labelNames: ['event'],
+      registers,
+    });
+    this.cut = new Counter({
+      name: 'switchboard_calls_cut_total',
+      help: 'Answered calls ended by the proxy when their granted (credit) time ran out',
+      registers,
+    });
+    new Gauge({
+      name: 'switchboard_gateways_down',
+      help: 'PSTN gateways marked down (probed with OPTIONS until they answer)',
+      registers,
+      collect() {
+        this.set(gauges.gatewaysDown?.() ?? 0);
+      },
     });
     new Gauge({
       name: 'switchboard_sip_transactions_active',
@@ -107,6 +147,18 @@ export class ProxyMetrics {
   callAnswered(ms: number): void {
     this.calls.inc({ outcome: 'answered' });
     this.duration.observe(ms / 1000);
+  }
+  callRefused(reason: string): void {
+    this.refused.inc({ reason });
+  }
+  callForwarded(condition: string): void {
+    this.forwards.inc({ condition });
+  }
+  gateway(event: 'failover' | 'down' | 'up'): void {
+    this.gatewayEvents.inc({ event });
+  }
+  callCut(): void {
+    this.cut.inc();
   }
   callFailed(status: number): void {
     this.calls.inc({ outcome: status === 487 ? 'cancelled' : 'failed' });

@@ -8,8 +8,14 @@
 import { createHash } from 'node:crypto';
 import type { Logger } from 'pino';
 import {
+  NameAddr,
   Via,
   cancelFor,
+  createRequest,
+  newBranch as newBranchId,
+  newCallId,
+  parseNameAddr,
+  parseUri,
   createResponse,
   isSipUri,
   newTag,
@@ -25,7 +31,12 @@ import {
   type TransactionUser,
   type TransportName,
 } from '@switchboard/sip';
-import type { LocationBinding, SubscriberRecord } from '@switchboard/contracts';
+import type {
+  ForwardingCondition,
+  ForwardingRule,
+  LocationBinding,
+  SubscriberRecord,
+} from '@switchboard/contracts';
 import type { AbuseGuard } from './abuse';
 import type { Authenticator } from './auth';
 import type { Domains } from './domains';
@@ -34,6 +45,10 @@ import type { RegistrarFront } from './register';
 import type { ProxyMetrics } from './metrics';
 import type { AccRecord, AccStatus } from './acc';
 import { hasSdp, type MediaAnchor } from './media';
+import { CallLimiter, type LimitedCall } from './dialogs';
+import { failureCondition, forwardingFor, type CallerIdentity } from './routing/features';
+import type { GatewayTable } from './routing/gateways';
+import { callerIdentity, type Decision, type Router } from './routing/router';
 
 /** Methods that create a dialog: Record-Route them (§16.6 step 4). */
 const DIALOG_METHODS = new Set(['INVITE', 'SUBSCRIBE', 'REFER', 'NOTIFY']);
@@ -75,6 +90,21 @@ export interface ProxyOptions {
   branchTimeoutMs: number;
   /** Sources whose requests are not challenged (trusted gateways and peers). */
   isTrusted: (address: string) => boolean;
+  /** How many times one call may be forwarded (Diversion counter included). */
+  maxForwardDepth: number;
+  /** Calls refused for a reason a prompt tells (no credit, no privilege, unknown number) hear it from the media server. */
+  announceFailures: boolean;
+  /** host:port of the media server (voicemail, announcements), if any. */
+  mediaServer?: string;
+}
+
+/** Credit control: rating's Authorize. */
+export interface CreditControl {
+  authorize(
+    account: string,
+    callee: string,
+    callId: string,
+  ): Promise<{ allowed: boolean; maxSeconds?: number; reason: string }>;
 }
 
 export interface ProxyDeps {
@@ -94,11 +124,19 @@ export interface ProxyDeps {
   acc?: { record(r: AccRecord): Promise<void> };
   /** Media anchoring through the media proxy (NAT). */
   media?: MediaAnchor;
+  /** Routing decisions: features, numbers, PSTN routes, media server applications. */
+  router: Router;
+  gateways: GatewayTable;
+  /** Authorize billable (PSTN) calls; absent: every call is allowed. */
+  credit?: CreditControl;
 }
 
 interface Branch {
   req: SipRequest;
   target: SendTarget;
+  /** The PSTN gateway this branch goes to (failover and health). */
+  gateway?: string;
+  healthNoted?: boolean;
   tx?: ClientTransaction;
   /** Last provisional seen (a CANCEL may be sent only after one, §9.1). */
   provisional: boolean;
@@ -113,15 +151,30 @@ interface Context {
   req: SipRequest;
   source: Source;
   branches: Branch[];
-  /** Targets not yet tried, in groups of equal q (serial forking). */
-  pending: Array<Array<{ uri: string; binding?: LocationBinding }>>;
+  /** Targets not yet tried, in groups of equal q (serial forking), or one gateway per group (failover). */
+  pending: Array<Array<{ uri: string; binding?: LocationBinding; gateway?: string }>>;
   finalSent: boolean;
   cancelled: boolean;
   timedOut: boolean;
   started: number;
   callerNated: boolean;
-  /** The authenticated caller of an initial request, if any (the billed account). */
+  /** The authenticated caller of an initial request, if any. */
   caller?: SubscriberRecord;
+  /** Who pays: the caller, or the subscriber who forwarded the call. */
+  billed?: SubscriberRecord;
+  /** The subscriber being called now (its forwarding rules apply to failures). */
+  callee?: SubscriberRecord;
+  identity?: CallerIdentity;
+  /** Later groups are tried only after a gateway failure (timeout, 408, 5xx). */
+  failover: boolean;
+  forwards: number;
+  noAnswer?: unknown;
+  /** Set when the no-answer timer cancelled the branches: forward when they have ended. */
+  forwardOnFinish?: ForwardingCondition;
+  /** Seconds the answered call may last (credit). */
+  maxSeconds?: number;
+  /** The caller's Contact as it sent it (before any NAT alias). */
+  callerContact?: string;
   /** Responses go upstream in order, after any media answer rewriting them. */
   chain: Promise<void>;
 }
@@ -132,10 +185,75 @@ export class ProxyCore implements TransactionUser {
   /** Live response contexts by server transaction. */
   private readonly contexts = new Map<ServerTransaction, Context>();
 
+  /** Answered calls with a granted time (credit), ended by the proxy when it runs out. */
+  readonly limiter: CallLimiter;
+
   constructor(
     private readonly d: ProxyDeps,
     private readonly opts: ProxyOptions,
-  ) {}
+  ) {
+    this.limiter = new CallLimiter({
+      clock: d.clock,
+      send: (bye, target) => this.originate(bye, target),
+      onCut: (call, bye) => this.callCut(call, bye),
+      isSelf: (rr) => {
+        try {
+          const u = parseNameAddr(rr, 'record-route', NameAddr).uri;
+          return isSipUri(u) && d.domains.isSelf(u);
+        } catch {
+          return false;
+        }
+      },
+    });
+  }
+
+  /** Sends a request the proxy makes itself (BYE of a cut call, OPTIONS probe) with its own Via. */
+  originate(req: SipRequest, target: SendTarget, onResponse: (res: SipResponse) => void = () => {}): void {
+    const src = { ...target, localAddress: '', localPort: 0 } as unknown as Source;
+    this.prepareForward(req, target, newBranchId(), src, false);
+    try {
+      this.d.tl.request(req, target, { onResponse });
+    } catch (err) {
+      this.d.logger.warn({ err, callId: req.callId }, `${req.method} not sent`);
+    }
+  }
+
+  /** OPTIONS to every gateway marked down; one that answers (anything but a timeout or 5xx) is up again. */
+  async probeGateways(): Promise<void> {
+    for (const g of this.d.gateways.down()) {
+      const uri = parseUri(`sip:${g.address}`);
+      if (!isSipUri(uri)) continue;
+      const target = await this.resolveFirst(uri).catch(() => undefined);
+      if (!target) continue;
+      const local = this.d.local.localFor(target.transport);
+      const me = local
+        ? `sip:${local.host.includes(':') ? `[${local.host}]` : local.host}:${local.port}`
+        : 'sip:proxy';
+      const options = createRequest({
+        method: 'OPTIONS',
+        uri: uri.toString(),
+        from: `<${me}>;tag=${newTag()}`,
+        to: `<${uri.toString()}>`,
+        callId: newCallId(),
+        cseq: 1,
+      });
+      this.originate(options, target, (res) => {
+        if (res.status >= 200 && res.status !== 408 && res.status < 500 && this.d.gateways.answered(g.id)) {
+          this.d.metrics.gateway('up');
+          this.d.logger.info({ gateway: g.id, status: res.status }, 'gateway answers again: up');
+        }
+      });
+    }
+  }
+
+  /** A limited call was cut: its Stop is accounted like a BYE's, and its media released. */
+  private callCut(call: LimitedCall, bye: SipRequest): void {
+    this.d.metrics.callCut();
+    this.d.logger.info({ callId: call.callId }, 'granted time over: call ended by the proxy');
+    const meta = call.meta as Pick<Context, 'caller' | 'billed' | 'source'>;
+    this.account('Stop', bye, undefined, meta, bye.uriText);
+    void this.d.media?.end(call.callId);
+  }
 
   get activeContexts(): number {
     return this.contexts.size;
@@ -233,11 +351,13 @@ export class ProxyCore implements TransactionUser {
       return;
     }
 
-    // Who is calling: a local subscriber (authenticate), a trusted peer, or a foreign domain.
+    // Who is calling: a local subscriber (authenticate), a trusted peer or gateway, or a foreign domain.
+    const gateway = this.d.gateways.byAddress(src.address, src.port);
+    const trusted = gateway !== undefined || this.opts.isTrusted(src.address);
     const fromUri = req.from.uri;
     const fromLocal = isSipUri(fromUri) && this.d.domains.domainOf(fromUri) !== undefined;
     let caller: SubscriberRecord | undefined;
-    if (fromLocal && !this.opts.isTrusted(src.address) && AUTH_METHODS.has(method)) {
+    if (fromLocal && !trusted && AUTH_METHODS.has(method)) {
       const realm = this.d.domains.domainOf(fromUri as SipUri)!;
       const a = this.d.auth.check(req, src.address, realm);
       if (!a.ok) {
@@ -254,42 +374,104 @@ export class ProxyCore implements TransactionUser {
       // The credentials were for us: do not pass them on (RFC 3261 §22.3).
       req.removeHeader('Proxy-Authorization');
     }
+    // RFC 3325 §5: only trusted peers assert identities; anyone else's assertion is removed.
+    const asserted = trusted ? req.getHeaderValues('P-Asserted-Identity')[0] : undefined;
+    if (!trusted) req.removeHeader('P-Asserted-Identity');
+    let identity: CallerIdentity;
+    try {
+      identity = callerIdentity(
+        fromUri,
+        asserted ? parseNameAddr(asserted, 'p-asserted-identity', NameAddr).uri : undefined,
+        req.getHeader('Privacy'),
+      );
+    } catch {
+      identity = callerIdentity(fromUri, undefined, req.getHeader('Privacy'));
+    }
 
-    const toLocal = isSipUri(target) ? this.d.domains.domainOf(target) : undefined;
-    if (toLocal && isSipUri(target)) {
-      const aor = this.d.domains.aorOf(target);
-      if (!aor) {
-        this.respond(stx!, req, 404, 'Not Found');
-        return;
-      }
-      const bindings = this.d.location.lookup(aor);
-      if (bindings.length === 0) {
-        const known = this.d.subscribers.byAor(aor) !== undefined;
-        this.respond(stx!, req, known ? 480 : 404, known ? 'Temporarily Unavailable' : 'Not Found');
-        return;
-      }
-      if (this.opts.mode === 'redirect' && method === 'INVITE') {
+    // Message waiting: a subscriber's SUBSCRIBE for its own message-summary goes to the media server.
+    if (
+      method === 'SUBSCRIBE' &&
+      this.opts.mediaServer &&
+      /^message-summary\b/i.test(req.getHeader('Event') ?? '') &&
+      isSipUri(target) &&
+      this.d.domains.domainOf(target) &&
+      target.user
+    ) {
+      return this.fork(req, stx!, src, [[{ uri: `sip:${target.user}@${this.opts.mediaServer}` }]], caller);
+    }
+
+    const decision = this.d.router.decide(req.uri, { subscriber: caller, trusted, gateway, identity });
+    if (
+      decision.action === 'reject' &&
+      !(this.opts.announceFailures && decision.announce && method === 'INVITE')
+    ) {
+      if (decision.metric) this.d.metrics.callRefused(decision.metric);
+      this.respond(stx!, req, decision.status, decision.reason);
+      return;
+    }
+    if (decision.action === 'relay' && !caller && !trusted) {
+      // A foreign domain: relay only for our own authenticated callers or trusted peers (no open relay).
+      this.respond(stx!, req, 403, 'Relaying Denied');
+      return;
+    }
+    if (decision.action === 'subscriber' && method !== 'INVITE') {
+      // Only calls are forwarded; MESSAGE, SUBSCRIBE, OPTIONS ... go to the bindings or fail here.
+      const bindings = this.d.location.lookup(decision.aor);
+      if (!bindings.length) {
         this.respond(
           stx!,
           req,
-          302,
-          'Moved Temporarily',
-          bindings.map((b) => [
-            'Contact',
-            `<${b.contact}>${b.q !== undefined ? `;q=${(b.q / 1000).toFixed(3)}` : ''}`,
-          ]),
+          decision.callee ? 480 : 404,
+          decision.callee ? 'Temporarily Unavailable' : 'Not Found',
         );
         return;
       }
       return this.fork(req, stx!, src, groupByQ(bindings), caller);
     }
-
-    // A foreign domain: relay only for our own authenticated callers or trusted peers (no open relay).
-    if (!caller && !this.opts.isTrusted(src.address)) {
-      this.respond(stx!, req, 403, 'Relaying Denied');
+    if (decision.action === 'subscriber' && this.opts.mode === 'redirect') {
+      const bindings = this.d.location.lookup(decision.aor);
+      if (!bindings.length) {
+        this.respond(
+          stx!,
+          req,
+          decision.callee ? 480 : 404,
+          decision.callee ? 'Temporarily Unavailable' : 'Not Found',
+        );
+        return;
+      }
+      this.respond(
+        stx!,
+        req,
+        302,
+        'Moved Temporarily',
+        bindings.map((b) => [
+          'Contact',
+          `<${b.contact}>${b.q !== undefined ? `;q=${(b.q / 1000).toFixed(3)}` : ''}`,
+        ]),
+      );
       return;
     }
-    return this.fork(req, stx!, src, [[{ uri: req.uriText }]], caller);
+    if (
+      decision.action === 'subscriber' &&
+      !this.d.location.lookup(decision.aor).length &&
+      !decision.callee?.forwarding?.length
+    ) {
+      // Nobody to ring and no forwarding: answer at once, before any context (as before routing features).
+      this.respond(
+        stx!,
+        req,
+        decision.callee ? 480 : 404,
+        decision.callee ? 'Temporarily Unavailable' : 'Not Found',
+      );
+      return;
+    }
+    if (decision.action !== 'subscriber' && decision.action !== 'pstn' && decision.action !== 'reject') {
+      return this.fork(req, stx!, src, [[{ uri: decision.uri }]], caller);
+    }
+    // A call that routing may retarget (forwarding, failover, credit): a context first, then the decision.
+    const ctx = this.begin(req, stx!, src, caller);
+    ctx.identity = identity;
+    await this.apply(ctx, decision, true);
   }
 
   /** §16.4: strict-router compatibility, then remove the Route entries that name us. */
@@ -333,6 +515,7 @@ export class ProxyCore implements TransactionUser {
       return;
     }
     const ctx = this.newContext(req, stx, src, []);
+    this.limiter.seen(req);
     if (req.method === 'BYE') {
       this.account('Stop', req, undefined, ctx, out.uriText);
       void this.d.media?.end(req.callId);
@@ -419,6 +602,8 @@ export class ProxyCore implements TransactionUser {
       timedOut: false,
       started: this.d.clock.now(),
       callerNated: isNated(req, src),
+      failover: false,
+      forwards: 0,
       chain: Promise.resolve(),
     };
     this.contexts.set(stx, ctx);
@@ -434,16 +619,31 @@ export class ProxyCore implements TransactionUser {
     groups: Context['pending'],
     caller?: SubscriberRecord,
   ): Promise<void> {
+    const ctx = this.begin(req, stx, src, caller);
+    ctx.pending = groups;
+    await this.startForwarding(ctx);
+  }
+
+  /** The response context of an initial request (100 Trying for an INVITE). */
+  private begin(req: SipRequest, stx: ServerTransaction, src: Source, caller?: SubscriberRecord): Context {
     if (req.method === 'INVITE') {
       this.d.metrics.callAttempt();
       // §16.2: 100 Trying at once rather than after 200 ms: the caller stops retransmitting (as tm's t_relay does).
       stx.respond(createResponse(req, 100, 'Trying'));
     }
-    const ctx = this.newContext(req, stx, src, groups);
+    const ctx = this.newContext(req, stx, src, []);
     ctx.caller = caller;
+    ctx.billed = caller;
+    ctx.callerContact = req.contacts[0]?.uri.toString();
+    return ctx;
+  }
+
+  /** Media anchoring and the NAT alias of the caller's Contact, once per context, then the first group. */
+  private async startForwarding(ctx: Context): Promise<void> {
+    const { req, source: src } = ctx;
     const media = this.d.media;
     if (media && req.method === 'INVITE' && hasSdp(req)) {
-      const calleeNated = groups.some((g) => g.some((t) => t.binding?.received?.transport === 'udp'));
+      const calleeNated = ctx.pending.some((g) => g.some((t) => t.binding?.received?.transport === 'udp'));
       if (media.shouldAnchor(ctx.callerNated, calleeNated)) {
         await media.offer(req, {
           callId: req.callId,
@@ -454,6 +654,188 @@ export class ProxyCore implements TransactionUser {
     }
     if (ctx.callerNated && DIALOG_METHODS.has(req.method)) aliasContact(req, src);
     await this.nextGroup(ctx);
+  }
+
+  // ------------------------------------------------------------- routing decisions
+
+  /**
+   * Carries out a routing decision in a call's context: ring a subscriber (or
+   * forward it unconditionally / when unreachable), try PSTN gateways in
+   * failover order after credit control, reach the media server, or refuse.
+   * `first`: the context has not forwarded anything yet.
+   */
+  private async apply(ctx: Context, decision: Decision, first: boolean): Promise<void> {
+    const go = () => (first ? this.startForwarding(ctx) : this.nextGroup(ctx).then(() => undefined));
+    ctx.callee = undefined;
+    ctx.failover = false;
+    switch (decision.action) {
+      case 'reject': {
+        if (decision.metric) this.d.metrics.callRefused(decision.metric);
+        if (this.opts.announceFailures && decision.announce && this.opts.mediaServer) {
+          // The caller hears why, in early media, and then gets the failure.
+          const uri = `sip:announce-${decision.announce}@${this.opts.mediaServer};early=${decision.status}`;
+          ctx.pending = [[{ uri }]];
+          return go();
+        }
+        return this.finishWith(ctx, decision.status, decision.reason);
+      }
+      case 'media':
+      case 'relay':
+        ctx.pending = [[{ uri: decision.uri }]];
+        return go();
+      case 'subscriber': {
+        const callee = decision.callee;
+        const always = callee && forwardingFor(callee, 'always');
+        if (callee && always) return this.retarget(ctx, callee, always, 'always');
+        const bindings = this.d.location.lookup(decision.aor);
+        if (!bindings.length) {
+          const rule = callee && forwardingFor(callee, 'unavailable');
+          if (callee && rule) return this.retarget(ctx, callee, rule, 'unavailable');
+          return this.finishWith(ctx, callee ? 480 : 404, callee ? 'Temporarily Unavailable' : 'Not Found');
+        }
+        ctx.callee = callee;
+        ctx.pending = groupByQ(bindings);
+        const noAnswer = callee && forwardingFor(callee, 'no-answer');
+        if (noAnswer) {
+          this.d.clock.clearTimeout(ctx.noAnswer);
+          ctx.noAnswer = this.d.clock.setTimeout(() => this.noAnswer(ctx), (noAnswer.timeout ?? 20) * 1000);
+        }
+        return go();
+      }
+      case 'pstn': {
+        const payer = ctx.billed;
+        if (this.d.credit && payer && ctx.req.method === 'INVITE') {
+          let auth: Awaited<ReturnType<CreditControl['authorize']>>;
+          try {
+            auth = await this.d.credit.authorize(payer.aor, decision.number, ctx.req.callId);
+          } catch (err) {
+            if ((err as { kind?: string }).kind === 'not_found')
+              return this.finishWith(ctx, 403, 'Forbidden: no billing account');
+            // Fail closed: without credit control no billable call goes out.
+            this.d.logger.error({ err, callId: ctx.req.callId }, 'credit control unreachable: call refused');
+            return this.finishWith(ctx, 503, 'Service Unavailable: credit control');
+          }
+          if (!auth.allowed) {
+            const noCredit = auth.reason === 'insufficient_credit';
+            return this.apply(
+              ctx,
+              {
+                action: 'reject',
+                status: noCredit ? 402 : 403,
+                reason: noCredit
+                  ? 'Payment Required: insufficient credit'
+                  : `Forbidden: ${auth.reason.replace(/_/g, ' ')}`,
+                announce: noCredit ? 'no-credit' : 'not-allowed',
+                metric: noCredit ? 'credit' : auth.reason,
+              },
+              first,
+            );
+          }
+          ctx.maxSeconds = auth.maxSeconds;
+        }
+        // RFC 3325: the gateway is trusted: tell it who calls (the subscriber's DID); Privacy stays as sent.
+        ctx.req.removeHeader('P-Asserted-Identity');
+        if (payer) {
+          const did = this.d.router.presentedNumber(payer);
+          ctx.req.addHeader(
+            'P-Asserted-Identity',
+            did ? `<sip:+${did}@${payer.domain};user=phone>` : `<${payer.aor}>`,
+          );
+        }
+        ctx.failover = true;
+        ctx.pending = decision.hops.map((h) => [{ uri: h.uri, gateway: h.gateway.id }]);
+        return go();
+      }
+    }
+  }
+
+  /**
+   * Forward a call of `from` by its rule (RFC 5806 Diversion and RFC 7044
+   * History-Info added): the target decided again, paid by the forwarding subscriber.
+   */
+  private async retarget(
+    ctx: Context,
+    from: SubscriberRecord,
+    rule: ForwardingRule,
+    condition: ForwardingCondition,
+  ): Promise<void> {
+    const previous = ctx.req.getHeaderValues('Diversion').length;
+    if (ctx.forwards + previous >= this.opts.maxForwardDepth) {
+      this.d.logger.info(
+        { callId: ctx.req.callId, from: from.aor },
+        'forwarding loop stopped at the depth limit',
+      );
+      return this.finishWith(ctx, 482, 'Loop Detected: too many forwards');
+    }
+    ctx.forwards++;
+    this.d.clock.clearTimeout(ctx.noAnswer);
+    ctx.noAnswer = undefined;
+    ctx.forwardOnFinish = undefined;
+    ctx.timedOut = false;
+    this.d.metrics.callForwarded(condition);
+    const target = this.forwardTarget(rule.target, from);
+    const reason = {
+      always: 'unconditional',
+      busy: 'user-busy',
+      'no-answer': 'no-answer',
+      unavailable: 'unavailable',
+    }[condition];
+    const cause = { always: 302, busy: 486, 'no-answer': 408, unavailable: 404 }[condition];
+    const req = ctx.req;
+    req.addHeader('Diversion', `<${from.aor}>;reason=${reason};counter=${previous + 1}`, { first: true });
+    const hi = req.getHeaderValues('History-Info');
+    if (hi.length === 0) req.addHeader('History-Info', `<${from.aor}>;index=1`);
+    req.addHeader('History-Info', `<${withCause(target, cause)}>;index=1.${ctx.forwards};mp=1`);
+    ctx.billed = from;
+    this.d.logger.info({ callId: req.callId, from: from.aor, to: target, condition }, 'call forwarded');
+    let decision: Decision;
+    try {
+      decision = this.d.router.decide(
+        parseUri(target),
+        {
+          subscriber: from,
+          trusted: true,
+          identity: ctx.identity ?? { anonymous: true },
+        },
+        1,
+      );
+    } catch {
+      return this.finishWith(ctx, 500, 'Server Internal Error: bad forwarding target');
+    }
+    await this.apply(ctx, decision, false);
+  }
+
+  /** A forwarding target as a URI: `sip:voicemail@<our domain>` is the subscriber's own mailbox on the media server. */
+  private forwardTarget(target: string, from: SubscriberRecord): string {
+    const uri = this.d.router.targetUri(target, from.domain);
+    if (isSipUri(uri) && uri.user === 'voicemail' && this.d.domains.domainOf(uri) && this.opts.mediaServer)
+      return `sip:vm-${from.username}@${this.opts.mediaServer}`;
+    return uri.toString();
+  }
+
+  /** The no-answer timer: cancel every branch; when they have ended, forward. */
+  private noAnswer(ctx: Context): void {
+    ctx.noAnswer = undefined;
+    if (ctx.finalSent || ctx.cancelled) return;
+    ctx.forwardOnFinish = 'no-answer';
+    ctx.pending = [];
+    this.stopBranches(ctx);
+    this.maybeFinish(ctx);
+  }
+
+  /** A final response of our own for a call's context (no branch answered, or none was tried). */
+  private finishWith(ctx: Context, status: number, reason: string): void {
+    if (ctx.finalSent) return;
+    ctx.finalSent = true;
+    this.d.clock.clearTimeout(ctx.noAnswer);
+    const res = createResponse(ctx.req, status, reason, { toTag: newTag() });
+    this.upstream(ctx, () => ctx.stx.respond(res));
+    this.d.metrics.response(status, true);
+    if (ctx.req.method === 'INVITE') {
+      void this.d.media?.end(ctx.req.callId);
+      this.d.metrics.callFailed(status);
+      this.account('Failed', ctx.req, res, ctx, ctx.req.uriText);
+    }
   }
 
   private async nextGroup(ctx: Context): Promise<boolean> {
@@ -471,24 +853,19 @@ export class ProxyCore implements TransactionUser {
         target = await this.resolveFirst(hop);
       }
       if (!target) continue;
-      this.startBranch(ctx, copy, target, t.binding);
+      this.startBranch(ctx, copy, target, t.gateway);
       started++;
     }
     if (started === 0 && ctx.pending.length) return this.nextGroup(ctx);
     if (started === 0) {
-      if (ctx.branches.length === 0) this.respond(ctx.stx, ctx.req, 480, 'Temporarily Unavailable');
+      if (ctx.branches.length === 0) this.finishWith(ctx, 480, 'Temporarily Unavailable');
       else this.maybeFinish(ctx);
     }
     return started > 0;
   }
 
   /** §16.6 steps 4-11 for one branch, then the client transaction. */
-  private startBranch(
-    ctx: Context,
-    req: SipRequest,
-    target: SendTarget,
-    _binding: LocationBinding | undefined,
-  ): void {
+  private startBranch(ctx: Context, req: SipRequest, target: SendTarget, gateway?: string): void {
     const n = ctx.branches.length;
     const branch = 'z9hG4bK' + this.loopHash(ctx.req) + '.' + n;
     this.prepareForward(
@@ -498,7 +875,7 @@ export class ProxyCore implements TransactionUser {
       ctx.source,
       DIALOG_METHODS.has(req.method) && req.toTag === undefined,
     );
-    const b: Branch = { req, target, provisional: false, cancelled: false };
+    const b: Branch = { req, target, gateway, provisional: false, cancelled: false };
     ctx.branches.push(b);
     try {
       b.tx = this.d.tl.request(req, target, {
@@ -574,11 +951,27 @@ export class ProxyCore implements TransactionUser {
       const first = !ctx.finalSent;
       b.final ??= res;
       ctx.finalSent = true;
+      if (first && ctx.maxSeconds !== undefined && ctx.req.method === 'INVITE' && ctx.req.toTag === undefined)
+        this.limiter.start(
+          ctx.req,
+          ctx.callerContact ?? '',
+          this.sourceTarget(ctx.source),
+          res,
+          b.target,
+          ctx.maxSeconds,
+          {
+            caller: ctx.caller,
+            billed: ctx.billed,
+            source: ctx.source,
+          },
+        );
       this.forwardResponse(ctx, b, res);
       if (first) {
+        this.d.clock.clearTimeout(ctx.noAnswer);
+        if (b.gateway && this.d.gateways.answered(b.gateway)) this.d.metrics.gateway('up');
         if (ctx.req.method === 'INVITE') {
           this.d.metrics.callAnswered(this.d.clock.now() - ctx.started);
-          if (ctx.req.toTag === undefined) this.account('Start', ctx.req, res, ctx, b.req.uriText);
+          if (ctx.req.toTag === undefined) this.account('Start', ctx.req, res, ctx, b.req.uriText, b.gateway);
         }
         this.cancelOthers(ctx, b);
       }
@@ -598,11 +991,44 @@ export class ProxyCore implements TransactionUser {
   private maybeFinish(ctx: Context): void {
     if (ctx.finalSent) return;
     if (ctx.branches.some((b) => !b.final)) return;
+    this.noteGatewayHealth(ctx);
+    if (ctx.failover && ctx.pending.length && !ctx.cancelled) {
+      // PSTN failover: the next gateway after a timeout, 408 or 5xx (not after a 4xx or 6xx: the number's fault).
+      const last = ctx.branches[ctx.branches.length - 1];
+      const st = last.final!.status;
+      if ((st === 408 && !last.provisional) || (st >= 500 && st < 600)) {
+        this.d.metrics.gateway('failover');
+        this.d.logger.info(
+          { callId: ctx.req.callId, gateway: last.gateway, status: st },
+          'gateway failed: next gateway',
+        );
+        void this.nextGroup(ctx);
+        return;
+      }
+      ctx.pending = [];
+    }
     if (ctx.pending.length && !ctx.cancelled && !ctx.timedOut) {
       void this.nextGroup(ctx);
       return;
     }
     const best = chooseBest(ctx.branches.map((b) => b.final!));
+    // Forwarding on busy, no answer or unavailable (the subscriber's rules).
+    if (ctx.callee && ctx.req.method === 'INVITE' && !ctx.cancelled) {
+      const condition =
+        ctx.forwardOnFinish ??
+        (ctx.timedOut && (best.status === 408 || best.status === 487)
+          ? 'no-answer'
+          : failureCondition(best.status));
+      const rule = condition && forwardingFor(ctx.callee, condition);
+      if (condition && rule) {
+        void this.retarget(ctx, ctx.callee, rule, condition).catch((err: unknown) => {
+          this.d.logger.error({ err, callId: ctx.req.callId }, 'forwarding failed');
+          this.finishWith(ctx, 500, 'Server Internal Error');
+        });
+        return;
+      }
+    }
+    this.d.clock.clearTimeout(ctx.noAnswer);
     let res: SipResponse;
     if (ctx.timedOut && !ctx.cancelled && (best.status === 487 || best.status === 408)) {
       res = createResponse(ctx.req, 408, 'Request Timeout', { toTag: newTag() });
@@ -624,19 +1050,48 @@ export class ProxyCore implements TransactionUser {
     }
   }
 
+  /** A gateway branch that timed out or got a 5xx counts against the gateway; any other answer clears it. */
+  private noteGatewayHealth(ctx: Context): void {
+    for (const b of ctx.branches) {
+      if (!b.gateway || b.healthNoted || !b.final) continue;
+      b.healthNoted = true;
+      const st = b.final.status;
+      if ((st === 408 && !b.provisional) || st === 503 || (st >= 500 && st < 600 && !b.provisional)) {
+        if (this.d.gateways.failed(b.gateway)) {
+          this.d.metrics.gateway('down');
+          this.d.logger.warn({ gateway: b.gateway, status: st }, 'gateway marked down');
+        }
+      } else if (this.d.gateways.answered(b.gateway)) this.d.metrics.gateway('up');
+    }
+  }
+
+  /** Where the caller is reached: the hop the request came from. */
+  private sourceTarget(src: Source): SendTarget {
+    return {
+      transport: src.transport as TransportName,
+      address: src.address,
+      port: src.port,
+      connId: src.connId,
+    };
+  }
+
   /** Accounting as Kamailio's acc module does it: Start on the 2xx, Failed on the final failure, Stop on BYE. */
   private account(
     status: AccStatus,
     req: SipRequest,
     res: SipResponse | undefined,
-    ctx: Pick<Context, 'caller' | 'source'>,
+    ctx: Pick<Context, 'caller' | 'billed' | 'source'>,
     translatedUri: string,
+    gateway?: string,
   ): void {
     const acc = this.d.acc;
     if (!acc) return;
     const from = req.from.uri;
     const userOf = (u: typeof from) => (isSipUri(u) && u.user ? `${u.user}@${u.host}` : u.toString());
-    const account = ctx.caller ? `${ctx.caller.username}@${ctx.caller.domain}` : userOf(from);
+    // Switchboard-Account is the billed AoR (rating's account); User-Name the authenticated user, as Kamailio sends it.
+    const payer = ctx.billed ?? ctx.caller;
+    const userName = ctx.caller ? `${ctx.caller.username}@${ctx.caller.domain}` : userOf(from);
+    const account = payer ? payer.aor : userName;
     const record: AccRecord = {
       status,
       callId: req.callId,
@@ -644,13 +1099,14 @@ export class ProxyCore implements TransactionUser {
       toTag: res?.toTag ?? req.toTag ?? '',
       method: req.method,
       responseCode: res?.status ?? 200,
-      userName: account,
+      userName,
       callingStationId: from.toString(),
       calledStationId: req.to.uri.toString(),
       translatedUri,
       timestamp: Math.floor(this.d.clock.now() / 1000),
       account,
       sourceAddress: `${ctx.source.address}:${ctx.source.port}`,
+      ...(gateway ? { gateway: this.d.gateways.get(gateway)?.name ?? gateway } : {}),
     };
     acc
       .record(record)
@@ -719,6 +1175,13 @@ export class ProxyCore implements TransactionUser {
     invite.cancelled = true;
     ctx.cancelled = true;
     ctx.pending = [];
+    this.d.clock.clearTimeout(ctx.noAnswer);
+    this.stopBranches(ctx);
+    this.maybeFinish(ctx);
+  }
+
+  /** CANCEL every pending branch. */
+  private stopBranches(ctx: Context): void {
     for (const b of ctx.branches) this.cancelBranch(b);
     // A branch that never got a provisional has no CANCEL to send yet (§9.1): count it as a 487 now (tm's
     // cancel_b_method 0), so the caller is not kept waiting for fr_timer; a late provisional still gets its CANCEL.
@@ -728,7 +1191,6 @@ export class ProxyCore implements TransactionUser {
       b.timer = undefined;
       b.final = createResponse(b.req, 487, 'Request Terminated', { toTag: newTag() });
     }
-    this.maybeFinish(ctx);
   }
 
   private cancelOthers(ctx: Context, winner: Branch): void {
@@ -841,4 +1303,9 @@ export function chooseBest(responses: SipResponse[]): SipResponse {
     return cls * 10 + specific;
   };
   return responses.reduce((best, r) => (rank(r) < rank(best) ? r : best));
+}
+
+/** A History-Info target with the RFC 4458 cause of the retarget. */
+function withCause(uri: string, cause: number): string {
+  return uri.replace(/^([^?]*)/, `$1;cause=${cause}`);
 }

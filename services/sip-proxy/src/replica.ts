@@ -9,8 +9,8 @@ import { decodeRecord } from '@switchboard/contracts';
 export class Replica<T> {
   private readonly map = new Map<string, T>();
   private sub?: Subscription;
-  /** Called after each change (key, new value or null when deleted). */
-  onChange?: (key: string, value: T | null) => void;
+  /** Called after each change (key, new value or null when deleted, the value before). */
+  onChange?: (key: string, value: T | null, prev: T | undefined) => void;
 
   constructor(
     private readonly topic: string,
@@ -36,9 +36,10 @@ export class Replica<T> {
 
   apply(m: Pick<EventMessage, 'key' | 'value'>): void {
     const v = decodeRecord<T>(m.value);
+    const prev = this.map.get(m.key);
     if (v === null) this.map.delete(m.key);
     else this.map.set(m.key, v);
-    this.onChange?.(m.key, v);
+    this.onChange?.(m.key, v, prev);
   }
 
   get(key: string): T | undefined {

@@ -4,7 +4,7 @@
  * health of each gateway (marked down after failures, up again when it answers
  * a probe).
  */
-import type { GatewayRecord, RouteRecord } from '@switchboard/contracts';
+import type { GatewayRecord, RouteRecord, RoutingRecord } from '@switchboard/contracts';
 
 export interface GatewayHop {
   gateway: GatewayRecord;
@@ -32,7 +32,7 @@ export class GatewayTable {
   ) {}
 
   /** Applies a `routing` topic record (null deletes `key`). */
-  apply(key: string, rec: { kind: string } | null): void {
+  apply(key: string, rec: RoutingRecord | null): void {
     const [kind, id] = [key.slice(0, key.indexOf(':')), key.slice(key.indexOf(':') + 1)];
     if (kind === 'gateway') {
       if (rec) this.gateways.set(id, rec as GatewayRecord);
@@ -54,9 +54,17 @@ export class GatewayTable {
     return [...this.gateways.values()];
   }
 
-  /** The gateway a source address belongs to (calls from the PSTN), if any. */
-  byAddress(address: string): GatewayRecord | undefined {
-    for (const g of this.gateways.values()) if (hostOf(g.address) === address.toLowerCase()) return g;
+  /**
+   * The gateway a source belongs to (calls from the PSTN), if any: its host,
+   * and its port too when the gateway's address names one.
+   */
+  byAddress(address: string, port?: number): GatewayRecord | undefined {
+    const a = address.toLowerCase();
+    for (const g of this.gateways.values()) {
+      if (hostOf(g.address) !== a) continue;
+      const p = portOf(g.address);
+      if (p === undefined || p === port) return g;
+    }
     return undefined;
   }
 
@@ -151,6 +159,11 @@ export class GatewayTable {
 export function hostOf(address: string): string {
   const m = /^\[([^\]]+)\]|^([^:]+)(?::\d+)?$/.exec(address);
   return (m?.[1] ?? m?.[2] ?? address).toLowerCase();
+}
+
+function portOf(address: string): number | undefined {
+  const m = /:(\d+)$/.exec(address.replace(/^\[[^\]]*\]/, (b) => b.replace(/:/g, '')));
+  return m ? Number(m[1]) : undefined;
 }
 
 /** The Request-URI of a call to `number` through gateway `g`. */

@@ -14,8 +14,8 @@ import { classOf, normalizeDialled, type CallClass, type ClassTable, type DialPl
 export type Decision =
   /** Refuse; `announce` names the media server prompt that says why (when announcements are on). */
   | { action: 'reject'; status: number; reason: string; announce?: string; metric?: string }
-  /** A subscriber of ours: its bindings, then its forwarding rules. */
-  | { action: 'subscriber'; callee: SubscriberRecord }
+  /** A subscriber of ours (or an AoR with bindings but no subscriber record): its bindings, then its forwarding rules. */
+  | { action: 'subscriber'; aor: string; callee?: SubscriberRecord }
   /** The PSTN through these gateways, in failover order. */
   | { action: 'pstn'; number: string; hops: GatewayHop[]; callClass: CallClass }
   /** One of the media server's applications (voicemail, mailbox, conference, announcement). */
@@ -36,6 +36,8 @@ export interface Caller {
 export interface RouterDeps {
   domains: Domains;
   byAor(aor: string): SubscriberRecord | undefined;
+  /** Whether an AoR has live bindings (registered without a subscriber record: a static peer). */
+  isRegistered(aor: string): boolean;
   /** The dial plan of a local domain. */
   dialPlan(domain: string): DialPlan;
   classes: ClassTable;
@@ -124,8 +126,10 @@ export class Router {
     const sd = caller.subscriber && depth === 0 ? speedDial(caller.subscriber, user) : undefined;
     if (sd !== undefined) return this.decide(this.targetUri(sd, domain), caller, depth + 1);
 
-    const callee = this.subscriberOf(`sip:${user}@${domain}`);
+    const aor = `sip:${user}@${domain}`;
+    const callee = this.subscriberOf(aor);
     if (callee) return this.toSubscriber(callee, caller);
+    if (this.d.isRegistered(aor)) return { action: 'subscriber', aor };
 
     const dialled = normalizeDialled(user, this.d.dialPlan(domain));
     if (dialled.kind === 'incomplete') return { action: 'reject', status: 484, reason: 'Address Incomplete' };
@@ -184,7 +188,7 @@ export class Router {
     const screened = screenIncoming(callee, caller.identity);
     if (!screened.allowed)
       return { action: 'reject', status: 603, reason: 'Decline', metric: `incoming-${screened.why}` };
-    return { action: 'subscriber', callee };
+    return { action: 'subscriber', aor: callee.aor, callee };
   }
 
   private isMediaServer(uri: SipUri): boolean {

@@ -147,7 +147,9 @@ describe('gateways', () => {
     );
     assert.equal(t.answered('a'), true);
     assert.equal(t.isDown('a'), false);
-    assert.equal(t.byAddress('192.0.2.2')?.id, 'b');
+    assert.equal(t.byAddress('192.0.2.1')?.id, 'a');
+    assert.equal(t.byAddress('192.0.2.2', 5070)?.id, 'b');
+    assert.equal(t.byAddress('192.0.2.2', 5060), undefined);
     assert.equal(
       gatewayUri({ kind: 'gateway', id: 'g', address: '[2001:db8::1]:5060' }, '1'),
       'sip:1@[2001:db8::1]:5060',
@@ -168,6 +170,7 @@ describe('router', () => {
   const router = new Router({
     domains: new Domains('example.com', []),
     byAor: (aor) => subs.get(aor),
+    isRegistered: (aor) => aor === 'sip:static@example.com',
     dialPlan: () => plan,
     classes: { countryCode: '49', premium: ['49900'] },
     blockedPrefixes: [],
@@ -193,9 +196,13 @@ describe('router', () => {
     ]) {
       const d = decide(u);
       assert.equal(d.action, 'subscriber', u);
-      assert.equal(d.action === 'subscriber' && d.callee.aor, bob.aor, u);
+      assert.equal(d.action === 'subscriber' && d.aor, bob.aor, u);
     }
     assert.equal(didOf('sip:+49301111111@example.com'), '49301111111');
+    assert.deepEqual(decide('sip:static@example.com'), {
+      action: 'subscriber',
+      aor: 'sip:static@example.com',
+    });
   });
 
   it('routes numbers to the PSTN within the caller privileges', () => {
@@ -206,10 +213,8 @@ describe('router', () => {
     assert.equal(intl.action, 'reject');
     assert.equal(intl.action === 'reject' && intl.status, 403);
     assert.match(intl.action === 'reject' ? intl.reason : '', /international/);
-    assert.equal(
-      decide('sip:nobody@example.com').action === 'reject' && decide('sip:nobody@example.com').status,
-      404,
-    );
+    const nobody = decide('sip:nobody@example.com');
+    assert.equal(nobody.action === 'reject' && nobody.status, 404);
     const short = decide('sip:030@example.com');
     assert.equal(short.action === 'reject' && short.status, 484);
   });

@@ -1,0 +1,165 @@
+// Call features and the PSTN through the platform as `npm start` runs it: every setting made
+// through the portal's API and read by the proxy from the replicated topics; SIPp phones and gateways.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import type { SipRequest } from '@switchboard/sip';
+import { metricValue, type RunningPlatform } from '../lib/platform';
+import { explain, freePort, pick } from '../rfc3665/lib';
+import { call, create, finalResponse, peer, phone, settled, startProvisioned, type Api } from './lib';
+
+const ALICE = { username: 'alice', password: 'al1ce-Secret' };
+const BOB = { username: 'bob', password: 'b0b-Secret' };
+const CAROL = { username: 'carol', password: 'car0l-Secret' };
+const DAVE = { username: 'dave', password: 'dav3-Secret' };
+const ERIN = { username: 'erin', password: 'er1n-Secret' };
+
+describe('call features and PSTN gateways', () => {
+  let p: RunningPlatform;
+  let api: Api;
+  let gwPort: number;
+  let trunkPort: number;
+  const ids: Record<string, string> = {};
+
+  before(async () => {
+    ({ p, api } = await startProvisioned());
+    gwPort = await freePort();
+    trunkPort = await freePort();
+    const deadPort = await freePort();
+    for (const s of [ALICE, BOB, CAROL, DAVE, ERIN]) {
+      const privileges = s === ALICE ? ['national'] : [];
+      ids[s.username] = (await create(api, '/api/v1/subscribers', { ...s, privileges })).id;
+    }
+    const sub = (u: string) => `/api/v1/subscribers/${ids[u]}`;
+    // bob: busy → carol; erin: no answer after 5 s → carol; dave blocks alice; alice: speed dial 7 → bob.
+    await create(api, `${sub('bob')}/forwarding`, { condition: 'busy', target: `sip:carol@${p.domain}` });
+    await create(api, `${sub('erin')}/forwarding`, {
+      condition: 'no-answer',
+      target: `sip:carol@${p.domain}`,
+      timeout: 5,
+    });
+    await create(api, `${sub('dave')}/blocklist`, {
+      direction: 'incoming',
+      pattern: `sip:alice@${p.domain}`,
+    });
+    await create(api, `${sub('alice')}/speed-dials`, { code: '7', target: `sip:bob@${p.domain}` });
+    await create(api, '/api/v1/aliases', { subscriberId: ids.bob, username: '+49301111111', kind: 'did' });
+    // German numbers: a dead gateway first, then a live one (SIPp); the trunk delivers calls to DIDs.
+    const dead = await create(api, '/api/v1/gateways', {
+      name: 'dead',
+      address: `127.0.0.1:${deadPort}`,
+      priority: 0,
+    });
+    const live = await create(api, '/api/v1/gateways', {
+      name: 'live',
+      address: `127.0.0.1:${gwPort}`,
+      priority: 1,
+      strip: 2,
+      prefix: '0',
+    });
+    await create(api, '/api/v1/gateways', { name: 'trunk', address: `127.0.0.1:${trunkPort}` });
+    await create(api, '/api/v1/routes', { name: 'de', prefix: '49', gatewayIds: [dead.id, live.id] });
+    const plan = await api('PUT', '/api/v1/rate-plans/std', {
+      currency: 'EUR',
+      ratesCsv: 'prefix,name,price_per_minute,increment\n49,Germany,0.60,1/1\n44,United Kingdom,0.60,1/1\n',
+    });
+    assert.equal(plan.status, 200, JSON.stringify(plan.body));
+    const credit = await api('POST', `${sub('alice')}/credit`, { amount: '10.00', reason: 'test top-up' });
+    assert.equal(credit.status, 200, JSON.stringify(credit.body));
+    await settled(p);
+  });
+  after(() => p?.stop());
+
+  test('forwarding on busy: bob is busy, carol gets the call with Diversion and History-Info', async () => {
+    const bob = await phone(p, BOB, 'busy.xml');
+    const carol = await phone(p, CAROL, 'answer.xml');
+    const alice = await call(p, ALICE, 'bob');
+    const [b, c] = [await bob.done, await carol.done];
+    assert.equal(finalResponse(alice).status, 200, explain(alice, b, c));
+    const inv = pick<SipRequest>(c.log, '< INVITE');
+    assert.match(
+      inv.getHeader('Diversion') ?? '',
+      new RegExp(`^<sip:bob@${p.domain}>;reason=user-busy;counter=1`),
+    );
+    const hi = inv.getHeaderValues('History-Info');
+    assert.equal(hi.length, 2, hi.join(' | '));
+    assert.match(hi[1], /;cause=486>;index=1\.1/);
+  });
+
+  test('forwarding on no answer: erin rings for 5 s, is cancelled, carol answers', async () => {
+    const erin = await phone(p, ERIN, 'ring.xml');
+    const carol = await phone(p, CAROL, 'answer.xml');
+    const started = Date.now();
+    const alice = await call(p, ALICE, 'erin', 200, 25_000);
+    const [e, c] = [await erin.done, await carol.done];
+    assert.equal(finalResponse(alice).status, 200, explain(alice, e, c));
+    const ringing = pick<SipRequest>(c.log, '< INVITE');
+    assert.match(ringing.getHeader('Diversion') ?? '', /reason=no-answer/);
+    assert.ok(Date.now() - started >= 5000, 'carol was reached only after the no-answer time');
+    assert.equal(e.result.failed, 0, explain(e));
+  });
+
+  test('a block list declines a caller with 603', async () => {
+    const before =
+      metricValue(await p.metrics(), 'switchboard_calls_refused_total', 'reason="incoming-blocked"') ?? 0;
+    const alice = await call(p, ALICE, 'dave');
+    assert.equal(finalResponse(alice).status, 603, explain(alice));
+    const afterCount = metricValue(
+      await p.metrics(),
+      'switchboard_calls_refused_total',
+      'reason="incoming-blocked"',
+    );
+    assert.equal(afterCount, before + 1);
+  });
+
+  test('a speed dial reaches its target', async () => {
+    const bob = await phone(p, BOB, 'answer.xml');
+    const alice = await call(p, ALICE, '7');
+    const b = await bob.done;
+    assert.equal(finalResponse(alice).status, 200, explain(alice, b));
+    assert.match(pick<SipRequest>(b.log, '< INVITE').getHeader('To') ?? '', /sip:7@/);
+  });
+
+  test('an international call without the privilege is refused with 403 saying why', async () => {
+    const alice = await call(p, ALICE, '00442079460000');
+    const res = finalResponse(alice);
+    assert.equal(res.status, 403, explain(alice));
+    assert.match(res.reason, /international/);
+    const short = await call(p, ALICE, '0301');
+    assert.equal(finalResponse(short).status, 484, explain(short));
+  });
+
+  test('a PSTN call fails over from a dead gateway to the live one, with the caller asserted', async () => {
+    const gw = await peer('answer.xml', { port: gwPort, timeoutMs: 20_000 });
+    const alice = await call(p, ALICE, '030-1234567');
+    const g = await gw.done;
+    assert.equal(finalResponse(alice).status, 200, explain(alice, g));
+    const inv = pick<SipRequest>(g.log, '< INVITE');
+    // E.164 49301234567, the gateway's strip 2 and prefix 0.
+    assert.equal(inv.uriText, `sip:0301234567@127.0.0.1:${gwPort}`);
+    assert.match(inv.getHeader('P-Asserted-Identity') ?? '', new RegExp(`<sip:alice@${p.domain}>`));
+    const text = await p.metrics();
+    assert.ok((metricValue(text, 'switchboard_gateway_events_total', 'event="failover"') ?? 0) >= 1);
+  });
+
+  test('a call from the trusted trunk to a DID reaches its subscriber without a challenge', async () => {
+    const bob = await phone(p, BOB, 'answer.xml');
+    const gw = await peer('gateway-call.xml', {
+      port: trunkPort,
+      remote: p.sip.udp,
+      keys: { callee: '+49301111111' },
+      timeoutMs: 20_000,
+    });
+    const [g, b] = [await gw.done, await bob.done];
+    assert.equal(g.result.successful, 1, explain(g, b));
+    const inv = pick<SipRequest>(b.log, '< INVITE');
+    assert.match(inv.getHeader('From') ?? '', /\+442079460000/);
+    // Anyone else calling the same DID from elsewhere is not a gateway: relaying to a number needs credentials.
+    const stranger = await peer('gateway-call.xml', {
+      remote: p.sip.udp,
+      keys: { callee: '+49309999999' },
+      timeoutMs: 5000,
+    });
+    const s = await stranger.done;
+    assert.equal(s.result.successful, 0, explain(s));
+  });
+});
