@@ -31,6 +31,7 @@ import {
   SearchQuery,
   UpdateAlias,
   UpdateSubscriber,
+  TraceQuery,
   parse,
 } from './schemas';
 import { KNOWN_PRIVILEGES, type PortalStore } from './store';
@@ -150,7 +151,8 @@ export function validate(r: RouteDef, req: { params: unknown; query: unknown; bo
     try {
       params = parse(r.params, req.params, 'path');
     } catch (e) {
-      if (e instanceof DomainError && (e.field === 'id' || e.field?.endsWith('Id'))) {
+      // A malformed id names nothing that exists; other path parts (a plan id, a privilege) are 400s.
+      if (e instanceof DomainError && ['id', 'featureId', 'deviceId'].includes(e.field ?? '')) {
         throw notFound(`no such ${r.tag.replace(/s$/, '')}`);
       }
       throw e;
@@ -190,6 +192,19 @@ export interface ApiDeps {
   /** The rating service (balances, CDRs, rate plans); undefined when none is configured. */
   rating?: RatingPort;
   provisioning: ProvisioningDeps;
+  /** The proxy's stored SIP trace (its ops port), credentials masked by the proxy. */
+  sipTrace(q: TraceQuery): Promise<{ messages: TraceMessage[] }>;
+}
+
+export interface TraceMessage {
+  time: string;
+  dir: 'in' | 'out';
+  transport: string;
+  /** The other end, address:port. */
+  peer: string;
+  callId: string;
+  summary: string;
+  message: string;
 }
 
 export interface ProvisioningDeps {
@@ -233,6 +248,16 @@ export interface CdrView {
   currency: string;
 }
 
+export interface RatePlanView {
+  planId: string;
+  effectiveFrom: string;
+  currency: string;
+  timezone: string;
+  holidays: string[];
+  ratesCsv: string;
+  periodsCsv: string;
+}
+
 export interface RatingPort {
   balance(account: string): Promise<BalanceView>;
   cdrs(
@@ -250,6 +275,8 @@ export interface RatingPort {
     actor: string;
   }): Promise<{ ok: boolean; rates: number; errors: string[] }>;
   assignDomainPlan(domain: string, planId: string): Promise<void>;
+  /** The version of a plan in force now, as the CSV the import reads. */
+  exportPlan(planId: string): Promise<RatePlanView>;
   /** Waits (bounded) until the queued rating changes are delivered; false when they are still pending. */
   settle(): Promise<boolean>;
 }
@@ -710,6 +737,20 @@ export function apiRoutes(d: ApiDeps): RouteDef[] {
       handler: ({ query }) => d.registrations(query),
     }),
 
+    // SIP trace
+    route({
+      method: 'get',
+      path: '/api/v1/sip-trace',
+      operationId: 'searchSipTrace',
+      summary:
+        "Search the proxy's SIP trace by Call-ID, number (From, To, Request-URI), method or time; oldest first",
+      tag: 'sip-trace',
+      query: TraceQuery,
+      response: 'SipTrace',
+      errors: [503],
+      handler: ({ query }) => d.sipTrace(query),
+    }),
+
     // API tokens
     route({
       method: 'post',
@@ -1070,6 +1111,17 @@ function creditRoutes(d: ApiDeps): RouteDef[] {
         if (!r.ok) throw invalidArgument('ratesCsv', `ratesCsv: ${r.errors.slice(0, 20).join('; ')}`);
         return { planId: params.planId, rates: r.rates };
       },
+    }),
+    route({
+      method: 'get',
+      path: '/api/v1/rate-plans/{planId}',
+      operationId: 'getRatePlan',
+      summary: 'The version of a rate plan in force now, as the CSV the import reads',
+      tag: 'credit',
+      params: RatePlanParam,
+      response: 'RatePlan',
+      errors: [404, 503],
+      handler: ({ params }) => rating().exportPlan(params.planId),
     }),
     route({
       method: 'put',

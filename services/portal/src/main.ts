@@ -29,7 +29,14 @@ import {
   type Cdr,
   type GetBalanceResponse,
 } from '@switchboard/proto/rating';
-import { apiRoutes, type BalanceView, type CdrView, type RatingPort, type Registration } from './api';
+import {
+  apiRoutes,
+  type BalanceView,
+  type CdrView,
+  type RatingPort,
+  type Registration,
+  type TraceMessage,
+} from './api';
 import { formatMicros } from './money';
 import { startHttpServer, type Authenticator } from './http';
 import { WebAuth } from './web-auth';
@@ -99,6 +106,10 @@ export const portalConfig = {
   publicUrl: optional(
     'SWITCHBOARD_PORTAL_PUBLIC_URL',
     'Base URL phones and browsers reach the portal at (e.g. https://portal.example.com); unset: its listening address',
+  ),
+  proxyOps: optional(
+    'SWITCHBOARD_PORTAL_PROXY_OPS',
+    "The SIP proxy's ops URL, where its SIP trace is searched (GET /sip/trace); unset: this process's ops server when the proxy runs here, else http://127.0.0.1:9464",
   ),
   sessionTtlMs: int(
     'SWITCHBOARD_PORTAL_SESSION_TTL_MS',
@@ -306,6 +317,18 @@ export const portalService = defineService({
         return { items: r.cdrs.map(cdrView), nextPageToken: r.nextPageToken || null };
       },
       importPlan: (req) => ratingAdmin.importRatePlan(req),
+      async exportPlan(planId) {
+        const v = await ratingAdmin.exportRatePlan({ planId, effectiveFrom: 0 });
+        return {
+          planId: v.planId,
+          effectiveFrom: new Date(v.effectiveFrom).toISOString(),
+          currency: v.currency,
+          timezone: v.timezone,
+          holidays: v.holidays,
+          ratesCsv: v.ratesCsv,
+          periodsCsv: v.periodsCsv,
+        };
+      },
       assignDomainPlan: async (domain, planId) =>
         void (await ratingAdmin.assignDomainPlan({ domain, planId })),
       settle: () =>
@@ -341,6 +364,15 @@ export const portalService = defineService({
       },
     };
 
+    // The proxy's trace: this process's ops server when the proxy runs here, else the configured one.
+    const proxyOps = (
+      config.proxyOps ??
+      (ctx.targets.includes('sip-proxy')
+        ? ctx.localEndpoint('ops', 'metrics')?.replace(/\/metrics$/, '')
+        : undefined) ??
+      'http://127.0.0.1:9464'
+    ).replace(/\/$/, '');
+
     let httpUrl = '';
     const routes = apiRoutes({
       store,
@@ -366,6 +398,18 @@ export const portalService = defineService({
           );
       },
       openapi: () => doc,
+      async sipTrace(q) {
+        const u = new URL(`${proxyOps}/sip/trace`);
+        for (const [k, v] of Object.entries(q)) if (v !== undefined) u.searchParams.set(k, String(v));
+        let res: Response;
+        try {
+          res = await fetch(u, { signal: AbortSignal.timeout(5000) });
+        } catch (e) {
+          throw unavailable(`SIP proxy trace at ${proxyOps}: ${(e as Error).message}`, e);
+        }
+        if (!res.ok) throw unavailable(`SIP proxy trace at ${proxyOps}: HTTP ${res.status}`);
+        return (await res.json()) as { messages: TraceMessage[] };
+      },
       rating,
       provisioning: {
         templatesDir: config.templates ?? join(import.meta.dirname, '..', 'provisioning'),

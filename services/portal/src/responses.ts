@@ -141,6 +141,28 @@ export const ResponseSchemas = {
       z.object({ id: z.uuid(), vendor: z.string(), model: z.string(), mac: z.string() }).loose(),
     ),
   }),
+  RatePlan: z.object({
+    planId: z.string(),
+    effectiveFrom: z.iso.datetime(),
+    currency: z.string(),
+    timezone: z.string(),
+    holidays: z.array(z.string()),
+    ratesCsv: z.string(),
+    periodsCsv: z.string(),
+  }),
+  SipTrace: z.object({
+    messages: z.array(
+      z.object({
+        time: z.iso.datetime(),
+        dir: z.enum(['in', 'out']),
+        transport: z.string(),
+        peer: z.string(),
+        callId: z.string(),
+        summary: z.string(),
+        message: z.string(),
+      }),
+    ),
+  }),
   Error: z.object({ error: z.string(), message: z.string(), field: z.string().optional() }),
   OpenApi: z.object({ openapi: z.string() }).loose(),
 } as const;

@@ -170,3 +170,18 @@ export const Signup = z.strictObject({
   displayName: DisplayName.optional(),
   email: Email.optional(),
 });
+
+/** A search of the proxy's SIP trace (its ops port, GET /sip/trace). */
+export const TraceQuery = z.object({
+  callId: z.string().min(1).max(256).optional(),
+  /** A user part or number in From, To or the Request-URI. */
+  number: z.string().min(1).max(64).optional(),
+  method: z
+    .string()
+    .regex(/^[A-Za-z]{1,16}$/, 'a SIP method such as INVITE')
+    .optional(),
+  since: z.iso.datetime({ offset: true }).optional(),
+  until: z.iso.datetime({ offset: true }).optional(),
+  limit: z.coerce.number().int().min(1).max(5000).optional(),
+});
+export type TraceQuery = z.output<typeof TraceQuery>;

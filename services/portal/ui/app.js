@@ -1,12 +1,17 @@
 /* global document, fetch, FormData, URLSearchParams, confirm */
 // The portal's web UI: a small page over /api/v1, signed in with the session
-// cookie; every change sends the session's CSRF token in X-CSRF-Token.
+// cookie; every change sends the session's CSRF token in X-CSRF-Token. The API
+// is the only source of truth: every screen reads it again after a change.
+import { crud, el, showFieldError, clearFieldErrors } from './crud.js';
+import { ladder } from './ladder.js';
+
 const $ = (sel) => document.querySelector(sel);
 let csrf = null;
 let page = 1;
 let search = '';
 let selected = null;
-const KNOWN = ['pstn', 'international', 'premium-rate', 'set-caller-id'];
+/** name → description, from GET /api/v1/privileges. */
+let known = {};
 
 async function api(method, path, body) {
   const headers = {};
@@ -80,6 +85,10 @@ async function enter(s) {
   $('#who-name').textContent = s.name;
   if (s.role === 'admin') {
     show('admin-view');
+    known = Object.fromEntries(
+      (await api('GET', '/api/v1/privileges')).items.map((x) => [x.name, x.description]),
+    );
+    showTab('tab-subscribers');
     await loadDomains();
     await loadSubscribers();
   } else {
@@ -91,6 +100,9 @@ async function enter(s) {
 async function loadDomains() {
   const d = await api('GET', '/api/v1/domains?pageSize=500');
   $('#create-form select[name=domain]').replaceChildren(...d.items.map((x) => option(x.domain)));
+  $('#domain-plan-form select[name=domain]').replaceChildren(
+    ...d.items.map((x) => el('option', { value: x.id, text: x.domain })),
+  );
 }
 
 async function loadSubscribers() {
@@ -137,9 +149,10 @@ async function openDetail(id) {
   $('#detail-aor').textContent = s.aor;
   const box = $('#detail-privileges');
   box.replaceChildren(
-    ...[...new Set([...KNOWN, ...s.privileges])].map((p) => {
+    ...[...new Set([...Object.keys(known), ...s.privileges])].map((p) => {
       const label = document.createElement('label');
       label.className = 'row';
+      if (known[p]) label.title = known[p];
       const cb = document.createElement('input');
       cb.type = 'checkbox';
       cb.name = p;
@@ -154,9 +167,13 @@ async function openDetail(id) {
         }
       });
       label.append(cb, p);
-      return label;
+      const desc = el('small', { class: 'hint', text: known[p] ?? 'custom privilege' });
+      return el('div', { class: 'privilege' }, label, desc);
     }),
   );
+  $('#rateplan-form input[name=ratePlan]').value = s.ratePlan ?? '';
+  $('#device-new').hidden = true;
+  await showDetailLists(s);
   $('#detail-toggle').textContent = s.enabled ? 'Suspend' : 'Reactivate';
   $('#detail-balance').textContent = await api('GET', `/api/v1/subscribers/${s.id}/balance`).then(
     money,
@@ -209,6 +226,10 @@ async function loadMe() {
   $('#me-domain').textContent = me.domain;
   $('#me-privileges').textContent = me.privileges.join(', ') || 'none';
   selected = me;
+  const lists = featureLists(me.id, 'me');
+  $('#me-lists').replaceChildren(...lists.map((l) => l.root));
+  await Promise.all(lists.map((l) => l.load()));
+  await loadCdrs();
   $('#me-balance').textContent = await api('GET', `/api/v1/subscribers/${me.id}/balance`).then(
     money,
     () => 'n/a',
@@ -302,6 +323,510 @@ $('#web-password-form').addEventListener('submit', async (ev) => {
   } catch (e) {
     flash(e.message, true);
   }
+});
+
+// --- administration tabs -------------------------------------------------------
+
+function showTab(id) {
+  for (const b of document.querySelectorAll('nav.tabs button')) {
+    b.setAttribute('aria-pressed', String(b.dataset.tab === id));
+    $(`#${b.dataset.tab}`).hidden = b.dataset.tab !== id;
+  }
+}
+
+for (const b of document.querySelectorAll('nav.tabs button')) {
+  b.addEventListener('click', async () => {
+    showTab(b.dataset.tab);
+    try {
+      if (b.dataset.tab === 'tab-routing') await loadRouting();
+      if (b.dataset.tab === 'tab-rates') await loadDomains();
+    } catch (e) {
+      flash(e.message, true);
+    }
+  });
+}
+
+const enc = encodeURIComponent;
+const yesNo = (v) => (v === false ? 'no' : 'yes');
+const when = (iso) => (iso ? new Date(iso).toLocaleString() : '');
+
+/** Forwarding, block/allow list and speed dials of one subscriber (an administrator's or its own). */
+function featureLists(subscriberId, prefix) {
+  const base = `/api/v1/subscribers/${subscriberId}`;
+  const kind = (path, spec) =>
+    crud({
+      flash,
+      list: async () => (await api('GET', `${base}/${path}`)).items,
+      create: (b) => api('POST', `${base}/${path}`, b),
+      update: (item, b) => api('PATCH', `${base}/${path}/${item.id}`, b),
+      remove: (item) => api('DELETE', `${base}/${path}/${item.id}`),
+      ...spec,
+      id: `${prefix}-${path}`,
+    });
+  const target = {
+    name: 'target',
+    label: 'Target',
+    required: true,
+    placeholder: 'sip:bob@example.com or +4930123456',
+  };
+  return [
+    kind('forwarding', {
+      title: 'Call forwarding',
+      noun: 'forwarding rule',
+      rowKey: (x) => x.condition,
+      columns: [
+        { key: 'condition', label: 'When' },
+        { key: 'target', label: 'Target' },
+        { key: 'timeout', label: 'Ring (s)' },
+        { key: 'enabled', label: 'On', format: (x) => yesNo(x.enabled) },
+      ],
+      fields: [
+        {
+          name: 'condition',
+          label: 'When',
+          type: 'select',
+          required: true,
+          options: () => ['always', 'busy', 'no-answer', 'unavailable'].map((v) => [v]),
+        },
+        target,
+        {
+          name: 'timeout',
+          label: 'Ring for (seconds, no-answer)',
+          type: 'number',
+          placeholder: '20',
+        },
+        { name: 'enabled', label: 'Enabled', type: 'checkbox', checked: true },
+      ],
+    }),
+    kind('blocklist', {
+      title: 'Block and allow list',
+      noun: 'block list entry',
+      rowKey: (x) => `${x.direction} ${x.pattern}`,
+      columns: [
+        { key: 'direction', label: 'Calls' },
+        { key: 'pattern', label: 'Number or address' },
+        { key: 'action', label: 'Action', format: (x) => x.action ?? 'block' },
+      ],
+      fields: [
+        {
+          name: 'direction',
+          label: 'Direction',
+          type: 'select',
+          required: true,
+          options: () => ['incoming', 'outgoing'].map((v) => [v]),
+        },
+        {
+          name: 'pattern',
+          label: 'Number, prefix* or SIP address',
+          required: true,
+          placeholder: '+4990* or anonymous',
+        },
+        {
+          name: 'action',
+          label: 'Action',
+          type: 'select',
+          options: () => ['block', 'allow'].map((v) => [v]),
+        },
+      ],
+    }),
+    kind('speed-dials', {
+      title: 'Speed dials',
+      noun: 'speed dial',
+      rowKey: (x) => x.code,
+      columns: [
+        { key: 'code', label: 'Code' },
+        { key: 'target', label: 'Calls' },
+      ],
+      fields: [{ name: 'code', label: 'Code (1-3 digits)', required: true, inputmode: 'numeric' }, target],
+    }),
+  ];
+}
+
+async function showDetailLists(s) {
+  const aliases = crud({
+    id: 'detail-aliases',
+    title: 'Aliases and DIDs',
+    noun: 'alias',
+    plural: 'aliases',
+    flash,
+    editable: false,
+    rowKey: (x) => x.aor,
+    columns: [
+      { key: 'aor', label: 'Address' },
+      { key: 'kind', label: 'Kind' },
+    ],
+    fields: [
+      { name: 'username', label: 'User or number', required: true, placeholder: '+4930123456 or sales' },
+      {
+        name: 'domain',
+        label: 'Domain',
+        type: 'select',
+        options: () => [...$('#create-form select[name=domain]').options].map((o) => [o.value]),
+      },
+      {
+        name: 'kind',
+        label: 'Kind',
+        type: 'select',
+        required: true,
+        options: () => [
+          ['alias', 'alias'],
+          ['did', 'DID (a number from a carrier)'],
+        ],
+      },
+    ],
+    list: async () => (await api('GET', `/api/v1/aliases?subscriberId=${s.id}&pageSize=500`)).items,
+    create: (b) => api('POST', '/api/v1/aliases', { ...b, subscriberId: s.id }),
+    remove: (x) => api('DELETE', `/api/v1/aliases/${x.id}`),
+  });
+  const devices = crud({
+    id: 'detail-devices',
+    title: 'Devices (auto-provisioning)',
+    noun: 'device',
+    flash,
+    editable: false,
+    rowKey: (x) => x.mac,
+    columns: [
+      { key: 'vendor', label: 'Vendor' },
+      { key: 'model', label: 'Model' },
+      { key: 'mac', label: 'MAC' },
+      { key: 'lastFetchAt', label: 'Last fetch', format: (x) => when(x.lastFetchAt) || 'never' },
+    ],
+    fields: [
+      {
+        name: 'vendor',
+        label: 'Vendor',
+        type: 'select',
+        required: true,
+        options: () => ['yealink', 'polycom', 'grandstream', 'cisco-spa', 'linphone'].map((v) => [v]),
+      },
+      { name: 'model', label: 'Model', required: true, placeholder: 'T46U' },
+      { name: 'mac', label: 'MAC address', required: true, placeholder: '00:15:65:aa:bb:cc' },
+    ],
+    list: async () => (await api('GET', `/api/v1/subscribers/${s.id}/devices`)).items,
+    create: (b) => api('POST', `/api/v1/subscribers/${s.id}/devices`, b),
+    remove: (x) => api('DELETE', `/api/v1/subscribers/${s.id}/devices/${x.id}`),
+    created: (d) => {
+      const note = $('#device-new');
+      note.hidden = false;
+      note.replaceChildren(
+        `Device ${d.mac}: provisioning URL `,
+        el('code', { class: 'prov-url', text: d.provisioningUrl }),
+        ', password ',
+        el('code', { class: 'prov-password', text: d.provisioningPassword }),
+        ' (shown once). Linphone: ',
+        el('code', { class: 'prov-token-url', text: d.provisioningUrlWithToken }),
+      );
+    },
+  });
+  const lists = [aliases, ...featureLists(s.id, 'detail'), devices];
+  $('#detail-lists').replaceChildren(...lists.map((l) => l.root));
+  await Promise.all(lists.map((l) => l.load().catch((e) => flash(e.message, true))));
+}
+
+$('#privilege-form').addEventListener('submit', async (ev) => {
+  ev.preventDefault();
+  if (!selected) return;
+  const p = fields(ev.target).privilege ?? '';
+  clearFieldErrors(ev.target);
+  try {
+    await api('PUT', `/api/v1/subscribers/${selected.id}/privileges/${enc(p)}`);
+    ev.target.reset();
+    await openDetail(selected.id);
+    await loadSubscribers();
+    flash(`Granted ${p} for ${selected.aor}`);
+  } catch (e) {
+    showFieldError(ev.target, e);
+    flash(e.message, true);
+  }
+});
+
+$('#rateplan-form').addEventListener('submit', async (ev) => {
+  ev.preventDefault();
+  if (!selected) return;
+  const plan = fields(ev.target).ratePlan ?? null;
+  clearFieldErrors(ev.target);
+  try {
+    const s = await api('PATCH', `/api/v1/subscribers/${selected.id}`, { ratePlan: plan });
+    selected = s;
+    flash(plan ? `Rate plan of ${s.aor}: ${plan}` : `${s.aor} uses the domain's rate plan`);
+  } catch (e) {
+    showFieldError(ev.target, e);
+    flash(e.message, true);
+  }
+});
+
+// --- gateways, routes, trusted addresses, RADIUS clients -------------------------
+
+let routingLists;
+let gateways = [];
+
+function routing(path, spec) {
+  return crud({
+    flash,
+    list: async () => (await api('GET', `/api/v1/${path}?pageSize=500`)).items,
+    create: (b) => api('POST', `/api/v1/${path}`, b),
+    update: (x, b) => api('PATCH', `/api/v1/${path}/${x.id}`, b),
+    remove: (x) => api('DELETE', `/api/v1/${path}/${x.id}`),
+    id: `routing-${path}`,
+    ...spec,
+  });
+}
+
+async function loadRouting() {
+  if (!routingLists) {
+    const gw = routing('gateways', {
+      title: 'Gateways',
+      noun: 'gateway',
+      rowKey: (x) => x.name,
+      columns: [
+        { key: 'name', label: 'Name' },
+        { key: 'address', label: 'Address' },
+        { key: 'transport', label: 'Transport', format: (x) => x.transport ?? 'udp' },
+        { key: 'prefix', label: 'Add prefix' },
+        { key: 'strip', label: 'Strip' },
+      ],
+      fields: [
+        { name: 'name', label: 'Name', required: true },
+        {
+          name: 'address',
+          label: 'Address (host:port)',
+          required: true,
+          placeholder: 'gw1.example.net:5060',
+        },
+        {
+          name: 'transport',
+          label: 'Transport',
+          type: 'select',
+          options: () => ['udp', 'tcp', 'tls'].map((v) => [v]),
+        },
+        { name: 'prefix', label: 'Digits put before the number', placeholder: '00' },
+        { name: 'strip', label: 'Leading digits removed', type: 'number' },
+      ],
+      onChange: async () => {
+        gateways = routingLists[0].items();
+        await routingLists[1].load();
+      },
+    });
+    const rt = routing('routes', {
+      title: 'Routes',
+      noun: 'route',
+      rowKey: (x) => x.name,
+      columns: [
+        { key: 'name', label: 'Name' },
+        { key: 'prefix', label: 'Prefix', format: (x) => x.prefix || '(any)' },
+        {
+          key: 'gatewayIds',
+          label: 'Gateways, in order',
+          format: (x) => x.gatewayIds.map((id) => gateways.find((g) => g.id === id)?.name ?? id).join(', '),
+        },
+        { key: 'priority', label: 'Priority' },
+      ],
+      fields: [
+        { name: 'name', label: 'Name', required: true },
+        { name: 'prefix', label: 'Number prefix (empty: every number)', nullable: false, placeholder: '+49' },
+        {
+          name: 'gatewayIds',
+          label: 'Gateways',
+          type: 'multi',
+          required: true,
+          options: () => gateways.map((g) => [g.id, g.name]),
+        },
+        { name: 'priority', label: 'Priority (higher first)', type: 'number' },
+      ],
+      toBody: (b, editing) => (editing || b.prefix !== undefined ? b : { ...b, prefix: '' }),
+    });
+    const trusted = routing('trusted-addresses', {
+      title: 'Trusted addresses',
+      noun: 'trusted address',
+      plural: 'trusted addresses',
+      rowKey: (x) => x.cidr,
+      columns: [
+        { key: 'cidr', label: 'Address or network' },
+        { key: 'description', label: 'Description' },
+      ],
+      fields: [
+        { name: 'cidr', label: 'Address or network (CIDR)', required: true, placeholder: '192.0.2.0/24' },
+        { name: 'description', label: 'Description' },
+      ],
+    });
+    const radius = routing('radius-clients', {
+      title: 'RADIUS clients',
+      noun: 'RADIUS client',
+      rowKey: (x) => x.name,
+      columns: [
+        { key: 'name', label: 'Name' },
+        { key: 'cidr', label: 'Address or network' },
+      ],
+      fields: [
+        { name: 'name', label: 'Name', required: true },
+        { name: 'cidr', label: 'Address or network (CIDR)', required: true },
+        { name: 'secret', label: 'Shared secret (empty keeps it when editing)', nullable: false },
+      ],
+    });
+    routingLists = [gw, rt, trusted, radius];
+    $('#routing-lists').replaceChildren(...routingLists.map((l) => l.root));
+  }
+  gateways = await routingLists[0].load();
+  await Promise.all(routingLists.slice(1).map((l) => l.load()));
+}
+
+// --- rate plans -----------------------------------------------------------------
+
+for (const [file, text] of [
+  ['ratesFile', 'ratesCsv'],
+  ['periodsFile', 'periodsCsv'],
+]) {
+  $(`#rate-plan-form input[name=${file}]`).addEventListener('change', async (ev) => {
+    const f = ev.target.files?.[0];
+    if (f) $(`#rate-plan-form textarea[name=${text}]`).value = await f.text();
+  });
+}
+
+$('#rate-plan-form').addEventListener('submit', async (ev) => {
+  ev.preventDefault();
+  const form = ev.target;
+  clearFieldErrors(form);
+  const f = fields(form);
+  const body = { currency: f.currency, ratesCsv: f.ratesCsv };
+  if (f.periodsCsv) body.periodsCsv = f.periodsCsv;
+  if (f.timezone) body.timezone = f.timezone;
+  if (f.effectiveFrom) body.effectiveFrom = new Date(f.effectiveFrom).toISOString();
+  try {
+    const r = await api('PUT', `/api/v1/rate-plans/${enc(f.planId ?? '')}`, body);
+    flash(`Rate plan ${r.planId} imported: ${r.rates} rate${r.rates === 1 ? '' : 's'}`);
+  } catch (e) {
+    showFieldError(form, e);
+    flash(e.message, true);
+  }
+});
+
+// The version in force, into the form: change it and upload it again as a new version.
+$('#rate-plan-load').addEventListener('click', async () => {
+  const form = $('#rate-plan-form');
+  clearFieldErrors(form);
+  const id = fields(form).planId ?? '';
+  try {
+    const v = await api('GET', `/api/v1/rate-plans/${enc(id)}`);
+    for (const k of ['currency', 'timezone', 'ratesCsv', 'periodsCsv']) form.elements[k].value = v[k];
+    form.elements.effectiveFrom.value = '';
+    flash(`Loaded rate plan ${v.planId} (in force since ${when(v.effectiveFrom)})`);
+  } catch (e) {
+    showFieldError(form, e);
+    flash(e.status === 404 ? `No rate plan ${id}` : e.message, true);
+  }
+});
+
+$('#domain-plan-form').addEventListener('submit', async (ev) => {
+  ev.preventDefault();
+  const form = ev.target;
+  clearFieldErrors(form);
+  const f = fields(form);
+  try {
+    const d = await api('PUT', `/api/v1/domains/${f.domain}/rate-plan`, { planId: f.planId });
+    flash(`Rate plan of ${d.domain}: ${f.planId}`);
+  } catch (e) {
+    showFieldError(form, e);
+    flash(e.message, true);
+  }
+});
+
+// --- SIP trace ------------------------------------------------------------------
+
+function showMessage(m) {
+  const pre = $('#trace-message');
+  pre.hidden = false;
+  pre.textContent = `${m.time} ${m.dir === 'in' ? 'from' : 'to'} ${m.transport.toUpperCase()} ${m.peer}\n\n${m.message}`;
+}
+
+function showCall(callId, messages) {
+  $('#trace-title').hidden = false;
+  $('#trace-title').textContent = `Call-ID ${callId}: ${messages.length} messages`;
+  $('#trace-message').hidden = true;
+  $('#trace-ladder').replaceChildren(ladder(messages, showMessage));
+}
+
+$('#trace-form').addEventListener('submit', async (ev) => {
+  ev.preventDefault();
+  const form = ev.target;
+  clearFieldErrors(form);
+  const f = fields(form);
+  const q = new URLSearchParams();
+  if (f.callId) q.set('callId', f.callId);
+  if (f.number) q.set('number', f.number);
+  if (f.since) q.set('since', new Date(f.since).toISOString());
+  $('#trace-ladder').replaceChildren();
+  $('#trace-title').hidden = true;
+  $('#trace-message').hidden = true;
+  try {
+    const { messages } = await api('GET', `/api/v1/sip-trace?${q}`);
+    const calls = new Map();
+    for (const m of messages) {
+      if (!calls.has(m.callId)) calls.set(m.callId, []);
+      calls.get(m.callId).push(m);
+    }
+    const table = $('#trace-calls');
+    table.hidden = calls.size < 2;
+    $('#trace-calls tbody').replaceChildren(
+      ...[...calls].map(([id, ms]) =>
+        el(
+          'tr',
+          { onclick: () => showCall(id, ms) },
+          el('td', { text: when(ms[0].time) }),
+          el('td', { text: id }),
+          el('td', { text: ms[0].summary }),
+          el('td', { text: String(ms.length) }),
+        ),
+      ),
+    );
+    if (calls.size === 0) flash('No SIP messages found', true);
+    else {
+      flash(
+        `${messages.length} SIP message${messages.length === 1 ? '' : 's'} in ${calls.size} call${calls.size === 1 ? '' : 's'}`,
+      );
+      if (calls.size === 1) showCall(...[...calls][0]);
+    }
+  } catch (e) {
+    showFieldError(form, e);
+    flash(e.message, true);
+  }
+});
+
+// --- call history (self-care) -----------------------------------------------------
+
+async function loadCdrs() {
+  if (!selected) return;
+  const f = fields($('#cdr-form'));
+  const q = new URLSearchParams({ pageSize: '100' });
+  if (f.from) q.set('from', new Date(`${f.from}T00:00:00`).toISOString());
+  if (f.to) q.set('to', new Date(`${f.to}T23:59:59.999`).toISOString());
+  const base = `/api/v1/subscribers/${selected.id}/cdrs`;
+  $('#cdr-csv').href = `${base}?${q}&format=csv`;
+  let items = [];
+  try {
+    items = (await api('GET', `${base}?${q}`)).items;
+  } catch (e) {
+    flash(e.message, true);
+  }
+  $('#cdrs tbody').replaceChildren(
+    ...items.map((c) =>
+      el(
+        'tr',
+        { 'data-call-id': c.callId },
+        el('td', { text: when(c.startedAt) }),
+        el('td', { text: c.caller }),
+        el('td', { text: c.callee }),
+        el('td', { text: String(c.billableSeconds) }),
+        el('td', { text: c.sipCode ? `${c.disposition} (${c.sipCode})` : c.disposition }),
+        el('td', { text: `${c.price} ${c.currency}` }),
+      ),
+    ),
+  );
+  $('#cdrs-empty').hidden = items.length > 0;
+}
+
+$('#cdr-form').addEventListener('submit', async (ev) => {
+  ev.preventDefault();
+  await loadCdrs();
 });
 
 start();
