@@ -2,3 +2,4 @@ export * from './types';
 export * from './embedded';
 export * from './kafka';
 export * from './open';
+export * from './relay';
