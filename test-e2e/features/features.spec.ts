@@ -12,6 +12,8 @@ const BOB = { username: 'bob', password: 'b0b-Secret' };
 const CAROL = { username: 'carol', password: 'car0l-Secret' };
 const DAVE = { username: 'dave', password: 'dav3-Secret' };
 const ERIN = { username: 'erin', password: 'er1n-Secret' };
+/** Prepaid with credit for 3 seconds to Germany (0.60 a minute, per second). */
+const PAULA = { username: 'paula', password: 'paul4-Secret' };
 
 describe('call features and PSTN gateways', () => {
   let p: RunningPlatform;
@@ -25,8 +27,8 @@ describe('call features and PSTN gateways', () => {
     gwPort = await freePort();
     trunkPort = await freePort();
     const deadPort = await freePort();
-    for (const s of [ALICE, BOB, CAROL, DAVE, ERIN]) {
-      const privileges = s === ALICE ? ['national'] : [];
+    for (const s of [ALICE, BOB, CAROL, DAVE, ERIN, PAULA]) {
+      const privileges = s === ALICE || s === PAULA ? ['national'] : [];
       ids[s.username] = (await create(api, '/api/v1/subscribers', { ...s, privileges })).id;
     }
     const sub = (u: string) => `/api/v1/subscribers/${ids[u]}`;
@@ -63,8 +65,13 @@ describe('call features and PSTN gateways', () => {
       ratesCsv: 'prefix,name,price_per_minute,increment\n49,Germany,0.60,1/1\n44,United Kingdom,0.60,1/1\n',
     });
     assert.equal(plan.status, 200, JSON.stringify(plan.body));
-    const credit = await api('POST', `${sub('alice')}/credit`, { amount: '10.00', reason: 'test top-up' });
-    assert.equal(credit.status, 200, JSON.stringify(credit.body));
+    for (const [who, amount] of [
+      ['alice', '10.00'],
+      ['paula', '0.03'],
+    ]) {
+      const credit = await api('POST', `${sub(who)}/credit`, { amount, reason: 'test top-up' });
+      assert.equal(credit.status, 200, JSON.stringify(credit.body));
+    }
     await settled(p);
   });
   after(() => p?.stop());
@@ -161,5 +168,38 @@ describe('call features and PSTN gateways', () => {
     });
     const s = await stranger.done;
     assert.equal(s.result.successful, 0, explain(s));
+  });
+
+  test('a prepaid call is cut by the proxy when the credit runs out, rated to the cent, balance zero', async () => {
+    const gw = await peer('answer.xml', { port: gwPort, timeoutMs: 30_000 });
+    const started = Date.now();
+    const paula = await call(p, PAULA, '0301234567', 20_000, 30_000);
+    const g = await gw.done;
+    assert.equal(finalResponse(paula).status, 200, explain(paula, g));
+    // Both sides got the proxy's BYE (the caller wanted to talk for 20 s).
+    const toCaller = pick<SipRequest>(paula.log, '< BYE');
+    assert.match(toCaller.getHeader('Reason') ?? '', /Credit time exhausted/);
+    pick<SipRequest>(g.log, '< BYE');
+    const talked = Date.now() - started;
+    assert.ok(talked < 15_000, `cut after ${talked} ms`);
+    assert.equal(metricValue(await p.metrics(), 'switchboard_calls_cut_total'), 1);
+    // The CDR: 3 s at 0.01 a second; the balance 0.00.
+    const id = ids.paula;
+    let cdrs: { items: { price: string; billableSeconds: number; disposition: string }[] } = { items: [] };
+    for (const deadline = Date.now() + 15_000; Date.now() < deadline;) {
+      cdrs = (await api('GET', `/api/v1/subscribers/${id}/cdrs`)).body;
+      if (cdrs.items?.length) break;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    assert.equal(cdrs.items.length, 1, JSON.stringify(cdrs));
+    const [cdr] = cdrs.items;
+    assert.equal(cdr.disposition, 'answered');
+    assert.ok(cdr.billableSeconds >= 3 && cdr.billableSeconds <= 4, JSON.stringify(cdr));
+    // 0.60 a minute billed per second: one cent a second, to the minor unit.
+    assert.equal(Math.round(Number(cdr.price) * 1e6), cdr.billableSeconds * 10_000, JSON.stringify(cdr));
+    const balance = (await api('GET', `/api/v1/subscribers/${id}/balance`)).body;
+    // The 0.03 of credit less the price: exactly zero, or one increment (0.01) below it when the cut came late.
+    assert.equal(balance.balanceMicros, 30_000 - cdr.billableSeconds * 10_000, JSON.stringify(balance));
+    assert.ok(balance.balanceMicros === 0 || balance.balanceMicros === -10_000, JSON.stringify(balance));
   });
 });

@@ -173,6 +173,8 @@ interface Context {
   forwardOnFinish?: ForwardingCondition;
   /** Seconds the answered call may last (credit). */
   maxSeconds?: number;
+  /** The E.164 number of a PSTN call (accounted as the called station, as rating reads it). */
+  dialled?: string;
   /** The caller's Contact as it sent it (before any NAT alias). */
   callerContact?: string;
   /** Responses go upstream in order, after any media answer rewriting them. */
@@ -250,7 +252,7 @@ export class ProxyCore implements TransactionUser {
   private callCut(call: LimitedCall, bye: SipRequest): void {
     this.d.metrics.callCut();
     this.d.logger.info({ callId: call.callId }, 'granted time over: call ended by the proxy');
-    const meta = call.meta as Pick<Context, 'caller' | 'billed' | 'source'>;
+    const meta = call.meta as Pick<Context, 'caller' | 'billed' | 'source' | 'dialled'>;
     this.account('Stop', bye, undefined, meta, bye.uriText);
     void this.d.media?.end(call.callId);
   }
@@ -743,6 +745,7 @@ export class ProxyCore implements TransactionUser {
           );
         }
         ctx.failover = true;
+        ctx.dialled = decision.number;
         ctx.pending = decision.hops.map((h) => [{ uri: h.uri, gateway: h.gateway.id }]);
         return go();
       }
@@ -963,6 +966,7 @@ export class ProxyCore implements TransactionUser {
             caller: ctx.caller,
             billed: ctx.billed,
             source: ctx.source,
+            dialled: ctx.dialled,
           },
         );
       this.forwardResponse(ctx, b, res);
@@ -1080,7 +1084,7 @@ export class ProxyCore implements TransactionUser {
     status: AccStatus,
     req: SipRequest,
     res: SipResponse | undefined,
-    ctx: Pick<Context, 'caller' | 'billed' | 'source'>,
+    ctx: Pick<Context, 'caller' | 'billed' | 'source' | 'dialled'>,
     translatedUri: string,
     gateway?: string,
   ): void {
@@ -1101,7 +1105,7 @@ export class ProxyCore implements TransactionUser {
       responseCode: res?.status ?? 200,
       userName,
       callingStationId: from.toString(),
-      calledStationId: req.to.uri.toString(),
+      calledStationId: ctx.dialled ? `tel:+${ctx.dialled}` : req.to.uri.toString(),
       translatedUri,
       timestamp: Math.floor(this.d.clock.now() / 1000),
       account,
