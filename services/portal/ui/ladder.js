@@ -52,6 +52,7 @@ export function ladder(messages, onPick) {
     refX: 9,
     refY: 4,
     orient: 'auto',
+    markerUnits: 'userSpaceOnUse',
   });
   marker.append(svg('path', { d: 'M0,0 L10,4 L0,8 z', fill: '#2557d6' }));
   defs.append(marker);
@@ -96,6 +97,15 @@ export function ladder(messages, onPick) {
     });
     const reply = /^\d/.test(text);
     g.append(
+      // The whole row takes the click, not only the thin line and the text.
+      svg('rect', {
+        x: 0,
+        y: y - ROW / 2 - 4,
+        width,
+        height: ROW,
+        fill: 'transparent',
+        'pointer-events': 'all',
+      }),
       svg('text', { x: 6, y: y + 4, 'font-size': 11, fill: '#5b6475' }, `+${(ms / 1000).toFixed(3)}s`),
       svg('line', {
         x1,
