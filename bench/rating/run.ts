@@ -11,9 +11,9 @@
  * 3. Authorize latency over gRPC at each of --rate requests/s (open loop, one
  *    new call id per request, so each one reserves credit) for --seconds;
  * 4. the engine fed --batch-calls calls in batches of --batch records
- *    (handleAccountingBatch, in this process, same database, service stopped):
- *    what a bus delivering batches would give (the bus delivers one record
- *    at a time today);
+ *    (handleAccountingBatch, in this process, same database, service stopped,
+ *    no Kafka): the engine alone, beside the service consuming batches from
+ *    Kafka (EventBus.subscribeBatch) in 2;
  * 5. the limit, measured in the same run: every CDR row of 2 and 4 COPYed
  *    (psql \copy) into a table of the same shape.
  *
@@ -193,9 +193,9 @@ async function main() {
     const bus = new KafkaBus({ brokers: testKafkaBrokers(), clientId: uniqueName('rating-bench') });
     await bus.ensureTopic(topics.accounting);
     const numbers = Array.from({ length: 1000 }, () => String(1 + Math.floor(rnd() * 9)) + digits(10));
-    for (let i = 0; i < CALLS; i += 500) {
+    for (let i = 0; i < CALLS; i += 2000) {
       const batch = [];
-      for (let j = i; j < Math.min(CALLS, i + 500); j++) {
+      for (let j = i; j < Math.min(CALLS, i + 2000); j++) {
         const c = {
           callId: `bench-${j}-${dbName}`,
           account: `sip:u${j % ACCOUNTS}@bench.example`,
@@ -301,6 +301,10 @@ async function main() {
       await Promise.all(inflight);
       const achieved = total / ((performance.now() - t0) / 1000);
       lat.sort((a, b) => a - b);
+      if (!lat.length) {
+        console.log(`authorize: offered ${rate}/s for ${SECONDS} s: every request failed (${errors} errors)`);
+        continue;
+      }
       console.log(
         `authorize: ${fmt(achieved)} req/s offered ${rate}/s for ${SECONDS} s: p50 ${pct(lat, 50).toFixed(2)} ms, p99 ${pct(lat, 99).toFixed(2)} ms, max ${lat[lat.length - 1].toFixed(2)} ms; ${denied} denied, ${errors} errors`,
       );
