@@ -2,7 +2,7 @@
  * A/B timing of the parse (or proxy) workload: the working tree against a git revision,
  * in one process, rounds interleaved, CPU time (process.cpuUsage), median of 15.
  *
- *   taskset -c 1 node --import tsx bench/sip-parse/ab.ts [rev=HEAD] [parse|proxy]
+ *   taskset -c 1 node --import tsx bench/sip-parse/ab.ts [rev=HEAD] [parse|proxy|lenient]
  *   (AB_ROUNDS=15, AB_N=20000 messages per round; on a busy machine more, shorter
  *   rounds and the best of them are steadier than the median)
  */
@@ -37,6 +37,9 @@ const proxy = (lib: Lib) => (b: Buffer) => {
   m.uri = 'sip:2002@198.51.100.7:5062';
   sink += m.serialize().length;
 };
+const lenient = (lib: Lib) => (b: Buffer) => {
+  sink += lib.parseMessage(b, { lenient: true }).contentLength;
+};
 /* eslint-enable @typescript-eslint/no-explicit-any */
 
 function round(fn: (b: Buffer) => void, b: Buffer, n: number): number {
@@ -50,7 +53,7 @@ for (const [label, b] of [
   ['INVITE', INVITE],
   ['REGISTER', REGISTER],
 ] as const) {
-  const mk = which === 'proxy' ? proxy : parse;
+  const mk = which === 'proxy' ? proxy : which === 'lenient' ? lenient : parse;
   const A = mk(base);
   const B = mk(cur);
   for (let i = 0; i < 30000; i++) {

@@ -102,42 +102,47 @@ for (const [canonical, id, compact] of CANONICAL) {
   if (compact) BY_LOWER.set(compact, h);
 }
 /*
- * Header-name automaton for the parser: one table step per byte resolves the name
- * (any case, full or compact) while checking it is a token. Byte classes: 0 = not a
- * token char (ends the name), 1..26 = a..z / A..Z, 27 = '-', 28 = any other token char.
- * State 0 = unknown token (absorbing), 1 = start; NAME_ACCEPT[state] = the name ending there.
+ * Header-name lookup for the parser, on the bytes of a name already scanned as a token:
+ * an open-addressing table keyed by (length, first char, last char) (no per-char hash:
+ * a serial chain per byte costs more than the independent loads of the check), then
+ * the name verified byte by byte (case-insensitive) against the lower-case names.
  */
-export const NAME_CLS = new Uint8Array(256);
+const SLOTS = 1024;
+const MASK = SLOTS - 1;
+const slotOf = (n: number, c0: number, cl: number) => (Math.imul(n, 977) + Math.imul(c0, 31) + cl) & MASK;
+const SLOT_ENTRY = new Int16Array(SLOTS).fill(-1);
+const ENTRY_OFF: number[] = [];
+const ENTRY_LEN: number[] = [];
+const ENTRY_NAME: HeaderName[] = [];
+const NAME_BYTES = new Uint8Array([...BY_LOWER.keys()].reduce((n, k) => n + k.length, 0));
 {
-  const tok = "-.!%*_+`'~";
-  for (let c = 48; c <= 57; c++) NAME_CLS[c] = 28;
-  for (let i = 0; i < tok.length; i++) NAME_CLS[tok.charCodeAt(i)] = 28;
-  for (let c = 0; c < 26; c++) NAME_CLS[65 + c] = NAME_CLS[97 + c] = 1 + c;
-  NAME_CLS[45] = 27;
-}
-export const NAME_START = 1;
-const trie: number[][] = [[], []]; // state -> class -> next state
-const accept: Array<HeaderName | undefined> = [undefined, undefined];
-for (const [lower, h] of BY_LOWER) {
-  let st = NAME_START;
-  for (let i = 0; i < lower.length; i++) {
-    const k = NAME_CLS[lower.charCodeAt(i)];
-    let nx = trie[st][k];
-    if (nx === undefined) {
-      nx = trie.length;
-      trie.push([]);
-      accept.push(undefined);
-      trie[st][k] = nx;
-    }
-    st = nx;
+  let off = 0;
+  for (const [lower, h] of BY_LOWER) {
+    const n = lower.length;
+    let i = slotOf(n, lower.charCodeAt(0), lower.charCodeAt(n - 1));
+    while (SLOT_ENTRY[i] >= 0) i = (i + 1) & MASK;
+    SLOT_ENTRY[i] = ENTRY_NAME.length;
+    ENTRY_OFF.push(off);
+    ENTRY_LEN.push(n);
+    ENTRY_NAME.push(h);
+    for (let j = 0; j < n; j++) NAME_BYTES[off + j] = lower.charCodeAt(j);
+    off += n;
   }
-  accept[st] = h;
 }
-/** next state = NAME_NEXT[(state << 5) | class] */
-export const NAME_NEXT = new Uint16Array(trie.length << 5);
-for (let st = 0; st < trie.length; st++)
-  for (let k = 1; k < 32; k++) NAME_NEXT[(st << 5) | k] = trie[st][k] ?? 0;
-export const NAME_ACCEPT: Array<HeaderName | undefined> = accept;
+
+/** The known header name written (any case, full or compact) as the token buf[s, e) (s < e); else undefined. */
+export function headerNameFromBytes(buf: Uint8Array, s: number, e: number): HeaderName | undefined {
+  const n = e - s;
+  for (let i = slotOf(n, buf[s] | 0x20, buf[e - 1] | 0x20); ; i = (i + 1) & MASK) {
+    const k = SLOT_ENTRY[i];
+    if (k < 0) return undefined;
+    if (ENTRY_LEN[k] !== n) continue;
+    const off = ENTRY_OFF[k];
+    let j = 0;
+    while (j < n && (buf[s + j] | 0x20) === NAME_BYTES[off + j]) j++;
+    if (j === n) return ENTRY_NAME[k];
+  }
+}
 
 /** As-written spellings seen on the wire, to skip toLowerCase on the hot path. Bounded. */
 const SEEN = new Map<string, HeaderName>();

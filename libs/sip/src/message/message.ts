@@ -186,8 +186,11 @@ export abstract class SipMessage {
   abstract readonly isRequest: boolean;
   abstract startLine(): string;
 
-  /** the header section decoded when it is all ASCII (then its chars are the buffer's bytes), else null */
-  protected _text: string | null | undefined;
+  /**
+   * @internal the header section decoded when it is all ASCII (then its chars are the
+   * buffer's bytes; the parser may set the whole message's text), else null
+   */
+  _text: string | null | undefined;
   /**
    * Text of buf[s, e) in the header section. An all-ASCII header section is
    * decoded once (one native call) and values are substrings of it: far cheaper
