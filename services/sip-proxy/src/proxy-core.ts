@@ -198,15 +198,18 @@ export class ProxyCore implements TransactionUser {
       clock: d.clock,
       send: (bye, target) => this.originate(bye, target),
       onCut: (call, bye) => this.callCut(call, bye),
-      isSelf: (rr) => {
-        try {
-          const u = parseNameAddr(rr, 'record-route', NameAddr).uri;
-          return isSipUri(u) && d.domains.isSelf(u);
-        } catch {
-          return false;
-        }
-      },
+      isSelf: (rr) => this.isSelfRoute(rr),
     });
+  }
+
+  /** A Route or Record-Route value naming this proxy. */
+  private isSelfRoute(value: string): boolean {
+    try {
+      const u = parseNameAddr(value, 'record-route', NameAddr).uri;
+      return isSipUri(u) && this.d.domains.isSelf(u);
+    } catch {
+      return false;
+    }
   }
 
   /** Sends a request the proxy makes itself (BYE of a cut call, OPTIONS probe) with its own Via. */
@@ -1140,8 +1143,15 @@ export class ProxyCore implements TransactionUser {
     const out = res;
     out.popVia(); // §16.7 step 3
     // A callee behind NAT: its Contact does not say where it really is; alias it with the flow we reached it on.
+    // Only when we reached the callee itself: behind another record-routing proxy, that proxy reaches it.
     const contact = out.contacts[0]?.sipUri;
-    if (contact && DIALOG_METHODS.has(ctx.req.method) && b.target.address !== bare(contact.host)) {
+    const rr = out.getHeaderValues('Record-Route')[0];
+    if (
+      contact &&
+      DIALOG_METHODS.has(ctx.req.method) &&
+      b.target.address !== bare(contact.host) &&
+      (rr === undefined || this.isSelfRoute(rr))
+    ) {
       aliasContact(out, { ...b.target, localAddress: '', localPort: 0, connId: b.target.connId });
     }
     const media = this.d.media;
