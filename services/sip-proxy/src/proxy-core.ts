@@ -175,6 +175,8 @@ interface Context {
   maxSeconds?: number;
   /** The E.164 number of a PSTN call (accounted as the called station, as rating reads it). */
   dialled?: string;
+  /** A refused call that hears why from the media server: its final response is this one, whatever the announcement's. */
+  refusal?: { status: number; reason: string };
   /** The caller's Contact as it sent it (before any NAT alias). */
   callerContact?: string;
   /** Responses go upstream in order, after any media answer rewriting them. */
@@ -680,6 +682,7 @@ export class ProxyCore implements TransactionUser {
           // The caller hears why, in early media, and then gets the failure.
           const uri = `sip:announce-${decision.announce}@${this.opts.mediaServer};early=${decision.status}`;
           ctx.pending = [[{ uri }]];
+          ctx.refusal = { status: decision.status, reason: decision.reason };
           return go();
         }
         return this.finishWith(ctx, decision.status, decision.reason);
@@ -730,7 +733,7 @@ export class ProxyCore implements TransactionUser {
                 reason: noCredit
                   ? 'Payment Required: insufficient credit'
                   : `Forbidden: ${auth.reason.replace(/_/g, ' ')}`,
-                announce: noCredit ? 'no-credit' : 'not-allowed',
+                announce: noCredit ? 'insufficient-credit' : 'not-allowed',
                 metric: noCredit ? 'credit' : auth.reason,
               },
               first,
@@ -1018,6 +1021,7 @@ export class ProxyCore implements TransactionUser {
       void this.nextGroup(ctx);
       return;
     }
+    if (ctx.refusal) return this.finishWith(ctx, ctx.refusal.status, ctx.refusal.reason);
     const best = chooseBest(ctx.branches.map((b) => b.final!));
     // Forwarding on busy, no answer or unavailable (the subscriber's rules).
     if (ctx.callee && ctx.req.method === 'INVITE' && !ctx.cancelled) {
