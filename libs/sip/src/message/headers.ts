@@ -102,46 +102,51 @@ for (const [canonical, id, compact] of CANONICAL) {
   if (compact) BY_LOWER.set(compact, h);
 }
 /*
- * Header-name lookup for the parser, on the bytes of a name already scanned as a token:
- * an open-addressing table keyed by (length, first char, last char) (no per-char hash:
- * a serial chain per byte costs more than the independent loads of the check), then
- * the name verified byte by byte (case-insensitive) against the lower-case names.
+ * Header-name recognition for the parser, in one pass over the bytes: the known names
+ * starting with the line's first letter are compared in turn (token chars folded to
+ * lower case; other bytes fold to 0 and match nothing) and one matches when the byte
+ * after it ends the token. Unknown names are then scanned as tokens by the parser.
  */
-const SLOTS = 1024;
-const MASK = SLOTS - 1;
-const slotOf = (n: number, c0: number, cl: number) => (Math.imul(n, 977) + Math.imul(c0, 31) + cl) & MASK;
-const SLOT_ENTRY = new Int16Array(SLOTS).fill(-1);
+/** token chars with A-Z folded to a-z; 0 for every other byte */
+const NAME_LOWER = new Uint8Array(256);
+for (let c = 0; c < 256; c++) if (TOKEN[c] === 1) NAME_LOWER[c] = c >= 65 && c <= 90 ? c + 32 : c;
+/** the known names (full and compact) grouped by first letter: entries FIRST[c - 97] .. FIRST[c - 96] */
+const FIRST = new Int32Array(27);
 const ENTRY_OFF: number[] = [];
-const ENTRY_LEN: number[] = [];
-const ENTRY_NAME: HeaderName[] = [];
+/** @internal length of each entry's name */
+export const ENTRY_LEN: number[] = [];
+/** @internal */
+export const ENTRY_NAME: HeaderName[] = [];
 const NAME_BYTES = new Uint8Array([...BY_LOWER.keys()].reduce((n, k) => n + k.length, 0));
 {
+  const names = [...BY_LOWER].sort((a, b) => a[0].charCodeAt(0) - b[0].charCodeAt(0));
   let off = 0;
-  for (const [lower, h] of BY_LOWER) {
-    const n = lower.length;
-    let i = slotOf(n, lower.charCodeAt(0), lower.charCodeAt(n - 1));
-    while (SLOT_ENTRY[i] >= 0) i = (i + 1) & MASK;
-    SLOT_ENTRY[i] = ENTRY_NAME.length;
+  for (const [lower, h] of names) {
+    FIRST[lower.charCodeAt(0) - 96] = ENTRY_NAME.length + 1;
     ENTRY_OFF.push(off);
-    ENTRY_LEN.push(n);
+    ENTRY_LEN.push(lower.length);
     ENTRY_NAME.push(h);
-    for (let j = 0; j < n; j++) NAME_BYTES[off + j] = lower.charCodeAt(j);
-    off += n;
+    for (let j = 0; j < lower.length; j++) NAME_BYTES[off + j] = lower.charCodeAt(j);
+    off += lower.length;
   }
+  for (let c = 1; c < 27; c++) if (FIRST[c] < FIRST[c - 1]) FIRST[c] = FIRST[c - 1];
 }
 
-/** The known header name written (any case, full or compact) as the token buf[s, e) (s < e); else undefined. */
-export function headerNameFromBytes(buf: Uint8Array, s: number, e: number): HeaderName | undefined {
-  const n = e - s;
-  for (let i = slotOf(n, buf[s] | 0x20, buf[e - 1] | 0x20); ; i = (i + 1) & MASK) {
-    const k = SLOT_ENTRY[i];
-    if (k < 0) return undefined;
-    if (ENTRY_LEN[k] !== n) continue;
+/** @internal The entry of the known header name written as the token at buf[pos..] (any case, full or compact), or -1. */
+export function knownNameAt(buf: Uint8Array, pos: number, len: number): number {
+  const c0 = NAME_LOWER[buf[pos]];
+  if (c0 < 97 || c0 > 122) return -1;
+  const to = FIRST[c0 - 96];
+  outer: for (let k = FIRST[c0 - 97]; k < to; k++) {
+    const n = ENTRY_LEN[k];
+    const end = pos + n;
+    if (end > len) continue;
     const off = ENTRY_OFF[k];
-    let j = 0;
-    while (j < n && (buf[s + j] | 0x20) === NAME_BYTES[off + j]) j++;
-    if (j === n) return ENTRY_NAME[k];
+    for (let j = 1; j < n; j++) if (NAME_LOWER[buf[pos + j]] !== NAME_BYTES[off + j]) continue outer;
+    if (end < len && TOKEN[buf[end]] === 1) continue;
+    return k;
   }
+  return -1;
 }
 
 /** As-written spellings seen on the wire, to skip toLowerCase on the hot path. Bounded. */

@@ -8,7 +8,15 @@
 import { isAscii } from 'node:buffer';
 import { TOKEN } from './chars';
 import { SipParseError, badHeader } from './errors';
-import { HID, headerNameFromBytes, type CSeq, type HeaderId } from './headers';
+import {
+  ENTRY_LEN,
+  ENTRY_NAME,
+  HID,
+  knownNameAt,
+  type CSeq,
+  type HeaderId,
+  type HeaderName,
+} from './headers';
 import {
   MAX_BODY_SIZE,
   MAX_CSEQ,
@@ -264,7 +272,12 @@ export function parseMessage(buf: Buffer, opts: ParseOptions = {}): SipRequest |
     }
     if (pos - slStart > MAX_HEADER_SECTION) throw err('too_large', 'header section too large', 513);
     let p = pos;
-    while (p < len && TOKEN[buf[p]] === 1) p++;
+    const known = knownNameAt(buf, pos, len);
+    let h: HeaderName | undefined;
+    if (known >= 0) {
+      h = ENTRY_NAME[known];
+      p += ENTRY_LEN[known];
+    } else while (p < len && TOKEN[buf[p]] === 1) p++;
     const nameEnd = p;
     if (nameEnd === pos) throw err('bad_header', `bad header name at offset ${pos}`);
     while (p < len && (buf[p] === 32 || buf[p] === 9)) p++;
@@ -284,7 +297,6 @@ export function parseMessage(buf: Buffer, opts: ParseOptions = {}): SipRequest |
     while (vs < ve && (buf[vs] === 32 || buf[vs] === 9 || buf[vs] === 13 || buf[vs] === 10)) vs++;
     while (ve > vs && (buf[ve - 1] === 32 || buf[ve - 1] === 9 || buf[ve - 1] === 13 || buf[ve - 1] === 10))
       ve--;
-    const h = headerNameFromBytes(buf, pos, nameEnd);
     const id: HeaderId = h === undefined ? HID.other : h.id;
     if (id !== HID.other) {
       switch (id) {
