@@ -1,7 +1,7 @@
 import { test, describe, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
 import { parseInterfaces } from './config';
-import { MediaRelay, type EndReason, type RelayOptions } from './relay';
+import { LEARNING_WINDOW_MS, MediaRelay, type EndReason, type RelayOptions } from './relay';
 import type { CallStats, OfferRequest, AnswerRequest } from '@switchboard/proto/media';
 import { audioSdp, rtcpRR, rtpPacket, target, until, UdpPeer } from './testing';
 
@@ -497,6 +497,63 @@ describe('media relay', () => {
       const leg = rtpLeg(h.relay.query('call-1'), 'A');
       assert.equal(leg.endpoint, `127.0.0.1:${a2.port}`);
       assert.equal(a.queue.length, 0);
+    },
+  );
+
+  test(
+    'callee RTP before the answer, then the answer (SDP port not the NAT one), then RTP from the NAT port: latched there',
+    { timeout: 10000 },
+    async () => {
+      // test-e2e/nat: baresip sends as soon as it has the offer; the proxy's Answer comes with the 200.
+      const h = harness();
+      const [a, b, bPrivate] = [await peer(), await peer(), await peer()];
+      const o = await h.relay.offer(offer({ sdp: audioSdp(a.address, a.port) }));
+      const fromB = target(o.sdp);
+      // B's first packets come from the port its NAT chose (b), not the one in its SDP (bPrivate)
+      await b.send(rtpPacket(1, 160, 0xb0b), fromB);
+      assert.equal(seqOf((await a.next()).msg), 1, 'early media is relayed');
+      const ans = await h.relay.answer(answer({ sdp: audioSdp(b.address, bPrivate.port) }));
+      const fromA = target(ans.sdp);
+      // right after the answer, A's media still goes to where B's packets came from
+      await a.send(rtpPacket(10, 1600, 0xa), fromA);
+      assert.equal(seqOf((await b.next()).msg), 10);
+      // B goes on from the same NATed source with the same SSRC: that is its latch
+      await b.send(rtpPacket(2, 320, 0xb0b), fromB);
+      assert.equal(seqOf((await a.next()).msg), 2);
+      await a.send(rtpPacket(11, 1760, 0xa), fromA);
+      assert.equal(seqOf((await b.next()).msg), 11);
+      const leg = rtpLeg(h.relay.query('call-1'), 'B');
+      assert.equal(leg.latched, true);
+      assert.equal(leg.endpoint, `127.0.0.1:${b.port}`);
+      assert.equal(leg.advertisedEndpoint, `127.0.0.1:${bPrivate.port}`);
+      assert.equal(bPrivate.queue.length, 0, 'nothing went to the SDP port');
+    },
+  );
+
+  test(
+    're-INVITE: the old source with the old SSRC latches again once the learning window is over',
+    { timeout: 10000 },
+    async () => {
+      const h = harness();
+      const [a, b, aPrivate] = [await peer(), await peer(), await peer()];
+      const { fromA, fromB } = await setup(h, a, b);
+      await a.send(rtpPacket(1, 160, 0x1111), fromA);
+      await b.next();
+      // A's re-INVITE names another port, but A (behind its NAT) keeps sending from the same binding
+      await h.relay.offer(
+        offer({ toTag: 'B', sdp: audioSdp(a.address, aPrivate.port, { sessionVersion: 2 }) }),
+      );
+      await h.relay.answer(answer({ sdp: audioSdp(b.address, b.port, { sessionVersion: 2 }) }));
+      await a.send(rtpPacket(2, 320, 0x1111), fromA);
+      await b.next();
+      await b.send(rtpPacket(20, 160, 0x2222), fromB);
+      assert.equal(seqOf((await aPrivate.next()).msg), 20, 'within the window: the new SDP address');
+      h.clock.t += LEARNING_WINDOW_MS;
+      await a.send(rtpPacket(3, 480, 0x1111), fromA);
+      await b.next();
+      await b.send(rtpPacket(21, 320, 0x2222), fromB);
+      assert.equal(seqOf((await a.next()).msg), 21, 'after it: latched to where A really is');
+      assert.equal(rtpLeg(h.relay.query('call-1'), 'A').endpoint, `127.0.0.1:${a.port}`);
     },
   );
 

@@ -123,10 +123,14 @@ export class RelayStream {
   rtcpPort = 0;
   latched = false;
   rtcpLatched = false;
-  /** After an address change (re-INVITE): packets from this old source with the old SSRC do not latch. */
+  /**
+   * After an address change (re-INVITE): packets from this old source with the old SSRC do not
+   * latch until `staleUntil` (the learning window after the signal); later they may.
+   */
   staleAddr = '';
   stalePort = 0;
   staleSsrc = -1;
+  staleUntil = 0;
 
   // counters
   rtpPackets = 0;
@@ -212,6 +216,14 @@ interface Draining {
 }
 
 const secs = (ms: number) => Math.floor(ms / 1000);
+
+/**
+ * After a party's address changed (re-INVITE), late packets from its old source with its old SSRC
+ * do not take the latch back for this long; after it they may (rtpengine waits 3 s after the last
+ * signal before committing to an endpoint): a UA that wrote a new address but still sends from the
+ * same NAT binding is found again rather than never.
+ */
+export const LEARNING_WINDOW_MS = 3000;
 
 /**
  * dgram resolves every destination through dns.lookup, which answers an IP
@@ -320,6 +332,7 @@ export class MediaRelay {
     }
     const addr = rinfo.address;
     const port = rinfo.port;
+    const now = this.clock.now();
     if (onRtcpPort) {
       if (s.symmetric) {
         if (!s.rtcpLatched) {
@@ -335,7 +348,8 @@ export class MediaRelay {
       const ssrc = msg.readUInt32BE(rtcp ? 4 : 8);
       if (s.symmetric) {
         if (!s.latched) {
-          const stale = addr === s.staleAddr && port === s.stalePort && ssrc === s.staleSsrc;
+          const stale =
+            addr === s.staleAddr && port === s.stalePort && ssrc === s.staleSsrc && now < s.staleUntil;
           if (!stale) {
             if (this.isSelf(addr, port)) return this.drop(s, 'loop');
             s.rtpAddr = addr;
@@ -349,7 +363,6 @@ export class MediaRelay {
         return this.drop(s, 'strict_source');
     }
 
-    const now = this.clock.now();
     if (rtcp) {
       s.rtcpPackets++;
       s.rtcpBytes += msg.length;
@@ -845,7 +858,16 @@ export class MediaRelay {
     return { sdp: serialize(out), warnings };
   }
 
-  /** The party's SDP address for a stream; a change (re-INVITE, RFC 3665 3.7) re-arms latching. */
+  /**
+   * The party's SDP address for a stream; a change (re-INVITE, RFC 3665 3.7) re-arms latching.
+   *
+   * The first SDP of a party (the callee's answer) often comes after its first packets: a UA sends
+   * as soon as it has the offer, and the proxy's Answer follows the 200. Those packets latched the
+   * stream already; as rtpengine does (it learns only once the media is answered), learning starts
+   * again with the next packet from any source, but until then the relay keeps sending to that
+   * early source rather than to the SDP address (behind a NAT the SDP's port may not be the one
+   * the NAT opened). Only an address that replaces an earlier SDP address marks the old latch stale.
+   */
   private updateEndpoint(
     s: RelayStream,
     addr: string,
@@ -869,16 +891,33 @@ export class MediaRelay {
       }
       return;
     }
+    const first = s.sdpAddress === '';
     const changed = addr !== s.sdpAddress || port !== s.sdpRtpPort;
     s.sdpAddress = addr;
     s.sdpRtpPort = port;
     s.sdpRtcpAddress = rtcpAddr;
     s.sdpRtcpPort = rtcpPort;
     if (!changed && s.latched) return;
+    if (first) {
+      // learned before this party's first SDP: keep sending there, but let the next packet re-latch
+      if (!s.latched) {
+        s.rtpAddr = addr;
+        s.rtpPort = port;
+      }
+      if (!s.rtcpLatched) {
+        s.rtcpAddr = rtcpAddr;
+        s.rtcpPort = rtcpPort;
+      }
+      s.latched = false;
+      s.rtcpLatched = false;
+      s.staleAddr = '';
+      return;
+    }
     if (s.latched) {
       s.staleAddr = s.rtpAddr;
       s.stalePort = s.rtpPort;
       s.staleSsrc = s.ssrc;
+      s.staleUntil = this.clock.now() + LEARNING_WINDOW_MS;
     }
     s.latched = false;
     s.rtcpLatched = false;
