@@ -3,7 +3,8 @@
  * network namespace behind a NAT made with iptables MASQUERADE, register through
  * the proxy with digest auth and call each other; the proxy sees them NATed,
  * keeps their NAT bindings open with OPTIONS, anchors the media in the media
- * proxy, and RTP flows both ways through the relay.
+ * proxy, and RTP flows both ways through the relay. The NATs map the UAs' media
+ * ports to other ports, so audio reaches a UA only if the relay latched onto it.
  *
  * Skipped (saying why) only where network namespaces or iptables are unavailable.
  */
@@ -18,7 +19,7 @@ import { RegistrarClient } from '@switchboard/proto/registrar';
 import { MediaProxyClient } from '@switchboard/proto/media';
 import { metricValue, startPlatform, type RunningPlatform } from '../lib/platform';
 import { Baresip } from './baresip';
-import { PUBLIC_IP, createSites, destroySites, unavailable, type Site } from './netns';
+import { NAT_MEDIA_PORTS, PUBLIC_IP, createSites, destroySites, unavailable, type Site } from './netns';
 
 const CONTROL_PORT = 4444;
 const DOMAIN = 'example.com';
@@ -148,16 +149,21 @@ test('two baresip UAs behind NAT register with digest auth, call each other, and
       l.streams.filter((s) => !s.rtcp).map((s) => ({ tag: l.tag, ...s })),
     );
     const detail = JSON.stringify(stats);
-    // Each party's RTP reached the relay (packets in on its leg) and the relay sends toward its NAT's
-    // public address (the latched source, or the SDP address the proxy rewrote to the NAT's), never
-    // the private address in the UA's SDP.
-    // (The callee's leg is often not latched: its first packets arrive before the Answer, and the
-    // Answer's SDP marks that early latch as stale; see the report of this change.)
+    // Each party's RTP reached the relay (packets in on its leg) and the relay latched onto its
+    // source: the NAT's public address and the port the NAT chose, which is not the one in the SDP
+    // (the NAT maps media ports at random), so nothing else would reach the UA. The callee's first
+    // packets arrive before the proxy's Answer; the latch must survive that Answer.
     for (const s of sites) {
-      const st = rtp.find((x) =>
-        (x.latched ? x.endpoint : x.advertisedEndpoint).startsWith(`${s.publicIp}:`),
-      );
+      const st = rtp.find((x) => x.advertisedEndpoint.startsWith(`${s.publicIp}:`));
       assert.ok(st, `a stream toward ${s.publicIp}: ${detail}`);
+      assert.equal(st.latched, true, `the relay latched onto site ${s.name}: ${detail}`);
+      const port = Number(st.endpoint.slice(s.publicIp.length + 1));
+      assert.ok(st.endpoint.startsWith(`${s.publicIp}:`), `latched to the NAT of ${s.name}: ${detail}`);
+      assert.ok(
+        port >= NAT_MEDIA_PORTS.min && port <= NAT_MEDIA_PORTS.max,
+        `latched to the port the NAT chose: ${detail}`,
+      );
+      assert.notEqual(st.endpoint, st.advertisedEndpoint, 'the SDP port is not the NAT port');
       assert.ok(Number(st.stats?.packets ?? 0) > 20, `RTP from site ${s.name} relayed: ${detail}`);
     }
     assert.ok(!detail.includes('10.78.'), `no private address at the relay: ${detail}`);

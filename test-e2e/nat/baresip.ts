@@ -9,6 +9,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
+import { MEDIA_PORTS } from './netns';
 
 export interface BaresipEvent {
   event?: boolean;
@@ -63,6 +64,7 @@ export class Baresip {
         'audio_player aubridge,nil',
         'audio_alert aubridge,nil',
         'rtp_stats yes',
+        `rtp_ports ${MEDIA_PORTS.min}-${MEDIA_PORTS.max}`,
         'module_path /usr/lib/baresip/modules',
         'module g711.so',
         'module aufile.so',

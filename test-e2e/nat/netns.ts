@@ -5,8 +5,8 @@
  *    ├─ sbnat-hX (10.77.N.1/30) ── veth ── pub (10.77.N.2/30) in sbnat-rX: the NAT router
  *    │                                     priv (10.78.N.1/24) ── veth ── eth0 (10.78.N.2/24) in sbnat-uX: the UA
  *
- * Each router masquerades its private subnet out of `pub` (iptables MASQUERADE)
- * and, like a home router, forwards inward only what belongs to a connection
+ * Each router masquerades its private subnet out of `pub` (iptables MASQUERADE;
+ * the UA's media ports are mapped to other ports, at random) and, like a home router, forwards inward only what belongs to a connection
  * the inside opened (conntrack ESTABLISHED,RELATED), plus the UA's control port
  * for the test. The host has no route to the private subnets: SIP and RTP reach
  * a UA only through its NAT binding.
@@ -18,6 +18,9 @@
 import { execFileSync } from 'node:child_process';
 
 export const PUBLIC_IP = '10.77.0.1';
+/** The UAs' RTP/RTCP ports (baresip rtp_ports) and the ports their NAT maps them to. */
+export const MEDIA_PORTS = { min: 16000, max: 16999 };
+export const NAT_MEDIA_PORTS = { min: 50000, max: 59999 };
 const PREFIX = 'sbnat';
 
 export interface Site {
@@ -97,6 +100,28 @@ export function createSites(controlPort: number): Site[] {
     sh('ip', ['-n', u, 'route', 'add', 'default', 'via', `10.78.${n}.1`]);
     sh('ip', ['-n', r, 'route', 'add', 'default', 'via', `10.77.${n}.1`]);
     inR('sysctl', '-qw', 'net.ipv4.ip_forward=1');
+    // RTP/RTCP (the UA's media ports) leave from other ports than the UA's, as many NATs do:
+    // the port in the SDP is then wrong, and only latching onto the source reaches the UA.
+    inR(
+      'iptables',
+      '-t',
+      'nat',
+      '-A',
+      'POSTROUTING',
+      '-s',
+      `10.78.${n}.0/24`,
+      '-o',
+      'pub',
+      '-p',
+      'udp',
+      '--sport',
+      `${MEDIA_PORTS.min}:${MEDIA_PORTS.max}`,
+      '-j',
+      'MASQUERADE',
+      '--to-ports',
+      `${NAT_MEDIA_PORTS.min}-${NAT_MEDIA_PORTS.max}`,
+      '--random',
+    );
     inR(
       'iptables',
       '-t',
