@@ -202,4 +202,25 @@ describe('call features and PSTN gateways', () => {
     assert.equal(balance.balanceMicros, 30_000 - cdr.billableSeconds * 10_000, JSON.stringify(balance));
     assert.ok(balance.balanceMicros === 0 || balance.balanceMicros === -10_000, JSON.stringify(balance));
   });
+
+  test('blind transfer: bob REFERs alice to carol; REFER, NOTIFY and the new INVITE with Referred-By pass the proxy', async () => {
+    const transferor = await phone(p, BOB, 'transferor.xml', {
+      keys: { user: 'bob', target: 'carol', dom: p.domain },
+    });
+    const carol = await phone(p, CAROL, 'answer.xml');
+    const alice = await peer('transferee.xml', {
+      remote: p.sip.udp,
+      keys: { user: ALICE.username, callee: 'bob', dom: p.domain },
+      args: ['-au', ALICE.username, '-ap', ALICE.password],
+      timeoutMs: 20_000,
+    });
+    const [a, b, c] = [await alice.done, await transferor.done, await carol.done];
+    assert.equal(a.result.successful, 1, explain(a, b, c));
+    assert.equal(b.result.successful, 1, explain(a, b, c));
+    const refer = pick<SipRequest>(a.log, '< REFER');
+    assert.equal(refer.getHeader('Refer-To'), `<sip:carol@${p.domain}>`);
+    const inv = pick<SipRequest>(c.log, '< INVITE');
+    assert.match(inv.getHeader('Referred-By') ?? '', new RegExp(`sip:bob@${p.domain}`));
+    assert.equal(pick<SipRequest>(b.log, '< NOTIFY', 1).body.toString().trim(), 'SIP/2.0 200 OK');
+  });
 });

@@ -77,9 +77,9 @@ export async function phone(
   p: RunningPlatform,
   user: { username: string; password: string },
   scenario: string,
-  timeoutMs = 20_000,
+  o: { timeoutMs?: number; keys?: Record<string, string> } = {},
 ): Promise<Ua> {
-  const u = await ua(join(SCENARIOS, scenario), { timeoutMs });
+  const u = await ua(join(SCENARIOS, scenario), { timeoutMs: o.timeoutMs ?? 20_000, keys: o.keys });
   const res: SipResponse = await register({
     proxy: p.sip.udp,
     user: user.username,
