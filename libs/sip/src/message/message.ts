@@ -112,16 +112,44 @@ export class HeaderField {
   }
 }
 
-/** Layout of the parser's header index (stride IDX_STRIDE). */
-export const IDX_ID = 0;
-export const IDX_NAME = 1; // KNOWN_HEADERS index or -1
-export const IDX_NAME_END = 2;
-export const IDX_LINE_START = 3;
-export const IDX_LINE_END = 4;
-export const IDX_VALUE_START = 5;
-export const IDX_VALUE_END = 6;
-export const IDX_FOLDED = 7;
-export const IDX_STRIDE = 8;
+/**
+ * Layout of the parser's header index: IDX_STRIDE numbers per field, offsets packed two
+ * to a number (messages are at most 64 KiB): half the array to allocate and copy.
+ *   [k]     id | folded << 4 | (KNOWN_HEADERS index + 1) << 5
+ *   [k + 1] lineStart | nameEnd << 16
+ *   [k + 2] lineEnd | valueStart << 16
+ *   [k + 3] valueEnd
+ */
+export const IDX_STRIDE = 4;
+/** @internal */
+export function idxEntry(
+  x: number[],
+  k: number,
+  id: HeaderId,
+  name: number,
+  folded: boolean,
+  nameEnd: number,
+  lineStart: number,
+  lineEnd: number,
+  vs: number,
+  ve: number,
+): void {
+  x[k] = id | (folded ? 16 : 0) | ((name + 1) << 5);
+  x[k + 1] = lineStart | (nameEnd << 16);
+  x[k + 2] = lineEnd | (vs << 16);
+  x[k + 3] = ve;
+}
+const idxId = (x: number[], k: number) => (x[k] & 15) as HeaderId;
+/** @internal */
+export const idxFolded = (x: number[], k: number) => (x[k] & 16) !== 0;
+const idxName = (x: number[], k: number) => (x[k] >> 5) - 1;
+const idxLineStart = (x: number[], k: number) => x[k + 1] & 0xffff;
+const idxNameEnd = (x: number[], k: number) => x[k + 1] >>> 16;
+const idxLineEnd = (x: number[], k: number) => x[k + 2] & 0xffff;
+/** @internal */
+export const idxValueStart = (x: number[], k: number) => x[k + 2] >>> 16;
+/** @internal */
+export const idxValueEnd = (x: number[], k: number) => x[k + 3];
 
 export type BodyInput = Buffer | string;
 
@@ -129,7 +157,7 @@ export abstract class SipMessage {
   /** the buffer the message was parsed from (empty for built messages) */
   readonly buf: Buffer;
   /**
-   * Header fields as parsed: stride-8 offsets (see IDX_*), turned into
+   * Header fields as parsed: IDX_STRIDE numbers each (see idxEntry), turned into
    * HeaderField objects only when something needs them (edits, lookups by name).
    */
   private idx: number[] | null;
@@ -234,20 +262,20 @@ export abstract class SipMessage {
   get fields(): HeaderField[] {
     if (this._fields !== undefined) return this._fields;
     const x = this.idx!;
-    const out: HeaderField[] = new Array(x.length >> 3);
+    const out: HeaderField[] = new Array(x.length / IDX_STRIDE);
     for (let k = 0, j = 0; k < x.length; k += IDX_STRIDE, j++) {
-      const ni = x[k + IDX_NAME];
+      const ni = idxName(x, k);
       out[j] = new HeaderField(
         this.buf,
         undefined,
         ni < 0 ? undefined : KNOWN_HEADERS[ni].key,
-        x[k + IDX_ID] as HeaderId,
-        x[k + IDX_NAME_END],
-        x[k + IDX_LINE_START],
-        x[k + IDX_LINE_END],
-        x[k + IDX_VALUE_START],
-        x[k + IDX_VALUE_END],
-        x[k + IDX_FOLDED] === 1,
+        idxId(x, k),
+        idxNameEnd(x, k),
+        idxLineStart(x, k),
+        idxLineEnd(x, k),
+        idxValueStart(x, k),
+        idxValueEnd(x, k),
+        idxFolded(x, k),
         undefined,
       );
     }
@@ -266,8 +294,8 @@ export abstract class SipMessage {
     const x = this.idx;
     if (x === null) return -1;
     for (let k = 0; k < x.length; k += IDX_STRIDE) {
-      if (x[k + IDX_ID] !== id) continue;
-      if (x[k + IDX_FOLDED] === 1) return -1;
+      if (idxId(x, k) !== id) continue;
+      if (idxFolded(x, k)) return -1;
       if (this._text === undefined) this.decodeHeaders();
       return this._text === null ? -1 : k;
     }
@@ -275,8 +303,8 @@ export abstract class SipMessage {
   }
   private idxValue(k: number): string {
     const x = this.idx!;
-    const s = this.text(x[k + IDX_VALUE_START], x[k + IDX_VALUE_END]);
-    return x[k + IDX_FOLDED] === 1 ? s.replace(FOLD, ' ') : s;
+    const s = this.text(idxValueStart(x, k), idxValueEnd(x, k));
+    return idxFolded(x, k) ? s.replace(FOLD, ' ') : s;
   }
 
   /** Index of the first field of a header: by id for the indexed ones (no key computed for other fields). */
@@ -296,7 +324,7 @@ export abstract class SipMessage {
   private hasId(id: HeaderId): boolean {
     const x = this.idx;
     if (x !== null) {
-      for (let k = 0; k < x.length; k += IDX_STRIDE) if (x[k + IDX_ID] === id) return true;
+      for (let k = 0; k < x.length; k += IDX_STRIDE) if (idxId(x, k) === id) return true;
       return false;
     }
     return this.indexOfId(id) >= 0;
@@ -309,7 +337,7 @@ export abstract class SipMessage {
   private valueOfId(id: HeaderId): string | undefined {
     const x = this.idx;
     if (x !== null) {
-      for (let k = 0; k < x.length; k += IDX_STRIDE) if (x[k + IDX_ID] === id) return this.idxValue(k);
+      for (let k = 0; k < x.length; k += IDX_STRIDE) if (idxId(x, k) === id) return this.idxValue(k);
       return undefined;
     }
     const i = this.indexOfId(id);
@@ -319,7 +347,7 @@ export abstract class SipMessage {
     const out: string[] = [];
     const x = this.idx;
     if (x !== null) {
-      for (let k = 0; k < x.length; k += IDX_STRIDE) if (x[k + IDX_ID] === id) out.push(this.idxValue(k));
+      for (let k = 0; k < x.length; k += IDX_STRIDE) if (idxId(x, k) === id) out.push(this.idxValue(k));
       return out;
     }
     for (const f of this.fields) if (f.id === id) out.push(this.fieldValue(f));
@@ -384,8 +412,8 @@ export abstract class SipMessage {
     const k = this.flatField(HID.via);
     if (k >= 0) {
       const t = this._text!;
-      const s = this.idx![k + IDX_VALUE_START];
-      const e = this.idx![k + IDX_VALUE_END];
+      const s = idxValueStart(this.idx!, k);
+      const e = idxValueEnd(this.idx!, k);
       if (s === e || t.charCodeAt(s) === 44) throw badHeader('via', 'empty Via');
       return (this._via = parseViaAt(this.buf, 0, t, s, e, s));
     }
@@ -415,8 +443,8 @@ export abstract class SipMessage {
         this.buf,
         0,
         this._text!,
-        this.idx![k + IDX_VALUE_START],
-        this.idx![k + IDX_VALUE_END],
+        idxValueStart(this.idx!, k),
+        idxValueEnd(this.idx!, k),
         'from',
         NameAddr,
       ));
@@ -432,8 +460,8 @@ export abstract class SipMessage {
         this.buf,
         0,
         this._text!,
-        this.idx![k + IDX_VALUE_START],
-        this.idx![k + IDX_VALUE_END],
+        idxValueStart(this.idx!, k),
+        idxValueEnd(this.idx!, k),
         'to',
         NameAddr,
       ));
@@ -501,10 +529,10 @@ export abstract class SipMessage {
     const t = this._text!;
     const b = this.buf;
     for (let k = 0; k < x.length; k += IDX_STRIDE) {
-      if (x[k + IDX_ID] !== id) continue;
-      let s = x[k + IDX_VALUE_START];
-      let e = x[k + IDX_VALUE_END];
-      let one = x[k + IDX_FOLDED] === 0;
+      if (idxId(x, k) !== id) continue;
+      let s = idxValueStart(x, k);
+      let e = idxValueEnd(x, k);
+      let one = !idxFolded(x, k);
       for (let i = s; one && i < e; i++) {
         const c = b[i];
         if (c === 44 || c === 34) one = false;
@@ -668,8 +696,8 @@ export abstract class SipMessage {
     if (x !== null && this.slClean && !this.bodyDirty) {
       // untouched: one copy of the original bytes, when they are a complete message
       let hasCl = false;
-      for (let k = 0; k < x.length; k += IDX_STRIDE) if (x[k + IDX_ID] === HID.contentLength) hasCl = true;
-      const lastEnd = x.length ? x[x.length - IDX_STRIDE + IDX_LINE_END] : this.slEnd;
+      for (let k = 0; k < x.length; k += IDX_STRIDE) if (idxId(x, k) === HID.contentLength) hasCl = true;
+      const lastEnd = x.length ? idxLineEnd(x, x.length - IDX_STRIDE) : this.slEnd;
       if (hasCl && this.bodyStart > lastEnd && this.buf[lastEnd - 1] === 10) {
         return Buffer.from(this.buf.subarray(this.slStart, this.bodyEnd));
       }

@@ -26,7 +26,15 @@ import {
   MAX_MESSAGE_SIZE,
   MAX_START_LINE,
 } from './limits';
-import { IDX_FOLDED, IDX_STRIDE, IDX_VALUE_END, IDX_VALUE_START, SipRequest, SipResponse } from './message';
+import {
+  IDX_STRIDE,
+  SipRequest,
+  SipResponse,
+  idxEntry,
+  idxFolded,
+  idxValueEnd,
+  idxValueStart,
+} from './message';
 import { SipUri } from './uri';
 
 export interface ParseOptions {
@@ -336,17 +344,8 @@ export function parseMessage(buf: Buffer, opts: ParseOptions = {}): SipRequest |
         }
       }
     }
-    // stride IDX_STRIDE: id, name, nameEnd, lineStart, lineEnd, valueStart, valueEnd, folded
     if (nf >= MAX_HEADERS * IDX_STRIDE) throw err('too_many_headers', 'too many header fields', 513);
-    const x = SCRATCH;
-    x[nf] = id;
-    x[nf + 1] = h === undefined ? -1 : h.index;
-    x[nf + 2] = nameEnd;
-    x[nf + 3] = pos;
-    x[nf + 4] = lineEnd;
-    x[nf + 5] = vs;
-    x[nf + 6] = ve;
-    x[nf + 7] = folded ? 1 : 0;
+    idxEntry(SCRATCH, nf, id, h === undefined ? -1 : h.index, folded, nameEnd, pos, lineEnd, vs, ve);
     nf += IDX_STRIDE;
     pos = lineEnd;
   }
@@ -411,19 +410,16 @@ export function parseMessage(buf: Buffer, opts: ParseOptions = {}): SipRequest |
   // Call-ID, CSeq and Max-Forwards straight from the bytes when the field is plain ASCII on one
   // line (same checks as the accessors, which handle the other cases)
   const sx = SCRATCH;
-  if (
-    sx[kCallId + IDX_FOLDED] === 0 &&
-    callIdBytesOk(buf, sx[kCallId + IDX_VALUE_START], sx[kCallId + IDX_VALUE_END])
-  )
-    msg._callId = msg.text(sx[kCallId + IDX_VALUE_START], sx[kCallId + IDX_VALUE_END]);
+  if (!idxFolded(sx, kCallId) && callIdBytesOk(buf, idxValueStart(sx, kCallId), idxValueEnd(sx, kCallId)))
+    msg._callId = msg.text(idxValueStart(sx, kCallId), idxValueEnd(sx, kCallId));
   else void msg.callId;
-  if (sx[kCSeq + IDX_FOLDED] === 0)
-    msg._cseq = cseqFromBytes(buf, sx[kCSeq + IDX_VALUE_START], sx[kCSeq + IDX_VALUE_END], method);
+  if (!idxFolded(sx, kCSeq))
+    msg._cseq = cseqFromBytes(buf, idxValueStart(sx, kCSeq), idxValueEnd(sx, kCSeq), method);
   const cseq = msg.cseq;
   if (cseq.seq > MAX_CSEQ) throw err('bad_header', 'CSeq too large', 400, 'cseq');
   if (msg instanceof SipRequest) {
-    if (kMf >= 0 && sx[kMf + IDX_FOLDED] === 0)
-      msg._mf = uintFromBytes(buf, sx[kMf + IDX_VALUE_START], sx[kMf + IDX_VALUE_END], 'max-forwards');
+    if (kMf >= 0 && !idxFolded(sx, kMf))
+      msg._mf = uintFromBytes(buf, idxValueStart(sx, kMf), idxValueEnd(sx, kMf), 'max-forwards');
     else void msg.maxForwards;
     const ruri = msg.uri;
     // RFC 3261 §19.1.1 table: headers are not allowed in a Request-URI (RFC 4475 §3.1.2.11)
