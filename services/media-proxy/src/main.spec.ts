@@ -143,6 +143,36 @@ describe('media-proxy service (gRPC, media-events, metrics)', () => {
   );
 
   test(
+    'a call whose one UA vanishes (the other talks on) is ended by the timeout and a media-events record appears',
+    { timeout: 15000 },
+    async () => {
+      const a = await UdpPeer.open();
+      const b = await UdpPeer.open();
+      peers.push(a, b);
+      const o = await client.offer(offer('svc-vanish', audioSdp(a.address, a.port)));
+      const ans = await client.answer({ ...offer('svc-vanish', audioSdp(b.address, b.port)), toTag: 'B' });
+      await a.send(rtpPacket(1, 160, 0xa), target(ans.sdp));
+      await b.next();
+      // A is gone; B goes on sending every 20 ms (bounded: 250 packets, 5 s)
+      let ended: MediaEvent | undefined;
+      const found = () =>
+        events.find((e) => e.key === 'svc-vanish' && JSON.parse(e.value!.toString()).type === 'timeout');
+      for (let seq = 2; seq < 252 && !ended; seq++) {
+        await b.send(rtpPacket(seq, seq * 160, 0xb), target(o.sdp));
+        await new Promise((r) => setTimeout(r, 20));
+        const m = found();
+        if (m) ended = JSON.parse(m.value!.toString()) as MediaEvent;
+      }
+      assert.ok(ended, 'a timeout record while B still sent');
+      assert.equal(ended.stats.endReason, 'timeout');
+      const legA = ended.stats.legs.find((l) => l.tag === 'A')!.streams.find((x) => !x.rtcp)!;
+      const legB = ended.stats.legs.find((l) => l.tag === 'B')!.streams.find((x) => !x.rtcp)!;
+      assert.equal(Number(legA.stats!.packets), 1);
+      assert.ok(Number(legB.stats!.packets) > 1, 'B was still talking');
+    },
+  );
+
+  test(
     'a call whose media stops is ended by the timeout and a media-events record appears',
     { timeout: 15000 },
     async () => {

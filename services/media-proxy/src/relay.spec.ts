@@ -269,6 +269,100 @@ describe('media relay', () => {
   );
 
   test(
+    'a party whose UA vanished (silent for the timeout while the other talks on) ends the call',
+    { timeout: 10000 },
+    async () => {
+      const h = harness();
+      const [a, b] = [await peer(), await peer()];
+      const { fromA, fromB } = await setup(h, a, b);
+      await a.send(rtpPacket(1, 160, 0xa), fromA);
+      await b.next();
+      let seq = 1;
+      const bTalks = async () => {
+        seq++;
+        await b.send(rtpPacket(seq, seq * 160, 0xb), fromB);
+        assert.equal(seqOf((await a.next()).msg), seq);
+      };
+      // B keeps talking, A (heard once at T0) says nothing more
+      for (const step of [30_000, 29_000]) {
+        h.clock.t += step;
+        await bTalks();
+        h.relay.sweep();
+      }
+      assert.equal(h.ended.length, 0, 'A silent for 59 s: still up');
+      h.clock.t += 1_000;
+      await bTalks();
+      h.relay.sweep();
+      assert.equal(h.ended.length, 1);
+      assert.equal(h.ended[0]!.reason, 'timeout');
+      assert.equal(h.relay.counters.timeouts, 1);
+
+      // a party never heard from (one-way media) does not end the call this way
+      const c2 = { callId: 'one-way' };
+      const o2 = await h.relay.offer(offer({ ...c2, sdp: audioSdp(a.address, a.port) }));
+      await h.relay.answer(answer({ ...c2, sdp: audioSdp(b.address, b.port) }));
+      for (let i = 0; i < 4; i++) {
+        h.clock.t += 30_000;
+        seq++;
+        await b.send(rtpPacket(seq, seq * 160, 0xb), target(o2.sdp));
+        await a.next();
+        h.relay.sweep();
+      }
+      assert.equal(h.relay.activeCalls, 1, 'two minutes of one-way media');
+      await h.relay.delete({ callId: 'one-way', fromTag: '', toTag: '', viaBranch: '', deleteDelay: 0 });
+
+      // nor does a party whose SDP says it does not send (recvonly)
+      const c3 = { callId: 'recvonly' };
+      const o3 = await h.relay.offer(offer({ ...c3, sdp: audioSdp(a.address, a.port) }));
+      const ans3 = await h.relay.answer(
+        answer({ ...c3, sdp: audioSdp(b.address, b.port, { direction: 'recvonly' }) }),
+      );
+      await b.send(rtpPacket(1, 160, 0xb), target(o3.sdp)); // a stray packet before it went quiet
+      await a.next();
+      for (let i = 0; i < 4; i++) {
+        h.clock.t += 30_000;
+        await a.send(rtpPacket(100 + i, 160 * i, 0xa), target(ans3.sdp));
+        await b.next();
+        h.relay.sweep();
+      }
+      assert.deepEqual(h.relay.callIds(10), ['recvonly'], 'two minutes of A talking to a recvonly B');
+      assert.equal(h.relay.counters.timeouts, 1);
+    },
+  );
+
+  test(
+    'delete delay (ng "delete delay"): media flows on, then the call ends with reason "delete"',
+    { timeout: 10000 },
+    async () => {
+      const h = harness();
+      const [a, b] = [await peer(), await peer()];
+      const { fromA } = await setup(h, a, b);
+      const stats = await h.relay.delete({
+        callId: 'call-1',
+        fromTag: '',
+        toTag: '',
+        viaBranch: '',
+        deleteDelay: 5,
+      });
+      assert.equal(stats.endReason, '');
+      assert.equal(h.ended.length, 0);
+      h.clock.t += 4_000;
+      h.relay.sweep();
+      await a.send(rtpPacket(1, 160, 1), fromA);
+      assert.equal(seqOf((await b.next()).msg), 1, 'still relaying during the delay');
+      h.clock.t += 1_000;
+      h.relay.sweep();
+      assert.equal(h.ended.length, 1);
+      assert.equal(h.ended[0]!.reason, 'delete');
+      assert.equal(h.ended[0]!.stats.rtp!.packets, 1);
+      assert.equal(h.relay.activeCalls, 0);
+      await a.send(rtpPacket(2, 320, 1), fromA);
+      await until(() => h.relay.counters.dropped.no_session === 1);
+      assert.equal(b.queue.length, 0);
+    },
+  );
+
+  test(
     'delete reports final stats; late packets to its ports are dropped and counted, never relayed',
     { timeout: 10000 },
     async () => {
@@ -653,6 +747,37 @@ describe('IPv4/IPv6 bridging', () => {
     assert.equal(atA.from.address, '127.0.0.1');
     assert.equal(rtpLeg(h.relay.query('call-1'), 'B').endpoint, `[::1]:${b.port}`);
   });
+});
+
+describe('two interfaces (public and private)', () => {
+  test(
+    'each party is told and hears its own interface; the advertised address goes into SDP',
+    { timeout: 10000 },
+    async () => {
+      // "external" binds 127.0.0.1 behind a 1:1 NAT (advertised 203.0.113.5); "internal" binds 127.0.0.2
+      const h = harness({ interfaces: parseInterfaces('external/127.0.0.1!203.0.113.5,internal/127.0.0.2') });
+      const [a, b] = [await peer('127.0.0.1'), await peer('127.0.0.2')];
+      const o = await h.relay.offer(
+        offer({ sdp: audioSdp(a.address, a.port), direction: ['external', 'internal'] }),
+      );
+      assert.match(o.sdp, /c=IN IP4 127\.0\.0\.2/, 'the internal party is told the internal address');
+      const ans = await h.relay.answer(answer({ sdp: audioSdp(b.address, b.port) }));
+      assert.match(ans.sdp, /c=IN IP4 203\.0\.113\.5/, 'the external party is told the advertised one');
+      const fromB = target(o.sdp);
+      const fromA = { address: '127.0.0.1', port: target(ans.sdp).port }; // what the 1:1 NAT does
+      await a.send(rtpPacket(1, 160, 1), fromA);
+      const atB = await b.next();
+      assert.equal(seqOf(atB.msg), 1);
+      assert.equal(atB.from.address, '127.0.0.2', 'B hears the internal interface');
+      await b.send(rtpPacket(2, 160, 2), fromB);
+      const atA = await a.next();
+      assert.equal(seqOf(atA.msg), 2);
+      assert.equal(atA.from.address, '127.0.0.1');
+      const q = h.relay.query('call-1');
+      assert.equal(rtpLeg(q, 'A').localAddress, '203.0.113.5');
+      assert.equal(rtpLeg(q, 'B').localAddress, '127.0.0.2');
+    },
+  );
 });
 
 /** Middle 32 bits of the NTP time of a Unix ms time (what an SR carries and an RR echoes as LSR). */

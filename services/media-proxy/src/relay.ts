@@ -111,6 +111,8 @@ export class RelayStream {
   /** RTCP shares the RTP port toward this party (RFC 5761), negotiated both ways. */
   mux = false;
   hold = false;
+  /** The party's SDP lets it send here (sendrecv or sendonly): its silence means something. */
+  sends = true;
   symmetric = true;
   strict = false;
   clockRate = 8000;
@@ -198,6 +200,8 @@ export class Call {
   endReason: EndReason | '' = '';
   /** An answer was seen: until then the call may ring silently (the long timeout applies, as rtpengine's offer timeout). */
   answered = false;
+  /** Delete with ng "delete delay": the call relays on and ends at this time (ms); 0 for none. */
+  deleteAt = 0;
   constructor(
     readonly id: string,
     readonly caller: Side,
@@ -216,6 +220,17 @@ interface Draining {
 }
 
 const secs = (ms: number) => Math.floor(ms / 1000);
+
+/** When a party was last heard (RTP or RTCP) on the streams its SDP says it sends on; 0 for never. */
+function partyLastHeard(side: Side): number {
+  let last = 0;
+  for (const s of side.live()) {
+    if (!s.sends) continue;
+    if (s.lastRtp > last) last = s.lastRtp;
+    if (s.lastRtcp > last) last = s.lastRtcp;
+  }
+  return last;
+}
 
 /**
  * After a party's address changed (re-INVITE), late packets from its old source with its old SSRC
@@ -563,6 +578,7 @@ export class MediaRelay {
         );
       }
       call.lastSignal = now;
+      call.deleteAt = 0; // signalling again: a delayed delete no longer applies
       const fresh = call.caller.streams.length === 0;
       try {
         const out = await this.apply(call, owner, peer, sdp, req, false);
@@ -612,6 +628,7 @@ export class MediaRelay {
         peer = branch;
       }
       call.lastSignal = this.clock.now();
+      call.deleteAt = 0;
       const out = await this.apply(call, owner, peer, sdp, req, true);
       this.activate(call, owner === call.caller ? peer : owner);
       call.answered = true;
@@ -651,6 +668,11 @@ export class MediaRelay {
         this.removeBranch(call, branch, now);
         return this.stats(call);
       }
+      if (req.deleteDelay > 0) {
+        // ng "delete delay": go on relaying for a while (media after the BYE), then end
+        call.deleteAt = now + req.deleteDelay * 1000;
+        return this.stats(call);
+      }
       return this.endCall(call, 'delete', true);
     });
   }
@@ -661,10 +683,22 @@ export class MediaRelay {
     return this.stats(call);
   }
 
-  /** Timeouts, quiet periods and the delete grace period; call every second or so. */
+  /**
+   * Timeouts, delayed deletes, quiet periods and the delete grace period; call every second or so.
+   *
+   * A call times out when nothing (RTP, RTCP, signalling) came from anyone for the timeout, as in
+   * rtpengine, and also when one party of the answered dialogue that was sending (RTP or RTCP) and
+   * whose SDP says it sends has gone silent for the timeout while the other talks on: its UA
+   * vanished (lost its network, crashed) and no BYE will come. A party that never sent (one-way
+   * media, a broken NAT) does not end the call this way. Hold and ringing get the long timeout.
+   */
   sweep(): void {
     const now = this.clock.now();
     for (const call of [...this.calls.values()]) {
+      if (call.deleteAt > 0 && now >= call.deleteAt) {
+        this.endCall(call, 'delete', true);
+        continue;
+      }
       let last = call.lastSignal;
       let hold = false;
       for (const side of call.sides()) {
@@ -675,7 +709,13 @@ export class MediaRelay {
         }
       }
       const long = hold || !call.answered;
-      if (now - last >= (long ? this.opts.holdTimeoutMs : this.opts.timeoutMs)) {
+      const vanished =
+        !long &&
+        [call.caller, call.active].some((side) => {
+          const heard = side ? partyLastHeard(side) : 0;
+          return heard > 0 && now - Math.max(heard, call.lastSignal) >= this.opts.timeoutMs;
+        });
+      if (vanished || now - last >= (long ? this.opts.holdTimeoutMs : this.opts.timeoutMs)) {
         this.counters.timeouts++;
         this.endCall(call, 'timeout', true);
       }
@@ -824,6 +864,7 @@ export class MediaRelay {
       os.advertisedMux = info.rtcpMux;
       os.symmetric = !flags.has('asymmetric');
       os.strict = flags.has('strict-source');
+      os.sends = info.direction === 'sendrecv' || info.direction === 'sendonly';
       os.sink = ps;
       ps.sink = os;
       ports.push({ rtp: ps.port });
