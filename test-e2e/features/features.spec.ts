@@ -223,4 +223,25 @@ describe('call features and PSTN gateways', () => {
     assert.match(inv.getHeader('Referred-By') ?? '', new RegExp(`sip:bob@${p.domain}`));
     assert.equal(pick<SipRequest>(b.log, '< NOTIFY', 1).body.toString().trim(), 'SIP/2.0 200 OK');
   });
+
+  test('the proxy registers with a SIP trunk that asks for it, answers its challenge, and refreshes in time', async () => {
+    const registrar = await peer('trunk-registrar.xml', { timeoutMs: 15_000 });
+    await create(api, '/api/v1/gateways', {
+      name: 'registering-trunk',
+      address: `127.0.0.1:${registrar.port}`,
+      register: true,
+      username: 'trunkuser',
+      password: 'trunk-s3cret',
+    });
+    const r = await registrar.done;
+    assert.equal(r.result.successful, 1, explain(r));
+    const regs = r.log.filter((l) => l.dir === 'recv').map((l) => l.msg as SipRequest);
+    assert.equal(regs.length, 4, explain(r));
+    assert.match(regs[1].getHeader('Authorization') ?? '', /username="trunkuser"/);
+    assert.match(regs[0].getHeader('Contact') ?? '', /^<sip:trunkuser@127\.0\.0\.1:\d+>/);
+    assert.ok(
+      (metricValue(await p.metrics(), 'switchboard_trunk_registrations_total', 'outcome="registered"') ??
+        0) >= 2,
+    );
+  });
 });

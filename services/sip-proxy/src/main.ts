@@ -33,11 +33,14 @@ import {
 import {
   TOPICS,
   type LocationRecord,
+  type GatewayRecord,
   type RoutingRecord,
   type SubscriberRecord,
 } from '@switchboard/contracts';
 import { AuthorizeResponse_Reason, RatingClient } from '@switchboard/proto/rating';
 import { GatewayTable } from './routing/gateways';
+import { TrunkRegistrations } from './trunks';
+import { Counter } from 'prom-client';
 import { Router } from './routing/router';
 import { RegistrarClient } from '@switchboard/proto/registrar';
 import { AbuseGuard } from './abuse';
@@ -219,6 +222,12 @@ export const sipProxyConfig = {
     'Consecutive failures (timeout, 408, 5xx) after which a gateway is marked down',
     1,
   ),
+  trunkExpiresSec: int(
+    'SWITCHBOARD_SIP_TRUNK_EXPIRES',
+    600,
+    'Expires the proxy asks for when it registers with a SIP trunk (gateways with register and credentials)',
+    30,
+  ),
   gatewayProbeSec: int(
     'SWITCHBOARD_SIP_GATEWAY_PROBE_INTERVAL',
     10,
@@ -319,8 +328,12 @@ export const sipProxyService = defineService({
     // Trusted peers: configured, provisioned (routing topic), and every gateway's address.
     const trustedEntries = new Map<string, string>();
     let isTrusted = trustedList(config.trusted);
+    // Set once the core can send: gateway changes before then are picked up from the table.
+    const uac: { trunks?: TrunkRegistrations } = {};
     routing.onChange = (key, rec, prev) => {
       gateways.apply(key, rec);
+      if ((rec ?? prev)?.kind === 'gateway')
+        uac.trunks?.update(key.slice('gateway:'.length), rec as GatewayRecord | null);
       const r = rec ?? prev;
       if (rec?.kind === 'domain') domains.addDomain(rec.domain);
       if (r?.kind === 'trusted') {
@@ -519,6 +532,30 @@ export const sipProxyService = defineService({
       },
     );
     running.core = core;
+    const trunkOutcomes = new Counter({
+      name: 'switchboard_trunk_registrations_total',
+      help: 'Registrations of the proxy with SIP trunks, by outcome',
+      labelNames: ['outcome'],
+      registers: [ctx.metrics],
+    });
+    const trunks = new TrunkRegistrations(
+      {
+        send: (req, target, onResponse) => core.originate(req, target, onResponse),
+        resolve: (uri) => core.resolveFirst(uri),
+        contactHost: (target) => {
+          const b = transport.localFor(target.transport, isIPv6(target.address) ? 6 : 4);
+          if (!b) return undefined;
+          const host = advertised(b.host, isIPv6(b.host) ? 6 : 4);
+          return `${host.includes(':') ? `[${host}]` : host}:${b.port}`;
+        },
+        clock: systemClock,
+        logger: ctx.logger,
+        onOutcome: (outcome) => trunkOutcomes.inc({ outcome }),
+      },
+      { expiresSec: config.trunkExpiresSec, retrySec: 30 },
+    );
+    for (const g of gateways.all()) trunks.update(g.id, g);
+    uac.trunks = trunks;
     tl.attach(core);
     const prune = setInterval(() => guard.prune(), 10_000);
     prune.unref();
@@ -548,6 +585,7 @@ export const sipProxyService = defineService({
       async stop() {
         clearInterval(prune);
         clearInterval(probe);
+        trunks.stop();
         rating?.close();
         natPing.stop();
         tracer.close();

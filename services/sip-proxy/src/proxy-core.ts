@@ -576,7 +576,7 @@ export class ProxyCore implements TransactionUser {
     return this.resolveFirst(ruri);
   }
 
-  private async resolveFirst(uri: SipUri): Promise<SendTarget | undefined> {
+  async resolveFirst(uri: SipUri): Promise<SendTarget | undefined> {
     return (await this.d.resolver.resolve(uri))[0];
   }
 
