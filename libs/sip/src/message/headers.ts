@@ -373,7 +373,17 @@ export class Via {
 }
 
 const TRANSPORTS = ['UDP', 'TCP', 'TLS', 'SCTP', 'WS', 'WSS'];
-function upperTransport(s: string, i: number, e: number): string {
+function upperTransport(b: Uint8Array, d: number, s: string, i: number, e: number): string {
+  const k = i + d;
+  // UDP / TCP / TLS as written: no string compared
+  if (e - i === 3) {
+    const c0 = b[k];
+    const c1 = b[k + 1];
+    const c2 = b[k + 2];
+    if (c0 === 85 && c1 === 68 && c2 === 80) return 'UDP';
+    if (c0 === 84 && c1 === 67 && c2 === 80) return 'TCP';
+    if (c0 === 84 && c1 === 76 && c2 === 83) return 'TLS';
+  }
   for (let j = 0; j < TRANSPORTS.length; j++) {
     const t = TRANSPORTS[j];
     if (t.length === e - i && s.startsWith(t, i)) return t;
@@ -421,7 +431,7 @@ export function parseViaAt(b: Uint8Array, d: number, s: string, i: number, n: nu
     i += 8;
     e = scanB(b, d, i, TOKEN, n);
     if (e === i) throw badHeader('via', 'missing transport');
-    transport = upperTransport(s, i, e);
+    transport = upperTransport(b, d, s, i, e);
   } else {
     [protocol, transport, e] = viaProtocol(b, d, s, i, n);
   }
@@ -440,7 +450,7 @@ function viaProtocol(b: Uint8Array, d: number, s: string, i: number, n: number):
   i = expectSlash(b, d, e, n);
   e = scanB(b, d, i, TOKEN, n);
   if (e === i) throw badHeader('via', 'missing transport');
-  const transport = upperTransport(s, i, e);
+  const transport = upperTransport(b, d, s, i, e);
   const protocol = name === 'SIP' && version === '2.0' ? 'SIP/2.0' : `${name.toUpperCase()}/${version}`;
   return [protocol, transport, e];
 }

@@ -349,10 +349,14 @@ export function parseUri(s: string): Uri {
 
 /** @internal parseUri with the codes of s read from b[d + k] (see chars.ts) */
 export function parseUriB(b: Uint8Array, d: number, s: string): Uri {
+  const n = s.length;
+  // "sip:" as written (the usual case): no search for the colon
+  if (n > 4 && b[d] === 115 && b[d + 1] === 105 && b[d + 2] === 112 && b[d + 3] === 58)
+    return parseSip(b, d, s, 4, 'sip');
   const colon = s.indexOf(':');
   if (colon <= 0) throw badUri(`no scheme in URI "${s.slice(0, 64)}"`);
   const c0 = b[d] | 0x20;
-  if (c0 < 97 || c0 > 122 || scanB(b, d, 1, SCHEME, s.length) !== colon) throw badUri('bad URI scheme');
+  if (c0 < 97 || c0 > 122 || scanB(b, d, 1, SCHEME, n) !== colon) throw badUri('bad URI scheme');
   if (colon === 3 && s.startsWith('sip')) return parseSip(b, d, s, 4, 'sip');
   const scheme = s.slice(0, colon).toLowerCase();
   if (scheme === 'sip' || scheme === 'sips') return parseSip(b, d, s, colon + 1, scheme);
