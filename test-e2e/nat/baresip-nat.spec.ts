@@ -22,6 +22,7 @@ import { Baresip } from './baresip';
 import { NAT_MEDIA_PORTS, PUBLIC_IP, createSites, destroySites, unavailable, type Site } from './netns';
 
 const CONTROL_PORT = 4444;
+const MEDIA_TIMEOUT_MS = 4000;
 const DOMAIN = 'example.com';
 const USERS = [
   { username: 'alice', password: 'alice-secret' },
@@ -64,6 +65,9 @@ before(async () => {
       SWITCHBOARD_SIP_NAT_PING_INTERVAL: '2',
       // baresip 1.0 (libre) gives up on a REGISTER challenged with SHA-256 beside MD5 (ENOSYS).
       SWITCHBOARD_SIP_DIGEST_ALGORITHMS: 'MD5',
+      // short, so that the vanished UA of the second test is noticed soon
+      SWITCHBOARD_MEDIA_TIMEOUT_MS: String(MEDIA_TIMEOUT_MS),
+      SWITCHBOARD_MEDIA_SWEEP_MS: '200',
     },
   });
 });
@@ -202,6 +206,55 @@ test('two baresip UAs behind NAT register with digest auth, call each other, and
     }
   } finally {
     registrar.close();
+    media.close();
+  }
+});
+
+test('a call whose UA vanishes (killed, no BYE) is ended by the media timeout', async (t) => {
+  if (why) {
+    t.skip(why);
+    return;
+  }
+  const [alice, bob] = uas;
+  if (!alice || !bob) {
+    t.skip('the first test did not start the UAs');
+    return;
+  }
+  const p = platform!;
+  const mediaUrl = p.proc.endpoints.find((e) => e.service === 'media-proxy' && e.name === 'gRPC')!.url;
+  const media = grpcClient(MediaProxyClient, mediaUrl.replace('grpc://', ''), { deadlineMs: 3000 });
+  try {
+    const before = metricValue(await p.metrics(), 'switchboard_media_timeouts_total') ?? 0;
+    const established = (u: Baresip) => u.events.filter((e) => e.type === 'CALL_ESTABLISHED').length;
+    const [a0, b0] = [established(alice), established(bob)];
+    const dial = await alice.command('dial', `sip:bob@${DOMAIN}`);
+    assert.equal(dial.ok, true, JSON.stringify(dial));
+    for (let k = 0; k < 100 && (established(alice) === a0 || established(bob) === b0); k++)
+      await new Promise((r) => setTimeout(r, 100));
+    assert.ok(established(alice) > a0 && established(bob) > b0, 'the second call was established');
+    await new Promise((r) => setTimeout(r, 1000));
+    const { callIds } = await media.list({ limit: 0 });
+    assert.equal(callIds.length, 1, JSON.stringify(callIds));
+    const callId = callIds[0];
+
+    // Bob's UA vanishes; Alice goes on sending RTP into the call (nobody sends a BYE).
+    await bob.kill();
+    let stats;
+    for (let k = 0; k < 50; k++) {
+      await new Promise((r) => setTimeout(r, 200));
+      ({ stats } = await media.query({ callId, fromTag: '', toTag: '' }));
+      if (stats?.endReason) break;
+    }
+    assert.equal(stats?.endReason, 'timeout', JSON.stringify(stats));
+    const rtpIn = (stats?.legs ?? []).map((l) => Number(l.streams.find((x) => !x.rtcp)?.stats?.packets ?? 0));
+    assert.ok(
+      rtpIn.every((n) => n > 10),
+      `both parties had been sending: ${JSON.stringify(rtpIn)}`,
+    );
+    assert.equal((await media.list({ limit: 0 })).callIds.length, 0);
+    assert.ok((metricValue(await p.metrics(), 'switchboard_media_timeouts_total') ?? 0) > before);
+    await alice.command('hangup');
+  } finally {
     media.close();
   }
 });

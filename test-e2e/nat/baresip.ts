@@ -169,10 +169,20 @@ export class Baresip {
     return this.waitFor((e) => e.response === true && e.token === token, `response to ${command}`, 5000);
   }
 
+  /** The UA vanishes: SIGKILL, no BYE, no unREGISTER. */
+  async kill(): Promise<void> {
+    this.sock?.destroy();
+    const c = this.child;
+    if (!c || c.exitCode !== null || c.signalCode !== null) return;
+    const exited = new Promise((r) => c.once('exit', r));
+    c.kill('SIGKILL');
+    await exited;
+  }
+
   async stop(): Promise<void> {
     this.sock?.destroy();
     const c = this.child;
-    if (!c || c.exitCode !== null) return;
+    if (!c || c.exitCode !== null || c.signalCode !== null) return;
     const exited = new Promise((r) => c.once('exit', r));
     c.kill('SIGTERM');
     const t = setTimeout(() => c.kill('SIGKILL'), 3000);
