@@ -80,14 +80,14 @@ export function encodeAccountingFields(
   return out;
 }
 
+const FIELDS = Object.entries(ACCOUNTING_ATTRIBUTES) as Array<[keyof AccountingFields, string]>;
+
 /** Reads the fields back from decoded attributes (Dictionary.decodeAll); the first of a repeated attribute wins. */
 export function accountingFieldsOf(
   attrs: Record<string, AttributeValue | AttributeValue[]>,
 ): Partial<Record<keyof AccountingFields, string | number>> {
   const out: Partial<Record<keyof AccountingFields, string | number>> = {};
-  for (const [field, attr] of Object.entries(ACCOUNTING_ATTRIBUTES) as Array<
-    [keyof AccountingFields, string]
-  >) {
+  for (const [field, attr] of FIELDS) {
     let v = attrs[attr];
     if (field === 'nasIp' && v === undefined) v = attrs['NAS-IPv6-Address'];
     if (Array.isArray(v)) v = v[0];

@@ -10,7 +10,7 @@
  * Accounting-Request, the request's Authenticator for a reply. It is computed
  * before the Request/Response Authenticator that covers it.
  */
-import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createHmac, hash, randomBytes, timingSafeEqual } from 'node:crypto';
 import {
   ATTR_MESSAGE_AUTHENTICATOR,
   AUTHENTICATOR_LENGTH,
@@ -26,15 +26,22 @@ const ZERO_AUTH = Buffer.alloc(AUTHENTICATOR_LENGTH);
 const packetBytes = (buf: Buffer): Buffer => buf.subarray(0, buf.readUInt16BE(2));
 const equal = (a: Buffer, b: Buffer) => a.length === b.length && timingSafeEqual(a, b);
 
+/** Where md5With lays out its input: one one-shot hash instead of a Hash object and four updates. */
+let scratch = Buffer.allocUnsafe(8192);
+
 /** MD5(Code | Identifier | Length | auth | Attributes | secret). */
 function md5With(buf: Buffer, auth: Buffer, secret: string | Buffer): Buffer {
-  const p = packetBytes(buf);
-  return createHash('md5')
-    .update(p.subarray(0, 4))
-    .update(auth)
-    .update(p.subarray(HEADER_LENGTH))
-    .update(secret)
-    .digest();
+  const length = Math.min(buf.readUInt16BE(2), buf.length);
+  const secretLength = typeof secret === 'string' ? Buffer.byteLength(secret) : secret.length;
+  const n = length + secretLength;
+  if (scratch.length < n) scratch = Buffer.allocUnsafe(n);
+  buf.copy(scratch, 0, 0, 4);
+  auth.copy(scratch, 4, 0, AUTHENTICATOR_LENGTH);
+  buf.copy(scratch, HEADER_LENGTH, HEADER_LENGTH, length);
+  if (typeof secret === 'string') scratch.write(secret, length);
+  else secret.copy(scratch, length);
+  // 'buffer' (a Buffer back) is missing from @types/node's overloads of crypto.hash.
+  return hash('md5', scratch.subarray(0, n), 'buffer' as 'hex') as unknown as Buffer;
 }
 
 /** RFC 2866 §3: the Request Authenticator of an Accounting-Request. */
@@ -162,6 +169,16 @@ export interface ResponseOptions {
 
 /** Encodes and signs a reply (Message-Authenticator first when asked for, then the Response Authenticator). */
 export function encodeResponse(o: ResponseOptions): Buffer {
+  if (!o.messageAuthenticator && (o.attributes === undefined || o.attributes.length === 0)) {
+    // The common Accounting-Response: a bare header.
+    const buf = Buffer.allocUnsafe(HEADER_LENGTH);
+    buf[0] = o.code;
+    buf[1] = o.identifier & 0xff;
+    buf.writeUInt16BE(HEADER_LENGTH, 2);
+    o.requestAuthenticator.copy(buf, 4, 0, AUTHENTICATOR_LENGTH);
+    md5With(buf, o.requestAuthenticator, o.secret).copy(buf, 4);
+    return buf;
+  }
   const buf = encodePacket({
     code: o.code,
     identifier: o.identifier,

@@ -9,7 +9,9 @@ import {
   decodePacket,
   encodeRequest,
   RadiusCode,
+  RadiusDecodeError,
 } from './index';
+import fc from 'fast-check';
 
 const dict = Dictionary.standard();
 
@@ -158,5 +160,87 @@ describe('parser', () => {
       /<text>:2: bad ATTRIBUTE/,
     );
     assert.throws(() => Dictionary.parse('FROB A\n'), /unknown keyword FROB/);
+  });
+});
+
+describe('decodePacketAttributes (the server fast path)', () => {
+  const same = (buf: Buffer) => {
+    let want: unknown;
+    let wantErr: unknown;
+    try {
+      want = dict.decodeAll(decodePacket(buf).attributes);
+    } catch (e) {
+      wantErr = e;
+    }
+    if (wantErr) {
+      assert.throws(() => dict.decodePacketAttributes(buf), RadiusDecodeError);
+      assert.ok(wantErr instanceof RadiusDecodeError);
+    } else assert.deepEqual(dict.decodePacketAttributes(buf), want);
+  };
+
+  test('reads the accounting attribute set as decodeAll(decodePacket()) does', () => {
+    const attrs = dict.encodeAll([
+      ['Acct-Status-Type', 'Start'],
+      ['Acct-Session-Id', 'call-1@example.com'],
+      ['Sip-Method', 'INVITE'],
+      ['Sip-Response-Code', 200],
+      ['Event-Timestamp', 1700000000],
+      ['NAS-IP-Address', '192.0.2.1'],
+      ['NAS-IPv6-Address', '2001:db8::1'],
+      ['Service-Type', 'Sip-Session'],
+      ['Switchboard-Account', 'acct-1'],
+      ['Switchboard-Gateway', 'gw1'],
+      ['Class', Buffer.from([0, 1, 2])],
+      ['User-Name', 'älice'],
+      ['User-Name', 'bob'],
+      ['User-Name', 'carol'],
+    ]);
+    attrs.push({ type: 224, value: Buffer.from('x') }, { type: 9, vendor: 99999, value: Buffer.from('y') });
+    const buf = encodeRequest({
+      code: RadiusCode.AccountingRequest,
+      identifier: 1,
+      attributes: attrs,
+      secret: 's',
+    });
+    same(buf);
+    const d = dict.decodePacketAttributes(buf);
+    assert.equal(d['Acct-Status-Type'], 'Start');
+    assert.deepEqual(d['User-Name'], ['älice', 'bob', 'carol']);
+  });
+
+  test('property: the same answer (or the same RadiusDecodeError) on arbitrary attribute bytes', () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 300 }), fc.boolean(), (bytes, fixLength) => {
+        const buf = Buffer.concat([Buffer.from([4, 1, 0, 0]), Buffer.alloc(16), Buffer.from(bytes)]);
+        if (fixLength) buf.writeUInt16BE(buf.length, 2);
+        else buf.writeUInt16BE(Math.min(4096, 20 + ((bytes[0] ?? 0) << 2)), 2);
+        same(buf);
+      }),
+      { numRuns: 2000 },
+    );
+  });
+
+  test('property: vendor-specific runs, well formed or not', () => {
+    const vsa = fc
+      .tuple(
+        fc.constantFrom(32473, 0, 9, 12345),
+        fc.array(fc.tuple(fc.integer({ min: 0, max: 255 }), fc.uint8Array({ maxLength: 10 }), fc.boolean())),
+      )
+      .map(([vendor, subs]) => {
+        const parts = subs.map(([t, v, bad]) =>
+          Buffer.concat([Buffer.from([t, bad ? v.length : v.length + 2]), Buffer.from(v)]),
+        );
+        const value = Buffer.concat([Buffer.from([0, 0, 0, 0]), ...parts]).subarray(0, 253);
+        value.writeUInt32BE(vendor, 0);
+        return Buffer.concat([Buffer.from([26, value.length + 2]), value]);
+      });
+    fc.assert(
+      fc.property(fc.array(vsa, { maxLength: 6 }), (vsas) => {
+        const buf = Buffer.concat([Buffer.from([4, 1, 0, 0]), Buffer.alloc(16), ...vsas]);
+        buf.writeUInt16BE(Math.min(buf.length, 4096), 2);
+        same(buf);
+      }),
+      { numRuns: 2000 },
+    );
   });
 });

@@ -11,7 +11,13 @@ import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { isIPv4, isIPv6 } from 'node:net';
-import { ATTR_VENDOR_SPECIFIC, type RawAttribute } from './packet';
+import {
+  ATTR_VENDOR_SPECIFIC,
+  HEADER_LENGTH,
+  MAX_PACKET_LENGTH,
+  RadiusDecodeError,
+  type RawAttribute,
+} from './packet';
 
 export type AttributeType =
   'string' | 'octets' | 'integer' | 'ipaddr' | 'date' | 'ipv6addr' | 'byte' | 'short';
@@ -55,11 +61,13 @@ const TYPES: Record<string, AttributeType> = {
 /** Where this package's dictionary files are (libs/radius/). */
 export const DICTIONARY_DIR = join(dirname(fileURLToPath(import.meta.url)), '..');
 
-const key = (vendor: number | undefined, code: number) => `${vendor ?? 0}:${code}`;
+/** Standard attributes by code; a vendor's attributes by vendor type. */
+type CodeTable = Array<AttributeDef | undefined>;
 
 export class Dictionary {
   private readonly byName = new Map<string, AttributeDef>();
-  private readonly byCode = new Map<string, AttributeDef>();
+  private readonly standardCodes: CodeTable = new Array<AttributeDef | undefined>(256).fill(undefined);
+  private readonly vendorCodes = new Map<number, CodeTable>();
   private readonly vendorIds = new Map<string, number>();
   private readonly vendorNames = new Map<number, string>();
 
@@ -179,8 +187,14 @@ export class Dictionary {
       throw new DictionaryError(`attribute ${def.name} defined twice, differently`);
     }
     this.byName.set(lower, def);
-    const k = key(def.vendor, def.code);
-    if (!this.byCode.has(k)) this.byCode.set(k, def);
+    let table = this.standardCodes;
+    if (def.vendor !== undefined) {
+      let t = this.vendorCodes.get(def.vendor);
+      if (!t)
+        this.vendorCodes.set(def.vendor, (t = new Array<AttributeDef | undefined>(256).fill(undefined)));
+      table = t;
+    }
+    table[def.code] ??= def;
   }
 
   /** The attribute named (case-insensitive). */
@@ -190,7 +204,7 @@ export class Dictionary {
 
   /** The attribute with this code (and vendor). */
   byType(code: number, vendor?: number): AttributeDef | undefined {
-    return this.byCode.get(key(vendor, code));
+    return vendor === undefined ? this.standardCodes[code] : this.vendorCodes.get(vendor)?.[code];
   }
 
   vendorId(name: string): number | undefined {
@@ -229,6 +243,67 @@ export class Dictionary {
     return out;
   }
 
+  /**
+   * The attributes of an encoded packet, name -> value: the same as
+   * `decodeAll(decodePacket(buf).attributes)`, read straight from the buffer (no
+   * RawAttribute objects, strings decoded in place). Throws RadiusDecodeError where
+   * decodePacket does. The header is not checked beyond its Length (the caller has).
+   */
+  decodePacketAttributes(buf: Buffer): Record<string, AttributeValue | AttributeValue[]> {
+    if (buf.length < HEADER_LENGTH)
+      throw new RadiusDecodeError(`packet of ${buf.length} octets is shorter than the header`);
+    const length = buf.readUInt16BE(2);
+    if (length < HEADER_LENGTH || length > MAX_PACKET_LENGTH)
+      throw new RadiusDecodeError(`bad Length ${length}`);
+    if (length > buf.length)
+      throw new RadiusDecodeError(`Length ${length} exceeds the datagram (${buf.length} octets)`);
+    const out: Record<string, AttributeValue | AttributeValue[]> = {};
+    let off = HEADER_LENGTH;
+    while (off < length) {
+      if (off + 2 > length) throw new RadiusDecodeError(`truncated attribute at offset ${off}`);
+      const type = buf[off];
+      const len = buf[off + 1];
+      if (len < 2 || off + len > length)
+        throw new RadiusDecodeError(`attribute ${type} at offset ${off} has bad length ${len}`);
+      if (type === ATTR_VENDOR_SPECIFIC && this.vendorAttributes(buf, off + 2, off + len, out)) {
+        off += len;
+        continue;
+      }
+      const def = this.standardCodes[type];
+      if (def) add(out, def.name, decodeAt(def, buf, off + 2, off + len));
+      else add(out, `Attr-${type}`, buf.subarray(off + 2, off + len));
+      off += len;
+    }
+    return out;
+  }
+
+  /** Vendor-Specific in [start, end) in the usual format into `out`; false (nothing added) when it is not. */
+  private vendorAttributes(
+    buf: Buffer,
+    start: number,
+    end: number,
+    out: Record<string, AttributeValue | AttributeValue[]>,
+  ): boolean {
+    if (end - start < 6) return false;
+    // Check the sub-attributes first, as splitVendorSpecific does: a bad one keeps the whole 26.
+    for (let o = start + 4; o < end;) {
+      const l = buf[o + 1];
+      if (o + 2 > end || l < 2 || o + l > end) return false;
+      o += l;
+    }
+    const vendor = buf.readUInt32BE(start);
+    const table = this.vendorCodes.get(vendor);
+    for (let o = start + 4; o < end;) {
+      const t = buf[o];
+      const l = buf[o + 1];
+      const def = table?.[t];
+      if (def) add(out, def.name, decodeAt(def, buf, o + 2, o + l));
+      else add(out, `Vendor-${vendor}-Attr-${t}`, buf.subarray(o + 2, o + l));
+      o += l;
+    }
+    return true;
+  }
+
   /** Encodes one named attribute (a VALUE name is accepted for integer attributes). */
   encode(name: string, value: AttributeValue): RawAttribute {
     const def = this.attribute(name);
@@ -245,6 +320,32 @@ export class Dictionary {
     for (const [n, v] of attrs) out.push(this.encode(n, v));
     return out;
   }
+}
+
+function add(out: Record<string, AttributeValue | AttributeValue[]>, name: string, v: AttributeValue): void {
+  const prev = out[name];
+  if (prev === undefined) out[name] = v;
+  else if (Array.isArray(prev)) prev.push(v);
+  else out[name] = [prev, v];
+}
+
+/** decodeTyped of buf[start, end), without a subarray for the common types. */
+function decodeAt(def: AttributeDef, buf: Buffer, start: number, end: number): AttributeValue {
+  const len = end - start;
+  switch (def.type) {
+    case 'string':
+      return buf.toString('utf8', start, end);
+    case 'integer':
+      if (len !== 4) break;
+      return def.names.get(buf.readUInt32BE(start)) ?? buf.readUInt32BE(start);
+    case 'date':
+      if (len !== 4) break;
+      return buf.readUInt32BE(start);
+    case 'ipaddr':
+      if (len !== 4) break;
+      return `${buf[start]}.${buf[start + 1]}.${buf[start + 2]}.${buf[start + 3]}`;
+  }
+  return decodeTyped(def, buf.subarray(start, end));
 }
 
 function decodeTyped(def: AttributeDef, b: Buffer): AttributeValue {
