@@ -1,5 +1,5 @@
 import pg from 'pg';
-import type { Db, DbTx, QueryResult } from './types';
+import type { Db, DbTx, QueryOptions, QueryResult } from './types';
 
 export interface PgOptions {
   /** postgres://user@host:port/db */
@@ -25,7 +25,8 @@ export async function openPgPool(opts: PgOptions): Promise<Db> {
   let closed = false;
   return {
     kind: 'pg',
-    async query<T>(sql: string, params?: unknown[]) {
+    async query<T>(sql: string, params?: unknown[], opts?: QueryOptions) {
+      if (opts?.name) return toResult<T>(await pool.query({ name: opts.name, text: sql, values: params }));
       return toResult<T>(await pool.query(sql, params));
     },
     async exec(sql: string) {
@@ -36,7 +37,12 @@ export async function openPgPool(opts: PgOptions): Promise<Db> {
       // A connection whose ROLLBACK failed is in an unknown state: destroy it, don't pool it.
       let broken: Error | undefined;
       const tx: DbTx = {
-        query: async <R>(sql: string, params?: unknown[]) => toResult<R>(await client.query(sql, params)),
+        query: async <R>(sql: string, params?: unknown[], opts?: QueryOptions) =>
+          toResult<R>(
+            await (opts?.name
+              ? client.query({ name: opts.name, text: sql, values: params })
+              : client.query(sql, params)),
+          ),
         exec: async (sql: string) => {
           await client.query(sql);
         },

@@ -6,9 +6,21 @@ export interface QueryResult<T> {
   rowCount: number;
 }
 
+export interface QueryOptions {
+  /**
+   * Prepare the statement once per connection under this name and reuse the plan
+   * (node-postgres named statements; PGlite ignores it). One name, one sql text.
+   */
+  name?: string;
+}
+
 export interface Queryable {
   /** One statement, parameters as $1, $2, ... */
-  query<T = Record<string, unknown>>(sql: string, params?: unknown[]): Promise<QueryResult<T>>;
+  query<T = Record<string, unknown>>(
+    sql: string,
+    params?: unknown[],
+    opts?: QueryOptions,
+  ): Promise<QueryResult<T>>;
   /** A script of several statements, no parameters (migrations). */
   exec(sql: string): Promise<void>;
 }
