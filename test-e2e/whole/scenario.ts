@@ -144,15 +144,6 @@ async function whereIsTheCdr(p: LaunchedPlatform, callId: string, aor: string): 
   return found.length ? found.join('; ') : `rating has no CDR of ${callId} under "${aor}" nor without "sip:"`;
 }
 
-/**
- * Known bug, owned by services/sip-proxy: ProxyCore.account() (proxy-core.ts) sends Switchboard-Account
- * as "alice@domain" while the portal opens rating accounts as "sip:alice@domain", so rating stores the
- * CDR under an unknown account, unrated, and debits nothing. The fix is in the sip-proxy work in
- * progress; remove this todo (both steps below) when it lands.
- */
-const ACCOUNT_BUG =
-  'proxy sends Switchboard-Account without "sip:" (services/sip-proxy/src/proxy-core.ts account())';
-
 /** Price per minute of on-net calls in the scenario's plan, and what it makes per second in micros. */
 const ON_NET_PER_MINUTE = '0.60';
 const MICROS_PER_SECOND = 10_000;
@@ -314,34 +305,30 @@ export async function wholePlatformScenario(t: TestContext, p: LaunchedPlatform)
   });
 
   let cdr: Cdr | undefined;
-  await t.test(
-    'the CDR is rated (portal GET /api/v1/subscribers/{id}/cdrs)',
-    { todo: ACCOUNT_BUG },
-    async () => {
-      assert.ok(callId && aliceSub, 'needs the call');
-      try {
-        cdr = await eventually(
-          `a CDR of ${callId} for ${aliceSub.aor}`,
-          async () => {
-            const r = await api<{ items: Cdr[] }>(p, 'GET', `/api/v1/subscribers/${aliceSub!.id}/cdrs`);
-            if (r.status !== 200) throw new Error(`GET cdrs: ${r.status} ${JSON.stringify(r.body)}`);
-            return r.body.items.find((c) => c.callId === callId);
-          },
-          30_000,
-          500,
-        );
-      } catch (err) {
-        throw new Error(`${(err as Error).message}; ${await whereIsTheCdr(p, callId, aliceSub.aor)}`);
-      }
-      assert.equal(cdr.disposition, 'answered');
-      assert.ok(cdr.billableSeconds >= 2, `billable ${cdr.billableSeconds} s of a ~2.5 s call`);
-      assert.equal(cdr.currency, 'EUR');
-      const priceMicros = Math.round(Number(cdr.price) * 1e6);
-      assert.equal(priceMicros, cdr.billableSeconds * MICROS_PER_SECOND, `price ${cdr.price}`);
-    },
-  );
+  await t.test('the CDR is rated (portal GET /api/v1/subscribers/{id}/cdrs)', async () => {
+    assert.ok(callId && aliceSub, 'needs the call');
+    try {
+      cdr = await eventually(
+        `a CDR of ${callId} for ${aliceSub.aor}`,
+        async () => {
+          const r = await api<{ items: Cdr[] }>(p, 'GET', `/api/v1/subscribers/${aliceSub!.id}/cdrs`);
+          if (r.status !== 200) throw new Error(`GET cdrs: ${r.status} ${JSON.stringify(r.body)}`);
+          return r.body.items.find((c) => c.callId === callId);
+        },
+        30_000,
+        500,
+      );
+    } catch (err) {
+      throw new Error(`${(err as Error).message}; ${await whereIsTheCdr(p, callId, aliceSub.aor)}`);
+    }
+    assert.equal(cdr.disposition, 'answered');
+    assert.ok(cdr.billableSeconds >= 2, `billable ${cdr.billableSeconds} s of a ~2.5 s call`);
+    assert.equal(cdr.currency, 'EUR');
+    const priceMicros = Math.round(Number(cdr.price) * 1e6);
+    assert.equal(priceMicros, cdr.billableSeconds * MICROS_PER_SECOND, `price ${cdr.price}`);
+  });
 
-  await t.test("the caller's balance is debited by the CDR's price", { todo: ACCOUNT_BUG }, async () => {
+  await t.test("the caller's balance is debited by the CDR's price", async () => {
     assert.ok(cdr && aliceSub, 'needs the rated CDR');
     const priceMicros = Math.round(Number(cdr.price) * 1e6);
     const bal = await eventually('the debit', async () => {

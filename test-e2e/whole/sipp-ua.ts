@@ -6,14 +6,14 @@
 import { createSocket } from 'node:dgram';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { isAbsolute, join } from 'node:path';
 import { sipp, type SippResult } from '../lib/sipp';
 import { rtpPcap } from './rtp-pcap';
 
 export const SCENARIOS = new URL('./scenarios/', import.meta.url).pathname;
 
 export interface UaOptions {
-  /** register.xml, caller.xml or callee.xml (or another file in scenarios/). */
+  /** register.xml, caller.xml or callee.xml (or another file in scenarios/), or an absolute path. */
   scenario: string;
   /** SIP port the UA binds on 127.0.0.1. */
   port: number;
@@ -63,7 +63,7 @@ export function runUa(o: UaOptions): RunningUa {
   const trace = o.trace ?? true;
   const args = [
     '-sf',
-    join(SCENARIOS, o.scenario),
+    isAbsolute(o.scenario) ? o.scenario : join(SCENARIOS, o.scenario),
     '-i',
     '127.0.0.1',
     '-p',
