@@ -230,6 +230,30 @@ describe('accounting service on PGlite and the embedded event log', () => {
     }
   });
 
+  test('a record whose text holds NUL or a newline is stored (as is in the body) without failing its group commit', async () => {
+    const client = await RadiusClient.open({
+      host: '127.0.0.1',
+      port: acct.port,
+      secret: SECRET,
+      initialTimeoutMs: 1000,
+    });
+    try {
+      const sent = [
+        client.accounting(
+          encodeAccountingFields({ statusType: 'Start', sessionId: 'odd-1', userName: 'a\nb\0c' }),
+        ),
+        client.accounting(encodeAccountingFields({ statusType: 'Start', sessionId: 'odd-2\0x' })),
+        client.accounting(encodeAccountingFields({ statusType: 'Start', sessionId: 'odd-3' })),
+      ];
+      for (const r of await Promise.all(sent)) assert.equal(r.code, RadiusCode.AccountingResponse);
+      assert.equal((await stored('odd-1'))[0].userName, 'a\nb\0c');
+      assert.equal((await stored('odd-2\ufffdx')).length, 1);
+      assert.equal((await stored('odd-3')).length, 1);
+    } finally {
+      client.close();
+    }
+  });
+
   test('Failed, Interim-Update and Accounting-On/Off are stored; Accounting-On is keyed by client', async () => {
     const feed = await collectAccounting(bus, 'test-types');
     const client = await RadiusClient.open({

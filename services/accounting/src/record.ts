@@ -3,7 +3,7 @@
  * `accounting` topic for each accepted Accounting-Request (documented in
  * services/accounting/README.md; rating consumes it).
  */
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import { accountingFieldsOf, type AttributeValue } from '@switchboard/radius';
 
 export type JsonAttributeValue = string | number | Array<string | number>;
@@ -55,9 +55,10 @@ export function toJsonAttributes(
   attrs: Record<string, AttributeValue | AttributeValue[]>,
 ): Record<string, JsonAttributeValue> {
   const out: Record<string, JsonAttributeValue> = {};
-  for (const [k, v] of Object.entries(attrs)) {
+  for (const k in attrs) {
     if (LEFT_OUT.has(k)) continue;
-    out[k] = Array.isArray(v) ? v.map(jsonValue) : jsonValue(v);
+    const v = attrs[k];
+    out[k] = Array.isArray(v) ? v.map(jsonValue) : typeof v === 'object' ? jsonValue(v) : v;
   }
   return out;
 }
@@ -115,7 +116,8 @@ export function recordId(
     'senderRecordId' in key
       ? `record-id|${key.client}|${key.senderRecordId}`
       : `${key.srcAddr}|${key.srcPort}|${key.identifier}|${key.authenticatorHex}`;
-  const h = createHash('md5').update(text).digest();
+  // 'buffer' (a Buffer back) is missing from @types/node's overloads of crypto.hash.
+  const h = hash('md5', text, 'buffer' as 'hex') as unknown as Buffer;
   h[6] = (h[6] & 0x0f) | 0x80;
   h[8] = (h[8] & 0x3f) | 0x80;
   const x = h.toString('hex');

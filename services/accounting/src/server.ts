@@ -13,7 +13,6 @@ import {
   Dictionary,
   RadiusCode,
   RadiusDecodeError,
-  decodePacket,
   encodeResponse,
   verifyAccountingRequest,
   verifyMessageAuthenticatedRequest,
@@ -21,7 +20,7 @@ import {
 import type { ClientTable, NasClient } from './clients';
 import { unmapIPv4 } from './clients';
 import { buildRecord, recordId } from './record';
-import { OverloadError, type NewRecord, type Outcome } from './writer';
+import { OverloadError, type Done, type NewRecord } from './writer';
 
 export type DropReason =
   'unknown_client' | 'bad_authenticator' | 'malformed' | 'unsupported_code' | 'overload' | 'store_failed';
@@ -45,7 +44,7 @@ export interface AccountingServerOptions {
   host: string;
   port: number;
   clients: () => ClientTable;
-  store: { submit(rec: NewRecord): Promise<Outcome> };
+  store: { add(rec: NewRecord, done: Done): void };
   dictionary?: Dictionary;
   hooks: ServerHooks;
   logger?: Logger;
@@ -78,7 +77,7 @@ export async function startAccountingServer(o: AccountingServerOptions): Promise
     if (!verifyAccountingRequest(msg, client.secret)) return o.hooks.dropped('bad_authenticator');
     let attrs;
     try {
-      attrs = dict.decodeAll(decodePacket(msg).attributes);
+      attrs = dict.decodePacketAttributes(msg);
     } catch (e) {
       if (e instanceof RadiusDecodeError) return o.hooks.dropped('malformed');
       throw e;
@@ -87,40 +86,39 @@ export async function startAccountingServer(o: AccountingServerOptions): Promise
     // RFC 2866 §5.1: Acct-Status-Type is required.
     if (status === undefined || Array.isArray(status) || Buffer.isBuffer(status))
       return o.hooks.dropped('malformed');
-    const type = STATUS_TYPES.has(String(status)) ? String(status) : 'other';
+    const type = typeof status === 'string' && STATUS_TYPES.has(status) ? status : 'other';
     o.hooks.request(type, client.name);
     const identifier = msg[1];
-    const requestAuthenticator = Buffer.from(msg.subarray(4, 20));
+    // The datagram's buffer is this request's own (dgram allocates one per message).
+    const requestAuthenticator = msg.subarray(4, 20);
     const srcAddr = unmapIPv4(r.address);
-    const authenticator = requestAuthenticator.toString('hex');
+    const authenticator = msg.toString('hex', 4, 20);
     const rid = attrs['Switchboard-Record-Id'];
     const id =
       typeof rid === 'string' && rid !== ''
         ? recordId({ client: client.name, senderRecordId: rid })
         : recordId({ srcAddr, srcPort: r.port, identifier, authenticatorHex: authenticator });
     const record = buildRecord({ id, receivedAt: now(), client: client.name }, attrs);
-    o.store.submit({ record, srcAddr, srcPort: r.port, identifier, authenticator }).then(
-      (outcome) => {
-        if (outcome === 'duplicate') o.hooks.duplicate(client.name);
-        reply(
-          encodeResponse({
-            code: RadiusCode.AccountingResponse,
-            identifier,
-            requestAuthenticator,
-            secret: client.secret,
-          }),
-          r,
-        );
-      },
-      (err: unknown) => {
+    o.store.add({ record, srcAddr, srcPort: r.port, identifier, authenticator }, (err, outcome) => {
+      if (err) {
         if (err instanceof OverloadError) return o.hooks.dropped('overload');
         o.hooks.dropped('store_failed');
-        o.logger?.error(
+        return o.logger?.error(
           { err },
           'storing an accounting record failed; not answered (the client retransmits)',
         );
-      },
-    );
+      }
+      if (outcome === 'duplicate') o.hooks.duplicate(client.name);
+      reply(
+        encodeResponse({
+          code: RadiusCode.AccountingResponse,
+          identifier,
+          requestAuthenticator,
+          secret: client.secret,
+        }),
+        r,
+      );
+    });
   }
 
   function onStatusServer(msg: Buffer, r: RemoteInfo, client: NasClient): void {

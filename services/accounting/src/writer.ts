@@ -11,7 +11,7 @@
  * stored one is found by the primary key.
  */
 import type { Queryable } from '@switchboard/platform';
-import { recordKey, type AccountingRecord } from './record';
+import type { AccountingRecord } from './record';
 
 export interface NewRecord {
   record: AccountingRecord;
@@ -44,44 +44,55 @@ export interface WriterOptions {
   onStored?: () => void;
 }
 
+/** Called once the record is durable ('stored') or found already stored ('duplicate'), or with the error. */
+export type Done = (err: unknown, outcome?: Outcome) => void;
+
 interface Waiting {
   rec: NewRecord;
   key: string;
-  resolve(o: Outcome): void;
-  reject(e: unknown): void;
+  /** The submitter's, then those of requests that joined it while it was queued or written. */
+  done: Done[];
 }
 
 /** The record id already encodes what makes two requests the same record (see recordId). */
 const dedupeKey = (r: NewRecord) => r.record.id;
 
 /**
- * One round trip per batch, the batch as one JSON array parameter: insert the
- * records (skipping stored duplicates) and, in the same statement, an outbox row
- * for each record inserted, in arrival order. One row comes back: the count
- * stored and the ids that were already stored.
+ * One round trip per batch (a prepared statement): the short columns as arrays, the
+ * bodies (JSON, which never holds a raw newline) as one newline-joined text, split
+ * by string_to_table; PostgreSQL parses each body once (json_in) and nothing else.
+ * Inserts the records (skipping stored duplicates) and, in the same statement, an
+ * outbox row for each record inserted, in arrival order. One row comes back: the
+ * count stored and the ids that were already stored.
  */
 const INSERT = `
 WITH input AS (
-  SELECT * FROM json_to_recordset($1::json) AS t(
-    n int, id uuid, "receivedAt" timestamptz, client text, "srcAddr" text, "srcPort" int, identifier int,
-    authenticator text, "statusType" text, "sessionId" text, key text, body json)
+  SELECT a.*, b.body
+  FROM unnest($1::uuid[], $2::timestamptz[], $3::text[], $4::text[], $5::int[], $6::int[], $7::text[], $8::text[], $9::text[])
+    WITH ORDINALITY AS a(id, received_at, client, src_addr, src_port, identifier, authenticator, status_type, session_id, n)
+  JOIN string_to_table($10::text, E'\\n') WITH ORDINALITY AS b(body, n) USING (n)
 ), ins AS (
   INSERT INTO accounting.records (id, received_at, client, src_addr, src_port, identifier, authenticator, status_type, session_id, body)
-  SELECT id, "receivedAt", client, "srcAddr", "srcPort", identifier, authenticator, "statusType", "sessionId", body
+  SELECT id, received_at, client, src_addr, src_port, identifier, authenticator, status_type, session_id, body::json
   FROM input ORDER BY n
   ON CONFLICT (id) DO NOTHING
   RETURNING id
 ), outbox AS (
   INSERT INTO accounting.outbox (record_id, key)
-  SELECT ins.id, input.key FROM input JOIN ins ON ins.id = input.id ORDER BY input.n
+  SELECT ins.id, coalesce(input.session_id, 'client:' || input.client)
+  FROM input JOIN ins ON ins.id = input.id ORDER BY input.n
   RETURNING 1
 )
 SELECT (SELECT count(*) FROM outbox) AS stored,
        (SELECT coalesce(array_agg(input.id::text), '{}') FROM input LEFT JOIN ins ON ins.id = input.id WHERE ins.id IS NULL) AS duplicates`;
 
+/** A text column value PostgreSQL accepts: NUL (which a text value cannot hold) as U+FFFD. */
+const pgText = (s: string | null): string | null =>
+  s !== null && s.includes('\0') ? s.replace(/\0/g, '\ufffd') : s;
+
 export class RecordWriter {
   private readonly queue: Waiting[] = [];
-  private readonly inFlight = new Map<string, Promise<Outcome>>();
+  private readonly inFlight = new Map<string, Waiting>();
   private active = 0;
   private scheduled = false;
   private idle: Array<() => void> = [];
@@ -97,14 +108,21 @@ export class RecordWriter {
 
   /** Resolves once the record is durable ('stored') or found already stored or being stored ('duplicate'). */
   submit(rec: NewRecord): Promise<Outcome> {
+    return new Promise((resolve, reject) => this.add(rec, (err, o) => (err ? reject(err) : resolve(o!))));
+  }
+
+  /** submit() with a callback (no promise per request on the server's path). */
+  add(rec: NewRecord, done: Done): void {
     const key = dedupeKey(rec);
     const pending = this.inFlight.get(key);
-    if (pending) return pending.then(() => 'duplicate' as const);
-    if (this.queue.length >= this.opts.maxQueued) return Promise.reject(new OverloadError(this.queue.length));
-    const p = new Promise<Outcome>((resolve, reject) => this.queue.push({ rec, key, resolve, reject }));
-    this.inFlight.set(key, p);
-    const forget = () => this.inFlight.delete(key);
-    p.then(forget, forget);
+    if (pending) {
+      pending.done.push((err) => (err ? done(err) : done(null, 'duplicate')));
+      return;
+    }
+    if (this.queue.length >= this.opts.maxQueued) return done(new OverloadError(this.queue.length));
+    const w: Waiting = { rec, key, done: [done] };
+    this.queue.push(w);
+    this.inFlight.set(key, w);
     // Start writing after the datagrams already read in this poll phase have been queued too.
     if (!this.scheduled) {
       this.scheduled = true;
@@ -113,7 +131,6 @@ export class RecordWriter {
         this.pump();
       });
     }
-    return p;
   }
 
   private pump(): void {
@@ -130,33 +147,54 @@ export class RecordWriter {
 
   private async write(batch: Waiting[]): Promise<void> {
     const started = process.hrtime.bigint();
-    const rows = batch.map(({ rec }, n) => ({
-      n,
-      id: rec.record.id,
-      receivedAt: rec.record.receivedAt,
-      client: rec.record.client,
-      srcAddr: rec.srcAddr,
-      srcPort: rec.srcPort,
-      identifier: rec.identifier,
-      authenticator: rec.authenticator,
-      statusType: rec.record.statusType,
-      sessionId: rec.record.sessionId,
-      key: recordKey(rec.record),
-      body: rec.record,
-    }));
+    const n = batch.length;
+    const ids = new Array<string>(n);
+    const receivedAt = new Array<string>(n);
+    const client = new Array<string | null>(n);
+    const srcAddr = new Array<string>(n);
+    const srcPort = new Array<number>(n);
+    const identifier = new Array<number>(n);
+    const authenticator = new Array<string>(n);
+    const statusType = new Array<string | null>(n);
+    const sessionId = new Array<string | null>(n);
+    let bodies = '';
+    let result: { stored: number; duplicates: Set<string> } | undefined;
+    let error: unknown;
     try {
+      for (let i = 0; i < n; i++) {
+        const { record, ...r } = batch[i].rec;
+        ids[i] = record.id;
+        receivedAt[i] = record.receivedAt;
+        client[i] = pgText(record.client);
+        srcAddr[i] = r.srcAddr;
+        srcPort[i] = r.srcPort;
+        identifier[i] = r.identifier;
+        authenticator[i] = r.authenticator;
+        statusType[i] = pgText(record.statusType);
+        sessionId[i] = pgText(record.sessionId);
+        bodies += i === 0 ? JSON.stringify(record) : `\n${JSON.stringify(record)}`;
+      }
       // One row back: how many were stored, and the ids already stored (duplicates; usually none).
-      const res = await this.db.query<{ stored: string; duplicates: string[] }>(INSERT, [
-        JSON.stringify(rows),
-      ]);
-      const duplicates = new Set(res.rows[0].duplicates);
-      const stored = { size: Number(res.rows[0].stored) };
-      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-      this.opts.onCommit?.(batch.length, stored.size, seconds);
-      if (stored.size > 0) this.opts.onStored?.();
-      for (const w of batch) w.resolve(duplicates.has(w.rec.record.id) ? 'duplicate' : 'stored');
+      const res = await this.db.query<{ stored: string; duplicates: string[] }>(
+        INSERT,
+        [ids, receivedAt, client, srcAddr, srcPort, identifier, authenticator, statusType, sessionId, bodies],
+        { name: 'accounting-group-commit' },
+      );
+      result = { stored: Number(res.rows[0].stored), duplicates: new Set(res.rows[0].duplicates) };
     } catch (e) {
-      for (const w of batch) w.reject(e);
+      error = e;
+    }
+    for (const w of batch) this.inFlight.delete(w.key);
+    if (!result) {
+      for (const w of batch) for (const d of w.done) d(error);
+      return;
+    }
+    const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+    this.opts.onCommit?.(n, result.stored, seconds);
+    if (result.stored > 0) this.opts.onStored?.();
+    for (const w of batch) {
+      const outcome = result.duplicates.has(w.rec.record.id) ? 'duplicate' : 'stored';
+      for (const d of w.done) d(null, outcome);
     }
   }
 
