@@ -244,4 +244,40 @@ describe('call features and PSTN gateways', () => {
         0) >= 2,
     );
   });
+
+  test('feature codes: *72<number> forwards every call there, *73 stops it (applied by the portal)', async () => {
+    const sub = `/api/v1/subscribers/${ids.dave}/forwarding`;
+    const on = await call(p, DAVE, '*72+49301111111');
+    assert.equal(finalResponse(on).status, 200, explain(on));
+    // The portal applied it: the rule is in its API, as if made there.
+    let rules: { items: { condition: string; target: string }[] } = { items: [] };
+    for (const deadline = Date.now() + 10_000; Date.now() < deadline && !rules.items.length;) {
+      await new Promise((r) => setTimeout(r, 200));
+      rules = (await api('GET', sub)).body;
+    }
+    assert.deepEqual(
+      rules.items.map((r) => [r.condition, r.target]),
+      [['always', '+49301111111']],
+    );
+    await settled(p);
+    // Carol calls dave (not registered): the call reaches bob, whose DID dave forwards to.
+    const bob = await phone(p, BOB, 'answer.xml');
+    const forwarded = await call(p, CAROL, 'dave');
+    const b = await bob.done;
+    assert.equal(finalResponse(forwarded).status, 200, explain(forwarded, b));
+    assert.match(pick<SipRequest>(b.log, '< INVITE').getHeader('Diversion') ?? '', /reason=unconditional/);
+
+    const off = await call(p, DAVE, '*73');
+    assert.equal(finalResponse(off).status, 200, explain(off));
+    for (const deadline = Date.now() + 10_000; Date.now() < deadline && rules.items.length;) {
+      await new Promise((r) => setTimeout(r, 200));
+      rules = (await api('GET', sub)).body;
+    }
+    assert.equal(rules.items.length, 0);
+    await settled(p);
+    const unforwarded = await call(p, CAROL, 'dave');
+    assert.equal(finalResponse(unforwarded).status, 480, explain(unforwarded));
+    // A code without its number is incomplete.
+    assert.equal(finalResponse(await call(p, DAVE, '*72')).status, 484);
+  });
 });

@@ -16,7 +16,20 @@ export const TOPICS = {
   mediaEvents: 'media-events',
   /** Key = account; owner: rating. */
   cdrs: 'cdrs',
+  /** Key = AoR; owner: sip-proxy (feature codes dialled by phones); the portal applies them. */
+  featureRequests: 'feature-requests',
 } as const;
+
+/** `feature-requests` record: a subscriber dialled a feature code (*72<number>, *73 ...). */
+export interface FeatureRequest {
+  aor: string;
+  kind: 'forwarding';
+  condition: ForwardingCondition;
+  /** The new target (a number or SIP URI); null turns the forwarding off. */
+  target: string | null;
+  /** Unix ms. */
+  at: number;
+}
 
 /** `subscribers` record: what the proxy needs to authenticate and route for one account. Never a plaintext password. */
 export interface SubscriberRecord {

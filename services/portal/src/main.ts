@@ -21,7 +21,7 @@ import {
   type ConfigOf,
   type Setting,
 } from '@switchboard/platform';
-import { TOPICS } from '@switchboard/contracts';
+import { TOPICS, decodeRecord, type FeatureRequest } from '@switchboard/contracts';
 import { RegistrarClient, type Binding } from '@switchboard/proto/registrar';
 import {
   AdjustRequest_Kind,
@@ -448,8 +448,32 @@ export const portalService = defineService({
     ctx.endpoint('HTTP', httpUrl);
     ctx.logger.info({ port: http.port, ...republished, adminToken: Boolean(adminHash) }, 'portal ready');
 
+    // Feature codes dialled on phones (*72<number> ...): the proxy asks, the portal (the source of truth) applies.
+    await events.ensureTopic(TOPICS.featureRequests);
+    const featureCodes = await events.subscribe({
+      topic: TOPICS.featureRequests,
+      group: 'portal-feature-requests',
+      fromBeginning: true,
+      handler: async (m) => {
+        const r = decodeRecord<FeatureRequest>(m.value);
+        if (!r || r.kind !== 'forwarding') return;
+        try {
+          const applied = await store.applyFeatureCode(r.aor, r.condition, r.target);
+          ctx.logger.info(
+            { aor: r.aor, condition: r.condition, target: r.target, applied },
+            'feature code applied',
+          );
+        } catch (err) {
+          // A target the API would refuse (400): logged and skipped, not retried forever.
+          if ((err as { kind?: string }).kind !== 'invalid_argument') throw err;
+          ctx.logger.warn({ err, aor: r.aor, target: r.target }, 'feature code refused');
+        }
+      },
+    });
+
     return {
       async stop() {
+        await featureCodes.close();
         await http.close();
         await relay.stop();
         await ratingRelay?.stop();

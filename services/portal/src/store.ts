@@ -19,7 +19,13 @@ import { ha1 } from '@switchboard/sip';
 import { TOPICS, encodeRecord, type RoutingRecord, type SubscriberRecord } from '@switchboard/contracts';
 import type { CreateAlias, CreateSubscriber, UpdateSubscriber } from './schemas';
 import { encrypt, hashPassword, hashToken, newToken } from './secrets';
-import { featureFields, type FeatureFields, type FeatureKind, type RoutingKind } from './features';
+import {
+  FEATURE_KINDS,
+  featureFields,
+  type FeatureFields,
+  type FeatureKind,
+  type RoutingKind,
+} from './features';
 import { parse } from './schemas';
 import { formatMicros } from './money';
 import type { Vendor } from './provisioning';
@@ -763,6 +769,28 @@ export class PortalStore {
       await this.audit(tx, actor, 'delete', fk.kind, id, { aor: aorOf(s.username, s.domain) });
       await this.publishSubscriber(tx, subscriberId);
     });
+  }
+
+  /**
+   * A forwarding rule set or cleared by a feature code the subscriber dialled
+   * (the proxy's `feature-requests` topic): the same change as through the API.
+   */
+  async applyFeatureCode(aor: string, condition: string, target: string | null): Promise<boolean> {
+    const m = /^sips?:([^@]+)@(.+)$/i.exec(aor);
+    const id = m && (await this.subscriberIdByAor(decodeURIComponent(m[1]), m[2].toLowerCase()));
+    if (!id) return false;
+    const fk = FEATURE_KINDS.find((k) => k.kind === 'forwarding')!;
+    const current = (await this.listFeatures(id, fk)).items.find((f) => f.condition === condition);
+    const actor = `phone:${aor}`;
+    if (target === null) {
+      if (current) await this.deleteFeature(actor, id, fk, current.id);
+    } else if (current) {
+      await this.updateFeature(actor, id, fk, current.id, { target, enabled: true });
+    } else {
+      const data = parse(fk.schema, { condition, target }) as Record<string, unknown>;
+      await this.createFeature(actor, id, fk, data);
+    }
+    return true;
   }
 
   // --- routing entities (gateways, routes, trusted addresses, RADIUS clients) --

@@ -32,6 +32,7 @@ import {
 } from '@switchboard/sip';
 import {
   TOPICS,
+  encodeRecord,
   type LocationRecord,
   type GatewayRecord,
   type RoutingRecord,
@@ -47,7 +48,7 @@ import { AbuseGuard } from './abuse';
 import { Authenticator } from './auth';
 import { Domains } from './domains';
 import { ProxyMetrics } from './metrics';
-import { ProxyCore } from './proxy-core';
+import { ProxyCore, parseFeatureCodes } from './proxy-core';
 import { RegistrarFront } from './register';
 import { Replica } from './replica';
 import { AccountingClient } from './acc';
@@ -222,6 +223,11 @@ export const sipProxyConfig = {
     'Consecutive failures (timeout, 408, 5xx) after which a gateway is marked down',
     1,
   ),
+  featureCodes: list(
+    'SWITCHBOARD_SIP_FEATURE_CODES',
+    '*72=always,*73=-always,*90=busy,*91=-busy,*92=no-answer,*93=-no-answer,*94=unavailable,*95=-unavailable',
+    'Feature codes phones dial: code=condition sets that forwarding to the number dialled after the code, code=-condition clears it',
+  ),
   trunkExpiresSec: int(
     'SWITCHBOARD_SIP_TRUNK_EXPIRES',
     600,
@@ -373,6 +379,7 @@ export const sipProxyService = defineService({
     await subscribers.start(bus);
     await location.start(bus);
     await routing.start(bus);
+    await bus.ensureTopic(TOPICS.featureRequests);
     ctx.ops.addReadinessCheck('registrar', () => true);
 
     // The registrar in this process, if it runs here (on whatever port it got); else the configured address.
@@ -510,6 +517,9 @@ export const sipProxyService = defineService({
         media,
         router,
         gateways,
+        requestFeature: async (r) => {
+          await bus.publish(TOPICS.featureRequests, [{ key: r.aor, value: encodeRecord(r) }]);
+        },
         credit: rating && {
           async authorize(account, callee, callId) {
             const r = await rating.authorize({ account, callee, callId });
@@ -529,6 +539,7 @@ export const sipProxyService = defineService({
         maxForwardDepth: config.forwardMaxDepth,
         announceFailures: config.announceFailures,
         mediaServer,
+        featureCodes: parseFeatureCodes(config.featureCodes),
       },
     );
     running.core = core;

@@ -32,6 +32,7 @@ import {
   type TransportName,
 } from '@switchboard/sip';
 import type {
+  FeatureRequest,
   ForwardingCondition,
   ForwardingRule,
   LocationBinding,
@@ -96,6 +97,23 @@ export interface ProxyOptions {
   announceFailures: boolean;
   /** host:port of the media server (voicemail, announcements), if any. */
   mediaServer?: string;
+  /** Feature codes a subscriber dials: code → forwarding condition set (with the number after it) or cleared. */
+  featureCodes: FeatureCode[];
+}
+
+export interface FeatureCode {
+  code: string;
+  condition: ForwardingCondition;
+  enable: boolean;
+}
+
+/** `*72=always,*73=-always`: a code enables the condition's forwarding (to the number dialled after it) or, with -, clears it. */
+export function parseFeatureCodes(entries: readonly string[]): FeatureCode[] {
+  return entries.map((e) => {
+    const m = /^([*#0-9]{2,8})=(-?)(always|busy|no-answer|unavailable)$/.exec(e.trim());
+    if (!m) throw new Error(`SWITCHBOARD_SIP_FEATURE_CODES: "${e}" is not code=condition or code=-condition`);
+    return { code: m[1], condition: m[3] as ForwardingCondition, enable: m[2] === '' };
+  });
 }
 
 /** Credit control: rating's Authorize. */
@@ -129,6 +147,8 @@ export interface ProxyDeps {
   gateways: GatewayTable;
   /** Authorize billable (PSTN) calls; absent: every call is allowed. */
   credit?: CreditControl;
+  /** Asks the portal to change a subscriber's forwarding (feature codes); absent: codes are not offered. */
+  requestFeature?: (r: FeatureRequest) => Promise<void>;
 }
 
 interface Branch {
@@ -175,7 +195,7 @@ interface Context {
   maxSeconds?: number;
   /** The E.164 number of a PSTN call (accounted as the called station, as rating reads it). */
   dialled?: string;
-  /** A refused call that hears why from the media server: its final response is this one, whatever the announcement's. */
+  /** A refused call (or a feature code) that hears an announcement: its final response if the announcement does not answer. */
   refusal?: { status: number; reason: string };
   /** The caller's Contact as it sent it (before any NAT alias). */
   callerContact?: string;
@@ -393,6 +413,21 @@ export class ProxyCore implements TransactionUser {
       );
     } catch {
       identity = callerIdentity(fromUri, undefined, req.getHeader('Privacy'));
+    }
+
+    // Feature codes: *72<number> forwards all calls, *73 stops it (and the like for busy, no answer).
+    if (
+      method === 'INVITE' &&
+      caller &&
+      isSipUri(target) &&
+      this.d.domains.domainOf(target) &&
+      this.d.requestFeature
+    ) {
+      const dialled = target.userDecoded ?? target.user ?? '';
+      const fc = this.opts.featureCodes
+        .filter((c) => (c.enable ? dialled.startsWith(c.code) : dialled === c.code))
+        .sort((a, b) => b.code.length - a.code.length)[0];
+      if (fc) return this.featureCode(req, stx!, src, caller, fc, dialled.slice(fc.code.length));
     }
 
     // Message waiting: a subscriber's SUBSCRIBE for its own message-summary goes to the media server.
@@ -631,6 +666,48 @@ export class ProxyCore implements TransactionUser {
     await this.startForwarding(ctx);
   }
 
+  /** A feature code: the change goes to the portal; the caller hears it confirmed (media server) or gets 200. */
+  private async featureCode(
+    req: SipRequest,
+    stx: ServerTransaction,
+    src: Source,
+    caller: SubscriberRecord,
+    fc: FeatureCode,
+    rest: string,
+  ): Promise<void> {
+    const target = fc.enable ? rest.replace(/[-.() ]/g, '') : null;
+    if (fc.enable && !/^\+?[0-9]{1,32}$/.test(target ?? '')) {
+      this.respond(stx, req, 484, 'Address Incomplete: dial the code, then the number');
+      return;
+    }
+    try {
+      await this.d.requestFeature!({
+        aor: caller.aor,
+        kind: 'forwarding',
+        condition: fc.condition,
+        target,
+        at: Date.now(),
+      });
+    } catch (err) {
+      this.d.logger.error({ err, callId: req.callId }, 'feature code not recorded');
+      this.respond(stx, req, 500, 'Server Internal Error');
+      return;
+    }
+    this.d.logger.info(
+      { callId: req.callId, aor: caller.aor, condition: fc.condition, target },
+      'feature code',
+    );
+    if (this.opts.mediaServer) {
+      const prompt = fc.enable ? 'forwarding-enabled' : 'forwarding-disabled';
+      const ctx = this.begin(req, stx, src, caller);
+      ctx.pending = [[{ uri: `sip:announce-${prompt}@${this.opts.mediaServer}` }]];
+      // The change is made: a media server that cannot say so (no such prompt) still gets the caller a 200.
+      ctx.refusal = { status: 200, reason: 'OK' };
+      return this.startForwarding(ctx);
+    }
+    this.respond(stx, req, 200, fc.enable ? 'OK (forwarding enabled)' : 'OK (forwarding disabled)');
+  }
+
   /** The response context of an initial request (100 Trying for an INVITE). */
   private begin(req: SipRequest, stx: ServerTransaction, src: Source, caller?: SubscriberRecord): Context {
     if (req.method === 'INVITE') {
@@ -840,7 +917,7 @@ export class ProxyCore implements TransactionUser {
     const res = createResponse(ctx.req, status, reason, { toTag: newTag() });
     this.upstream(ctx, () => ctx.stx.respond(res));
     this.d.metrics.response(status, true);
-    if (ctx.req.method === 'INVITE') {
+    if (ctx.req.method === 'INVITE' && status >= 300) {
       void this.d.media?.end(ctx.req.callId);
       this.d.metrics.callFailed(status);
       this.account('Failed', ctx.req, res, ctx, ctx.req.uriText);
@@ -1022,6 +1099,7 @@ export class ProxyCore implements TransactionUser {
       return;
     }
     if (ctx.refusal) return this.finishWith(ctx, ctx.refusal.status, ctx.refusal.reason);
+
     const best = chooseBest(ctx.branches.map((b) => b.final!));
     // Forwarding on busy, no answer or unavailable (the subscriber's rules).
     if (ctx.callee && ctx.req.method === 'INVITE' && !ctx.cancelled) {
