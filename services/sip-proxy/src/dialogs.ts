@@ -52,7 +52,8 @@ export class CallLimiter {
     callerTarget: SendTarget,
     ok: SipResponse,
     calleeTarget: SendTarget,
-    seconds: number,
+    /** The granted time; undefined: no limit (the call is only remembered, to end it on a media timeout). */
+    seconds: number | undefined,
     meta: unknown,
   ): void {
     const rr = ok.getHeaderValues('Record-Route');
@@ -81,7 +82,8 @@ export class CallLimiter {
       },
     };
     this.end(call.callId);
-    call.timer = this.d.clock.setTimeout(() => this.cut(call), seconds * 1000);
+    if (seconds !== undefined)
+      call.timer = this.d.clock.setTimeout(() => this.cut(call, 'Credit time exhausted'), seconds * 1000);
     this.calls.set(call.callId, call);
   }
 
@@ -103,17 +105,26 @@ export class CallLimiter {
     this.calls.delete(callId);
   }
 
-  private cut(call: LimitedCall): void {
+  /** Ends a remembered call now (the media proxy saw no RTP); false when the call is not one of ours. */
+  cutNow(callId: string, why: string): boolean {
+    const call = this.calls.get(callId);
+    if (!call) return false;
+    this.d.clock.clearTimeout(call.timer);
+    this.cut(call, why);
+    return true;
+  }
+
+  private cut(call: LimitedCall, why: string): void {
     this.calls.delete(call.callId);
     // Toward the callee: from the caller; toward the caller: from the callee.
-    const toCallee = this.bye(call, call.caller.nameAddr, call.callee);
-    const toCaller = this.bye(call, call.callee.nameAddr, call.caller);
+    const toCallee = this.bye(call, call.caller.nameAddr, call.callee, why);
+    const toCaller = this.bye(call, call.callee.nameAddr, call.caller, why);
     this.d.send(toCallee, call.callee.target);
     this.d.send(toCaller, call.caller.target);
     this.d.onCut(call, toCallee);
   }
 
-  private bye(call: LimitedCall, from: string, to: LimitedCall['caller']): SipRequest {
+  private bye(call: LimitedCall, from: string, to: LimitedCall['caller'], why: string): SipRequest {
     const contact = parseNameAddr(`<${to.contact}>`, 'contact', NameAddr).uri;
     if (isSipUri(contact)) contact.params.delete('alias');
     return createRequest({
@@ -124,7 +135,7 @@ export class CallLimiter {
       callId: call.callId,
       cseq: to.cseq + 1,
       route: to.route,
-      headers: [['Reason', 'SIP;cause=200;text="Credit time exhausted"']],
+      headers: [['Reason', `SIP;cause=200;text="${why}"`]],
     });
   }
 }

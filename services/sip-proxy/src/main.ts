@@ -32,6 +32,7 @@ import {
 } from '@switchboard/sip';
 import {
   TOPICS,
+  decodeRecord,
   encodeRecord,
   type LocationRecord,
   type GatewayRecord,
@@ -567,6 +568,17 @@ export const sipProxyService = defineService({
     );
     for (const g of gateways.all()) trunks.update(g.id, g);
     uac.trunks = trunks;
+    // The media proxy saw no RTP for a call: end the dialog (each proxy process hears every event; the one holding the call acts).
+    await bus.ensureTopic(TOPICS.mediaEvents);
+    const mediaEvents = await bus.subscribe({
+      topic: TOPICS.mediaEvents,
+      group: `sip-proxy-media-${randomBytes(6).toString('hex')}`,
+      fromBeginning: false,
+      handler: async (m) => {
+        const e = decodeRecord<{ type?: string; callId?: string }>(m.value);
+        if (e?.type === 'timeout' && e.callId) core.mediaTimeout(e.callId);
+      },
+    });
     tl.attach(core);
     const prune = setInterval(() => guard.prune(), 10_000);
     prune.unref();
@@ -597,6 +609,7 @@ export const sipProxyService = defineService({
         clearInterval(prune);
         clearInterval(probe);
         trunks.stop();
+        await mediaEvents.close();
         rating?.close();
         natPing.stop();
         tracer.close();

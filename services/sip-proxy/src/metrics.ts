@@ -85,7 +85,7 @@ export class ProxyMetrics {
     });
     this.cut = new Counter({
       name: 'switchboard_calls_cut_total',
-      help: 'Answered calls ended by the proxy when their granted (credit) time ran out',
+      help: 'Answered calls ended by the proxy: granted (credit) time over, or no media (media proxy timeout)',
       registers,
     });
     new Gauge({

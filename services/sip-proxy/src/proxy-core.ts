@@ -273,10 +273,18 @@ export class ProxyCore implements TransactionUser {
     }
   }
 
+  /** The media proxy saw no media for a call (`media-events` timeout): end its dialog as a BYE would. */
+  mediaTimeout(callId: string): void {
+    this.limiter.cutNow(callId, 'Media timeout');
+  }
+
   /** A limited call was cut: its Stop is accounted like a BYE's, and its media released. */
   private callCut(call: LimitedCall, bye: SipRequest): void {
     this.d.metrics.callCut();
-    this.d.logger.info({ callId: call.callId }, 'granted time over: call ended by the proxy');
+    this.d.logger.info(
+      { callId: call.callId },
+      'call ended by the proxy (granted time over or media timeout)',
+    );
     const meta = call.meta as Pick<Context, 'caller' | 'billed' | 'source' | 'dialled'>;
     this.account('Stop', bye, undefined, meta, bye.uriText);
     void this.d.media?.end(call.callId);
@@ -1037,7 +1045,9 @@ export class ProxyCore implements TransactionUser {
       const first = !ctx.finalSent;
       b.final ??= res;
       ctx.finalSent = true;
-      if (first && ctx.maxSeconds !== undefined && ctx.req.method === 'INVITE' && ctx.req.toTag === undefined)
+      // Calls with a granted time, and calls with relayed media (ended when the media stops), are remembered.
+      const remember = ctx.maxSeconds !== undefined || this.d.media?.isAnchored(ctx.req.callId);
+      if (first && remember && ctx.req.method === 'INVITE' && ctx.req.toTag === undefined)
         this.limiter.start(
           ctx.req,
           ctx.callerContact ?? '',
