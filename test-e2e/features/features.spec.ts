@@ -5,6 +5,8 @@ import assert from 'node:assert/strict';
 import type { SipRequest } from '@switchboard/sip';
 import { metricValue, type RunningPlatform } from '../lib/platform';
 import { explain, freePort, pick } from '../rfc3665/lib';
+import { startNaptrServer } from '../lib/dns';
+import { enumDomain } from '../../services/sip-proxy/src/routing/enum';
 import { call, create, finalResponse, peer, phone, settled, startProvisioned, type Api } from './lib';
 
 const ALICE = { username: 'alice', password: 'al1ce-Secret' };
@@ -22,8 +24,18 @@ describe('call features and PSTN gateways', () => {
   let trunkPort: number;
   const ids: Record<string, string> = {};
 
+  let dns: Awaited<ReturnType<typeof startNaptrServer>>;
   before(async () => {
-    ({ p, api } = await startProvisioned());
+    // ENUM: +49 30 5550000 is carol's, on the platform: reached without the PSTN.
+    dns = await startNaptrServer({
+      [enumDomain('49305550000', 'e164.test')]: [
+        { order: 10, preference: 10, flags: 'u', service: 'E2U+sip', regexp: '!^.*$!sip:carol@example.com!' },
+      ],
+    });
+    ({ p, api } = await startProvisioned({
+      SWITCHBOARD_SIP_ENUM_SUFFIX: 'e164.test',
+      SWITCHBOARD_SIP_ENUM_SERVERS: dns.address,
+    }));
     gwPort = await freePort();
     trunkPort = await freePort();
     const deadPort = await freePort();
@@ -74,7 +86,10 @@ describe('call features and PSTN gateways', () => {
     }
     await settled(p);
   });
-  after(() => p?.stop());
+  after(async () => {
+    await p?.stop();
+    await dns?.close();
+  });
 
   test('forwarding on busy: bob is busy, carol gets the call with Diversion and History-Info', async () => {
     const bob = await phone(p, BOB, 'busy.xml');
@@ -279,5 +294,13 @@ describe('call features and PSTN gateways', () => {
     assert.equal(finalResponse(unforwarded).status, 480, explain(unforwarded));
     // A code without its number is incomplete.
     assert.equal(finalResponse(await call(p, DAVE, '*72')).status, 484);
+  });
+
+  test('ENUM: a number with an E2U+sip NAPTR is reached at its SIP URI, not through a gateway', async () => {
+    const carol = await phone(p, CAROL, 'answer.xml');
+    const alice = await call(p, ALICE, '0305550000');
+    const c = await carol.done;
+    assert.equal(finalResponse(alice).status, 200, explain(alice, c));
+    assert.match(pick<SipRequest>(c.log, '< INVITE').uriText, /^sip:carol@127\.0\.0\.1/);
   });
 });

@@ -42,6 +42,8 @@ import {
 import { AuthorizeResponse_Reason, RatingClient } from '@switchboard/proto/rating';
 import { GatewayTable } from './routing/gateways';
 import { TrunkRegistrations } from './trunks';
+import { enumLookup } from './routing/enum';
+import { Resolver } from 'node:dns/promises';
 import { Counter } from 'prom-client';
 import { Router } from './routing/router';
 import { RegistrarClient } from '@switchboard/proto/registrar';
@@ -229,6 +231,15 @@ export const sipProxyConfig = {
     '*72=always,*73=-always,*90=busy,*91=-busy,*92=no-answer,*93=-no-answer,*94=unavailable,*95=-unavailable',
     'Feature codes phones dial: code=condition sets that forwarding to the number dialled after the code, code=-condition clears it',
   ),
+  enumSuffix: optional(
+    'SWITCHBOARD_SIP_ENUM_SUFFIX',
+    'ENUM (RFC 6116) domain suffix such as e164.arpa: E.164 numbers with an E2U+sip NAPTR there are reached without the PSTN',
+  ),
+  enumServers: list(
+    'SWITCHBOARD_SIP_ENUM_SERVERS',
+    '',
+    'DNS servers for ENUM lookups (ip or ip:port); default the system resolver',
+  ),
   trunkExpiresSec: int(
     'SWITCHBOARD_SIP_TRUNK_EXPIRES',
     600,
@@ -312,6 +323,14 @@ function trustedList(entries: readonly string[]): (address: string) => boolean {
     }
     return v;
   };
+}
+
+/** ENUM lookups under a suffix, through the given DNS servers (one try, 1 s), or undefined when ENUM is off. */
+function enumFor(suffix: string | undefined, servers: readonly string[]) {
+  if (!suffix) return undefined;
+  const dns = new Resolver({ timeout: 1000, tries: 1 });
+  if (servers.length) dns.setServers([...servers]);
+  return (number: string) => enumLookup(number, suffix, dns);
 }
 
 export const sipProxyService = defineService({
@@ -518,6 +537,7 @@ export const sipProxyService = defineService({
         media,
         router,
         gateways,
+        enumLookup: enumFor(config.enumSuffix, config.enumServers),
         requestFeature: async (r) => {
           await bus.publish(TOPICS.featureRequests, [{ key: r.aor, value: encodeRecord(r) }]);
         },

@@ -147,6 +147,8 @@ export interface ProxyDeps {
   gateways: GatewayTable;
   /** Authorize billable (PSTN) calls; absent: every call is allowed. */
   credit?: CreditControl;
+  /** ENUM (RFC 6116): a SIP URI for an E.164 number, tried before the PSTN routes; absent: no ENUM. */
+  enumLookup?: (number: string) => Promise<string | undefined>;
   /** Asks the portal to change a subscriber's forwarding (feature codes); absent: codes are not offered. */
   requestFeature?: (r: FeatureRequest) => Promise<void>;
 }
@@ -193,6 +195,8 @@ interface Context {
   forwardOnFinish?: ForwardingCondition;
   /** Seconds the answered call may last (credit). */
   maxSeconds?: number;
+  /** ENUM was asked for this call's number already. */
+  enumTried?: boolean;
   /** The E.164 number of a PSTN call (accounted as the called station, as rating reads it). */
   dialled?: string;
   /** A refused call (or a feature code) that hears an announcement: its final response if the announcement does not answer. */
@@ -797,6 +801,29 @@ export class ProxyCore implements TransactionUser {
       }
       case 'pstn': {
         const payer = ctx.billed;
+        if (this.d.enumLookup && !ctx.enumTried) {
+          ctx.enumTried = true;
+          const uri = await this.d.enumLookup(decision.number);
+          let viaEnum: Decision | undefined;
+          try {
+            viaEnum = uri
+              ? this.d.router.decide(
+                  parseUri(uri),
+                  { subscriber: payer, trusted: true, identity: ctx.identity ?? { anonymous: true } },
+                  1,
+                )
+              : undefined;
+          } catch {
+            viaEnum = undefined; // a URI we cannot parse: the PSTN as if ENUM had nothing
+          }
+          if (viaEnum && viaEnum.action !== 'reject') {
+            this.d.logger.info(
+              { callId: ctx.req.callId, number: decision.number, uri },
+              'ENUM: reached without the PSTN',
+            );
+            return this.apply(ctx, viaEnum, first);
+          }
+        }
         if (this.d.credit && payer && ctx.req.method === 'INVITE') {
           let auth: Awaited<ReturnType<CreditControl['authorize']>>;
           try {
