@@ -33,6 +33,7 @@ import { Conferences } from './conference';
 import { messageSummary } from './mwi';
 import { PortAllocator } from './ports';
 import { PromptSet } from './prompts';
+import { generateMissingPrompts } from './generate';
 import { createVoicemailStore } from './store';
 import { MediaUa } from './ua';
 import { parseUri } from '@switchboard/sip';
@@ -74,6 +75,11 @@ export const mediaServerConfig = {
   promptsDir: optional(
     'SWITCHBOARD_MEDIASERVER_PROMPTS_DIR',
     'Directory of prompt WAV files (8 kHz mono); default <data dir>/prompts',
+  ),
+  generatePrompts: bool(
+    'SWITCHBOARD_MEDIASERVER_GENERATE_PROMPTS',
+    true,
+    'At start, make the standard prompts missing from the prompts directory with scripts/generate-prompts.sh (needs espeak-ng and sox)',
   ),
   voicemailDir: optional(
     'SWITCHBOARD_MEDIASERVER_VOICEMAIL_DIR',
@@ -125,7 +131,25 @@ export const mediaServerService = defineService({
     await migrate(db, { schema: 'media', dir: join(import.meta.dirname, '..', 'migrations') });
     const store = createVoicemailStore(db);
     const prompts = new PromptSet();
-    const loaded = prompts.loadDir(promptsDir);
+    let loaded = prompts.loadDir(promptsDir);
+    try {
+      const g = await generateMissingPrompts(promptsDir, new Set(loaded), {
+        generate: config.generatePrompts,
+      });
+      if (g.generated.length) {
+        loaded = prompts.loadDir(promptsDir);
+        ctx.logger.info({ promptsDir, generated: g.generated }, 'missing prompts generated (espeak-ng, sox)');
+      }
+      const missing = g.standard.filter((n) => !prompts.has(n));
+      if (missing.length)
+        ctx.logger.warn(
+          { promptsDir, missing, error: g.error },
+          'prompts missing: calls to them are refused with 404 (a refused call routed to its announcement still gets its own status from the proxy); ' +
+            'install espeak-ng and sox or run scripts/generate-prompts.sh <prompts dir>',
+        );
+    } catch (err) {
+      ctx.logger.warn({ err, promptsDir }, 'could not check the standard prompts');
+    }
 
     const registrarAddress =
       ctx.localEndpoint('registrar', 'gRPC')?.replace('grpc://', '') ??

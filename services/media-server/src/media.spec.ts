@@ -146,6 +146,16 @@ test('receive: RFC 4733 digits once per event, audio recorded by timestamp with 
   assert.deepEqual(s.remoteAddress, { address: '127.0.0.1', port: 6000 }, 'latched');
 });
 
+test('latching: not to a source port 0 (unanswerable), then to the first real source', () => {
+  const { s } = setup();
+  const b = Buffer.alloc(12 + 160);
+  writeRtpHeader(b, 0, false, 1, 160, 77);
+  s.receive(b, '127.0.0.1', 0);
+  assert.deepEqual(s.remoteAddress, { address: '127.0.0.1', port: 50000 }, 'still the SDP address');
+  s.receive(b, '127.0.0.1', 6002);
+  assert.deepEqual(s.remoteAddress, { address: '127.0.0.1', port: 6002 }, 'latched');
+});
+
 test('recorder: a new SSRC continues after what was recorded; stops at the maximum', () => {
   const r = new Recorder('pcma', 480);
   const frame = Buffer.alloc(12 + 160, 0xd5);

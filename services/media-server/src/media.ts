@@ -401,7 +401,8 @@ export class MediaSession implements Pumped {
   receive(buf: Buffer, address: string, port: number): void {
     const h = this.header;
     if (this.closed || !parseRtp(buf, h)) return;
-    if (this.opts.latch && !this.latched) {
+    // Latch to a source we can answer: port 0 (a raw-socket sender such as SIPp's pcap play) is not one.
+    if (this.opts.latch && !this.latched && port !== 0) {
       this.latched = true;
       this.remote = { address, port };
     }

@@ -108,6 +108,8 @@ async function startPlatform(dataDir: string) {
       // The listening tests name their own RTP socket in SDP while SIPp sends the pcap from another port.
       SWITCHBOARD_MEDIASERVER_RTP_LATCH: 'false',
       SWITCHBOARD_MEDIASERVER_MENU_TIMEOUT_MS: '4000',
+      // Only the prompts the test places (the menu's packet count assumes no spoken vm-menu).
+      SWITCHBOARD_MEDIASERVER_GENERATE_PROMPTS: 'false',
     },
   });
 }
