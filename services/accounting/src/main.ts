@@ -9,6 +9,7 @@ import { bool, defineService, int, migrate, port, str, type Setting } from '@swi
 import { Dictionary } from '@switchboard/radius';
 import { ClientTable, loadClients, parseClientsSetting, seedClients, type NasClient } from './clients';
 import { OutboxRelay } from './relay';
+import { RelayThread } from './relay-worker';
 import { startAccountingServer } from './server';
 import { startAuthServer, type AuthServer } from './auth-server';
 import { SubscriberReplica } from './subscribers';
@@ -68,6 +69,11 @@ export const accountingConfig = {
     'How long the relay waits after a commit so that one round publishes several',
     0,
     1000,
+  ),
+  relayThread: bool(
+    'SWITCHBOARD_ACCOUNTING_RELAY_THREAD',
+    true,
+    'On PostgreSQL and Kafka, run the outbox relay (Kafka publishing) on a worker thread of its own',
   ),
   relayPollMs: int(
     'SWITCHBOARD_ACCOUNTING_RELAY_POLL_MS',
@@ -155,15 +161,35 @@ export const accountingService = defineService({
     }, config.clientsRefreshMs);
     refresher.unref();
 
-    const relay = new OutboxRelay(db, events, {
+    const relayOptions = {
       topic: config.topic,
       batchSize: config.relayBatch,
       pollMs: config.relayPollMs,
       leaseMs: config.relayLeaseMs,
       lingerMs: config.relayLingerMs,
-      logger: ctx.logger,
-      onPublished: (n) => published.inc(n),
-    });
+    };
+    const { databaseUrl, kafkaBrokers } = ctx.platform;
+    let relay: Pick<OutboxRelay, 'notify' | 'drained' | 'stop'>;
+    if (config.relayThread && db.kind === 'pg' && events.kind === 'kafka' && databaseUrl && kafkaBrokers) {
+      relay = await RelayThread.start(
+        {
+          databaseUrl,
+          kafkaBrokers,
+          kafkaClientId: ctx.platform.kafkaClientId,
+          logLevel: ctx.platform.logLevel,
+          relay: relayOptions,
+        },
+        { logger: ctx.logger, onPublished: (n) => published.inc(n) },
+      );
+    } else {
+      const local = new OutboxRelay(db, events, {
+        ...relayOptions,
+        logger: ctx.logger,
+        onPublished: (n) => published.inc(n),
+      });
+      local.start();
+      relay = local;
+    }
     const writer = new RecordWriter(db, {
       maxBatch: config.batchMax,
       concurrency: db.kind === 'pglite' ? 1 : config.writers,
@@ -174,7 +200,6 @@ export const accountingService = defineService({
       },
       onStored: () => relay.notify(),
     });
-    relay.start();
 
     const server = await startAccountingServer({
       host: config.host,
