@@ -17,6 +17,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
+import { createTestKafka } from '@switchboard/platform/testing';
 
 const ROOT = new URL('../../', import.meta.url).pathname;
 const CLI = join(ROOT, 'bin/switchboard.js');
@@ -305,10 +306,25 @@ export async function separateProcesses(o: LaunchOptions = {}): Promise<Launched
   const procs: SwitchboardProcess[] = [];
   const dropDb = () =>
     admin((c) => c.query(`DROP DATABASE IF EXISTS "${dbName}" WITH (FORCE)`)).catch(() => undefined);
+  /** The run's own topics go with it (the shared compacted ones stay). */
+  const dropTopics = async () => {
+    const kafka = createTestKafka(`sb-whole-${runId}`, KAFKA_BROKERS.split(','));
+    const a = kafka.admin();
+    try {
+      await a.connect();
+      const mine = (await a.listTopics()).filter((t) => t.endsWith(`-${runId}`));
+      if (mine.length) await a.deleteTopics({ topics: mine, timeout: 10_000 });
+    } catch {
+      // best effort: a leftover topic of a finished run harms no later one
+    } finally {
+      await a.disconnect().catch(() => undefined);
+    }
+  };
   const stopAll = async () => {
     // The edge first, storage owners last (the reverse of start).
     for (const p of [...procs].reverse()) await p.stop();
     await dropDb();
+    await dropTopics();
   };
   const start = async (targets: ServiceName[], extra: (s: ServiceName) => Record<string, string>) => {
     const started = await Promise.allSettled(
