@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import type { SipRequest, SipResponse } from '@switchboard/sip';
 import { metricValue, type RunningPlatform } from '../lib/platform';
 import { create, finalResponse, settled, startProvisioned, type Api } from '../features/lib';
-import { explain, pick, type UaRun } from '../rfc3665/lib';
+import { explain, freePort, pick, type UaRun } from '../rfc3665/lib';
 import {
   dominant,
   eventually,
@@ -38,6 +38,8 @@ const ALICE = { username: 'alice', password: 'al1ce-Secret' };
 const BOB = { username: 'bob', password: 'b0b-Secret' };
 const CAROL = { username: 'carol', password: 'car0l-Secret' };
 const ERIN = { username: 'erin', password: 'er1n-Secret' };
+/** Prepaid, never topped up: no credit for a PSTN call. */
+const PAULA = { username: 'paula', password: 'paul4-Secret' };
 
 /** What a caller says into voicemail: `ms` of a tone, 20 ms PCMU packets. */
 const speech = (hz: number, ms: number) =>
@@ -56,7 +58,7 @@ describe('media server behind the proxy', () => {
       SWITCHBOARD_MEDIASERVER_PROMPTS_DIR: dirs.prompts,
       SWITCHBOARD_MEDIASERVER_VOICEMAIL_DIR: dirs.voicemail,
     }));
-    for (const s of [ALICE, BOB, CAROL, ERIN])
+    for (const s of [ALICE, BOB, CAROL, ERIN, PAULA])
       ids[s.username] = (await create(api, '/api/v1/subscribers', { ...s, privileges: ['national'] })).id;
     const sub = (u: string) => `/api/v1/subscribers/${ids[u]}`;
     await create(api, `${sub('bob')}/forwarding`, { condition: 'busy', target: `sip:voicemail@${p.domain}` });
@@ -65,6 +67,17 @@ describe('media server behind the proxy', () => {
       target: `sip:voicemail@${p.domain}`,
       timeout: 5,
     });
+    // German numbers go to a gateway (never reached here: the caller has no credit) and cost 0.60 a minute.
+    const gw = await create(api, '/api/v1/gateways', {
+      name: 'gw',
+      address: `127.0.0.1:${await freePort()}`,
+    });
+    await create(api, '/api/v1/routes', { name: 'de', prefix: '49', gatewayIds: [gw.id] });
+    const plan = await api('PUT', '/api/v1/rate-plans/std', {
+      currency: 'EUR',
+      ratesCsv: 'prefix,name,price_per_minute,increment\n49,Germany,0.60,1/1\n',
+    });
+    assert.equal(plan.status, 200, JSON.stringify(plan.body));
     // Bob recorded a greeting of his own: one second of 600 Hz (the test hears it, and it is short).
     mkdirSync(join(dirs.voicemail, `bob@${p.domain}`), { recursive: true });
     writeFileSync(join(dirs.voicemail, `bob@${p.domain}`, 'greeting.wav'), writeWav(tone(600, 1000)));
@@ -277,6 +290,25 @@ describe('media server behind the proxy', () => {
       });
     } finally {
       for (const e of ears) e.close();
+    }
+  });
+
+  test('a PSTN call without credit hears "insufficient credit" in early media, then gets 402', async () => {
+    const ear = await rtpEndpoint();
+    try {
+      const prompt = readWav(readFileSync(join(dirs.prompts, 'insufficient-credit.wav')));
+      const paula = await mediaCall(p, PAULA, '0301234567', { rtpPort: ear.port, pcap: silence() });
+      const a = await paula.done;
+      const res = final(a);
+      assert.equal(res.status, 402, explain(a));
+      assert.match(pick<SipResponse>(a.log, '< 183').getHeader('Content-Type') ?? '', /application\/sdp/);
+      const expected = Math.ceil(prompt.length / 160);
+      assert.ok(
+        ear.packets.length >= expected * 0.95 && ear.packets.length <= expected,
+        `${ear.packets.length} packets of ${expected}`,
+      );
+    } finally {
+      ear.close();
     }
   });
 
