@@ -16,6 +16,8 @@ import { SubscriberReplica } from './subscribers';
 import { RecordWriter } from './writer';
 
 export const ACCOUNTING_TOPIC = 'accounting';
+/** A second group commit goes in flight only for at least this many waiting records. */
+const PARALLEL_COMMIT_FROM = 64;
 export const ACCOUNTING_SCHEMA = 'accounting';
 const MIGRATIONS = join(import.meta.dirname, '..', 'migrations');
 
@@ -193,6 +195,8 @@ export const accountingService = defineService({
     const writer = new RecordWriter(db, {
       maxBatch: config.batchMax,
       concurrency: db.kind === 'pglite' ? 1 : config.writers,
+      // A second commit in flight only for a group worth it (see WriterOptions.parallelFrom).
+      parallelFrom: PARALLEL_COMMIT_FROM,
       maxQueued: config.queueMax,
       onCommit: (n, _stored, seconds) => {
         writeSeconds.observe(seconds);

@@ -36,6 +36,12 @@ export interface WriterOptions {
   maxBatch: number;
   /** Statements in flight at once (1 on PGlite, which has one connection). */
   concurrency: number;
+  /**
+   * A commit starts while another is in flight only when at least this many records
+   * wait (default 1). Larger groups cost PostgreSQL less per record (one commit, one
+   * WAL flush); a second commit in flight still takes over when the queue grows.
+   */
+  parallelFrom?: number;
   /** Most records waiting; more are refused with OverloadError (the client retransmits). */
   maxQueued: number;
   /** After each commit: how many records, and how long it took (seconds). */
@@ -134,7 +140,12 @@ export class RecordWriter {
   }
 
   private pump(): void {
-    while (this.active < this.opts.concurrency && this.queue.length > 0) {
+    const parallelFrom = this.opts.parallelFrom ?? 1;
+    while (
+      this.active < this.opts.concurrency &&
+      this.queue.length > 0 &&
+      (this.active === 0 || this.queue.length >= parallelFrom)
+    ) {
       const batch = this.queue.splice(0, this.opts.maxBatch);
       this.active++;
       void this.write(batch).finally(() => {

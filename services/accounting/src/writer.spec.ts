@@ -1,0 +1,78 @@
+/** RecordWriter's grouping, on a Queryable whose statements finish when the test says (a unit test; the SQL runs in the service tests). */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import type { QueryResult, Queryable } from '@switchboard/platform';
+import { buildRecord, recordId } from './record';
+import { RecordWriter, type NewRecord } from './writer';
+
+function heldDb() {
+  const calls: { size: number; finish(): void }[] = [];
+  const db: Queryable = {
+    query: <T>(_sql: string, params?: unknown[]) =>
+      new Promise<QueryResult<T>>((resolve) => {
+        const ids = params![0] as string[];
+        calls.push({
+          size: ids.length,
+          finish: () =>
+            resolve({ rows: [{ stored: String(ids.length), duplicates: [] }] as T[], rowCount: 1 }),
+        });
+      }),
+    exec: async () => undefined,
+  };
+  return { db, calls };
+}
+
+const rec = (i: number): NewRecord => {
+  const id = recordId({ client: 'c', senderRecordId: `r${i}` });
+  const record = buildRecord({ id, receivedAt: new Date(), client: 'c' }, { 'Acct-Status-Type': 'Start' });
+  return { record, srcAddr: '127.0.0.1', srcPort: 1, identifier: i % 256, authenticator: '00' };
+};
+const tick = () => new Promise((r) => setImmediate(r));
+
+test('a second group commit goes in flight only once parallelFrom records wait', async () => {
+  const { db, calls } = heldDb();
+  const w = new RecordWriter(db, { maxBatch: 500, concurrency: 2, maxQueued: 1000, parallelFrom: 16 });
+  const done: Promise<unknown>[] = [];
+  for (let i = 0; i < 5; i++) done.push(w.submit(rec(i)));
+  await tick();
+  assert.deepEqual(
+    calls.map((c) => c.size),
+    [5],
+  );
+  for (let i = 5; i < 15; i++) done.push(w.submit(rec(i)));
+  await tick();
+  assert.equal(calls.length, 1, '10 waiting: no second commit');
+  for (let i = 15; i < 21; i++) done.push(w.submit(rec(i)));
+  await tick();
+  assert.deepEqual(
+    calls.map((c) => c.size),
+    [5, 16],
+  );
+  for (let i = 21; i < 24; i++) done.push(w.submit(rec(i)));
+  calls[0].finish();
+  await tick();
+  assert.equal(calls.length, 2, 'one commit still in flight and 3 waiting: they wait for it');
+  calls[1].finish();
+  await tick();
+  assert.deepEqual(
+    calls.map((c) => c.size),
+    [5, 16, 3],
+  );
+  calls[2].finish();
+  assert.deepEqual(new Set(await Promise.all(done)), new Set(['stored']));
+});
+
+test('without parallelFrom, every queued record starts a commit while one is free', async () => {
+  const { db, calls } = heldDb();
+  const w = new RecordWriter(db, { maxBatch: 500, concurrency: 2, maxQueued: 1000 });
+  const first = w.submit(rec(1));
+  await tick();
+  const second = w.submit(rec(2));
+  await tick();
+  assert.deepEqual(
+    calls.map((c) => c.size),
+    [1, 1],
+  );
+  for (const c of calls) c.finish();
+  assert.deepEqual(await Promise.all([first, second]), ['stored', 'stored']);
+});
