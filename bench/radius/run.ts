@@ -7,6 +7,10 @@
  * Switchboard's vendor attributes.
  *
  *   npx tsx bench/radius/run.ts [--requests=20000] [--window=256] [--rounds=3] [--backend=pg|embedded]
+ *     [--only=switchboard] [--profile=DIR] [--accounting.NAME=value]
+ *
+ * --profile=DIR writes a V8 CPU profile of the Switchboard child to DIR (node --cpu-prof);
+ * --only=switchboard skips FreeRADIUS (for profiling).
  *
  * Switchboard runs alone in a child process (services/accounting/src/child.ts):
  * --backend=pg (default) on the test PostgreSQL (a fresh database; fsync and
@@ -42,6 +46,8 @@ const REQUESTS = Number(args.requests ?? 20000);
 const WINDOW = Number(args.window ?? 256);
 const ROUNDS = Number(args.rounds ?? 3);
 const BACKEND = (args.backend ?? 'pg') as 'pg' | 'embedded';
+const PROFILE_DIR = args.profile as string | undefined;
+const ONLY_SWITCHBOARD = args.only === 'switchboard';
 const WARMUP = Math.min(2000, REQUESTS);
 const SECRET = 'bench-secret';
 const CHILD = fileURLToPath(new URL('../../services/accounting/src/child.ts', import.meta.url));
@@ -137,6 +143,17 @@ function cpuMs(pid: number): number {
   }
 }
 const sumCpu = (pids: number[]) => pids.reduce((n, p) => n + cpuMs(p), 0);
+/** CPU time (ms) of a process's main thread alone (its tid is its pid). */
+const mainThreadCpuMs = (pid: number): number => taskCpuMs(pid, pid);
+function taskCpuMs(pid: number, tid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(f[11]) + Number(f[12])) * 10;
+  } catch {
+    return 0;
+  }
+}
 
 interface Commits {
   count: number;
@@ -203,9 +220,14 @@ async function startSwitchboard(): Promise<{
     describe = 'PGlite on disk + embedded event log';
     cleanup = async () => rmSync(dir, { recursive: true, force: true });
   }
-  const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', CHILD, JSON.stringify(env)], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const profile = PROFILE_DIR ? ['--cpu-prof', `--cpu-prof-dir=${PROFILE_DIR}`] : [];
+  const child: ChildProcess = spawn(
+    process.execPath,
+    [...profile, '--import', 'tsx', CHILD, JSON.stringify(env)],
+    {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   let out = '';
   child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
   child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
@@ -254,44 +276,51 @@ async function main() {
   console.log(
     `RADIUS accounting bench: ${REQUESTS} Accounting-Requests per round, window ${WINDOW}, ${ROUNDS} round(s), backend ${BACKEND}`,
   );
-  const fr = await startFreeRadius({ port: await freeUdpPort(), secret: SECRET, threads: 4 });
+  const fr = ONLY_SWITCHBOARD
+    ? undefined
+    : await startFreeRadius({ port: await freeUdpPort(), secret: SECRET, threads: 4 });
   const sb = await startSwitchboard();
-  console.log(`FreeRADIUS: ${FREERADIUS_VERSION()} detail module (no fsync), 4 threads, port ${fr.port}`);
+  if (fr)
+    console.log(`FreeRADIUS: ${FREERADIUS_VERSION()} detail module (no fsync), 4 threads, port ${fr.port}`);
   console.log(`Switchboard: ${sb.describe}, port ${sb.port}`);
   try {
-    await load(fr.port, WARMUP, WINDOW);
+    if (fr) await load(fr.port, WARMUP, WINDOW);
     await load(sb.port, WARMUP, WINDOW);
     const frs: LoadResult[] = [];
     const sbs: LoadResult[] = [];
     for (let r = 0; r < ROUNDS; r++) {
-      const f0 = cpuMs(fr.process.pid!);
-      const a = await load(fr.port, REQUESTS, WINDOW);
-      const frCpu = ((cpuMs(fr.process.pid!) - f0) * 1000) / REQUESTS;
-      console.log(`round ${r + 1} FreeRADIUS  ${fmt(a)}  cpu ${frCpu.toFixed(0)} µs/req`);
-      frs.push(a);
+      if (fr) {
+        const f0 = cpuMs(fr.process.pid!);
+        const a = await load(fr.port, REQUESTS, WINDOW);
+        const frCpu = ((cpuMs(fr.process.pid!) - f0) * 1000) / REQUESTS;
+        console.log(`round ${r + 1} FreeRADIUS  ${fmt(a)}  cpu ${frCpu.toFixed(0)} µs/req`);
+        frs.push(a);
+      }
       const c0 = await sb.commits();
       const pids = await sb.dbPids();
       const s0 = cpuMs(sb.pid);
+      const m0 = mainThreadCpuMs(sb.pid);
       const d0 = sumCpu(pids);
       const b = await load(sb.port, REQUESTS, WINDOW);
       const sbCpu = ((cpuMs(sb.pid) - s0) * 1000) / REQUESTS;
+      const mainCpu = ((mainThreadCpuMs(sb.pid) - m0) * 1000) / REQUESTS;
       const dbCpu = ((sumCpu(pids) - d0) * 1000) / REQUESTS;
       const c1 = await sb.commits();
       const commits = c1.count - c0.count;
       console.log(
-        `round ${r + 1} Switchboard ${fmt(b)}  cpu ${sbCpu.toFixed(0)} µs/req + PostgreSQL ${dbCpu.toFixed(0)} µs/req  (${commits} group commits, mean ${((c1.records - c0.records) / commits).toFixed(1)} records, ${(((c1.seconds - c0.seconds) / commits) * 1000).toFixed(1)} ms)`,
+        `round ${r + 1} Switchboard ${fmt(b)}  cpu ${sbCpu.toFixed(0)} µs/req (main thread ${mainCpu.toFixed(0)}) + PostgreSQL ${dbCpu.toFixed(0)} µs/req  (${commits} group commits, mean ${((c1.records - c0.records) / commits).toFixed(1)} records, ${(((c1.seconds - c0.seconds) / commits) * 1000).toFixed(1)} ms)`,
       );
       sbs.push(b);
     }
-    const a = median(frs);
     const b = median(sbs);
     console.log('\nmedian round:');
-    console.log(`FreeRADIUS   ${fmt(a)}`);
+    if (frs.length > 0) console.log(`FreeRADIUS   ${fmt(median(frs))}`);
     console.log(`Switchboard  ${fmt(b)}`);
-    console.log(`ratio Switchboard/FreeRADIUS: ${(b.perSecond / a.perSecond).toFixed(2)}`);
+    if (frs.length > 0)
+      console.log(`ratio Switchboard/FreeRADIUS: ${(b.perSecond / median(frs).perSecond).toFixed(2)}`);
   } finally {
     await sb.stop();
-    await fr.stop();
+    await fr?.stop();
   }
 }
 
