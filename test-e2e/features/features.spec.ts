@@ -4,7 +4,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { SipRequest } from '@switchboard/sip';
 import { metricValue, type RunningPlatform } from '../lib/platform';
-import { explain, freePort, pick } from '../rfc3665/lib';
+import { explain, freePort, ladder, pick } from '../rfc3665/lib';
 import { startNaptrServer } from '../lib/dns';
 import { enumDomain } from '../../services/sip-proxy/src/routing/enum';
 import { call, create, finalResponse, peer, phone, settled, startProvisioned, type Api } from './lib';
@@ -302,5 +302,27 @@ describe('call features and PSTN gateways', () => {
     const c = await carol.done;
     assert.equal(finalResponse(alice).status, 200, explain(alice, c));
     assert.match(pick<SipRequest>(c.log, '< INVITE').uriText, /^sip:carol@127\.0\.0\.1/);
+  });
+
+  test('a gateway that challenges gets the INVITE again with its credentials (uac_auth), and the call completes', async () => {
+    const gw = await peer('gateway-challenge.xml', { timeoutMs: 20_000 });
+    const authgw = await create(api, '/api/v1/gateways', {
+      name: 'carrier',
+      address: `127.0.0.1:${gw.port}`,
+      username: 'gwuser',
+      password: 'gw-s3cret',
+    });
+    await create(api, '/api/v1/routes', { name: 'hamburg', prefix: '4940', gatewayIds: [authgw.id] });
+    await settled(p);
+    const alice = await call(p, ALICE, '040123456');
+    const g = await gw.done;
+    assert.equal(finalResponse(alice).status, 200, explain(alice, g));
+    assert.equal(g.result.successful, 1, explain(g));
+    assert.match(
+      pick<SipRequest>(g.log, '< INVITE', 1).getHeader('Authorization') ?? '',
+      /username="gwuser"/,
+    );
+    // The caller never saw the gateway's challenge.
+    assert.ok(!ladder(alice.log).includes('< 401'), explain(alice));
   });
 });

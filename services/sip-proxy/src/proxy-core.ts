@@ -10,6 +10,7 @@ import type { Logger } from 'pino';
 import {
   NameAddr,
   Via,
+  answerChallenge,
   cancelFor,
   createRequest,
   newBranch as newBranchId,
@@ -158,6 +159,10 @@ interface Branch {
   target: SendTarget;
   /** The PSTN gateway this branch goes to (failover and health). */
   gateway?: string;
+  /** The request before this hop's Via and Record-Route (to send again with credentials). */
+  unprepared?: Buffer;
+  /** Replaced by a branch with credentials: its challenge is not a response to choose. */
+  superseded?: boolean;
   healthNoted?: boolean;
   tx?: ClientTransaction;
   /** Last provisional seen (a CANCEL may be sent only after one, §9.1). */
@@ -195,6 +200,8 @@ interface Context {
   forwardOnFinish?: ForwardingCondition;
   /** Seconds the answered call may last (credit). */
   maxSeconds?: number;
+  /** Branches about to be sent again with credentials. */
+  retrying: number;
   /** ENUM was asked for this call's number already. */
   enumTried?: boolean;
   /** The E.164 number of a PSTN call (accounted as the called station, as rating reads it). */
@@ -658,6 +665,7 @@ export class ProxyCore implements TransactionUser {
       callerNated: isNated(req, src),
       failover: false,
       forwards: 0,
+      retrying: 0,
       chain: Promise.resolve(),
     };
     this.contexts.set(stx, ctx);
@@ -974,7 +982,11 @@ export class ProxyCore implements TransactionUser {
         target = await this.resolveFirst(hop);
       }
       if (!target) continue;
+      // A gateway with credentials may challenge: keep the request as it was before this hop's edits.
+      const gw = t.gateway ? this.d.gateways.get(t.gateway) : undefined;
+      const base = gw?.username && gw.password ? copy.serialize() : undefined;
       this.startBranch(ctx, copy, target, t.gateway);
+      if (base) ctx.branches[ctx.branches.length - 1].unprepared = base;
       started++;
     }
     if (started === 0 && ctx.pending.length) return this.nextGroup(ctx);
@@ -1103,6 +1115,8 @@ export class ProxyCore implements TransactionUser {
     }
     if (b.final) return; // a retransmission the transaction let through
     b.final = res;
+    if ((status === 401 || status === 407) && b.unprepared && this.answerGatewayChallenge(ctx, b, res))
+      return;
     if (status >= 600) {
       // §16.7 step 5: a 6xx ends the fork.
       ctx.pending = [];
@@ -1113,7 +1127,7 @@ export class ProxyCore implements TransactionUser {
 
   /** §16.7 step 6: when every branch has a final response (and no target is left), send the best. */
   private maybeFinish(ctx: Context): void {
-    if (ctx.finalSent) return;
+    if (ctx.finalSent || ctx.retrying > 0) return;
     if (ctx.branches.some((b) => !b.final)) return;
     this.noteGatewayHealth(ctx);
     if (ctx.failover && ctx.pending.length && !ctx.cancelled) {
@@ -1137,7 +1151,7 @@ export class ProxyCore implements TransactionUser {
     }
     if (ctx.refusal) return this.finishWith(ctx, ctx.refusal.status, ctx.refusal.reason);
 
-    const best = chooseBest(ctx.branches.map((b) => b.final!));
+    const best = chooseBest(ctx.branches.filter((b) => !b.superseded).map((b) => b.final!));
     // Forwarding on busy, no answer or unavailable (the subscriber's rules).
     if (ctx.callee && ctx.req.method === 'INVITE' && !ctx.cancelled) {
       const condition =
@@ -1174,6 +1188,43 @@ export class ProxyCore implements TransactionUser {
       if (ctx.req.toTag === undefined && res.status >= 300)
         this.account('Failed', ctx.req, res, ctx, ctx.req.uriText);
     }
+  }
+
+  /**
+   * A gateway that challenges (401/407) gets the request again with its credentials, once, as Kamailio's
+   * uac_auth() does (same CSeq, a new branch). Returns false when there is nothing to answer with.
+   */
+  private answerGatewayChallenge(ctx: Context, b: Branch, res: SipResponse): boolean {
+    const gw = this.d.gateways.get(b.gateway!);
+    const header = res.status === 401 ? 'WWW-Authenticate' : 'Proxy-Authenticate';
+    const challenge = res.getHeader(header);
+    if (!gw?.username || !gw.password || !challenge) return false;
+    const again = parseMessage(b.unprepared!) as SipRequest;
+    try {
+      const value = answerChallenge({
+        challengeValue: challenge,
+        method: again.method,
+        uri: again.uriText,
+        username: gw.username,
+        password: gw.password,
+      });
+      again.addHeader(res.status === 401 ? 'Authorization' : 'Proxy-Authorization', value);
+    } catch (err) {
+      this.d.logger.warn(
+        { err, callId: ctx.req.callId, gateway: gw.id },
+        'cannot answer the gateway challenge',
+      );
+      return false;
+    }
+    b.superseded = true;
+    // After the transaction has ACKed the challenge (it does once we return), as a gateway expects.
+    ctx.retrying++;
+    setImmediate(() => {
+      ctx.retrying--;
+      if (ctx.cancelled || ctx.finalSent) return this.maybeFinish(ctx);
+      this.startBranch(ctx, again, b.target, b.gateway);
+    });
+    return true;
   }
 
   /** A gateway branch that timed out or got a 5xx counts against the gateway; any other answer clears it. */
