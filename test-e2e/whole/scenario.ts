@@ -338,9 +338,69 @@ export async function wholePlatformScenario(t: TestContext, p: LaunchedPlatform)
     assert.equal(bal.balanceMicros, balanceBefore - priceMicros);
   });
 
-  await t.test('PSTN call with gateway failover', (t) => {
-    t.skip('PSTN failover: gateway routing not landed');
-  });
+  await t.test(
+    'PSTN call with gateway failover: the first gateway answers 503, the second takes the call',
+    async () => {
+      assert.ok(aliceSub, 'needs alice');
+      // A UK rate in alice's plan, the privilege to call abroad, two gateways for +44 (the failing one first).
+      const plan = await api(p, 'PUT', `/api/v1/rate-plans/${planId}`, {
+        currency: 'EUR',
+        ratesCsv: `prefix,name,price_per_minute,increment\non-net,On net,${ON_NET_PER_MINUTE},1/1\n44,United Kingdom,0.60,1/1\n`,
+      });
+      assert.equal(plan.status, 200, JSON.stringify(plan.body));
+      const grant = await api(p, 'PUT', `/api/v1/subscribers/${aliceSub.id}/privileges/international`);
+      assert.ok(grant.status < 300, JSON.stringify(grant.body));
+      const failingPort = await freeUdpPort();
+      const livePort = await freeUdpPort();
+      const gw = async (name: string, port: number, priority: number) => {
+        const r = await api<{ id: string }>(p, 'POST', '/api/v1/gateways', {
+          name: `${name}-${p.runId}`,
+          address: `127.0.0.1:${port}`,
+          priority,
+        });
+        assert.equal(r.status, 201, JSON.stringify(r.body));
+        return r.body.id;
+      };
+      const ids = [await gw('failing', failingPort, 0), await gw('live', livePort, 1)];
+      const route = await api(p, 'POST', '/api/v1/routes', {
+        name: `uk-${p.runId}`,
+        prefix: '44',
+        gatewayIds: ids,
+      });
+      assert.equal(route.status, 201, JSON.stringify(route.body));
+      // The routing topic reaches the proxy (one process, or over Kafka).
+      await new Promise((r) => setTimeout(r, 2000));
+
+      const failing = runUa({ scenario: 'gateway-503.xml', port: failingPort });
+      const live = runUa({
+        scenario: 'callee.xml',
+        port: livePort,
+        mediaPort: await freeUdpPort(),
+        keys: { user: 'gw' },
+      });
+      try {
+        const caller = runUa({
+          scenario: 'caller.xml',
+          port: alicePort,
+          mediaPort: aliceMedia,
+          remote: p.sip,
+          keys: { user: alice.user, callee: '+442079460000', dom: p.domain },
+          auth: alice,
+          talkMs: 1000,
+          rtpPackets: 20,
+        });
+        const c = await caller.done;
+        const [f, l] = [await failing.done, await live.done];
+        assert.equal(c.result.successful, 1, `caller: ${c.errors}\nplatform:\n${p.output()}`);
+        assert.equal(f.result.successful, 1, `failing gateway: ${f.errors}`);
+        assert.equal(l.result.successful, 1, `live gateway: ${l.errors}`);
+        assert.match(l.messages, /INVITE sip:442079460000@127\.0\.0\.1/);
+      } finally {
+        failing.kill();
+        live.kill();
+      }
+    },
+  );
 
   await t.test('metrics scraped from the ops ports', async () => {
     const sip = await metricsOf(p.ops['sip-proxy']);
