@@ -348,6 +348,7 @@ export async function separateProcesses(o: LaunchOptions = {}): Promise<Launched
               SWITCHBOARD_SIP_REGISTRAR: registrar,
               SWITCHBOARD_SIP_MEDIA_PROXY: media,
               SWITCHBOARD_SIP_RADIUS: radius,
+              SWITCHBOARD_SIP_RATING: rating,
             }
           : { SWITCHBOARD_PORTAL_REGISTRAR: registrar, SWITCHBOARD_PORTAL_RATING: rating },
     );
