@@ -8,7 +8,7 @@ import { Counter, Histogram } from 'prom-client';
 import { bool, defineService, int, migrate, port, str, type Setting } from '@switchboard/platform';
 import { Dictionary } from '@switchboard/radius';
 import { ClientTable, loadClients, parseClientsSetting, seedClients, type NasClient } from './clients';
-import { OutboxRelay } from './relay';
+import { OutboxBodyCache, OutboxRelay } from './relay';
 import { RelayThread } from './relay-worker';
 import { startAccountingServer } from './server';
 import { startAuthServer, type AuthServer } from './auth-server';
@@ -171,7 +171,7 @@ export const accountingService = defineService({
       lingerMs: config.relayLingerMs,
     };
     const { databaseUrl, kafkaBrokers } = ctx.platform;
-    let relay: Pick<OutboxRelay, 'notify' | 'drained' | 'stop'>;
+    let relay: Pick<RelayThread, 'stored' | 'drained' | 'stop'>;
     if (config.relayThread && db.kind === 'pg' && events.kind === 'kafka' && databaseUrl && kafkaBrokers) {
       relay = await RelayThread.start(
         {
@@ -184,13 +184,22 @@ export const accountingService = defineService({
         { logger: ctx.logger, onPublished: (n) => published.inc(n) },
       );
     } else {
+      const cache = new OutboxBodyCache();
       const local = new OutboxRelay(db, events, {
         ...relayOptions,
+        cache,
         logger: ctx.logger,
         onPublished: (n) => published.inc(n),
       });
       local.start();
-      relay = local;
+      relay = {
+        stored: (seqs, bodies) => {
+          cache.add(seqs, bodies);
+          local.notify();
+        },
+        drained: () => local.drained(),
+        stop: () => local.stop(),
+      };
     }
     const writer = new RecordWriter(db, {
       maxBatch: config.batchMax,
@@ -202,7 +211,7 @@ export const accountingService = defineService({
         writeSeconds.observe(seconds);
         batchSize.observe(n);
       },
-      onStored: () => relay.notify(),
+      onStored: (seqs, bodies) => relay.stored(seqs, bodies),
     });
 
     const server = await startAccountingServer({

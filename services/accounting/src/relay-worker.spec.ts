@@ -16,9 +16,22 @@ import {
   uniqueName,
 } from '@switchboard/platform/testing';
 import { buildRecord, recordId } from './record';
+import { OutboxBodyCache } from './relay';
 import { RelayThread } from './relay-worker';
 import { collectAccounting, createTestDatabase, until } from './test-support';
 import { RecordWriter } from './writer';
+
+test('OutboxBodyCache keeps the newest bodies and forgets published seqs', () => {
+  const c = new OutboxBodyCache(3);
+  c.add(['8', '9', '10'], ['a', 'b', 'c']);
+  c.add(['11'], ['d']);
+  assert.equal(c.size, 3);
+  assert.equal(c.get('8'), undefined);
+  c.forgetBelow('10');
+  assert.deepEqual([c.get('9'), c.get('10'), c.get('11')], [undefined, 'c', 'd']);
+  c.delete(['10']);
+  assert.equal(c.size, 1);
+});
 
 describe('RelayThread (the relay on a worker thread)', () => {
   let testDb: { url: string; drop(): Promise<void> };
@@ -58,7 +71,7 @@ describe('RelayThread (the relay on a worker thread)', () => {
       maxBatch: 50,
       concurrency: 2,
       maxQueued: 1000,
-      onStored: () => thread.notify(),
+      onStored: (seqs, bodies) => thread.stored(seqs, bodies),
     });
     const store = (i: number) => {
       const id = recordId({ client: 'test', senderRecordId: `thread-${i}` });
@@ -86,6 +99,15 @@ describe('RelayThread (the relay on a worker thread)', () => {
       await until(() => feed.messages.length >= 40, '40 records on the topic', 15_000);
       const keys = new Set(feed.messages.map((m) => m.key));
       for (let i = 0; i < 40; i++) assert.ok(keys.has(`thread-call-${i}`), `thread-call-${i}`);
+      // The first 20 went out from the bodies the writer handed over, the rest read back: the same text as stored.
+      const stored = await db.query<{ id: string; body: string }>(
+        'SELECT id::text AS id, body::text AS body FROM accounting.records',
+      );
+      const bodyOf = new Map(stored.rows.map((r) => [r.id, r.body]));
+      for (const m of feed.messages) {
+        const v = m.value!.toString();
+        assert.equal(v, bodyOf.get((JSON.parse(v) as { id: string }).id));
+      }
       await until(
         async () =>
           Number((await db.query<{ n: string }>('SELECT count(*) AS n FROM accounting.outbox')).rows[0].n) ===

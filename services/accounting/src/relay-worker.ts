@@ -5,13 +5,14 @@
  * It is the same platform OutboxRelay under the same lease, so durability and
  * order are those of the in-process relay: the RADIUS answer never waits for it.
  *
- * Main thread -> worker: 'notify' (a commit stored rows), 'drained', 'stop'.
+ * Main thread -> worker: { seqs, bodies } (a commit stored these outbox rows: the relay
+ * publishes the bodies without reading them back), 'drained', 'stop'.
  * Worker -> main thread: 'ready', { published: n }, 'drained', 'stopped', { error }.
  */
 import { parentPort, Worker, workerData } from 'node:worker_threads';
 import type { Logger } from 'pino';
 import { createLogger, KafkaBus, openPgPool } from '@switchboard/platform';
-import { OutboxRelay, type RelayOptions } from './relay';
+import { OutboxBodyCache, OutboxRelay, type RelayOptions } from './relay';
 
 export interface RelayWorkerData {
   databaseUrl: string;
@@ -21,7 +22,8 @@ export interface RelayWorkerData {
   relay: Omit<RelayOptions, 'logger' | 'onPublished'>;
 }
 
-type ToWorker = 'notify' | 'drained' | 'stop';
+/** A commit's outbox rows (seqs) and bodies, or a control word. */
+type ToWorker = 'drained' | 'stop' | { seqs: string[]; bodies: string };
 type FromWorker = 'ready' | 'drained' | 'stopped' | { published: number } | { error: string };
 
 /** How long after an unexpected exit the worker is started again. */
@@ -105,8 +107,10 @@ export class RelayThread {
       this.logger.error({ err: m.error }, 'accounting relay worker');
   }
 
-  notify(): void {
-    if (this.alive) this.worker.postMessage('notify' satisfies ToWorker);
+  /** A commit stored these outbox rows (seq order) with these bodies: publish them. */
+  stored(seqs: string[], bodies: string[]): void {
+    // One string (JSON bodies hold no raw newline): one copy to the worker, not one per record.
+    if (this.alive) this.worker.postMessage({ seqs, bodies: bodies.join('\n') } satisfies ToWorker);
   }
 
   /** Resolves once the worker's relay found the outbox empty after this call (or the worker exited). */
@@ -162,15 +166,19 @@ async function runWorker(data: RelayWorkerData): Promise<void> {
   });
   await bus.ensureTopic(data.relay.topic);
   // Counts go to the main thread's metric in one message per round.
+  const cache = new OutboxBodyCache();
   const relay = new OutboxRelay(db, bus, {
     ...data.relay,
+    cache,
     logger,
     onPublished: (n) => port.postMessage({ published: n } satisfies FromWorker),
   });
   relay.start();
   port.on('message', (m: ToWorker) => {
-    if (m === 'notify') relay.notify();
-    else if (m === 'drained')
+    if (typeof m === 'object') {
+      cache.add(m.seqs, m.bodies.split('\n'));
+      relay.notify();
+    } else if (m === 'drained')
       void relay.drained().then(() => port.postMessage('drained' satisfies FromWorker));
     else if (m === 'stop') {
       void (async () => {

@@ -14,7 +14,10 @@ function heldDb() {
         calls.push({
           size: ids.length,
           finish: () =>
-            resolve({ rows: [{ stored: String(ids.length), duplicates: [] }] as T[], rowCount: 1 }),
+            resolve({
+              rows: [{ seqs: ids.map((_, i) => String(i)), stored: ids, duplicates: [] }] as T[],
+              rowCount: 1,
+            }),
         });
       }),
     exec: async () => undefined,

@@ -46,8 +46,11 @@ export interface WriterOptions {
   maxQueued: number;
   /** After each commit: how many records, and how long it took (seconds). */
   onCommit?: (records: number, stored: number, seconds: number) => void;
-  /** After each commit that stored something: wake the outbox relay. */
-  onStored?: () => void;
+  /**
+   * After each commit that stored something: the outbox rows written (seq, in seq order)
+   * and their bodies as stored, so the relay can publish without reading them back.
+   */
+  onStored?: (seqs: string[], bodies: string[]) => void;
 }
 
 /** Called once the record is durable ('stored') or found already stored ('duplicate'), or with the error. */
@@ -69,7 +72,7 @@ const dedupeKey = (r: NewRecord) => r.record.id;
  * by string_to_table; PostgreSQL parses each body once (json_in) and nothing else.
  * Inserts the records (skipping stored duplicates) and, in the same statement, an
  * outbox row for each record inserted, in arrival order. One row comes back: the
- * count stored and the ids that were already stored.
+ * outbox seqs and record ids written, and the ids that were already stored.
  */
 const INSERT = `
 WITH input AS (
@@ -87,9 +90,10 @@ WITH input AS (
   INSERT INTO accounting.outbox (record_id, key)
   SELECT ins.id, coalesce(input.session_id, 'client:' || input.client)
   FROM input JOIN ins ON ins.id = input.id ORDER BY input.n
-  RETURNING 1
+  RETURNING seq, record_id
 )
-SELECT (SELECT count(*) FROM outbox) AS stored,
+SELECT (SELECT coalesce(array_agg(seq::text ORDER BY seq), '{}') FROM outbox) AS seqs,
+       (SELECT coalesce(array_agg(record_id::text ORDER BY seq), '{}') FROM outbox) AS stored,
        (SELECT coalesce(array_agg(input.id::text), '{}') FROM input LEFT JOIN ins ON ins.id = input.id WHERE ins.id IS NULL) AS duplicates`;
 
 /** A text column value PostgreSQL accepts: NUL (which a text value cannot hold) as U+FFFD. */
@@ -168,8 +172,8 @@ export class RecordWriter {
     const authenticator = new Array<string>(n);
     const statusType = new Array<string | null>(n);
     const sessionId = new Array<string | null>(n);
-    let bodies = '';
-    let result: { stored: number; duplicates: Set<string> } | undefined;
+    const bodyList = new Array<string>(n);
+    let result: { seqs: string[]; stored: string[]; duplicates: Set<string> } | undefined;
     let error: unknown;
     try {
       for (let i = 0; i < n; i++) {
@@ -183,15 +187,27 @@ export class RecordWriter {
         authenticator[i] = r.authenticator;
         statusType[i] = pgText(record.statusType);
         sessionId[i] = pgText(record.sessionId);
-        bodies += i === 0 ? JSON.stringify(record) : `\n${JSON.stringify(record)}`;
+        bodyList[i] = JSON.stringify(record);
       }
-      // One row back: how many were stored, and the ids already stored (duplicates; usually none).
-      const res = await this.db.query<{ stored: string; duplicates: string[] }>(
+      // One row back: the outbox rows written, and the ids already stored (duplicates; usually none).
+      const res = await this.db.query<{ seqs: string[]; stored: string[]; duplicates: string[] }>(
         INSERT,
-        [ids, receivedAt, client, srcAddr, srcPort, identifier, authenticator, statusType, sessionId, bodies],
+        [
+          ids,
+          receivedAt,
+          client,
+          srcAddr,
+          srcPort,
+          identifier,
+          authenticator,
+          statusType,
+          sessionId,
+          bodyList.join('\n'),
+        ],
         { name: 'accounting-group-commit' },
       );
-      result = { stored: Number(res.rows[0].stored), duplicates: new Set(res.rows[0].duplicates) };
+      const row = res.rows[0];
+      result = { seqs: row.seqs, stored: row.stored, duplicates: new Set(row.duplicates) };
     } catch (e) {
       error = e;
     }
@@ -201,8 +217,15 @@ export class RecordWriter {
       return;
     }
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-    this.opts.onCommit?.(n, result.stored, seconds);
-    if (result.stored > 0) this.opts.onStored?.();
+    this.opts.onCommit?.(n, result.stored.length, seconds);
+    if (result.stored.length > 0 && this.opts.onStored) {
+      const bodyOf = new Map<string, string>();
+      for (let i = 0; i < n; i++) bodyOf.set(ids[i], bodyList[i]);
+      this.opts.onStored(
+        result.seqs,
+        result.stored.map((id) => bodyOf.get(id)!),
+      );
+    }
     for (const w of batch) {
       const outcome = result.duplicates.has(w.rec.record.id) ? 'duplicate' : 'stored';
       for (const d of w.done) d(null, outcome);
