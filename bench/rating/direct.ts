@@ -34,6 +34,24 @@ const orig = db.query.bind(db);
     times.set(k, v);
   }
 }) as typeof db.query;
+const origTx = db.transaction.bind(db);
+(db as { transaction: typeof db.transaction }).transaction = ((fn: (tx: unknown) => Promise<unknown>) =>
+  origTx(async (tx) => {
+    const q = tx.query.bind(tx);
+    (tx as { query: typeof tx.query }).query = (async (sql: string, params?: unknown[]) => {
+      const t0 = performance.now();
+      try {
+        return await q(sql, params);
+      } finally {
+        const k = `tx ${sql.trim().slice(0, 40).replace(/\s+/g, ' ')}`;
+        const v = times.get(k) ?? [0, 0];
+        v[0]++;
+        v[1] += performance.now() - t0;
+        times.set(k, v);
+      }
+    }) as typeof tx.query;
+    return fn(tx);
+  })) as typeof db.transaction;
 const e = new RatingEngine({
   db,
   now: Date.now,
@@ -97,7 +115,8 @@ console.log(`authorize sequential: ${sa.toFixed(2)} ms each; 500 at once: ${(500
 console.log(
   `select 1: ${q.toFixed(3)} ms; direct${BATCH ? ` in batches of ${BATCH}` : ''}: ${(recs.length / 2 / s).toFixed(0)} calls/s (${((s * 1000) / recs.length).toFixed(3)} ms per record), published ${pubs}`,
 );
-for (const [k, [n, ms]] of times) if (n >= 100) console.log(`${(ms / n).toFixed(2)} ms x ${n}  ${k}`);
+for (const [k, [n, ms]] of times)
+  if (n >= (BATCH ? 10 : 100)) console.log(`${(ms / n).toFixed(2)} ms x ${n}  ${k}`);
 await db.close();
 await admin.query(`DROP DATABASE "${name}" WITH (FORCE)`);
 await admin.end();

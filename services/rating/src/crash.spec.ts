@@ -166,8 +166,7 @@ test('SIGKILL mid-stream and a restart: one CDR and one debit per call, balances
     await s.ready;
     await waitFor(async () => (await cdrCount()) >= CALLS, 'every CDR');
     await waitFor(
-      async () =>
-        (await count('SELECT count(*)::text AS n FROM rating.cdrs WHERE published_at IS NULL')) === 0,
+      async () => (await count('SELECT count(*)::text AS n FROM rating.cdr_outbox')) === 0,
       'the outbox drained',
     );
 

@@ -108,6 +108,11 @@ export interface AuthorizeRequest {
   onNet?: boolean;
 }
 
+/** Outbox rows whose CDRs the publisher keeps in memory (the rest it reads back from rating.cdrs). */
+const OUTBOX_MEMORY = 64;
+/** CDRs per publishing round (at least one outbox row). */
+const PUBLISH_ROUND = 1000;
+
 /** Authorize rounds written at once, and requests per round. */
 const AUTH_ROUNDS = 2;
 const AUTH_ROUND_MAX = 500;
@@ -397,21 +402,24 @@ export class RatingEngine {
       );
       const from = BigInt(pos.rows[0].next_offset);
       const next = BigInt(at.next);
-      if (next <= from) return [];
+      if (next <= from) return { cdrs: [] };
       const fresh = items.filter((i) => i.offset >= from);
-      const out = fresh.length ? await this.applyBatch(tx, fresh) : [];
+      const out = fresh.length ? await this.applyBatch(tx, fresh) : { cdrs: [] };
       await tx.query(
         'UPDATE rating.consumed_offsets SET next_offset = $4 WHERE consumer = $1 AND topic = $2 AND partition = $3',
         [at.consumer, at.topic, at.partition, String(next)],
       );
       return out;
     });
-    for (const c of stored) this.o.onCdr?.(c);
-    if (stored.length) this.kick();
+    // committed: the publisher takes these from memory (the outbox row stays the durable record)
+    if (stored.outbox && this.outboxMemory.size < OUTBOX_MEMORY)
+      this.outboxMemory.set(stored.outbox, stored.cdrs);
+    for (const c of stored.cdrs) this.o.onCdr?.(c);
+    if (stored.cdrs.length) this.kick();
   }
 
   /** The work of one batch inside its transaction; returns the CDRs it stored. */
-  private async applyBatch(tx: DbTx, items: BatchItem[]): Promise<Cdr[]> {
+  private async applyBatch(tx: DbTx, items: BatchItem[]): Promise<{ cdrs: Cdr[]; outbox?: string }> {
     {
       const keys = [...new Set(items.flatMap((i) => (i.key ? [i.key] : [])))];
       const accountsOf = (recsOf: AccountingRecord[]) => [...new Set(recsOf.map(billedAccount))];
@@ -494,7 +502,7 @@ export class RatingEngine {
       if (closeKeys.size) {
         await tx.query('DELETE FROM rating.open_calls WHERE session_key = ANY($1)', [[...closeKeys]]);
       }
-      if (!cdrs.length) return [];
+      if (!cdrs.length) return { cdrs: [] };
       // one jsonb parameter: cheaper to send and to parse than an array per column
       const ins = await tx.query<{ id: string }>(
         `INSERT INTO rating.cdrs (id, call_id, account, started_at, answered_at, ended_at, duration_seconds,
@@ -558,7 +566,15 @@ export class RatingEngine {
       await tx.query('DELETE FROM rating.reservations WHERE call_id = ANY($1)', [
         inserted.map((c) => c.callId),
       ]);
-      return inserted;
+      if (inserted.length) {
+        const ob = await tx.query<{ seq: string }>(
+          'INSERT INTO rating.cdr_outbox (ids) VALUES ($1) RETURNING seq::text',
+          [inserted.map((c) => c.id)],
+        );
+        // the publisher takes them from memory once committed (the outbox row stays the durable record)
+        return { cdrs: inserted, outbox: ob.rows[0].seq };
+      }
+      return { cdrs: inserted };
     }
   }
 
@@ -636,7 +652,8 @@ export class RatingEngine {
          UPDATE rating.accounts SET balance_micros = balance_micros + led.amount_micros, updated_at = $19,
            auth_seq = auth_seq + 1
          FROM led WHERE account = $3 RETURNING balance_micros, low_balance_micros),
-       res AS (DELETE FROM rating.reservations WHERE call_id = $2 RETURNING 1)
+       res AS (DELETE FROM rating.reservations WHERE call_id = $2 RETURNING 1),
+       ob AS (INSERT INTO rating.cdr_outbox (ids) SELECT ARRAY[id] FROM ins RETURNING 1)
        SELECT (SELECT count(*) FROM ins)::int AS inserted,
               (SELECT balance_micros FROM bal)::text AS balance, (SELECT low_balance_micros FROM bal)::text AS low`,
       [
@@ -726,21 +743,48 @@ export class RatingEngine {
       });
   }
 
-  /** Publishes every stored CDR not yet published, in rounds of 1000; returns how many. One caller at a time. */
+  /** CDRs of committed outbox rows (by seq), so the publisher need not read them back. */
+  private readonly outboxMemory = new Map<string, Cdr[]>();
+
+  /**
+   * Publishes the CDRs of every outbox row, in the rows' order, in rounds of
+   * about PUBLISH_ROUND CDRs; deletes the rows once published; returns how
+   * many CDRs. One caller at a time.
+   */
   private async publishPending(): Promise<number> {
     let total = 0;
     for (;;) {
-      const r = await this.o.db.query<{ id: string; cdr: Cdr }>(
-        'SELECT id, cdr FROM rating.cdrs WHERE published_at IS NULL ORDER BY id LIMIT 1000',
+      const r = await this.o.db.query<{ seq: string; ids: string[] }>(
+        'SELECT seq::text, ids FROM rating.cdr_outbox ORDER BY seq LIMIT 100',
       );
       if (!r.rowCount) return total;
-      await this.o.publish(r.rows.map((x) => x.cdr));
-      await this.o.db.query('UPDATE rating.cdrs SET published_at = $2 WHERE id = ANY($1)', [
-        r.rows.map((x) => x.id),
-        new Date(this.o.now()),
-      ]);
-      total += r.rowCount;
-      if (r.rowCount < 1000) return total;
+      const rows: { seq: string; ids: string[] }[] = [];
+      let n = 0;
+      for (const row of r.rows) {
+        if (rows.length && n + row.ids.length > PUBLISH_ROUND) break;
+        rows.push(row);
+        n += row.ids.length;
+      }
+      const missing = rows.filter((x) => !this.outboxMemory.has(x.seq)).flatMap((x) => x.ids);
+      const read = new Map<string, Cdr>();
+      if (missing.length) {
+        const got = await this.o.db.query<{ id: string; cdr: Cdr }>(
+          'SELECT id, cdr FROM rating.cdrs WHERE id = ANY($1)',
+          [[...new Set(missing)]],
+        );
+        for (const g of got.rows) read.set(g.id, g.cdr);
+      }
+      const out: Cdr[] = [];
+      for (const row of rows) {
+        const mem = this.outboxMemory.get(row.seq);
+        if (mem) out.push(...mem);
+        else for (const id of row.ids) if (read.has(id)) out.push(read.get(id)!);
+      }
+      if (out.length) await this.o.publish(out);
+      const seqs = rows.map((x) => x.seq);
+      await this.o.db.query('DELETE FROM rating.cdr_outbox WHERE seq = ANY($1::bigint[])', [seqs]);
+      for (const seq of seqs) this.outboxMemory.delete(seq);
+      total += out.length;
     }
   }
 
@@ -794,12 +838,14 @@ export class RatingEngine {
       }
       if (!quality) return 0;
       // CDRs rated before the media stats came: add the quality; the outbox publishes them again
-      const upd = await tx.query(
-        `UPDATE rating.cdrs SET cdr = jsonb_set(cdr, '{quality}', $2::jsonb), published_at = NULL
-         WHERE call_id = $1 AND cdr->'quality' = 'null'::jsonb`,
+      const upd = await tx.query<{ n: number }>(
+        `WITH u AS (UPDATE rating.cdrs SET cdr = jsonb_set(cdr, '{quality}', $2::jsonb)
+           WHERE call_id = $1 AND cdr->'quality' = 'null'::jsonb RETURNING id),
+         ob AS (INSERT INTO rating.cdr_outbox (ids) SELECT array_agg(id) FROM u HAVING count(*) > 0 RETURNING 1)
+         SELECT (SELECT count(*) FROM u)::int AS n`,
         [ev.callId, JSON.stringify(quality)],
       );
-      return upd.rowCount;
+      return upd.rows[0].n;
     });
     if (changed) this.kick();
   }
@@ -1226,7 +1272,7 @@ export class RatingEngine {
         const done = await this.o.db.transaction(async (tx) => {
           const upd = await tx.query(
             `UPDATE rating.cdrs SET price_micros = $3, billable_seconds = $4, destination = $5, currency = $6,
-               flags = $7, cdr = cdr || $8::jsonb, published_at = NULL
+               flags = $7, cdr = cdr || $8::jsonb
              WHERE id = $1 AND price_micros = $2`,
             [
               old.id,
@@ -1240,6 +1286,7 @@ export class RatingEngine {
             ],
           );
           if (!upd.rowCount) return false; // changed meanwhile: the next run sees it
+          await tx.query('INSERT INTO rating.cdr_outbox (ids) VALUES ($1)', [[old.id]]);
           if (a && delta !== 0) {
             await this.ledgerEntry(tx, {
               account: q.account,
