@@ -171,7 +171,25 @@ export const accountingService = defineService({
       lingerMs: config.relayLingerMs,
     };
     const { databaseUrl, kafkaBrokers } = ctx.platform;
-    let relay: Pick<RelayThread, 'stored' | 'drained' | 'stop'>;
+    const localRelay = (): Pick<RelayThread, 'stored' | 'drained' | 'stop'> => {
+      const cache = new OutboxBodyCache();
+      const local = new OutboxRelay(db, events, {
+        ...relayOptions,
+        cache,
+        logger: ctx.logger,
+        onPublished: (n) => published.inc(n),
+      });
+      local.start();
+      return {
+        stored: (seqs, bodies) => {
+          cache.add(seqs, bodies);
+          local.notify();
+        },
+        drained: () => local.drained(),
+        stop: () => local.stop(),
+      };
+    };
+    let relay: Pick<RelayThread, 'stored' | 'drained' | 'stop'> | undefined;
     if (config.relayThread && db.kind === 'pg' && events.kind === 'kafka' && databaseUrl && kafkaBrokers) {
       relay = await RelayThread.start(
         {
@@ -182,25 +200,13 @@ export const accountingService = defineService({
           relay: relayOptions,
         },
         { logger: ctx.logger, onPublished: (n) => published.inc(n) },
-      );
-    } else {
-      const cache = new OutboxBodyCache();
-      const local = new OutboxRelay(db, events, {
-        ...relayOptions,
-        cache,
-        logger: ctx.logger,
-        onPublished: (n) => published.inc(n),
+      ).catch((err: unknown) => {
+        ctx.logger.warn({ err }, 'the relay worker thread did not start; relaying on the main thread');
+        return undefined;
       });
-      local.start();
-      relay = {
-        stored: (seqs, bodies) => {
-          cache.add(seqs, bodies);
-          local.notify();
-        },
-        drained: () => local.drained(),
-        stop: () => local.stop(),
-      };
     }
+    relay ??= localRelay();
+    const outbox = relay;
     const writer = new RecordWriter(db, {
       maxBatch: config.batchMax,
       concurrency: db.kind === 'pglite' ? 1 : config.writers,
@@ -211,7 +217,7 @@ export const accountingService = defineService({
         writeSeconds.observe(seconds);
         batchSize.observe(n);
       },
-      onStored: (seqs, bodies) => relay.stored(seqs, bodies),
+      onStored: (seqs, bodies) => outbox.stored(seqs, bodies),
     });
 
     const server = await startAccountingServer({
@@ -266,7 +272,7 @@ export const accountingService = defineService({
         server.stopAccepting();
         await writer.flush();
         await server.close();
-        await relay.stop();
+        await outbox.stop();
       },
     };
   },
