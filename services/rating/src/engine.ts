@@ -785,6 +785,8 @@ export class RatingEngine {
       await this.o.db.query('DELETE FROM rating.cdr_outbox WHERE seq = ANY($1::bigint[])', [seqs]);
       for (const seq of seqs) this.outboxMemory.delete(seq);
       total += out.length;
+      // all there was (a row committed meanwhile kicks another round)
+      if (rows.length === r.rowCount && r.rowCount < 100) return total;
     }
   }
 
