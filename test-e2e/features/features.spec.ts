@@ -22,6 +22,7 @@ describe('call features and PSTN gateways', () => {
   let api: Api;
   let gwPort: number;
   let trunkPort: number;
+  let deadPort: number;
   const ids: Record<string, string> = {};
 
   let dns: Awaited<ReturnType<typeof startNaptrServer>>;
@@ -35,10 +36,12 @@ describe('call features and PSTN gateways', () => {
     ({ p, api } = await startProvisioned({
       SWITCHBOARD_SIP_ENUM_SUFFIX: 'e164.test',
       SWITCHBOARD_SIP_ENUM_SERVERS: dns.address,
+      SWITCHBOARD_SIP_GATEWAY_FAILURES: '1',
+      SWITCHBOARD_SIP_GATEWAY_PROBE_INTERVAL: '1',
     }));
     gwPort = await freePort();
     trunkPort = await freePort();
-    const deadPort = await freePort();
+    deadPort = await freePort();
     for (const s of [ALICE, BOB, CAROL, DAVE, ERIN, PAULA]) {
       const privileges = s === ALICE || s === PAULA ? ['national'] : [];
       ids[s.username] = (await create(api, '/api/v1/subscribers', { ...s, privileges })).id;
@@ -161,6 +164,16 @@ describe('call features and PSTN gateways', () => {
     assert.match(inv.getHeader('P-Asserted-Identity') ?? '', new RegExp(`<sip:alice@${p.domain}>`));
     const text = await p.metrics();
     assert.ok((metricValue(text, 'switchboard_gateway_events_total', 'event="failover"') ?? 0) >= 1);
+    // The dead gateway is marked down (one failure here) and probed with OPTIONS until it answers.
+    assert.equal(metricValue(text, 'switchboard_gateways_down'), 1);
+    const back = await peer('options.xml', { port: deadPort, timeoutMs: 10_000 });
+    const o = await back.done;
+    assert.equal(o.result.successful, 1, explain(o));
+    for (const deadline = Date.now() + 5000; Date.now() < deadline;) {
+      if (metricValue(await p.metrics(), 'switchboard_gateways_down') === 0) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.equal(metricValue(await p.metrics(), 'switchboard_gateways_down'), 0);
   });
 
   test('a call from the trusted trunk to a DID reaches its subscriber without a challenge', async () => {
@@ -324,5 +337,30 @@ describe('call features and PSTN gateways', () => {
     );
     // The caller never saw the gateway's challenge.
     assert.ok(!ladder(alice.log).includes('< 401'), explain(alice));
+  });
+
+  test("a domain's own dial plan (set in the portal) turns what its phones dial into E.164", async () => {
+    const domains = (await api('GET', `/api/v1/domains?search=${p.domain}`)).body;
+    const id = domains.items.find((d: { domain: string }) => d.domain === p.domain).id;
+    const set = await api('PATCH', `/api/v1/domains/${id}`, { dialPlan: { countryCode: '44' } });
+    assert.equal(set.status, 200, JSON.stringify(set.body));
+    assert.deepEqual(set.body.dialPlan, {
+      countryCode: '44',
+      nationalPrefix: '0',
+      internationalPrefix: '00',
+    });
+    const bad = await api('PATCH', `/api/v1/domains/${id}`, { dialPlan: { countryCode: '0' } });
+    assert.equal(bad.status, 400);
+    assert.equal(bad.body.field, 'dialPlan.countryCode');
+    await settled(p);
+    try {
+      // 020 7946 0000 is now +44 20 7946 0000: a national call here, and no route serves +44.
+      const uk = await call(p, ALICE, '02079460000');
+      const res = finalResponse(uk);
+      assert.equal(res.status, 404, explain(uk));
+      assert.equal(res.reason, 'No Route to Destination');
+    } finally {
+      assert.equal((await api('PATCH', `/api/v1/domains/${id}`, { dialPlan: null })).status, 200);
+    }
   });
 });

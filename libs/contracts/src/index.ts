@@ -95,7 +95,13 @@ export interface LocationBinding {
 
 /** `routing` record kinds the proxy reads (key = `${kind}:${id}`). */
 export type RoutingRecord =
-  | { kind: 'domain'; id: string; domain: string }
+  | {
+      kind: 'domain';
+      id: string;
+      domain: string;
+      /** How the domain's phones dial numbers; absent: the proxy's configured dial plan. */
+      dialPlan?: { countryCode: string; nationalPrefix: string; internationalPrefix: string };
+    }
   | { kind: 'trusted'; id: string; cidr: string; description?: string }
   | GatewayRecord
   | RouteRecord;

@@ -604,7 +604,8 @@ export function apiRoutes(d: ApiDeps): RouteDef[] {
       method: 'patch',
       path: '/api/v1/domains/{id}',
       operationId: 'updateDomain',
-      summary: 'Domain settings: openSignup lets visitors create accounts themselves',
+      summary:
+        'Domain settings: openSignup lets visitors create accounts themselves; dialPlan is how its phones dial numbers',
       tag: 'domains',
       params: IdParam,
       body: UpdateDomain,

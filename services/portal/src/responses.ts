@@ -20,6 +20,10 @@ const Domain = z.object({
   id: z.uuid(),
   domain: z.string(),
   subscribers: z.int(),
+  openSignup: z.boolean(),
+  dialPlan: z
+    .object({ countryCode: z.string(), nationalPrefix: z.string(), internationalPrefix: z.string() })
+    .nullable(),
   createdAt: z.iso.datetime(),
 });
 const Alias = z.object({

@@ -161,7 +161,23 @@ export const RatePlanParam = z.object({
 });
 export const AssignPlan = z.strictObject({ planId: RatePlanParam.shape.planId });
 
-export const UpdateDomain = z.strictObject({ openSignup: z.boolean() });
+/** How the domain's phones dial numbers (the proxy normalises them to E.164 with it). */
+export const DialPlan = z.strictObject({
+  countryCode: z.string().regex(/^[1-9][0-9]{0,2}$/, 'a country code: 1 to 3 digits'),
+  nationalPrefix: z
+    .string()
+    .regex(/^[0-9]{0,3}$/, 'up to 3 digits')
+    .optional(),
+  internationalPrefix: z
+    .string()
+    .regex(/^[0-9]{0,4}$/, 'up to 4 digits')
+    .optional(),
+});
+export const UpdateDomain = z.strictObject({
+  openSignup: z.boolean().optional(),
+  /** null: the platform's dial plan (SWITCHBOARD_SIP_COUNTRY_CODE ...). */
+  dialPlan: DialPlan.nullable().optional(),
+});
 export const Signup = z.strictObject({
   username: Username,
   password: SipPassword,

@@ -97,7 +97,15 @@ export interface DomainView {
   subscribers: number;
   /** Visitors may sign up themselves in this domain. */
   openSignup: boolean;
+  /** How its phones dial numbers; null: the platform's. */
+  dialPlan: DialPlanView | null;
   createdAt: string;
+}
+
+export interface DialPlanView {
+  countryCode: string;
+  nationalPrefix: string;
+  internationalPrefix: string;
 }
 
 interface DomainRow {
@@ -105,6 +113,7 @@ interface DomainRow {
   domain: string;
   n: string;
   open_signup: boolean;
+  dial_plan: DialPlanView | null;
   created_at: Date;
 }
 const domainView = (d: DomainRow): DomainView => ({
@@ -112,6 +121,7 @@ const domainView = (d: DomainRow): DomainView => ({
   domain: d.domain,
   subscribers: Number(d.n),
   openSignup: d.open_signup,
+  dialPlan: d.dial_plan,
   createdAt: d.created_at.toISOString(),
 });
 
@@ -219,7 +229,12 @@ export function subscriberRecord(r: SubscriberRow): PublishedSubscriber {
   return rec;
 }
 
-const domainRecord = (id: string, domain: string): RoutingRecord => ({ kind: 'domain', id, domain });
+const domainRecord = (id: string, domain: string, dialPlan?: DialPlanView | null): RoutingRecord => ({
+  kind: 'domain',
+  id,
+  domain,
+  ...(dialPlan ? { dialPlan } : {}),
+});
 
 /** `%` and `_` taken literally in an ILIKE pattern. */
 const likePattern = (s: string) => `%${s.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
@@ -343,7 +358,7 @@ export class PortalStore {
 
   async getDomain(id: string): Promise<DomainView> {
     const r = await this.db.query<DomainRow>(
-      `SELECT d.id, d.domain, d.open_signup, d.created_at,
+      `SELECT d.id, d.domain, d.open_signup, d.dial_plan, d.created_at,
          (SELECT count(*) FROM portal.subscribers s WHERE s.domain_id = d.id) AS n
        FROM portal.domains d WHERE d.id = $1`,
       [id],
@@ -352,13 +367,33 @@ export class PortalStore {
     return domainView(r.rows[0]);
   }
 
-  async updateDomain(actor: string, id: string, patch: { openSignup?: boolean }): Promise<DomainView> {
+  async updateDomain(
+    actor: string,
+    id: string,
+    patch: {
+      openSignup?: boolean;
+      dialPlan?: { countryCode: string; nationalPrefix?: string; internationalPrefix?: string } | null;
+    },
+  ): Promise<DomainView> {
+    const plan =
+      patch.dialPlan &&
+      ({
+        countryCode: patch.dialPlan.countryCode,
+        nationalPrefix: patch.dialPlan.nationalPrefix ?? '0',
+        internationalPrefix: patch.dialPlan.internationalPrefix ?? '00',
+      } satisfies DialPlanView);
     await this.write(async (tx) => {
-      const r = await tx.query(
-        'UPDATE portal.domains SET open_signup = coalesce($2, open_signup) WHERE id = $1',
-        [id, patch.openSignup ?? null],
+      const r = await tx.query<{ domain: string; dial_plan: DialPlanView | null }>(
+        `UPDATE portal.domains SET open_signup = coalesce($2, open_signup),
+           dial_plan = CASE WHEN $3::boolean THEN $4::jsonb ELSE dial_plan END
+         WHERE id = $1 RETURNING domain, dial_plan`,
+        [id, patch.openSignup ?? null, patch.dialPlan !== undefined, plan ? JSON.stringify(plan) : null],
       );
       if (r.rowCount === 0) throw notFound(`no domain ${id}`);
+      if (patch.dialPlan !== undefined) {
+        const row = r.rows[0];
+        await this.enqueue(tx, TOPICS.routing, `domain:${id}`, domainRecord(id, row.domain, row.dial_plan));
+      }
       await this.audit(tx, actor, 'update', 'domain', id, patch);
     });
     return this.getDomain(id);
@@ -377,7 +412,7 @@ export class PortalStore {
     const { page, pageSize, offset } = pageOf(q);
     const pattern = q.search ? likePattern(q.search) : null;
     const r = await this.db.query<DomainRow & { total: string }>(
-      `SELECT d.id, d.domain, d.open_signup, d.created_at, count(*) OVER () AS total,
+      `SELECT d.id, d.domain, d.open_signup, d.dial_plan, d.created_at, count(*) OVER () AS total,
          (SELECT count(*) FROM portal.subscribers s WHERE s.domain_id = d.id) AS n
        FROM portal.domains d WHERE ($1::text IS NULL OR d.domain ILIKE $1)
        ORDER BY d.domain LIMIT $2 OFFSET $3`,
@@ -1232,11 +1267,11 @@ export class PortalStore {
    */
   async republishAll(batch = 500): Promise<{ subscribers: number; domains: number; routing: number }> {
     return this.write(async (tx) => {
-      const d = await tx.query<{ id: string; domain: string }>(
-        'SELECT id, domain FROM portal.domains ORDER BY domain',
+      const d = await tx.query<{ id: string; domain: string; dial_plan: DialPlanView | null }>(
+        'SELECT id, domain, dial_plan FROM portal.domains ORDER BY domain',
       );
       for (const x of d.rows)
-        await this.enqueue(tx, TOPICS.routing, `domain:${x.id}`, domainRecord(x.id, x.domain));
+        await this.enqueue(tx, TOPICS.routing, `domain:${x.id}`, domainRecord(x.id, x.domain, x.dial_plan));
       const e = await tx.query<{ id: string; kind: string; data: Record<string, unknown> }>(
         'SELECT id, kind, data FROM portal.routing_entities ORDER BY kind, unique_key',
       );

@@ -41,6 +41,7 @@ import {
 } from '@switchboard/contracts';
 import { AuthorizeResponse_Reason, RatingClient } from '@switchboard/proto/rating';
 import { GatewayTable } from './routing/gateways';
+import type { DialPlan } from './routing/numbers';
 import { TrunkRegistrations } from './trunks';
 import { enumLookup } from './routing/enum';
 import { Resolver } from 'node:dns/promises';
@@ -356,12 +357,18 @@ export const sipProxyService = defineService({
     let isTrusted = trustedList(config.trusted);
     // Set once the core can send: gateway changes before then are picked up from the table.
     const uac: { trunks?: TrunkRegistrations } = {};
+    const dialPlans = new Map<string, DialPlan>();
     routing.onChange = (key, rec, prev) => {
       gateways.apply(key, rec);
       if ((rec ?? prev)?.kind === 'gateway')
         uac.trunks?.update(key.slice('gateway:'.length), rec as GatewayRecord | null);
       const r = rec ?? prev;
-      if (rec?.kind === 'domain') domains.addDomain(rec.domain);
+      if (rec?.kind === 'domain') {
+        domains.addDomain(rec.domain);
+        const d = rec.domain.toLowerCase();
+        if (rec.dialPlan) dialPlans.set(d, { ...rec.dialPlan, minDigits: 7 });
+        else dialPlans.delete(d);
+      }
       if (r?.kind === 'trusted') {
         if (rec?.kind === 'trusted') trustedEntries.set(key, rec.cidr);
         else trustedEntries.delete(key);
@@ -375,21 +382,20 @@ export const sipProxyService = defineService({
         ?.replace(/^sip:/, '')
         .replace(/;.*$/, '')
         .replace(/^0\.0\.0\.0:/, '127.0.0.1:');
-    const plan = {
+    const plan: DialPlan = {
       countryCode: config.countryCode,
       nationalPrefix: config.nationalPrefix,
       internationalPrefix: config.internationalPrefix,
       minDigits: 7,
     };
+    const premium = config.premiumPrefixes.map((p) => p.replace(/^\+/, ''));
     const router = new Router({
       domains,
       byAor: (aor) => subscribers.get(aor),
       isRegistered: (aor) => (location.get(aor)?.bindings.length ?? 0) > 0,
-      dialPlan: () => plan,
-      classes: {
-        countryCode: config.countryCode,
-        premium: config.premiumPrefixes.map((p) => p.replace(/^\+/, '')),
-      },
+      // A domain's own dial plan (set in the portal), else the configured one.
+      dialPlan: (d) => dialPlans.get(d) ?? plan,
+      classes: (d) => ({ countryCode: (dialPlans.get(d) ?? plan).countryCode, premium }),
       blockedPrefixes: config.blockedPrefixes,
       gateways,
       mediaServer,

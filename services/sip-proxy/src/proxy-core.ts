@@ -475,10 +475,13 @@ export class ProxyCore implements TransactionUser {
       this.respond(stx!, req, 403, 'Relaying Denied');
       return;
     }
-    if (decision.action === 'subscriber' && method !== 'INVITE') {
-      // Only calls are forwarded; MESSAGE, SUBSCRIBE, OPTIONS ... go to the bindings or fail here.
+    if (decision.action === 'subscriber') {
       const bindings = this.d.location.lookup(decision.aor);
-      if (!bindings.length) {
+      // Nobody to ring: 480 (a subscriber) or 404, unless a call has forwarding rules to follow.
+      if (
+        !bindings.length &&
+        (method !== 'INVITE' || this.opts.mode === 'redirect' || !decision.callee?.forwarding?.length)
+      ) {
         this.respond(
           stx!,
           req,
@@ -487,44 +490,16 @@ export class ProxyCore implements TransactionUser {
         );
         return;
       }
-      return this.fork(req, stx!, src, groupByQ(bindings), caller);
-    }
-    if (decision.action === 'subscriber' && this.opts.mode === 'redirect') {
-      const bindings = this.d.location.lookup(decision.aor);
-      if (!bindings.length) {
-        this.respond(
-          stx!,
-          req,
-          decision.callee ? 480 : 404,
-          decision.callee ? 'Temporarily Unavailable' : 'Not Found',
-        );
-        return;
-      }
-      this.respond(
-        stx!,
-        req,
-        302,
-        'Moved Temporarily',
-        bindings.map((b) => [
+      // Only calls are forwarded; MESSAGE, SUBSCRIBE, OPTIONS ... go to the bindings.
+      if (method !== 'INVITE') return this.fork(req, stx!, src, groupByQ(bindings), caller);
+      if (this.opts.mode === 'redirect') {
+        const contacts = bindings.map((b): [string, string] => [
           'Contact',
           `<${b.contact}>${b.q !== undefined ? `;q=${(b.q / 1000).toFixed(3)}` : ''}`,
-        ]),
-      );
-      return;
-    }
-    if (
-      decision.action === 'subscriber' &&
-      !this.d.location.lookup(decision.aor).length &&
-      !decision.callee?.forwarding?.length
-    ) {
-      // Nobody to ring and no forwarding: answer at once, before any context (as before routing features).
-      this.respond(
-        stx!,
-        req,
-        decision.callee ? 480 : 404,
-        decision.callee ? 'Temporarily Unavailable' : 'Not Found',
-      );
-      return;
+        ]);
+        this.respond(stx!, req, 302, 'Moved Temporarily', contacts);
+        return;
+      }
     }
     if (decision.action !== 'subscriber' && decision.action !== 'pstn' && decision.action !== 'reject') {
       return this.fork(req, stx!, src, [[{ uri: decision.uri }]], caller);
@@ -1403,6 +1378,7 @@ export class ProxyCore implements TransactionUser {
     if (b.final) return;
     ctx.timedOut = true;
     if (b.provisional) this.sendCancel(b);
+    else b.tx?.abandon(); // no response at all: stop retransmitting to a dead hop
     b.cancelled = true;
     b.final = createResponse(b.req, 408, 'Request Timeout', { toTag: newTag() });
     this.maybeFinish(ctx);

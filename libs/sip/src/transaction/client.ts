@@ -96,6 +96,16 @@ export abstract class ClientTransaction extends Transaction {
     this.terminate();
   }
 
+  /**
+   * The TU gives up on a request that got no response at all (a proxy's fr_timer, as Kamailio's tm
+   * does): no more retransmissions, Terminated, nothing more reported. Not after a response: an
+   * INVITE that got a provisional is CANCELled instead (§9.1).
+   */
+  abandon(): void {
+    if (this.terminated || this.lastResponse) return;
+    this.terminate();
+  }
+
   /** Timer B / Timer F: 408 to the TU (RFC 3261 §8.1.3.1), then Terminated. */
   protected timeout(): void {
     if (this.terminated) return;

@@ -125,6 +125,20 @@ describe('client INVITE transaction (RFC 3261 §17.1.1, RFC 6026)', () => {
     assert.equal(layer.counts.clientInvite, 0);
   });
 
+  test('abandon() with no response (a proxy fr_timer): retransmissions stop, Terminated, the TU hears nothing', () => {
+    const { clock, transport, layer } = setup();
+    const c = clientUser();
+    const tx = layer.request(req('INVITE'), udpTarget, c.u);
+    clock.advance(600);
+    assert.equal(transport.sent.length, 2);
+    tx.abandon();
+    assert.equal(tx.state, 'terminated');
+    assert.equal(layer.counts.clientInvite, 0);
+    clock.advance(64_000);
+    assert.equal(transport.sent.length, 2, 'no more retransmissions');
+    assert.deepEqual(c.got, []);
+  });
+
   test('over TCP: no retransmissions, Timer B still applies', () => {
     const { clock, transport, layer } = setup();
     const c = clientUser();

@@ -40,7 +40,8 @@ export interface RouterDeps {
   isRegistered(aor: string): boolean;
   /** The dial plan of a local domain. */
   dialPlan(domain: string): DialPlan;
-  classes: ClassTable;
+  /** National and premium prefixes for a domain's callers. */
+  classes(domain: string): ClassTable;
   /** Destination prefixes nobody may call (premium, fraud). */
   blockedPrefixes: readonly string[];
   gateways: GatewayTable;
@@ -150,7 +151,7 @@ export class Router {
     if (caller.gateway) return { action: 'reject', status: 404, reason: 'Not Found' };
     const sub = caller.subscriber;
     if (!sub && !caller.trusted) return { action: 'reject', status: 403, reason: 'Relaying Denied' };
-    const callClass = classOf(number, this.d.classes);
+    const callClass = classOf(number, this.d.classes(sub?.domain ?? domain));
     if (sub && !sub.privileges.includes(callClass)) {
       return {
         action: 'reject',

@@ -172,7 +172,7 @@ describe('router', () => {
     byAor: (aor) => subs.get(aor),
     isRegistered: (aor) => aor === 'sip:static@example.com',
     dialPlan: () => plan,
-    classes: { countryCode: '49', premium: ['49900'] },
+    classes: () => ({ countryCode: '49', premium: ['49900'] }),
     blockedPrefixes: [],
     gateways,
     mediaServer: '127.0.0.1:5080',
