@@ -42,7 +42,7 @@ export interface SubscriberRecord {
   ha1Sha256: string;
   enabled: boolean;
   displayName?: string;
-  /** Privileges the proxy enforces, e.g. 'set-caller-id', 'pstn', 'international'. */
+  /** Privileges the proxy enforces: call classes 'national', 'international', 'premium' (on-net calls need none), and 'set-caller-id'. */
   privileges: string[];
   /** Other AoRs (aliases, DIDs) that reach this subscriber. */
   aliases?: string[];

@@ -155,10 +155,10 @@ export interface AuditEntry {
 
 /** Privileges the proxy and rating know about (others may be granted for local use). */
 export const KNOWN_PRIVILEGES: Record<string, string> = {
-  pstn: 'may call PSTN numbers through gateways',
+  national: 'may call national numbers (through gateways)',
   international: 'may call international numbers',
+  premium: 'may call premium-rate numbers (SWITCHBOARD_SIP_PREMIUM_PREFIXES)',
   'set-caller-id': 'may send any caller ID (P-Asserted-Identity / From)',
-  'premium-rate': 'may call premium-rate numbers',
 };
 
 interface SubscriberRow {

@@ -135,8 +135,8 @@ test("an administrator manages a subscriber's aliases, call features, privileges
     );
 
     // Privileges: a known one by its checkbox, another by name; a bad name is refused naming it.
-    await page.getByRole('checkbox', { name: 'pstn' }).check();
-    await flash(page, 'Granted pstn for sip:dave@example.com');
+    await page.getByRole('checkbox', { name: 'national', exact: true }).check();
+    await flash(page, 'Granted national for sip:dave@example.com');
     await page.getByLabel('Other privilege').fill('Night Calls');
     await page.getByRole('button', { name: 'Grant privilege' }).click();
     await flash(page, /^privilege: lower-case letters/);
@@ -144,8 +144,8 @@ test("an administrator manages a subscriber's aliases, call features, privileges
     await page.getByRole('button', { name: 'Grant privilege' }).click();
     await page.getByRole('checkbox', { name: 'night-calls' }).waitFor();
     assert.equal(await page.getByRole('checkbox', { name: 'night-calls' }).isChecked(), true);
-    await page.getByRole('checkbox', { name: 'pstn' }).uncheck();
-    await flash(page, 'Removed pstn for sip:dave@example.com');
+    await page.getByRole('checkbox', { name: 'national', exact: true }).uncheck();
+    await flash(page, 'Removed national for sip:dave@example.com');
     assert.deepEqual((await p.api('GET', `/api/v1/subscribers/${s.id}/privileges`)).body.privileges, [
       'night-calls',
     ]);
