@@ -60,6 +60,16 @@ describe('call features and PSTN gateways', () => {
     });
     await create(api, `${sub('alice')}/speed-dials`, { code: '7', target: `sip:bob@${p.domain}` });
     await create(api, '/api/v1/aliases', { subscriberId: ids.bob, username: '+49301111111', kind: 'did' });
+    // Alice has two DIDs and presents the second as her caller ID.
+    for (const did of ['+49302222222', '+49303333333'])
+      await create(api, '/api/v1/aliases', { subscriberId: ids.alice, username: did, kind: 'did' });
+    const notHers = await api('PATCH', sub('alice'), { callerId: '+49301111111' });
+    assert.equal(notHers.status, 400, JSON.stringify(notHers.body));
+    assert.equal(notHers.body.field, 'callerId');
+    assert.equal(
+      (await api('PATCH', sub('alice'), { callerId: '+49303333333' })).body.callerId,
+      '+49303333333',
+    );
     // German numbers: a dead gateway first, then a live one (SIPp); the trunk delivers calls to DIDs.
     const dead = await create(api, '/api/v1/gateways', {
       name: 'dead',
@@ -161,7 +171,8 @@ describe('call features and PSTN gateways', () => {
     const inv = pick<SipRequest>(g.log, '< INVITE');
     // E.164 49301234567, the gateway's strip 2 and prefix 0.
     assert.equal(inv.uriText, `sip:0301234567@127.0.0.1:${gwPort}`);
-    assert.match(inv.getHeader('P-Asserted-Identity') ?? '', new RegExp(`<sip:alice@${p.domain}>`));
+    // Toward the gateway, alice is asserted as the DID she chose (RFC 3325).
+    assert.equal(inv.getHeader('P-Asserted-Identity'), `<sip:+49303333333@${p.domain};user=phone>`);
     const text = await p.metrics();
     assert.ok((metricValue(text, 'switchboard_gateway_events_total', 'event="failover"') ?? 0) >= 1);
     // The dead gateway is marked down (one failure here) and probed with OPTIONS until it answers.

@@ -47,6 +47,8 @@ export interface SubscriberRecord {
   /** Other AoRs (aliases, DIDs) that reach this subscriber. */
   aliases?: string[];
   ratePlan?: string;
+  /** The DID (E.164 with +) presented as caller ID on PSTN calls; absent: the first DID. */
+  callerId?: string;
   /** Call forwarding rules (the proxy applies them); target is a SIP URI or a number. */
   forwarding?: ForwardingRule[];
   /** Block/allow list entries: incoming (callers) and outgoing (dialled numbers). */

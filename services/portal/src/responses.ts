@@ -9,6 +9,7 @@ const Subscriber = z.object({
   displayName: z.string().nullable(),
   email: z.string().nullable(),
   ratePlan: z.string().nullable(),
+  callerId: z.string().nullable(),
   privileges: z.array(z.string()),
   enabled: z.boolean(),
   aliases: z.array(z.string()),

@@ -48,6 +48,12 @@ export type CreateSubscriber = z.infer<typeof CreateSubscriber>;
 
 export const UpdateSubscriber = z.strictObject({
   password: SipPassword.optional(),
+  /** Caller ID on PSTN calls: one of the subscriber's DIDs (null: its first DID). */
+  callerId: z
+    .string()
+    .regex(/^\+[1-9][0-9]{6,14}$/, "an E.164 number such as +4930123456 (one of the subscriber's DIDs)")
+    .nullable()
+    .optional(),
   displayName: DisplayName.nullable().optional(),
   email: Email.nullable().optional(),
   webPassword: WebPassword.nullable().optional(),

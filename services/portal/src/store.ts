@@ -83,6 +83,8 @@ export interface SubscriberView {
   displayName: string | null;
   email: string | null;
   ratePlan: string | null;
+  /** The DID presented as caller ID on PSTN calls (null: the first DID). */
+  callerId: string | null;
   privileges: string[];
   enabled: boolean;
   aliases: string[];
@@ -171,6 +173,7 @@ interface SubscriberRow {
   display_name: string | null;
   email: string | null;
   rate_plan: string | null;
+  caller_id: string | null;
   privileges: string[];
   enabled: boolean;
   created_at: Date;
@@ -180,7 +183,7 @@ interface SubscriberRow {
 }
 
 const SUBSCRIBER_COLUMNS = `s.id, s.username, s.domain, s.ha1, s.ha1_sha256, s.web_password_hash, s.display_name, s.email,
-  s.rate_plan, s.privileges, s.enabled, s.created_at, s.updated_at,
+  s.rate_plan, s.caller_id, s.privileges, s.enabled, s.created_at, s.updated_at,
   (SELECT coalesce(jsonb_agg(a.aor ORDER BY a.aor), '[]'::jsonb) FROM portal.aliases a WHERE a.subscriber_id = s.id) AS aliases,
   (SELECT coalesce(jsonb_agg(jsonb_build_object('kind', f.kind, 'data', f.data) ORDER BY f.kind, f.unique_key), '[]'::jsonb)
      FROM portal.call_features f WHERE f.subscriber_id = s.id) AS features`;
@@ -196,6 +199,7 @@ function view(r: SubscriberRow): SubscriberView {
     displayName: r.display_name,
     email: r.email,
     ratePlan: r.rate_plan,
+    callerId: r.caller_id,
     privileges: r.privileges,
     enabled: r.enabled,
     aliases: r.aliases ?? [],
@@ -226,6 +230,7 @@ export function subscriberRecord(r: SubscriberRow): PublishedSubscriber {
   };
   if (r.display_name !== null) rec.displayName = r.display_name;
   if (r.rate_plan !== null) rec.ratePlan = r.rate_plan;
+  if (r.caller_id !== null) rec.callerId = r.caller_id;
   return rec;
 }
 
@@ -582,6 +587,15 @@ export class PortalStore {
       if (patch.displayName !== undefined) set('display_name', patch.displayName);
       if (patch.email !== undefined) set('email', patch.email);
       if (patch.ratePlan !== undefined) set('rate_plan', patch.ratePlan);
+      if (patch.callerId) {
+        const did = await tx.query(
+          "SELECT 1 FROM portal.aliases WHERE subscriber_id = $1 AND kind = 'did' AND username = $2",
+          [id, patch.callerId],
+        );
+        if (did.rowCount === 0)
+          throw invalidArgument('callerId', `callerId: ${patch.callerId} is not a DID of this subscriber`);
+      }
+      if (patch.callerId !== undefined) set('caller_id', patch.callerId);
       if (patch.privileges !== undefined) set('privileges', JSON.stringify(patch.privileges));
       if (patch.enabled !== undefined) set('enabled', patch.enabled);
       if (sets.length === 0) return cur;

@@ -88,8 +88,10 @@ export class Router {
     return to ? this.d.byAor(to) : undefined;
   }
 
-  /** The first DID of a subscriber (presented to the PSTN as caller ID), E.164 digits. */
+  /** The DID a subscriber presents to the PSTN: the one it chose, else its first; E.164 digits. */
   presentedNumber(sub: SubscriberRecord): string | undefined {
+    const chosen = sub.callerId?.replace(/^\+/, '');
+    if (chosen && (sub.aliases ?? []).some((a) => didOf(a) === chosen)) return chosen;
     for (const a of sub.aliases ?? []) {
       const n = didOf(a);
       if (n) return n;
