@@ -159,6 +159,43 @@ describe('media server behind the proxy', () => {
     }
   });
 
+  test('bob retrieves the message with *98 and DTMF: 1 plays it (the tone alice left), 7 deletes it', async () => {
+    const ear = await rtpEndpoint();
+    const ms = mediaServerClient(p);
+    try {
+      const keys = writePcap([
+        ...rtpDigit('1', { pt: 101, atUs: 0, ts: 1000, seq: 1 }),
+        ...rtpDigit('7', { pt: 101, atUs: 5_000_000, ts: 1000 + 40_000, seq: 40 }),
+        ...rtpDigit('#', { pt: 101, atUs: 7_500_000, ts: 1000 + 60_000, seq: 60 }),
+      ]);
+      const bob = await mediaCall(p, BOB, '*98', {
+        rtpPort: ear.port,
+        pcap: keys,
+        greetMs: 1000,
+        talkMs: 12_000,
+      });
+      const b = await bob.done;
+      assert.equal(final(b).status, 200, explain(b));
+      pick<SipRequest>(b.log, '< BYE'); // '#' hung up from the media server's side
+      // He heard his message: alice's 440 Hz stands out of what the menu played him.
+      const heard = ear.heard();
+      assert.ok(goertzel(heard, 440) > 100 * goertzel(heard, 1700), `heard ${ear.packets.length} packets`);
+      const left = await eventually(async () => {
+        const { messages } = await ms.listMessages({ mailbox: `bob@${p.domain}` });
+        return messages.length === 0 ? messages : undefined;
+      }, 'the message deleted');
+      assert.deepEqual(left, []);
+      assert.deepEqual(await ms.getMailboxSummary({ mailbox: `bob@${p.domain}` }), {
+        newMessages: 0,
+        savedMessages: 0,
+        messagesWaiting: false,
+      });
+    } finally {
+      ms.close();
+      ear.close();
+    }
+  });
+
   test('no answer → voicemail after the 5 s forwarding timer', async () => {
     const erinPhone = await registeredPhone(p, ERIN, 'ring.xml', { timeoutMs: 30_000 });
     const ear = await rtpEndpoint();
@@ -261,13 +298,13 @@ describe('media server behind the proxy', () => {
     }
   });
 
-  test('two subscribers dial conf-42: both answered by the conference, each hears the other', async () => {
+  test('three subscribers dial conf-42: all answered by the conference, each hears the mix of the other two', async () => {
     const before = await p.metrics();
-    const ears = [await rtpEndpoint(), await rtpEndpoint()];
+    const ears = [await rtpEndpoint(), await rtpEndpoint(), await rtpEndpoint()];
     try {
-      const hz = [400, 1100];
+      const hz = [400, 1100, 1700];
       const calls = await Promise.all(
-        [ALICE, CAROL].map((who, k) =>
+        [ALICE, CAROL, ERIN].map((who, k) =>
           mediaCall(p, who, 'conf-42', {
             rtpPort: ears[k].port,
             pcap: silence(),
@@ -281,12 +318,17 @@ describe('media server behind the proxy', () => {
       const runs = await Promise.all(calls.map((c) => c.done));
       runs.forEach((r) => assert.equal(final(r).status, 200, explain(...runs)));
       const v = (t: string) => metricValue(t, 'switchboard_mediaserver_calls_total', 'app="conference"') ?? 0;
-      assert.equal(v(await p.metrics()) - v(before), 2, 'both calls answered by the conference');
+      assert.equal(v(await p.metrics()) - v(before), 3, 'all three calls answered by the conference');
       ears.forEach((e, k) => {
         const heard = e.heard();
         const own = goertzel(heard, hz[k]);
-        const other = goertzel(heard, hz[1 - k]);
-        assert.ok(other > 1000 && other > 100 * own, `caller ${k}: other ${other}, own ${own}`);
+        for (const j of [0, 1, 2].filter((j) => j !== k)) {
+          const other = goertzel(heard, hz[j]);
+          assert.ok(
+            other > 1000 && other > 100 * own,
+            `caller ${k} hears ${hz[j]} Hz at ${other}, its own at ${own}`,
+          );
+        }
       });
     } finally {
       for (const e of ears) e.close();

@@ -198,6 +198,11 @@ export function createApps(o: AppOptions): (call: Call<AppRoute>) => Promise<voi
       const p = o.prompts.get(name);
       if (p) await call.play(p);
     };
+    // Message-waiting NOTIFYs go out meanwhile: a phone that does not answer must not hold up the menu.
+    const notify = () =>
+      void o
+        .changed(mailbox)
+        .catch((err: unknown) => o.logger.warn({ err, mailbox }, 'message-waiting update failed'));
     const list = await o.store.list(mailbox);
     let next = 0;
     let current: VoicemailMessage | undefined;
@@ -228,12 +233,12 @@ export function createApps(o: AppOptions): (call: Call<AppRoute>) => Promise<voi
           }
         }
         current = undefined;
-        await o.changed(mailbox);
+        notify();
         await playIf('vm-deleted');
       } else if (d === '9' && current) {
         await o.store.setFolder(current.id, 'saved');
         current = undefined;
-        await o.changed(mailbox);
+        notify();
         await playIf('vm-saved');
       }
     }
