@@ -362,10 +362,12 @@ export async function wholePlatformScenario(t: TestContext, p: LaunchedPlatform)
         return r.body.id;
       };
       const ids = [await gw('failing', failingPort, 0), await gw('live', livePort, 1)];
-      const route = await api(p, 'POST', '/api/v1/routes', {
+      // For this run's domain only: the routing topic on a shared Kafka outlives a run.
+      const route = await api<{ id: string }>(p, 'POST', '/api/v1/routes', {
         name: `uk-${p.runId}`,
         prefix: '44',
         gatewayIds: ids,
+        domain: p.domain,
       });
       assert.equal(route.status, 201, JSON.stringify(route.body));
       // The routing topic reaches the proxy (one process, or over Kafka).
@@ -398,6 +400,9 @@ export async function wholePlatformScenario(t: TestContext, p: LaunchedPlatform)
       } finally {
         failing.kill();
         live.kill();
+        // Removed again (tombstones on the routing topic), so later runs do not inherit them.
+        await api(p, 'DELETE', `/api/v1/routes/${route.body.id}`);
+        for (const id of ids) await api(p, 'DELETE', `/api/v1/gateways/${id}`);
       }
     },
   );

@@ -84,10 +84,9 @@ export class GatewayTable {
       if (p.length > bestLen) [bestLen, best] = [p.length, [r]];
       else if (p.length === bestLen) best.push(r);
     }
-    best.sort(
-      (a, b) =>
-        (b.priority ?? 0) - (a.priority ?? 0) || Number(Boolean(b.domain)) - Number(Boolean(a.domain)),
-    );
+    // A domain's own routes for a prefix replace the ones for every domain.
+    if (best.some((r) => r.domain)) best = best.filter((r) => r.domain);
+    best.sort((a, b) => (b.priority ?? 0) - (a.priority ?? 0));
     const seen = new Set<string>();
     const hops: GatewayHop[] = [];
     for (const r of best) {

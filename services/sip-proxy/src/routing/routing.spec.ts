@@ -116,6 +116,19 @@ describe('gateways', () => {
       t.select('442079460000', 'example.com').hops.map((h) => h.gateway.id),
       ['b'],
     );
+    // A domain's own route for a prefix replaces the one for every domain (for that domain only).
+    t.apply('route:de-own', {
+      kind: 'route',
+      id: 'de-own',
+      prefix: '49',
+      gatewayIds: ['b'],
+      domain: 'example.com',
+    });
+    assert.deepEqual(
+      t.select('49301234567', 'example.com').hops.map((h) => h.gateway.id),
+      ['b'],
+    );
+    assert.equal(t.select('49301234567', 'other.example').hops[0].gateway.id, 'a');
     t.apply('route:all', null);
     assert.equal(t.select('442079460000', 'example.com').routed, false);
   });
