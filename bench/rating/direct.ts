@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import pg from 'pg';
-import { migrate, openDb } from '@switchboard/platform';
+import { migrate, openDb, processEnv } from '@switchboard/platform';
 import { testPostgresUrl } from '@switchboard/platform/testing';
 import { RatingEngine } from '../../services/rating/src/engine';
 import { startRecord, stopRecord, SAMPLE_RATES } from '../../services/rating/src/testing';
@@ -16,7 +16,7 @@ await admin.connect();
 await admin.query(`CREATE DATABASE "${name}"`);
 const url = new URL(testPostgresUrl());
 url.pathname = `/${name}`;
-if (process.env.ASYNC_COMMIT) url.searchParams.set('options', '-c synchronous_commit=off');
+if (processEnv().ASYNC_COMMIT) url.searchParams.set('options', '-c synchronous_commit=off');
 const db = await openDb({ databaseUrl: url.toString() });
 await migrate(db, { schema: 'rating', dir: join(import.meta.dirname, '../../services/rating/migrations') });
 let pubs = 0;
@@ -81,7 +81,7 @@ const tq = performance.now();
 for (let i = 0; i < 500; i++) await db.query('select 1');
 q = (performance.now() - tq) / 500;
 const t1 = performance.now();
-const BATCH = Number(process.env.BATCH ?? 0);
+const BATCH = Number(processEnv().BATCH ?? 0);
 const recs = [];
 for (let i = 0; i < N * (BATCH ? 20 : 1); i++) {
   const c = {

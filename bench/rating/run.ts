@@ -30,7 +30,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import pg from 'pg';
-import { grpcClient, KafkaBus, migrate, openDb } from '@switchboard/platform';
+import { grpcClient, KafkaBus, migrate, openDb, processEnv } from '@switchboard/platform';
 import {
   requireKafka,
   requirePostgres,
@@ -216,7 +216,7 @@ async function main() {
     const started = performance.now();
     const child = spawn(process.execPath, ['--import', 'tsx', CHILD], {
       env: {
-        ...process.env,
+        ...processEnv(),
         SWITCHBOARD_OPS_PORT: '0',
         SWITCHBOARD_OPS_HOST: '127.0.0.1',
         SWITCHBOARD_RATING_GRPC_PORT: '0',

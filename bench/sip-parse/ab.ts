@@ -6,6 +6,7 @@
  *   (AB_ROUNDS=15, AB_N=20000 messages per round; on a busy machine more, shorter
  *   rounds and the best of them are steadier than the median)
  */
+import { processEnv } from '@switchboard/platform';
 import * as cur from '../../libs/sip/src/message/index';
 import { INVITE, REGISTER } from './messages';
 import { snapshot } from './snapshot';
@@ -13,8 +14,8 @@ import { snapshot } from './snapshot';
 type Lib = typeof cur;
 const rev = process.argv[2] ?? 'HEAD';
 const which = process.argv[3] ?? 'parse';
-const ROUNDS = Number(process.env.AB_ROUNDS ?? 15);
-const N = Number(process.env.AB_N ?? 20000);
+const ROUNDS = Number(processEnv().AB_ROUNDS ?? 15);
+const N = Number(processEnv().AB_N ?? 20000);
 const base = (await import(snapshot(rev))) as Lib;
 let sink = 0;
 

@@ -17,6 +17,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
+import { processEnv } from '@switchboard/platform';
 import { createTestKafka } from '@switchboard/platform/testing';
 
 const ROOT = new URL('../../', import.meta.url).pathname;
@@ -87,7 +88,7 @@ const TAIL = 8000;
 
 /** Environment every child gets: only PATH and HOME from ours, plus the given settings. */
 function childEnv(env: Record<string, string>): NodeJS.ProcessEnv {
-  return { PATH: process.env.PATH, HOME: process.env.HOME, ...env };
+  return { PATH: processEnv().PATH, HOME: processEnv().HOME, ...env };
 }
 
 /** Parse one line of `switchboard start`'s endpoint list: `  <service> <name...>   <url>`. */
@@ -200,7 +201,7 @@ function baseEnv(
   o: LaunchOptions,
 ): Record<string, string> {
   return {
-    SWITCHBOARD_LOG_LEVEL: process.env.SWITCHBOARD_TEST_LOG_LEVEL ?? o.logLevel ?? 'warn',
+    SWITCHBOARD_LOG_LEVEL: processEnv().SWITCHBOARD_TEST_LOG_LEVEL ?? o.logLevel ?? 'warn',
     SWITCHBOARD_LOG_FORMAT: 'json',
     SWITCHBOARD_OPS_HOST: '127.0.0.1',
     SWITCHBOARD_OPS_PORT: '0',
@@ -265,8 +266,8 @@ export async function oneProcess(o: LaunchOptions = {}): Promise<LaunchedPlatfor
 
 /** PostgreSQL server the separate processes use (a fresh database on it per run). */
 export const POSTGRES_URL =
-  process.env.SWITCHBOARD_TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
-export const KAFKA_BROKERS = process.env.SWITCHBOARD_TEST_KAFKA_BROKERS ?? '127.0.0.1:9092';
+  processEnv().SWITCHBOARD_TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+export const KAFKA_BROKERS = processEnv().SWITCHBOARD_TEST_KAFKA_BROKERS ?? '127.0.0.1:9092';
 
 async function admin<T>(fn: (c: pg.Client) => Promise<T>): Promise<T> {
   const c = new pg.Client({ connectionString: POSTGRES_URL });
