@@ -23,6 +23,8 @@ export class GatewayTable {
   private readonly gateways = new Map<string, GatewayRecord>();
   private readonly routes = new Map<string, RouteRecord>();
   private readonly health = new Map<string, GatewayHealth>();
+  /** Gateways by host: asked for every request's source (trust, calls from the PSTN). */
+  private byHost = new Map<string, GatewayRecord[]>();
 
   constructor(
     /** Consecutive failures (timeouts, 408, 5xx) after which a gateway is marked down. */
@@ -39,6 +41,11 @@ export class GatewayTable {
       else {
         this.gateways.delete(id);
         this.health.delete(id);
+      }
+      this.byHost = new Map();
+      for (const g of this.gateways.values()) {
+        const h = hostOf(g.address);
+        this.byHost.set(h, [...(this.byHost.get(h) ?? []), g]);
       }
     } else if (kind === 'route') {
       if (rec) this.routes.set(id, rec as RouteRecord);
@@ -59,9 +66,7 @@ export class GatewayTable {
    * and its port too when the gateway's address names one.
    */
   byAddress(address: string, port?: number): GatewayRecord | undefined {
-    const a = address.toLowerCase();
-    for (const g of this.gateways.values()) {
-      if (hostOf(g.address) !== a) continue;
+    for (const g of this.byHost.get(address.toLowerCase()) ?? []) {
       const p = portOf(g.address);
       if (p === undefined || p === port) return g;
     }
