@@ -54,12 +54,15 @@ const CALLS = Number(args.calls ?? 5000);
 const DESTINATIONS = Number(args.destinations ?? 20000);
 const RATES = String(args.rate ?? '1000,250')
   .split(',')
-  .map(Number);
+  .map(Number)
+  .filter((r) => r > 0);
 const SECONDS = Number(args.seconds ?? 10);
 const ACCOUNTS = 1000;
 const BATCH_CALLS = Number(args['batch-calls'] ?? 20000);
 const BATCH = Number(args.batch ?? 1000);
 const CHILD = join(import.meta.dirname, '../../services/rating/src/child.ts');
+/** --profile=DIR: the service child writes a V8 CPU profile (--cpu-prof) into DIR when it stops. */
+const PROFILE = args.profile ? ['--cpu-prof', `--cpu-prof-dir=${args.profile}`] : [];
 const T0 = Date.parse('2026-11-25T10:00:00Z');
 
 // mulberry32: a seeded generator, so every run rates the same plan and numbers
@@ -214,7 +217,7 @@ async function main() {
     console.log(`preloaded ${fmt(CALLS)} Start/Stop pairs on ${topics.accounting}`);
 
     const started = performance.now();
-    const child = spawn(process.execPath, ['--import', 'tsx', CHILD], {
+    const child = spawn(process.execPath, [...PROFILE, '--import', 'tsx', CHILD], {
       env: {
         ...processEnv(),
         SWITCHBOARD_OPS_PORT: '0',
