@@ -215,6 +215,8 @@ export interface CallFacts {
   accountKnown: boolean;
   quality: Quality | null;
   now: number;
+  /** The CDR id when the caller has it already (else derived from the records). */
+  id?: string;
 }
 
 /** Builds and rates the CDR of one call. */
@@ -253,9 +255,11 @@ export function buildCdr(book: PlanBook, f: CallFacts): Cdr {
       });
   if (!failed && rated.status === 'unrated') flags.push('unrated');
   if (!f.accountKnown) flags.push('unknown_account');
-  const id = failed
-    ? cdrId('failed', failedKey(f.end!))
-    : cdrId('call', sessionKey(base.sessionId!, base.fromTag, base.toTag));
+  const id =
+    f.id ??
+    (failed
+      ? cdrId('failed', failedKey(f.end!))
+      : cdrId('call', sessionKey(base.sessionId!, base.fromTag, base.toTag)));
   const code = failed ? (f.end!.responseCode ?? 0) : (f.start?.responseCode ?? 200);
   return {
     id,

@@ -65,6 +65,8 @@ export interface EngineOptions {
   onPublishError?: (err: unknown) => void;
   /** How long a stored CDR waits for others to be published with it (default 0). */
   publishDelayMs?: number;
+  /** Records per transaction in handleAccountingBatch (default BATCH_SLICE). */
+  batchSlice?: number;
 }
 
 export interface LowBalance {
@@ -100,6 +102,34 @@ interface BatchItem {
   id: string;
   offset: bigint;
 }
+
+/** What a slice of a batch will write, worked out before its transaction. */
+interface SlicePlan {
+  now: number;
+  cdrs: Cdr[];
+  /** Calls it opens (session key -> Start) and open calls it closes (stored ones). */
+  newOpen: Map<string, AccountingRecord>;
+  closeKeys: Set<string>;
+  /** The ids of the CDRs it closes (stored now, or found stored by the write). */
+  closedIds: string[];
+  /** The accounts its CDRs debit. */
+  debited: string[];
+}
+
+interface SliceDone {
+  /** The CDRs it stored. */
+  cdrs: Cdr[];
+  outbox?: string;
+  low: LowBalance[];
+  /** False when the stored position made it write something else than planned (or nothing). */
+  exact: boolean;
+}
+
+/** A CDR debits its account: a known account and a price. */
+const debits = (c: Cdr): boolean => c.priceMicros > 0 && !c.flags.includes('unknown_account');
+
+/** Records per transaction of handleAccountingBatch. */
+const BATCH_SLICE = 1000;
 
 export interface AuthorizeRequest {
   account: string;
@@ -365,9 +395,13 @@ export class RatingEngine {
   }
 
   /**
-   * Handles records in order as handleAccounting would, in one transaction of
-   * a fixed number of statements whatever the batch size (the consumer gets
-   * batches from EventBus.subscribeBatch).
+   * Handles records in order as handleAccounting would (the consumer gets
+   * batches from EventBus.subscribeBatch), in slices of `batchSlice` records.
+   * Each slice is read in one statement (CDRs that exist, open calls,
+   * accounts, media quality) and written in one transaction of two
+   * statements: the lock (the consumer's position and the debited accounts),
+   * then every write (open calls, CDRs, debits, balances, reservations,
+   * outbox, position) as one statement of data-modifying CTEs.
    *
    * With `at` (where the records sit in the topic, offsets[i] for recs[i]), the
    * consumer's position is stored in the same transaction: records before the
@@ -391,191 +425,231 @@ export class RatingEngine {
       }
     });
     if (!items.length) return;
-    const stored = await this.o.db.transaction(async (tx) => {
-      if (!at) return this.applyBatch(tx, items);
-      // the consumer's row, locked until commit: one batch of a partition at a time
-      const pos = await tx.query<{ next_offset: string }>(
-        `INSERT INTO rating.consumed_offsets (consumer, topic, partition, next_offset) VALUES ($1, $2, $3, 0)
-         ON CONFLICT (consumer, topic, partition) DO UPDATE SET next_offset = rating.consumed_offsets.next_offset
-         RETURNING next_offset::text`,
-        [at.consumer, at.topic, at.partition],
-      );
-      const from = BigInt(pos.rows[0].next_offset);
-      const next = BigInt(at.next);
-      if (next <= from) return { cdrs: [] };
-      const fresh = items.filter((i) => i.offset >= from);
-      const out = fresh.length ? await this.applyBatch(tx, fresh) : { cdrs: [] };
-      await tx.query(
-        'UPDATE rating.consumed_offsets SET next_offset = $4 WHERE consumer = $1 AND topic = $2 AND partition = $3',
-        [at.consumer, at.topic, at.partition, String(next)],
-      );
-      return out;
-    });
-    // committed: the publisher takes these from memory (the outbox row stays the durable record)
-    if (stored.outbox && this.outboxMemory.size < OUTBOX_MEMORY)
-      this.outboxMemory.set(stored.outbox, stored.cdrs);
-    for (const c of stored.cdrs) this.o.onCdr?.(c);
-    if (stored.cdrs.length) this.kick();
+    const size = Math.max(1, this.o.batchSlice ?? BATCH_SLICE);
+    const slices: BatchItem[][] = [];
+    for (let i = 0; i < items.length; i += size) slices.push(items.slice(i, i + size));
+    for (let i = 0; i < slices.length; i++) {
+      const pos = at && {
+        ...at,
+        first: slices[i][0].offset,
+        next: i + 1 < slices.length ? String(slices[i + 1][0].offset) : at.next,
+      };
+      const plan = await this.prepareSlice(this.o.db, slices[i]);
+      const done = await this.writeSlice(plan, slices[i], pos);
+      this.committed(done);
+    }
   }
 
-  /** The work of one batch inside its transaction; returns the CDRs it stored. */
-  private async applyBatch(tx: DbTx, items: BatchItem[]): Promise<{ cdrs: Cdr[]; outbox?: string }> {
-    {
-      const keys = [...new Set(items.flatMap((i) => (i.key ? [i.key] : [])))];
-      const accountsOf = (recsOf: AccountingRecord[]) => [...new Set(recsOf.map(billedAccount))];
-      const [existing, open] = await Promise.all([
-        tx.query<{ id: string }>('SELECT id FROM rating.cdrs WHERE id = ANY($1)', [items.map((i) => i.id)]),
-        tx.query<{ session_key: string; start: AccountingRecord }>(
-          'SELECT session_key, start FROM rating.open_calls WHERE session_key = ANY($1)',
-          [keys],
-        ),
-      ]);
-      const exists = new Set(existing.rows.map((r) => r.id));
-      const opened = new Map(open.rows.map((r) => [r.session_key, r.start]));
-      const inDb = new Set(opened.keys());
-      const newOpen = new Map<string, AccountingRecord>();
-      const closeKeys = new Set<string>();
-      const toClose: { facts: Pick<CallFacts, 'start' | 'end' | 'endReason'>; id: string }[] = [];
-      for (const it of items) {
-        if (it.rec.statusType === 'Start') {
-          if (exists.has(it.id) || opened.has(it.key!)) continue;
-          opened.set(it.key!, it.rec);
-          newOpen.set(it.key!, it.rec);
-          continue;
-        }
-        if (it.key) {
-          const start = opened.get(it.key);
-          opened.delete(it.key);
-          newOpen.delete(it.key);
-          if (inDb.has(it.key)) closeKeys.add(it.key);
-          if (exists.has(it.id)) continue;
-          toClose.push({ facts: { start, end: it.rec, endReason: 'bye' }, id: it.id });
-        } else {
-          if (exists.has(it.id)) continue;
-          toClose.push({ facts: { start: undefined, end: it.rec, endReason: 'failed' }, id: it.id });
-        }
-        exists.add(it.id);
-      }
-      const bases = toClose.map((c) => (c.facts.start ?? c.facts.end)!);
-      const [accs, quality] = await Promise.all([
-        tx.query<{ account: AccountRow }>(
-          'SELECT row_to_json(a) AS account FROM rating.accounts a WHERE account = ANY($1)',
-          [accountsOf(bases)],
-        ),
-        tx.query<{ call_id: string; quality: Quality | null }>(
-          'SELECT call_id, quality FROM rating.media_quality WHERE call_id = ANY($1)',
-          [[...new Set(bases.map((b) => b.sessionId!))]],
-        ),
-      ]);
-      const account = new Map(accs.rows.map((r) => [r.account.account, toAccount(r.account)]));
-      const q = new Map(quality.rows.map((r) => [r.call_id, r.quality]));
-      const now = this.o.now();
-      const cdrs = toClose.map(({ facts }, i) => {
-        const a = account.get(billedAccount(bases[i]));
-        const cdr = buildCdr(this.book, {
-          ...facts,
-          planId: this.planFor(billedAccount(bases[i]), a?.planId),
-          accountKnown: !!a,
-          quality: q.get(bases[i].sessionId!) ?? null,
-          now,
-        });
-        if (!cdr.currency) cdr.currency = a?.currency ?? '';
-        return cdr;
-      });
-
-      if (newOpen.size) {
-        const v = [...newOpen];
-        await tx.query(
-          `INSERT INTO rating.open_calls (session_key, call_id, cdr_id, started_at, start, opened_at)
-           SELECT k, c, i, s, r, $6 FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::jsonb[]) AS t(k, c, i, s, r)
-           ON CONFLICT (session_key) DO NOTHING`,
-          [
-            v.map(([k]) => k),
-            v.map(([, r]) => r.sessionId),
-            v.map(([k]) => cdrId('call', k)),
-            v.map(([, r]) => new Date(eventTime(r))),
-            v.map(([, r]) => JSON.stringify(r)),
-            new Date(now),
-          ],
-        );
-      }
-      if (closeKeys.size) {
-        await tx.query('DELETE FROM rating.open_calls WHERE session_key = ANY($1)', [[...closeKeys]]);
-      }
-      if (!cdrs.length) return { cdrs: [] };
-      // one jsonb parameter: cheaper to send and to parse than an array per column
-      const ins = await tx.query<{ id: string }>(
-        `INSERT INTO rating.cdrs (id, call_id, account, started_at, answered_at, ended_at, duration_seconds,
-           billable_seconds, disposition, end_reason, sip_code, destination, price_micros, currency, flags, cdr)
-         SELECT c->>'id', c->>'callId', c->>'account', (c->>'startedAt')::timestamptz, (c->>'answeredAt')::timestamptz,
-           (c->>'endedAt')::timestamptz, (c->>'durationSeconds')::int, (c->>'billableSeconds')::int, c->>'disposition',
-           c->>'endReason', (c->>'sipCode')::int, c->>'destination', (c->>'priceMicros')::bigint, c->>'currency',
-           ARRAY(SELECT jsonb_array_elements_text(c->'flags')), c
-         FROM jsonb_array_elements($1::jsonb) AS t(c)
-         ON CONFLICT (id) DO NOTHING RETURNING id`,
-        [JSON.stringify(cdrs)],
-      );
-      const fresh = new Set(ins.rows.map((r) => r.id));
-      const inserted = cdrs.filter((c) => fresh.has(c.id));
-      const debits = inserted.filter((c) => account.has(c.account) && c.priceMicros > 0);
-      if (debits.length) {
-        const led = await tx.query<{ account: string; amount: string }>(
-          `INSERT INTO rating.ledger (account, kind, amount_micros, cdr_id, actor, reason, created_at)
-           SELECT a, 'debit', -p, i, 'rating', r, $5 FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[]) AS t(a, p, i, r)
-           ON CONFLICT DO NOTHING RETURNING account, amount_micros::text AS amount`,
-          [
-            debits.map((c) => c.account),
-            debits.map((c) => c.priceMicros),
-            debits.map((c) => c.id),
-            debits.map(
-              (c) => `call ${c.callId} to ${c.calleeNumber || c.callee} (${c.destination || 'unrated'})`,
-            ),
-            new Date(now),
-          ],
-        );
-        const byAccount = new Map<string, number>();
-        for (const r of led.rows)
-          byAccount.set(r.account, (byAccount.get(r.account) ?? 0) + Number(r.amount));
-        if (byAccount.size) {
-          // row locks in account order, as Authorize takes them: no deadlock between the two
-          await tx.query(
-            'SELECT 1 FROM rating.accounts WHERE account = ANY($1) ORDER BY account FOR UPDATE',
-            [[...byAccount.keys()]],
-          );
-          const bal = await tx.query<{ account: string; balance: string; low: string }>(
-            `UPDATE rating.accounts a SET balance_micros = a.balance_micros + t.d, updated_at = $3, auth_seq = a.auth_seq + 1
-             FROM unnest($1::text[], $2::bigint[]) AS t(account, d) WHERE a.account = t.account
-             RETURNING a.account, a.balance_micros::text AS balance, a.low_balance_micros::text AS low`,
-            [[...byAccount.keys()], [...byAccount.values()], new Date(now)],
-          );
-          for (const b of bal.rows) {
-            const balance = Number(b.balance);
-            const low = Number(b.low);
-            if (balance < low && balance - byAccount.get(b.account)! >= low) {
-              const last = debits.filter((c) => c.account === b.account).pop()!;
-              this.o.onLowBalance?.({
-                account: b.account,
-                balanceMicros: balance,
-                thresholdMicros: low,
-                cdrId: last.id,
-              });
-            }
-          }
-        }
-      }
-      await tx.query('DELETE FROM rating.reservations WHERE call_id = ANY($1)', [
-        inserted.map((c) => c.callId),
-      ]);
-      if (inserted.length) {
-        const ob = await tx.query<{ seq: string }>(
-          'INSERT INTO rating.cdr_outbox (ids) VALUES ($1) RETURNING seq::text',
-          [inserted.map((c) => c.id)],
-        );
-        // the publisher takes them from memory once committed (the outbox row stays the durable record)
-        return { cdrs: inserted, outbox: ob.rows[0].seq };
-      }
-      return { cdrs: inserted };
+  /**
+   * Reads what a slice needs (one statement) and works out its effects: the
+   * calls it opens and closes and the CDRs it builds. `after` is the slice
+   * before it, whose writes the database may not show yet.
+   */
+  private async prepareSlice(q: Queryable, items: BatchItem[], after?: SlicePlan): Promise<SlicePlan> {
+    const keys = [...new Set(items.flatMap((i) => (i.key ? [i.key] : [])))];
+    // every account and call a record names: a superset of the CDRs' (read more only for a start record naming another)
+    const accountNames = new Set(items.map((i) => billedAccount(i.rec)));
+    const callIds = new Set(items.map((i) => i.rec.sessionId!));
+    const r = await q.query<{
+      existing: string[];
+      open: { k: string; s: AccountingRecord }[];
+      accounts: AccountRow[];
+      quality: { c: string; q: Quality | null }[];
+    }>(
+      `SELECT (SELECT coalesce(array_agg(id), '{}') FROM rating.cdrs WHERE id = ANY($1::text[])) AS existing,
+         (SELECT coalesce(json_agg(json_build_object('k', session_key, 's', start)), '[]')
+            FROM rating.open_calls WHERE session_key = ANY($2::text[])) AS open,
+         (SELECT coalesce(json_agg(a), '[]') FROM rating.accounts a WHERE account = ANY($3::text[])) AS accounts,
+         (SELECT coalesce(json_agg(json_build_object('c', call_id, 'q', quality)), '[]')
+            FROM rating.media_quality WHERE call_id = ANY($4::text[])) AS quality`,
+      [[...new Set(items.map((i) => i.id))], keys, [...accountNames], [...callIds]],
+    );
+    const row = r.rows[0];
+    const exists = new Set(row.existing);
+    const opened = new Map(row.open.map((o) => [o.k, o.s]));
+    if (after) {
+      // the slice before, committed or not yet: its CDRs exist, its opened calls are open, its closed ones are not
+      for (const id of after.closedIds) exists.add(id);
+      for (const [k, rec] of after.newOpen) opened.set(k, rec);
+      for (const k of after.closeKeys) opened.delete(k);
     }
+    const account = new Map(row.accounts.map((a) => [a.account, toAccount(a)]));
+    const q2 = new Map(row.quality.map((x) => [x.c, x.q]));
+    const inDb = new Set(opened.keys());
+    const newOpen = new Map<string, AccountingRecord>();
+    const closeKeys = new Set<string>();
+    const toClose: { facts: Pick<CallFacts, 'start' | 'end' | 'endReason'>; id: string }[] = [];
+    for (const it of items) {
+      if (it.rec.statusType === 'Start') {
+        if (exists.has(it.id) || opened.has(it.key!)) continue;
+        opened.set(it.key!, it.rec);
+        newOpen.set(it.key!, it.rec);
+        continue;
+      }
+      if (it.key) {
+        const start = opened.get(it.key);
+        opened.delete(it.key);
+        newOpen.delete(it.key);
+        if (inDb.has(it.key)) closeKeys.add(it.key);
+        if (exists.has(it.id)) continue;
+        toClose.push({ facts: { start, end: it.rec, endReason: 'bye' }, id: it.id });
+      } else {
+        if (exists.has(it.id)) continue;
+        toClose.push({ facts: { start: undefined, end: it.rec, endReason: 'failed' }, id: it.id });
+      }
+      exists.add(it.id);
+    }
+    const bases = toClose.map((c) => (c.facts.start ?? c.facts.end)!);
+    const missing = [...new Set(bases.map(billedAccount))].filter((a) => !accountNames.has(a));
+    const missingCalls = [...new Set(bases.map((b) => b.sessionId!))].filter((c) => !callIds.has(c));
+    if (missing.length || missingCalls.length) {
+      const more = await q.query<{ accounts: AccountRow[]; quality: { c: string; q: Quality | null }[] }>(
+        `SELECT (SELECT coalesce(json_agg(a), '[]') FROM rating.accounts a WHERE account = ANY($1::text[])) AS accounts,
+           (SELECT coalesce(json_agg(json_build_object('c', call_id, 'q', quality)), '[]')
+              FROM rating.media_quality WHERE call_id = ANY($2::text[])) AS quality`,
+        [missing, missingCalls],
+      );
+      for (const a of more.rows[0].accounts) account.set(a.account, toAccount(a));
+      for (const x of more.rows[0].quality) q2.set(x.c, x.q);
+    }
+    const now = this.o.now();
+    const cdrs = toClose.map(({ facts, id }, i) => {
+      const a = account.get(billedAccount(bases[i]));
+      const cdr = buildCdr(this.book, {
+        ...facts,
+        id,
+        planId: this.planFor(billedAccount(bases[i]), a?.planId),
+        accountKnown: !!a,
+        quality: q2.get(bases[i].sessionId!) ?? null,
+        now,
+      });
+      if (!cdr.currency) cdr.currency = a?.currency ?? '';
+      return cdr;
+    });
+    return {
+      now,
+      cdrs,
+      newOpen,
+      closeKeys,
+      closedIds: toClose.map((c) => c.id),
+      // the accounts the CDRs debit (flagged unknown_account when the account does not exist)
+      debited: [...new Set(cdrs.filter(debits).map((c) => c.account))],
+    };
+  }
+
+  /** Writes a prepared slice and its position in one transaction; redoes the plan when the position says part of it was applied. */
+  private async writeSlice(
+    plan: SlicePlan,
+    items: BatchItem[],
+    pos?: ConsumedPosition & { first: bigint },
+  ): Promise<SliceDone> {
+    return this.o.db.transaction(async (tx) => {
+      let p = plan;
+      let exact = true;
+      // row locks in account order, as Authorize takes them: no deadlock between the two
+      const lock = (param: string) =>
+        `SELECT count(*) FROM (SELECT 1 FROM rating.accounts WHERE account = ANY(${param}::text[]) ORDER BY account FOR UPDATE) l`;
+      if (pos) {
+        // the consumer's row, locked until commit: one slice of a partition at a time
+        const r = await tx.query<{ next_offset: string }>(
+          `WITH pos AS (
+             INSERT INTO rating.consumed_offsets (consumer, topic, partition, next_offset) VALUES ($1, $2, $3, 0)
+             ON CONFLICT (consumer, topic, partition) DO UPDATE SET next_offset = rating.consumed_offsets.next_offset
+             RETURNING next_offset)
+           SELECT (SELECT next_offset::text FROM pos) AS next_offset, (${lock('$4')}) AS locked`,
+          [pos.consumer, pos.topic, pos.partition, p.debited],
+        );
+        const from = BigInt(r.rows[0].next_offset);
+        if (BigInt(pos.next) <= from) return { cdrs: [], low: [], exact: false };
+        if (from > pos.first) {
+          // part of it was applied (a batch redelivered after a crash): from the stored position on, read again
+          exact = false;
+          p = await this.prepareSlice(
+            tx,
+            items.filter((i) => i.offset >= from),
+          );
+          if (p.debited.length) await tx.query(lock('$1'), [p.debited]);
+        }
+      } else if (p.debited.length) await tx.query(lock('$1'), [p.debited]);
+      const w = await tx.query<{
+        inserted: number;
+        ids: string[] | null;
+        seq: string | null;
+        low: { account: string; balance: string; low: string }[] | null;
+      }>(
+        `WITH oi AS (
+           INSERT INTO rating.open_calls (session_key, call_id, cdr_id, started_at, start, opened_at)
+           SELECT o->>'k', o->'r'->>'sessionId', o->>'i', (o->>'s')::timestamptz, o->'r', $4::timestamptz
+           FROM jsonb_array_elements($2::jsonb) AS t(o)
+           ON CONFLICT (session_key) DO NOTHING),
+         od AS (DELETE FROM rating.open_calls WHERE session_key = ANY($3::text[])),
+         ins AS (
+           INSERT INTO rating.cdrs (id, call_id, account, started_at, answered_at, ended_at, duration_seconds,
+             billable_seconds, disposition, end_reason, sip_code, destination, price_micros, currency, flags, cdr)
+           SELECT c->>'id', c->>'callId', c->>'account', (c->>'startedAt')::timestamptz, (c->>'answeredAt')::timestamptz,
+             (c->>'endedAt')::timestamptz, (c->>'durationSeconds')::int, (c->>'billableSeconds')::int, c->>'disposition',
+             c->>'endReason', (c->>'sipCode')::int, c->>'destination', (c->>'priceMicros')::bigint, c->>'currency',
+             ARRAY(SELECT jsonb_array_elements_text(c->'flags')), c
+           FROM jsonb_array_elements($1::jsonb) AS t(c)
+           ON CONFLICT (id) DO NOTHING
+           RETURNING id, call_id, account, price_micros, flags, destination,
+             coalesce(nullif(cdr->>'calleeNumber', ''), cdr->>'callee') AS callee),
+         led AS (
+           INSERT INTO rating.ledger (account, kind, amount_micros, cdr_id, actor, reason, created_at)
+           SELECT account, 'debit', -price_micros, id, 'rating',
+             'call ' || call_id || ' to ' || callee || ' (' || coalesce(nullif(destination, ''), 'unrated') || ')',
+             $4::timestamptz
+           FROM ins WHERE price_micros > 0 AND NOT ('unknown_account' = ANY(flags))
+           ON CONFLICT DO NOTHING RETURNING account, amount_micros),
+         bal AS (
+           UPDATE rating.accounts a SET balance_micros = a.balance_micros + d.sum, updated_at = $4::timestamptz,
+             auth_seq = a.auth_seq + 1
+           FROM (SELECT account, sum(amount_micros) AS sum FROM led GROUP BY account) d
+           WHERE a.account = d.account
+           RETURNING a.account, a.balance_micros, a.low_balance_micros, d.sum),
+         res AS (DELETE FROM rating.reservations WHERE call_id IN (SELECT call_id FROM ins)),
+         ob AS (INSERT INTO rating.cdr_outbox (ids) SELECT array_agg(id) FROM ins HAVING count(*) > 0 RETURNING seq),
+         pos AS (UPDATE rating.consumed_offsets SET next_offset = $8::bigint
+           WHERE $5::text IS NOT NULL AND consumer = $5 AND topic = $6 AND partition = $7)
+         SELECT (SELECT count(*) FROM ins)::int AS inserted,
+           CASE WHEN (SELECT count(*) FROM ins) < $9 THEN (SELECT array_agg(id) FROM ins) END AS ids,
+           (SELECT seq::text FROM ob) AS seq,
+           (SELECT json_agg(json_build_object('account', account, 'balance', balance_micros::text,
+               'low', low_balance_micros::text))
+              FROM bal WHERE balance_micros < low_balance_micros AND balance_micros - sum >= low_balance_micros) AS low`,
+        [
+          JSON.stringify(p.cdrs),
+          JSON.stringify(
+            [...p.newOpen].map(([k, r]) => ({ k, i: cdrId('call', k), s: new Date(eventTime(r)), r })),
+          ),
+          [...p.closeKeys],
+          new Date(p.now),
+          pos?.consumer ?? null,
+          pos?.topic ?? null,
+          pos?.partition ?? null,
+          pos?.next ?? null,
+          p.cdrs.length,
+        ],
+      );
+      const row = w.rows[0];
+      const fresh = row.ids && new Set(row.ids);
+      const cdrs = fresh ? p.cdrs.filter((c) => fresh.has(c.id)) : p.cdrs;
+      const low = (row.low ?? []).map((l) => ({
+        account: l.account,
+        balanceMicros: Number(l.balance),
+        thresholdMicros: Number(l.low),
+        cdrId: cdrs.filter((c) => c.account === l.account && debits(c)).pop()!.id,
+      }));
+      return { cdrs, outbox: row.seq ?? undefined, low, exact };
+    });
+  }
+
+  /** After a slice's commit: the publisher takes its CDRs from memory (the outbox row stays the durable record). */
+  private committed(done: SliceDone): void {
+    if (done.outbox && this.outboxMemory.size < OUTBOX_MEMORY) this.outboxMemory.set(done.outbox, done.cdrs);
+    for (const c of done.cdrs) this.o.onCdr?.(c);
+    for (const l of done.low) this.o.onLowBalance?.(l);
+    if (done.cdrs.length) this.kick();
   }
 
   /** Everything closing a call needs to read, in one statement. */
