@@ -21,6 +21,25 @@ export interface SubscriberLookup {
   byAor(aor: string): SubscriberRecord | undefined;
 }
 
+/**
+ * Consume the request's Proxy-Authorization credentials for `realm` (once they were checked): the
+ * ones for any other realm stay for the proxies downstream (RFC 3261 §22.3, RFC 3665 §3.3), as do
+ * values that do not parse (they are not ours to judge).
+ */
+export function consumeCredentials(req: SipRequest, realm: string): void {
+  const values = req.proxyAuthorization;
+  const others = values.filter((v) => {
+    try {
+      return parseCredentials(v).realm !== realm;
+    } catch {
+      return true;
+    }
+  });
+  if (others.length === values.length) return;
+  req.removeHeader('Proxy-Authorization');
+  for (const v of others) req.addHeader('Proxy-Authorization', v);
+}
+
 export type AuthOutcome =
   | { ok: true; subscriber: SubscriberRecord }
   | { ok: false; response: SipResponse; reason: string; user?: string };

@@ -114,6 +114,12 @@ export const sipProxyConfig = {
     '',
     'Addresses or CIDRs of trusted gateways and peers, not challenged',
   ),
+  authForeign: oneOf(
+    'SWITCHBOARD_SIP_AUTH_FOREIGN',
+    'none',
+    ['none', 'challenge'] as const,
+    "Callers of other domains (not trusted peers or gateways): let through, or challenged in the called domain's realm",
+  ),
   mediaRelay: oneOf(
     'SWITCHBOARD_SIP_MEDIA_RELAY',
     'auto',
@@ -567,6 +573,7 @@ export const sipProxyService = defineService({
         announceFailures: config.announceFailures,
         mediaServer,
         featureCodes: parseFeatureCodes(config.featureCodes),
+        authForeign: config.authForeign,
       },
     );
     running.core = core;

@@ -40,7 +40,7 @@ import type {
   SubscriberRecord,
 } from '@switchboard/contracts';
 import type { AbuseGuard } from './abuse';
-import type { Authenticator } from './auth';
+import { consumeCredentials, type Authenticator } from './auth';
 import type { Domains } from './domains';
 import { aliasContact, isNated, takeAlias } from './nat';
 import type { RegistrarFront } from './register';
@@ -100,6 +100,8 @@ export interface ProxyOptions {
   mediaServer?: string;
   /** Feature codes a subscriber dials: code → forwarding condition set (with the number after it) or cleared. */
   featureCodes: FeatureCode[];
+  /** Callers of other domains (not trusted): let through (none, the default) or challenged (challenge). */
+  authForeign?: 'none' | 'challenge';
 }
 
 export interface FeatureCode {
@@ -417,8 +419,19 @@ export class ProxyCore implements TransactionUser {
         this.respond(stx!, req, 403, 'Forbidden: From does not match the authenticated user');
         return;
       }
-      // The credentials were for us: do not pass them on (RFC 3261 §22.3).
-      req.removeHeader('Proxy-Authorization');
+      // The credentials for our realm were for us; those for other realms go on (RFC 3261 §22.3).
+      consumeCredentials(req, realm);
+    } else if (!fromLocal && !trusted && AUTH_METHODS.has(method) && this.opts.authForeign === 'challenge') {
+      // Another domain's caller, challenged in the realm of the domain called (RFC 3665 §3.3): only a
+      // subscriber's credentials here let it in. It stays a foreign caller (no relaying, nothing billed).
+      const realm = (isSipUri(target) && this.d.domains.domainOf(target)) || this.d.domains.defaultDomain;
+      const a = this.d.auth.check(req, src.address, realm);
+      if (!a.ok) {
+        this.d.metrics.authOutcome(a.response.status);
+        stx!.respond(a.response);
+        return;
+      }
+      consumeCredentials(req, realm);
     }
     // RFC 3325 §5: only trusted peers assert identities; anyone else's assertion is removed.
     const asserted = trusted ? req.getHeaderValues('P-Asserted-Identity')[0] : undefined;

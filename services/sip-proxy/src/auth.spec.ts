@@ -1,0 +1,103 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import {
+  DigestServer,
+  answerChallenge,
+  parseCredentials,
+  parseMessage,
+  type SipRequest,
+} from '@switchboard/sip';
+import { AbuseGuard } from './abuse';
+import { Authenticator, consumeCredentials } from './auth';
+import { subscriber } from './test-helpers';
+
+const NOW = 1_700_000_000_000;
+const URI = 'sip:bob@biloxi.example.com';
+
+function invite(proxyAuthorization: string[]): SipRequest {
+  const lines = [
+    `INVITE ${URI} SIP/2.0`,
+    'Via: SIP/2.0/UDP 192.0.2.101:5060;branch=z9hG4bK74bf9;rport',
+    'Max-Forwards: 70',
+    'From: Alice <sip:alice@atlanta.example.com>;tag=9fxced76sl',
+    `To: Bob <${URI}>`,
+    'Call-ID: 3848276298220188511@atlanta.example.com',
+    'CSeq: 3 INVITE',
+    ...proxyAuthorization.map((v) => `Proxy-Authorization: ${v}`),
+    'Content-Length: 0',
+    '',
+    '',
+  ];
+  return parseMessage(Buffer.from(lines.join('\r\n'))) as SipRequest;
+}
+
+function setup() {
+  const subs = new Map([
+    ['sip:alice@biloxi.example.com', subscriber('alice', 'secret', 'biloxi.example.com')],
+  ]);
+  const guard = new AbuseGuard(
+    { maxRequests: 1000, windowMs: 1000, blockMs: 1000 },
+    { maxFailures: 3, windowMs: 60_000, banMs: 60_000 },
+    () => NOW,
+  );
+  // Two proxies, each with its own nonce secret (RFC 3665 §3.3: Proxy 1 atlanta, Proxy 2 biloxi).
+  const digest = (secret: string) =>
+    new DigestServer({ secret, nonceLifetimeSec: 300, algorithms: ['MD5'], clock: { now: () => NOW } });
+  const atlanta = digest('atlanta');
+  const biloxi = digest('biloxi');
+  const auth = new Authenticator(biloxi, { byAor: (a) => subs.get(a) }, guard);
+  const answer = (server: DigestServer, realm: string, password: string) =>
+    answerChallenge({
+      challengeValue: server.challenge({ realm }),
+      method: 'INVITE',
+      uri: URI,
+      username: 'alice',
+      password,
+    });
+  return { auth, atlanta, biloxi, answer };
+}
+
+test("consumeCredentials removes only the credentials of the proxy's realm; the others stay, in order (RFC 3261 §22.3)", () => {
+  const { atlanta, biloxi, answer } = setup();
+  const forAtlanta = answer(atlanta, 'atlanta.example.com', 'a');
+  const forBiloxi = answer(biloxi, 'biloxi.example.com', 'b');
+  const forChicago = answer(atlanta, 'chicago.example.com', 'c');
+  const req = invite([forAtlanta, forBiloxi, forChicago]);
+  consumeCredentials(req, 'atlanta.example.com');
+  assert.deepEqual(req.proxyAuthorization, [forBiloxi, forChicago]);
+  assert.match(req.serialize().toString(), /Proxy-Authorization: Digest username="alice", realm="biloxi/);
+  consumeCredentials(req, 'biloxi.example.com');
+  assert.deepEqual(req.proxyAuthorization, [forChicago]);
+});
+
+test('consumeCredentials leaves the request as it is when it holds nothing for the realm, and keeps values it cannot parse', () => {
+  const { biloxi, answer } = setup();
+  const forBiloxi = answer(biloxi, 'biloxi.example.com', 'b');
+  const req = invite(['Digest garbage', forBiloxi]);
+  const before = req.serialize().toString();
+  consumeCredentials(req, 'atlanta.example.com');
+  assert.equal(req.serialize().toString(), before);
+  consumeCredentials(req, 'biloxi.example.com');
+  assert.deepEqual(req.proxyAuthorization, ['Digest garbage']);
+  assert.deepEqual(invite([]).proxyAuthorization, []);
+});
+
+test("a request carrying another proxy's credentials first is checked against the ones of our realm", () => {
+  const { auth, atlanta, biloxi, answer } = setup();
+  const forAtlanta = answer(atlanta, 'atlanta.example.com', 'whatever');
+  const forBiloxi = answer(biloxi, 'biloxi.example.com', 'secret');
+  const ok = auth.check(invite([forAtlanta, forBiloxi]), '192.0.2.1', 'biloxi.example.com');
+  assert.equal(ok.ok, true);
+  assert.equal(ok.ok && ok.subscriber.aor, 'sip:alice@biloxi.example.com');
+
+  // Only another realm's credentials: a challenge in ours (not a failure counted against the source).
+  const none = auth.check(invite([forAtlanta]), '192.0.2.1', 'biloxi.example.com');
+  assert.equal(none.ok, false);
+  if (!none.ok) {
+    assert.equal(none.reason, 'no_credentials');
+    assert.equal(none.response.status, 407);
+    const challenge = none.response.getHeader('Proxy-Authenticate') ?? '';
+    assert.match(challenge, /realm="biloxi\.example\.com"/);
+  }
+  assert.equal(parseCredentials(forAtlanta).realm, 'atlanta.example.com');
+});
