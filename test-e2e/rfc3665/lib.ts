@@ -43,7 +43,7 @@ export async function freePort(): Promise<number> {
  * `UDP message sent (N bytes):` or `UDP message received [N] bytes :`, a blank
  * line, then the N bytes of the message.
  */
-export function readMessageLog(file: string): Logged[] {
+export function readMessageLog(file: string, partial = false): Logged[] {
   if (!existsSync(file)) return [];
   const buf = readFileSync(file);
   const text = buf.toString('latin1');
@@ -52,7 +52,10 @@ export function readMessageLog(file: string): Logged[] {
   let m: RegExpExecArray | null;
   while ((m = head.exec(text))) {
     const start = m.index + m[0].length;
-    const raw = buf.subarray(start, start + Number(m[2] ?? m[3]));
+    const len = Number(m[2] ?? m[3]);
+    // While SIPp runs (peek), the last message may not be all written yet.
+    if (partial && start + len > buf.length) break;
+    const raw = buf.subarray(start, start + len);
     out.push({ dir: m[1] === 'sent' ? 'sent' : 'recv', msg: parseMessage(raw) });
   }
   return out;
@@ -83,7 +86,25 @@ export interface UaRun {
 export interface Ua {
   port: number;
   done: Promise<UaRun>;
+  /** The messages logged so far, while SIPp runs (a test acting during the call, e.g. sending RTP). */
+  peek(): Logged[];
   kill(): void;
+}
+
+/** Wait (polling a running UA's log) for the first message matching a ladder entry like `< 200`. */
+export async function waitFor<T extends SipMessage = SipMessage>(
+  u: Ua,
+  entry: string,
+  timeoutMs = 10_000,
+): Promise<T> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    const log = u.peek();
+    if (ladder(log).includes(entry)) return pick<T>(log, entry);
+    if (Date.now() > until)
+      throw new Error(`no "${entry}" within ${timeoutMs} ms: ${JSON.stringify(ladder(log))}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
 }
 
 /**
@@ -129,10 +150,13 @@ export async function ua(
     ...(o.remote ? [`${o.remote.host}:${o.remote.port}`] : []),
   ];
   const p = sipp(args, { timeoutMs: timeoutMs + 5000, cwd: dir });
+  let finished = false;
   return {
     port,
     kill: p.kill,
+    peek: () => (finished ? [] : readMessageLog(logFile, true)),
     done: p.done.then((result) => {
+      finished = true;
       const run = {
         result,
         log: readMessageLog(logFile),

@@ -1,8 +1,8 @@
-// RFC 3665 §3.2 and §3.4: sessions that involve more than one proxy, each proxy a platform as
+// RFC 3665 §3.2, §3.3 and §3.4: sessions that involve more than one proxy, each proxy a platform as
 // `npm start` runs it (target runner, embedded storage), on its own loopback address.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { SipRequest, SipResponse } from '@switchboard/sip';
+import { answerChallenge, parseCredentials, type SipRequest, type SipResponse } from '@switchboard/sip';
 import { startPlatform, type RunningPlatform } from '../lib/platform';
 import { register } from '../lib/ua';
 import { explain, freePort, ladder, pick, ua } from './lib';
@@ -167,5 +167,169 @@ describe('RFC 3665 §3 sessions through two proxies', () => {
       pick<SipResponse>(a.log, '< 407').getHeader('Proxy-Authenticate') ?? '',
       new RegExp(`realm="${BILOXI}"`),
     );
+  });
+});
+
+describe('RFC 3665 §3.3 session with multiple proxy authentication', () => {
+  // Alice has credentials in both domains, with a password of each (RFC 3665 §3.3).
+  const ALICE_AT_BILOXI = { username: 'alice', password: 'al1ce-at-Biloxi' };
+  let atlanta: RunningPlatform; // Proxy 1: Alice's domain
+  let biloxi: RunningPlatform; // Proxy 2: Bob's domain, challenging callers of other domains
+  before(async () => {
+    const env = (domain: string, host: string) => ({
+      SWITCHBOARD_SIP_DOMAIN: domain,
+      SWITCHBOARD_SIP_LISTEN: `udp:${host}:0`,
+      SWITCHBOARD_SIP_INVITE_TIMEOUT_MS: '5000',
+    });
+    [atlanta, biloxi] = await Promise.all([
+      startPlatform({
+        subscribers: [ALICE],
+        targets: ['registrar', 'sip-proxy'],
+        env: env(ATLANTA, '127.0.0.1'),
+      }),
+      startPlatform({
+        subscribers: [BOB, ALICE_AT_BILOXI],
+        targets: ['registrar', 'sip-proxy'],
+        env: { ...env(BILOXI, '127.0.0.2'), SWITCHBOARD_SIP_AUTH_FOREIGN: 'challenge' },
+      }),
+    ]);
+  });
+  after(async () => {
+    await Promise.all([atlanta?.stop(), biloxi?.stop()]);
+  });
+
+  test('3.3: Proxy 1 and Proxy 2 each challenge Alice, Proxy 1 relays the second 407, and each consumes only the credentials of its realm', async () => {
+    const p1 = atlanta.sip.udp;
+    const p2 = biloxi.sip.udp;
+    const bob = await ua('3.2-bob.xml', { timeoutMs: 20_000 });
+    const reg = await register({
+      proxy: p2,
+      user: BOB.username,
+      password: BOB.password,
+      domain: BILOXI,
+      contact: `sip:bob@127.0.0.1:${bob.port}`,
+      expires: 600,
+    });
+    assert.equal(reg.status, 200, `Bob's REGISTER at Proxy 2: ${reg.status}`);
+    const keys = {
+      user: ALICE.username,
+      dom: ATLANTA,
+      callee: BOB.username,
+      callee_dom: `${p2.host}:${p2.port}`,
+    };
+    const ruri = `sip:${BOB.username}@${p2.host}:${p2.port}`;
+
+    // F1-F10: two challenges, the second from Proxy 2 relayed by Proxy 1.
+    const first = await ua('3.3-alice.xml', {
+      remote: p1,
+      keys,
+      args: ['-au', ALICE.username, '-ap', ALICE.password],
+      timeoutMs: 10_000,
+    });
+    const a1 = await first.done;
+    assert.deepEqual(
+      ladder(a1.log),
+      ['> INVITE', '< 407', '> ACK', '> INVITE', '< 100', '< 407', '> ACK'],
+      explain(a1),
+    );
+    assert.equal(a1.result.successful, 1, explain(a1));
+    const f2 = pick<SipResponse>(a1.log, '< 407');
+    const f9 = pick<SipResponse>(a1.log, '< 407', 1);
+    const realms = (r: SipResponse) =>
+      r.getHeaders('Proxy-Authenticate').map((v) => /realm="([^"]+)"/.exec(v)?.[1]);
+    assert.deepEqual(realms(f2), [ATLANTA, ATLANTA], 'Proxy 1 challenges (MD5, SHA-256)');
+    assert.equal(f2.via.received, '127.0.0.1');
+    assert.equal(f2.via.rport, first.port);
+    // F9: Proxy 2's challenge, as Proxy 2 sent it: its realm only, its To tag, only Alice's Via left.
+    assert.deepEqual(realms(f9), [BILOXI, BILOXI], 'Proxy 1 relays the 407 without adding or dropping');
+    assert.equal(f9.cseq.seq, 2);
+    assert.equal(f9.vias.length, 1);
+    assert.notEqual(f9.toTag, f2.toTag);
+    const f4 = pick<SipRequest>(a1.log, '> INVITE', 1);
+    assert.equal(f4.proxyAuthorization.length, 1);
+    const atlantaCreds = parseCredentials(f4.proxyAuthorization[0]);
+    assert.equal(atlantaCreds.realm, ATLANTA);
+
+    // F11: Alice's INVITE with credentials for both realms: Proxy 1's nonce again (the next nonce
+    // count, as a UA that caches credentials does), and an answer to Proxy 2's challenge.
+    const pa1 = answerChallenge({
+      challengeValue: f2
+        .getHeaders('Proxy-Authenticate')
+        .filter((v) => v.includes(`algorithm=${atlantaCreds.algorithm ?? 'MD5'}`)),
+      method: 'INVITE',
+      uri: ruri,
+      username: ALICE.username,
+      password: ALICE.password,
+      nc: parseInt(atlantaCreds.nc ?? '1', 16) + 1,
+    });
+    const pa2 = answerChallenge({
+      challengeValue: f9.getHeaders('Proxy-Authenticate'),
+      method: 'INVITE',
+      uri: ruri,
+      username: ALICE_AT_BILOXI.username,
+      password: ALICE_AT_BILOXI.password,
+    });
+    const sent = pick<SipRequest>(a1.log, '> INVITE');
+    const again = await ua('3.3-alice-both.xml', {
+      remote: p1,
+      port: first.port,
+      keys: { ...keys, ftag: sent.fromTag ?? '', pa1, pa2 },
+      args: ['-cid_str', sent.callId],
+      timeoutMs: 15_000,
+    });
+    const [a2, b] = await Promise.all([again.done, bob.done]);
+    const why = explain(a1, a2, b);
+    assert.deepEqual(ladder(a2.log), ['> INVITE', '< 100', '< 180', '< 200', '> ACK', '< BYE', '> 200'], why);
+    assert.deepEqual(ladder(b.log), ['< INVITE', '> 180', '> 200', '< ACK', '> BYE', '< 200'], why);
+    assert.equal(a2.result.successful, 1, why);
+    assert.equal(b.result.successful, 1, why);
+    const f11 = pick<SipRequest>(a2.log, '> INVITE');
+    assert.equal(f11.callId, sent.callId);
+    assert.deepEqual(
+      f11.proxyAuthorization.map((v) => parseCredentials(v).realm),
+      [ATLANTA, BILOXI],
+    );
+
+    // F15: at Bob, neither credential is left (each proxy took its own, Proxy 1 passed Proxy 2's on),
+    // and the call went through both proxies, both Record-Routing.
+    const inv = pick<SipRequest>(b.log, '< INVITE');
+    assert.equal(inv.cseq.seq, 3);
+    assert.deepEqual(inv.proxyAuthorization, []);
+    assert.deepEqual(
+      inv.vias.map((v) => `${v.host}:${v.port}`),
+      [`${p2.host}:${p2.port}`, `${p1.host}:${p1.port}`, `127.0.0.1:${first.port}`],
+      why,
+    );
+    assert.deepEqual(inv.getHeaderValues('Record-Route'), [rrOf(p2), rrOf(p1)]);
+    assert.deepEqual(pick<SipResponse>(a2.log, '< 200').getHeaderValues('Record-Route'), [
+      rrOf(p2),
+      rrOf(p1),
+    ]);
+    assert.deepEqual(pick(a2.log, '> ACK').getHeaderValues('Route'), [rrOf(p1), rrOf(p2)]);
+
+    // Bob hangs up: his BYE goes back through Proxy 2 and Proxy 1, not challenged (in the dialog).
+    assert.deepEqual(pick(b.log, '> BYE').getHeaderValues('Route'), [rrOf(p2), rrOf(p1)]);
+    const bye = pick<SipRequest>(a2.log, '< BYE');
+    assert.deepEqual(
+      bye.vias.map((v) => `${v.host}:${v.port}`),
+      [`${p1.host}:${p1.port}`, `${p2.host}:${p2.port}`, `127.0.0.1:${bob.port}`],
+    );
+  });
+
+  test("3.3: Proxy 2 does not let another domain's caller in with wrong credentials for its realm", async () => {
+    const p2 = biloxi.sip.udp;
+    // Alice goes to Proxy 2 directly, answering its challenge with her atlanta password.
+    const alice = await ua('3.2-alice.xml', {
+      remote: p2,
+      keys: { user: ALICE.username, dom: ATLANTA, callee: BOB.username, callee_dom: `${p2.host}:${p2.port}` },
+      args: ['-au', ALICE.username, '-ap', ALICE.password],
+      timeoutMs: 5_000,
+    });
+    const a = await alice.done;
+    const seen = ladder(a.log);
+    assert.deepEqual(seen.slice(0, 4), ['> INVITE', '< 407', '> ACK', '> INVITE'], explain(a));
+    assert.equal(seen[4], '< 407', `a fresh challenge, not the call: ${explain(a)}`);
+    assert.match(pick<SipResponse>(a.log, '< 407', 1).getHeader('Proxy-Authenticate') ?? '', /realm="biloxi/);
+    assert.equal(a.result.successful, 0);
   });
 });
