@@ -8,7 +8,7 @@ import {
   type SipRequest,
 } from '@switchboard/sip';
 import { AbuseGuard } from './abuse';
-import { Authenticator, consumeCredentials } from './auth';
+import { Authenticator, authRealm, consumeCredentials } from './auth';
 import { subscriber } from './test-helpers';
 
 const NOW = 1_700_000_000_000;
@@ -100,4 +100,37 @@ test("a request carrying another proxy's credentials first is checked against th
     assert.match(challenge, /realm="biloxi\.example\.com"/);
   }
   assert.equal(parseCredentials(forAtlanta).realm, 'atlanta.example.com');
+});
+
+test('authRealm: our callers in their domain; other domains not challenged unless SWITCHBOARD_SIP_AUTH_FOREIGN=challenge, then in the called domain', () => {
+  const base = {
+    trusted: false,
+    fromDomain: undefined,
+    calledDomain: 'biloxi.example.com',
+    defaultDomain: 'example.com',
+    foreign: 'none' as const,
+  };
+  // A subscriber of ours (whatever it calls): its own domain's realm, and it must be that subscriber.
+  assert.deepEqual(authRealm({ ...base, fromDomain: 'biloxi.example.com', calledDomain: undefined }), {
+    realm: 'biloxi.example.com',
+    local: true,
+  });
+  assert.deepEqual(authRealm({ ...base, fromDomain: 'example.com', foreign: 'challenge' }), {
+    realm: 'example.com',
+    local: true,
+  });
+  // Another domain's caller: let through by default (Kamailio's default config), challenged on request.
+  assert.equal(authRealm(base), undefined);
+  assert.deepEqual(authRealm({ ...base, foreign: 'challenge' }), {
+    realm: 'biloxi.example.com',
+    local: false,
+  });
+  // ... in the default domain when the Request-URI is not ours (then refused as a relay after it).
+  assert.deepEqual(authRealm({ ...base, foreign: 'challenge', calledDomain: undefined }), {
+    realm: 'example.com',
+    local: false,
+  });
+  // Trusted peers and gateways are never challenged.
+  assert.equal(authRealm({ ...base, trusted: true, foreign: 'challenge' }), undefined);
+  assert.equal(authRealm({ ...base, trusted: true, fromDomain: 'example.com' }), undefined);
 });

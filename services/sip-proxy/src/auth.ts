@@ -21,6 +21,31 @@ export interface SubscriberLookup {
   byAor(aor: string): SubscriberRecord | undefined;
 }
 
+/** Who is challenged for what: see authRealm. */
+export type ForeignPolicy = 'none' | 'challenge';
+
+/**
+ * The realm an initial request (of a method that is authenticated) from an untrusted source is
+ * challenged in, or undefined when it is not. A caller of one of our domains: its domain, and it
+ * must be that subscriber (`local`). A caller of another domain: not challenged (Kamailio's default
+ * configuration), or with `foreign: 'challenge'` challenged in the realm of the domain called (else
+ * our default one), where only a subscriber's credentials pass (RFC 3665 §3.3's Proxy 2).
+ */
+export function authRealm(o: {
+  trusted: boolean;
+  /** The From's domain when it is one of ours. */
+  fromDomain: string | undefined;
+  /** The Request-URI's domain when it is one of ours. */
+  calledDomain: string | undefined;
+  defaultDomain: string;
+  foreign: ForeignPolicy;
+}): { realm: string; local: boolean } | undefined {
+  if (o.trusted) return undefined;
+  if (o.fromDomain !== undefined) return { realm: o.fromDomain, local: true };
+  if (o.foreign === 'challenge') return { realm: o.calledDomain ?? o.defaultDomain, local: false };
+  return undefined;
+}
+
 /**
  * Consume the request's Proxy-Authorization credentials for `realm` (once they were checked): the
  * ones for any other realm stay for the proxies downstream (RFC 3261 §22.3, RFC 3665 §3.3), as do

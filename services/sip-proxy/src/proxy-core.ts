@@ -40,7 +40,7 @@ import type {
   SubscriberRecord,
 } from '@switchboard/contracts';
 import type { AbuseGuard } from './abuse';
-import { consumeCredentials, type Authenticator } from './auth';
+import { authRealm, consumeCredentials, type Authenticator, type ForeignPolicy } from './auth';
 import type { Domains } from './domains';
 import { aliasContact, isNated, takeAlias } from './nat';
 import type { RegistrarFront } from './register';
@@ -101,7 +101,7 @@ export interface ProxyOptions {
   /** Feature codes a subscriber dials: code → forwarding condition set (with the number after it) or cleared. */
   featureCodes: FeatureCode[];
   /** Callers of other domains (not trusted): let through (none, the default) or challenged (challenge). */
-  authForeign?: 'none' | 'challenge';
+  authForeign?: ForeignPolicy;
 }
 
 export interface FeatureCode {
@@ -403,35 +403,35 @@ export class ProxyCore implements TransactionUser {
     const gateway = this.d.gateways.byAddress(src.address, src.port);
     const trusted = gateway !== undefined || this.opts.isTrusted(src.address);
     const fromUri = req.from.uri;
-    const fromLocal = isSipUri(fromUri) && this.d.domains.domainOf(fromUri) !== undefined;
+    const fromDomain = isSipUri(fromUri) ? this.d.domains.domainOf(fromUri) : undefined;
     let caller: SubscriberRecord | undefined;
-    if (fromLocal && !trusted && AUTH_METHODS.has(method)) {
-      const realm = this.d.domains.domainOf(fromUri as SipUri)!;
-      const a = this.d.auth.check(req, src.address, realm);
+    const challenge = AUTH_METHODS.has(method)
+      ? authRealm({
+          trusted,
+          fromDomain,
+          calledDomain: isSipUri(target) ? this.d.domains.domainOf(target) : undefined,
+          defaultDomain: this.d.domains.defaultDomain,
+          foreign: this.opts.authForeign ?? 'none',
+        })
+      : undefined;
+    if (challenge) {
+      const a = this.d.auth.check(req, src.address, challenge.realm);
       if (!a.ok) {
         this.d.metrics.authOutcome(a.response.status);
         stx!.respond(a.response);
         return;
       }
-      caller = a.subscriber;
-      const fromAor = this.d.domains.aorOf(fromUri as SipUri);
-      if (fromAor !== caller.aor && !caller.privileges.includes('set-caller-id')) {
-        this.respond(stx!, req, 403, 'Forbidden: From does not match the authenticated user');
-        return;
+      if (challenge.local) {
+        caller = a.subscriber;
+        const fromAor = this.d.domains.aorOf(fromUri as SipUri);
+        if (fromAor !== caller.aor && !caller.privileges.includes('set-caller-id')) {
+          this.respond(stx!, req, 403, 'Forbidden: From does not match the authenticated user');
+          return;
+        }
       }
-      // The credentials for our realm were for us; those for other realms go on (RFC 3261 §22.3).
-      consumeCredentials(req, realm);
-    } else if (!fromLocal && !trusted && AUTH_METHODS.has(method) && this.opts.authForeign === 'challenge') {
-      // Another domain's caller, challenged in the realm of the domain called (RFC 3665 §3.3): only a
-      // subscriber's credentials here let it in. It stays a foreign caller (no relaying, nothing billed).
-      const realm = (isSipUri(target) && this.d.domains.domainOf(target)) || this.d.domains.defaultDomain;
-      const a = this.d.auth.check(req, src.address, realm);
-      if (!a.ok) {
-        this.d.metrics.authOutcome(a.response.status);
-        stx!.respond(a.response);
-        return;
-      }
-      consumeCredentials(req, realm);
+      // Another domain's caller let in by a subscriber's credentials stays a foreign caller (no relaying,
+      // nothing billed). The credentials for our realm were for us; other realms' go on (RFC 3261 §22.3).
+      consumeCredentials(req, challenge.realm);
     }
     // RFC 3325 §5: only trusted peers assert identities; anyone else's assertion is removed.
     const asserted = trusted ? req.getHeaderValues('P-Asserted-Identity')[0] : undefined;
