@@ -2,7 +2,13 @@
 // `npm start` runs it (target runner, embedded storage), on its own loopback address.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { answerChallenge, parseCredentials, type SipRequest, type SipResponse } from '@switchboard/sip';
+import {
+  answerChallenge,
+  parseCredentials,
+  parseMessage,
+  type SipRequest,
+  type SipResponse,
+} from '@switchboard/sip';
 import { startPlatform, type RunningPlatform } from '../lib/platform';
 import { register } from '../lib/ua';
 import { explain, freePort, ladder, pick, ua } from './lib';
@@ -182,10 +188,11 @@ describe('RFC 3665 §3.3 session with multiple proxy authentication', () => {
       SWITCHBOARD_SIP_INVITE_TIMEOUT_MS: '5000',
     });
     [atlanta, biloxi] = await Promise.all([
+      // Proxy 1 stores the SIP messages it sees: the test reads its legs with Proxy 2 (F6-F9, F13).
       startPlatform({
         subscribers: [ALICE],
         targets: ['registrar', 'sip-proxy'],
-        env: env(ATLANTA, '127.0.0.1'),
+        env: { ...env(ATLANTA, '127.0.0.1'), SWITCHBOARD_SIP_TRACE: 'true' },
       }),
       startPlatform({
         subscribers: [BOB, ALICE_AT_BILOXI],
@@ -289,6 +296,43 @@ describe('RFC 3665 §3.3 session with multiple proxy authentication', () => {
       f11.proxyAuthorization.map((v) => parseCredentials(v).realm),
       [ATLANTA, BILOXI],
     );
+
+    // Proxy 1's side of it, from its SIP trace: F6 went to Proxy 2 without credentials; F7, Proxy 2's
+    // 407, is what Alice got in F9 (challenges as they were); F13 carried Proxy 2's credentials only.
+    const trace = (await (
+      await fetch(`${atlanta.proc.ops.url}/sip/trace?callId=${encodeURIComponent(sent.callId)}`)
+    ).json()) as { messages: { dir: 'in' | 'out'; peer: string; message: string }[] };
+    const withP2 = trace.messages
+      .filter((m) => m.peer === `${p2.host}:${p2.port}`)
+      .map((m) => ({ dir: m.dir, msg: parseMessage(Buffer.from(m.message)) }));
+    const toP2 = (cseq: number) => {
+      const r = withP2.find(
+        (m) =>
+          m.dir === 'out' &&
+          m.msg.isRequest &&
+          (m.msg as SipRequest).method === 'INVITE' &&
+          m.msg.cseq.seq === cseq,
+      );
+      assert.ok(
+        r,
+        `Proxy 1 sent Proxy 2 the INVITE of CSeq ${cseq}: ${JSON.stringify(trace.messages.map((m) => m.peer))}`,
+      );
+      return r.msg as SipRequest;
+    };
+    assert.deepEqual(toP2(2).proxyAuthorization, [], 'F6: Proxy 1 took its credentials');
+    const f7 = withP2.find(
+      (m) => m.dir === 'in' && !m.msg.isRequest && (m.msg as SipResponse).status === 407,
+    );
+    assert.ok(f7, "Proxy 2's 407 reached Proxy 1");
+    assert.deepEqual(f9.getHeaders('Proxy-Authenticate'), f7.msg.getHeaders('Proxy-Authenticate'));
+    assert.equal(f9.toTag, f7.msg.toTag);
+    const f13 = toP2(3);
+    assert.deepEqual(
+      f13.proxyAuthorization.map((v) => parseCredentials(v).realm),
+      [BILOXI],
+      "F13: Proxy 2's credentials passed on, Proxy 1's taken",
+    );
+    assert.equal(parseCredentials(f13.proxyAuthorization[0]).nonce, parseCredentials(pa2).nonce);
 
     // F15: at Bob, neither credential is left (each proxy took its own, Proxy 1 passed Proxy 2's on),
     // and the call went through both proxies, both Record-Routing.
