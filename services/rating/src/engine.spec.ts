@@ -1,8 +1,11 @@
 import { after, before, beforeEach, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
+import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
+import pg from 'pg';
 import { migrate, openDb, type Db } from '@switchboard/platform';
+import { requirePostgres, testPostgresUrl } from '@switchboard/platform/testing';
 import { RatingEngine, type LowBalance } from './engine';
 import type { Cdr } from './cdr';
 import { failedRecord, SAMPLE_RATES, startRecord, stopRecord, type CallSpec } from './testing';
@@ -557,119 +560,179 @@ describe('rating engine (PGlite)', () => {
   });
 });
 
-describe('batched accounting (PGlite)', () => {
-  let one: Db;
-  let many: Db;
-  before(async () => {
-    [one, many] = await Promise.all([openDb({ memory: true }), openDb({ memory: true })]);
-    for (const d of [one, many]) await migrate(d, { schema: 'rating', dir: MIGRATIONS });
-  });
-  after(async () => {
-    await one.close();
-    await many.close();
-  });
-
-  const engineOn = async (d: Db) => {
-    await d.exec(
-      'TRUNCATE rating.cdrs, rating.open_calls, rating.ledger, rating.reservations, rating.accounts, rating.media_quality, rating.plan_versions, rating.rates CASCADE',
-    );
-    const e = new RatingEngine({
-      db: d,
-      now: () => T0,
-      publish: async () => undefined,
-      maxCallSeconds: 3600,
-      reservationGraceSeconds: 60,
-    });
-    await e.importPlan(
-      { planId: 'std', effectiveFrom: 0, currency: 'EUR', timezone: 'UTC', holidays: [] },
-      SAMPLE_RATES,
-      '',
-      'test',
-    );
-    for (const a of ['sip:a@example.com', 'sip:b@example.com']) {
-      await e.upsertAccount({
-        account: a,
-        prepaid: true,
-        currency: 'EUR',
-        creditLimitMicros: null,
-        planId: 'std',
-        blocked: false,
-        lowBalanceMicros: 0,
-      });
-      await e.adjust({ account: a, kind: 'topup', amountMicros: 10_000_000, actor: 'test', reason: 'seed' });
-    }
-    return e;
+/** Two fresh PostgreSQL databases (dropped after). */
+async function postgresPair(): Promise<{ dbs: [Db, Db]; drop: () => Promise<void> }> {
+  await requirePostgres();
+  const admin = new pg.Client({ connectionString: testPostgresUrl() });
+  await admin.connect();
+  const names = [0, 1].map(() => `rating_batch_${randomBytes(5).toString('hex')}`);
+  const dbs: Db[] = [];
+  for (const n of names) {
+    await admin.query(`CREATE DATABASE "${n}"`);
+    const url = new URL(testPostgresUrl());
+    url.pathname = `/${n}`;
+    dbs.push(await openDb({ databaseUrl: url.toString() }));
+  }
+  return {
+    dbs: [dbs[0], dbs[1]],
+    async drop() {
+      for (const d of dbs) await d.close();
+      for (const n of names) await admin.query(`DROP DATABASE IF EXISTS "${n}" WITH (FORCE)`);
+      await admin.end();
+    },
   };
-  const state = async (d: Db) => ({
-    cdrs: (await d.query<{ cdr: Cdr }>('SELECT cdr FROM rating.cdrs ORDER BY id')).rows.map((r) => r.cdr),
-    open: (await d.query<{ session_key: string }>('SELECT session_key FROM rating.open_calls ORDER BY 1'))
-      .rows,
-    balances: (await d.query('SELECT account, balance_micros FROM rating.accounts ORDER BY 1')).rows,
-    ledger: (
-      await d.query('SELECT account, kind, amount_micros, cdr_id FROM rating.ledger ORDER BY cdr_id, kind')
-    ).rows,
-  });
+}
 
-  test('property: any split into batches gives what one record at a time gives', async () => {
-    const callees = ['15551234567', '4930123456', '447700900000', '33123456789'];
-    const record = fc.record({
-      call: fc.nat(5),
-      kind: fc.constantFrom('Start', 'Stop', 'StopByCallee', 'Failed', 'Interim-Update'),
+for (const where of ['PGlite', 'PostgreSQL'] as const)
+  describe(`batched accounting (${where})`, () => {
+    let one: Db;
+    let many: Db;
+    let drop: (() => Promise<void>) | undefined;
+    before(async () => {
+      if (where === 'PGlite')
+        [one, many] = await Promise.all([openDb({ memory: true }), openDb({ memory: true })]);
+      else
+        ({
+          dbs: [one, many],
+          drop,
+        } = await postgresPair());
+      for (const d of [one, many]) await migrate(d, { schema: 'rating', dir: MIGRATIONS });
     });
-    await fc.assert(
-      fc.asyncProperty(
-        fc.array(record, { minLength: 1, maxLength: 30 }),
-        fc.array(fc.integer({ min: 1, max: 8 }), { minLength: 1, maxLength: 10 }),
-        async (seq, sizes) => {
-          const records = seq.map(({ call: n, kind }) => {
-            const c: CallSpec = {
-              callId: `p${n}`,
-              account: n % 2 ? 'sip:a@example.com' : 'sip:b@example.com',
-              callee: callees[n % callees.length],
-              answeredAt: T0 - 600_000 + n * 1000,
-              duration: 10 + n * 17,
+    after(async () => {
+      if (drop) return drop();
+      await one.close();
+      await many.close();
+    });
+
+    const engineOn = async (d: Db, batchSlice?: number) => {
+      await d.exec(
+        'TRUNCATE rating.cdrs, rating.open_calls, rating.ledger, rating.reservations, rating.accounts, rating.media_quality, rating.plan_versions, rating.rates, rating.consumed_offsets CASCADE',
+      );
+      const e = new RatingEngine({
+        db: d,
+        now: () => T0,
+        publish: async () => undefined,
+        maxCallSeconds: 3600,
+        reservationGraceSeconds: 60,
+        batchSlice,
+      });
+      await e.importPlan(
+        { planId: 'std', effectiveFrom: 0, currency: 'EUR', timezone: 'UTC', holidays: [] },
+        SAMPLE_RATES,
+        '',
+        'test',
+      );
+      for (const a of ['sip:a@example.com', 'sip:b@example.com']) {
+        await e.upsertAccount({
+          account: a,
+          prepaid: true,
+          currency: 'EUR',
+          creditLimitMicros: null,
+          planId: 'std',
+          blocked: false,
+          lowBalanceMicros: 0,
+        });
+        await e.adjust({
+          account: a,
+          kind: 'topup',
+          amountMicros: 10_000_000,
+          actor: 'test',
+          reason: 'seed',
+        });
+      }
+      return e;
+    };
+    const state = async (d: Db) => ({
+      cdrs: (await d.query<{ cdr: Cdr }>('SELECT cdr FROM rating.cdrs ORDER BY id')).rows.map((r) => r.cdr),
+      open: (await d.query<{ session_key: string }>('SELECT session_key FROM rating.open_calls ORDER BY 1'))
+        .rows,
+      balances: (await d.query('SELECT account, balance_micros FROM rating.accounts ORDER BY 1')).rows,
+      ledger: (
+        await d.query('SELECT account, kind, amount_micros, cdr_id FROM rating.ledger ORDER BY cdr_id, kind')
+      ).rows,
+    });
+
+    test('property: any split into batches gives what one record at a time gives', async () => {
+      const callees = ['15551234567', '4930123456', '447700900000', '33123456789'];
+      const record = fc.record({
+        call: fc.nat(5),
+        kind: fc.constantFrom('Start', 'Stop', 'StopByCallee', 'Failed', 'Interim-Update'),
+      });
+      await fc.assert(
+        fc.asyncProperty(
+          fc.array(record, { minLength: 1, maxLength: 30 }),
+          fc.array(fc.integer({ min: 1, max: 8 }), { minLength: 1, maxLength: 10 }),
+          fc.integer({ min: 1, max: 4 }),
+          fc.option(fc.nat(30)),
+          async (seq, sizes, slice, replayFrom) => {
+            const records = seq.map(({ call: n, kind }) => {
+              const c: CallSpec = {
+                callId: `p${n}`,
+                account: n % 2 ? 'sip:a@example.com' : 'sip:b@example.com',
+                callee: callees[n % callees.length],
+                answeredAt: T0 - 600_000 + n * 1000,
+                duration: 10 + n * 17,
+              };
+              if (kind === 'Start') return startRecord(c);
+              if (kind === 'Stop' || kind === 'StopByCallee') return stopRecord(c, kind === 'StopByCallee');
+              if (kind === 'Failed') return failedRecord(c, 480 + n);
+              return { ...startRecord(c), statusType: 'Interim-Update' };
+            });
+            const [e1, e2] = await Promise.all([engineOn(one), engineOn(many, slice)]);
+            for (const r of records) await e1.handleAccounting(r);
+            // batches, each written in slices of `slice` records
+            const batches = async (from: number, k: number, withPosition: boolean) => {
+              for (let i = from; i < records.length; k++) {
+                const n = sizes[k % sizes.length];
+                const offsets = records.slice(i, i + n).map((_, j) => String(i + j));
+                await e2.handleAccountingBatch(
+                  records.slice(i, i + n),
+                  withPosition
+                    ? { consumer: 'c', topic: 't', partition: 0, offsets, next: String(i + offsets.length) }
+                    : undefined,
+                );
+                i += n;
+              }
             };
-            if (kind === 'Start') return startRecord(c);
-            if (kind === 'Stop' || kind === 'StopByCallee') return stopRecord(c, kind === 'StopByCallee');
-            if (kind === 'Failed') return failedRecord(c, 480 + n);
-            return { ...startRecord(c), statusType: 'Interim-Update' };
-          });
-          const [e1, e2] = await Promise.all([engineOn(one), engineOn(many)]);
-          for (const r of records) await e1.handleAccounting(r);
-          for (let i = 0, k = 0; i < records.length; k++) {
-            const n = sizes[k % sizes.length];
-            await e2.handleAccountingBatch(records.slice(i, i + n));
-            i += n;
-          }
-          assert.deepEqual(await state(many), await state(one));
+            if (replayFrom === null) await batches(0, 0, false);
+            else {
+              // with positions, then redelivered from an earlier offset, cut differently: nothing twice
+              await batches(0, 0, true);
+              await batches(Math.min(replayFrom, records.length - 1), 1, true);
+            }
+            assert.deepEqual(await state(many), await state(one));
+          },
+        ),
+        {
+          numRuns: 40,
+          examples: [
+            // a Start stored by one batch and closed by the next; a redelivered Stop after it
+            [
+              [
+                { call: 0, kind: 'Start' },
+                { call: 0, kind: 'Stop' },
+                { call: 0, kind: 'Start' },
+                { call: 0, kind: 'StopByCallee' },
+              ],
+              [1],
+              1,
+              null,
+            ],
+            [
+              [
+                { call: 1, kind: 'Start' },
+                { call: 2, kind: 'Start' },
+                { call: 1, kind: 'StopByCallee' },
+                { call: 3, kind: 'Failed' },
+                { call: 3, kind: 'Failed' },
+                { call: 2, kind: 'Stop' },
+              ],
+              [2, 3],
+              2,
+              1,
+            ],
+          ],
         },
-      ),
-      {
-        numRuns: 40,
-        examples: [
-          // a Start stored by one batch and closed by the next; a redelivered Stop after it
-          [
-            [
-              { call: 0, kind: 'Start' },
-              { call: 0, kind: 'Stop' },
-              { call: 0, kind: 'Start' },
-              { call: 0, kind: 'StopByCallee' },
-            ],
-            [1],
-          ],
-          [
-            [
-              { call: 1, kind: 'Start' },
-              { call: 2, kind: 'Start' },
-              { call: 1, kind: 'StopByCallee' },
-              { call: 3, kind: 'Failed' },
-              { call: 3, kind: 'Failed' },
-              { call: 2, kind: 'Stop' },
-            ],
-            [2, 3],
-          ],
-        ],
-      },
-    );
+      );
+    });
   });
-});
