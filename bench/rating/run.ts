@@ -25,12 +25,12 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import pg from 'pg';
-import { grpcClient, KafkaBus, migrate, openDb, processEnv } from '@switchboard/platform';
+import { DomainError, grpcClient, KafkaBus, migrate, openDb, processEnv } from '@switchboard/platform';
 import {
   requireKafka,
   requirePostgres,
@@ -99,6 +99,31 @@ const meta = (effectiveFrom: number) => ({
   timezone: 'Europe/Berlin',
   holidays: [],
 });
+
+/** CPU seconds (user + system) so far of a process, of every postgres process, and of the Kafka broker (Linux /proc). */
+function cpuNow(servicePid: number): Record<string, number> {
+  const secs = (pid: string) => {
+    try {
+      const f = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const fields = f.slice(f.lastIndexOf(')') + 2).split(' ');
+      return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks (USER_HZ = 100)
+    } catch {
+      return 0; // gone meanwhile
+    }
+  };
+  const out: Record<string, number> = { service: secs(String(servicePid)), postgres: 0, kafka: 0 };
+  for (const pid of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
+    let cmd = '';
+    try {
+      cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+    } catch {
+      continue;
+    }
+    if (cmd.startsWith('postgres') || cmd.includes('/bin/postgres')) out.postgres += secs(pid);
+    else if (cmd.includes('kafka.Kafka')) out.kafka += secs(pid);
+  }
+  return out;
+}
 
 function pct(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
@@ -251,11 +276,17 @@ async function main() {
     });
     const count = async () =>
       Number((await db.query<{ n: string }>('SELECT count(*)::text AS n FROM rating.cdrs')).rows[0].n);
+    // CPU seconds spent while the CDRs are being made (from the first poll that sees one): the
+    // service process, every PostgreSQL process, the Kafka broker
+    let from: { n: number; cpu: Record<string, number> } | undefined;
+    let n = 0;
     for (;;) {
-      const n = await count();
+      n = await count();
+      if (n > 0 && !from) from = { n, cpu: cpuNow(child.pid!) };
       if (n >= CALLS) break;
       await new Promise((r) => setTimeout(r, 200));
     }
+    const cpuEnd = cpuNow(child.pid!);
     const wall = (performance.now() - started) / 1000;
     const span = await db.query<{ first: string; last: string }>(
       "SELECT min((cdr->>'ratedAt')::timestamptz)::text AS first, max((cdr->>'ratedAt')::timestamptz)::text AS last FROM rating.cdrs",
@@ -265,10 +296,20 @@ async function main() {
     console.log(
       `end to end: ${fmt(e2e)} CDRs/s from the first CDR to the last (${fmt(CALLS)} in ${busy.toFixed(2)} s; ${wall.toFixed(2)} s with start-up and group join)`,
     );
+    if (from && n > from.n) {
+      const per = (k: string) => `${fmt(((cpuEnd[k] - from.cpu[k]) * 1e6) / (n - from.n))} µs`;
+      console.log(
+        `end to end, CPU per CDR (${fmt(n - from.n)} CDRs): service ${per('service')}, PostgreSQL ${per('postgres')}, Kafka broker ${per('kafka')}`,
+      );
+    }
 
     // Authorize at RATE/s, open loop
     const grpcUrl = endpoints.grpc;
-    const client = grpcClient(RatingClient, grpcUrl, { deadlineMs: 5000 });
+    const client = grpcClient(RatingClient, grpcUrl, {
+      deadlineMs: 5000,
+      // as the service: no channelz call tracking (CPU on every call)
+      channelOptions: { 'grpc.enable_channelz': 0 },
+    });
     for (let i = 0; i < 200; i++)
       await client.authorize({
         account: `sip:u${i % ACCOUNTS}@bench.example`,
@@ -279,14 +320,18 @@ async function main() {
       const lat: number[] = [];
       let denied = 0;
       let errors = 0;
+      const errorKinds = new Map<string, number>();
       const total = rate * SECONDS;
       const inflight: Promise<void>[] = [];
+      const cpu0 = { client: process.cpuUsage(), server: cpuNow(child.pid!).service };
       const t0 = performance.now();
+      let lateMax = 0;
       for (let i = 0; i < total; i++) {
         const due = t0 + (i * 1000) / rate;
         const wait = due - performance.now();
         if (wait > 1) await new Promise((r) => setTimeout(r, wait));
         const s = performance.now();
+        lateMax = Math.max(lateMax, s - due);
         inflight.push(
           client
             .authorize({
@@ -298,11 +343,22 @@ async function main() {
               if (!r.allowed) denied++;
               lat.push(performance.now() - s);
             })
-            .catch(() => void errors++),
+            .catch((e: unknown) => {
+              errors++;
+              // grpc-js appends per-call timings to a deadline message ("after 5.1s,LB pick: ..."): leave them out
+              const k = (e instanceof DomainError ? `${e.kind}: ${e.message}` : String(e)).replace(
+                / after .*/,
+                '',
+              );
+              errorKinds.set(k, (errorKinds.get(k) ?? 0) + 1);
+            }),
         );
       }
+      const sentIn = (performance.now() - t0) / 1000;
       await Promise.all(inflight);
       const achieved = total / ((performance.now() - t0) / 1000);
+      const clientCpu = process.cpuUsage(cpu0.client);
+      const serverCpu = cpuNow(child.pid!).service - cpu0.server;
       lat.sort((a, b) => a - b);
       if (!lat.length) {
         console.log(`authorize: offered ${rate}/s for ${SECONDS} s: every request failed (${errors} errors)`);
@@ -311,6 +367,10 @@ async function main() {
       console.log(
         `authorize: ${fmt(achieved)} req/s offered ${rate}/s for ${SECONDS} s: p50 ${pct(lat, 50).toFixed(2)} ms, p99 ${pct(lat, 99).toFixed(2)} ms, max ${lat[lat.length - 1].toFixed(2)} ms; ${denied} denied, ${errors} errors`,
       );
+      console.log(
+        `  sent in ${sentIn.toFixed(2)} s (latest send ${fmt(lateMax)} ms after its due time); CPU per request: client (this process) ${fmt((clientCpu.user + clientCpu.system) / total)} µs, service ${fmt((serverCpu * 1e6) / total)} µs`,
+      );
+      for (const [k, n] of errorKinds) console.log(`  ${n} x ${k}`);
     }
     client.close();
     await stopChild();
