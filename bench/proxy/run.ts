@@ -16,7 +16,9 @@
  * (comma-separated, ascending), BENCH_ONLY=kamailio|switchboard,
  * BENCH_KAMAILIO_CHILDREN (2: one UDP worker per core), BENCH_CPU_PROF=dir
  * (profile the Switchboard process with node --cpu-prof), BENCH_TESTS=calls,latency,register
- * (latency: INVITE→200 p99 through the proxy minus straight to the UAS, at half the best call rate).
+ * (latency: INVITE→200 p99 through the proxy minus straight to the UAS, at half the best call rate;
+ * contacts: every one of BENCH_USERS subscribers registers one contact once, at BENCH_CONTACT_RATE/s
+ * (default 500), and the memory is read before and after: `BENCH_USERS=100000 BENCH_TESTS=contacts`).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -45,6 +47,7 @@ const REG_RATES = rates(
 );
 const TESTS = (process.env.BENCH_TESTS ?? 'calls,latency,register').split(',');
 const latency = new Map<string, { rate: number; via: { p99: number }; direct: { p99: number } }>();
+const CONTACT_RATE = Number(process.env.BENCH_CONTACT_RATE ?? 500);
 const KAMAILIO_CHILDREN = Number(process.env.BENCH_KAMAILIO_CHILDREN ?? 2);
 const MAX_FAILED = 0.001;
 
@@ -98,15 +101,20 @@ async function startKamailio(): Promise<System> {
   const dir = join(work, 'kamailio');
   mkdirSync(join(dir, 'db'), { recursive: true });
   mkdirSync(join(dir, 'run'), { recursive: true });
-  // db_text tables: the same subscribers and HA1 (MD5 of user:realm:password) Switchboard keeps.
-  writeFileSync(join(dir, 'db', 'version'), 'table_name(string) table_version(int)\nsubscriber:7\n');
-  const rows = Array.from({ length: USERS }, (_, i) => {
-    const u = benchUser(i);
-    return `${i + 1}:${u}:${DOMAIN}:${PASSWORD}:${createHash('md5').update(`${u}:${DOMAIN}:${PASSWORD}`).digest('hex')}`;
-  });
+  // The same subscribers and HA1 (MD5 of user:realm:password) Switchboard keeps, as a db_text table
+  // that htable loads into shared memory at start (db_text itself scans every row per query).
+  writeFileSync(join(dir, 'db', 'version'), 'table_name(string) table_version(int)\nhtable:2\n');
+  const rows = Array.from(
+    { length: USERS },
+    (_, i) =>
+      `${benchUser(i)}:0:0:${createHash('md5')
+        .update(`${benchUser(i)}:${DOMAIN}:${PASSWORD}`)
+        .digest('hex')}:0`,
+  );
   writeFileSync(
-    join(dir, 'db', 'subscriber'),
-    ['id(int,auto) username(string) domain(string) password(string) ha1(string)', ...rows].join('\n') + '\n',
+    join(dir, 'db', 'htable'),
+    ['key_name(string) key_type(int) value_type(int) key_value(string) expires(int)', ...rows].join('\n') +
+      '\n',
   );
   const port = await freePort();
   const child = spawn(
@@ -466,7 +474,8 @@ async function callsBench(sys: System): Promise<number> {
   }
 }
 
-async function registerBench(sys: System): Promise<number> {
+/** SIPp arguments for register.xml over every subscriber in turn (one REGISTER with digest each). */
+function registerArgs(sys: System, port: number, rate: number, total: number, timeoutS: number): string[] {
   const csv = join(work, 'users.csv');
   writeFileSync(
     csv,
@@ -478,8 +487,7 @@ async function registerBench(sys: System): Promise<number> {
       ),
     ].join('\n') + '\n',
   );
-  const uacPort = await freePort();
-  const { best } = await ramp('REGISTER', sys, REG_RATES, (rate, total) => [
+  return [
     '-sf',
     join(SCENARIOS, 'register.xml'),
     '-inf',
@@ -492,7 +500,7 @@ async function registerBench(sys: System): Promise<number> {
     '-i',
     '127.0.0.1',
     '-p',
-    String(uacPort),
+    String(port),
     '-r',
     String(rate),
     '-m',
@@ -500,16 +508,60 @@ async function registerBench(sys: System): Promise<number> {
     '-l',
     String(rate * 4),
     '-timeout',
-    `${STEP_S + 30}s`,
+    `${timeoutS}s`,
     `${sys.sip.host}:${sys.sip.port}`,
-  ]);
+  ];
+}
+
+async function registerBench(sys: System): Promise<number> {
+  const uacPort = await freePort();
+  const { best } = await ramp('REGISTER', sys, REG_RATES, (rate, total) =>
+    registerArgs(sys, uacPort, rate, total, STEP_S + 30),
+  );
   return best;
+}
+
+/**
+ * Memory with BENCH_USERS registered contacts: each subscriber registers one contact, once,
+ * at a rate both systems keep up with; PSS before and 35 s after (the bindings expire in an hour).
+ */
+/** The V8 heap in use (Switchboard's ops metrics), MB, or undefined. */
+async function heapMb(sys: System): Promise<number | undefined> {
+  const m = sys.metrics && /^nodejs_heap_size_used_bytes (\S+)/m.exec(await sys.metrics());
+  return m ? Number(m[1]) / 2 ** 20 : undefined;
+}
+
+async function contactsBench(
+  sys: System,
+): Promise<{ registered: number; beforeKb: number; afterKb: number }> {
+  const beforeKb = sys.memoryKb();
+  const heapBefore = await heapMb(sys);
+  const seconds = Math.ceil(USERS / CONTACT_RATE);
+  // a system slower than the rate still gets every contact in: bounded at three times the planned time
+  const r = await runSipp(
+    registerArgs(sys, await freePort(), CONTACT_RATE, USERS, 3 * seconds + 60),
+    3 * seconds + 90,
+    seconds + 2,
+  );
+  // group commits and replicas settle, and the REGISTER transactions end (Timer J: 64 T1 = 32 s)
+  await new Promise((res) => setTimeout(res, 35_000));
+  const afterKb = sys.memoryKb();
+  const heapAfter = await heapMb(sys);
+  const heap =
+    heapBefore !== undefined && heapAfter !== undefined
+      ? `; V8 heap used ${heapBefore.toFixed(0)} → ${heapAfter.toFixed(0)} MB`
+      : '';
+  console.log(
+    `  ${sys.name.padEnd(11)} contacts: ${r.successful} of ${USERS} registered (${r.failed} failed) at ${CONTACT_RATE}/s in ${r.seconds.toFixed(0)} s; PSS ${(beforeKb / 1024).toFixed(0)} → ${(afterKb / 1024).toFixed(0)} MB${heap}`,
+  );
+  return { registered: r.successful, beforeKb, afterKb };
 }
 
 interface Figures {
   calls?: number;
   register?: number;
   memoryKb?: number;
+  contacts?: { registered: number; beforeKb: number; afterKb: number };
 }
 
 async function measure(start: () => Promise<System>): Promise<Figures & { name: string }> {
@@ -519,6 +571,7 @@ async function measure(start: () => Promise<System>): Promise<Figures & { name: 
     console.log(`${sys.name} on ${sys.sip.host}:${sys.sip.port} (${sys.memoryKb()} kB PSS at start)`);
     if (TESTS.includes('calls')) f.calls = await callsBench(sys);
     if (TESTS.includes('register')) f.register = await registerBench(sys);
+    if (TESTS.includes('contacts')) f.contacts = await contactsBench(sys);
     f.memoryKb = sys.memoryKb();
   } finally {
     await sys.stop();
@@ -554,4 +607,9 @@ console.log(
 console.log(
   `| memory after the runs (PSS, MB) | ${k?.memoryKb ? (k.memoryKb / 1024).toFixed(0) : 'n/a'} | ${s?.memoryKb ? (s.memoryKb / 1024).toFixed(0) : 'n/a'} | |`,
 );
+const contacts = (f?: Figures) =>
+  f?.contacts
+    ? `${(f.contacts.afterKb / 1024).toFixed(0)} MB with ${f.contacts.registered} (+${((f.contacts.afterKb - f.contacts.beforeKb) / 1024).toFixed(0)} MB, ${(((f.contacts.afterKb - f.contacts.beforeKb) * 1024) / Math.max(f.contacts.registered, 1)).toFixed(0)} B each)`
+    : 'n/a';
+console.log(`| memory with ${USERS} registered contacts (PSS) | ${contacts(k)} | ${contacts(s)} | |`);
 if (!process.env.BENCH_KEEP) rmSync(work, { recursive: true, force: true }); // SIPp logs, db_text tables, PGlite data
