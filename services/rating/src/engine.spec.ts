@@ -1,4 +1,4 @@
-import { after, before, beforeEach, describe, test } from 'node:test';
+import { after, afterEach, before, beforeEach, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { randomBytes } from 'node:crypto';
@@ -17,13 +17,17 @@ describe('rating engine (PGlite)', () => {
   let db: Db;
   let clock = T0;
   let published: Cdr[] = [];
+  let publishedJson: string[] = [];
   let low: LowBalance[] = [];
   let engine: RatingEngine;
   const make = () =>
     new RatingEngine({
       db,
       now: () => clock,
-      publish: async (c) => void published.push(...c),
+      publish: async (c, json) => {
+        published.push(...c);
+        publishedJson.push(...json);
+      },
       onLowBalance: (e) => void low.push(e),
       maxCallSeconds: 3600,
       reservationGraceSeconds: 60,
@@ -34,12 +38,20 @@ describe('rating engine (PGlite)', () => {
     await migrate(db, { schema: 'rating', dir: MIGRATIONS });
   });
   after(() => db.close());
+  afterEach(() => {
+    // what is sent on `cdrs` is each published CDR as JSON
+    assert.deepEqual(
+      publishedJson.map((j) => JSON.parse(j) as Cdr),
+      published,
+    );
+  });
   beforeEach(async () => {
     await db.exec(
       'TRUNCATE rating.cdrs, rating.open_calls, rating.ledger, rating.reservations, rating.accounts, rating.media_quality, rating.plan_versions, rating.rates, rating.domain_plans, rating.consumed_offsets CASCADE',
     );
     clock = T0;
     published = [];
+    publishedJson = [];
     low = [];
     engine = make();
     const r = await engine.importPlan(
@@ -163,6 +175,12 @@ describe('rating engine (PGlite)', () => {
     );
     assert.equal(await balance(), await ledgerSum());
     await assert.rejects(engine.handleAccountingBatch([startRecord(a)], at([], 1)));
+    // the CDRs stored by batches are published from memory (as JSON serialised once, checked after each test)
+    await engine.flush();
+    assert.deepEqual(
+      published.map((c) => c.callId),
+      ['pos-a', 'pos-b'],
+    );
   });
 
   test('a debit that crosses the low-balance threshold is reported once', async () => {
@@ -473,6 +491,7 @@ describe('rating engine (PGlite)', () => {
     );
     assert.ok(r.ok);
     published = [];
+    publishedJson = [];
     const out = await engine.rerate({ account: alice, from: 0, to: T0 + 1, actor: 'portal:admin' });
     await engine.flush();
     assert.deepEqual(out, { examined: 2, corrected: 2, deltaMicros: 50_000 - 30_000 - 40_000 });

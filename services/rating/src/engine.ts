@@ -49,8 +49,8 @@ import {
 export interface EngineOptions {
   db: Db;
   now: () => number;
-  /** Publishes rated CDRs (topic `cdrs`, key = account); resolves when durable. */
-  publish: (cdrs: Cdr[]) => Promise<void>;
+  /** Publishes rated CDRs (topic `cdrs`, key = account); `json[i]` is `cdrs[i]` as JSON. Resolves when durable. */
+  publish: (cdrs: Cdr[], json: string[]) => Promise<void>;
   /** Plan for accounts with none of their own or of their domain. */
   defaultPlan?: string;
   /** Longest call: open calls older than this are closed by the sweep; Authorize never grants more. */
@@ -117,8 +117,9 @@ interface SlicePlan {
 }
 
 interface SliceDone {
-  /** The CDRs it stored. */
+  /** The CDRs it stored, and each as JSON. */
   cdrs: Cdr[];
+  json: string[];
   outbox?: string;
   low: LowBalance[];
   /** False when the stored position made it write something else than planned (or nothing). */
@@ -560,7 +561,7 @@ export class RatingEngine {
           [pos.consumer, pos.topic, pos.partition, p.debited],
         );
         const from = BigInt(r.rows[0].next_offset);
-        if (BigInt(pos.next) <= from) return { cdrs: [], low: [], exact: false };
+        if (BigInt(pos.next) <= from) return { cdrs: [], json: [], low: [], exact: false };
         if (from > pos.first) {
           // part of it was applied (a batch redelivered after a crash): from the stored position on, read again
           exact = false;
@@ -571,6 +572,8 @@ export class RatingEngine {
           if (p.debited.length) await tx.query(lock('$1'), [p.debited]);
         }
       } else if (p.debited.length) await tx.query(lock('$1'), [p.debited]);
+      // each CDR serialised once: the insert's parameter, and what the publisher sends
+      const json = p.cdrs.map((c) => JSON.stringify(c));
       const w = await tx.query<{
         inserted: number;
         ids: string[] | null;
@@ -618,7 +621,7 @@ export class RatingEngine {
                'low', low_balance_micros::text))
               FROM bal WHERE balance_micros < low_balance_micros AND balance_micros - sum >= low_balance_micros) AS low`,
         [
-          JSON.stringify(p.cdrs),
+          `[${json.join(',')}]`,
           JSON.stringify(
             [...p.newOpen].map(([k, r]) => ({ k, i: cdrId('call', k), s: new Date(eventTime(r)), r })),
           ),
@@ -634,19 +637,21 @@ export class RatingEngine {
       const row = w.rows[0];
       const fresh = row.ids && new Set(row.ids);
       const cdrs = fresh ? p.cdrs.filter((c) => fresh.has(c.id)) : p.cdrs;
+      const stored = fresh ? json.filter((_, i) => fresh.has(p.cdrs[i].id)) : json;
       const low = (row.low ?? []).map((l) => ({
         account: l.account,
         balanceMicros: Number(l.balance),
         thresholdMicros: Number(l.low),
         cdrId: cdrs.filter((c) => c.account === l.account && debits(c)).pop()!.id,
       }));
-      return { cdrs, outbox: row.seq ?? undefined, low, exact };
+      return { cdrs, json: stored, outbox: row.seq ?? undefined, low, exact };
     });
   }
 
   /** After a slice's commit: the publisher takes its CDRs from memory (the outbox row stays the durable record). */
   private committed(done: SliceDone): void {
-    if (done.outbox && this.outboxMemory.size < OUTBOX_MEMORY) this.outboxMemory.set(done.outbox, done.cdrs);
+    if (done.outbox && this.outboxMemory.size < OUTBOX_MEMORY)
+      this.outboxMemory.set(done.outbox, { cdrs: done.cdrs, json: done.json });
     for (const c of done.cdrs) this.o.onCdr?.(c);
     for (const l of done.low) this.o.onLowBalance?.(l);
     if (done.cdrs.length) this.kick();
@@ -818,7 +823,7 @@ export class RatingEngine {
   }
 
   /** CDRs of committed outbox rows (by seq), so the publisher need not read them back. */
-  private readonly outboxMemory = new Map<string, Cdr[]>();
+  private readonly outboxMemory = new Map<string, { cdrs: Cdr[]; json: string[] }>();
 
   /**
    * Publishes the CDRs of every outbox row, in the rows' order, in rounds of
@@ -849,12 +854,21 @@ export class RatingEngine {
         for (const g of got.rows) read.set(g.id, g.cdr);
       }
       const out: Cdr[] = [];
+      const json: string[] = [];
       for (const row of rows) {
         const mem = this.outboxMemory.get(row.seq);
-        if (mem) out.push(...mem);
-        else for (const id of row.ids) if (read.has(id)) out.push(read.get(id)!);
+        if (mem) {
+          out.push(...mem.cdrs);
+          json.push(...mem.json);
+        } else
+          for (const id of row.ids) {
+            const c = read.get(id);
+            if (!c) continue;
+            out.push(c);
+            json.push(JSON.stringify(c));
+          }
       }
-      if (out.length) await this.o.publish(out);
+      if (out.length) await this.o.publish(out, json);
       const seqs = rows.map((x) => x.seq);
       await this.o.db.query('DELETE FROM rating.cdr_outbox WHERE seq = ANY($1::bigint[])', [seqs]);
       for (const seq of seqs) this.outboxMemory.delete(seq);

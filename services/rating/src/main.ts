@@ -164,12 +164,12 @@ export const ratingService = defineService({
     const engine = new RatingEngine({
       db,
       now: Date.now,
-      publish: (cdrs) =>
+      publish: (cdrs, json) =>
         events.publish(
           config.cdrsTopic,
-          cdrs.map((c) => ({
+          cdrs.map((c, i) => ({
             key: c.account,
-            value: JSON.stringify(c),
+            value: json[i],
             headers: { 'content-type': 'application/json' },
           })),
         ),
