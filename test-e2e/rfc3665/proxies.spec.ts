@@ -18,16 +18,17 @@ const BOB = { username: 'bob', password: 'b0b-Secret' };
 const ATLANTA = 'atlanta.example.com';
 const BILOXI = 'biloxi.example.com';
 const rrOf = (p: { host: string; port: number }) => `<sip:${p.host}:${p.port};transport=udp;lr>`;
+/** A proxy of the domain on its own loopback address. */
+const env = (domain: string, host: string) => ({
+  SWITCHBOARD_SIP_DOMAIN: domain,
+  SWITCHBOARD_SIP_LISTEN: `udp:${host}:0`,
+  SWITCHBOARD_SIP_INVITE_TIMEOUT_MS: '5000',
+});
 
 describe('RFC 3665 §3 sessions through two proxies', () => {
   let atlanta: RunningPlatform; // Proxy 1: Alice's domain
   let biloxi: RunningPlatform; // Proxy 2: Bob's domain
   before(async () => {
-    const env = (domain: string, host: string) => ({
-      SWITCHBOARD_SIP_DOMAIN: domain,
-      SWITCHBOARD_SIP_LISTEN: `udp:${host}:0`,
-      SWITCHBOARD_SIP_INVITE_TIMEOUT_MS: '5000',
-    });
     [atlanta, biloxi] = await Promise.all([
       startPlatform({
         subscribers: [ALICE],
@@ -182,11 +183,6 @@ describe('RFC 3665 §3.3 session with multiple proxy authentication', () => {
   let atlanta: RunningPlatform; // Proxy 1: Alice's domain
   let biloxi: RunningPlatform; // Proxy 2: Bob's domain, challenging callers of other domains
   before(async () => {
-    const env = (domain: string, host: string) => ({
-      SWITCHBOARD_SIP_DOMAIN: domain,
-      SWITCHBOARD_SIP_LISTEN: `udp:${host}:0`,
-      SWITCHBOARD_SIP_INVITE_TIMEOUT_MS: '5000',
-    });
     [atlanta, biloxi] = await Promise.all([
       // Proxy 1 stores the SIP messages it sees: the test reads its legs with Proxy 2 (F6-F9, F13).
       startPlatform({
