@@ -100,8 +100,13 @@ const meta = (effectiveFrom: number) => ({
   holidays: [],
 });
 
-/** CPU seconds (user + system) so far of a process, of every postgres process, and of the Kafka broker (Linux /proc). */
-function cpuNow(servicePid: number): Record<string, number> {
+/** CPU seconds (user + system) so far of the service process, and per pid of every postgres process and of the Kafka broker (Linux /proc). */
+interface CpuSample {
+  service: number;
+  postgres: Map<string, number>;
+  kafka: Map<string, number>;
+}
+function cpuNow(servicePid: number): CpuSample {
   const secs = (pid: string) => {
     try {
       const f = readFileSync(`/proc/${pid}/stat`, 'utf8');
@@ -111,7 +116,7 @@ function cpuNow(servicePid: number): Record<string, number> {
       return 0; // gone meanwhile
     }
   };
-  const out: Record<string, number> = { service: secs(String(servicePid)), postgres: 0, kafka: 0 };
+  const out: CpuSample = { service: secs(String(servicePid)), postgres: new Map(), kafka: new Map() };
   for (const pid of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
     let cmd = '';
     try {
@@ -119,10 +124,21 @@ function cpuNow(servicePid: number): Record<string, number> {
     } catch {
       continue;
     }
-    if (cmd.startsWith('postgres') || cmd.includes('/bin/postgres')) out.postgres += secs(pid);
-    else if (cmd.includes('kafka.Kafka')) out.kafka += secs(pid);
+    if (cmd.startsWith('postgres') || cmd.includes('/bin/postgres')) out.postgres.set(pid, secs(pid));
+    else if (cmd.includes('kafka.Kafka')) out.kafka.set(pid, secs(pid));
   }
   return out;
+}
+
+/** CPU seconds between two samples: a process that exited meanwhile is left out, one started meanwhile counts whole. */
+function cpuBetween(a: CpuSample, b: CpuSample): Record<'service' | 'postgres' | 'kafka', number> {
+  const sum = (x: Map<string, number>, y: Map<string, number>) =>
+    [...y].reduce((t, [pid, v]) => t + v - (x.get(pid) ?? 0), 0);
+  return {
+    service: b.service - a.service,
+    postgres: sum(a.postgres, b.postgres),
+    kafka: sum(a.kafka, b.kafka),
+  };
 }
 
 function pct(sorted: number[], p: number): number {
@@ -278,7 +294,7 @@ async function main() {
       Number((await db.query<{ n: string }>('SELECT count(*)::text AS n FROM rating.cdrs')).rows[0].n);
     // CPU seconds spent while the CDRs are being made (from the first poll that sees one): the
     // service process, every PostgreSQL process, the Kafka broker
-    let from: { n: number; cpu: Record<string, number> } | undefined;
+    let from: { n: number; cpu: CpuSample } | undefined;
     let n = 0;
     for (;;) {
       n = await count();
@@ -297,7 +313,8 @@ async function main() {
       `end to end: ${fmt(e2e)} CDRs/s from the first CDR to the last (${fmt(CALLS)} in ${busy.toFixed(2)} s; ${wall.toFixed(2)} s with start-up and group join)`,
     );
     if (from && n > from.n) {
-      const per = (k: string) => `${fmt(((cpuEnd[k] - from.cpu[k]) * 1e6) / (n - from.n))} µs`;
+      const used = cpuBetween(from.cpu, cpuEnd);
+      const per = (k: keyof typeof used) => `${fmt((used[k] * 1e6) / (n - from.n))} µs`;
       console.log(
         `end to end, CPU per CDR (${fmt(n - from.n)} CDRs): service ${per('service')}, PostgreSQL ${per('postgres')}, Kafka broker ${per('kafka')}`,
       );
