@@ -11,6 +11,9 @@
  *
  * --profile=DIR writes a V8 CPU profile of the Switchboard child to DIR (node --cpu-prof);
  * --only=switchboard skips FreeRADIUS (for profiling).
+ * CPU per request: the whole process, its main thread, and its busiest other thread (the
+ * outbox relay worker, kafkajs), then PostgreSQL's backends. bench/radius/publish.ts
+ * measures the relay's Kafka publishing alone.
  *
  * Switchboard runs alone in a child process (services/accounting/src/child.ts):
  * --backend=pg (default) on the test PostgreSQL (a fresh database; fsync and
@@ -20,7 +23,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -153,6 +156,24 @@ function taskCpuMs(pid: number, tid: number): number {
   } catch {
     return 0;
   }
+}
+
+/** CPU time (ms) of each thread of a process, by tid. */
+function threadCpuMs(pid: number): Map<number, number> {
+  const out = new Map<number, number>();
+  try {
+    for (const t of readdirSync(`/proc/${pid}/task`)) out.set(Number(t), taskCpuMs(pid, Number(t)));
+  } catch {
+    // the process is gone
+  }
+  return out;
+}
+
+/** Of the threads other than the main one, the CPU (ms) since `before` of the busiest (the relay worker). */
+function busiestOtherThreadMs(pid: number, before: Map<number, number>): number {
+  let max = 0;
+  for (const [tid, ms] of threadCpuMs(pid)) if (tid !== pid) max = Math.max(max, ms - (before.get(tid) ?? 0));
+  return max;
 }
 
 interface Commits {
@@ -300,15 +321,17 @@ async function main() {
       const pids = await sb.dbPids();
       const s0 = cpuMs(sb.pid);
       const m0 = mainThreadCpuMs(sb.pid);
+      const t0 = threadCpuMs(sb.pid);
       const d0 = sumCpu(pids);
       const b = await load(sb.port, REQUESTS, WINDOW);
       const sbCpu = ((cpuMs(sb.pid) - s0) * 1000) / REQUESTS;
       const mainCpu = ((mainThreadCpuMs(sb.pid) - m0) * 1000) / REQUESTS;
+      const relayCpu = (busiestOtherThreadMs(sb.pid, t0) * 1000) / REQUESTS;
       const dbCpu = ((sumCpu(pids) - d0) * 1000) / REQUESTS;
       const c1 = await sb.commits();
       const commits = c1.count - c0.count;
       console.log(
-        `round ${r + 1} Switchboard ${fmt(b)}  cpu ${sbCpu.toFixed(0)} µs/req (main thread ${mainCpu.toFixed(0)}) + PostgreSQL ${dbCpu.toFixed(0)} µs/req  (${commits} group commits, mean ${((c1.records - c0.records) / commits).toFixed(1)} records, ${(((c1.seconds - c0.seconds) / commits) * 1000).toFixed(1)} ms)`,
+        `round ${r + 1} Switchboard ${fmt(b)}  cpu ${sbCpu.toFixed(0)} µs/req (main thread ${mainCpu.toFixed(0)}, busiest other thread ${relayCpu.toFixed(0)}) + PostgreSQL ${dbCpu.toFixed(0)} µs/req  (${commits} group commits, mean ${((c1.records - c0.records) / commits).toFixed(1)} records, ${(((c1.seconds - c0.seconds) / commits) * 1000).toFixed(1)} ms)`,
       );
       sbs.push(b);
     }
