@@ -611,5 +611,6 @@ const contacts = (f?: Figures) =>
   f?.contacts
     ? `${(f.contacts.afterKb / 1024).toFixed(0)} MB with ${f.contacts.registered} (+${((f.contacts.afterKb - f.contacts.beforeKb) / 1024).toFixed(0)} MB, ${(((f.contacts.afterKb - f.contacts.beforeKb) * 1024) / Math.max(f.contacts.registered, 1)).toFixed(0)} B each)`
     : 'n/a';
-console.log(`| memory with ${USERS} registered contacts (PSS) | ${contacts(k)} | ${contacts(s)} | |`);
+if (TESTS.includes('contacts'))
+  console.log(`| memory with ${USERS} registered contacts (PSS) | ${contacts(k)} | ${contacts(s)} | |`);
 if (!process.env.BENCH_KEEP) rmSync(work, { recursive: true, force: true }); // SIPp logs, db_text tables, PGlite data
