@@ -224,8 +224,8 @@ const secs = (ms: number) => Math.floor(ms / 1000);
 /** When a party was last heard (RTP or RTCP) on the streams its SDP says it sends on; 0 for never. */
 function partyLastHeard(side: Side): number {
   let last = 0;
-  for (const s of side.live()) {
-    if (!s.sends) continue;
+  for (const s of side.streams) {
+    if (s === undefined || !s.sends) continue;
     if (s.lastRtp > last) last = s.lastRtp;
     if (s.lastRtcp > last) last = s.lastRtcp;
   }
@@ -694,15 +694,19 @@ export class MediaRelay {
    */
   sweep(): void {
     const now = this.clock.now();
-    for (const call of [...this.calls.values()]) {
+    // No array or closure per call: this runs over every call each second, between packets.
+    // (endCall deletes the call being visited from the Map, which its iteration allows.)
+    for (const call of this.calls.values()) {
       if (call.deleteAt > 0 && now >= call.deleteAt) {
         this.endCall(call, 'delete', true);
         continue;
       }
       let last = call.lastSignal;
       let hold = false;
-      for (const side of call.sides()) {
-        for (const s of side.live()) {
+      for (let i = -1; i < call.branches.length; i++) {
+        const side = i < 0 ? call.caller : call.branches[i]!;
+        for (const s of side.streams) {
+          if (s === undefined) continue;
           if (s.lastRtp > last) last = s.lastRtp;
           if (s.lastRtcp > last) last = s.lastRtcp;
           if (s.hold) hold = true;
@@ -711,16 +715,20 @@ export class MediaRelay {
       const long = hold || !call.answered;
       const vanished =
         !long &&
-        [call.caller, call.active].some((side) => {
-          const heard = side ? partyLastHeard(side) : 0;
-          return heard > 0 && now - Math.max(heard, call.lastSignal) >= this.opts.timeoutMs;
-        });
+        (this.partyVanished(call, call.caller, now) ||
+          (call.active !== null && this.partyVanished(call, call.active, now)));
       if (vanished || now - last >= (long ? this.opts.holdTimeoutMs : this.opts.timeoutMs)) {
         this.counters.timeouts++;
         this.endCall(call, 'timeout', true);
       }
     }
     this.reap(now);
+  }
+
+  /** The party sent (RTP or RTCP), then fell silent for the timeout, counted from the last signalling too. */
+  private partyVanished(call: Call, side: Side, now: number): boolean {
+    const heard = partyLastHeard(side);
+    return heard > 0 && now - Math.max(heard, call.lastSignal) >= this.opts.timeoutMs;
   }
 
   /** Ends every call (reason "shutdown") and closes every socket. */
