@@ -25,6 +25,19 @@ const env = (domain: string, host: string) => ({
   SWITCHBOARD_SIP_INVITE_TIMEOUT_MS: '5000',
 });
 
+/** Bob's UA on 127.0.0.1:port registered with digest at Proxy 2 as his only binding. */
+async function registerBob(proxy: { host: string; port: number }, port: number): Promise<void> {
+  const res = await register({
+    proxy,
+    user: BOB.username,
+    password: BOB.password,
+    domain: BILOXI,
+    contact: `sip:bob@127.0.0.1:${port}`,
+    expires: 600,
+  });
+  assert.equal(res.status, 200, `Bob's REGISTER at Proxy 2: ${res.status}`);
+}
+
 describe('RFC 3665 §3 sessions through two proxies', () => {
   let atlanta: RunningPlatform; // Proxy 1: Alice's domain
   let biloxi: RunningPlatform; // Proxy 2: Bob's domain
@@ -51,15 +64,7 @@ describe('RFC 3665 §3 sessions through two proxies', () => {
   /** Bob's SIPp UAS, registered with digest at Proxy 2 as his only binding. */
   async function bobAtBiloxi(scenario: string) {
     const bob = await ua(scenario, { timeoutMs: 15_000 });
-    const res = await register({
-      proxy: biloxi.sip.udp,
-      user: BOB.username,
-      password: BOB.password,
-      domain: BILOXI,
-      contact: `sip:bob@127.0.0.1:${bob.port}`,
-      expires: 600,
-    });
-    assert.equal(res.status, 200, `Bob's REGISTER at Proxy 2: ${res.status}`);
+    await registerBob(biloxi.sip.udp, bob.port);
     return bob;
   }
 
@@ -205,15 +210,7 @@ describe('RFC 3665 §3.3 session with multiple proxy authentication', () => {
     const p1 = atlanta.sip.udp;
     const p2 = biloxi.sip.udp;
     const bob = await ua('3.2-bob.xml', { timeoutMs: 20_000 });
-    const reg = await register({
-      proxy: p2,
-      user: BOB.username,
-      password: BOB.password,
-      domain: BILOXI,
-      contact: `sip:bob@127.0.0.1:${bob.port}`,
-      expires: 600,
-    });
-    assert.equal(reg.status, 200, `Bob's REGISTER at Proxy 2: ${reg.status}`);
+    await registerBob(p2, bob.port);
     const keys = {
       user: ALICE.username,
       dom: ATLANTA,
