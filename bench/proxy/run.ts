@@ -26,29 +26,26 @@ import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSyn
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
+import { processEnv } from '@switchboard/platform';
 import { freePort } from '../../test-e2e/lib/ports';
 import { register } from '../../test-e2e/lib/ua';
+
+const env = processEnv();
 
 const here = new URL('.', import.meta.url).pathname;
 const root = join(here, '..', '..');
 const SCENARIOS = join(here, 'scenarios');
 const DOMAIN = 'example.com';
 const PASSWORD = 'bench-secret';
-const STEP_S = Number(process.env.BENCH_STEP_S ?? 10);
-const USERS = Number(process.env.BENCH_USERS ?? 1000);
+const STEP_S = Number(env.BENCH_STEP_S ?? 10);
+const USERS = Number(env.BENCH_USERS ?? 1000);
 const rates = (v: string | undefined, d: string) => (v ?? d).split(',').map(Number);
-const CALL_RATES = rates(
-  process.env.BENCH_CALL_RATES,
-  '200,400,600,800,1000,1300,1600,2000,2500,3000,4000,5000',
-);
-const REG_RATES = rates(
-  process.env.BENCH_REG_RATES,
-  '200,400,600,800,1000,1300,1600,2000,2500,3000,4000,5000',
-);
-const TESTS = (process.env.BENCH_TESTS ?? 'calls,latency,register').split(',');
+const CALL_RATES = rates(env.BENCH_CALL_RATES, '200,400,600,800,1000,1300,1600,2000,2500,3000,4000,5000');
+const REG_RATES = rates(env.BENCH_REG_RATES, '200,400,600,800,1000,1300,1600,2000,2500,3000,4000,5000');
+const TESTS = (env.BENCH_TESTS ?? 'calls,latency,register').split(',');
 const latency = new Map<string, { rate: number; via: { p99: number }; direct: { p99: number } }>();
-const CONTACT_RATE = Number(process.env.BENCH_CONTACT_RATE ?? 500);
-const KAMAILIO_CHILDREN = Number(process.env.BENCH_KAMAILIO_CHILDREN ?? 2);
+const CONTACT_RATE = Number(env.BENCH_CONTACT_RATE ?? 500);
+const KAMAILIO_CHILDREN = Number(env.BENCH_KAMAILIO_CHILDREN ?? 2);
 const MAX_FAILED = 0.001;
 
 const benchUser = (i: number) => `user${String(i).padStart(5, '0')}`;
@@ -158,7 +155,7 @@ async function startKamailio(): Promise<System> {
 
 async function startSwitchboard(): Promise<System> {
   const port = await freePort();
-  const prof = process.env.BENCH_CPU_PROF;
+  const prof = env.BENCH_CPU_PROF;
   const child = spawn(
     process.execPath,
     [
@@ -171,7 +168,7 @@ async function startSwitchboard(): Promise<System> {
       cwd: root,
       stdio: ['ignore', 'pipe', 'inherit'],
       env: {
-        ...process.env,
+        ...env,
         BENCH_SIP_PORT: String(port),
         BENCH_USERS: String(USERS),
         BENCH_PASSWORD: PASSWORD,
@@ -184,7 +181,7 @@ async function startSwitchboard(): Promise<System> {
     rl.once('line', (first) => {
       resolve(first);
       // Keep draining the pipe (the process logs to stdout); show it when asked.
-      rl.on('line', (l) => process.env.BENCH_VERBOSE && console.error(l.slice(0, 1500)));
+      rl.on('line', (l) => env.BENCH_VERBOSE && console.error(l.slice(0, 1500)));
     });
     child.once('exit', (c) => reject(new Error(`switchboard exited (${c}) before it was ready`)));
   });
@@ -246,7 +243,7 @@ function runSipp(args: string[], timeoutS: number, onTimeS: number): Promise<Sip
     'sipp',
     [
       ...args,
-      ...(process.env.BENCH_TRACE ? ['-trace_msg'] : []),
+      ...(env.BENCH_TRACE ? ['-trace_msg'] : []),
       '-nostdin',
       '-trace_stat',
       '-stf',
@@ -342,7 +339,7 @@ async function ramp(
       `  ${sys.name.padEnd(11)} ${label} ${String(rate).padStart(5)}/s: ${r.successful}/${total} ok (${r.onTime} within ${STEP_S + 2} s), ${failedPct.toFixed(3)}% failed, ${r.seconds.toFixed(1)} s${ok ? '' : '  <- over'}`,
     );
     if (!ok) {
-      if (process.env.BENCH_VERBOSE) {
+      if (env.BENCH_VERBOSE) {
         console.log(r.errors.slice(0, 3000), r.stderr);
         if (sys.metrics)
           console.log(
@@ -371,7 +368,7 @@ async function callsBench(sys: System): Promise<number> {
       '-p',
       String(uasPort),
       '-nostdin',
-      ...(process.env.BENCH_TRACE ? ['-trace_msg', '-trace_err'] : []),
+      ...(env.BENCH_TRACE ? ['-trace_msg', '-trace_err'] : []),
     ],
     { stdio: 'ignore', cwd: work },
   );
@@ -579,7 +576,7 @@ async function measure(start: () => Promise<System>): Promise<Figures & { name: 
   return f;
 }
 
-const only = process.env.BENCH_ONLY;
+const only = env.BENCH_ONLY;
 const results: Array<Figures & { name: string }> = [];
 console.log(
   `bench/proxy: ${USERS} subscribers, ${STEP_S} s per step, pass = under ${MAX_FAILED * 100}% failed; ${new Date().toISOString()}`,
@@ -613,4 +610,4 @@ const contacts = (f?: Figures) =>
     : 'n/a';
 if (TESTS.includes('contacts'))
   console.log(`| memory with ${USERS} registered contacts (PSS) | ${contacts(k)} | ${contacts(s)} | |`);
-if (!process.env.BENCH_KEEP) rmSync(work, { recursive: true, force: true }); // SIPp logs, db_text tables, PGlite data
+if (!env.BENCH_KEEP) rmSync(work, { recursive: true, force: true }); // SIPp logs, db_text tables, PGlite data

@@ -8,16 +8,19 @@
  *
  * Env: BENCH_SIP_PORT, BENCH_USERS, BENCH_PASSWORD, BENCH_DATA_DIR.
  */
+import { processEnv } from '@switchboard/platform';
 import { startPlatform } from '../../test-e2e/lib/platform';
 
-const users = Number(process.env.BENCH_USERS ?? 1000);
-const password = process.env.BENCH_PASSWORD ?? 'bench-secret';
+const env = processEnv();
+
+const users = Number(env.BENCH_USERS ?? 1000);
+const password = env.BENCH_PASSWORD ?? 'bench-secret';
 const p = await startPlatform({
   subscribers: Array.from({ length: users }, (_, i) => ({ username: benchUser(i), password })),
   targets: ['registrar', 'sip-proxy'],
   env: {
-    SWITCHBOARD_DATA_DIR: process.env.BENCH_DATA_DIR ?? ':memory:',
-    SWITCHBOARD_SIP_LISTEN: `udp:127.0.0.1:${process.env.BENCH_SIP_PORT ?? 0}`,
+    SWITCHBOARD_DATA_DIR: env.BENCH_DATA_DIR ?? ':memory:',
+    SWITCHBOARD_SIP_LISTEN: `udp:127.0.0.1:${env.BENCH_SIP_PORT ?? 0}`,
     // The benchmark caller is a trusted peer (not challenged, not rate-limited), as in Kamailio's config.
     SWITCHBOARD_SIP_TRUSTED: '127.0.0.1',
     // RFC 3261 defaults, as Kamailio's tm uses.

@@ -21,13 +21,16 @@
  */
 import { createRequire } from 'node:module';
 import os from 'node:os';
+import { processEnv } from '@switchboard/platform';
 import { Parser } from 'sip.js/lib/core/index.js';
 import * as sipLib from '@switchboard/sip';
 import type { SipRequest, SipUri } from '@switchboard/sip';
 import { INVITE, REGISTER } from './messages';
 import { snapshot } from './snapshot';
 
-const REV = process.env.SIP_BENCH_REV;
+const env = processEnv();
+
+const REV = env.SIP_BENCH_REV;
 const { parseMessage } = REV ? ((await import(snapshot(REV))) as typeof sipLib) : sipLib;
 
 const require = createRequire(import.meta.url);
@@ -35,8 +38,8 @@ const require = createRequire(import.meta.url);
 const sipPkg: any = require('sip');
 const noLog = { error() {}, warn() {}, log() {}, debug() {} };
 
-const MS = Number(process.env.SIP_BENCH_MS ?? 300);
-const ROUNDS = Number(process.env.SIP_BENCH_ROUNDS ?? 7);
+const MS = Number(env.SIP_BENCH_MS ?? 300);
+const ROUNDS = Number(env.SIP_BENCH_ROUNDS ?? 7);
 let sink = 0;
 
 type Case = (buf: Buffer) => void;
