@@ -8,3 +8,4 @@ export * from './db';
 export * from './events';
 export * from './grpc';
 export * from './runner';
+export * from './net';

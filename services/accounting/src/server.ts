@@ -7,9 +7,9 @@
  * is answered with an Accounting-Response.
  */
 import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
-import { lookup as dnsLookup, type LookupOneOptions } from 'node:dns';
-import { isIP, isIPv6 } from 'node:net';
+import { isIPv6 } from 'node:net';
 import type { Logger } from 'pino';
+import { literalLookup } from '@switchboard/platform';
 import {
   Dictionary,
   RadiusCode,
@@ -60,25 +60,13 @@ export interface AccountingServer {
   close(): Promise<void>;
 }
 
-type LookupCallback = (err: NodeJS.ErrnoException | null, address: string, family: number) => void;
-
-/**
- * dgram resolves the destination of every send, even an address literal (dns.lookup
- * answers those on the next tick). Replies go to the request's source, always a
- * literal: answered at once; names (the listen host) still go through dns.lookup.
- */
-function literalLookup(hostname: string, options: LookupOneOptions | number, callback: LookupCallback): void {
-  const family = isIP(hostname);
-  if (family !== 0) return callback(null, hostname, family);
-  dnsLookup(hostname, options as LookupOneOptions, callback);
-}
-
 export async function startAccountingServer(o: AccountingServerOptions): Promise<AccountingServer> {
   const dict = o.dictionary ?? Dictionary.standard();
   const now = o.now ?? (() => new Date());
   const socket: Socket = createSocket({
     type: isIPv6(o.host) ? 'udp6' : 'udp4',
     recvBufferSize: 4 * 1024 * 1024,
+    // replies go to the request's source, always a literal: no dns.lookup tick per reply
     lookup: literalLookup as never,
   });
   let closing = false;

@@ -13,7 +13,7 @@
  */
 import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
 import { isIP } from 'node:net';
-import { DomainError } from '@switchboard/platform';
+import { DomainError, literalLookup } from '@switchboard/platform';
 import { parse, rewriteMedia, listStreams, serialize, type SessionDescription } from '@switchboard/sdp';
 import type {
   AnswerRequest,
@@ -240,17 +240,6 @@ function partyLastHeard(side: Side): number {
  */
 export const LEARNING_WINDOW_MS = 3000;
 
-/**
- * dgram resolves every destination through dns.lookup, which answers an IP
- * literal on the next tick; the relay only ever sends to literals, so answer
- * at once (one nextTick and its closure less per packet).
- */
-const literalLookup = (
-  address: string,
-  family: unknown,
-  cb: (err: Error | null, address: string, family: number) => void,
-): void => cb(null, address, address.includes(':') ? 6 : 4);
-
 /** The "ip:port" text of an address (IPv6 in brackets). */
 const hostPort = (addr: string, port: number) =>
   addr === '' ? '' : addr.includes(':') ? `[${addr}]:${port}` : `${addr}:${port}`;
@@ -464,7 +453,7 @@ export class MediaRelay {
     const sock = createSocket({
       type: iface.family === 6 ? 'udp6' : 'udp4',
       ipv6Only: iface.family === 6,
-      lookup: literalLookup,
+      lookup: literalLookup as never,
     });
     await new Promise<void>((resolve, reject) => {
       const onError = (e: Error) => reject(e);
