@@ -45,7 +45,9 @@ export class GatewayTable {
       this.byHost = new Map();
       for (const g of this.gateways.values()) {
         const h = hostOf(g.address);
-        this.byHost.set(h, [...(this.byHost.get(h) ?? []), g]);
+        const same = this.byHost.get(h);
+        if (same) same.push(g);
+        else this.byHost.set(h, [g]);
       }
     } else if (kind === 'route') {
       if (rec) this.routes.set(id, rec as RouteRecord);
