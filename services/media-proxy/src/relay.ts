@@ -8,8 +8,13 @@
  * socket, to that party's address (learned from its first packets: symmetric
  * RTP, RFC 4961; else the one in its SDP). One datagram in, at most one out.
  *
- * Hot path (onPacket): field reads, counters, a Buffer read or two, one
- * socket.send of the same Buffer. No allocation of our own, no JSON, no promise.
+ * Two engines run the hot path. "js": a dgram socket per port and onPacket
+ * below (field reads, counters, a Buffer read or two, one socket.send of the
+ * same Buffer; no allocation of our own, no JSON, no promise). "native" (the
+ * default when native/relay.c is built): the same decisions in C on a thread of
+ * its own (epoll, recvmmsg/sendmmsg, no JS per packet); the control plane here
+ * edits a stream's state under the thread's lock (edit, commit) and reads its
+ * counters from memory the thread writes.
  */
 import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
 import { isIP } from 'node:net';
@@ -26,11 +31,20 @@ import type {
 import type { RelayInterface } from './config';
 import { PortPool } from './ports';
 import { looksLikeRtcp, looksLikeRtp, newReportFigures, readRtcp, type ReportFigures } from './rtcp';
+import { G, loadNative, type NativeAddon } from './native';
 
 export interface Clock {
   /** ms since the Unix epoch */
   now(): number;
+  /**
+   * A clock other than the wall clock (tests): the native engine's thread reads the time from a
+   * cell the relay sets from now() at each control operation and sweep, and whenever the clock
+   * calls the function it was given here.
+   */
+  watch?(changed: () => void): void;
 }
+
+export type RelayEngine = 'native' | 'js';
 
 export type DropReason = 'no_session' | 'strict_source' | 'no_destination' | 'malformed' | 'loop';
 export const DROP_REASONS: readonly DropReason[] = [
@@ -75,6 +89,19 @@ export interface RelayOptions {
   onStreamEnded?: (lossRatio: number, jitterMs: number) => void;
   /** Socket receive/send buffer size in bytes (0 keeps the OS default). */
   socketBufferBytes?: number;
+  /** The hot path: "native" (default; falls back to "js" when the addon cannot be loaded) or "js". */
+  engine?: RelayEngine;
+  /** The native addon's path (default native/build/relay.node). */
+  nativeAddon?: string;
+  /** The native engine was asked for and could not be had: why (the JS relay runs). */
+  onEngineFallback?: (reason: string) => void;
+}
+
+interface Native {
+  addon: NativeAddon;
+  h: unknown;
+  /** Counters the relay thread writes (layout G). */
+  g: Float64Array;
 }
 
 /** Static RTP payload types' clock rates (RFC 3551 table 4); dynamic ones come from a=rtpmap. */
@@ -97,6 +124,8 @@ const STATIC_CLOCK: Record<number, number> = {
 export class RelayStream {
   rtpSock!: Socket;
   rtcpSock!: Socket;
+  /** The native engine's slot for this port pair (-1 with the JS engine). */
+  slot = -1;
   dead = false;
   /** Where packets received here go out. */
   sink: RelayStream | null = null;
@@ -275,8 +304,13 @@ interface SdpRequest {
 }
 
 export class MediaRelay {
-  readonly counters = new RelayCounters();
+  private readonly jsCounters = new RelayCounters();
   readonly pool: PortPool;
+  /** The engine running the hot path. */
+  readonly engine: RelayEngine;
+  private readonly native: Native | null = null;
+  private readonly manualClock: boolean;
+  private readonly firstPort: number;
   private readonly calls = new Map<string, Call>();
   private readonly ended = new Map<string, Call>();
   private readonly draining: Draining[] = [];
@@ -291,6 +325,96 @@ export class MediaRelay {
     this.clock = opts.clock ?? { now: Date.now };
     this.pool = new PortPool(opts.portMin, opts.portMax, opts.quietPeriodMs);
     this.ifaceAddrs = new Set(opts.interfaces.map((i) => i.address));
+    this.firstPort = opts.portMin % 2 === 0 ? opts.portMin : opts.portMin + 1;
+    this.manualClock = opts.clock !== undefined;
+    this.engine = 'js';
+    if ((opts.engine ?? 'native') === 'native') {
+      const addon = loadNative(opts.nativeAddon);
+      if (addon instanceof Error) opts.onEngineFallback?.(addon.message);
+      else {
+        try {
+          const [h, g] = addon.create(
+            opts.portMin,
+            opts.portMax,
+            opts.interfaces.map((i) => i.address),
+            this.manualClock,
+          );
+          this.native = { addon, h, g };
+          this.engine = 'native';
+          this.tick();
+          opts.clock?.watch?.(() => this.tick());
+        } catch (e) {
+          opts.onEngineFallback?.(e instanceof Error ? e.message : String(e));
+        }
+      }
+    }
+  }
+
+  /** Process-wide counters (with the native engine, as its thread last wrote them). */
+  get counters(): RelayCounters {
+    const c = this.jsCounters;
+    const n = this.native;
+    if (n) {
+      const g = n.g;
+      c.packetsIn = g[G.packetsIn]!;
+      c.packetsOut = g[G.packetsOut]!;
+      c.bytesIn = g[G.bytesIn]!;
+      c.bytesOut = g[G.bytesOut]!;
+      c.rtcpIn = g[G.rtcpIn]!;
+      for (let i = 0; i < DROP_REASONS.length; i++) c.dropped[DROP_REASONS[i]!] = g[G.dropped + i]!;
+    }
+    return c;
+  }
+
+  /** With a manual clock, the native thread's time follows it. */
+  private tick(): void {
+    if (this.native && this.manualClock) this.native.g[G.now] = this.clock.now();
+  }
+
+  /**
+   * Change a stream's state: with the native engine, under the relay thread's lock, with the
+   * thread's view of it read first and what fn changed written back.
+   */
+  private edit(s: RelayStream, fn: () => void): void {
+    const n = this.native;
+    if (!n || s.slot < 0) return fn();
+    n.addon.lock(n.h);
+    try {
+      n.addon.pull(n.h, s.slot, s);
+      fn();
+      n.addon.push(n.h, s.slot, s);
+      n.addon.configure(n.h, s.slot, s, s.sink?.slot ?? -1);
+    } finally {
+      n.addon.unlock(n.h);
+    }
+  }
+
+  /** The native thread takes up the call's configuration (sinks, flags, SDP addresses). */
+  private commit(call: Call): void {
+    const n = this.native;
+    if (!n) return;
+    n.addon.lock(n.h);
+    try {
+      for (let i = -1; i < call.branches.length; i++) {
+        const side = i < 0 ? call.caller : call.branches[i]!;
+        for (const s of side.streams)
+          if (s !== undefined && !s.dead) n.addon.configure(n.h, s.slot, s, s.sink?.slot ?? -1);
+      }
+    } finally {
+      n.addon.unlock(n.h);
+    }
+  }
+
+  /** The streams' packet-side state as the native thread has it (live streams: a retired one was read when it ended). */
+  private pull(streams: Iterable<RelayStream>): void {
+    const n = this.native;
+    if (!n) return;
+    n.addon.lock(n.h);
+    try {
+      for (const s of streams) if (!s.dead) n.addon.pull(n.h, s.slot, s);
+    } finally {
+      n.addon.unlock(n.h);
+    }
   }
 
   get activeCalls(): number {
@@ -312,7 +436,11 @@ export class MediaRelay {
 
   /** Control operations one at a time: they bind sockets asynchronously and share the call table. */
   private serial<T>(fn: () => Promise<T> | T): Promise<T> {
-    const run = this.queue.then(fn, fn);
+    const step = () => {
+      this.tick();
+      return fn();
+    };
+    const run = this.queue.then(step, step);
     this.queue = run.catch(() => undefined);
     return run;
   }
@@ -321,7 +449,7 @@ export class MediaRelay {
 
   /** A datagram arrived on stream s (its RTCP port when onRtcpPort). */
   private onPacket(s: RelayStream, msg: Buffer, rinfo: RemoteInfo, onRtcpPort: boolean): void {
-    const c = this.counters;
+    const c = this.jsCounters;
     c.packetsIn++;
     c.bytesIn += msg.length;
     if (s.dead) {
@@ -405,7 +533,7 @@ export class MediaRelay {
   }
 
   private drop(s: RelayStream, reason: DropReason): void {
-    this.counters.dropped[reason]++;
+    this.jsCounters.dropped[reason]++;
     s.dropped++;
   }
 
@@ -485,6 +613,19 @@ export class MediaRelay {
     for (let attempt = 0; attempt < 64; attempt++) {
       const base = this.pool.take(now);
       if (base === undefined) break;
+      const n = this.native;
+      if (n) {
+        const slot = (base - this.firstPort) / 2;
+        try {
+          n.addon.open(n.h, slot, iface.address, this.opts.socketBufferBytes ?? 0);
+        } catch {
+          this.pool.release(base, now);
+          continue;
+        }
+        const s = new RelayStream(index, iface, base);
+        s.slot = slot;
+        return s;
+      }
       let rtp: Socket | undefined;
       try {
         rtp = await this.bindSocket(iface, base);
@@ -512,8 +653,10 @@ export class MediaRelay {
   /** Stop relaying on s; its sockets stay bound through the quiet period, counting late packets. */
   private retire(s: RelayStream, now: number): void {
     if (s.dead) return;
-    s.dead = true;
-    s.sink = null;
+    this.edit(s, () => {
+      s.dead = true;
+      s.sink = null;
+    });
     this.draining.push({ stream: s, at: now });
     this.opts.onStreamEnded?.(s.received + s.lost > 0 ? s.lost / (s.received + s.lost) : 0, s.jitterMs);
   }
@@ -522,8 +665,7 @@ export class MediaRelay {
   private reap(now: number): void {
     while (this.draining.length > 0 && now - this.draining[0]!.at >= this.opts.quietPeriodMs) {
       const { stream, at } = this.draining.shift()!;
-      stream.rtpSock.close();
-      stream.rtcpSock.close();
+      this.closeSockets(stream);
       this.pool.release(stream.port, at);
     }
     for (const [id, call] of this.ended) {
@@ -683,6 +825,8 @@ export class MediaRelay {
    */
   sweep(): void {
     const now = this.clock.now();
+    this.tick();
+    const g = this.native?.g;
     // No array or closure per call: this runs over every call each second, between packets.
     // (endCall deletes the call being visited from the Map, which its iteration allows.)
     for (const call of this.calls.values()) {
@@ -696,6 +840,11 @@ export class MediaRelay {
         const side = i < 0 ? call.caller : call.branches[i]!;
         for (const s of side.streams) {
           if (s === undefined) continue;
+          if (g !== undefined && !s.dead) {
+            const at = G.size + s.slot * G.perSlot;
+            s.lastRtp = g[at + G.lastRtp]!;
+            s.lastRtcp = g[at + G.lastRtcp]!;
+          }
           if (s.lastRtp > last) last = s.lastRtp;
           if (s.lastRtcp > last) last = s.lastRtcp;
           if (s.hold) hold = true;
@@ -707,7 +856,7 @@ export class MediaRelay {
         (this.partyVanished(call, call.caller, now) ||
           (call.active !== null && this.partyVanished(call, call.active, now)));
       if (vanished || now - last >= (long ? this.opts.holdTimeoutMs : this.opts.timeoutMs)) {
-        this.counters.timeouts++;
+        this.jsCounters.timeouts++;
         this.endCall(call, 'timeout', true);
       }
     }
@@ -725,11 +874,17 @@ export class MediaRelay {
     await this.serial(() => {
       this.closed = true;
       for (const call of [...this.calls.values()]) this.endCall(call, 'shutdown', true);
-      for (const { stream } of this.draining.splice(0)) {
-        stream.rtpSock.close();
-        stream.rtcpSock.close();
-      }
+      for (const { stream } of this.draining.splice(0)) this.closeSockets(stream);
+      if (this.native) this.native.addon.destroy(this.native.h);
     });
+  }
+
+  private closeSockets(s: RelayStream): void {
+    if (this.native) this.native.addon.close(this.native.h, s.slot);
+    else {
+      s.rtpSock.close();
+      s.rtcpSock.close();
+    }
   }
 
   // ---- internals --------------------------------------------------------------------------
@@ -754,6 +909,7 @@ export class MediaRelay {
       const d = branch.streams[i];
       s.sink = d && !d.dead ? d : null;
     });
+    this.commit(call);
   }
 
   private removeBranch(call: Call, branch: Side, now: number): void {
@@ -839,7 +995,7 @@ export class MediaRelay {
     for (const info of infos) {
       if (info.rejected) {
         const os = owner.streams[info.index];
-        if (os) os.sdpRtpPort = os.rtpPort = 0;
+        if (os) this.edit(os, () => (os.sdpRtpPort = os.rtpPort = 0));
         ports.push(undefined);
         continue;
       }
@@ -850,13 +1006,15 @@ export class MediaRelay {
       const rate = m.rtpmap(m.formats[0] ?? '')?.clockRate ?? STATIC_CLOCK[Number(m.formats[0])] ?? 8000;
       os.clockRate = rate;
       ps.clockRate = rate;
-      this.updateEndpoint(
-        os,
-        sip || info.address || '',
-        info.port,
-        sip || info.rtcpAddress || '',
-        info.rtcpPort,
-        info.hold,
+      this.edit(os, () =>
+        this.updateEndpoint(
+          os,
+          sip || info.address || '',
+          info.port,
+          sip || info.rtcpAddress || '',
+          info.rtcpPort,
+          info.hold,
+        ),
       );
       os.advertisedMux = info.rtcpMux;
       os.symmetric = !flags.has('asymmetric');
@@ -966,6 +1124,8 @@ export class MediaRelay {
   }
 
   private stats(call: Call): CallStats {
+    this.tick();
+    if (this.native) for (const side of call.sides()) this.pull(side.live());
     const legs: Leg[] = [];
     const rtp = { packets: 0, bytes: 0, errors: 0 };
     const rtcp = { packets: 0, bytes: 0, errors: 0 };

@@ -1,0 +1,74 @@
+/**
+ * The native relay engine (native/relay.c, an N-API addon): the hot path on its
+ * own thread (epoll, recvmmsg/sendmmsg), the control plane staying in relay.ts.
+ * Built by the package's install script (native/build.mjs); when the built file
+ * is missing it is built here once, and when that is not possible either the
+ * caller falls back to the JS relay.
+ */
+import { spawnSync } from 'node:child_process';
+import { createRequire } from 'node:module';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+
+/** The addon's functions (see native/relay.c for what each does). */
+export interface NativeAddon {
+  /** A relay thread for the port range; returns its handle and the counters it writes. */
+  create(
+    portMin: number,
+    portMax: number,
+    ifaceAddrs: string[],
+    manualClock: boolean,
+  ): [unknown, Float64Array];
+  /** Bind the pair (port, port+1) of slot on address; throws (code EADDRINUSE, ...) when it cannot. */
+  open(h: unknown, slot: number, address: string, socketBufferBytes: number): void;
+  close(h: unknown, slot: number): void;
+  lock(h: unknown): void;
+  unlock(h: unknown): void;
+  /** The stream's JS-owned fields (dead, mux, symmetric, strict, clockRate, SDP addresses) and its sink. */
+  configure(h: unknown, slot: number, stream: object, sinkSlot: number): void;
+  /** The stream's latch state (rtpAddr..., latched, stale...) as JS changed it. */
+  push(h: unknown, slot: number, stream: object): void;
+  /** The stream's packet-side state into the JS object. */
+  pull(h: unknown, slot: number, stream: object): void;
+  destroy(h: unknown): void;
+}
+
+/** Layout of the counters array (native/relay.c). */
+export const G = {
+  now: 0,
+  packetsIn: 1,
+  packetsOut: 2,
+  bytesIn: 3,
+  bytesOut: 4,
+  rtcpIn: 5,
+  dropped: 6,
+  size: 16,
+  perSlot: 8,
+  lastRtp: 5,
+  lastRtcp: 6,
+} as const;
+
+export const DEFAULT_ADDON = join(import.meta.dirname, '..', 'native', 'build', 'relay.node');
+
+const loaded = new Map<string, NativeAddon | Error>();
+
+/** The addon at path (default: the package's build), building it first when it is missing; an Error when it cannot be had. */
+export function loadNative(path = DEFAULT_ADDON): NativeAddon | Error {
+  const known = loaded.get(path);
+  if (known) return known;
+  let result: NativeAddon | Error;
+  try {
+    if (path === DEFAULT_ADDON && !existsSync(path)) {
+      const script = join(import.meta.dirname, '..', 'native', 'build.mjs');
+      const r = spawnSync(process.execPath, [script], { encoding: 'utf8', timeout: 60_000 });
+      if (!existsSync(path))
+        throw new Error(`native relay not built: ${r.stderr.trim() || r.error?.message}`);
+    }
+    result = createRequire(import.meta.url)(path) as NativeAddon;
+    if (typeof result.create !== 'function') throw new Error(`${path} is not the relay addon`);
+  } catch (e) {
+    result = e instanceof Error ? e : new Error(String(e));
+  }
+  loaded.set(path, result);
+  return result;
+}
