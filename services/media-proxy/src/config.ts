@@ -2,7 +2,7 @@
  * media-proxy settings (SWITCHBOARD_MEDIA_*): the control port, the relay's
  * interfaces and port range, timeouts.
  */
-import { int, port, str, type ConfigOf, type Setting } from '@switchboard/platform';
+import { int, oneOf, port, str, type ConfigOf, type Setting } from '@switchboard/platform';
 import { isIP } from 'node:net';
 
 /** One relay interface: a name the proxy refers to ("direction"), the address bound and the one written into SDP. */
@@ -90,6 +90,12 @@ export const mediaConfig = {
     0,
   ),
   sweepMs: int('SWITCHBOARD_MEDIA_SWEEP_MS', 1000, 'How often timeouts and quiet periods are checked', 10),
+  engine: oneOf(
+    'SWITCHBOARD_MEDIA_ENGINE',
+    'native',
+    ['native', 'js'],
+    'Relay hot path: native (C addon, own thread, recvmmsg/sendmmsg; js with a warning when not built) or js (dgram on the event loop)',
+  ),
 };
 
 export type MediaConfig = ConfigOf<typeof mediaConfig>;

@@ -11,7 +11,7 @@ import { mediaConfig } from './config';
 import { DROP_REASONS, MediaRelay, type EndReason, type RelayCounters } from './relay';
 
 export { mediaConfig, parseInterfaces, type RelayInterface } from './config';
-export { MediaRelay, type RelayOptions, type Clock } from './relay';
+export { MediaRelay, type RelayOptions, type Clock, type RelayEngine } from './relay';
 
 export const MEDIA_EVENTS_TOPIC = 'media-events';
 
@@ -51,7 +51,8 @@ function liveCounter(
 }
 
 export function registerRelayMetrics(registry: Registry, relay: MediaRelay) {
-  const counters: RelayCounters = relay.counters;
+  // read at each scrape: with the native engine a getter copies what its thread counted
+  const counters = (): RelayCounters => relay.counters;
   new Gauge({
     name: 'switchboard_media_sessions_active',
     help: 'Calls the media relay holds',
@@ -82,8 +83,8 @@ export function registerRelayMetrics(registry: Registry, relay: MediaRelay) {
     'RTP and RTCP packets received (in) and relayed (out)',
     ['direction'],
     () => [
-      [{ direction: 'in' }, counters.packetsIn],
-      [{ direction: 'out' }, counters.packetsOut],
+      [{ direction: 'in' }, counters().packetsIn],
+      [{ direction: 'out' }, counters().packetsOut],
     ],
   );
   liveCounter(
@@ -92,8 +93,8 @@ export function registerRelayMetrics(registry: Registry, relay: MediaRelay) {
     'RTP and RTCP bytes received (in) and relayed (out)',
     ['direction'],
     () => [
-      [{ direction: 'in' }, counters.bytesIn],
-      [{ direction: 'out' }, counters.bytesOut],
+      [{ direction: 'in' }, counters().bytesIn],
+      [{ direction: 'out' }, counters().bytesOut],
     ],
   );
   liveCounter(
@@ -101,17 +102,20 @@ export function registerRelayMetrics(registry: Registry, relay: MediaRelay) {
     'switchboard_media_packets_dropped_total',
     'Packets dropped: no_session (port of an ended call), strict_source, no_destination (peer unknown or on hold), malformed, loop',
     ['reason'],
-    () => DROP_REASONS.map((r) => [{ reason: r }, counters.dropped[r]]),
+    () => {
+      const c = counters();
+      return DROP_REASONS.map((r) => [{ reason: r }, c.dropped[r]]);
+    },
   );
   liveCounter(
     registry,
     'switchboard_media_timeouts_total',
     'Calls ended because their media stopped',
     [],
-    () => [[{}, counters.timeouts]],
+    () => [[{}, counters().timeouts]],
   );
   liveCounter(registry, 'switchboard_media_rtcp_packets_total', 'RTCP packets received and read', [], () => [
-    [{}, counters.rtcpIn],
+    [{}, counters().rtcpIn],
   ]);
 }
 
@@ -161,6 +165,11 @@ export const mediaProxyService = defineService({
       ...config,
       onEnded: publish,
       onStreamEnded: streamHistograms(ctx.metrics),
+      onEngineFallback: (reason) =>
+        ctx.logger.warn(
+          { reason },
+          'media-proxy: native relay engine unavailable, running the JS relay (dgram on the event loop)',
+        ),
     });
     registerRelayMetrics(ctx.metrics, relay);
     const sweeper = setInterval(() => relay.sweep(), config.sweepMs);
@@ -189,7 +198,7 @@ export const mediaProxyService = defineService({
       config.interfaces.map((i) => `${i.name}=${i.advertised}:${config.portMin}-${config.portMax}`).join(' '),
     );
     ctx.logger.info(
-      { port: server.port, interfaces: config.interfaces.map((i) => i.name) },
+      { port: server.port, interfaces: config.interfaces.map((i) => i.name), engine: relay.engine },
       'media-proxy ready',
     );
 
