@@ -103,3 +103,108 @@ describe('in-place parsing matches the value-string parsers', () => {
     assert.throws(() => parseMessage(msg('Route', 'Route: \u000b')).routes, /empty list element/);
   });
 });
+
+describe('edits on the header index match the same edits on field objects', () => {
+  /** The same edits twice: on the parser's index, and after `fields` built the field objects. */
+  function both(b: Buffer, edit: (m: SipRequest) => void): [SipRequest, SipRequest] {
+    const a = parseMessage(b) as SipRequest;
+    const c = parseMessage(b) as SipRequest;
+    void c.fields; // the object path
+    edit(a);
+    edit(c);
+    return [a, c];
+  }
+  function same(a: SipRequest, c: SipRequest): void {
+    assert.equal(a.serialize().toString('latin1'), c.serialize().toString('latin1'));
+    assert.deepEqual(a.headerEntries(), c.headerEntries());
+    assert.deepEqual(
+      a.vias.map((v) => v.toString()),
+      c.vias.map((v) => v.toString()),
+    );
+    assert.deepEqual(
+      a.routes.map((r) => r.toString()),
+      c.routes.map((r) => r.toString()),
+    );
+    assert.deepEqual(
+      a.recordRoutes.map((r) => r.toString()),
+      c.recordRoutes.map((r) => r.toString()),
+    );
+    assert.equal(a.maxForwards, c.maxForwards);
+    assert.equal(a.getHeader('X-Tag'), c.getHeader('X-Tag'));
+  }
+  const proxyEdits = (m: SipRequest) => {
+    m.pushVia('SIP/2.0/UDP 203.0.113.5:5060;branch=z9hG4bKp1');
+    m.addHeader('Record-Route', '<sip:203.0.113.5;lr>', { first: true });
+    assert.ok(m.hasHeader('Route'));
+    m.removeFirstValue('Route');
+    m.decrementMaxForwards();
+    m.uri = 'sip:bob@198.51.100.7:5062';
+  };
+
+  test('a proxy forward: Via and Record-Route on top, first Route removed, Max-Forwards down', () => {
+    const [a, c] = both(msg('Route', 'Route: <sip:p1.example.com;lr>'), proxyEdits);
+    same(a, c);
+    assert.equal(a.routes.length, 0);
+    assert.equal(a.vias.length, 2);
+    assert.equal(a.via.branch, 'z9hG4bKp1');
+    assert.equal(a.maxForwards, 69);
+    assert.match(
+      a.serialize().toString(),
+      /^INVITE sip:bob@198\.51\.100\.7:5062 SIP\/2\.0\r\nRecord-Route: /,
+    );
+  });
+
+  test('a Route list loses its first value; a Via added after the top one was removed', () => {
+    const [a, c] = both(msg('Route', 'Route: <sip:p1.example.com;lr>, <sip:p2.example.com;lr>'), (m) => {
+      proxyEdits(m);
+      m.removeFirstValue('Via');
+      m.pushVia('SIP/2.0/TCP 203.0.113.6;branch=z9hG4bKp2');
+    });
+    same(a, c);
+    assert.deepEqual(
+      a.routes.map((r) => r.uriText),
+      ['sip:p2.example.com;lr'],
+    );
+    assert.deepEqual(
+      a.vias.map((v) => v.branch),
+      ['z9hG4bKp2', 'z9hG4bK1'],
+    );
+  });
+
+  test('other headers: set, add at the end, replace every field of a name, remove', () => {
+    const b = Buffer.from(
+      msg('Route', 'Route: <sip:p1.example.com;lr>')
+        .toString()
+        .replace('Content-Length: 0', 'X-Tag: a\r\nx-tag: b\r\nContent-Length: 0'),
+    );
+    const [a, c] = both(b, (m) => {
+      assert.equal(m.getHeader('x-TAG'), 'a');
+      m.setHeader('X-Tag', 'c'); // replaces both fields, at the place of the first
+      m.addHeader('X-Other', '1');
+      m.addHeader('Max-Forwards', '5', { first: true });
+      m.removeHeader('X-Other');
+    });
+    same(a, c);
+    assert.deepEqual(a.getHeaders('x-tag'), ['c']);
+    assert.deepEqual(a.getHeaders('max-forwards'), ['5', '70']);
+  });
+
+  test('an unedited message serializes to its own bytes; an edited one to new bytes', () => {
+    const b = msg('Route', 'Route: <sip:p1.example.com;lr>');
+    assert.deepEqual(parseMessage(b).serialize(), b);
+    const m = parseMessage(b);
+    m.removeFirstValue('Route');
+    assert.equal(m.serialize().toString(), b.toString().replace('Route: <sip:p1.example.com;lr>\r\n', ''));
+  });
+
+  test('a Request-URI set as a string is parsed when read; whitespace is refused at once', () => {
+    const m = parseMessage(msg('Route', 'Route: <sip:p1.example.com;lr>')) as SipRequest;
+    m.uri = 'sip:carol@192.0.2.9:5070;transport=tcp';
+    assert.equal(m.uriText, 'sip:carol@192.0.2.9:5070;transport=tcp');
+    assert.equal((m.uri as { host: string }).host, '192.0.2.9');
+    assert.throws(() => (m.uri = 'sip:carol@x\r\nX-Injected: 1'), /whitespace or control/);
+    assert.throws(() => (m.uri = ''), /empty Request-URI/);
+    m.uri = 'sip:[bad';
+    assert.throws(() => m.uri, SipParseError);
+  });
+});

@@ -119,8 +119,11 @@ export class HeaderField {
  *   [k + 1] lineStart | nameEnd << 16
  *   [k + 2] lineEnd | valueStart << 16
  *   [k + 3] valueEnd
+ * A field added or edited while the index is still in use (proxy edits) is an entry with the
+ * IDX_NEW bit in [k] and, in [k + 1], its place in the message's list of new fields.
  */
 export const IDX_STRIDE = 4;
+const IDX_NEW = 1 << 24;
 /** @internal */
 export function idxEntry(
   x: number[],
@@ -142,7 +145,13 @@ export function idxEntry(
 const idxId = (x: number[], k: number) => (x[k] & 15) as HeaderId;
 /** @internal */
 export const idxFolded = (x: number[], k: number) => (x[k] & 16) !== 0;
-const idxName = (x: number[], k: number) => (x[k] >> 5) - 1;
+const idxName = (x: number[], k: number) => ((x[k] & (IDX_NEW - 1)) >> 5) - 1;
+const idxIsNew = (x: number[], k: number) => (x[k] & IDX_NEW) !== 0;
+/**
+ * Unused entries the parser leaves at the start of the index, so that the fields a proxy
+ * puts on top (Via, Record-Route) go in without moving the others.
+ */
+export const IDX_HEAD = 2 * IDX_STRIDE;
 const idxLineStart = (x: number[], k: number) => x[k + 1] & 0xffff;
 const idxNameEnd = (x: number[], k: number) => x[k + 1] >>> 16;
 const idxLineEnd = (x: number[], k: number) => x[k + 2] & 0xffff;
@@ -161,6 +170,12 @@ export abstract class SipMessage {
    * HeaderField objects only when something needs them (edits, lookups by name).
    */
   private idx: number[] | null;
+  /** first entry in use of idx (entries before it are free room, see IDX_HEAD) */
+  private i0 = 0;
+  /** fields added or edited while idx is in use (entries with IDX_NEW point here) */
+  private added: HeaderField[] | null = null;
+  /** an entry of idx was added, replaced or removed */
+  private idxEdited = false;
   private _fields: HeaderField[] | undefined;
   /** SIP-Version as received (always "SIP/2.0" once parsed) */
   version = 'SIP/2.0';
@@ -198,7 +213,9 @@ export abstract class SipMessage {
   ) {
     this.buf = buf;
     if (fields.length > 0 && typeof fields[0] === 'number') {
+      // the parser's index: IDX_HEAD free numbers, then the entries
       this.idx = fields as number[];
+      this.i0 = IDX_HEAD;
       this._fields = undefined;
     } else {
       this.idx = null;
@@ -262,8 +279,12 @@ export abstract class SipMessage {
   get fields(): HeaderField[] {
     if (this._fields !== undefined) return this._fields;
     const x = this.idx!;
-    const out: HeaderField[] = new Array(x.length / IDX_STRIDE);
-    for (let k = 0, j = 0; k < x.length; k += IDX_STRIDE, j++) {
+    const out: HeaderField[] = new Array((x.length - this.i0) / IDX_STRIDE);
+    for (let k = this.i0, j = 0; k < x.length; k += IDX_STRIDE, j++) {
+      if (idxIsNew(x, k)) {
+        out[j] = this.added![x[k + 1]];
+        continue;
+      }
       const ni = idxName(x, k);
       out[j] = new HeaderField(
         this.buf,
@@ -280,11 +301,13 @@ export abstract class SipMessage {
       );
     }
     this.idx = null;
+    this.added = null;
     return (this._fields = out);
   }
   set fields(f: HeaderField[]) {
     this._fields = f;
     this.idx = null;
+    this.added = null;
   }
   /**
    * Index entry of the first field `id` when its value can be parsed in place in the
@@ -293,9 +316,9 @@ export abstract class SipMessage {
   private flatField(id: HeaderId): number {
     const x = this.idx;
     if (x === null) return -1;
-    for (let k = 0; k < x.length; k += IDX_STRIDE) {
+    for (let k = this.i0; k < x.length; k += IDX_STRIDE) {
       if (idxId(x, k) !== id) continue;
-      if (idxFolded(x, k)) return -1;
+      if (idxFolded(x, k) || idxIsNew(x, k)) return -1;
       if (this._text === undefined) this.decodeHeaders();
       return this._text === null ? -1 : k;
     }
@@ -303,8 +326,55 @@ export abstract class SipMessage {
   }
   private idxValue(k: number): string {
     const x = this.idx!;
+    if (idxIsNew(x, k)) return this.added![x[k + 1]].value!;
     const s = this.text(idxValueStart(x, k), idxValueEnd(x, k));
     return idxFolded(x, k) ? s.replace(FOLD, ' ') : s;
+  }
+
+  /** Key (lower-case full name) of index entry k. */
+  private idxKey(x: number[], k: number): string {
+    if (idxIsNew(x, k)) return this.added![x[k + 1]].key;
+    const ni = idxName(x, k);
+    return ni >= 0 ? KNOWN_HEADERS[ni].key : headerName(this.idxNameText(x, k)).key;
+  }
+  /** Name of index entry k as written. */
+  private idxNameText(x: number[], k: number): string {
+    if (idxIsNew(x, k)) return this.added![x[k + 1]].name;
+    return this.buf.toString('latin1', idxLineStart(x, k), idxNameEnd(x, k));
+  }
+  /** Index entry of the first field of a header at or after entry `from`, or -1. */
+  private idxFind(x: number[], h: HeaderName, from: number): number {
+    for (let k = from; k < x.length; k += IDX_STRIDE) {
+      if (idxId(x, k) !== h.id) continue;
+      if (h.id !== HID.other || this.idxKey(x, k) === h.key) return k;
+    }
+    return -1;
+  }
+  /** Adds a new field to the index at entry k (edits made without building the field objects). */
+  private idxPut(x: number[], k: number, f: HeaderField, replace: boolean): void {
+    const a = this.added ?? (this.added = []);
+    this.idxEdited = true;
+    const entry = f.id | IDX_NEW;
+    if (!replace) k = this.idxInsert(x, k);
+    x[k] = entry;
+    x[k + 1] = a.length;
+    a.push(f);
+  }
+  /** Makes room for an entry before entry k; returns where it goes. */
+  private idxInsert(x: number[], k: number): number {
+    if (k === this.i0 && k > 0) return (this.i0 -= IDX_STRIDE);
+    x.push(0, 0, 0, 0);
+    for (let j = x.length - 1; j >= k + IDX_STRIDE; j--) x[j] = x[j - IDX_STRIDE];
+    return k;
+  }
+  private idxRemove(x: number[], k: number): void {
+    this.idxEdited = true;
+    if (k === this.i0) {
+      this.i0 += IDX_STRIDE;
+      return;
+    }
+    for (let j = k; j < x.length - IDX_STRIDE; j++) x[j] = x[j + IDX_STRIDE];
+    x.length -= IDX_STRIDE;
   }
 
   /** Index of the first field of a header: by id for the indexed ones (no key computed for other fields). */
@@ -324,7 +394,7 @@ export abstract class SipMessage {
   private hasId(id: HeaderId): boolean {
     const x = this.idx;
     if (x !== null) {
-      for (let k = 0; k < x.length; k += IDX_STRIDE) if (idxId(x, k) === id) return true;
+      for (let k = this.i0; k < x.length; k += IDX_STRIDE) if (idxId(x, k) === id) return true;
       return false;
     }
     return this.indexOfId(id) >= 0;
@@ -337,7 +407,7 @@ export abstract class SipMessage {
   private valueOfId(id: HeaderId): string | undefined {
     const x = this.idx;
     if (x !== null) {
-      for (let k = 0; k < x.length; k += IDX_STRIDE) if (idxId(x, k) === id) return this.idxValue(k);
+      for (let k = this.i0; k < x.length; k += IDX_STRIDE) if (idxId(x, k) === id) return this.idxValue(k);
       return undefined;
     }
     const i = this.indexOfId(id);
@@ -347,7 +417,7 @@ export abstract class SipMessage {
     const out: string[] = [];
     const x = this.idx;
     if (x !== null) {
-      for (let k = 0; k < x.length; k += IDX_STRIDE) if (idxId(x, k) === id) out.push(this.idxValue(k));
+      for (let k = this.i0; k < x.length; k += IDX_STRIDE) if (idxId(x, k) === id) out.push(this.idxValue(k));
       return out;
     }
     for (const f of this.fields) if (f.id === id) out.push(this.fieldValue(f));
@@ -360,6 +430,11 @@ export abstract class SipMessage {
   getHeader(name: string): string | undefined {
     const h = headerName(name);
     if (h.id !== HID.other) return this.valueOfId(h.id);
+    const x = this.idx;
+    if (x !== null) {
+      const k = this.idxFind(x, h, this.i0);
+      return k < 0 ? undefined : this.idxValue(k);
+    }
     const i = this.find(h);
     return i < 0 ? undefined : this.fieldValue(this.fields[i]);
   }
@@ -380,7 +455,8 @@ export abstract class SipMessage {
   }
   hasHeader(name: string): boolean {
     const h = headerName(name);
-    return h.id !== HID.other ? this.hasId(h.id) : this.find(h) >= 0;
+    if (h.id !== HID.other) return this.hasId(h.id);
+    return this.idx !== null ? this.idxFind(this.idx, h, this.i0) >= 0 : this.find(h) >= 0;
   }
   /** All fields as [name as written, value] pairs, in order. */
   headerEntries(): Array<[string, string]> {
@@ -528,11 +604,11 @@ export abstract class SipMessage {
     // in place in the decoded text when a field holds one value (splitList's shortcut, on the range)
     const t = this._text!;
     const b = this.buf;
-    for (let k = 0; k < x.length; k += IDX_STRIDE) {
+    for (let k = this.i0; k < x.length; k += IDX_STRIDE) {
       if (idxId(x, k) !== id) continue;
       let s = idxValueStart(x, k);
       let e = idxValueEnd(x, k);
-      let one = !idxFolded(x, k);
+      let one = !idxFolded(x, k) && !idxIsNew(x, k);
       for (let i = s; one && i < e; i++) {
         const c = b[i];
         if (c === 44 || c === 34) one = false;
@@ -593,6 +669,18 @@ export abstract class SipMessage {
   setHeader(name: string, value: string | { toString(): string }): this {
     const f = HeaderField.create(name, String(value));
     const h = headerName(name);
+    const x = this.idx;
+    if (x !== null) {
+      const k = this.idxFind(x, h, this.i0);
+      if (k < 0) this.idxPut(x, x.length, f, false);
+      else {
+        this.idxPut(x, k, f, true);
+        for (let j = this.idxFind(x, h, k + IDX_STRIDE); j >= 0; j = this.idxFind(x, h, j))
+          this.idxRemove(x, j);
+      }
+      this.invalidate(h.id);
+      return this;
+    }
     const fs = this.fields;
     const i = this.find(h);
     if (i < 0) fs.push(f);
@@ -610,6 +698,13 @@ export abstract class SipMessage {
   addHeader(name: string, value: string | { toString(): string }, opts: { first?: boolean } = {}): this {
     const f = HeaderField.create(name, String(value));
     const h = headerName(name);
+    const x = this.idx;
+    if (x !== null) {
+      const k = opts.first ? this.idxFind(x, h, this.i0) : -1;
+      this.idxPut(x, k >= 0 ? k : opts.first ? this.i0 : x.length, f, false);
+      this.invalidate(h.id);
+      return this;
+    }
     if (opts.first) {
       const i = this.find(h);
       insertAt(this.fields, i < 0 ? 0 : i, f);
@@ -626,6 +721,17 @@ export abstract class SipMessage {
   /** Removes the first value of a list header (e.g. the first Route, RFC 3261 §16.4 / §16.12). Returns it. */
   removeFirstValue(name: string): string | undefined {
     const h = headerName(name);
+    const x = this.idx;
+    if (x !== null) {
+      const k = this.idxFind(x, h, this.i0);
+      if (k < 0) return undefined;
+      const v = this.idxValue(k);
+      const c = findComma(v, 0, h.key);
+      if (c < 0) this.idxRemove(x, k);
+      else this.idxPut(x, k, HeaderField.create(this.idxNameText(x, k), v.slice(c + 1).trim()), true);
+      this.invalidate(h.id);
+      return (c < 0 ? v : v.slice(0, c)).trim();
+    }
     const i = this.find(h);
     if (i < 0) return undefined;
     const f = this.fields[i];
@@ -693,15 +799,18 @@ export abstract class SipMessage {
   /** Writes the message; untouched ranges are copied from the original buffer. */
   serialize(): Buffer {
     const x = this.idx;
-    if (x !== null && this.slClean && !this.bodyDirty) {
+    if (x !== null && this.slClean && !this.bodyDirty && !this.idxEdited) {
       // untouched: one copy of the original bytes, when they are a complete message
       let hasCl = false;
-      for (let k = 0; k < x.length; k += IDX_STRIDE) if (idxId(x, k) === HID.contentLength) hasCl = true;
-      const lastEnd = x.length ? idxLineEnd(x, x.length - IDX_STRIDE) : this.slEnd;
+      for (let k = this.i0; k < x.length; k += IDX_STRIDE)
+        if (idxId(x, k) === HID.contentLength) hasCl = true;
+      const lastEnd = x.length > this.i0 ? idxLineEnd(x, x.length - IDX_STRIDE) : this.slEnd;
       if (hasCl && this.bodyStart > lastEnd && this.buf[lastEnd - 1] === 10) {
         return Buffer.from(this.buf.subarray(this.slStart, this.bodyEnd));
       }
     }
+    const t = this._text === undefined ? this.decodeHeaders() : this._text;
+    if (t !== null) return this.serializeText(t);
     const fields = this.fields;
     const src = this.buf;
     const body = this.body;
@@ -752,6 +861,75 @@ export abstract class SipMessage {
     return o === size ? out : out.subarray(0, o);
   }
 
+  /**
+   * serialize() when the header section is decoded (all ASCII): the message as one string
+   * (substrings of the decoded text and the new fields' text) encoded by one native call,
+   * instead of a copy per range of the original buffer.
+   */
+  private serializeText(t: string): Buffer {
+    const x = this.idx;
+    const fs = x === null ? this.fields : null;
+    const n = x !== null ? (x.length - this.i0) / IDX_STRIDE : fs!.length;
+    const src = this.buf;
+    let s = this.slClean ? t.substring(this.slStart, this.slEnd) : this.startLine() + '\r\n';
+    // a run of contiguous original lines [runStart, runEnd) is added as one substring
+    let runStart = -1;
+    let runEnd = -1;
+    let hasCl = false;
+    for (let i = 0; i < n; i++) {
+      // an original line [ls, le) of this buffer, or a field f written out by name and value
+      let f: HeaderField | null = null;
+      let ls = 0;
+      let le = 0;
+      if (x !== null) {
+        const k = this.i0 + i * IDX_STRIDE;
+        if (idxId(x, k) === HID.contentLength) hasCl = true;
+        if (idxIsNew(x, k)) f = this.added![x[k + 1]];
+        else {
+          ls = idxLineStart(x, k);
+          le = idxLineEnd(x, k);
+        }
+      } else {
+        f = fs![i];
+        if (f.id === HID.contentLength) hasCl = true;
+        if (f.value === undefined && f.src === src) {
+          ls = f.lineStart;
+          le = f.lineEnd;
+          f = null;
+        }
+      }
+      if (f === null) {
+        if (ls !== runEnd) {
+          if (runStart >= 0) s += t.substring(runStart, runEnd);
+          runStart = ls;
+        }
+        runEnd = le;
+        if (src[le - 1] === 10) continue;
+        s += t.substring(runStart, runEnd) + '\r\n'; // a last line without its line end (datagram tolerance)
+        runStart = runEnd = -1;
+        continue;
+      }
+      if (runStart >= 0) s += t.substring(runStart, runEnd);
+      runStart = runEnd = -1;
+      s += f.name + ': ' + this.fieldValue(f) + '\r\n';
+    }
+    if (runStart >= 0) s += t.substring(runStart, runEnd);
+    const bodyLen = this._body !== null ? this._body.length : this.bodyEnd - this.bodyStart;
+    if (!hasCl) s += 'Content-Length: ' + bodyLen + '\r\n';
+    s += '\r\n';
+    if (bodyLen === 0) return Buffer.from(s, 'utf8');
+    if (this._body === null && t.length >= this.bodyEnd) {
+      // the parser decoded the whole message: the body is in the text too
+      return Buffer.from(s + t.substring(this.bodyStart, this.bodyEnd), 'utf8');
+    }
+    const body = this.body;
+    const hl = Buffer.byteLength(s, 'utf8');
+    const out = Buffer.allocUnsafe(hl + body.length);
+    out.write(s, 0, hl, 'utf8');
+    body.copy(out, hl);
+    return out;
+  }
+
   toString(): string {
     return this.serialize().toString('utf8');
   }
@@ -768,7 +946,7 @@ export class SipRequest extends SipMessage {
   private _uri: Uri | undefined;
   private _uriRaw: string | undefined;
   /** the Request-URI text is the received one (uriStart, uriEnd) */
-  private readonly _uriFromBuf: boolean;
+  private _uriFromBuf: boolean;
   private readonly uriStart: number;
   private readonly uriEnd: number;
 
@@ -793,7 +971,11 @@ export class SipRequest extends SipMessage {
     this.uriEnd = uriEnd;
     this.slClean = slClean;
   }
-  /** Request-URI (parsed on first use; throws SipParseError('bad_uri')). Assign to rewrite it. */
+  /**
+   * Request-URI (parsed on first use; throws SipParseError('bad_uri')). Assign to rewrite it:
+   * a string is parsed when next read (a proxy that retargets and forwards never reads it
+   * back), and is rejected at once only when it holds whitespace or a control character.
+   */
   get uri(): Uri {
     if (this._uri !== undefined) return this._uri;
     const raw = this.uriText;
@@ -803,8 +985,15 @@ export class SipRequest extends SipMessage {
   }
   set uri(u: Uri | string) {
     if (typeof u === 'string') {
-      this._uri = parseUri(u);
+      if (u.length === 0) throw new SipParseError('bad_uri', 'empty Request-URI', 400);
+      for (let i = 0; i < u.length; i++) {
+        const c = u.charCodeAt(i);
+        if (c <= 32 || c === 127)
+          throw new SipParseError('bad_uri', 'whitespace or control character in URI', 400);
+      }
+      this._uri = undefined;
       this._uriRaw = u;
+      this._uriFromBuf = false;
     } else {
       this._uri = u;
       this._uriRaw = u.toString();

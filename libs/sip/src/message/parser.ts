@@ -27,6 +27,7 @@ import {
   MAX_START_LINE,
 } from './limits';
 import {
+  IDX_HEAD,
   IDX_STRIDE,
   SipRequest,
   SipResponse,
@@ -79,7 +80,7 @@ function methodName(buf: Buffer, s: number, e: number): string {
 }
 
 /** Header index being built (one per process: parsing is synchronous); copied out per message. */
-const SCRATCH: number[] = new Array<number>(MAX_HEADERS * IDX_STRIDE).fill(0);
+const SCRATCH: number[] = new Array<number>(IDX_HEAD + MAX_HEADERS * IDX_STRIDE).fill(0);
 
 function err(
   code: ConstructorParameters<typeof SipParseError>[0],
@@ -252,7 +253,7 @@ export function parseMessage(buf: Buffer, opts: ParseOptions = {}): SipRequest |
   }
 
   // ---------------------------------------------------------------- headers
-  let nf = 0; // entries written to SCRATCH
+  let nf = IDX_HEAD; // SCRATCH numbers in use (the first IDX_HEAD are left free, see IDX_HEAD)
   pos = slEnd;
   let bodyStart = -1;
   let clFields = 0;
@@ -344,7 +345,8 @@ export function parseMessage(buf: Buffer, opts: ParseOptions = {}): SipRequest |
         }
       }
     }
-    if (nf >= MAX_HEADERS * IDX_STRIDE) throw err('too_many_headers', 'too many header fields', 513);
+    if (nf >= IDX_HEAD + MAX_HEADERS * IDX_STRIDE)
+      throw err('too_many_headers', 'too many header fields', 513);
     idxEntry(SCRATCH, nf, id, h === undefined ? -1 : h.index, folded, nameEnd, pos, lineEnd, vs, ve);
     nf += IDX_STRIDE;
     pos = lineEnd;
