@@ -371,14 +371,10 @@ static void drain(relay_t *r, int slot, int on_rtcp_port) {
     stream_t *s = &r->s[slot];
     if (!s->bound) return;
     int fd = on_rtcp_port ? s->rtcp_fd : s->rtp_fd;
+    /* the headers were set up once (js_create); recvmmsg changes only these */
     for (int i = 0; i < BATCH; i++) {
-      r->iov_in[i].iov_base = r->buf[i];
-      r->iov_in[i].iov_len = BUF;
-      memset(&r->in[i].msg_hdr, 0, sizeof(struct msghdr));
-      r->in[i].msg_hdr.msg_iov = &r->iov_in[i];
-      r->in[i].msg_hdr.msg_iovlen = 1;
-      r->in[i].msg_hdr.msg_name = &r->from[i];
       r->in[i].msg_hdr.msg_namelen = sizeof(struct sockaddr_storage);
+      r->in[i].msg_hdr.msg_flags = 0;
     }
     int n = recvmmsg(fd, r->in, BATCH, MSG_DONTWAIT, NULL);
     if (n <= 0) return;
@@ -567,6 +563,13 @@ static napi_value js_create(napi_env env, napi_callback_info info) {
     r->s[i].clock_rate = 8000;
     r->s[i].r_rtt_ms = -1;
   }
+  for (int i = 0; i < BATCH; i++) {
+    r->iov_in[i].iov_base = r->buf[i];
+    r->iov_in[i].iov_len = BUF;
+    r->in[i].msg_hdr.msg_iov = &r->iov_in[i];
+    r->in[i].msg_hdr.msg_iovlen = 1;
+    r->in[i].msg_hdr.msg_name = &r->from[i];
+  }
   pthread_mutex_init(&r->mu, NULL);
   r->epfd = epoll_create1(EPOLL_CLOEXEC);
   r->evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -670,7 +673,7 @@ static napi_value js_open(napi_env env, napi_callback_info info) {
   pthread_mutex_unlock(&r->mu);
   if (e) {
     char msg[128];
-    snprintf(msg, sizeof msg, "bind %s:%d: %s", text, e == EADDRINUSE ? port : port, strerror(e));
+    snprintf(msg, sizeof msg, "bind %s:%d: %s", text, rtp < 0 ? port : port + 1, strerror(e));
     napi_value m, code, err;
     napi_create_string_utf8(env, msg, NAPI_AUTO_LENGTH, &m);
     napi_create_string_utf8(env, e == EADDRINUSE ? "EADDRINUSE" : "EBIND", NAPI_AUTO_LENGTH, &code);
