@@ -1,12 +1,14 @@
 /**
  * Switchboard's relay as a bench process: MediaRelay behind the ng protocol.
- *   node --import tsx bench/media/ng-relay.ts NG_PORT PORT_MIN PORT_MAX
- * Prints "ready" once listening; stops on SIGTERM.
+ *   node --import tsx bench/media/ng-relay.ts NG_PORT PORT_MIN PORT_MAX [native|js]
+ * Prints "ready" once listening; stops on SIGTERM. Exits at once when the
+ * engine asked for (default native) cannot run: a bench never measures the other.
  */
 import { MediaRelay, parseInterfaces } from '@switchboard/media-proxy';
 import { serveNg } from './ng';
 
-const [ngPort = '2223', min = '12000', max = '19999'] = process.argv.slice(2);
+const [ngPort = '2223', min = '12000', max = '19999', engine = 'native'] = process.argv.slice(2);
+if (engine !== 'native' && engine !== 'js') throw new Error(`engine "${engine}": native or js`);
 const relay = new MediaRelay({
   interfaces: parseInterfaces('bench/127.0.0.1'),
   portMin: Number(min),
@@ -16,7 +18,10 @@ const relay = new MediaRelay({
   holdTimeoutMs: 3_600_000,
   deleteGraceMs: 0,
   socketBufferBytes: 1 << 20,
+  engine,
+  onEngineFallback: (reason) => process.stderr.write(`native engine unavailable: ${reason}\n`),
 });
+if (relay.engine !== engine) process.exit(1);
 const sweeper = setInterval(() => relay.sweep(), 1000);
 const sock = await serveNg(relay, '127.0.0.1', Number(ngPort));
 process.stdout.write('ready\n');

@@ -8,6 +8,10 @@
  *
  *   npx tsx bench/media/run.ts
  *   MEDIA_BENCH_CALLS=250,500,1000 MEDIA_BENCH_SECONDS=5 npx tsx bench/media/run.ts
+ *   MEDIA_BENCH_SYSTEMS=switchboard,switchboard-js,rtpengine npx tsx bench/media/run.ts
+ *
+ * Systems: switchboard (the native engine, the default), switchboard-js (the
+ * JS engine: dgram on the event loop), rtpengine.
  *
  * Loopback only; bounded: every step runs MEDIA_BENCH_SECONDS (default 5).
  */
@@ -53,6 +57,8 @@ interface GenResult {
   latencyP99Ms: number;
   latencyMaxMs: number;
   maxSendLagMs: number;
+  steadyP50Ms: number;
+  steadyP99Ms: number;
 }
 interface Step extends GenResult {
   system: string;
@@ -104,7 +110,7 @@ const mediaTarget = (s: string) => {
 
 function start(system: string): ChildProcess {
   const args =
-    system === 'switchboard'
+    system === 'switchboard' || system === 'switchboard-js'
       ? [
           process.execPath,
           ...(process.env.MEDIA_BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean),
@@ -114,6 +120,7 @@ function start(system: string): ChildProcess {
           String(NG_PORT),
           String(PORT_MIN),
           String(PORT_MAX),
+          system === 'switchboard-js' ? 'js' : 'native',
         ]
       : [
           'rtpengine',
@@ -211,17 +218,17 @@ writeFileSync(
 const pct = (x: number) => `${(x * 100).toFixed(3)}%`;
 const ms = (x: number) => x.toFixed(3);
 const lines = [
-  `| system | calls | packets/s | loss | reordered | p50 / p99 one-way (ms) | added p50 / p99 (ms) | relay CPU (one core) | relayed packets per CPU-second |`,
-  `|---|---:|---:|---:|---:|---:|---:|---:|---:|`,
+  `| system | calls | packets/s | loss | reordered | p50 / p99 one-way (ms) | after 1 s: p50 / p99 (ms) | added p50 / p99 (ms) | relay CPU (one core) | relayed packets per CPU-second |`,
+  `|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|`,
 ];
 for (const calls of CALLS) {
   const b = baseline.get(calls)!;
   lines.push(
-    `| direct (no relay) | ${calls} | ${b.pps.toFixed(0)} | ${pct(b.lost / b.sent)} | ${b.reordered} | ${ms(b.latencyP50Ms)} / ${ms(b.latencyP99Ms)} | - | - | - |`,
+    `| direct (no relay) | ${calls} | ${b.pps.toFixed(0)} | ${pct(b.lost / b.sent)} | ${b.reordered} | ${ms(b.latencyP50Ms)} / ${ms(b.latencyP99Ms)} | ${ms(b.steadyP50Ms)} / ${ms(b.steadyP99Ms)} | - | - | - |`,
   );
   for (const r of results.filter((x) => x.calls === calls)) {
     lines.push(
-      `| ${r.system} | ${calls} | ${r.pps.toFixed(0)} | ${pct(r.lost / r.sent)} | ${r.reordered} | ${ms(r.latencyP50Ms)} / ${ms(r.latencyP99Ms)} | ${ms(r.latencyP50Ms - b.latencyP50Ms)} / ${ms(r.latencyP99Ms - b.latencyP99Ms)} | ${(r.cpu * 100).toFixed(0)}% | ${r.cpu > 0.05 ? (r.received / SECONDS / r.cpu).toFixed(0) : '-'} |`,
+      `| ${r.system} | ${calls} | ${r.pps.toFixed(0)} | ${pct(r.lost / r.sent)} | ${r.reordered} | ${ms(r.latencyP50Ms)} / ${ms(r.latencyP99Ms)} | ${ms(r.steadyP50Ms)} / ${ms(r.steadyP99Ms)} | ${ms(r.latencyP50Ms - b.latencyP50Ms)} / ${ms(r.latencyP99Ms - b.latencyP99Ms)} | ${(r.cpu * 100).toFixed(0)}% | ${r.cpu > 0.05 ? (r.received / SECONDS / r.cpu).toFixed(0) : '-'} |`,
     );
   }
 }
@@ -235,18 +242,20 @@ const best = (system: string) => {
     .sort((x, y) => x - y);
   return { maxOk, perCore: est.length ? est[Math.floor(est.length / 2)]! : 0 };
 };
-const sb = best('switchboard');
 const re = best('rtpengine');
+const ours = SYSTEMS.filter((s) => s !== 'rtpengine').map((s) => ({ system: s, ...best(s) }));
 lines.push('');
 lines.push(
   `machine: ${cpus().length} cores, load average ${load0.toFixed(2)} at the start, ${loadavg()[0]!.toFixed(2)} at the end; relay on core ${RELAY_CORE}, generator on core ${GEN_CORE}; ${SECONDS} s per step, ${ROUNDS} round(s)`,
 );
-lines.push(
-  `highest step under 0.1% loss: switchboard ${sb.maxOk.toFixed(0)} packets/s, rtpengine ${re.maxOk.toFixed(0)} packets/s`,
-);
-if (sb.perCore && re.perCore) {
+for (const sb of ours) {
   lines.push(
-    `relayed packets per CPU-second (median of the steps under 1% loss): switchboard ${sb.perCore.toFixed(0)}, rtpengine ${re.perCore.toFixed(0)}, ratio switchboard/rtpengine ${(sb.perCore / re.perCore).toFixed(2)}`,
+    `highest step under 0.1% loss: ${sb.system} ${sb.maxOk.toFixed(0)} packets/s, rtpengine ${re.maxOk.toFixed(0)} packets/s`,
   );
+  if (sb.perCore && re.perCore) {
+    lines.push(
+      `relayed packets per CPU-second (median of the steps under 1% loss): ${sb.system} ${sb.perCore.toFixed(0)}, rtpengine ${re.perCore.toFixed(0)}, ratio ${sb.system}/rtpengine ${(sb.perCore / re.perCore).toFixed(2)}`,
+    );
+  }
 }
 process.stdout.write(lines.join('\n') + '\n');
