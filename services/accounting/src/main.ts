@@ -64,7 +64,13 @@ export const accountingConfig = {
     'Most requests waiting to be stored; more are dropped unanswered',
     1,
   ),
-  relayBatch: int('SWITCHBOARD_ACCOUNTING_RELAY_BATCH', 2000, 'Outbox rows published per round', 1, 5000),
+  relayBatch: int(
+    'SWITCHBOARD_ACCOUNTING_RELAY_BATCH',
+    2000,
+    'Most records published per round (whole group commits, at least one)',
+    1,
+    5000,
+  ),
   relayLingerMs: int(
     'SWITCHBOARD_ACCOUNTING_RELAY_LINGER_MS',
     20,
@@ -181,8 +187,8 @@ export const accountingService = defineService({
       });
       local.start();
       return {
-        stored: (seqs, bodies) => {
-          cache.add(seqs, bodies);
+        stored: (group) => {
+          cache.add(group.seq, group);
           local.notify();
         },
         drained: () => local.drained(),
@@ -217,7 +223,7 @@ export const accountingService = defineService({
         writeSeconds.observe(seconds);
         batchSize.observe(n);
       },
-      onStored: (seqs, bodies) => outbox.stored(seqs, bodies),
+      onStored: (group) => outbox.stored(group),
     });
 
     const server = await startAccountingServer({

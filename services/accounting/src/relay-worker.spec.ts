@@ -21,16 +21,24 @@ import { RelayThread } from './relay-worker';
 import { collectAccounting, createTestDatabase, until } from './test-support';
 import { RecordWriter } from './writer';
 
-test('OutboxBodyCache keeps the newest bodies and forgets published seqs', () => {
+test('OutboxBodyCache keeps the newest groups and forgets published seqs', () => {
   const c = new OutboxBodyCache(3);
-  c.add(['8', '9', '10'], ['a', 'b', 'c']);
-  c.add(['11'], ['d']);
-  assert.equal(c.size, 3);
+  const g = (...bodies: string[]) => ({ keys: bodies.map((b) => `k${b}`), bodies });
+  c.add('8', g('a'));
+  c.add('9', g('b'));
+  c.add('10', g('c'));
+  c.add('11', g('d', 'e'));
+  assert.equal(c.size, 3, 'the oldest two dropped to keep 3 records');
   assert.equal(c.get('8'), undefined);
-  c.forgetBelow('10');
-  assert.deepEqual([c.get('9'), c.get('10'), c.get('11')], [undefined, 'c', 'd']);
-  c.delete(['10']);
+  assert.equal(c.get('9'), undefined);
+  c.add('12', g('f'));
+  assert.equal(c.size, 3);
+  assert.deepEqual([c.get('11')?.bodies, c.get('12')?.keys], [['d', 'e'], ['kf']]);
+  c.forgetBelow('12');
+  assert.equal(c.get('11'), undefined);
   assert.equal(c.size, 1);
+  c.delete(['12', '13']);
+  assert.equal(c.size, 0);
 });
 
 describe('RelayThread (the relay on a worker thread)', () => {
@@ -71,7 +79,7 @@ describe('RelayThread (the relay on a worker thread)', () => {
       maxBatch: 50,
       concurrency: 2,
       maxQueued: 1000,
-      onStored: (seqs, bodies) => thread.stored(seqs, bodies),
+      onStored: (group) => thread.stored(group),
     });
     const store = (i: number) => {
       const id = recordId({ client: 'test', senderRecordId: `thread-${i}` });

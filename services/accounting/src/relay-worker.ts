@@ -5,14 +5,15 @@
  * It is the same platform OutboxRelay under the same lease, so durability and
  * order are those of the in-process relay: the RADIUS answer never waits for it.
  *
- * Main thread -> worker: { seqs, bodies } (a commit stored these outbox rows: the relay
- * publishes the bodies without reading them back), 'drained', 'stop'.
+ * Main thread -> worker: { seq, keys, bodies } (a commit stored this outbox row: the relay
+ * publishes its records without reading them back), 'drained', 'stop'.
  * Worker -> main thread: 'ready', { published: n }, 'drained', 'stopped', { error }.
  */
 import { parentPort, Worker, workerData } from 'node:worker_threads';
 import type { Logger } from 'pino';
 import { createLogger, KafkaBus, openPgPool } from '@switchboard/platform';
 import { OutboxBodyCache, OutboxRelay, type RelayOptions } from './relay';
+import type { StoredGroup } from './writer';
 
 export interface RelayWorkerData {
   databaseUrl: string;
@@ -22,8 +23,8 @@ export interface RelayWorkerData {
   relay: Omit<RelayOptions, 'logger' | 'onPublished'>;
 }
 
-/** A commit's outbox rows (seqs) and bodies, or a control word. */
-type ToWorker = 'drained' | 'stop' | { seqs: string[]; bodies: string };
+/** A commit's outbox row, its records' keys and bodies (newline-joined), or a control word. */
+type ToWorker = 'drained' | 'stop' | { seq: string; keys: string[]; bodies: string };
 type FromWorker = 'ready' | 'drained' | 'stopped' | { published: number } | { error: string };
 
 /** How long after an unexpected exit the worker is started again. */
@@ -107,10 +108,15 @@ export class RelayThread {
       this.logger.error({ err: m.error }, 'accounting relay worker');
   }
 
-  /** A commit stored these outbox rows (seq order) with these bodies: publish them. */
-  stored(seqs: string[], bodies: string[]): void {
-    // One string (JSON bodies hold no raw newline): one copy to the worker, not one per record.
-    if (this.alive) this.worker.postMessage({ seqs, bodies: bodies.join('\n') } satisfies ToWorker);
+  /** A commit stored this outbox row with these records: publish them. */
+  stored(group: StoredGroup): void {
+    // The bodies as one string (JSON holds no raw newline): one copy to the worker, not one per record.
+    if (this.alive)
+      this.worker.postMessage({
+        seq: group.seq,
+        keys: group.keys,
+        bodies: group.bodies.join('\n'),
+      } satisfies ToWorker);
   }
 
   /** Resolves once the worker's relay found the outbox empty after this call (or the worker exited). */
@@ -176,7 +182,7 @@ async function runWorker(data: RelayWorkerData): Promise<void> {
   relay.start();
   port.on('message', (m: ToWorker) => {
     if (typeof m === 'object') {
-      cache.add(m.seqs, m.bodies.split('\n'));
+      cache.add(m.seq, { keys: m.keys, bodies: m.bodies.split('\n') });
       relay.notify();
     } else if (m === 'drained')
       void relay.drained().then(() => port.postMessage('drained' satisfies FromWorker));

@@ -3,21 +3,20 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { QueryResult, Queryable } from '@switchboard/platform';
 import { buildRecord, recordId } from './record';
-import { RecordWriter, type NewRecord } from './writer';
+import { RecordWriter, type NewRecord, type StoredGroup } from './writer';
 
-function heldDb() {
+/** Each statement answers as the group commit does: its outbox row's seq and the ids already stored. */
+function heldDb(alreadyStored: ReadonlySet<string> = new Set()) {
   const calls: { size: number; finish(): void }[] = [];
   const db: Queryable = {
     query: <T>(_sql: string, params?: unknown[]) =>
       new Promise<QueryResult<T>>((resolve) => {
         const ids = params![0] as string[];
+        const duplicates = ids.filter((id) => alreadyStored.has(id));
+        const seq = duplicates.length === ids.length ? null : String(calls.length + 1);
         calls.push({
           size: ids.length,
-          finish: () =>
-            resolve({
-              rows: [{ seqs: ids.map((_, i) => String(i)), stored: ids, duplicates: [] }] as T[],
-              rowCount: 1,
-            }),
+          finish: () => resolve({ rows: [{ seq, duplicates }] as T[], rowCount: 1 }),
         });
       }),
     exec: async () => undefined,
@@ -25,9 +24,14 @@ function heldDb() {
   return { db, calls };
 }
 
-const rec = (i: number): NewRecord => {
+const rec = (i: number, sessionId?: string): NewRecord => {
   const id = recordId({ client: 'c', senderRecordId: `r${i}` });
-  const record = buildRecord({ id, receivedAt: new Date(), client: 'c' }, { 'Acct-Status-Type': 'Start' });
+  const record = buildRecord(
+    { id, receivedAt: new Date(), client: 'c' },
+    sessionId === undefined
+      ? { 'Acct-Status-Type': 'Start' }
+      : { 'Acct-Status-Type': 'Start', 'Acct-Session-Id': sessionId },
+  );
   return { record, srcAddr: '127.0.0.1', srcPort: 1, identifier: i % 256, authenticator: '00' };
 };
 const tick = () => new Promise((r) => setImmediate(r));
@@ -78,4 +82,34 @@ test('without parallelFrom, every queued record starts a commit while one is fre
   );
   for (const c of calls) c.finish();
   assert.deepEqual(await Promise.all([first, second]), ['stored', 'stored']);
+});
+
+test("a commit hands its outbox row's records to onStored in order, without those already stored", async () => {
+  const dup = rec(2, 'call-2');
+  const { db, calls } = heldDb(new Set([dup.record.id]));
+  const groups: StoredGroup[] = [];
+  const w = new RecordWriter(db, {
+    maxBatch: 500,
+    concurrency: 1,
+    maxQueued: 1000,
+    onStored: (g) => groups.push(g),
+  });
+  const done = [w.submit(rec(1, 'call-1')), w.submit(dup), w.submit(rec(3))];
+  await tick();
+  calls[0].finish();
+  assert.deepEqual(await Promise.all(done), ['stored', 'duplicate', 'stored']);
+  assert.equal(groups.length, 1);
+  assert.equal(groups[0].seq, '1');
+  assert.deepEqual(groups[0].keys, ['call-1', 'client:c']);
+  assert.deepEqual(
+    groups[0].bodies.map((b) => (JSON.parse(b) as { sessionId: string | null }).sessionId),
+    ['call-1', null],
+  );
+
+  // Only duplicates: no outbox row, nothing handed over.
+  const again = w.submit(dup);
+  await tick();
+  calls[1].finish();
+  assert.equal(await again, 'duplicate');
+  assert.equal(groups.length, 1);
 });

@@ -47,10 +47,18 @@ export interface WriterOptions {
   /** After each commit: how many records, and how long it took (seconds). */
   onCommit?: (records: number, stored: number, seconds: number) => void;
   /**
-   * After each commit that stored something: the outbox rows written (seq, in seq order)
-   * and their bodies as stored, so the relay can publish without reading them back.
+   * After each commit that stored something: its outbox row (one per commit) and the
+   * Kafka keys and bodies of the records it holds, in its order, as stored, so the relay
+   * can publish them without reading them back.
    */
-  onStored?: (seqs: string[], bodies: string[]) => void;
+  onStored?: (group: StoredGroup) => void;
+}
+
+/** One group commit's outbox row: its seq, and its records' keys and bodies in the row's order. */
+export interface StoredGroup {
+  seq: string;
+  keys: string[];
+  bodies: string[];
 }
 
 /** Called once the record is durable ('stored') or found already stored ('duplicate'), or with the error. */
@@ -70,9 +78,10 @@ const dedupeKey = (r: NewRecord) => r.record.id;
  * One round trip per batch (a prepared statement): the short columns as arrays, the
  * bodies (JSON, which never holds a raw newline) as one newline-joined text, split
  * by string_to_table; PostgreSQL parses each body once (json_in) and nothing else.
- * Inserts the records (skipping stored duplicates) and, in the same statement, an
- * outbox row for each record inserted, in arrival order. One row comes back: the
- * outbox seqs and record ids written, and the ids that were already stored.
+ * Inserts the records (skipping stored duplicates) and, in the same statement, one
+ * outbox row naming the records inserted, in arrival order. One row comes back: the
+ * outbox row's seq (null when every record was a duplicate) and the ids that were
+ * already stored.
  */
 const INSERT = `
 WITH input AS (
@@ -87,13 +96,13 @@ WITH input AS (
   ON CONFLICT (id) DO NOTHING
   RETURNING id
 ), outbox AS (
-  INSERT INTO accounting.outbox (record_id, key)
-  SELECT ins.id, coalesce(input.session_id, 'client:' || input.client)
-  FROM input JOIN ins ON ins.id = input.id ORDER BY input.n
-  RETURNING seq, record_id
+  INSERT INTO accounting.outbox (record_ids)
+  SELECT array_agg(input.id ORDER BY input.n)
+  FROM input JOIN ins ON ins.id = input.id
+  HAVING count(*) > 0
+  RETURNING seq
 )
-SELECT (SELECT coalesce(array_agg(seq::text ORDER BY seq), '{}') FROM outbox) AS seqs,
-       (SELECT coalesce(array_agg(record_id::text ORDER BY seq), '{}') FROM outbox) AS stored,
+SELECT (SELECT seq::text FROM outbox) AS seq,
        (SELECT coalesce(array_agg(input.id::text), '{}') FROM input LEFT JOIN ins ON ins.id = input.id WHERE ins.id IS NULL) AS duplicates`;
 
 /** A text column value PostgreSQL accepts: NUL (which a text value cannot hold) as U+FFFD. */
@@ -173,11 +182,12 @@ export class RecordWriter {
     const statusType = new Array<string | null>(n);
     const sessionId = new Array<string | null>(n);
     const bodyList = new Array<string>(n);
-    let result: { seqs: string[]; stored: string[]; duplicates: Set<string> } | undefined;
+    let result: { seq: string | null; duplicates: string[] } | undefined;
     let error: unknown;
     try {
       for (let i = 0; i < n; i++) {
-        const { record, ...r } = batch[i].rec;
+        const r = batch[i].rec;
+        const record = r.record;
         ids[i] = record.id;
         receivedAt[i] = record.receivedAt;
         client[i] = pgText(record.client);
@@ -189,8 +199,8 @@ export class RecordWriter {
         sessionId[i] = pgText(record.sessionId);
         bodyList[i] = JSON.stringify(record);
       }
-      // One row back: the outbox rows written, and the ids already stored (duplicates; usually none).
-      const res = await this.db.query<{ seqs: string[]; stored: string[]; duplicates: string[] }>(
+      // One row back: the outbox row written, and the ids already stored (duplicates; usually none).
+      const res = await this.db.query<{ seq: string | null; duplicates: string[] }>(
         INSERT,
         [
           ids,
@@ -206,8 +216,7 @@ export class RecordWriter {
         ],
         { name: 'accounting-group-commit' },
       );
-      const row = res.rows[0];
-      result = { seqs: row.seqs, stored: row.stored, duplicates: new Set(row.duplicates) };
+      result = res.rows[0];
     } catch (e) {
       error = e;
     }
@@ -217,17 +226,22 @@ export class RecordWriter {
       return;
     }
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-    this.opts.onCommit?.(n, result.stored.length, seconds);
-    if (result.stored.length > 0 && this.opts.onStored) {
-      const bodyOf = new Map<string, string>();
-      for (let i = 0; i < n; i++) bodyOf.set(ids[i], bodyList[i]);
-      this.opts.onStored(
-        result.seqs,
-        result.stored.map((id) => bodyOf.get(id)!),
-      );
+    const duplicates = result.duplicates.length > 0 ? new Set(result.duplicates) : undefined;
+    const storedCount = n - (duplicates?.size ?? 0);
+    this.opts.onCommit?.(n, storedCount, seconds);
+    if (result.seq !== null && this.opts.onStored) {
+      // The outbox row names the records inserted in arrival order: these, in this order.
+      const keys: string[] = [];
+      const bodies: string[] = [];
+      for (let i = 0; i < n; i++) {
+        if (duplicates?.has(ids[i])) continue;
+        keys.push(sessionId[i] ?? `client:${client[i]}`);
+        bodies.push(bodyList[i]);
+      }
+      this.opts.onStored({ seq: result.seq, keys, bodies });
     }
     for (const w of batch) {
-      const outcome = result.duplicates.has(w.rec.record.id) ? 'duplicate' : 'stored';
+      const outcome = duplicates?.has(w.rec.record.id) ? 'duplicate' : 'stored';
       for (const d of w.done) d(null, outcome);
     }
   }
