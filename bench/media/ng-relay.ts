@@ -19,12 +19,18 @@ const relay = new MediaRelay({
   deleteGraceMs: 0,
   socketBufferBytes: 1 << 20,
   engine,
+  measureResidence: true,
   onEngineFallback: (reason) => process.stderr.write(`native engine unavailable: ${reason}\n`),
 });
 if (relay.engine !== engine) process.exit(1);
 const sweeper = setInterval(() => relay.sweep(), 1000);
 const sock = await serveNg(relay, '127.0.0.1', Number(ngPort));
 process.stdout.write('ready\n');
+// SIGUSR1: the native engine's residence times since the last one, on stderr, then reset
+process.on('SIGUSR1', () => {
+  const r = relay.residence(true);
+  if (r) process.stderr.write(`residence ${JSON.stringify(r)}\n`);
+});
 process.on('SIGTERM', () => {
   clearInterval(sweeper);
   sock.close();

@@ -11,7 +11,9 @@
  *   MEDIA_BENCH_SYSTEMS=switchboard,switchboard-js,rtpengine npx tsx bench/media/run.ts
  *
  * Systems: switchboard (the native engine, the default), switchboard-js (the
- * JS engine: dgram on the event loop), rtpengine.
+ * JS engine: dgram on the event loop), rtpengine. For the native engine the
+ * table also has its own residence time per relayed packet (kernel receipt,
+ * SO_TIMESTAMPNS, to send): what the relay adds, apart from the generator.
  *
  * Loopback only; bounded: every step runs MEDIA_BENCH_SECONDS (default 5).
  */
@@ -63,6 +65,29 @@ interface GenResult {
 interface Step extends GenResult {
   system: string;
   cpu: number; // fraction of one core used by the relay process during the step
+  residence?: Residence;
+}
+
+/** The native engine's own figures (ng-relay prints them on SIGUSR1): kernel receipt to send, per relayed packet. */
+interface Residence {
+  packets: number;
+  p50Ms: number;
+  p99Ms: number;
+  p999Ms: number;
+  maxMs: number;
+}
+let residenceWaiter: ((r: Residence) => void) | undefined;
+
+/** Ask a native Switchboard relay for its residence figures since the last ask (and reset them). */
+async function residence(child: ChildProcess): Promise<Residence | undefined> {
+  const got = new Promise<Residence | undefined>((resolve) => {
+    residenceWaiter = resolve;
+    setTimeout(() => resolve(undefined), 3000);
+  });
+  child.kill('SIGUSR1');
+  const r = await got;
+  residenceWaiter = undefined;
+  return r;
 }
 
 /** utime + stime of a process (all threads), in seconds. */
@@ -143,6 +168,8 @@ function start(system: string): ChildProcess {
   });
   child.stderr!.on('data', (d: Buffer) => {
     if (process.env.MEDIA_BENCH_VERBOSE) process.stderr.write(`[${system}] ${d}`);
+    for (const line of d.toString().split('\n'))
+      if (line.startsWith('residence ')) residenceWaiter?.(JSON.parse(line.slice(10)) as Residence);
   });
   return child;
 }
@@ -181,12 +208,14 @@ async function benchSystem(system: string): Promise<Step[]> {
     const steps: Step[] = [];
     for (const calls of CALLS) {
       await new Promise((r) => setTimeout(r, 1000)); // let the previous step's backlog drain
+      const native = system === 'switchboard';
+      if (native) await residence(child); // reset
       const before = cpuSeconds(child.pid!);
       const t0 = process.hrtime.bigint();
       const r = runGen(calls, targets);
       const wall = Number(process.hrtime.bigint() - t0) / 1e9;
       const cpu = (cpuSeconds(child.pid!) - before) / wall;
-      steps.push({ system, cpu, ...r });
+      steps.push({ system, cpu, ...r, residence: native ? await residence(child) : undefined });
       process.stderr.write(`${system} ${calls} calls: ${JSON.stringify(r)} cpu ${(cpu * 100).toFixed(0)}%\n`);
     }
     return steps;
@@ -218,17 +247,17 @@ writeFileSync(
 const pct = (x: number) => `${(x * 100).toFixed(3)}%`;
 const ms = (x: number) => x.toFixed(3);
 const lines = [
-  `| system | calls | packets/s | loss | reordered | p50 / p99 one-way (ms) | after 1 s: p50 / p99 (ms) | added p50 / p99 (ms) | relay CPU (one core) | relayed packets per CPU-second |`,
-  `|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|`,
+  `| system | calls | packets/s | loss | reordered | p50 / p99 one-way (ms) | after 1 s: p50 / p99 (ms) | added p50 / p99 (ms) | relay CPU (one core) | relayed packets per CPU-second | in the relay: p50 / p99 / max (ms) |`,
+  `|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|`,
 ];
 for (const calls of CALLS) {
   const b = baseline.get(calls)!;
   lines.push(
-    `| direct (no relay) | ${calls} | ${b.pps.toFixed(0)} | ${pct(b.lost / b.sent)} | ${b.reordered} | ${ms(b.latencyP50Ms)} / ${ms(b.latencyP99Ms)} | ${ms(b.steadyP50Ms)} / ${ms(b.steadyP99Ms)} | - | - | - |`,
+    `| direct (no relay) | ${calls} | ${b.pps.toFixed(0)} | ${pct(b.lost / b.sent)} | ${b.reordered} | ${ms(b.latencyP50Ms)} / ${ms(b.latencyP99Ms)} | ${ms(b.steadyP50Ms)} / ${ms(b.steadyP99Ms)} | - | - | - | - |`,
   );
   for (const r of results.filter((x) => x.calls === calls)) {
     lines.push(
-      `| ${r.system} | ${calls} | ${r.pps.toFixed(0)} | ${pct(r.lost / r.sent)} | ${r.reordered} | ${ms(r.latencyP50Ms)} / ${ms(r.latencyP99Ms)} | ${ms(r.steadyP50Ms)} / ${ms(r.steadyP99Ms)} | ${ms(r.latencyP50Ms - b.latencyP50Ms)} / ${ms(r.latencyP99Ms - b.latencyP99Ms)} | ${(r.cpu * 100).toFixed(0)}% | ${r.cpu > 0.05 ? (r.received / SECONDS / r.cpu).toFixed(0) : '-'} |`,
+      `| ${r.system} | ${calls} | ${r.pps.toFixed(0)} | ${pct(r.lost / r.sent)} | ${r.reordered} | ${ms(r.latencyP50Ms)} / ${ms(r.latencyP99Ms)} | ${ms(r.steadyP50Ms)} / ${ms(r.steadyP99Ms)} | ${ms(r.latencyP50Ms - b.latencyP50Ms)} / ${ms(r.latencyP99Ms - b.latencyP99Ms)} | ${(r.cpu * 100).toFixed(0)}% | ${r.cpu > 0.05 ? (r.received / SECONDS / r.cpu).toFixed(0) : '-'} | ${r.residence ? `${ms(r.residence.p50Ms)} / ${ms(r.residence.p99Ms)} / ${ms(r.residence.maxMs)}` : '-'} |`,
     );
   }
 }

@@ -63,7 +63,7 @@
 #define BATCH 32
 #define BUF 2048
 #define MAX_IFACES 16
-#define LEARNING_NONE (-1)
+#define LAT_BUCKETS 10000 /* of 10 us */
 
 typedef struct {
   int family; /* 0 for none (empty address) */
@@ -107,6 +107,16 @@ typedef struct {
   stream_t *s;
   double *g; /* shared counters (owned by the ArrayBuffer) */
   int manual_clock;
+  /*
+   * Residence time (bench): with measure on, each socket timestamps arrivals (SO_TIMESTAMPNS)
+   * and the thread counts, per relayed packet, the time from the kernel's receipt to its send:
+   * socket queue wait plus the thread's own work. 10 us buckets up to 100 ms.
+   */
+  int measure;
+  uint64_t lat[LAT_BUCKETS + 1];
+  uint64_t lat_count;
+  uint64_t lat_max_ns;
+  uint8_t ctl[BATCH][CMSG_SPACE(sizeof(struct timespec))];
   int n_ifaces;
   addr_t ifaces[MAX_IFACES];
   /* batch buffers */
@@ -375,10 +385,17 @@ static void drain(relay_t *r, int slot, int on_rtcp_port) {
     for (int i = 0; i < BATCH; i++) {
       r->in[i].msg_hdr.msg_namelen = sizeof(struct sockaddr_storage);
       r->in[i].msg_hdr.msg_flags = 0;
+      if (r->measure) r->in[i].msg_hdr.msg_controllen = sizeof r->ctl[i];
     }
     int n = recvmmsg(fd, r->in, BATCH, MSG_DONTWAIT, NULL);
     if (n <= 0) return;
     double now = now_ms(r);
+    uint64_t now_ns = 0;
+    if (r->measure) {
+      struct timespec t;
+      clock_gettime(CLOCK_REALTIME, &t);
+      now_ns = (uint64_t)t.tv_sec * 1000000000ULL + (uint64_t)t.tv_nsec;
+    }
     int nout = 0, out_fd = -1;
     for (int i = 0; i < n; i++) {
       int len = (int)r->in[i].msg_len;
@@ -393,6 +410,19 @@ static void drain(relay_t *r, int slot, int on_rtcp_port) {
       }
       int ofd = on_packet(r, slot, r->buf[i], len, &src, on_rtcp_port, now, &to);
       if (ofd < 0) continue;
+      if (r->measure) {
+        struct cmsghdr *cm = CMSG_FIRSTHDR(&r->in[i].msg_hdr);
+        if (cm && cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_TIMESTAMPNS) {
+          struct timespec at;
+          memcpy(&at, CMSG_DATA(cm), sizeof at);
+          uint64_t rx = (uint64_t)at.tv_sec * 1000000000ULL + (uint64_t)at.tv_nsec;
+          uint64_t d = now_ns > rx ? now_ns - rx : 0;
+          uint64_t b = d / 10000;
+          r->lat[b > LAT_BUCKETS ? LAT_BUCKETS : b]++;
+          r->lat_count++;
+          if (d > r->lat_max_ns) r->lat_max_ns = d;
+        }
+      }
       if (nout > 0 && ofd != out_fd) {
         sendmmsg(out_fd, r->out, (unsigned)nout, MSG_DONTWAIT);
         nout = 0;
@@ -513,16 +543,17 @@ static int get_slot(napi_env env, relay_t *r, napi_value v, int *slot) {
 
 /* create(portMin, portMax, ifaceAddrs: string[], manualClock: boolean) -> [handle, Float64Array] */
 static napi_value js_create(napi_env env, napi_callback_info info) {
-  size_t argc = 4;
-  napi_value argv[4];
+  size_t argc = 5;
+  napi_value argv[5];
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   int pmin, pmax;
-  bool manual = false;
+  bool manual = false, measure = false;
   if (argc < 4 || !get_int(env, argv[0], &pmin) || !get_int(env, argv[1], &pmax)) {
     napi_throw_type_error(env, NULL, "native relay: create(portMin, portMax, addrs, manualClock)");
     return NULL;
   }
   napi_get_value_bool(env, argv[3], &manual);
+  if (argc >= 5) napi_get_value_bool(env, argv[4], &measure);
   relay_t *r = calloc(1, sizeof *r);
   if (!r) {
     napi_throw_error(env, NULL, "native relay: out of memory");
@@ -533,6 +564,7 @@ static napi_value js_create(napi_env env, napi_callback_info info) {
   r->first = pmin % 2 == 0 ? pmin : pmin + 1;
   r->slots = pmax >= r->first + 1 ? (pmax - r->first + 1) / 2 : 0;
   r->manual_clock = manual;
+  r->measure = measure;
   uint32_t n_if = 0;
   napi_get_array_length(env, argv[2], &n_if);
   for (uint32_t i = 0; i < n_if && i < MAX_IFACES; i++) {
@@ -569,6 +601,7 @@ static napi_value js_create(napi_env env, napi_callback_info info) {
     r->in[i].msg_hdr.msg_iov = &r->iov_in[i];
     r->in[i].msg_hdr.msg_iovlen = 1;
     r->in[i].msg_hdr.msg_name = &r->from[i];
+    if (measure) r->in[i].msg_hdr.msg_control = r->ctl[i];
   }
   pthread_mutex_init(&r->mu, NULL);
   r->epfd = epoll_create1(EPOLL_CLOEXEC);
@@ -598,12 +631,16 @@ static napi_value js_create(napi_env env, napi_callback_info info) {
   return out;
 }
 
-static int bind_one(int family, const addr_t *a, int port, int bufsize) {
+static int bind_one(int family, const addr_t *a, int port, int bufsize, int measure) {
   int fd = socket(family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return -errno;
   if (family == AF_INET6) {
     int one = 1;
     setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+  }
+  if (measure) {
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPNS, &one, sizeof one);
   }
   if (bufsize > 0) {
     setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &bufsize, sizeof bufsize);
@@ -644,8 +681,8 @@ static napi_value js_open(napi_env env, napi_callback_info info) {
   stream_t *s = &r->s[slot];
   close_slot(r, s);
   int e = 0;
-  int rtp = bind_one(a.family, &a, port, bufsize);
-  int rtcp = rtp < 0 ? -1 : bind_one(a.family, &a, port + 1, bufsize);
+  int rtp = bind_one(a.family, &a, port, bufsize, r->measure);
+  int rtcp = rtp < 0 ? -1 : bind_one(a.family, &a, port + 1, bufsize, r->measure);
   if (rtp < 0) e = -rtp;
   else if (rtcp < 0) {
     e = -rtcp;
@@ -858,6 +895,46 @@ static napi_value js_pull(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* latency(h, reset) -> [count, p50, p99, p999, max] in ms of residence time (measure on), then reset. */
+static napi_value js_latency(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  relay_t *r = get_relay(env, argv[0]);
+  if (!r) return NULL;
+  bool reset = false;
+  if (argc >= 2) napi_get_value_bool(env, argv[1], &reset);
+  double out[5] = {0, 0, 0, 0, 0};
+  pthread_mutex_lock(&r->mu);
+  out[0] = (double)r->lat_count;
+  const double q[3] = {0.5, 0.99, 0.999};
+  for (int k = 0; k < 3 && r->lat_count > 0; k++) {
+    uint64_t want = (uint64_t)ceil(q[k] * (double)r->lat_count), seen = 0;
+    for (int b = 0; b <= LAT_BUCKETS; b++) {
+      seen += r->lat[b];
+      if (seen >= want) {
+        out[1 + k] = (b + 1) * 0.01; /* the bucket's upper bound, ms */
+        break;
+      }
+    }
+  }
+  out[4] = r->lat_max_ns / 1e6;
+  if (reset) {
+    memset(r->lat, 0, sizeof r->lat);
+    r->lat_count = 0;
+    r->lat_max_ns = 0;
+  }
+  pthread_mutex_unlock(&r->mu);
+  napi_value arr;
+  CHECK(napi_create_array_with_length(env, 5, &arr));
+  for (uint32_t i = 0; i < 5; i++) {
+    napi_value v;
+    napi_create_double(env, out[i], &v);
+    napi_set_element(env, arr, i, v);
+  }
+  return arr;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor d[] = {
       {"create", NULL, js_create, NULL, NULL, NULL, napi_default, NULL},
@@ -869,6 +946,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"push", NULL, js_push, NULL, NULL, NULL, napi_default, NULL},
       {"pull", NULL, js_pull, NULL, NULL, NULL, napi_default, NULL},
       {"destroy", NULL, js_destroy, NULL, NULL, NULL, napi_default, NULL},
+      {"latency", NULL, js_latency, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof d / sizeof d[0], d);
   return exports;

@@ -18,6 +18,7 @@ export interface NativeAddon {
     portMax: number,
     ifaceAddrs: string[],
     manualClock: boolean,
+    measure?: boolean,
   ): [unknown, Float64Array];
   /** Bind the pair (port, port+1) of slot on address; throws (code EADDRINUSE, ...) when it cannot. */
   open(h: unknown, slot: number, address: string, socketBufferBytes: number): void;
@@ -31,6 +32,8 @@ export interface NativeAddon {
   /** The stream's packet-side state into the JS object. */
   pull(h: unknown, slot: number, stream: object): void;
   destroy(h: unknown): void;
+  /** With measure on: [count, p50, p99, p99.9, max] of the residence time in ms (10 us buckets); reset clears it. */
+  latency(h: unknown, reset: boolean): [number, number, number, number, number];
 }
 
 /** Layout of the counters array (native/relay.c). */

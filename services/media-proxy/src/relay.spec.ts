@@ -867,3 +867,20 @@ test('native engine missing: the relay falls back to the JS engine, says why, an
   assert.equal(relay.counters.packetsOut, 1);
   assert.ok(target(o.sdp).port >= base);
 });
+
+test('native engine: residence times (bench) count each relayed packet and reset when read', async () => {
+  const h = makeHarness({ engine: 'native', measureResidence: true });
+  const [a, b] = [await peer(), await peer()];
+  const { fromA } = await setup(h, a, b);
+  assert.deepEqual(h.relay.residence(false)?.packets, 0);
+  await a.send(rtpPacket(1, 160, 1), fromA);
+  await b.next();
+  await a.send(rtpPacket(2, 320, 1), fromA);
+  await b.next();
+  const r = h.relay.residence(true)!;
+  assert.equal(r.packets, 2);
+  assert.ok(r.p50Ms > 0 && r.p50Ms <= r.p99Ms && r.p99Ms <= r.p999Ms);
+  assert.ok(r.maxMs >= 0);
+  assert.equal(h.relay.residence(false)!.packets, 0);
+  assert.equal(makeHarness({ engine: 'js' }).relay.residence(false), undefined);
+});

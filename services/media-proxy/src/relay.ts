@@ -95,6 +95,17 @@ export interface RelayOptions {
   nativeAddon?: string;
   /** The native engine was asked for and could not be had: why (the JS relay runs). */
   onEngineFallback?: (reason: string) => void;
+  /** Native engine (bench): timestamp arrivals and keep a histogram of each relayed packet's time in the relay. */
+  measureResidence?: boolean;
+}
+
+/** Time from the kernel's receipt of a datagram to its send, per relayed packet (ms; 10 µs buckets). */
+export interface Residence {
+  packets: number;
+  p50Ms: number;
+  p99Ms: number;
+  p999Ms: number;
+  maxMs: number;
 }
 
 interface Native {
@@ -338,6 +349,7 @@ export class MediaRelay {
             opts.portMax,
             opts.interfaces.map((i) => i.address),
             this.manualClock,
+            opts.measureResidence === true,
           );
           this.native = { addon, h, g };
           this.engine = 'native';
@@ -364,6 +376,17 @@ export class MediaRelay {
       for (let i = 0; i < DROP_REASONS.length; i++) c.dropped[DROP_REASONS[i]!] = g[G.dropped + i]!;
     }
     return c;
+  }
+
+  /**
+   * The native engine's residence-time figures since the last reset (measureResidence on);
+   * undefined with the JS engine.
+   */
+  residence(reset: boolean): Residence | undefined {
+    const n = this.native;
+    if (!n) return undefined;
+    const [packets, p50Ms, p99Ms, p999Ms, maxMs] = n.addon.latency(n.h, reset);
+    return { packets, p50Ms, p99Ms, p999Ms, maxMs };
   }
 
   /** With a manual clock, the native thread's time follows it. */
