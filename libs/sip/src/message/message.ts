@@ -102,12 +102,14 @@ export class HeaderField {
   get key(): string {
     return (this._key ??= headerName(this.name).key);
   }
-  static create(name: string, value: string): HeaderField {
-    const h = headerName(name);
+  /** A new field; `h` is headerName(name) when the caller has it already. */
+  static create(name: string, value: string, h: HeaderName = headerName(name)): HeaderField {
     const written = h.id !== HID.other || h.canonical !== name ? h.canonical : name;
     if (value.indexOf('\r') >= 0 || value.indexOf('\n') >= 0)
       throw new SipParseError('bad_header', `${name}: CR/LF in value`, 400, h.key);
-    if (!isToken(name)) throw new SipParseError('bad_header', `bad header name "${name}"`, 400);
+    // a known name (any spelling headerName resolved) is a token
+    if (h.index < 0 && !isToken(name))
+      throw new SipParseError('bad_header', `bad header name "${name}"`, 400);
     return new HeaderField(null, written, h.key, h.id, -1, -1, -1, -1, -1, false, value);
   }
 }
@@ -120,7 +122,8 @@ export class HeaderField {
  *   [k + 2] lineEnd | valueStart << 16
  *   [k + 3] valueEnd
  * A field added or edited while the index is still in use (proxy edits) is an entry with the
- * IDX_NEW bit in [k] and, in [k + 1], its place in the message's list of new fields.
+ * IDX_NEW bit in [k] and, in [k + 1], its place in the message's list of new fields; a
+ * removed field is an entry IDX_GONE.
  */
 export const IDX_STRIDE = 4;
 const IDX_NEW = 1 << 24;
@@ -152,6 +155,8 @@ const idxIsNew = (x: number[], k: number) => (x[k] & IDX_NEW) !== 0;
  * puts on top (Via, Record-Route) go in without moving the others.
  */
 export const IDX_HEAD = 2 * IDX_STRIDE;
+/** [k] of a removed entry: an id no header has, so every lookup passes over it */
+const IDX_GONE = 15;
 const idxLineStart = (x: number[], k: number) => x[k + 1] & 0xffff;
 const idxNameEnd = (x: number[], k: number) => x[k + 1] >>> 16;
 const idxLineEnd = (x: number[], k: number) => x[k + 2] & 0xffff;
@@ -279,25 +284,28 @@ export abstract class SipMessage {
   get fields(): HeaderField[] {
     if (this._fields !== undefined) return this._fields;
     const x = this.idx!;
-    const out: HeaderField[] = new Array((x.length - this.i0) / IDX_STRIDE);
-    for (let k = this.i0, j = 0; k < x.length; k += IDX_STRIDE, j++) {
+    const out: HeaderField[] = [];
+    for (let k = this.i0; k < x.length; k += IDX_STRIDE) {
+      if (x[k] === IDX_GONE) continue;
       if (idxIsNew(x, k)) {
-        out[j] = this.added![x[k + 1]];
+        out.push(this.added![x[k + 1]]);
         continue;
       }
       const ni = idxName(x, k);
-      out[j] = new HeaderField(
-        this.buf,
-        undefined,
-        ni < 0 ? undefined : KNOWN_HEADERS[ni].key,
-        idxId(x, k),
-        idxNameEnd(x, k),
-        idxLineStart(x, k),
-        idxLineEnd(x, k),
-        idxValueStart(x, k),
-        idxValueEnd(x, k),
-        idxFolded(x, k),
-        undefined,
+      out.push(
+        new HeaderField(
+          this.buf,
+          undefined,
+          ni < 0 ? undefined : KNOWN_HEADERS[ni].key,
+          idxId(x, k),
+          idxNameEnd(x, k),
+          idxLineStart(x, k),
+          idxLineEnd(x, k),
+          idxValueStart(x, k),
+          idxValueEnd(x, k),
+          idxFolded(x, k),
+          undefined,
+        ),
       );
     }
     this.idx = null;
@@ -369,12 +377,8 @@ export abstract class SipMessage {
   }
   private idxRemove(x: number[], k: number): void {
     this.idxEdited = true;
-    if (k === this.i0) {
-      this.i0 += IDX_STRIDE;
-      return;
-    }
-    for (let j = k; j < x.length - IDX_STRIDE; j++) x[j] = x[j + IDX_STRIDE];
-    x.length -= IDX_STRIDE;
+    if (k === this.i0) this.i0 += IDX_STRIDE;
+    else x[k] = IDX_GONE;
   }
 
   /** Index of the first field of a header: by id for the indexed ones (no key computed for other fields). */
@@ -667,8 +671,8 @@ export abstract class SipMessage {
 
   /** Replaces every field of `name` with one field (at the place of the first; else appended). */
   setHeader(name: string, value: string | { toString(): string }): this {
-    const f = HeaderField.create(name, String(value));
     const h = headerName(name);
+    const f = HeaderField.create(name, String(value), h);
     const x = this.idx;
     if (x !== null) {
       const k = this.idxFind(x, h, this.i0);
@@ -696,8 +700,8 @@ export abstract class SipMessage {
    * RFC 3261 §16.6 / §16.6.4), or at the very top when there is none; otherwise at the end.
    */
   addHeader(name: string, value: string | { toString(): string }, opts: { first?: boolean } = {}): this {
-    const f = HeaderField.create(name, String(value));
     const h = headerName(name);
+    const f = HeaderField.create(name, String(value), h);
     const x = this.idx;
     if (x !== null) {
       const k = opts.first ? this.idxFind(x, h, this.i0) : -1;
@@ -883,6 +887,7 @@ export abstract class SipMessage {
       let le = 0;
       if (x !== null) {
         const k = this.i0 + i * IDX_STRIDE;
+        if (x[k] === IDX_GONE) continue;
         if (idxId(x, k) === HID.contentLength) hasCl = true;
         if (idxIsNew(x, k)) f = this.added![x[k + 1]];
         else {
