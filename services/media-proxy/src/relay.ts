@@ -991,6 +991,21 @@ export class MediaRelay {
     req: SdpRequest,
     isAnswer: boolean,
   ) {
+    try {
+      return await this.applySdp(owner, peer, sdp, req, isAnswer);
+    } finally {
+      // the native thread takes up what changed, also when a later m= line failed
+      this.commit(call);
+    }
+  }
+
+  private async applySdp(
+    owner: Side,
+    peer: Side,
+    sdp: SessionDescription,
+    req: SdpRequest,
+    isAnswer: boolean,
+  ) {
     const warnings: string[] = [];
     for (const f of req.flags) if (!KNOWN_FLAGS.has(f)) warnings.push(`flag "${f}" ignored`);
     const flags = new Set(req.flags);
