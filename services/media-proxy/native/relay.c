@@ -451,17 +451,21 @@ static void *relay_main(void *arg) {
       if (errno == EINTR) continue;
       break;
     }
-    pthread_mutex_lock(&r->mu);
-    if (r->stop) {
-      pthread_mutex_unlock(&r->mu);
-      break;
-    }
-    for (int i = 0; i < n; i++) {
+    int stop = 0;
+    for (int i = 0; i < n && !stop; i++) {
       uint64_t tag = ev[i].data.u64;
-      if (tag == UINT64_MAX) continue;
-      drain(r, (int)(tag >> 1), (int)(tag & 1));
+      /* the lock per socket, not per batch: a control call from JS waits at most one drain */
+      pthread_mutex_lock(&r->mu);
+      stop = r->stop;
+      if (!stop && tag != UINT64_MAX) drain(r, (int)(tag >> 1), (int)(tag & 1));
+      pthread_mutex_unlock(&r->mu);
     }
-    pthread_mutex_unlock(&r->mu);
+    if (n == 0 || stop) {
+      pthread_mutex_lock(&r->mu);
+      stop = r->stop;
+      pthread_mutex_unlock(&r->mu);
+    }
+    if (stop) break;
   }
   return NULL;
 }
