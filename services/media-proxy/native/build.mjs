@@ -28,35 +28,36 @@ export function build({ quiet = false } = {}) {
   const inc = headers();
   if (!inc)
     return (say('not built: node_api.h not found (install Node headers); the JS relay will run'), false);
-  const cc = 'cc';
   mkdirSync(join(here, 'build'), { recursive: true });
   // build to a private name, then rename: concurrent builds (test processes) never see half a file
   const tmp = `${out}.${process.pid}.tmp`;
-  const r = spawnSync(
-    cc,
-    [
-      '-O2',
-      '-Wall',
-      '-shared',
-      '-fPIC',
-      '-pthread',
-      `-I${inc}`,
-      '-DNAPI_VERSION=8',
-      '-o',
-      tmp,
-      join(here, 'relay.c'),
-      '-lm',
-    ],
-    { encoding: 'utf8' },
-  );
-  if (r.status !== 0) {
-    rmSync(tmp, { force: true });
-    say(`not built: ${cc} failed (${r.error?.message ?? r.stderr.trim()}); the JS relay will run`);
-    return false;
+  const args = [
+    '-O2',
+    '-Wall',
+    '-shared',
+    '-fPIC',
+    '-pthread',
+    `-I${inc}`,
+    '-DNAPI_VERSION=8',
+    '-o',
+    tmp,
+    join(here, 'relay.c'),
+    '-lm',
+  ];
+  const failures = [];
+  for (const cc of ['cc', 'gcc']) {
+    const r = spawnSync(cc, args, { encoding: 'utf8' });
+    if (r.status === 0) {
+      renameSync(tmp, out);
+      say(`built ${out}`);
+      return true;
+    }
+    failures.push(`${cc}: ${r.error?.message ?? r.stderr.trim()}`);
+    if (!r.error) break; // the compiler ran and failed: another one would fail the same way
   }
-  renameSync(tmp, out);
-  say(`built ${out}`);
-  return true;
+  rmSync(tmp, { force: true });
+  say(`not built (${failures.join('; ')}); the JS relay will run`);
+  return false;
 }
 
 if (process.argv[1] && import.meta.filename === process.argv[1]) build();
