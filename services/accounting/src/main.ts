@@ -73,7 +73,8 @@ export const accountingConfig = {
   ),
   relayLingerMs: int(
     'SWITCHBOARD_ACCOUNTING_RELAY_LINGER_MS',
-    20,
+    // Larger rounds cost kafkajs and the broker less per record (bench/RESULTS.md, RADIUS accounting).
+    100,
     'How long the relay waits after a commit so that one round publishes several',
     0,
     1000,
