@@ -12,7 +12,8 @@
  * --profile=DIR writes a V8 CPU profile of the Switchboard child to DIR (node --cpu-prof);
  * --only=switchboard skips FreeRADIUS (for profiling).
  * CPU per request: the whole process, its main thread, and its busiest other thread (the
- * outbox relay worker, kafkajs), then PostgreSQL's backends. bench/radius/publish.ts
+ * outbox relay worker, kafkajs), then PostgreSQL's backends, then the Kafka broker's
+ * process (all of it, idle work included; it shares the machine). bench/radius/publish.ts
  * measures the relay's Kafka publishing alone.
  *
  * Switchboard runs alone in a child process (services/accounting/src/child.ts):
@@ -146,6 +147,20 @@ function cpuMs(pid: number): number {
   }
 }
 const sumCpu = (pids: number[]) => pids.reduce((n, p) => n + cpuMs(p), 0);
+
+/** The local Kafka broker's processes (a JVM running kafka.Kafka), if any. */
+function kafkaBrokerPids(): number[] {
+  const out: number[] = [];
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      if (readFileSync(`/proc/${d}/cmdline`, 'utf8').includes('\0kafka.Kafka\0')) out.push(Number(d));
+    } catch {
+      // gone, or not ours to read
+    }
+  }
+  return out;
+}
 /** CPU time (ms) of a process's main thread alone (its tid is its pid). */
 const mainThreadCpuMs = (pid: number): number => taskCpuMs(pid, pid);
 function taskCpuMs(pid: number, tid: number): number {
@@ -323,15 +338,18 @@ async function main() {
       const m0 = mainThreadCpuMs(sb.pid);
       const t0 = threadCpuMs(sb.pid);
       const d0 = sumCpu(pids);
+      const kafka = BACKEND === 'pg' ? kafkaBrokerPids() : [];
+      const k0 = sumCpu(kafka);
       const b = await load(sb.port, REQUESTS, WINDOW);
       const sbCpu = ((cpuMs(sb.pid) - s0) * 1000) / REQUESTS;
       const mainCpu = ((mainThreadCpuMs(sb.pid) - m0) * 1000) / REQUESTS;
       const relayCpu = (busiestOtherThreadMs(sb.pid, t0) * 1000) / REQUESTS;
       const dbCpu = ((sumCpu(pids) - d0) * 1000) / REQUESTS;
+      const kafkaCpu = ((sumCpu(kafka) - k0) * 1000) / REQUESTS;
       const c1 = await sb.commits();
       const commits = c1.count - c0.count;
       console.log(
-        `round ${r + 1} Switchboard ${fmt(b)}  cpu ${sbCpu.toFixed(0)} µs/req (main thread ${mainCpu.toFixed(0)}, busiest other thread ${relayCpu.toFixed(0)}) + PostgreSQL ${dbCpu.toFixed(0)} µs/req  (${commits} group commits, mean ${((c1.records - c0.records) / commits).toFixed(1)} records, ${(((c1.seconds - c0.seconds) / commits) * 1000).toFixed(1)} ms)`,
+        `round ${r + 1} Switchboard ${fmt(b)}  cpu ${sbCpu.toFixed(0)} µs/req (main thread ${mainCpu.toFixed(0)}, busiest other thread ${relayCpu.toFixed(0)}) + PostgreSQL ${dbCpu.toFixed(0)} µs/req${kafka.length > 0 ? ` + Kafka broker ${kafkaCpu.toFixed(0)} µs/req` : ''}  (${commits} group commits, mean ${((c1.records - c0.records) / commits).toFixed(1)} records, ${(((c1.seconds - c0.seconds) / commits) * 1000).toFixed(1)} ms)`,
       );
       sbs.push(b);
     }
