@@ -4,7 +4,7 @@
  * services/accounting/README.md; rating consumes it).
  */
 import { hash } from 'node:crypto';
-import { accountingFieldsOf, type AttributeValue } from '@switchboard/radius';
+import { ACCOUNTING_ATTRIBUTES as A, type AttributeValue } from '@switchboard/radius';
 
 export type JsonAttributeValue = string | number | Array<string | number>;
 
@@ -51,9 +51,23 @@ const jsonValue = (v: AttributeValue): string | number => (Buffer.isBuffer(v) ? 
 /** Attributes that say nothing about the call (the packet's integrity). */
 const LEFT_OUT = new Set(['Message-Authenticator']);
 
+/**
+ * The attributes as the record holds them: octets as "0x..." hex, Message-Authenticator
+ * left out. When there is nothing to change (text and numbers only, the usual case) the
+ * object given is returned as it is, not copied.
+ */
 export function toJsonAttributes(
   attrs: Record<string, AttributeValue | AttributeValue[]>,
 ): Record<string, JsonAttributeValue> {
+  let plain = true;
+  for (const k in attrs) {
+    const v = attrs[k];
+    if (typeof v === 'object' || LEFT_OUT.has(k)) {
+      plain = false;
+      break;
+    }
+  }
+  if (plain) return attrs as Record<string, JsonAttributeValue>;
   const out: Record<string, JsonAttributeValue> = {};
   for (const k in attrs) {
     if (LEFT_OUT.has(k)) continue;
@@ -66,33 +80,58 @@ export function toJsonAttributes(
 const text = (v: string | number | undefined): string | null => (v === undefined ? null : String(v));
 const num = (v: string | number | undefined): number | null => (typeof v === 'number' ? v : null);
 
+type Decoded = Record<string, AttributeValue | AttributeValue[]>;
+
+/** ISO 8601 of a time in ms, the last one remembered (requests arriving together share their ms, their second). */
+function isoCache(): (ms: number) => string {
+  let lastMs = NaN;
+  let last = '';
+  return (ms) => {
+    if (ms !== lastMs) {
+      last = new Date(ms).toISOString();
+      lastMs = ms;
+    }
+    return last;
+  };
+}
+const receivedIso = isoCache();
+const eventIso = isoCache();
+
+/** An accounting field's attribute as accountingFieldsOf reads it: the first of a repeated one; octets are no value. */
+function field(decoded: Decoded, name: string): string | number | undefined {
+  let v = decoded[name];
+  if (Array.isArray(v)) v = v[0];
+  return typeof v === 'object' ? undefined : v;
+}
+
 export function buildRecord(
   meta: { id: string; receivedAt: Date; client: string },
-  decoded: Record<string, AttributeValue | AttributeValue[]>,
+  decoded: Decoded,
 ): AccountingRecord {
-  const f = accountingFieldsOf(decoded);
-  const ts = num(f.eventTimestamp);
+  // The fields read straight from the attributes (the same as accountingFieldsOf, no object in between).
+  const ts = num(field(decoded, A.eventTimestamp));
+  const nasIp = decoded[A.nasIp] !== undefined ? field(decoded, A.nasIp) : field(decoded, 'NAS-IPv6-Address');
   return {
     id: meta.id,
-    receivedAt: meta.receivedAt.toISOString(),
+    receivedAt: receivedIso(meta.receivedAt.getTime()),
     client: meta.client,
-    statusType: text(f.statusType) ?? 'unknown',
-    sessionId: text(f.sessionId),
-    fromTag: text(f.fromTag),
-    toTag: text(f.toTag),
-    method: text(f.method),
-    responseCode: num(f.responseCode),
-    userName: text(f.userName),
-    callingStationId: text(f.callingStationId),
-    calledStationId: text(f.calledStationId),
-    translatedUri: text(f.translatedUri),
-    eventTimestamp: ts === null ? null : new Date(ts * 1000).toISOString(),
-    nasIp: text(f.nasIp),
-    delayTime: num(f.delayTime),
-    serviceType: text(f.serviceType),
-    account: text(f.account),
-    gateway: text(f.gateway),
-    sourceAddress: text(f.sourceAddress),
+    statusType: text(field(decoded, A.statusType)) ?? 'unknown',
+    sessionId: text(field(decoded, A.sessionId)),
+    fromTag: text(field(decoded, A.fromTag)),
+    toTag: text(field(decoded, A.toTag)),
+    method: text(field(decoded, A.method)),
+    responseCode: num(field(decoded, A.responseCode)),
+    userName: text(field(decoded, A.userName)),
+    callingStationId: text(field(decoded, A.callingStationId)),
+    calledStationId: text(field(decoded, A.calledStationId)),
+    translatedUri: text(field(decoded, A.translatedUri)),
+    eventTimestamp: ts === null ? null : eventIso(ts * 1000),
+    nasIp: text(nasIp),
+    delayTime: num(field(decoded, A.delayTime)),
+    serviceType: text(field(decoded, A.serviceType)),
+    account: text(field(decoded, A.account)),
+    gateway: text(field(decoded, A.gateway)),
+    sourceAddress: text(field(decoded, A.sourceAddress)),
     attributes: toJsonAttributes(decoded),
   };
 }
