@@ -189,7 +189,7 @@ export const accountingService = defineService({
       local.start();
       return {
         stored: (group) => {
-          cache.add(group.seq, group);
+          cache.add(group.seq, { keys: group.keys, bodies: group.bodies.split('\n') });
           local.notify();
         },
         drained: () => local.drained(),

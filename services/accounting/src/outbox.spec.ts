@@ -118,7 +118,10 @@ describe('accounting outbox (PostgreSQL)', () => {
 
     // The second row's bodies cached, the others read back.
     const cache = new OutboxBodyCache();
-    cache.add(groups[1].seq, { keys: groups[1].keys, bodies: groups[1].bodies.map((b) => `${b} `) });
+    cache.add(groups[1].seq, {
+      keys: groups[1].keys,
+      bodies: groups[1].bodies.split('\n').map((b) => `${b} `),
+    });
     const store = accountingOutbox(db, 'accounting', cache);
     const first = await store.fetch(5);
     assert.deepEqual(
@@ -128,7 +131,7 @@ describe('accounting outbox (PostgreSQL)', () => {
     );
     assert.deepEqual(
       first.map((o) => o.value),
-      groups[0].bodies,
+      groups[0].bodies.split('\n'),
     );
     await store.remove(first.map((o) => o.seq));
     const rest = await store.fetch(1);

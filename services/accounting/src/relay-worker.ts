@@ -110,13 +110,8 @@ export class RelayThread {
 
   /** A commit stored this outbox row with these records: publish them. */
   stored(group: StoredGroup): void {
-    // The bodies as one string (JSON holds no raw newline): one copy to the worker, not one per record.
-    if (this.alive)
-      this.worker.postMessage({
-        seq: group.seq,
-        keys: group.keys,
-        bodies: group.bodies.join('\n'),
-      } satisfies ToWorker);
+    // The bodies as one string: one copy to the worker, not one per record.
+    if (this.alive) this.worker.postMessage(group satisfies ToWorker);
   }
 
   /** Resolves once the worker's relay found the outbox empty after this call (or the worker exited). */

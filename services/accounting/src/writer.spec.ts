@@ -102,7 +102,7 @@ test("a commit hands its outbox row's records to onStored in order, without thos
   assert.equal(groups[0].seq, '1');
   assert.deepEqual(groups[0].keys, ['call-1', 'client:c']);
   assert.deepEqual(
-    groups[0].bodies.map((b) => (JSON.parse(b) as { sessionId: string | null }).sessionId),
+    groups[0].bodies.split('\n').map((b) => (JSON.parse(b) as { sessionId: string | null }).sessionId),
     ['call-1', null],
   );
 

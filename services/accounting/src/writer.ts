@@ -58,7 +58,8 @@ export interface WriterOptions {
 export interface StoredGroup {
   seq: string;
   keys: string[];
-  bodies: string[];
+  /** The bodies, newline-joined (JSON holds no raw newline): the statement's own text when nothing was a duplicate. */
+  bodies: string;
 }
 
 /** Called once the record is durable ('stored') or found already stored ('duplicate'), or with the error. */
@@ -182,6 +183,7 @@ export class RecordWriter {
     const statusType = new Array<string | null>(n);
     const sessionId = new Array<string | null>(n);
     const bodyList = new Array<string>(n);
+    let bodies = '';
     let result: { seq: string | null; duplicates: string[] } | undefined;
     let error: unknown;
     try {
@@ -199,21 +201,11 @@ export class RecordWriter {
         sessionId[i] = pgText(record.sessionId);
         bodyList[i] = JSON.stringify(record);
       }
+      bodies = bodyList.join('\n');
       // One row back: the outbox row written, and the ids already stored (duplicates; usually none).
       const res = await this.db.query<{ seq: string | null; duplicates: string[] }>(
         INSERT,
-        [
-          ids,
-          receivedAt,
-          client,
-          srcAddr,
-          srcPort,
-          identifier,
-          authenticator,
-          statusType,
-          sessionId,
-          bodyList.join('\n'),
-        ],
+        [ids, receivedAt, client, srcAddr, srcPort, identifier, authenticator, statusType, sessionId, bodies],
         { name: 'accounting-group-commit' },
       );
       result = res.rows[0];
@@ -232,13 +224,13 @@ export class RecordWriter {
     if (result.seq !== null && this.opts.onStored) {
       // The outbox row names the records inserted in arrival order: these, in this order.
       const keys: string[] = [];
-      const bodies: string[] = [];
+      const stored: string[] = [];
       for (let i = 0; i < n; i++) {
         if (duplicates?.has(ids[i])) continue;
         keys.push(sessionId[i] ?? `client:${client[i]}`);
-        bodies.push(bodyList[i]);
+        if (duplicates) stored.push(bodyList[i]);
       }
-      this.opts.onStored({ seq: result.seq, keys, bodies });
+      this.opts.onStored({ seq: result.seq, keys, bodies: duplicates ? stored.join('\n') : bodies });
     }
     for (const w of batch) {
       const outcome = duplicates?.has(w.rec.record.id) ? 'duplicate' : 'stored';
