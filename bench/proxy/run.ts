@@ -15,8 +15,10 @@
  * Env: BENCH_KEEP=1 (keep the work dir), BENCH_STEP_S, BENCH_USERS (1000), BENCH_CALL_RATES, BENCH_REG_RATES
  * (comma-separated, ascending), BENCH_ONLY=kamailio|switchboard,
  * BENCH_KAMAILIO_CHILDREN (2: one UDP worker per core), BENCH_CPU_PROF=dir
- * (profile the Switchboard process with node --cpu-prof), BENCH_TESTS=calls,latency,register
- * (latency: INVITE→200 p99 through the proxy minus straight to the UAS, at half the best call rate;
+ * (profile the Switchboard process with node --cpu-prof), BENCH_NODE_FLAGS (more node flags for it,
+ * e.g. --trace-gc; its output shows with BENCH_VERBOSE=1), BENCH_TESTS=calls,latency,register
+ * (latency: INVITE→200 p99 through the proxy minus straight to the UAS, at half the best call rate,
+ * or at BENCH_LATENCY_RATE;
  * contacts: every one of BENCH_USERS subscribers registers one contact once, at BENCH_CONTACT_RATE/s
  * (default 500), and the memory is read before and after: `BENCH_USERS=100000 BENCH_TESTS=contacts`).
  */
@@ -160,6 +162,7 @@ async function startSwitchboard(): Promise<System> {
     process.execPath,
     [
       ...(prof ? ['--cpu-prof', '--cpu-prof-dir', prof] : []),
+      ...(env.BENCH_NODE_FLAGS ?? '').split(' ').filter(Boolean),
       '--import',
       'tsx',
       join(here, 'switchboard.ts'),
@@ -178,10 +181,14 @@ async function startSwitchboard(): Promise<System> {
   );
   const line = await new Promise<string>((resolve, reject) => {
     const rl = createInterface({ input: child.stdout! });
-    rl.once('line', (first) => {
-      resolve(first);
-      // Keep draining the pipe (the process logs to stdout); show it when asked.
-      rl.on('line', (l) => env.BENCH_VERBOSE && console.error(l.slice(0, 1500)));
+    let ready = false;
+    // The first JSON line says where it listens; keep draining the pipe (the process logs to stdout)
+    // and show it when asked.
+    rl.on('line', (l) => {
+      if (!ready && l.startsWith('{"udp"')) {
+        ready = true;
+        resolve(l);
+      } else if (env.BENCH_VERBOSE) console.error(l.slice(0, 1500));
     });
     child.once('exit', (c) => reject(new Error(`switchboard exited (${c}) before it was ready`)));
   });
@@ -412,7 +419,7 @@ async function callsBench(sys: System): Promise<number> {
     ]);
     if (best > 0 && TESTS.includes('latency')) {
       // The added latency: INVITE → 200 at the caller, through the proxy and straight to the UAS, at half the best rate.
-      const rate = Math.max(Math.floor(best / 2), 1);
+      const rate = Number(env.BENCH_LATENCY_RATE ?? 0) || Math.max(Math.floor(best / 2), 1);
       const rtd = async (to: { host: string; port: number }) => {
         const r = await runSipp(
           [
