@@ -169,7 +169,9 @@ async function fetchRecords(
   }
   const out: OutboxRow[] = [];
   for (const row of rows) {
-    const g = read.get(row.seq) ?? cache!.get(row.seq)!;
+    const g = read.get(row.seq) ?? cache?.get(row.seq);
+    // Only this relay (the lease holder) deletes rows: one read a moment ago is still there.
+    if (!g) throw new Error(`outbox row ${row.seq} vanished while being read`);
     for (let i = 0; i < g.bodies.length; i++)
       out.push({ seq: row.seq, topic, key: g.keys[i], value: g.bodies[i] });
   }
