@@ -165,6 +165,35 @@ describe('embedded log specifics', () => {
     assert.equal(await count(plain), 5);
   });
 
+  test('a reader woken by publishes leaves no timer behind per wake-up', async () => {
+    const bus = await openEmbeddedBus({ db: mem, pollMs: 60_000 });
+    const timers = () => process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
+    try {
+      const t = uniqueName('wake');
+      let got = 0;
+      const sub = await bus.subscribe({
+        topic: t,
+        group: uniqueName('g'),
+        fromBeginning: true,
+        handler: async () => {
+          got++;
+        },
+      });
+      await bus.publish(t, [{ key: 'k', value: '0' }]);
+      await until(() => got === 1, 'the first message');
+      const before = timers();
+      for (let i = 1; i <= 30; i++) {
+        await bus.publish(t, [{ key: 'k', value: String(i) }]);
+        await until(() => got === i + 1, `message ${i}`);
+      }
+      // each wake-up used to leave its 60 s poll timer running: 30 more here
+      assert.ok(timers() - before < 5, `${timers() - before} more timers after 30 wake-ups`);
+      await sub.close();
+    } finally {
+      await bus.close();
+    }
+  });
+
   test('rejects a bad topic name', async () => {
     const bus = await openEmbeddedBus({ db: mem });
     try {

@@ -281,9 +281,20 @@ class EmbeddedSubscription implements Subscription {
   /** Waits for a publish on the topic, the poll interval or close, whichever first. */
   private async idle(ms: number): Promise<void> {
     if (this.dirty || this.stop.signal.aborted) return;
-    const woken = new Promise<void>((resolve) => (this.wakeUp = resolve));
-    await Promise.race([woken, sleep(ms, this.stop.signal)]);
-    this.wakeUp = undefined;
+    // one timer and one abort listener, both gone when a publish wakes it (a race with sleep()
+    // left them pending until the interval ran out: one more per wake-up on a busy topic)
+    const signal = this.stop.signal;
+    await new Promise<void>((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        signal.removeEventListener('abort', done);
+        this.wakeUp = undefined;
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      signal.addEventListener('abort', done, { once: true });
+      this.wakeUp = done;
+    });
   }
 
   /** Takes or renews the group's lease; the committed offset when this member holds it, else null. */
