@@ -14,6 +14,7 @@ import https from 'node:https';
 import net from 'node:net';
 import tls from 'node:tls';
 import { WebSocket, WebSocketServer } from 'ws';
+import { literalLookup } from '@switchboard/platform';
 import { MAX_MESSAGE_SIZE, type SipRequest, type SipResponse } from '../message';
 import {
   Connection,
@@ -362,7 +363,12 @@ export class TransportLayer<M> {
 
   private listenUdp(spec: ListenSpec): Promise<void> {
     const family: 4 | 6 = net.isIPv6(spec.host) ? 6 : 4;
-    const socket = dgram.createSocket({ type: family === 6 ? 'udp6' : 'udp4', ipv6Only: family === 6 });
+    // sends go to address literals (resolved targets): answered at once, not through dns.lookup's extra tick
+    const socket = dgram.createSocket({
+      type: family === 6 ? 'udp6' : 'udp4',
+      ipv6Only: family === 6,
+      lookup: literalLookup,
+    });
     return new Promise((resolve, reject) => {
       socket.once('error', reject);
       socket.bind(spec.port, spec.host, () => {
