@@ -133,12 +133,9 @@ test('SIGKILL mid-stream and a restart: one CDR and one debit per call, balances
         if (i % 10 === 0) records.push(r);
       }
     }
-    for (let i = 0; i < records.length; i += 200) {
-      await bus.publish(
-        topics.accounting,
-        records.slice(i, i + 200).map((r) => ({ key: r.sessionId!, value: JSON.stringify(r) })),
-      );
-    }
+    const chunks: Array<Array<{ key: string; value: string }>> = [];
+    for (let i = 0; i < records.length; i += 200)
+      chunks.push(records.slice(i, i + 200).map((r) => ({ key: r.sessionId!, value: JSON.stringify(r) })));
 
     const count = async (sql: string) => Number((await db.query<{ n: string }>(sql)).rows[0].n);
     const cdrCount = () => count('SELECT count(*)::text AS n FROM rating.cdrs');
@@ -150,15 +147,21 @@ test('SIGKILL mid-stream and a restart: one CDR and one debit per call, balances
       }
     };
 
-    // first run: killed once a third of the calls are rated
+    // first run: the stream arrives while it runs, and it is killed once a third of the calls
+    // are rated, before the last two chunks are published: mid-stream however fast it rates
     let s = startChild(env);
     running = s.child;
     await s.ready;
-    await waitFor(async () => (await cdrCount()) >= CALLS / 3, 'a third of the CDRs');
+    let next = 0;
+    await waitFor(async () => {
+      if (next < chunks.length - 2) await bus.publish(topics.accounting, chunks[next++]);
+      return (await cdrCount()) >= CALLS / 3;
+    }, 'a third of the CDRs');
     s.child.kill('SIGKILL');
     await once(s.child, 'exit');
     const atKill = await cdrCount();
     assert.ok(atKill < CALLS, `killed mid-stream (${atKill} of ${CALLS} rated)`);
+    for (; next < chunks.length; next++) await bus.publish(topics.accounting, chunks[next]);
 
     // second run on the same group finishes the stream
     s = startChild(env);
