@@ -21,13 +21,15 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { cpus, loadavg } from 'node:os';
+import { processEnv } from '@switchboard/platform';
 import { NgClient } from './ng';
 
-const CALLS = (process.env.MEDIA_BENCH_CALLS ?? '250,500,1000,1500').split(',').map(Number);
-const SECONDS = Number(process.env.MEDIA_BENCH_SECONDS ?? 5);
-const SYSTEMS = (process.env.MEDIA_BENCH_SYSTEMS ?? 'switchboard,rtpengine').split(',');
-const RELAY_CORE = process.env.MEDIA_BENCH_RELAY_CORE ?? '0';
-const GEN_CORE = process.env.MEDIA_BENCH_GEN_CORE ?? '1';
+const env = processEnv();
+const CALLS = (env.MEDIA_BENCH_CALLS ?? '250,500,1000,1500').split(',').map(Number);
+const SECONDS = Number(env.MEDIA_BENCH_SECONDS ?? 5);
+const SYSTEMS = (env.MEDIA_BENCH_SYSTEMS ?? 'switchboard,rtpengine').split(',');
+const RELAY_CORE = env.MEDIA_BENCH_RELAY_CORE ?? '0';
+const GEN_CORE = env.MEDIA_BENCH_GEN_CORE ?? '1';
 const GEN_BASE = 61000; // endpoints: 61000 + 2i (A), 61001 + 2i (B): above the ephemeral range, clear of SIPp's 6000
 const PORT_MIN = 12000;
 const PORT_MAX = 19999;
@@ -138,7 +140,7 @@ function start(system: string): ChildProcess {
     system === 'switchboard' || system === 'switchboard-js'
       ? [
           process.execPath,
-          ...(process.env.MEDIA_BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean),
+          ...(env.MEDIA_BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean),
           '--import',
           'tsx',
           join(import.meta.dirname, 'ng-relay.ts'),
@@ -167,7 +169,7 @@ function start(system: string): ChildProcess {
     stdio: ['ignore', 'ignore', 'pipe'],
   });
   child.stderr!.on('data', (d: Buffer) => {
-    if (process.env.MEDIA_BENCH_VERBOSE) process.stderr.write(`[${system}] ${d}`);
+    if (env.MEDIA_BENCH_VERBOSE) process.stderr.write(`[${system}] ${d}`);
     for (const line of d.toString().split('\n'))
       if (line.startsWith('residence ')) residenceWaiter?.(JSON.parse(line.slice(10)) as Residence);
   });
@@ -234,7 +236,7 @@ for (const calls of CALLS) {
   baseline.set(calls, r);
   process.stderr.write(`direct ${calls} calls: ${JSON.stringify(r)}\n`);
 }
-const ROUNDS = Number(process.env.MEDIA_BENCH_ROUNDS ?? 1);
+const ROUNDS = Number(env.MEDIA_BENCH_ROUNDS ?? 1);
 const load0 = loadavg()[0]!;
 const results: Step[] = [];
 // rounds alternate the systems, so a burst of load elsewhere on the machine hits both
