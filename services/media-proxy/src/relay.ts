@@ -418,11 +418,8 @@ export class MediaRelay {
     if (!n) return;
     n.addon.lock(n.h);
     try {
-      for (let i = -1; i < call.branches.length; i++) {
-        const side = i < 0 ? call.caller : call.branches[i]!;
-        for (const s of side.streams)
-          if (s !== undefined && !s.dead) n.addon.configure(n.h, s.slot, s, s.sink?.slot ?? -1);
-      }
+      for (const side of call.sides())
+        for (const s of side.live()) if (!s.dead) n.addon.configure(n.h, s.slot, s, s.sink?.slot ?? -1);
     } finally {
       n.addon.unlock(n.h);
     }
@@ -604,7 +601,7 @@ export class MediaRelay {
     const sock = createSocket({
       type: iface.family === 6 ? 'udp6' : 'udp4',
       ipv6Only: iface.family === 6,
-      lookup: literalLookup as never,
+      lookup: literalLookup,
     });
     await new Promise<void>((resolve, reject) => {
       const onError = (e: Error) => reject(e);
