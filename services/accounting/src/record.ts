@@ -4,7 +4,7 @@
  * services/accounting/README.md; rating consumes it).
  */
 import { hash } from 'node:crypto';
-import { ACCOUNTING_ATTRIBUTES as A, type AttributeValue } from '@switchboard/radius';
+import { accountingFieldsOf, type AttributeValue } from '@switchboard/radius';
 
 export type JsonAttributeValue = string | number | Array<string | number>;
 
@@ -97,41 +97,33 @@ function isoCache(): (ms: number) => string {
 const receivedIso = isoCache();
 const eventIso = isoCache();
 
-/** An accounting field's attribute as accountingFieldsOf reads it: the first of a repeated one; octets are no value. */
-function field(decoded: Decoded, name: string): string | number | undefined {
-  let v = decoded[name];
-  if (Array.isArray(v)) v = v[0];
-  return typeof v === 'object' ? undefined : v;
-}
-
 export function buildRecord(
   meta: { id: string; receivedAt: Date; client: string },
   decoded: Decoded,
 ): AccountingRecord {
-  // The fields read straight from the attributes (the same as accountingFieldsOf, no object in between).
-  const ts = num(field(decoded, A.eventTimestamp));
-  const nasIp = decoded[A.nasIp] !== undefined ? field(decoded, A.nasIp) : field(decoded, 'NAS-IPv6-Address');
+  const f = accountingFieldsOf(decoded);
+  const ts = num(f.eventTimestamp);
   return {
     id: meta.id,
     receivedAt: receivedIso(meta.receivedAt.getTime()),
     client: meta.client,
-    statusType: text(field(decoded, A.statusType)) ?? 'unknown',
-    sessionId: text(field(decoded, A.sessionId)),
-    fromTag: text(field(decoded, A.fromTag)),
-    toTag: text(field(decoded, A.toTag)),
-    method: text(field(decoded, A.method)),
-    responseCode: num(field(decoded, A.responseCode)),
-    userName: text(field(decoded, A.userName)),
-    callingStationId: text(field(decoded, A.callingStationId)),
-    calledStationId: text(field(decoded, A.calledStationId)),
-    translatedUri: text(field(decoded, A.translatedUri)),
+    statusType: text(f.statusType) ?? 'unknown',
+    sessionId: text(f.sessionId),
+    fromTag: text(f.fromTag),
+    toTag: text(f.toTag),
+    method: text(f.method),
+    responseCode: num(f.responseCode),
+    userName: text(f.userName),
+    callingStationId: text(f.callingStationId),
+    calledStationId: text(f.calledStationId),
+    translatedUri: text(f.translatedUri),
     eventTimestamp: ts === null ? null : eventIso(ts * 1000),
-    nasIp: text(nasIp),
-    delayTime: num(field(decoded, A.delayTime)),
-    serviceType: text(field(decoded, A.serviceType)),
-    account: text(field(decoded, A.account)),
-    gateway: text(field(decoded, A.gateway)),
-    sourceAddress: text(field(decoded, A.sourceAddress)),
+    nasIp: text(f.nasIp),
+    delayTime: num(f.delayTime),
+    serviceType: text(f.serviceType),
+    account: text(f.account),
+    gateway: text(f.gateway),
+    sourceAddress: text(f.sourceAddress),
     attributes: toJsonAttributes(decoded),
   };
 }

@@ -67,7 +67,7 @@ export async function startAccountingServer(o: AccountingServerOptions): Promise
     type: isIPv6(o.host) ? 'udp6' : 'udp4',
     recvBufferSize: 4 * 1024 * 1024,
     // replies go to the request's source, always a literal: no dns.lookup tick per reply
-    lookup: literalLookup as never,
+    lookup: literalLookup,
   });
   let closing = false;
   let accepting = true;
