@@ -1,6 +1,9 @@
 # One image for every Switchboard service; the compose file picks the service
 # with the command (`start --target=<service>`).
 FROM node:20-bookworm-slim AS build
+# a C compiler for the media relay's native engine, built by npm ci (services/media-proxy/native);
+# the runtime stage gets the built addon, not the compiler
+RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 COPY . .
 RUN npm ci --omit=dev --no-audit --no-fund && rm -rf data
