@@ -833,18 +833,22 @@ export class RatingEngine {
   private async publishPending(): Promise<number> {
     let total = 0;
     for (;;) {
-      const r = await this.o.db.query<{ seq: string; ids: string[] }>(
-        'SELECT seq::text, ids FROM rating.cdr_outbox ORDER BY seq LIMIT 100',
+      // the ids of rows whose CDRs are in memory are not read back
+      const r = await this.o.db.query<{ seq: string; ids: string[] | null }>(
+        `SELECT seq::text, CASE WHEN seq = ANY($1::bigint[]) THEN NULL ELSE ids END AS ids
+         FROM rating.cdr_outbox ORDER BY seq LIMIT 100`,
+        [[...this.outboxMemory.keys()]],
       );
       if (!r.rowCount) return total;
-      const rows: { seq: string; ids: string[] }[] = [];
+      const rows: { seq: string; ids: string[] | null }[] = [];
       let n = 0;
       for (const row of r.rows) {
-        if (rows.length && n + row.ids.length > PUBLISH_ROUND) break;
+        const size = row.ids?.length ?? this.outboxMemory.get(row.seq)!.cdrs.length;
+        if (rows.length && n + size > PUBLISH_ROUND) break;
         rows.push(row);
-        n += row.ids.length;
+        n += size;
       }
-      const missing = rows.filter((x) => !this.outboxMemory.has(x.seq)).flatMap((x) => x.ids);
+      const missing = rows.flatMap((x) => x.ids ?? []);
       const read = new Map<string, Cdr>();
       if (missing.length) {
         const got = await this.o.db.query<{ id: string; cdr: Cdr }>(
@@ -861,7 +865,7 @@ export class RatingEngine {
           out.push(...mem.cdrs);
           json.push(...mem.json);
         } else
-          for (const id of row.ids) {
+          for (const id of row.ids ?? []) {
             const c = read.get(id);
             if (!c) continue;
             out.push(c);
