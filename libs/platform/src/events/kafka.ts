@@ -1,7 +1,9 @@
 /**
- * The event bus on Apache Kafka through kafkajs: an idempotent producer (acks=all), one
- * consumer per subscription with manual commits after the handler, compacted topics with
- * cleanup.policy=compact, and readCompacted reading a topic up to its high-water marks.
+ * The event bus on Apache Kafka: publishing through the platform's own idempotent producer
+ * (producer.ts: acks=all, a RecordBatch per partition in one Buffer), and through kafkajs
+ * the admin and one consumer per subscription with manual commits after the handler,
+ * compacted topics with cleanup.policy=compact, and readCompacted reading a topic up to its
+ * high-water marks.
  */
 import { randomUUID } from 'node:crypto';
 import {
@@ -12,11 +14,10 @@ import {
   type ConsumerRunConfig,
   type KafkaMessage,
   type LogEntry,
-  type Producer,
 } from 'kafkajs';
 import type { Logger } from 'pino';
 import { invalidArgument, unavailable } from '../errors';
-import { DefaultPartitioner } from './partitioner';
+import { KafkaProducer } from './producer';
 import {
   type BatchSubscribeOptions,
   type EventBus,
@@ -107,7 +108,7 @@ function joined(consumer: Consumer, ms: number, what: string): Promise<void> {
 export class KafkaBus implements EventBus {
   readonly kind = 'kafka' as const;
   private readonly kafka: Kafka;
-  private producer: Promise<Producer> | undefined;
+  private producer: KafkaProducer | undefined;
   private admin: Promise<Admin> | undefined;
   private readonly ensured = new Set<string>();
   private readonly subs = new Set<KafkaSubscription>();
@@ -133,17 +134,13 @@ export class KafkaBus implements EventBus {
     return this.admin;
   }
 
-  private getProducer(): Promise<Producer> {
-    this.producer ??= (async () => {
-      const p = this.kafka.producer({
-        idempotent: true,
-        maxInFlightRequests: 1,
-        allowAutoTopicCreation: false,
-        createPartitioner: DefaultPartitioner,
-      });
-      await p.connect();
-      return p;
-    })();
+  private getProducer(): KafkaProducer {
+    this.producer ??= new KafkaProducer({
+      brokers: this.opts.brokers,
+      clientId: this.opts.clientId,
+      logger: this.opts.logger,
+      connectTimeoutMs: 3_000,
+    });
     return this.producer;
   }
 
@@ -166,14 +163,7 @@ export class KafkaBus implements EventBus {
     if (messages.length === 0) return;
     // A topic nobody ensured is created with the broker's defaults.
     if (!this.ensured.has(topic)) await this.ensureTopic(topic);
-    const producer = await this.getProducer();
-    await producer.send({
-      topic,
-      acks: -1,
-      // A string value goes as is: kafkajs writes it into the record batch as UTF-8 (a Buffer
-      // per message first would be one more allocation and copy).
-      messages: messages.map((m) => ({ key: m.key, value: m.value, headers: m.headers })),
-    });
+    await this.getProducer().send(topic, messages);
   }
 
   subscribe(opts: SubscribeOptions): Promise<Subscription> {
@@ -292,7 +282,7 @@ export class KafkaBus implements EventBus {
     const [p, a] = [this.producer, this.admin];
     this.producer = this.admin = undefined;
     await Promise.all([
-      p?.then((x) => x.disconnect()).catch(() => undefined),
+      p?.close().catch(() => undefined),
       a?.then((x) => x.disconnect()).catch(() => undefined),
     ]);
   }
