@@ -179,6 +179,12 @@ export const sipProxyConfig = {
   banWindowMs: int('SWITCHBOARD_SIP_BAN_WINDOW_MS', 60000, 'Failed-authentication window', 1000),
   banMs: int('SWITCHBOARD_SIP_BAN_MS', 600000, 'How long a banned source or user stays banned', 0),
   timersT1: int('SWITCHBOARD_SIP_T1_MS', 500, 'SIP timer T1 (RTT estimate)', 10),
+  timersWait: int(
+    'SWITCHBOARD_SIP_WAIT_MS',
+    5000,
+    "How long a transaction stays after its final response to absorb retransmissions (Timers J, L, M; Kamailio's wt_timer); RFC 6026 gives 64 × T1 (32 s)",
+    0,
+  ),
   resolveIpv6: bool('SWITCHBOARD_SIP_IPV6', true, 'Try AAAA records when resolving next hops'),
   ...natPingConfig,
   countryCode: str(
@@ -477,7 +483,7 @@ export const sipProxyService = defineService({
       : undefined;
     const media = new MediaAnchor(mediaClient, config.mediaRelay, ctx.logger);
     const transport = createSipTransport({ listen, udpRecvBufferSize: UDP_RECV_BUFFER, tap: tracer.tap });
-    const tl = new TransactionLayer({ transport, timers: { T1: config.timersT1 } });
+    const tl = new TransactionLayer({ transport, timers: { T1: config.timersT1, wait: config.timersWait } });
     const running: { core?: ProxyCore } = {};
     const metrics = new ProxyMetrics(ctx.metrics, {
       transactions: () => Object.values(tl.counts).reduce((a, b) => a + b, 0),

@@ -6,7 +6,7 @@
 import { createRequest, createResponse, type SipRequest, type SipResponse } from '../message';
 import type { SendTarget } from '../transport/types';
 import { Transaction, type TxHost } from './transaction';
-import { txTimeout } from './timers';
+import { txTimeout, waitTimeout } from './timers';
 
 /** What the TU hears from a client transaction. */
 export interface ClientTxUser {
@@ -171,9 +171,9 @@ export class ClientInviteTransaction extends ClientTransaction {
     }
     this.stopRetransmit();
     if (res.status < 300) {
-      // RFC 6026 §7.2: 2xx → Accepted, Timer M = 64*T1; the TU builds the ACK.
+      // RFC 6026 §7.2: 2xx → Accepted, Timer M = 64*T1 (or the configured wait); the TU builds the ACK.
       this.state = 'accepted';
-      this.startLife(txTimeout(this.host.timers), () => this.terminate());
+      this.startLife(waitTimeout(this.host.timers), () => this.terminate());
       this.user.onResponse(res, this);
       return;
     }

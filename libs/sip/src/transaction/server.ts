@@ -6,7 +6,7 @@
 import { createResponse, type SipRequest, type SipResponse } from '../message';
 import type { SendTarget, Source } from '../transport/types';
 import { Transaction, type TxHost } from './transaction';
-import { txTimeout } from './timers';
+import { txTimeout, waitTimeout } from './timers';
 
 export abstract class ServerTransaction extends Transaction {
   /** Last response sent and its serialization (resent on request retransmissions). */
@@ -119,9 +119,9 @@ export class ServerInviteTransaction extends ServerTransaction {
     this.stopRetransmit(); // no automatic 100 once the TU sent a response
     const t = this.host.timers;
     if (status >= 200 && status < 300) {
-      // RFC 6026 §7.1: 2xx → Accepted, Timer L = 64*T1.
+      // RFC 6026 §7.1: 2xx → Accepted, Timer L = 64*T1 (or the configured wait).
       this.state = 'accepted';
-      this.startLife(txTimeout(t), () => this.terminate());
+      this.startLife(waitTimeout(t), () => this.terminate());
     } else if (status >= 300) {
       // 300-699 → Completed: Timer G = T1 (unreliable), Timer H = 64*T1.
       this.state = 'completed';
@@ -202,9 +202,9 @@ export class ServerNonInviteTransaction extends ServerTransaction {
     if (res.status < 200) {
       this.state = 'proceeding';
     } else {
-      // → Completed, Timer J = 64*T1 (unreliable) or 0.
+      // → Completed, Timer J = 64*T1 or the configured wait (unreliable), or 0.
       this.state = 'completed';
-      this.startLife(this.reliable ? 0 : txTimeout(this.host.timers), () => this.terminate());
+      this.startLife(this.reliable ? 0 : waitTimeout(this.host.timers), () => this.terminate());
     }
     this.transmit(res);
   }

@@ -9,6 +9,13 @@ export interface TimerConfig {
   T4: number;
   /** Timer D: wait time for response retransmits (unreliable). Default 32 s (> 32 s per RFC). */
   D: number;
+  /**
+   * Timers J, L and M: how long a transaction stays after its final response only to absorb
+   * retransmissions (server non-INVITE Completed, server and client INVITE Accepted). Unset:
+   * 64*T1, as RFC 3261 and RFC 6026 give them. Kamailio's tm keeps such transactions its
+   * `wt_timer`, 5 s.
+   */
+  wait?: number;
   /** A server INVITE transaction sends 100 Trying if the TU sent no provisional within this (RFC 3261 §17.2.1). */
   trying100: number;
 }
@@ -25,5 +32,8 @@ export function timerConfig(partial: Partial<TimerConfig> = {}): TimerConfig {
   return { ...DEFAULT_TIMERS, ...partial };
 }
 
-/** 64*T1: Timers B, F, H, J, L, M. */
+/** 64*T1: Timers B, F, H. */
 export const txTimeout = (t: TimerConfig): number => 64 * t.T1;
+
+/** Timers J, L, M: the configured wait, else 64*T1. */
+export const waitTimeout = (t: TimerConfig): number => t.wait ?? 64 * t.T1;

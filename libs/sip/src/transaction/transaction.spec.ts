@@ -558,3 +558,47 @@ describe('TransactionLayer matching', () => {
     assert.equal(transport.sent.length, 1);
   });
 });
+
+describe('the configured wait (Timers J, L, M; Kamailio wt_timer)', () => {
+  const lingers = (clock: FakeClock, tx: { state: string }, ms: number) => {
+    clock.advance(ms - 1);
+    assert.notEqual(tx.state, 'terminated', `still there at ${ms - 1} ms`);
+    clock.advance(1);
+    assert.equal(tx.state, 'terminated', `gone at ${ms} ms`);
+  };
+
+  test('server non-INVITE Completed (J), server INVITE Accepted (L), client INVITE Accepted (M) last `wait`', () => {
+    const { clock, layer, deliver, tu } = setup({ wait: 5000 });
+    deliver(req('OPTIONS', { branch: 'z9hG4bKw1' }));
+    const nist = tu.requests[0].tx!;
+    nist.reply(200);
+    lingers(clock, nist, 5000);
+
+    deliver(req('INVITE', { branch: 'z9hG4bKw2' }));
+    const ist = tu.requests[1].tx!;
+    ist.reply(200, undefined, { toTag: 'a' });
+    assert.equal(ist.state, 'accepted');
+    lingers(clock, ist, 5000);
+
+    const invite = req('INVITE', { branch: 'z9hG4bKw3' });
+    const ict = layer.request(invite, udpTarget, clientUser().u);
+    deliver(resp(invite, 200));
+    assert.equal(ict.state, 'accepted');
+    lingers(clock, ict, 5000);
+  });
+
+  test('Timers B and H stay 64*T1', () => {
+    const { clock, layer, deliver, tu } = setup({ wait: 5000 });
+    const c = clientUser();
+    layer.request(req('INVITE', { branch: 'z9hG4bKw4' }), udpTarget, c.u);
+    deliver(req('INVITE', { branch: 'z9hG4bKw5' }));
+    const ist = tu.requests[0].tx as ServerInviteTransaction;
+    ist.reply(486, undefined, { toTag: 'b' });
+    clock.advance(31_999);
+    assert.deepEqual(c.got, []);
+    assert.equal(ist.state, 'completed');
+    clock.advance(1);
+    assert.deepEqual(c.got, [408]);
+    assert.equal(ist.state, 'terminated');
+  });
+});
