@@ -1,6 +1,6 @@
 /**
- * The accounting relay's Kafka path alone: CPU per message of KafkaBus.publish (kafkajs,
- * idempotent producer, acks=all) for batches of accounting-sized messages (1.1 KB JSON
+ * The accounting relay's Kafka path alone: CPU per message of KafkaBus.publish (the
+ * platform's idempotent producer, acks=all; kafkajs's before 907ae6c) for batches of accounting-sized messages (1.1 KB JSON
  * values, a unique Call-ID-like key each, the content-type header), as the relay worker
  * publishes them. Run it pinned (taskset -c 0) and A/B back to back.
  *

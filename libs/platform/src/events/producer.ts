@@ -33,10 +33,7 @@ export interface KafkaProducerOptions {
   retries?: number;
   retryInitialMs?: number;
   retryMaxMs?: number;
-  /**
-   * Bound on one partition's batch in a request (its UTF-8 upper bound: 3 bytes per UTF-16
-   * unit of a string), below the broker's message.max.bytes (default 1,048,588).
-   */
+  /** Bound on one partition's batch in a request: below the broker's message.max.bytes (1,048,588). */
   maxBatchBytes?: number;
   /** Tests: this many Produce answers are dropped and their connection closed, as if lost. */
   loseProduceResponses?: number;

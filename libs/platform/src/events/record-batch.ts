@@ -76,12 +76,16 @@ function putBytes(buf: Buffer, pos: number, b: Buffer): number {
   return pos + b.copy(buf, pos);
 }
 
-/** An upper bound of the bytes of one record (its length prefix included). */
+/**
+ * An upper bound of the bytes of one record, its length prefix included: its UTF-8 sizes
+ * plus the longest varint of each length (a few bytes over the exact size).
+ */
 export function recordBound(m: PublishMessage): number {
-  let n = 16 + 5 + m.key.length * 3 + 5;
+  let n = 27 + Buffer.byteLength(m.key);
   const v = m.value;
-  if (v !== null) n += 5 + (typeof v === 'string' ? v.length * 3 : v.length);
-  if (m.headers) for (const k in m.headers) n += 10 + (k.length + m.headers[k].length) * 3;
+  if (v !== null) n += typeof v === 'string' ? Buffer.byteLength(v) : v.length;
+  const h = m.headers;
+  if (h) for (const k in h) n += 10 + Buffer.byteLength(k) + Buffer.byteLength(h[k]);
   return n;
 }
 
