@@ -47,6 +47,12 @@ export const registrarConfig = {
     'When an AoR has too many contacts: drop the oldest, or refuse with 403',
   ),
   sweepIntervalMs: int('SWITCHBOARD_REGISTRAR_SWEEP_MS', 1000, 'How often expired bindings are removed', 50),
+  commitIntervalMs: int(
+    'SWITCHBOARD_REGISTRAR_COMMIT_MS',
+    50,
+    'Shortest time between two group commits of bindings (ms): under load the writes of the interval share one transaction and one location publish',
+    0,
+  ),
 };
 
 const MIGRATIONS = join(import.meta.dirname, '..', 'migrations');
@@ -78,7 +84,11 @@ export const registrarService = defineService({
           value: bindings.length ? JSON.stringify({ aor, bindings }) : null,
         })),
       );
-    const store = createBindingStore(db, { afterCommit: publish, onBatch: (n) => batchSize.observe(n) });
+    const store = createBindingStore(db, {
+      afterCommit: publish,
+      onBatch: (n) => batchSize.observe(n),
+      minIntervalMs: config.commitIntervalMs,
+    });
     const registry = new Registry(store, config, { now: Date.now }, sameContact);
     const loaded = await registry.load();
     // Republish what storage holds, so the topic agrees with it even after a crash between commit and publish.

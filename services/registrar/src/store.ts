@@ -3,6 +3,13 @@
  * a batch size) go to the database in one transaction, so registrations per
  * second are not bounded by one round trip each. A caller's promise resolves
  * only once its write is committed.
+ *
+ * Batches start at most once per `minIntervalMs`: a write that comes after a
+ * quiet spell is committed at once, while under load the writes of the
+ * interval share one batch. A batch costs a handful of statements whatever its
+ * size (the commit, the `location` publish, every replica's read of it), so
+ * without the bound a faster batch means smaller batches and more statements
+ * per binding, not more bindings per second.
  */
 import type { Db } from '@switchboard/platform';
 import type { Binding } from './bindings';
@@ -25,12 +32,32 @@ export interface BindingStoreOptions {
   /** Called after each committed batch with the latest bindings per AoR (the registrar publishes them); a save resolves after it. */
   afterCommit?: (latest: Map<string, Binding[]>) => Promise<void>;
   onBatch?: (size: number) => void;
+  /** Shortest time between the starts of two batches (ms); 0: the next tick. */
+  minIntervalMs?: number;
+  /** The clock and the wait for the interval (default: Date.now and setTimeout). */
+  timers?: { now(): number; sleep(ms: number): Promise<void> };
 }
+
+const realTimers = {
+  now: Date.now,
+  sleep: (ms: number) => new Promise<void>((r) => setTimeout(r, ms)),
+};
 
 export function createBindingStore(db: Db, opts: BindingStoreOptions = {}): BindingStore {
   const maxBatch = opts.maxBatch ?? 500;
+  const minInterval = opts.minIntervalMs ?? 0;
+  const timers = opts.timers ?? realTimers;
   let queue: Pending[] = [];
   let running: Promise<void> | undefined;
+  let lastStart = -Infinity;
+
+  /** Resolves when the next batch may start: after the tick, and minIntervalMs after the last start. */
+  function due(): Promise<void> {
+    const wait = lastStart + minInterval - timers.now();
+    return wait > 0 && queue.length < maxBatch
+      ? timers.sleep(wait)
+      : new Promise<void>((r) => setImmediate(r));
+  }
 
   async function writeBatch(batch: Pending[]): Promise<void> {
     // The latest state per AoR wins within a batch.
@@ -65,6 +92,7 @@ export function createBindingStore(db: Db, opts: BindingStoreOptions = {}): Bind
 
   async function drain(): Promise<void> {
     while (queue.length) {
+      lastStart = timers.now();
       const batch = queue.slice(0, maxBatch);
       queue = queue.slice(batch.length);
       try {
@@ -73,6 +101,7 @@ export function createBindingStore(db: Db, opts: BindingStoreOptions = {}): Bind
       } catch (e) {
         for (const p of batch) p.done(e as Error);
       }
+      if (queue.length) await due();
     }
     running = undefined;
   }
@@ -87,9 +116,9 @@ export function createBindingStore(db: Db, opts: BindingStoreOptions = {}): Bind
     save(aor, bindings) {
       return new Promise<void>((resolve, reject) => {
         queue.push({ aor, bindings, done: (err) => (err ? reject(err) : resolve()) });
-        // Group commit: the first writer of a tick starts a drain after the tick,
-        // so every save queued in the same tick shares one transaction.
-        running ??= new Promise<void>((r) => setImmediate(r)).then(drain);
+        // Group commit: the first writer starts a drain after the tick (or once the interval
+        // since the last batch is over), so every save queued until then shares one transaction.
+        running ??= due().then(drain);
       });
     },
     async flush() {
