@@ -9,8 +9,10 @@
  *   REGISTER/s  digest-authenticated refreshes (REGISTER, 401, REGISTER, 200)
  *               for BENCH_USERS subscribers, same rule.
  *
- * Each step runs BENCH_STEP_S seconds (default 10). Prints every step, both
- * systems' figures and the ratios. `node --import tsx bench/proxy/run.ts`
+ * Each step runs BENCH_STEP_S seconds (default 10). Prints every step (with the
+ * system's CPU time per successful call or registration: user + system of its
+ * processes and threads, from /proc), both systems' figures and the ratios.
+ * `node --import tsx bench/proxy/run.ts`
  *
  * Env: BENCH_KEEP=1 (keep the work dir), BENCH_STEP_S, BENCH_USERS (1000), BENCH_CALL_RATES, BENCH_REG_RATES
  * (comma-separated, ascending), BENCH_ONLY=kamailio|switchboard,
@@ -21,6 +23,8 @@
  * or at BENCH_LATENCY_RATE;
  * contacts: every one of BENCH_USERS subscribers registers one contact once, at BENCH_CONTACT_RATE/s
  * (default 500), and the memory is read before and after: `BENCH_USERS=100000 BENCH_TESTS=contacts`).
+ * Any SWITCHBOARD_* variable set for the script reaches the Switchboard process (its settings, e.g.
+ * SWITCHBOARD_REGISTRAR_COMMIT_MS).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -58,6 +62,8 @@ interface System {
   sip: { host: string; port: number };
   /** Resident memory (PSS summed over the processes), kB. */
   memoryKb(): number;
+  /** CPU time used so far (user + system, summed over the processes), ms. */
+  cpuMs(): number;
   /** Prometheus text (Switchboard only). */
   metrics?(): Promise<string>;
   stop(): Promise<void>;
@@ -76,6 +82,21 @@ function pssKb(pids: number[]): number {
     }
   }
   return kb;
+}
+
+/** utime + stime of the processes (and their threads), ms. */
+function cpuMs(pids: number[]): number {
+  let ticks = 0;
+  for (const pid of pids) {
+    try {
+      // after the command's closing parenthesis: field 14 (utime) and 15 (stime) of proc(5)
+      const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+      ticks += Number(f[11]) + Number(f[12]);
+    } catch {
+      // process gone
+    }
+  }
+  return ticks * 10; // USER_HZ is 100 on Linux
 }
 
 function childrenOf(pid: number): number[] {
@@ -148,6 +169,7 @@ async function startKamailio(): Promise<System> {
     name: 'Kamailio',
     sip,
     memoryKb: () => pssKb([child.pid!, ...childrenOf(child.pid!)]),
+    cpuMs: () => cpuMs([child.pid!, ...childrenOf(child.pid!)]),
     async stop() {
       child.kill('SIGTERM');
       await exited(child);
@@ -198,6 +220,7 @@ async function startSwitchboard(): Promise<System> {
     name: 'Switchboard',
     sip: udp,
     memoryKb: () => pssKb([child.pid!]),
+    cpuMs: () => cpuMs([child.pid!]),
     metrics: () => fetch(`${ops}/metrics`).then((r) => r.text()),
     async stop() {
       child.kill('SIGTERM');
@@ -336,14 +359,17 @@ async function ramp(
   let best = 0;
   for (const rate of rateList) {
     const total = rate * STEP_S;
+    const cpu0 = sys.cpuMs();
     const r = await runSipp(args(rate, total), STEP_S + 40, STEP_S + 2);
+    // the system's CPU per successful call or registration over the step (and its tail)
+    const cpuUs = r.successful ? ((sys.cpuMs() - cpu0) * 1000) / r.successful : NaN;
     const lost = total - r.successful;
     const failedPct = (100 * lost) / total;
     // Under 0.1% failed, and as many done on time (a saturated system shows as calls finishing late).
     const ok = lost / total < MAX_FAILED && (total - r.onTime) / total < MAX_FAILED;
     steps.push({ rate, calls: total, successful: r.successful, failedPct, seconds: r.seconds, ok });
     console.log(
-      `  ${sys.name.padEnd(11)} ${label} ${String(rate).padStart(5)}/s: ${r.successful}/${total} ok (${r.onTime} within ${STEP_S + 2} s), ${failedPct.toFixed(3)}% failed, ${r.seconds.toFixed(1)} s${ok ? '' : '  <- over'}`,
+      `  ${sys.name.padEnd(11)} ${label} ${String(rate).padStart(5)}/s: ${r.successful}/${total} ok (${r.onTime} within ${STEP_S + 2} s), ${failedPct.toFixed(3)}% failed, ${r.seconds.toFixed(1)} s, CPU ${cpuUs.toFixed(0)} µs each${ok ? '' : '  <- over'}`,
     );
     if (!ok) {
       if (env.BENCH_VERBOSE) {

@@ -6,7 +6,8 @@
  * `subscribers` topic. Prints one JSON line `{"udp":{host,port}}` when ready;
  * stops cleanly on SIGTERM (so `node --cpu-prof` writes its profile).
  *
- * Env: BENCH_SIP_PORT, BENCH_USERS, BENCH_PASSWORD, BENCH_DATA_DIR.
+ * Env: BENCH_SIP_PORT, BENCH_USERS, BENCH_PASSWORD, BENCH_DATA_DIR, and any
+ * SWITCHBOARD_* setting, passed on to the platform.
  */
 import { processEnv } from '@switchboard/platform';
 import { startPlatform } from '../../test-e2e/lib/platform';
@@ -25,6 +26,10 @@ const p = await startPlatform({
     SWITCHBOARD_SIP_TRUSTED: '127.0.0.1',
     // RFC 3261 defaults, as Kamailio's tm uses.
     SWITCHBOARD_SIP_T1_MS: '500',
+    // Any SWITCHBOARD_* setting given to the benchmark (e.g. SWITCHBOARD_REGISTRAR_COMMIT_MS) applies.
+    ...Object.fromEntries(
+      Object.entries(env).filter((e): e is [string, string] => e[0].startsWith('SWITCHBOARD_') && !!e[1]),
+    ),
   },
 });
 process.stdout.write(JSON.stringify({ udp: p.sip.udp, pid: process.pid, ops: p.proc.ops.url }) + '\n');
