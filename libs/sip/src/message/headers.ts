@@ -102,51 +102,65 @@ for (const [canonical, id, compact] of CANONICAL) {
   if (compact) BY_LOWER.set(compact, h);
 }
 /*
- * Header-name recognition for the parser, in one pass over the bytes: the known names
- * starting with the line's first letter are compared in turn (token chars folded to
- * lower case; other bytes fold to 0 and match nothing) and one matches when the byte
- * after it ends the token. Unknown names are then scanned as tokens by the parser.
+ * Header-name recognition for the parser, in one pass over the bytes: a trie of the known
+ * names (full and compact, any case) walked byte by byte while the name is scanned as a
+ * token; a byte that no known name continues with leads to the dead state 0, where the
+ * walk goes on to the end of the token. Each byte costs three table reads, and a name
+ * is read once whatever the number of known names that share its first letters.
  */
-/** token chars with A-Z folded to a-z; 0 for every other byte */
-const NAME_LOWER = new Uint8Array(256);
-for (let c = 0; c < 256; c++) if (TOKEN[c] === 1) NAME_LOWER[c] = c >= 65 && c <= 90 ? c + 32 : c;
-/** the known names (full and compact) grouped by first letter: entries FIRST[c - 97] .. FIRST[c - 96] */
-const FIRST = new Int32Array(27);
-const ENTRY_OFF: number[] = [];
-/** @internal length of each entry's name */
-export const ENTRY_LEN: number[] = [];
-/** @internal */
-export const ENTRY_NAME: HeaderName[] = [];
-const NAME_BYTES = new Uint8Array([...BY_LOWER.keys()].reduce((n, k) => n + k.length, 0));
+/** byte -> class: 0 ends a token; 1-26 letters (either case); 27 '-'; 28 any other token char */
+const NAME_CLASS = new Uint8Array(256);
+for (let c = 0; c < 256; c++) if (TOKEN[c] === 1) NAME_CLASS[c] = 28;
+for (let c = 0; c < 26; c++) NAME_CLASS[65 + c] = NAME_CLASS[97 + c] = c + 1;
+NAME_CLASS[45] = 27;
+/**
+ * trie transitions: state s, class c -> NAME_NEXT[s | c]. States are kept multiplied by 32
+ * (0: dead, 32: root), so that a step is one OR and one read.
+ */
+let NAME_NEXT = new Int16Array(0);
+/** state >> 5 -> KNOWN_HEADERS index of the name ending there, or -1 */
+let NAME_ACCEPT = new Int16Array(0);
 {
-  const names = [...BY_LOWER].sort((a, b) => a[0].charCodeAt(0) - b[0].charCodeAt(0));
-  let off = 0;
-  for (const [lower, h] of names) {
-    FIRST[lower.charCodeAt(0) - 96] = ENTRY_NAME.length + 1;
-    ENTRY_OFF.push(off);
-    ENTRY_LEN.push(lower.length);
-    ENTRY_NAME.push(h);
-    for (let j = 0; j < lower.length; j++) NAME_BYTES[off + j] = lower.charCodeAt(j);
-    off += lower.length;
+  const next: number[] = new Array<number>(64).fill(0);
+  const accept: number[] = [-1, -1];
+  for (const [lower, h] of BY_LOWER) {
+    let s = 1;
+    for (let i = 0; i < lower.length; i++) {
+      const c = NAME_CLASS[lower.charCodeAt(i)];
+      if (c === 0 || c === 28) throw new Error(`header name ${lower}: letters and '-' only`);
+      let t = next[(s << 5) | c];
+      if (t === 0) {
+        t = accept.length;
+        accept.push(-1);
+        for (let k = 0; k < 32; k++) next.push(0);
+        next[(s << 5) | c] = t;
+      }
+      s = t;
+    }
+    accept[s] = h.index;
   }
-  for (let c = 1; c < 27; c++) if (FIRST[c] < FIRST[c - 1]) FIRST[c] = FIRST[c - 1];
+  if (accept.length << 5 > 0x7fff) throw new Error('header name trie: too many states for Int16Array');
+  NAME_NEXT = Int16Array.from(next, (t) => t << 5);
+  NAME_ACCEPT = Int16Array.from(accept);
 }
+/** @internal end of the token read by the last knownNameAt call */
+export let NAME_END = 0;
 
-/** @internal The entry of the known header name written as the token at buf[pos..] (any case, full or compact), or -1. */
+/**
+ * @internal Reads the token at buf[pos..len) (its end in NAME_END) and returns the
+ * KNOWN_HEADERS index of the known header name it spells (any case, full or compact), or -1.
+ */
 export function knownNameAt(buf: Uint8Array, pos: number, len: number): number {
-  const c0 = NAME_LOWER[buf[pos]];
-  if (c0 < 97 || c0 > 122) return -1;
-  const to = FIRST[c0 - 96];
-  outer: for (let k = FIRST[c0 - 97]; k < to; k++) {
-    const n = ENTRY_LEN[k];
-    const end = pos + n;
-    if (end > len) continue;
-    const off = ENTRY_OFF[k];
-    for (let j = 1; j < n; j++) if (NAME_LOWER[buf[pos + j]] !== NAME_BYTES[off + j]) continue outer;
-    if (end < len && TOKEN[buf[end]] === 1) continue;
-    return k;
+  let s = 32;
+  let p = pos;
+  while (p < len) {
+    const c = NAME_CLASS[buf[p]];
+    if (c === 0) break;
+    s = NAME_NEXT[s | c];
+    p++;
   }
-  return -1;
+  NAME_END = p;
+  return p === pos ? -1 : NAME_ACCEPT[s >> 5];
 }
 
 /** As-written spellings seen on the wire, to skip toLowerCase on the hot path. Bounded. */
@@ -269,6 +283,35 @@ export function splitList(s: string, header: string, max = MAX_HEADER_VALUES): s
 
 // ---------------------------------------------------------------- parameters
 
+/** s[ns, e): the usual parameter names as constants (no string made per message), others sliced. */
+function paramName(b: Uint8Array, d: number, s: string, ns: number, e: number): string {
+  const k = ns + d;
+  switch (e - ns) {
+    case 2:
+      if (b[k] === 108 && b[k + 1] === 114) return 'lr';
+      break;
+    case 3:
+      if (b[k] === 116 && b[k + 1] === 97 && b[k + 2] === 103) return 'tag';
+      break;
+    case 5:
+      if (b[k] === 114 && b[k + 1] === 112 && b[k + 2] === 111 && b[k + 3] === 114 && b[k + 4] === 116)
+        return 'rport';
+      break;
+    case 6:
+      if (
+        b[k] === 98 &&
+        b[k + 1] === 114 &&
+        b[k + 2] === 97 &&
+        b[k + 3] === 110 &&
+        b[k + 4] === 99 &&
+        b[k + 5] === 104
+      )
+        return 'branch';
+      break;
+  }
+  return s.slice(ns, e);
+}
+
 /**
  * Parses header parameters `*( SWS ";" SWS name [ SWS "=" SWS value ] )` at s[i..n)
  * (codes read from b[d + k], see chars.ts).
@@ -291,7 +334,7 @@ export function parseParams(
     const ns = i;
     i = scanB(b, d, i, TOKEN, n);
     if (i === ns) throw badHeader(header, 'empty parameter name');
-    const name = s.slice(ns, i);
+    const name = paramName(b, d, s, ns, i);
     let value: string | null = null;
     const j = skipWsB(b, d, i, n);
     if (j < n && b[j + d] === 61) {
@@ -613,16 +656,13 @@ export class Contact extends NameAddr {
 }
 
 /** scheme ":" with a letter first, at [us, ue) (us < ue): the URI itself is parsed when used. */
-function isUriStart(b: Uint8Array, d: number, s: string, us: number, ue: number): boolean {
+function isUriStart(b: Uint8Array, d: number, us: number, ue: number): boolean {
   const c = b[us + d] | 0x20;
   if (c < 97 || c > 122) return false;
-  const colon = s.indexOf(':', us);
-  if (colon < 0 || colon >= ue - 1) return false;
-  for (let i = us + 1; i < colon; i++) {
-    const x = b[i + d];
-    if (TOKEN[x] !== 1 && x !== 43) return false;
-  }
-  return true;
+  // scheme chars (token chars, '+' among them) up to the ':', with something after it
+  let i = us + 1;
+  while (i < ue && TOKEN[b[i + d]] === 1) i++;
+  return i < ue - 1 && b[i + d] === 58;
 }
 
 /** token chars, SP and HT: an unquoted display name */
@@ -699,7 +739,7 @@ export function parseNameAddrAt<T extends NameAddr>(
     i = j;
   }
   const uriStr = s.slice(us, ue);
-  if (!isUriStart(b, d, s, us, ue)) throw badHeader(header, `not a URI: ${uriStr.slice(0, 40)}`);
+  if (!isUriStart(b, d, us, ue)) throw badHeader(header, `not a URI: ${uriStr.slice(0, 40)}`);
   const params = new Params();
   i = parseParams(b, d, s, i, header, params, n);
   if (i !== n) throw badHeader(header, `unexpected character at ${i - start}`);

@@ -170,3 +170,96 @@ describe('builders', () => {
     assert.equal(p.getHeader('Content-Length'), '0');
   });
 });
+
+describe('header names and list values', () => {
+  const withHeader = (line: string) =>
+    Buffer.from(
+      [
+        'OPTIONS sip:bob@example.com SIP/2.0',
+        'Via: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK1',
+        'From: <sip:a@example.com>;tag=1',
+        'To: <sip:bob@example.com>',
+        'Call-ID: c1',
+        'CSeq: 1 OPTIONS',
+        line,
+        'Content-Length: 0',
+        '',
+        '',
+      ].join('\r\n'),
+    );
+
+  test('every known name, full and compact, in any case; near misses stay other headers', () => {
+    const known: Array<[string, string]> = [
+      ['Max-Forwards', 'max-forwards'],
+      ['mAX-fORWARDS', 'max-forwards'],
+      ['Record-Route', 'record-route'],
+      ['RECORD-ROUTE', 'record-route'],
+      ['Content-Type', 'content-type'],
+      ['c', 'content-type'],
+      ['m', 'contact'],
+      ['Session-Expires', 'session-expires'],
+      ['x', 'session-expires'],
+      ['Proxy-Authorization', 'proxy-authorization'],
+      ['P-Asserted-Identity', 'p-asserted-identity'],
+      ['Allow-Events', 'allow-events'],
+      ['u', 'allow-events'],
+    ];
+    for (const [name, key] of known) {
+      const m = parseMessage(withHeader(`${name}: v1`), { lenient: true });
+      const f = m.fields.find((x) => x.name === name);
+      assert.ok(f, name);
+      assert.equal(f.key, key, name);
+    }
+    // prefixes, extensions and neighbours of known names are other headers, kept under their own key
+    for (const name of [
+      'Max-Forward',
+      'Max-Forwardsx',
+      'Contacts',
+      'Content',
+      'Co',
+      'Rout',
+      'Routes',
+      'X-Via',
+      'Via2',
+      'ma',
+    ]) {
+      const m = parseMessage(withHeader(`${name}: v2`));
+      assert.equal(m.getHeader(name), 'v2', name);
+      const f = m.fields.find((x) => x.name === name);
+      assert.ok(f, name);
+      assert.equal(f.key, name.toLowerCase(), name);
+    }
+    // a known name's own accessor is not fooled by a longer name that starts with it
+    const m = parseMessage(withHeader('Max-Forwards-Extra: 3')) as SipRequest;
+    assert.equal(m.maxForwards, null);
+  });
+
+  test('Route fields: one value in place, several values, commas inside quotes and <>', () => {
+    const routes = (line: string) =>
+      (parseMessage(withHeader(line)) as SipRequest).routes.map((r) => [
+        r.displayName,
+        (r.uri as SipUri).host,
+        r.params.toString(),
+      ]);
+    assert.deepEqual(routes('Route: <sip:p1.example.com;lr>'), [[null, 'p1.example.com', '']]);
+    assert.deepEqual(routes('Route: <sip:p1.example.com;lr>,<sip:p2.example.com;lr>;x=1'), [
+      [null, 'p1.example.com', ''],
+      [null, 'p2.example.com', ';x=1'],
+    ]);
+    assert.deepEqual(routes('Route: "a, b" <sip:u,v@p1.example.com>;x="1,2"'), [
+      ['a, b', 'p1.example.com', ';x="1,2"'],
+    ]);
+    assert.deepEqual(routes('Route: sip:p1.example.com, sip:p2.example.com'), [
+      [null, 'p1.example.com', ''],
+      [null, 'p2.example.com', ''],
+    ]);
+    assert.throws(
+      () => routes('Route: <sip:p1.example.com>, '),
+      (e: unknown) => e instanceof SipParseError && /empty list element/.test(e.message),
+    );
+    assert.throws(
+      () => routes('Route: <sip:p1.example.com'),
+      (e: unknown) => e instanceof SipParseError && /unterminated </.test(e.message),
+    );
+  });
+});

@@ -610,22 +610,29 @@ export abstract class SipMessage {
     const b = this.buf;
     for (let k = this.i0; k < x.length; k += IDX_STRIDE) {
       if (idxId(x, k) !== id) continue;
-      let s = idxValueStart(x, k);
-      let e = idxValueEnd(x, k);
-      let one = !idxFolded(x, k) && !idxIsNew(x, k);
-      for (let i = s; one && i < e; i++) {
-        const c = b[i];
-        if (c === 44 || c === 34) one = false;
+      if (!idxFolded(x, k) && !idxIsNew(x, k)) {
+        let s = idxValueStart(x, k);
+        let e = idxValueEnd(x, k);
+        // String.prototype.trim on a text of ASCII and U+FFFD: TAB, LF, VT, FF, CR, SP
+        while (s < e && isTrimWs(b[s])) s++;
+        while (e > s && isTrimWs(b[e - 1])) e--;
+        if (s === e) throw badHeader(key, 'empty list element');
+        // the usual field of one value: parsed in place. A name-addr never takes in a
+        // top-level comma, so one parsed to the end of the field is its only value; a
+        // field it does not parse (several values, or a bad one) goes the general way,
+        // which splits it and gives the error of the bad value
+        let one: NameAddr | null;
+        try {
+          one = parseNameAddrAt(b, 0, t, s, e, key, NameAddr);
+        } catch {
+          one = null;
+        }
+        if (one !== null) {
+          out.push(one);
+          continue;
+        }
       }
-      if (!one) {
-        for (const part of splitList(this.idxValue(k), key)) out.push(parseNameAddr(part, key, NameAddr));
-        continue;
-      }
-      // String.prototype.trim on a text of ASCII and U+FFFD: TAB, LF, VT, FF, CR, SP
-      while (s < e && isTrimWs(b[s])) s++;
-      while (e > s && isTrimWs(b[e - 1])) e--;
-      if (s === e) throw badHeader(key, 'empty list element');
-      out.push(parseNameAddrAt(b, 0, t, s, e, key, NameAddr));
+      for (const part of splitList(this.idxValue(k), key)) out.push(parseNameAddr(part, key, NameAddr));
     }
     return out;
   }

@@ -9,9 +9,9 @@ import { isAscii } from 'node:buffer';
 import { TOKEN } from './chars';
 import { SipParseError, badHeader } from './errors';
 import {
-  ENTRY_LEN,
-  ENTRY_NAME,
   HID,
+  KNOWN_HEADERS,
+  NAME_END,
   knownNameAt,
   type CSeq,
   type HeaderId,
@@ -78,6 +78,10 @@ function methodName(buf: Buffer, s: number, e: number): string {
   }
   return buf.toString('latin1', s, e);
 }
+
+/** SP, HT, CR, LF: trimmed around a header value */
+const LWS = new Uint8Array(256);
+LWS[32] = LWS[9] = LWS[13] = LWS[10] = 1;
 
 /** Header index being built (one per process: parsing is synchronous); copied out per message. */
 const SCRATCH: number[] = new Array<number>(IDX_HEAD + MAX_HEADERS * IDX_STRIDE).fill(0);
@@ -280,14 +284,10 @@ export function parseMessage(buf: Buffer, opts: ParseOptions = {}): SipRequest |
       break;
     }
     if (pos - slStart > MAX_HEADER_SECTION) throw err('too_large', 'header section too large', 513);
-    let p = pos;
     const known = knownNameAt(buf, pos, len);
-    let h: HeaderName | undefined;
-    if (known >= 0) {
-      h = ENTRY_NAME[known];
-      p += ENTRY_LEN[known];
-    } else while (p < len && TOKEN[buf[p]] === 1) p++;
-    const nameEnd = p;
+    const h: HeaderName | undefined = known >= 0 ? KNOWN_HEADERS[known] : undefined;
+    const nameEnd = NAME_END;
+    let p = nameEnd;
     if (nameEnd === pos) throw err('bad_header', `bad header name at offset ${pos}`);
     while (p < len && (buf[p] === 32 || buf[p] === 9)) p++;
     if (buf[p] !== 58) throw err('bad_header', `header without colon at offset ${pos}`);
@@ -303,9 +303,8 @@ export function parseMessage(buf: Buffer, opts: ParseOptions = {}): SipRequest |
     if (lineEnd - pos > MAX_HEADER_LENGTH) throw err('too_large', 'header too long', 513);
     let vs = colon + 1;
     let ve = e < 0 ? len : e;
-    while (vs < ve && (buf[vs] === 32 || buf[vs] === 9 || buf[vs] === 13 || buf[vs] === 10)) vs++;
-    while (ve > vs && (buf[ve - 1] === 32 || buf[ve - 1] === 9 || buf[ve - 1] === 13 || buf[ve - 1] === 10))
-      ve--;
+    while (vs < ve && LWS[buf[vs]] === 1) vs++;
+    while (ve > vs && LWS[buf[ve - 1]] === 1) ve--;
     const id: HeaderId = h === undefined ? HID.other : h.id;
     if (id !== HID.other) {
       switch (id) {
