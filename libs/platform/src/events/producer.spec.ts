@@ -155,6 +155,21 @@ test('a Produce answer that is lost is sent again and stored once', async () => 
   }
 });
 
+test('a send whose answers were all lost fails, and the next one goes under a new producer id', async () => {
+  const t = await topic(1);
+  const batch = (tag: string) => Array.from({ length: 5 }, (_, i) => ({ key: 'k', value: `${tag}${i}` }));
+  await withProducer({ loseProduceResponses: 2, retries: 1, retryInitialMs: 10 }, async (p) => {
+    await assert.rejects(p.send(t, batch('a')), /Produce failed after 2 attempts/);
+    // The same count again: under the old id and sequence the broker would take it for the
+    // first batch resent and drop it.
+    await p.send(t, batch('b'));
+  });
+  assert.deepEqual(
+    values(await readAll(t)),
+    [...batch('a'), ...batch('b')].map((m) => m.value),
+  );
+});
+
 test('concurrent sends all resolve, stored in call order', async () => {
   const t = await topic(3);
   await withProducer({}, async (p) => {

@@ -353,7 +353,7 @@ export class KafkaProducer {
           if (open[i].done === open[i].msgs.length) open.splice(i, 1);
       }
     } catch (e) {
-      if (!(e instanceof KafkaError) || PRODUCER_STATE.has(e.code) || e.code === -1) {
+      if (!(e instanceof KafkaError) || PRODUCER_STATE.has(e.code)) {
         // Whether the last batches were stored is unknown: a new producer id for what comes next.
         this.producer = undefined;
         this.sequences.clear();
@@ -439,9 +439,10 @@ export class KafkaProducer {
       });
       if (pending.length === 0) return;
       if (attempt >= retries) {
-        throw lastError instanceof KafkaError
-          ? new KafkaError(-1, lastError.message)
-          : unavailable(`kafka: Produce failed after ${retries + 1} attempts`, lastError);
+        throw unavailable(
+          `kafka: Produce failed after ${retries + 1} attempts: ${lastError?.message ?? 'no answer'}`,
+          lastError,
+        );
       }
       this.opts.logger?.warn({ err: lastError, attempt }, 'kafka produce failed; retrying');
       for (const b of pending) this.topics.delete(b.part.topic);
