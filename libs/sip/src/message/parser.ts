@@ -169,10 +169,10 @@ function uintFromBytes(buf: Buffer, s: number, e: number, header: string): numbe
 }
 
 /** Parses a message. Throws SipParseError (and nothing else) on bad input. */
-export function parseMessage(buf: Buffer, opts: ParseOptions = {}): SipRequest | SipResponse {
+export function parseMessage(buf: Buffer, opts?: ParseOptions): SipRequest | SipResponse {
   const len = buf.length;
   if (len > MAX_MESSAGE_SIZE) throw err('too_large', `message of ${len} bytes`, 513);
-  const stream = opts.transport === 'stream';
+  const stream = opts !== undefined && opts.transport === 'stream';
   let pos = 0;
   // RFC 3261 §7.5: ignore CRLFs before the start line
   while (pos < len && (buf[pos] === 13 || buf[pos] === 10)) pos++;
@@ -303,8 +303,11 @@ export function parseMessage(buf: Buffer, opts: ParseOptions = {}): SipRequest |
     if (lineEnd - pos > MAX_HEADER_LENGTH) throw err('too_large', 'header too long', 513);
     let vs = colon + 1;
     let ve = e < 0 ? len : e;
-    while (vs < ve && LWS[buf[vs]] === 1) vs++;
-    while (ve > vs && LWS[buf[ve - 1]] === 1) ve--;
+    // the usual "Name: value CRLF" by two straight checks, else the loops
+    if (vs + 1 < ve && buf[vs] === 32 && LWS[buf[vs + 1]] === 0) vs++;
+    else while (vs < ve && LWS[buf[vs]] === 1) vs++;
+    if (ve - 1 > vs && buf[ve - 1] === 13 && LWS[buf[ve - 2]] === 0) ve--;
+    else while (ve > vs && LWS[buf[ve - 1]] === 1) ve--;
     const id: HeaderId = h === undefined ? HID.other : h.id;
     if (id !== HID.other) {
       switch (id) {
@@ -392,7 +395,7 @@ export function parseMessage(buf: Buffer, opts: ParseOptions = {}): SipRequest |
       )
     : new SipResponse(status, reason, buf, fields, slStart, slEnd, slClean, bodyStart, bodyEnd);
   if (text !== null) msg._text = text; // the whole message: offsets hold for the header section
-  if (opts.lenient) return msg;
+  if (opts !== undefined && opts.lenient) return msg;
 
   // ---------------------------------------------------------------- mandatory headers
   if (nVia === 0) throw err('missing_header', 'no Via', 400, 'via');

@@ -70,6 +70,9 @@ describe('URI parsing', () => {
       '1sip:x',
       'sip:[1.2.3.4]',
       'sip:h;p=%4',
+      'sip:u:p%g1@h',
+      'sip:h?a=%2',
+      'sip:h;lr?a=b%zz',
       'tel:',
     ]) {
       assert.throws(

@@ -377,8 +377,22 @@ export function parseSipUri(s: string): SipUri {
   return u;
 }
 
+/** s[ps, pe): ";lr" (loose routing: every Route and Record-Route) as a constant, others sliced. */
+function uriParamsText(b: Uint8Array, d: number, s: string, ps: number, pe: number): string {
+  const k = ps + d;
+  if (pe - ps === 3 && b[k] === 59 && b[k + 1] === 108 && b[k + 2] === 114) return ';lr';
+  return s.slice(ps, pe);
+}
+
+/** true when b[d + from, d + to) holds a '%' */
+function hasPct(b: Uint8Array, d: number, from: number, to: number): boolean {
+  for (let k = from + d; k < to + d; k++) if (b[k] === 37) return true;
+  return false;
+}
+
 function parseSip(b: Uint8Array, d: number, s: string, i: number, scheme: 'sip' | 'sips'): SipUri {
   const n = s.length;
+  const start = i;
   let user: string | null = null;
   let password: string | null = null;
   const at = s.indexOf('@', i);
@@ -395,6 +409,7 @@ function parseSip(b: Uint8Array, d: number, s: string, i: number, scheme: 'sip' 
     if (user.length === 0) throw badUri('empty URI user part');
     i = at + 1;
   }
+  const hostStart = i;
   parseHostPort(b, d, s, i, 'URI host', n);
   const host = hostPort.host;
   const port = hostPort.port;
@@ -420,8 +435,10 @@ function parseSip(b: Uint8Array, d: number, s: string, i: number, scheme: 'sip' 
     hraw = s.slice(hs, i);
   }
   if (i !== n) throw badUri(`unexpected character in URI at ${i}`);
-  if (s.indexOf('%') >= 0 && !escapesValid(s, 0, n)) throw badUri('bad %-escape in URI');
-  return new SipUri(scheme, user, password, host, port, pe > ps ? s.slice(ps, pe) : '', hraw);
+  // a '%' can only be in the userinfo, the parameters and the headers (not in host or port)
+  if ((hasPct(b, d, start, hostStart) || hasPct(b, d, ps, n)) && !escapesValid(s, 0, n))
+    throw badUri('bad %-escape in URI');
+  return new SipUri(scheme, user, password, host, port, pe > ps ? uriParamsText(b, d, s, ps, pe) : '', hraw);
 }
 
 function parseTel(s: string, i: number): TelUri {
