@@ -312,9 +312,13 @@ function paramName(b: Uint8Array, d: number, s: string, ns: number, e: number): 
   return s.slice(ns, e);
 }
 
+type Param = [string, string | null];
+/** the Params made by the last parseParams call */
+let PARAMS_OUT = new Params();
+
 /**
  * Parses header parameters `*( SWS ";" SWS name [ SWS "=" SWS value ] )` at s[i..n)
- * (codes read from b[d + k], see chars.ts).
+ * (codes read from b[d + k], see chars.ts) into a new Params, left in PARAMS_OUT.
  * Values are token / host (IPv6 with or without brackets) / quoted-string, kept as written.
  * Returns the index after the last parameter (trailing WS skipped).
  */
@@ -324,12 +328,17 @@ export function parseParams(
   s: string,
   i: number,
   header: string,
-  params: Params,
   n: number,
 ): number {
+  // the first two are kept apart and the list made at its size at the end: an array grown
+  // from empty by push costs more than a short parameter itself
+  let p0: Param | null = null;
+  let p1: Param | null = null;
+  let more: Param[] | null = null;
+  let count = 0;
   for (;;) {
     i = skipWsB(b, d, i, n);
-    if (i >= n || b[i + d] !== 59) return i;
+    if (i >= n || b[i + d] !== 59) break;
     i = skipWsB(b, d, i + 1, n);
     const ns = i;
     i = scanB(b, d, i, TOKEN, n);
@@ -345,10 +354,16 @@ export function parseParams(
       if (i === vs) throw badHeader(header, `empty value for parameter ${name}`);
       value = s.slice(vs, i);
     }
-    if (params.list.length >= MAX_PARAMS)
+    if (count >= MAX_PARAMS)
       throw new SipParseError('too_large', `${header}: too many parameters`, 513, header);
-    params.list.push([name, value]);
+    count++;
+    if (p0 === null) p0 = [name, value];
+    else if (p1 === null) p1 = [name, value];
+    else if (more === null) more = [p0, p1, [name, value]];
+    else more.push([name, value]);
   }
+  PARAMS_OUT = new Params(more !== null ? more : p1 !== null ? [p0!, p1] : p0 !== null ? [p0] : []);
+  return i;
 }
 
 // ---------------------------------------------------------------- Via
@@ -518,8 +533,8 @@ function viaRest(
   const host = hostPort.host;
   const port = hostPort.port;
   i = hostPort.end;
-  const params = new Params();
-  i = parseParams(b, d, s, i, 'via', params, n);
+  i = parseParams(b, d, s, i, 'via', n);
+  const params = PARAMS_OUT;
   if (i !== n && b[i + d] !== 44) throw badHeader('via', `unexpected character at ${i - base}`);
   VIA_END = i - base;
   return new Via(transport, host, port, params, protocol);
@@ -740,8 +755,8 @@ export function parseNameAddrAt<T extends NameAddr>(
   }
   const uriStr = s.slice(us, ue);
   if (!isUriStart(b, d, us, ue)) throw badHeader(header, `not a URI: ${uriStr.slice(0, 40)}`);
-  const params = new Params();
-  i = parseParams(b, d, s, i, header, params, n);
+  i = parseParams(b, d, s, i, header, n);
+  const params = PARAMS_OUT;
   if (i !== n) throw badHeader(header, `unexpected character at ${i - start}`);
   const r = new Ctor(uriStr, display, params);
   if (!isScratch(b)) {

@@ -11,6 +11,7 @@ import {
   Via,
   newBranch,
 } from './index';
+import { MAX_PARAMS } from './limits';
 
 const INVITE = [
   'INVITE sip:bob@biloxi.example.com SIP/2.0',
@@ -234,6 +235,32 @@ describe('header names and list values', () => {
     assert.equal(m.maxForwards, null);
   });
 
+  test('header parameters: order kept past the first two, at most MAX_PARAMS', () => {
+    const many = (k: number) => Array.from({ length: k }, (_, i) => `;p${i}=${i}`).join('');
+    const m = parseMessage(withHeader(`Contact: <sip:a@example.com>${many(5)}`)) as SipRequest;
+    assert.deepEqual(m.contacts[0].params.list, [
+      ['p0', '0'],
+      ['p1', '1'],
+      ['p2', '2'],
+      ['p3', '3'],
+      ['p4', '4'],
+    ]);
+    assert.equal(
+      (parseMessage(withHeader(`Contact: <sip:a@example.com>${many(MAX_PARAMS)}`)) as SipRequest).contacts[0]
+        .params.size,
+      MAX_PARAMS,
+    );
+    assert.throws(
+      () =>
+        (parseMessage(withHeader(`Contact: <sip:a@example.com>${many(MAX_PARAMS + 1)}`)) as SipRequest)
+          .contacts,
+      (e: unknown) => e instanceof SipParseError && e.code === 'too_large',
+    );
+    // the top Via's parameters, two and one
+    const v = parseMessage(withHeader('Route: <sip:p.example.com;lr>')).via;
+    assert.deepEqual(v.params.list, [['branch', 'z9hG4bK1']]);
+  });
+
   test('Route fields: one value in place, several values, commas inside quotes and <>', () => {
     const routes = (line: string) =>
       (parseMessage(withHeader(line)) as SipRequest).routes.map((r) => [
@@ -253,6 +280,13 @@ describe('header names and list values', () => {
       [null, 'p1.example.com', ''],
       [null, 'p2.example.com', ''],
     ]);
+    // several fields, in order, the one-value ones parsed in place and the list split
+    assert.deepEqual(
+      routes(
+        'Route: <sip:a.example.com>\r\nRoute: <sip:b.example.com>\r\nRoute: <sip:c.example.com>, <sip:d.example.com>',
+      ).map((r) => r[1]),
+      ['a.example.com', 'b.example.com', 'c.example.com', 'd.example.com'],
+    );
     assert.throws(
       () => routes('Route: <sip:p1.example.com>, '),
       (e: unknown) => e instanceof SipParseError && /empty list element/.test(e.message),

@@ -598,13 +598,17 @@ export abstract class SipMessage {
     return this._body !== null ? this._body.length : this.bodyEnd - this.bodyStart;
   }
   private nameAddrList(id: HeaderId, key: string): NameAddr[] {
-    const out: NameAddr[] = [];
     const x = this.idx;
     if (x === null || this.flatField(id) < 0) {
+      const out: NameAddr[] = [];
       for (const v of this.valuesOfId(id))
         for (const part of splitList(v, key)) out.push(parseNameAddr(part, key, NameAddr));
       return out;
     }
+    // the usual single value ends up in an array literal of one (an array grown from empty
+    // by push costs more than the value's parse)
+    let first: NameAddr | null = null;
+    let out: NameAddr[] | null = null;
     // in place in the decoded text when a field holds one value (splitList's shortcut, on the range)
     const t = this._text!;
     const b = this.buf;
@@ -628,13 +632,18 @@ export abstract class SipMessage {
           one = null;
         }
         if (one !== null) {
-          out.push(one);
+          if (first === null) first = one;
+          else (out ??= [first]).push(one);
           continue;
         }
       }
-      for (const part of splitList(this.idxValue(k), key)) out.push(parseNameAddr(part, key, NameAddr));
+      for (const part of splitList(this.idxValue(k), key)) {
+        const na = parseNameAddr(part, key, NameAddr);
+        if (first === null) first = na;
+        else (out ??= [first]).push(na);
+      }
     }
-    return out;
+    return out !== null ? out : first !== null ? [first] : [];
   }
 
   /** The body: a slice of the original buffer, or the body set by setBody. */
