@@ -1,11 +1,8 @@
 /**
- * kafkajs's DefaultPartitioner (Java client's murmur2 of the key, modulo the partition
- * count) with the hash in 32-bit integer arithmetic. kafkajs computes the same hash with
- * its BigInt-backed Long on every step, about a tenth of the CPU of publishing a batch of
- * small messages; only the low 32 bits ever matter, so Math.imul gives the same partition.
- * Messages with a partition or without a key go to kafkajs's own partitioner.
+ * The partition of a keyed record as the Java client and kafkajs's DefaultPartitioner pick
+ * it (murmur2 of the key, modulo the partition count), with the hash in 32-bit integer
+ * arithmetic: only the low 32 bits ever matter, so Math.imul gives the same partition.
  */
-import { Partitioners, type ICustomPartitioner } from 'kafkajs';
 
 const SEED = 0x9747b28c;
 const M = 0x5bd1e995;
@@ -33,13 +30,5 @@ export function murmur2(key: Buffer | string): number {
   return h | 0;
 }
 
-/** Partitioners.DefaultPartitioner, the keyed case computed as above (same partitions). */
-export const DefaultPartitioner: ICustomPartitioner = () => {
-  const kafkajs = Partitioners.DefaultPartitioner();
-  return (args) => {
-    const { message, partitionMetadata } = args;
-    if (message.partition == null && message.key != null)
-      return (murmur2(message.key) & 0x7fffffff) % partitionMetadata.length;
-    return kafkajs(args);
-  };
-};
+/** The partition of a record with this key among n partitions. */
+export const partitionOf = (key: Buffer | string, n: number): number => (murmur2(key) & 0x7fffffff) % n;

@@ -18,7 +18,7 @@
 import net from 'node:net';
 import type { Logger } from 'pino';
 import { unavailable } from '../errors';
-import { murmur2 } from './partitioner';
+import { partitionOf } from './partitioner';
 import { BATCH_HEADER, recordBound, writeRecordBatch } from './record-batch';
 import { type PublishMessage, retryDelay, sleep } from './types';
 
@@ -338,7 +338,7 @@ export class KafkaProducer {
     for (const q of items) {
       const n = (await this.topicMeta(q.topic)).leaders.length;
       for (const m of q.messages) {
-        const partition = (murmur2(m.key) & 0x7fffffff) % n;
+        const partition = partitionOf(m.key, n);
         const id = `${q.topic}\0${partition}`;
         let p = parts.get(id);
         if (!p) parts.set(id, (p = { topic: q.topic, partition, msgs: [], done: 0 }));
