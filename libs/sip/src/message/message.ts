@@ -167,6 +167,12 @@ export const idxValueEnd = (x: number[], k: number) => x[k + 3];
 
 export type BodyInput = Buffer | string;
 
+/** true when b[s, e) holds a comma */
+function hasComma(b: Buffer, s: number, e: number): boolean {
+  for (let i = s; i < e; i++) if (b[i] === 44) return true;
+  return false;
+}
+
 export abstract class SipMessage {
   /** the buffer the message was parsed from (empty for built messages) */
   readonly buf: Buffer;
@@ -614,17 +620,17 @@ export abstract class SipMessage {
     const b = this.buf;
     for (let k = this.i0; k < x.length; k += IDX_STRIDE) {
       if (idxId(x, k) !== id) continue;
-      if (!idxFolded(x, k) && !idxIsNew(x, k)) {
-        let s = idxValueStart(x, k);
-        let e = idxValueEnd(x, k);
+      let s = idxValueStart(x, k);
+      let e = idxValueEnd(x, k);
+      // a field with a comma (usually several values) goes the general way at once: the
+      // in-place parse would stop at it and throw, and an exception costs more than the split
+      if (!idxFolded(x, k) && !idxIsNew(x, k) && !hasComma(b, s, e)) {
         // String.prototype.trim on a text of ASCII and U+FFFD: TAB, LF, VT, FF, CR, SP
         while (s < e && isTrimWs(b[s])) s++;
         while (e > s && isTrimWs(b[e - 1])) e--;
         if (s === e) throw badHeader(key, 'empty list element');
-        // the usual field of one value: parsed in place. A name-addr never takes in a
-        // top-level comma, so one parsed to the end of the field is its only value; a
-        // field it does not parse (several values, or a bad one) goes the general way,
-        // which splits it and gives the error of the bad value
+        // the usual field of one value: parsed in place; a bad one goes the general way,
+        // which gives the error of the bad value
         let one: NameAddr | null;
         try {
           one = parseNameAddrAt(b, 0, t, s, e, key, NameAddr);
