@@ -15,6 +15,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { migrate, openEmbeddedBus, openPglite, processEnv, type Db, type DbTx } from '@switchboard/platform';
 import type { Binding } from '../../services/registrar/src/bindings';
+import { LOCATION_TOPIC, locationRecords } from '../../services/registrar/src/main';
 import { Registry } from '../../services/registrar/src/registry';
 import { createBindingStore } from '../../services/registrar/src/store';
 import { Replica } from '../../services/sip-proxy/src/replica';
@@ -53,17 +54,10 @@ await migrate(db, {
   dir: join(import.meta.dirname, '../../services/registrar/migrations'),
 });
 const bus = await openEmbeddedBus({ db, onLag: () => {} });
-await bus.ensureTopic('location', { compacted: true });
+await bus.ensureTopic(LOCATION_TOPIC, { compacted: true });
 const batches: number[] = [];
 // as services/registrar/src/main.ts publishes
-const publish = (latest: Map<string, Binding[]>) =>
-  bus.publish(
-    'location',
-    [...latest].map(([aor, bindings]) => ({
-      key: aor,
-      value: bindings.length ? JSON.stringify({ aor, bindings }) : null,
-    })),
-  );
+const publish = (latest: Map<string, Binding[]>) => bus.publish(LOCATION_TOPIC, locationRecords(latest));
 const store = createBindingStore(db, {
   afterCommit: publish,
   onBatch: (n) => batches.push(n),
@@ -75,7 +69,7 @@ const registry = new Registry(
   { now: Date.now },
   (a, b) => a === b,
 );
-const replica = new Replica<unknown>('location', 'bench-location');
+const replica = new Replica<unknown>(LOCATION_TOPIC, 'bench-location');
 let applied = 0;
 replica.onChange = () => applied++;
 await replica.start(bus);

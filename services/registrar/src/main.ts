@@ -15,6 +15,7 @@ import {
   serveGrpc,
   str,
   DomainError,
+  type PublishMessage,
 } from '@switchboard/platform';
 import { RegistrarService, WatchEvent_Type } from '@switchboard/proto/registrar';
 import type { Binding } from './bindings';
@@ -22,6 +23,13 @@ import { Registry } from './registry';
 import { createBindingStore } from './store';
 
 export const LOCATION_TOPIC = 'location';
+
+/** The `location` topic's records of a batch: an AoR's bindings, or a tombstone when it has none. */
+export const locationRecords = (latest: Map<string, Binding[]>): PublishMessage[] =>
+  [...latest].map(([aor, bindings]) => ({
+    key: aor,
+    value: bindings.length ? JSON.stringify({ aor, bindings }) : null,
+  }));
 
 export const registrarConfig = {
   grpcHost: str('SWITCHBOARD_REGISTRAR_GRPC_HOST', '127.0.0.1', 'Address the registrar gRPC server binds'),
@@ -77,13 +85,7 @@ export const registrarService = defineService({
       registers: [ctx.metrics],
     });
     const publish = (latest: Map<string, Binding[]>) =>
-      events.publish(
-        LOCATION_TOPIC,
-        [...latest].map(([aor, bindings]) => ({
-          key: aor,
-          value: bindings.length ? JSON.stringify({ aor, bindings }) : null,
-        })),
-      );
+      events.publish(LOCATION_TOPIC, locationRecords(latest));
     const store = createBindingStore(db, {
       afterCommit: publish,
       onBatch: (n) => batchSize.observe(n),
