@@ -199,10 +199,7 @@ class Connection {
     head.writeInt16BE(this.clientId.length, 12);
     return new Promise((resolve, reject) => {
       this.waiting.set(id, { resolve, reject, apiKey });
-      this.timer ??= setTimeout(
-        () => this.fail(unavailable(`kafka: no answer within ${this.timeoutMs} ms`)),
-        this.timeoutMs,
-      );
+      this.armTimer();
       const s = this.socket;
       s.cork();
       s.write(head);
@@ -235,11 +232,15 @@ class Connection {
       if (this.closed) return;
     }
     this.acc = b.length > 0 ? b : undefined;
-    if (this.waiting.size > 0 && !this.timer)
-      this.timer = setTimeout(
-        () => this.fail(unavailable(`kafka: no answer within ${this.timeoutMs} ms`)),
-        this.timeoutMs,
-      );
+    if (this.waiting.size > 0) this.armTimer();
+  }
+
+  /** One timer for the oldest answer awaited: the connection fails when it runs out. */
+  private armTimer(): void {
+    this.timer ??= setTimeout(
+      () => this.fail(unavailable(`kafka: no answer within ${this.timeoutMs} ms`)),
+      this.timeoutMs,
+    );
   }
 
   /** Closes the connection and fails every request waiting on it. */
@@ -408,14 +409,15 @@ export class KafkaProducer {
         if (list) list.push(b);
         else byLeader.set(leader, [b]);
       }
+      const requests = [...byLeader];
       const answers = await Promise.allSettled(
-        [...byLeader].map(([leader, batches]) => this.produceTo(leader, batches)),
+        requests.map(([leader, batches]) => this.produceTo(leader, batches)),
       );
       answers.forEach((a, i) => {
         if (a.status === 'rejected')
           lastError = a.reason instanceof Error ? a.reason : new Error(String(a.reason));
         else {
-          const batches = [...byLeader.values()][i];
+          const batches = requests[i][1];
           for (const b of batches) {
             const code = a.value.get(`${b.part.topic}\0${b.part.partition}`) ?? {
               code: -1,
@@ -446,7 +448,7 @@ export class KafkaProducer {
       }
       this.opts.logger?.warn({ err: lastError, attempt }, 'kafka produce failed; retrying');
       for (const b of pending) this.topics.delete(b.part.topic);
-      await sleep(retryDelay(attempt, this.opts.retryInitialMs ?? 100, this.opts.retryMaxMs ?? 2_000));
+      await this.backoff(attempt);
     }
   }
 
@@ -510,7 +512,7 @@ export class KafkaProducer {
         return this.producer;
       } catch (e) {
         if ((e instanceof KafkaError && !RETRIABLE.has(e.code)) || attempt >= retries) throw e;
-        await sleep(retryDelay(attempt, this.opts.retryInitialMs ?? 100, this.opts.retryMaxMs ?? 2_000));
+        await this.backoff(attempt);
       }
     }
   }
@@ -569,7 +571,7 @@ export class KafkaProducer {
         err = e instanceof Error ? e : new Error(String(e));
       }
       if (attempt >= retries) throw unavailable(`kafka: no metadata for topic ${topic}`, err);
-      await sleep(retryDelay(attempt, this.opts.retryInitialMs ?? 100, this.opts.retryMaxMs ?? 2_000));
+      await this.backoff(attempt);
     }
   }
 
@@ -610,6 +612,10 @@ export class KafkaProducer {
       }
     }
     throw unavailable(`kafka: no broker of ${this.opts.brokers.join(', ')} answers`, last);
+  }
+
+  private backoff(attempt: number): Promise<void> {
+    return sleep(retryDelay(attempt, this.opts.retryInitialMs ?? 100, this.opts.retryMaxMs ?? 2_000));
   }
 
   private dial(host: string, port: number): Promise<Connection> {
