@@ -30,6 +30,11 @@ const SECONDS = Number(env.MEDIA_BENCH_SECONDS ?? 5);
 const SYSTEMS = (env.MEDIA_BENCH_SYSTEMS ?? 'switchboard,rtpengine').split(',');
 const RELAY_CORE = env.MEDIA_BENCH_RELAY_CORE ?? '0';
 const GEN_CORE = env.MEDIA_BENCH_GEN_CORE ?? '1';
+// both relays' worker threads get the same policy (rtpengine's --scheduling/--priority,
+// Switchboard's SWITCHBOARD_MEDIA_SCHEDULING/PRIORITY); real time only where it can be set (root)
+const [SCHED = 'default', PRIO = '0'] = (
+  env.MEDIA_BENCH_SCHEDULING ?? (process.getuid?.() === 0 ? 'fifo:50' : 'default')
+).split(':');
 const GEN_BASE = 61000; // endpoints: 61000 + 2i (A), 61001 + 2i (B): above the ephemeral range, clear of SIPp's 6000
 const PORT_MIN = 12000;
 const PORT_MAX = 19999;
@@ -102,9 +107,22 @@ function cpuSeconds(pid: number): number {
 function runGen(calls: number, targets: string[]): GenResult {
   const file = join(work, `targets-${calls}.txt`);
   writeFileSync(file, targets.slice(0, calls).join('\n') + '\n');
+  // with a real-time relay the generator is real time too (it waits in epoll_wait, never spins),
+  // so that its own scheduling delays do not show as the relay's latency
+  const rt = SCHED === 'fifo' || SCHED === 'rr' ? ['chrt', `--${SCHED}`, PRIO] : [];
   const r = spawnSync(
-    'taskset',
-    ['-c', GEN_CORE, loadgen, String(calls), String(SECONDS), String(GEN_BASE), file],
+    rt[0] ?? 'taskset',
+    [
+      ...rt.slice(1),
+      ...(rt.length ? ['taskset'] : []),
+      '-c',
+      GEN_CORE,
+      loadgen,
+      String(calls),
+      String(SECONDS),
+      String(GEN_BASE),
+      file,
+    ],
     {
       encoding: 'utf8',
       timeout: (SECONDS + 30) * 1000,
@@ -148,6 +166,7 @@ function start(system: string): ChildProcess {
           String(PORT_MIN),
           String(PORT_MAX),
           system === 'switchboard-js' ? 'js' : 'native',
+          `${SCHED}:${PRIO}`,
         ]
       : [
           'rtpengine',
@@ -163,6 +182,7 @@ function start(system: string): ChildProcess {
           '--timeout=600',
           '--delete-delay=0',
           '--num-threads=1',
+          ...(SCHED === 'default' ? [] : [`--scheduling=${SCHED}`, `--priority=${PRIO}`]),
         ];
   const child = spawn('taskset', ['-c', RELAY_CORE, ...args], {
     cwd: root,
@@ -277,7 +297,7 @@ const re = best('rtpengine');
 const ours = SYSTEMS.filter((s) => s !== 'rtpengine').map((s) => ({ system: s, ...best(s) }));
 lines.push('');
 lines.push(
-  `machine: ${cpus().length} cores, load average ${load0.toFixed(2)} at the start, ${loadavg()[0]!.toFixed(2)} at the end; relay on core ${RELAY_CORE}, generator on core ${GEN_CORE}; ${SECONDS} s per step, ${ROUNDS} round(s)`,
+  `machine: ${cpus().length} cores, load average ${load0.toFixed(2)} at the start, ${loadavg()[0]!.toFixed(2)} at the end; relay on core ${RELAY_CORE} (relay thread scheduling ${SCHED}, priority ${PRIO}; the generator too when real time), generator on core ${GEN_CORE}; ${SECONDS} s per step, ${ROUNDS} round(s)`,
 );
 for (const sb of ours) {
   lines.push(

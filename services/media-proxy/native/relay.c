@@ -27,6 +27,7 @@
 #include <math.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -939,6 +940,44 @@ static napi_value js_latency(napi_env env, napi_callback_info info) {
   return arr;
 }
 
+/*
+ * schedule(h, policy, priority): the relay thread's scheduling policy, as rtpengine's
+ * --scheduling/--priority: "fifo" or "rr" with a priority of 1-99 (real time: the thread is
+ * not made to wait for other processes' time slices on its core), "other", "batch" or
+ * "idle" with 0. Throws with the system's reason (EPERM without CAP_SYS_NICE).
+ */
+static napi_value js_schedule(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  relay_t *r = argc >= 3 ? get_relay(env, argv[0]) : NULL;
+  if (!r) return NULL;
+  char name[16];
+  size_t l;
+  int prio;
+  if (napi_get_value_string_utf8(env, argv[1], name, sizeof name, &l) != napi_ok || !get_int(env, argv[2], &prio)) {
+    napi_throw_type_error(env, NULL, "native relay: schedule(handle, policy, priority)");
+    return NULL;
+  }
+  int policy = strcmp(name, "fifo") == 0    ? SCHED_FIFO
+               : strcmp(name, "rr") == 0    ? SCHED_RR
+               : strcmp(name, "other") == 0 ? SCHED_OTHER
+               : strcmp(name, "batch") == 0 ? SCHED_BATCH
+               : strcmp(name, "idle") == 0  ? SCHED_IDLE
+                                            : -1;
+  if (policy < 0 || prio < sched_get_priority_min(policy) || prio > sched_get_priority_max(policy)) {
+    napi_throw_range_error(env, NULL, "native relay: no such policy, or a priority out of its range");
+    return NULL;
+  }
+  struct sched_param sp = {.sched_priority = prio};
+  int e = pthread_setschedparam(r->thread, policy, &sp);
+  if (e != 0) {
+    napi_throw_error(env, NULL, strerror(e));
+    return NULL;
+  }
+  return NULL;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor d[] = {
       {"create", NULL, js_create, NULL, NULL, NULL, napi_default, NULL},
@@ -951,6 +990,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"pull", NULL, js_pull, NULL, NULL, NULL, napi_default, NULL},
       {"destroy", NULL, js_destroy, NULL, NULL, NULL, napi_default, NULL},
       {"latency", NULL, js_latency, NULL, NULL, NULL, napi_default, NULL},
+      {"schedule", NULL, js_schedule, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof d / sizeof d[0], d);
   return exports;

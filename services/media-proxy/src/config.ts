@@ -44,6 +44,10 @@ export function parseInterfaces(raw: string): RelayInterface[] {
   return out;
 }
 
+/** Thread scheduling policies (rtpengine's --scheduling); "default" leaves the thread as started. */
+export const SCHEDULING_POLICIES = ['default', 'fifo', 'rr', 'other', 'batch', 'idle'] as const;
+export type SchedulingPolicy = (typeof SCHEDULING_POLICIES)[number];
+
 const interfaces = (env: string, def: string, description: string): Setting<RelayInterface[]> => ({
   env,
   default: def,
@@ -96,6 +100,29 @@ export const mediaConfig = {
     ['native', 'js'],
     'Relay hot path: native (C addon, own thread, recvmmsg/sendmmsg; js with a warning when not built) or js (dgram on the event loop)',
   ),
+  scheduling: oneOf(
+    'SWITCHBOARD_MEDIA_SCHEDULING',
+    'default',
+    SCHEDULING_POLICIES,
+    "Native relay thread's policy, as rtpengine's --scheduling (fifo, rr: real time, needs CAP_SYS_NICE)",
+  ),
+  priority: int(
+    'SWITCHBOARD_MEDIA_PRIORITY',
+    0,
+    "The native relay thread's priority, as rtpengine's --priority: 1-99 with fifo or rr, 0 with the others",
+    0,
+    99,
+  ),
 };
+
+/** Why a scheduling policy and priority do not go together, or undefined when they do. */
+export function schedulingProblem(policy: SchedulingPolicy, priority: number): string | undefined {
+  const realTime = policy === 'fifo' || policy === 'rr';
+  if (realTime && priority === 0)
+    return `SWITCHBOARD_MEDIA_PRIORITY: ${policy} needs a priority from 1 to 99`;
+  if (!realTime && priority !== 0)
+    return `SWITCHBOARD_MEDIA_PRIORITY: ${priority} is for fifo or rr; ${policy} takes 0`;
+  return undefined;
+}
 
 export type MediaConfig = ConfigOf<typeof mediaConfig>;

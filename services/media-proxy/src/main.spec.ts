@@ -23,6 +23,7 @@ for (const engine of ['native', 'js'] as const) {
     let db: Db;
     let bus: EventBus;
     let metrics: Registry;
+    let ctx: ServiceContext;
     let running: { stop(): Promise<void>; port?: number; relay: { engine: string } };
     let client: ReturnType<typeof grpcClient<typeof MediaProxyService, MediaProxyClient>>;
     const events: EventMessage[] = [];
@@ -32,7 +33,7 @@ for (const engine of ['native', 'js'] as const) {
       db = await openDb({ memory: true });
       bus = await openEmbeddedBus({ db, pollMs: 20 });
       metrics = new Registry();
-      const ctx: ServiceContext = {
+      ctx = {
         platform: loadConfig(platformSpec, {}),
         logger: pino({ level: 'silent' }),
         metrics,
@@ -52,6 +53,8 @@ for (const engine of ['native', 'js'] as const) {
         SWITCHBOARD_MEDIA_TIMEOUT_MS: '300',
         SWITCHBOARD_MEDIA_SWEEP_MS: '20',
         SWITCHBOARD_MEDIA_ENGINE: engine,
+        // a policy any user may set: the setting reaches the native relay's thread (relay.spec.ts checks it took)
+        SWITCHBOARD_MEDIA_SCHEDULING: engine === 'native' ? 'batch' : 'default',
       });
       running = (await mediaProxyService.start(ctx, config)) as typeof running;
       assert.equal(running.relay.engine, engine, 'the engine asked for runs');
@@ -62,6 +65,18 @@ for (const engine of ['native', 'js'] as const) {
         fromBeginning: true,
         handler: async (m) => void events.push(m),
       });
+    });
+
+    test('a real-time scheduling policy without a priority stops the start, naming the setting', async () => {
+      const config = loadConfig(mediaConfig, {
+        SWITCHBOARD_MEDIA_GRPC_PORT: '0',
+        SWITCHBOARD_MEDIA_ENGINE: engine,
+        SWITCHBOARD_MEDIA_SCHEDULING: 'fifo',
+      });
+      await assert.rejects(
+        mediaProxyService.start(ctx, config),
+        /SWITCHBOARD_MEDIA_PRIORITY: fifo needs a priority/,
+      );
     });
 
     after(async () => {

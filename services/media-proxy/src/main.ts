@@ -7,10 +7,17 @@
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import { defineService, grpcService, serveGrpc, DomainError } from '@switchboard/platform';
 import { MediaProxyService, type CallStats } from '@switchboard/proto/media';
-import { mediaConfig } from './config';
+import { mediaConfig, schedulingProblem } from './config';
 import { DROP_REASONS, MediaRelay, type EndReason, type RelayCounters } from './relay';
 
-export { mediaConfig, parseInterfaces, type RelayInterface } from './config';
+export {
+  mediaConfig,
+  parseInterfaces,
+  schedulingProblem,
+  SCHEDULING_POLICIES,
+  type RelayInterface,
+  type SchedulingPolicy,
+} from './config';
 export { MediaRelay, type RelayOptions, type Clock, type RelayEngine } from './relay';
 
 export const MEDIA_EVENTS_TOPIC = 'media-events';
@@ -161,8 +168,15 @@ export const mediaProxyService = defineService({
         );
       if (reason === 'timeout') ctx.logger.info({ callId: stats.callId }, 'media timeout: call ended');
     };
+    const problem = schedulingProblem(config.scheduling, config.priority);
+    if (problem) throw new Error(problem);
     const relay = new MediaRelay({
       ...config,
+      onSchedulingFailed: (reason) =>
+        ctx.logger.warn(
+          { reason, scheduling: config.scheduling, priority: config.priority },
+          'media-proxy: relay thread scheduling not applied',
+        ),
       onEnded: publish,
       onStreamEnded: streamHistograms(ctx.metrics),
       onEngineFallback: (reason) =>

@@ -34,6 +34,8 @@ export interface NativeAddon {
   destroy(h: unknown): void;
   /** With measure on: [count, p50, p99, p99.9, max] of the residence time in ms (10 us buckets); reset clears it. */
   latency(h: unknown, reset: boolean): [number, number, number, number, number];
+  /** The relay thread's scheduling policy and priority (pthread_setschedparam); throws with the system's reason. */
+  schedule(h: unknown, policy: string, priority: number): void;
 }
 
 /** Layout of the counters array (native/relay.c). */

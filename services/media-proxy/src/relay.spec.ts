@@ -1,6 +1,7 @@
 import { test, describe, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
-import { parseInterfaces } from './config';
+import { readdirSync, readFileSync } from 'node:fs';
+import { parseInterfaces, schedulingProblem } from './config';
 import { LEARNING_WINDOW_MS, MediaRelay, type EndReason, type RelayEngine, type RelayOptions } from './relay';
 import type { CallStats, OfferRequest, AnswerRequest } from '@switchboard/proto/media';
 import { audioSdp, rtcpRR, rtpPacket, target, until, UdpPeer } from './testing';
@@ -883,4 +884,54 @@ test('native engine: residence times (bench) count each relayed packet and reset
   assert.ok(r.maxMs >= 0);
   assert.equal(h.relay.residence(false)!.packets, 0);
   assert.equal(makeHarness({ engine: 'js' }).relay.residence(false), undefined);
+});
+
+/** Each thread of this process as [policy, real-time priority] (/proc/self/task/N/stat, fields 41 and 40). */
+function threadScheduling(): [number, number][] {
+  return readdirSync('/proc/self/task').map((tid) => {
+    const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' '); // f[0] is field 3
+    return [Number(f[41 - 3]), Number(f[40 - 3])];
+  });
+}
+const SCHED_FIFO = 1;
+const SCHED_BATCH = 3;
+const count = (policy: number, prio: number) =>
+  threadScheduling().filter(([p, r]) => p === policy && r === prio).length;
+
+test('native engine: the relay thread takes the scheduling policy and priority asked for (rtpengine --scheduling, --priority)', () => {
+  const failed: string[] = [];
+  const onSchedulingFailed = (r: string) => failed.push(r);
+  const batch = count(SCHED_BATCH, 0);
+  makeHarness({ engine: 'native', scheduling: 'batch', priority: 0, onSchedulingFailed });
+  assert.deepEqual(failed, []);
+  assert.equal(count(SCHED_BATCH, 0), batch + 1, 'one more thread (the relay) runs SCHED_BATCH');
+
+  const fifo = count(SCHED_FIFO, 7);
+  makeHarness({ engine: 'native', scheduling: 'fifo', priority: 7, onSchedulingFailed });
+  if (process.getuid?.() === 0) {
+    assert.deepEqual(failed, []);
+    assert.equal(count(SCHED_FIFO, 7), fifo + 1, 'the relay thread runs SCHED_FIFO at 7');
+  } else assert.match(failed.pop() ?? '', /not permitted/i, 'without CAP_SYS_NICE: said, and the relay runs');
+
+  // a priority the policy does not take: said, the thread left as it was
+  makeHarness({ engine: 'native', scheduling: 'fifo', priority: 0, onSchedulingFailed });
+  assert.match(failed.pop() ?? '', /priority out of its range/);
+  assert.equal(count(SCHED_FIFO, 0), 0);
+  // the JS engine has no thread to schedule
+  makeHarness({ engine: 'js', scheduling: 'rr', priority: 5, onSchedulingFailed });
+  assert.match(failed.pop() ?? '', /js engine/);
+  assert.deepEqual(failed, []);
+});
+
+test('scheduling settings: a real-time policy needs a priority, the others take none', () => {
+  assert.equal(schedulingProblem('default', 0), undefined);
+  assert.equal(schedulingProblem('fifo', 50), undefined);
+  assert.equal(schedulingProblem('batch', 0), undefined);
+  assert.match(
+    schedulingProblem('fifo', 0) ?? '',
+    /SWITCHBOARD_MEDIA_PRIORITY: fifo needs a priority from 1 to 99/,
+  );
+  assert.match(schedulingProblem('rr', 0) ?? '', /rr needs/);
+  assert.match(schedulingProblem('other', 10) ?? '', /10 is for fifo or rr; other takes 0/);
 });

@@ -28,7 +28,7 @@ import type {
   OfferRequest,
   Stream as StreamStats,
 } from '@switchboard/proto/media';
-import type { RelayInterface } from './config';
+import type { RelayInterface, SchedulingPolicy } from './config';
 import { PortPool } from './ports';
 import { looksLikeRtcp, looksLikeRtp, newReportFigures, readRtcp, type ReportFigures } from './rtcp';
 import { G, loadNative, type NativeAddon } from './native';
@@ -97,6 +97,11 @@ export interface RelayOptions {
   onEngineFallback?: (reason: string) => void;
   /** Native engine (bench): timestamp arrivals and keep a histogram of each relayed packet's time in the relay. */
   measureResidence?: boolean;
+  /** The native relay thread's scheduling policy and priority (rtpengine's --scheduling, --priority); default: as started. */
+  scheduling?: SchedulingPolicy;
+  priority?: number;
+  /** The scheduling asked for could not be set (e.g. EPERM without CAP_SYS_NICE, or the JS engine): why; the relay runs on. */
+  onSchedulingFailed?: (reason: string) => void;
 }
 
 /** Time from the kernel's receipt of a datagram to its send, per relayed packet (ms; 10 µs buckets). */
@@ -354,12 +359,21 @@ export class MediaRelay {
           this.native = { addon, h, g };
           this.engine = 'native';
           this.tick();
+          if (opts.scheduling && opts.scheduling !== 'default') {
+            try {
+              addon.schedule(h, opts.scheduling, opts.priority ?? 0);
+            } catch (e) {
+              opts.onSchedulingFailed?.(e instanceof Error ? e.message : String(e));
+            }
+          }
           opts.clock?.watch?.(() => this.tick());
         } catch (e) {
           opts.onEngineFallback?.(e instanceof Error ? e.message : String(e));
         }
       }
     }
+    if (opts.scheduling && opts.scheduling !== 'default' && this.engine !== 'native')
+      opts.onSchedulingFailed?.('the js engine relays on the event loop: no relay thread to schedule');
   }
 
   /** Process-wide counters (with the native engine, as its thread last wrote them). */
