@@ -366,6 +366,66 @@ export function parseParams(
   return i;
 }
 
+/**
+ * Where checkParams found the first `tag` parameter (name in any case): the value at
+ * s[TAG_START, TAG_END) as written, TAG_START -1 when there is none or it has no value.
+ */
+export let TAG_START = -1;
+export let TAG_END = -1;
+
+/**
+ * parseParams without building anything: the same checks and errors (a header the parser
+ * validates up front and builds on first use), and where the first `tag` value is.
+ */
+export function checkParams(
+  b: Uint8Array,
+  d: number,
+  s: string,
+  i: number,
+  header: string,
+  n: number,
+): number {
+  let count = 0;
+  let tagSeen = false;
+  TAG_START = TAG_END = -1;
+  for (;;) {
+    i = skipWsB(b, d, i, n);
+    if (i >= n || b[i + d] !== 59) break;
+    i = skipWsB(b, d, i + 1, n);
+    const ns = i;
+    i = scanB(b, d, i, TOKEN, n);
+    if (i === ns) throw badHeader(header, 'empty parameter name');
+    const ne = i;
+    const j = skipWsB(b, d, i, n);
+    let vs = -1;
+    if (j < n && b[j + d] === 61) {
+      i = skipWsB(b, d, j + 1, n);
+      vs = i;
+      if (i < n && b[i + d] === 34) i = skipQuotedB(b, d, i, header, n);
+      else i = scanB(b, d, i, GENVALUE, n);
+      if (i === vs) throw badHeader(header, `empty value for parameter ${paramName(b, d, s, ns, ne)}`);
+    }
+    if (count >= MAX_PARAMS)
+      throw new SipParseError('too_large', `${header}: too many parameters`, 513, header);
+    count++;
+    // Params.get('tag'): the first name equal to it in any case
+    if (
+      !tagSeen &&
+      ne - ns === 3 &&
+      (b[ns + d] | 0x20) === 116 &&
+      (b[ns + d + 1] | 0x20) === 97 &&
+      (b[ns + d + 2] | 0x20) === 103
+    ) {
+      tagSeen = true;
+      if (vs >= 0) {
+        TAG_START = vs;
+        TAG_END = i;
+      }
+    }
+  }
+  return i;
+}
+
 // ---------------------------------------------------------------- Via
 
 /** RFC 3261 branch magic cookie. */
@@ -709,20 +769,48 @@ export function parseNameAddrAt<T extends NameAddr>(
   header: string,
   Ctor: new (uri: Uri | string, displayName: string | null, params: Params) => T,
 ): T {
+  return nameAddrAt(b, d, s, start, n, header, Ctor)!;
+}
+
+/**
+ * parseNameAddrAt without building the value: the same checks and errors; where its first
+ * `tag` parameter's value is, in TAG_START / TAG_END (see checkParams).
+ */
+export function checkNameAddrAt(
+  b: Uint8Array,
+  d: number,
+  s: string,
+  start: number,
+  n: number,
+  header: string,
+): void {
+  nameAddrAt(b, d, s, start, n, header, null);
+}
+
+/** parseNameAddrAt, or its checks only when Ctor is null. */
+function nameAddrAt<T extends NameAddr>(
+  b: Uint8Array,
+  d: number,
+  s: string,
+  start: number,
+  n: number,
+  header: string,
+  Ctor: (new (uri: Uri | string, displayName: string | null, params: Params) => T) | null,
+): T | null {
   let i = skipWsB(b, d, start, n);
   let display: string | null = null;
   let us: number;
   let ue: number;
   if (i < n && b[i + d] === 34) {
     const e = skipQuotedB(b, d, i, header, n);
-    display = QUOTED_ESC ? unquote(s.slice(i, e)) : s.slice(i + 1, e - 1);
+    if (Ctor !== null) display = QUOTED_ESC ? unquote(s.slice(i, e)) : s.slice(i + 1, e - 1);
     i = skipWsB(b, d, e, n);
     if (i >= n || b[i + d] !== 60) throw badHeader(header, 'expected < after display name');
   } else {
     let j = i;
     while (j < n && DISPLAY[b[j + d]] === 1) j++;
     if (j < n && b[j + d] === 60) {
-      if (j > i) {
+      if (j > i && Ctor !== null) {
         const t = s.slice(i, j).trim();
         display = t.length ? t.replace(/[ \t]+/g, ' ') : null;
       }
@@ -753,8 +841,13 @@ export function parseNameAddrAt<T extends NameAddr>(
     }
     i = j;
   }
+  if (!isUriStart(b, d, us, ue)) throw badHeader(header, `not a URI: ${s.slice(us, ue).slice(0, 40)}`);
+  if (Ctor === null) {
+    i = checkParams(b, d, s, i, header, n);
+    if (i !== n) throw badHeader(header, `unexpected character at ${i - start}`);
+    return null;
+  }
   const uriStr = s.slice(us, ue);
-  if (!isUriStart(b, d, us, ue)) throw badHeader(header, `not a URI: ${uriStr.slice(0, 40)}`);
   i = parseParams(b, d, s, i, header, n);
   const params = PARAMS_OUT;
   if (i !== n) throw badHeader(header, `unexpected character at ${i - start}`);

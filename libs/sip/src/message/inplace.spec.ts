@@ -102,6 +102,50 @@ describe('in-place parsing matches the value-string parsers', () => {
     );
     assert.throws(() => parseMessage(msg('Route', 'Route: \u000b')).routes, /empty list element/);
   });
+
+  test('From/To checked in place, built on first use: the tags read before and after agree', () => {
+    const cases: Array<[string, string | undefined]> = [
+      ['From: "Alice" <sip:alice@example.com>;tag=1', '1'],
+      ['From: <sip:alice@example.com>;TAG=Ab', 'Ab'], // Params.get ignores the name's case
+      ['From: <sip:alice@example.com>;x=1;tag="q t";tag=2', '"q t"'], // the first, as written
+      ['From: <sip:alice@example.com>;tag', undefined], // no value
+      ['From: <sip:alice@example.com>;tags=1;ta=2', undefined],
+      ['From: sip:alice@example.com ; tag = 9 ', '9'],
+      ['From: <sip:alice@example.com>;tag=1,\r\n x', 'err'], // folded: parsed at once, and rejected
+      ['From: Al\u00e9 <sip:alice@example.com>;tag=\u00e9', 'err'], // non-ASCII: the string path
+      ['From: Al <sip:a@example.com>;tag=', 'err'],
+    ];
+    for (const [line, tag] of cases) {
+      let m: SipRequest;
+      try {
+        m = parseMessage(msg('From', line)) as SipRequest;
+      } catch (e) {
+        assert.ok(e instanceof SipParseError, line);
+        assert.equal(tag, 'err', `${line}: ${String(e)}`);
+        continue;
+      }
+      assert.notEqual(tag, 'err', line);
+      const early = m.fromTag; // before the NameAddr exists
+      assert.equal(early, tag, line);
+      assert.equal(m.from.tag, tag, line);
+      assert.equal(m.fromTag, tag, line);
+      const t = parseMessage(msg('To', line.replace(/^From/, 'To'))) as SipRequest;
+      assert.equal(t.toTag, tag, line);
+      assert.equal(t.to.tag, tag, line);
+    }
+    // an edit of the field drops the tag found by the check
+    const m = parseMessage(msg('To', 'To: <sip:bob@example.com>;tag=a')) as SipRequest;
+    assert.equal(m.toTag, 'a');
+    m.setHeader('To', '<sip:bob@example.com>;tag=b');
+    assert.equal(m.toTag, 'b');
+    m.setHeader('From', '<sip:alice@example.com>');
+    assert.equal(m.fromTag, undefined);
+    // lenient: nothing checked, the tag comes from the parsed value
+    assert.equal(
+      parseMessage(msg('From', 'From: <sip:a@example.com>;tag=z'), { lenient: true }).fromTag,
+      'z',
+    );
+  });
 });
 
 describe('edits on the header index match the same edits on field objects', () => {

@@ -18,6 +18,9 @@ import {
   parseCSeq,
   parseNameAddr,
   parseNameAddrAt,
+  checkNameAddrAt,
+  TAG_END,
+  TAG_START,
   parseUint,
   parseVia,
   parseViaAt,
@@ -206,6 +209,12 @@ export abstract class SipMessage {
   _cseq: CSeq | undefined;
   private _from: NameAddr | undefined;
   private _to: NameAddr | undefined;
+  /**
+   * From / To tags found when the parser checked the field without building it (null: no
+   * tag value); undefined when not known (then from / to give it)
+   */
+  private _fromTag: string | null | undefined;
+  private _toTag: string | null | undefined;
   /** @internal */
   _callId: string | undefined;
   /** @internal */
@@ -556,10 +565,33 @@ export abstract class SipMessage {
     return (this._to = parseNameAddr(v, 'to', NameAddr));
   }
   get fromTag(): string | undefined {
+    if (this._from === undefined && this._fromTag !== undefined) return this._fromTag ?? undefined;
     return this.from.tag;
   }
   get toTag(): string | undefined {
+    if (this._to === undefined && this._toTag !== undefined) return this._toTag ?? undefined;
     return this.to.tag;
+  }
+  /**
+   * @internal The parser's check of From and To: a field on one line of the decoded text is
+   * checked in place (the same checks and errors as `from` / `to`) and its tag kept; the
+   * NameAddr is built on first use. Other fields are parsed at once.
+   */
+  _checkFromTo(): void {
+    let k = this.flatField(HID.from);
+    if (k < 0) void this.from;
+    else {
+      const t = this._text!;
+      checkNameAddrAt(this.buf, 0, t, idxValueStart(this.idx!, k), idxValueEnd(this.idx!, k), 'from');
+      this._fromTag = TAG_START < 0 ? null : t.substring(TAG_START, TAG_END);
+    }
+    k = this.flatField(HID.to);
+    if (k < 0) void this.to;
+    else {
+      const t = this._text!;
+      checkNameAddrAt(this.buf, 0, t, idxValueStart(this.idx!, k), idxValueEnd(this.idx!, k), 'to');
+      this._toTag = TAG_START < 0 ? null : t.substring(TAG_START, TAG_END);
+    }
   }
   /** Max-Forwards, or null when absent. */
   get maxForwards(): number | null {
@@ -669,9 +701,11 @@ export abstract class SipMessage {
         break;
       case HID.from:
         this._from = undefined;
+        this._fromTag = undefined;
         break;
       case HID.to:
         this._to = undefined;
+        this._toTag = undefined;
         break;
       case HID.callId:
         this._callId = undefined;

@@ -409,8 +409,7 @@ export function parseMessage(buf: Buffer, opts?: ParseOptions): SipRequest | Sip
   if (nCSeq > 1) throw err('duplicate_header', 'more than one CSeq', 400, 'cseq');
   if (nMf > 1) throw err('duplicate_header', 'more than one Max-Forwards', 400, 'max-forwards');
   void msg.via;
-  void msg.from;
-  void msg.to;
+  msg._checkFromTo();
   // Call-ID, CSeq and Max-Forwards straight from the bytes when the field is plain ASCII on one
   // line (same checks as the accessors, which handle the other cases)
   const sx = SCRATCH;
