@@ -155,8 +155,10 @@ int main(int argc, char **argv) {
       ptr = (ptr + 1) % n;
     }
     uint64_t wait = next[ptr] > t ? next[ptr] - t : 0;
-    int timeout = wait > 1000000ULL ? 1 : 0;
-    int k = epoll_wait(ep, evs, 256, timeout);
+    /* sleep until the next send is due (at most 1 ms): no polling, so the generator can run real time */
+    if (wait > 1000000ULL) wait = 1000000ULL;
+    struct timespec until = {0, (long)wait};
+    int k = epoll_pwait2(ep, evs, 256, &until, NULL);
     for (int e = 0; e < k; e++) {
       struct stream *rx = &s[evs[e].data.u32];
       for (;;) {

@@ -107,9 +107,22 @@ function cpuSeconds(pid: number): number {
 function runGen(calls: number, targets: string[]): GenResult {
   const file = join(work, `targets-${calls}.txt`);
   writeFileSync(file, targets.slice(0, calls).join('\n') + '\n');
+  // with a real-time relay the generator is real time too (it sleeps until its next send is due, epoll_pwait2, never polls),
+  // so that its own scheduling delays do not show as the relay's latency
+  const rt = SCHED === 'fifo' || SCHED === 'rr' ? ['chrt', `--${SCHED}`, PRIO] : [];
   const r = spawnSync(
-    'taskset',
-    ['-c', GEN_CORE, loadgen, String(calls), String(SECONDS), String(GEN_BASE), file],
+    rt[0] ?? 'taskset',
+    [
+      ...rt.slice(1),
+      ...(rt.length ? ['taskset'] : []),
+      '-c',
+      GEN_CORE,
+      loadgen,
+      String(calls),
+      String(SECONDS),
+      String(GEN_BASE),
+      file,
+    ],
     {
       encoding: 'utf8',
       timeout: (SECONDS + 30) * 1000,
@@ -284,7 +297,7 @@ const re = best('rtpengine');
 const ours = SYSTEMS.filter((s) => s !== 'rtpengine').map((s) => ({ system: s, ...best(s) }));
 lines.push('');
 lines.push(
-  `machine: ${cpus().length} cores, load average ${load0.toFixed(2)} at the start, ${loadavg()[0]!.toFixed(2)} at the end; relay on core ${RELAY_CORE} (relay thread scheduling ${SCHED}, priority ${PRIO}), generator on core ${GEN_CORE} (as started: it polls while a send is due within 1 ms, which real time would throttle); ${SECONDS} s per step, ${ROUNDS} round(s)`,
+  `machine: ${cpus().length} cores, load average ${load0.toFixed(2)} at the start, ${loadavg()[0]!.toFixed(2)} at the end; relay on core ${RELAY_CORE} (relay thread scheduling ${SCHED}, priority ${PRIO}), generator on core ${GEN_CORE} (real time too when the relays are); ${SECONDS} s per step, ${ROUNDS} round(s)`,
 );
 for (const sb of ours) {
   lines.push(
