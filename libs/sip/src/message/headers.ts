@@ -94,9 +94,13 @@ const CANONICAL: Array<[string, HeaderId, string?]> = [
   ['Privacy', HID.other],
 ];
 
+/** @internal KNOWN_HEADERS[i].id by i (for the parser: no object read per field) */
+export const KNOWN_IDS = new Uint8Array(CANONICAL.length);
+
 const BY_LOWER = new Map<string, HeaderName>();
 for (const [canonical, id, compact] of CANONICAL) {
   const h: HeaderName = { key: canonical.toLowerCase(), canonical, id, index: KNOWN_HEADERS.length };
+  KNOWN_IDS[h.index] = id;
   KNOWN_HEADERS.push(h);
   BY_LOWER.set(h.key, h);
   if (compact) BY_LOWER.set(compact, h);
@@ -769,7 +773,22 @@ export function parseNameAddrAt<T extends NameAddr>(
   header: string,
   Ctor: new (uri: Uri | string, displayName: string | null, params: Params) => T,
 ): T {
-  return nameAddrAt(b, d, s, start, n, header, Ctor)!;
+  return nameAddrAt(b, d, s, start, n, header, Ctor, false)!;
+}
+
+/**
+ * parseNameAddrAt of a NameAddr when it is all of s[start, n), null when something follows
+ * it (a list's comma, ...): errors in the value itself are thrown as there.
+ */
+export function parseOneNameAddrAt(
+  b: Uint8Array,
+  d: number,
+  s: string,
+  start: number,
+  n: number,
+  header: string,
+): NameAddr | null {
+  return nameAddrAt(b, d, s, start, n, header, NameAddr, true);
 }
 
 /**
@@ -784,10 +803,13 @@ export function checkNameAddrAt(
   n: number,
   header: string,
 ): void {
-  nameAddrAt(b, d, s, start, n, header, null);
+  nameAddrAt(b, d, s, start, n, header, null, false);
 }
 
-/** parseNameAddrAt, or its checks only when Ctor is null. */
+/**
+ * parseNameAddrAt, or its checks only when Ctor is null; `prefix`: null instead of an error
+ * when the value does not end where the name-addr and its parameters do.
+ */
 function nameAddrAt<T extends NameAddr>(
   b: Uint8Array,
   d: number,
@@ -796,6 +818,7 @@ function nameAddrAt<T extends NameAddr>(
   n: number,
   header: string,
   Ctor: (new (uri: Uri | string, displayName: string | null, params: Params) => T) | null,
+  prefix: boolean,
 ): T | null {
   let i = skipWsB(b, d, start, n);
   let display: string | null = null;
@@ -850,7 +873,10 @@ function nameAddrAt<T extends NameAddr>(
   const uriStr = s.slice(us, ue);
   i = parseParams(b, d, s, i, header, n);
   const params = PARAMS_OUT;
-  if (i !== n) throw badHeader(header, `unexpected character at ${i - start}`);
+  if (i !== n) {
+    if (prefix) return null;
+    throw badHeader(header, `unexpected character at ${i - start}`);
+  }
   const r = new Ctor(uriStr, display, params);
   if (!isScratch(b)) {
     r._ub = b;

@@ -18,6 +18,7 @@ import {
   parseCSeq,
   parseNameAddr,
   parseNameAddrAt,
+  parseOneNameAddrAt,
   checkNameAddrAt,
   TAG_END,
   TAG_START,
@@ -169,12 +170,6 @@ export const idxValueStart = (x: number[], k: number) => x[k + 2] >>> 16;
 export const idxValueEnd = (x: number[], k: number) => x[k + 3];
 
 export type BodyInput = Buffer | string;
-
-/** true when b[s, e) holds a comma */
-function hasComma(b: Buffer, s: number, e: number): boolean {
-  for (let i = s; i < e; i++) if (b[i] === 44) return true;
-  return false;
-}
 
 export abstract class SipMessage {
   /** the buffer the message was parsed from (empty for built messages) */
@@ -654,18 +649,18 @@ export abstract class SipMessage {
       if (idxId(x, k) !== id) continue;
       let s = idxValueStart(x, k);
       let e = idxValueEnd(x, k);
-      // a field with a comma (usually several values) goes the general way at once: the
-      // in-place parse would stop at it and throw, and an exception costs more than the split
-      if (!idxFolded(x, k) && !idxIsNew(x, k) && !hasComma(b, s, e)) {
+      if (!idxFolded(x, k) && !idxIsNew(x, k)) {
         // String.prototype.trim on a text of ASCII and U+FFFD: TAB, LF, VT, FF, CR, SP
         while (s < e && isTrimWs(b[s])) s++;
         while (e > s && isTrimWs(b[e - 1])) e--;
         if (s === e) throw badHeader(key, 'empty list element');
-        // the usual field of one value: parsed in place; a bad one goes the general way,
-        // which gives the error of the bad value
+        // the usual field of one value: parsed in place; one that goes on after its first
+        // value (a comma: several values) or a bad one goes the general way, which splits the
+        // list and gives the error of a bad value (without an exception for a list: it costs
+        // more than the split)
         let one: NameAddr | null;
         try {
-          one = parseNameAddrAt(b, 0, t, s, e, key, NameAddr);
+          one = parseOneNameAddrAt(b, 0, t, s, e, key);
         } catch {
           one = null;
         }

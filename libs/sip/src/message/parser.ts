@@ -8,15 +8,7 @@
 import { isAscii } from 'node:buffer';
 import { TOKEN } from './chars';
 import { SipParseError, badHeader } from './errors';
-import {
-  HID,
-  KNOWN_HEADERS,
-  NAME_END,
-  knownNameAt,
-  type CSeq,
-  type HeaderId,
-  type HeaderName,
-} from './headers';
+import { HID, KNOWN_IDS, NAME_END, knownNameAt, type CSeq, type HeaderId } from './headers';
 import {
   MAX_BODY_SIZE,
   MAX_CSEQ,
@@ -284,8 +276,7 @@ export function parseMessage(buf: Buffer, opts?: ParseOptions): SipRequest | Sip
       break;
     }
     if (pos - slStart > MAX_HEADER_SECTION) throw err('too_large', 'header section too large', 513);
-    const known = knownNameAt(buf, pos, len);
-    const h: HeaderName | undefined = known >= 0 ? KNOWN_HEADERS[known] : undefined;
+    const known = knownNameAt(buf, pos, len); // KNOWN_HEADERS index, or -1
     const nameEnd = NAME_END;
     let p = nameEnd;
     if (nameEnd === pos) throw err('bad_header', `bad header name at offset ${pos}`);
@@ -308,7 +299,7 @@ export function parseMessage(buf: Buffer, opts?: ParseOptions): SipRequest | Sip
     else while (vs < ve && LWS[buf[vs]] === 1) vs++;
     if (ve - 1 > vs && buf[ve - 1] === 13 && LWS[buf[ve - 2]] === 0) ve--;
     else while (ve > vs && LWS[buf[ve - 1]] === 1) ve--;
-    const id: HeaderId = h === undefined ? HID.other : h.id;
+    const id = (known >= 0 ? KNOWN_IDS[known] : HID.other) as HeaderId;
     if (id !== HID.other) {
       switch (id) {
         case HID.via:
@@ -349,7 +340,7 @@ export function parseMessage(buf: Buffer, opts?: ParseOptions): SipRequest | Sip
     }
     if (nf >= IDX_HEAD + MAX_HEADERS * IDX_STRIDE)
       throw err('too_many_headers', 'too many header fields', 513);
-    idxEntry(SCRATCH, nf, id, h === undefined ? -1 : h.index, folded, nameEnd, pos, lineEnd, vs, ve);
+    idxEntry(SCRATCH, nf, id, known, folded, nameEnd, pos, lineEnd, vs, ve);
     nf += IDX_STRIDE;
     pos = lineEnd;
   }
