@@ -64,6 +64,8 @@ interface System {
   memoryKb(): number;
   /** CPU time used so far (user + system, summed over the processes), ms. */
   cpuMs(): number;
+  /** The same as [user, system], ms. */
+  cpuSplitMs(): [number, number];
   /** Prometheus text (Switchboard only). */
   metrics?(): Promise<string>;
   stop(): Promise<void>;
@@ -86,17 +88,25 @@ function pssKb(pids: number[]): number {
 
 /** utime + stime of the processes (and their threads), ms. */
 function cpuMs(pids: number[]): number {
-  let ticks = 0;
+  const [user, system] = cpuSplitMs(pids);
+  return user + system;
+}
+
+/** utime and stime of the processes (and their threads), ms. */
+function cpuSplitMs(pids: number[]): [number, number] {
+  let user = 0;
+  let system = 0;
   for (const pid of pids) {
     try {
       // after the command's closing parenthesis: field 14 (utime) and 15 (stime) of proc(5)
       const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-      ticks += Number(f[11]) + Number(f[12]);
+      user += Number(f[11]);
+      system += Number(f[12]);
     } catch {
       // process gone
     }
   }
-  return ticks * 10; // USER_HZ is 100 on Linux
+  return [user * 10, system * 10]; // USER_HZ is 100 on Linux
 }
 
 function childrenOf(pid: number): number[] {
@@ -170,6 +180,7 @@ async function startKamailio(): Promise<System> {
     sip,
     memoryKb: () => pssKb([child.pid!, ...childrenOf(child.pid!)]),
     cpuMs: () => cpuMs([child.pid!, ...childrenOf(child.pid!)]),
+    cpuSplitMs: () => cpuSplitMs([child.pid!, ...childrenOf(child.pid!)]),
     async stop() {
       child.kill('SIGTERM');
       await exited(child);
@@ -221,6 +232,7 @@ async function startSwitchboard(): Promise<System> {
     sip: udp,
     memoryKb: () => pssKb([child.pid!]),
     cpuMs: () => cpuMs([child.pid!]),
+    cpuSplitMs: () => cpuSplitMs([child.pid!]),
     metrics: () => fetch(`${ops}/metrics`).then((r) => r.text()),
     async stop() {
       child.kill('SIGTERM');
@@ -359,17 +371,20 @@ async function ramp(
   let best = 0;
   for (const rate of rateList) {
     const total = rate * STEP_S;
-    const cpu0 = sys.cpuMs();
+    const [user0, system0] = sys.cpuSplitMs();
     const r = await runSipp(args(rate, total), STEP_S + 40, STEP_S + 2);
     // the system's CPU per successful call or registration over the step (and its tail)
-    const cpuUs = r.successful ? ((sys.cpuMs() - cpu0) * 1000) / r.successful : NaN;
+    const [user1, system1] = sys.cpuSplitMs();
+    const per = (ms: number) => (r.successful ? (ms * 1000) / r.successful : NaN);
+    const cpuUs = per(user1 - user0 + system1 - system0);
+    const split = `user ${per(user1 - user0).toFixed(0)}, system ${per(system1 - system0).toFixed(0)}`;
     const lost = total - r.successful;
     const failedPct = (100 * lost) / total;
     // Under 0.1% failed, and as many done on time (a saturated system shows as calls finishing late).
     const ok = lost / total < MAX_FAILED && (total - r.onTime) / total < MAX_FAILED;
     steps.push({ rate, calls: total, successful: r.successful, failedPct, seconds: r.seconds, ok });
     console.log(
-      `  ${sys.name.padEnd(11)} ${label} ${String(rate).padStart(5)}/s: ${r.successful}/${total} ok (${r.onTime} within ${STEP_S + 2} s), ${failedPct.toFixed(3)}% failed, ${r.seconds.toFixed(1)} s, CPU ${cpuUs.toFixed(0)} µs each${ok ? '' : '  <- over'}`,
+      `  ${sys.name.padEnd(11)} ${label} ${String(rate).padStart(5)}/s: ${r.successful}/${total} ok (${r.onTime} within ${STEP_S + 2} s), ${failedPct.toFixed(3)}% failed, ${r.seconds.toFixed(1)} s, CPU ${cpuUs.toFixed(0)} µs each (${split})${ok ? '' : '  <- over'}`,
     );
     if (!ok) {
       if (env.BENCH_VERBOSE) {
