@@ -5,7 +5,7 @@
  */
 import { createRequest, createResponse, type SipRequest, type SipResponse } from '../message';
 import type { SendTarget } from '../transport/types';
-import { Transaction, type TxHost } from './transaction';
+import { Transaction, type TimerName, type TxHost } from './transaction';
 import { txTimeout, waitTimeout } from './timers';
 
 /** What the TU hears from a client transaction. */
@@ -124,9 +124,14 @@ export class ClientInviteTransaction extends ClientTransaction {
 
   start(): void {
     // RFC 3261 §17.1.1.2: send; Timer A = T1 on unreliable transports; Timer B = 64*T1.
-    if (!this.reliable) this.startRetransmit(this.host.timers.T1, () => this.calling('A'));
-    this.startLife(txTimeout(this.host.timers), () => this.calling('B'));
+    if (!this.reliable) this.startRetransmit(this.host.timers.T1, 'A');
+    this.startLife(txTimeout(this.host.timers), 'B');
     this.transmit();
+  }
+
+  onTimer(timer: TimerName): void {
+    if (timer === 'A' || timer === 'B') this.calling(timer);
+    else this.terminate(); // Timer D (Completed) or M (Accepted)
   }
 
   receive(res: SipResponse): void {
@@ -147,7 +152,7 @@ export class ClientInviteTransaction extends ClientTransaction {
   // RFC 3261 §17.1.1.2 Calling
   private calling(ev: 'A' | 'B' | 'response', res?: SipResponse): void {
     if (ev === 'A') {
-      this.startRetransmit(this.interval * 2, () => this.calling('A'));
+      this.startRetransmit(this.interval * 2, 'A');
       this.transmit();
       return;
     }
@@ -173,14 +178,14 @@ export class ClientInviteTransaction extends ClientTransaction {
     if (res.status < 300) {
       // RFC 6026 §7.2: 2xx → Accepted, Timer M = 64*T1 (or the configured wait); the TU builds the ACK.
       this.state = 'accepted';
-      this.startLife(waitTimeout(this.host.timers), () => this.terminate());
+      this.startLife(waitTimeout(this.host.timers), 'M');
       this.user.onResponse(res, this);
       return;
     }
     // RFC 3261 §17.1.1.2: 300-699 → ACK, to the TU, Completed, Timer D.
     this.state = 'completed';
     this.ackWire = ackForNon2xx(this.request, res).serialize();
-    this.startLife(this.reliable ? 0 : this.host.timers.D, () => this.terminate());
+    this.startLife(this.reliable ? 0 : this.host.timers.D, 'D');
     this.user.onResponse(res, this);
     this.sendAck();
   }
@@ -210,9 +215,15 @@ export class ClientNonInviteTransaction extends ClientTransaction {
 
   start(): void {
     // RFC 3261 §17.1.2.2: send; Timer E = T1 (unreliable); Timer F = 64*T1.
-    if (!this.reliable) this.startRetransmit(this.host.timers.T1, () => this.onTimerE());
-    this.startLife(txTimeout(this.host.timers), () => this.timeout());
+    if (!this.reliable) this.startRetransmit(this.host.timers.T1, 'E');
+    this.startLife(txTimeout(this.host.timers), 'F');
     this.transmit();
+  }
+
+  onTimer(timer: TimerName): void {
+    if (timer === 'E') this.onTimerE();
+    else if (timer === 'F') this.timeout();
+    else this.terminate(); // Timer K (Completed)
   }
 
   receive(res: SipResponse): void {
@@ -231,9 +242,7 @@ export class ClientNonInviteTransaction extends ClientTransaction {
   private onTimerE(): void {
     const t = this.host.timers;
     // Trying: E = min(2E, T2); Proceeding: E = T2.
-    this.startRetransmit(this.state === 'trying' ? Math.min(this.interval * 2, t.T2) : t.T2, () =>
-      this.onTimerE(),
-    );
+    this.startRetransmit(this.state === 'trying' ? Math.min(this.interval * 2, t.T2) : t.T2, 'E');
     this.transmit();
   }
 
@@ -263,7 +272,7 @@ export class ClientNonInviteTransaction extends ClientTransaction {
     this.lastResponse = res;
     this.state = 'completed';
     this.stopRetransmit();
-    this.startLife(this.reliable ? 0 : this.host.timers.T4, () => this.terminate());
+    this.startLife(this.reliable ? 0 : this.host.timers.T4, 'K');
     this.user.onResponse(res, this);
   }
 }

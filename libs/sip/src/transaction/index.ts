@@ -1,5 +1,6 @@
 export * from './timers';
-export { Transaction, type TxHost } from './transaction';
+export { Transaction, type TimerName, type TxHost } from './transaction';
+export { TimerQueue, TimerSlot, type TimerOwner } from './timer-queue';
 export * from './client';
 export * from './server';
 export * from './layer';

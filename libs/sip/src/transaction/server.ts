@@ -5,7 +5,7 @@
  */
 import { createResponse, type SipRequest, type SipResponse } from '../message';
 import type { SendTarget, Source } from '../transport/types';
-import { Transaction, type TxHost } from './transaction';
+import { Transaction, type TimerName, type TxHost } from './transaction';
 import { txTimeout, waitTimeout } from './timers';
 
 export abstract class ServerTransaction extends Transaction {
@@ -75,9 +75,21 @@ export class ServerInviteTransaction extends ServerTransaction {
   /** RFC 3261 §17.2.1: send 100 Trying unless the TU sends a provisional within 200 ms. */
   start(): void {
     if (this.state !== 'proceeding' || this.lastResponse) return;
-    this.startRetransmit(this.host.timers.trying100, () => {
-      if (this.state === 'proceeding' && !this.lastResponse) this.reply(100, 'Trying');
-    });
+    this.startRetransmit(this.host.timers.trying100, '100');
+  }
+
+  onTimer(timer: TimerName): void {
+    switch (timer) {
+      case '100':
+        if (this.state === 'proceeding' && !this.lastResponse) this.reply(100, 'Trying');
+        return;
+      case 'G':
+      case 'H':
+        this.completed(timer);
+        return;
+      default:
+        this.terminate(); // Timer I (Confirmed) or L (Accepted)
+    }
   }
 
   respond(res: SipResponse): void {
@@ -121,12 +133,12 @@ export class ServerInviteTransaction extends ServerTransaction {
     if (status >= 200 && status < 300) {
       // RFC 6026 §7.1: 2xx → Accepted, Timer L = 64*T1 (or the configured wait).
       this.state = 'accepted';
-      this.startLife(waitTimeout(t), () => this.terminate());
+      this.startLife(waitTimeout(t), 'L');
     } else if (status >= 300) {
       // 300-699 → Completed: Timer G = T1 (unreliable), Timer H = 64*T1.
       this.state = 'completed';
-      if (!this.reliable) this.startRetransmit(t.T1, () => this.completed('G'));
-      this.startLife(txTimeout(t), () => this.completed('H'));
+      if (!this.reliable) this.startRetransmit(t.T1, 'G');
+      this.startLife(txTimeout(t), 'H');
     }
     // sent last: a synchronous transport error terminates with the timers already set
     this.transmit(res!);
@@ -136,7 +148,7 @@ export class ServerInviteTransaction extends ServerTransaction {
   // RFC 3261 §17.2.1 Completed
   private completed(ev: 'G' | 'H' | 'request', req?: SipRequest): boolean {
     if (ev === 'G') {
-      this.startRetransmit(Math.min(this.interval * 2, this.host.timers.T2), () => this.completed('G'));
+      this.startRetransmit(Math.min(this.interval * 2, this.host.timers.T2), 'G');
       this.resend();
       return false;
     }
@@ -149,7 +161,7 @@ export class ServerInviteTransaction extends ServerTransaction {
       // → Confirmed, Timer I = T4 (unreliable) or 0.
       this.state = 'confirmed';
       this.stopRetransmit();
-      this.startLife(this.reliable ? 0 : this.host.timers.T4, () => this.terminate());
+      this.startLife(this.reliable ? 0 : this.host.timers.T4, 'I');
       return false;
     }
     this.resend();
@@ -184,6 +196,10 @@ export class ServerNonInviteTransaction extends ServerTransaction {
     }
   }
 
+  onTimer(_timer: TimerName): void {
+    this.terminate(); // Timer J (Completed)
+  }
+
   receive(_req: SipRequest): boolean {
     switch (this.state) {
       case 'trying':
@@ -204,7 +220,7 @@ export class ServerNonInviteTransaction extends ServerTransaction {
     } else {
       // → Completed, Timer J = 64*T1 or the configured wait (unreliable), or 0.
       this.state = 'completed';
-      this.startLife(this.reliable ? 0 : waitTimeout(this.host.timers), () => this.terminate());
+      this.startLife(this.reliable ? 0 : waitTimeout(this.host.timers), 'J');
     }
     this.transmit(res);
   }

@@ -526,6 +526,31 @@ describe('TransactionLayer matching', () => {
     assert.equal(tu.requests[1].req.via.received, undefined);
   });
 
+  test('received and rport on the first of several Vias in one field: the others stay, in order', () => {
+    const { transport, tu, layer } = setup();
+    const raw =
+      'OPTIONS sip:bob@192.0.2.1 SIP/2.0\r\n' +
+      'Max-Forwards: 70\r\n' +
+      'v: SIP/2.0/UDP 10.0.0.5:5062;rport;branch=z9hG4bKtop, SIP/2.0/UDP 10.0.0.9;branch=z9hG4bKnext\r\n' +
+      'Via: SIP/2.0/UDP 10.0.0.10;branch=z9hG4bKlast\r\n' +
+      'From: <sip:a@x>;tag=1\r\nTo: <sip:b@y>\r\nCall-ID: c1\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n';
+    layer.onMessage(parseMessage(Buffer.from(raw)), src('udp', '203.0.113.9', 40001));
+    const r = tu.requests[0].req;
+    const vias = parseMessage(r.serialize()).vias;
+    assert.deepEqual(
+      vias.map((v) => [v.branch, v.received, v.rport]),
+      [
+        ['z9hG4bKtop', '203.0.113.9', 40001],
+        ['z9hG4bKnext', undefined, undefined],
+        ['z9hG4bKlast', undefined, undefined],
+      ],
+    );
+    // the retransmission still matches (branch and sent-by of the top Via)
+    layer.onMessage(parseMessage(Buffer.from(raw)), src('udp', '203.0.113.9', 40001));
+    assert.equal(tu.requests.length, 1);
+    assert.equal(transport.sent.length, 0);
+  });
+
   test('RFC 5923 alias on a connection-oriented Via names the connection', () => {
     const { transport, deliver } = setup();
     deliver(

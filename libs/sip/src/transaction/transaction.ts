@@ -1,26 +1,32 @@
 /**
  * What every transaction shares: its host (the transaction layer, seen through
- * a small interface), two timer slots, and termination.
+ * a small interface), two timer slots (on the layer's timer queue), and termination.
  */
 import type { SipRequest, SipResponse } from '../message';
 import { isReliable, type Clock, type SendCallback, type SendTarget } from '../transport/types';
 import type { TimerConfig } from './timers';
+import { TimerSlot, type TimerOwner, type TimerQueue } from './timer-queue';
+
+/** The RFC 3261 §17 / RFC 6026 timers by name; '100' is the automatic 100 Trying (§17.2.1). */
+export type TimerName = 'A' | 'B' | 'D' | 'E' | 'F' | 'G' | 'H' | 'I' | 'J' | 'K' | 'L' | 'M' | '100';
 
 /** What a transaction needs from the layer that owns it. */
 export interface TxHost {
   readonly clock: Clock;
   readonly timers: TimerConfig;
+  /** The layer's timer queue (one clock timer for every transaction's timers). */
+  readonly timerQueue: TimerQueue<TimerName>;
   send(data: Buffer, target: SendTarget, cb?: SendCallback): void;
   /** Remove the transaction from the matching tables. */
   removed(tx: Transaction): void;
 }
 
-export abstract class Transaction {
+export abstract class Transaction implements TimerOwner<TimerName> {
   abstract state: string;
   /** A retransmission timer (A, E, G) or the 100 Trying timer. */
-  private tRetransmit: unknown;
+  private tRetransmit: TimerSlot<TimerName> | undefined;
   /** A lifetime timer (B, D, F, H, I, J, K, L, M). */
-  private tLife: unknown;
+  private tLife: TimerSlot<TimerName> | undefined;
   /** Current retransmission interval. */
   protected interval = 0;
   /** Called once, when the transaction reaches Terminated. */
@@ -45,31 +51,24 @@ export abstract class Transaction {
     return this.state === 'terminated';
   }
 
-  protected startRetransmit(ms: number, fire: () => void): void {
-    this.stopRetransmit();
+  /** A timer of this transaction fired (the state's method handles it). */
+  abstract onTimer(timer: TimerName): void;
+
+  protected startRetransmit(ms: number, timer: TimerName): void {
     this.interval = ms;
-    this.tRetransmit = this.host.clock.setTimeout(() => {
-      this.tRetransmit = undefined;
-      fire();
-    }, ms);
+    this.host.timerQueue.arm((this.tRetransmit ??= new TimerSlot(this, timer)), ms, timer);
   }
 
   protected stopRetransmit(): void {
-    if (this.tRetransmit !== undefined) this.host.clock.clearTimeout(this.tRetransmit);
-    this.tRetransmit = undefined;
+    if (this.tRetransmit !== undefined) this.host.timerQueue.disarm(this.tRetransmit);
   }
 
-  protected startLife(ms: number, fire: () => void): void {
-    this.stopLife();
-    this.tLife = this.host.clock.setTimeout(() => {
-      this.tLife = undefined;
-      fire();
-    }, ms);
+  protected startLife(ms: number, timer: TimerName): void {
+    this.host.timerQueue.arm((this.tLife ??= new TimerSlot(this, timer)), ms, timer);
   }
 
   protected stopLife(): void {
-    if (this.tLife !== undefined) this.host.clock.clearTimeout(this.tLife);
-    this.tLife = undefined;
+    if (this.tLife !== undefined) this.host.timerQueue.disarm(this.tLife);
   }
 
   /** RFC 3261 §17 Terminated: timers cleared, removed from the tables, TU told. */
