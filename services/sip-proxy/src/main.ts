@@ -53,6 +53,7 @@ import { Authenticator } from './auth';
 import { Domains } from './domains';
 import { ProxyMetrics } from './metrics';
 import { ProxyCore, parseFeatureCodes } from './proxy-core';
+import { literalTarget } from './literal-target';
 import { RegistrarFront } from './register';
 import { Replica } from './replica';
 import { AccountingClient } from './acc';
@@ -511,13 +512,19 @@ export const sipProxyService = defineService({
     if (bound[0])
       localSip = { address: advertised(bound[0].host, isIPv6(bound[0].host) ? 6 : 4), port: bound[0].port };
 
+    const localCache = new Map<string, { host: string; port: number } | undefined>();
     const core = new ProxyCore(
       {
         tl,
         local: {
+          // Asked for every forwarded message; the listeners are bound by now, so the answer is kept.
           localFor: (t, family) => {
+            const key = `${t}${family ?? ''}`;
+            if (localCache.has(key)) return localCache.get(key);
             const b = transport.localFor(t, family);
-            return b && { host: advertised(b.host, isIPv6(b.host) ? 6 : 4), port: b.port };
+            const a = b && { host: advertised(b.host, isIPv6(b.host) ? 6 : 4), port: b.port };
+            localCache.set(key, a);
+            return a;
           },
         },
         domains,
@@ -546,6 +553,14 @@ export const sipProxyService = defineService({
               port: t.port,
               hostname: t.hostname,
             })),
+          resolveNow: (uri) =>
+            literalTarget({
+              host: uri.host,
+              port: uri.port,
+              transport: uri.transport,
+              secure: uri.scheme === 'sips',
+              maddr: uri.maddr,
+            }),
         },
         guard,
         metrics,

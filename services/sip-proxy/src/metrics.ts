@@ -1,18 +1,35 @@
 /** The proxy's Prometheus metrics (names are a contract: dashboards and alerts use them). */
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 
+/**
+ * Counts of a per-message counter kept as plain numbers and added to the prom-client
+ * counter when it is read (scrape, get()): a labelled inc() builds a key from its labels on
+ * every call, several times per call at thousands of calls a second.
+ */
+class PendingCounts<K> {
+  private readonly counts = new Map<K, number>();
+  add(k: K): void {
+    this.counts.set(k, (this.counts.get(k) ?? 0) + 1);
+  }
+  /** Hands each count over (and clears it). */
+  drain(to: (k: K, n: number) => void): void {
+    for (const [k, n] of this.counts) if (n > 0) to(k, n);
+    this.counts.clear();
+  }
+}
+
 export class ProxyMetrics {
-  private readonly requests: Counter<'method'>;
-  private readonly responses: Counter<'code'>;
   private readonly authFailures: Counter<'reason'>;
   private readonly droppedTotal: Counter<'reason'>;
   private readonly parseErrors: Counter;
   private readonly duration: Histogram;
-  private readonly calls: Counter<'outcome'>;
   private readonly refused: Counter<'reason'>;
   private readonly forwards: Counter<'condition'>;
   private readonly gatewayEvents: Counter<'event'>;
   private readonly cut: Counter;
+  private readonly pendingRequests = new PendingCounts<string>();
+  private readonly pendingResponses = new PendingCounts<number>();
+  private readonly pendingCalls = new PendingCounts<string>();
 
   constructor(
     registry: Registry,
@@ -24,17 +41,26 @@ export class ProxyMetrics {
     },
   ) {
     const registers = [registry];
-    this.requests = new Counter({
+    const pendingRequests = this.pendingRequests;
+    const pendingResponses = this.pendingResponses;
+    const pendingCalls = this.pendingCalls;
+    new Counter({
       name: 'switchboard_sip_requests_total',
       help: 'SIP requests received',
       labelNames: ['method'],
       registers,
+      collect() {
+        pendingRequests.drain((method, n) => this.inc({ method }, n));
+      },
     });
-    this.responses = new Counter({
+    new Counter({
       name: 'switchboard_sip_responses_total',
       help: 'SIP responses sent or forwarded',
       labelNames: ['code'],
       registers,
+      collect() {
+        pendingResponses.drain((code, n) => this.inc({ code: String(code) }, n));
+      },
     });
     this.authFailures = new Counter({
       name: 'switchboard_auth_failures_total',
@@ -59,11 +85,14 @@ export class ProxyMetrics {
       buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
       registers,
     });
-    this.calls = new Counter({
+    new Counter({
       name: 'switchboard_calls_total',
       help: 'INVITEs forwarded, by outcome',
       labelNames: ['outcome'],
       registers,
+      collect() {
+        pendingCalls.drain((outcome, n) => this.inc({ outcome }, n));
+      },
     });
     this.refused = new Counter({
       name: 'switchboard_calls_refused_total',
@@ -123,10 +152,10 @@ export class ProxyMetrics {
   }
 
   request(method: string): void {
-    this.requests.inc({ method: KNOWN.has(method) ? method : 'other' });
+    this.pendingRequests.add(KNOWN.has(method) ? method : 'other');
   }
   response(status: number, _local = false): void {
-    this.responses.inc({ code: String(status) });
+    this.pendingResponses.add(status);
   }
   authFailure(reason: string): void {
     this.authFailures.inc({ reason });
@@ -142,10 +171,10 @@ export class ProxyMetrics {
     this.parseErrors.inc();
   }
   callAttempt(): void {
-    this.calls.inc({ outcome: 'attempt' });
+    this.pendingCalls.add('attempt');
   }
   callAnswered(ms: number): void {
-    this.calls.inc({ outcome: 'answered' });
+    this.pendingCalls.add('answered');
     this.duration.observe(ms / 1000);
   }
   callRefused(reason: string): void {
@@ -161,7 +190,7 @@ export class ProxyMetrics {
     this.cut.inc();
   }
   callFailed(status: number): void {
-    this.calls.inc({ outcome: status === 487 ? 'cancelled' : 'failed' });
+    this.pendingCalls.add(status === 487 ? 'cancelled' : 'failed');
   }
 }
 

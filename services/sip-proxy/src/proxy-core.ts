@@ -5,7 +5,7 @@
  * responses (§16.7), forking in parallel for contacts of equal q and serially
  * in q order.
  */
-import { createHash } from 'node:crypto';
+import { hash as digestOf } from 'node:crypto';
 import type { Logger } from 'pino';
 import {
   NameAddr,
@@ -21,8 +21,12 @@ import {
   isSipUri,
   newTag,
   parseMessage,
+  TimerQueue,
+  TimerSlot,
   type ClientTransaction,
+  type ClientTxUser,
   type SendTarget,
+  type TimerOwner,
   type ServerTransaction,
   type SipRequest,
   type SipResponse,
@@ -78,6 +82,8 @@ export interface SubscriberDirectory {
 /** Resolves a URI to transport targets (RFC 3263). */
 export interface TargetResolver {
   resolve(uri: SipUri): Promise<SendTarget[]>;
+  /** The first target at once when no DNS is needed (an IP literal host), else undefined. */
+  resolveNow?(uri: SipUri): SendTarget | undefined;
 }
 /** The proxy's own address per transport (Via sent-by, Record-Route). */
 export interface LocalAddresses {
@@ -156,11 +162,17 @@ export interface ProxyDeps {
   requestFeature?: (r: FeatureRequest) => Promise<void>;
 }
 
-interface Branch {
-  req: SipRequest;
-  target: SendTarget;
-  /** The PSTN gateway this branch goes to (failover and health). */
-  gateway?: string;
+/** What a branch tells the proxy core (its client transaction's responses, its fr_timer). */
+interface BranchEvents {
+  onBranchResponse(ctx: Context, b: Branch, res: SipResponse): void;
+  branchTimeout(ctx: Context, b: Branch): void;
+}
+
+/**
+ * One branch of a forwarded request (§16.6): the user of its client transaction and the owner
+ * of its fr_timer, so neither needs a closure per call.
+ */
+class Branch implements ClientTxUser, TimerOwner<'fr'> {
   /** The request before this hop's Via and Record-Route (to send again with credentials). */
   unprepared?: Buffer;
   /** Replaced by a branch with credentials: its challenge is not a response to choose. */
@@ -168,10 +180,28 @@ interface Branch {
   healthNoted?: boolean;
   tx?: ClientTransaction;
   /** Last provisional seen (a CANCEL may be sent only after one, §9.1). */
-  provisional: boolean;
+  provisional = false;
   final?: SipResponse;
-  cancelled: boolean;
-  timer?: unknown;
+  cancelled = false;
+  /** fr_timer / fr_inv_timer of an INVITE branch (on the core's timer queue). */
+  timer?: TimerSlot<'fr'>;
+
+  constructor(
+    private readonly core: BranchEvents,
+    private readonly ctx: Context,
+    readonly req: SipRequest,
+    readonly target: SendTarget,
+    /** The PSTN gateway this branch goes to (failover and health). */
+    readonly gateway?: string,
+  ) {}
+
+  onResponse(res: SipResponse): void {
+    this.core.onBranchResponse(this.ctx, this, res);
+  }
+
+  onTimer(): void {
+    this.core.branchTimeout(this.ctx, this);
+  }
 }
 
 /** One forwarded request: its server transaction and its branches (§16.2 response context). */
@@ -212,15 +242,19 @@ interface Context {
   refusal?: { status: number; reason: string };
   /** The caller's Contact as it sent it (before any NAT alias). */
   callerContact?: string;
-  /** Responses go upstream in order, after any media answer rewriting them. */
-  chain: Promise<void>;
+  /** Responses go upstream in order, after any media answer rewriting them: the last one queued. */
+  chain?: Promise<void>;
+  /** Responses queued on `chain` and not yet sent (none: the next one is sent at once). */
+  upstreamQueued: number;
 }
 
 const bare = (h: string) => h.replace(/^\[|\]$/g, '');
 
-export class ProxyCore implements TransactionUser {
+export class ProxyCore implements TransactionUser, BranchEvents {
   /** Live response contexts by server transaction. */
   private readonly contexts = new Map<ServerTransaction, Context>();
+  /** The branches' fr_timer and fr_inv_timer (one clock timer for all). */
+  private readonly branchTimers: TimerQueue<'fr'>;
 
   /** Answered calls with a granted time (credit), ended by the proxy when it runs out. */
   readonly limiter: CallLimiter;
@@ -229,6 +263,7 @@ export class ProxyCore implements TransactionUser {
     private readonly d: ProxyDeps,
     private readonly opts: ProxyOptions,
   ) {
+    this.branchTimers = new TimerQueue(d.clock);
     this.limiter = new CallLimiter({
       clock: d.clock,
       send: (bye, target) => this.originate(bye, target),
@@ -545,12 +580,16 @@ export class ProxyCore implements TransactionUser {
 
   /** ACK for a 2xx and other requests forwarded without a transaction (§16.11). */
   private forwardStateless(req: SipRequest, src: Source): void {
-    void this.inDialogTarget(req).then((target) => {
-      if (!target) return;
-      const branch = 'z9hG4bK' + hash(`${req.via.branch}|${req.callId}|ack`);
-      this.prepareForward(req, target, branch, src, false);
-      this.d.tl.sendStateless(req, target);
-    });
+    const t = this.inDialogTarget(req);
+    if (t instanceof Promise) void t.then((target) => this.sendStateless(req, src, target));
+    else this.sendStateless(req, src, t);
+  }
+
+  private sendStateless(req: SipRequest, src: Source, target: SendTarget | undefined): void {
+    if (!target) return;
+    const branch = 'z9hG4bK' + hash(`${req.via.branch}|${req.callId}|ack`);
+    this.prepareForward(req, target, branch, src, false);
+    this.d.tl.sendStateless(req, target);
   }
 
   /** In-dialog requests and requests with a pre-loaded Route: to the next Route or the R-URI. */
@@ -558,7 +597,8 @@ export class ProxyCore implements TransactionUser {
     // Forward a copy: the server transaction keeps the request as received (its top Via matches
     // retransmissions, and our own responses are built from it).
     const out = parseMessage(req.serialize()) as SipRequest;
-    const target = await this.inDialogTarget(out);
+    const t = this.inDialogTarget(out);
+    const target = t instanceof Promise ? await t : t;
     if (!target) {
       this.respond(stx, req, 404, 'Not Here');
       return;
@@ -590,9 +630,9 @@ export class ProxyCore implements TransactionUser {
    * NAT binding); else the R-URI itself. A UA that ignored our Record-Route and
    * addressed a local user at the proxy is routed through the location service.
    */
-  private async inDialogTarget(req: SipRequest): Promise<SendTarget | undefined> {
+  private inDialogTarget(req: SipRequest): SendTarget | undefined | Promise<SendTarget | undefined> {
     const top = req.routes[0];
-    if (top && isSipUri(top.uri)) return this.resolveFirst(top.uri);
+    if (top && isSipUri(top.uri)) return this.resolveFirstNow(top.uri);
     const ruri = req.uri;
     if (!isSipUri(ruri)) return undefined;
     const a = takeAlias(ruri);
@@ -613,9 +653,14 @@ export class ProxyCore implements TransactionUser {
       const b = aor ? this.d.location.lookup(aor)[0] : undefined;
       if (!b) return undefined;
       req.uri = b.contact;
-      return this.bindingTarget(b) ?? (isSipUri(req.uri) ? this.resolveFirst(req.uri) : undefined);
+      return this.bindingTarget(b) ?? (isSipUri(req.uri) ? this.resolveFirstNow(req.uri) : undefined);
     }
-    return this.resolveFirst(ruri);
+    return this.resolveFirstNow(ruri);
+  }
+
+  /** resolveFirst, answered at once (no promise) when the host needs no DNS. */
+  private resolveFirstNow(uri: SipUri): SendTarget | undefined | Promise<SendTarget | undefined> {
+    return this.d.resolver.resolveNow?.(uri) ?? this.resolveFirst(uri);
   }
 
   async resolveFirst(uri: SipUri): Promise<SendTarget | undefined> {
@@ -654,7 +699,7 @@ export class ProxyCore implements TransactionUser {
       failover: false,
       forwards: 0,
       retrying: 0,
-      chain: Promise.resolve(),
+      upstreamQueued: 0,
     };
     this.contexts.set(stx, ctx);
     stx.onTerminated = () => this.contexts.delete(stx);
@@ -750,6 +795,11 @@ export class ProxyCore implements TransactionUser {
 
   // ------------------------------------------------------------- routing decisions
 
+  /** Forwarding after a decision: the first group (and media, NAT) the first time, else the next group. */
+  private go(ctx: Context, first: boolean): Promise<void> {
+    return first ? this.startForwarding(ctx) : this.nextGroup(ctx).then(() => undefined);
+  }
+
   /**
    * Carries out a routing decision in a call's context: ring a subscriber (or
    * forward it unconditionally / when unreachable), try PSTN gateways in
@@ -757,7 +807,6 @@ export class ProxyCore implements TransactionUser {
    * `first`: the context has not forwarded anything yet.
    */
   private async apply(ctx: Context, decision: Decision, first: boolean): Promise<void> {
-    const go = () => (first ? this.startForwarding(ctx) : this.nextGroup(ctx).then(() => undefined));
     ctx.callee = undefined;
     ctx.failover = false;
     switch (decision.action) {
@@ -768,14 +817,14 @@ export class ProxyCore implements TransactionUser {
           const uri = `sip:announce-${decision.announce}@${this.opts.mediaServer};early=${decision.status}`;
           ctx.pending = [[{ uri }]];
           ctx.refusal = { status: decision.status, reason: decision.reason };
-          return go();
+          return this.go(ctx, first);
         }
         return this.finishWith(ctx, decision.status, decision.reason);
       }
       case 'media':
       case 'relay':
         ctx.pending = [[{ uri: decision.uri }]];
-        return go();
+        return this.go(ctx, first);
       case 'subscriber': {
         const callee = decision.callee;
         const always = callee && forwardingFor(callee, 'always');
@@ -793,7 +842,7 @@ export class ProxyCore implements TransactionUser {
           this.d.clock.clearTimeout(ctx.noAnswer);
           ctx.noAnswer = this.d.clock.setTimeout(() => this.noAnswer(ctx), (noAnswer.timeout ?? 20) * 1000);
         }
-        return go();
+        return this.go(ctx, first);
       }
       case 'pstn': {
         const payer = ctx.billed;
@@ -861,7 +910,7 @@ export class ProxyCore implements TransactionUser {
         ctx.failover = true;
         ctx.dialled = decision.number;
         ctx.pending = decision.hops.map((h) => [{ uri: h.uri, gateway: h.gateway.id }]);
-        return go();
+        return this.go(ctx, first);
       }
     }
   }
@@ -967,7 +1016,8 @@ export class ProxyCore implements TransactionUser {
       if (!target) {
         const hop = copy.routes[0]?.uri ?? copy.uri;
         if (!isSipUri(hop)) continue;
-        target = await this.resolveFirst(hop);
+        const r = this.resolveFirstNow(hop);
+        target = r instanceof Promise ? await r : r;
       }
       if (!target) continue;
       // A gateway with credentials may challenge: keep the request as it was before this hop's edits.
@@ -996,12 +1046,10 @@ export class ProxyCore implements TransactionUser {
       ctx.source,
       DIALOG_METHODS.has(req.method) && req.toTag === undefined,
     );
-    const b: Branch = { req, target, gateway, provisional: false, cancelled: false };
+    const b = new Branch(this, ctx, req, target, gateway);
     ctx.branches.push(b);
     try {
-      b.tx = this.d.tl.request(req, target, {
-        onResponse: (res) => this.onBranchResponse(ctx, b, res),
-      });
+      b.tx = this.d.tl.request(req, target, b);
     } catch (err) {
       this.d.logger.warn({ err, callId: req.callId }, 'could not start a branch');
       b.final = createResponse(req, 503, 'Service Unavailable');
@@ -1009,7 +1057,8 @@ export class ProxyCore implements TransactionUser {
       return;
     }
     if (req.method === 'INVITE') {
-      b.timer = this.d.clock.setTimeout(() => this.branchTimeout(ctx, b), this.opts.branchTimeoutMs);
+      b.timer = new TimerSlot<'fr'>(b, 'fr');
+      this.branchTimers.arm(b.timer, this.opts.branchTimeoutMs, 'fr');
     }
   }
 
@@ -1031,13 +1080,14 @@ export class ProxyCore implements TransactionUser {
         src.transport as TransportName,
         src.localAddress.includes(':') ? 6 : 4,
       );
-      const rr = (host: string, port: number, t: string) =>
-        `<sip:${host.includes(':') ? `[${host}]` : host}:${port};transport=${t};lr>`;
+
       // Double Record-Route when the transport or interface changes (RFC 5658).
       if (inbound && (inbound.host !== out.host || src.transport !== target.transport)) {
-        req.addHeader('Record-Route', rr(inbound.host, inbound.port, src.transport), { first: true });
+        req.addHeader('Record-Route', recordRouteValue(inbound.host, inbound.port, src.transport), {
+          first: true,
+        });
       }
-      req.addHeader('Record-Route', rr(out.host, out.port, target.transport), { first: true });
+      req.addHeader('Record-Route', recordRouteValue(out.host, out.port, target.transport), { first: true });
     }
     const via = new Via(
       target.transport.toUpperCase(),
@@ -1051,7 +1101,8 @@ export class ProxyCore implements TransactionUser {
 
   // ------------------------------------------------------------- responses
 
-  private onBranchResponse(ctx: Context, b: Branch, res: SipResponse): void {
+  /** @internal a branch's response (Branch.onResponse). */
+  onBranchResponse(ctx: Context, b: Branch, res: SipResponse): void {
     const status = res.status;
     this.d.metrics.response(status);
     if (status < 200) {
@@ -1060,13 +1111,12 @@ export class ProxyCore implements TransactionUser {
       if (b.cancelled) this.sendCancel(b);
       if (b.timer !== undefined && ctx.req.method === 'INVITE') {
         // fr_inv_timer: the branch may now ring this long.
-        this.d.clock.clearTimeout(b.timer);
-        b.timer = this.d.clock.setTimeout(() => this.branchTimeout(ctx, b), this.opts.inviteTimeoutMs);
+        this.branchTimers.arm(b.timer, this.opts.inviteTimeoutMs, 'fr');
       }
       if (!ctx.finalSent) this.forwardResponse(ctx, b, res);
       return;
     }
-    if (b.timer !== undefined) this.d.clock.clearTimeout(b.timer);
+    if (b.timer !== undefined) this.branchTimers.disarm(b.timer);
     if (status < 300) {
       // §16.7 step 5: every 2xx is forwarded at once; the other branches are cancelled.
       const first = !ctx.finalSent;
@@ -1324,13 +1374,41 @@ export class ProxyCore implements TransactionUser {
     } else this.upstream(ctx, () => ctx.stx.respond(out));
   }
 
-  /** Send upstream after whatever is still being rewritten for this context, in order. */
+  /**
+   * Send upstream after whatever is still being rewritten for this context, in order: at once
+   * when nothing is queued (no promise, no microtask: the usual case), else after the queue.
+   */
   private upstream(ctx: Context, send: () => void | Promise<void>): void {
-    ctx.chain = ctx.chain
-      .then(send)
-      .catch((err: unknown) =>
-        this.d.logger.error({ err, callId: ctx.req.callId }, 'response not forwarded'),
+    if (ctx.upstreamQueued === 0) {
+      let r: void | Promise<void>;
+      try {
+        r = send();
+      } catch (err) {
+        this.upstreamFailed(ctx, err);
+        return;
+      }
+      if (r === undefined) return;
+      ctx.upstreamQueued++;
+      ctx.chain = r.then(
+        () => this.upstreamDone(ctx),
+        (err: unknown) => this.upstreamDone(ctx, true, err),
       );
+      return;
+    }
+    ctx.upstreamQueued++;
+    ctx.chain = ctx.chain!.then(send).then(
+      () => this.upstreamDone(ctx),
+      (err: unknown) => this.upstreamDone(ctx, true, err),
+    );
+  }
+
+  private upstreamDone(ctx: Context, failed = false, err?: unknown): void {
+    ctx.upstreamQueued--;
+    if (failed) this.upstreamFailed(ctx, err);
+  }
+
+  private upstreamFailed(ctx: Context, err: unknown): void {
+    this.d.logger.error({ err, callId: ctx.req.callId }, 'response not forwarded');
   }
 
   // ------------------------------------------------------------- CANCEL and timeouts
@@ -1359,7 +1437,7 @@ export class ProxyCore implements TransactionUser {
     // cancel_b_method 0), so the caller is not kept waiting for fr_timer; a late provisional still gets its CANCEL.
     for (const b of ctx.branches) {
       if (b.final || b.provisional || b.req.method !== 'INVITE') continue;
-      if (b.timer !== undefined) this.d.clock.clearTimeout(b.timer);
+      if (b.timer !== undefined) this.branchTimers.disarm(b.timer);
       b.timer = undefined;
       b.final = createResponse(b.req, 487, 'Request Terminated', { toTag: newTag() });
     }
@@ -1385,8 +1463,8 @@ export class ProxyCore implements TransactionUser {
     }
   }
 
-  /** fr_timer / fr_inv_timer: give up on a branch (CANCEL it, count it as a 408). */
-  private branchTimeout(ctx: Context, b: Branch): void {
+  /** @internal fr_timer / fr_inv_timer: give up on a branch (CANCEL it, count it as a 408). */
+  branchTimeout(ctx: Context, b: Branch): void {
     b.timer = undefined;
     if (b.final) return;
     ctx.timedOut = true;
@@ -1446,7 +1524,13 @@ export class ProxyCore implements TransactionUser {
   }
 }
 
-const hash = (s: string) => createHash('md5').update(s).digest('hex').slice(0, 16);
+// One-shot digest (no Hash object per call); the same MD5 as before.
+const hash = (s: string) => digestOf('md5', s, 'hex').slice(0, 16);
+
+/** Our Record-Route value for one interface (RFC 3261 §16.6 step 4, loose routing). */
+function recordRouteValue(host: string, port: number, t: string): string {
+  return `<sip:${host.includes(':') ? `[${host}]` : host}:${port};transport=${t};lr>`;
+}
 
 /** Contacts in groups of equal q, highest first (no q counts as 1.0). */
 export function groupByQ(
