@@ -376,6 +376,9 @@ export function parseParams(
  */
 export let TAG_START = -1;
 export let TAG_END = -1;
+/** The same for the first `branch` parameter (Via). */
+let BRANCH_START = -1;
+let BRANCH_END = -1;
 
 /**
  * parseParams without building anything: the same checks and errors (a header the parser
@@ -391,7 +394,8 @@ export function checkParams(
 ): number {
   let count = 0;
   let tagSeen = false;
-  TAG_START = TAG_END = -1;
+  let branchSeen = false;
+  TAG_START = TAG_END = BRANCH_START = BRANCH_END = -1;
   for (;;) {
     i = skipWsB(b, d, i, n);
     if (i >= n || b[i + d] !== 59) break;
@@ -425,12 +429,30 @@ export function checkParams(
         TAG_START = vs;
         TAG_END = i;
       }
+    } else if (
+      !branchSeen &&
+      ne - ns === 6 &&
+      (b[ns + d] | 0x20) === 98 &&
+      (b[ns + d + 1] | 0x20) === 114 &&
+      (b[ns + d + 2] | 0x20) === 97 &&
+      (b[ns + d + 3] | 0x20) === 110 &&
+      (b[ns + d + 4] | 0x20) === 99 &&
+      (b[ns + d + 5] | 0x20) === 104
+    ) {
+      branchSeen = true;
+      if (vs >= 0) {
+        BRANCH_START = vs;
+        BRANCH_END = i;
+      }
     }
   }
   return i;
 }
 
 // ---------------------------------------------------------------- Via
+
+/** the constructor's mark for parameters left to parse on first use */
+const LAZY_PARAMS = new Params();
 
 /** RFC 3261 branch magic cookie. */
 export const BRANCH_MAGIC = 'z9hG4bK';
@@ -442,7 +464,17 @@ export class Via {
   transport: string;
   host: string;
   port: number | null;
-  params: Params;
+  private _params: Params | undefined;
+  /**
+   * A Via parsed in place: its parameters, checked, are at _ps[_pi, _pn) (codes in
+   * _pb[_pd + k]) and parsed on first use; the branch found by the check (null: none).
+   */
+  private _pb: Uint8Array | null;
+  private _pd: number;
+  private _ps: string;
+  private _pi: number;
+  private _pn: number;
+  private _branch: string | null | undefined;
   constructor(
     transport: string,
     host: string,
@@ -454,10 +486,38 @@ export class Via {
     this.transport = transport;
     this.host = host;
     this.port = port;
-    this.params = params;
+    this._params = params === LAZY_PARAMS ? undefined : params;
+    this._pb = null;
+    this._pd = 0;
+    this._ps = '';
+    this._pi = 0;
+    this._pn = 0;
+    this._branch = undefined;
+  }
+  get params(): Params {
+    if (this._params !== undefined) return this._params;
+    parseParams(this._pb!, this._pd, this._ps, this._pi, 'via', this._pn);
+    this._pb = null;
+    this._ps = '';
+    return (this._params = PARAMS_OUT);
+  }
+  set params(p: Params) {
+    this._params = p;
+    this._pb = null;
+    this._ps = '';
   }
   get branch(): string | undefined {
-    return this.params.get('branch') ?? undefined;
+    if (this._params === undefined) return this._branch ?? undefined;
+    return this._params.get('branch') ?? undefined;
+  }
+  /** @internal parameters at s[i, n) (checked), parsed on first use */
+  _lazy(b: Uint8Array, d: number, s: string, i: number, n: number, branch: string | null): void {
+    this._pb = b;
+    this._pd = d;
+    this._ps = s;
+    this._pi = i;
+    this._pn = n;
+    this._branch = branch;
   }
   /** received= (RFC 3261 §18.2.1), raw; may be an IPv6 address with or without brackets. */
   get received(): string | undefined {
@@ -597,11 +657,22 @@ function viaRest(
   const host = hostPort.host;
   const port = hostPort.port;
   i = hostPort.end;
-  i = parseParams(b, d, s, i, 'via', n);
-  const params = PARAMS_OUT;
+  if (isScratch(b)) {
+    // strBytes' buffer is gone at the next call: parameters parsed now
+    i = parseParams(b, d, s, i, 'via', n);
+    const params = PARAMS_OUT;
+    if (i !== n && b[i + d] !== 44) throw badHeader('via', `unexpected character at ${i - base}`);
+    VIA_END = i - base;
+    return new Via(transport, host, port, params, protocol);
+  }
+  // in the received message: the parameters checked now (the same errors), parsed when used
+  const ps = i;
+  i = checkParams(b, d, s, i, 'via', n);
   if (i !== n && b[i + d] !== 44) throw badHeader('via', `unexpected character at ${i - base}`);
   VIA_END = i - base;
-  return new Via(transport, host, port, params, protocol);
+  const v = new Via(transport, host, port, LAZY_PARAMS, protocol);
+  v._lazy(b, d, s, ps, i, BRANCH_START < 0 ? null : s.slice(BRANCH_START, BRANCH_END));
+  return v;
 }
 
 // ---------------------------------------------------------------- CSeq

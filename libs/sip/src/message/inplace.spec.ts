@@ -103,6 +103,42 @@ describe('in-place parsing matches the value-string parsers', () => {
     assert.throws(() => parseMessage(msg('Route', 'Route: \u000b')).routes, /empty list element/);
   });
 
+  test('top Via: parameters checked in place, parsed on first use; branch before and after agree', () => {
+    const cases: Array<[string, string | undefined]> = [
+      ['Via: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK1;rport', 'z9hG4bK1'],
+      ['Via: SIP/2.0/UDP 192.0.2.1;BRANCH=z9hG4bKA', 'z9hG4bKA'], // Params.get ignores the name's case
+      ['Via: SIP/2.0/UDP 192.0.2.1;x;branch="q";branch=2', '"q"'], // the first, as written
+      ['Via: SIP/2.0/UDP 192.0.2.1;branch', undefined], // no value
+      ['Via: SIP/2.0/UDP 192.0.2.1;branches=1;bran=2', undefined],
+      ['Via: SIP/2.0/UDP 192.0.2.1 ; branch = z9hG4bK3 , SIP/2.0/TCP h2', 'z9hG4bK3'],
+      ['Via: SIP/2.0/UDP 192.0.2.1;branch=', 'err'],
+    ];
+    for (const [line, branch] of cases) {
+      let m: SipRequest;
+      try {
+        m = parseMessage(msg('Via', line)) as SipRequest;
+      } catch (e) {
+        assert.ok(e instanceof SipParseError, line);
+        assert.equal(branch, 'err', `${line}: ${String(e)}`);
+        continue;
+      }
+      assert.notEqual(branch, 'err', line);
+      const eager = m.vias[0]; // parsed from the value string, parameters at once
+      assert.equal(m.via.branch, branch, line); // before the Params exist
+      assert.equal(String(m.via), String(eager), line);
+      assert.deepEqual(m.via.params.list, eager.params.list, line);
+      assert.equal(m.via.branch, branch, line);
+    }
+    // parameters changed on the parsed Via: branch and text follow
+    const m = parseMessage(msg('Via', 'Via: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK1;rport')) as SipRequest;
+    const c = m.via.clone();
+    m.via.params.set('branch', 'z9hG4bK2');
+    assert.equal(m.via.branch, 'z9hG4bK2');
+    assert.equal(c.branch, 'z9hG4bK1');
+    m.setViaReceived('198.51.100.1', 5070);
+    assert.equal(String(m.via), 'SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK2;rport=5070;received=198.51.100.1');
+  });
+
   test('From/To checked in place, built on first use: the tags read before and after agree', () => {
     const cases: Array<[string, string | undefined]> = [
       ['From: "Alice" <sip:alice@example.com>;tag=1', '1'],
