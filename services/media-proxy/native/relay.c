@@ -280,8 +280,12 @@ static void read_rtcp(stream_t *s, const uint8_t *b, int n, double now) {
   }
 }
 
+/* A source that is one of our own bound relay ports (a loop). A port of the range we do not hold is another
+ * program's (the kernel's ephemeral ports overlap the default range): a peer on our host, relayed as any other. */
 static int is_self(relay_t *r, const addr_t *a) {
-  if (a->port < r->port_min || a->port > r->port_max) return 0;
+  if (a->port < r->first || a->port > r->port_max) return 0;
+  int slot = (a->port - r->first) / 2;
+  if (slot >= r->slots || !r->s[slot].bound) return 0;
   for (int i = 0; i < r->n_ifaces; i++)
     if (same_ip(a, &r->ifaces[i])) return 1;
   return 0;

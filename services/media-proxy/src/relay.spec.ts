@@ -635,6 +635,30 @@ for (const engine of ENGINES) {
       );
 
       test(
+        'a peer on the relay’s address at a port of its range that the relay does not hold is relayed, not taken for a loop',
+        { timeout: 10000 },
+        async () => {
+          // The kernel's ephemeral ports (32768-60999) overlap the default range 30000-39999: a UA on the
+          // relay's host may send from one of them. Only the ports the relay holds are its own.
+          const base = 20000 + 200 * Math.floor(Math.random() * 49);
+          const h = harness({ portMin: base, portMax: base + 199 });
+          const a = await peer();
+          const b = await UdpPeer.open('127.0.0.1', base + 198);
+          open.push(b);
+          const { fromA, fromB } = await setup(h, a, b);
+          await b.send(rtpPacket(1, 160, 0xb0b), fromB);
+          assert.equal(seqOf((await a.next()).msg), 1);
+          await a.send(rtpPacket(2, 320, 0xa), fromA);
+          assert.equal(seqOf((await b.next()).msg), 2);
+          const leg = rtpLeg(h.relay.query('call-1'), 'B');
+          assert.equal(leg.latched, true);
+          assert.equal(leg.endpoint, `127.0.0.1:${b.port}`);
+          assert.equal(Number(leg.dropped), 0);
+          assert.equal(h.relay.counters.dropped.loop, 0);
+        },
+      );
+
+      test(
         'callee RTP before the answer, then the answer (SDP port not the NAT one), then RTP from the NAT port: latched there',
         { timeout: 10000 },
         async () => {

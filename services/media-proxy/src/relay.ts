@@ -332,6 +332,8 @@ export class MediaRelay {
   private readonly draining: Draining[] = [];
   private readonly clock: Clock;
   private readonly ifaceAddrs: Set<string>;
+  /** The even port of each pair the JS engine has bound (live and draining). */
+  private readonly boundPorts = new Set<number>();
   private queue: Promise<unknown> = Promise.resolve();
   private closed = false;
 
@@ -571,9 +573,13 @@ export class MediaRelay {
     s.dropped++;
   }
 
-  /** A source that is one of our own relay ports would make a loop. */
+  /**
+   * A source that is one of our own bound relay ports would make a loop. A port of the range we do
+   * not hold is another program's (the kernel's ephemeral ports overlap the default range): a peer
+   * on our host, relayed as any other.
+   */
   private isSelf(addr: string, port: number): boolean {
-    return port >= this.opts.portMin && port <= this.opts.portMax && this.ifaceAddrs.has(addr);
+    return this.boundPorts.has(port & ~1) && this.ifaceAddrs.has(addr);
   }
 
   /** Sequence and jitter bookkeeping (RFC 3550 A.1 simplified, A.8). */
@@ -667,6 +673,7 @@ export class MediaRelay {
         const s = new RelayStream(index, iface, base);
         s.rtpSock = rtp;
         s.rtcpSock = rtcpSock;
+        this.boundPorts.add(base);
         rtp.on('message', (msg, rinfo) => this.onPacket(s, msg, rinfo, false));
         rtcpSock.on('message', (msg, rinfo) => this.onPacket(s, msg, rinfo, true));
         rtp.on('error', () => undefined);
@@ -918,6 +925,7 @@ export class MediaRelay {
     else {
       s.rtpSock.close();
       s.rtcpSock.close();
+      this.boundPorts.delete(s.port);
     }
   }
 
