@@ -375,6 +375,8 @@ static int on_packet(relay_t *r, int slot, const uint8_t *msg, int len, const ad
   }
   if (to->port == 0 || to->family == 0) return drop(r, slot, D_NO_DEST), -1;
   if (to->family != d->family) return drop(r, slot, D_NO_DEST), -1;
+  /* an SDP (or a latch) naming one of our own ports: never send into ourselves */
+  if (is_self(r, to)) return drop(r, slot, D_LOOP), -1;
   c[G_POUT]++;
   c[G_BOUT] += len;
   return fd;

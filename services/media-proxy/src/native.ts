@@ -2,12 +2,12 @@
  * The native relay engine (native/relay.c, an N-API addon): the hot path on its
  * own thread (epoll, recvmmsg/sendmmsg), the control plane staying in relay.ts.
  * Built by the package's install script (native/build.mjs); when the built file
- * is missing it is built here once, and when that is not possible either the
+ * is missing or older than relay.c it is built here once, and when that is not possible either the
  * caller falls back to the JS relay.
  */
 import { spawnSync } from 'node:child_process';
 import { createRequire } from 'node:module';
-import { existsSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 
 /** The addon's functions (see native/relay.c for what each does). */
@@ -56,6 +56,10 @@ export const G = {
 export const DEFAULT_ADDON = join(import.meta.dirname, '..', 'native', 'build', 'relay.node');
 
 const loaded = new Map<string, NativeAddon | Error>();
+const SOURCE = join(import.meta.dirname, '..', 'native', 'relay.c');
+
+/** The built addon is older than its source (a checkout changed relay.c since the last build). */
+const stale = (built: string) => statSync(SOURCE).mtimeMs > statSync(built).mtimeMs;
 
 /** The addon at path (default: the package's build), building it first when it is missing; an Error when it cannot be had. */
 export function loadNative(path = DEFAULT_ADDON): NativeAddon | Error {
@@ -63,7 +67,7 @@ export function loadNative(path = DEFAULT_ADDON): NativeAddon | Error {
   if (known) return known;
   let result: NativeAddon | Error;
   try {
-    if (path === DEFAULT_ADDON && !existsSync(path)) {
+    if (path === DEFAULT_ADDON && (!existsSync(path) || stale(path))) {
       const script = join(import.meta.dirname, '..', 'native', 'build.mjs');
       const r = spawnSync(process.execPath, [script], { encoding: 'utf8', timeout: 60_000 });
       if (!existsSync(path))

@@ -659,6 +659,25 @@ for (const engine of ENGINES) {
       );
 
       test(
+        'an SDP that names one of the relay’s own ports gets nothing sent there: dropped as a loop, not relayed round and round',
+        { timeout: 10000 },
+        async () => {
+          const h = harness();
+          const a = await peer();
+          const o = await h.relay.offer(offer({ sdp: audioSdp(a.address, a.port) }));
+          const fromA = target(o.sdp); // placeholder until the answer names the port A sends to
+          // the answer names the relay's port facing A: B's media would be sent back into the relay
+          const ans = await h.relay.answer(answer({ sdp: audioSdp('127.0.0.1', fromA.port) }));
+          const toRelayFromA = target(ans.sdp);
+          await a.send(rtpPacket(1, 160, 0xa), toRelayFromA);
+          await until(() => h.relay.counters.dropped.loop >= 1);
+          await new Promise((r) => setTimeout(r, 50));
+          assert.equal(h.relay.counters.packetsOut, 0, 'nothing sent to the relay itself');
+          assert.equal(h.relay.counters.packetsIn, 1, 'the one packet A sent, not a loop of it');
+        },
+      );
+
+      test(
         'callee RTP before the answer, then the answer (SDP port not the NAT one), then RTP from the NAT port: latched there',
         { timeout: 10000 },
         async () => {

@@ -563,6 +563,8 @@ export class MediaRelay {
       toPort = d.rtcpPort;
     }
     if (toPort === 0 || toAddr === '') return this.drop(s, 'no_destination');
+    // an SDP (or a latch) naming one of our own ports: never send into ourselves
+    if (this.isSelf(toAddr, toPort)) return this.drop(s, 'loop');
     c.packetsOut++;
     c.bytesOut += msg.length;
     sock.send(msg, toPort, toAddr);
