@@ -135,6 +135,18 @@ function observe(lib: Lib, b: Buffer, opts: cur.ParseOptions): unknown {
     return p.serialize().toString('latin1');
   });
   out.response = get(() => (m.isRequest ? lib.createResponse(m, 200).serialize().toString('latin1') : null));
+  // responses built from a message whose header index is intact (nothing above read it whole),
+  // then after a proxy's edits (fields added to the index)
+  out.responseFresh = get(() => {
+    const p: any = lib.parseMessage(b, opts);
+    if (!p.isRequest) return null;
+    const built = (s: number) =>
+      lib.createResponse(p, s, undefined, { toTag: 'rt1' }).serialize().toString('latin1');
+    const before = [100, 180, 200].map(built);
+    p.pushVia('SIP/2.0/UDP 203.0.113.5:5060;branch=z9hG4bKp4f1a2b3c');
+    p.addHeader('Record-Route', '<sip:203.0.113.5;lr>', { first: true });
+    return [...before, built(200)];
+  });
   return out;
 }
 /* eslint-enable @typescript-eslint/no-explicit-any */

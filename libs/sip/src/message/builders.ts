@@ -1,6 +1,6 @@
 /** Building requests and responses from scratch (UAC, UAS, proxy-generated responses). */
 import { randomBytes } from 'node:crypto';
-import { HID, NameAddr, BRANCH_MAGIC, Via } from './headers';
+import { HID, NameAddr, BRANCH_MAGIC, Via, type HeaderId } from './headers';
 import { HeaderField, SipRequest, SipResponse, type BodyInput } from './message';
 import type { Uri } from './uri';
 
@@ -147,9 +147,9 @@ export function createResponse(
   opts: ResponseOptions = {},
 ): SipResponse {
   const fields: HeaderField[] = [];
-  const copy = (id: number) => {
-    for (const f of req.fields)
-      if (f.id === id) fields.push(HeaderField.create(f.name === 'v' ? 'Via' : f.name, req.fieldValue(f)));
+  const copy = (id: HeaderId) => {
+    for (const [name, value] of req._namedValuesOfId(id))
+      fields.push(HeaderField.create(name === 'v' ? 'Via' : name, value));
   };
   copy(HID.via);
   const to = req.to;

@@ -427,6 +427,22 @@ export abstract class SipMessage {
     const i = this.indexOfId(id);
     return i < 0 ? undefined : this.fieldValue(this.fields[i]);
   }
+  /**
+   * @internal The fields of one known header as [name as written, value], in order, without
+   * turning the header index into field objects (`fields` does, for good): createResponse
+   * copies Via, From, Call-ID, CSeq and Record-Route this way.
+   */
+  _namedValuesOfId(id: HeaderId): [string, string][] {
+    const out: [string, string][] = [];
+    const x = this.idx;
+    if (x !== null) {
+      for (let k = this.i0; k < x.length; k += IDX_STRIDE)
+        if (idxId(x, k) === id) out.push([this.idxNameText(x, k), this.idxValue(k)]);
+      return out;
+    }
+    for (const f of this.fields) if (f.id === id) out.push([f.name, this.fieldValue(f)]);
+    return out;
+  }
   private valuesOfId(id: HeaderId): string[] {
     const out: string[] = [];
     const x = this.idx;
