@@ -147,6 +147,16 @@ function observe(lib: Lib, b: Buffer, opts: cur.ParseOptions): unknown {
     p.addHeader('Record-Route', '<sip:203.0.113.5;lr>', { first: true });
     return [...before, built(200)];
   });
+  // headers without their own id, read and removed on an intact index
+  out.others = get(() => {
+    const p: any = lib.parseMessage(b, opts);
+    const read = ['Proxy-Require', 'User-Agent', 'Supported', 'X-Nope'].map((n) => p.getHeaders(n));
+    p.removeHeader('User-Agent').removeHeader('Supported').removeHeader('X-Nope');
+    // serialized only when something was removed (removing nothing used to rebuild the message
+    // from field objects; now it is left as received, as an unedited message is)
+    const removed = read[1]!.length + read[2]!.length > 0;
+    return [read, p.getHeaders('User-Agent'), removed ? p.serialize().toString('latin1') : null];
+  });
   return out;
 }
 /* eslint-enable @typescript-eslint/no-explicit-any */

@@ -398,9 +398,9 @@ export class ProxyCore implements TransactionUser, BranchEvents {
       return;
     }
     // §16.3 step 5: Proxy-Require.
-    const unsupported = optionalValues(req, 'Proxy-Require').filter(
-      (x) => !SUPPORTED_EXTENSIONS.has(x.trim().toLowerCase()),
-    );
+    const unsupported = req
+      .getHeaderValues('Proxy-Require')
+      .filter((x) => !SUPPORTED_EXTENSIONS.has(x.trim().toLowerCase()));
     if (unsupported.length && method !== 'ACK' && method !== 'CANCEL') {
       if (stx) this.respond(stx, req, 420, 'Bad Extension', [['Unsupported', unsupported.join(', ')]]);
       return;
@@ -469,8 +469,8 @@ export class ProxyCore implements TransactionUser, BranchEvents {
       consumeCredentials(req, challenge.realm);
     }
     // RFC 3325 §5: only trusted peers assert identities; anyone else's assertion is removed.
-    const asserted = trusted ? optionalValues(req, 'P-Asserted-Identity')[0] : undefined;
-    if (!trusted && req.hasHeader('P-Asserted-Identity')) req.removeHeader('P-Asserted-Identity');
+    const asserted = trusted ? req.getHeaderValues('P-Asserted-Identity')[0] : undefined;
+    if (!trusted) req.removeHeader('P-Asserted-Identity');
     let identity: CallerIdentity;
     try {
       identity = callerIdentity(
@@ -1526,17 +1526,6 @@ export class ProxyCore implements TransactionUser, BranchEvents {
 
 // One-shot digest (no Hash object per call); the same MD5 as before.
 const hash = (s: string) => digestOf('md5', s, 'hex').slice(0, 16);
-
-const NO_VALUES: readonly string[] = [];
-
-/**
- * The values of a header most requests do not carry, asked only when it is there: getHeaderValues
- * of a name without its own header id (and removeHeader) turns the message's parsed header index
- * into one field object per header, for the rest of its life; hasHeader reads the index.
- */
-function optionalValues(req: SipRequest, name: string): readonly string[] {
-  return req.hasHeader(name) ? req.getHeaderValues(name) : NO_VALUES;
-}
 
 /** Our Record-Route value for one interface (RFC 3261 §16.6 step 4, loose routing). */
 function recordRouteValue(host: string, port: number, t: string): string {

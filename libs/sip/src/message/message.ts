@@ -473,6 +473,13 @@ export abstract class SipMessage {
     const h = headerName(name);
     if (h.id !== HID.other) return this.valuesOfId(h.id);
     const out: string[] = [];
+    const x = this.idx;
+    if (x !== null) {
+      // read from the index: `fields` would turn it into one object per header, for good
+      for (let k = this.idxFind(x, h, this.i0); k >= 0; k = this.idxFind(x, h, k + IDX_STRIDE))
+        out.push(this.idxValue(k));
+      return out;
+    }
     for (const f of this.fields) if (this.matches(f, h)) out.push(this.fieldValue(f));
     return out;
   }
@@ -785,7 +792,11 @@ export abstract class SipMessage {
   }
   removeHeader(name: string): this {
     const h = headerName(name);
-    this.fields = this.fields.filter((f) => !this.matches(f, h));
+    const x = this.idx;
+    if (x !== null) {
+      for (let k = this.idxFind(x, h, this.i0); k >= 0; k = this.idxFind(x, h, k + IDX_STRIDE))
+        this.idxRemove(x, k);
+    } else this.fields = this.fields.filter((f) => !this.matches(f, h));
     this.invalidate(h.id);
     return this;
   }
