@@ -29,6 +29,8 @@ import {
   type ListenSpec,
   type SendTarget,
   type TransportName,
+  literalTarget,
+  resolveInputFromUri,
 } from '@switchboard/sip';
 import {
   TOPICS,
@@ -53,7 +55,6 @@ import { Authenticator } from './auth';
 import { Domains } from './domains';
 import { ProxyMetrics } from './metrics';
 import { ProxyCore, parseFeatureCodes } from './proxy-core';
-import { literalTarget } from './literal-target';
 import { RegistrarFront } from './register';
 import { Replica } from './replica';
 import { AccountingClient } from './acc';
@@ -539,28 +540,13 @@ export const sipProxyService = defineService({
         subscribers: { byAor: (aor) => subscribers.get(aor) },
         resolver: {
           resolve: async (uri) =>
-            (
-              await resolver.resolve({
-                host: uri.host,
-                port: uri.port ?? undefined,
-                transport: uri.transport,
-                secure: uri.scheme === 'sips',
-                maddr: uri.maddr,
-              })
-            ).map((t): SendTarget => ({
+            (await resolver.resolve(resolveInputFromUri(uri))).map((t): SendTarget => ({
               transport: t.transport,
               address: t.address,
               port: t.port,
               hostname: t.hostname,
             })),
-          resolveNow: (uri) =>
-            literalTarget({
-              host: uri.host,
-              port: uri.port,
-              transport: uri.transport,
-              secure: uri.scheme === 'sips',
-              maddr: uri.maddr,
-            }),
+          resolveNow: (uri) => literalTarget(resolveInputFromUri(uri)),
         },
         guard,
         metrics,

@@ -103,6 +103,21 @@ export function defaultPort(t: SipTransportName): number {
   return DEFAULT_PORT[t];
 }
 
+/**
+ * RFC 3263 §4.1/§4.2: the target of a URI whose host (or maddr) is an IP address, known without
+ * DNS (what `resolve` answers for it, at once); undefined for a name.
+ */
+export function literalTarget(uri: ResolveInput): Target | undefined {
+  const host = bare(uri.maddr ?? uri.host);
+  if (!isIP(host)) return undefined;
+  let t = asTransport(uri.transport);
+  // RFC 3263 §4.1: sips over tcp is tls (over ws, wss); no transport: udp, or tls for sips.
+  if (uri.secure && t === 'tcp') t = 'tls';
+  if (uri.secure && t === 'ws') t = 'wss';
+  t ??= uri.secure ? 'tls' : 'udp';
+  return { transport: t, address: host, port: uri.port ?? DEFAULT_PORT[t], hostname: host };
+}
+
 function asTransport(s: string | undefined): SipTransportName | undefined {
   if (!s) return undefined;
   const t = s.toLowerCase();
@@ -194,10 +209,8 @@ export class SipResolver {
     if (transport && SECURE[transport]) secure = true;
 
     // RFC 3263 §4.1/§4.2: numeric IP → no DNS at all.
-    if (isIP(host)) {
-      const t = transport ?? (secure ? 'tls' : 'udp');
-      return [{ transport: t, address: host, port: uri.port ?? DEFAULT_PORT[t], hostname: host }];
-    }
+    const literal = literalTarget(uri);
+    if (literal) return [literal];
     // Explicit port → A/AAAA only (§4.2), transport from param or default.
     if (uri.port !== undefined) {
       const t = transport ?? (secure ? 'tls' : 'udp');

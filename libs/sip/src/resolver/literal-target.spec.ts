@@ -1,15 +1,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { SipResolver, isSipUri, parseUri, type SipUri } from '@switchboard/sip';
-import { literalTarget } from './literal-target';
+import { isSipUri, parseUri, type SipUri } from '../message';
+import { SipResolver, literalTarget, resolveInputFromUri } from './resolver';
 
-const input = (u: SipUri) => ({
-  host: u.host,
-  port: u.port,
-  transport: u.transport,
-  secure: u.scheme === 'sips',
-  maddr: u.maddr,
-});
+const input = (u: SipUri) => resolveInputFromUri(u);
 
 test('an IP literal hop is the target SipResolver gives, without DNS; a name is left to it', async () => {
   const noDns = {
