@@ -147,6 +147,13 @@ function observe(lib: Lib, b: Buffer, opts: cur.ParseOptions): unknown {
     p.addHeader('Record-Route', '<sip:203.0.113.5;lr>', { first: true });
     return [...before, built(200)];
   });
+  // received/rport set on the top Via of an intact index (what the transaction layer does)
+  out.received = get(() => {
+    const p: any = lib.parseMessage(b, opts);
+    if (!p.isRequest) return null;
+    p.setViaReceived('192.0.2.99', 5099);
+    return [p.via.received, p.via.rport, p.serialize().toString('latin1')];
+  });
   // headers without their own id, read and removed on an intact index
   out.others = get(() => {
     const p: any = lib.parseMessage(b, opts);

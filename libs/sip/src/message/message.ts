@@ -827,6 +827,18 @@ export abstract class SipMessage {
   /** Replaces the first value of a list header (e.g. the top Via after adding received/rport). */
   replaceFirstValue(name: string, value: string | { toString(): string }): this {
     const h = headerName(name);
+    const x = this.idx;
+    if (x !== null) {
+      // edited in the index, as removeFirstValue does (`fields` would make an object per header)
+      const k = this.idxFind(x, h, this.i0);
+      if (k < 0) return this.addHeader(name, value);
+      const v = this.idxValue(k);
+      const c = findComma(v, 0, h.key);
+      const nv = c < 0 ? String(value) : `${String(value)}, ${v.slice(c + 1).trim()}`;
+      this.idxPut(x, k, HeaderField.create(this.idxNameText(x, k), nv), true);
+      this.invalidate(h.id);
+      return this;
+    }
     const i = this.find(h);
     if (i < 0) return this.addHeader(name, value);
     const f = this.fields[i];

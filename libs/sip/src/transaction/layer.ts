@@ -76,19 +76,6 @@ function bareHost(h: string): string {
   return h.length > 1 && h.charCodeAt(0) === 91 ? h.slice(1, -1) : h;
 }
 
-/**
- * received (and rport) on the top Via, as SipMessage.setViaReceived sets them, but as a
- * removal of the top value and a new top Via field: setViaReceived's replaceFirstValue turns
- * the parsed header index into one object per header field first, on every request.
- */
-function markReceived(req: SipRequest, received: string, rport: number | undefined): void {
-  const v = req.via.clone();
-  v.params.set('received', received);
-  if (rport !== undefined && v.params.has('rport')) v.params.set('rport', String(rport));
-  req.removeFirstValue('Via');
-  req.addHeader('Via', v, { first: true });
-}
-
 export class TransactionLayer implements TxHost, TransportUser<SipMessage> {
   readonly clock: Clock;
   readonly timers: TimerConfig;
@@ -240,8 +227,9 @@ export class TransactionLayer implements TxHost, TransportUser<SipMessage> {
     const via = req.via;
     // RFC 3261 §18.2.1 / RFC 3581 §4: received (and rport) on the top Via.
     const rport = via.rport !== undefined;
-    if (rport || bareHost(via.host) !== src.address)
-      markReceived(req, src.address, rport ? src.port : undefined);
+    if (rport || bareHost(via.host) !== src.address) {
+      req.setViaReceived(src.address, rport ? src.port : undefined);
+    }
     // RFC 5923 §5: `alias` on a connection-oriented Via: reuse this connection for its sent-by.
     if (src.connId !== undefined && via.params.has('alias') && this.transport.addAlias) {
       this.transport.addAlias(
