@@ -186,8 +186,10 @@ export class ClientInviteTransaction extends ClientTransaction {
     this.state = 'completed';
     this.ackWire = ackForNon2xx(this.request, res).serialize();
     this.startLife(this.reliable ? 0 : this.host.timers.D, 'D');
-    this.user.onResponse(res, this);
+    // the ACK first (as Kamailio's tm): the TU may send its next request to the same UA at once
+    // (serial forking, forwarding on no answer), which must not overtake the ACK on the wire
     this.sendAck();
+    if (!this.terminated) this.user.onResponse(res, this);
   }
 
   // RFC 3261 §17.1.1.2 Completed: retransmitted finals get the ACK again, not passed up.
