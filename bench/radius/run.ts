@@ -308,6 +308,12 @@ const fmt = (r: LoadResult) =>
 const median = (xs: LoadResult[]) =>
   [...xs].sort((a, b) => a.perSecond - b.perSecond)[Math.floor((xs.length - 1) / 2)];
 
+/** The generator's CPU per request since `from` (this process: the load is generated here, on one thread). */
+function generatorCpu(from: NodeJS.CpuUsage): string {
+  const d = process.cpuUsage(from);
+  return ((d.user + d.system) / REQUESTS).toFixed(0);
+}
+
 async function main() {
   console.log(
     `RADIUS accounting bench: ${REQUESTS} Accounting-Requests per round, window ${WINDOW}, ${ROUNDS} round(s), backend ${BACKEND}`,
@@ -327,9 +333,12 @@ async function main() {
     for (let r = 0; r < ROUNDS; r++) {
       if (fr) {
         const f0 = cpuMs(fr.process.pid!);
+        const g0 = process.cpuUsage();
         const a = await load(fr.port, REQUESTS, WINDOW);
         const frCpu = ((cpuMs(fr.process.pid!) - f0) * 1000) / REQUESTS;
-        console.log(`round ${r + 1} FreeRADIUS  ${fmt(a)}  cpu ${frCpu.toFixed(0)} µs/req`);
+        console.log(
+          `round ${r + 1} FreeRADIUS  ${fmt(a)}  cpu ${frCpu.toFixed(0)} µs/req  (generator ${generatorCpu(g0)} µs/req)`,
+        );
         frs.push(a);
       }
       const c0 = await sb.commits();
@@ -340,7 +349,9 @@ async function main() {
       const d0 = sumCpu(pids);
       const kafka = BACKEND === 'pg' ? kafkaBrokerPids() : [];
       const k0 = sumCpu(kafka);
+      const g0 = process.cpuUsage();
       const b = await load(sb.port, REQUESTS, WINDOW);
+      const genCpu = generatorCpu(g0);
       const sbCpu = ((cpuMs(sb.pid) - s0) * 1000) / REQUESTS;
       const mainCpu = ((mainThreadCpuMs(sb.pid) - m0) * 1000) / REQUESTS;
       const relayCpu = (busiestOtherThreadMs(sb.pid, t0) * 1000) / REQUESTS;
@@ -349,7 +360,7 @@ async function main() {
       const c1 = await sb.commits();
       const commits = c1.count - c0.count;
       console.log(
-        `round ${r + 1} Switchboard ${fmt(b)}  cpu ${sbCpu.toFixed(0)} µs/req (main thread ${mainCpu.toFixed(0)}, busiest other thread ${relayCpu.toFixed(0)}) + PostgreSQL ${dbCpu.toFixed(0)} µs/req${kafka.length > 0 ? ` + Kafka broker ${kafkaCpu.toFixed(0)} µs/req` : ''}  (${commits} group commits, mean ${((c1.records - c0.records) / commits).toFixed(1)} records, ${(((c1.seconds - c0.seconds) / commits) * 1000).toFixed(1)} ms)`,
+        `round ${r + 1} Switchboard ${fmt(b)}  cpu ${sbCpu.toFixed(0)} µs/req (main thread ${mainCpu.toFixed(0)}, busiest other thread ${relayCpu.toFixed(0)}) + PostgreSQL ${dbCpu.toFixed(0)} µs/req${kafka.length > 0 ? ` + Kafka broker ${kafkaCpu.toFixed(0)} µs/req` : ''}  (${commits} group commits, mean ${((c1.records - c0.records) / commits).toFixed(1)} records, ${(((c1.seconds - c0.seconds) / commits) * 1000).toFixed(1)} ms; generator ${genCpu} µs/req)`,
       );
       sbs.push(b);
     }
