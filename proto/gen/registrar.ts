@@ -104,6 +104,29 @@ export interface RegisterResponse {
   minExpires: number;
 }
 
+export interface RegisterBatchRequest {
+  requests: RegisterRequest[];
+}
+
+/** Why one item of a batch was refused: what Register would have answered as its status. */
+export interface RegisterError {
+  /** gRPC status code (google.rpc.Code), e.g. 9 FAILED_PRECONDITION */
+  code: number;
+  message: string;
+  /** the offending field, empty for none (as the x-field metadata) */
+  field: string;
+}
+
+export interface RegisterResult {
+  response?: RegisterResponse | undefined;
+  error?: RegisterError | undefined;
+}
+
+export interface RegisterBatchResponse {
+  /** one per request, in the same order */
+  results: RegisterResult[];
+}
+
 export interface LookupRequest {
   aor: string;
 }
@@ -1047,6 +1070,338 @@ export const RegisterResponse: MessageFns<RegisterResponse> = {
   },
 };
 
+function createBaseRegisterBatchRequest(): RegisterBatchRequest {
+  return { requests: [] };
+}
+
+export const RegisterBatchRequest: MessageFns<RegisterBatchRequest> = {
+  encode(message: RegisterBatchRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.requests) {
+      RegisterRequest.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RegisterBatchRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRegisterBatchRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.requests.push(RegisterRequest.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RegisterBatchRequest {
+    return {
+      requests: globalThis.Array.isArray(object?.requests)
+        ? object.requests.map((e: any) => RegisterRequest.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: RegisterBatchRequest): unknown {
+    const obj: any = {};
+    if (message.requests?.length) {
+      obj.requests = message.requests.map((e) => RegisterRequest.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RegisterBatchRequest>, I>>(base?: I): RegisterBatchRequest {
+    return RegisterBatchRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RegisterBatchRequest>, I>>(object: I): RegisterBatchRequest {
+    const message = createBaseRegisterBatchRequest();
+    message.requests = object.requests?.map((e) => RegisterRequest.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseRegisterError(): RegisterError {
+  return { code: 0, message: "", field: "" };
+}
+
+export const RegisterError: MessageFns<RegisterError> = {
+  encode(message: RegisterError, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.code !== 0) {
+      writer.uint32(8).uint32(message.code);
+    }
+    if (message.message !== "") {
+      writer.uint32(18).string(message.message);
+    }
+    if (message.field !== "") {
+      writer.uint32(26).string(message.field);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RegisterError {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRegisterError();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.code = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.message = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.field = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RegisterError {
+    return {
+      code: isSet(object.code) ? globalThis.Number(object.code) : 0,
+      message: isSet(object.message) ? globalThis.String(object.message) : "",
+      field: isSet(object.field) ? globalThis.String(object.field) : "",
+    };
+  },
+
+  toJSON(message: RegisterError): unknown {
+    const obj: any = {};
+    if (message.code !== 0) {
+      obj.code = Math.round(message.code);
+    }
+    if (message.message !== "") {
+      obj.message = message.message;
+    }
+    if (message.field !== "") {
+      obj.field = message.field;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RegisterError>, I>>(base?: I): RegisterError {
+    return RegisterError.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RegisterError>, I>>(object: I): RegisterError {
+    const message = createBaseRegisterError();
+    message.code = object.code ?? 0;
+    message.message = object.message ?? "";
+    message.field = object.field ?? "";
+    return message;
+  },
+};
+
+function createBaseRegisterResult(): RegisterResult {
+  return { response: undefined, error: undefined };
+}
+
+export const RegisterResult: MessageFns<RegisterResult> = {
+  encode(message: RegisterResult, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.response !== undefined) {
+      RegisterResponse.encode(message.response, writer.uint32(10).fork()).join();
+    }
+    if (message.error !== undefined) {
+      RegisterError.encode(message.error, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RegisterResult {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRegisterResult();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.response = RegisterResponse.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.error = RegisterError.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RegisterResult {
+    return {
+      response: isSet(object.response) ? RegisterResponse.fromJSON(object.response) : undefined,
+      error: isSet(object.error) ? RegisterError.fromJSON(object.error) : undefined,
+    };
+  },
+
+  toJSON(message: RegisterResult): unknown {
+    const obj: any = {};
+    if (message.response !== undefined) {
+      obj.response = RegisterResponse.toJSON(message.response);
+    }
+    if (message.error !== undefined) {
+      obj.error = RegisterError.toJSON(message.error);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RegisterResult>, I>>(base?: I): RegisterResult {
+    return RegisterResult.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RegisterResult>, I>>(object: I): RegisterResult {
+    const message = createBaseRegisterResult();
+    message.response = (object.response !== undefined && object.response !== null)
+      ? RegisterResponse.fromPartial(object.response)
+      : undefined;
+    message.error = (object.error !== undefined && object.error !== null)
+      ? RegisterError.fromPartial(object.error)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseRegisterBatchResponse(): RegisterBatchResponse {
+  return { results: [] };
+}
+
+export const RegisterBatchResponse: MessageFns<RegisterBatchResponse> = {
+  encode(message: RegisterBatchResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.results) {
+      RegisterResult.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RegisterBatchResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRegisterBatchResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.results.push(RegisterResult.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RegisterBatchResponse {
+    return {
+      results: globalThis.Array.isArray(object?.results)
+        ? object.results.map((e: any) => RegisterResult.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: RegisterBatchResponse): unknown {
+    const obj: any = {};
+    if (message.results?.length) {
+      obj.results = message.results.map((e) => RegisterResult.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RegisterBatchResponse>, I>>(base?: I): RegisterBatchResponse {
+    return RegisterBatchResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RegisterBatchResponse>, I>>(object: I): RegisterBatchResponse {
+    const message = createBaseRegisterBatchResponse();
+    message.results = object.results?.map((e) => RegisterResult.fromPartial(e)) || [];
+    return message;
+  },
+};
+
 function createBaseLookupRequest(): LookupRequest {
   return { aor: "" };
 }
@@ -1743,6 +2098,24 @@ export const RegistrarService = {
     responseSerialize: (value: RegisterResponse): Buffer => Buffer.from(RegisterResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): RegisterResponse => RegisterResponse.decode(value),
   },
+  /**
+   * Several REGISTERs (of any AoRs) in one call, each applied as Register
+   * applies it, in order (a later one for the same AoR sees the earlier one's
+   * bindings), all in the registrar's same group commit. Each item gets its own
+   * result: the RegisterResponse, or the error Register would have failed
+   * with (its gRPC status code, e.g. FAILED_PRECONDITION for the CSeq rule).
+   * The call itself fails only as any call can (UNAVAILABLE, DEADLINE_EXCEEDED).
+   */
+  registerBatch: {
+    path: "/switchboard.registrar.v1.Registrar/RegisterBatch" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: RegisterBatchRequest): Buffer => Buffer.from(RegisterBatchRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): RegisterBatchRequest => RegisterBatchRequest.decode(value),
+    responseSerialize: (value: RegisterBatchResponse): Buffer =>
+      Buffer.from(RegisterBatchResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): RegisterBatchResponse => RegisterBatchResponse.decode(value),
+  },
   /** The live (unexpired) bindings of one AoR, highest q first. */
   lookup: {
     path: "/switchboard.registrar.v1.Registrar/Lookup" as const,
@@ -1795,6 +2168,15 @@ export interface RegistrarServer extends UntypedServiceImplementation {
    * with min_expires set, so the proxy can send 423 with Min-Expires.
    */
   register: handleUnaryCall<RegisterRequest, RegisterResponse>;
+  /**
+   * Several REGISTERs (of any AoRs) in one call, each applied as Register
+   * applies it, in order (a later one for the same AoR sees the earlier one's
+   * bindings), all in the registrar's same group commit. Each item gets its own
+   * result: the RegisterResponse, or the error Register would have failed
+   * with (its gRPC status code, e.g. FAILED_PRECONDITION for the CSeq rule).
+   * The call itself fails only as any call can (UNAVAILABLE, DEADLINE_EXCEEDED).
+   */
+  registerBatch: handleUnaryCall<RegisterBatchRequest, RegisterBatchResponse>;
   /** The live (unexpired) bindings of one AoR, highest q first. */
   lookup: handleUnaryCall<LookupRequest, LookupResponse>;
   /** Bindings across AoRs, paged, for the portal. */
@@ -1827,6 +2209,29 @@ export interface RegistrarClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: RegisterResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Several REGISTERs (of any AoRs) in one call, each applied as Register
+   * applies it, in order (a later one for the same AoR sees the earlier one's
+   * bindings), all in the registrar's same group commit. Each item gets its own
+   * result: the RegisterResponse, or the error Register would have failed
+   * with (its gRPC status code, e.g. FAILED_PRECONDITION for the CSeq rule).
+   * The call itself fails only as any call can (UNAVAILABLE, DEADLINE_EXCEEDED).
+   */
+  registerBatch(
+    request: RegisterBatchRequest,
+    callback: (error: ServiceError | null, response: RegisterBatchResponse) => void,
+  ): ClientUnaryCall;
+  registerBatch(
+    request: RegisterBatchRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: RegisterBatchResponse) => void,
+  ): ClientUnaryCall;
+  registerBatch(
+    request: RegisterBatchRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: RegisterBatchResponse) => void,
   ): ClientUnaryCall;
   /** The live (unexpired) bindings of one AoR, highest q first. */
   lookup(

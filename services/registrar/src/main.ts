@@ -15,9 +15,16 @@ import {
   serveGrpc,
   str,
   DomainError,
+  grpcCode,
   type PublishMessage,
 } from '@switchboard/platform';
-import { RegistrarService, WatchEvent_Type } from '@switchboard/proto/registrar';
+import {
+  RegistrarService,
+  WatchEvent_Type,
+  type RegisterError,
+  type RegisterRequest,
+  type RegisterResponse,
+} from '@switchboard/proto/registrar';
 import type { Binding } from './bindings';
 import { Registry } from './registry';
 import { createBindingStore } from './store';
@@ -120,28 +127,52 @@ export const registrarService = defineService({
       removed: WatchEvent_Type.TYPE_REMOVED,
       expired: WatchEvent_Type.TYPE_EXPIRED,
     };
+    const register = async (req: RegisterRequest): Promise<RegisterResponse> => {
+      if (!req.aor) throw new DomainError('invalid_argument', 'aor is required', 'aor');
+      const out = await registry.register({
+        aor: req.aor,
+        contacts: req.contacts.map((c) => ({ ...c, expires: c.expires })),
+        removeAll: req.removeAll,
+        callId: req.callId,
+        cseq: req.cseq,
+        path: req.path,
+        received: req.received,
+        userAgent: req.userAgent,
+      });
+      return out.kind === 'too-brief'
+        ? { bindings: [], minExpires: out.minExpires }
+        : { bindings: out.bindings, minExpires: 0 };
+    };
+    /** A batch item's failure as the status Register would have answered with (as the gRPC server maps it). */
+    const registerError = (e: unknown): RegisterError => {
+      if (e instanceof DomainError) {
+        if (e.kind === 'internal') ctx.logger.error({ err: e }, 'RegisterBatch item failed');
+        return { code: grpcCode(e), message: e.message, field: e.field ?? '' };
+      }
+      ctx.logger.error({ err: e }, 'RegisterBatch item failed');
+      return { code: grpcCode(e), message: 'internal error', field: '' };
+    };
+
     const server = await serveGrpc({
       host: config.grpcHost,
       port: config.grpcPort,
       logger: ctx.logger,
       services: [
         grpcService(RegistrarService, {
-          async register(req) {
-            if (!req.aor) throw new DomainError('invalid_argument', 'aor is required', 'aor');
-            const out = await registry.register({
-              aor: req.aor,
-              contacts: req.contacts.map((c) => ({ ...c, expires: c.expires })),
-              removeAll: req.removeAll,
-              callId: req.callId,
-              cseq: req.cseq,
-              path: req.path,
-              received: req.received,
-              userAgent: req.userAgent,
-            });
-            return out.kind === 'too-brief'
-              ? { bindings: [], minExpires: out.minExpires }
-              : { bindings: out.bindings, minExpires: 0 };
-          },
+          register,
+          registerBatch: async (req) => ({
+            // Each item is applied as Register applies it, in the batch's order (registry.register
+            // reads and updates the AoR in memory before its first await), so they all join the
+            // same group commit; each gets its own answer or error.
+            results: await Promise.all(
+              req.requests.map((r) =>
+                register(r).then(
+                  (response) => ({ response }),
+                  (e: unknown) => ({ error: registerError(e) }),
+                ),
+              ),
+            ),
+          }),
           lookup: (req) => ({ bindings: registry.lookup(req.aor) }),
           listBindings(req) {
             const page = registry.list({

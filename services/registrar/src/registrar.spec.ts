@@ -109,6 +109,51 @@ test('embedded: register, query, refresh, 423, out-of-order, watch, unregister, 
   }
 });
 
+test('embedded: RegisterBatch applies its items in order in one commit, each with its own answer or error', async () => {
+  const s = await start({ SWITCHBOARD_DATA_DIR: ':memory:' });
+  try {
+    const alice = 'sip:alice@example.com';
+    const { results } = await s.client.registerBatch({
+      requests: [
+        register(alice, 1, [contact('sip:alice@192.0.2.7:5062', 600)]),
+        // The same Call-ID, a higher CSeq: applied on top of the first item.
+        register(alice, 2, [contact('sip:alice@192.0.2.8:5062', 600)]),
+        // The binding the item before made holds CSeq 2 for this Call-ID: step 8 aborts this one.
+        register(alice, 2, [contact('sip:alice@192.0.2.8:5062', 600)]),
+        register('sip:bob@example.com', 1, [contact('sip:bob@192.0.2.10', 5)]),
+        register('', 1, [contact('sip:nobody@192.0.2.11', 600)]),
+        register('sip:carol@example.com', 1, [], { removeAll: true }),
+      ],
+    });
+    assert.equal(results.length, 6);
+    assert.deepEqual(
+      results[0].response?.bindings.map((b) => b.contact),
+      ['sip:alice@192.0.2.7:5062'],
+    );
+    assert.deepEqual(results[1].response?.bindings.map((b) => b.contact).sort(), [
+      'sip:alice@192.0.2.7:5062',
+      'sip:alice@192.0.2.8:5062',
+    ]);
+    assert.equal(results[2].response, undefined);
+    assert.equal(results[2].error?.code, 9, 'FAILED_PRECONDITION, as Register answers it');
+    assert.deepEqual(results[3].response, { bindings: [], minExpires: 60 }, '423 with Min-Expires');
+    assert.deepEqual(results[4].error, { code: 3, message: 'aor is required', field: 'aor' });
+    assert.deepEqual(results[5].response, { bindings: [], minExpires: 0 });
+
+    // What Register answers for the same cases.
+    await assert.rejects(
+      s.client.register(register(alice, 2, [contact('sip:alice@192.0.2.8:5062', 600)])),
+      (e: Error & { kind?: string }) => e.kind === 'failed_precondition',
+    );
+    assert.equal((await s.client.lookup({ aor: alice })).bindings.length, 2);
+    const m = await (await fetch(`${s.proc.ops.url}/metrics`)).text();
+    assert.match(m, /^switchboard_registrar_commit_batch_size_count 1$/m, 'one group commit');
+    assert.match(m, /^switchboard_registrar_commit_batch_size_sum 2$/m, "alice's two writes in it");
+  } finally {
+    await stopAll(s);
+  }
+});
+
 test('embedded: expired bindings are swept', async () => {
   const s = await start({
     SWITCHBOARD_DATA_DIR: ':memory:',

@@ -47,7 +47,7 @@ import type { DialPlan } from './routing/numbers';
 import { TrunkRegistrations } from './trunks';
 import { enumLookup } from './routing/enum';
 import { Resolver } from 'node:dns/promises';
-import { Counter } from 'prom-client';
+import { Counter, Histogram } from 'prom-client';
 import { Router } from './routing/router';
 import { RegistrarClient } from '@switchboard/proto/registrar';
 import { AbuseGuard } from './abuse';
@@ -55,7 +55,7 @@ import { Authenticator } from './auth';
 import { Domains } from './domains';
 import { ProxyMetrics } from './metrics';
 import { ProxyCore, parseFeatureCodes } from './proxy-core';
-import { RegistrarFront } from './register';
+import { RegisterBatcher, RegistrarFront } from './register';
 import { Replica } from './replica';
 import { AccountingClient } from './acc';
 import { MediaAnchor } from './media';
@@ -499,7 +499,18 @@ export const sipProxyService = defineService({
     const auth = new Authenticator(digest, { byAor: (aor) => subscribers.get(aor) }, guard, (r) =>
       metrics.authFailure(r),
     );
-    const front = new RegistrarFront(domains, auth, registrar);
+    // The REGISTERs of one event-loop turn go to the registrar in one RegisterBatch call.
+    const registerBatchSize = new Histogram({
+      name: 'switchboard_sip_register_batch_size',
+      help: 'REGISTERs per RegisterBatch call to the registrar',
+      buckets: [1, 2, 4, 8, 16, 32, 64],
+      registers: [ctx.metrics],
+    });
+    const front = new RegistrarFront(
+      domains,
+      auth,
+      new RegisterBatcher(registrar, { onBatch: (n) => registerBatchSize.observe(n) }),
+    );
     const resolver = new SipResolver({
       ipv6: config.resolveIpv6,
       transports: [...new Set(listen.map((l) => l.transport))].filter((t) => t !== 'ws' && t !== 'wss'),

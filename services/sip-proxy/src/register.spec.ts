@@ -2,11 +2,17 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { DigestServer, answerChallenge } from '@switchboard/sip';
 import { DomainError } from '@switchboard/platform';
-import type { RegisterRequest, RegisterResponse } from '@switchboard/proto/registrar';
+import type {
+  RegisterBatchRequest,
+  RegisterBatchResponse,
+  RegisterRequest,
+  RegisterResponse,
+  RegisterResult,
+} from '@switchboard/proto/registrar';
 import { AbuseGuard } from './abuse';
 import { Authenticator } from './auth';
 import { Domains } from './domains';
-import { RegistrarFront } from './register';
+import { RegisterBatcher, RegistrarFront } from './register';
 import { registerRequest, subscriber } from './test-helpers';
 
 const NOW = 1_700_000_000_000;
@@ -193,4 +199,229 @@ test('a REGISTER for a foreign domain is refused', async () => {
     source,
   );
   assert.equal(r.status, 403);
+});
+
+// The front's Register calls coalesced into RegisterBatch calls (RegisterBatcher).
+
+const binding = (r: RegisterRequest) =>
+  r.contacts.map((c) => ({
+    aor: r.aor,
+    contact: c.uri,
+    expires: NOW / 1000 + (c.expires ?? 3600),
+    q: c.q,
+    callId: r.callId,
+    cseq: r.cseq,
+    path: [],
+    instanceId: '',
+    regId: 0,
+    userAgent: '',
+    updatedAt: NOW,
+  }));
+const req = (aor: string, cseq = 1): RegisterRequest => ({
+  aor,
+  contacts: [{ uri: `sip:x@192.0.2.${cseq}`, expires: 600, instanceId: '', regId: 0 }],
+  removeAll: false,
+  callId: `c-${aor}`,
+  cseq,
+  path: [],
+  userAgent: '',
+});
+
+/** A fake registrar answering each item with `item` (a RegisterResult); records every batch. */
+function batchApi(
+  item: (r: RegisterRequest) => RegisterResult = (r) => ({
+    response: { bindings: binding(r), minExpires: 0 },
+  }),
+) {
+  const batches: RegisterRequest[][] = [];
+  return {
+    batches,
+    registerBatch: async (b: RegisterBatchRequest): Promise<RegisterBatchResponse> => {
+      batches.push(b.requests);
+      return { results: b.requests.map(item) };
+    },
+  };
+}
+
+const turn = () => new Promise<void>((r) => setImmediate(r));
+
+test('batcher: the Register calls of one event-loop turn go in one RegisterBatch, each caller gets its own item', async () => {
+  const api = batchApi((r) =>
+    r.aor.startsWith('sip:ooo')
+      ? { error: { code: 9, message: 'old cseq', field: '' } }
+      : r.aor.startsWith('sip:bad')
+        ? { error: { code: 3, message: 'aor is required', field: 'aor' } }
+        : r.aor.startsWith('sip:brief')
+          ? { response: { bindings: [], minExpires: 60 } }
+          : { response: { bindings: binding(r), minExpires: 0 } },
+  );
+  const sizes: number[] = [];
+  const b = new RegisterBatcher(api, { onBatch: (n) => sizes.push(n) });
+  const out = [
+    'sip:a@example.com',
+    'sip:ooo@example.com',
+    'sip:brief@example.com',
+    'sip:bad@example.com',
+    'sip:c@example.com',
+  ].map((aor) =>
+    b.register(req(aor)).then(
+      (r) => r,
+      (e: unknown) => e,
+    ),
+  );
+  const [a, ooo, brief, bad, c] = await Promise.all(out);
+  assert.equal(api.batches.length, 1);
+  assert.deepEqual(
+    api.batches[0].map((r) => r.aor),
+    [
+      'sip:a@example.com',
+      'sip:ooo@example.com',
+      'sip:brief@example.com',
+      'sip:bad@example.com',
+      'sip:c@example.com',
+    ],
+    'in the order of the calls',
+  );
+  assert.deepEqual(sizes, [5]);
+  assert.equal((a as RegisterResponse).bindings[0].aor, 'sip:a@example.com');
+  assert.equal((c as RegisterResponse).bindings[0].aor, 'sip:c@example.com');
+  assert.deepEqual(brief, { bindings: [], minExpires: 60 });
+  assert.ok(ooo instanceof DomainError && ooo.kind === 'failed_precondition', String(ooo));
+  assert.ok(
+    bad instanceof DomainError && bad.kind === 'invalid_argument' && bad.field === 'aor',
+    String(bad),
+  );
+
+  // The next turn starts the next batch.
+  await b.register(req('sip:d@example.com'));
+  assert.deepEqual(sizes, [5, 1]);
+});
+
+test('batcher: at most maxBatch items per call, a full batch goes at once', async () => {
+  const api = batchApi();
+  const b = new RegisterBatcher(api, { maxBatch: 2 });
+  const all = Promise.all([1, 2, 3, 4, 5].map((i) => b.register(req(`sip:u${i}@example.com`))));
+  assert.deepEqual(
+    api.batches.map((x) => x.length),
+    [2, 2],
+    'two full batches sent before the turn ends',
+  );
+  await turn();
+  assert.deepEqual(
+    api.batches.map((x) => x.length),
+    [2, 2, 1],
+  );
+  assert.deepEqual(
+    (await all).map((r) => r.bindings[0].aor),
+    [1, 2, 3, 4, 5].map((i) => `sip:u${i}@example.com`),
+  );
+});
+
+test('batcher: a failed call fails every item with its error; an UNAVAILABLE item is retried, then fails', async () => {
+  const down = new RegisterBatcher({
+    registerBatch: async () => {
+      throw new DomainError('deadline_exceeded', 'deadline');
+    },
+  });
+  const both = await Promise.all(
+    [req('sip:a@example.com'), req('sip:b@example.com')].map((r) =>
+      down.register(r).catch((e: unknown) => e),
+    ),
+  );
+  assert.ok(both.every((e) => e instanceof DomainError && e.kind === 'deadline_exceeded'));
+
+  let failures = 1;
+  const flaky = batchApi((r) =>
+    r.aor === 'sip:flaky@example.com' && failures-- > 0
+      ? { error: { code: 14, message: 'could not store', field: '' } }
+      : { response: { bindings: binding(r), minExpires: 0 } },
+  );
+  const b = new RegisterBatcher(flaky, { backoffMs: 0 });
+  const r = await b.register(req('sip:flaky@example.com'));
+  assert.equal(r.bindings[0].aor, 'sip:flaky@example.com');
+  assert.equal(flaky.batches.length, 2, 'retried once');
+
+  const dead = batchApi(() => ({ error: { code: 14, message: 'could not store', field: '' } }));
+  const e = await new RegisterBatcher(dead, { backoffMs: 0, retries: 2 })
+    .register(req('sip:x@example.com'))
+    .catch((err: unknown) => err);
+  assert.ok(e instanceof DomainError && e.kind === 'unavailable');
+  assert.equal(dead.batches.length, 3, 'three attempts in all');
+
+  const short = await new RegisterBatcher({ registerBatch: async () => ({ results: [] }) })
+    .register(req('sip:x@example.com'))
+    .catch((err: unknown) => err);
+  assert.ok(short instanceof DomainError && short.kind === 'internal', 'a result missing is an error');
+});
+
+test('batcher behind the front: concurrent REGISTERs share a call and get the SIP answers single calls gave', async () => {
+  const subs = new Map(
+    ['alice', 'bob', 'carol', 'dave'].map((u): [string, ReturnType<typeof subscriber>] => [
+      `sip:${u}@example.com`,
+      subscriber(u, 'pw'),
+    ]),
+  );
+  const guard = new AbuseGuard(
+    { maxRequests: 1000, windowMs: 1000, blockMs: 1000 },
+    { maxFailures: 3, windowMs: 60_000, banMs: 60_000 },
+    () => NOW,
+  );
+  const digest = new DigestServer({ secret: 'k', nonceLifetimeSec: 300, clock: { now: () => NOW } });
+  const auth = new Authenticator(digest, { byAor: (a) => subs.get(a) }, guard, () => {});
+  const api = batchApi((r) => {
+    switch (r.aor) {
+      case 'sip:bob@example.com':
+        return { error: { code: 9, message: 'old cseq', field: '' } }; // FAILED_PRECONDITION
+      case 'sip:carol@example.com':
+        return { error: { code: 7, message: 'too many contacts', field: '' } }; // PERMISSION_DENIED
+      case 'sip:dave@example.com':
+        return { response: { bindings: [], minExpires: 60 } };
+      default:
+        return { response: { bindings: binding(r), minExpires: 0 } };
+    }
+  });
+  const front = new RegistrarFront(new Domains('example.com', []), auth, new RegisterBatcher(api), () => NOW);
+  const signed = async (user: string) => {
+    const first = await front.handle(registerRequest({ user, contact: '<sip:x@10.0.0.5:5062>' }), source);
+    const authorization = answerChallenge({
+      challengeValue: first.getHeaders('WWW-Authenticate'),
+      method: 'REGISTER',
+      uri: 'sip:example.com',
+      username: user,
+      password: 'pw',
+    });
+    return registerRequest({ user, contact: '<sip:x@10.0.0.5:5062>', cseq: 2, authorization, expires: 600 });
+  };
+  const users = ['alice', 'bob', 'carol', 'dave'];
+  const requests = await Promise.all(users.map(signed));
+  assert.equal(api.batches.length, 0, 'the challenges did not reach the registrar');
+  const answers = await Promise.all(requests.map((r) => front.handle(r, source)));
+  assert.deepEqual(
+    api.batches.map((b) => b.map((r) => r.aor)),
+    [users.map((u) => `sip:${u}@example.com`)],
+  );
+  assert.deepEqual(
+    answers.map((a) => [a.status, a.reason]),
+    [
+      [200, 'OK'],
+      [500, 'Out Of Order REGISTER'],
+      [403, 'Too Many Contacts'],
+      [423, 'Interval Too Brief'],
+    ],
+  );
+  assert.deepEqual(answers[0].getHeaders('Contact'), ['<sip:x@10.0.0.5:5062>;expires=600']);
+  assert.equal(answers[3].getHeader('Min-Expires'), '60');
+
+  const down = new RegistrarFront(
+    new Domains('example.com', []),
+    auth,
+    new RegisterBatcher({
+      registerBatch: async () => {
+        throw new DomainError('unavailable', 'no registrar');
+      },
+    }),
+    () => NOW,
+  );
+  const r503 = await down.handle(await signed('alice'), source);
+  assert.deepEqual([r503.status, r503.getHeader('Retry-After')], [503, '5']);
 });

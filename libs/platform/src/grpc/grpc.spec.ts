@@ -303,6 +303,7 @@ describe('server streaming and shutdown (Registrar.Watch)', () => {
       services: [
         grpcService(RegistrarService, {
           register: async () => ({ bindings: [binding], minExpires: 0 }),
+          registerBatch: async () => ({ results: [] }),
           lookup: async () => ({ bindings: [binding] }),
           listBindings: async () => ({ bindings: [], nextPageToken: '' }),
           unregister: async () => ({ removed: 0 }),
