@@ -1,7 +1,9 @@
 // Times the engine statement by statement on a fresh PostgreSQL database, without Kafka:
 //   npx tsx bench/rating/direct.ts            one record at a time
 //   BATCH=1000 npx tsx bench/rating/direct.ts handleAccountingBatch
+//   BATCH=5000 SLICE=500 ...                 batches of 5000 records written in slices of 500
 //   ASYNC_COMMIT=1 ...                        with synchronous_commit=off
+//   EXPLAIN=10 ...                            EXPLAIN ANALYZE of the 10th write of a batch (in a savepoint, rolled back, then run)
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -20,6 +22,7 @@ if (processEnv().ASYNC_COMMIT) url.searchParams.set('options', '-c synchronous_c
 const db = await openDb({ databaseUrl: url.toString() });
 await migrate(db, { schema: 'rating', dir: join(import.meta.dirname, '../../services/rating/migrations') });
 let pubs = 0;
+let writes = 0;
 const times = new Map<string, [number, number]>();
 const orig = db.query.bind(db);
 (db as { query: typeof db.query }).query = (async (sql: string, params?: unknown[]) => {
@@ -39,6 +42,12 @@ const origTx = db.transaction.bind(db);
   origTx(async (tx) => {
     const q = tx.query.bind(tx);
     (tx as { query: typeof tx.query }).query = (async (sql: string, params?: unknown[]) => {
+      if (sql.trim().startsWith('WITH') && ++writes === Number(processEnv().EXPLAIN ?? 0)) {
+        await q('SAVEPOINT x');
+        const plan = await q<{ 'QUERY PLAN': string }>(`EXPLAIN (ANALYZE, BUFFERS, WAL) ${sql}`, params);
+        console.log(plan.rows.map((r) => r['QUERY PLAN']).join('\n'));
+        await q('ROLLBACK TO SAVEPOINT x');
+      }
       const t0 = performance.now();
       try {
         return await q(sql, params);
@@ -58,6 +67,7 @@ const e = new RatingEngine({
   publish: async (c) => void (pubs += c.length),
   maxCallSeconds: 3600,
   reservationGraceSeconds: 60,
+  batchSlice: processEnv().SLICE ? Number(processEnv().SLICE) : undefined,
 });
 await e.importPlan(
   { planId: 'std', effectiveFrom: 0, currency: 'EUR', timezone: 'UTC', holidays: [] },
