@@ -68,7 +68,65 @@ async function concurrentPublishersLoseNothing(db: Db): Promise<void> {
   }
 }
 
+/**
+ * One publish of many messages (the whole batch is one statement with array parameters): keys,
+ * values and headers that an array literal would have to quote come back as they went, in
+ * order, at dense offsets.
+ */
+async function oddMessagesRoundTrip(db: Db): Promise<void> {
+  const bus = await openEmbeddedBus({ db, pollMs: 20 });
+  try {
+    const t = uniqueName('bus');
+    const odd = ['', 'NULL', 'null', 'a,b', '{x}', 'say "hi"', 'back\\slash', ' pad ', 'ü€😀', 'new\nline'];
+    const sent = Array.from({ length: 1200 }, (_, i) => {
+      const k = odd[i % odd.length];
+      return {
+        key: `${k}${i % 20 < 10 ? '' : i}`,
+        value:
+          i % 7 === 0
+            ? null
+            : i % 7 === 1
+              ? Buffer.from([0, 0x5c, 0x22, 0x7b, 0x2c, 255, i & 255])
+              : `${k} ${i}`,
+        headers: i % 5 === 0 ? { [k || 'empty']: `${k}"${i}` } : undefined,
+      };
+    });
+    await bus.publish(t, sent);
+    const got: { offset: string; key: string; value: Buffer | null; headers: Record<string, string> }[] = [];
+    const sub = await bus.subscribeBatch({
+      topic: t,
+      group: uniqueName('g'),
+      fromBeginning: true,
+      handler: async (ms) => void got.push(...ms),
+    });
+    try {
+      await until(() => got.length >= sent.length, `${sent.length} messages`);
+    } finally {
+      await sub.close();
+    }
+    assert.equal(got.length, sent.length);
+    const first = BigInt(got[0].offset);
+    got.forEach((m, i) => {
+      const s = sent[i];
+      assert.equal(BigInt(m.offset), first + BigInt(i), 'dense offsets in publish order');
+      assert.equal(m.key, s.key);
+      assert.deepEqual(m.value, s.value === null ? null : Buffer.from(s.value));
+      assert.deepEqual(m.headers, s.headers ?? {});
+    });
+    // The next publish continues where this one ended.
+    await bus.publish(t, [{ key: 'next', value: 'x' }]);
+    const latest = await bus.readCompacted(t);
+    assert.equal(BigInt(latest.get('next')!.offset), first + BigInt(sent.length));
+  } finally {
+    await bus.close();
+  }
+}
+
 describe('embedded log specifics', () => {
+  test('a publish of 1,200 messages with keys and values to quote arrives whole, in order (PGlite)', () =>
+    oddMessagesRoundTrip(mem));
+  test('a publish of 1,200 messages with keys and values to quote arrives whole, in order (PostgreSQL)', () =>
+    oddMessagesRoundTrip(pgDb));
   test('concurrent publishers lose nothing for a live reader (PGlite)', () =>
     concurrentPublishersLoseNothing(mem));
   test('concurrent publishers lose nothing for a live reader (PostgreSQL)', () =>

@@ -47,8 +47,6 @@ export const EVENTLOG_SCHEMA = 'eventlog';
 const MIGRATIONS = fileURLToPath(new URL('./migrations', import.meta.url));
 const TOPIC_NAME = /^[A-Za-z0-9._-]{1,249}$/;
 const PARTITION = 0;
-/** Rows per INSERT (4 parameters each, far below PostgreSQL's 65535). */
-const INSERT_CHUNK = 500;
 
 /** In-process wake-ups, shared by every bus on the same Db: publish wakes the topic's subscribers. */
 const wakers = new WeakMap<Db, EventEmitter>();
@@ -121,30 +119,29 @@ export class EmbeddedBus implements EventBus {
   async publish(topic: string, messages: PublishMessage[]): Promise<void> {
     checkTopic(topic);
     if (messages.length === 0) return;
-    const ts = String(Date.now());
-    await this.opts.db.transaction(async (tx) => {
-      for (let at = 0; at < messages.length; at += INSERT_CHUNK) {
-        const chunk = messages.slice(at, at + INSERT_CHUNK);
-        // Takes the topic row's lock until commit: publishes to one topic commit in offset order.
-        const r = await tx.query<{ next_offset: string }>(
-          `INSERT INTO eventlog.topics (name, next_offset) VALUES ($1, $2)
-           ON CONFLICT (name) DO UPDATE SET next_offset = eventlog.topics.next_offset + EXCLUDED.next_offset
-           RETURNING next_offset`,
-          [topic, chunk.length],
-        );
-        const first = BigInt(r.rows[0].next_offset) - BigInt(chunk.length);
-        const params: unknown[] = [topic, ts];
-        const rows = chunk.map((m, i) => {
-          const p = params.length;
-          params.push(String(first + BigInt(i)), m.key, toBuffer(m.value), JSON.stringify(m.headers ?? {}));
-          return `($1, ${PARTITION}, $${p + 1}::bigint, $${p + 2}, $${p + 3}::bytea, $${p + 4}::jsonb, $2::bigint)`;
-        });
-        await tx.query(
-          `INSERT INTO eventlog.events (topic, partition, "offset", key, value, headers, ts) VALUES ${rows.join(', ')}`,
-          params,
-        );
-      }
-    });
+    // One statement, atomic by itself: the topic row's upsert hands out the offsets and holds
+    // the row's lock until the commit (publishes to one topic commit in offset order), and the
+    // messages come as three array parameters whatever their number. Values travel as base64
+    // text: PGlite binds a bytea[] element by element, and a bytea per row in a VALUES list,
+    // at about twice the CPU.
+    await this.opts.db.query(
+      `WITH t AS (
+         INSERT INTO eventlog.topics (name, next_offset) VALUES ($1, $2)
+         ON CONFLICT (name) DO UPDATE SET next_offset = eventlog.topics.next_offset + EXCLUDED.next_offset
+         RETURNING next_offset - $2 AS first
+       )
+       INSERT INTO eventlog.events (topic, partition, "offset", key, value, headers, ts)
+       SELECT $1, ${PARTITION}, t.first + m.i - 1, m.key, decode(m.value, 'base64'), m.headers::jsonb, $3::bigint
+       FROM t, unnest($4::text[], $5::text[], $6::text[]) WITH ORDINALITY AS m(key, value, headers, i)`,
+      [
+        topic,
+        messages.length,
+        String(Date.now()),
+        messages.map((m) => m.key),
+        messages.map((m) => (m.value === null ? null : toBuffer(m.value)!.toString('base64'))),
+        messages.map((m) => JSON.stringify(m.headers ?? {})),
+      ],
+    );
     this.waker.emit('wake', topic);
     await this.maybeCompact(topic, messages.length);
   }
