@@ -3,7 +3,7 @@
  * call (services/accounting/README.md), the session identity CDR ids derive
  * from, callee normalisation, media quality, and the CDR itself.
  */
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import { rateCall, type PlanBook, type RateOutcome } from './tariff';
 
 /** The fields of an `accounting` topic record rating reads (the full record has more). */
@@ -117,7 +117,7 @@ export function sessionKey(callId: string, tagA: string | null, tagB: string | n
 
 /** CDR id: a hash of the session identity, so every redelivery of the same call lands on the same row. */
 export function cdrId(kind: 'call' | 'failed', key: string): string {
-  return createHash('sha256').update(`${kind}\n${key}`).digest('hex').slice(0, 32);
+  return hash('sha256', `${kind}\n${key}`, 'hex').slice(0, 32);
 }
 
 /** The key of a failed attempt: one per Call-ID, From tag and SIP code (serial forking can fail several times). */
@@ -219,6 +219,17 @@ export interface CallFacts {
   id?: string;
 }
 
+/** ISO 8601 of a time, the last few remembered (a batch's CDRs share their rating time and plan versions). */
+const isoCache = new Map<number, string>();
+function isoOf(ms: number): string {
+  let s = isoCache.get(ms);
+  if (s === undefined) {
+    if (isoCache.size >= 64) isoCache.clear();
+    isoCache.set(ms, (s = new Date(ms).toISOString()));
+  }
+  return s;
+}
+
 /** Builds and rates the CDR of one call. */
 export function buildCdr(book: PlanBook, f: CallFacts): Cdr {
   const base = f.start ?? f.end!;
@@ -261,6 +272,7 @@ export function buildCdr(book: PlanBook, f: CallFacts): Cdr {
       ? cdrId('failed', failedKey(f.end!))
       : cdrId('call', sessionKey(base.sessionId!, base.fromTag, base.toTag)));
   const code = failed ? (f.end!.responseCode ?? 0) : (f.start?.responseCode ?? 200);
+  const answered = answeredAt === undefined ? null : new Date(answeredAt).toISOString();
   return {
     id,
     callId: base.sessionId!,
@@ -270,9 +282,9 @@ export function buildCdr(book: PlanBook, f: CallFacts): Cdr {
     caller: base.callingStationId ?? base.userName ?? '',
     callee: calleeUri,
     calleeNumber,
-    startedAt: new Date(answeredAt ?? endedAt).toISOString(),
-    answeredAt: answeredAt === undefined ? null : new Date(answeredAt).toISOString(),
-    endedAt: new Date(endedAt).toISOString(),
+    startedAt: answered ?? new Date(endedAt).toISOString(),
+    answeredAt: answered,
+    endedAt: answered !== null && endedAt === answeredAt ? answered : new Date(endedAt).toISOString(),
     durationSeconds,
     billableSeconds: rated.billableSeconds,
     disposition: failed ? 'failed' : 'answered',
@@ -285,12 +297,12 @@ export function buildCdr(book: PlanBook, f: CallFacts): Cdr {
     destination: rated.status === 'rated' ? rated.destination : rated.status === 'free' ? 'on-net' : '',
     country: rated.status === 'rated' ? rated.country : '',
     planId: rated.status === 'unrated' ? (f.planId ?? '') : rated.planId,
-    planVersion: rated.status === 'unrated' ? '' : new Date(rated.planVersion).toISOString(),
+    planVersion: rated.status === 'unrated' ? '' : isoOf(rated.planVersion),
     period: rated.status === 'rated' ? rated.period : '',
     priceMicros: rated.priceMicros,
     currency: rated.status === 'unrated' ? '' : rated.currency,
     flags,
     quality: f.quality,
-    ratedAt: new Date(f.now).toISOString(),
+    ratedAt: isoOf(f.now),
   };
 }

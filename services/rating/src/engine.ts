@@ -412,6 +412,8 @@ export class RatingEngine {
   async handleAccountingBatch(recs: AccountingRecord[], at?: ConsumedPosition): Promise<void> {
     if (at && at.offsets.length !== recs.length) throw new Error('one offset per record is required');
     const items: BatchItem[] = [];
+    // a call's Start and Stop share the id (one hash per call, not per record)
+    const ids = new Map<string, string>();
     recs.forEach((rec, i) => {
       const offset = at ? BigInt(at.offsets[i]) : 0n;
       if (!rec.sessionId || !['Start', 'Stop', 'Failed'].includes(rec.statusType)) {
@@ -422,7 +424,9 @@ export class RatingEngine {
         items.push({ rec, key: null, id: cdrId('failed', failedKey(rec)), offset });
       else {
         const key = sessionKey(rec.sessionId, rec.fromTag, rec.toTag);
-        items.push({ rec, key, id: cdrId('call', key), offset });
+        let id = ids.get(key);
+        if (id === undefined) ids.set(key, (id = cdrId('call', key)));
+        items.push({ rec, key, id, offset });
       }
     });
     if (!items.length) return;
