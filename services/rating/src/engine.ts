@@ -107,6 +107,8 @@ interface BatchItem {
 interface SlicePlan {
   now: number;
   cdrs: Cdr[];
+  /** Each CDR as JSON: the insert's parameter, and what the publisher sends. */
+  json: string[];
   /** Calls it opens (session key -> Start) and open calls it closes (stored ones). */
   newOpen: Map<string, AccountingRecord>;
   closeKeys: Set<string>;
@@ -433,15 +435,35 @@ export class RatingEngine {
     const size = Math.max(1, this.o.batchSlice ?? BATCH_SLICE);
     const slices: BatchItem[][] = [];
     for (let i = 0; i < items.length; i += size) slices.push(items.slice(i, i + size));
-    for (let i = 0; i < slices.length; i++) {
-      const pos = at && {
-        ...at,
-        first: slices[i][0].offset,
-        next: i + 1 < slices.length ? String(slices[i + 1][0].offset) : at.next,
-      };
-      const plan = await this.prepareSlice(this.o.db, slices[i]);
-      const done = await this.writeSlice(plan, slices[i], pos);
-      this.committed(done);
+    // a pipeline: each slice is read and built while the one before it is written and committed
+    // (the database work of one beside the service's work on the next), the writes one at a time
+    let next: Promise<SlicePlan> | undefined = this.prepareSlice(this.o.db, slices[0]);
+    try {
+      for (let i = 0; i < slices.length; i++) {
+        const pos = at && {
+          ...at,
+          first: slices[i][0].offset,
+          next: i + 1 < slices.length ? String(slices[i + 1][0].offset) : at.next,
+        };
+        const plan: SlicePlan = await next!;
+        next = undefined;
+        const writing = this.writeSlice(plan, slices[i], pos);
+        if (i + 1 < slices.length) {
+          // reads what the database shows, with this slice's effects laid over it (committed or not yet)
+          next = this.prepareSlice(this.o.db, slices[i + 1], plan);
+          next.catch(() => undefined);
+        }
+        const done = await writing;
+        // the stored position made this slice write something else than planned: the next one reads again
+        if (!done.exact && next) {
+          await next.catch(() => undefined);
+          next = this.prepareSlice(this.o.db, slices[i + 1]);
+        }
+        this.committed(done);
+      }
+    } finally {
+      // a slice failed: the one read ahead is dropped
+      await next?.catch(() => undefined);
     }
   }
 
@@ -534,6 +556,8 @@ export class RatingEngine {
     return {
       now,
       cdrs,
+      // serialised once, here (while the slice before is written)
+      json: cdrs.map((c) => JSON.stringify(c)),
       newOpen,
       closeKeys,
       closedIds: toClose.map((c) => c.id),
@@ -576,8 +600,7 @@ export class RatingEngine {
           if (p.debited.length) await tx.query(lock('$1'), [p.debited]);
         }
       } else if (p.debited.length) await tx.query(lock('$1'), [p.debited]);
-      // each CDR serialised once: the insert's parameter, and what the publisher sends
-      const json = p.cdrs.map((c) => JSON.stringify(c));
+      const { json } = p;
       const w = await tx.query<{
         inserted: number;
         ids: string[] | null;
