@@ -332,6 +332,34 @@ export function eventBusContract(label: string, target: BusContractTarget): void
         assert.deepEqual([...second].sort(), ['40', '41', '42', '43', '44']);
       }));
 
+    test('subscribeBatch: maxFetchBytes lets a batch hold more than 1 MiB of messages', () =>
+      withBus(async (bus) => {
+        const t = topic();
+        await bus.ensureTopic(t, { partitions: 1 });
+        const body = 'x'.repeat(1000);
+        await bus.publish(
+          t,
+          Array.from({ length: 3000 }, (_, i) => ({ key: 'k', value: `${i} ${body}` })),
+        );
+        const sizes: number[] = [];
+        const s = await bus.subscribeBatch({
+          topic: t,
+          group: uniqueName('g'),
+          fromBeginning: true,
+          maxBatch: 5000,
+          maxFetchBytes: 8 * 1024 * 1024,
+          maxWaitMs: 200,
+          handler: async (b) => void sizes.push(b.length),
+        });
+        try {
+          await until(() => sizes.reduce((a, b) => a + b, 0) >= 3000, '3000 messages');
+        } finally {
+          await s.close();
+        }
+        // ~3 MB: with Kafka's default 1 MiB per partition and fetch, no batch passes ~1,040 messages
+        assert.ok(Math.max(...sizes) > 1100, `batches of ${sizes.join(', ')}`);
+      }));
+
     test('subscribeBatch: a batch whose handler throws is delivered again from its first message; after close too', () =>
       withBus(async (bus) => {
         const t = topic();

@@ -173,16 +173,27 @@ export class KafkaBus implements EventBus {
   subscribeBatch(opts: BatchSubscribeOptions): Promise<Subscription> {
     if (opts.maxBatch !== undefined && !(Number.isInteger(opts.maxBatch) && opts.maxBatch > 0))
       throw invalidArgument('maxBatch', 'a positive integer is required');
-    return this.consume(opts, { batch: opts.handler, maxBatch: opts.maxBatch ?? 500 }, opts.maxWaitMs);
+    if (opts.maxFetchBytes !== undefined && !(Number.isInteger(opts.maxFetchBytes) && opts.maxFetchBytes > 0))
+      throw invalidArgument('maxFetchBytes', 'a positive integer is required');
+    return this.consume(
+      opts,
+      { batch: opts.handler, maxBatch: opts.maxBatch ?? 500 },
+      opts.maxWaitMs,
+      opts.maxFetchBytes,
+    );
   }
 
   private async consume(
     opts: Omit<SubscribeOptions, 'handler'>,
     handler: Handler,
     maxWaitMs?: number,
+    maxFetchBytes?: number,
   ): Promise<Subscription> {
     const consumer = this.kafka.consumer({
       groupId: opts.group,
+      ...(maxFetchBytes
+        ? { maxBytesPerPartition: maxFetchBytes, maxBytes: Math.max(maxFetchBytes, 10 * 1024 * 1024) }
+        : {}),
       sessionTimeout: this.opts.sessionTimeoutMs ?? 10_000,
       heartbeatInterval: this.opts.heartbeatIntervalMs ?? 1_000,
       rebalanceTimeout: this.opts.rebalanceTimeoutMs ?? 10_000,

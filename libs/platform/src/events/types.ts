@@ -44,6 +44,11 @@ export interface BatchSubscribeOptions {
    */
   maxWaitMs?: number;
   /**
+   * Kafka: most bytes of messages one fetch returns per partition (default 1 MiB, kafkajs's). A
+   * batch never spans two fetches, so this bounds a batch as maxBatch does. Embedded log: unused.
+   */
+  maxFetchBytes?: number;
+  /**
    * Called with consecutive messages of one partition, in offset order (so in order per key).
    * Their offsets are committed after it resolves; when it throws, the same batch (from its
    * first message) is delivered again after a backoff, before any later message.
