@@ -44,8 +44,16 @@ export interface RatingEvent {
   cdrId: string;
   at: string;
 }
-/** Most accounting records applied in one transaction (one batch of the consumer). */
-const BATCH_RECORDS = 1000;
+/**
+ * Accounting records per consumer batch (at most one Kafka fetch, of up to FETCH_BYTES) and per
+ * transaction: a batch is stored in slices, each read and built while the one before is written.
+ * A slice's debited accounts stay locked (for Authorize too) until it commits. End to end
+ * (bench/rating/run.ts), alternating: 5,500-6,300 CDRs/s with batches of 1,000 records (~1 MiB
+ * fetches) written in one transaction each, 7,600-9,700 with these.
+ */
+const BATCH_RECORDS = 8000;
+const FETCH_BYTES = 8 * 1024 * 1024;
+const BATCH_SLICE = 2000;
 const MIGRATIONS = join(import.meta.dirname, '..', 'migrations');
 
 const REASONS: Record<AuthorizeReason, AuthorizeResponse_Reason> = {
@@ -177,6 +185,7 @@ export const ratingService = defineService({
       maxCallSeconds: config.maxCallSeconds,
       reservationGraceSeconds: config.reservationGraceSeconds,
       publishDelayMs: config.publishDelayMs,
+      batchSlice: BATCH_SLICE,
       onPublishError: (err) => ctx.logger.warn({ err }, 'publishing CDRs failed; the sweep retries'),
       onLowBalance: (e) => {
         const value: RatingEvent = { type: 'low_balance', ...e, at: new Date().toISOString() };
@@ -202,6 +211,7 @@ export const ratingService = defineService({
         group: config.group,
         fromBeginning: true,
         maxBatch: BATCH_RECORDS,
+        maxFetchBytes: FETCH_BYTES,
         maxWaitMs: 20,
         handler: async (msgs) => {
           const recs: AccountingRecord[] = [];
