@@ -73,6 +73,22 @@ test('group commit: writes within the commit interval share one batch, one after
       'committed: the empty set deleted its row (it had none)',
     );
     assert.equal(rows.get('sip:b@example.com')![0].expires, 6000, 'the later write of b won');
+
+    // One batch that deletes a stored AoR and upserts others (one statement).
+    now += 1_000;
+    await Promise.all([
+      store.save('sip:a@example.com', []),
+      store.save('sip:e@example.com', [binding('sip:e@example.com', 7000)]),
+      store.save('sip:c@example.com', [binding('sip:c@example.com', 7000)]),
+    ]);
+    assert.deepEqual(batches[3], ['sip:a@example.com', 'sip:e@example.com', 'sip:c@example.com']);
+    const after = await store.loadAll();
+    assert.deepEqual([...after.keys()].sort(), [
+      'sip:b@example.com',
+      'sip:c@example.com',
+      'sip:e@example.com',
+    ]);
+    assert.equal(after.get('sip:c@example.com')![0].expires, 7000);
     await store.flush();
   } finally {
     await db.close();
