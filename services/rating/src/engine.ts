@@ -189,6 +189,9 @@ interface AccountRow {
   low_balance_micros: string;
   updated_at: Date;
 }
+/** What building a slice's CDRs reads of an account. */
+type SliceAccount = Pick<AccountRow, 'account' | 'plan_id' | 'currency'>;
+
 const toAccount = (r: AccountRow): Account => ({
   account: r.account,
   prepaid: r.prepaid,
@@ -480,13 +483,14 @@ export class RatingEngine {
     const r = await q.query<{
       existing: string[];
       open: { k: string; s: AccountingRecord }[];
-      accounts: AccountRow[];
+      accounts: SliceAccount[];
       quality: { c: string; q: Quality | null }[];
     }>(
       `SELECT (SELECT coalesce(array_agg(id), '{}') FROM rating.cdrs WHERE id = ANY($1::text[])) AS existing,
          (SELECT coalesce(json_agg(json_build_object('k', session_key, 's', start)), '[]')
             FROM rating.open_calls WHERE session_key = ANY($2::text[])) AS open,
-         (SELECT coalesce(json_agg(a), '[]') FROM rating.accounts a WHERE account = ANY($3::text[])) AS accounts,
+         (SELECT coalesce(json_agg(json_build_object('account', account, 'plan_id', plan_id, 'currency', currency)), '[]')
+            FROM rating.accounts WHERE account = ANY($3::text[])) AS accounts,
          (SELECT coalesce(json_agg(json_build_object('c', call_id, 'q', quality)), '[]')
             FROM rating.media_quality WHERE call_id = ANY($4::text[])) AS quality`,
       [[...new Set(items.map((i) => i.id))], keys, [...accountNames], [...callIds]],
@@ -500,7 +504,7 @@ export class RatingEngine {
       for (const [k, rec] of after.newOpen) opened.set(k, rec);
       for (const k of after.closeKeys) opened.delete(k);
     }
-    const account = new Map(row.accounts.map((a) => [a.account, toAccount(a)]));
+    const account = new Map(row.accounts.map((a) => [a.account, a]));
     const q2 = new Map(row.quality.map((x) => [x.c, x.q]));
     const inDb = new Set(opened.keys());
     const newOpen = new Map<string, AccountingRecord>();
@@ -530,13 +534,14 @@ export class RatingEngine {
     const missing = [...new Set(bases.map(billedAccount))].filter((a) => !accountNames.has(a));
     const missingCalls = [...new Set(bases.map((b) => b.sessionId!))].filter((c) => !callIds.has(c));
     if (missing.length || missingCalls.length) {
-      const more = await q.query<{ accounts: AccountRow[]; quality: { c: string; q: Quality | null }[] }>(
-        `SELECT (SELECT coalesce(json_agg(a), '[]') FROM rating.accounts a WHERE account = ANY($1::text[])) AS accounts,
+      const more = await q.query<{ accounts: SliceAccount[]; quality: { c: string; q: Quality | null }[] }>(
+        `SELECT (SELECT coalesce(json_agg(json_build_object('account', account, 'plan_id', plan_id, 'currency', currency)), '[]')
+              FROM rating.accounts WHERE account = ANY($1::text[])) AS accounts,
            (SELECT coalesce(json_agg(json_build_object('c', call_id, 'q', quality)), '[]')
               FROM rating.media_quality WHERE call_id = ANY($2::text[])) AS quality`,
         [missing, missingCalls],
       );
-      for (const a of more.rows[0].accounts) account.set(a.account, toAccount(a));
+      for (const a of more.rows[0].accounts) account.set(a.account, a);
       for (const x of more.rows[0].quality) q2.set(x.c, x.q);
     }
     const now = this.o.now();
@@ -545,7 +550,7 @@ export class RatingEngine {
       const cdr = buildCdr(this.book, {
         ...facts,
         id,
-        planId: this.planFor(billedAccount(bases[i]), a?.planId),
+        planId: this.planFor(billedAccount(bases[i]), a?.plan_id),
         accountKnown: !!a,
         quality: q2.get(bases[i].sessionId!) ?? null,
         now,
