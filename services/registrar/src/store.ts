@@ -65,26 +65,27 @@ export function createBindingStore(db: Db, opts: BindingStoreOptions = {}): Bind
     for (const p of batch) latest.set(p.aor, p.bindings);
     const upserts = [...latest].filter(([, b]) => b.length > 0);
     const deletes = [...latest].filter(([, b]) => b.length === 0).map(([aor]) => aor);
-    // One statement, atomic by itself (no BEGIN and COMMIT around it: on PGlite each costs about
-    // as much as a statement): an AoR is either upserted or deleted in a batch, never both.
-    await db.query(
-      `WITH gone AS (DELETE FROM registrar.aors WHERE aor = ANY($2::text[]))
-       INSERT INTO registrar.aors (aor, bindings, next_expiry, updated_at)
-       SELECT x.aor, x.bindings, x.next_expiry, x.updated_at
-       FROM jsonb_to_recordset($1::jsonb) AS x(aor text, bindings jsonb, next_expiry bigint, updated_at bigint)
-       ON CONFLICT (aor) DO UPDATE SET bindings = EXCLUDED.bindings, next_expiry = EXCLUDED.next_expiry, updated_at = EXCLUDED.updated_at`,
-      [
-        JSON.stringify(
-          upserts.map(([aor, bindings]) => ({
-            aor,
-            bindings,
-            next_expiry: Math.min(...bindings.map((b) => b.expires)),
-            updated_at: Math.max(...bindings.map((b) => b.updatedAt)),
-          })),
-        ),
-        deletes,
-      ],
-    );
+    await db.transaction(async (tx) => {
+      if (upserts.length) {
+        await tx.query(
+          `INSERT INTO registrar.aors (aor, bindings, next_expiry, updated_at)
+           SELECT x.aor, x.bindings, x.next_expiry, x.updated_at
+           FROM jsonb_to_recordset($1::jsonb) AS x(aor text, bindings jsonb, next_expiry bigint, updated_at bigint)
+           ON CONFLICT (aor) DO UPDATE SET bindings = EXCLUDED.bindings, next_expiry = EXCLUDED.next_expiry, updated_at = EXCLUDED.updated_at`,
+          [
+            JSON.stringify(
+              upserts.map(([aor, bindings]) => ({
+                aor,
+                bindings,
+                next_expiry: Math.min(...bindings.map((b) => b.expires)),
+                updated_at: Math.max(...bindings.map((b) => b.updatedAt)),
+              })),
+            ),
+          ],
+        );
+      }
+      if (deletes.length) await tx.query('DELETE FROM registrar.aors WHERE aor = ANY($1::text[])', [deletes]);
+    });
     await opts.afterCommit?.(latest);
     opts.onBatch?.(batch.length);
   }
