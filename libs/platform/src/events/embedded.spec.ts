@@ -132,6 +132,88 @@ describe('embedded log specifics', () => {
   test('concurrent publishers lose nothing for a live reader (PostgreSQL)', () =>
     concurrentPublishersLoseNothing(pgDb));
 
+  test('a busy member renews its lease once per third of it, and reads the lag with its commits', async () => {
+    const counts = { lease: 0, lagSelect: 0, commit: 0 };
+    const counted: Db = {
+      ...mem,
+      query: (sql, params) => {
+        if (/SET owner = \$4, lease_until/.test(sql)) counts.lease++;
+        else if (/^SELECT next_offset FROM eventlog.topics/.test(sql.trim())) counts.lagSelect++;
+        else if (/SET committed_offset = \$4/.test(sql)) counts.commit++;
+        return mem.query(sql, params);
+      },
+    };
+    const lags: number[] = [];
+    const bus = await openEmbeddedBus({
+      db: counted,
+      pollMs: 60_000,
+      leaseMs: 600_000,
+      onLag: (l) => void lags.push(l.lag),
+    });
+    try {
+      const t = uniqueName('bus');
+      const got: string[] = [];
+      const sub = await bus.subscribeBatch({
+        topic: t,
+        group: uniqueName('g'),
+        fromBeginning: true,
+        handler: async (ms) => void got.push(...ms.map((m) => m.value!.toString())),
+      });
+      for (let i = 0; i < 10; i++) {
+        await bus.publish(t, [{ key: 'k', value: String(i) }]);
+        await until(() => got.length > i, `message ${i}`);
+      }
+      await sub.close();
+      assert.deepEqual(
+        got,
+        Array.from({ length: 10 }, (_, i) => String(i)),
+      );
+      assert.ok(counts.commit >= 10, `a commit per batch (${counts.commit})`);
+      assert.equal(counts.lease, 1, 'the lease taken once, not renewed every round');
+      assert.ok(counts.lagSelect <= 1, `the lag read with the commits (${counts.lagSelect} separate reads)`);
+      assert.equal(lags.at(-1), 0, 'caught up');
+    } finally {
+      await bus.close();
+    }
+  });
+
+  test('a member whose lease was taken stops consuming at its next commit and stands by', async () => {
+    const bus = await openEmbeddedBus({ db: mem, pollMs: 50, leaseMs: 600_000 });
+    try {
+      const t = uniqueName('bus');
+      const group = uniqueName('g');
+      const got: string[] = [];
+      const sub = await bus.subscribe({
+        topic: t,
+        group,
+        fromBeginning: true,
+        handler: async (m) => void got.push(m.value!.toString()),
+      });
+      await bus.publish(t, [{ key: 'k', value: '1' }]);
+      await until(() => got.length >= 1, 'first');
+      // Another process takes the group (as after this one's lease ran out).
+      await mem.query(
+        `UPDATE eventlog.consumer_offsets SET owner = 'other', lease_until = now() + interval '1 hour' WHERE group_id = $1`,
+        [group],
+      );
+      await bus.publish(t, [
+        { key: 'k', value: '2' },
+        { key: 'k', value: '3' },
+      ]);
+      await until(() => got.length >= 2, 'the message fetched before the commit failed');
+      await new Promise((r) => setTimeout(r, 300)); // a few poll rounds
+      await sub.close();
+      assert.deepEqual(got, ['1', '2'], 'nothing after the lost commit');
+      const r = await mem.query<{ owner: string; committed_offset: string }>(
+        `SELECT owner, committed_offset FROM eventlog.consumer_offsets WHERE group_id = $1`,
+        [group],
+      );
+      assert.deepEqual(r.rows[0], { owner: 'other', committed_offset: '1' });
+    } finally {
+      await bus.close();
+    }
+  });
+
   test('two members of one group: only one consumes; the other takes over when it closes', async () => {
     const bus = await openEmbeddedBus({ db: mem, pollMs: 50 });
     try {
