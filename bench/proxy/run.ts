@@ -360,6 +360,35 @@ interface Step {
   ok: boolean;
 }
 
+/** Switchboard's batching histograms: the REGISTERs per RegisterBatch call, the bindings per registrar commit. */
+const BATCH_METRICS = {
+  'REGISTERs per RegisterBatch': 'switchboard_sip_register_batch_size',
+  'writes per commit': 'switchboard_registrar_commit_batch_size',
+};
+type BatchTotals = Map<string, { sum: number; count: number }>;
+
+async function batchTotals(sys: System): Promise<BatchTotals> {
+  const out: BatchTotals = new Map();
+  if (!sys.metrics) return out;
+  const text = await sys.metrics().catch(() => '');
+  for (const [label, name] of Object.entries(BATCH_METRICS)) {
+    const sum = new RegExp(`^${name}_sum (\\S+)`, 'm').exec(text);
+    const count = new RegExp(`^${name}_count (\\S+)`, 'm').exec(text);
+    if (sum && count) out.set(label, { sum: Number(sum[1]), count: Number(count[1]) });
+  }
+  return out;
+}
+
+/** The mean batch sizes over a step, as ", 5.1 REGISTERs per RegisterBatch, ...", or ''. */
+function batchMeans(before: BatchTotals, after: BatchTotals): string {
+  const parts: string[] = [];
+  for (const [label, a] of after) {
+    const b = before.get(label) ?? { sum: 0, count: 0 };
+    if (a.count > b.count) parts.push(`${((a.sum - b.sum) / (a.count - b.count)).toFixed(1)} ${label}`);
+  }
+  return parts.length ? `; ${parts.join(', ')}` : '';
+}
+
 /** Step up the rates; the result is the highest rate whose step had under 0.1% failures. */
 async function ramp(
   label: string,
@@ -371,6 +400,7 @@ async function ramp(
   let best = 0;
   for (const rate of rateList) {
     const total = rate * STEP_S;
+    const batches0 = await batchTotals(sys);
     const [user0, system0] = sys.cpuSplitMs();
     const r = await runSipp(args(rate, total), STEP_S + 40, STEP_S + 2);
     // the system's CPU per successful call or registration over the step (and its tail)
@@ -378,13 +408,14 @@ async function ramp(
     const per = (ms: number) => (r.successful ? (ms * 1000) / r.successful : NaN);
     const cpuUs = per(user1 - user0 + system1 - system0);
     const split = `user ${per(user1 - user0).toFixed(0)}, system ${per(system1 - system0).toFixed(0)}`;
+    const batches = batchMeans(batches0, await batchTotals(sys));
     const lost = total - r.successful;
     const failedPct = (100 * lost) / total;
     // Under 0.1% failed, and as many done on time (a saturated system shows as calls finishing late).
     const ok = lost / total < MAX_FAILED && (total - r.onTime) / total < MAX_FAILED;
     steps.push({ rate, calls: total, successful: r.successful, failedPct, seconds: r.seconds, ok });
     console.log(
-      `  ${sys.name.padEnd(11)} ${label} ${String(rate).padStart(5)}/s: ${r.successful}/${total} ok (${r.onTime} within ${STEP_S + 2} s), ${failedPct.toFixed(3)}% failed, ${r.seconds.toFixed(1)} s, CPU ${cpuUs.toFixed(0)} µs each (${split})${ok ? '' : '  <- over'}`,
+      `  ${sys.name.padEnd(11)} ${label} ${String(rate).padStart(5)}/s: ${r.successful}/${total} ok (${r.onTime} within ${STEP_S + 2} s), ${failedPct.toFixed(3)}% failed, ${r.seconds.toFixed(1)} s, CPU ${cpuUs.toFixed(0)} µs each (${split})${batches}${ok ? '' : '  <- over'}`,
     );
     if (!ok) {
       if (env.BENCH_VERBOSE) {
