@@ -311,8 +311,10 @@ async function main() {
       n = Math.floor((await position()) / 2);
       if (n > 0 && !from) from = { n, cpu: cpuNow(child.pid!) };
       if (n >= CALLS) break;
-      await new Promise((r) => setTimeout(r, 200));
+      await new Promise((r) => setTimeout(r, 10));
     }
+    // when the last CDR was committed (to the poll's 10 ms)
+    const doneAt = Date.now();
     const cpuEnd = cpuNow(child.pid!);
     n = await count();
     if (n !== CALLS) throw new Error(`end to end: ${n} CDRs stored, expected ${CALLS}`);
@@ -320,10 +322,13 @@ async function main() {
     const span = await db.query<{ first: string; last: string }>(
       "SELECT min((cdr->>'ratedAt')::timestamptz)::text AS first, max((cdr->>'ratedAt')::timestamptz)::text AS last FROM rating.cdrs",
     );
-    const busy = (Date.parse(span.rows[0].last) - Date.parse(span.rows[0].first)) / 1000;
-    const e2e = (CALLS - 1) / busy;
+    // from the first CDR's rating (its slice being built) to the last one's commit; rated-to-rated
+    // (the figure before) left out the last slice's write, which with slices of 1,000 CDRs is a twentieth
+    const busy = (doneAt - Date.parse(span.rows[0].first)) / 1000;
+    const e2e = CALLS / busy;
+    const rated = (CALLS - 1) / ((Date.parse(span.rows[0].last) - Date.parse(span.rows[0].first)) / 1000);
     console.log(
-      `end to end: ${fmt(e2e)} CDRs/s from the first CDR to the last (${fmt(CALLS)} in ${busy.toFixed(2)} s; ${wall.toFixed(2)} s with start-up and group join)`,
+      `end to end: ${fmt(e2e)} CDRs/s from the first CDR rated to the last one committed (${fmt(CALLS)} in ${busy.toFixed(2)} s; first to last rated ${fmt(rated)}/s; ${wall.toFixed(2)} s with start-up and group join)`,
     );
     if (from && n > from.n) {
       const used = cpuBetween(from.cpu, cpuEnd);
