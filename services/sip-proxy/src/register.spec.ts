@@ -25,6 +25,22 @@ const source = {
   connId: undefined,
 };
 
+/** What the registrar stores for a request's contacts (each one binding). */
+const binding = (r: RegisterRequest) =>
+  r.contacts.map((c) => ({
+    aor: r.aor,
+    contact: c.uri,
+    expires: NOW / 1000 + (c.expires ?? 3600),
+    q: c.q,
+    callId: r.callId,
+    cseq: r.cseq,
+    path: [],
+    instanceId: '',
+    regId: 0,
+    userAgent: '',
+    updatedAt: NOW,
+  }));
+
 function setup(answer?: (r: RegisterRequest) => RegisterResponse | Promise<RegisterResponse>) {
   const subs = new Map([
     ['sip:alice@example.com', subscriber('alice', 'secret')],
@@ -45,24 +61,7 @@ function setup(answer?: (r: RegisterRequest) => RegisterResponse | Promise<Regis
     {
       register: async (r) => {
         calls.push(r);
-        return answer
-          ? answer(r)
-          : {
-              bindings: r.contacts.map((c) => ({
-                aor: r.aor,
-                contact: c.uri,
-                expires: NOW / 1000 + (c.expires ?? 3600),
-                q: c.q,
-                callId: r.callId,
-                cseq: r.cseq,
-                path: [],
-                instanceId: '',
-                regId: 0,
-                userAgent: '',
-                updatedAt: NOW,
-              })),
-              minExpires: 0,
-            };
+        return answer ? answer(r) : { bindings: binding(r), minExpires: 0 };
       },
     },
     () => NOW,
@@ -203,20 +202,6 @@ test('a REGISTER for a foreign domain is refused', async () => {
 
 // The front's Register calls coalesced into RegisterBatch calls (RegisterBatcher).
 
-const binding = (r: RegisterRequest) =>
-  r.contacts.map((c) => ({
-    aor: r.aor,
-    contact: c.uri,
-    expires: NOW / 1000 + (c.expires ?? 3600),
-    q: c.q,
-    callId: r.callId,
-    cseq: r.cseq,
-    path: [],
-    instanceId: '',
-    regId: 0,
-    userAgent: '',
-    updatedAt: NOW,
-  }));
 const req = (aor: string, cseq = 1): RegisterRequest => ({
   aor,
   contacts: [{ uri: `sip:x@192.0.2.${cseq}`, expires: 600, instanceId: '', regId: 0 }],
