@@ -161,10 +161,14 @@ test('embedded: expired bindings are swept', async () => {
     SWITCHBOARD_REGISTRAR_SWEEP_MS: '100',
   });
   try {
-    await s.client.register(register('sip:bob@example.com', 1, [contact('sip:bob@192.0.2.9', 1)]));
+    // 3 s: long enough for the gauge to be read before the sweep on a loaded machine (1 s was not).
+    const res = await s.client.register(
+      register('sip:bob@example.com', 1, [contact('sip:bob@192.0.2.9', 3)]),
+    );
+    assert.equal(res.bindings.length, 1);
     const metrics = () => fetch(`${s.proc.ops.url}/metrics`).then((r) => r.text());
     assert.match(await metrics(), /^switchboard_registrations_active 1$/m);
-    const deadline = Date.now() + 10_000;
+    const deadline = Date.now() + 15_000;
     while (/^switchboard_registrations_active 1$/m.test(await metrics())) {
       assert.ok(Date.now() < deadline, 'binding never expired');
       await new Promise((r) => setTimeout(r, 200));
