@@ -9,10 +9,12 @@ import {
   createResponse,
   newTag,
   parseCredentials,
+  type DigestCredentials,
   type DigestServer,
   type SipRequest,
   type SipResponse,
 } from '@switchboard/sip';
+import { hash } from 'node:crypto';
 import type { SubscriberRecord } from '@switchboard/contracts';
 import type { AbuseGuard } from './abuse';
 
@@ -82,30 +84,11 @@ export class Authenticator {
    * and 401; anything else Proxy-Authorization and 407.
    */
   check(req: SipRequest, sourceAddress: string, realm: string): AuthOutcome {
-    const isRegister = req.method === 'REGISTER';
-    const values = isRegister ? req.authorization : req.proxyAuthorization;
-    const challenge = (stale = false) => {
-      const header = isRegister ? 'WWW-Authenticate' : 'Proxy-Authenticate';
-      return createResponse(req, isRegister ? 401 : 407, undefined, {
-        toTag: req.toTag ? undefined : newTag(),
-        headers: this.digest.challenge({ realm, stale }).map((v) => [header, v] as [string, string]),
-      });
-    };
+    const challenge = (stale = false) => this.challenge(req, realm, stale);
     const forbidden = () =>
       createResponse(req, 403, 'Forbidden', { toTag: req.toTag ? undefined : newTag() });
 
-    let creds;
-    for (const v of values) {
-      try {
-        const c = parseCredentials(v);
-        if (c.realm === realm) {
-          creds = c;
-          break;
-        }
-      } catch {
-        // A malformed credential counts as none for this realm; try the next one.
-      }
-    }
+    const creds = credentialsFor(req, realm);
     if (!creds) return { ok: false, response: challenge(), reason: 'no_credentials' };
     if (this.guard.userBanned(creds.username)) {
       return { ok: false, response: forbidden(), reason: 'user_banned', user: creds.username };
@@ -137,4 +120,41 @@ export class Authenticator {
     this.onFailure(reason);
     return { ok: false, response: challenge(), reason, user: creds.username };
   }
+
+  /**
+   * The challenge check() answers a request without credentials for `realm` with (nothing is
+   * recorded for it), or undefined when the request carries some: it can be sent statelessly.
+   */
+  challengeIfNoCredentials(req: SipRequest, realm: string): SipResponse | undefined {
+    if (credentialsFor(req, realm)) return undefined;
+    // No transaction keeps this answer: a retransmission must get the same one (To tag and
+    // nonce from what identifies the request), as Kamailio's sl and auth give it.
+    const seed = `${req.via.branch ?? ''}\n${req.callId}\n${req.fromTag ?? ''}\n${req.cseq.seq}\n${realm}`;
+    return this.challenge(req, realm, false, seed);
+  }
+
+  /** 401 with WWW-Authenticate for REGISTER, 407 with Proxy-Authenticate for anything else. */
+  private challenge(req: SipRequest, realm: string, stale: boolean, seed?: string): SipResponse {
+    const isRegister = req.method === 'REGISTER';
+    const header = isRegister ? 'WWW-Authenticate' : 'Proxy-Authenticate';
+    const toTag = req.toTag ? undefined : seed === undefined ? newTag() : hash('sha256', seed).slice(0, 12);
+    return createResponse(req, isRegister ? 401 : 407, undefined, {
+      toTag,
+      headers: this.digest.challenge({ realm, stale, seed }).map((v) => [header, v] as [string, string]),
+    });
+  }
+}
+
+/** The request's first credentials for `realm` (Authorization for REGISTER, else Proxy-Authorization). */
+function credentialsFor(req: SipRequest, realm: string): DigestCredentials | undefined {
+  const values = req.method === 'REGISTER' ? req.authorization : req.proxyAuthorization;
+  for (const v of values) {
+    try {
+      const c = parseCredentials(v);
+      if (c.realm === realm) return c;
+    } catch {
+      // A malformed credential counts as none for this realm; try the next one.
+    }
+  }
+  return undefined;
 }

@@ -353,6 +353,22 @@ export class ProxyCore implements TransactionUser, BranchEvents {
     });
   }
 
+  /**
+   * Before any transaction exists: a REGISTER to our registrar without credentials gets its 401
+   * statelessly (Kamailio's `sl`), unless route() would answer or forward it otherwise.
+   */
+  answerStateless(req: SipRequest, _src: Source): SipResponse | undefined {
+    if (req.method !== 'REGISTER' || req.toTag !== undefined || req.routes.length > 0) return undefined;
+    const mf = req.maxForwards;
+    if ((mf !== null && mf <= 0) || req.getHeaderValues('Proxy-Require').length > 0 || this.isLoop(req))
+      return undefined;
+    const res = this.d.registrar.statelessChallenge(req);
+    if (res === undefined) return undefined;
+    this.d.metrics.request(req.method);
+    this.d.metrics.authOutcome(res.status);
+    return res;
+  }
+
   /** Before any transaction exists: a rate-limited or banned source is dropped unanswered (pike). */
   admit(_req: SipRequest, src: Source): boolean {
     const verdict = this.d.guard.admit(src.address);

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { DigestServer, answerChallenge } from '@switchboard/sip';
+import { DigestServer, answerChallenge, parseMessage, type SipRequest } from '@switchboard/sip';
 import { DomainError } from '@switchboard/platform';
 import type {
   RegisterBatchRequest,
@@ -198,6 +198,46 @@ test('a REGISTER for a foreign domain is refused', async () => {
     source,
   );
   assert.equal(r.status, 403);
+});
+
+test('statelessChallenge: the 401 handle() gives a REGISTER without credentials; nothing for the others', async () => {
+  const { front, calls, failures } = setup();
+  const r = front.statelessChallenge(registerRequest({ user: 'alice', contact: '<sip:a@10.0.0.5>' }));
+  assert.equal(r?.status, 401);
+  assert.equal(r.getHeaders('WWW-Authenticate').length, 2);
+  assert.match(r.getHeaders('WWW-Authenticate')[0], /realm="example.com"/);
+  assert.ok(r.toTag);
+  // With credentials (even wrong ones: the guard must count them), handle() decides.
+  const authorization = answerChallenge({
+    challengeValue: r.getHeaders('WWW-Authenticate'),
+    method: 'REGISTER',
+    uri: 'sip:example.com',
+    username: 'alice',
+    password: 'wrong',
+  });
+  const withCreds = registerRequest({ user: 'alice', contact: '<sip:a@h>', cseq: 2, authorization });
+  assert.equal(front.statelessChallenge(withCreds), undefined);
+  // A foreign domain gets its 403 from handle().
+  assert.equal(
+    front.statelessChallenge(
+      registerRequest({ user: 'alice', domain: 'elsewhere.net', contact: '<sip:a@h>' }),
+    ),
+    undefined,
+  );
+  assert.equal(calls.length, 0);
+  assert.deepEqual(failures, []);
+});
+
+test('statelessChallenge: a retransmission gets the same bytes (no transaction keeps them); another request does not', () => {
+  const { front } = setup();
+  const first = registerRequest({ user: 'alice', contact: '<sip:a@10.0.0.5>' });
+  const a = front.statelessChallenge(first)!;
+  const b = front.statelessChallenge(parseMessage(first.serialize()) as SipRequest)!; // the retransmission
+  assert.deepEqual(b.serialize(), a.serialize());
+  // the next REGISTER of the same client: another branch and CSeq
+  const other = front.statelessChallenge(registerRequest({ user: 'alice', contact: '<sip:a@h>', cseq: 2 }))!;
+  assert.notEqual(other.toTag, a.toTag);
+  assert.notEqual(other.getHeaders('WWW-Authenticate')[0], a.getHeaders('WWW-Authenticate')[0]);
 });
 
 // The front's Register calls coalesced into RegisterBatch calls (RegisterBatcher).

@@ -161,6 +161,19 @@ export class RegistrarFront {
     private readonly now: () => number = Date.now,
   ) {}
 
+  /**
+   * The 401 for a REGISTER without credentials for its realm, that may go without a server
+   * transaction (as Kamailio's `sl`): handle() would answer it the same. Undefined when
+   * handle() must see the request (credentials, or a step 1 or 3 refusal).
+   */
+  statelessChallenge(req: SipRequest): SipResponse | undefined {
+    const ruri = req.uri;
+    if (!isSipUri(ruri) || !this.domains.domainOf(ruri)) return undefined;
+    const toUri = req.to.uri;
+    if (!isSipUri(toUri) || !this.domains.aorOf(toUri)) return undefined;
+    return this.auth.challengeIfNoCredentials(req, this.domains.domainOf(toUri)!);
+  }
+
   async handle(req: SipRequest, source: Source): Promise<SipResponse> {
     const reply = (status: number, reason?: string, headers: [string, string][] = []) =>
       createResponse(req, status, reason, { toTag: req.toTag ? undefined : newTag(), headers });

@@ -323,6 +323,36 @@ describe('server: DigestServer', () => {
     assert.notEqual(parseChallenges(server.challenge())[0]!.nonce, parsed[0]!.nonce);
   });
 
+  test('a seeded challenge is the same for its seed within a bucket (a stateless 401 resent), and verifies', () => {
+    const { server, clock } = setup(); // lifetime 300 s: buckets of 30 s
+    clock.t = 1_700_000_020_000; // 10 s into a bucket (they start at multiples of 30 s)
+    const nonceOf = (seed?: string) => parseChallenges(server.challenge({ seed }))[0]!.nonce;
+    const a = nonceOf('branch-1');
+    clock.advance(0.5);
+    assert.equal(nonceOf('branch-1'), a, 'the retransmission half a second later gets the same nonce');
+    assert.notEqual(nonceOf('branch-2'), a);
+    assert.notEqual(nonceOf(), nonceOf(), 'unseeded nonces stay random');
+    const other = new DigestServer({ realm, secret: 'other', nonceLifetimeSec: 300, clock });
+    assert.notEqual(
+      parseChallenges(other.challenge({ seed: 'branch-1' }))[0]!.nonce,
+      a,
+      'keyed by the secret',
+    );
+    const ch = server.challenge({ seed: 'branch-1' });
+    assert.equal(server.verify({ credentials: answer(ch, 1), method: 'REGISTER', lookupHa1 }).ok, true);
+    clock.advance(20); // the next bucket
+    assert.notEqual(nonceOf('branch-1'), a);
+    // counted as issued at its bucket's start: stale 300 s after that, not after the challenge
+    clock.advance(269); // 299.5 s after the bucket's start
+    assert.equal(server.verify({ credentials: answer(ch, 2), method: 'REGISTER', lookupHa1 }).ok, true);
+    clock.advance(1);
+    assert.deepEqual(server.verify({ credentials: answer(ch, 3), method: 'REGISTER', lookupHa1 }), {
+      ok: false,
+      reason: 'stale',
+      username: user,
+    });
+  });
+
   test('round trip client ↔ server with SHA-256 and with MD5', () => {
     const { server } = setup();
     const ch = server.challenge();

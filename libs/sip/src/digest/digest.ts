@@ -263,6 +263,8 @@ export class DigestServer {
   private readonly qop: DigestQop[];
   private readonly maxTracked: number;
   private readonly random: (n: number) => Buffer;
+  /** Seeded nonces (see createNonce) are the same within buckets of this many ms. */
+  private readonly seedBucketMs: number;
   /** nonce → last nc seen; insertion order ≈ age. */
   private readonly seen = new Map<string, NonceState>();
   /** Nonces issued at or before this time were evicted early: treat them as stale. */
@@ -277,6 +279,7 @@ export class DigestServer {
     this.qop = opts.qop ?? ['auth'];
     this.maxTracked = opts.maxTrackedNonces ?? 100_000;
     this.random = opts.random ?? randomBytes;
+    this.seedBucketMs = Math.max(1, Math.min(30_000, this.lifetimeMs / 10));
   }
 
   /** Number of nonces whose nonce-count is being tracked (for metrics and tests). */
@@ -284,11 +287,24 @@ export class DigestServer {
     return this.seen.size;
   }
 
-  /** A fresh nonce for a realm. */
-  createNonce(realm: string): string {
+  /**
+   * A fresh nonce for a realm. With a `seed` (what identifies a request and its retransmissions)
+   * the nonce is the same for that seed within a time bucket (a tenth of the lifetime, at most
+   * 30 s; the nonce counts as issued at the bucket's start): a challenge sent without a
+   * transaction then answers a retransmission with the same bytes, as a transaction would. The
+   * random part is then an HMAC of the seed: as unpredictable without the secret.
+   */
+  createNonce(realm: string, seed?: string): string {
     const buf = Buffer.alloc(NONCE_LEN);
-    buf.writeBigUInt64BE(BigInt(Math.floor(this.opts.clock.now())), 0);
-    this.random(RAND_LEN).copy(buf, TS_LEN, 0, RAND_LEN);
+    const now = Math.floor(this.opts.clock.now());
+    buf.writeBigUInt64BE(BigInt(seed === undefined ? now : now - (now % this.seedBucketMs)), 0);
+    if (seed === undefined) this.random(RAND_LEN).copy(buf, TS_LEN, 0, RAND_LEN);
+    else
+      createHmac('sha256', this.secret)
+        .update(buf.subarray(0, TS_LEN))
+        .update(`seed\n${seed}`, 'utf8')
+        .digest()
+        .copy(buf, TS_LEN, 0, RAND_LEN);
     this.mac(buf.subarray(0, TS_LEN + RAND_LEN), realm).copy(buf, TS_LEN + RAND_LEN);
     return buf.toString('base64url');
   }
@@ -297,9 +313,9 @@ export class DigestServer {
    * The WWW-Authenticate (401) or Proxy-Authenticate (407) values to send: one
    * per algorithm, strongest first, sharing one nonce.
    */
-  challenge(args: { realm?: string; stale?: boolean; opaque?: string } = {}): string[] {
+  challenge(args: { realm?: string; stale?: boolean; opaque?: string; seed?: string } = {}): string[] {
     const realm = this.realmFor(args.realm);
-    const nonce = this.createNonce(realm);
+    const nonce = this.createNonce(realm, args.seed);
     return this.algorithms.map((alg) => {
       const params: [string, string, boolean][] = [
         ['realm', realm, true],

@@ -64,6 +64,13 @@ export interface TransactionUser {
    * false drops it unanswered and leaves no state (rate limits, bans).
    */
   admit?(req: SipRequest, src: Source): boolean;
+  /**
+   * Called for a request (not ACK) that matched no transaction, after `admit`, before a server
+   * transaction is created: a response returned is sent statelessly (RFC 3261 §18.2.2) and no
+   * transaction is created, as Kamailio's `sl_send_reply` does (a digest challenge to a REGISTER
+   * without credentials). A retransmission of the request is asked again, and answered afresh.
+   */
+  answerStateless?(req: SipRequest, src: Source): SipResponse | undefined;
 }
 
 export interface TransactionLayerOptions {
@@ -264,6 +271,11 @@ export class TransactionLayer implements TxHost, TransportUser<SipMessage> {
     if (user?.admit && !user.admit(req, src)) return;
     if (isAck) {
       user?.onRequest(req, undefined, src);
+      return;
+    }
+    const answer = user?.answerStateless?.(req, src);
+    if (answer !== undefined) {
+      this.respondStateless(req, answer, src);
       return;
     }
     // Everything the tables need is read before any state exists (a malformed

@@ -448,6 +448,31 @@ describe('server non-INVITE transaction (RFC 3261 §17.2.2)', () => {
 });
 
 describe('TransactionLayer matching', () => {
+  test('answerStateless: the response goes out without a transaction, a retransmission asks again', () => {
+    const { layer, transport, deliver, tu } = setup();
+    const asked: string[] = [];
+    layer.attach({
+      onRequest: (r, tx) => tu.requests.push({ req: r, tx }),
+      answerStateless: (r) => {
+        asked.push(r.method);
+        return r.method === 'REGISTER' ? createResponse(r, 401, undefined, { toTag: 'c1' }) : undefined;
+      },
+    });
+    const reg = req('REGISTER', { branch: 'z9hG4bKr1' });
+    deliver(reg);
+    deliver(reg); // retransmission: a fresh answer, still no state
+    assert.deepEqual(transport.lines(), ['401', '401']);
+    assert.equal(transport.sent[0].target.address, '192.0.2.10');
+    assert.equal(transport.sent[0].target.port, 5070);
+    assert.equal(tu.requests.length, 0);
+    assert.equal(layer.counts.serverNonInvite, 0);
+    deliver(req('OPTIONS', { branch: 'z9hG4bKo1' })); // not answered by the hook: a transaction as usual
+    assert.equal(tu.requests.length, 1);
+    assert.equal(layer.counts.serverNonInvite, 1);
+    deliver(req('ACK', { branch: 'z9hG4bKa1', toTag: 't' })); // never asked for an ACK
+    assert.deepEqual(asked, ['REGISTER', 'REGISTER', 'OPTIONS']);
+  });
+
   test('same branch, different sent-by or method: different transactions (§17.2.3)', () => {
     const { deliver, tu } = setup();
     deliver(req('OPTIONS', { branch: 'z9hG4bKx' }));
