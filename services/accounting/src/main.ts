@@ -116,12 +116,25 @@ export const accountingService = defineService({
     await events.ensureTopic(config.topic);
 
     const reg = [ctx.metrics];
-    const requests = new Counter({
+    // Counted per request in plain maps (type -> client -> n) and added to the counter when it is
+    // collected (a scrape): prom-client's inc() hashes and checks the labels on every call.
+    const pendingRequests = new Map<string, Map<string, number>>();
+    new Counter({
       name: 'switchboard_radius_requests_total',
       help: 'RADIUS requests accepted (authenticated), by Acct-Status-Type (or Status-Server) and client',
       labelNames: ['type', 'client'],
       registers: reg,
+      collect() {
+        for (const [type, byClient] of pendingRequests)
+          for (const [client, n] of byClient) if (n > 0) this.inc({ type, client }, n);
+        pendingRequests.clear();
+      },
     });
+    const countRequest = (type: string, client: string) => {
+      let byClient = pendingRequests.get(type);
+      if (!byClient) pendingRequests.set(type, (byClient = new Map()));
+      byClient.set(client, (byClient.get(client) ?? 0) + 1);
+    };
     const dropped = new Counter({
       name: 'switchboard_radius_dropped_total',
       help: 'RADIUS requests dropped unanswered, by reason',
@@ -235,7 +248,7 @@ export const accountingService = defineService({
       dictionary: Dictionary.standard(),
       logger: ctx.logger,
       hooks: {
-        request: (type, client) => requests.inc({ type, client }),
+        request: countRequest,
         dropped: (reason) => dropped.inc({ reason }),
         duplicate: (client) => duplicates.inc({ client }),
       },
@@ -260,7 +273,7 @@ export const accountingService = defineService({
         subscribers: { lookup: (u, r) => replica.lookup(u, r) },
         logger: ctx.logger,
         hooks: {
-          request: (type, client) => requests.inc({ type, client }),
+          request: countRequest,
           dropped: (reason) => dropped.inc({ reason }),
           duplicate: (client) => duplicates.inc({ client }),
           auth: (result, client) => auths.inc({ result, client }),
