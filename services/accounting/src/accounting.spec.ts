@@ -66,7 +66,7 @@ describe('accounting service on PGlite and the embedded event log', () => {
   const stored = async (sessionId: string) =>
     (
       await db.query<{ body: AccountingRecord }>(
-        'SELECT body FROM accounting.records WHERE session_id = $1 ORDER BY received_at',
+        'SELECT body::json AS body FROM accounting.records WHERE session_id = $1 ORDER BY received_at',
         [sessionId],
       )
     ).rows.map((r) => r.body);

@@ -181,7 +181,7 @@ describe('Kamailio acc_radius as the client', () => {
     const records = async () =>
       (
         await db.query<{ body: AccountingRecord }>(
-          "SELECT body FROM accounting.records WHERE client = '127.0.0.1/32'",
+          "SELECT body::json AS body FROM accounting.records WHERE client = '127.0.0.1/32'",
         )
       ).rows.map((r) => r.body);
     await until(

@@ -40,7 +40,7 @@ export interface CachedGroup {
  * The records of outbox rows this process just committed, by the row's seq, so the
  * relay publishes them without reading them back from accounting.records (the rows
  * themselves are still read from the outbox: order, and rows from elsewhere, come
- * from there). A body is exactly the text stored (json keeps its input).
+ * from there). A body is exactly the text stored.
  */
 export class OutboxBodyCache {
   private readonly groups = new Map<string, CachedGroup>();
