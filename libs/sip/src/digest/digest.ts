@@ -299,12 +299,7 @@ export class DigestServer {
     const now = Math.floor(this.opts.clock.now());
     buf.writeBigUInt64BE(BigInt(seed === undefined ? now : now - (now % this.seedBucketMs)), 0);
     if (seed === undefined) this.random(RAND_LEN).copy(buf, TS_LEN, 0, RAND_LEN);
-    else
-      createHmac('sha256', this.secret)
-        .update(buf.subarray(0, TS_LEN))
-        .update(`seed\n${seed}`, 'utf8')
-        .digest()
-        .copy(buf, TS_LEN, 0, RAND_LEN);
+    else this.mac(buf.subarray(0, TS_LEN), `seed\n${seed}`).copy(buf, TS_LEN, 0, RAND_LEN);
     this.mac(buf.subarray(0, TS_LEN + RAND_LEN), realm).copy(buf, TS_LEN + RAND_LEN);
     return buf.toString('base64url');
   }
