@@ -359,11 +359,8 @@ export class ProxyCore implements TransactionUser, BranchEvents {
    */
   answerStateless(req: SipRequest, _src: Source): SipResponse | undefined {
     if (req.method !== 'REGISTER' || req.toTag !== undefined || req.routes.length > 0) return undefined;
-    const mf = req.maxForwards;
-    if ((mf !== null && mf <= 0) || req.getHeaderValues('Proxy-Require').length > 0 || this.isLoop(req))
-      return undefined;
     const res = this.d.registrar.statelessChallenge(req);
-    if (res === undefined) return undefined;
+    if (res === undefined || this.refusal(req) !== undefined) return undefined;
     this.d.metrics.request(req.method);
     this.d.metrics.authOutcome(res.status);
     return res;
@@ -395,30 +392,9 @@ export class ProxyCore implements TransactionUser, BranchEvents {
   private async route(req: SipRequest, stx: ServerTransaction | undefined, src: Source): Promise<void> {
     const method = req.method;
 
-    // §16.3 step 3: Max-Forwards.
-    const mf = req.maxForwards;
-    if (mf !== null && mf <= 0) {
-      if (stx) this.respond(stx, req, 483, 'Too Many Hops');
-      return;
-    }
-    // §16.3 step 2: URI scheme.
-    const ruri = req.uri;
-    const scheme = ruri.toString().split(':', 1)[0].toLowerCase();
-    if (!SUPPORTED_SCHEMES.has(scheme)) {
-      if (stx) this.respond(stx, req, 416, 'Unsupported URI Scheme');
-      return;
-    }
-    // §16.3 step 4: loop detection.
-    if (method !== 'ACK' && method !== 'CANCEL' && this.isLoop(req)) {
-      if (stx) this.respond(stx, req, 482, 'Loop Detected');
-      return;
-    }
-    // §16.3 step 5: Proxy-Require.
-    const unsupported = req
-      .getHeaderValues('Proxy-Require')
-      .filter((x) => !SUPPORTED_EXTENSIONS.has(x.trim().toLowerCase()));
-    if (unsupported.length && method !== 'ACK' && method !== 'CANCEL') {
-      if (stx) this.respond(stx, req, 420, 'Bad Extension', [['Unsupported', unsupported.join(', ')]]);
+    const refused = this.refusal(req);
+    if (refused) {
+      if (stx) this.respond(stx, req, refused.status, refused.reason, refused.headers);
       return;
     }
 
@@ -1510,6 +1486,29 @@ export class ProxyCore implements TransactionUser, BranchEvents {
     return hash(
       `${req.uriText}|${req.callId}|${req.fromTag ?? ''}|${req.toTag ?? ''}|${req.cseq.seq}|${req.cseq.method}`,
     );
+  }
+
+  /** The §16.3 request validation's refusal (steps 2 to 5), or undefined when the request passes. */
+  private refusal(
+    req: SipRequest,
+  ): { status: number; reason: string; headers?: [string, string][] } | undefined {
+    const method = req.method;
+    // §16.3 step 3: Max-Forwards.
+    const mf = req.maxForwards;
+    if (mf !== null && mf <= 0) return { status: 483, reason: 'Too Many Hops' };
+    // §16.3 step 2: URI scheme.
+    const scheme = req.uri.toString().split(':', 1)[0].toLowerCase();
+    if (!SUPPORTED_SCHEMES.has(scheme)) return { status: 416, reason: 'Unsupported URI Scheme' };
+    if (method === 'ACK' || method === 'CANCEL') return undefined;
+    // §16.3 step 4: loop detection.
+    if (this.isLoop(req)) return { status: 482, reason: 'Loop Detected' };
+    // §16.3 step 5: Proxy-Require.
+    const unsupported = req
+      .getHeaderValues('Proxy-Require')
+      .filter((x) => !SUPPORTED_EXTENSIONS.has(x.trim().toLowerCase()));
+    if (unsupported.length)
+      return { status: 420, reason: 'Bad Extension', headers: [['Unsupported', unsupported.join(', ')]] };
+    return undefined;
   }
 
   private isLoop(req: SipRequest): boolean {

@@ -167,6 +167,8 @@ export class RegistrarFront {
    * handle() must see the request (credentials, or a step 1 or 3 refusal).
    */
   statelessChallenge(req: SipRequest): SipResponse | undefined {
+    // Credentials (for any realm): handle() parses and checks them; not parsed twice here.
+    if (req.authorization.length > 0) return undefined;
     const ruri = req.uri;
     if (!isSipUri(ruri) || !this.domains.domainOf(ruri)) return undefined;
     const toUri = req.to.uri;
