@@ -9,3 +9,4 @@ export * from './events';
 export * from './grpc';
 export * from './runner';
 export * from './net';
+export * from './native';

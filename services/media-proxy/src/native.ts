@@ -5,10 +5,8 @@
  * is missing or older than relay.c it is built here once, and when that is not possible either the
  * caller falls back to the JS relay.
  */
-import { spawnSync } from 'node:child_process';
-import { createRequire } from 'node:module';
-import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { loadAddon } from '@switchboard/platform';
 
 /** The addon's functions (see native/relay.c for what each does). */
 export interface NativeAddon {
@@ -53,31 +51,14 @@ export const G = {
   lastRtcp: 6,
 } as const;
 
-export const DEFAULT_ADDON = join(import.meta.dirname, '..', 'native', 'build', 'relay.node');
+const NATIVE = join(import.meta.dirname, '..', 'native');
+export const DEFAULT_ADDON = join(NATIVE, 'build', 'relay.node');
 
-const loaded = new Map<string, NativeAddon | Error>();
-const SOURCE = join(import.meta.dirname, '..', 'native', 'relay.c');
-
-/** The built addon is older than its source (a checkout changed relay.c since the last build). */
-const stale = (built: string) => statSync(SOURCE).mtimeMs > statSync(built).mtimeMs;
-
-/** The addon at path (default: the package's build), building it first when it is missing; an Error when it cannot be had. */
+/** The addon at path (default: the package's build, built first when missing or stale); an Error when it cannot be had. */
 export function loadNative(path = DEFAULT_ADDON): NativeAddon | Error {
-  const known = loaded.get(path);
-  if (known) return known;
-  let result: NativeAddon | Error;
-  try {
-    if (path === DEFAULT_ADDON && (!existsSync(path) || stale(path))) {
-      const script = join(import.meta.dirname, '..', 'native', 'build.mjs');
-      const r = spawnSync(process.execPath, [script], { encoding: 'utf8', timeout: 60_000 });
-      if (!existsSync(path))
-        throw new Error(`native relay not built: ${r.stderr.trim() || r.error?.message}`);
-    }
-    result = createRequire(import.meta.url)(path) as NativeAddon;
-    if (typeof result.create !== 'function') throw new Error(`${path} is not the relay addon`);
-  } catch (e) {
-    result = e instanceof Error ? e : new Error(String(e));
-  }
-  loaded.set(path, result);
-  return result;
+  const build =
+    path === DEFAULT_ADDON
+      ? { source: join(NATIVE, 'relay.c'), script: join(NATIVE, 'build.mjs') }
+      : undefined;
+  return loadAddon<NativeAddon>({ path, build, exportName: 'create' });
 }
