@@ -1,7 +1,8 @@
 # One image for every Switchboard service; the compose file picks the service
 # with the command (`start --target=<service>`).
 FROM node:20-bookworm-slim AS build
-# a C compiler for the media relay's native engine, built by npm ci (services/media-proxy/native);
+# a C compiler for the native addons built by npm ci (the media relay engine, services/media-proxy/native,
+# and the SIP UDP send thread, libs/sip/native);
 # the runtime stage gets the built addon, not the compiler
 RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev && rm -rf /var/lib/apt/lists/*
 WORKDIR /app

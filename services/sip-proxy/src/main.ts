@@ -653,7 +653,10 @@ export const sipProxyService = defineService({
       const host = b.host.includes(':') ? `[${b.host}]` : b.host;
       ctx.endpoint(`SIP ${b.transport}`, `sip:${host}:${b.port};transport=${b.transport}`);
     }
-    ctx.logger.info({ listen: bound, domain: config.domain, mode: config.mode }, 'sip proxy ready');
+    ctx.logger.info(
+      { listen: bound, domain: config.domain, mode: config.mode, udpSender: transport.udpSender() },
+      'sip proxy ready',
+    );
 
     return {
       async stop() {

@@ -9,6 +9,7 @@ import { WebSocket } from 'ws';
 import { TransportLayer, type TransportUser } from './layer';
 import { responseTarget } from './response-target';
 import { defaultFramer } from './framing';
+import { loadUdpSenderAddon } from './udp-sender';
 import type { Clock, Source, TransportName } from './types';
 
 const cert = readFileSync(new URL('./testdata/cert.pem', import.meta.url));
@@ -81,32 +82,39 @@ after(async () => {
 });
 
 describe('TransportLayer UDP', { timeout: 10_000 }, () => {
-  test('receives and sends over IPv4 and IPv6; source carries address, port, local interface', async () => {
-    const { t, c, port } = await layer([{ transport: 'udp' }, { transport: 'udp', host: '::1' }]);
-    stops.push(() => t.stop());
-    for (const [fam, host] of [
-      ['udp4', '127.0.0.1'],
-      ['udp6', '::1'],
-    ] as const) {
-      const peer = dgram.createSocket(fam);
-      await new Promise<void>((r) => peer.bind(0, host, r));
-      const n = c.messages.length;
-      peer.send(msg(), port('udp', host), host);
-      await c.until(() => c.messages.length > n);
-      const { src } = c.messages[n];
-      assert.equal(src.transport, 'udp');
-      assert.equal(src.address, host);
-      assert.equal(src.port, peer.address().port);
-      assert.equal(src.localAddress, host);
-      assert.equal(src.localPort, port('udp', host));
-      assert.equal(src.connId, undefined);
-      const got = once(peer, 'message');
-      t.send(msg('', 'SIP/2.0 200 OK'), { transport: 'udp', address: src.address, port: src.port });
-      const [reply] = (await got) as [Buffer];
-      assert.match(reply.toString(), /^SIP\/2\.0 200 OK/);
-      peer.close();
-    }
-  });
+  for (const udpSendThread of [true, false])
+    test(`receives and sends over IPv4 and IPv6; source carries address, port, local interface (udpSendThread ${udpSendThread})`, async () => {
+      const { t, c, port } = await layer([{ transport: 'udp' }, { transport: 'udp', host: '::1' }], {
+        udpSendThread,
+      });
+      stops.push(() => t.stop());
+      assert.equal(
+        t.udpSender(),
+        udpSendThread && !(loadUdpSenderAddon() instanceof Error) ? 'thread' : 'dgram',
+      );
+      for (const [fam, host] of [
+        ['udp4', '127.0.0.1'],
+        ['udp6', '::1'],
+      ] as const) {
+        const peer = dgram.createSocket(fam);
+        await new Promise<void>((r) => peer.bind(0, host, r));
+        const n = c.messages.length;
+        peer.send(msg(), port('udp', host), host);
+        await c.until(() => c.messages.length > n);
+        const { src } = c.messages[n];
+        assert.equal(src.transport, 'udp');
+        assert.equal(src.address, host);
+        assert.equal(src.port, peer.address().port);
+        assert.equal(src.localAddress, host);
+        assert.equal(src.localPort, port('udp', host));
+        assert.equal(src.connId, undefined);
+        const got = once(peer, 'message');
+        t.send(msg('', 'SIP/2.0 200 OK'), { transport: 'udp', address: src.address, port: src.port });
+        const [reply] = (await got) as [Buffer];
+        assert.match(reply.toString(), /^SIP\/2\.0 200 OK/);
+        peer.close();
+      }
+    });
 
   test('malformed and oversized datagrams are reported with raw bytes; keep-alives ignored; keeps serving', async () => {
     const { t, c, port } = await layer([{ transport: 'udp' }], { maxMessageSize: 1000 });

@@ -25,6 +25,7 @@ import {
   type FramerFactory,
 } from './connection';
 import { defaultFramer, parseSip } from './framing';
+import { UdpSendThread } from './udp-sender';
 import {
   systemClock,
   type BoundAddress,
@@ -83,6 +84,11 @@ export interface TransportLayerOptions<M> {
   tlsClient?: TlsClientOptions;
   /** Kernel receive buffer for UDP sockets (best effort). */
   udpRecvBufferSize?: number;
+  /**
+   * UDP sends on a native thread, one wake-up per event-loop turn (udp-sender.ts); default true.
+   * Without the addon (not built) they go through dgram's send either way.
+   */
+  udpSendThread?: boolean;
   /** Sees every message received and sent (SIP trace, HEP mirroring); keep it cheap. */
   tap?: (ev: TapEvent) => void;
   clock?: Clock;
@@ -90,6 +96,8 @@ export interface TransportLayerOptions<M> {
 
 interface UdpListener {
   socket: dgram.Socket;
+  /** Its sends' thread (udpSendThread), if it has one. */
+  sender: UdpSendThread | undefined;
   family: 4 | 6;
   address: string;
   port: number;
@@ -156,6 +164,11 @@ export class TransportLayer<M> {
   /** Bound addresses (ports resolved when 0 was asked for). */
   addresses(): BoundAddress[] {
     return this.bound.slice();
+  }
+
+  /** How UDP sends go: on the native send thread (udpSendThread), or through dgram's send. */
+  udpSender(): 'thread' | 'dgram' {
+    return this.udp.some((u) => u.sender) ? 'thread' : 'dgram';
   }
 
   /** The bound address to advertise for a transport (Via sent-by, Contact), preferring `family`. */
@@ -252,7 +265,10 @@ export class TransportLayer<M> {
     if (this.sweepTimer !== undefined) this.clock.clearTimeout(this.sweepTimer);
     this.sweepTimer = undefined;
     for (const c of [...this.conns.values()]) c.close();
-    for (const u of this.udp) u.socket.close();
+    for (const u of this.udp) {
+      u.sender?.close(); // its queue goes out before the socket's descriptor closes
+      u.socket.close();
+    }
     this.udp.length = 0;
     await Promise.all(this.servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
     this.servers.length = 0;
@@ -384,7 +400,8 @@ export class TransportLayer<M> {
           }
         }
         const a = socket.address();
-        const l: UdpListener = { socket, family, address: a.address, port: a.port };
+        const sender = this.opts.udpSendThread === false ? undefined : UdpSendThread.open(socket);
+        const l: UdpListener = { socket, sender, family, address: a.address, port: a.port };
         this.udp.push(l);
         this.bound.push({ transport: 'udp', host: a.address, port: a.port });
         socket.on('message', (buf, rinfo) => {
@@ -470,6 +487,7 @@ export class TransportLayer<M> {
       cb?.(new Error(`no udp listener for IPv${family}`));
       return;
     }
+    if (l.sender?.send(data, target.port, target.address, cb)) return;
     l.socket.send(data, target.port, target.address, cb ? (err) => cb(err ?? undefined) : undefined);
   }
 
