@@ -8,6 +8,7 @@ import { metricValue, startPlatform } from '../lib/platform';
 import { sipp } from '../lib/sipp';
 import { register } from '../lib/ua';
 import { freePort } from '../lib/ports';
+import { loadUdpSenderAddon } from '@switchboard/sip';
 
 test('a phone registers with digest auth, and 20 calls from a trusted peer reach it through the proxy (SIPp uac → proxy → SIPp uas)', async () => {
   const p = await startPlatform({
@@ -55,6 +56,15 @@ test('a phone registers with digest auth, and 20 calls from a trusted peer reach
     const metrics = await p.metrics();
     assert.equal(metricValue(metrics, 'switchboard_sip_requests_total', 'method="INVITE"'), 20);
     assert.equal(metricValue(metrics, 'switchboard_calls_total', 'outcome="answered"'), 20);
+    if (!(loadUdpSenderAddon() instanceof Error)) {
+      // UDP went out on the native send thread: per call the INVITE, 100, 180, 200, ACK, BYE and its 200
+      const sent = metricValue(metrics, 'switchboard_sip_udp_send_thread_datagrams_total', 'outcome="sent"');
+      assert.ok(sent !== undefined && sent >= 20 * 7, `datagrams sent by the thread: ${sent}`);
+      assert.equal(
+        metricValue(metrics, 'switchboard_sip_udp_send_thread_datagrams_total', 'outcome="failed"'),
+        0,
+      );
+    }
     // Every call accounted over RADIUS to the accounting service in the same process: 20 Starts, 20 Stops.
     const deadline = Date.now() + 20_000;
     const radius = (type: string) =>
@@ -198,5 +208,24 @@ test('with SWITCHBOARD_SIP_MEDIA_RELAY=always the callee is offered the media pr
     uas.kill();
     await p.stop();
     rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('SWITCHBOARD_SIP_UDP_SEND_THREAD=false: UDP goes through node:dgram, and a phone still registers', async () => {
+  const p = await startPlatform({
+    subscribers: [{ username: 'dave', password: 'd4ve-secret' }],
+    env: { SWITCHBOARD_SIP_UDP_SEND_THREAD: 'false' },
+  });
+  try {
+    const reg = await register({ proxy: p.sip.udp, user: 'dave', password: 'd4ve-secret', domain: p.domain });
+    assert.equal(reg.status, 200, `REGISTER: ${reg.status} ${reg.reason}`);
+    const metrics = await p.metrics();
+    assert.ok(metricValue(metrics, 'switchboard_sip_requests_total', 'method="REGISTER"')! >= 2);
+    assert.equal(
+      metricValue(metrics, 'switchboard_sip_udp_send_thread_datagrams_total', 'outcome="sent"'),
+      undefined,
+    );
+  } finally {
+    await p.stop();
   }
 });

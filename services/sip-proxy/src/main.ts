@@ -188,6 +188,11 @@ export const sipProxyConfig = {
     0,
   ),
   resolveIpv6: bool('SWITCHBOARD_SIP_IPV6', true, 'Try AAAA records when resolving next hops'),
+  udpSendThread: bool(
+    'SWITCHBOARD_SIP_UDP_SEND_THREAD',
+    true,
+    "UDP sends on a native thread, one wake-up per event-loop turn (libs/sip/native); false, or without the addon, through node:dgram's send",
+  ),
   ...natPingConfig,
   countryCode: str(
     'SWITCHBOARD_SIP_COUNTRY_CODE',
@@ -484,7 +489,12 @@ export const sipProxyService = defineService({
       ? grpcClient(MediaProxyClient, mediaAddress, { deadlineMs: 2000 })
       : undefined;
     const media = new MediaAnchor(mediaClient, config.mediaRelay, ctx.logger);
-    const transport = createSipTransport({ listen, udpRecvBufferSize: UDP_RECV_BUFFER, tap: tracer.tap });
+    const transport = createSipTransport({
+      listen,
+      udpRecvBufferSize: UDP_RECV_BUFFER,
+      udpSendThread: config.udpSendThread,
+      tap: tracer.tap,
+    });
     const tl = new TransactionLayer({ transport, timers: { T1: config.timersT1, wait: config.timersWait } });
     const running: { core?: ProxyCore } = {};
     const metrics = new ProxyMetrics(ctx.metrics, {
@@ -492,6 +502,7 @@ export const sipProxyService = defineService({
       callsActive: () => running.core?.activeContexts ?? 0,
       bannedSources: () => guard.bannedSources(),
       gatewaysDown: () => gateways.down().length,
+      udpSendThread: () => transport.udpSendStats(),
     });
     // Credit control: the configured rating service, else the one in this process.
     const ratingAddress = config.rating ?? ctx.localEndpoint('rating', 'gRPC')?.replace('grpc://', '');

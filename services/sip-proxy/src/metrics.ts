@@ -38,6 +38,8 @@ export class ProxyMetrics {
       callsActive: () => number;
       bannedSources: () => number;
       gatewaysDown?: () => number;
+      /** Datagrams the UDP send thread sent and failed so far; undefined when sends go through dgram. */
+      udpSendThread?: () => [sent: number, failed: number] | undefined;
     },
   ) {
     const registers = [registry];
@@ -116,6 +118,20 @@ export class ProxyMetrics {
       name: 'switchboard_calls_cut_total',
       help: 'Answered calls ended by the proxy: granted (credit) time over, or no media (media proxy timeout)',
       registers,
+    });
+    const udpSent = { sent: 0, failed: 0 };
+    new Counter({
+      name: 'switchboard_sip_udp_send_thread_datagrams_total',
+      help: 'Datagrams sent by the UDP send thread, by outcome (sent, failed); absent when UDP sends go through node:dgram',
+      labelNames: ['outcome'],
+      registers,
+      collect() {
+        const now = gauges.udpSendThread?.();
+        if (!now) return;
+        this.inc({ outcome: 'sent' }, now[0] - udpSent.sent);
+        this.inc({ outcome: 'failed' }, now[1] - udpSent.failed);
+        [udpSent.sent, udpSent.failed] = now;
+      },
     });
     new Gauge({
       name: 'switchboard_gateways_down',

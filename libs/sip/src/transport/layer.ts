@@ -171,6 +171,18 @@ export class TransportLayer<M> {
     return this.udp.some((u) => u.sender) ? 'thread' : 'dgram';
   }
 
+  /** Datagrams the send threads sent and failed so far, over every UDP listener; undefined without one. */
+  udpSendStats(): [sent: number, failed: number] | undefined {
+    if (this.udpSender() === 'dgram') return undefined;
+    const total: [number, number] = [0, 0];
+    for (const u of this.udp) {
+      const [sent, failed] = u.sender?.stats() ?? [0, 0];
+      total[0] += sent;
+      total[1] += failed;
+    }
+    return total;
+  }
+
   /** The bound address to advertise for a transport (Via sent-by, Contact), preferring `family`. */
   localFor(transport: TransportName, family?: 4 | 6): BoundAddress | undefined {
     let first: BoundAddress | undefined;
