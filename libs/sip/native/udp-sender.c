@@ -114,6 +114,17 @@ static void *run(void *arg) {
     int total = 0;
     for (msg *m = list; m; m = m->next) total++;
     report *rep = malloc(sizeof(report) + sizeof(failure) * total);
+    if (!rep) {
+      /* no memory for the report: the datagrams are dropped, as a full socket buffer would */
+      for (msg *m = list, *next; m; m = next) {
+        next = m->next;
+        free(m);
+      }
+      pthread_mutex_lock(&s->mu);
+      s->failed += total;
+      pthread_mutex_unlock(&s->mu);
+      continue;
+    }
     rep->n = 0;
     rep->done = 0;
     while (list) {
@@ -240,6 +251,10 @@ static napi_value js_queue(napi_env env, napi_callback_info info) {
   }
   napi_value result;
   msg *m = malloc(sizeof(msg) + len);
+  if (!m) {
+    napi_throw_error(env, "ENOMEM", "no memory to queue a datagram");
+    return NULL;
+  }
   memset(&m->to, 0, sizeof m->to);
   struct sockaddr_in *a4 = (struct sockaddr_in *)&m->to;
   struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&m->to;
