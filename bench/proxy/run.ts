@@ -644,7 +644,13 @@ async function measure(start: () => Promise<System>): Promise<Figures & { name: 
   const sys = await start();
   const f: Figures & { name: string } = { name: sys.name };
   try {
-    console.log(`${sys.name} on ${sys.sip.host}:${sys.sip.port} (${sys.memoryKb()} kB PSS at start)`);
+    // Switchboard's UDP sends: on the native thread (its counter has samples) or through dgram.
+    const sends = sys.metrics
+      ? (await sys.metrics()).includes('switchboard_sip_udp_send_thread_datagrams_total{')
+        ? '; UDP sends on the native thread'
+        : '; UDP sends through node:dgram'
+      : '';
+    console.log(`${sys.name} on ${sys.sip.host}:${sys.sip.port} (${sys.memoryKb()} kB PSS at start${sends})`);
     if (TESTS.includes('calls')) f.calls = await callsBench(sys);
     if (TESTS.includes('register')) f.register = await registerBench(sys);
     if (TESTS.includes('contacts')) f.contacts = await contactsBench(sys);
