@@ -10,8 +10,8 @@
  * Linux) `open` returns undefined and the transport uses dgram's send.
  */
 import type * as dgram from 'node:dgram';
-import { constants } from 'node:os';
 import { join } from 'node:path';
+import { getSystemErrorName } from 'node:util';
 import { loadAddon } from '@switchboard/platform';
 import type { SendCallback } from './types';
 
@@ -33,11 +33,9 @@ export const loadUdpSenderAddon = (): Addon | Error =>
     exportName: 'queue',
   });
 
-const errnoName = new Map<number, string>(Object.entries(constants.errno).map(([name, n]) => [n, name]));
-
 /** The error a failed send reports, shaped as dgram's (code, errno, syscall). */
 function sendError(errno: number): Error {
-  const code = errnoName.get(errno) ?? `E${errno}`;
+  const code = getSystemErrorName(-errno);
   return Object.assign(new Error(`send ${code}`), { code, errno: -errno, syscall: 'send' });
 }
 
