@@ -10,3 +10,4 @@ export * from './grpc';
 export * from './runner';
 export * from './net';
 export * from './native';
+export * from './worker';

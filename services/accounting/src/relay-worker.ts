@@ -9,9 +9,9 @@
  * publishes its records without reading them back), 'drained', 'stop'.
  * Worker -> main thread: 'ready', { published: n }, 'drained', 'stopped', { error }.
  */
-import { parentPort, Worker, workerData } from 'node:worker_threads';
+import { parentPort, type Worker, workerData } from 'node:worker_threads';
 import type { Logger } from 'pino';
-import { createLogger, KafkaBus, openPgPool } from '@switchboard/platform';
+import { createLogger, KafkaBus, openPgPool, startModuleWorker } from '@switchboard/platform';
 import { OutboxBodyCache, OutboxRelay, type RelayOptions } from './relay';
 import type { StoredGroup } from './writer';
 
@@ -59,7 +59,7 @@ export class RelayThread {
   }
 
   private async spawn(): Promise<void> {
-    const worker = startWorker(this.data);
+    const worker = startModuleWorker(import.meta.url, this.data);
     this.worker = worker;
     try {
       await new Promise<void>((resolve, reject) => {
@@ -142,18 +142,6 @@ export class RelayThread {
     });
     return this.stopping;
   }
-}
-
-/**
- * This file on a new thread. Run from TypeScript sources (tsx), the thread needs tsx's
- * loader first: Node 20 does not carry `--import tsx` hooks into worker threads.
- */
-function startWorker(data: RelayWorkerData): Worker {
-  const self = import.meta.url;
-  if (!self.endsWith('.ts')) return new Worker(new URL(self), { workerData: data });
-  const tsx = import.meta.resolve('tsx/esm/api');
-  const boot = `import(${JSON.stringify(tsx)}).then((m) => { m.register(); return import(${JSON.stringify(self)}); })`;
-  return new Worker(boot, { eval: true, workerData: data });
 }
 
 async function runWorker(data: RelayWorkerData): Promise<void> {
