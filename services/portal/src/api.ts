@@ -185,8 +185,11 @@ export interface ApiDeps {
   registrations(
     q: z.output<typeof RegistrationsQuery>,
   ): Promise<{ items: Registration[]; nextPageToken: string | null }>;
-  /** Removes every binding of an AoR at the registrar (a removed subscriber's phones), best effort. */
-  deregister(aor: string): void;
+  /**
+   * Removes every binding of an AoR at the registrar (a removed subscriber's phones), best
+   * effort: resolves once the registrar answered, or after a failure was logged.
+   */
+  deregister(aor: string): Promise<void>;
   /** The OpenAPI document (built from this table). */
   openapi(): unknown;
   /** The rating service (balances, CDRs, rate plans); undefined when none is configured. */
@@ -512,7 +515,8 @@ export function apiRoutes(d: ApiDeps): RouteDef[] {
       handler: async ({ params, principal }) => {
         const aor = await store.deleteSubscriber(actorOf(principal), params.id);
         await web.endSessions(params.id);
-        d.deregister(aor);
+        // answered once the phones are deregistered (or the registrar's failure logged)
+        await d.deregister(aor);
       },
     }),
 

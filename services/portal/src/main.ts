@@ -390,8 +390,8 @@ export const portalService = defineService({
           });
         return { items: res.bindings.map(registration), nextPageToken: res.nextPageToken || null };
       },
-      deregister(aor) {
-        registrar
+      async deregister(aor) {
+        await registrar
           .unregister({ aor, contact: '' })
           .catch((err: unknown) =>
             ctx.logger.warn({ err, aor }, 'could not deregister a removed subscriber'),
