@@ -140,6 +140,11 @@ export const platformSpec = {
     './data',
     'Directory for embedded storage (PGlite) and files; :memory: keeps it in memory',
   ),
+  embeddedDbThread: bool(
+    'SWITCHBOARD_EMBEDDED_DB_THREAD',
+    true,
+    'Run embedded PGlite on a thread of its own (off the event loop of SIP and RADIUS); false runs it on the main thread',
+  ),
   kafkaBrokers: setting(
     'KAFKA_BROKERS',
     undefined,

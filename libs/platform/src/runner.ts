@@ -61,6 +61,7 @@ export async function runTargets(
       databaseUrl: platform.databaseUrl,
       dataDir: join(platform.dataDir, 'pglite'),
       memory,
+      thread: platform.embeddedDbThread,
     });
     ops.addReadinessCheck('database', async () => (await d.query('select 1')).rowCount === 1);
     return d;

@@ -8,7 +8,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import type { Db } from './types';
+import { pgErrorCode, type Db } from './types';
 import { migrate } from './migrate';
 import { DomainError } from '../errors';
 
@@ -121,6 +121,20 @@ export function dbContract(label: string, open: () => Promise<Db>): void {
         // The connection is usable after both rollbacks.
         await db.transaction((tx) => tx.query(`INSERT INTO ${s}.t VALUES (3)`));
         assert.equal((await db.query(`SELECT v FROM ${s}.t`)).rowCount, 1);
+      }));
+
+    test("a failed statement's error carries its SQLSTATE and message, in a transaction too", () =>
+      inSchema(async (s) => {
+        await db.exec(`CREATE TABLE ${s}.t (v int PRIMARY KEY)`);
+        await db.query(`INSERT INTO ${s}.t VALUES (1)`);
+        const duplicate = (e: unknown) =>
+          e instanceof Error && pgErrorCode(e) === '23505' && /duplicate key/.test(e.message);
+        await assert.rejects(db.query(`INSERT INTO ${s}.t VALUES ($1)`, [1]), duplicate);
+        await assert.rejects(
+          db.transaction((tx) => tx.query(`INSERT INTO ${s}.t VALUES ($1)`, [1])),
+          duplicate,
+        );
+        await assert.rejects(db.exec(`SELECT * FROM ${s}.no_such_table`), (e) => pgErrorCode(e) === '42P01');
       }));
 
     test('concurrent transactions and queries do not interleave', () =>

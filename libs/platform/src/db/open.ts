@@ -9,6 +9,8 @@ export interface OpenDbOptions {
   dataDir?: string;
   /** PGlite in memory (tests); ignored when databaseUrl is given. */
   memory?: boolean;
+  /** PGlite on a thread of its own (default true); ignored when databaseUrl is given. */
+  thread?: boolean;
   /** Pool size for PostgreSQL. */
   poolSize?: number;
 }
@@ -18,5 +20,8 @@ export const DEFAULT_PGLITE_DIR = './data/pglite';
 /** PostgreSQL when a URL is given, else embedded PGlite (on disk, or in memory). */
 export function openDb(opts: OpenDbOptions = {}): Promise<Db> {
   if (opts.databaseUrl) return openPgPool({ databaseUrl: opts.databaseUrl, max: opts.poolSize });
-  return openPglite({ dataDir: opts.memory ? undefined : (opts.dataDir ?? DEFAULT_PGLITE_DIR) });
+  return openPglite({
+    dataDir: opts.memory ? undefined : (opts.dataDir ?? DEFAULT_PGLITE_DIR),
+    thread: opts.thread,
+  });
 }

@@ -2,10 +2,16 @@ import { mkdirSync } from 'node:fs';
 import { PGlite } from '@electric-sql/pglite';
 import type { Db, DbTx, QueryResult } from './types';
 import { PG_TYPE } from './types';
+import { openPgliteThread } from './pglite-thread';
 
 export interface PgliteOptions {
   /** Directory of the database files; omitted = in memory. */
   dataDir?: string;
+  /**
+   * Run PGlite on a thread of its own (default true): its WebAssembly and result parsing
+   * leave the calling thread's event loop. false runs it on the calling thread.
+   */
+  thread?: boolean;
 }
 
 type PgliteResult = { rows: unknown[]; rowCount?: number; affectedRows?: number };
@@ -26,9 +32,14 @@ const PARSERS = {
  * Embedded PostgreSQL (WASM). It has one connection: PGlite runs queries and transactions
  * through one mutex, so a transaction's statements never interleave with another caller's.
  */
-export async function openPglite(opts: PgliteOptions = {}): Promise<Db> {
-  if (opts.dataDir) mkdirSync(opts.dataDir, { recursive: true });
-  const pg = await PGlite.create({ dataDir: opts.dataDir, parsers: PARSERS });
+export function openPglite(opts: PgliteOptions = {}): Promise<Db> {
+  return opts.thread === false ? openPgliteHere(opts.dataDir) : openPgliteThread(opts.dataDir);
+}
+
+/** PGlite on the calling thread (also what the database thread itself runs). */
+export async function openPgliteHere(dataDir?: string): Promise<Db> {
+  if (dataDir) mkdirSync(dataDir, { recursive: true });
+  const pg = await PGlite.create({ dataDir, parsers: PARSERS });
   return {
     kind: 'pglite',
     async query<T>(sql: string, params?: unknown[]) {
