@@ -671,6 +671,71 @@ for (const where of ['PGlite', 'PostgreSQL'] as const)
       ).rows,
     });
 
+    test('a slice that fails mid-batch: the slices after it store nothing; delivered again, the batch is whole', async () => {
+      // four calls, Start and Stop each, in slices of two records: one call per slice
+      const calls: CallSpec[] = [0, 1, 2, 3].map((n) => ({
+        callId: `f${n}`,
+        account: 'sip:a@example.com',
+        callee: '4930123456',
+        answeredAt: T0 - 600_000 + n * 1000,
+        duration: 30 + n,
+      }));
+      const records = calls.flatMap((c) => [startRecord(c), stopRecord(c)]);
+      const at = {
+        consumer: 'c',
+        topic: 't',
+        partition: 0,
+        offsets: records.map((_, i) => String(i)),
+        next: String(records.length),
+      };
+      const e1 = await engineOn(one);
+      for (const r of records) await e1.handleAccounting(r);
+      // the third slice's write (call f2's CDR) fails after it took the position row
+      let failing = false;
+      const flaky: Db = {
+        kind: many.kind,
+        query: (sql, params, opts) => many.query(sql, params, opts),
+        exec: (sql) => many.exec(sql),
+        close: () => many.close(),
+        transaction: (fn) =>
+          many.transaction((tx) =>
+            fn({
+              exec: (sql) => tx.exec(sql),
+              query: (sql, params, opts) =>
+                failing &&
+                sql.trimStart().startsWith('WITH oi') &&
+                String(params?.[0]).includes('"callId":"f2"')
+                  ? Promise.reject(new Error('injected write failure'))
+                  : tx.query(sql, params, opts),
+            }),
+          ),
+      };
+      await engineOn(many);
+      const e2 = new RatingEngine({
+        db: flaky,
+        now: () => T0,
+        publish: async () => undefined,
+        maxCallSeconds: 3600,
+        reservationGraceSeconds: 60,
+        batchSlice: 2,
+      });
+      await e2.loadPlans(true);
+      failing = true;
+      await assert.rejects(e2.handleAccountingBatch(records, at), /injected write failure/);
+      const stored = await many.query<{ next_offset: string }>(
+        'SELECT next_offset FROM rating.consumed_offsets',
+      );
+      assert.deepEqual(
+        stored.rows.map((r) => r.next_offset),
+        ['4'],
+        'the position stops where the failed slice begins',
+      );
+      assert.equal((await many.query('SELECT 1 FROM rating.cdrs')).rowCount, 2);
+      failing = false;
+      await e2.handleAccountingBatch(records, at);
+      assert.deepEqual(await state(many), await state(one));
+    });
+
     test('property: any split into batches gives what one record at a time gives', async () => {
       const callees = ['15551234567', '4930123456', '447700900000', '33123456789'];
       const record = fc.record({
