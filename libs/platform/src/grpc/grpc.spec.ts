@@ -1,7 +1,7 @@
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Writable } from 'node:stream';
-import { credentials, Metadata, status, type ServiceError } from '@grpc/grpc-js';
+import { connectivityState, credentials, Metadata, status, type ServiceError } from '@grpc/grpc-js';
 import pino from 'pino';
 import {
   AuthorizeResponse_Reason,
@@ -18,7 +18,14 @@ import {
   type WatchEvent,
 } from '@switchboard/proto/registrar';
 import { DomainError, invalidArgument, notFound, unavailable } from '../errors';
-import { grpcClient, grpcService, serveGrpc, type AsyncServiceImplementation, type GrpcServer } from '.';
+import {
+  grpcClient,
+  grpcService,
+  serveGrpc,
+  type AsyncServiceImplementation,
+  type GrpcClientOptions,
+  type GrpcServer,
+} from '.';
 
 /** A pino logger writing JSON lines into an array. */
 function captureLogger() {
@@ -67,217 +74,240 @@ function fakeSleep() {
   return { pauses, sleep: async (ms: number) => void pauses.push(ms) };
 }
 
-describe('serveGrpc + grpcClient', () => {
-  test('an async handler answers a promisified call; the port is the bound one', async () => {
-    const seen: AuthorizeRequest[] = [];
-    const srv = await rating(async (req) => {
-      seen.push(req);
-      return allowed;
-    });
-    assert.ok(srv.port > 0);
-    const client = grpcClient(RatingClient, `127.0.0.1:${srv.port}`);
-    try {
-      assert.deepEqual(await client.authorize(request), allowed);
-      assert.deepEqual(seen, [request]);
-    } finally {
-      client.close();
-    }
-  });
+for (const inProcess of [false, true])
+  describe(`serveGrpc + grpcClient (${inProcess ? 'a server of the same process, called directly' : 'over HTTP/2'})`, () => {
+    const connect = (port: number, opts: GrpcClientOptions = {}) =>
+      grpcClient(RatingClient, `127.0.0.1:${port}`, { ...opts, inProcess });
 
-  test('a synchronous handler and an absent proto3 optional field', async () => {
-    const srv = await rating(() => ({ ...allowed, maxSeconds: undefined }));
-    const client = grpcClient(RatingClient, `127.0.0.1:${srv.port}`);
-    try {
-      const res = await client.authorize(request);
-      assert.equal(res.maxSeconds, undefined);
-      assert.equal(res.allowed, true);
-    } finally {
-      client.close();
-    }
-  });
-
-  test('DomainError -> gRPC status (field in x-field) -> the same DomainError, without retry', async () => {
-    let calls = 0;
-    const srv = await rating(async () => {
-      calls++;
-      throw invalidArgument('callee', 'callee must be E.164 digits, got "0800 ABC"');
-    });
-    const { pauses, sleep } = fakeSleep();
-    const client = grpcClient(RatingClient, `127.0.0.1:${srv.port}`, { retries: 3, sleep });
-    try {
-      await assert.rejects(client.authorize(request), (e: unknown) => {
-        assert.ok(e instanceof DomainError);
-        assert.equal(e.kind, 'invalid_argument');
-        assert.equal(e.field, 'callee');
-        assert.equal(e.message, 'callee must be E.164 digits, got "0800 ABC"');
-        assert.equal((e.cause as ServiceError).code, status.INVALID_ARGUMENT);
-        return true;
+    test('an async handler answers a promisified call; the port is the bound one', async () => {
+      const seen: AuthorizeRequest[] = [];
+      const srv = await rating(async (req) => {
+        seen.push(req);
+        return allowed;
       });
-      assert.equal(calls, 1);
-      assert.deepEqual(pauses, []);
-    } finally {
-      client.close();
-    }
-  });
-
-  test('the status code on the wire is the mapped one; no x-field without a field', async () => {
-    const srv = await rating(() => {
-      throw notFound('no such account');
+      assert.ok(srv.port > 0);
+      const client = connect(srv.port);
+      try {
+        assert.deepEqual(await client.authorize(request), allowed);
+        assert.deepEqual(seen, [request]);
+      } finally {
+        client.close();
+      }
     });
-    const raw = new RatingClient(`127.0.0.1:${srv.port}`, credentials.createInsecure());
-    try {
-      const err = await new Promise<ServiceError>((resolve) =>
-        raw.authorize(request, (e) => resolve(e as ServiceError)),
-      );
-      assert.equal(err.code, status.NOT_FOUND);
-      assert.equal(err.details, 'no such account');
-      assert.deepEqual(err.metadata.get('x-field'), []);
-    } finally {
-      raw.close();
-    }
-    const client = grpcClient(RatingClient, `127.0.0.1:${srv.port}`);
-    try {
-      await assert.rejects(client.getBalance({ account: 'x' }), { kind: 'not_found', field: undefined });
-    } finally {
-      client.close();
-    }
-  });
 
-  test('any other error is INTERNAL with a generic message, and logged with the method path', async () => {
-    const { logger, lines } = captureLogger();
-    const srv = await rating(async () => {
-      throw new TypeError('cannot read properties of undefined (secret detail)');
-    }, logger);
-    const client = grpcClient(RatingClient, `127.0.0.1:${srv.port}`);
-    try {
-      await assert.rejects(client.authorize(request), { kind: 'internal', message: 'internal error' });
-      const logged = lines.find((l) => l.path === '/switchboard.rating.v1.Rating/Authorize');
-      assert.ok(logged, JSON.stringify(lines));
-      assert.equal(logged.level, 50);
-      assert.match(String((logged.err as { message: string }).message), /secret detail/);
-    } finally {
-      client.close();
-    }
-  });
+    test(`the channel ${inProcess ? 'stays idle (no HTTP/2 connection)' : 'connects'}; a server elsewhere is called over the network`, async () => {
+      const srv = await rating(async () => allowed);
+      const client = connect(srv.port);
+      try {
+        await client.authorize(request);
+        const state = client.raw.getChannel().getConnectivityState(false);
+        assert.equal(state, inProcess ? connectivityState.IDLE : connectivityState.READY);
+      } finally {
+        client.close();
+      }
+      // same port, another address: not this process's server, so the network (nothing there)
+      const elsewhere = grpcClient(RatingClient, `127.0.0.2:${srv.port}`, { deadlineMs: 300, retries: 0 });
+      try {
+        await assert.rejects(elsewhere.authorize(request), { kind: 'unavailable' });
+      } finally {
+        elsewhere.close();
+      }
+    });
 
-  test('a handler slower than the deadline: deadline_exceeded, not retried', async () => {
-    let calls = 0;
-    let release!: () => void;
-    const released = new Promise<void>((r) => (release = r));
-    const srv = await rating(async () => {
-      calls++;
-      await released;
-      return allowed;
+    test('a synchronous handler and an absent proto3 optional field', async () => {
+      const srv = await rating(() => ({ ...allowed, maxSeconds: undefined }));
+      const client = connect(srv.port);
+      try {
+        const res = await client.authorize(request);
+        assert.equal(res.maxSeconds, undefined);
+        assert.equal(res.allowed, true);
+      } finally {
+        client.close();
+      }
     });
-    const { pauses, sleep } = fakeSleep();
-    const client = grpcClient(RatingClient, `127.0.0.1:${srv.port}`, { deadlineMs: 50, retries: 3, sleep });
-    try {
-      await assert.rejects(client.authorize(request), { kind: 'deadline_exceeded' });
-      assert.equal(calls, 1);
-      assert.deepEqual(pauses, []);
-    } finally {
-      release();
-      client.close();
-    }
-  });
 
-  test('UNAVAILABLE twice, then an answer: retried with exponential backoff', async () => {
-    let calls = 0;
-    const srv = await rating(async () => {
-      if (++calls <= 2) throw unavailable('warming up');
-      return allowed;
+    test('DomainError -> gRPC status (field in x-field) -> the same DomainError, without retry', async () => {
+      let calls = 0;
+      const srv = await rating(async () => {
+        calls++;
+        throw invalidArgument('callee', 'callee must be E.164 digits, got "0800 ABC"');
+      });
+      const { pauses, sleep } = fakeSleep();
+      const client = connect(srv.port, { retries: 3, sleep });
+      try {
+        await assert.rejects(client.authorize(request), (e: unknown) => {
+          assert.ok(e instanceof DomainError);
+          assert.equal(e.kind, 'invalid_argument');
+          assert.equal(e.field, 'callee');
+          assert.equal(e.message, 'callee must be E.164 digits, got "0800 ABC"');
+          assert.equal((e.cause as ServiceError).code, status.INVALID_ARGUMENT);
+          return true;
+        });
+        assert.equal(calls, 1);
+        assert.deepEqual(pauses, []);
+      } finally {
+        client.close();
+      }
     });
-    const { pauses, sleep } = fakeSleep();
-    const client = grpcClient(RatingClient, `127.0.0.1:${srv.port}`, { retries: 3, backoffMs: 10, sleep });
-    try {
-      assert.deepEqual(await client.authorize(request), allowed);
-      assert.equal(calls, 3);
-      assert.deepEqual(pauses, [10, 20]);
-    } finally {
-      client.close();
-    }
-  });
 
-  test('UNAVAILABLE on every attempt: bounded attempts, then unavailable', async () => {
-    let calls = 0;
-    const srv = await rating(async () => {
-      calls++;
-      throw unavailable('overloaded');
+    test('the status code on the wire is the mapped one; no x-field without a field', async () => {
+      const srv = await rating(() => {
+        throw notFound('no such account');
+      });
+      const raw = new RatingClient(`127.0.0.1:${srv.port}`, credentials.createInsecure());
+      try {
+        const err = await new Promise<ServiceError>((resolve) =>
+          raw.authorize(request, (e) => resolve(e as ServiceError)),
+        );
+        assert.equal(err.code, status.NOT_FOUND);
+        assert.equal(err.details, 'no such account');
+        assert.deepEqual(err.metadata.get('x-field'), []);
+      } finally {
+        raw.close();
+      }
+      const client = connect(srv.port);
+      try {
+        await assert.rejects(client.getBalance({ account: 'x' }), { kind: 'not_found', field: undefined });
+      } finally {
+        client.close();
+      }
     });
-    const { pauses, sleep } = fakeSleep();
-    const client = grpcClient(RatingClient, `127.0.0.1:${srv.port}`, {
-      retries: 3,
-      backoffMs: 100,
-      maxBackoffMs: 250,
-      sleep,
-    });
-    try {
-      await assert.rejects(client.authorize(request), { kind: 'unavailable', message: 'overloaded' });
-      assert.equal(calls, 4);
-      assert.deepEqual(pauses, [100, 200, 250]);
-    } finally {
-      client.close();
-    }
-  });
 
-  test('nothing listening at first: the retry reaches the server started meanwhile', async () => {
-    // Learn a free port, then leave it unbound for the first attempt.
-    const probe = await rating(async () => allowed);
-    const port = probe.port;
-    await probe.shutdown(100);
-    let started: GrpcServer | undefined;
-    let calls = 0;
-    const client = grpcClient(RatingClient, `127.0.0.1:${port}`, {
-      retries: 8,
-      backoffMs: 20,
-      maxBackoffMs: 200,
-      sleep: async (ms) => {
-        if (!started) {
-          started = await serveGrpc({
-            host: '127.0.0.1',
-            port,
-            logger: captureLogger().logger,
-            services: [
-              grpcService(RatingService, {
-                authorize: async () => {
-                  calls++;
-                  return allowed;
-                },
-                getBalance: noBalance,
-              }),
-            ],
-          });
-          servers.push(started);
-        }
-        await new Promise((r) => setTimeout(r, ms));
-      },
+    test('any other error is INTERNAL with a generic message, and logged with the method path', async () => {
+      const { logger, lines } = captureLogger();
+      const srv = await rating(async () => {
+        throw new TypeError('cannot read properties of undefined (secret detail)');
+      }, logger);
+      const client = connect(srv.port);
+      try {
+        await assert.rejects(client.authorize(request), { kind: 'internal', message: 'internal error' });
+        const logged = lines.find((l) => l.path === '/switchboard.rating.v1.Rating/Authorize');
+        assert.ok(logged, JSON.stringify(lines));
+        assert.equal(logged.level, 50);
+        assert.match(String((logged.err as { message: string }).message), /secret detail/);
+      } finally {
+        client.close();
+      }
     });
-    try {
-      assert.deepEqual(await client.authorize(request), allowed);
-      assert.ok(started, 'the first attempt should have failed with UNAVAILABLE');
-      assert.equal(calls, 1);
-    } finally {
-      client.close();
-    }
-  });
 
-  test('per-call metadata reaches the handler', async () => {
-    let seen: unknown;
-    const srv = await rating(async (_req, call) => {
-      seen = call.metadata.get('x-request-id')[0];
-      return allowed;
+    test('a handler slower than the deadline: deadline_exceeded, not retried', async () => {
+      let calls = 0;
+      let release!: () => void;
+      const released = new Promise<void>((r) => (release = r));
+      const srv = await rating(async () => {
+        calls++;
+        await released;
+        return allowed;
+      });
+      const { pauses, sleep } = fakeSleep();
+      const client = connect(srv.port, { deadlineMs: 50, retries: 3, sleep });
+      try {
+        await assert.rejects(client.authorize(request), { kind: 'deadline_exceeded' });
+        assert.equal(calls, 1);
+        assert.deepEqual(pauses, []);
+      } finally {
+        release();
+        client.close();
+      }
     });
-    const client = grpcClient(RatingClient, `127.0.0.1:${srv.port}`);
-    try {
-      const metadata = new Metadata();
-      metadata.set('x-request-id', 'r-42');
-      await client.authorize(request, { metadata });
-      assert.equal(seen, 'r-42');
-    } finally {
-      client.close();
-    }
+
+    test('UNAVAILABLE twice, then an answer: retried with exponential backoff', async () => {
+      let calls = 0;
+      const srv = await rating(async () => {
+        if (++calls <= 2) throw unavailable('warming up');
+        return allowed;
+      });
+      const { pauses, sleep } = fakeSleep();
+      const client = connect(srv.port, { retries: 3, backoffMs: 10, sleep });
+      try {
+        assert.deepEqual(await client.authorize(request), allowed);
+        assert.equal(calls, 3);
+        assert.deepEqual(pauses, [10, 20]);
+      } finally {
+        client.close();
+      }
+    });
+
+    test('UNAVAILABLE on every attempt: bounded attempts, then unavailable', async () => {
+      let calls = 0;
+      const srv = await rating(async () => {
+        calls++;
+        throw unavailable('overloaded');
+      });
+      const { pauses, sleep } = fakeSleep();
+      const client = connect(srv.port, {
+        retries: 3,
+        backoffMs: 100,
+        maxBackoffMs: 250,
+        sleep,
+      });
+      try {
+        await assert.rejects(client.authorize(request), { kind: 'unavailable', message: 'overloaded' });
+        assert.equal(calls, 4);
+        assert.deepEqual(pauses, [100, 200, 250]);
+      } finally {
+        client.close();
+      }
+    });
+
+    test('nothing listening at first: the retry reaches the server started meanwhile', async () => {
+      // Learn a free port, then leave it unbound for the first attempt.
+      const probe = await rating(async () => allowed);
+      const port = probe.port;
+      await probe.shutdown(100);
+      let started: GrpcServer | undefined;
+      let calls = 0;
+      const client = connect(port, {
+        retries: 8,
+        backoffMs: 20,
+        maxBackoffMs: 200,
+        sleep: async (ms) => {
+          if (!started) {
+            started = await serveGrpc({
+              host: '127.0.0.1',
+              port,
+              logger: captureLogger().logger,
+              services: [
+                grpcService(RatingService, {
+                  authorize: async () => {
+                    calls++;
+                    return allowed;
+                  },
+                  getBalance: noBalance,
+                }),
+              ],
+            });
+            servers.push(started);
+          }
+          await new Promise((r) => setTimeout(r, ms));
+        },
+      });
+      try {
+        assert.deepEqual(await client.authorize(request), allowed);
+        assert.ok(started, 'the first attempt should have failed with UNAVAILABLE');
+        assert.equal(calls, 1);
+      } finally {
+        client.close();
+      }
+    });
+
+    test('per-call metadata reaches the handler', async () => {
+      let seen: unknown;
+      const srv = await rating(async (_req, call) => {
+        seen = call.metadata.get('x-request-id')[0];
+        return allowed;
+      });
+      const client = connect(srv.port);
+      try {
+        const metadata = new Metadata();
+        metadata.set('x-request-id', 'r-42');
+        await client.authorize(request, { metadata });
+        assert.equal(seen, 'r-42');
+      } finally {
+        client.close();
+      }
+    });
   });
-});
 
 describe('server streaming and shutdown (Registrar.Watch)', () => {
   const binding: Binding = {

@@ -133,6 +133,71 @@ export function adaptImplementation(
   return out;
 }
 
+/**
+ * The unary methods of the gRPC servers this process runs, for callers in the same process:
+ * grpcClient calls them without HTTP/2 (the request and the response still go through their
+ * protobuf encoding, and errors become the same statuses a remote caller would get).
+ */
+interface LocalServer {
+  host: string;
+  port: number;
+  /** Unary method path -> its call: the encoded request in, the encoded response out. */
+  methods: Map<string, (request: Buffer, metadata: Metadata) => Promise<Buffer>>;
+}
+const localServers = new Set<LocalServer>();
+const LOOPBACK = new Set(['127.0.0.1', 'localhost', '::1']);
+const WILDCARD = new Set(['0.0.0.0', '::', '']);
+
+/** Splits "host:port" or "[v6]:port". */
+function splitAddress(address: string): { host: string; port: number } | undefined {
+  const m = /^\[?([^\]]*?)\]?:(\d+)$/.exec(address);
+  return m ? { host: m[1], port: Number(m[2]) } : undefined;
+}
+
+/** A unary method of a server of this process that `address` reaches, or undefined. */
+export function localUnaryMethod(
+  address: string,
+  path: string,
+): ((request: Buffer, metadata: Metadata) => Promise<Buffer>) | undefined {
+  if (localServers.size === 0) return undefined;
+  const a = splitAddress(address);
+  if (!a) return undefined;
+  for (const s of localServers) {
+    if (s.port !== a.port) continue;
+    if (s.host === a.host || (LOOPBACK.has(a.host) && (WILDCARD.has(s.host) || LOOPBACK.has(s.host))))
+      return s.methods.get(path);
+  }
+  return undefined;
+}
+
+/** A handler's failure as a ServiceError-shaped error, as grpc-js hands it to a remote caller. */
+function statusError(st: Partial<StatusObject>): Error {
+  const code = st.code ?? status.UNKNOWN;
+  return Object.assign(new Error(`${code} ${status[code]}: ${st.details ?? ''}`), {
+    code,
+    details: st.details ?? '',
+    metadata: st.metadata ?? new Metadata(),
+  });
+}
+
+function localUnary(
+  method: ServiceDefinition[string],
+  fn: AsyncUnaryHandler<unknown, unknown>,
+  logger: Logger,
+): (request: Buffer, metadata: Metadata) => Promise<Buffer> {
+  return async (bytes, metadata) => {
+    const request = method.requestDeserialize(bytes);
+    const call = { request, metadata, cancelled: false, getPeer: () => 'in-process' };
+    let response: unknown;
+    try {
+      response = await fn(request, call as unknown as ServerUnaryCall<unknown, unknown>);
+    } catch (e) {
+      throw statusError(toGrpcStatus(e, method.path, logger));
+    }
+    return method.responseSerialize(response);
+  };
+}
+
 const hostPort = (host: string, port: number) =>
   host.includes(':') && !host.startsWith('[') ? `[${host}]:${port}` : `${host}:${port}`;
 
@@ -155,12 +220,21 @@ export async function serveGrpc<const T extends readonly ServiceDefinition[]>(
       (err, bound) => (err ? reject(err) : resolve(bound)),
     ),
   );
+  const local: LocalServer = { host: opts.host, port, methods: new Map() };
+  for (const s of opts.services as readonly GrpcServiceBinding<ServiceDefinition>[])
+    for (const [name, method] of Object.entries(s.definition)) {
+      const fn = (s.implementation as Record<string, unknown>)[name];
+      if (typeof fn !== 'function' || method.requestStream || method.responseStream) continue;
+      local.methods.set(method.path, localUnary(method, fn.bind(s.implementation), logger));
+    }
+  localServers.add(local);
   const defaultGrace = opts.shutdownGraceMs ?? 5000;
   let stopping: Promise<void> | undefined;
   return {
     server,
     port,
     shutdown(graceMs = defaultGrace) {
+      localServers.delete(local);
       stopping ??= new Promise<void>((resolve) => {
         const force = setTimeout(() => {
           logger.warn({ port, graceMs }, 'gRPC server: cancelling calls still in flight');
