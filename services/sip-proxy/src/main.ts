@@ -55,7 +55,7 @@ import { Authenticator } from './auth';
 import { Domains } from './domains';
 import { ProxyMetrics } from './metrics';
 import { ProxyCore, parseFeatureCodes } from './proxy-core';
-import { RegisterBatcher, RegistrarFront } from './register';
+import { RegisterBatcher, RegistrarFront, sameBindings } from './register';
 import { Replica } from './replica';
 import { AccountingClient } from './acc';
 import { MediaAnchor } from './media';
@@ -316,6 +316,9 @@ export function parseListen(s: string, tls?: { cert: Buffer; key: Buffer }): Lis
   };
 }
 
+/** Longest a 200 to a REGISTER waits for this proxy's location replica to show what it registered. */
+const REPLICA_WAIT_MS = 500;
+
 function firstAddress(family: 4 | 6): string {
   for (const list of Object.values(networkInterfaces())) {
     for (const a of list ?? []) if (!a.internal && (a.family === 'IPv4' ? 4 : 6) === family) return a.address;
@@ -521,6 +524,10 @@ export const sipProxyService = defineService({
       domains,
       auth,
       new RegisterBatcher(registrar, { onBatch: (n) => registerBatchSize.observe(n) }),
+      Date.now,
+      // the 200 waits (a moment, at most REPLICA_WAIT_MS) for this proxy's replica to show the bindings
+      (aor, bindings) =>
+        location.when(aor, (rec) => sameBindings(rec?.bindings ?? [], bindings), REPLICA_WAIT_MS),
     );
     const resolver = new SipResolver({
       ipv6: config.resolveIpv6,

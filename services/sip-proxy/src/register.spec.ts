@@ -12,7 +12,9 @@ import type {
 import { AbuseGuard } from './abuse';
 import { Authenticator } from './auth';
 import { Domains } from './domains';
-import { RegisterBatcher, RegistrarFront } from './register';
+import { RegisterBatcher, RegistrarFront, sameBindings } from './register';
+import { Replica } from './replica';
+import { encodeRecord, type LocationRecord } from '@switchboard/contracts';
 import { registerRequest, subscriber } from './test-helpers';
 
 const NOW = 1_700_000_000_000;
@@ -41,7 +43,10 @@ const binding = (r: RegisterRequest) =>
     updatedAt: NOW,
   }));
 
-function setup(answer?: (r: RegisterRequest) => RegisterResponse | Promise<RegisterResponse>) {
+function setup(
+  answer?: (r: RegisterRequest) => RegisterResponse | Promise<RegisterResponse>,
+  caughtUp?: ConstructorParameters<typeof RegistrarFront>[4],
+) {
   const subs = new Map([
     ['sip:alice@example.com', subscriber('alice', 'secret')],
     ['sip:bob@example.com', subscriber('bob', 'b0b')],
@@ -65,6 +70,7 @@ function setup(answer?: (r: RegisterRequest) => RegisterResponse | Promise<Regis
       },
     },
     () => NOW,
+    caughtUp,
   );
   return { front, calls, failures };
 }
@@ -107,6 +113,42 @@ test('no credentials: 401 offering SHA-256 then MD5, nothing stored (RFC 3665 2.
   assert.match(challenges[0], /realm="example.com"/);
   assert.ok(r.toTag, '401 carries a To tag');
   assert.equal(calls.length, 0);
+});
+
+test("the 200 goes once this proxy's location replica shows the bindings (read your writes), or after the bound", async () => {
+  const location = new Replica<LocationRecord>('location', 'test');
+  const events: string[] = [];
+  let stored: ReturnType<typeof binding> = [];
+  const { front } = setup(
+    (r) => {
+      stored = binding(r);
+      return { bindings: stored, minExpires: 0 };
+    },
+    (aor, bindings) =>
+      location
+        .when(aor, (rec) => sameBindings(rec?.bindings ?? [], bindings), 300)
+        .then((ok) => events.push(`replica ${ok ? 'caught up' : 'timed out'}`)),
+  );
+  const answered = authorized(front, 'alice', 'secret').then((r) => events.push(`answered ${r.status}`));
+  await new Promise((r) => setTimeout(r, 50));
+  assert.deepEqual(events, [], 'no answer while the replica lacks the binding');
+  // an older record of the AoR changes nothing; the one with the registered binding does
+  const apply = (bindings: typeof stored) =>
+    location.apply({
+      key: 'sip:alice@example.com',
+      value: Buffer.from(encodeRecord({ aor: 'sip:alice@example.com', bindings })),
+    });
+  apply([]);
+  await new Promise((r) => setTimeout(r, 20));
+  assert.deepEqual(events, []);
+  apply(stored);
+  await answered;
+  assert.deepEqual(events, ['replica caught up', 'answered 200']);
+  // a replica that never shows it: the 200 goes after the bound all the same
+  events.length = 0;
+  const second = await authorized(front, 'alice', 'secret', { expires: 60 });
+  assert.equal(second.status, 200);
+  assert.deepEqual(events, ['replica timed out']);
 });
 
 test('valid credentials: the binding goes to the registrar with the source address, 200 lists contacts with expires', async () => {

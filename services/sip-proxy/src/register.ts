@@ -7,6 +7,7 @@
 import { createResponse, isSipUri, newTag, type SipRequest, type SipResponse } from '@switchboard/sip';
 import { DomainError, kindFromGrpcCode } from '@switchboard/platform';
 import type {
+  Binding,
   RegisterBatchRequest,
   RegisterBatchResponse,
   RegisterRequest,
@@ -144,6 +145,17 @@ export class RegisterBatcher implements RegistrarApi {
   }
 }
 
+/** The same contacts with the same absolute expiry, whatever the order (a replica against the registrar's answer). */
+export function sameBindings(
+  have: readonly { contact: string; expires: number }[],
+  want: readonly Binding[],
+): boolean {
+  if (have.length !== want.length) return false;
+  const key = (contact: string, expires: number) => `${contact}\0${expires}`;
+  const got = new Set(have.map((b) => key(b.contact, b.expires)));
+  return want.every((b) => got.has(key(b.contact, Number(b.expires))));
+}
+
 /** Where the REGISTER came from, as stored with the binding (NAT traversal, outbound flows). */
 export const receivedOf = (source: Source) => ({
   address: source.address,
@@ -159,6 +171,12 @@ export class RegistrarFront {
     private readonly auth: Authenticator,
     private readonly registrar: RegistrarApi,
     private readonly now: () => number = Date.now,
+    /**
+     * Resolves once this proxy's location replica shows the AoR's bindings as the registrar
+     * answered them (or after a bound wait): the 200 goes after it, so a call routed by this
+     * proxy right after the 200 finds the phone (read your writes).
+     */
+    private readonly caughtUp?: (aor: string, bindings: Binding[]) => Promise<unknown>,
   ) {}
 
   /**
@@ -232,6 +250,7 @@ export class RegistrarFront {
     if (result.minExpires)
       return reply(423, 'Interval Too Brief', [['Min-Expires', String(result.minExpires)]]);
 
+    await this.caughtUp?.(aor, result.bindings);
     // Step 8: 200 OK with every current binding and its remaining time.
     const nowSec = Math.floor(this.now() / 1000);
     const headers: [string, string][] = result.bindings.map((b) => [

@@ -9,6 +9,8 @@ import { decodeRecord } from '@switchboard/contracts';
 export class Replica<T> {
   private readonly map = new Map<string, T>();
   private sub?: Subscription;
+  /** when()'s waiters, by key. */
+  private readonly waiters = new Map<string, Set<() => void>>();
   /** Called after each change (key, new value or null when deleted, the value before). */
   onChange?: (key: string, value: T | null, prev: T | undefined) => void;
 
@@ -44,6 +46,31 @@ export class Replica<T> {
     if (v === null) this.map.delete(m.key);
     else this.map.set(m.key, v);
     this.onChange?.(m.key, v, prev);
+    const w = this.waiters.get(m.key);
+    if (w) for (const check of [...w]) check();
+  }
+
+  /**
+   * Resolves true once the key's value (undefined when absent) satisfies `holds`, at once if
+   * it does already; false when it still does not after `timeoutMs`.
+   */
+  when(key: string, holds: (value: T | undefined) => boolean, timeoutMs: number): Promise<boolean> {
+    if (holds(this.map.get(key))) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      let set = this.waiters.get(key);
+      if (!set) this.waiters.set(key, (set = new Set()));
+      const done = (ok: boolean) => {
+        clearTimeout(timer);
+        set.delete(check);
+        if (set.size === 0 && this.waiters.get(key) === set) this.waiters.delete(key);
+        resolve(ok);
+      };
+      const check = () => {
+        if (holds(this.map.get(key))) done(true);
+      };
+      const timer = setTimeout(() => done(false), timeoutMs);
+      set.add(check);
+    });
   }
 
   get(key: string): T | undefined {
