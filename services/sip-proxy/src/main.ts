@@ -55,7 +55,7 @@ import { Authenticator } from './auth';
 import { Domains } from './domains';
 import { ProxyMetrics } from './metrics';
 import { ProxyCore, parseFeatureCodes } from './proxy-core';
-import { RegisterBatcher, RegistrarFront, sameBindings } from './register';
+import { RegisterBatcher, RegistrarFront, showsBindings } from './register';
 import { Replica } from './replica';
 import { AccountingClient } from './acc';
 import { MediaAnchor } from './media';
@@ -527,7 +527,7 @@ export const sipProxyService = defineService({
       Date.now,
       // the 200 waits (a moment, at most REPLICA_WAIT_MS) for this proxy's replica to show the bindings
       (aor, bindings) =>
-        location.when(aor, (rec) => sameBindings(rec?.bindings ?? [], bindings), REPLICA_WAIT_MS),
+        location.when(aor, (rec) => showsBindings(rec?.bindings ?? [], bindings), REPLICA_WAIT_MS),
     );
     const resolver = new SipResolver({
       ipv6: config.resolveIpv6,

@@ -145,15 +145,15 @@ export class RegisterBatcher implements RegistrarApi {
   }
 }
 
-/** The same contacts with the same absolute expiry, whatever the order (a replica against the registrar's answer). */
-export function sameBindings(
-  have: readonly { contact: string; expires: number }[],
+/**
+ * Whether a replica's bindings of an AoR show what the registrar answered: each answered
+ * contact, as changed then or later (a refresh of the same contact since counts too).
+ */
+export function showsBindings(
+  have: readonly { contact: string; updatedAt: number }[],
   want: readonly Binding[],
 ): boolean {
-  if (have.length !== want.length) return false;
-  const key = (contact: string, expires: number) => `${contact}\0${expires}`;
-  const got = new Set(have.map((b) => key(b.contact, b.expires)));
-  return want.every((b) => got.has(key(b.contact, Number(b.expires))));
+  return want.every((w) => have.some((h) => h.contact === w.contact && h.updatedAt >= Number(w.updatedAt)));
 }
 
 /** Where the REGISTER came from, as stored with the binding (NAT traversal, outbound flows). */
