@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { threadId } from 'node:worker_threads';
 import { openPglite } from './pglite';
+import type { DbTx } from './types';
 
 test('the database thread keeps what it wrote on disk across a close and a reopen', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'sb-pglite-thread-'));
@@ -55,3 +56,22 @@ test('an open database does not keep the process alive, a statement in flight do
   assert.equal(r.status, 0, r.stderr);
   assert.equal(r.stdout.trim(), 'answered');
 });
+
+test(
+  'a statement on a transaction that has ended is refused, not left waiting',
+  { timeout: 10_000 },
+  async () => {
+    const db = await openPglite();
+    try {
+      let kept: DbTx | undefined;
+      await db.transaction(async (tx) => {
+        kept = tx;
+        await tx.query('SELECT 1');
+      });
+      await assert.rejects(kept!.query('SELECT 2'), /transaction \d+ is not open/);
+      assert.equal((await db.query<{ v: number }>('SELECT 3 AS v')).rows[0].v, 3);
+    } finally {
+      await db.close();
+    }
+  },
+);

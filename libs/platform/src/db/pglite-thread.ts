@@ -218,7 +218,11 @@ async function runThread(data: ThreadData['switchboardPglite']): Promise<void> {
       .finally(() => open.delete(r.tx!));
   };
   port.on('message', (r: Request) => {
-    if (r.tx !== undefined && r.op !== 'begin') return open.get(r.tx)?.push(r);
+    if (r.tx !== undefined && r.op !== 'begin') {
+      const ch = open.get(r.tx);
+      // a statement for a transaction that ended (or never began) is answered, not left waiting
+      return ch ? ch.push(r) : fail(r.id, new Error(`embedded database: transaction ${r.tx} is not open`));
+    }
     if (r.op === 'begin') return begin(r);
     if (r.op === 'close')
       return void db.close().then(
