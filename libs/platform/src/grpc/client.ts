@@ -9,7 +9,7 @@ import {
   type ServiceError,
 } from '@grpc/grpc-js';
 import { DomainError, kindFromGrpcCode } from '../errors';
-import { FIELD_METADATA_KEY, localUnaryMethod, type RequestOf, type ResponseOf } from './server';
+import { FIELD_METADATA_KEY, localUnaryMethod, statusError, type RequestOf, type ResponseOf } from './server';
 
 export interface GrpcClientOptions {
   /** Deadline of every attempt, from its start; default 2000 ms. */
@@ -113,14 +113,7 @@ export function grpcClient<S extends ServiceDefinition, C extends Client>(
       const local = opts.inProcess !== false ? localUnaryMethod(address, def.path) : undefined;
       if (local) {
         const timer = setTimeout(
-          () =>
-            reject(
-              Object.assign(new Error(`${status.DEADLINE_EXCEEDED} DEADLINE_EXCEEDED: Deadline exceeded`), {
-                code: status.DEADLINE_EXCEEDED,
-                details: 'Deadline exceeded',
-                metadata: new Metadata(),
-              }),
-            ),
+          () => reject(statusError({ code: status.DEADLINE_EXCEEDED, details: 'Deadline exceeded' })),
           ms,
         );
         local(def.requestSerialize(request), call.metadata ?? new Metadata())

@@ -170,8 +170,8 @@ export function localUnaryMethod(
   return undefined;
 }
 
-/** A handler's failure as a ServiceError-shaped error, as grpc-js hands it to a remote caller. */
-function statusError(st: Partial<StatusObject>): Error {
+/** A status as a ServiceError-shaped error, as grpc-js hands it to a remote caller. */
+export function statusError(st: Partial<StatusObject>): Error {
   const code = st.code ?? status.UNKNOWN;
   return Object.assign(new Error(`${code} ${status[code]}: ${st.details ?? ''}`), {
     code,
