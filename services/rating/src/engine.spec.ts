@@ -710,16 +710,7 @@ for (const where of ['PGlite', 'PostgreSQL'] as const)
             }),
           ),
       };
-      await engineOn(many);
-      const e2 = new RatingEngine({
-        db: flaky,
-        now: () => T0,
-        publish: async () => undefined,
-        maxCallSeconds: 3600,
-        reservationGraceSeconds: 60,
-        batchSlice: 2,
-      });
-      await e2.loadPlans(true);
+      const e2 = await engineOn(flaky, 2);
       failing = true;
       await assert.rejects(e2.handleAccountingBatch(records, at), /injected write failure/);
       const stored = await many.query<{ next_offset: string }>(
