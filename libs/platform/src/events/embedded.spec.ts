@@ -5,7 +5,8 @@ import { openDb } from '../db/open';
 import type { Db } from '../db/types';
 import { createTestDatabase, type TestDatabase } from '../db/test-databases';
 import { eventBusContract, until } from './bus.contract';
-import { openEmbeddedBus } from './embedded';
+import { TopicTail, openEmbeddedBus } from './embedded';
+import type { EventMessage } from './types';
 
 let mem: Db;
 before(async () => {
@@ -175,6 +176,86 @@ describe('embedded log specifics', () => {
     } finally {
       await bus.close();
     }
+  });
+
+  test('a reader that keeps up gets what this process published from the tail, not by reading the rows back (PGlite)', async () => {
+    let reads = 0;
+    const counted: Db = {
+      ...mem,
+      kind: 'pglite',
+      query: (sql, params) => {
+        if (/FROM eventlog.events\s+WHERE topic = \$1 AND partition = \$2/.test(sql)) reads++;
+        return mem.query(sql, params);
+      },
+    };
+    const bus = await openEmbeddedBus({ db: counted, pollMs: 60_000 });
+    try {
+      const t = uniqueName('tail');
+      // published before the reader starts: read from the Db
+      await bus.publish(t, [{ key: 'k', value: 'before' }]);
+      const got: string[] = [];
+      const sub = await bus.subscribeBatch({
+        topic: t,
+        group: uniqueName('g'),
+        fromBeginning: true,
+        handler: async (ms) => void got.push(...ms.map((m) => m.value!.toString())),
+      });
+      await until(() => got.length === 1, 'the message published before');
+      const readsBefore = reads;
+      const reused = Buffer.from('x0');
+      for (let i = 1; i <= 20; i++) {
+        reused.write(`x${i % 10}`); // the publisher reuses its buffer: what was published stays
+        await bus.publish(t, [{ key: 'k', value: reused, headers: { n: String(i) } }]);
+        await until(() => got.length === i + 1, `message ${i}`);
+      }
+      await sub.close();
+      assert.deepEqual(got, ['before', ...Array.from({ length: 20 }, (_, i) => `x${(i + 1) % 10}`)]);
+      assert.ok(reads - readsBefore <= 1, `${reads - readsBefore} reads of the events for 20 publishes`);
+    } finally {
+      await bus.close();
+    }
+  });
+
+  test('a topic tail serves only the offsets it holds, starts again after a gap, and drops its older half when full', () => {
+    const msg = (offset: number): EventMessage => ({
+      topic: 't',
+      partition: 0,
+      offset: String(offset),
+      key: 'k',
+      value: Buffer.from(String(offset)),
+      headers: { h: '1' },
+      timestamp: 0,
+    });
+    const range = (a: number, b: number) => Array.from({ length: b - a }, (_, i) => msg(a + i));
+    const offsets = (ms: EventMessage[] | undefined) => ms?.map((m) => Number(m.offset));
+    const tail = new TopicTail();
+    assert.equal(tail.read(0n, 10), undefined, 'empty: nothing');
+    tail.append(5n, range(5, 8));
+    assert.equal(tail.read(4n, 10), undefined, 'before its start: the Db has it');
+    assert.deepEqual(offsets(tail.read(5n, 10)), [5, 6, 7]);
+    assert.deepEqual(offsets(tail.read(6n, 1)), [6]);
+    assert.equal(tail.read(8n, 10), undefined, 'at its end: not known to be the end of the log');
+    const copy = tail.read(5n, 1)![0];
+    copy.value![0] = 0x41;
+    copy.headers.h = 'changed';
+    assert.equal(tail.read(5n, 1)![0].value!.toString(), '5', 'readers get copies');
+    assert.equal(tail.read(5n, 1)![0].headers.h, '1');
+    tail.append(10n, range(10, 12)); // 8 and 9 were not seen here
+    assert.equal(tail.read(7n, 10), undefined, 'restarted at the gap');
+    assert.deepEqual(offsets(tail.read(10n, 10)), [10, 11]);
+    tail.append(12n, range(12, 12 + 20_000));
+    const first = offsets(tail.read(20_011n, 1))!;
+    assert.deepEqual(first, [20_011], 'the newest kept');
+    assert.equal(tail.read(10n, 1), undefined, 'the oldest dropped');
+    let start = 12;
+    while (tail.read(BigInt(start), 1) === undefined) start++;
+    const all = offsets(tail.read(BigInt(start), 100_000))!;
+    assert.deepEqual(
+      all,
+      Array.from({ length: 20_012 - start }, (_, i) => start + i),
+      'contiguous to the end',
+    );
+    assert.ok(all.length <= 16_384, `${all.length} kept`);
   });
 
   test('a member whose lease was taken stops consuming at its next commit and stands by', async () => {

@@ -60,6 +60,73 @@ function wakerOf(db: Db): EventEmitter {
   return w;
 }
 
+/** Most messages, and most value bytes, a topic's tail keeps (it then drops its older half). */
+const TAIL_MESSAGES = 16_384;
+const TAIL_BYTES = 16 * 1024 * 1024;
+
+/**
+ * The latest messages published to one topic by this process, as published, so that a
+ * subscriber that keeps up gets them without reading back the rows just written. Only on
+ * PGlite: its data directory belongs to one process, so every message of the log is
+ * published here. The tail holds offsets [start, start + length) with no gap; a publish
+ * that does not continue it starts it again. Whatever it does not cover is read from the Db.
+ */
+export class TopicTail {
+  private msgs: EventMessage[] = [];
+  private head = 0;
+  private start = 0n;
+  private bytes = 0;
+
+  /** Adds messages published at offsets first, first + 1, ... */
+  append(first: bigint, msgs: EventMessage[]): void {
+    if (first !== this.start + BigInt(this.msgs.length - this.head)) {
+      this.msgs = [];
+      this.head = 0;
+      this.bytes = 0;
+      this.start = first;
+    }
+    for (const m of msgs) {
+      this.msgs.push(m);
+      this.bytes += m.value?.length ?? 0;
+    }
+    const held = this.msgs.length - this.head;
+    if (held > TAIL_MESSAGES || this.bytes > TAIL_BYTES) {
+      const drop = this.head + Math.ceil(held / 2);
+      for (let i = this.head; i < drop; i++) this.bytes -= this.msgs[i].value?.length ?? 0;
+      this.start += BigInt(drop - this.head);
+      this.msgs = this.msgs.slice(drop);
+      this.head = 0;
+    }
+  }
+
+  /**
+   * Up to limit messages from offset `from` on (copies: a handler may keep or change them);
+   * undefined when the tail does not hold the message at `from` (the Db has it, or nothing
+   * was published after it yet).
+   */
+  read(from: bigint, limit: number): EventMessage[] | undefined {
+    const end = this.start + BigInt(this.msgs.length - this.head);
+    if (from < this.start || from >= end) return undefined;
+    const i = this.head + Number(from - this.start);
+    return this.msgs.slice(i, i + limit).map((m) => ({
+      ...m,
+      value: m.value === null ? null : Buffer.from(m.value),
+      headers: { ...m.headers },
+    }));
+  }
+}
+
+/** The tails of the topics of one PGlite Db, shared by every bus on it. */
+const tails = new WeakMap<Db, Map<string, TopicTail>>();
+function tailOf(db: Db, topic: string): TopicTail | undefined {
+  if (db.kind !== 'pglite') return undefined;
+  let byTopic = tails.get(db);
+  if (!byTopic) tails.set(db, (byTopic = new Map()));
+  let t = byTopic.get(topic);
+  if (!t) byTopic.set(topic, (t = new TopicTail()));
+  return t;
+}
+
 interface EventRow {
   topic: string;
   partition: number;
@@ -124,24 +191,44 @@ export class EmbeddedBus implements EventBus {
     // messages come as three array parameters whatever their number. Values travel as base64
     // text: PGlite binds a bytea[] element by element, and a bytea per row in a VALUES list,
     // at about twice the CPU.
-    await this.opts.db.query(
+    const ts = Date.now();
+    const values = messages.map((m) => (m.value === null ? null : toBuffer(m.value)!));
+    const r = await this.opts.db.query<{ first: string }>(
       `WITH t AS (
          INSERT INTO eventlog.topics (name, next_offset) VALUES ($1, $2)
          ON CONFLICT (name) DO UPDATE SET next_offset = eventlog.topics.next_offset + EXCLUDED.next_offset
          RETURNING next_offset - $2 AS first
+       ), ins AS (
+         INSERT INTO eventlog.events (topic, partition, "offset", key, value, headers, ts)
+         SELECT $1, ${PARTITION}, t.first + m.i - 1, m.key, decode(m.value, 'base64'), m.headers::jsonb, $3::bigint
+         FROM t, unnest($4::text[], $5::text[], $6::text[]) WITH ORDINALITY AS m(key, value, headers, i)
        )
-       INSERT INTO eventlog.events (topic, partition, "offset", key, value, headers, ts)
-       SELECT $1, ${PARTITION}, t.first + m.i - 1, m.key, decode(m.value, 'base64'), m.headers::jsonb, $3::bigint
-       FROM t, unnest($4::text[], $5::text[], $6::text[]) WITH ORDINALITY AS m(key, value, headers, i)`,
+       SELECT first::text FROM t`,
       [
         topic,
         messages.length,
-        String(Date.now()),
+        String(ts),
         messages.map((m) => m.key),
-        messages.map((m) => (m.value === null ? null : toBuffer(m.value)!.toString('base64'))),
+        values.map((v) => (v === null ? null : v.toString('base64'))),
         messages.map((m) => JSON.stringify(m.headers ?? {})),
       ],
     );
+    const tail = tailOf(this.opts.db, topic);
+    if (tail) {
+      const first = BigInt(r.rows[0].first);
+      tail.append(
+        first,
+        messages.map((m, i) => ({
+          topic,
+          partition: PARTITION,
+          offset: String(first + BigInt(i)),
+          key: m.key,
+          value: values[i] && Buffer.from(values[i]), // the publisher may reuse its buffer
+          headers: { ...m.headers },
+          timestamp: ts,
+        })),
+      );
+    }
     this.waker.emit('wake', topic);
     await this.maybeCompact(topic, messages.length);
   }
@@ -269,6 +356,7 @@ class EmbeddedSubscription implements Subscription {
   ) {}
 
   start(): void {
+    this.tail = tailOf(this.db, this.sub.topic);
     this.waker.on('wake', this.onWake);
     this.loop = this.run();
   }
@@ -344,13 +432,18 @@ class EmbeddedSubscription implements Subscription {
   /** The topic's end as the last commit of this round read it; undefined when the round committed nothing. */
   private endAtCommit: bigint | undefined;
 
-  private async fetch(from: bigint, limit: number): Promise<EventRow[]> {
+  /** The topic's tail in this process (PGlite), which spares the read of what was just published. */
+  private tail: TopicTail | undefined;
+
+  private async fetch(from: bigint, limit: number): Promise<EventMessage[]> {
+    const fromTail = this.tail?.read(from, limit);
+    if (fromTail) return fromTail;
     const r = await this.db.query<EventRow>(
       `SELECT topic, partition, "offset", key, value, headers, ts FROM eventlog.events
        WHERE topic = $1 AND partition = $2 AND "offset" >= $3 ORDER BY "offset" LIMIT $4`,
       [this.sub.topic, PARTITION, String(from), limit],
     );
-    return r.rows;
+    return r.rows.map(toMessage);
   }
 
   private async reportLag(committed: bigint): Promise<void> {
@@ -392,10 +485,9 @@ class EmbeddedSubscription implements Subscription {
         let failed = false;
         if (this.handler.batch) {
           if (rows.length > 0 && !this.stop.signal.aborted) {
-            const msgs = rows.map(toMessage);
             try {
-              await this.handler.batch(msgs);
-              committed = BigInt(msgs[msgs.length - 1].offset) + 1n;
+              await this.handler.batch(rows);
+              committed = BigInt(rows[rows.length - 1].offset) + 1n;
               await this.commit(committed); // false: lease lost; the next claim says so
             } catch (err) {
               this.opts.logger?.warn(
@@ -403,8 +495,8 @@ class EmbeddedSubscription implements Subscription {
                   err,
                   topic: this.sub.topic,
                   group: this.sub.group,
-                  offset: msgs[0].offset,
-                  count: msgs.length,
+                  offset: rows[0].offset,
+                  count: rows.length,
                 },
                 'event batch handler failed; will redeliver',
               );
@@ -412,9 +504,8 @@ class EmbeddedSubscription implements Subscription {
             }
           }
         } else {
-          for (const row of rows) {
+          for (const m of rows) {
             if (this.stop.signal.aborted) break;
-            const m = toMessage(row);
             try {
               await this.handler.each(m);
             } catch (err) {
