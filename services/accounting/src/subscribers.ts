@@ -17,6 +17,8 @@ export class SubscriberReplica {
       topic,
       group: `accounting-subscribers-${randomUUID()}`,
       fromBeginning: false,
+      // a group of this process's own, started afresh each time: no offset to store
+      commitOffsets: false,
       handler: async (m) => this.apply(m),
     });
     for (const m of (await bus.readCompacted(topic)).values()) this.apply(m);

@@ -26,13 +26,14 @@ export class Replica<T> {
    */
   async start(bus: EventBus): Promise<void> {
     await bus.ensureTopic(this.topic, { compacted: true });
-    // Batches: applying a message is a map update, so the offset commit is what a message would
-    // cost; one commit per batch (the embedded log's rounds, Kafka's eachBatch) instead of one each.
+    // Batches: applying a message is a map update (the embedded log's rounds, Kafka's eachBatch).
     this.sub = await bus.subscribeBatch({
       topic: this.topic,
-      // Every process keeps its own full replica: a group of its own.
+      // Every process keeps its own full replica: a group of its own, started afresh each time
+      // from the snapshot below, so its position is never stored (no offset commit per batch).
       group: `${this.groupPrefix}-${randomUUID()}`,
       fromBeginning: false,
+      commitOffsets: false,
       handler: async (msgs) => {
         for (const m of msgs) this.apply(m);
       },

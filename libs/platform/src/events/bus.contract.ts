@@ -332,6 +332,48 @@ export function eventBusContract(label: string, target: BusContractTarget): void
         assert.deepEqual([...second].sort(), ['40', '41', '42', '43', '44']);
       }));
 
+    test('commitOffsets false: each message handled once, in order; nothing stored, so the group starts again', () =>
+      withBus(async (bus) => {
+        const t = topic();
+        const group = uniqueName('g');
+        await bus.ensureTopic(t, { partitions: 1 });
+        const msgs = (from: number, n: number) =>
+          Array.from({ length: n }, (_, i) => ({ key: 'k', value: String(from + i) }));
+        await bus.publish(t, msgs(0, 3));
+        const first: string[] = [];
+        const s1 = await bus.subscribeBatch({
+          topic: t,
+          group,
+          fromBeginning: true,
+          commitOffsets: false,
+          handler: async (b) => void first.push(...b.map((m) => text(m)!)),
+        });
+        await until(() => first.length >= 3, 'the first 3');
+        for (let i = 3; i < 9; i += 2) {
+          await bus.publish(t, msgs(i, 2));
+          await until(() => first.length >= i + 2, `up to ${i + 2}`);
+        }
+        await s1.close();
+        assert.deepEqual(
+          first,
+          Array.from({ length: 9 }, (_, i) => String(i)),
+        );
+        const again: string[] = [];
+        const s2 = await bus.subscribe({
+          topic: t,
+          group,
+          fromBeginning: true,
+          commitOffsets: false,
+          handler: async (m) => void again.push(text(m)!),
+        });
+        try {
+          await until(() => again.length >= 9, 'all 9 again');
+        } finally {
+          await s2.close();
+        }
+        assert.deepEqual(again, first, 'from the beginning again: no position was stored');
+      }));
+
     test('subscribeBatch: maxFetchBytes lets a batch hold more than 1 MiB of messages', () =>
       withBus(async (bus) => {
         const t = topic();

@@ -258,6 +258,43 @@ describe('embedded log specifics', () => {
     assert.ok(all.length <= 16_384, `${all.length} kept`);
   });
 
+  test('commitOffsets false: no commit statements, and a renewed lease keeps the place in memory', async () => {
+    let commits = 0;
+    let leases = 0;
+    const counted: Db = {
+      ...mem,
+      kind: 'pglite',
+      query: (sql, params) => {
+        if (/SET committed_offset = \$4/.test(sql)) commits++;
+        if (/SET owner = \$4, lease_until/.test(sql)) leases++;
+        return mem.query(sql, params);
+      },
+    };
+    const bus = await openEmbeddedBus({ db: counted, pollMs: 50, leaseMs: 90 });
+    try {
+      const t = uniqueName('nocommit');
+      const got: string[] = [];
+      const sub = await bus.subscribeBatch({
+        topic: t,
+        group: uniqueName('g'),
+        fromBeginning: true,
+        commitOffsets: false,
+        handler: async (ms) => void got.push(...ms.map((m) => m.value!.toString())),
+      });
+      for (let i = 0; i < 6; i++) {
+        await bus.publish(t, [{ key: 'k', value: String(i) }]);
+        await until(() => got.length === i + 1, `message ${i}`);
+        await new Promise((r) => setTimeout(r, 40)); // past a third of the lease: renewed
+      }
+      await sub.close();
+      assert.deepEqual(got, ['0', '1', '2', '3', '4', '5'], 'each once, after the lease was renewed');
+      assert.ok(leases >= 3, `lease renewed (${leases} times)`);
+      assert.equal(commits, 0);
+    } finally {
+      await bus.close();
+    }
+  });
+
   test('a member whose lease was taken stops consuming at its next commit and stands by', async () => {
     const bus = await openEmbeddedBus({ db: mem, pollMs: 50, leaseMs: 600_000 });
     try {

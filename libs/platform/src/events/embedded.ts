@@ -99,6 +99,12 @@ export class TopicTail {
     }
   }
 
+  /** The offset after the newest message held; undefined when none is. */
+  end(): bigint | undefined {
+    const held = this.msgs.length - this.head;
+    return held === 0 ? undefined : this.start + BigInt(held);
+  }
+
   /**
    * Up to limit messages from offset `from` on (copies: a handler may keep or change them);
    * undefined when the tail does not hold the message at `from` (the Db has it, or nothing
@@ -395,9 +401,14 @@ class EmbeddedSubscription implements Subscription {
     if (this.held && now - this.held.renewedAt < leaseMs / 3) return this.held.committed;
     this.held = undefined;
     const committed = await this.takeLease(leaseMs);
-    if (committed !== null) this.held = { committed, renewedAt: now };
-    return committed;
+    if (committed === null) return null;
+    // without commits the stored offset is where the group began; this member's place is its own
+    this.held = { committed: this.position ?? committed, renewedAt: now };
+    return this.held.committed;
   }
+
+  /** commitOffsets: false: the next offset to handle, kept here instead of stored. */
+  private position: bigint | undefined;
 
   /** Takes or renews the group's lease; the committed offset when this member holds it, else null. */
   private async takeLease(leaseMs: number): Promise<bigint | null> {
@@ -414,6 +425,12 @@ class EmbeddedSubscription implements Subscription {
 
   /** Commits `next` while this member owns the group; false when the lease was lost. Reads the topic's end too (for the lag). */
   private async commit(next: bigint): Promise<boolean> {
+    if (this.sub.commitOffsets === false) {
+      this.position = next;
+      if (this.held) this.held.committed = next;
+      this.endAtCommit = this.tail?.end();
+      return true;
+    }
     const r = await this.db.query<{ end_offset: string | null }>(
       `UPDATE eventlog.consumer_offsets SET committed_offset = $4
        WHERE group_id = $1 AND topic = $2 AND partition = $3 AND owner = $5

@@ -385,9 +385,10 @@ class KafkaSubscription implements Subscription {
         const m = toEvent(topic, partition, message);
         if (!(await this.untilDone(() => handler(m), heartbeat, { topic, partition, offset: m.offset })))
           return;
-        await this.consumer.commitOffsets([
-          { topic, partition, offset: (BigInt(message.offset) + 1n).toString() },
-        ]);
+        if (this.sub.commitOffsets !== false)
+          await this.consumer.commitOffsets([
+            { topic, partition, offset: (BigInt(message.offset) + 1n).toString() },
+          ]);
       },
     };
   }
@@ -411,7 +412,8 @@ class KafkaSubscription implements Subscription {
           });
           if (!ok) return;
           const last = chunk[chunk.length - 1].offset;
-          await this.consumer.commitOffsets([{ topic, partition, offset: (BigInt(last) + 1n).toString() }]);
+          if (this.sub.commitOffsets !== false)
+            await this.consumer.commitOffsets([{ topic, partition, offset: (BigInt(last) + 1n).toString() }]);
           resolveOffset(last);
           await heartbeat();
         }

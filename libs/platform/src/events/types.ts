@@ -25,6 +25,13 @@ export interface SubscribeOptions {
   /** Where a group with no committed offset starts: the oldest message (true) or the end (false, default). */
   fromBeginning?: boolean;
   /**
+   * false: the group's position is kept in memory only, never stored (default true). For a
+   * group of one process's own, e.g. a replica that reads from the start or from the end
+   * whenever it starts: no offset commit per message or batch. Every message is still
+   * handled once, in order; a new subscription of the group starts where fromBeginning says.
+   */
+  commitOffsets?: boolean;
+  /**
    * Called once per message, in order per key. The offset is committed after it resolves;
    * when it throws the same message is delivered again (after a backoff) before any later one.
    */
@@ -36,6 +43,13 @@ export interface BatchSubscribeOptions {
   group: string;
   /** Where a group with no committed offset starts: the oldest message (true) or the end (false, default). */
   fromBeginning?: boolean;
+  /**
+   * false: the group's position is kept in memory only, never stored (default true). For a
+   * group of one process's own, e.g. a replica that reads from the start or from the end
+   * whenever it starts: no offset commit per message or batch. Every message is still
+   * handled once, in order; a new subscription of the group starts where fromBeginning says.
+   */
+  commitOffsets?: boolean;
   /** Most messages per handler call (default 500). */
   maxBatch?: number;
   /**
