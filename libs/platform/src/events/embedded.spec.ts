@@ -255,7 +255,15 @@ describe('embedded log specifics', () => {
       Array.from({ length: 20_012 - start }, (_, i) => start + i),
       'contiguous to the end',
     );
-    assert.ok(all.length <= 16_384, `${all.length} kept`);
+    assert.ok(all.length <= 4_096, `${all.length} kept`);
+    // large values: bound by bytes (4 MB), the newest kept
+    const big = (offset: number): EventMessage => ({
+      ...msg(offset),
+      value: Buffer.alloc(1024 * 1024, offset % 256),
+    });
+    tail.append(20_012n, [20_012, 20_013, 20_014, 20_015, 20_016].map(big));
+    assert.equal(tail.read(20_013n, 1), undefined, 'older megabytes dropped');
+    assert.deepEqual(offsets(tail.read(20_015n, 10)), [20_015, 20_016]);
   });
 
   test('commitOffsets false: no commit statements, and a renewed lease keeps the place in memory', async () => {

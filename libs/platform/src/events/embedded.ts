@@ -60,9 +60,9 @@ function wakerOf(db: Db): EventEmitter {
   return w;
 }
 
-/** Most messages, and most value bytes, a topic's tail keeps (it then drops its older half). */
-const TAIL_MESSAGES = 16_384;
-const TAIL_BYTES = 16 * 1024 * 1024;
+/** Most messages, and most value bytes, a topic's tail keeps (past either it drops its oldest down to half). */
+const TAIL_MESSAGES = 4_096;
+const TAIL_BYTES = 4 * 1024 * 1024;
 
 /**
  * The latest messages published to one topic by this process, as published, so that a
@@ -73,15 +73,14 @@ const TAIL_BYTES = 16 * 1024 * 1024;
  */
 export class TopicTail {
   private msgs: EventMessage[] = [];
-  private head = 0;
+  /** The offset of msgs[0]. */
   private start = 0n;
   private bytes = 0;
 
   /** Adds messages published at offsets first, first + 1, ... */
   append(first: bigint, msgs: EventMessage[]): void {
-    if (first !== this.start + BigInt(this.msgs.length - this.head)) {
+    if (first !== this.start + BigInt(this.msgs.length)) {
       this.msgs = [];
-      this.head = 0;
       this.bytes = 0;
       this.start = first;
     }
@@ -89,20 +88,19 @@ export class TopicTail {
       this.msgs.push(m);
       this.bytes += m.value?.length ?? 0;
     }
-    const held = this.msgs.length - this.head;
-    if (held > TAIL_MESSAGES || this.bytes > TAIL_BYTES) {
-      const drop = this.head + Math.ceil(held / 2);
-      for (let i = this.head; i < drop; i++) this.bytes -= this.msgs[i].value?.length ?? 0;
-      this.start += BigInt(drop - this.head);
+    if (this.msgs.length > TAIL_MESSAGES || this.bytes > TAIL_BYTES) {
+      // down to half of each bound, the oldest first
+      let drop = 0;
+      while (this.msgs.length - drop > TAIL_MESSAGES / 2 || this.bytes > TAIL_BYTES / 2)
+        this.bytes -= this.msgs[drop++].value?.length ?? 0;
+      this.start += BigInt(drop);
       this.msgs = this.msgs.slice(drop);
-      this.head = 0;
     }
   }
 
   /** The offset after the newest message held; undefined when none is. */
   end(): bigint | undefined {
-    const held = this.msgs.length - this.head;
-    return held === 0 ? undefined : this.start + BigInt(held);
+    return this.msgs.length === 0 ? undefined : this.start + BigInt(this.msgs.length);
   }
 
   /**
@@ -111,9 +109,8 @@ export class TopicTail {
    * was published after it yet).
    */
   read(from: bigint, limit: number): EventMessage[] | undefined {
-    const end = this.start + BigInt(this.msgs.length - this.head);
-    if (from < this.start || from >= end) return undefined;
-    const i = this.head + Number(from - this.start);
+    if (from < this.start || from >= this.start + BigInt(this.msgs.length)) return undefined;
+    const i = Number(from - this.start);
     return this.msgs.slice(i, i + limit).map((m) => ({
       ...m,
       value: m.value === null ? null : Buffer.from(m.value),
