@@ -19,6 +19,20 @@ eventBusContract('embedded log on PGlite (memory)', {
   open: (hooks) => openEmbeddedBus({ db: mem, pollMs: 200, retryInitialMs: 20, ...hooks }),
 });
 
+/** The in-memory PGlite Db, counting the statements that match each pattern (a Db of its own, so its own tails). */
+function counting<K extends string>(patterns: Record<K, RegExp>): { db: Db; counts: Record<K, number> } {
+  const counts = Object.fromEntries(Object.keys(patterns).map((k) => [k, 0])) as Record<K, number>;
+  const db: Db = {
+    ...mem,
+    kind: 'pglite',
+    query: (sql, params) => {
+      for (const k in patterns) if (patterns[k].test(sql)) counts[k]++;
+      return mem.query(sql, params);
+    },
+  };
+  return { db, counts };
+}
+
 let pgdb: TestDatabase;
 let pgDb: Db;
 before(async () => {
@@ -134,16 +148,11 @@ describe('embedded log specifics', () => {
     concurrentPublishersLoseNothing(pgDb));
 
   test('a busy member renews its lease once per third of it, and reads the lag with its commits', async () => {
-    const counts = { lease: 0, lagSelect: 0, commit: 0 };
-    const counted: Db = {
-      ...mem,
-      query: (sql, params) => {
-        if (/SET owner = \$4, lease_until/.test(sql)) counts.lease++;
-        else if (/^SELECT next_offset FROM eventlog.topics/.test(sql.trim())) counts.lagSelect++;
-        else if (/SET committed_offset = \$4/.test(sql)) counts.commit++;
-        return mem.query(sql, params);
-      },
-    };
+    const { db: counted, counts } = counting({
+      lease: /SET owner = \$4, lease_until/,
+      lagSelect: /^\s*SELECT next_offset FROM eventlog.topics/,
+      commit: /SET committed_offset = \$4/,
+    });
     const lags: number[] = [];
     const bus = await openEmbeddedBus({
       db: counted,
@@ -179,15 +188,9 @@ describe('embedded log specifics', () => {
   });
 
   test('a reader that keeps up gets what this process published from the tail, not by reading the rows back (PGlite)', async () => {
-    let reads = 0;
-    const counted: Db = {
-      ...mem,
-      kind: 'pglite',
-      query: (sql, params) => {
-        if (/FROM eventlog.events\s+WHERE topic = \$1 AND partition = \$2/.test(sql)) reads++;
-        return mem.query(sql, params);
-      },
-    };
+    const { db: counted, counts } = counting({
+      reads: /FROM eventlog.events\s+WHERE topic = \$1 AND partition = \$2/,
+    });
     const bus = await openEmbeddedBus({ db: counted, pollMs: 60_000 });
     try {
       const t = uniqueName('tail');
@@ -201,7 +204,7 @@ describe('embedded log specifics', () => {
         handler: async (ms) => void got.push(...ms.map((m) => m.value!.toString())),
       });
       await until(() => got.length === 1, 'the message published before');
-      const readsBefore = reads;
+      const readsBefore = counts.reads;
       const reused = Buffer.from('x0');
       for (let i = 1; i <= 20; i++) {
         reused.write(`x${i % 10}`); // the publisher reuses its buffer: what was published stays
@@ -210,7 +213,8 @@ describe('embedded log specifics', () => {
       }
       await sub.close();
       assert.deepEqual(got, ['before', ...Array.from({ length: 20 }, (_, i) => `x${(i + 1) % 10}`)]);
-      assert.ok(reads - readsBefore <= 1, `${reads - readsBefore} reads of the events for 20 publishes`);
+      const reads = counts.reads - readsBefore;
+      assert.ok(reads <= 1, `${reads} reads of the events for 20 publishes`);
     } finally {
       await bus.close();
     }
@@ -267,17 +271,10 @@ describe('embedded log specifics', () => {
   });
 
   test('commitOffsets false: no commit statements, and a renewed lease keeps the place in memory', async () => {
-    let commits = 0;
-    let leases = 0;
-    const counted: Db = {
-      ...mem,
-      kind: 'pglite',
-      query: (sql, params) => {
-        if (/SET committed_offset = \$4/.test(sql)) commits++;
-        if (/SET owner = \$4, lease_until/.test(sql)) leases++;
-        return mem.query(sql, params);
-      },
-    };
+    const { db: counted, counts } = counting({
+      commits: /SET committed_offset = \$4/,
+      leases: /SET owner = \$4, lease_until/,
+    });
     const bus = await openEmbeddedBus({ db: counted, pollMs: 50, leaseMs: 90 });
     try {
       const t = uniqueName('nocommit');
@@ -296,8 +293,8 @@ describe('embedded log specifics', () => {
       }
       await sub.close();
       assert.deepEqual(got, ['0', '1', '2', '3', '4', '5'], 'each once, after the lease was renewed');
-      assert.ok(leases >= 3, `lease renewed (${leases} times)`);
-      assert.equal(commits, 0);
+      assert.ok(counts.leases >= 3, `lease renewed (${counts.leases} times)`);
+      assert.equal(counts.commits, 0);
     } finally {
       await bus.close();
     }
