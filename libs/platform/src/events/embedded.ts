@@ -14,6 +14,7 @@ import { migrate } from '../db/migrate';
 import { invalidArgument } from '../errors';
 import {
   type BatchSubscribeOptions,
+  type GroupOptions,
   type EventBus,
   type EventMessage,
   type LagHook,
@@ -278,7 +279,7 @@ export class EmbeddedBus implements EventBus {
     });
   }
 
-  private async consume(opts: Omit<SubscribeOptions, 'handler'>, handler: Handler): Promise<Subscription> {
+  private async consume(opts: GroupOptions, handler: Handler): Promise<Subscription> {
     checkTopic(opts.topic);
     if (this.closed) throw new Error('event bus closed');
     const db = this.opts.db;
@@ -353,7 +354,7 @@ class EmbeddedSubscription implements Subscription {
   constructor(
     private readonly opts: EmbeddedBusOptions,
     private readonly waker: EventEmitter,
-    private readonly sub: Omit<SubscribeOptions, 'handler'>,
+    private readonly sub: GroupOptions,
     private readonly handler: Handler,
     private readonly onClosed: () => void,
   ) {}

@@ -20,6 +20,7 @@ import { invalidArgument, unavailable } from '../errors';
 import { KafkaProducer } from './producer';
 import {
   type BatchSubscribeOptions,
+  type GroupOptions,
   type EventBus,
   type EventMessage,
   type LagHook,
@@ -184,7 +185,7 @@ export class KafkaBus implements EventBus {
   }
 
   private async consume(
-    opts: Omit<SubscribeOptions, 'handler'>,
+    opts: GroupOptions,
     handler: Handler,
     maxWaitMs?: number,
     maxFetchBytes?: number,
@@ -312,7 +313,7 @@ class KafkaSubscription implements Subscription {
 
   constructor(
     private readonly consumer: Consumer,
-    private readonly sub: Omit<SubscribeOptions, 'handler'>,
+    private readonly sub: GroupOptions,
     private readonly handler: Handler,
     private readonly opts: KafkaBusOptions,
     private readonly onClosed: () => void,

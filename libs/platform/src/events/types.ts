@@ -19,18 +19,24 @@ export interface PublishMessage {
   headers?: Record<string, string>;
 }
 
-export interface SubscribeOptions {
+/** Where a subscription reads, as whom, and whether its position is stored. */
+export interface GroupOptions {
   topic: string;
   group: string;
   /** Where a group with no committed offset starts: the oldest message (true) or the end (false, default). */
   fromBeginning?: boolean;
   /**
-   * false: the group's position is kept in memory only, never stored (default true). For a
-   * group of one process's own, e.g. a replica that reads from the start or from the end
-   * whenever it starts: no offset commit per message or batch. Every message is still
-   * handled once, in order; a new subscription of the group starts where fromBeginning says.
+   * false: the group's position is kept in memory only, never stored (default true): no offset
+   * commit per message or batch. For a group of one process's own whose handling is harmless to
+   * repeat in order, e.g. a replica of the latest value per key that starts from a snapshot: a
+   * new subscription of the group starts where fromBeginning says, and so may a Kafka member
+   * whose group rebalanced (it lost its session): it handles again, in order, what came since
+   * the subscription began.
    */
   commitOffsets?: boolean;
+}
+
+export interface SubscribeOptions extends GroupOptions {
   /**
    * Called once per message, in order per key. The offset is committed after it resolves;
    * when it throws the same message is delivered again (after a backoff) before any later one.
@@ -38,18 +44,7 @@ export interface SubscribeOptions {
   handler: (m: EventMessage) => Promise<void>;
 }
 
-export interface BatchSubscribeOptions {
-  topic: string;
-  group: string;
-  /** Where a group with no committed offset starts: the oldest message (true) or the end (false, default). */
-  fromBeginning?: boolean;
-  /**
-   * false: the group's position is kept in memory only, never stored (default true). For a
-   * group of one process's own, e.g. a replica that reads from the start or from the end
-   * whenever it starts: no offset commit per message or batch. Every message is still
-   * handled once, in order; a new subscription of the group starts where fromBeginning says.
-   */
-  commitOffsets?: boolean;
+export interface BatchSubscribeOptions extends GroupOptions {
   /** Most messages per handler call (default 500). */
   maxBatch?: number;
   /**
