@@ -5,7 +5,7 @@ import { openDb } from '../db/open';
 import type { Db } from '../db/types';
 import { createTestDatabase, type TestDatabase } from '../db/test-databases';
 import { eventBusContract, until } from './bus.contract';
-import { TopicTail, openEmbeddedBus } from './embedded';
+import { TopicTail, heldTail, openEmbeddedBus } from './embedded';
 import type { EventMessage } from './types';
 
 let mem: Db;
@@ -196,6 +196,7 @@ describe('embedded log specifics', () => {
       const t = uniqueName('tail');
       // published before the reader starts: read from the Db
       await bus.publish(t, [{ key: 'k', value: 'before' }]);
+      assert.equal(heldTail(counted, t), undefined, 'no tail for a topic nobody here reads');
       const got: string[] = [];
       const sub = await bus.subscribeBatch({
         topic: t,
@@ -204,6 +205,7 @@ describe('embedded log specifics', () => {
         handler: async (ms) => void got.push(...ms.map((m) => m.value!.toString())),
       });
       await until(() => got.length === 1, 'the message published before');
+      assert.ok(heldTail(counted, t), 'a tail once a subscriber reads the topic');
       const readsBefore = counts.reads;
       const reused = Buffer.from('x0');
       for (let i = 1; i <= 20; i++) {

@@ -120,16 +120,26 @@ export class TopicTail {
   }
 }
 
-/** The tails of the topics of one PGlite Db, shared by every bus on it. */
+/**
+ * The tails of the topics of one PGlite Db, shared by every bus on it: only of topics that a
+ * subscriber here reads (the first one creates it), so a topic nobody reads in this process
+ * keeps nothing in memory.
+ */
 const tails = new WeakMap<Db, Map<string, TopicTail>>();
-function tailOf(db: Db, topic: string): TopicTail | undefined {
+function tailOf(db: Db, topic: string, create: boolean): TopicTail | undefined {
   if (db.kind !== 'pglite') return undefined;
   let byTopic = tails.get(db);
-  if (!byTopic) tails.set(db, (byTopic = new Map()));
+  if (!byTopic) {
+    if (!create) return undefined;
+    tails.set(db, (byTopic = new Map()));
+  }
   let t = byTopic.get(topic);
-  if (!t) byTopic.set(topic, (t = new TopicTail()));
+  if (!t && create) byTopic.set(topic, (t = new TopicTail()));
   return t;
 }
+
+/** The topic's tail in this process, if it keeps one (for tests). */
+export const heldTail = (db: Db, topic: string): TopicTail | undefined => tailOf(db, topic, false);
 
 interface EventRow {
   topic: string;
@@ -217,7 +227,7 @@ export class EmbeddedBus implements EventBus {
         messages.map((m) => JSON.stringify(m.headers ?? {})),
       ],
     );
-    const tail = tailOf(this.opts.db, topic);
+    const tail = tailOf(this.opts.db, topic, false);
     if (tail) {
       const first = BigInt(r.rows[0].first);
       tail.append(
@@ -360,7 +370,7 @@ class EmbeddedSubscription implements Subscription {
   ) {}
 
   start(): void {
-    this.tail = tailOf(this.db, this.sub.topic);
+    this.tail = tailOf(this.db, this.sub.topic, true);
     this.waker.on('wake', this.onWake);
     this.loop = this.run();
   }
