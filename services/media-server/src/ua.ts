@@ -284,8 +284,7 @@ export class MediaUa<R> {
       }
     } catch (err) {
       this.opts.logger.warn({ err, method: req.method }, 'request failed');
-      if (!tx.lastResponse || tx.lastResponse.status < 200)
-        tx.reply(400, (err as Error).message.slice(0, 80).replace(/[\r\n]/g, ' '));
+      if (tx.lastStatus < 200) tx.reply(400, (err as Error).message.slice(0, 80).replace(/[\r\n]/g, ' '));
     }
   }
 

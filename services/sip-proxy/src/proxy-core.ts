@@ -348,8 +348,7 @@ export class ProxyCore implements TransactionUser, BranchEvents {
     this.d.metrics.request(req.method);
     this.route(req, stx, src).catch((err: unknown) => {
       this.d.logger.error({ err, callId: req.callId }, 'request processing failed');
-      if (stx && (!stx.lastResponse || stx.lastResponse.status < 200))
-        this.respond(stx, req, 500, 'Server Internal Error');
+      if (stx && stx.lastStatus < 200) this.respond(stx, req, 500, 'Server Internal Error');
     });
   }
 

@@ -68,12 +68,12 @@ export abstract class ClientTransaction extends Transaction {
 
   constructor(
     host: TxHost,
-    request: SipRequest,
+    readonly request: SipRequest,
     branch: string,
     target: SendTarget,
     protected readonly user: ClientTxUser,
   ) {
-    super(host, request, branch, target);
+    super(host, branch, target);
     this.wire = request.serialize();
   }
 

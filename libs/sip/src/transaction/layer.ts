@@ -27,7 +27,7 @@ import {
 import { ServerInviteTransaction, ServerNonInviteTransaction, ServerTransaction } from './server';
 import { errorResponseForRaw } from './stateless';
 import { timerConfig, type TimerConfig } from './timers';
-import type { TimerName, Transaction, TxHost } from './transaction';
+import { detach, type TimerName, type Transaction, type TxHost } from './transaction';
 import { TimerQueue } from './timer-queue';
 
 type SipMessage = SipRequest | SipResponse;
@@ -168,7 +168,7 @@ export class TransactionLayer implements TxHost, TransportUser<SipMessage> {
     let tx: ServerTransaction | undefined;
     if (via.isRfc3261Branch) {
       tx = this.serverInvite.get(via.branch!);
-      if (tx && tx.request.via.sentBy !== via.sentBy) tx = undefined;
+      if (tx && tx.sentBy !== via.sentBy) tx = undefined;
     } else {
       tx = this.legacy.get(this.legacyKey(cancel, true));
     }
@@ -254,14 +254,13 @@ export class TransactionLayer implements TxHost, TransportUser<SipMessage> {
     if (branch !== undefined && via.isRfc3261Branch) {
       // RFC 3261 §17.2.3: branch + sent-by + method (ACK matches INVITE).
       tx = (isAck || method === 'INVITE' ? this.serverInvite : this.serverNonInvite).get(branch);
-      if (tx && (tx.request.via.sentBy !== via.sentBy || (tx.request.method !== method && !isAck)))
-        tx = undefined;
+      if (tx && (tx.sentBy !== via.sentBy || (tx.method !== method && !isAck))) tx = undefined;
     } else {
       // RFC 3261 §17.2.3 RFC 2543 fallback.
       legacyKey = this.legacyKey(req, isAck || method === 'INVITE');
       tx = this.legacy.get(legacyKey);
       if (tx && isAck && tx.lastResponse?.toTag !== req.toTag) tx = undefined;
-      if (tx && !isAck && tx.request.method !== method) tx = undefined;
+      if (tx && !isAck && tx.method !== method) tx = undefined;
     }
     const user = this.user;
     if (tx) {
@@ -280,14 +279,15 @@ export class TransactionLayer implements TxHost, TransportUser<SipMessage> {
     }
     // Everything the tables need is read before any state exists (a malformed
     // header throws SipParseError here and the request is answered statelessly).
-    const mk = req.toTag === undefined ? this.mergeKey(req) : undefined;
+    const mk = req.toTag === undefined ? detach(this.mergeKey(req)) : undefined;
     const target = this.responseTargetFor(req, src);
-    const key = branch ?? '';
+    const key = detach(branch ?? '');
     const created =
       method === 'INVITE'
         ? new ServerInviteTransaction(this, req, key, target, src)
         : new ServerNonInviteTransaction(this, req, key, target, src);
     if (legacyKey !== undefined) {
+      legacyKey = detach(legacyKey);
       this.legacy.set(legacyKey, created);
       created.legacyKey = legacyKey;
     } else {
@@ -304,8 +304,7 @@ export class TransactionLayer implements TxHost, TransportUser<SipMessage> {
     } catch (err) {
       // The TU read a malformed header lazily: answer through the transaction.
       if (!(err instanceof SipParseError)) throw err;
-      if (!created.lastResponse || created.lastResponse.status < 200)
-        created.reply(err.status, undefined, { toTag: newTag() });
+      if (created.lastStatus < 200) created.reply(err.status, undefined, { toTag: newTag() });
     }
     // RFC 3261 §17.2.1: the automatic 100 Trying timer, only if the TU did not answer yet.
     if (created instanceof ServerInviteTransaction) created.start();

@@ -3,15 +3,24 @@
  * They absorb request retransmissions and resend the last response.
  * One method per state, the RFC section beside it.
  */
-import { createResponse, type SipRequest, type SipResponse } from '../message';
+import { createResponse, parseMessage, type SipRequest, type SipResponse } from '../message';
 import type { SendTarget, Source } from '../transport/types';
-import { Transaction, type TimerName, type TxHost } from './transaction';
+import { detach, Transaction, type TimerName, type TxHost } from './transaction';
 import { txTimeout, waitTimeout } from './timers';
 
 export abstract class ServerTransaction extends Transaction {
-  /** Last response sent and its serialization (resent on request retransmissions). */
+  /**
+   * Last response sent and its serialization (resent on request retransmissions). A
+   * non-INVITE transaction lets the response go when it completes, keeping the bytes.
+   */
   lastResponse: SipResponse | undefined;
   protected lastWire: Buffer | undefined;
+  /** Status of the last response sent; 0 before any. */
+  lastStatus = 0;
+  /** What matches a request to this transaction besides the branch (RFC 3261 §17.2.3). */
+  readonly method: string;
+  readonly sentBy: string;
+  private held: SipRequest | undefined;
   /** Matching-table keys, kept by the transaction layer (RFC 2543 fallback, §8.2.2.2 merge index). */
   legacyKey: string | undefined;
   mergeKey: string | undefined;
@@ -26,7 +35,23 @@ export abstract class ServerTransaction extends Transaction {
     /** Where the request came from (connection id = flow). */
     readonly source: Source,
   ) {
-    super(host, request, branch, target);
+    super(host, branch, target);
+    this.held = request;
+    this.method = request.method;
+    this.sentBy = detach(request.via.sentBy);
+  }
+
+  /** The request that created the transaction; gone once a non-INVITE transaction completed. */
+  get request(): SipRequest {
+    if (this.held === undefined)
+      throw new Error(`${this.method} transaction ${this.branch} completed: its request is no longer held`);
+    return this.held;
+  }
+
+  /** The request has been answered for good: only the response's bytes stay, for retransmissions. */
+  protected release(): void {
+    this.held = undefined;
+    this.lastResponse = undefined;
   }
 
   abstract readonly isInvite: boolean;
@@ -44,6 +69,7 @@ export abstract class ServerTransaction extends Transaction {
 
   protected transmit(res: SipResponse): void {
     this.lastResponse = res;
+    this.lastStatus = res.status;
     this.lastWire = res.serialize();
     this.resend();
   }
@@ -196,6 +222,17 @@ export class ServerNonInviteTransaction extends ServerTransaction {
     }
   }
 
+  /**
+   * Completed (or terminated), the request is no longer held: a late reply from the TU is
+   * discarded unbuilt, and what comes back is the final response that stands, read again
+   * from the bytes sent.
+   */
+  override reply(status: number, reason?: string, opts?: Parameters<typeof createResponse>[3]): SipResponse {
+    if (this.state === 'trying' || this.state === 'proceeding' || this.lastWire === undefined)
+      return super.reply(status, reason, opts);
+    return parseMessage(this.lastWire) as SipResponse;
+  }
+
   onTimer(_timer: TimerName): void {
     this.terminate(); // Timer J (Completed)
   }
@@ -223,5 +260,9 @@ export class ServerNonInviteTransaction extends ServerTransaction {
       this.startLife(this.reliable ? 0 : waitTimeout(this.host.timers), 'J');
     }
     this.transmit(res);
+    // Completed for up to Timer J (seconds, thousands at a time under load): hold only the
+    // bytes to resend, not the parsed request and response (most of a transaction's memory,
+    // and most of what the garbage collector would otherwise copy and mark).
+    if (this.state === 'completed') this.release();
   }
 }

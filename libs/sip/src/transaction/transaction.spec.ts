@@ -425,6 +425,45 @@ describe('server non-INVITE transaction (RFC 3261 §17.2.2)', () => {
     assert.equal(tu.requests.length, 2, 'after Timer J a retransmission is a new request');
   });
 
+  test('Completed holds only the bytes sent: the request and response are let go, matching still works', () => {
+    const { transport, deliver, tu } = setup();
+    const r = req('REGISTER', { branch: 'z9hG4bK-reg' });
+    deliver(r);
+    const tx = tu.requests[0].tx!;
+    assert.equal(tx.request.method, 'REGISTER');
+    const sent = tx.reply(200, undefined, { toTag: 'x', headers: [['Expires', '60']] });
+    assert.equal(tx.lastStatus, 200);
+    assert.equal(tx.lastResponse, undefined);
+    assert.throws(
+      () => tx.request,
+      /REGISTER transaction z9hG4bK-reg completed: its request is no longer held/,
+    );
+    // A retransmission (same branch, sent-by and method) still matches and gets the same bytes.
+    deliver(r);
+    assert.equal(tu.requests.length, 1);
+    assert.deepEqual(transport.lines(), ['200', '200']);
+    assert.equal(transport.sent[1].msg.serialize().toString(), sent.serialize().toString());
+    // Another sent-by or method with that branch is not this transaction.
+    deliver(req('REGISTER', { via: 'SIP/2.0/UDP 192.0.2.11:5070;branch=z9hG4bK-reg' }));
+    deliver(req('OPTIONS', { branch: 'z9hG4bK-reg' }));
+    assert.equal(tu.requests.length, 3);
+    // A late reply from the TU is discarded; it gets back the final that stands.
+    const late = tx.reply(500);
+    assert.equal(late.status, 200);
+    assert.equal(late.getHeader('Expires'), '60');
+    assert.equal(transport.sent.length, 2);
+  });
+
+  test('an INVITE server transaction keeps its request after its final response', () => {
+    const { deliver, tu } = setup();
+    deliver(req('INVITE'));
+    const tx = tu.requests[0].tx!;
+    tx.reply(486, undefined, { toTag: 'x' });
+    assert.equal(tx.state, 'completed');
+    assert.equal(tx.request.method, 'INVITE');
+    assert.equal(tx.lastResponse?.status, 486);
+  });
+
   test('over TCP Timer J is zero', () => {
     const { clock, deliver, tu } = setup();
     deliver(req('BYE', { via: 'SIP/2.0/TCP 192.0.2.10:5070;branch=z9hG4bK-b', toTag: 'x' }), src('tcp'));

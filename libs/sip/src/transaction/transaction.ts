@@ -31,11 +31,11 @@ export abstract class Transaction implements TimerOwner<TimerName> {
   protected interval = 0;
   /** Called once, when the transaction reaches Terminated. */
   onTerminated: ((tx: Transaction) => void) | undefined;
+  /** The request that created the transaction. */
+  abstract readonly request: SipRequest;
 
   constructor(
     protected readonly host: TxHost,
-    /** The request that created the transaction. */
-    readonly request: SipRequest,
     /** Topmost Via branch: the primary matching key. */
     readonly branch: string,
     /** Where the request is sent (client) or responses go (server). */
@@ -80,6 +80,17 @@ export abstract class Transaction implements TimerOwner<TimerName> {
     this.host.removed(this);
     this.onTerminated?.(this);
   }
+}
+
+/**
+ * A copy of a string that does not hold on to the one it was cut from. The parser's fields
+ * are slices of the whole message's text, and a key kept by a completed transaction (seconds,
+ * thousands at a time) would keep that text alive. V8 flattens a concatenation before it
+ * slices it, so the result holds only a string of its own length (plus one); strings under 13
+ * characters are copied anyway.
+ */
+export function detach(s: string): string {
+  return s.length < 13 ? s : (s + ' ').slice(0, -1);
 }
 
 export type { SipRequest, SipResponse };
