@@ -72,6 +72,9 @@ export type AuthOutcome =
   | { ok: false; response: SipResponse; reason: string; user?: string };
 
 export class Authenticator {
+  /** The last request's parsed credentials: its stateless pass, then check(), both need them. */
+  private last: { req: SipRequest; realm: string; creds: DigestCredentials | undefined } | undefined;
+
   constructor(
     private readonly digest: DigestServer,
     private readonly subscribers: SubscriberLookup,
@@ -88,7 +91,8 @@ export class Authenticator {
     const forbidden = () =>
       createResponse(req, 403, 'Forbidden', { toTag: req.toTag ? undefined : newTag() });
 
-    const creds = credentialsFor(req, realm);
+    const creds = this.credentials(req, realm);
+    this.last = undefined; // check() is the last to read them (the request may be edited after it)
     if (!creds) return { ok: false, response: challenge(), reason: 'no_credentials' };
     if (this.guard.userBanned(creds.username)) {
       return { ok: false, response: forbidden(), reason: 'user_banned', user: creds.username };
@@ -126,11 +130,19 @@ export class Authenticator {
    * recorded for it), or undefined when the request carries some: it can be sent statelessly.
    */
   challengeIfNoCredentials(req: SipRequest, realm: string): SipResponse | undefined {
-    if (credentialsFor(req, realm)) return undefined;
+    if (this.credentials(req, realm)) return undefined;
     // No transaction keeps this answer: a retransmission must get the same one (To tag and
     // nonce from what identifies the request), as Kamailio's sl and auth give it.
     const seed = `${req.via.branch ?? ''}\n${req.callId}\n${req.fromTag ?? ''}\n${req.cseq.seq}\n${realm}`;
     return this.challenge(req, realm, false, seed);
+  }
+
+  private credentials(req: SipRequest, realm: string): DigestCredentials | undefined {
+    const last = this.last;
+    if (last !== undefined && last.req === req && last.realm === realm) return last.creds;
+    const creds = credentialsFor(req, realm);
+    this.last = { req, realm, creds };
+    return creds;
   }
 
   /** 401 with WWW-Authenticate for REGISTER, 407 with Proxy-Authenticate for anything else. */
