@@ -399,6 +399,66 @@ describe('embedded log specifics', () => {
     }
   });
 
+  test('compactSince looks only at the keys published from an offset on', async () => {
+    const bus = await openEmbeddedBus({ db: mem, compactEvery: 0 });
+    try {
+      const t = uniqueName('bus');
+      await bus.ensureTopic(t, { compacted: true });
+      // offsets 0-3: 'old' superseded before the cut; 4-6: 'a' twice and 'b' after it
+      await bus.publish(t, [
+        { key: 'old', value: '1' },
+        { key: 'old', value: '2' },
+        { key: 'a', value: '1' },
+        { key: 'b', value: '1' },
+      ]);
+      await bus.publish(t, [
+        { key: 'a', value: '2' },
+        { key: 'a', value: '3' },
+        { key: 'b', value: null },
+      ]);
+      const before = await bus.readCompacted(t);
+      // a:1, a:2 and b:1 go; old:1 stays (its successor came before offset 4)
+      assert.equal(await bus.compactSince(t, 4n), 3);
+      const rows = await mem.query<{ key: string; value: Buffer | null }>(
+        `SELECT key, value FROM eventlog.events WHERE topic = $1 ORDER BY "offset"`,
+        [t],
+      );
+      assert.deepEqual(
+        rows.rows.map((r) => `${r.key}=${r.value?.toString() ?? 'null'}`),
+        ['old=1', 'old=2', 'a=3', 'b=null'],
+      );
+      assert.deepEqual(await bus.readCompacted(t), before);
+      assert.equal(await bus.compact(t), 1);
+    } finally {
+      await bus.close();
+    }
+  });
+
+  test('lazy compaction after the first round looks at what was published since the last', async () => {
+    const bus = await openEmbeddedBus({ db: mem, compactEvery: 2 });
+    const t = uniqueName('bus');
+    const seen: bigint[] = [];
+    const since = bus.compactSince.bind(bus);
+    bus.compactSince = (topic: string, from: bigint) => (seen.push(from), since(topic, from));
+    try {
+      await bus.ensureTopic(t, { compacted: true });
+      for (let i = 0; i < 4; i++)
+        await bus.publish(t, [
+          { key: 'a', value: String(i) },
+          { key: 'b', value: String(i) },
+        ]);
+    } finally {
+      await bus.close();
+    }
+    // rounds after offsets 0-1 (the whole topic), 2-3, 4-5, 6-7
+    assert.deepEqual(seen, [2n, 4n, 6n]);
+    const left = await mem.query<{ n: string }>(
+      `SELECT count(*) AS n FROM eventlog.events WHERE topic = $1`,
+      [t],
+    );
+    assert.equal(Number(left.rows[0].n), 2);
+  });
+
   test('a compacted topic is compacted lazily after compactEvery messages', async () => {
     const bus = await openEmbeddedBus({ db: mem, compactEvery: 4 });
     const t = uniqueName('bus');

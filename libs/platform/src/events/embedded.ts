@@ -183,6 +183,9 @@ export class EmbeddedBus implements EventBus {
   private closed = false;
   private readonly compactedTopic = new Map<string, boolean>();
   private readonly sinceCompaction = new Map<string, number>();
+  /** Per compacted topic: the first offset this bus published since it last compacted it. */
+  private readonly compactFrom = new Map<string, bigint>();
+  private readonly compactions = new Map<string, number>();
   private compacting: Promise<void> = Promise.resolve();
 
   constructor(private readonly opts: EmbeddedBusOptions) {
@@ -227,9 +230,9 @@ export class EmbeddedBus implements EventBus {
         messages.map((m) => JSON.stringify(m.headers ?? {})),
       ],
     );
+    const first = BigInt(r.rows[0].first);
     const tail = tailOf(this.opts.db, topic, false);
     if (tail) {
-      const first = BigInt(r.rows[0].first);
       tail.append(
         first,
         messages.map((m, i) => ({
@@ -244,11 +247,16 @@ export class EmbeddedBus implements EventBus {
       );
     }
     this.waker.emit('wake', topic);
-    await this.maybeCompact(topic, messages.length);
+    await this.maybeCompact(topic, messages.length, first);
   }
 
-  /** Lazy compaction: every compactEvery messages on a compacted topic, superseded rows go (in the background). */
-  private async maybeCompact(topic: string, published: number): Promise<void> {
+  /**
+   * Lazy compaction: every compactEvery messages on a compacted topic, superseded rows go (in the
+   * background). Only the keys this bus published since the last time are looked at, so a round
+   * costs what was published, not the topic's size; the first round of a topic, and every 100th,
+   * looks at the whole topic (rows left by another process or before a restart).
+   */
+  private async maybeCompact(topic: string, published: number, first: bigint): Promise<void> {
     const every = this.opts.compactEvery ?? 1000;
     if (every <= 0) return;
     let compacted = this.compactedTopic.get(topic);
@@ -261,14 +269,19 @@ export class EmbeddedBus implements EventBus {
       this.compactedTopic.set(topic, compacted);
     }
     if (!compacted) return;
+    if (!this.compactFrom.has(topic)) this.compactFrom.set(topic, first);
     const n = (this.sinceCompaction.get(topic) ?? 0) + published;
     if (n < every) {
       this.sinceCompaction.set(topic, n);
       return;
     }
     this.sinceCompaction.set(topic, 0);
+    const from = this.compactFrom.get(topic)!;
+    this.compactFrom.delete(topic);
+    const round = this.compactions.get(topic) ?? 0;
+    this.compactions.set(topic, round + 1);
     this.compacting = this.compacting
-      .then(() => this.compact(topic))
+      .then(() => (round % 100 === 0 ? this.compact(topic) : this.compactSince(topic, from)))
       .then(
         () => undefined,
         (err: unknown) => this.opts.logger?.warn({ err, topic }, 'event log compaction failed'),
@@ -317,6 +330,21 @@ export class EmbeddedBus implements EventBus {
       [topic],
     );
     return new Map(r.rows.map((row) => [row.key, toMessage(row)]));
+  }
+
+  /**
+   * Deletes the messages superseded by a later one of a key published at `from` or after: the
+   * earlier rows of the keys published since then, found by key. Returns how many.
+   */
+  async compactSince(topic: string, from: bigint): Promise<number> {
+    const r = await this.opts.db.query(
+      `DELETE FROM eventlog.events e
+       USING (SELECT key, max("offset") AS last FROM eventlog.events
+              WHERE topic = $1 AND partition = ${PARTITION} AND "offset" >= $2 GROUP BY key) n
+       WHERE e.topic = $1 AND e.key = n.key AND e."offset" < n.last`,
+      [topic, String(from)],
+    );
+    return r.rowCount;
   }
 
   /** Deletes the messages superseded by a later one with the same key (lazy compaction). Returns how many. */
