@@ -111,8 +111,10 @@ export function eventTime(r: AccountingRecord): number {
  * callee carries them swapped).
  */
 export function sessionKey(callId: string, tagA: string | null, tagB: string | null): string {
-  const [a, b] = [tagA ?? '', tagB ?? ''].sort();
-  return `${callId}\n${a}\n${b}`;
+  // The two tags in code-unit order, as sort() would put them (without its arrays: twice a record).
+  const x = tagA ?? '';
+  const y = tagB ?? '';
+  return x <= y ? `${callId}\n${x}\n${y}` : `${callId}\n${y}\n${x}`;
 }
 
 /** CDR id: a hash of the session identity, so every redelivery of the same call lands on the same row. */
