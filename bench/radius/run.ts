@@ -10,7 +10,8 @@
  *     [--only=switchboard] [--profile=DIR] [--accounting.NAME=value]
  *
  * --profile=DIR writes a V8 CPU profile of the Switchboard child to DIR (node --cpu-prof);
- * --only=switchboard skips FreeRADIUS (for profiling).
+ * --only=switchboard skips FreeRADIUS (for profiling). BENCH_NODE_FLAGS (environment) adds node
+ * flags to the Switchboard child, e.g. --trace-gc or --heapsnapshot-signal=SIGUSR2.
  * CPU per request: the whole process, its main thread, and its busiest other thread (the
  * outbox relay worker, kafkajs), then PostgreSQL's backends, then the Kafka broker's
  * process (all of it, idle work included; it shares the machine). bench/radius/publish.ts
@@ -256,7 +257,10 @@ async function startSwitchboard(): Promise<{
     describe = 'PGlite on disk + embedded event log';
     cleanup = async () => rmSync(dir, { recursive: true, force: true });
   }
-  const profile = PROFILE_DIR ? ['--cpu-prof', `--cpu-prof-dir=${PROFILE_DIR}`] : [];
+  const profile = [
+    ...(PROFILE_DIR ? ['--cpu-prof', `--cpu-prof-dir=${PROFILE_DIR}`] : []),
+    ...(process.env.BENCH_NODE_FLAGS ?? '').split(' ').filter(Boolean),
+  ];
   const child: ChildProcess = spawn(
     process.execPath,
     [...profile, '--import', 'tsx', CHILD, JSON.stringify(env)],

@@ -61,8 +61,14 @@ const ACCOUNTS = 1000;
 const BATCH_CALLS = Number(args['batch-calls'] ?? 20000);
 const BATCH = Number(args.batch ?? 1000);
 const CHILD = join(import.meta.dirname, '../../services/rating/src/child.ts');
-/** --profile=DIR: the service child writes a V8 CPU profile (--cpu-prof) into DIR when it stops. */
-const PROFILE = args.profile ? ['--cpu-prof', `--cpu-prof-dir=${args.profile}`] : [];
+/**
+ * --profile=DIR: the service child writes a V8 CPU profile (--cpu-prof) into DIR when it stops.
+ * BENCH_NODE_FLAGS (environment) adds node flags to the child, e.g. --trace-gc.
+ */
+const PROFILE = [
+  ...(args.profile ? ['--cpu-prof', `--cpu-prof-dir=${args.profile}`] : []),
+  ...(process.env.BENCH_NODE_FLAGS ?? '').split(' ').filter(Boolean),
+];
 const T0 = Date.parse('2026-11-25T10:00:00Z');
 
 // mulberry32: a seeded generator, so every run rates the same plan and numbers
