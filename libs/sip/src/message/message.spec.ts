@@ -173,6 +173,34 @@ describe('builders', () => {
     assert.equal(p.getHeader('Content-Length'), '0');
   });
 
+  test('serialized messages kept side by side in shared slabs stay whole and their own', () => {
+    // ~600 bytes each: 400 of them fill several 64 KiB slabs; one body of 20 KB gets its own Buffer
+    const out: Buffer[] = [];
+    for (let i = 0; i < 400; i++) {
+      const r = createRequest({
+        method: 'MESSAGE',
+        uri: `sip:u${i}@example.com`,
+        via: [`SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK${i}`],
+        from: '<sip:a@example.com>;tag=1',
+        to: `<sip:u${i}@example.com>`,
+        callId: `call-${i}`,
+        cseq: i + 1,
+        body: i === 200 ? 'x'.repeat(20_000) : `hello ${i} ${'é'.repeat(i % 7)}`,
+        contentType: 'text/plain',
+      });
+      out.push(r.serialize());
+    }
+    for (let i = 0; i < 400; i++) {
+      const p = parseMessage(out[i]) as SipRequest;
+      assert.equal(p.callId, `call-${i}`);
+      assert.equal(p.cseq.seq, i + 1);
+      assert.equal(
+        p.body.toString('utf8'),
+        i === 200 ? 'x'.repeat(20_000) : `hello ${i} ${'é'.repeat(i % 7)}`,
+      );
+    }
+  });
+
   test('tags, branches and Call-IDs are random hex of their length, never repeated across pool refills', () => {
     const seen = new Set<string>();
     // 3,000 of each draw 78 KB: the 4 KiB pool is refilled many times over, mid-value too.

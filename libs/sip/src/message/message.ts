@@ -171,6 +171,35 @@ export const idxValueEnd = (x: number[], k: number) => x[k + 3];
 
 export type BodyInput = Buffer | string;
 
+/**
+ * Serialized messages are written into slabs of 64 KiB, as views. Buffer.from and allocUnsafe
+ * take theirs from a pool of 8 KiB, a new ArrayBuffer every ten messages or so, and making
+ * them was 6% of a proxy's time at 1,600 calls/s. A slab lives as long as a view of it does
+ * (a transaction keeps the bytes it resends for seconds): as the 8 KiB pools did, coarser.
+ */
+const SLAB = 64 * 1024;
+let slab = Buffer.allocUnsafeSlow(SLAB);
+let slabAt = 0;
+
+/** n bytes to write into: a view of the current slab, or a Buffer of their own past a quarter slab. */
+function slabBytes(n: number): Buffer {
+  if (n > SLAB >>> 2) return Buffer.allocUnsafe(n);
+  if (slabAt + n > SLAB) {
+    slab = Buffer.allocUnsafeSlow(SLAB);
+    slabAt = 0;
+  }
+  const out = slab.subarray(slabAt, slabAt + n);
+  slabAt = (slabAt + n + 7) & ~7;
+  return out;
+}
+
+/** A string's UTF-8 bytes, in a slab. */
+function textBytes(s: string): Buffer {
+  const out = slabBytes(Buffer.byteLength(s, 'utf8'));
+  out.write(s, 0, 'utf8');
+  return out;
+}
+
 export abstract class SipMessage {
   /** the buffer the message was parsed from (empty for built messages) */
   readonly buf: Buffer;
@@ -900,7 +929,9 @@ export abstract class SipMessage {
         if (idxId(x, k) === HID.contentLength) hasCl = true;
       const lastEnd = x.length > this.i0 ? idxLineEnd(x, x.length - IDX_STRIDE) : this.slEnd;
       if (hasCl && this.bodyStart > lastEnd && this.buf[lastEnd - 1] === 10) {
-        return Buffer.from(this.buf.subarray(this.slStart, this.bodyEnd));
+        const out = slabBytes(this.bodyEnd - this.slStart);
+        this.buf.copy(out, 0, this.slStart, this.bodyEnd);
+        return out;
       }
     }
     const t = this._text === undefined ? this.decodeHeaders() : this._text;
@@ -946,7 +977,7 @@ export abstract class SipMessage {
     for (let k = 0, t = 0; k < ranges.length; k += 2, t++) {
       size += ranges[k] < 0 ? Buffer.byteLength(texts[t]) : ranges[k + 1] - ranges[k];
     }
-    const out = Buffer.allocUnsafe(size);
+    const out = slabBytes(size);
     let o = 0;
     for (let k = 0, t = 0; k < ranges.length; k += 2, t++) {
       o += ranges[k] < 0 ? out.write(texts[t], o, 'utf8') : src.copy(out, o, ranges[k], ranges[k + 1]);
@@ -1012,14 +1043,14 @@ export abstract class SipMessage {
     const bodyLen = this._body !== null ? this._body.length : this.bodyEnd - this.bodyStart;
     if (!hasCl) s += 'Content-Length: ' + bodyLen + '\r\n';
     s += '\r\n';
-    if (bodyLen === 0) return Buffer.from(s, 'utf8');
+    if (bodyLen === 0) return textBytes(s);
     if (this._body === null && t.length >= this.bodyEnd) {
       // the parser decoded the whole message: the body is in the text too
-      return Buffer.from(s + t.substring(this.bodyStart, this.bodyEnd), 'utf8');
+      return textBytes(s + t.substring(this.bodyStart, this.bodyEnd));
     }
     const body = this.body;
     const hl = Buffer.byteLength(s, 'utf8');
-    const out = Buffer.allocUnsafe(hl + body.length);
+    const out = slabBytes(hl + body.length);
     out.write(s, 0, hl, 'utf8');
     body.copy(out, hl);
     return out;
