@@ -1,10 +1,41 @@
+import { createSocket } from 'node:dgram';
 import { createServer } from 'node:net';
 
-/** A port the kernel just handed out on 127.0.0.1 (released again for the caller to bind). */
-export async function freePort(): Promise<number> {
+/**
+ * Test ports come from 10000-15999, below the kernel's ephemeral range (32768-60999 on
+ * Linux): a port the kernel hands out for a bind to port 0 (a client socket of any test
+ * running beside this one) could be taken between our check and the bind of whoever we give
+ * it to (a SIPp then fails with "Address already in use"). Here only another explicit bind
+ * can take it, and each pick is random, so two test processes rarely pick the same port at
+ * the same moment.
+ */
+const LOW = 10000;
+const HIGH = 15999;
+
+/** Whether 127.0.0.1:port is free for TCP and for UDP alike. */
+async function bindable(port: number): Promise<boolean> {
   const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const { port } = s.address() as { port: number };
+  const tcp = await new Promise<boolean>((r) => {
+    s.once('error', () => r(false));
+    s.listen(port, '127.0.0.1', () => r(true));
+  });
+  if (!tcp) return false;
   await new Promise((r) => s.close(r));
-  return port;
+  const u = createSocket('udp4');
+  const udp = await new Promise<boolean>((r) => {
+    u.once('error', () => r(false));
+    u.bind(port, '127.0.0.1', () => r(true));
+  });
+  if (udp) await new Promise<void>((r) => u.close(() => r()));
+  else u.close();
+  return udp;
+}
+
+/** A port free on 127.0.0.1 for TCP and UDP (checked, then released for the caller to bind). */
+export async function freePort(): Promise<number> {
+  for (let tries = 0; tries < 1000; tries++) {
+    const port = LOW + Math.floor(Math.random() * (HIGH - LOW + 1));
+    if (await bindable(port)) return port;
+  }
+  throw new Error(`no free port in ${LOW}-${HIGH} after 1000 tries`);
 }

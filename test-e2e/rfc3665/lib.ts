@@ -4,38 +4,19 @@
  * parsed by the SIP stack, so a test asserts the ladder each side saw.
  */
 import { mkdtempSync, readFileSync, existsSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
-import { createSocket } from 'node:dgram';
 import { tmpdir } from 'node:os';
 import { isAbsolute, join } from 'node:path';
 import { parseMessage, type SipMessage, type SipRequest, type SipResponse } from '@switchboard/sip';
+import { freePort } from '../lib/ports';
 import { sipp, type SippResult } from '../lib/sipp';
+
+export { freePort };
 
 export const SCENARIOS = new URL('./scenarios/', import.meta.url).pathname;
 
 export interface Logged {
   dir: 'sent' | 'recv';
   msg: SipMessage;
-}
-
-/** A free port for UDP and TCP alike (kernel-picked, then released). */
-export async function freePort(): Promise<number> {
-  for (;;) {
-    const s = createServer();
-    await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-    const { port } = s.address() as { port: number };
-    await new Promise((r) => s.close(r));
-    const u = createSocket('udp4');
-    const ok = await new Promise<boolean>((r) => {
-      u.once('error', () => r(false));
-      u.bind(port, '127.0.0.1', () => r(true));
-    });
-    if (ok) {
-      await new Promise<void>((r) => u.close(() => r()));
-      return port;
-    }
-    u.close();
-  }
 }
 
 /**

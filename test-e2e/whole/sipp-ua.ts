@@ -3,10 +3,10 @@
  * message and error logs kept for assertions, rtp.pcap beside it for the
  * scenarios that talk, bounded in time. Used by the whole-platform tests and bench/soak.
  */
-import { createSocket } from 'node:dgram';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { isAbsolute, join } from 'node:path';
+import { freePort } from '../lib/ports';
 import { sipp, type SippResult } from '../lib/sipp';
 import { rtpPcap } from './rtp-pcap';
 
@@ -120,16 +120,9 @@ export function receivedAudioPorts(messages: string): number[] {
     .flatMap((b) => [...b.matchAll(/^m=audio (\d+) /gm)].map((m) => Number(m[1])));
 }
 
-/** The media proxy's default relay range: a phone sending from it looks like the relay itself (dropped as a loop). */
-const RELAY_PORTS = { min: 30000, max: 39999 };
-
-/** A UDP port free on 127.0.0.1 (kernel-picked, then released for SIPp to bind), outside the relay's range. */
-export async function freeUdpPort(): Promise<number> {
-  for (;;) {
-    const u = createSocket('udp4');
-    await new Promise<void>((r) => u.bind(0, '127.0.0.1', () => r()));
-    const { port } = u.address();
-    await new Promise<void>((r) => u.close(() => r()));
-    if (port < RELAY_PORTS.min || port > RELAY_PORTS.max) return port;
-  }
-}
+/**
+ * A UDP port free on 127.0.0.1 for SIPp to bind: from test-e2e/lib/ports, below the kernel's
+ * ephemeral range and the media proxy's default relay range (30000-39999; a phone sending from
+ * it would look like the relay itself and be dropped as a loop).
+ */
+export const freeUdpPort = freePort;
