@@ -7,11 +7,11 @@
  * Switchboard's vendor attributes.
  *
  *   npx tsx bench/radius/run.ts [--requests=20000] [--window=256] [--rounds=3] [--backend=pg|embedded]
- *     [--only=switchboard] [--profile=DIR] [--accounting.NAME=value]
+ *     [--only=switchboard] [--profile=DIR] [--node-flags="FLAGS"] [--accounting.NAME=value]
  *
  * --profile=DIR writes a V8 CPU profile of the Switchboard child to DIR (node --cpu-prof);
- * --only=switchboard skips FreeRADIUS (for profiling). BENCH_NODE_FLAGS (environment) adds node
- * flags to the Switchboard child, e.g. --trace-gc or --heapsnapshot-signal=SIGUSR2.
+ * --only=switchboard skips FreeRADIUS (for profiling). --node-flags="..." adds node flags to the
+ * Switchboard child, e.g. --trace-gc or --heapsnapshot-signal=SIGUSR2.
  * CPU per request: the whole process, its main thread, and its busiest other thread (the
  * outbox relay worker, kafkajs), then PostgreSQL's backends, then the Kafka broker's
  * process (all of it, idle work included; it shares the machine). bench/radius/publish.ts
@@ -43,8 +43,10 @@ import {
 
 const args = Object.fromEntries(
   process.argv.slice(2).map((a) => {
-    const [k, v] = a.replace(/^--/, '').split('=');
-    return [k, v ?? 'true'];
+    // up to the first '=': a value may hold more (--node-flags=--max-semi-space-size=32)
+    const kv = a.replace(/^--/, '');
+    const i = kv.indexOf('=');
+    return i < 0 ? [kv, 'true'] : [kv.slice(0, i), kv.slice(i + 1)];
   }),
 );
 const REQUESTS = Number(args.requests ?? 20000);
@@ -259,7 +261,9 @@ async function startSwitchboard(): Promise<{
   }
   const profile = [
     ...(PROFILE_DIR ? ['--cpu-prof', `--cpu-prof-dir=${PROFILE_DIR}`] : []),
-    ...(process.env.BENCH_NODE_FLAGS ?? '').split(' ').filter(Boolean),
+    ...String(args['node-flags'] ?? '')
+      .split(' ')
+      .filter(Boolean),
   ];
   const child: ChildProcess = spawn(
     process.execPath,

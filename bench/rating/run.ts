@@ -18,7 +18,7 @@
  *    (psql \copy) into a table of the same shape.
  *
  *   npx tsx bench/rating/run.ts [--calls=5000] [--batch-calls=20000] [--batch=1000] [--destinations=20000]
- *                               [--rate=1000,250] [--seconds=10]
+ *                               [--rate=1000,250] [--seconds=10] [--profile=DIR] [--node-flags="FLAGS"]
  *
  * CGRateS (the obvious peer) is not installed on this machine: no side-by-side run.
  */
@@ -46,8 +46,10 @@ import { startRecord, stopRecord } from '../../services/rating/src/testing';
 
 const args = Object.fromEntries(
   process.argv.slice(2).map((a) => {
-    const [k, v] = a.replace(/^--/, '').split('=');
-    return [k, v ?? 'true'];
+    // up to the first '=': a value may hold more (--node-flags=--max-semi-space-size=32)
+    const kv = a.replace(/^--/, '');
+    const i = kv.indexOf('=');
+    return i < 0 ? [kv, 'true'] : [kv.slice(0, i), kv.slice(i + 1)];
   }),
 );
 const CALLS = Number(args.calls ?? 5000);
@@ -63,11 +65,13 @@ const BATCH = Number(args.batch ?? 1000);
 const CHILD = join(import.meta.dirname, '../../services/rating/src/child.ts');
 /**
  * --profile=DIR: the service child writes a V8 CPU profile (--cpu-prof) into DIR when it stops.
- * BENCH_NODE_FLAGS (environment) adds node flags to the child, e.g. --trace-gc.
+ * --node-flags="...": more node flags for the child, e.g. --trace-gc.
  */
 const PROFILE = [
   ...(args.profile ? ['--cpu-prof', `--cpu-prof-dir=${args.profile}`] : []),
-  ...(process.env.BENCH_NODE_FLAGS ?? '').split(' ').filter(Boolean),
+  ...String(args['node-flags'] ?? '')
+    .split(' ')
+    .filter(Boolean),
 ];
 const T0 = Date.parse('2026-11-25T10:00:00Z');
 
