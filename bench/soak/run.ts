@@ -24,7 +24,8 @@ import { parseArgs } from 'node:util';
 import { join } from 'node:path';
 import { oneProcess, separateProcesses, type LaunchedPlatform } from '../../test-e2e/lib/launch';
 import { api, eventually, metricSum, metricsOf, registerWithSipp } from '../../test-e2e/whole/scenario';
-import { freeUdpPort, runUa, type RunningUa } from '../../test-e2e/whole/sipp-ua';
+import { freePort } from '../../test-e2e/lib/ports';
+import { runUa, type RunningUa } from '../../test-e2e/whole/sipp-ua';
 
 const { values } = parseArgs({
   options: {
@@ -155,11 +156,11 @@ async function main() {
     for (const u of users) {
       await must(u.user, api(p, 'POST', '/api/v1/subscribers', { username: u.user, password: u.password }));
     }
-    const calleePort = await freeUdpPort();
-    const calleeMedia = await freeUdpPort();
-    const callerPort = await freeUdpPort();
-    const callerMedia = await freeUdpPort();
-    const regPort = await freeUdpPort();
+    const calleePort = await freePort();
+    const calleeMedia = await freePort();
+    const callerPort = await freePort();
+    const callerMedia = await freePort();
+    const regPort = await freePort();
     // Every subscriber has reached the proxy once the last one can register.
     await registerWithSipp(
       p,

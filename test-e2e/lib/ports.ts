@@ -7,7 +7,8 @@ import { createServer } from 'node:net';
  * running beside this one) could be taken between our check and the bind of whoever we give
  * it to (a SIPp then fails with "Address already in use"). Here only another explicit bind
  * can take it, and each pick is random, so two test processes rarely pick the same port at
- * the same moment.
+ * the same moment. The range is also below the media proxy's default relay ports
+ * (30000-39999), where a phone sending from there would look like the relay itself.
  */
 const LOW = 10000;
 const HIGH = 15999;

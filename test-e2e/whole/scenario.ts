@@ -10,7 +10,8 @@ import assert from 'node:assert/strict';
 import { grpcClient } from '@switchboard/platform';
 import { RatingAdminClient } from '@switchboard/proto/rating';
 import { hostPort, type LaunchedPlatform } from '../lib/launch';
-import { freeUdpPort, inviteCallId, receivedAudioPorts, runUa, type UaRun } from './sipp-ua';
+import { freePort } from '../lib/ports';
+import { inviteCallId, receivedAudioPorts, runUa, type UaRun } from './sipp-ua';
 
 /** Calls the portal API as the administrator; the body parsed as JSON. */
 export async function api<T = Record<string, unknown>>(
@@ -207,10 +208,10 @@ export async function wholePlatformScenario(t: TestContext, p: LaunchedPlatform)
     balanceBefore = bal.balanceMicros;
   });
 
-  const alicePort = await freeUdpPort();
-  const bobPort = await freeUdpPort();
-  const aliceMedia = await freeUdpPort();
-  const bobMedia = await freeUdpPort();
+  const alicePort = await freePort();
+  const bobPort = await freePort();
+  const aliceMedia = await freePort();
+  const bobMedia = await freePort();
 
   await t.test('both phones register with digest auth (SIPp)', async () => {
     await registerWithSipp(p, alice.user, alice.password, alicePort);
@@ -350,8 +351,8 @@ export async function wholePlatformScenario(t: TestContext, p: LaunchedPlatform)
       assert.equal(plan.status, 200, JSON.stringify(plan.body));
       const grant = await api(p, 'PUT', `/api/v1/subscribers/${aliceSub.id}/privileges/international`);
       assert.ok(grant.status < 300, JSON.stringify(grant.body));
-      const failingPort = await freeUdpPort();
-      const livePort = await freeUdpPort();
+      const failingPort = await freePort();
+      const livePort = await freePort();
       const gw = async (name: string, port: number, priority: number) => {
         const r = await api<{ id: string }>(p, 'POST', '/api/v1/gateways', {
           name: `${name}-${p.runId}`,
@@ -377,7 +378,7 @@ export async function wholePlatformScenario(t: TestContext, p: LaunchedPlatform)
       const live = runUa({
         scenario: 'callee.xml',
         port: livePort,
-        mediaPort: await freeUdpPort(),
+        mediaPort: await freePort(),
         keys: { user: 'gw' },
       });
       try {

@@ -6,7 +6,6 @@
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { isAbsolute, join } from 'node:path';
-import { freePort } from '../lib/ports';
 import { sipp, type SippResult } from '../lib/sipp';
 import { rtpPcap } from './rtp-pcap';
 
@@ -119,10 +118,3 @@ export function receivedAudioPorts(messages: string): number[] {
     .filter((b) => /message received/.test(b))
     .flatMap((b) => [...b.matchAll(/^m=audio (\d+) /gm)].map((m) => Number(m[1])));
 }
-
-/**
- * A UDP port free on 127.0.0.1 for SIPp to bind: from test-e2e/lib/ports, below the kernel's
- * ephemeral range and the media proxy's default relay range (30000-39999; a phone sending from
- * it would look like the relay itself and be dropped as a loop).
- */
-export const freeUdpPort = freePort;
