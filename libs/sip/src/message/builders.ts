@@ -71,7 +71,7 @@ export const REASON_PHRASES: Record<number, string> = {
  */
 const POOL = Buffer.alloc(4096);
 let poolAt = POOL.length;
-export function randomHex(bytes: number): string {
+function randomHex(bytes: number): string {
   if (poolAt + bytes > POOL.length) {
     randomFillSync(POOL);
     poolAt = 0;
