@@ -182,10 +182,11 @@ export class EmbeddedBus implements EventBus {
   private readonly waker: EventEmitter;
   private closed = false;
   private readonly compactedTopic = new Map<string, boolean>();
-  private readonly sinceCompaction = new Map<string, number>();
-  /** Per compacted topic: the first offset this bus published since it last compacted it. */
-  private readonly compactFrom = new Map<string, bigint>();
-  private readonly compactions = new Map<string, number>();
+  /**
+   * Per compacted topic: messages this bus published since it last compacted it, the first
+   * one's offset (undefined when none), and the rounds so far.
+   */
+  private readonly compaction = new Map<string, { published: number; from?: bigint; rounds: number }>();
   private compacting: Promise<void> = Promise.resolve();
 
   constructor(private readonly opts: EmbeddedBusOptions) {
@@ -269,17 +270,15 @@ export class EmbeddedBus implements EventBus {
       this.compactedTopic.set(topic, compacted);
     }
     if (!compacted) return;
-    if (!this.compactFrom.has(topic)) this.compactFrom.set(topic, first);
-    const n = (this.sinceCompaction.get(topic) ?? 0) + published;
-    if (n < every) {
-      this.sinceCompaction.set(topic, n);
-      return;
-    }
-    this.sinceCompaction.set(topic, 0);
-    const from = this.compactFrom.get(topic)!;
-    this.compactFrom.delete(topic);
-    const round = this.compactions.get(topic) ?? 0;
-    this.compactions.set(topic, round + 1);
+    let c = this.compaction.get(topic);
+    if (!c) this.compaction.set(topic, (c = { published: 0, rounds: 0 }));
+    c.from ??= first;
+    c.published += published;
+    if (c.published < every) return;
+    const from = c.from;
+    const round = c.rounds++;
+    c.published = 0;
+    c.from = undefined;
     this.compacting = this.compacting
       .then(() => (round % 100 === 0 ? this.compact(topic) : this.compactSince(topic, from)))
       .then(
