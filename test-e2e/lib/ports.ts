@@ -32,11 +32,17 @@ async function bindable(port: number): Promise<boolean> {
   return udp;
 }
 
-/** A port free on 127.0.0.1 for TCP and UDP (checked, then released for the caller to bind). */
+/**
+ * A port free on 127.0.0.1 for TCP and UDP (checked, then released for the caller to bind),
+ * and the three after it too: SIPp given it as its media port (-mp) binds four, audio and
+ * video RTP and RTCP. A multiple of four, so two picks are the same block or do not overlap.
+ */
 export async function freePort(): Promise<number> {
   for (let tries = 0; tries < 1000; tries++) {
-    const port = LOW + Math.floor(Math.random() * (HIGH - LOW + 1));
-    if (await bindable(port)) return port;
+    const port = LOW + 4 * Math.floor((Math.random() * (HIGH - LOW + 1)) / 4);
+    let free = true;
+    for (let p = port; free && p < port + 4; p++) free = await bindable(p);
+    if (free) return port;
   }
   throw new Error(`no free port in ${LOW}-${HIGH} after 1000 tries`);
 }
