@@ -329,7 +329,7 @@ export class MediaUa<R> {
       return;
     }
     // A CANCEL may have arrived while the port was bound (487 already sent).
-    if (tx.lastResponse && tx.lastResponse.status >= 200) {
+    if (tx.lastStatus >= 200) {
       bound.socket.close();
       bound.rtcp.close();
       this.opts.ports.release(bound.port);
@@ -531,7 +531,7 @@ export class MediaUa<R> {
     this.endCall(key, call);
     const early = call.early;
     if (early) {
-      if (early.tx.lastResponse && early.tx.lastResponse.status < 200)
+      if (early.tx.lastStatus > 0 && early.tx.lastStatus < 200)
         early.tx.reply(early.status, early.reason, { toTag: call.dialog.localTag });
       return;
     }

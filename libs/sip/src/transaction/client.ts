@@ -63,18 +63,37 @@ export function cancelFor(invite: SipRequest): SipRequest {
 export abstract class ClientTransaction extends Transaction {
   /** The serialized request, sent and retransmitted as is. */
   protected readonly wire: Buffer;
-  /** Last response received (undefined until one arrives). */
-  lastResponse: SipResponse | undefined;
+  /** The request's method (what a response's CSeq must name, RFC 3261 §17.1.3). */
+  readonly method: string;
+  private held: SipRequest | undefined;
 
   constructor(
     host: TxHost,
-    readonly request: SipRequest,
+    request: SipRequest,
     branch: string,
     target: SendTarget,
-    protected readonly user: ClientTxUser,
+    protected user: ClientTxUser,
   ) {
     super(host, branch, target);
+    this.held = request;
+    this.method = request.method;
     this.wire = request.serialize();
+  }
+
+  /** The request sent; gone once the transaction has its final response. */
+  get request(): SipRequest {
+    if (this.held === undefined)
+      throw new Error(`${this.method} transaction ${this.branch} completed: its request is no longer held`);
+    return this.held;
+  }
+
+  /**
+   * A final response arrived: for Timer D, K or M (seconds, thousands at a time under load) the
+   * transaction keeps only the bytes it may send again, not the parsed request (most of its
+   * memory, and what the garbage collector would otherwise copy and mark).
+   */
+  protected release(): void {
+    this.held = undefined;
   }
 
   abstract readonly isInvite: boolean;
@@ -92,7 +111,9 @@ export abstract class ClientTransaction extends Transaction {
   protected transportError(err: Error): void {
     if (this.terminated) return;
     this.user.onTransportError?.(err, this);
-    this.user.onResponse(createResponse(this.request, 503, 'Service Unavailable'), this);
+    // Before a final response the TU hears a 503; after one (an ACK that failed) it has its answer.
+    if (this.held !== undefined)
+      this.user.onResponse(createResponse(this.held, 503, 'Service Unavailable'), this);
     this.terminate();
   }
 
@@ -102,8 +123,7 @@ export abstract class ClientTransaction extends Transaction {
    * INVITE that got a provisional is CANCELled instead (§9.1).
    */
   abandon(): void {
-    if (this.terminated || this.lastResponse) return;
-    this.terminate();
+    if (this.state === 'calling' || this.state === 'trying') this.terminate();
   }
 
   /** Timer B / Timer F: 408 to the TU (RFC 3261 §8.1.3.1), then Terminated. */
@@ -169,7 +189,6 @@ export class ClientInviteTransaction extends ClientTransaction {
 
   // RFC 3261 §17.1.1.2 Proceeding
   private proceeding(res: SipResponse): void {
-    this.lastResponse = res;
     if (res.status < 200) {
       this.user.onResponse(res, this);
       return;
@@ -179,12 +198,14 @@ export class ClientInviteTransaction extends ClientTransaction {
       // RFC 6026 §7.2: 2xx → Accepted, Timer M = 64*T1 (or the configured wait); the TU builds the ACK.
       this.state = 'accepted';
       this.startLife(waitTimeout(this.host.timers), 'M');
+      this.release();
       this.user.onResponse(res, this);
       return;
     }
     // RFC 3261 §17.1.1.2: 300-699 → ACK, to the TU, Completed, Timer D.
     this.state = 'completed';
     this.ackWire = ackForNon2xx(this.request, res).serialize();
+    this.release();
     this.startLife(this.reliable ? 0 : this.host.timers.D, 'D');
     // the ACK first (as Kamailio's tm): the TU may send its next request to the same UA at once
     // (serial forking, forwarding on no answer), which must not overtake the ACK on the wire
@@ -208,6 +229,9 @@ export class ClientInviteTransaction extends ClientTransaction {
     });
   }
 }
+
+/** The user of a completed non-INVITE transaction: hears nothing more. */
+const RELEASED: ClientTxUser = { onResponse() {} };
 
 export type ClientNonInviteState = 'trying' | 'proceeding' | 'completed' | 'terminated';
 
@@ -252,7 +276,6 @@ export class ClientNonInviteTransaction extends ClientTransaction {
   private trying(res: SipResponse): void {
     if (res.status < 200) {
       this.state = 'proceeding';
-      this.lastResponse = res;
       this.user.onResponse(res, this);
       return;
     }
@@ -261,7 +284,6 @@ export class ClientNonInviteTransaction extends ClientTransaction {
 
   // RFC 3261 §17.1.2.2 Proceeding
   private proceeding(res: SipResponse): void {
-    this.lastResponse = res;
     if (res.status < 200) {
       this.user.onResponse(res, this);
       return;
@@ -271,10 +293,13 @@ export class ClientNonInviteTransaction extends ClientTransaction {
 
   // RFC 3261 §17.1.2.2: final → Completed, Timer K = T4 (unreliable) or 0.
   private complete(res: SipResponse): void {
-    this.lastResponse = res;
     this.state = 'completed';
     this.stopRetransmit();
     this.startLife(this.reliable ? 0 : this.host.timers.T4, 'K');
-    this.user.onResponse(res, this);
+    this.release();
+    const user = this.user;
+    // Completed only absorbs retransmissions: nothing more goes to the TU, so it is let go too.
+    this.user = RELEASED;
+    user.onResponse(res, this);
   }
 }

@@ -259,7 +259,7 @@ export class TransactionLayer implements TxHost, TransportUser<SipMessage> {
       // RFC 3261 §17.2.3 RFC 2543 fallback.
       legacyKey = this.legacyKey(req, isAck || method === 'INVITE');
       tx = this.legacy.get(legacyKey);
-      if (tx && isAck && tx.lastResponse?.toTag !== req.toTag) tx = undefined;
+      if (tx && isAck && tx.lastToTag !== req.toTag) tx = undefined;
       if (tx && !isAck && tx.method !== method) tx = undefined;
     }
     const user = this.user;
@@ -318,7 +318,7 @@ export class TransactionLayer implements TxHost, TransportUser<SipMessage> {
       branch === undefined
         ? undefined
         : (method === 'INVITE' ? this.clientInvite : this.clientNonInvite).get(branch);
-    if (tx && tx.request.method === method) {
+    if (tx && tx.method === method) {
       tx.receive(res);
       return;
     }

@@ -9,14 +9,11 @@ import { detach, Transaction, type TimerName, type TxHost } from './transaction'
 import { txTimeout, waitTimeout } from './timers';
 
 export abstract class ServerTransaction extends Transaction {
-  /**
-   * Last response sent and its serialization (resent on request retransmissions). A
-   * non-INVITE transaction lets the response go when it completes, keeping the bytes.
-   */
-  lastResponse: SipResponse | undefined;
+  /** The last response sent, serialized (resent on request retransmissions). */
   protected lastWire: Buffer | undefined;
-  /** Status of the last response sent; 0 before any. */
+  /** Status and To tag of the last response sent; 0 and undefined before any. */
   lastStatus = 0;
+  lastToTag: string | undefined;
   /** What matches a request to this transaction besides the branch (RFC 3261 §17.2.3). */
   readonly method: string;
   readonly sentBy: string;
@@ -51,7 +48,6 @@ export abstract class ServerTransaction extends Transaction {
   /** The request has been answered for good: only the response's bytes stay, for retransmissions. */
   protected release(): void {
     this.held = undefined;
-    this.lastResponse = undefined;
   }
 
   abstract readonly isInvite: boolean;
@@ -60,16 +56,23 @@ export abstract class ServerTransaction extends Transaction {
   /** A request matched this transaction (retransmission, or ACK for INVITE). Returns true if it goes to the TU. */
   abstract receive(req: SipRequest): boolean;
 
-  /** Build and send a response in one step (createResponse + respond). */
+  /**
+   * Build and send a response in one step (createResponse + respond). Once the request is no
+   * longer held (the transaction has its final response), a late reply from the TU is discarded
+   * unbuilt, and what comes back is the final response that stands, read again from the bytes sent.
+   */
   reply(status: number, reason?: string, opts?: Parameters<typeof createResponse>[3]): SipResponse {
+    if (this.held === undefined && this.lastWire !== undefined)
+      return parseMessage(this.lastWire) as SipResponse;
     const res = createResponse(this.request, status, reason, opts);
     this.respond(res);
     return res;
   }
 
   protected transmit(res: SipResponse): void {
-    this.lastResponse = res;
     this.lastStatus = res.status;
+    const tag = res.toTag;
+    this.lastToTag = tag === undefined ? undefined : detach(tag);
     this.lastWire = res.serialize();
     this.resend();
   }
@@ -100,14 +103,14 @@ export class ServerInviteTransaction extends ServerTransaction {
 
   /** RFC 3261 §17.2.1: send 100 Trying unless the TU sends a provisional within 200 ms. */
   start(): void {
-    if (this.state !== 'proceeding' || this.lastResponse) return;
+    if (this.state !== 'proceeding' || this.lastStatus) return;
     this.startRetransmit(this.host.timers.trying100, '100');
   }
 
   onTimer(timer: TimerName): void {
     switch (timer) {
       case '100':
-        if (this.state === 'proceeding' && !this.lastResponse) this.reply(100, 'Trying');
+        if (this.state === 'proceeding' && !this.lastStatus) this.reply(100, 'Trying');
         return;
       case 'G':
       case 'H':
@@ -168,6 +171,9 @@ export class ServerInviteTransaction extends ServerTransaction {
     }
     // sent last: a synchronous transport error terminates with the timers already set
     this.transmit(res!);
+    // A final response stands: for Timer H or L (seconds, thousands at a time under load) keep
+    // only the bytes to resend, not the parsed request and response (see the non-INVITE case).
+    if (status >= 200) this.release();
     return false;
   }
 
@@ -220,17 +226,6 @@ export class ServerNonInviteTransaction extends ServerTransaction {
       default:
         return; // Completed: any other final from the TU is discarded
     }
-  }
-
-  /**
-   * Completed (or terminated), the request is no longer held: a late reply from the TU is
-   * discarded unbuilt, and what comes back is the final response that stands, read again
-   * from the bytes sent.
-   */
-  override reply(status: number, reason?: string, opts?: Parameters<typeof createResponse>[3]): SipResponse {
-    if (this.state === 'trying' || this.state === 'proceeding' || this.lastWire === undefined)
-      return super.reply(status, reason, opts);
-    return parseMessage(this.lastWire) as SipResponse;
   }
 
   onTimer(_timer: TimerName): void {

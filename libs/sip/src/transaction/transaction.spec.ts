@@ -161,6 +161,7 @@ describe('client INVITE transaction (RFC 3261 §17.1.1, RFC 6026)', () => {
     deliver(resp(invite, 486));
     assert.equal(tx.state, 'completed');
     assert.deepEqual(c.got, [180, 486]);
+    assert.throws(() => tx.request, /INVITE transaction z9hG4bKinv completed: its request is no longer held/);
     const ack = transport.sent[1].msg as SipRequest;
     assert.equal(ack.method, 'ACK');
     assert.equal(ack.uriText, 'sip:bob@192.0.2.1');
@@ -201,6 +202,7 @@ describe('client INVITE transaction (RFC 3261 §17.1.1, RFC 6026)', () => {
     const tx = layer.request(invite, udpTarget, c.u);
     deliver(resp(invite, 200));
     assert.equal(tx.state, 'accepted');
+    assert.throws(() => tx.request, /no longer held/, 'Accepted holds the request no longer');
     deliver(resp(invite, 200));
     deliver(resp(invite, 200, 'other-fork'));
     assert.deepEqual(c.got, [200, 200, 200]);
@@ -269,6 +271,7 @@ describe('client non-INVITE transaction (RFC 3261 §17.1.2)', () => {
     deliver(resp(r, 200));
     assert.deepEqual(c.got, [100, 200]);
     assert.equal(tx.state, 'completed');
+    assert.throws(() => tx.request, /REGISTER transaction .* completed/);
     clock.advance(10_000);
     assert.equal(transport.sent.length, before + 2, 'no retransmission in Completed');
     assert.equal(tx.state, 'terminated');
@@ -433,7 +436,7 @@ describe('server non-INVITE transaction (RFC 3261 §17.2.2)', () => {
     assert.equal(tx.request.method, 'REGISTER');
     const sent = tx.reply(200, undefined, { toTag: 'x', headers: [['Expires', '60']] });
     assert.equal(tx.lastStatus, 200);
-    assert.equal(tx.lastResponse, undefined);
+    assert.equal(tx.lastToTag, 'x');
     assert.throws(
       () => tx.request,
       /REGISTER transaction z9hG4bK-reg completed: its request is no longer held/,
@@ -454,14 +457,25 @@ describe('server non-INVITE transaction (RFC 3261 §17.2.2)', () => {
     assert.equal(transport.sent.length, 2);
   });
 
-  test('an INVITE server transaction keeps its request after its final response', () => {
-    const { deliver, tu } = setup();
-    deliver(req('INVITE'));
+  test('an INVITE server transaction lets its request go with its final response; a late reply sends nothing', () => {
+    const { transport, deliver, tu } = setup();
+    const invite = req('INVITE', { branch: 'z9hG4bK-inv' });
+    deliver(invite);
     const tx = tu.requests[0].tx!;
+    tx.reply(180, undefined, { toTag: 'x' });
+    assert.equal(tx.request.method, 'INVITE', 'held while it has no final response');
     tx.reply(486, undefined, { toTag: 'x' });
     assert.equal(tx.state, 'completed');
-    assert.equal(tx.request.method, 'INVITE');
-    assert.equal(tx.lastResponse?.status, 486);
+    assert.equal(tx.lastStatus, 486);
+    assert.throws(() => tx.request, /INVITE transaction z9hG4bK-inv completed/);
+    // The retransmitted INVITE gets the 486 again, from the bytes; the ACK still matches.
+    deliver(invite);
+    assert.deepEqual(transport.lines(), ['180', '486', '486']);
+    assert.equal(tx.reply(500).status, 486);
+    assert.equal(transport.sent.length, 3);
+    deliver(req('ACK', { branch: 'z9hG4bK-inv', toTag: 'x' }));
+    assert.equal(tx.state, 'confirmed');
+    assert.equal(tu.requests.length, 1);
   });
 
   test('over TCP Timer J is zero', () => {
