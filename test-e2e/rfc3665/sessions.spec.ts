@@ -152,6 +152,29 @@ describe('RFC 3665 §3 sessions through the proxy', () => {
     assert.deepEqual(ladder(b.log), ['< INVITE', '> 180', '> 200', '< ACK', '< BYE', '> 200'], why);
   });
 
+  test("3.1 with Alice's ACK late: Bob's 200 retransmissions reach her through the proxy after the call is answered", async () => {
+    const bob = await callee('3.1-bob.xml');
+    const alice = await caller('3.1-alice-late-ack.xml');
+    const [a, b] = await Promise.all([alice.done, bob.done]);
+    const why = explain(a, b);
+    // Bob's SIPp sends its 200 again every 500 ms until the ACK: at 0.5 and 1.0 s of Alice's 1.2 s.
+    const okToBob = ladder(b.log).filter((e) => e === '> 200').length;
+    assert.ok(okToBob >= 3, `Bob sent his 200 at least three times before the BYE's: ${why}`);
+    const invite = pick<SipResponse>(a.log, '< 200');
+    const copies = a.log
+      .filter((m) => m.dir === 'recv' && !m.msg.isRequest)
+      .map((m) => m.msg as SipResponse)
+      .filter((r) => r.status === 200 && r.cseq.method === 'INVITE');
+    assert.ok(copies.length >= 2, `the proxy forwarded the retransmitted 200s to Alice: ${why}`);
+    for (const r of copies) {
+      assert.equal(r.toTag, invite.toTag, why);
+      assert.deepEqual(r.getHeaderValues('Record-Route'), [rr], why);
+      assert.equal(r.vias.length, 1, why);
+    }
+    assert.equal(a.result.successful, 1, why);
+    assert.equal(b.result.successful, 1, why);
+  });
+
   test('3.7 re-INVITE after an IP address change: from her new address Alice re-INVITEs in the dialog through the proxy', async () => {
     const bob = await callee('3.7-bob.xml');
     const before = await (await caller('3.7-alice.xml')).done;

@@ -181,19 +181,51 @@ class Branch implements ClientTxUser, TimerOwner<'fr'> {
   tx?: ClientTransaction;
   /** Last provisional seen (a CANCEL may be sent only after one, §9.1). */
   provisional = false;
-  final?: SipResponse;
+  /** The branch has its final response (still true once `final` is let go). */
+  done = false;
   cancelled = false;
   /** fr_timer / fr_inv_timer of an INVITE branch (on the core's timer queue). */
   timer?: TimerSlot<'fr'>;
+  private held: SipRequest | undefined;
+  private response: SipResponse | undefined;
 
   constructor(
     private readonly core: BranchEvents,
     private readonly ctx: Context,
-    readonly req: SipRequest,
+    req: SipRequest,
     readonly target: SendTarget,
     /** The PSTN gateway this branch goes to (failover and health). */
     readonly gateway?: string,
-  ) {}
+  ) {
+    this.held = req;
+  }
+
+  /** The request sent on this branch; gone once the branch and its context have their final responses. */
+  get req(): SipRequest {
+    if (this.held === undefined) throw new Error('the branch has settled: its request is no longer held');
+    return this.held;
+  }
+
+  /** The branch's final response, until the context settles. */
+  get final(): SipResponse | undefined {
+    return this.response;
+  }
+
+  set final(res: SipResponse) {
+    this.response = res;
+    this.done = true;
+  }
+
+  /**
+   * The context has sent its final response and this branch has its own: let both messages go.
+   * An answered call's context stays for Timer L (seconds, thousands at a time under load) to
+   * forward 2xx retransmissions and answer a late CANCEL, and needs neither for that.
+   */
+  settle(): void {
+    if (!this.done) return;
+    this.held = undefined;
+    this.response = undefined;
+  }
 
   onResponse(res: SipResponse): void {
     this.core.onBranchResponse(this.ctx, this, res);
@@ -980,10 +1012,26 @@ export class ProxyCore implements TransactionUser, BranchEvents {
     this.maybeFinish(ctx);
   }
 
+  /**
+   * The context's final response is decided. A non-INVITE context leaves the table at once: no
+   * CANCEL can reach it, and its server transaction resends the final from its bytes for Timer J
+   * (seconds, thousands at a time under load), while the context would hold every message of it.
+   * Branches still waiting for their final response keep it until they have one.
+   */
+  private finalSent(ctx: Context): void {
+    ctx.finalSent = true;
+    if (ctx.req.method !== 'INVITE') this.contexts.delete(ctx.stx);
+  }
+
+  /** After the final response: the branches that have theirs let their messages go (Branch.settle). */
+  private settle(ctx: Context): void {
+    for (const b of ctx.branches) b.settle();
+  }
+
   /** A final response of our own for a call's context (no branch answered, or none was tried). */
   private finishWith(ctx: Context, status: number, reason: string): void {
     if (ctx.finalSent) return;
-    ctx.finalSent = true;
+    this.finalSent(ctx);
     this.d.clock.clearTimeout(ctx.noAnswer);
     const res = createResponse(ctx.req, status, reason, { toTag: newTag() });
     this.upstream(ctx, () => ctx.stx.respond(res));
@@ -993,6 +1041,7 @@ export class ProxyCore implements TransactionUser, BranchEvents {
       this.d.metrics.callFailed(status);
       this.account('Failed', ctx.req, res, ctx, ctx.req.uriText);
     }
+    this.settle(ctx);
   }
 
   private async nextGroup(ctx: Context): Promise<boolean> {
@@ -1111,8 +1160,8 @@ export class ProxyCore implements TransactionUser, BranchEvents {
     if (status < 300) {
       // §16.7 step 5: every 2xx is forwarded at once; the other branches are cancelled.
       const first = !ctx.finalSent;
-      b.final ??= res;
-      ctx.finalSent = true;
+      if (!b.done) b.final = res;
+      this.finalSent(ctx);
       // Calls with a granted time, and calls with relayed media (ended when the media stops), are remembered.
       const remember = ctx.maxSeconds !== undefined || this.d.media?.isAnchored(ctx.req.callId);
       if (first && remember && ctx.req.method === 'INVITE' && ctx.req.toTag === undefined)
@@ -1140,10 +1189,12 @@ export class ProxyCore implements TransactionUser, BranchEvents {
         }
         this.cancelOthers(ctx, b);
       }
+      this.settle(ctx);
       return;
     }
-    if (b.final) return; // a retransmission the transaction let through
+    if (b.done) return; // a retransmission the transaction let through
     b.final = res;
+    if (ctx.finalSent) return this.settle(ctx); // a late final (a cancelled fork): nothing to choose
     if ((status === 401 || status === 407) && b.unprepared && this.answerGatewayChallenge(ctx, b, res))
       return;
     if (status >= 600) {
@@ -1157,7 +1208,7 @@ export class ProxyCore implements TransactionUser, BranchEvents {
   /** §16.7 step 6: when every branch has a final response (and no target is left), send the best. */
   private maybeFinish(ctx: Context): void {
     if (ctx.finalSent || ctx.retrying > 0) return;
-    if (ctx.branches.some((b) => !b.final)) return;
+    if (ctx.branches.some((b) => !b.done)) return;
     this.noteGatewayHealth(ctx);
     if (ctx.failover && ctx.pending.length && !ctx.cancelled) {
       // PSTN failover: the next gateway after a timeout, 408 or 5xx (not after a 4xx or 6xx: the number's fault).
@@ -1208,7 +1259,7 @@ export class ProxyCore implements TransactionUser, BranchEvents {
       res.popVia();
       if (best.status === 401 || best.status === 407) this.aggregateChallenges(ctx, res);
     }
-    ctx.finalSent = true;
+    this.finalSent(ctx);
     this.upstream(ctx, () => ctx.stx.respond(res));
     if (res.status >= 300 && ctx.req.method === 'INVITE') void this.d.media?.end(ctx.req.callId);
     this.d.metrics.response(res.status, true);
@@ -1217,6 +1268,7 @@ export class ProxyCore implements TransactionUser, BranchEvents {
       if (ctx.req.toTag === undefined && res.status >= 300)
         this.account('Failed', ctx.req, res, ctx, ctx.req.uriText);
     }
+    this.settle(ctx);
   }
 
   /**
@@ -1427,7 +1479,7 @@ export class ProxyCore implements TransactionUser, BranchEvents {
     // A branch that never got a provisional has no CANCEL to send yet (§9.1): count it as a 487 now (tm's
     // cancel_b_method 0), so the caller is not kept waiting for fr_timer; a late provisional still gets its CANCEL.
     for (const b of ctx.branches) {
-      if (b.final || b.provisional || b.req.method !== 'INVITE') continue;
+      if (b.done || b.provisional || b.req.method !== 'INVITE') continue;
       if (b.timer !== undefined) this.branchTimers.disarm(b.timer);
       b.timer = undefined;
       b.final = createResponse(b.req, 487, 'Request Terminated', { toTag: newTag() });
@@ -1439,7 +1491,7 @@ export class ProxyCore implements TransactionUser, BranchEvents {
   }
 
   private cancelBranch(b: Branch): void {
-    if (b.final || b.cancelled || b.req.method !== 'INVITE') return;
+    if (b.done || b.cancelled || b.req.method !== 'INVITE') return;
     b.cancelled = true;
     if (b.provisional) this.sendCancel(b);
   }
@@ -1457,7 +1509,7 @@ export class ProxyCore implements TransactionUser, BranchEvents {
   /** @internal fr_timer / fr_inv_timer: give up on a branch (CANCEL it, count it as a 408). */
   branchTimeout(ctx: Context, b: Branch): void {
     b.timer = undefined;
-    if (b.final) return;
+    if (b.done) return;
     ctx.timedOut = true;
     if (b.provisional) this.sendCancel(b);
     else b.tx?.abandon(); // no response at all: stop retransmitting to a dead hop
