@@ -3,7 +3,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createSocket } from 'node:dgram';
-import type { SipRequest, SipResponse } from '@switchboard/sip';
+import { createResponse, parseMessage, type SipRequest, type SipResponse } from '@switchboard/sip';
 import { startPlatform, type RunningPlatform } from '../lib/platform';
 import { register } from '../lib/ua';
 import { explain, ladder, pick, ua, type Logged, type UaRun } from './lib';
@@ -258,9 +258,11 @@ describe('RFC 3665 §3 sessions through the proxy', () => {
     assert.equal(terminated.toTag, pick<SipResponse>(a.log, '< 180').toTag);
   });
 
-  test('3.8 with a second contact that never answers: the CANCEL still ends the call with 487, not 408', async () => {
+  test('3.8 with a second contact that never answers: the CANCEL still ends the call with 487, not 408; its late 180 gets a CANCEL', async () => {
     const bob = await callee('3.8-bob.xml');
-    const silent = createSocket('udp4'); // a phone that swallows everything
+    const silent = createSocket('udp4'); // a phone that swallows everything (until the end)
+    const heard: SipRequest[] = [];
+    silent.on('message', (m) => heard.push(parseMessage(m) as SipRequest));
     await new Promise<void>((r) => silent.bind(0, '127.0.0.1', r));
     const dead = `sip:bob@127.0.0.1:${silent.address().port}`;
     try {
@@ -281,6 +283,19 @@ describe('RFC 3665 §3 sessions through the proxy', () => {
         why,
       );
       assert.equal(a.result.successful, 1, why);
+      // The call is over for Alice. The silent phone now rings (§9.1: a CANCEL waits for a provisional):
+      // the proxy, which had counted that branch as a 487, sends it its CANCEL.
+      const invite = heard.find((m) => m.method === 'INVITE');
+      assert.ok(invite, 'the second contact was sent the INVITE');
+      const ringing = createResponse(invite, 180, 'Ringing', { toTag: 'late' }).serialize();
+      silent.send(ringing, proxy.port, proxy.host);
+      const deadline = Date.now() + 3000;
+      while (!heard.some((m) => m.method === 'CANCEL') && Date.now() < deadline)
+        await new Promise((r) => setTimeout(r, 20));
+      const cancel = heard.find((m) => m.method === 'CANCEL');
+      assert.ok(cancel, `a CANCEL for the late 180: ${JSON.stringify(heard.map((m) => m.method))}`);
+      assert.equal(cancel.via.branch, invite.via.branch);
+      assert.equal(cancel.callId, invite.callId);
     } finally {
       await register({
         proxy,

@@ -223,8 +223,11 @@ class Branch implements ClientTxUser, TimerOwner<'fr'> {
    */
   settle(): void {
     if (!this.done) return;
-    this.held = undefined;
     this.response = undefined;
+    // Counted as a 487 before any provisional (stopBranches): its transaction still runs, and a
+    // provisional arriving later gets the CANCEL (§9.1), which is built from the request.
+    if (this.cancelled && !this.provisional && this.tx !== undefined && !this.tx.terminated) return;
+    this.held = undefined;
   }
 
   onResponse(res: SipResponse): void {
