@@ -1189,6 +1189,13 @@ export class ProxyCore implements TransactionUser, BranchEvents {
         if (ctx.req.method === 'INVITE') {
           this.d.metrics.callAnswered(this.d.clock.now() - ctx.started);
           if (ctx.req.toTag === undefined) this.account('Start', ctx.req, res, ctx, b.req.uriText, b.gateway);
+          // Answered: for Timer L the context reads only the INVITE's method, Call-ID and tags (2xx
+          // retransmissions, a late CANCEL); the INVITE as received (body, headers, datagram) can go,
+          // unless the call is remembered, which keeps it anyway.
+          if (!remember) {
+            ctx.req = skeleton(ctx.req);
+            ctx.callerContact = undefined;
+          }
         }
         this.cancelOthers(ctx, b);
       }
@@ -1591,6 +1598,15 @@ export class ProxyCore implements TransactionUser, BranchEvents {
       port: typeof rport === 'number' ? rport : (v.port ?? 5060),
     };
   }
+}
+
+/** A request of its own with what identifies `req` (Request-URI, top Via, From, To, Call-ID, CSeq), no body. */
+function skeleton(req: SipRequest): SipRequest {
+  const text =
+    `${req.method} ${req.uriText} SIP/2.0\r\nVia: ${req.getHeader('Via')}\r\nFrom: ${req.getHeader('From')}\r\n` +
+    `To: ${req.getHeader('To')}\r\nCall-ID: ${req.callId}\r\nCSeq: ${req.cseq.seq} ${req.cseq.method}\r\n` +
+    'Content-Length: 0\r\n\r\n';
+  return parseMessage(Buffer.from(text)) as SipRequest;
 }
 
 // One-shot digest (no Hash object per call); the same MD5 as before.
