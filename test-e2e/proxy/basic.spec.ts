@@ -56,6 +56,8 @@ test('a phone registers with digest auth, and 20 calls from a trusted peer reach
     const metrics = await p.metrics();
     assert.equal(metricValue(metrics, 'switchboard_sip_requests_total', 'method="INVITE"'), 20);
     assert.equal(metricValue(metrics, 'switchboard_calls_total', 'outcome="answered"'), 20);
+    // Answered calls are not active calls, though their contexts stay for Timer L (5 s).
+    assert.equal(metricValue(metrics, 'switchboard_calls_active'), 0);
     if (!(loadUdpSenderAddon() instanceof Error)) {
       // UDP went out on the native send thread: per call the INVITE, 100, 180, 200, ACK, BYE and its 200
       const sent = metricValue(metrics, 'switchboard_sip_udp_send_thread_datagrams_total', 'outcome="sent"');

@@ -502,7 +502,7 @@ export const sipProxyService = defineService({
     const running: { core?: ProxyCore } = {};
     const metrics = new ProxyMetrics(ctx.metrics, {
       transactions: () => Object.values(tl.counts).reduce((a, b) => a + b, 0),
-      callsActive: () => running.core?.activeContexts ?? 0,
+      callsActive: () => running.core?.activeCalls ?? 0,
       bannedSources: () => guard.bannedSources(),
       gatewaysDown: () => gateways.down().length,
       udpSendThread: () => transport.udpSendStats(),

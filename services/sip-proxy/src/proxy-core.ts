@@ -288,6 +288,8 @@ const bare = (h: string) => h.replace(/^\[|\]$/g, '');
 export class ProxyCore implements TransactionUser, BranchEvents {
   /** Live response contexts by server transaction. */
   private readonly contexts = new Map<ServerTransaction, Context>();
+  /** INVITE contexts without a final response yet. */
+  private pendingInvites = 0;
   /** The branches' fr_timer and fr_inv_timer (one clock timer for all). */
   private readonly branchTimers: TimerQueue<'fr'>;
 
@@ -373,8 +375,9 @@ export class ProxyCore implements TransactionUser, BranchEvents {
     void this.d.media?.end(call.callId);
   }
 
-  get activeContexts(): number {
-    return this.contexts.size;
+  /** INVITEs being forwarded that have no final response yet (switchboard_calls_active). */
+  get activeCalls(): number {
+    return this.pendingInvites;
   }
 
   // ------------------------------------------------------------- requests in
@@ -728,7 +731,12 @@ export class ProxyCore implements TransactionUser, BranchEvents {
       upstreamQueued: 0,
     };
     this.contexts.set(stx, ctx);
-    stx.onTerminated = () => this.contexts.delete(stx);
+    const invite = req.method === 'INVITE';
+    if (invite) this.pendingInvites++;
+    stx.onTerminated = () => {
+      this.contexts.delete(stx);
+      if (invite && !ctx.finalSent) this.pendingInvites--; // ended without a final (a transport error)
+    };
     return ctx;
   }
 
@@ -1022,8 +1030,10 @@ export class ProxyCore implements TransactionUser, BranchEvents {
    * Branches still waiting for their final response keep it until they have one.
    */
   private finalSent(ctx: Context): void {
+    if (ctx.finalSent) return;
     ctx.finalSent = true;
-    if (ctx.req.method !== 'INVITE') this.contexts.delete(ctx.stx);
+    if (ctx.req.method === 'INVITE') this.pendingInvites--;
+    else this.contexts.delete(ctx.stx);
   }
 
   /** After the final response: the branches that have theirs let their messages go (Branch.settle). */
