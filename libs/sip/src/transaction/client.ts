@@ -63,9 +63,6 @@ export function cancelFor(invite: SipRequest): SipRequest {
 export abstract class ClientTransaction extends Transaction {
   /** The serialized request, sent and retransmitted as is. */
   protected readonly wire: Buffer;
-  /** The request's method (what a response's CSeq must name, RFC 3261 §17.1.3). */
-  readonly method: string;
-  private held: SipRequest | undefined;
 
   constructor(
     host: TxHost,
@@ -74,26 +71,8 @@ export abstract class ClientTransaction extends Transaction {
     target: SendTarget,
     protected user: ClientTxUser,
   ) {
-    super(host, branch, target);
-    this.held = request;
-    this.method = request.method;
+    super(host, request, branch, target);
     this.wire = request.serialize();
-  }
-
-  /** The request sent; gone once the transaction has its final response. */
-  get request(): SipRequest {
-    if (this.held === undefined)
-      throw new Error(`${this.method} transaction ${this.branch} completed: its request is no longer held`);
-    return this.held;
-  }
-
-  /**
-   * A final response arrived: for Timer D, K or M (seconds, thousands at a time under load) the
-   * transaction keeps only the bytes it may send again, not the parsed request (most of its
-   * memory, and what the garbage collector would otherwise copy and mark).
-   */
-  protected release(): void {
-    this.held = undefined;
   }
 
   abstract readonly isInvite: boolean;

@@ -14,10 +14,8 @@ export abstract class ServerTransaction extends Transaction {
   /** Status and To tag of the last response sent; 0 and undefined before any. */
   lastStatus = 0;
   lastToTag: string | undefined;
-  /** What matches a request to this transaction besides the branch (RFC 3261 §17.2.3). */
-  readonly method: string;
+  /** What matches a request to this transaction besides the branch and method (RFC 3261 §17.2.3). */
   readonly sentBy: string;
-  private held: SipRequest | undefined;
   /** Matching-table keys, kept by the transaction layer (RFC 2543 fallback, §8.2.2.2 merge index). */
   legacyKey: string | undefined;
   mergeKey: string | undefined;
@@ -32,22 +30,8 @@ export abstract class ServerTransaction extends Transaction {
     /** Where the request came from (connection id = flow). */
     readonly source: Source,
   ) {
-    super(host, branch, target);
-    this.held = request;
-    this.method = request.method;
+    super(host, request, branch, target);
     this.sentBy = detach(request.via.sentBy);
-  }
-
-  /** The request that created the transaction; gone once a non-INVITE transaction completed. */
-  get request(): SipRequest {
-    if (this.held === undefined)
-      throw new Error(`${this.method} transaction ${this.branch} completed: its request is no longer held`);
-    return this.held;
-  }
-
-  /** The request has been answered for good: only the response's bytes stay, for retransmissions. */
-  protected release(): void {
-    this.held = undefined;
   }
 
   abstract readonly isInvite: boolean;

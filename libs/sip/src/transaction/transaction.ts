@@ -31,16 +31,38 @@ export abstract class Transaction implements TimerOwner<TimerName> {
   protected interval = 0;
   /** Called once, when the transaction reaches Terminated. */
   onTerminated: ((tx: Transaction) => void) | undefined;
-  /** The request that created the transaction. */
-  abstract readonly request: SipRequest;
+  /** The request's method (what matches, besides the branch: RFC 3261 §17.1.3, §17.2.3). */
+  readonly method: string;
+  /** The request, until the transaction has its final response (`release`). */
+  protected held: SipRequest | undefined;
 
   constructor(
     protected readonly host: TxHost,
+    request: SipRequest,
     /** Topmost Via branch: the primary matching key. */
     readonly branch: string,
     /** Where the request is sent (client) or responses go (server). */
     public target: SendTarget,
-  ) {}
+  ) {
+    this.held = request;
+    this.method = request.method;
+  }
+
+  /** The request that created the transaction; gone once it has its final response. */
+  get request(): SipRequest {
+    if (this.held === undefined)
+      throw new Error(`${this.method} transaction ${this.branch} completed: its request is no longer held`);
+    return this.held;
+  }
+
+  /**
+   * The final response is sent or received: for Timers D, H, J, K, L or M (seconds, thousands at a
+   * time under load) the transaction keeps only the bytes it may send again, not the parsed
+   * request (most of its memory, and what the garbage collector would otherwise copy and mark).
+   */
+  protected release(): void {
+    this.held = undefined;
+  }
 
   /** Retransmissions happen on unreliable transports only (RFC 3261 §17.1.1.2, §17.1.2.2, §17.2.1). */
   get reliable(): boolean {
