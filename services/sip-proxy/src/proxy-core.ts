@@ -28,6 +28,7 @@ import {
   type SendTarget,
   type TimerOwner,
   type ServerTransaction,
+  type SipMessage,
   type SipRequest,
   type SipResponse,
   type SipUri,
@@ -409,6 +410,17 @@ export class ProxyCore implements TransactionUser, BranchEvents {
     if (verdict === 'ok') return true;
     this.d.metrics.dropped(verdict);
     return false;
+  }
+
+  /** A failure of ours while handling a message: logged; the proxy goes on (the request got a 500). */
+  onError(err: unknown, msg: SipMessage, src: Source): void {
+    let callId: string | undefined;
+    try {
+      callId = msg.callId;
+    } catch {
+      callId = undefined;
+    }
+    this.d.logger.error({ err, callId, from: `${src.address}:${src.port}` }, 'SIP message not handled');
   }
 
   onStrayResponse(res: SipResponse, _src: Source): void {

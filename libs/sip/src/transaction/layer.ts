@@ -60,6 +60,12 @@ export interface TransactionUser {
   /** A connection (flow) closed. */
   onConnectionClosed?(connId: number): void;
   /**
+   * The TU threw while handling a message (a bug, not bad input): the layer goes on serving. A new
+   * request whose handler threw before any final response was answered 500 through its
+   * transaction. Without this handler the error is thrown on.
+   */
+  onError?(err: unknown, msg: SipMessage, src: Source): void;
+  /**
    * Called for a request that matched no transaction, before one is created:
    * false drops it unanswered and leaves no state (rate limits, bans).
    */
@@ -195,6 +201,7 @@ export class TransactionLayer implements TxHost, TransportUser<SipMessage> {
       // Lazily parsed routing headers (Via, CSeq, From, To) can still be malformed.
       if (err instanceof SipParseError)
         this.onParseError(msg.buf.length ? msg.buf : msg.serialize(), err, src);
+      else if (this.user?.onError) this.user.onError(err, msg, src);
       else throw err;
     }
   }
@@ -302,9 +309,13 @@ export class TransactionLayer implements TxHost, TransportUser<SipMessage> {
     try {
       user?.onRequest(req, created, src);
     } catch (err) {
-      // The TU read a malformed header lazily: answer through the transaction.
-      if (!(err instanceof SipParseError)) throw err;
-      if (created.lastStatus < 200) created.reply(err.status, undefined, { toTag: newTag() });
+      // The TU read a malformed header lazily (its status), or failed (500): answer through the transaction.
+      const parse = err instanceof SipParseError;
+      if (created.lastStatus < 200)
+        created.reply(parse ? err.status : 500, parse ? undefined : 'Server Internal Error', {
+          toTag: newTag(),
+        });
+      if (!parse) throw err;
     }
     // RFC 3261 §17.2.1: the automatic 100 Trying timer, only if the TU did not answer yet.
     if (created instanceof ServerInviteTransaction) created.start();

@@ -501,6 +501,49 @@ describe('server non-INVITE transaction (RFC 3261 §17.2.2)', () => {
 });
 
 describe('TransactionLayer matching', () => {
+  test('a TU that throws (a bug): the request gets a 500, onError hears it, and the layer goes on', () => {
+    const clock = new FakeClock();
+    const transport = new FakeTransport();
+    const layer = new TransactionLayer({ transport, clock });
+    const errors: string[] = [];
+    const handled: string[] = [];
+    layer.attach({
+      onRequest: (r, tx) => {
+        if (r.method === 'MESSAGE') throw new Error('boom');
+        handled.push(r.method);
+        tx?.reply(200, undefined, { toTag: 'x' });
+      },
+      onError: (err, msg) => errors.push(`${(err as Error).message} ${msg.callId}`),
+    });
+    const deliver = (m: Msg) => transport.user.onMessage(parseMessage(m.serialize()), src());
+    deliver(req('MESSAGE', { branch: 'z9hG4bK-m', callId: 'c-boom' }));
+    assert.deepEqual(transport.lines(), ['500']);
+    assert.deepEqual(errors, ['boom c-boom']);
+    deliver(req('OPTIONS', { branch: 'z9hG4bK-o' }));
+    assert.deepEqual(handled, ['OPTIONS']);
+    assert.deepEqual(transport.lines(), ['500', '200']);
+    // A response whose client transaction's user throws: reported the same way.
+    const r = req('INVITE', { branch: 'z9hG4bK-c' });
+    layer.request(r, udpTarget, {
+      onResponse: () => {
+        throw new Error('late');
+      },
+    });
+    deliver(resp(r, 180));
+    assert.deepEqual(errors, ['boom c-boom', 'late call-1']);
+  });
+
+  test('without onError, what the TU throws is thrown on', () => {
+    const { layer, transport } = setup();
+    layer.attach({
+      onRequest: () => {
+        throw new Error('boom');
+      },
+    });
+    assert.throws(() => transport.user.onMessage(parseMessage(req('MESSAGE').serialize()), src()), /boom/);
+    assert.deepEqual(transport.lines(), ['500']);
+  });
+
   test('answerStateless: the response goes out without a transaction, a retransmission asks again', () => {
     const { layer, transport, deliver, tu } = setup();
     const asked: string[] = [];
