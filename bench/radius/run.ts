@@ -40,15 +40,9 @@ import {
   requireKafka,
   uniqueName,
 } from '@switchboard/platform/testing';
+import { cliArgs, nodeFlags } from '../args';
 
-const args = Object.fromEntries(
-  process.argv.slice(2).map((a) => {
-    // up to the first '=': a value may hold more (--node-flags=--max-semi-space-size=32)
-    const kv = a.replace(/^--/, '');
-    const i = kv.indexOf('=');
-    return i < 0 ? [kv, 'true'] : [kv.slice(0, i), kv.slice(i + 1)];
-  }),
-);
+const args = cliArgs();
 const REQUESTS = Number(args.requests ?? 20000);
 const WINDOW = Number(args.window ?? 256);
 const ROUNDS = Number(args.rounds ?? 3);
@@ -261,9 +255,7 @@ async function startSwitchboard(): Promise<{
   }
   const profile = [
     ...(PROFILE_DIR ? ['--cpu-prof', `--cpu-prof-dir=${PROFILE_DIR}`] : []),
-    ...String(args['node-flags'] ?? '')
-      .split(' ')
-      .filter(Boolean),
+    ...nodeFlags(args),
   ];
   const child: ChildProcess = spawn(
     process.execPath,

@@ -43,15 +43,9 @@ import { RatingEngine } from '@switchboard/rating';
 import { importPlan } from '../../services/rating/src/csv';
 import { rateCall, PlanBook } from '../../services/rating/src/tariff';
 import { startRecord, stopRecord } from '../../services/rating/src/testing';
+import { cliArgs, nodeFlags } from '../args';
 
-const args = Object.fromEntries(
-  process.argv.slice(2).map((a) => {
-    // up to the first '=': a value may hold more (--node-flags=--max-semi-space-size=32)
-    const kv = a.replace(/^--/, '');
-    const i = kv.indexOf('=');
-    return i < 0 ? [kv, 'true'] : [kv.slice(0, i), kv.slice(i + 1)];
-  }),
-);
+const args = cliArgs();
 const CALLS = Number(args.calls ?? 5000);
 const DESTINATIONS = Number(args.destinations ?? 20000);
 const RATES = String(args.rate ?? '1000,250')
@@ -69,9 +63,7 @@ const CHILD = join(import.meta.dirname, '../../services/rating/src/child.ts');
  */
 const PROFILE = [
   ...(args.profile ? ['--cpu-prof', `--cpu-prof-dir=${args.profile}`] : []),
-  ...String(args['node-flags'] ?? '')
-    .split(' ')
-    .filter(Boolean),
+  ...nodeFlags(args),
 ];
 const T0 = Date.parse('2026-11-25T10:00:00Z');
 
