@@ -289,8 +289,6 @@ const bare = (h: string) => h.replace(/^\[|\]$/g, '');
 export class ProxyCore implements TransactionUser, BranchEvents {
   /** Live response contexts by server transaction. */
   private readonly contexts = new Map<ServerTransaction, Context>();
-  /** INVITE contexts without a final response yet. */
-  private pendingInvites = 0;
   /** The branches' fr_timer and fr_inv_timer (one clock timer for all). */
   private readonly branchTimers: TimerQueue<'fr'>;
 
@@ -378,7 +376,9 @@ export class ProxyCore implements TransactionUser, BranchEvents {
 
   /** INVITEs being forwarded that have no final response yet (switchboard_calls_active). */
   get activeCalls(): number {
-    return this.pendingInvites;
+    let n = 0;
+    for (const ctx of this.contexts.values()) if (!ctx.finalSent && ctx.req.method === 'INVITE') n++;
+    return n;
   }
 
   // ------------------------------------------------------------- requests in
@@ -743,12 +743,7 @@ export class ProxyCore implements TransactionUser, BranchEvents {
       upstreamQueued: 0,
     };
     this.contexts.set(stx, ctx);
-    const invite = req.method === 'INVITE';
-    if (invite) this.pendingInvites++;
-    stx.onTerminated = () => {
-      this.contexts.delete(stx);
-      if (invite && !ctx.finalSent) this.pendingInvites--; // ended without a final (a transport error)
-    };
+    stx.onTerminated = () => this.contexts.delete(stx);
     return ctx;
   }
 
@@ -1042,10 +1037,8 @@ export class ProxyCore implements TransactionUser, BranchEvents {
    * Branches still waiting for their final response keep it until they have one.
    */
   private finalSent(ctx: Context): void {
-    if (ctx.finalSent) return;
     ctx.finalSent = true;
-    if (ctx.req.method === 'INVITE') this.pendingInvites--;
-    else this.contexts.delete(ctx.stx);
+    if (ctx.req.method !== 'INVITE') this.contexts.delete(ctx.stx);
   }
 
   /** After the final response: the branches that have theirs let their messages go (Branch.settle). */
