@@ -31,6 +31,8 @@ export interface LimiterDeps {
   /** The call was cut: account its Stop (the BYE toward the callee stands for the call). */
   onCut(call: LimitedCall, bye: SipRequest): void;
   isSelf(routeValue: string): boolean;
+  /** Cutting a call threw (a bug): reported, not thrown out of the clock. */
+  onError(err: unknown, callId: string): void;
 }
 
 export class CallLimiter {
@@ -83,7 +85,13 @@ export class CallLimiter {
     };
     this.end(call.callId);
     if (seconds !== undefined)
-      call.timer = this.d.clock.setTimeout(() => this.cut(call, 'Credit time exhausted'), seconds * 1000);
+      call.timer = this.d.clock.setTimeout(() => {
+        try {
+          this.cut(call, 'Credit time exhausted');
+        } catch (err) {
+          this.d.onError(err, call.callId);
+        }
+      }, seconds * 1000);
     this.calls.set(call.callId, call);
   }
 

@@ -238,6 +238,10 @@ class Branch implements ClientTxUser, TimerOwner<'fr'> {
   onTimer(): void {
     this.core.branchTimeout(this.ctx, this);
   }
+
+  get callId(): string {
+    return this.ctx.req.callId;
+  }
 }
 
 /** One forwarded request: its server transaction and its branches (§16.2 response context). */
@@ -299,9 +303,10 @@ export class ProxyCore implements TransactionUser, BranchEvents {
     private readonly d: ProxyDeps,
     private readonly opts: ProxyOptions,
   ) {
-    this.branchTimers = new TimerQueue(d.clock);
+    this.branchTimers = new TimerQueue(d.clock, (err, b) => this.timerFailed(err, (b as Branch).callId));
     this.limiter = new CallLimiter({
       clock: d.clock,
+      onError: (err, callId) => this.timerFailed(err, callId),
       send: (bye, target) => this.originate(bye, target),
       onCut: (call, bye) => this.callCut(call, bye),
       isSelf: (rr) => this.isSelfRoute(rr),
@@ -413,14 +418,21 @@ export class ProxyCore implements TransactionUser, BranchEvents {
   }
 
   /** A failure of ours while handling a message: logged; the proxy goes on (the request got a 500). */
-  onError(err: unknown, msg: SipMessage, src: Source): void {
+  onError(err: unknown, msg: SipMessage | undefined, src: Source | undefined): void {
     let callId: string | undefined;
     try {
-      callId = msg.callId;
+      callId = msg?.callId;
     } catch {
       callId = undefined;
     }
-    this.d.logger.error({ err, callId, from: `${src.address}:${src.port}` }, 'SIP message not handled');
+    if (src)
+      this.d.logger.error({ err, callId, from: `${src.address}:${src.port}` }, 'SIP message not handled');
+    else this.timerFailed(err, callId);
+  }
+
+  /** A SIP timer threw (a bug): logged with the Call-ID, and the proxy goes on serving. */
+  private timerFailed(err: unknown, callId: string | undefined): void {
+    this.d.logger.error({ err, callId }, 'SIP timer failed');
   }
 
   onStrayResponse(res: SipResponse, _src: Source): void {
@@ -881,7 +893,16 @@ export class ProxyCore implements TransactionUser, BranchEvents {
         const noAnswer = callee && forwardingFor(callee, 'no-answer');
         if (noAnswer) {
           this.d.clock.clearTimeout(ctx.noAnswer);
-          ctx.noAnswer = this.d.clock.setTimeout(() => this.noAnswer(ctx), (noAnswer.timeout ?? 20) * 1000);
+          ctx.noAnswer = this.d.clock.setTimeout(
+            () => {
+              try {
+                this.noAnswer(ctx);
+              } catch (err) {
+                this.timerFailed(err, ctx.req.callId);
+              }
+            },
+            (noAnswer.timeout ?? 20) * 1000,
+          );
         }
         return this.go(ctx, first);
       }

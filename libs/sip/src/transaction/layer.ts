@@ -62,9 +62,11 @@ export interface TransactionUser {
   /**
    * The TU threw while handling a message (a bug, not bad input): the layer goes on serving. A new
    * request whose handler threw before any final response was answered 500 through its
-   * transaction. Without this handler the error is thrown on.
+   * transaction. The same for a transaction's timer (no source then; no message either once the
+   * transaction let its request go): the transaction ends. Without this handler the error is
+   * thrown on.
    */
-  onError?(err: unknown, msg: SipMessage, src: Source): void;
+  onError?(err: unknown, msg: SipMessage | undefined, src: Source | undefined): void;
   /**
    * Called for a request that matched no transaction, before one is created:
    * false drops it unanswered and leaves no state (rate limits, bans).
@@ -110,7 +112,7 @@ export class TransactionLayer implements TxHost, TransportUser<SipMessage> {
   constructor(opts: TransactionLayerOptions) {
     this.clock = opts.clock ?? systemClock;
     this.timers = timerConfig(opts.timers);
-    this.timerQueue = new TimerQueue(this.clock);
+    this.timerQueue = new TimerQueue(this.clock, (err, owner) => this.timerFailed(err, owner as Transaction));
     this.transport = opts.transport;
     this.transport.attach(this);
   }
@@ -204,6 +206,22 @@ export class TransactionLayer implements TxHost, TransportUser<SipMessage> {
       else if (this.user?.onError) this.user.onError(err, msg, src);
       else throw err;
     }
+  }
+
+  /**
+   * A transaction's timer threw (most likely its TU, handed a 408 or 503 from Timer B or F): the
+   * transaction ends, the TU's onError hears it (with the request when still held), and the other
+   * timers fire on. Without onError it is thrown on.
+   */
+  private timerFailed(err: unknown, tx: Transaction): void {
+    let req: SipRequest | undefined;
+    try {
+      req = tx.failed();
+    } catch {
+      // its onTerminated threw too: it is out of the tables all the same
+    }
+    if (!this.user?.onError) throw err;
+    this.user.onError(err, req, undefined);
   }
 
   onParseError(raw: Buffer, err: Error, src: Source): void {

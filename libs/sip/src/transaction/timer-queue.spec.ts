@@ -86,4 +86,33 @@ describe('TimerQueue', () => {
     clock.advance(300);
     assert.deepEqual(fired, ['b', 'a']);
   });
+  test('a handler that throws: onError hears it and the other due timers still fire; without onError it is thrown on', () => {
+    const clock = new FakeClock(1000);
+    const errors: string[] = [];
+    const fired: string[] = [];
+    const boom = {
+      onTimer: () => {
+        throw new Error('boom');
+      },
+    };
+    const ok = { onTimer: (k: string) => fired.push(k) };
+    const q = new TimerQueue<string>(clock, (err, owner) =>
+      errors.push(`${(err as Error).message} ${owner === boom}`),
+    );
+    q.arm(new TimerSlot(boom, 'x'), 100, 'B');
+    q.arm(new TimerSlot(ok, 'x'), 100, 'F');
+    q.arm(new TimerSlot(ok, 'x'), 200, 'J');
+    clock.advance(100);
+    assert.deepEqual(errors, ['boom true']);
+    assert.deepEqual(fired, ['F']);
+    clock.advance(100);
+    assert.deepEqual(fired, ['F', 'J'], 'the queue runs on');
+
+    const bare = new TimerQueue<string>(clock);
+    bare.arm(new TimerSlot(boom, 'x'), 100, 'B');
+    bare.arm(new TimerSlot(ok, 'x'), 300, 'K');
+    assert.throws(() => clock.advance(100), /boom/);
+    clock.advance(200);
+    assert.deepEqual(fired, ['F', 'J', 'K'], 'rescheduled before the error went on');
+  });
 });

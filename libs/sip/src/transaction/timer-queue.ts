@@ -51,7 +51,14 @@ export class TimerQueue<K> {
   private running = false;
   private readonly run = (): void => this.fireDue();
 
-  constructor(private readonly clock: Clock) {}
+  /**
+   * onError: a timer's handler threw. The queue fires the other due timers and keeps running;
+   * without it the error is thrown on (out of the clock's callback).
+   */
+  constructor(
+    private readonly clock: Clock,
+    private readonly onError?: (err: unknown, owner: TimerOwner<K>) => void,
+  ) {}
 
   /** Number of armed timers (tests, metrics). */
   get size(): number {
@@ -133,7 +140,12 @@ export class TimerQueue<K> {
         const s = this.earliest();
         if (s === null || s.due > this.clock.now()) break;
         this.unlink(s);
-        s.owner.onTimer(s.kind);
+        try {
+          s.owner.onTimer(s.kind);
+        } catch (err) {
+          if (!this.onError) throw err;
+          this.onError(err, s.owner);
+        }
       }
     } finally {
       this.running = false;

@@ -513,7 +513,7 @@ describe('TransactionLayer matching', () => {
         handled.push(r.method);
         tx?.reply(200, undefined, { toTag: 'x' });
       },
-      onError: (err, msg) => errors.push(`${(err as Error).message} ${msg.callId}`),
+      onError: (err, msg) => errors.push(`${(err as Error).message} ${msg?.callId}`),
     });
     const deliver = (m: Msg) => transport.user.onMessage(parseMessage(m.serialize()), src());
     deliver(req('MESSAGE', { branch: 'z9hG4bK-m', callId: 'c-boom' }));
@@ -531,6 +531,28 @@ describe('TransactionLayer matching', () => {
     });
     deliver(resp(r, 180));
     assert.deepEqual(errors, ['boom c-boom', 'late call-1']);
+  });
+
+  test("a TU that throws on a timer's 408: onError hears it with the request, the transaction ends, the layer goes on", () => {
+    const { layer, transport, clock } = setup();
+    const errors: string[] = [];
+    layer.attach({
+      onRequest: () => {},
+      onError: (err, msg, s) => errors.push(`${(err as Error).message} ${msg?.callId} ${s}`),
+    });
+    const c = clientUser();
+    const thrower = layer.request(req('OPTIONS', { branch: 'z9hG4bK-t1', callId: 'c-timer' }), udpTarget, {
+      onResponse: () => {
+        throw new Error('on 408');
+      },
+    });
+    const other = layer.request(req('OPTIONS', { branch: 'z9hG4bK-t2' }), udpTarget, c.u);
+    clock.advance(32_000); // Timer F of both
+    assert.deepEqual(errors, ['on 408 c-timer undefined']);
+    assert.equal(thrower.state, 'terminated');
+    assert.equal(layer.counts.clientNonInvite, 0, 'both out of the tables');
+    assert.deepEqual(c.got, [408], "the other transaction's timer fired too");
+    assert.ok(transport.sent.length > 2);
   });
 
   test('without onError, what the TU throws is thrown on', () => {

@@ -93,6 +93,16 @@ export abstract class Transaction implements TimerOwner<TimerName> {
     if (this.tLife !== undefined) this.host.timerQueue.disarm(this.tLife);
   }
 
+  /**
+   * A handler of one of its timers threw (a bug): Terminated at once, so it leaves the tables
+   * rather than staying there with no timer armed. The request, if still held, for the report.
+   */
+  failed(): SipRequest | undefined {
+    const req = this.held;
+    this.terminate();
+    return req;
+  }
+
   /** RFC 3261 §17 Terminated: timers cleared, removed from the tables, TU told. */
   protected terminate(): void {
     if (this.state === 'terminated') return;
