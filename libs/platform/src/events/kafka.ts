@@ -32,6 +32,25 @@ import {
   sleep,
 } from './types';
 
+/**
+ * Runs a Kafka admin call again while the broker answers with an error kafkajs calls retriable,
+ * for up to timeoutMs (backing off from 100 ms to 2 s). On a new broker the first consumer group's
+ * request creates `__consumer_offsets`, and for a moment the group coordinator answers
+ * COORDINATOR_NOT_AVAILABLE or NOT_COORDINATOR; kafkajs's admin calls do not retry those.
+ */
+export async function whileRetriable<T>(fn: () => Promise<T>, timeoutMs: number): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (let failures = 0; ; failures++) {
+    try {
+      return await fn();
+    } catch (err) {
+      const wait = retryDelay(failures, 100, 2_000);
+      if ((err as { retriable?: unknown }).retriable !== true || Date.now() + wait > deadline) throw err;
+      await sleep(wait);
+    }
+  }
+}
+
 export interface KafkaBusOptions {
   brokers: string[];
   clientId: string;
@@ -220,9 +239,13 @@ export class KafkaBus implements EventBus {
    */
   private async pinNewGroupToEnd(groupId: string, topic: string): Promise<void> {
     const admin = await this.getAdmin();
-    const [committed] = await admin.fetchOffsets({ groupId, topics: [topic] });
+    const timeoutMs = this.opts.readyTimeoutMs ?? 30_000;
+    const [committed] = await whileRetriable(
+      () => admin.fetchOffsets({ groupId, topics: [topic] }),
+      timeoutMs,
+    );
     if (committed && committed.partitions.some((p) => p.offset !== '-1')) return;
-    const ends = await admin.fetchTopicOffsets(topic);
+    const ends = await whileRetriable(() => admin.fetchTopicOffsets(topic), timeoutMs);
     await admin
       .setOffsets({
         groupId,
