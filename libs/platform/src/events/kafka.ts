@@ -259,7 +259,10 @@ export class KafkaBus implements EventBus {
 
   async readCompacted(topic: string): Promise<Map<string, EventMessage>> {
     const admin = await this.getAdmin();
-    const ends = await admin.fetchTopicOffsets(topic);
+    const ends = await whileRetriable(
+      () => admin.fetchTopicOffsets(topic),
+      this.opts.readyTimeoutMs ?? 30_000,
+    );
     // The last offset to read per partition; partitions with nothing left are done already.
     const pending = new Map<number, bigint>();
     for (const p of ends) if (BigInt(p.high) > BigInt(p.low)) pending.set(p.partition, BigInt(p.high) - 1n);
