@@ -47,9 +47,11 @@ if (process.env.SWITCHBOARD_TEST_NO_INFRA !== '1') {
 }
 
 const reporter = process.stdout.isTTY ? 'spec' : 'spec';
+// --test-force-exit: a spec file's process ends once its tests have, even when a failed test
+// left a handle open (a process it started, a socket); without it the whole run waited forever.
 const r = spawnSync(
   process.execPath,
-  ['--import', 'tsx', '--test', `--test-reporter=${reporter}`, ...flags, ...files],
+  ['--import', 'tsx', '--test', '--test-force-exit', `--test-reporter=${reporter}`, ...flags, ...files],
   {
     stdio: 'inherit',
     cwd: root,

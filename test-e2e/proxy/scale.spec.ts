@@ -15,7 +15,7 @@ import { freePort } from '../lib/ports';
 import { sipp } from '../lib/sipp';
 import { register } from '../lib/ua';
 
-test('PostgreSQL + Kafka: register through proxy A, call through proxy B', async () => {
+test('PostgreSQL + Kafka: register through proxy A, call through proxy B', async (t) => {
   await requirePostgres();
   await requireKafka();
   const db = await openDb({ databaseUrl: testPostgresUrl() });
@@ -27,7 +27,9 @@ test('PostgreSQL + Kafka: register through proxy A, call through proxy B', async
     SWITCHBOARD_SIP_TRUSTED: '127.0.0.1/32',
   };
   const user = uniqueName('dave').replace(/[^a-z0-9]/gi, '');
+  // Each process is stopped after the test, also when a later one failed to start.
   const registrar = await startPlatform({ targets: ['registrar'], env: shared, subscribers: [] });
+  t.after(() => registrar.stop());
   const registrarAddr = registrar.proc.endpoints
     .find((e) => e.service === 'registrar')!
     .url.replace('grpc://', '');
@@ -37,7 +39,9 @@ test('PostgreSQL + Kafka: register through proxy A, call through proxy B', async
     env: proxyEnv,
     subscribers: [{ username: user, password: 'pw' }],
   });
+  t.after(() => a.stop());
   const b = await startPlatform({ targets: ['sip-proxy'], env: proxyEnv });
+  t.after(() => b.stop());
   const uasPort = await freePort();
   const uas = sipp(['-sn', 'uas', '-i', '127.0.0.1', '-p', String(uasPort), '-m', '3'], {
     timeoutMs: 60_000,
@@ -81,8 +85,5 @@ test('PostgreSQL + Kafka: register through proxy A, call through proxy B', async
     assert.equal(ok, 3, 'three calls through proxy B reached the phone registered through proxy A');
   } finally {
     uas.kill();
-    await b.stop();
-    await a.stop();
-    await registrar.stop();
   }
 });
