@@ -33,7 +33,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { processEnv } from '@switchboard/platform';
-import { freePort } from '../../test-e2e/lib/ports';
+import { freePort } from '@switchboard/platform/testing';
 import { register } from '../../test-e2e/lib/ua';
 
 const env = processEnv();

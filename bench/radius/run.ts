@@ -32,8 +32,9 @@ import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
 import pg from 'pg';
 import { Dictionary, RadiusClient, type RawAttribute } from '@switchboard/radius';
-import { freeUdpPort, startFreeRadius } from '@switchboard/radius/testing';
+import { startFreeRadius } from '@switchboard/radius/testing';
 import {
+  freePort,
   testKafkaBrokers,
   testPostgresUrl,
   requirePostgres,
@@ -209,7 +210,7 @@ async function startSwitchboard(): Promise<{
     SWITCHBOARD_OPS_HOST: '127.0.0.1',
     SWITCHBOARD_OPS_PORT: '0',
     SWITCHBOARD_ACCOUNTING_HOST: '127.0.0.1',
-    SWITCHBOARD_ACCOUNTING_PORT: String(await freeUdpPort()),
+    SWITCHBOARD_ACCOUNTING_PORT: String(await freePort()),
     SWITCHBOARD_ACCOUNTING_CLIENTS: `127.0.0.1/32=${SECRET}`,
     SWITCHBOARD_ACCOUNTING_TOPIC: uniqueName('bench_accounting'),
   };
@@ -320,7 +321,7 @@ async function main() {
   );
   const fr = ONLY_SWITCHBOARD
     ? undefined
-    : await startFreeRadius({ port: await freeUdpPort(), secret: SECRET, threads: 4 });
+    : await startFreeRadius({ port: await freePort(), secret: SECRET, threads: 4 });
   const sb = await startSwitchboard();
   if (fr)
     console.log(`FreeRADIUS: ${FREERADIUS_VERSION()} detail module (no fsync), 4 threads, port ${fr.port}`);

@@ -24,7 +24,7 @@ import { parseArgs } from 'node:util';
 import { join } from 'node:path';
 import { oneProcess, separateProcesses, type LaunchedPlatform } from '../../test-e2e/lib/launch';
 import { api, eventually, metricSum, metricsOf, registerWithSipp } from '../../test-e2e/whole/scenario';
-import { freePort } from '../../test-e2e/lib/ports';
+import { freePort } from '@switchboard/platform/testing';
 import { runUa, type RunningUa } from '../../test-e2e/whole/sipp-ua';
 
 const { values } = parseArgs({

@@ -6,7 +6,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startPlatform } from '../lib/platform';
-import { freePort } from '../lib/ports';
+import { freePort } from '@switchboard/platform/testing';
 import { sipp } from '../lib/sipp';
 import { register } from '../lib/ua';
 

@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { trace } from '../../cli/trace';
 import { startPlatform } from '../lib/platform';
-import { freePort } from '../lib/ports';
+import { freePort } from '@switchboard/platform/testing';
 import { sipp } from '../lib/sipp';
 import { register } from '../lib/ua';
 

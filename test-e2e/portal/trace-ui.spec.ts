@@ -7,7 +7,7 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
 import { startPlatform } from '../lib/platform';
-import { freePort } from '../lib/ports';
+import { freePort } from '@switchboard/platform/testing';
 import { sipp } from '../lib/sipp';
 import { register } from '../lib/ua';
 

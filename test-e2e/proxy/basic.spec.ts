@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { metricValue, startPlatform } from '../lib/platform';
 import { sipp } from '../lib/sipp';
 import { register } from '../lib/ua';
-import { freePort } from '../lib/ports';
+import { freePort } from '@switchboard/platform/testing';
 import { loadUdpSenderAddon } from '@switchboard/sip';
 
 test('a phone registers with digest auth, and 20 calls from a trusted peer reach it through the proxy (SIPp uac → proxy → SIPp uas)', async () => {

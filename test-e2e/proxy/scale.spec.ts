@@ -4,6 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { openDb } from '@switchboard/platform';
 import {
+  freePort,
   requireKafka,
   requirePostgres,
   testKafkaBrokers,
@@ -11,7 +12,6 @@ import {
   uniqueName,
 } from '@switchboard/platform/testing';
 import { startPlatform } from '../lib/platform';
-import { freePort } from '../lib/ports';
 import { sipp } from '../lib/sipp';
 import { register } from '../lib/ua';
 

@@ -7,7 +7,7 @@ import { mkdtempSync, readFileSync, existsSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { isAbsolute, join } from 'node:path';
 import { parseMessage, type SipMessage, type SipRequest, type SipResponse } from '@switchboard/sip';
-import { freePort } from '../lib/ports';
+import { freePort } from '@switchboard/platform/testing';
 import { sipp, type SippResult } from '../lib/sipp';
 
 export { freePort };

@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { grpcClient } from '@switchboard/platform';
 import { RatingAdminClient } from '@switchboard/proto/rating';
 import { hostPort, type LaunchedPlatform } from '../lib/launch';
-import { freePort } from '../lib/ports';
+import { freePort } from '@switchboard/platform/testing';
 import { inviteCallId, receivedAudioPorts, runUa, type UaRun } from './sipp-ua';
 
 /** Calls the portal API as the administrator; the body parsed as JSON. */

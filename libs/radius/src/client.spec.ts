@@ -13,7 +13,8 @@ import {
   verifyAccountingRequest,
   type Timers,
 } from './index';
-import { freeUdpPort, startFreeRadius, type FreeRadiusServer } from './testing/freeradius';
+import { freePort } from '@switchboard/platform/testing';
+import { startFreeRadius, type FreeRadiusServer } from './testing/freeradius';
 
 const dict = Dictionary.standard();
 
@@ -194,7 +195,7 @@ describe('RadiusClient against a scripted server', () => {
 describe('RadiusClient against FreeRADIUS (Debian freeradius, detail module)', () => {
   let fr: FreeRadiusServer;
   before(async () => {
-    fr = await startFreeRadius({ port: await freeUdpPort(), secret: 'testing123', threads: 1 });
+    fr = await startFreeRadius({ port: await freePort(), secret: 'testing123', threads: 1 });
   });
   after(async () => {
     await fr?.stop();

@@ -12,10 +12,10 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openDb, openEmbeddedBus, type Db, type EventBus } from '@switchboard/platform';
+import { freePort } from '@switchboard/platform/testing';
 import { TOPICS, encodeRecord, type SubscriberRecord } from '@switchboard/contracts';
 import { ha1 } from '@switchboard/sip';
 import { DICTIONARY_DIR } from '@switchboard/radius';
-import { freeUdpPort } from '@switchboard/radius/testing';
 import { metricValue, startTestAccounting, until, type TestAccounting } from './test-support';
 import type { AccountingRecord } from './record';
 
@@ -124,9 +124,9 @@ describe('Kamailio acc_radius as the client', () => {
   });
 
   test('a call through Kamailio leaves its Start and Stop in Switchboard', { timeout: 90_000 }, async () => {
-    const sipPort = await freeUdpPort();
-    const uasPort = await freeUdpPort();
-    const uacPort = await freeUdpPort();
+    const sipPort = await freePort();
+    const uasPort = await freePort();
+    const uacPort = await freePort();
     // radcli (Kamailio's RADIUS client library): its own dictionary plus Switchboard's dictionary.sip.
     writeFileSync(
       join(dir, 'dictionary'),
@@ -287,8 +287,8 @@ describe('Kamailio auth_radius against the 1812 listener', () => {
       await bus.publish(TOPICS.subscribers, [{ key: alice.aor, value: encodeRecord(alice) }]);
       // radcli 1.2 (Debian 12) sends no Message-Authenticator: this client row waives it.
       await db.query('UPDATE accounting.clients SET require_message_authenticator = false');
-      const sipPort = await freeUdpPort();
-      const uacPort = await freeUdpPort();
+      const sipPort = await freePort();
+      const uacPort = await freePort();
       writeFileSync(
         join(dir, 'dictionary'),
         '$INCLUDE /etc/radcli/dictionary\n$INCLUDE /etc/radcli/dictionary.sip\n$INCLUDE /etc/kamailio/dictionary.kamailio\nVALUE\tService-Type\tSip-Session\t15\n',

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runTargets } from '@switchboard/platform';
 import { registrarService } from '@switchboard/registrar';
-import { freePort } from '../../../test-e2e/lib/ports';
+import { freePort } from '@switchboard/platform/testing';
 import { mediaServerService } from './main';
 import { readWav } from './wav';
 

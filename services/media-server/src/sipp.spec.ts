@@ -23,7 +23,7 @@ import { RegistrarClient } from '@switchboard/proto/registrar';
 import { MediaServerClient } from '@switchboard/proto/mediaserver';
 import { registrarService } from '@switchboard/registrar';
 import { sipp } from '../../../test-e2e/lib/sipp';
-import { freePort } from '../../../test-e2e/lib/ports';
+import { freePort } from '@switchboard/platform/testing';
 import { mediaServerService } from './main';
 import { parseRtp, type RtpHeader } from './rtp';
 import { rtpAudio, rtpDigit, writePcap } from './testing/pcap';

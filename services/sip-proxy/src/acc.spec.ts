@@ -4,7 +4,8 @@ import assert from 'node:assert/strict';
 import pino from 'pino';
 import { Registry } from 'prom-client';
 import { openDb } from '@switchboard/platform';
-import { freeUdpPort, startFreeRadius } from '@switchboard/radius/testing';
+import { freePort } from '@switchboard/platform/testing';
+import { startFreeRadius } from '@switchboard/radius/testing';
 import { AccountingClient, type AccRecord } from './acc';
 
 const rec = (status: AccRecord['status'], callId: string): AccRecord => ({
@@ -32,7 +33,7 @@ async function until(cond: () => boolean, what: string, ms = 15_000) {
 }
 
 test('Start, Stop and Failed reach FreeRADIUS with the Kamailio acc attribute set', async () => {
-  const port = await freeUdpPort();
+  const port = await freePort();
   const fr = await startFreeRadius({ port, secret: 'testing123' });
   const db = await openDb({ memory: true });
   const acc = new AccountingClient(db, [{ host: '127.0.0.1', port, secret: 'testing123' }], {
@@ -78,7 +79,7 @@ test('Start, Stop and Failed reach FreeRADIUS with the Kamailio acc attribute se
 });
 
 test('records made while the server is down are delivered once it is back, once each', async () => {
-  const port = await freeUdpPort();
+  const port = await freePort();
   const db = await openDb({ memory: true });
   const acc = new AccountingClient(db, [{ host: '127.0.0.1', port, secret: 's3cret' }], {
     nasIp: '127.0.0.1',

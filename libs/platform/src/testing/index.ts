@@ -1,3 +1,4 @@
 // Test-only helpers. Not exported from the platform's main index: production
 // code never imports these.
 export * from './infra';
+export * from './ports';

@@ -9,7 +9,6 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createSocket } from 'node:dgram';
 import { DICTIONARY_DIR } from '../dictionary';
 
 export const FREERADIUS_BIN = '/usr/sbin/freeradius';
@@ -192,13 +191,4 @@ export async function startFreeRadius(
       if (!o.dir) rmSync(dir, { recursive: true, force: true });
     },
   };
-}
-
-/** A free UDP port on 127.0.0.1 (bound and released; fine for tests on one machine). */
-export async function freeUdpPort(): Promise<number> {
-  const s = createSocket('udp4');
-  await new Promise<void>((r) => s.bind(0, '127.0.0.1', () => r()));
-  const port = s.address().port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
 }
