@@ -1114,6 +1114,17 @@ export class ProxyCore implements TransactionUser, BranchEvents {
     return started > 0;
   }
 
+  /**
+   * The next group of targets, from a response or a timer: what it throws (a bug) is logged with
+   * the Call-ID and the caller gets a 500, rather than the rejection ending the process.
+   */
+  private forwardNext(ctx: Context): void {
+    this.nextGroup(ctx).catch((err: unknown) => {
+      this.d.logger.error({ err, callId: ctx.req.callId }, 'forwarding to the next targets failed');
+      if (!ctx.finalSent) this.finishWith(ctx, 500, 'Server Internal Error');
+    });
+  }
+
   /** §16.6 steps 4-11 for one branch, then the client transaction. */
   private startBranch(ctx: Context, req: SipRequest, target: SendTarget, gateway?: string): void {
     const n = ctx.branches.length;
@@ -1266,13 +1277,13 @@ export class ProxyCore implements TransactionUser, BranchEvents {
           { callId: ctx.req.callId, gateway: last.gateway, status: st },
           'gateway failed: next gateway',
         );
-        void this.nextGroup(ctx);
+        this.forwardNext(ctx);
         return;
       }
       ctx.pending = [];
     }
     if (ctx.pending.length && !ctx.cancelled && !ctx.timedOut) {
-      void this.nextGroup(ctx);
+      this.forwardNext(ctx);
       return;
     }
     if (ctx.refusal) return this.finishWith(ctx, ctx.refusal.status, ctx.refusal.reason);

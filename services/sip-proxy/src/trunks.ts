@@ -78,7 +78,14 @@ export class TrunkRegistrations {
     this.trunks.clear();
   }
 
-  private async register(t: Trunk, authorization?: string): Promise<void> {
+  /** One REGISTER toward the trunk. What it throws (a bug, a gateway setting no request can carry) is retried later, not thrown. */
+  private register(t: Trunk, authorization?: string): Promise<void> {
+    return this.sendRegister(t, authorization).catch((err: unknown) =>
+      this.retry(t, `cannot send the REGISTER: ${(err as Error).message}`),
+    );
+  }
+
+  private async sendRegister(t: Trunk, authorization?: string): Promise<void> {
     if (this.trunks.get(t.gateway.id)?.generation !== t.generation) return;
     const g = t.gateway;
     let uri: SipUri;
