@@ -534,7 +534,7 @@ describe('TransactionLayer matching', () => {
   });
 
   test("a TU that throws on a timer's 408: onError hears it with the request, the transaction ends, the layer goes on", () => {
-    const { layer, transport, clock } = setup();
+    const { layer, clock } = setup();
     const errors: string[] = [];
     layer.attach({
       onRequest: () => {},
@@ -546,13 +546,12 @@ describe('TransactionLayer matching', () => {
         throw new Error('on 408');
       },
     });
-    const other = layer.request(req('OPTIONS', { branch: 'z9hG4bK-t2' }), udpTarget, c.u);
+    layer.request(req('OPTIONS', { branch: 'z9hG4bK-t2' }), udpTarget, c.u);
     clock.advance(32_000); // Timer F of both
     assert.deepEqual(errors, ['on 408 c-timer undefined']);
     assert.equal(thrower.state, 'terminated');
     assert.equal(layer.counts.clientNonInvite, 0, 'both out of the tables');
     assert.deepEqual(c.got, [408], "the other transaction's timer fired too");
-    assert.ok(transport.sent.length > 2);
   });
 
   test('without onError, what the TU throws is thrown on', () => {
