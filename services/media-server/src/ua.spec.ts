@@ -29,6 +29,8 @@ async function peer() {
   return {
     port,
     sock,
+    /** Received and not yet taken by next(). */
+    inbox,
     send: (text: string, to: number) => sock.send(Buffer.from(text.replace(/\n/g, '\r\n')), to, '127.0.0.1'),
     /** The next message matching, waiting for it (bounded by the test's own timeout). */
     async next(pred: (m: Msg) => boolean): Promise<Msg> {
@@ -76,6 +78,8 @@ const sdp = (port: number, fmts = '0 101') =>
 async function startUa(
   ports: { bind(h: string): Promise<BoundPorts>; release(p: number): void },
   run: (c: Call<string>) => Promise<void> = async () => {},
+  summary = async (a: string) =>
+    `Messages-Waiting: yes\r\nMessage-Account: sip:${a}\r\nVoice-Message: 3/1\r\n`,
 ) {
   const ua = new MediaUa<string>({
     listen: [{ transport: 'udp', host: '127.0.0.1', port: 0 }],
@@ -91,7 +95,7 @@ async function startUa(
     },
     run,
     subscriptionAccount: (r) => (r.to.sipUri?.user === 'bob' ? 'bob@example.com' : undefined),
-    summary: async (a) => `Messages-Waiting: yes\r\nMessage-Account: sip:${a}\r\nVoice-Message: 3/1\r\n`,
+    summary,
   });
   await ua.start();
   return { ua, port: ua.port('udp')! };
@@ -230,6 +234,35 @@ test('SUBSCRIBE to message-summary: 200 with Expires, NOTIFY with the summary; E
     );
     await p.next(status(489, 'SUBSCRIBE'));
   } finally {
+    p.close();
+    await ua.stop();
+  }
+});
+
+test('a message summary that fails (its database down): the SUBSCRIBE is answered, no NOTIFY, the UA serves on', async () => {
+  const { ua, port } = await startUa(new PortAllocator({ min: 47910, max: 47990 }), undefined, async () => {
+    throw new Error('database down');
+  });
+  const p = await peer();
+  const rejected: unknown[] = [];
+  const onRejection = (e: unknown) => rejected.push(e);
+  process.on('unhandledRejection', onRejection);
+  try {
+    p.send(
+      req('SUBSCRIBE', `sip:bob@127.0.0.1:${port}`, p.port, {
+        callId: 's3',
+        extra: ['Event: message-summary', 'Expires: 600'],
+      }),
+      port,
+    );
+    await p.next(status(200, 'SUBSCRIBE'));
+    assert.equal(await ua.notifySubscribers('bob@example.com'), 0, 'no NOTIFY sent');
+    p.send(req('OPTIONS', `sip:bob@127.0.0.1:${port}`, p.port, { callId: 'o3' }), port);
+    await p.next(status(200, 'OPTIONS'));
+    assert.equal(p.inbox.filter(request('NOTIFY')).length, 0);
+    assert.deepEqual(rejected, []);
+  } finally {
+    process.off('unhandledRejection', onRejection);
     p.close();
     await ua.stop();
   }

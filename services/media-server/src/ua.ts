@@ -260,7 +260,11 @@ export class MediaUa<R> {
       switch (req.method) {
         case 'INVITE':
           if (req.toTag !== undefined) return this.onReInvite(req, tx, src);
-          void this.onInvite(req, tx, src);
+          // Asynchronous: what it throws after its first await is answered here, not left unhandled.
+          this.onInvite(req, tx, src).catch((err: unknown) => {
+            this.opts.logger.error({ err, callId: req.callId }, 'INVITE failed');
+            if (tx.lastStatus < 200) tx.reply(500, undefined, { toTag: newTag() });
+          });
           return;
         case 'BYE':
           return this.onBye(req, tx);
@@ -607,8 +611,15 @@ export class MediaUa<R> {
     void this.notifySubscription(sub);
   }
 
-  private async notifySubscription(sub: Subscription, state?: string): Promise<void> {
-    const body = await this.opts.summary!(sub.account);
+  /** NOTIFY one subscription; false when the summary could not be had (logged; the next change notifies again). */
+  private async notifySubscription(sub: Subscription, state?: string): Promise<boolean> {
+    let body: string;
+    try {
+      body = await this.opts.summary!(sub.account);
+    } catch (err) {
+      this.opts.logger.warn({ err, account: sub.account }, 'message summary not available: no NOTIFY');
+      return false;
+    }
     const left = Math.max(0, Math.round((sub.expiresAt - Date.now()) / 1000));
     this.sendInDialog(sub, 'NOTIFY', {
       headers: [
@@ -618,15 +629,15 @@ export class MediaUa<R> {
       body,
       contentType: 'application/simple-message-summary',
     });
+    return true;
   }
 
-  /** NOTIFY every subscription to an account with its current state. */
+  /** NOTIFY every subscription to an account with its current state; how many were sent. */
   async notifySubscribers(account: string): Promise<number> {
     let n = 0;
     for (const s of this.subs.values()) {
       if (s.account !== account) continue;
-      await this.notifySubscription(s);
-      n++;
+      if (await this.notifySubscription(s)) n++;
     }
     return n;
   }
