@@ -634,7 +634,10 @@ export class ProxyCore implements TransactionUser, BranchEvents {
   /** ACK for a 2xx and other requests forwarded without a transaction (§16.11). */
   private forwardStateless(req: SipRequest, src: Source): void {
     const t = this.inDialogTarget(req);
-    if (t instanceof Promise) void t.then((target) => this.sendStateless(req, src, target));
+    if (t instanceof Promise)
+      t.then((target) => this.sendStateless(req, src, target)).catch((err: unknown) =>
+        this.d.logger.error({ err, callId: req.callId }, `${req.method} not forwarded`),
+      );
     else this.sendStateless(req, src, t);
   }
 
