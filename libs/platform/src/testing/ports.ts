@@ -33,6 +33,13 @@ async function bindable(port: number): Promise<boolean> {
 }
 
 /**
+ * Ports this process handed out: never given twice. A port given to a peer that is meant to stay
+ * silent (a dead gateway) is free to bind, yet its proxy keeps sending it OPTIONS probes; a
+ * SIPp given the same port by a later test of the file took one for its INVITE and aborted.
+ */
+const given = new Set<number>();
+
+/**
  * A port free on 127.0.0.1 for TCP and UDP (checked, then released for the caller to bind),
  * and the three after it too: SIPp given it as its media port (-mp) binds four, audio and
  * video RTP and RTCP. A multiple of four, so two picks are the same block or do not overlap.
@@ -40,9 +47,12 @@ async function bindable(port: number): Promise<boolean> {
 export async function freePort(): Promise<number> {
   for (let tries = 0; tries < 1000; tries++) {
     const port = LOW + 4 * Math.floor((Math.random() * (HIGH - LOW + 1)) / 4);
+    if (given.has(port)) continue;
     let free = true;
     for (let p = port; free && p < port + 4; p++) free = await bindable(p);
-    if (free) return port;
+    if (!free) continue;
+    given.add(port);
+    return port;
   }
   throw new Error(`no free port in ${LOW}-${HIGH} after 1000 tries`);
 }
