@@ -47,11 +47,14 @@ if (process.env.SWITCHBOARD_TEST_NO_INFRA !== '1') {
 }
 
 const reporter = process.stdout.isTTY ? 'spec' : 'spec';
-// --test-force-exit: a spec file's process ends once its tests have, even when a failed test
-// left a handle open (a process it started, a socket); without it the whole run waited forever.
+// --test-force-exit (Node 20.14+; package.json allows 20.11): a spec file's process ends once its
+// tests have, even when a failed test left a handle open (a process it started, a socket);
+// without it the whole run waited forever.
+const [major, minor] = process.versions.node.split('.').map(Number);
+const forceExit = major > 20 || (major === 20 && minor >= 14) ? ['--test-force-exit'] : [];
 const r = spawnSync(
   process.execPath,
-  ['--import', 'tsx', '--test', '--test-force-exit', `--test-reporter=${reporter}`, ...flags, ...files],
+  ['--import', 'tsx', '--test', ...forceExit, `--test-reporter=${reporter}`, ...flags, ...files],
   {
     stdio: 'inherit',
     cwd: root,
