@@ -142,6 +142,8 @@ test("an administrator manages a subscriber's aliases, call features, privileges
     await flash(page, /^privilege: lower-case letters/);
     await page.getByLabel('Other privilege').fill('night-calls');
     await page.getByRole('button', { name: 'Grant privilege' }).click();
+    // The grant's flash comes after its reloads: wait for it, or it can replace the next one's.
+    await flash(page, 'Granted night-calls for sip:dave@example.com');
     await page.getByRole('checkbox', { name: 'night-calls' }).waitFor();
     assert.equal(await page.getByRole('checkbox', { name: 'night-calls' }).isChecked(), true);
     await page.getByRole('checkbox', { name: 'national', exact: true }).uncheck();
