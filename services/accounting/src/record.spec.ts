@@ -26,17 +26,16 @@ test('fields as accountingFieldsOf reads them: the first of a repeated attribute
   assert.equal(r.delayTime, 3);
   assert.equal(r.eventTimestamp, '2023-11-14T22:13:20.000Z');
   assert.equal(r.method, null);
+  // What the fields carry whole is left out; a repeated attribute and octets stay.
   assert.deepEqual(r.attributes, {
-    'Acct-Status-Type': 'Stop',
     'Acct-Session-Id': ['call-1', 'call-2'],
     'Sip-From-Tag': '0x0102',
-    'Sip-Response-Code': 486,
-    'NAS-IPv6-Address': '2001:db8::1',
-    'Event-Timestamp': 1_700_000_000,
-    'Acct-Delay-Time': 3,
   });
-  // NAS-IP-Address present: it wins over NAS-IPv6-Address.
-  assert.equal(buildRecord(meta(0), { ...decoded, 'NAS-IP-Address': '192.0.2.1' }).nasIp, '192.0.2.1');
+  // NAS-IP-Address present: it wins over NAS-IPv6-Address, which stays in attributes.
+  const both = buildRecord(meta(0), { ...decoded, 'NAS-IP-Address': '192.0.2.1' });
+  assert.equal(both.nasIp, '192.0.2.1');
+  assert.equal(both.attributes['NAS-IPv6-Address'], '2001:db8::1');
+  assert.equal(both.attributes['NAS-IP-Address'], undefined);
   assert.equal(buildRecord(meta(0), {}).statusType, 'unknown');
 });
 
@@ -49,9 +48,33 @@ test('receivedAt and eventTimestamp follow each record (the remembered last one 
   }
 });
 
+test('attributes: every attribute no field carries, with its value as decoded', () => {
+  const decoded: Record<string, AttributeValue | AttributeValue[]> = {
+    'Acct-Status-Type': 'Start',
+    'Acct-Session-Id': 'call-1',
+    'User-Name': 'alice',
+    'Switchboard-Account': 'acct-1',
+    // A string where the field wants a number (a VALUE name): the field is null, the attribute stays.
+    'Sip-Response-Code': 'OK',
+    'Acct-Session-Time': 60,
+    'Switchboard-Record-Id': 'proxy-a:1',
+    Class: Buffer.from('ab'),
+  };
+  const r = buildRecord(meta(0), decoded);
+  assert.equal(r.userName, 'alice');
+  assert.equal(r.account, 'acct-1');
+  assert.equal(r.responseCode, null);
+  assert.deepEqual(r.attributes, {
+    'Sip-Response-Code': 'OK',
+    'Acct-Session-Time': 60,
+    'Switchboard-Record-Id': 'proxy-a:1',
+    Class: '0x6162',
+  });
+});
+
 test('attributes: text and numbers kept as they are; octets as hex and Message-Authenticator left out in a copy', () => {
   const plain = { 'User-Name': 'alice', 'Acct-Delay-Time': 0 };
-  assert.equal(toJsonAttributes(plain), plain);
+  assert.deepEqual(toJsonAttributes(plain), plain);
   const withOctets = {
     'User-Name': 'alice',
     Class: Buffer.from('ab'),

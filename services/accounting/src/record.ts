@@ -4,7 +4,7 @@
  * services/accounting/README.md; rating consumes it).
  */
 import { hash } from 'node:crypto';
-import { accountingFieldsOf, type AttributeValue } from '@switchboard/radius';
+import { ACCOUNTING_ATTRIBUTES, accountingFieldsOf, type AttributeValue } from '@switchboard/radius';
 
 export type JsonAttributeValue = string | number | Array<string | number>;
 
@@ -42,7 +42,11 @@ export interface AccountingRecord {
   account: string | null;
   gateway: string | null;
   sourceAddress: string | null;
-  /** Every attribute by dictionary name (octets as "0x..." hex; a repeated attribute as an array). */
+  /**
+   * Every attribute that no field above carries, by dictionary name (octets as "0x..." hex;
+   * a repeated attribute as an array). An attribute read into a field (one value, text or a
+   * number) is left out here, so the record says everything the request did, once.
+   */
   attributes: Record<string, JsonAttributeValue>;
 }
 
@@ -51,26 +55,37 @@ const jsonValue = (v: AttributeValue): string | number => (Buffer.isBuffer(v) ? 
 /** Attributes that say nothing about the call (the packet's integrity). */
 const LEFT_OUT = new Set(['Message-Authenticator']);
 
+/** Attribute -> the record field read from it (accountingFieldsOf); Switchboard-Record-Id has none. */
+const FIELD_OF: Record<string, keyof AccountingRecord> = { 'NAS-IPv6-Address': 'nasIp' };
+for (const [field, attr] of Object.entries(ACCOUNTING_ATTRIBUTES))
+  if (field !== 'recordId') FIELD_OF[attr] = field as keyof AccountingRecord;
+
+/**
+ * Whether the record's field carries this attribute whole: one value (text or a number, not
+ * octets or a repeated attribute) read into a field that is set. nasIp is read from
+ * NAS-IPv6-Address only when there is no NAS-IP-Address.
+ */
+function carried(
+  r: AccountingRecord,
+  attrs: Record<string, AttributeValue | AttributeValue[]>,
+  name: string,
+): boolean {
+  const field = FIELD_OF[name];
+  if (field === undefined || typeof attrs[name] === 'object' || r[field] === null) return false;
+  return name !== 'NAS-IPv6-Address' || attrs['NAS-IP-Address'] === undefined;
+}
+
 /**
  * The attributes as the record holds them: octets as "0x..." hex, Message-Authenticator
- * left out. When there is nothing to change (text and numbers only, the usual case) the
- * object given is returned as it is, not copied.
+ * left out, and, given the record, the ones its fields carry (see `carried`).
  */
 export function toJsonAttributes(
   attrs: Record<string, AttributeValue | AttributeValue[]>,
+  record?: AccountingRecord,
 ): Record<string, JsonAttributeValue> {
-  let plain = true;
-  for (const k in attrs) {
-    const v = attrs[k];
-    if (typeof v === 'object' || LEFT_OUT.has(k)) {
-      plain = false;
-      break;
-    }
-  }
-  if (plain) return attrs as Record<string, JsonAttributeValue>;
   const out: Record<string, JsonAttributeValue> = {};
   for (const k in attrs) {
-    if (LEFT_OUT.has(k)) continue;
+    if (LEFT_OUT.has(k) || (record !== undefined && carried(record, attrs, k))) continue;
     const v = attrs[k];
     out[k] = Array.isArray(v) ? v.map(jsonValue) : typeof v === 'object' ? jsonValue(v) : v;
   }
@@ -103,7 +118,7 @@ export function buildRecord(
 ): AccountingRecord {
   const f = accountingFieldsOf(decoded);
   const ts = num(f.eventTimestamp);
-  return {
+  const r: AccountingRecord = {
     id: meta.id,
     receivedAt: receivedIso(meta.receivedAt.getTime()),
     client: meta.client,
@@ -124,8 +139,10 @@ export function buildRecord(
     account: text(f.account),
     gateway: text(f.gateway),
     sourceAddress: text(f.sourceAddress),
-    attributes: toJsonAttributes(decoded),
+    attributes: {},
   };
+  r.attributes = toJsonAttributes(decoded, r);
+  return r;
 }
 
 /** The Kafka key: the Call-ID; Accounting-On/Off carry none, so they are keyed by client. */
