@@ -153,6 +153,21 @@ describe('credentials parsing', () => {
     }
   });
 
+  test('quoted-strings: escapes at either end, non-ASCII kept; a bare value ends at any whitespace, only spaces and tabs separate', () => {
+    const [p] = parseAuthHeader('Digest a="\\"x\\"", b="Zoë ☎", c=\tv1\t, e=""');
+    assert.deepEqual(Object.fromEntries(p!.params), { a: '"x"', b: 'Zoë ☎', c: 'v1', e: '' });
+    assert.deepEqual([...p!.quoted], ['a', 'b', 'e']);
+    for (const bad of [
+      'Digest a="x\\"',
+      'Digest a="x\\',
+      'Digëst a=1',
+      'Digest a=1 b',
+      'Digest d=v2\u00a0, e=1',
+    ]) {
+      assert.throws(() => parseAuthHeader(bad), DigestParseError, bad);
+    }
+  });
+
   test('parseAuthHeader splits several challenges in one value', () => {
     const all = parseAuthHeader('Digest realm="a", nonce="1", Basic realm="b", Digest realm="c", nonce="2"');
     assert.deepEqual(

@@ -32,7 +32,15 @@ export interface AuthParams {
 /** Longest header value we look at; a limit against pathological input. */
 export const MAX_AUTH_HEADER_LENGTH = 8192;
 
-const TOKEN_CHAR = /[A-Za-z0-9\-.!%*_+`'~]/;
+/** token characters (RFC 3261 §25.1), by char code. */
+const TOKEN_CHAR = new Uint8Array(128);
+for (const ch of "-.!%*_+`'~") TOKEN_CHAR[ch.charCodeAt(0)] = 1;
+for (let c = 48; c <= 57; c++) TOKEN_CHAR[c] = 1;
+for (let c = 65; c <= 90; c++) TOKEN_CHAR[c] = TOKEN_CHAR[c + 32] = 1;
+
+/** What ends an unquoted value: ",", a double quote or whitespace (as /[,\s"]/). */
+const endsBare = (c: number): boolean =>
+  c === 44 || c === 34 || c === 32 || (c >= 9 && c <= 13) || (c >= 128 && /\s/.test(String.fromCharCode(c)));
 
 class Cursor {
   pos = 0;
@@ -45,38 +53,43 @@ class Cursor {
   }
   skipWs(): boolean {
     const start = this.pos;
-    while (this.pos < this.s.length && (this.s[this.pos] === ' ' || this.s[this.pos] === '\t')) this.pos++;
+    while (
+      this.pos < this.s.length &&
+      (this.s.charCodeAt(this.pos) === 32 || this.s.charCodeAt(this.pos) === 9)
+    )
+      this.pos++;
     return this.pos > start;
   }
   token(): string {
     const start = this.pos;
-    while (this.pos < this.s.length && TOKEN_CHAR.test(this.s[this.pos]!)) this.pos++;
+    for (let c; this.pos < this.s.length && (c = this.s.charCodeAt(this.pos)) < 128 && TOKEN_CHAR[c];)
+      this.pos++;
     return this.s.slice(start, this.pos);
   }
   /** An unquoted value: tolerant of non-token characters some UAs send (uri=sip:a@b), up to "," or whitespace. */
   bare(): string {
     const start = this.pos;
-    while (this.pos < this.s.length && !/[,\s"]/.test(this.s[this.pos]!)) this.pos++;
+    while (this.pos < this.s.length && !endsBare(this.s.charCodeAt(this.pos))) this.pos++;
     return this.s.slice(start, this.pos);
   }
+  /** A quoted-string's value, its backslash escapes undone: slices between them, not a string per character. */
   quoted(): string {
     // at the opening quote
-    this.pos++;
+    let from = ++this.pos;
     let out = '';
     while (this.pos < this.s.length) {
-      const c = this.s[this.pos]!;
-      if (c === '"') {
-        this.pos++;
+      const c = this.s.charCodeAt(this.pos);
+      if (c === 34) {
+        out += this.s.slice(from, this.pos++);
         return out;
       }
-      if (c === '\\') {
-        const next = this.s[this.pos + 1];
-        if (next === undefined) break;
-        out += next;
+      if (c === 92) {
+        if (this.pos + 1 >= this.s.length) break;
+        out += this.s.slice(from, this.pos) + this.s[this.pos + 1];
         this.pos += 2;
+        from = this.pos;
         continue;
       }
-      out += c;
       this.pos++;
     }
     throw new DigestParseError('unterminated quoted-string in authentication header');
@@ -86,6 +99,7 @@ class Cursor {
 /** Replace line folding (CRLF + whitespace) by a space; refuse bare line breaks. */
 function unfold(value: string): string {
   if (value.length > MAX_AUTH_HEADER_LENGTH) throw new DigestParseError('authentication header too long');
+  if (!value.includes('\n') && !value.includes('\r')) return value;
   const s = value.replace(/\r?\n[ \t]+/g, ' ');
   if (/[\r\n]/.test(s)) throw new DigestParseError('line break without folding in authentication header');
   return s;
