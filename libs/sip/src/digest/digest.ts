@@ -286,7 +286,10 @@ export class DigestServer {
     this.qop = opts.qop ?? ['auth'];
     this.maxTracked = opts.maxTrackedNonces ?? 100_000;
     this.random = opts.random ?? randomBytes;
-    this.seedBucketMs = Math.max(1, Math.min(30_000, this.lifetimeMs / 10));
+    // At most a second, as Kamailio's nonces carry their time in seconds: evicting the oldest
+    // tracked nonce turns its whole bucket stale (acceptNc), and with longer buckets that was
+    // every nonce just issued.
+    this.seedBucketMs = Math.max(1, Math.min(1_000, this.lifetimeMs / 10));
   }
 
   /** Number of nonces whose nonce-count is being tracked (for metrics and tests). */
@@ -297,9 +300,9 @@ export class DigestServer {
   /**
    * A fresh nonce for a realm. With a `seed` (what identifies a request and its retransmissions)
    * the nonce is the same for that seed within a time bucket (a tenth of the lifetime, at most
-   * 30 s; the nonce counts as issued at the bucket's start): a challenge sent without a
+   * 1 s; the nonce counts as issued at the bucket's start): a challenge sent without a
    * transaction then answers a retransmission with the same bytes, as a transaction would. The
-   * random part is then an HMAC of the seed: as unpredictable without the secret.
+   * random part is then a hash of the seed keyed by the secret: as unpredictable without it.
    */
   createNonce(realm: string, seed?: string): string {
     const now = Math.floor(this.opts.clock.now());
