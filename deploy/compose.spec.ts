@@ -53,9 +53,19 @@ test('every environment variable a container sets is a configuration variable, w
   const knownVars = new Set(specs.flatMap((s) => Object.values(s).map((x) => x.env)));
   for (const [name, s] of ours) {
     for (const v of Object.keys(s.environment ?? {}))
-      assert.ok(knownVars.has(v), `${name}: ${v} is not read by the code`);
+      assert.ok(knownVars.has(v) || v === 'NODE_OPTIONS', `${name}: ${v} is not read by the code`);
     for (const spec of specs) assert.doesNotThrow(() => loadConfig(spec, s.environment ?? {}), `${name}`);
   }
+});
+
+test("the SIP proxy's container runs node with the flags of `npm start`", () => {
+  const start = (
+    JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { scripts: { start: string } }
+  ).scripts.start;
+  const words = start.split(/\s+/);
+  const flags = words.slice(1, words.indexOf('bin/switchboard.js'));
+  assert.ok(flags.length > 0, start);
+  assert.equal(compose.services['sip-proxy']!.environment?.NODE_OPTIONS, flags.join(' '));
 });
 
 /** Every port a service listens on per its config: settings named *port*, and transport:address:port listeners. */

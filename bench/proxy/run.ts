@@ -17,7 +17,8 @@
  * Env: BENCH_KEEP=1 (keep the work dir), BENCH_STEP_S, BENCH_USERS (1000), BENCH_CALL_RATES, BENCH_REG_RATES
  * (comma-separated, ascending), BENCH_ONLY=kamailio|switchboard,
  * BENCH_KAMAILIO_CHILDREN (2: one UDP worker per core), BENCH_CPU_PROF=dir
- * (profile the Switchboard process with node --cpu-prof), BENCH_NODE_FLAGS (more node flags for it,
+ * (profile the Switchboard process with node --cpu-prof), BENCH_NODE_FLAGS (more node flags for it
+ * than those `npm start` gives node, which it always gets,
  * e.g. --trace-gc; its output shows with BENCH_VERBOSE=1), BENCH_TESTS=calls,latency,register
  * (latency: INVITE→200 p99 through the proxy minus straight to the UAS, at half the best call rate,
  * or at BENCH_LATENCY_RATE;
@@ -188,12 +189,20 @@ async function startKamailio(): Promise<System> {
   };
 }
 
+/** The node flags of `npm start` (package.json: `node FLAGS bin/switchboard.js start ...`). */
+function startNodeFlags(): string[] {
+  const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { scripts: { start: string } };
+  const words = pkg.scripts.start.split(/\s+/);
+  return words.slice(1, words.indexOf('bin/switchboard.js'));
+}
+
 async function startSwitchboard(): Promise<System> {
   const port = await freePort();
   const prof = env.BENCH_CPU_PROF;
   const child = spawn(
     process.execPath,
     [
+      ...startNodeFlags(),
       ...(prof ? ['--cpu-prof', '--cpu-prof-dir', prof] : []),
       ...(env.BENCH_NODE_FLAGS ?? '').split(' ').filter(Boolean),
       '--import',
@@ -647,8 +656,8 @@ async function measure(start: () => Promise<System>): Promise<Figures & { name: 
     // Switchboard's UDP sends: on the native thread (its counter has samples) or through dgram.
     const sends = sys.metrics
       ? (await sys.metrics()).includes('switchboard_sip_udp_send_thread_datagrams_total{')
-        ? '; UDP sends on the native thread'
-        : '; UDP sends through node:dgram'
+        ? `; UDP sends on the native thread; node ${startNodeFlags().join(' ')}`
+        : `; UDP sends through node:dgram; node ${startNodeFlags().join(' ')}`
       : '';
     console.log(`${sys.name} on ${sys.sip.host}:${sys.sip.port} (${sys.memoryKb()} kB PSS at start${sends})`);
     if (TESTS.includes('calls')) f.calls = await callsBench(sys);
