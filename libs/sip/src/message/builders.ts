@@ -171,11 +171,9 @@ export function createResponse(
   copy(HID.via);
   const to = req.to;
   let toValue = req.getHeader('To')!;
-  if (to.tag === undefined && opts.toTag !== undefined && status > 100) {
-    const t = to.clone();
-    t.params.set('tag', opts.toTag);
-    toValue = t.toString();
-  }
+  // The request's To as it came, with the tag added (a header parameter whether or not the
+  // URI is in angle brackets, RFC 3261 §20): not parsed and written out again.
+  if (to.tag === undefined && opts.toTag !== undefined && status > 100) toValue += `;tag=${opts.toTag}`;
   copy(HID.from);
   fields.push(HeaderField.create('To', toValue));
   copy(HID.callId);

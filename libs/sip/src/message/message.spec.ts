@@ -155,6 +155,27 @@ describe('builders', () => {
     assert.equal(p.body.length, 0);
   });
 
+  test('createResponse adds the To tag to the request To as it came, with or without angle brackets', () => {
+    for (const [to, want] of [
+      ['sip:bob@biloxi.example.com;transport=udp', 'sip:bob@biloxi.example.com;transport=udp;tag=abc'],
+      [
+        '"Bob B." <sip:bob@biloxi.example.com;lr>;x=1',
+        '"Bob B." <sip:bob@biloxi.example.com;lr>;x=1;tag=abc',
+      ],
+    ] as const) {
+      const m = parseMessage(
+        Buffer.from(
+          'OPTIONS sip:bob@biloxi.example.com SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n' +
+            `From: <sip:a@h>;tag=1\r\nTo: ${to}\r\nCall-ID: c\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n`,
+        ),
+      ) as SipRequest;
+      const p = parseMessage(createResponse(m, 200, undefined, { toTag: 'abc' }).serialize()) as SipResponse;
+      assert.equal(p.getHeader('To'), want);
+      assert.equal(p.toTag, 'abc');
+      assert.equal(p.to.uri.toString(), m.to.uri.toString());
+    }
+  });
+
   test('createRequest round-trips', () => {
     const r = createRequest({
       method: 'OPTIONS',
