@@ -163,6 +163,7 @@ export function parseAuthHeader(value: string): AuthParams[] {
 
 /** Quote a value as a quoted-string, escaping backslash and double quote. */
 export function quote(v: string): string {
+  if (!v.includes('"') && !v.includes('\\')) return `"${v}"`;
   return `"${v.replace(/[\\"]/g, (m) => `\\${m}`)}"`;
 }
 
