@@ -1,7 +1,8 @@
-/** RecordWriter's grouping, on a Queryable whose statements finish when the test says (a unit test; the SQL runs in the service tests). */
+/** RecordWriter's grouping, on a Queryable whose statements finish when the test says (a unit test; the SQL runs in the service tests and below). */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { QueryResult, Queryable } from '@switchboard/platform';
+import { join } from 'node:path';
+import { migrate, openDb, type QueryResult, type Queryable } from '@switchboard/platform';
 import { buildRecord, recordId } from './record';
 import { RecordWriter, type NewRecord, type StoredGroup } from './writer';
 
@@ -11,7 +12,7 @@ function heldDb(alreadyStored: ReadonlySet<string> = new Set()) {
   const db: Queryable = {
     query: <T>(_sql: string, params?: unknown[]) =>
       new Promise<QueryResult<T>>((resolve) => {
-        const ids = params![0] as string[];
+        const ids = (params![0] as string).slice(1, -1).split(','); // the ids' array literal
         const duplicates = ids.filter((id) => alreadyStored.has(id));
         const seq = duplicates.length === ids.length ? null : String(calls.length + 1);
         calls.push({
@@ -112,4 +113,33 @@ test("a commit hands its outbox row's records to onStored in order, without thos
   calls[1].finish();
   assert.equal(await again, 'duplicate');
   assert.equal(groups.length, 1);
+});
+
+test('the statement stores text columns exactly, whatever they hold (PGlite)', async () => {
+  const db = await openDb({ memory: true });
+  try {
+    await migrate(db, { schema: 'accounting', dir: join(import.meta.dirname, '..', 'migrations') });
+    const w = new RecordWriter(db, { maxBatch: 10, concurrency: 1, maxQueued: 10 });
+    const odd = ['a"b\\c', '{x,y}', ' NULL', 'NULL', '', 'é ☎', 'nul\0here'];
+    const recs = odd.map((sid, i) => rec(100 + i, sid));
+    recs[0].srcAddr = '::ffff:10.0.0.1';
+    assert.deepEqual(
+      await Promise.all(recs.map((r) => w.submit(r))),
+      odd.map(() => 'stored'),
+    );
+    const rows = (
+      await db.query<{ id: string; session_id: string; src_addr: string; body: string }>(
+        'SELECT id, session_id, src_addr, body FROM accounting.records',
+      )
+    ).rows;
+    const byId = new Map(rows.map((r) => [r.id, r]));
+    for (const [i, r] of recs.entries()) {
+      const row = byId.get(r.record.id)!;
+      assert.equal(row.session_id, odd[i]!.replace('\0', '\ufffd'), JSON.stringify(odd[i]));
+      assert.equal(row.src_addr, r.srcAddr);
+      assert.deepEqual(JSON.parse(row.body), r.record);
+    }
+  } finally {
+    await db.close();
+  }
 });

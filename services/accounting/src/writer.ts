@@ -110,6 +110,25 @@ SELECT (SELECT seq::text FROM outbox) AS seq,
 const pgText = (s: string | null): string | null =>
   s !== null && s.includes('\0') ? s.replace(/\0/g, '\ufffd') : s;
 
+/**
+ * Array literals made here rather than by node-postgres (which escapes every element with two
+ * regular expressions: 0.74 against 0.25 µs a record for the nine columns). `plainArray` is for
+ * elements that need no quoting (uuids, ISO times, numbers, hex); `textArray` quotes each.
+ */
+const plainArray = (v: Array<string | number>): string => `{${v.join(',')}}`;
+
+function textArray(v: Array<string | null>): string {
+  let s = '{';
+  for (let i = 0; i < v.length; i++) {
+    const x = v[i];
+    if (i > 0) s += ',';
+    if (x === null) s += 'NULL';
+    else if (x.includes('"') || x.includes('\\')) s += `"${x.replace(/[\\"]/g, '\\$&')}"`;
+    else s += `"${x}"`;
+  }
+  return s + '}';
+}
+
 export class RecordWriter {
   private readonly queue: Waiting[] = [];
   private readonly inFlight = new Map<string, Waiting>();
@@ -205,7 +224,18 @@ export class RecordWriter {
       // One row back: the outbox row written, and the ids already stored (duplicates; usually none).
       const res = await this.db.query<{ seq: string | null; duplicates: string[] }>(
         INSERT,
-        [ids, receivedAt, client, srcAddr, srcPort, identifier, authenticator, statusType, sessionId, bodies],
+        [
+          plainArray(ids),
+          plainArray(receivedAt),
+          textArray(client),
+          textArray(srcAddr),
+          plainArray(srcPort),
+          plainArray(identifier),
+          plainArray(authenticator),
+          textArray(statusType),
+          textArray(sessionId),
+          bodies,
+        ],
         { name: 'accounting-group-commit' },
       );
       result = res.rows[0];
