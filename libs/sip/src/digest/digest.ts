@@ -258,8 +258,9 @@ interface NonceState {
  * with MAC = base64url(SHA-256(k || "o" || base64url(SHA-256(k || "i" || head || realm))))
  * (k the secret in hex, head the first 34 characters): HMAC's nested shape, on text, so that
  * making and checking one takes two one-shot hashes and no Hmac object or Buffer (these were
- * a tenth of a REGISTER's CPU in the proxy). It is verified without server state. The only state is the nonce-count
- * map for replay protection: bounded, and forgetting nonces once expired.
+ * a tenth of a REGISTER's CPU in the proxy). It is verified without server state. The only
+ * state is the nonce-count map for replay protection: bounded, and forgetting nonces once
+ * expired.
  */
 export class DigestServer {
   private readonly secret: Buffer;
