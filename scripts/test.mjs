@@ -54,7 +54,18 @@ const [major, minor] = process.versions.node.split('.').map(Number);
 const forceExit = major > 20 || (major === 20 && minor >= 14) ? ['--test-force-exit'] : [];
 const r = spawnSync(
   process.execPath,
-  ['--import', 'tsx', '--test', ...forceExit, `--test-reporter=${reporter}`, ...flags, ...files],
+  [
+    '--import',
+    'tsx',
+    // with --test-force-exit, no result may be left queued on a spec process's stdout (see the file)
+    '--import',
+    './scripts/test-stdout.mjs',
+    '--test',
+    ...forceExit,
+    `--test-reporter=${reporter}`,
+    ...flags,
+    ...files,
+  ],
   {
     stdio: 'inherit',
     cwd: root,
