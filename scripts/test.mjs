@@ -46,7 +46,7 @@ if (process.env.SWITCHBOARD_TEST_NO_INFRA !== '1') {
   }
 }
 
-const reporter = process.stdout.isTTY ? 'spec' : 'spec';
+const reporter = 'spec';
 // --test-force-exit (Node 20.14+; package.json allows 20.11): a spec file's process ends once its
 // tests have, even when a failed test left a handle open (a process it started, a socket);
 // without it the whole run waited forever.

@@ -35,6 +35,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { processEnv } from '@switchboard/platform';
 import { freePort } from '@switchboard/platform/testing';
+import { startNodeFlags } from '../../cli/node-flags';
 import { register } from '../../test-e2e/lib/ua';
 
 const env = processEnv();
@@ -187,13 +188,6 @@ async function startKamailio(): Promise<System> {
       await exited(child);
     },
   };
-}
-
-/** The node flags of `npm start` (package.json: `node FLAGS bin/switchboard.js start ...`). */
-function startNodeFlags(): string[] {
-  const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { scripts: { start: string } };
-  const words = pkg.scripts.start.split(/\s+/);
-  return words.slice(1, words.indexOf('bin/switchboard.js'));
 }
 
 async function startSwitchboard(): Promise<System> {
@@ -655,9 +649,11 @@ async function measure(start: () => Promise<System>): Promise<Figures & { name: 
   try {
     // Switchboard's UDP sends: on the native thread (its counter has samples) or through dgram.
     const sends = sys.metrics
-      ? (await sys.metrics()).includes('switchboard_sip_udp_send_thread_datagrams_total{')
-        ? `; UDP sends on the native thread; node ${startNodeFlags().join(' ')}`
-        : `; UDP sends through node:dgram; node ${startNodeFlags().join(' ')}`
+      ? `; UDP sends ${
+          (await sys.metrics()).includes('switchboard_sip_udp_send_thread_datagrams_total{')
+            ? 'on the native thread'
+            : 'through node:dgram'
+        }; node ${startNodeFlags().join(' ')}`
       : '';
     console.log(`${sys.name} on ${sys.sip.host}:${sys.sip.port} (${sys.memoryKb()} kB PSS at start${sends})`);
     if (TESTS.includes('calls')) f.calls = await callsBench(sys);

@@ -12,6 +12,7 @@
  * whitespace.
  */
 import { DomainError } from '@switchboard/platform';
+import { TOKEN, scan, skipWs } from '../message/chars';
 
 /** A header value that is not a valid challenge or credentials list. */
 export class DigestParseError extends DomainError {
@@ -32,12 +33,6 @@ export interface AuthParams {
 /** Longest header value we look at; a limit against pathological input. */
 export const MAX_AUTH_HEADER_LENGTH = 8192;
 
-/** token characters (RFC 3261 §25.1), by char code. */
-const TOKEN_CHAR = new Uint8Array(128);
-for (const ch of "-.!%*_+`'~") TOKEN_CHAR[ch.charCodeAt(0)] = 1;
-for (let c = 48; c <= 57; c++) TOKEN_CHAR[c] = 1;
-for (let c = 65; c <= 90; c++) TOKEN_CHAR[c] = TOKEN_CHAR[c + 32] = 1;
-
 /** What ends an unquoted value: ",", a double quote or whitespace (as /[,\s"]/). */
 const endsBare = (c: number): boolean =>
   c === 44 || c === 34 || c === 32 || (c >= 9 && c <= 13) || (c >= 128 && /\s/.test(String.fromCharCode(c)));
@@ -53,17 +48,12 @@ class Cursor {
   }
   skipWs(): boolean {
     const start = this.pos;
-    while (
-      this.pos < this.s.length &&
-      (this.s.charCodeAt(this.pos) === 32 || this.s.charCodeAt(this.pos) === 9)
-    )
-      this.pos++;
+    this.pos = skipWs(this.s, start);
     return this.pos > start;
   }
   token(): string {
     const start = this.pos;
-    for (let c; this.pos < this.s.length && (c = this.s.charCodeAt(this.pos)) < 128 && TOKEN_CHAR[c];)
-      this.pos++;
+    this.pos = scan(this.s, start, TOKEN);
     return this.s.slice(start, this.pos);
   }
   /** An unquoted value: tolerant of non-token characters some UAs send (uri=sip:a@b), up to "," or whitespace. */

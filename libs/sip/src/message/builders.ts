@@ -169,11 +169,10 @@ export function createResponse(
       fields.push(HeaderField.create(name === 'v' ? 'Via' : name, value));
   };
   copy(HID.via);
-  const to = req.to;
   let toValue = req.getHeader('To')!;
   // The request's To as it came, with the tag added (a header parameter whether or not the
   // URI is in angle brackets, RFC 3261 §20): not parsed and written out again.
-  if (to.tag === undefined && opts.toTag !== undefined && status > 100) toValue += `;tag=${opts.toTag}`;
+  if (req.toTag === undefined && opts.toTag !== undefined && status > 100) toValue += `;tag=${opts.toTag}`;
   copy(HID.from);
   fields.push(HeaderField.create('To', toValue));
   copy(HID.callId);
