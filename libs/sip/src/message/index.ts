@@ -35,6 +35,7 @@ export {
   HeaderField,
   isRequest,
   isResponse,
+  keepBytes,
   type BodyInput,
 } from './message';
 export { parseMessage, KNOWN_METHODS, type ParseOptions } from './parser';

@@ -174,22 +174,39 @@ export type BodyInput = Buffer | string;
 /**
  * Serialized messages are written into slabs of 64 KiB, as views. Buffer.from and allocUnsafe
  * take theirs from a pool of 8 KiB, a new ArrayBuffer every ten messages or so, and making
- * them was 6% of a proxy's time at 1,600 calls/s. A slab lives as long as a view of it does
- * (a transaction keeps the bytes it resends for seconds): as the 8 KiB pools did, coarser.
+ * them was 6% of a proxy's time at 1,600 calls/s. A slab lives as long as a view of it does,
+ * so bytes kept for seconds (a completed transaction's, for its retransmissions) are copied
+ * into slabs of their own (keepBytes): the slabs of the messages just sent then die young, in
+ * a scavenge. Pinned by a few kept views each, they were promoted and grew V8's external memory
+ * until it forced a full collection every few seconds (bench/RESULTS.md, SIP proxy).
  */
 const SLAB = 64 * 1024;
-let slab = Buffer.allocUnsafeSlow(SLAB);
-let slabAt = 0;
 
-/** n bytes to write into: a view of the current slab, or a Buffer of their own past a quarter slab. */
-function slabBytes(n: number): Buffer {
-  if (n > SLAB >>> 2) return Buffer.allocUnsafe(n);
-  if (slabAt + n > SLAB) {
-    slab = Buffer.allocUnsafeSlow(SLAB);
-    slabAt = 0;
+class Slabs {
+  private slab = Buffer.allocUnsafeSlow(SLAB);
+  private at = 0;
+
+  /** n bytes to write into: a view of the current slab, or a Buffer of their own past a quarter slab. */
+  bytes(n: number): Buffer {
+    if (n > SLAB >>> 2) return Buffer.allocUnsafe(n);
+    if (this.at + n > SLAB) {
+      this.slab = Buffer.allocUnsafeSlow(SLAB);
+      this.at = 0;
+    }
+    const out = this.slab.subarray(this.at, this.at + n);
+    this.at = (this.at + n + 7) & ~7;
+    return out;
   }
-  const out = slab.subarray(slabAt, slabAt + n);
-  slabAt = (slabAt + n + 7) & ~7;
+}
+
+const sent = new Slabs();
+const kept = new Slabs();
+const slabBytes = (n: number): Buffer => sent.bytes(n);
+
+/** A copy of bytes that will be kept for seconds, in the slabs of such bytes (see Slabs). */
+export function keepBytes(b: Buffer): Buffer {
+  const out = kept.bytes(b.length);
+  b.copy(out);
   return out;
 }
 

@@ -3,7 +3,7 @@
  * One method per state, the RFC section beside it. Timers go through the
  * injected clock; retransmissions only on unreliable transports.
  */
-import { createRequest, createResponse, type SipRequest, type SipResponse } from '../message';
+import { createRequest, createResponse, keepBytes, type SipRequest, type SipResponse } from '../message';
 import type { SendTarget } from '../transport/types';
 import { Transaction, type TimerName, type TxHost } from './transaction';
 import { txTimeout, waitTimeout } from './timers';
@@ -61,8 +61,8 @@ export function cancelFor(invite: SipRequest): SipRequest {
 }
 
 export abstract class ClientTransaction extends Transaction {
-  /** The serialized request, sent and retransmitted as is. */
-  protected readonly wire: Buffer;
+  /** The serialized request, sent and retransmitted as is; let go with the final response. */
+  protected wire: Buffer | undefined;
 
   constructor(
     host: TxHost,
@@ -81,9 +81,16 @@ export abstract class ClientTransaction extends Transaction {
   abstract receive(res: SipResponse): void;
 
   protected transmit(): void {
+    if (!this.wire) return;
     this.host.send(this.wire, this.target, (err) => {
       if (err) this.transportError(err);
     });
+  }
+
+  /** A final response: nothing is retransmitted any more, so the request's bytes go too. */
+  protected override release(): void {
+    super.release();
+    this.wire = undefined;
   }
 
   /** RFC 3261 §17.1.4: tell the TU, then Terminated. */
@@ -183,7 +190,8 @@ export class ClientInviteTransaction extends ClientTransaction {
     }
     // RFC 3261 §17.1.1.2: 300-699 → ACK, to the TU, Completed, Timer D.
     this.state = 'completed';
-    this.ackWire = ackForNon2xx(this.request, res).serialize();
+    // kept for Timer D (32 s on UDP): in the slabs of kept bytes
+    this.ackWire = keepBytes(ackForNon2xx(this.request, res).serialize());
     this.release();
     this.startLife(this.reliable ? 0 : this.host.timers.D, 'D');
     // the ACK first (as Kamailio's tm): the TU may send its next request to the same UA at once

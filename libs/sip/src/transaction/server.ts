@@ -3,7 +3,7 @@
  * They absorb request retransmissions and resend the last response.
  * One method per state, the RFC section beside it.
  */
-import { createResponse, parseMessage, type SipRequest, type SipResponse } from '../message';
+import { createResponse, keepBytes, parseMessage, type SipRequest, type SipResponse } from '../message';
 import type { SendTarget, Source } from '../transport/types';
 import { detach, Transaction, type TimerName, type TxHost } from './transaction';
 import { txTimeout, waitTimeout } from './timers';
@@ -59,6 +59,14 @@ export abstract class ServerTransaction extends Transaction {
     this.lastToTag = tag === undefined ? undefined : detach(tag);
     this.lastWire = res.serialize();
     this.resend();
+    // a 2xx the TU resends in Accepted is kept for the rest of Timer L
+    if (this.held === undefined) this.lastWire = keepBytes(this.lastWire);
+  }
+
+  /** Only the bytes to resend are kept from now on, for seconds: copied out of the slab they were sent from. */
+  protected override release(): void {
+    super.release();
+    if (this.lastWire) this.lastWire = keepBytes(this.lastWire);
   }
 
   protected resend(): void {
