@@ -6,8 +6,15 @@
  * outstanding requests, Start/Stop pairs carrying Kamailio's SIP attributes and
  * Switchboard's vendor attributes.
  *
- *   npx tsx bench/radius/run.ts [--requests=20000] [--window=256] [--rounds=3] [--backend=pg|embedded]
- *     [--only=switchboard] [--profile=DIR] [--node-flags="FLAGS"] [--accounting.NAME=value]
+ *   npx tsx bench/radius/run.ts [--requests=20000] [--window=256] [--rounds=3] [--warmup=N]
+ *     [--backend=pg|embedded] [--only=switchboard] [--profile=DIR] [--node-flags="FLAGS"]
+ *     [--accounting.NAME=value]
+ *
+ * Each system first answers --warmup requests (default: as many as a round), not counted: V8
+ * compiles Switchboard's hot paths, PostgreSQL's new backends fault in shared memory and the
+ * broker's JIT warms up in the first tens of thousands of requests, and a round measures the
+ * steady state an operator runs at (with a 2,000-request warm-up, Switchboard's first round was
+ * its slowest in nearly every run: bench/RESULTS.md).
  *
  * --profile=DIR writes a V8 CPU profile of the Switchboard child to DIR (node --cpu-prof);
  * --only=switchboard skips FreeRADIUS (for profiling). --node-flags="..." adds node flags to the
@@ -50,7 +57,7 @@ const ROUNDS = Number(args.rounds ?? 3);
 const BACKEND = (args.backend ?? 'pg') as 'pg' | 'embedded';
 const PROFILE_DIR = args.profile as string | undefined;
 const ONLY_SWITCHBOARD = args.only === 'switchboard';
-const WARMUP = Math.min(2000, REQUESTS);
+const WARMUP = Number(args.warmup ?? REQUESTS);
 const SECRET = 'bench-secret';
 const CHILD = fileURLToPath(new URL('../../services/accounting/src/child.ts', import.meta.url));
 const dict = Dictionary.standard();
@@ -327,8 +334,11 @@ async function main() {
     console.log(`FreeRADIUS: ${FREERADIUS_VERSION()} detail module (no fsync), 4 threads, port ${fr.port}`);
   console.log(`Switchboard: ${sb.describe}, port ${sb.port}`);
   try {
-    if (fr) await load(fr.port, WARMUP, WINDOW);
-    await load(sb.port, WARMUP, WINDOW);
+    if (WARMUP > 0) {
+      if (fr) await load(fr.port, WARMUP, WINDOW);
+      await load(sb.port, WARMUP, WINDOW);
+      console.log(`warm-up: ${WARMUP} requests to each, not counted`);
+    }
     const frs: LoadResult[] = [];
     const sbs: LoadResult[] = [];
     for (let r = 0; r < ROUNDS; r++) {
