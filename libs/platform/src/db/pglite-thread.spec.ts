@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -20,6 +20,23 @@ test('the database thread keeps what it wrote on disk across a close and a reope
     const b = await openPglite({ dataDir: dir });
     assert.deepEqual((await b.query('SELECT v FROM t')).rows, [{ v: 'kept' }]);
     await b.close();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a new data directory is created on a thread of its own, and a failure to create it names it', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'sb-pglite-init-'));
+  try {
+    const db = await openPglite({ dataDir: join(dir, 'data') });
+    assert.ok(existsSync(join(dir, 'data', 'PG_VERSION')));
+    assert.deepEqual((await db.query('SELECT 1 AS one')).rows, [{ one: 1 }]);
+    await db.close();
+    writeFileSync(join(dir, 'file'), '');
+    await assert.rejects(openPglite({ dataDir: join(dir, 'file', 'data') }), (e: Error) => {
+      assert.match(e.message, /embedded database: creating .*file\/data failed/);
+      return true;
+    });
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -10,6 +10,9 @@
  * rollback, as PGlite's own transaction() does on one thread: statements from outside it
  * wait, so a transaction never interleaves with another caller's statements.
  */
+import { once } from 'node:events';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { parentPort, workerData } from 'node:worker_threads';
 import { startModuleWorker } from '../worker';
 import type { Db, DbTx, QueryResult } from './types';
@@ -35,11 +38,29 @@ interface Reply {
 }
 
 interface ThreadData {
-  switchboardPglite: { dataDir?: string };
+  /** initOnly: create the data directory (initdb), close it and end the thread. */
+  switchboardPglite: { dataDir?: string; initOnly?: boolean };
+}
+
+/**
+ * Creates a new data directory on a thread that then ends. initdb grows PGlite's
+ * WebAssembly memory by some 400 MB that a WebAssembly instance never gives back; the
+ * thread that serves the database afterwards opens the directory as on any restart.
+ */
+async function initInThread(dataDir: string): Promise<void> {
+  const worker = startModuleWorker(import.meta.url, {
+    switchboardPglite: { dataDir, initOnly: true },
+  } satisfies ThreadData);
+  let failure: Error | undefined;
+  worker.once('error', (err) => (failure = err));
+  const [code] = (await once(worker, 'exit')) as [number];
+  const why = failure?.message ?? (code !== 0 ? `exit code ${code}` : undefined);
+  if (why) throw new Error(`embedded database: creating ${dataDir} failed (${why})`, { cause: failure });
 }
 
 /** PGlite on its own thread, as a Db on this one. */
 export async function openPgliteThread(dataDir?: string): Promise<Db> {
+  if (dataDir && !existsSync(join(dataDir, 'PG_VERSION'))) await initInThread(dataDir);
   const worker = startModuleWorker(import.meta.url, { switchboardPglite: { dataDir } } satisfies ThreadData);
   const waiting = new Map<number, { resolve: (r: Reply) => void; reject: (e: Error) => void }>();
   let seq = 0;
@@ -159,6 +180,7 @@ function channel(): Channel {
 async function runThread(data: ThreadData['switchboardPglite']): Promise<void> {
   const port = parentPort!;
   const db = await openPgliteHere(data.dataDir);
+  if (data.initOnly) return db.close();
   const reply = (r: Reply) => {
     const transfer: ArrayBuffer[] = [];
     const bytea = new Set<string>();
