@@ -145,6 +145,13 @@ export const platformSpec = {
     true,
     'Run embedded PGlite on a thread of its own (off the event loop of SIP and RADIUS); false runs it on the main thread',
   ),
+  embeddedDbBuffersMb: int(
+    'SWITCHBOARD_EMBEDDED_DB_BUFFERS_MB',
+    32,
+    "Embedded PGlite's shared_buffers, in MB: resident from the start (PostgreSQL's default, 128, costs ~100 MB more); reads beyond it come from the OS page cache",
+    2,
+    4096,
+  ),
   kafkaBrokers: setting(
     'KAFKA_BROKERS',
     undefined,

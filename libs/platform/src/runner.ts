@@ -62,6 +62,7 @@ export async function runTargets(
       dataDir: join(platform.dataDir, 'pglite'),
       memory,
       thread: platform.embeddedDbThread,
+      sharedBuffersMb: platform.embeddedDbBuffersMb,
     });
     ops.addReadinessCheck('database', async () => (await d.query('select 1')).rowCount === 1);
     return d;

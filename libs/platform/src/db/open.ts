@@ -11,6 +11,8 @@ export interface OpenDbOptions {
   memory?: boolean;
   /** PGlite on a thread of its own (default true); ignored when databaseUrl is given. */
   thread?: boolean;
+  /** PGlite's shared_buffers in MB (default 32); ignored when databaseUrl is given. */
+  sharedBuffersMb?: number;
   /** Pool size for PostgreSQL. */
   poolSize?: number;
 }
@@ -23,5 +25,6 @@ export function openDb(opts: OpenDbOptions = {}): Promise<Db> {
   return openPglite({
     dataDir: opts.memory ? undefined : (opts.dataDir ?? DEFAULT_PGLITE_DIR),
     thread: opts.thread,
+    sharedBuffersMb: opts.sharedBuffersMb,
   });
 }

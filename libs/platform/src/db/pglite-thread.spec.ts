@@ -42,6 +42,21 @@ test('a new data directory is created on a thread of its own, and a failure to c
   }
 });
 
+test("shared_buffers is as set, on the database thread and on the caller's, and 32MB unless set", async () => {
+  const setting = "SELECT current_setting('shared_buffers') AS v";
+  for (const [opts, want] of [
+    [{ sharedBuffersMb: 24 }, '24MB'],
+    [{ thread: false }, '32MB'],
+  ] as const) {
+    const db = await openPglite(opts);
+    try {
+      assert.deepEqual((await db.query(setting)).rows, [{ v: want }], JSON.stringify(opts));
+    } finally {
+      await db.close();
+    }
+  }
+});
+
 test('statements run on another thread than the caller', async () => {
   const db = await openPglite();
   try {

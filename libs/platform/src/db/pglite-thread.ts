@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import { parentPort, workerData } from 'node:worker_threads';
 import { startModuleWorker } from '../worker';
 import type { Db, DbTx, QueryResult } from './types';
-import { openPgliteHere } from './pglite';
+import { openPgliteHere, type PgliteOptions } from './pglite';
 
 type Op = 'query' | 'exec' | 'begin' | 'commit' | 'rollback' | 'close';
 interface Request {
@@ -39,7 +39,7 @@ interface Reply {
 
 interface ThreadData {
   /** initOnly: create the data directory (initdb), close it and end the thread. */
-  switchboardPglite: { dataDir?: string; initOnly?: boolean };
+  switchboardPglite: Omit<PgliteOptions, 'thread'> & { initOnly?: boolean };
 }
 
 /**
@@ -59,9 +59,12 @@ async function initInThread(dataDir: string): Promise<void> {
 }
 
 /** PGlite on its own thread, as a Db on this one. */
-export async function openPgliteThread(dataDir?: string): Promise<Db> {
+export async function openPgliteThread(opts: Omit<PgliteOptions, 'thread'> = {}): Promise<Db> {
+  const { dataDir, sharedBuffersMb } = opts;
   if (dataDir && !existsSync(join(dataDir, 'PG_VERSION'))) await initInThread(dataDir);
-  const worker = startModuleWorker(import.meta.url, { switchboardPglite: { dataDir } } satisfies ThreadData);
+  const worker = startModuleWorker(import.meta.url, {
+    switchboardPglite: { dataDir, sharedBuffersMb },
+  } satisfies ThreadData);
   const waiting = new Map<number, { resolve: (r: Reply) => void; reject: (e: Error) => void }>();
   let seq = 0;
   let ended: Error | undefined;
@@ -179,7 +182,7 @@ function channel(): Channel {
 /** The database thread: PGlite, and the requests of the thread that started it. */
 async function runThread(data: ThreadData['switchboardPglite']): Promise<void> {
   const port = parentPort!;
-  const db = await openPgliteHere(data.dataDir);
+  const db = await openPgliteHere(data);
   if (data.initOnly) return db.close();
   const reply = (r: Reply) => {
     const transfer: ArrayBuffer[] = [];

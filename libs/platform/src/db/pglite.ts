@@ -12,7 +12,22 @@ export interface PgliteOptions {
    * leave the calling thread's event loop. false runs it on the calling thread.
    */
   thread?: boolean;
+  /**
+   * shared_buffers in MB (default 32). PGlite's buffers live in its WebAssembly memory and
+   * are resident from the start: PostgreSQL's default of 128 costs ~100 MB more. Pages
+   * beyond them are read from the data directory's files (the OS page cache).
+   */
+  sharedBuffersMb?: number;
 }
+
+export const DEFAULT_SHARED_BUFFERS_MB = 32;
+
+/** PGlite's own start parameters, with shared_buffers set. */
+export const startParams = (sharedBuffersMb = DEFAULT_SHARED_BUFFERS_MB): string[] => [
+  ...PGlite.defaultStartParams,
+  '-c',
+  `shared_buffers=${sharedBuffersMb}MB`,
+];
 
 type PgliteResult = { rows: unknown[]; rowCount?: number; affectedRows?: number };
 
@@ -33,13 +48,18 @@ const PARSERS = {
  * through one mutex, so a transaction's statements never interleave with another caller's.
  */
 export function openPglite(opts: PgliteOptions = {}): Promise<Db> {
-  return opts.thread === false ? openPgliteHere(opts.dataDir) : openPgliteThread(opts.dataDir);
+  return opts.thread === false ? openPgliteHere(opts) : openPgliteThread(opts);
 }
 
 /** PGlite on the calling thread (also what the database thread itself runs). */
-export async function openPgliteHere(dataDir?: string): Promise<Db> {
+export async function openPgliteHere(opts: Omit<PgliteOptions, 'thread'> = {}): Promise<Db> {
+  const { dataDir } = opts;
   if (dataDir) mkdirSync(dataDir, { recursive: true });
-  const pg = await PGlite.create({ dataDir, parsers: PARSERS });
+  const pg = await PGlite.create({
+    dataDir,
+    parsers: PARSERS,
+    startParams: startParams(opts.sharedBuffersMb),
+  });
   return {
     kind: 'pglite',
     async query<T>(sql: string, params?: unknown[]) {
