@@ -152,6 +152,13 @@ export const platformSpec = {
     2,
     4096,
   ),
+  embeddedDbVacuumS: int(
+    'SWITCHBOARD_EMBEDDED_DB_VACUUM_S',
+    60,
+    "How often embedded PGlite's tables are checked and vacuumed or analyzed, as PostgreSQL's autovacuum would (PGlite has none); 0 turns it off",
+    0,
+    86400,
+  ),
   kafkaBrokers: setting(
     'KAFKA_BROKERS',
     undefined,

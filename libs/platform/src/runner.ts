@@ -6,7 +6,7 @@ import { createLogger, serviceLogger } from './logging';
 import { createMetricsRegistry, markService } from './metrics';
 import { startOpsServer, type OpsServer } from './ops-server';
 import { orderByDependencies, type RunningService, type ServiceModule } from './service';
-import { openDb, type Db } from './db';
+import { openDb, startEmbeddedVacuum, type Db } from './db';
 import { openEventBus, type EventBus } from './events';
 
 type Env = Record<string, string | undefined>;
@@ -55,6 +55,7 @@ export async function runTargets(
     logger,
   });
 
+  let vacuum: { stop(): Promise<void> } | undefined;
   const db = lazy<Db>(async () => {
     const memory = platform.dataDir === MEMORY_DATA_DIR;
     const d = await openDb({
@@ -65,6 +66,8 @@ export async function runTargets(
       sharedBuffersMb: platform.embeddedDbBuffersMb,
     });
     ops.addReadinessCheck('database', async () => (await d.query('select 1')).rowCount === 1);
+    if (d.kind === 'pglite' && platform.embeddedDbVacuumS > 0)
+      vacuum = startEmbeddedVacuum(d, { intervalMs: platform.embeddedDbVacuumS * 1000, logger });
     return d;
   });
   const events = lazy<EventBus>(async () => {
@@ -109,6 +112,7 @@ export async function runTargets(
       const bus = events.opened();
       if (bus) await (await bus).close();
       const d = db.opened();
+      await vacuum?.stop();
       if (d) await (await d).close();
       await ops.close();
       logger.info('stopped');

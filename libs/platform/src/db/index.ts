@@ -3,3 +3,4 @@ export * from './open';
 export * from './pg';
 export * from './pglite';
 export * from './migrate';
+export * from './vacuum';
