@@ -169,6 +169,12 @@ export const platformSpec = {
         .map((x) => x.trim())
         .filter(Boolean),
   ),
+  embeddedLogRetentionHours: int(
+    'SWITCHBOARD_EMBEDDED_LOG_RETENTION_HOURS',
+    168,
+    "How long the embedded event log keeps the messages of topics that are not compacted, as Kafka's log.retention.hours; 0 keeps them for good",
+    0,
+  ),
   kafkaClientId: str('SWITCHBOARD_KAFKA_CLIENT_ID', 'switchboard', 'Kafka client id prefix'),
   shutdownTimeoutMs: int(
     'SWITCHBOARD_SHUTDOWN_TIMEOUT_MS',

@@ -83,6 +83,7 @@ export async function runTargets(
       db: await db.get(),
       clientId: platform.kafkaClientId,
       logger,
+      retentionMs: platform.embeddedLogRetentionHours * 3600 * 1000,
       onLag: ({ topic, group, partition, lag: n }) => {
         perPartition.set(`${topic}\0${group}\0${partition}`, n);
         let sum = 0;

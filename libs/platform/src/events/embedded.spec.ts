@@ -137,7 +137,78 @@ async function oddMessagesRoundTrip(db: Db): Promise<void> {
   }
 }
 
+/**
+ * Retention: messages of a topic that is not compacted go once older than the retention; newer
+ * ones, and a compacted topic's however old, stay; a group reading from the beginning gets what
+ * is left. A bus opened with a retention applies it at start too.
+ */
+async function retentionExpiresOldMessages(db: Db): Promise<void> {
+  const DAY = 24 * 3600 * 1000;
+  const bus = await openEmbeddedBus({ db, pollMs: 50, retentionMs: 0 });
+  const plain = uniqueName('bus');
+  const compacted = uniqueName('bus');
+  const offsets = async (t: string) =>
+    (
+      await db.query<{ o: string }>(
+        'SELECT "offset"::text AS o FROM eventlog.events WHERE topic = $1 ORDER BY "offset"',
+        [t],
+      )
+    ).rows.map((r) => Number(r.o));
+  try {
+    // Created by a publish first and declared compacted after: compacted, so retention leaves it.
+    await bus.publish(compacted, [{ key: 'a', value: '0' }]);
+    await bus.ensureTopic(compacted, { compacted: true });
+    await bus.publish(
+      plain,
+      ['0', '1', '2'].map((v) => ({ key: `k${v}`, value: v })),
+    );
+    // The first two of `plain` and the compacted one published ten days ago.
+    await db.query(
+      'UPDATE eventlog.events SET ts = ts - $3::bigint WHERE (topic = $1 AND "offset" < 2) OR topic = $2',
+      [plain, compacted, String(10 * DAY)],
+    );
+    await bus.publish(plain, [{ key: 'k3', value: '3' }]);
+    assert.equal(await bus.expire(Date.now() - 7 * DAY), 2);
+    assert.deepEqual(await offsets(plain), [2, 3]);
+    assert.deepEqual(await offsets(compacted), [0]);
+    assert.equal(await bus.expire(Date.now() - 7 * DAY), 0);
+    const got: string[] = [];
+    const sub = await bus.subscribe({
+      topic: plain,
+      group: uniqueName('g'),
+      fromBeginning: true,
+      handler: async (m) => void got.push(m.value!.toString()),
+    });
+    await until(() => got.length === 2, 'the retained messages');
+    await sub.close();
+    assert.deepEqual(got, ['2', '3']);
+    // Everything of `plain` ten days old: a bus opened with a week's retention deletes it at start.
+    await db.query('UPDATE eventlog.events SET ts = ts - $2::bigint WHERE topic = $1', [
+      plain,
+      String(10 * DAY),
+    ]);
+    const second = await openEmbeddedBus({ db, retentionMs: 7 * DAY });
+    try {
+      const end = Date.now() + 10_000;
+      while ((await offsets(plain)).length > 0 && Date.now() < end)
+        await new Promise((r) => setTimeout(r, 20));
+      assert.deepEqual(await offsets(plain), []);
+    } finally {
+      await second.close();
+    }
+    // The next publish continues the offsets.
+    await bus.publish(plain, [{ key: 'k4', value: '4' }]);
+    assert.deepEqual(await offsets(plain), [4]);
+  } finally {
+    await bus.close();
+  }
+}
+
 describe('embedded log specifics', () => {
+  test('messages older than the retention are deleted from topics that are not compacted (PGlite)', () =>
+    retentionExpiresOldMessages(mem));
+  test('messages older than the retention are deleted from topics that are not compacted (PostgreSQL)', () =>
+    retentionExpiresOldMessages(pgDb));
   test('a publish of 1,200 messages with keys and values to quote arrives whole, in order (PGlite)', () =>
     oddMessagesRoundTrip(mem));
   test('a publish of 1,200 messages with keys and values to quote arrives whole, in order (PostgreSQL)', () =>

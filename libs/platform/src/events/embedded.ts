@@ -42,7 +42,15 @@ export interface EmbeddedBusOptions {
   retryMaxMs?: number;
   /** Compact a compacted topic after this many messages published through this bus (default 1000; 0 = never). */
   compactEvery?: number;
+  /**
+   * How long messages of a topic that is not compacted are kept (ms; default 7 days, Kafka's
+   * log.retention.hours; 0 = for good). Checked every minute, and once at start.
+   */
+  retentionMs?: number;
 }
+
+export const DEFAULT_RETENTION_MS = 7 * 24 * 3600 * 1000;
+const RETENTION_CHECK_MS = 60_000;
 
 export const EVENTLOG_SCHEMA = 'eventlog';
 const MIGRATIONS = fileURLToPath(new URL('./migrations', import.meta.url));
@@ -189,16 +197,65 @@ export class EmbeddedBus implements EventBus {
   private readonly compaction = new Map<string, { published: number; from?: bigint; rounds: number }>();
   private compacting: Promise<void> = Promise.resolve();
 
+  private readonly retention: NodeJS.Timeout | undefined;
+  private expiring: Promise<void> = Promise.resolve();
+
   constructor(private readonly opts: EmbeddedBusOptions) {
     this.waker = wakerOf(opts.db);
+    const keep = opts.retentionMs ?? DEFAULT_RETENTION_MS;
+    if (keep > 0) {
+      const expire = () =>
+        (this.expiring = this.expiring
+          .then(() => this.expire(Date.now() - keep))
+          .then(
+            (n) =>
+              void (n > 0 && this.opts.logger?.debug({ messages: n }, 'event log: expired messages deleted')),
+            (err: unknown) => this.opts.logger?.warn({ err }, 'event log: deleting expired messages failed'),
+          ));
+      this.retention = setInterval(expire, RETENTION_CHECK_MS).unref();
+      expire();
+    }
   }
 
+  /**
+   * Deletes the messages published before `before` (ms since the epoch) from every topic that
+   * is not compacted (Kafka's time-based retention). Per topic it reads the oldest messages
+   * up to the first one to keep, by offset. Returns how many went.
+   */
+  async expire(before: number): Promise<number> {
+    // Per topic, the first offset to keep: the oldest message not expired (an index scan from the
+    // oldest offset that stops there), or the next offset when all are.
+    const topics = await this.opts.db.query<{ topic: string; keep: string }>(
+      `SELECT t.name AS topic, coalesce(
+         (SELECT k."offset" FROM eventlog.events k
+          WHERE k.topic = t.name AND k.partition = ${PARTITION} AND k.ts >= $1 ORDER BY k."offset" LIMIT 1),
+         t.next_offset)::text AS keep
+       FROM eventlog.topics t WHERE NOT t.compacted`,
+      [String(before)],
+    );
+    let deleted = 0;
+    for (const { topic, keep } of topics.rows) {
+      const r = await this.opts.db.query(
+        `DELETE FROM eventlog.events WHERE topic = $1 AND partition = ${PARTITION} AND "offset" < $2`,
+        [topic, keep],
+      );
+      deleted += r.rowCount;
+    }
+    return deleted;
+  }
+
+  /**
+   * A topic asked for as compacted is compacted from then on, even when a publish or a subscriber
+   * created it first: retention never applies to it (its messages are state, kept by key).
+   */
   async ensureTopic(topic: string, opts: TopicOptions = {}): Promise<void> {
     checkTopic(topic);
     await this.opts.db.query(
-      `INSERT INTO eventlog.topics (name, compacted) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING`,
+      `INSERT INTO eventlog.topics (name, compacted) VALUES ($1, $2)
+       ON CONFLICT (name) DO UPDATE SET compacted = true WHERE EXCLUDED.compacted AND NOT eventlog.topics.compacted`,
       [topic, opts.compacted ?? false],
     );
+    if (opts.compacted) this.compactedTopic.set(topic, true);
   }
 
   async publish(topic: string, messages: PublishMessage[]): Promise<void> {
@@ -358,8 +415,10 @@ export class EmbeddedBus implements EventBus {
 
   async close(): Promise<void> {
     this.closed = true;
+    clearInterval(this.retention);
     await Promise.all([...this.subs].map((s) => s.close()));
     await this.compacting;
+    await this.expiring;
   }
 }
 

@@ -13,6 +13,8 @@ export interface OpenEventBusOptions {
   logger?: Logger;
   /** Consumer lag after each batch, per group/topic/partition (for a metrics gauge). */
   onLag?: LagHook;
+  /** The embedded log's retention of topics that are not compacted (ms; 0 = for good). */
+  retentionMs?: number;
 }
 
 /** Kafka when brokers are given, else the embedded log in db. */
@@ -25,5 +27,10 @@ export async function openEventBus(opts: OpenEventBusOptions): Promise<EventBus>
       onLag: opts.onLag,
     });
   }
-  return openEmbeddedBus({ db: opts.db, logger: opts.logger, onLag: opts.onLag });
+  return openEmbeddedBus({
+    db: opts.db,
+    logger: opts.logger,
+    onLag: opts.onLag,
+    retentionMs: opts.retentionMs,
+  });
 }
