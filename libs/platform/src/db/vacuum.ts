@@ -41,8 +41,11 @@ export function vacuumPlan(tables: TableStats[], databaseXidAge: number): string
   return plan;
 }
 
-/** One round: reads the statistics, runs what vacuumPlan says; returns the statements run. */
-export async function vacuumOnce(db: Queryable, logger?: Logger): Promise<string[]> {
+/**
+ * One round: reads the statistics, runs what vacuumPlan says (or, with `whole`, VACUUM (ANALYZE)
+ * of the whole database); returns the statements run.
+ */
+export async function vacuumOnce(db: Queryable, logger?: Logger, whole = false): Promise<string[]> {
   // A backend publishes its counts at most once a second, and idle never in single-user mode:
   // this statement's end publishes them.
   await db.query('SELECT pg_stat_force_next_flush()');
@@ -54,7 +57,7 @@ export async function vacuumOnce(db: Queryable, logger?: Logger): Promise<string
   const age = await db.query<{ age: number }>(
     'SELECT age(datfrozenxid)::float8 AS age FROM pg_database WHERE datname = current_database()',
   );
-  const plan = vacuumPlan(tables.rows, age.rows[0]?.age ?? 0);
+  const plan = whole ? ['VACUUM (ANALYZE)'] : vacuumPlan(tables.rows, age.rows[0]?.age ?? 0);
   const started = performance.now();
   for (const sql of plan) await db.exec(sql);
   const ms = Math.round(performance.now() - started);
@@ -64,17 +67,24 @@ export async function vacuumOnce(db: Queryable, logger?: Logger): Promise<string
   return plan;
 }
 
-/** Runs vacuumOnce every intervalMs (the timer does not keep the process alive); stop() waits for a round in flight. */
+/**
+ * Runs vacuumOnce every intervalMs (the timer does not keep the process alive); stop() waits for a
+ * round in flight. The first round vacuums and analyzes the whole database: PGlite's statistics
+ * counters do not survive a restart, so what an earlier run left would not reach the thresholds.
+ */
 export function startEmbeddedVacuum(
   db: Db,
   opts: { intervalMs: number; logger?: Logger },
 ): { stop(): Promise<void> } {
   let round: Promise<void> | undefined;
+  let first = true;
   const timer = setInterval(() => {
-    round ??= vacuumOnce(db, opts.logger)
+    if (round) return;
+    round = vacuumOnce(db, opts.logger, first)
       .then(() => undefined)
       .catch((err: unknown) => opts.logger?.warn({ err }, 'embedded database: vacuum failed'))
       .finally(() => (round = undefined));
+    first = false;
   }, opts.intervalMs);
   timer.unref();
   return {
