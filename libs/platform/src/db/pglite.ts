@@ -20,10 +20,10 @@ export interface PgliteOptions {
   sharedBuffersMb?: number;
 }
 
-export const DEFAULT_SHARED_BUFFERS_MB = 32;
+const DEFAULT_SHARED_BUFFERS_MB = 32;
 
 /** PGlite's own start parameters, with shared_buffers set. */
-export const startParams = (sharedBuffersMb = DEFAULT_SHARED_BUFFERS_MB): string[] => [
+const startParams = (sharedBuffersMb = DEFAULT_SHARED_BUFFERS_MB): string[] => [
   ...PGlite.defaultStartParams,
   '-c',
   `shared_buffers=${sharedBuffersMb}MB`,

@@ -31,6 +31,19 @@ test("the plan follows autovacuum's default thresholds", () => {
   assert.deepEqual(vacuumPlan([stats({ dead: 1000 })], FREEZE_AGE + 1), ['VACUUM (ANALYZE)']);
 });
 
+const createOutbox = (db: Db) =>
+  db.exec('CREATE SCHEMA app; CREATE TABLE app.outbox (seq bigserial PRIMARY KEY, body text NOT NULL)');
+
+/** The outbox's counters, published first (a backend otherwise publishes them at most once a second). */
+async function outboxStats(db: Db): Promise<{ dead: number; vacuumed: boolean }> {
+  await db.query('SELECT pg_stat_force_next_flush()');
+  const r = await db.query<{ dead: string; vacuumed: boolean }>(
+    `SELECT n_dead_tup AS dead, last_vacuum IS NOT NULL AS vacuumed
+     FROM pg_stat_user_tables WHERE relname = 'outbox'`,
+  );
+  return { dead: Number(r.rows[0].dead), vacuumed: r.rows[0].vacuumed };
+}
+
 /** Inserts `n` rows of 500 bytes and deletes all but the newest 10, `times` times: an outbox's life. */
 async function churn(db: Db, n: number, times: number): Promise<void> {
   for (let i = 0; i < times; i++) {
@@ -44,9 +57,7 @@ const size = async (db: Db) =>
 test("a vacuumed table's space is used again; without it the table grows by every row it held", async () => {
   const db = await openPglite();
   try {
-    await db.exec(
-      'CREATE SCHEMA app; CREATE TABLE app.outbox (seq bigserial PRIMARY KEY, body text NOT NULL)',
-    );
+    await createOutbox(db);
     await churn(db, 500, 10);
     const before = await size(db);
     assert.deepEqual(await vacuumOnce(db), ['VACUUM (ANALYZE) "app"."outbox"']);
@@ -69,17 +80,9 @@ test("a vacuumed table's space is used again; without it the table grows by ever
 test('the embedded vacuum runs by itself every interval and stops', async () => {
   const db = await openPglite();
   try {
-    await db.exec(
-      'CREATE SCHEMA app; CREATE TABLE app.outbox (seq bigserial PRIMARY KEY, body text NOT NULL)',
-    );
+    await createOutbox(db);
     await churn(db, 200, 2);
-    const deadTuples = async () => {
-      await db.query('SELECT pg_stat_force_next_flush()');
-      const r = await db.query<{ d: string }>(
-        "SELECT n_dead_tup AS d FROM pg_stat_user_tables WHERE relname = 'outbox'",
-      );
-      return Number(r.rows[0].d);
-    };
+    const deadTuples = async () => (await outboxStats(db)).dead;
     assert.ok((await deadTuples()) > 0);
     const vacuum = startEmbeddedVacuum(db, { intervalMs: 50 });
     const until = Date.now() + 10_000;
@@ -95,23 +98,14 @@ test('the first round vacuums the whole database: what a run before a restart le
   const dir = mkdtempSync(join(tmpdir(), 'sb-vacuum-'));
   try {
     const a = await openPglite({ dataDir: dir });
-    await a.exec(
-      'CREATE SCHEMA app; CREATE TABLE app.outbox (seq bigserial PRIMARY KEY, body text NOT NULL)',
-    );
+    await createOutbox(a);
     await churn(a, 200, 2);
     await a.close();
     const b = await openPglite({ dataDir: dir });
     try {
-      const lastVacuum = async () => {
-        await b.query('SELECT pg_stat_force_next_flush()');
-        const r = await b.query<{ dead: string; vacuumed: boolean }>(
-          `SELECT n_dead_tup AS dead, last_vacuum IS NOT NULL AS vacuumed
-           FROM pg_stat_user_tables WHERE relname = 'outbox'`,
-        );
-        return r.rows[0];
-      };
+      const lastVacuum = () => outboxStats(b);
       // The counters start again at zero: by them alone nothing would be vacuumed.
-      assert.deepEqual(await lastVacuum(), { dead: '0', vacuumed: false });
+      assert.deepEqual(await lastVacuum(), { dead: 0, vacuumed: false });
       assert.deepEqual(await vacuumOnce(b), []);
       const vacuum = startEmbeddedVacuum(b, { intervalMs: 50 });
       const until = Date.now() + 10_000;

@@ -25,11 +25,14 @@ export interface TableStats {
 /** autovacuum_freeze_max_age is 200 million; start well before it. */
 export const FREEZE_AGE = 150_000_000;
 
+/** Every table of the database, catalogs included (freezes their old rows too). */
+const WHOLE_DATABASE = 'VACUUM (ANALYZE)';
+
 const ident = (s: string) => `"${s.replace(/"/g, '""')}"`;
 
 /** The statements one round runs, by autovacuum's default thresholds. */
 export function vacuumPlan(tables: TableStats[], databaseXidAge: number): string[] {
-  if (databaseXidAge > FREEZE_AGE) return ['VACUUM (ANALYZE)'];
+  if (databaseXidAge > FREEZE_AGE) return [WHOLE_DATABASE];
   const plan: string[] = [];
   for (const t of tables) {
     const name = `${ident(t.schema)}.${ident(t.table)}`;
@@ -46,6 +49,17 @@ export function vacuumPlan(tables: TableStats[], databaseXidAge: number): string
  * of the whole database); returns the statements run.
  */
 export async function vacuumOnce(db: Queryable, logger?: Logger, whole = false): Promise<string[]> {
+  const plan = whole ? [WHOLE_DATABASE] : await planFromStatistics(db);
+  const started = performance.now();
+  for (const sql of plan) await db.exec(sql);
+  const ms = Math.round(performance.now() - started);
+  // A long round held the embedded database (one connection) that long.
+  if (plan.length > 0)
+    logger?.[ms >= 1000 ? 'info' : 'debug']({ statements: plan, ms }, 'embedded database vacuumed');
+  return plan;
+}
+
+async function planFromStatistics(db: Queryable): Promise<string[]> {
   // A backend publishes its counts at most once a second, and idle never in single-user mode:
   // this statement's end publishes them.
   await db.query('SELECT pg_stat_force_next_flush()');
@@ -57,14 +71,7 @@ export async function vacuumOnce(db: Queryable, logger?: Logger, whole = false):
   const age = await db.query<{ age: number }>(
     'SELECT age(datfrozenxid)::float8 AS age FROM pg_database WHERE datname = current_database()',
   );
-  const plan = whole ? ['VACUUM (ANALYZE)'] : vacuumPlan(tables.rows, age.rows[0]?.age ?? 0);
-  const started = performance.now();
-  for (const sql of plan) await db.exec(sql);
-  const ms = Math.round(performance.now() - started);
-  // A long round held the embedded database (one connection) that long.
-  if (plan.length > 0)
-    logger?.[ms >= 1000 ? 'info' : 'debug']({ statements: plan, ms }, 'embedded database vacuumed');
-  return plan;
+  return vacuumPlan(tables.rows, age.rows[0]?.age ?? 0);
 }
 
 /**
