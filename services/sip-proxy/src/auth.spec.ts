@@ -134,3 +134,26 @@ test('authRealm: our callers in their domain; other domains not challenged unles
   assert.equal(authRealm({ ...base, trusted: true, foreign: 'challenge' }), undefined);
   assert.equal(authRealm({ ...base, trusted: true, fromDomain: 'example.com' }), undefined);
 });
+
+test('a replayed nonce-count with the right response is answered stale=true and counts toward no ban (a late retransmission, as Kamailio and OpenSIPS treat it)', () => {
+  const { auth, biloxi, answer } = setup();
+  const creds = answer(biloxi, 'biloxi.example.com', 'secret');
+  assert.equal(auth.check(invite([creds]), '192.0.2.1', 'biloxi.example.com').ok, true);
+  // The same request again, more times than the ban allows failures (3): each is a replay.
+  for (let i = 0; i < 5; i++) {
+    const again = auth.check(invite([creds]), '192.0.2.1', 'biloxi.example.com');
+    assert.equal(again.ok, false);
+    if (!again.ok) {
+      assert.equal(again.reason, 'replay');
+      assert.equal(again.response.status, 407);
+      assert.match(again.response.getHeader('Proxy-Authenticate') ?? '', /stale=true/i);
+    }
+  }
+  // Neither the user nor the source was banned: fresh credentials pass.
+  const fresh = auth.check(
+    invite([answer(biloxi, 'biloxi.example.com', 'secret')]),
+    '192.0.2.1',
+    'biloxi.example.com',
+  );
+  assert.equal(fresh.ok, true);
+});

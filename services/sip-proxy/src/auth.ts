@@ -119,7 +119,11 @@ export class Authenticator {
       return { ok: true, subscriber: sub };
     }
     const reason = result.ok ? 'disabled' : result.reason;
-    if (reason === 'stale') return { ok: false, response: challenge(true), reason };
+    // A reused nonce-count with the right response proves the password, not a guess: most often a
+    // retransmission that outlived its transaction (an overloaded proxy). Stale, as Kamailio and
+    // OpenSIPS answer it: the UA retries with a fresh nonce instead of taking its password for
+    // wrong, and no failure counts toward a ban.
+    if (reason === 'stale' || reason === 'replay') return { ok: false, response: challenge(true), reason };
     this.guard.authFailed(sourceAddress, creds.username);
     this.onFailure(reason);
     return { ok: false, response: challenge(), reason, user: creds.username };
