@@ -157,3 +157,32 @@ test('a replayed nonce-count with the right response is answered stale=true and 
   );
   assert.equal(fresh.ok, true);
 });
+
+test('credentials for a nonce of this proxy before a restart (another secret) get stale=true, not a failure toward a ban', () => {
+  const { auth, answer } = setup();
+  const before = new DigestServer({
+    secret: 'before the restart',
+    nonceLifetimeSec: 300,
+    algorithms: ['MD5'],
+    clock: { now: () => NOW },
+  });
+  for (let i = 0; i < 5; i++) {
+    const r = auth.check(
+      invite([answer(before, 'biloxi.example.com', 'secret')]),
+      '192.0.2.1',
+      'biloxi.example.com',
+    );
+    assert.equal(r.ok, false);
+    if (!r.ok) {
+      assert.equal(r.reason, 'stale');
+      assert.match(r.response.getHeader('Proxy-Authenticate') ?? '', /stale=true/i);
+    }
+  }
+  // A wrong password with such a nonce is still a failure.
+  const wrong = auth.check(
+    invite([answer(before, 'biloxi.example.com', 'guess')]),
+    '192.0.2.1',
+    'biloxi.example.com',
+  );
+  assert.equal(!wrong.ok && wrong.reason, 'bad_nonce');
+});

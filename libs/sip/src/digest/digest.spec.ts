@@ -458,7 +458,7 @@ describe('server: DigestServer', () => {
     assert.equal(server.verify({ credentials: answer(ch, 1), method: 'REGISTER', lookupHa1 }).ok, true);
   });
 
-  test('tampered, foreign and malformed nonces are bad_nonce', () => {
+  test('tampered, foreign and malformed nonces are bad_nonce; with a right response, only stale', () => {
     const { server, clock } = setup();
     const ch = server.challenge();
     const nonce = parseChallenges(ch)[0]!.nonce;
@@ -472,19 +472,24 @@ describe('server: DigestServer', () => {
       'a+b/',
     ]) {
       const forged = ch.map((c) => c.replace(nonce, bad));
-      const r = server.verify({ credentials: answer(forged), method: 'REGISTER', lookupHa1 });
-      assert.deepEqual(r, { ok: false, reason: 'bad_nonce', username: user }, bad);
+      const wrong = server.verify({ credentials: answer(forged, 1, 'nope'), method: 'REGISTER', lookupHa1 });
+      assert.deepEqual(wrong, { ok: false, reason: 'bad_nonce', username: user }, bad);
+      // The client knows the password (RFC 7616 §3.3): it retries with a fresh nonce.
+      const right = server.verify({ credentials: answer(forged), method: 'REGISTER', lookupHa1 });
+      assert.deepEqual(right, { ok: false, reason: 'stale', username: user }, bad);
     }
-    // a nonce made by a server with another secret
+    // a nonce made by a server with another secret (this one before a restart, or a peer proxy)
     const other = new DigestServer({ realm, secret: 'other', nonceLifetimeSec: 300, clock });
+    const foreign = other.challenge();
     assert.deepEqual(
-      server.verify({ credentials: answer(other.challenge()), method: 'REGISTER', lookupHa1 }),
-      {
-        ok: false,
-        reason: 'bad_nonce',
-        username: user,
-      },
+      server.verify({ credentials: answer(foreign, 1, 'nope'), method: 'REGISTER', lookupHa1 }),
+      { ok: false, reason: 'bad_nonce', username: user },
     );
+    assert.deepEqual(server.verify({ credentials: answer(foreign), method: 'REGISTER', lookupHa1 }), {
+      ok: false,
+      reason: 'stale',
+      username: user,
+    });
   });
 
   test('a nonce is bound to its realm', () => {
@@ -512,13 +517,18 @@ describe('server: DigestServer', () => {
       username: 'u',
       password: 'p',
     });
+    // not valid for b.example: the client, who knows b's password, is told to take a fresh one
     assert.deepEqual(
       server.verify({ credentials: credsB, method: 'REGISTER', ha1ByAlgorithm: h('b.example') }),
       {
         ok: false,
-        reason: 'bad_nonce',
+        reason: 'stale',
         username: 'u',
       },
+    );
+    assert.deepEqual(
+      server.verify({ credentials: credsB, method: 'REGISTER', ha1ByAlgorithm: h('c.example') }),
+      { ok: false, reason: 'bad_nonce', username: 'u' },
     );
     assert.deepEqual(
       server.verify({

@@ -357,7 +357,6 @@ export class DigestServer {
       return { ok: false, reason: 'realm_mismatch', username: c.username };
     }
     const issuedAt = this.checkNonce(c.nonce, c.realm);
-    if (issuedAt === undefined) return { ok: false, reason: 'bad_nonce', username: c.username };
     if (input.requestUri !== undefined && c.uri !== input.requestUri) {
       return { ok: false, reason: 'uri_mismatch', username: c.username };
     }
@@ -382,9 +381,17 @@ export class DigestServer {
     });
     const match = constantTimeHexEqual(expected, c.response);
     if (stored === undefined) return { ok: false, reason: 'unknown_user', username: c.username };
-    if (!match) return { ok: false, reason: 'bad_response', username: c.username };
+    if (!match)
+      return {
+        ok: false,
+        reason: issuedAt === undefined ? 'bad_nonce' : 'bad_response',
+        username: c.username,
+      };
 
-    // The response is right: an expired nonce is only stale (RFC 7616 §3.3, stale=true).
+    // The response is right, so the client knows the password: a nonce that is not ours (made
+    // with another secret: before a restart, or by another proxy) or has expired is only stale
+    // (RFC 7616 §3.3: "invalid but with a valid digest for that nonce", stale=true).
+    if (issuedAt === undefined) return { ok: false, reason: 'stale', username: c.username };
     const now = this.opts.clock.now();
     const expiresAt = issuedAt + this.lifetimeMs;
     if (now >= expiresAt) return { ok: false, reason: 'stale', username: c.username };
