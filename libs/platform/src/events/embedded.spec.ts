@@ -204,6 +204,58 @@ async function retentionExpiresOldMessages(db: Db): Promise<void> {
   }
 }
 
+/**
+ * readCompacted reads in pages of 2,000: 4,500 messages (3,000 keys, 1,000 of them updated, 500
+ * deleted), and between the first page and the second, publishes that change keys the first page
+ * returned (an update, a tombstone), one it had not reached yet and a new key. The map ends at
+ * the latest of each.
+ */
+async function readCompactedInPages(base: Db): Promise<void> {
+  const other = await openEmbeddedBus({ db: base });
+  const t = uniqueName('bus');
+  let pages = 0;
+  const db: Db = {
+    ...base,
+    query: async (sql, params, opts) => {
+      const r = await base.query(sql, params, opts);
+      if (/NOT EXISTS/.test(sql) && params?.[0] === t && ++pages === 1)
+        await other.publish(t, [
+          { key: 'k1600', value: 'v3' },
+          { key: 'k1700', value: null },
+          { key: 'k0500', value: 'v3' },
+          { key: 'new', value: 'v1' },
+        ]);
+      return r as never;
+    },
+  };
+  const bus = await openEmbeddedBus({ db });
+  try {
+    await bus.ensureTopic(t, { compacted: true });
+    const k = (i: number) => `k${String(i).padStart(4, '0')}`;
+    const msgs = [
+      ...Array.from({ length: 3000 }, (_, i) => ({ key: k(i), value: 'v1' })),
+      ...Array.from({ length: 1000 }, (_, i) => ({ key: k(i), value: 'v2' })),
+      ...Array.from({ length: 500 }, (_, i) => ({ key: k(1000 + i), value: null })),
+    ];
+    await bus.publish(t, msgs);
+    const expected = new Map<string, string>();
+    for (const m of msgs)
+      if (m.value === null) expected.delete(m.key);
+      else expected.set(m.key, m.value);
+    expected.set('k1600', 'v3');
+    expected.delete('k1700');
+    expected.set('k0500', 'v3');
+    expected.set('new', 'v1');
+    const got = await bus.readCompacted(t);
+    assert.ok(pages >= 2, `read in ${pages} page(s)`);
+    assert.equal(got.size, expected.size);
+    for (const [key, m] of got) assert.equal(m.value?.toString(), expected.get(key), key);
+  } finally {
+    await bus.close();
+    await other.close();
+  }
+}
+
 describe('embedded log specifics', () => {
   test('messages older than the retention are deleted from topics that are not compacted (PGlite)', () =>
     retentionExpiresOldMessages(mem));
@@ -213,6 +265,10 @@ describe('embedded log specifics', () => {
     oddMessagesRoundTrip(mem));
   test('a publish of 1,200 messages with keys and values to quote arrives whole, in order (PostgreSQL)', () =>
     oddMessagesRoundTrip(pgDb));
+  test('readCompacted reads a large topic in pages and ends at the latest of each key (PGlite)', () =>
+    readCompactedInPages(mem));
+  test('readCompacted reads a large topic in pages and ends at the latest of each key (PostgreSQL)', () =>
+    readCompactedInPages(pgDb));
   test('concurrent publishers lose nothing for a live reader (PGlite)', () =>
     concurrentPublishersLoseNothing(mem));
   test('concurrent publishers lose nothing for a live reader (PostgreSQL)', () =>

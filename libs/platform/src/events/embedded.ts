@@ -56,6 +56,8 @@ export const EVENTLOG_SCHEMA = 'eventlog';
 const MIGRATIONS = fileURLToPath(new URL('./migrations', import.meta.url));
 const TOPIC_NAME = /^[A-Za-z0-9._-]{1,249}$/;
 const PARTITION = 0;
+/** Rows per query when reading a compacted topic whole. */
+const READ_PAGE = 2000;
 
 /** In-process wake-ups, shared by every bus on the same Db: publish wakes the topic's subscribers. */
 const wakers = new WeakMap<Db, EventEmitter>();
@@ -376,16 +378,33 @@ export class EmbeddedBus implements EventBus {
     return sub;
   }
 
+  /**
+   * The latest message of each key, read in pages of READ_PAGE in offset order (each row the
+   * latest of its key when its page is read; tombstones delete), so that a large topic never
+   * passes through the database and its thread as one result: a result of 100,000 subscribers
+   * grew PGlite's memory (which it never gives back) and left ~150 MB of garbage on an idle
+   * thread. What is published meanwhile shows in a later page: the map ends at least as new as
+   * the last page.
+   */
   async readCompacted(topic: string): Promise<Map<string, EventMessage>> {
     checkTopic(topic);
-    const r = await this.opts.db.query<EventRow>(
-      `SELECT * FROM (
-         SELECT DISTINCT ON (key) topic, partition, "offset", key, value, headers, ts
-         FROM eventlog.events WHERE topic = $1 ORDER BY key, "offset" DESC
-       ) latest WHERE value IS NOT NULL ORDER BY "offset"`,
-      [topic],
-    );
-    return new Map(r.rows.map((row) => [row.key, toMessage(row)]));
+    const latest = new Map<string, EventMessage>();
+    for (let after = '-1'; ;) {
+      const r = await this.opts.db.query<EventRow>(
+        `SELECT topic, partition, "offset", key, value, headers, ts FROM eventlog.events e
+         WHERE topic = $1 AND partition = ${PARTITION} AND "offset" > $2 AND NOT EXISTS (
+           SELECT 1 FROM eventlog.events n WHERE n.topic = e.topic AND n.key = e.key AND n."offset" > e."offset")
+         ORDER BY "offset" LIMIT ${READ_PAGE}`,
+        [topic, after],
+        { name: 'eventlog-read-compacted' },
+      );
+      for (const row of r.rows) {
+        latest.delete(row.key); // in offset order
+        if (row.value !== null) latest.set(row.key, toMessage(row));
+      }
+      if (r.rows.length < READ_PAGE) return latest;
+      after = r.rows[r.rows.length - 1].offset;
+    }
   }
 
   /**
