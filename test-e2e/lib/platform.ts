@@ -59,14 +59,18 @@ export async function startPlatform(
     async start(ctx) {
       const bus = await ctx.events();
       await bus.ensureTopic(TOPICS.subscribers, { compacted: true });
-      publish = (subs) =>
-        bus.publish(
-          TOPICS.subscribers,
-          subs.map((s) => {
-            const r = subscriberRecord(s, domain);
-            return { key: r.aor, value: encodeRecord(r) };
-          }),
-        );
+      // In batches of 500, as the portal's outbox relay publishes: a benchmark's 100,000 subscribers
+      // in one statement would grow the embedded database's memory as no deployment does.
+      publish = async (subs) => {
+        for (let i = 0; i < subs.length; i += 500)
+          await bus.publish(
+            TOPICS.subscribers,
+            subs.slice(i, i + 500).map((s) => {
+              const r = subscriberRecord(s, domain);
+              return { key: r.aor, value: encodeRecord(r) };
+            }),
+          );
+      };
       await publish(opts.subscribers ?? []);
       return { stop: async () => {} };
     },
