@@ -16,6 +16,7 @@
  * unknown user as for a known one, so timing does not tell them apart either.
  */
 import { hash, randomBytes } from 'node:crypto';
+import { detach } from '../message/detach';
 import { DigestParseError, formatAuthHeader, parseAuthHeader, type AuthParams } from './params';
 
 export type DigestHashName = 'MD5' | 'SHA-256' | 'SHA-512-256';
@@ -444,7 +445,8 @@ export class DigestServer {
       this.evictedUpTo = Math.max(this.evictedUpTo, state.expiresAt - this.lifetimeMs);
       if (issuedAt <= this.evictedUpTo) return false;
     }
-    this.seen.set(nonce, { lastNc: nc, expiresAt });
+    // The nonce is a slice of the request's text: kept as it is, it would keep the whole request.
+    this.seen.set(detach(nonce), { lastNc: nc, expiresAt });
     return true;
   }
 

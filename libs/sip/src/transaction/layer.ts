@@ -27,7 +27,8 @@ import {
 import { ServerInviteTransaction, ServerNonInviteTransaction, ServerTransaction } from './server';
 import { errorResponseForRaw } from './stateless';
 import { timerConfig, type TimerConfig } from './timers';
-import { detach, type TimerName, type Transaction, type TxHost } from './transaction';
+import { type TimerName, type Transaction, type TxHost } from './transaction';
+import { detach } from '../message/detach';
 import { TimerQueue } from './timer-queue';
 
 type SipMessage = SipRequest | SipResponse;

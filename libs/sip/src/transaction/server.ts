@@ -5,7 +5,8 @@
  */
 import { createResponse, keepBytes, parseMessage, type SipRequest, type SipResponse } from '../message';
 import type { SendTarget, Source } from '../transport/types';
-import { detach, Transaction, type TimerName, type TxHost } from './transaction';
+import { Transaction, type TimerName, type TxHost } from './transaction';
+import { detach } from '../message/detach';
 import { txTimeout, waitTimeout } from './timers';
 
 export abstract class ServerTransaction extends Transaction {
