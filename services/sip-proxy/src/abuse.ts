@@ -3,6 +3,7 @@
  * module does) and a ban after repeated authentication failures per source
  * and per user (what fail2ban does for a PBX). Pure, with an injected clock.
  */
+import { detach } from '@switchboard/sip';
 
 export interface RateLimitPolicy {
   /** Requests allowed per source in one window. */
@@ -110,7 +111,8 @@ export class AbuseGuard {
   authFailed(address: string, user: string | undefined): void {
     const now = this.now();
     if (!this.exempt(address)) this.sourceFailures.hit(address, now);
-    if (user) this.userFailures.hit(user, now);
+    // The user is a slice of the request's text: detached, a key does not keep the request.
+    if (user) this.userFailures.hit(detach(user), now);
   }
 
   /** A success resets the failure count of the source (not of the user). */

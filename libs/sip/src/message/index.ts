@@ -1,5 +1,6 @@
 export * from './errors';
 export * from './limits';
+export { detach } from './detach';
 export { Params, unquote as unquoteString } from './params';
 export {
   SipUri,
