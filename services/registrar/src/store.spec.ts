@@ -94,3 +94,29 @@ test('group commit: writes within the commit interval share one batch, one after
     await db.close();
   }
 });
+
+test('loadAll reads every AoR, in pages', async () => {
+  const db = await openPglite();
+  try {
+    await migrate(db, { schema: 'registrar', dir: join(import.meta.dirname, '..', 'migrations') });
+    // 4,500 AoRs: two whole pages of 2,000 and a part
+    const aors = Array.from({ length: 4500 }, (_, i) => `sip:u${i}@example.com`);
+    await db.query(
+      `INSERT INTO registrar.aors (aor, bindings, next_expiry, updated_at)
+       SELECT a, jsonb_build_array(jsonb_build_object('aor', a, 'expires', n)), n, 0
+       FROM unnest($1::text[]) WITH ORDINALITY AS x(a, n)`,
+      [aors],
+    );
+    const queries: string[] = [];
+    const store = createBindingStore({
+      ...db,
+      query: (sql, params, o) => (queries.push(sql), db.query(sql, params, o)),
+    });
+    const all = await store.loadAll();
+    assert.equal(all.size, 4500);
+    for (const [i, a] of aors.entries()) assert.equal(all.get(a)?.[0].expires, i + 1, a);
+    assert.equal(queries.length, 3);
+  } finally {
+    await db.close();
+  }
+});

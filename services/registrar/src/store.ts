@@ -14,6 +14,9 @@
 import type { Db } from '@switchboard/platform';
 import type { Binding } from './bindings';
 
+/** AoRs read per query at start. */
+const LOAD_PAGE = 2000;
+
 interface Pending {
   aor: string;
   bindings: Binding[];
@@ -108,10 +111,18 @@ export function createBindingStore(db: Db, opts: BindingStoreOptions = {}): Bind
 
   return {
     async loadAll() {
-      const r = await db.query<{ aor: string; bindings: Binding[] }>(
-        'SELECT aor, bindings FROM registrar.aors',
-      );
-      return new Map(r.rows.map((row) => [row.aor, row.bindings]));
+      // In pages by AoR: 100,000 AoRs in one result grew embedded PGlite's memory (which it never
+      // gives back) and left the result as garbage on its idle thread.
+      const all = new Map<string, Binding[]>();
+      for (let after = ''; ;) {
+        const r = await db.query<{ aor: string; bindings: Binding[] }>(
+          `SELECT aor, bindings FROM registrar.aors WHERE aor > $1 ORDER BY aor LIMIT ${LOAD_PAGE}`,
+          [after],
+        );
+        for (const row of r.rows) all.set(row.aor, row.bindings);
+        if (r.rows.length < LOAD_PAGE) return all;
+        after = r.rows[r.rows.length - 1].aor;
+      }
     },
     save(aor, bindings) {
       return new Promise<void>((resolve, reject) => {
