@@ -38,6 +38,20 @@ export const locationRecords = (latest: Map<string, Binding[]>): PublishMessage[
     value: bindings.length ? JSON.stringify({ aor, bindings }) : null,
   }));
 
+/**
+ * Publishes every AoR's bindings `batch` AoRs at a time (as the portal's relay publishes
+ * subscribers): 100,000 AoRs in one publish is one statement of tens of MB on the embedded
+ * log, which grows PGlite's memory for good.
+ */
+export async function publishInBatches(
+  all: Map<string, Binding[]>,
+  publish: (part: Map<string, Binding[]>) => Promise<void>,
+  batch = 500,
+): Promise<void> {
+  const entries = [...all];
+  for (let i = 0; i < entries.length; i += batch) await publish(new Map(entries.slice(i, i + batch)));
+}
+
 export const registrarConfig = {
   grpcHost: str('SWITCHBOARD_REGISTRAR_GRPC_HOST', '127.0.0.1', 'Address the registrar gRPC server binds'),
   grpcPort: port('SWITCHBOARD_REGISTRAR_GRPC_PORT', 50051, 'Registrar gRPC port'),
@@ -101,7 +115,7 @@ export const registrarService = defineService({
     const registry = new Registry(store, config, { now: Date.now }, sameContact);
     const loaded = await registry.load();
     // Republish what storage holds, so the topic agrees with it even after a crash between commit and publish.
-    if (loaded.size) await publish(registry.snapshot());
+    if (loaded.size) await publishInBatches(registry.snapshot(), publish);
     new Gauge({
       name: 'switchboard_registrations_active',
       help: 'Live contact bindings held by the registrar',

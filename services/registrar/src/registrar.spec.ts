@@ -14,7 +14,7 @@ import {
   uniqueName,
 } from '@switchboard/platform/testing';
 import { RegistrarClient, WatchEvent_Type, type WatchEvent } from '@switchboard/proto/registrar';
-import { LOCATION_TOPIC, registrarService } from './main';
+import { LOCATION_TOPIC, publishInBatches, registrarService } from './main';
 
 const baseEnv = {
   SWITCHBOARD_OPS_PORT: '0',
@@ -222,4 +222,15 @@ test('PostgreSQL + Kafka: concurrent registrations share commits, and every chan
     await stopAll(s);
     await db.close();
   }
+});
+
+test('the bindings republished at start go out 500 AoRs a publish, each AoR once, in order', async () => {
+  const all = new Map(Array.from({ length: 1200 }, (_, i) => [`sip:u${i}@example.com`, []]));
+  const parts: string[][] = [];
+  await publishInBatches(all, async (part) => void parts.push([...part.keys()]));
+  assert.deepEqual(
+    parts.map((p) => p.length),
+    [500, 500, 200],
+  );
+  assert.deepEqual(parts.flat(), [...all.keys()]);
 });
