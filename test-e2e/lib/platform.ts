@@ -3,7 +3,13 @@
  * one process, embedded storage in memory), with every port ephemeral on
  * loopback, and subscribers seeded on the `subscribers` topic.
  */
-import { defineService, runTargets, type RunningProcess, type ServiceModule } from '@switchboard/platform';
+import {
+  defineService,
+  processEnv,
+  runTargets,
+  type RunningProcess,
+  type ServiceModule,
+} from '@switchboard/platform';
 import { ha1 } from '@switchboard/sip';
 import { TOPICS, encodeRecord, type SubscriberRecord } from '@switchboard/contracts';
 import { SERVICES } from '../../cli/targets';
@@ -79,7 +85,7 @@ export async function startPlatform(
   const proc = await runTargets([seed, ...MODULES.filter((s) => wanted.includes(s.name))], {
     version: 'test',
     env: {
-      SWITCHBOARD_LOG_LEVEL: process.env.SWITCHBOARD_TEST_LOG_LEVEL ?? 'silent',
+      SWITCHBOARD_LOG_LEVEL: processEnv().SWITCHBOARD_TEST_LOG_LEVEL ?? 'silent',
       SWITCHBOARD_OPS_HOST: '127.0.0.1',
       SWITCHBOARD_OPS_PORT: '0',
       SWITCHBOARD_DATA_DIR: ':memory:',

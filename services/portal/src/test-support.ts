@@ -5,6 +5,7 @@
  */
 import {
   defineService,
+  processEnv,
   runTargets,
   type Db,
   type EventBus,
@@ -54,8 +55,7 @@ export async function startTestPortal(
   const proc = await runTargets([probe, ...extra, portalService as ServiceModule], {
     version: 'test',
     env: {
-      // eslint-disable-next-line no-restricted-properties
-      SWITCHBOARD_LOG_LEVEL: process.env.SWITCHBOARD_TEST_LOG_LEVEL ?? 'silent',
+      SWITCHBOARD_LOG_LEVEL: processEnv().SWITCHBOARD_TEST_LOG_LEVEL ?? 'silent',
       SWITCHBOARD_OPS_HOST: '127.0.0.1',
       SWITCHBOARD_OPS_PORT: '0',
       SWITCHBOARD_DATA_DIR: ':memory:',
