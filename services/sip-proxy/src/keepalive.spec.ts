@@ -59,7 +59,6 @@ async function setup(method: NatPingMethod, bindings: LocationBinding[], interva
   const registry = new Registry();
   const ka = new NatKeepalive(
     {
-      bindings: () => bindings,
       send: (data, t) => proxy.send(data, t.port, t.address),
       local: (f) => (f === 4 ? { host: '127.0.0.1', port: portOf(proxy) } : undefined),
       domain: 'example.com',
@@ -68,6 +67,7 @@ async function setup(method: NatPingMethod, bindings: LocationBinding[], interva
     },
     { intervalSec, method },
   );
+  ka.update(undefined, bindings);
   return { proxy, clock, registry, ka };
 }
 
@@ -194,6 +194,37 @@ test('method crlf pings every NATed contact with CRLF; interval 0 starts nothing
     crlf.ka.stop();
     crlf.proxy.close();
     off.proxy.close();
+    ue.close();
+  }
+});
+
+test('follows the location replica: a removed binding is no longer pinged, a refreshed one once, a new one from then on', async () => {
+  const ue = await udp();
+  const rx = collect(ue);
+  const received = { address: '127.0.0.1', port: portOf(ue), transport: 'udp', flowId: '', localSocket: '' };
+  const a = binding(1, { received });
+  const b = binding(2, { received });
+  const { proxy, clock, ka } = await setup('options', [a, b], 5);
+  const pinged = () => rx.got.map((d) => (parseMessage(d) as SipRequest).uri.toString()).sort();
+  try {
+    ka.start();
+    clock.advance(5000);
+    await rx.until(2);
+    assert.deepEqual(pinged(), [a.contact, b.contact]);
+    // a refreshed (its record replaced by a new object), b gone, c registered
+    const a2 = { ...a, expires: 20_000 };
+    const c = binding(3, { received });
+    ka.update([a], [a2]);
+    ka.update([b], undefined);
+    ka.update(undefined, [c]);
+    rx.got.length = 0;
+    clock.advance(5000);
+    await rx.until(2);
+    await new Promise((r) => setTimeout(r, 100));
+    assert.deepEqual(pinged(), [a.contact, c.contact]);
+  } finally {
+    ka.stop();
+    proxy.close();
     ue.close();
   }
 });

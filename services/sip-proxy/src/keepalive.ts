@@ -7,7 +7,10 @@
  *
  * The bindings are spread over the interval (one slot per second, a binding's
  * slot picked by a hash of AoR and Contact), as nathelper's natping_processes
- * split the table: no burst of pings every interval.
+ * split the table: no burst of pings every interval. They are kept indexed by
+ * slot as the location replica changes, so a slot's tick visits only its own
+ * bindings (scanning all of them every second held the event loop ~100 ms with
+ * 100,000 NATed phones).
  *
  * Pings are stateless: no transaction is kept. An answer to an OPTIONS comes
  * back with only the proxy's Via and is dropped as a stray response.
@@ -16,8 +19,8 @@ import { randomBytes } from 'node:crypto';
 import { isIPv6 } from 'node:net';
 import { Counter, type Registry } from 'prom-client';
 import { int, oneOf } from '@switchboard/platform';
-import type { Clock } from '@switchboard/sip';
-import type { LocationBinding } from '@switchboard/contracts';
+import { newBranch, type Clock } from '@switchboard/sip';
+import type { LocationBinding, LocationRecord } from '@switchboard/contracts';
 
 export const natPingConfig = {
   natPingIntervalSec: int(
@@ -38,8 +41,6 @@ export const natPingConfig = {
 export type NatPingMethod = 'auto' | 'options' | 'crlf';
 
 export interface KeepaliveDeps {
-  /** Every binding of the location replica (expired ones are skipped here). */
-  bindings(): Iterable<LocationBinding>;
   /** Send one datagram from the proxy's UDP socket. */
   send(data: Buffer, target: { transport: 'udp'; address: string; port: number }): void;
   /** The proxy's advertised UDP address for a family, for the Via (answers come back to it). */
@@ -69,12 +70,17 @@ function hash(s: string): number {
   return h >>> 0;
 }
 
+/** A binding whose REGISTER came through a NAT over UDP: the ones kept open by pings. */
+const isNatedUdp = (b: LocationBinding) => b.received?.transport === 'udp';
+
 /** An RFC 5626 outbound registration: the UA keeps a flow (+sip.instance and reg-id). */
 const isOutbound = (b: LocationBinding) => b.instanceId !== '' && b.regId > 0;
 
 export class NatKeepalive {
   private readonly slots: number;
   private readonly slotMs: number;
+  /** The NATed UDP bindings (the only ones pinged), by slot. */
+  private readonly bySlot: Set<LocationBinding>[];
   private slot = 0;
   private timer: unknown;
   private running = false;
@@ -90,6 +96,7 @@ export class NatKeepalive {
     const slotMs = Math.max(1, o.slotMs ?? 1000);
     this.slots = Math.max(1, Math.round(intervalMs / slotMs));
     this.slotMs = intervalMs / this.slots;
+    this.bySlot = Array.from({ length: this.slots }, () => new Set<LocationBinding>());
     this.pings = d.registry
       ? new Counter({
           name: 'switchboard_sip_nat_pings_total',
@@ -98,6 +105,12 @@ export class NatKeepalive {
           registers: [d.registry],
         })
       : undefined;
+  }
+
+  /** An AoR's bindings changed in the location replica: `prev` replaced by `next` (either may be absent). */
+  update(prev: readonly LocationBinding[] | undefined, next: readonly LocationBinding[] | undefined): void {
+    if (prev) for (const b of prev) if (isNatedUdp(b)) this.bySlot[this.slotOf(b)].delete(b);
+    if (next) for (const b of next) if (isNatedUdp(b)) this.bySlot[this.slotOf(b)].add(b);
   }
 
   /** Start pinging (nothing when the interval is 0). */
@@ -128,13 +141,12 @@ export class NatKeepalive {
     this.slot = (this.slot + 1) % this.slots;
     const nowSec = Math.floor(this.d.clock.now() / 1000);
     let n = 0;
-    for (const b of this.d.bindings()) {
-      const r = b.received;
-      if (!r || r.transport !== 'udp' || b.expires <= nowSec) continue;
-      if (this.slots > 1 && hash(`${b.aor} ${b.contact}`) % this.slots !== slot) continue;
-      if (this.ping(b, r)) n++;
-    }
+    for (const b of this.bySlot[slot]) if (b.expires > nowSec && this.ping(b, b.received!)) n++;
     return n;
+  }
+
+  private slotOf(b: LocationBinding): number {
+    return this.slots > 1 ? hash(`${b.aor} ${b.contact}`) % this.slots : 0;
   }
 
   private ping(b: LocationBinding, r: NonNullable<LocationBinding['received']>): boolean {
@@ -152,7 +164,7 @@ export class NatKeepalive {
     this.cseq = (this.cseq % 2_000_000_000) + 1;
     const msg =
       `OPTIONS ${b.contact} SIP/2.0\r\n` +
-      `Via: SIP/2.0/UDP ${host}:${local.port};branch=z9hG4bK${randomBytes(8).toString('hex')};rport\r\n` +
+      `Via: SIP/2.0/UDP ${host}:${local.port};branch=${newBranch()};rport\r\n` +
       `Max-Forwards: 70\r\n` +
       `From: <sip:pinger@${this.d.domain}>;tag=${this.callId}\r\n` +
       `To: <${b.contact}>\r\n` +
@@ -165,9 +177,15 @@ export class NatKeepalive {
   }
 }
 
-/** The proxy's wiring: bindings from the location replica, pings from its UDP socket. */
+/**
+ * The proxy's wiring: bindings from the location replica (indexed now, then kept up to date
+ * through its onChange, which this takes), pings from its UDP socket.
+ */
 export function natKeepaliveFor(
-  records: () => Iterable<{ bindings: LocationBinding[] }>,
+  location: {
+    values(): Iterable<LocationRecord>;
+    onChange?: (key: string, value: LocationRecord | null, prev: LocationRecord | undefined) => void;
+  },
   transport: {
     send(data: Buffer, target: { transport: 'udp'; address: string; port: number }): void;
     localFor(t: 'udp', family: 4 | 6): { host: string; port: number } | undefined;
@@ -177,11 +195,8 @@ export function natKeepaliveFor(
   clock: Clock,
   registry: Registry,
 ): NatKeepalive {
-  return new NatKeepalive(
+  const ka = new NatKeepalive(
     {
-      *bindings() {
-        for (const r of records()) yield* r.bindings;
-      },
       send: (data, target) => transport.send(data, target),
       local: (family) => {
         const b = transport.localFor('udp', family);
@@ -193,4 +208,8 @@ export function natKeepaliveFor(
     },
     { intervalSec: config.natPingIntervalSec, method: config.natPingMethod },
   );
+  // What the replica holds now, then each change (no await in between: nothing is missed).
+  for (const r of location.values()) ka.update(undefined, r.bindings);
+  location.onChange = (_key, rec, prev) => ka.update(prev?.bindings, rec?.bindings);
+  return ka;
 }

@@ -657,14 +657,7 @@ export const sipProxyService = defineService({
       config.gatewayProbeSec * 1000,
     );
     probe.unref();
-    const natPing = natKeepaliveFor(
-      () => location.values(),
-      transport,
-      advertised,
-      config,
-      systemClock,
-      ctx.metrics,
-    );
+    const natPing = natKeepaliveFor(location, transport, advertised, config, systemClock, ctx.metrics);
     natPing.start();
 
     for (const b of bound) {
