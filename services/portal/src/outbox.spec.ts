@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { migrate, openDb, type Db, type EventBus, type PublishMessage } from '@switchboard/platform';
 import { TOPICS } from '@switchboard/contracts';
 import { OutboxRelay } from './relay';
-import { PortalStore } from './store';
+import { PortalStore, RATING_CHANNEL, type RatingOp } from './store';
 
 let db: Db;
 before(async () => {
@@ -106,4 +106,49 @@ test('while one relay holds the lease another publishes nothing', async () => {
   assert.equal(second.published.length, 0);
   await r1.stop();
   await r2.stop();
+});
+
+test('start-up republishing and the accounts resync go page by page, every subscriber once, in id order', async () => {
+  const own = await openDb({ memory: true });
+  try {
+    await migrate(own, { schema: 'portal', dir: join(import.meta.dirname, '..', 'migrations') });
+    const store = new PortalStore(own, {
+      defaultDomain: 'example.com',
+      rating: { prepaid: true, currency: 'EUR' },
+    });
+    await store.ensureDomain('example.com');
+    const subs = [];
+    for (let i = 0; i < 7; i++)
+      subs.push(await store.createSubscriber('test', { username: `u${i}`, password: 'secret' }));
+    await store.updateSubscriber('test', subs[2].id, { enabled: false });
+    await store.updateSubscriber('test', subs[4].id, { ratePlan: 'gold' });
+    await own.query('DELETE FROM portal.outbox');
+    const byId = [...subs].sort((a, b) => (a.id < b.id ? -1 : 1)).map((s) => s.aor);
+
+    assert.deepEqual(await store.republishAll(3), { subscribers: 7, domains: 1, routing: 0 });
+    assert.equal(await store.resyncAccounts(3), 7);
+    const rows = await own.query<{ topic: string; key: string; value: string }>(
+      'SELECT topic, key, value FROM portal.outbox ORDER BY seq',
+    );
+    const of = (topic: string) => rows.rows.filter((r) => r.topic === topic);
+    assert.deepEqual(
+      of(TOPICS.subscribers).map((r) => r.key),
+      byId,
+    );
+    const accounts = of(RATING_CHANNEL).map((r) => JSON.parse(r.value) as RatingOp);
+    assert.deepEqual(
+      accounts.map((a) => a.account),
+      byId,
+    );
+    for (const a of accounts) {
+      assert.equal(a.op, 'account');
+      if (a.op !== 'account') continue;
+      assert.equal(a.blocked, a.account === subs[2].aor, a.account);
+      assert.equal(a.planId, a.account === subs[4].aor ? 'gold' : '', a.account);
+      assert.equal(a.prepaid, true);
+      assert.equal(a.currency, 'EUR');
+    }
+  } finally {
+    await own.close();
+  }
 });

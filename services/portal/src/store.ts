@@ -14,6 +14,7 @@ import {
   type Db,
   type DbTx,
   type Queryable,
+  type QueryResult,
 } from '@switchboard/platform';
 import { ha1 } from '@switchboard/sip';
 import { TOPICS, encodeRecord, type RoutingRecord, type SubscriberRecord } from '@switchboard/contracts';
@@ -43,6 +44,14 @@ export interface PortalStoreOptions {
 
 /** The outbox channel of rows for the rating service (delivered over gRPC, not the bus). */
 export const RATING_CHANNEL = '@rating';
+
+interface AccountSyncRow {
+  id: string;
+  username: string;
+  domain: string;
+  rate_plan: string | null;
+  enabled: boolean;
+}
 
 /** What the rating relay delivers: an account's settings, or a ledger entry (idempotent by key). */
 export type RatingOp =
@@ -285,6 +294,14 @@ export class PortalStore {
     ]);
   }
 
+  /** Queues records already encoded, in order, in one statement. */
+  private async enqueueMany(tx: Queryable, topic: string, keys: string[], values: string[]): Promise<void> {
+    await tx.query(
+      `INSERT INTO portal.outbox (topic, key, value) SELECT $1, k, v FROM unnest($2::text[], $3::text[]) AS x(k, v)`,
+      [topic, keys, values],
+    );
+  }
+
   private async audit(
     tx: Queryable,
     actor: string,
@@ -320,15 +337,12 @@ export class PortalStore {
   /** Queues the account's settings for the rating service (when one is used). */
   private async syncAccount(tx: Queryable, account: string, planId: string, blocked: boolean): Promise<void> {
     if (!this.opts.rating) return;
-    const op: RatingOp = {
-      op: 'account',
-      account,
-      prepaid: this.opts.rating.prepaid,
-      currency: this.opts.rating.currency,
-      planId,
-      blocked,
-    };
-    await this.enqueue(tx, RATING_CHANNEL, account, op);
+    await this.enqueue(tx, RATING_CHANNEL, account, this.accountOp(account, planId, blocked));
+  }
+
+  private accountOp(account: string, planId: string, blocked: boolean): RatingOp {
+    const { prepaid, currency } = this.opts.rating!;
+    return { op: 'account', account, prepaid, currency, planId, blocked };
   }
 
   // --- domains -------------------------------------------------------------
@@ -1069,19 +1083,32 @@ export class PortalStore {
     });
   }
 
-  /** Queues every subscriber's account again (start-up), so rating knows them all. */
-  async resyncAccounts(): Promise<number> {
+  /**
+   * Queues every subscriber's account again (start-up), so rating knows them all: `batch`
+   * subscribers a page (by id, on its index), one outbox statement each.
+   */
+  async resyncAccounts(batch = 500): Promise<number> {
     if (!this.opts.rating) return 0;
     return this.write(async (tx) => {
-      const r = await tx.query<{
-        username: string;
-        domain: string;
-        rate_plan: string | null;
-        enabled: boolean;
-      }>('SELECT username, domain, rate_plan, enabled FROM portal.subscribers ORDER BY id');
-      for (const x of r.rows)
-        await this.syncAccount(tx, aorOf(x.username, x.domain), x.rate_plan ?? '', !x.enabled);
-      return r.rowCount;
+      let n = 0;
+      for (let after: string | null = null; ;) {
+        const r: QueryResult<AccountSyncRow> = await tx.query<AccountSyncRow>(
+          `SELECT id, username, domain, rate_plan, enabled FROM portal.subscribers
+           WHERE $1::uuid IS NULL OR id > $1::uuid ORDER BY id LIMIT $2`,
+          [after, batch],
+        );
+        if (r.rowCount === 0) return n;
+        const keys: string[] = [];
+        const values: string[] = [];
+        for (const x of r.rows) {
+          const account = aorOf(x.username, x.domain);
+          keys.push(account);
+          values.push(encodeRecord(this.accountOp(account, x.rate_plan ?? '', !x.enabled)));
+        }
+        await this.enqueueMany(tx, RATING_CHANNEL, keys, values);
+        n += r.rowCount;
+        after = r.rows[r.rows.length - 1].id;
+      }
     });
   }
 
@@ -1293,10 +1320,13 @@ export class PortalStore {
         await this.enqueue(tx, TOPICS.routing, `${x.kind}:${x.id}`, { kind: x.kind, id: x.id, ...x.data });
       }
       let n = 0;
-      let after = '';
+      let after: string | null = null;
       for (;;) {
-        const r = await tx.query<SubscriberRow>(
-          `SELECT ${SUBSCRIBER_COLUMNS} FROM portal.subscribers s WHERE s.id::text > $1 ORDER BY s.id::text LIMIT $2`,
+        // By id on its index: ordering by id::text sorted every subscriber for each page
+        // (100,000 subscribers took 27 s).
+        const r: QueryResult<SubscriberRow> = await tx.query<SubscriberRow>(
+          `SELECT ${SUBSCRIBER_COLUMNS} FROM portal.subscribers s
+           WHERE $1::uuid IS NULL OR s.id > $1::uuid ORDER BY s.id LIMIT $2`,
           [after, batch],
         );
         if (r.rowCount === 0) break;
@@ -1306,10 +1336,7 @@ export class PortalStore {
           keys.push(aorOf(row.username, row.domain));
           values.push(encodeRecord(subscriberRecord(row)));
         }
-        await tx.query(
-          `INSERT INTO portal.outbox (topic, key, value) SELECT $1, k, v FROM unnest($2::text[], $3::text[]) AS x(k, v)`,
-          [TOPICS.subscribers, keys, values],
-        );
+        await this.enqueueMany(tx, TOPICS.subscribers, keys, values);
         n += r.rowCount;
         after = r.rows[r.rows.length - 1].id;
       }
