@@ -214,6 +214,16 @@ export interface SetAccountResponse {
   account?: GetBalanceResponse | undefined;
 }
 
+export interface SetAccountsRequest {
+  /** at most 1,000; the last of one account wins */
+  accounts: SetAccountRequest[];
+}
+
+export interface SetAccountsResponse {
+  /** accounts created or with settings that differed */
+  changed: number;
+}
+
 export interface GetAccountRequest {
   account: string;
 }
@@ -1368,6 +1378,144 @@ export const SetAccountResponse: MessageFns<SetAccountResponse> = {
     message.account = (object.account !== undefined && object.account !== null)
       ? GetBalanceResponse.fromPartial(object.account)
       : undefined;
+    return message;
+  },
+};
+
+function createBaseSetAccountsRequest(): SetAccountsRequest {
+  return { accounts: [] };
+}
+
+export const SetAccountsRequest: MessageFns<SetAccountsRequest> = {
+  encode(message: SetAccountsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.accounts) {
+      SetAccountRequest.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SetAccountsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSetAccountsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.accounts.push(SetAccountRequest.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SetAccountsRequest {
+    return {
+      accounts: globalThis.Array.isArray(object?.accounts)
+        ? object.accounts.map((e: any) => SetAccountRequest.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: SetAccountsRequest): unknown {
+    const obj: any = {};
+    if (message.accounts?.length) {
+      obj.accounts = message.accounts.map((e) => SetAccountRequest.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SetAccountsRequest>, I>>(base?: I): SetAccountsRequest {
+    return SetAccountsRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SetAccountsRequest>, I>>(object: I): SetAccountsRequest {
+    const message = createBaseSetAccountsRequest();
+    message.accounts = object.accounts?.map((e) => SetAccountRequest.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseSetAccountsResponse(): SetAccountsResponse {
+  return { changed: 0 };
+}
+
+export const SetAccountsResponse: MessageFns<SetAccountsResponse> = {
+  encode(message: SetAccountsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.changed !== 0) {
+      writer.uint32(8).uint32(message.changed);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SetAccountsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSetAccountsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.changed = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SetAccountsResponse {
+    return { changed: isSet(object.changed) ? globalThis.Number(object.changed) : 0 };
+  },
+
+  toJSON(message: SetAccountsResponse): unknown {
+    const obj: any = {};
+    if (message.changed !== 0) {
+      obj.changed = Math.round(message.changed);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SetAccountsResponse>, I>>(base?: I): SetAccountsResponse {
+    return SetAccountsResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SetAccountsResponse>, I>>(object: I): SetAccountsResponse {
+    const message = createBaseSetAccountsResponse();
+    message.changed = object.changed ?? 0;
     return message;
   },
 };
@@ -3601,6 +3749,19 @@ export const RatingAdminService = {
     responseSerialize: (value: SetAccountResponse): Buffer => Buffer.from(SetAccountResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): SetAccountResponse => SetAccountResponse.decode(value),
   },
+  /**
+   * SetAccount for many accounts in one call and one statement (the portal's
+   * start-up resync); an account whose settings are unchanged is not written.
+   */
+  setAccounts: {
+    path: "/switchboard.rating.v1.RatingAdmin/SetAccounts" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: SetAccountsRequest): Buffer => Buffer.from(SetAccountsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): SetAccountsRequest => SetAccountsRequest.decode(value),
+    responseSerialize: (value: SetAccountsResponse): Buffer => Buffer.from(SetAccountsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): SetAccountsResponse => SetAccountsResponse.decode(value),
+  },
   getAccount: {
     path: "/switchboard.rating.v1.RatingAdmin/GetAccount" as const,
     requestStream: false as const,
@@ -3686,6 +3847,11 @@ export interface RatingAdminServer extends UntypedServiceImplementation {
   adjust: handleUnaryCall<AdjustRequest, AdjustResponse>;
   /** Creates or updates an account's settings (never its balance). */
   setAccount: handleUnaryCall<SetAccountRequest, SetAccountResponse>;
+  /**
+   * SetAccount for many accounts in one call and one statement (the portal's
+   * start-up resync); an account whose settings are unchanged is not written.
+   */
+  setAccounts: handleUnaryCall<SetAccountsRequest, SetAccountsResponse>;
   getAccount: handleUnaryCall<GetAccountRequest, GetAccountResponse>;
   /** Validates and stores one version of a rate plan from CSV (services/rating/README.md). */
   importRatePlan: handleUnaryCall<ImportRatePlanRequest, ImportRatePlanResponse>;
@@ -3736,6 +3902,25 @@ export interface RatingAdminClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: SetAccountResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * SetAccount for many accounts in one call and one statement (the portal's
+   * start-up resync); an account whose settings are unchanged is not written.
+   */
+  setAccounts(
+    request: SetAccountsRequest,
+    callback: (error: ServiceError | null, response: SetAccountsResponse) => void,
+  ): ClientUnaryCall;
+  setAccounts(
+    request: SetAccountsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: SetAccountsResponse) => void,
+  ): ClientUnaryCall;
+  setAccounts(
+    request: SetAccountsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: SetAccountsResponse) => void,
   ): ClientUnaryCall;
   getAccount(
     request: GetAccountRequest,

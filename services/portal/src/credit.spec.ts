@@ -8,6 +8,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { ServiceModule } from '@switchboard/platform';
 import { ratingService } from '../../rating/src/main';
+import { RATING_CHANNEL, type RatingOp } from './store';
 import { startTestPortal, until, type TestPortal } from './test-support';
 
 let p: TestPortal;
@@ -197,4 +198,45 @@ test('sign-in attempts are limited per client address (429 with Retry-After), wh
     statuses.join(','),
   );
   assert.match(retryAfter ?? '', /^\d+$/);
+});
+
+test('queued account changes go to rating in order, many a call; one that rating refuses is dropped alone', async () => {
+  const account = (name: string, o: { currency?: string; blocked?: boolean } = {}): RatingOp => ({
+    op: 'account',
+    account: `sip:${name}@queued.example.com`,
+    prepaid: true,
+    currency: o.currency ?? 'EUR',
+    planId: '',
+    blocked: o.blocked ?? false,
+  });
+  const ops: RatingOp[] = [
+    account('q1'),
+    account('q2', { currency: 'euro' }), // refused by rating: not an ISO 4217 code
+    account('q3'),
+    {
+      op: 'adjust',
+      account: 'sip:q3@queued.example.com',
+      kind: 'topup',
+      amountMicros: 1_000_000,
+      actor: 'test',
+      reason: 'queued top-up',
+      idempotencyKey: 'queued-q3',
+    },
+    account('q3', { blocked: true }),
+  ];
+  await p.db.query(
+    `INSERT INTO portal.outbox (topic, key, value) SELECT $1, k, v FROM unnest($2::text[], $3::text[]) AS x(k, v)`,
+    [RATING_CHANNEL, ops.map((o) => o.account), ops.map((o) => JSON.stringify(o))],
+  );
+  await until(async () => {
+    const r = await p.db.query('SELECT 1 FROM portal.outbox WHERE topic = $1', [RATING_CHANNEL]);
+    return r.rowCount === 0 || undefined;
+  }, 'the queue delivered');
+  const r = await p.db.query<{ account: string; blocked: boolean; balance_micros: string }>(
+    `SELECT account, blocked, balance_micros::text FROM rating.accounts WHERE account LIKE '%@queued.example.com' ORDER BY account`,
+  );
+  assert.deepEqual(r.rows, [
+    { account: 'sip:q1@queued.example.com', blocked: false, balance_micros: '0' },
+    { account: 'sip:q3@queued.example.com', blocked: true, balance_micros: '1000000' },
+  ]);
 });

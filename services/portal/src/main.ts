@@ -28,6 +28,7 @@ import {
   RatingAdminClient,
   type Cdr,
   type GetBalanceResponse,
+  type SetAccountRequest,
 } from '@switchboard/proto/rating';
 import {
   apiRoutes,
@@ -174,6 +175,10 @@ const ADJUST_KIND = {
   refund: AdjustRequest_Kind.KIND_REFUND,
 } as const;
 
+/** Rating refused a queued change for good (not a transient failure): retrying would not help. */
+const refused = (err: unknown) =>
+  err instanceof DomainError && ['invalid_argument', 'not_found', 'failed_precondition'].includes(err.kind);
+
 function balanceView(a: GetBalanceResponse): BalanceView {
   return {
     account: a.account,
@@ -242,47 +247,62 @@ export const portalService = defineService({
     const ratingRelay = ratingAdmin
       ? new OutboxRelay(db, events, {
           channel: RATING_CHANNEL,
-          batchSize: 100,
+          batchSize: 500,
           pollMs: config.relayPollMs,
           leaseMs: config.relayLeaseMs,
           logger: ctx.logger,
           onPublished: (topic, n) => published.inc({ topic }, n),
           deliver: async (_topic, rows) => {
+            // Consecutive account settings go in one SetAccounts call (100,000 subscribers at start-up);
+            // a top-up or adjustment goes after the settings queued before it.
+            let accounts: SetAccountRequest[] = [];
+            const flush = async () => {
+              const batch = accounts;
+              accounts = [];
+              if (!batch.length) return;
+              try {
+                await ratingAdmin.setAccounts({ accounts: batch });
+              } catch (err) {
+                if (!refused(err)) throw err;
+                // One of them is refused for good: set them one by one, so that only it is dropped.
+                for (const a of batch) await dropIfRefused(a, () => ratingAdmin.setAccount(a));
+              }
+            };
+            const dropIfRefused = async (op: unknown, call: () => Promise<unknown>) => {
+              try {
+                await call();
+              } catch (err) {
+                if (!refused(err)) throw err;
+                ctx.logger.error({ err, op }, 'rating refused a queued change; dropped');
+              }
+            };
             for (const row of rows) {
               const op = JSON.parse(row.value ?? 'null') as RatingOp | null;
               if (!op) continue;
-              try {
-                if (op.op === 'account') {
-                  await ratingAdmin.setAccount({
-                    account: op.account,
-                    prepaid: op.prepaid,
-                    currency: op.currency,
-                    planId: op.planId,
-                    blocked: op.blocked,
-                    lowBalanceMicros: 0,
-                  });
-                } else {
-                  await ratingAdmin.adjust({
-                    account: op.account,
-                    kind: ADJUST_KIND[op.kind],
-                    amountMicros: op.amountMicros,
-                    actor: `portal:${op.actor}`,
-                    reason: op.reason,
-                    idempotencyKey: op.idempotencyKey,
-                  });
-                }
-              } catch (err) {
-                // Rating refused it for good (not a transient failure): log it and go on, so it blocks nothing.
-                if (
-                  err instanceof DomainError &&
-                  ['invalid_argument', 'not_found', 'failed_precondition'].includes(err.kind)
-                ) {
-                  ctx.logger.error({ err, op }, 'rating refused a queued change; dropped');
-                  continue;
-                }
-                throw err;
+              if (op.op === 'account') {
+                accounts.push({
+                  account: op.account,
+                  prepaid: op.prepaid,
+                  currency: op.currency,
+                  planId: op.planId,
+                  blocked: op.blocked,
+                  lowBalanceMicros: 0,
+                });
+                continue;
               }
+              await flush();
+              await dropIfRefused(op, () =>
+                ratingAdmin.adjust({
+                  account: op.account,
+                  kind: ADJUST_KIND[op.kind],
+                  amountMicros: op.amountMicros,
+                  actor: `portal:${op.actor}`,
+                  reason: op.reason,
+                  idempotencyKey: op.idempotencyKey,
+                }),
+              );
             }
+            await flush();
           },
         })
       : undefined;

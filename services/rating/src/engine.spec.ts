@@ -550,6 +550,67 @@ describe('rating engine (PGlite)', () => {
     });
   });
 
+  test('upsertAccounts: many in one call, the unchanged not written, the last of an account wins, fields named', async () => {
+    const settings = (account: string, planId: string | null = 'std') => ({
+      account,
+      prepaid: true,
+      currency: 'EUR',
+      creditLimitMicros: null,
+      planId,
+      blocked: false,
+    });
+    const seqs = async () =>
+      Object.fromEntries(
+        (
+          await db.query<{ account: string; auth_seq: string; plan_id: string | null }>(
+            'SELECT account, auth_seq::text, plan_id FROM rating.accounts ORDER BY account',
+          )
+        ).rows.map((r) => [r.account, `${r.auth_seq}:${r.plan_id}`]),
+      );
+    const alice = 'sip:alice@example.com';
+    const before = await seqs();
+    assert.equal(
+      await engine.upsertAccounts([
+        settings(alice),
+        settings('sip:bob@example.com'),
+        settings('sip:carol@example.com'),
+      ]),
+      2,
+      'alice is unchanged; bob and carol are new',
+    );
+    assert.equal((await seqs())[alice], before[alice], 'an unchanged account is not written');
+    assert.equal(
+      await engine.upsertAccounts([
+        settings('sip:bob@example.com', 'gold'),
+        settings('sip:carol@example.com'),
+        settings('sip:bob@example.com', null),
+      ]),
+      1,
+    );
+    const after = await seqs();
+    assert.equal(
+      after['sip:bob@example.com'],
+      '1:null',
+      'the last settings of bob win, his sequence bumped once',
+    );
+    assert.equal(after['sip:carol@example.com'], '0:std');
+    assert.equal((await engine.upsertAccount({ ...settings(alice), blocked: true })).blocked, true);
+    assert.equal(
+      (await seqs())[alice],
+      `${Number(before[alice].split(':')[0]) + 1}:std`,
+      'a change bumps it',
+    );
+    await assert.rejects(engine.upsertAccounts([settings(alice), { ...settings('x'), currency: 'euro' }]), {
+      kind: 'invalid_argument',
+      field: 'accounts[1].currency',
+    });
+    await assert.rejects(engine.upsertAccounts(Array.from({ length: 1001 }, (_, i) => settings(`u${i}`))), {
+      kind: 'invalid_argument',
+      field: 'accounts',
+    });
+    assert.equal(await engine.upsertAccounts([]), 0);
+  });
+
   test('plans, domain plans and CDR listing survive a new engine on the same database', async () => {
     await engine.upsertAccount({
       account: 'sip:bob@corp.example',

@@ -172,6 +172,13 @@ export interface Account {
   updatedAt: number;
 }
 
+/** An account's settings as SetAccount gives them. */
+export type AccountSettings = Omit<Account, 'balanceMicros' | 'lowBalanceMicros' | 'updatedAt'> & {
+  lowBalanceMicros?: number;
+};
+/** The most accounts one SetAccounts call may carry. */
+export const MAX_ACCOUNTS_A_CALL = 1000;
+
 export interface Balance extends Account {
   reservedMicros: number;
 }
@@ -1225,37 +1232,51 @@ export class RatingEngine {
   }
 
   /** Creates or updates an account (not its balance: that moves only through the ledger). */
-  async upsertAccount(a: {
-    account: string;
-    prepaid: boolean;
-    currency: string;
-    creditLimitMicros: number | null;
-    planId: string | null;
-    blocked: boolean;
-    lowBalanceMicros?: number;
-  }): Promise<Account> {
-    if (!a.account) throw invalidArgument('account', 'account is required');
-    if (!/^[A-Z]{3}$/.test(a.currency)) throw invalidArgument('currency', 'expected an ISO 4217 code');
-    const r = await this.o.db.query<AccountRow>(
-      `INSERT INTO rating.accounts (account, prepaid, currency, credit_limit_micros, plan_id, blocked, low_balance_micros, updated_at)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+  async upsertAccount(a: AccountSettings): Promise<Account> {
+    await this.upsertAccounts([a], '');
+    return (await this.getAccount(a.account))!;
+  }
+
+  /**
+   * Creates or updates many accounts in one statement; an account whose settings
+   * are unchanged is not written (and its Authorize sequence not bumped). The
+   * last settings of an account listed twice win. Answers how many changed.
+   */
+  async upsertAccounts(list: AccountSettings[], field = 'accounts'): Promise<number> {
+    if (list.length > MAX_ACCOUNTS_A_CALL)
+      throw invalidArgument(field, `at most ${MAX_ACCOUNTS_A_CALL} accounts a call, got ${list.length}`);
+    const last = new Map<string, AccountSettings>();
+    list.forEach((a, i) => {
+      const at = field ? `${field}[${i}].` : '';
+      if (!a.account) throw invalidArgument(`${at}account`, 'account is required');
+      if (!/^[A-Z]{3}$/.test(a.currency)) throw invalidArgument(`${at}currency`, 'expected an ISO 4217 code');
+      last.delete(a.account);
+      last.set(a.account, a);
+    });
+    if (last.size === 0) return 0;
+    const rows = [...last.values()];
+    const r = await this.o.db.query(
+      `INSERT INTO rating.accounts AS a (account, prepaid, currency, credit_limit_micros, plan_id, blocked, low_balance_micros, updated_at)
+       SELECT x.*, $8::timestamptz FROM unnest($1::text[], $2::bool[], $3::text[], $4::bigint[], $5::text[], $6::bool[], $7::bigint[]) AS x
        ON CONFLICT (account) DO UPDATE SET prepaid = EXCLUDED.prepaid, currency = EXCLUDED.currency,
          credit_limit_micros = EXCLUDED.credit_limit_micros, plan_id = EXCLUDED.plan_id, blocked = EXCLUDED.blocked,
          low_balance_micros = EXCLUDED.low_balance_micros, updated_at = EXCLUDED.updated_at,
-         auth_seq = rating.accounts.auth_seq + 1
-       RETURNING ${ACCOUNT_COLS}`,
+         auth_seq = a.auth_seq + 1
+       WHERE (a.prepaid, a.currency, a.credit_limit_micros, a.plan_id, a.blocked, a.low_balance_micros)
+         IS DISTINCT FROM (EXCLUDED.prepaid, EXCLUDED.currency, EXCLUDED.credit_limit_micros, EXCLUDED.plan_id,
+           EXCLUDED.blocked, EXCLUDED.low_balance_micros)`,
       [
-        a.account,
-        a.prepaid,
-        a.currency,
-        a.creditLimitMicros,
-        a.planId || null,
-        a.blocked,
-        a.lowBalanceMicros ?? 0,
+        rows.map((a) => a.account),
+        rows.map((a) => a.prepaid),
+        rows.map((a) => a.currency),
+        rows.map((a) => a.creditLimitMicros),
+        rows.map((a) => a.planId || null),
+        rows.map((a) => a.blocked),
+        rows.map((a) => a.lowBalanceMicros ?? 0),
         new Date(this.o.now()),
       ],
     );
-    return toAccount(r.rows[0]);
+    return r.rowCount ?? 0;
   }
 
   /**

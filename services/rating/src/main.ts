@@ -22,10 +22,11 @@ import {
   RatingService,
   type Cdr as ProtoCdr,
   type GetBalanceResponse,
+  type SetAccountRequest,
 } from '@switchboard/proto/rating';
 import { ratingConfig } from './config';
 import { exportPlan } from './csv';
-import { RatingEngine, type AuthorizeReason, type Balance } from './engine';
+import { RatingEngine, type AccountSettings, type AuthorizeReason, type Balance } from './engine';
 import type { AccountingRecord, Cdr, MediaEventRecord } from './cdr';
 
 export { ratingConfig } from './config';
@@ -79,6 +80,15 @@ const toBalance = (b: Balance): GetBalanceResponse => ({
   creditLimitMicros: b.creditLimitMicros ?? undefined,
   blocked: b.blocked,
   planId: b.planId ?? '',
+});
+const accountSettings = (req: SetAccountRequest): AccountSettings => ({
+  account: req.account,
+  prepaid: req.prepaid,
+  currency: req.currency || 'EUR',
+  creditLimitMicros: req.creditLimitMicros ?? null,
+  planId: req.planId || null,
+  blocked: req.blocked,
+  lowBalanceMicros: req.lowBalanceMicros,
 });
 
 export const toProtoCdr = (c: Cdr): ProtoCdr => ({
@@ -311,17 +321,12 @@ export const ratingService = defineService({
             });
           },
           async setAccount(req) {
-            await engine.upsertAccount({
-              account: req.account,
-              prepaid: req.prepaid,
-              currency: req.currency || 'EUR',
-              creditLimitMicros: req.creditLimitMicros ?? null,
-              planId: req.planId || null,
-              blocked: req.blocked,
-              lowBalanceMicros: req.lowBalanceMicros,
-            });
+            await engine.upsertAccount(accountSettings(req));
             return { account: toBalance(await engine.balance(req.account)) };
           },
+          setAccounts: async (req) => ({
+            changed: await engine.upsertAccounts(req.accounts.map(accountSettings)),
+          }),
           async importRatePlan(req) {
             const r = await engine.importPlan(
               {
