@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { migrate, openDb, type Db, type EventBus, type PublishMessage } from '@switchboard/platform';
 import { TOPICS } from '@switchboard/contracts';
-import { OutboxRelay } from './relay';
+import { OutboxRelay, portalOutbox } from './relay';
 import { PortalStore, RATING_CHANNEL, type RatingOp } from './store';
 
 let db: Db;
@@ -147,6 +147,55 @@ test('start-up republishing and the accounts resync go page by page, every subsc
       assert.equal(a.planId, a.account === subs[4].aor ? 'gold' : '', a.account);
       assert.equal(a.prepaid, true);
       assert.equal(a.currency, 'EUR');
+    }
+  } finally {
+    await own.close();
+  }
+});
+
+test('each relay channel reads its rows in order from an index, never sorting the outbox, whatever the statistics say', async () => {
+  const own = await openDb({ memory: true });
+  try {
+    await migrate(own, { schema: 'portal', dir: join(import.meta.dirname, '..', 'migrations') });
+    // What a channel's fetch would do, from EXPLAIN of the very statement it sends.
+    const planOf = async (channel: string) => {
+      let plan = '';
+      const explain = {
+        query: async (sql: string, params?: unknown[]) => {
+          const r = await own.query<{ 'QUERY PLAN': string }>(`EXPLAIN ${sql}`, params);
+          plan = r.rows.map((x) => x['QUERY PLAN']).join('\n');
+          return { rows: [], rowCount: 0 };
+        },
+      } as unknown as Db;
+      await portalOutbox(explain, channel).fetch(500);
+      return plan;
+    };
+    const queue = (topic: string, n: number) =>
+      own.query(
+        `INSERT INTO portal.outbox (topic, key, value) SELECT $1, 'k' || g, '{}' FROM generate_series(1, $2::int) g`,
+        [topic, n],
+      );
+    for (const [queued, other] of [
+      ['subscribers', RATING_CHANNEL],
+      [RATING_CHANNEL, 'subscribers'],
+    ]) {
+      const channel = queued === RATING_CHANNEL ? RATING_CHANNEL : 'bus';
+      // Statistics taken while the outbox held only the other channel's rows (the state after
+      // one start-up drain), then 20,000 rows of this channel queued and 5,000 of them sent.
+      await own.query('DELETE FROM portal.outbox');
+      await queue(other, 20_000);
+      await own.query('ANALYZE portal.outbox');
+      await own.query('DELETE FROM portal.outbox');
+      await queue(queued, 20_000);
+      await own.query(
+        'DELETE FROM portal.outbox WHERE seq IN (SELECT seq FROM portal.outbox ORDER BY seq LIMIT 5000)',
+      );
+      for (const when of ['stale statistics', 'fresh statistics']) {
+        if (when === 'fresh statistics') await own.query('ANALYZE portal.outbox');
+        const plan = await planOf(channel);
+        assert.match(plan, /Index Scan using/, `${channel}, ${when}:\n${plan}`);
+        assert.doesNotMatch(plan, /Sort|Seq Scan|Bitmap/, `${channel}, ${when}:\n${plan}`);
+      }
     }
   } finally {
     await own.close();

@@ -45,6 +45,8 @@ export function portalOutbox(db: Queryable, channel: string): OutboxStore {
       return r.rowCount === 1;
     },
     async fetch(limit) {
+      // Each query matches a partial index that holds only its channel's rows (migration 009),
+      // whatever the planner's statistics say of the outbox.
       const r =
         channel === 'bus'
           ? await db.query<OutboxRow>(
@@ -52,7 +54,7 @@ export function portalOutbox(db: Queryable, channel: string): OutboxStore {
               [limit],
             )
           : await db.query<OutboxRow>(
-              'SELECT seq, topic, key, value FROM portal.outbox WHERE topic = $2 ORDER BY seq LIMIT $1',
+              `SELECT seq, topic, key, value FROM portal.outbox WHERE topic = $2 AND topic LIKE '${DIRECT_PREFIX}%' ORDER BY seq LIMIT $1`,
               [limit, channel],
             );
       return r.rows;
