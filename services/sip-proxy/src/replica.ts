@@ -6,6 +6,9 @@ import { randomUUID } from 'node:crypto';
 import type { EventBus, EventMessage, Subscription } from '@switchboard/platform';
 import { decodeRecord } from '@switchboard/contracts';
 
+/** Snapshot records applied between two turns of the event loop at start. */
+const SNAPSHOT_SLICE = 5000;
+
 export class Replica<T> {
   private readonly map = new Map<string, T>();
   private sub?: Subscription;
@@ -20,12 +23,15 @@ export class Replica<T> {
   ) {}
 
   /**
-   * Subscribe first (from the end), then read the compacted snapshot: a message
-   * published in between is seen by both and applied again in order, so the
-   * replica ends at the latest value either way.
+   * Subscribe first (from the end), then read the compacted snapshot and apply it, then what
+   * the subscription delivered meanwhile, in order: a message published in between is in both
+   * and applied again after the snapshot, so the replica ends at the latest value either way.
+   * The snapshot goes in slices with a turn of the event loop between them: 100,000 records
+   * take most of a second, and the services already started in this process go on meanwhile.
    */
   async start(bus: EventBus): Promise<void> {
     await bus.ensureTopic(this.topic, { compacted: true });
+    let meanwhile: Pick<EventMessage, 'key' | 'value'>[] | undefined = [];
     // Batches: applying a message is a map update (the embedded log's rounds, Kafka's eachBatch).
     this.sub = await bus.subscribeBatch({
       topic: this.topic,
@@ -35,10 +41,17 @@ export class Replica<T> {
       fromBeginning: false,
       commitOffsets: false,
       handler: async (msgs) => {
-        for (const m of msgs) this.apply(m);
+        if (meanwhile) meanwhile.push(...msgs);
+        else for (const m of msgs) this.apply(m);
       },
     });
-    for (const m of (await bus.readCompacted(this.topic)).values()) this.apply(m);
+    let n = 0;
+    for (const m of (await bus.readCompacted(this.topic)).values()) {
+      this.apply(m);
+      if (++n % SNAPSHOT_SLICE === 0) await new Promise((resolve) => setImmediate(resolve));
+    }
+    for (const m of meanwhile) this.apply(m);
+    meanwhile = undefined;
   }
 
   apply(m: Pick<EventMessage, 'key' | 'value'>): void {
