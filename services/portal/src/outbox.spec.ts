@@ -121,7 +121,17 @@ test('start-up republishing and the accounts resync go page by page, every subsc
     for (let i = 0; i < 7; i++)
       subs.push(await store.createSubscriber('test', { username: `u${i}`, password: 'secret' }));
     await store.updateSubscriber('test', subs[2].id, { enabled: false });
-    await store.updateSubscriber('test', subs[4].id, { ratePlan: 'gold' });
+    await store.updateSubscriber('test', subs[4].id, { ratePlan: 'gold', displayName: 'Four' });
+    await store.createAlias('test', { subscriberId: subs[5].id, username: 'five' });
+    // What each subscriber's last change queued: republishing queues the same record.
+    const queued = new Map(
+      (
+        await own.query<{ key: string; value: string }>(
+          `SELECT key, value FROM portal.outbox WHERE topic = $1 ORDER BY seq`,
+          [TOPICS.subscribers],
+        )
+      ).rows.map((r) => [r.key, JSON.parse(r.value) as unknown]),
+    );
     await own.query('DELETE FROM portal.outbox');
     const byId = [...subs].sort((a, b) => (a.id < b.id ? -1 : 1)).map((s) => s.aor);
 
@@ -135,6 +145,8 @@ test('start-up republishing and the accounts resync go page by page, every subsc
       of(TOPICS.subscribers).map((r) => r.key),
       byId,
     );
+    for (const r of of(TOPICS.subscribers)) assert.deepEqual(JSON.parse(r.value), queued.get(r.key), r.key);
+    assert.deepEqual((queued.get(subs[5].aor) as { aliases: string[] }).aliases, ['sip:five@example.com']);
     const accounts = of(RATING_CHANNEL).map((r) => JSON.parse(r.value) as RatingOp);
     assert.deepEqual(
       accounts.map((a) => a.account),

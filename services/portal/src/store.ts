@@ -191,11 +191,30 @@ interface SubscriberRow {
   features?: { kind: string; data: Record<string, unknown> }[] | null;
 }
 
-const SUBSCRIBER_COLUMNS = `s.id, s.username, s.domain, s.ha1, s.ha1_sha256, s.web_password_hash, s.display_name, s.email,
-  s.rate_plan, s.caller_id, s.privileges, s.enabled, s.created_at, s.updated_at,
+const ALIASES_AND_FEATURES = `
   (SELECT coalesce(jsonb_agg(a.aor ORDER BY a.aor), '[]'::jsonb) FROM portal.aliases a WHERE a.subscriber_id = s.id) AS aliases,
   (SELECT coalesce(jsonb_agg(jsonb_build_object('kind', f.kind, 'data', f.data) ORDER BY f.kind, f.unique_key), '[]'::jsonb)
      FROM portal.call_features f WHERE f.subscriber_id = s.id) AS features`;
+const SUBSCRIBER_COLUMNS = `s.id, s.username, s.domain, s.ha1, s.ha1_sha256, s.web_password_hash, s.display_name, s.email,
+  s.rate_plan, s.caller_id, s.privileges, s.enabled, s.created_at, s.updated_at, ${ALIASES_AND_FEATURES}`;
+/** What a record on the subscribers topic is made of (start-up republishing reads only these). */
+type RecordRow = Pick<
+  SubscriberRow,
+  | 'id'
+  | 'username'
+  | 'domain'
+  | 'ha1'
+  | 'ha1_sha256'
+  | 'display_name'
+  | 'rate_plan'
+  | 'caller_id'
+  | 'privileges'
+  | 'enabled'
+  | 'aliases'
+  | 'features'
+>;
+const RECORD_COLUMNS = `s.id, s.username, s.domain, s.ha1, s.ha1_sha256, s.display_name, s.rate_plan, s.caller_id,
+  s.privileges, s.enabled, ${ALIASES_AND_FEATURES}`;
 
 export const aorOf = (username: string, domain: string) => `sip:${username}@${domain}`;
 
@@ -225,7 +244,7 @@ function view(r: SubscriberRow): SubscriberView {
 export type PublishedSubscriber = SubscriberRecord & FeatureFields;
 
 /** The `subscribers` topic record of a row (the proxy's view): HA1 values, never the password. */
-export function subscriberRecord(r: SubscriberRow): PublishedSubscriber {
+export function subscriberRecord(r: RecordRow): PublishedSubscriber {
   const rec: PublishedSubscriber = {
     aor: aorOf(r.username, r.domain),
     username: r.username,
@@ -1330,10 +1349,10 @@ export class PortalStore {
       for (const x of e.rows) {
         await this.enqueue(tx, TOPICS.routing, `${x.kind}:${x.id}`, { kind: x.kind, id: x.id, ...x.data });
       }
-      const n = await this.queueEverySubscriber<SubscriberRow>(
+      const n = await this.queueEverySubscriber<RecordRow>(
         tx,
         TOPICS.subscribers,
-        SUBSCRIBER_COLUMNS,
+        RECORD_COLUMNS,
         batch,
         subscriberRecord,
       );
