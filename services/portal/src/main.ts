@@ -256,6 +256,14 @@ export const portalService = defineService({
             // Consecutive account settings go in one SetAccounts call (100,000 subscribers at start-up);
             // a top-up or adjustment goes after the settings queued before it.
             let accounts: SetAccountRequest[] = [];
+            const dropIfRefused = async (op: unknown, call: () => Promise<unknown>) => {
+              try {
+                await call();
+              } catch (err) {
+                if (!refused(err)) throw err;
+                ctx.logger.error({ err, op }, 'rating refused a queued change; dropped');
+              }
+            };
             const flush = async () => {
               const batch = accounts;
               accounts = [];
@@ -266,14 +274,6 @@ export const portalService = defineService({
                 if (!refused(err)) throw err;
                 // One of them is refused for good: set them one by one, so that only it is dropped.
                 for (const a of batch) await dropIfRefused(a, () => ratingAdmin.setAccount(a));
-              }
-            };
-            const dropIfRefused = async (op: unknown, call: () => Promise<unknown>) => {
-              try {
-                await call();
-              } catch (err) {
-                if (!refused(err)) throw err;
-                ctx.logger.error({ err, op }, 'rating refused a queued change; dropped');
               }
             };
             for (const row of rows) {

@@ -45,8 +45,8 @@ export function portalOutbox(db: Queryable, channel: string): OutboxStore {
       return r.rowCount === 1;
     },
     async fetch(limit) {
-      // Each query matches a partial index that holds only its channel's rows (migration 009),
-      // whatever the planner's statistics say of the outbox.
+      // Each query matches a partial index that holds only rows of its kind, the bus's or the
+      // direct channels' (migration 009), whatever the planner's statistics say of the outbox.
       const r =
         channel === 'bus'
           ? await db.query<OutboxRow>(

@@ -594,7 +594,8 @@ describe('rating engine (PGlite)', () => {
       'the last settings of bob win, his sequence bumped once',
     );
     assert.equal(after['sip:carol@example.com'], '0:std');
-    assert.equal((await engine.upsertAccount({ ...settings(alice), blocked: true })).blocked, true);
+    await engine.upsertAccount({ ...settings(alice), blocked: true });
+    assert.equal((await engine.getAccount(alice))?.blocked, true);
     assert.equal(
       (await seqs())[alice],
       `${Number(before[alice].split(':')[0]) + 1}:std`,

@@ -177,7 +177,7 @@ export type AccountSettings = Omit<Account, 'balanceMicros' | 'lowBalanceMicros'
   lowBalanceMicros?: number;
 };
 /** The most accounts one SetAccounts call may carry. */
-export const MAX_ACCOUNTS_A_CALL = 1000;
+const MAX_ACCOUNTS_A_CALL = 1000;
 
 export interface Balance extends Account {
   reservedMicros: number;
@@ -1232,9 +1232,8 @@ export class RatingEngine {
   }
 
   /** Creates or updates an account (not its balance: that moves only through the ledger). */
-  async upsertAccount(a: AccountSettings): Promise<Account> {
+  async upsertAccount(a: AccountSettings): Promise<void> {
     await this.upsertAccounts([a], '');
-    return (await this.getAccount(a.account))!;
   }
 
   /**
