@@ -149,7 +149,7 @@ function pct(sorted: number[], p: number): number {
 const fmt = (n: number) => Math.round(n).toLocaleString('en-US');
 
 async function tariffOnly(csv: string) {
-  const r = importPlan(meta(0), csv, PERIODS);
+  const r = await importPlan(meta(0), csv, PERIODS);
   if (!r.ok) throw new Error(r.errors.join('\n'));
   const book = new PlanBook();
   book.add(r.version);

@@ -20,6 +20,13 @@ export const TOPICS = {
   featureRequests: 'feature-requests',
 } as const;
 
+/**
+ * The largest gRPC message that carries a rate plan's CSV (RatingAdmin ImportRatePlan and
+ * ExportRatePlan): a carrier's deck of up to 10 million characters, as the portal takes it, in
+ * UTF-8. gRPC's default of 4 MB is set to this on the rating server and the portal's client.
+ */
+export const RATE_PLAN_MAX_BYTES = 64 * 1024 * 1024;
+
 /** `feature-requests` record: a subscriber dialled a feature code (*72<number>, *73 ...). */
 export interface FeatureRequest {
   aor: string;

@@ -38,6 +38,13 @@ export interface ServiceModule<S extends ConfigSpec = ConfigSpec> {
   start(ctx: ServiceContext, config: ConfigOf<S>): Promise<RunningService>;
 }
 
+/**
+ * Resolves once the event loop has turned (I/O and timers that were waiting run first). Services
+ * share one process under `npm start`: a long loop awaits this now and then, so that no single task
+ * holds SIP, RADIUS and media for long.
+ */
+export const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
 export const defineService = <S extends ConfigSpec>(m: ServiceModule<S>): ServiceModule<S> => m;
 
 /**

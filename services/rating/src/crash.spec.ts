@@ -105,7 +105,7 @@ test('SIGKILL mid-stream and a restart: one CDR and one debit per call, balances
 
     // the expected debits, from the pure rating function
     const book = new PlanBook();
-    const v = importPlan(PLAN, SAMPLE_RATES);
+    const v = await importPlan(PLAN, SAMPLE_RATES);
     assert.ok(v.ok);
     book.add(v.version);
     const callees = ['15551234567', '12125550000', '447700900000', '4930123456'];

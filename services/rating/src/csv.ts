@@ -3,6 +3,7 @@
  * line-numbered errors (all of them, not just the first). Nothing of a plan
  * with an error is kept.
  */
+import { nextTurn } from '@switchboard/platform';
 import { formatMoney, parseMoney } from './money';
 import {
   HOLIDAY,
@@ -15,13 +16,36 @@ import {
   type RateTerms,
 } from './tariff';
 
-/** Splits CSV text into records of fields (RFC 4180 quoting), each with its 1-based line number. */
-export function parseCsv(text: string): { line: number; fields: string[] }[] {
-  const out: { line: number; fields: string[] }[] = [];
+export interface CsvRecord {
+  /** 1-based line the record starts on. */
+  line: number;
+  fields: string[];
+}
+
+const wanted = (fields: string[]) =>
+  !(fields.length === 1 && fields[0].trim() === '') && !fields[0].startsWith('#');
+
+/** The records of CSV text (RFC 4180 quoting), one at a time; blank lines and # comments skipped. */
+export function* csvRecords(text: string): Generator<CsvRecord> {
   let line = 1;
   let i = 0;
   const n = text.length;
+  // Where the next quote and carriage return are (2^32 - 1: none), found again only once passed.
+  let quote = -1;
+  let cr = -1;
   while (i < n) {
+    if (quote < i) quote = text.indexOf('"', i) >>> 0;
+    if (cr < i) cr = text.indexOf('\r', i) >>> 0;
+    let end = text.indexOf('\n', i);
+    if (end < 0) end = n;
+    // A line without quotes, ended by LF or CRLF (most of a rate deck): split as it is.
+    if (quote > end && (cr >= end || cr === end - 1)) {
+      const fields = text.slice(i, cr === end - 1 ? cr : end).split(',');
+      if (wanted(fields)) yield { line, fields };
+      line++;
+      i = end + 1;
+      continue;
+    }
     const start = line;
     const fields: string[] = [];
     let field = '';
@@ -63,11 +87,12 @@ export function parseCsv(text: string): { line: number; fields: string[] }[] {
         i++;
       }
     }
-    if (!(fields.length === 1 && fields[0].trim() === '') && !fields[0].startsWith('#'))
-      out.push({ line: start, fields });
+    if (wanted(fields)) yield { line: start, fields };
   }
-  return out;
 }
+
+/** Every record of CSV text (see csvRecords). */
+export const parseCsv = (text: string): CsvRecord[] => [...csvRecords(text)];
 
 export const RATE_COLUMNS = [
   'prefix',
@@ -163,11 +188,29 @@ function columns(header: string[], known: readonly string[], required: string[])
   return idx;
 }
 
+/** Rate lines validated (or destinations exported) between two turns of the event loop. */
+const IMPORT_SLICE = 2_000;
+
+/** A line's value in a column, trimmed ('' when the file has no such column). */
+function cell(fields: string[], idx: Map<string, number>, column: string): string {
+  const i = idx.get(column);
+  return i === undefined ? '' : (fields[i] ?? '').trim();
+}
+
+/** A money column's value in micros: 0 when empty, never negative. */
+function amount(fields: string[], idx: Map<string, number>, column: string): number {
+  const v = cell(fields, idx, column);
+  if (v === '') return 0;
+  const m = parseMoney(v);
+  if (m < 0) throw new Error(`${column}: negative amount "${v}"`);
+  return m;
+}
+
 /**
  * Builds one plan version from its rates CSV and (optional) periods CSV.
  * Errors name the input and line: "rates line 7: ...".
  */
-export function importPlan(meta: PlanMeta, ratesCsv: string, periodsCsv = ''): PlanImport {
+export async function importPlan(meta: PlanMeta, ratesCsv: string, periodsCsv = ''): Promise<PlanImport> {
   const errors: string[] = [];
   if (!/^[A-Za-z0-9_.-]{1,64}$/.test(meta.planId))
     errors.push(`plan id "${meta.planId}": letters, digits, _ . - only`);
@@ -209,48 +252,48 @@ export function importPlan(meta: PlanMeta, ratesCsv: string, periodsCsv = ''): P
   const index = new PrefixIndex();
   const byPrefix = new Map<string, Destination>();
   let rates = 0;
-  const rateRows = parseCsv(ratesCsv);
-  if (rateRows.length < 2) errors.push('rates: a header line and at least one rate are required');
-  else {
-    let idx: Map<string, number> | undefined;
-    try {
-      idx = columns(rateRows[0].fields, RATE_COLUMNS, REQUIRED_RATE);
-    } catch (e) {
-      errors.push(`rates line ${rateRows[0].line}: ${(e as Error).message}`);
-    }
-    for (const row of idx ? rateRows.slice(1) : []) {
-      const f = (k: string) => (idx!.has(k) ? (row.fields[idx!.get(k)!] ?? '') : '').trim();
+  const rateRows = csvRecords(ratesCsv);
+  const header = rateRows.next();
+  let idx: Map<string, number> | undefined;
+  try {
+    if (!header.done) idx = columns(header.value.fields, RATE_COLUMNS, REQUIRED_RATE);
+  } catch (e) {
+    errors.push(`rates line ${header.value!.line}: ${(e as Error).message}`);
+  }
+  let lines = 0;
+  if (idx) {
+    for (const row of rateRows) {
+      // A carrier's deck has tens of thousands of lines: other work runs between slices of them.
+      if (++lines % IMPORT_SLICE === 0) await nextTurn();
+      const fields = row.fields;
       try {
-        if (row.fields.length !== idx!.size)
-          throw new Error(`expected ${idx!.size} fields, got ${row.fields.length}`);
-        let prefix = f('prefix');
+        if (fields.length !== idx.size) throw new Error(`expected ${idx.size} fields, got ${fields.length}`);
+        let prefix = cell(fields, idx, 'prefix');
         if (prefix !== ON_NET) {
-          prefix = prefix.replace(/^\+/, '');
+          if (prefix.startsWith('+')) prefix = prefix.slice(1);
           if (!/^\d{0,15}$/.test(prefix))
-            throw new Error(`prefix "${f('prefix')}": expected E.164 digits or ${ON_NET}`);
+            throw new Error(`prefix "${cell(fields, idx, 'prefix')}": expected E.164 digits or ${ON_NET}`);
         }
-        const period = f('period');
+        const period = cell(fields, idx, 'period');
         if (period && !periodNames.has(period))
           throw new Error(`period "${period}" is not defined in the periods`);
-        const money = (k: string) => {
-          const v = f(k);
-          if (v === '') return 0;
-          const m = parseMoney(v);
-          if (m < 0) throw new Error(`${k}: negative amount "${v}"`);
-          return m;
-        };
-        const [incrementFirst, incrementNext] = parseIncrement(f('increment'));
+        const [incrementFirst, incrementNext] = parseIncrement(cell(fields, idx, 'increment'));
         const terms: RateTerms = {
-          connectFeeMicros: money('connect_fee'),
-          perMinuteMicros: money('price_per_minute'),
-          minSeconds: parseCount(f('min_seconds'), 'min_seconds', 0),
+          connectFeeMicros: amount(fields, idx, 'connect_fee'),
+          perMinuteMicros: amount(fields, idx, 'price_per_minute'),
+          minSeconds: parseCount(cell(fields, idx, 'min_seconds'), 'min_seconds', 0),
           incrementFirst,
           incrementNext,
-          freeSeconds: parseCount(f('free_seconds'), 'free_seconds', 0),
+          freeSeconds: parseCount(cell(fields, idx, 'free_seconds'), 'free_seconds', 0),
         };
         let dest = byPrefix.get(prefix);
         if (!dest) {
-          dest = { prefix, name: f('name'), country: f('country'), rates: new Map() };
+          dest = {
+            prefix,
+            name: cell(fields, idx, 'name'),
+            country: cell(fields, idx, 'country'),
+            rates: new Map(),
+          };
           byPrefix.set(prefix, dest);
         }
         if (dest.rates.has(period))
@@ -264,9 +307,13 @@ export function importPlan(meta: PlanMeta, ratesCsv: string, periodsCsv = ''): P
       }
     }
   }
+  if (header.done || (idx && lines === 0))
+    errors.push('rates: a header line and at least one rate are required');
   if (errors.length) return { ok: false, errors };
   let onNet: Destination | undefined;
+  let added = 0;
   for (const d of byPrefix.values()) {
+    if (++added % IMPORT_SLICE === 0) await nextTurn();
     if (d.prefix === ON_NET) onNet = d;
     else index.add(d);
   }
@@ -292,27 +339,21 @@ const clock = (m: number) =>
 const field = (v: string) => (/[",\r\n]/.test(v) || v.startsWith('#') ? `"${v.replace(/"/g, '""')}"` : v);
 
 /** The CSV of a plan version, in the import format (importPlan(exportPlan(v)) rates as v does). */
-export function exportPlan(v: PlanVersion): { ratesCsv: string; periodsCsv: string } {
+export async function exportPlan(v: PlanVersion): Promise<{ ratesCsv: string; periodsCsv: string }> {
   const rates = [RATE_COLUMNS.join(',')];
-  const dests = [...v.index.entries(), ...(v.onNet ? [v.onNet] : [])].sort((a, b) =>
-    a.prefix < b.prefix ? -1 : 1,
-  );
-  for (const d of dests) {
-    for (const [period, t] of d.rates) {
+  // In prefix order: the trie yields its prefixes so, and on-net sorts after digits.
+  const dests = [...v.index.entries(), ...(v.onNet ? [v.onNet] : [])];
+  for (let i = 0; i < dests.length; i++) {
+    if (i > 0 && i % IMPORT_SLICE === 0) await nextTurn();
+    const d = dests[i];
+    // The prefix (digits or on-net) and the numbers never need quotes.
+    const place = `${d.prefix},${field(d.name)},${field(d.country)}`;
+    // A destination's periods by name, whether it was imported or read back.
+    const byName = d.rates.size > 1 ? [...d.rates].sort((a, b) => (a[0] < b[0] ? -1 : 1)) : d.rates;
+    for (const [period, t] of byName) {
       rates.push(
-        [
-          d.prefix,
-          d.name,
-          d.country,
-          period,
-          formatMoney(t.connectFeeMicros),
-          formatMoney(t.perMinuteMicros),
-          String(t.minSeconds),
-          `${t.incrementFirst}/${t.incrementNext}`,
-          String(t.freeSeconds),
-        ]
-          .map(field)
-          .join(','),
+        `${place},${field(period)},${formatMoney(t.connectFeeMicros)},${formatMoney(t.perMinuteMicros)},` +
+          `${t.minSeconds},${t.incrementFirst}/${t.incrementNext},${t.freeSeconds}`,
       );
     }
   }

@@ -8,6 +8,7 @@ import { migrate, openDb, type Db } from '@switchboard/platform';
 import { requirePostgres, testPostgresUrl } from '@switchboard/platform/testing';
 import { RatingEngine, type LowBalance } from './engine';
 import type { Cdr } from './cdr';
+import { exportPlan } from './csv';
 import { failedRecord, SAMPLE_RATES, startRecord, stopRecord, type CallSpec } from './testing';
 
 const MIGRATIONS = join(import.meta.dirname, '..', 'migrations');
@@ -610,6 +611,45 @@ describe('rating engine (PGlite)', () => {
       field: 'accounts',
     });
     assert.equal(await engine.upsertAccounts([]), 0);
+  });
+
+  test('a plan of more rates than a page is read back whole; a reload reads again only versions imported since', async () => {
+    // The catch-all prefix has one rate, so the pages of two-rate destinations end inside one.
+    let csv = 'prefix,name,country,period,connect_fee,price_per_minute,min_seconds,increment,free_seconds\n';
+    csv += ',Anywhere,,,0,0.5,0,60/60,0\n';
+    for (let i = 0; i < 6000; i++)
+      csv += `${49000 + i},Dest ${i},DE,peak,0,0.1${i % 10},0,1/1,0\n${49000 + i},Dest ${i},DE,night,0,0.0${i % 10}1,0,1/1,0\n`;
+    csv += 'on-net,On net,,,0,0.006,0,60/60,0\n';
+    const periods = 'name,days,from,to\npeak,mon-fri,08:00,18:00\nnight,all,18:00,08:00\n';
+    const meta = {
+      planId: 'deck',
+      effectiveFrom: Date.parse('2026-02-01T00:00:00Z'),
+      currency: 'EUR',
+      timezone: 'UTC',
+      holidays: [],
+    };
+    const r = await engine.importPlan(meta, csv, periods, 'test');
+    assert.equal(r.ok && r.rates, 12_002);
+    const fresh = make();
+    await fresh.loadPlans();
+    const read = fresh.book.versionAt('deck', meta.effectiveFrom)!;
+    assert.deepEqual(
+      await exportPlan(read),
+      await exportPlan(engine.book.versionAt('deck', meta.effectiveFrom)!),
+    );
+    assert.equal(read.index.size, 6001);
+    assert.equal(read.onNet?.rates.get('')?.perMinuteMicros, 6000);
+
+    await engine.importPlan({ ...meta, planId: 'other' }, SAMPLE_RATES, '', 'test');
+    assert.equal(await fresh.loadPlans(), true);
+    assert.ok(fresh.book.versionAt('other', meta.effectiveFrom));
+    assert.equal(fresh.book.versionAt('deck', meta.effectiveFrom), read, 'unchanged: kept, not read again');
+
+    await engine.importPlan(meta, csv.replace('Dest 0,', 'Dest zero,'), periods, 'test');
+    assert.equal(await fresh.loadPlans(), true);
+    const again = fresh.book.versionAt('deck', meta.effectiveFrom)!;
+    assert.notEqual(again, read, 'imported again: read again');
+    assert.equal(again.index.match('4900012')?.name, 'Dest zero');
   });
 
   test('plans, domain plans and CDR listing survive a new engine on the same database', async () => {

@@ -179,6 +179,9 @@ export type AccountSettings = Omit<Account, 'balanceMicros' | 'lowBalanceMicros'
 /** The most accounts one SetAccounts call may carry. */
 const MAX_ACCOUNTS_A_CALL = 1000;
 
+/** Rates read a query when a plan version is loaded. */
+const RATE_PAGE = 5000;
+
 export interface Balance extends Account {
   reservedMicros: number;
 }
@@ -225,6 +228,8 @@ export class RatingEngine {
   private plans = new PlanBook();
   private domainPlans = new Map<string, string>();
   private plansStamp = '';
+  /** When each version held was imported (`plan\neffective-from ms` → imported_at): reloads skip those unchanged. */
+  private planStamps = new Map<string, string>();
 
   constructor(private readonly o: EngineOptions) {}
 
@@ -235,7 +240,11 @@ export class RatingEngine {
 
   // ---- plans ---------------------------------------------------------------
 
-  /** (Re)loads every plan version and domain assignment when they changed since the last load. */
+  /**
+   * (Re)loads plan versions and domain assignments when they changed since the last load. A
+   * version already held with the same import time is kept as it is; only new or re-imported
+   * versions have their rates read, a page at a time (a carrier's deck has tens of thousands).
+   */
   async loadPlans(force = false): Promise<boolean> {
     const { db } = this.o;
     const stamp = await db.query<{ s: string }>(
@@ -247,85 +256,107 @@ export class RatingEngine {
     const versions = await db.query<{
       plan_id: string;
       effective_from: Date;
+      imported_at: string;
       currency: string;
       timezone: string;
       holidays: string[];
       periods: { name: string; days: number[]; fromMinute: number; toMinute: number }[];
-    }>('SELECT plan_id, effective_from, currency, timezone, holidays, periods FROM rating.plan_versions');
-    const rates = await db.query<{
-      plan_id: string;
-      effective_from: Date;
-      prefix: string;
-      period: string;
-      name: string;
-      country: string;
-      connect_fee_micros: string;
-      price_per_minute_micros: string;
-      min_seconds: number;
-      increment_first: number;
-      increment_next: number;
-      free_seconds: number;
-    }>('SELECT * FROM rating.rates');
-    const byVersion = new Map<string, Map<string, Destination>>();
-    for (const r of rates.rows) {
-      const k = `${r.plan_id}\n${new Date(r.effective_from).getTime()}`;
-      const dests = byVersion.get(k) ?? new Map<string, Destination>();
-      byVersion.set(k, dests);
-      let d = dests.get(r.prefix);
-      if (!d)
-        dests.set(r.prefix, (d = { prefix: r.prefix, name: r.name, country: r.country, rates: new Map() }));
-      d.rates.set(r.period, {
-        connectFeeMicros: Number(r.connect_fee_micros),
-        perMinuteMicros: Number(r.price_per_minute_micros),
-        minSeconds: r.min_seconds,
-        incrementFirst: r.increment_first,
-        incrementNext: r.increment_next,
-        freeSeconds: r.free_seconds,
-      });
-    }
+    }>(
+      'SELECT plan_id, effective_from, imported_at::text AS imported_at, currency, timezone, holidays, periods FROM rating.plan_versions',
+    );
     const book = new PlanBook();
+    const stamps = new Map<string, string>();
     for (const v of versions.rows) {
       const effectiveFrom = new Date(v.effective_from).getTime();
-      const index = new PrefixIndex();
-      let onNet: Destination | undefined;
-      for (const d of byVersion.get(`${v.plan_id}\n${effectiveFrom}`)?.values() ?? []) {
-        if (d.prefix === ON_NET) onNet = d;
-        else index.add(d);
-      }
-      book.add({
-        planId: v.plan_id,
-        effectiveFrom,
-        currency: v.currency,
-        timezone: v.timezone,
-        holidays: new Set(v.holidays),
-        periods: v.periods.map((p) => ({ ...p, days: new Set(p.days) })),
-        index,
-        onNet,
-      });
+      const key = `${v.plan_id}\n${effectiveFrom}`;
+      stamps.set(key, v.imported_at);
+      const held =
+        this.planStamps.get(key) === v.imported_at
+          ? this.plans.versions(v.plan_id).find((x) => x.effectiveFrom === effectiveFrom)
+          : undefined;
+      book.add(
+        held ?? {
+          planId: v.plan_id,
+          effectiveFrom,
+          currency: v.currency,
+          timezone: v.timezone,
+          holidays: new Set(v.holidays),
+          periods: v.periods.map((p) => ({ ...p, days: new Set(p.days) })),
+          ...(await this.readRates(v.plan_id, v.effective_from)),
+        },
+      );
     }
     const dp = await db.query<{ domain: string; plan_id: string }>(
       'SELECT domain, plan_id FROM rating.domain_plans',
     );
     this.plans = book;
+    this.planStamps = stamps;
     this.domainPlans = new Map(dp.rows.map((r) => [r.domain, r.plan_id]));
     this.plansStamp = s;
     return true;
   }
 
+  /** A version's rates as its prefix index (and on-net rates), read RATE_PAGE rows at a time in key order. */
+  private async readRates(planId: string, from: Date): Promise<Pick<PlanVersion, 'index' | 'onNet'>> {
+    const index = new PrefixIndex();
+    let onNet: Destination | undefined;
+    let d: Destination | undefined;
+    let after: [string, string] | undefined;
+    for (;;) {
+      const page = await this.o.db.query<{
+        prefix: string;
+        period: string;
+        name: string;
+        country: string;
+        connect_fee_micros: string;
+        price_per_minute_micros: string;
+        min_seconds: number;
+        increment_first: number;
+        increment_next: number;
+        free_seconds: number;
+      }>(
+        `SELECT prefix, period, name, country, connect_fee_micros, price_per_minute_micros, min_seconds,
+                increment_first, increment_next, free_seconds
+         FROM rating.rates WHERE plan_id = $1 AND effective_from = $2 ${after ? 'AND (prefix, period) > ($3, $4)' : ''}
+         ORDER BY prefix, period LIMIT ${RATE_PAGE}`,
+        after ? [planId, from, ...after] : [planId, from],
+      );
+      for (const r of page.rows) {
+        // A destination's rates (one a period) come together: the key orders by prefix first.
+        if (d?.prefix !== r.prefix) {
+          d = { prefix: r.prefix, name: r.name, country: r.country, rates: new Map() };
+          if (d.prefix === ON_NET) onNet = d;
+          else index.add(d);
+        }
+        d.rates.set(r.period, {
+          connectFeeMicros: Number(r.connect_fee_micros),
+          perMinuteMicros: Number(r.price_per_minute_micros),
+          minSeconds: r.min_seconds,
+          incrementFirst: r.increment_first,
+          incrementNext: r.increment_next,
+          freeSeconds: r.free_seconds,
+        });
+      }
+      if (page.rows.length < RATE_PAGE) return { index, onNet };
+      const last = page.rows[page.rows.length - 1];
+      after = [last.prefix, last.period];
+    }
+  }
+
   /** Validates and stores one plan version (replacing a version with the same plan and date). */
   async importPlan(meta: PlanMeta, ratesCsv: string, periodsCsv: string, actor: string): Promise<PlanImport> {
-    const r = importPlan(meta, ratesCsv, periodsCsv);
+    const r = await importPlan(meta, ratesCsv, periodsCsv);
     if (!r.ok) return r;
-    await this.o.db.transaction(async (tx) => {
-      const v = r.version;
+    const v = r.version;
+    const importedAt = await this.o.db.transaction(async (tx) => {
       const from = new Date(v.effectiveFrom);
       await tx.query('DELETE FROM rating.plan_versions WHERE plan_id = $1 AND effective_from = $2', [
         v.planId,
         from,
       ]);
-      await tx.query(
+      const ins = await tx.query<{ imported_at: string }>(
         `INSERT INTO rating.plan_versions (plan_id, effective_from, currency, timezone, holidays, periods, actor)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING imported_at::text AS imported_at`,
         [
           v.planId,
           from,
@@ -336,11 +367,20 @@ export class RatingEngine {
           actor,
         ],
       );
-      const dests = [...v.index.entries(), ...(v.onNet ? [v.onNet] : [])];
-      const rows: unknown[][] = [];
-      for (const d of dests) for (const [period, t] of d.rates) rows.push(rateRow(v, d, period, t));
-      for (let i = 0; i < rows.length; i += 500) await insertRates(tx, rows.slice(i, i + 500));
+      let rows: unknown[][] = [];
+      for (const d of [...v.index.entries(), ...(v.onNet ? [v.onNet] : [])]) {
+        for (const [period, t] of d.rates) rows.push(rateRow(v, d, period, t));
+        if (rows.length >= 500) {
+          await insertRates(tx, rows);
+          rows = [];
+        }
+      }
+      await insertRates(tx, rows);
+      return ins.rows[0].imported_at;
     });
+    // The version stored is the one validated: held as it is rather than read back.
+    this.plans.add(v);
+    this.planStamps.set(`${v.planId}\n${v.effectiveFrom}`, importedAt);
     await this.loadPlans(true);
     return r;
   }

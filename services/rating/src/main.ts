@@ -25,6 +25,7 @@ import {
   type SetAccountRequest,
 } from '@switchboard/proto/rating';
 import { ratingConfig } from './config';
+import { RATE_PLAN_MAX_BYTES } from '@switchboard/contracts';
 import { exportPlan } from './csv';
 import { RatingEngine, type AccountSettings, type AuthorizeReason, type Balance } from './engine';
 import type { AccountingRecord, Cdr, MediaEventRecord } from './cdr';
@@ -280,7 +281,7 @@ export const ratingService = defineService({
       port: config.grpcPort,
       logger: ctx.logger,
       // channelz (grpc-js's call tracking for its admin tools, unused here) costs CPU on every call
-      serverOptions: { 'grpc.enable_channelz': 0 },
+      serverOptions: { 'grpc.enable_channelz': 0, 'grpc.max_receive_message_length': RATE_PLAN_MAX_BYTES },
       services: [
         grpcService(RatingService, {
           async authorize(req) {
@@ -355,7 +356,7 @@ export const ratingService = defineService({
               currency: v.currency,
               timezone: v.timezone,
               holidays: [...v.holidays].sort(),
-              ...exportPlan(v),
+              ...(await exportPlan(v)),
             };
           },
           async assignDomainPlan(req) {

@@ -26,6 +26,7 @@ import {
   RatingAdminClient,
   RatingClient,
 } from '@switchboard/proto/rating';
+import { RATE_PLAN_MAX_BYTES } from '@switchboard/contracts';
 import { ratingService } from './main';
 import type { Cdr } from './cdr';
 import { failedRecord, startRecord, stopRecord, type CallSpec } from './testing';
@@ -310,6 +311,45 @@ async function scenario(s: Running, topics: { accounting: string; cdrs: string }
   }
 }
 
+/**
+ * A carrier's deck larger than gRPC's default 4 MB message, imported and exported over HTTP/2 as the
+ * portal of another process does.
+ */
+async function largePlanOverHttp2(s: Running) {
+  const url = s.proc.endpoints.find((e) => e.service === 'rating')!.url.replace('grpc://', '');
+  const admin = grpcClient(RatingAdminClient, url, {
+    inProcess: false,
+    channelOptions: { 'grpc.max_receive_message_length': RATE_PLAN_MAX_BYTES },
+  });
+  try {
+    let csv = 'prefix,name,country,period,connect_fee,price_per_minute,min_seconds,increment,free_seconds\n';
+    for (let i = 0; i < 80_000; i++)
+      csv += `${4_900_000 + i},Germany mobile range ${i},DE,,0,0.${(i % 90) + 10},0,60/60,0\n`;
+    assert.ok(csv.length > 4 * 1024 * 1024);
+    const r = await admin.importRatePlan(
+      {
+        planId: 'deck',
+        currency: 'EUR',
+        effectiveFrom: Date.parse('2026-01-01T00:00:00Z'),
+        timezone: 'UTC',
+        holidays: [],
+        ratesCsv: csv,
+        periodsCsv: '',
+        actor: 'test',
+      },
+      { deadlineMs: 60_000 },
+    );
+    assert.deepEqual({ ok: r.ok, rates: r.rates, errors: r.errors }, { ok: true, rates: 80_000, errors: [] });
+    const back = await admin.exportRatePlan({ planId: 'deck', effectiveFrom: 0 }, { deadlineMs: 60_000 });
+    const lines = back.ratesCsv.split('\n');
+    assert.equal(lines.length, 80_002);
+    assert.equal(lines[1], '4900000,Germany mobile range 0,DE,,0.00,0.10,0,60/60,0');
+    assert.equal(lines[80_000], '4979999,Germany mobile range 79999,DE,,0.00,0.89,0,60/60,0');
+  } finally {
+    admin.close();
+  }
+}
+
 test('embedded: records delivered twice make one CDR and one debit each; authorize, balance, plan import over gRPC', async () => {
   const s = await start({ SWITCHBOARD_DATA_DIR: ':memory:' });
   try {
@@ -340,6 +380,7 @@ test('PostgreSQL + Kafka: the same, on real infrastructure', async () => {
   });
   try {
     await scenario(s, topics, s.proc);
+    await largePlanOverHttp2(s);
   } finally {
     await stop(s);
     await admin.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);

@@ -187,9 +187,9 @@ night,mon-fri,22:00,06:00
 weekend,"sat,sun,hol",00:00,24:00
 `;
 
-function book(extra: { rates?: string; effectiveFrom?: number; timezone?: string } = {}) {
+async function book(extra: { rates?: string; effectiveFrom?: number; timezone?: string } = {}) {
   const b = new PlanBook();
-  const r = importPlan(
+  const r = await importPlan(
     {
       planId: 'std',
       effectiveFrom: extra.effectiveFrom ?? T('2026-01-01T00:00:00Z'),
@@ -218,8 +218,8 @@ const call = (
 });
 
 describe('rating a call', () => {
-  test('prefix match picks the rate; connect fee, per-second price', () => {
-    const b = book();
+  test('prefix match picks the rate; connect fee, per-second price', async () => {
+    const b = await book();
     const r = rateCall(b, call('15551234567', '2026-11-25T12:00:00Z', 61));
     assert.equal(r.status, 'rated');
     if (r.status !== 'rated') return;
@@ -233,8 +233,8 @@ describe('rating a call', () => {
       '1,120,40000',
     );
   });
-  test('periods: peak on a weekday, night crossing midnight belongs to the day it starts on, weekend, holiday', () => {
-    const b = book();
+  test('periods: peak on a weekday, night crossing midnight belongs to the day it starts on, weekend, holiday', async () => {
+    const b = await book();
     const at = (iso: string) => {
       const r = rateCall(b, call('447700900000', iso, 60));
       return r.status === 'rated' ? `${r.period}:${r.priceMicros}` : r.status;
@@ -254,8 +254,8 @@ describe('rating a call', () => {
     assert.equal(de('2026-12-25T12:00:00Z'), 'weekend:10000', 'Friday 25 December is a holiday');
     assert.equal(de('2026-12-24T12:00:00Z'), ':50000', 'Thursday 24 December');
   });
-  test('periods in the plan time zone', () => {
-    const b = book({ timezone: 'Europe/London' });
+  test('periods in the plan time zone', async () => {
+    const b = await book({ timezone: 'Europe/London' });
     // 2026-07-01 is Wednesday; 07:30 UTC is 08:30 BST: peak
     const r = rateCall(b, call('447700900000', '2026-07-01T07:30:00Z', 60));
     assert.equal(r.status === 'rated' && r.period, 'peak');
@@ -300,9 +300,9 @@ describe('rating a call', () => {
     assert.equal(localTime(T('2026-03-29T00:59:59Z'), 'Europe/Berlin').minute, 1 * 60 + 59);
     assert.equal(localTime(T('2026-03-29T01:00:00Z'), 'Europe/Berlin').minute, 3 * 60);
   });
-  test('effective dates: a new version applies from its date on, the old one before', () => {
-    const b = book();
-    const v2 = importPlan(
+  test('effective dates: a new version applies from its date on, the old one before', async () => {
+    const b = await book();
+    const v2 = await importPlan(
       {
         planId: 'std',
         effectiveFrom: T('2026-12-01T00:00:00Z'),
@@ -323,11 +323,11 @@ describe('rating a call', () => {
       'before any version',
     );
   });
-  test('on-net calls are free unless the plan has an on-net rate; unknown plans and numbers are unrated', () => {
-    const b = book();
+  test('on-net calls are free unless the plan has an on-net rate; unknown plans and numbers are unrated', async () => {
+    const b = await book();
     const free = rateCall(b, call('', '2026-11-25T12:00:00Z', 600, { onNet: true }));
     assert.deepEqual([free.status, free.priceMicros], ['free', 0]);
-    const paid = book({ rates: RATES + 'on-net,On net,,,0,0.006,0,60/60,0\n' });
+    const paid = await book({ rates: RATES + 'on-net,On net,,,0,0.006,0,60/60,0\n' });
     const r = rateCall(paid, call('', '2026-11-25T12:00:00Z', 61, { onNet: true }));
     assert.deepEqual([r.status, r.priceMicros], ['rated', 12_000]);
     assert.equal(rateCall(b, call('33123456789', '2026-11-25T12:00:00Z', 60)).status, 'unrated');
@@ -342,14 +342,58 @@ describe('CSV import', () => {
       { line: 1, fields: ['a', 'b'] },
       { line: 4, fields: ['x, y', 'say "hi"'] },
     ]);
+    // Lines after a quoted field that spans lines keep their numbers; a lone CR ends a line too.
+    assert.deepEqual(parseCsv('h\n"a\nb",c\nd,e\r\nf\rg,"h"\n'), [
+      { line: 1, fields: ['h'] },
+      { line: 2, fields: ['a\nb', 'c'] },
+      { line: 4, fields: ['d', 'e'] },
+      { line: 5, fields: ['f'] },
+      { line: 6, fields: ['g', 'h'] },
+    ]);
   });
-  test('export, then import: the same plan (rates, periods, on-net) rates every call alike', () => {
-    const b = book({
+  test('property: text without quotes splits into its lines (LF, CRLF or CR) and fields', () => {
+    const text = fc
+      .array(fc.constantFrom('a', '1', ' ', ',', '#', '\n', '\r', '\r\n'), { maxLength: 60 })
+      .map((parts) => parts.join(''));
+    fc.assert(
+      fc.property(text, (t) => {
+        const expected = t
+          .split(/\r\n|\n|\r/)
+          .map((l, i) => ({ line: i + 1, fields: l.split(',') }))
+          .filter(
+            (r) => !(r.fields.length === 1 && r.fields[0].trim() === '') && !r.fields[0].startsWith('#'),
+          );
+        assert.deepEqual(parseCsv(t), expected);
+      }),
+      { numRuns: 2000 },
+    );
+  });
+  test('a large import lets the event loop turn between slices of lines', async () => {
+    let csv = 'prefix,price_per_minute\n';
+    for (let i = 0; i < 10_000; i++) csv += `${100000 + i},0.01\n`;
+    let turns = 0;
+    let counting = true;
+    const count = () => {
+      turns++;
+      if (counting) setImmediate(count);
+    };
+    setImmediate(count);
+    const r = await importPlan(
+      { planId: 'deck', effectiveFrom: 0, currency: 'EUR', timezone: 'UTC', holidays: [] },
+      csv,
+    );
+    counting = false;
+    assert.ok(r.ok);
+    assert.equal(r.rates, 10_000);
+    assert.ok(turns >= 5, `the loop turned ${turns} times during the import`);
+  });
+  test('export, then import: the same plan (rates, periods, on-net) rates every call alike', async () => {
+    const b = await book({
       rates: RATES + '"on-net",On net,,,0,0.006,0,60/60,0\n"+",Rest of the world,,,0.5,1.25,10,45/15,3\n',
     });
     const v = b.versionAt('std', T('2026-06-01T00:00:00Z'))!;
-    const csv = exportPlan(v);
-    const back = importPlan(
+    const csv = await exportPlan(v);
+    const back = await importPlan(
       {
         planId: 'std',
         effectiveFrom: v.effectiveFrom,
@@ -363,7 +407,7 @@ describe('CSV import', () => {
     assert.ok(back.ok, JSON.stringify(!back.ok && back.errors));
     const b2 = new PlanBook();
     b2.add(back.version);
-    assert.deepEqual(exportPlan(back.version), csv, 'a second export is the same text');
+    assert.deepEqual(await exportPlan(back.version), csv, 'a second export is the same text');
     fc.assert(
       fc.property(
         fc.stringMatching(/^[0-9]{1,12}$/),
@@ -377,8 +421,8 @@ describe('CSV import', () => {
       ),
     );
   });
-  test('errors name the line, and every bad line is reported', () => {
-    const r = importPlan(
+  test('errors name the line, and every bad line is reported', async () => {
+    const r = await importPlan(
       { planId: 'p', effectiveFrom: 0, currency: 'EUR', timezone: 'UTC', holidays: [] },
       'prefix,name,price_per_minute,increment,period\n1,US,0.02,60/60,\n1x,Bad,0.02,1/1,\n44,UK,abc,1/1,\n49,DE,0.01,0/1,\n1,US again,0.03,1/1,\n33,FR,0.01,1/1,evening\n',
       'name,days,from,to\nx,funday,08:00,18:00\n',
@@ -392,8 +436,8 @@ describe('CSV import', () => {
     assert.match(r.errors[1], /prefix "1x"/);
     assert.match(r.errors[4], /already/);
   });
-  test('header problems and plan attributes', () => {
-    const bad = importPlan(
+  test('header problems and plan attributes', async () => {
+    const bad = await importPlan(
       { planId: 'p q', effectiveFrom: 0, currency: 'eur', timezone: 'Mars/Base', holidays: ['25.12.'] },
       'prefix,cost\n1,1\n',
     );
@@ -401,5 +445,14 @@ describe('CSV import', () => {
     if (bad.ok) return;
     assert.equal(bad.errors.length, 5, bad.errors.join('\n'));
     assert.match(bad.errors[4], /rates line 1: unknown column "cost"/);
+    for (const rates of ['', '# a comment only\n', 'prefix,price_per_minute\n']) {
+      const none = await importPlan(
+        { planId: 'p', effectiveFrom: 0, currency: 'EUR', timezone: 'UTC', holidays: [] },
+        rates,
+      );
+      assert.deepEqual(none.ok ? [] : none.errors, [
+        'rates: a header line and at least one rate are required',
+      ]);
+    }
   });
 });

@@ -3,7 +3,7 @@
  * proxy answers from memory: no synchronous lookup on the call path.
  */
 import { randomUUID } from 'node:crypto';
-import type { EventBus, EventMessage, Subscription } from '@switchboard/platform';
+import { nextTurn, type EventBus, type EventMessage, type Subscription } from '@switchboard/platform';
 import { decodeRecord } from '@switchboard/contracts';
 
 /** Snapshot records applied between two turns of the event loop at start. */
@@ -48,7 +48,7 @@ export class Replica<T> {
     let n = 0;
     for (const m of (await bus.readCompacted(this.topic)).values()) {
       this.apply(m);
-      if (++n % SNAPSHOT_SLICE === 0) await new Promise((resolve) => setImmediate(resolve));
+      if (++n % SNAPSHOT_SLICE === 0) await nextTurn();
     }
     for (const m of meanwhile) this.apply(m);
     meanwhile = undefined;
