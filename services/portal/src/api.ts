@@ -102,6 +102,8 @@ export interface RouteDef {
   errors?: number[];
   /** Counted against the per-address limit of unauthenticated attempts (sign-in, sign-up). */
   limited?: boolean;
+  /** Largest JSON body, when more than the default 100 kB (body-parser's units, e.g. '32mb'). */
+  bodyLimit?: string;
   run(args: RouteArgs<unknown, unknown, unknown>): Promise<unknown>;
 }
 
@@ -124,6 +126,7 @@ function route<
   response?: keyof typeof ResponseSchemas;
   errors?: number[];
   limited?: boolean;
+  bodyLimit?: string;
   handler: (args: RouteArgs<z.output<P>, z.output<Q>, z.output<B>>) => Promise<unknown> | unknown;
 }): RouteDef {
   return {
@@ -140,6 +143,7 @@ function route<
     response: def.response,
     errors: def.errors,
     limited: def.limited,
+    bodyLimit: def.bodyLimit,
     run: async (a) => def.handler(a as RouteArgs<z.output<P>, z.output<Q>, z.output<B>>),
   };
 }
@@ -1100,8 +1104,10 @@ function creditRoutes(d: ApiDeps): RouteDef[] {
       tag: 'credit',
       params: RatePlanParam,
       body: ImportRatePlan,
+      // A carrier's deck: ratesCsv holds up to 10 million characters, each newline two in JSON.
+      bodyLimit: '32mb',
       response: 'RatePlanImport',
-      errors: [503],
+      errors: [413, 503],
       handler: async ({ params, body, principal }) => {
         const r = await rating().importPlan({
           planId: params.planId,

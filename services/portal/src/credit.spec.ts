@@ -240,3 +240,28 @@ test('queued account changes go to rating in order, many a call; one that rating
     { account: 'sip:q3@queued.example.com', blocked: true, balance_micros: '1000000' },
   ]);
 });
+
+test('a carrier rate deck of 60,000 prefixes (3.6 MB of CSV) imports through the API and exports back whole; other routes keep the 100 kB limit', async () => {
+  let csv = 'prefix,name,country,period,connect_fee,price_per_minute,min_seconds,increment,free_seconds\n';
+  for (let i = 0; i < 60_000; i++)
+    csv += `${100000 + i},Destination number ${i} mobile,ZZ,,0,0.0${(i % 90) + 10},0,60/60,0\n`;
+  const ok = await p.api('PUT', '/api/v1/rate-plans/deck', { currency: 'EUR', ratesCsv: csv });
+  assert.equal(ok.status, 200);
+  assert.deepEqual(ok.body, { planId: 'deck', rates: 60_000 });
+  const back = await p.api('GET', '/api/v1/rate-plans/deck');
+  assert.equal(back.status, 200);
+  const lines = back.body.ratesCsv.trim().split('\n');
+  assert.equal(lines.length, 60_001);
+  assert.equal(lines[60_000], '159999,Destination number 59999 mobile,ZZ,,0.00,0.069,0,60/60,0');
+
+  const tooLarge = await p.api('PUT', '/api/v1/rate-plans/deck', {
+    currency: 'EUR',
+    ratesCsv: 'x'.repeat(33 << 20),
+  });
+  assert.deepEqual([tooLarge.status, tooLarge.body.field], [413, 'body']);
+  const elsewhere = await p.api('POST', '/api/v1/subscribers', {
+    username: 'x'.repeat(200_000),
+    password: 'secret',
+  });
+  assert.deepEqual([elsewhere.status, elsewhere.body.field], [413, 'body']);
+});

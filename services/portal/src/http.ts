@@ -36,6 +36,7 @@ import {
 } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { ExpressAdapter, type NestExpressApplication } from '@nestjs/platform-express';
+import { json, type NextFunction, type Request, type Response } from 'express';
 import type { Logger } from 'pino';
 import { Counter, type Registry } from 'prom-client';
 import { DomainError, httpStatus } from '@switchboard/platform';
@@ -275,6 +276,17 @@ export async function startHttpServer(o: HttpServerOptions): Promise<PortalHttpS
   });
   const express = app.getHttpAdapter().getInstance() as { disable(s: string): void };
   express.disable('x-powered-by');
+  // A route that takes more than the default 100 kB of JSON gets a parser of its own, used before
+  // Nest's default one, which then finds the body read. Any other route keeps the default.
+  for (const r of o.routes) {
+    if (!r.bodyLimit) continue;
+    const method = r.method.toUpperCase();
+    const parse = json({ limit: r.bodyLimit });
+    app.use(expressPath(r.path), function largeJsonBody(req: Request, res: Response, next: NextFunction) {
+      if (req.method === method) parse(req, res, next);
+      else next();
+    });
+  }
 
   const requests = new Counter({
     name: 'switchboard_http_requests_total',

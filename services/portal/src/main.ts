@@ -21,7 +21,7 @@ import {
   type ConfigOf,
   type Setting,
 } from '@switchboard/platform';
-import { TOPICS, decodeRecord, type FeatureRequest } from '@switchboard/contracts';
+import { RATE_PLAN_MAX_BYTES, TOPICS, decodeRecord, type FeatureRequest } from '@switchboard/contracts';
 import { RegistrarClient, type Binding } from '@switchboard/proto/registrar';
 import {
   AdjustRequest_Kind,
@@ -147,6 +147,8 @@ export const portalConfig = {
 export type PortalConfig = ConfigOf<typeof portalConfig>;
 
 const MIGRATIONS = join(import.meta.dirname, '..', 'migrations');
+/** Rate plan import and export: a carrier's deck takes seconds (about 2 s for 60,000 rates). */
+const PLAN_DEADLINE_MS = 60_000;
 const UI = join(import.meta.dirname, '..', 'ui');
 
 function registration(b: Binding): Registration {
@@ -242,7 +244,11 @@ export const portalService = defineService({
     // The rating service in this process if it runs here, else the configured one, else none.
     const ratingAddress = ctx.localEndpoint('rating', 'gRPC')?.replace('grpc://', '') ?? config.rating;
     const ratingAdmin = ratingAddress
-      ? grpcClient(RatingAdminClient, ratingAddress, { deadlineMs: 5000, retries: 1 })
+      ? grpcClient(RatingAdminClient, ratingAddress, {
+          deadlineMs: 5000,
+          retries: 1,
+          channelOptions: { 'grpc.max_receive_message_length': RATE_PLAN_MAX_BYTES },
+        })
       : undefined;
     const ratingRelay = ratingAdmin
       ? new OutboxRelay(db, events, {
@@ -336,9 +342,12 @@ export const portalService = defineService({
         });
         return { items: r.cdrs.map(cdrView), nextPageToken: r.nextPageToken || null };
       },
-      importPlan: (req) => ratingAdmin.importRatePlan(req),
+      importPlan: (req) => ratingAdmin.importRatePlan(req, { deadlineMs: PLAN_DEADLINE_MS }),
       async exportPlan(planId) {
-        const v = await ratingAdmin.exportRatePlan({ planId, effectiveFrom: 0 });
+        const v = await ratingAdmin.exportRatePlan(
+          { planId, effectiveFrom: 0 },
+          { deadlineMs: PLAN_DEADLINE_MS },
+        );
         return {
           planId: v.planId,
           effectiveFrom: new Date(v.effectiveFrom).toISOString(),

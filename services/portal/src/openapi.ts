@@ -18,6 +18,7 @@ const ERROR_TEXT: Record<number, string> = {
   404: 'Not found',
   409: 'Exists already',
   412: 'Precondition failed',
+  413: 'The body is larger than this route takes',
   503: 'A service it needs is unavailable',
 };
 
