@@ -19,9 +19,17 @@ export interface GatewayHealth {
   since: number;
 }
 
+/** A route's prefix as the digits a number starts with. */
+const digits = (prefix: string) => (prefix.startsWith('+') ? prefix.slice(1) : prefix);
+
 export class GatewayTable {
   private readonly gateways = new Map<string, GatewayRecord>();
   private readonly routes = new Map<string, RouteRecord>();
+  /**
+   * The routes by prefix (without its '+'), then by id: a call looks up each prefix of its number,
+   * longest first, instead of reading every route (an LCR table holds tens of thousands).
+   */
+  private readonly byPrefix = new Map<string, Map<string, RouteRecord>>();
   private readonly health = new Map<string, GatewayHealth>();
   /** Gateways by host: asked for every request's source (trust, calls from the PSTN). */
   private byHost = new Map<string, GatewayRecord[]>();
@@ -50,8 +58,19 @@ export class GatewayTable {
         else this.byHost.set(h, [g]);
       }
     } else if (kind === 'route') {
-      if (rec) this.routes.set(id, rec as RouteRecord);
-      else this.routes.delete(id);
+      const old = this.routes.get(id);
+      const r = rec as RouteRecord | null;
+      if (old && (!r || digits(old.prefix) !== digits(r.prefix))) {
+        const same = this.byPrefix.get(digits(old.prefix))!;
+        same.delete(id);
+        if (same.size === 0) this.byPrefix.delete(digits(old.prefix));
+      }
+      if (r) {
+        this.routes.set(id, r);
+        const p = digits(r.prefix);
+        const same = this.byPrefix.get(p) ?? new Map<string, RouteRecord>();
+        this.byPrefix.set(p, same.set(id, r));
+      } else this.routes.delete(id);
     }
   }
 
@@ -82,14 +101,11 @@ export class GatewayTable {
    * Disabled and down gateways are left out. Empty: no route.
    */
   select(number: string, domain: string): { hops: GatewayHop[]; routed: boolean } {
-    let bestLen = -1;
     let best: RouteRecord[] = [];
-    for (const r of this.routes.values()) {
-      if (r.domain && r.domain.toLowerCase() !== domain) continue;
-      const p = r.prefix.replace(/^\+/, '');
-      if (!number.startsWith(p)) continue;
-      if (p.length > bestLen) [bestLen, best] = [p.length, [r]];
-      else if (p.length === bestLen) best.push(r);
+    for (let len = number.length; len >= 0 && best.length === 0; len--) {
+      for (const r of this.byPrefix.get(number.slice(0, len))?.values() ?? []) {
+        if (!r.domain || r.domain.toLowerCase() === domain) best.push(r);
+      }
     }
     // A domain's own routes for a prefix replace the ones for every domain.
     if (best.some((r) => r.domain)) best = best.filter((r) => r.domain);

@@ -1,6 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import type { SubscriberRecord } from '@switchboard/contracts';
+import fc from 'fast-check';
+import type { RouteRecord, SubscriberRecord } from '@switchboard/contracts';
 import { parseUri } from '@switchboard/sip';
 import { Domains } from '../domains';
 import { failureCondition, forwardingFor, screenIncoming, screenOutgoing, speedDial } from './features';
@@ -131,6 +132,55 @@ describe('gateways', () => {
     assert.equal(t.select('49301234567', 'other.example').hops[0].gateway.id, 'a');
     t.apply('route:all', null);
     assert.equal(t.select('442079460000', 'example.com').routed, false);
+  });
+
+  it("property: the routes chosen are those a scan of every route finds (longest prefix, a domain's own routes first)", () => {
+    const op = fc.record({
+      id: fc.integer({ min: 0, max: 7 }),
+      // null: the route is deleted
+      prefix: fc.option(fc.stringMatching(/^\+?[1-3]{0,3}$/), { nil: null }),
+      domain: fc.constantFrom(undefined, 'a.example', 'b.example'),
+    });
+    const digits = (r: RouteRecord) => r.prefix.replace(/^\+/, '');
+    fc.assert(
+      fc.property(
+        fc.array(op, { maxLength: 30 }),
+        fc.stringMatching(/^[1-3]{0,5}$/),
+        fc.constantFrom('a.example', 'b.example'),
+        (ops, number, domain) => {
+          const t = new GatewayTable(3, () => 0);
+          const live = new Map<string, RouteRecord>();
+          ops.forEach((o, i) => {
+            const id = `r${o.id}`;
+            t.apply(`gateway:${id}`, { kind: 'gateway', id, address: `${id}.example` });
+            if (o.prefix === null) {
+              t.apply(`route:${id}`, null);
+              live.delete(id);
+              return;
+            }
+            // Each change its own priority, so that the order chosen is the priorities' only.
+            const r: RouteRecord = { kind: 'route', id, prefix: o.prefix, gatewayIds: [id], priority: i };
+            if (o.domain) r.domain = o.domain;
+            t.apply(`route:${id}`, r);
+            live.set(id, r);
+          });
+          const fits = [...live.values()].filter(
+            (r) => (!r.domain || r.domain === domain) && number.startsWith(digits(r)),
+          );
+          const longest = Math.max(-1, ...fits.map((r) => digits(r).length));
+          let best = fits.filter((r) => digits(r).length === longest);
+          if (best.some((r) => r.domain)) best = best.filter((r) => r.domain);
+          best.sort((a, b) => b.priority! - a.priority!);
+          const got = t.select(number, domain);
+          assert.deepEqual(
+            got.hops.map((h) => h.gateway.id),
+            best.map((r) => r.id),
+          );
+          assert.equal(got.routed, best.length > 0);
+        },
+      ),
+      { numRuns: 2000 },
+    );
   });
 
   it('orders by priority, then by weight', () => {
