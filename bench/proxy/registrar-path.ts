@@ -13,12 +13,19 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { migrate, openEmbeddedBus, openPglite, processEnv, type Db, type DbTx } from '@switchboard/platform';
+import {
+  migrate,
+  openEmbeddedBus,
+  openPglite,
+  processEnv,
+  type Db,
+  type DbTx,
+  Replica,
+} from '@switchboard/platform';
 import type { Binding } from '../../services/registrar/src/bindings';
 import { LOCATION_TOPIC, locationRecords } from '../../services/registrar/src/main';
 import { Registry } from '../../services/registrar/src/registry';
 import { createBindingStore } from '../../services/registrar/src/store';
-import { Replica } from '../../services/sip-proxy/src/replica';
 
 const env = processEnv();
 const RATE = Number(env.BENCH_RATE ?? 1000);

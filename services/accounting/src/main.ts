@@ -5,14 +5,14 @@
  */
 import { join } from 'node:path';
 import { Counter, Histogram } from 'prom-client';
-import { bool, defineService, int, migrate, port, str, type Setting } from '@switchboard/platform';
+import { bool, defineService, int, migrate, port, Replica, str, type Setting } from '@switchboard/platform';
+import { TOPICS, type SubscriberRecord } from '@switchboard/contracts';
 import { Dictionary } from '@switchboard/radius';
 import { ClientTable, loadClients, parseClientsSetting, seedClients, type NasClient } from './clients';
 import { OutboxBodyCache, OutboxRelay } from './relay';
 import { RelayThread } from './relay-worker';
 import { startAccountingServer } from './server';
 import { startAuthServer, type AuthServer } from './auth-server';
-import { SubscriberReplica } from './subscribers';
 import { RecordWriter } from './writer';
 
 export const ACCOUNTING_TOPIC = 'accounting';
@@ -260,17 +260,19 @@ export const accountingService = defineService({
       labelNames: ['result', 'client'],
       registers: reg,
     });
-    let subscribers: SubscriberReplica | undefined;
+    let subscribers: Replica<SubscriberRecord> | undefined;
     let authServer: AuthServer | undefined;
     if (config.auth) {
-      subscribers = new SubscriberReplica();
-      await subscribers.start(events);
-      const replica = subscribers;
+      const replica = new Replica<SubscriberRecord>(TOPICS.subscribers, 'accounting-subscribers');
+      replica.onMalformed = (key, err) =>
+        ctx.logger.warn({ topic: TOPICS.subscribers, key, err }, 'a record that is not JSON was skipped');
+      await replica.start(events);
+      subscribers = replica;
       authServer = await startAuthServer({
         host: config.host,
         port: config.authPort,
         clients: () => clients,
-        subscribers: { lookup: (u, r) => replica.lookup(u, r) },
+        subscribers: { lookup: (u, r) => replica.get(`sip:${u}@${r}`) },
         logger: ctx.logger,
         hooks: {
           request: countRequest,

@@ -19,6 +19,7 @@ import {
   optional,
   str,
   type ConfigOf,
+  Replica,
 } from '@switchboard/platform';
 import {
   DigestServer,
@@ -56,7 +57,6 @@ import { Domains } from './domains';
 import { ProxyMetrics } from './metrics';
 import { ProxyCore, parseFeatureCodes } from './proxy-core';
 import { RegisterBatcher, RegistrarFront, showsBindings } from './register';
-import { Replica } from './replica';
 import { AccountingClient } from './acc';
 import { MediaAnchor } from './media';
 import { MediaProxyClient } from '@switchboard/proto/media';
@@ -424,9 +424,18 @@ export const sipProxyService = defineService({
       mailboxUsers: config.mailboxUsers,
     });
     subscribers.onChange = (_key, rec, prev) => router.subscriberChanged(prev, rec);
-    await subscribers.start(bus);
-    await location.start(bus);
-    await routing.start(bus);
+    for (const [topic, replica] of [
+      [TOPICS.subscribers, subscribers],
+      [TOPICS.location, location],
+      [TOPICS.routing, routing],
+    ] as const) {
+      replica.onMalformed = (key, err) =>
+        ctx.logger.warn(
+          { topic, key, err },
+          'a record that is not JSON was skipped; the key keeps its value',
+        );
+      await replica.start(bus);
+    }
     await bus.ensureTopic(TOPICS.featureRequests);
     ctx.ops.addReadinessCheck('registrar', () => true);
 

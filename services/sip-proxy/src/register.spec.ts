@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { DigestServer, answerChallenge, parseMessage, type SipRequest } from '@switchboard/sip';
-import { DomainError } from '@switchboard/platform';
+import { DomainError, Replica } from '@switchboard/platform';
 import type {
   RegisterBatchRequest,
   RegisterBatchResponse,
@@ -13,7 +13,6 @@ import { AbuseGuard } from './abuse';
 import { Authenticator } from './auth';
 import { Domains } from './domains';
 import { RegisterBatcher, RegistrarFront, showsBindings } from './register';
-import { Replica } from './replica';
 import { encodeRecord, type LocationRecord } from '@switchboard/contracts';
 import { registerRequest, subscriber } from './test-helpers';
 

@@ -3,3 +3,4 @@ export * from './embedded';
 export * from './kafka';
 export * from './open';
 export * from './relay';
+export * from './replica';

@@ -1,11 +1,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { EventBus, EventMessage } from '@switchboard/platform';
-import { encodeRecord } from '@switchboard/contracts';
+import type { EventBus, EventMessage } from './types';
 import { Replica } from './replica';
 
 type Msg = Pick<EventMessage, 'key' | 'value'>;
-const msg = (key: string, v: number): Msg => ({ key, value: Buffer.from(encodeRecord({ v })) });
+const msg = (key: string, v: number): Msg => ({ key, value: Buffer.from(JSON.stringify({ v })) });
 
 /** A bus whose compacted snapshot is `snapshot`, and whose subscription the test drives. */
 function fakeBus(snapshot: Msg[]) {
@@ -55,4 +54,16 @@ test('a big snapshot is applied in slices, and what arrives meanwhile is applied
   assert.deepEqual(replica.get('k0'), { v: 1 });
   await bus.live!([msg('k0', 5)]);
   assert.deepEqual(replica.get('k0'), { v: 5 }, 'after start, a message is applied when it arrives');
+});
+
+test('a value that is not JSON is reported and skipped: the key keeps its value, the rest is applied', async () => {
+  const bus = fakeBus([msg('a', 1), { key: 'b', value: Buffer.from('{"v":') }, msg('c', 1)]);
+  const replica = new Replica<{ v: number }>('t', 'test');
+  const malformed: string[] = [];
+  replica.onMalformed = (key) => malformed.push(key);
+  await replica.start(bus as unknown as EventBus);
+  assert.deepEqual([replica.get('a'), replica.get('b'), replica.get('c')], [{ v: 1 }, undefined, { v: 1 }]);
+  await bus.live!([{ key: 'a', value: Buffer.from('not json') }, msg('c', 2), { key: 'c', value: null }]);
+  assert.deepEqual(malformed, ['b', 'a']);
+  assert.deepEqual([replica.get('a'), replica.get('c'), replica.size], [{ v: 1 }, undefined, 1]);
 });

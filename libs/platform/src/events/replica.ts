@@ -1,10 +1,11 @@
 /**
- * An in-memory replica of a compacted topic (latest value per key), so the
- * proxy answers from memory: no synchronous lookup on the call path.
+ * An in-memory replica of a compacted topic of JSON records (latest value per key), so a
+ * service answers from memory: no synchronous lookup on a request's path (the SIP proxy's
+ * subscribers, location and routing; the accounting service's subscribers for RADIUS digest).
  */
 import { randomUUID } from 'node:crypto';
-import { nextTurn, type EventBus, type EventMessage, type Subscription } from '@switchboard/platform';
-import { decodeRecord } from '@switchboard/contracts';
+import { nextTurn } from '../service';
+import type { EventBus, EventMessage, Subscription } from './types';
 
 /** Snapshot records applied between two turns of the event loop at start. */
 const SNAPSHOT_SLICE = 5000;
@@ -16,6 +17,8 @@ export class Replica<T> {
   private readonly waiters = new Map<string, Set<() => void>>();
   /** Called after each change (key, new value or null when deleted, the value before). */
   onChange?: (key: string, value: T | null, prev: T | undefined) => void;
+  /** Called for a value that is not JSON; the key keeps its value. */
+  onMalformed?: (key: string, err: unknown) => void;
 
   constructor(
     private readonly topic: string,
@@ -55,7 +58,13 @@ export class Replica<T> {
   }
 
   apply(m: Pick<EventMessage, 'key' | 'value'>): void {
-    const v = decodeRecord<T>(m.value);
+    let v: T | null;
+    try {
+      v = m.value === null ? null : (JSON.parse(m.value.toString('utf8')) as T);
+    } catch (err) {
+      this.onMalformed?.(m.key, err);
+      return;
+    }
     const prev = this.map.get(m.key);
     if (v === null) this.map.delete(m.key);
     else this.map.set(m.key, v);
