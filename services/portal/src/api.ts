@@ -1119,7 +1119,10 @@ function creditRoutes(d: ApiDeps): RouteDef[] {
           periodsCsv: body.periodsCsv ?? '',
           actor: actorOf(principal),
         });
-        if (!r.ok) throw invalidArgument('ratesCsv', `ratesCsv: ${r.errors.slice(0, 20).join('; ')}`);
+        if (!r.ok) {
+          const more = r.errors.length > 20 ? `; and ${r.errors.length - 20} more` : '';
+          throw invalidArgument('ratesCsv', `ratesCsv: ${r.errors.slice(0, 20).join('; ')}${more}`);
+        }
         return { planId: params.planId, rates: r.rates };
       },
     }),

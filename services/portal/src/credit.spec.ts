@@ -254,6 +254,14 @@ test('a carrier rate deck of 60,000 prefixes (3.6 MB of CSV) imports through the
   assert.equal(lines.length, 60_001);
   assert.equal(lines[60_000], '159999,Destination number 59999 mobile,ZZ,,0.00,0.069,0,60/60,0');
 
+  // A deck wrong on every line: the first errors by line, and how many more.
+  const wrong = await p.api('PUT', '/api/v1/rate-plans/deck', {
+    currency: 'EUR',
+    ratesCsv: csv.replaceAll(',0,60/60,0', ',x,60/60,0'),
+  });
+  assert.equal(wrong.status, 400);
+  assert.match(wrong.body.message, /^ratesCsv: rates line 2: min_seconds: expected whole seconds, got "x"; /);
+  assert.match(wrong.body.message, /rates line 21: .*; and 59980 more$/);
   const tooLarge = await p.api('PUT', '/api/v1/rate-plans/deck', {
     currency: 'EUR',
     ratesCsv: 'x'.repeat(33 << 20),
