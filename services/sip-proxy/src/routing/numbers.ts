@@ -63,11 +63,3 @@ export function classOf(number: string, t: ClassTable): CallClass {
   if (t.countryCode && number.startsWith(t.countryCode)) return 'national';
   return 'international';
 }
-
-/** The longest of `prefixes` that `number` starts with, or undefined. */
-export function longestPrefix(number: string, prefixes: Iterable<string>): string | undefined {
-  let best: string | undefined;
-  for (const p of prefixes)
-    if (number.startsWith(p) && (best === undefined || p.length > best.length)) best = p;
-  return best;
-}
