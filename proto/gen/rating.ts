@@ -297,6 +297,7 @@ export interface QuoteResponse {
 }
 
 export interface ListCdrsRequest {
+  /** empty: every account's */
   account: string;
   /** unix milliseconds, inclusive; 0 for the beginning */
   from: number;
@@ -304,6 +305,12 @@ export interface ListCdrsRequest {
   to: number;
   pageSize: number;
   pageToken: string;
+  /** "answered" or "failed"; empty: both */
+  disposition: string;
+  /** E.164 digits the callee's number starts with; empty: any */
+  calleePrefix: string;
+  /** the id of the gateway the call went through; empty: any */
+  gateway: string;
 }
 
 export interface ListCdrsResponse {
@@ -2657,7 +2664,7 @@ export const QuoteResponse: MessageFns<QuoteResponse> = {
 };
 
 function createBaseListCdrsRequest(): ListCdrsRequest {
-  return { account: "", from: 0, to: 0, pageSize: 0, pageToken: "" };
+  return { account: "", from: 0, to: 0, pageSize: 0, pageToken: "", disposition: "", calleePrefix: "", gateway: "" };
 }
 
 export const ListCdrsRequest: MessageFns<ListCdrsRequest> = {
@@ -2676,6 +2683,15 @@ export const ListCdrsRequest: MessageFns<ListCdrsRequest> = {
     }
     if (message.pageToken !== "") {
       writer.uint32(42).string(message.pageToken);
+    }
+    if (message.disposition !== "") {
+      writer.uint32(50).string(message.disposition);
+    }
+    if (message.calleePrefix !== "") {
+      writer.uint32(58).string(message.calleePrefix);
+    }
+    if (message.gateway !== "") {
+      writer.uint32(66).string(message.gateway);
     }
     return writer;
   },
@@ -2733,6 +2749,30 @@ export const ListCdrsRequest: MessageFns<ListCdrsRequest> = {
             message.pageToken = reader.string();
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.disposition = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.calleePrefix = reader.string();
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.gateway = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2760,6 +2800,13 @@ export const ListCdrsRequest: MessageFns<ListCdrsRequest> = {
         : isSet(object.page_token)
         ? globalThis.String(object.page_token)
         : "",
+      disposition: isSet(object.disposition) ? globalThis.String(object.disposition) : "",
+      calleePrefix: isSet(object.calleePrefix)
+        ? globalThis.String(object.calleePrefix)
+        : isSet(object.callee_prefix)
+        ? globalThis.String(object.callee_prefix)
+        : "",
+      gateway: isSet(object.gateway) ? globalThis.String(object.gateway) : "",
     };
   },
 
@@ -2780,6 +2827,15 @@ export const ListCdrsRequest: MessageFns<ListCdrsRequest> = {
     if (message.pageToken !== "") {
       obj.pageToken = message.pageToken;
     }
+    if (message.disposition !== "") {
+      obj.disposition = message.disposition;
+    }
+    if (message.calleePrefix !== "") {
+      obj.calleePrefix = message.calleePrefix;
+    }
+    if (message.gateway !== "") {
+      obj.gateway = message.gateway;
+    }
     return obj;
   },
 
@@ -2793,6 +2849,9 @@ export const ListCdrsRequest: MessageFns<ListCdrsRequest> = {
     message.to = object.to ?? 0;
     message.pageSize = object.pageSize ?? 0;
     message.pageToken = object.pageToken ?? "";
+    message.disposition = object.disposition ?? "";
+    message.calleePrefix = object.calleePrefix ?? "";
+    message.gateway = object.gateway ?? "";
     return message;
   },
 };
@@ -3817,6 +3876,7 @@ export const RatingAdminService = {
     responseSerialize: (value: QuoteResponse): Buffer => Buffer.from(QuoteResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): QuoteResponse => QuoteResponse.decode(value),
   },
+  /** Rated CDRs in the order they started, by account or of every account, with filters; paged. */
   listCdrs: {
     path: "/switchboard.rating.v1.RatingAdmin/ListCdrs" as const,
     requestStream: false as const,
@@ -3861,6 +3921,7 @@ export interface RatingAdminServer extends UntypedServiceImplementation {
   assignDomainPlan: handleUnaryCall<AssignDomainPlanRequest, AssignDomainPlanResponse>;
   /** The price of a call of a given length, without reserving anything. */
   quote: handleUnaryCall<QuoteRequest, QuoteResponse>;
+  /** Rated CDRs in the order they started, by account or of every account, with filters; paged. */
   listCdrs: handleUnaryCall<ListCdrsRequest, ListCdrsResponse>;
   /**
    * Rates an account's answered CDRs of a period again with the plans as they
@@ -4001,6 +4062,7 @@ export interface RatingAdminClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: QuoteResponse) => void,
   ): ClientUnaryCall;
+  /** Rated CDRs in the order they started, by account or of every account, with filters; paged. */
   listCdrs(
     request: ListCdrsRequest,
     callback: (error: ServiceError | null, response: ListCdrsResponse) => void,

@@ -8,7 +8,7 @@
 import type { TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { grpcClient } from '@switchboard/platform';
-import { RatingAdminClient } from '@switchboard/proto/rating';
+import { ListCdrsRequest, RatingAdminClient } from '@switchboard/proto/rating';
 import { hostPort, type LaunchedPlatform } from '../lib/launch';
 import { freePort } from '@switchboard/platform/testing';
 import { inviteCallId, receivedAudioPorts, runUa, type UaRun } from './sipp-ua';
@@ -130,7 +130,7 @@ async function whereIsTheCdr(p: LaunchedPlatform, callId: string, aor: string): 
   const found: string[] = [];
   try {
     for (const account of [aor, aor.replace(/^sip:/, '')]) {
-      const r = await rating.listCdrs({ account, from: 0, to: 0, pageSize: 100, pageToken: '' });
+      const r = await rating.listCdrs(ListCdrsRequest.fromPartial({ account, pageSize: 100 }));
       const c = r.cdrs.find((x) => x.callId === callId);
       if (c)
         found.push(

@@ -21,6 +21,7 @@ import {
   AssignPlan,
   CdrQuery,
   CreateVouchers,
+  CdrSearchQuery,
   ImportRatePlan,
   RatePlanParam,
   RedeemVoucher,
@@ -253,6 +254,10 @@ export interface CdrView {
   destination: string;
   price: string;
   currency: string;
+  /** The billed account (AoR). */
+  account: string;
+  /** The gateway's id for a PSTN call, '' on-net. */
+  gateway: string;
 }
 
 export interface RatePlanView {
@@ -267,9 +272,18 @@ export interface RatePlanView {
 
 export interface RatingPort {
   balance(account: string): Promise<BalanceView>;
+  /** An account's CDRs, or every account's when account is ''. */
   cdrs(
     account: string,
-    q: { from?: number; to?: number; pageSize?: number; pageToken?: string },
+    q: {
+      from?: number;
+      to?: number;
+      pageSize?: number;
+      pageToken?: string;
+      disposition?: string;
+      calleePrefix?: string;
+      gateway?: string;
+    },
   ): Promise<{ items: CdrView[]; nextPageToken: string | null }>;
   importPlan(req: {
     planId: string;
@@ -303,6 +317,8 @@ const CDR_COLUMNS: (keyof CdrView)[] = [
   'destination',
   'price',
   'currency',
+  'account',
+  'gateway',
 ];
 
 /** RFC 4180 CSV with a header line. */
@@ -1089,6 +1105,31 @@ function creditRoutes(d: ApiDeps): RouteDef[] {
           to: query.to ? Date.parse(query.to) : undefined,
           pageSize: query.pageSize,
           pageToken: query.pageToken,
+        });
+        if (query.format !== 'csv') return page;
+        reply.setHeader('Content-Type', 'text/csv; charset=utf-8');
+        return toCsv(CDR_COLUMNS, page.items);
+      },
+    }),
+    route({
+      method: 'get',
+      path: '/api/v1/cdrs',
+      operationId: 'searchCdrs',
+      summary:
+        "Every account's call records (rated CDRs) in the order they started, narrowed by account, callee number, result and gateway; format=csv exports them",
+      tag: 'credit',
+      query: CdrSearchQuery,
+      response: 'CdrPage',
+      errors: [503],
+      handler: async ({ query, reply }) => {
+        const page = await rating().cdrs(query.account ?? '', {
+          from: query.from ? Date.parse(query.from) : undefined,
+          to: query.to ? Date.parse(query.to) : undefined,
+          pageSize: query.pageSize,
+          pageToken: query.pageToken,
+          disposition: query.disposition,
+          calleePrefix: query.callee?.replace(/^\+/, ''),
+          gateway: query.gateway,
         });
         if (query.format !== 'csv') return page;
         reply.setHeader('Content-Type', 'text/csv; charset=utf-8');

@@ -6,8 +6,10 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { TOPICS } from '@switchboard/contracts';
 import type { ServiceModule } from '@switchboard/platform';
 import { ratingService } from '../../rating/src/main';
+import { failedRecord, startRecord, stopRecord } from '../../rating/src/testing';
 import { RATING_CHANNEL, type RatingOp } from './store';
 import { startTestPortal, until, type TestPortal } from './test-support';
 
@@ -138,6 +140,76 @@ test('vouchers: a batch is generated and exported; a subscriber redeems one once
     list.body.items.filter((v: { redeemedBy: string | null }) => v.redeemedBy === 'sip:bob@example.com')
       .length,
     1,
+  );
+});
+
+test("administrators search every account's calls by period, account, number, result and gateway; subscribers may not", async () => {
+  const eve = await p.api('POST', '/api/v1/subscribers', {
+    username: 'eve',
+    password: 'secret',
+    webPassword: 'eve-web-pw',
+  });
+  const frank = await p.api('POST', '/api/v1/subscribers', { username: 'frank', password: 'secret' });
+  const at = Date.now() - 600_000;
+  const calls = [
+    { callId: 'search-1', account: eve.body.aor, callee: '4930111222', answeredAt: at, duration: 30 },
+    {
+      callId: 'search-2',
+      account: frank.body.aor,
+      callee: '15551234567',
+      answeredAt: at + 1000,
+      duration: 60,
+      gateway: 'gw2',
+    },
+  ];
+  const failed = {
+    callId: 'search-3',
+    account: eve.body.aor,
+    callee: '4930999000',
+    answeredAt: at + 2000,
+    duration: 0,
+  };
+  await p.bus.publish(
+    TOPICS.accounting,
+    [...calls.flatMap((c) => [startRecord(c), stopRecord(c)]), failedRecord(failed, 486)].map((r) => ({
+      key: r.sessionId!,
+      value: JSON.stringify(r),
+    })),
+  );
+  const search = async (q: string) => {
+    const r = await p.api('GET', `/api/v1/cdrs?from=${new Date(at - 1000).toISOString()}&${q}`);
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    return r.body as { items: { callId: string }[]; nextPageToken: string | null };
+  };
+  await until(async () => (await search('')).items.length === 3, 'the three CDRs rated', 15_000);
+  const ids = async (q: string) => (await search(q)).items.map((c) => c.callId);
+  assert.deepEqual(await ids('callee=%2B4930'), ['search-1', 'search-3']);
+  assert.deepEqual(await ids('callee=4930&disposition=failed'), ['search-3']);
+  assert.deepEqual(await ids(`account=${encodeURIComponent(frank.body.aor)}`), ['search-2']);
+  assert.deepEqual(await ids('gateway=gw2'), ['search-2']);
+  const first = await search('pageSize=2');
+  assert.deepEqual(
+    first.items.map((c) => c.callId),
+    ['search-1', 'search-2'],
+  );
+  assert.deepEqual(await ids(`pageSize=2&pageToken=${encodeURIComponent(first.nextPageToken!)}`), [
+    'search-3',
+  ]);
+
+  const csv = await fetch(`${p.url}/api/v1/cdrs?disposition=answered&callee=1555&format=csv`, {
+    headers: { authorization: 'Bearer test-admin-token-0123456789' },
+  });
+  const lines = (await csv.text()).trim().split('\r\n');
+  assert.equal(lines.length, 2);
+  assert.match(lines[1], /search-2/);
+  const bad = await p.api('GET', '/api/v1/cdrs?callee=49x');
+  assert.deepEqual([bad.status, bad.body.field], [400, 'callee']);
+
+  const asEve = await subscriberSession('eve@example.com', 'eve-web-pw');
+  assert.equal((await asEve('GET', '/api/v1/cdrs')).status, 403);
+  assert.equal(
+    ((await asEve('GET', `/api/v1/subscribers/${eve.body.id}/cdrs`)).body.items as unknown[]).length,
+    2,
   );
 });
 

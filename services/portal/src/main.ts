@@ -210,6 +210,8 @@ function cdrView(c: Cdr): CdrView {
     destination: c.destination,
     price: formatMicros(c.priceMicros),
     currency: c.currency,
+    account: c.account,
+    gateway: c.gateway,
   };
 }
 
@@ -339,6 +341,9 @@ export const portalService = defineService({
           to: q.to ?? 0,
           pageSize: q.pageSize ?? 100,
           pageToken: q.pageToken ?? '',
+          disposition: q.disposition ?? '',
+          calleePrefix: q.calleePrefix ?? '',
+          gateway: q.gateway ?? '',
         });
         return { items: r.cdrs.map(cdrView), nextPageToken: r.nextPageToken || null };
       },

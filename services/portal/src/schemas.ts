@@ -154,6 +154,18 @@ export const CdrQuery = z.object({
   pageToken: z.string().max(1024).optional(),
   format: z.enum(['json', 'csv']).optional(),
 });
+export const CdrSearchQuery = CdrQuery.extend({
+  /** The billed account, as its AoR (sip:alice@example.com). */
+  account: z.string().min(1).max(256).optional(),
+  /** E.164 digits the callee's number starts with ('+' allowed). */
+  callee: z
+    .string()
+    .regex(/^\+?\d{1,15}$/, 'E.164 digits the number starts with')
+    .optional(),
+  disposition: z.enum(['answered', 'failed']).optional(),
+  /** The id of the gateway the call went through. */
+  gateway: z.string().min(1).max(128).optional(),
+});
 export const ImportRatePlan = z.strictObject({
   currency: z.string().regex(/^[A-Z]{3}$/, 'an ISO 4217 code such as EUR'),
   effectiveFrom: z.iso.datetime({ offset: true }).optional(),

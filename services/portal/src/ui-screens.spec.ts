@@ -415,3 +415,35 @@ test('a subscriber manages its forwarding, block list and speed dials and sees i
     await ctx.close();
   }
 });
+
+test("an administrator searches every account's calls and downloads them", async () => {
+  // fred's rated call of the test before.
+  const ctx = await browser.newContext({ viewport: { width: 1100, height: 900 } });
+  const page = await ctx.newPage();
+  try {
+    await signIn(page, 'admin', 'admin-password', 'Subscribers');
+    await page.getByRole('button', { name: 'Calls' }).click();
+    const form = page.getByRole('form', { name: 'Search calls' });
+    await form.getByLabel('Number starts with').fill('49x');
+    await form.getByRole('button', { name: 'Search calls' }).click();
+    await flash(page, /^callee: /);
+    await form.getByLabel('Number starts with').fill('+4930');
+    await form.getByRole('button', { name: 'Search calls' }).click();
+    await flash(page, '1 call found');
+    const cdr = page.locator('#calls tr[data-call-id="ui-call-1@test"]');
+    assert.match((await cdr.textContent())!, /sip:fred@example\.com.*4930111222.*61answered/);
+    const href = (await page.locator('#calls-csv').getAttribute('href'))!;
+    assert.match(href, /callee=%2B4930.*format=csv/);
+    const csv = await page.evaluate(async (h) => (await fetch(h)).text(), href);
+    assert.match(csv, /ui-call-1@test/);
+    await page.screenshot({ path: join(SHOTS, 'admin-calls.png'), fullPage: true });
+
+    await form.getByLabel('Result').selectOption('failed');
+    await form.getByRole('button', { name: 'Search calls' }).click();
+    await flash(page, '0 calls found');
+    assert.ok(await page.locator('#calls-empty').isVisible());
+    assert.equal(await page.locator('#calls tbody tr').count(), 0);
+  } finally {
+    await ctx.close();
+  }
+});

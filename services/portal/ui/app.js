@@ -791,6 +791,65 @@ $('#trace-form').addEventListener('submit', async (ev) => {
   }
 });
 
+// --- calls (administrators: every account's CDRs) ------------------------------------
+
+/** The search the table shows, and the token of the page after the rows shown. */
+let callsQuery;
+let callsNext = null;
+
+function cdrResult(c) {
+  return c.sipCode ? `${c.disposition} (${c.sipCode})` : c.disposition;
+}
+
+async function loadCalls(more) {
+  const form = $('#calls-form');
+  if (!more) {
+    clearFieldErrors(form);
+    const f = fields(form);
+    callsQuery = new URLSearchParams({ pageSize: '100' });
+    if (f.from) callsQuery.set('from', new Date(f.from).toISOString());
+    if (f.to) callsQuery.set('to', new Date(f.to).toISOString());
+    for (const k of ['account', 'callee', 'disposition', 'gateway']) if (f[k]) callsQuery.set(k, f[k]);
+  }
+  const q = new URLSearchParams(callsQuery);
+  if (more && callsNext) q.set('pageToken', callsNext);
+  try {
+    const page = await api('GET', `/api/v1/cdrs?${q}`);
+    const rows = page.items.map((c) =>
+      el(
+        'tr',
+        { 'data-call-id': c.callId },
+        el('td', { text: when(c.startedAt) }),
+        el('td', { text: c.account }),
+        el('td', { text: c.callee }),
+        el('td', { text: String(c.durationSeconds) }),
+        el('td', { text: cdrResult(c) }),
+        el('td', { text: c.gateway }),
+        el('td', { text: `${c.price} ${c.currency}` }),
+      ),
+    );
+    if (more) $('#calls tbody').append(...rows);
+    else $('#calls tbody').replaceChildren(...rows);
+    if (!more)
+      flash(`${rows.length}${page.nextPageToken ? '+' : ''} call${rows.length === 1 ? '' : 's'} found`);
+    callsNext = page.nextPageToken;
+    $('#calls-more').hidden = !callsNext;
+    $('#calls-empty').hidden = $('#calls tbody').children.length > 0;
+    const csv = $('#calls-csv');
+    csv.href = `/api/v1/cdrs?${callsQuery}&format=csv`;
+    csv.hidden = false;
+  } catch (e) {
+    showFieldError(form, e);
+    flash(e.message, true);
+  }
+}
+
+$('#calls-form').addEventListener('submit', async (ev) => {
+  ev.preventDefault();
+  await loadCalls(false);
+});
+$('#calls-more').addEventListener('click', () => loadCalls(true));
+
 // --- call history (self-care) -----------------------------------------------------
 
 async function loadCdrs() {
@@ -816,7 +875,7 @@ async function loadCdrs() {
         el('td', { text: c.caller }),
         el('td', { text: c.callee }),
         el('td', { text: String(c.billableSeconds) }),
-        el('td', { text: c.sipCode ? `${c.disposition} (${c.sipCode})` : c.disposition }),
+        el('td', { text: cdrResult(c) }),
         el('td', { text: `${c.price} ${c.currency}` }),
       ),
     ),

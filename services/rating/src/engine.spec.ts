@@ -652,6 +652,37 @@ describe('rating engine (PGlite)', () => {
     assert.equal(again.index.match('4900012')?.name, 'Dest zero');
   });
 
+  test("every account's CDRs in the order they started, narrowed by account, result, callee prefix and gateway, paged", async () => {
+    const calls = [
+      { callId: 's1', account: 'sip:alice@example.com', callee: '15551234567', answeredAt: T0 - 50_000 },
+      {
+        callId: 's2',
+        account: 'sip:bob@example.com',
+        callee: '4930123456',
+        answeredAt: T0 - 40_000,
+        gateway: 'gw2',
+      },
+      { callId: 's3', account: 'sip:alice@example.com', callee: '4989123456', answeredAt: T0 - 30_000 },
+      { callId: 's4', account: 'sip:bob@example.com', callee: '15557654321', answeredAt: T0 - 20_000 },
+    ];
+    for (const c of calls) await handle(stopRecord(call(c)));
+    await handle(failedRecord(call({ callId: 's5', callee: '4930999999', answeredAt: T0 - 10_000 }), 486));
+    const ids = async (q: Partial<Parameters<RatingEngine['listCdrs']>[0]>) =>
+      (await engine.listCdrs({ limit: 100, ...q })).map((c) => c.callId);
+    assert.deepEqual(await ids({}), ['s1', 's2', 's3', 's4', 's5']);
+    assert.deepEqual(await ids({ account: 'sip:bob@example.com' }), ['s2', 's4']);
+    assert.deepEqual(await ids({ calleePrefix: '49' }), ['s2', 's3', 's5']);
+    assert.deepEqual(await ids({ calleePrefix: '49', disposition: 'answered' }), ['s2', 's3']);
+    assert.deepEqual(await ids({ disposition: 'failed' }), ['s5']);
+    assert.deepEqual(await ids({ gateway: 'gw2' }), ['s2']);
+    assert.deepEqual(await ids({ from: T0 - 35_000, to: T0 - 15_000 }), ['s3', 's4']);
+    const first = await engine.listCdrs({ limit: 2 });
+    assert.deepEqual(await ids({ limit: 2, after: first[1].id }), ['s3', 's4']);
+    assert.deepEqual(await ids({ limit: 2, after: first[1].id, account: 'sip:alice@example.com' }), ['s3', 's5']);
+    await assert.rejects(engine.listCdrs({ limit: 1, disposition: 'busy' }), { field: 'disposition' });
+    await assert.rejects(engine.listCdrs({ limit: 1, calleePrefix: "1' OR '1" }), { field: 'callee_prefix' });
+  });
+
   test('plans, domain plans and CDR listing survive a new engine on the same database', async () => {
     await engine.upsertAccount({
       account: 'sip:bob@corp.example',

@@ -1499,19 +1499,40 @@ export class RatingEngine {
     return { examined, corrected, deltaMicros };
   }
 
+  /**
+   * CDRs in the order they started, an account's or (no account) every account's, after the CDR
+   * `after` (a page's last id), narrowed by disposition, the callee number's prefix and the gateway.
+   */
   async listCdrs(q: {
-    account: string;
+    account?: string;
     from?: number;
     to?: number;
     limit: number;
     after?: string;
+    disposition?: string;
+    calleePrefix?: string;
+    gateway?: string;
   }): Promise<Cdr[]> {
-    if (!q.account) throw invalidArgument('account', 'account is required');
+    if (q.disposition && q.disposition !== 'answered' && q.disposition !== 'failed')
+      throw invalidArgument('disposition', 'disposition is answered or failed');
+    if (q.calleePrefix && !/^\d{1,15}$/.test(q.calleePrefix))
+      throw invalidArgument('callee_prefix', 'callee_prefix is E.164 digits');
+    const params: unknown[] = [new Date(q.from ?? 0), new Date(q.to ?? Date.UTC(9999, 0, 1))];
+    const where = ['started_at >= $1', 'started_at < $2'];
+    const and = (sql: (n: string) => string, value: unknown) => {
+      params.push(value);
+      where.push(sql(`$${params.length}`));
+    };
+    if (q.account) and((n) => `account = ${n}`, q.account);
+    if (q.disposition) and((n) => `disposition = ${n}`, q.disposition);
+    if (q.calleePrefix) and((n) => `cdr->>'calleeNumber' LIKE ${n}`, `${q.calleePrefix}%`);
+    if (q.gateway) and((n) => `cdr->>'gateway' = ${n}`, q.gateway);
+    if (q.after)
+      and((n) => `(started_at, id) > ((SELECT started_at FROM rating.cdrs WHERE id = ${n}), ${n})`, q.after);
+    params.push(q.limit);
     const r = await this.o.db.query<{ cdr: Cdr }>(
-      `SELECT cdr FROM rating.cdrs WHERE account = $1 AND started_at >= $2 AND started_at < $3
-         AND ($4::text IS NULL OR (started_at, id) > ((SELECT started_at FROM rating.cdrs WHERE id = $4), $4))
-       ORDER BY started_at, id LIMIT $5`,
-      [q.account, new Date(q.from ?? 0), new Date(q.to ?? Date.UTC(9999, 0, 1)), q.after ?? null, q.limit],
+      `SELECT cdr FROM rating.cdrs WHERE ${where.join(' AND ')} ORDER BY started_at, id LIMIT $${params.length}`,
+      params,
     );
     return r.rows.map((x) => x.cdr);
   }

@@ -400,6 +400,9 @@ export const ratingService = defineService({
               to: req.to || undefined,
               limit,
               after: req.pageToken || undefined,
+              disposition: req.disposition,
+              calleePrefix: req.calleePrefix,
+              gateway: req.gateway,
             });
             return {
               cdrs: cdrs.map(toProtoCdr),

@@ -23,6 +23,7 @@ import {
 import {
   AdjustRequest_Kind,
   AuthorizeResponse_Reason,
+  ListCdrsRequest,
   RatingAdminClient,
   RatingClient,
 } from '@switchboard/proto/rating';
@@ -285,7 +286,7 @@ async function scenario(s: Running, topics: { accounting: string; cdrs: string }
     assert.equal(b.balanceMicros, 1_000_000 - 50_000 - 420_000, 'each call debited exactly once');
     assert.equal(b.reservedMicros, 0, 'the CDR settled the reservation');
 
-    const listed = await s.admin.listCdrs({ account: alice, from: 0, to: 0, pageSize: 10, pageToken: '' });
+    const listed = await s.admin.listCdrs(ListCdrsRequest.fromPartial({ account: alice, pageSize: 10 }));
     assert.deepEqual(
       listed.cdrs
         .filter((c) => c.sipCode !== 408)
