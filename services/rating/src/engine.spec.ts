@@ -678,7 +678,10 @@ describe('rating engine (PGlite)', () => {
     assert.deepEqual(await ids({ from: T0 - 35_000, to: T0 - 15_000 }), ['s3', 's4']);
     const first = await engine.listCdrs({ limit: 2 });
     assert.deepEqual(await ids({ limit: 2, after: first[1].id }), ['s3', 's4']);
-    assert.deepEqual(await ids({ limit: 2, after: first[1].id, account: 'sip:alice@example.com' }), ['s3', 's5']);
+    assert.deepEqual(await ids({ limit: 2, after: first[1].id, account: 'sip:alice@example.com' }), [
+      's3',
+      's5',
+    ]);
     await assert.rejects(engine.listCdrs({ limit: 1, disposition: 'busy' }), { field: 'disposition' });
     await assert.rejects(engine.listCdrs({ limit: 1, calleePrefix: "1' OR '1" }), { field: 'callee_prefix' });
   });
