@@ -3,6 +3,7 @@
  * path, query and body, and the handler on the service layer. The HTTP layer
  * (NestJS, http.ts) mounts the table; the OpenAPI document is generated from it.
  */
+import { Readable } from 'node:stream';
 import { z } from 'zod';
 import { DomainError, invalidArgument, notFound, type ErrorKind } from '@switchboard/platform';
 import {
@@ -321,19 +322,46 @@ const CDR_COLUMNS: (keyof CdrView)[] = [
   'gateway',
 ];
 
-/** RFC 4180 CSV with a header line. */
-export function toCsv<T extends object>(columns: (keyof T & string)[], rows: T[]): string {
+function csvRows<T extends object>(columns: (keyof T & string)[], rows: T[]): string {
   const cell = (v: unknown) => {
     const s = v === null || v === undefined ? '' : String(v);
     return /[",\r\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
   };
-  return (
-    [
-      columns.join(','),
-      ...rows.map((r) => columns.map((c) => cell((r as Record<string, unknown>)[c])).join(',')),
-    ].join('\r\n') + '\r\n'
-  );
+  let out = '';
+  for (const r of rows) out += `${columns.map((c) => cell((r as Record<string, unknown>)[c])).join(',')}\r\n`;
+  return out;
 }
+
+/** RFC 4180 CSV with a header line. */
+export function toCsv<T extends object>(columns: (keyof T & string)[], rows: T[]): string {
+  return `${columns.join(',')}\r\n${csvRows(columns, rows)}`;
+}
+
+/**
+ * Every page of a listing as one CSV (RFC 4180, a header line), read a page at a time from
+ * `first` on and streamed: an export of a month of calls is neither cut at one page nor held
+ * whole in memory. The first page is read before anything is sent, so that its error is the
+ * answer; one that fails later ends the response early (the client sees the transfer fail).
+ */
+export async function csvOfPages<T extends object>(
+  columns: (keyof T & string)[],
+  page: (token: string | undefined) => Promise<{ items: T[]; nextPageToken: string | null }>,
+  first?: string,
+): Promise<Readable> {
+  let p = await page(first);
+  async function* chunks() {
+    yield `${columns.join(',')}\r\n`;
+    for (;;) {
+      if (p.items.length) yield csvRows(columns, p.items);
+      if (!p.nextPageToken) return;
+      p = await page(p.nextPageToken);
+    }
+  }
+  return Readable.from(chunks());
+}
+
+/** CDRs exported as CSV are read from rating this many at a time unless the request names a page size. */
+const CSV_PAGE = 1000;
 
 const actorOf = (p: Principal | undefined) => p?.actor ?? 'anonymous';
 const header = (h: string | string[] | undefined) => (Array.isArray(h) ? h[0] : h);
@@ -981,6 +1009,27 @@ function routingRoutes(d: ApiDeps): RouteDef[] {
   });
 }
 
+type CdrPageOf = (
+  pageSize: number | undefined,
+  pageToken: string | undefined,
+) => Promise<{ items: CdrView[]; nextPageToken: string | null }>;
+
+const cdrPeriod = (q: { from?: string; to?: string }) => ({
+  from: q.from ? Date.parse(q.from) : undefined,
+  to: q.to ? Date.parse(q.to) : undefined,
+});
+
+/** A page of CDRs, or with format=csv every CDR from the page token on, read pageSize (default 1,000) at a time. */
+async function cdrListing(
+  reply: Reply,
+  q: { pageSize?: number; pageToken?: string; format?: string },
+  page: CdrPageOf,
+): Promise<unknown> {
+  if (q.format !== 'csv') return page(q.pageSize, q.pageToken);
+  reply.setHeader('Content-Type', 'text/csv; charset=utf-8');
+  return csvOfPages(CDR_COLUMNS, (token) => page(q.pageSize ?? CSV_PAGE, token), q.pageToken);
+}
+
 /** Balances, credit, vouchers, CDRs and rate plans: the rating service's, through its admin gRPC API. */
 function creditRoutes(d: ApiDeps): RouteDef[] {
   const { store } = d;
@@ -1079,12 +1128,18 @@ function creditRoutes(d: ApiDeps): RouteDef[] {
       query: VoucherQuery,
       response: 'VoucherPage',
       handler: async ({ query, reply }) => {
-        const page = await store.listVouchers(query);
-        if (query.format !== 'csv') return page;
+        if (query.format !== 'csv') return store.listVouchers(query);
+        // Every voucher of the batch (or all), read 500 at a time from the page asked for.
         reply.setHeader('Content-Type', 'text/csv; charset=utf-8');
-        return toCsv(
+        const pageSize = query.pageSize ?? 500;
+        return csvOfPages(
           ['code', 'amount', 'currency', 'batch', 'createdAt', 'redeemedBy', 'redeemedAt'],
-          page.items,
+          async (token) => {
+            const page = Number(token);
+            const p = await store.listVouchers({ batch: query.batch, page, pageSize });
+            return { items: p.items, nextPageToken: page * pageSize < p.total ? String(page + 1) : null };
+          },
+          String(query.page ?? 1),
         );
       },
     }),
@@ -1100,15 +1155,10 @@ function creditRoutes(d: ApiDeps): RouteDef[] {
       response: 'CdrPage',
       errors: [404, 503],
       handler: async ({ params, query, reply }) => {
-        const page = await rating().cdrs(await store.accountOf(params.id), {
-          from: query.from ? Date.parse(query.from) : undefined,
-          to: query.to ? Date.parse(query.to) : undefined,
-          pageSize: query.pageSize,
-          pageToken: query.pageToken,
-        });
-        if (query.format !== 'csv') return page;
-        reply.setHeader('Content-Type', 'text/csv; charset=utf-8');
-        return toCsv(CDR_COLUMNS, page.items);
+        const account = await store.accountOf(params.id);
+        return cdrListing(reply, query, (pageSize, pageToken) =>
+          rating().cdrs(account, { ...cdrPeriod(query), pageSize, pageToken }),
+        );
       },
     }),
     route({
@@ -1121,20 +1171,17 @@ function creditRoutes(d: ApiDeps): RouteDef[] {
       query: CdrSearchQuery,
       response: 'CdrPage',
       errors: [503],
-      handler: async ({ query, reply }) => {
-        const page = await rating().cdrs(query.account ?? '', {
-          from: query.from ? Date.parse(query.from) : undefined,
-          to: query.to ? Date.parse(query.to) : undefined,
-          pageSize: query.pageSize,
-          pageToken: query.pageToken,
-          disposition: query.disposition,
-          calleePrefix: query.callee?.replace(/^\+/, ''),
-          gateway: query.gateway,
-        });
-        if (query.format !== 'csv') return page;
-        reply.setHeader('Content-Type', 'text/csv; charset=utf-8');
-        return toCsv(CDR_COLUMNS, page.items);
-      },
+      handler: async ({ query, reply }) =>
+        cdrListing(reply, query, (pageSize, pageToken) =>
+          rating().cdrs(query.account ?? '', {
+            ...cdrPeriod(query),
+            pageSize,
+            pageToken,
+            disposition: query.disposition,
+            calleePrefix: query.callee?.replace(/^\+/, ''),
+            gateway: query.gateway,
+          }),
+        ),
     }),
     route({
       method: 'put',

@@ -112,6 +112,16 @@ test('vouchers: a batch is generated and exported; a subscriber redeems one once
   const lines = (await csv.text()).trim().split('\r\n');
   assert.equal(lines[0], 'code,amount,currency,batch,createdAt,redeemedBy,redeemedAt');
   assert.equal(lines.length, 4);
+  // A batch of more vouchers than a page is exported whole.
+  assert.equal(
+    (await p.api('POST', '/api/v1/vouchers', { count: 620, amount: '1', batch: 'cards' })).status,
+    201,
+  );
+  const cards = await fetch(`${p.url}/api/v1/vouchers?batch=cards&format=csv`, {
+    headers: { authorization: 'Bearer test-admin-token-0123456789' },
+  });
+  const codes = (await cards.text()).trim().split('\r\n').slice(1);
+  assert.equal(new Set(codes.map((l) => l.split(',')[0])).size, 620);
 
   const call = await subscriberSession('bob@example.com', 'bob-web-pw');
   const code = batch.body.items[0].code as string;
@@ -202,6 +212,16 @@ test("administrators search every account's calls by period, account, number, re
   const lines = (await csv.text()).trim().split('\r\n');
   assert.equal(lines.length, 2);
   assert.match(lines[1], /search-2/);
+  // The export has every CDR of the search, however many pages it is read in.
+  const all = await fetch(
+    `${p.url}/api/v1/cdrs?from=${new Date(at - 1000).toISOString()}&pageSize=1&format=csv`,
+    { headers: { authorization: 'Bearer test-admin-token-0123456789' } },
+  );
+  const rows = (await all.text()).trim().split('\r\n');
+  assert.deepEqual(
+    rows.slice(1).map((l) => l.split(',')[1]),
+    ['search-1', 'search-2', 'search-3'],
+  );
   const bad = await p.api('GET', '/api/v1/cdrs?callee=49x');
   assert.deepEqual([bad.status, bad.body.field], [400, 'callee']);
 

@@ -10,6 +10,7 @@
 import 'reflect-metadata';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { Readable } from 'node:stream';
 import { timingSafeEqual } from 'node:crypto';
 import {
   Catch,
@@ -26,6 +27,7 @@ import {
   Req,
   Res,
   SetMetadata,
+  StreamableFile,
   UseGuards,
   type ArgumentsHost,
   type CanActivate,
@@ -162,6 +164,8 @@ function apiController(routes: readonly RouteDef[]) {
     proto[name] = async function handle(req: ApiRequest, res: Reply) {
       const args = validate(r, req);
       const out = await r.run({ ...args, principal: req.principal, headers: req.headers, reply: res });
+      // A stream (a CSV export of every page) is sent as it is read.
+      if (out instanceof Readable) return new StreamableFile(out);
       return r.status === 204 ? undefined : out;
     };
     const desc = Object.getOwnPropertyDescriptor(proto, name)!;
