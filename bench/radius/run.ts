@@ -30,7 +30,7 @@
  * PGlite in a temporary directory and the embedded event log. A request counts
  * when its Accounting-Response arrived, i.e. when the record was committed.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -322,6 +322,16 @@ function generatorCpu(from: NodeJS.CpuUsage): string {
   return ((d.user + d.system) / REQUESTS).toFixed(0);
 }
 
+/**
+ * Before each round: the page cache's dirty pages written out (sync), so that neither system's round
+ * pays for the other's deferred writes. FreeRADIUS's detail file is written without fsync, about 30 MB
+ * a round of 30,000 requests, and the kernel wrote it back during Switchboard's next round, slowing
+ * PostgreSQL's commit flushes (bench/RESULTS.md, 2026-11-29 14:10).
+ */
+function settle(): void {
+  execFileSync('sync');
+}
+
 async function main() {
   console.log(
     `RADIUS accounting bench: ${REQUESTS} Accounting-Requests per round, window ${WINDOW}, ${ROUNDS} round(s), backend ${BACKEND}`,
@@ -343,6 +353,7 @@ async function main() {
     const sbs: LoadResult[] = [];
     for (let r = 0; r < ROUNDS; r++) {
       if (fr) {
+        settle();
         const f0 = cpuMs(fr.process.pid!);
         const g0 = process.cpuUsage();
         const a = await load(fr.port, REQUESTS, WINDOW);
@@ -352,6 +363,7 @@ async function main() {
         );
         frs.push(a);
       }
+      settle();
       const c0 = await sb.commits();
       const pids = await sb.dbPids();
       const s0 = cpuMs(sb.pid);
