@@ -10,7 +10,6 @@ import {
   bool,
   defineService,
   oneOf,
-  DomainError,
   grpcClient,
   int,
   migrate,
@@ -23,13 +22,7 @@ import {
 } from '@switchboard/platform';
 import { RATE_PLAN_MAX_BYTES, TOPICS, decodeRecord, type FeatureRequest } from '@switchboard/contracts';
 import { RegistrarClient, type Binding } from '@switchboard/proto/registrar';
-import {
-  AdjustRequest_Kind,
-  RatingAdminClient,
-  type Cdr,
-  type GetBalanceResponse,
-  type SetAccountRequest,
-} from '@switchboard/proto/rating';
+import { RatingAdminClient, type Cdr, type GetBalanceResponse } from '@switchboard/proto/rating';
 import {
   apiRoutes,
   type BalanceView,
@@ -44,8 +37,9 @@ import { WebAuth } from './web-auth';
 import { RateLimiter } from './rate-limit';
 import { openApiDocument } from './openapi';
 import { OutboxRelay } from './relay';
+import { ratingDelivery } from './rating-relay';
 import { hashToken, parseSecretKey, sameHash } from './secrets';
-import { PortalStore, RATING_CHANNEL, type RatingOp } from './store';
+import { PortalStore, RATING_CHANNEL } from './store';
 
 const secretKey: Setting<Buffer | undefined> = {
   env: 'SWITCHBOARD_PORTAL_SECRET_KEY',
@@ -170,17 +164,6 @@ function registration(b: Binding): Registration {
   };
 }
 
-const ADJUST_KIND = {
-  topup: AdjustRequest_Kind.KIND_TOPUP,
-  voucher: AdjustRequest_Kind.KIND_VOUCHER,
-  adjustment: AdjustRequest_Kind.KIND_ADJUSTMENT,
-  refund: AdjustRequest_Kind.KIND_REFUND,
-} as const;
-
-/** Rating refused a queued change for good (not a transient failure): retrying would not help. */
-const refused = (err: unknown) =>
-  err instanceof DomainError && ['invalid_argument', 'not_found', 'failed_precondition'].includes(err.kind);
-
 function balanceView(a: GetBalanceResponse): BalanceView {
   return {
     account: a.account,
@@ -260,58 +243,7 @@ export const portalService = defineService({
           leaseMs: config.relayLeaseMs,
           logger: ctx.logger,
           onPublished: (topic, n) => published.inc({ topic }, n),
-          deliver: async (_topic, rows) => {
-            // Consecutive account settings go in one SetAccounts call (100,000 subscribers at start-up);
-            // a top-up or adjustment goes after the settings queued before it.
-            let accounts: SetAccountRequest[] = [];
-            const dropIfRefused = async (op: unknown, call: () => Promise<unknown>) => {
-              try {
-                await call();
-              } catch (err) {
-                if (!refused(err)) throw err;
-                ctx.logger.error({ err, op }, 'rating refused a queued change; dropped');
-              }
-            };
-            const flush = async () => {
-              const batch = accounts;
-              accounts = [];
-              if (!batch.length) return;
-              try {
-                await ratingAdmin.setAccounts({ accounts: batch });
-              } catch (err) {
-                if (!refused(err)) throw err;
-                // One of them is refused for good: set them one by one, so that only it is dropped.
-                for (const a of batch) await dropIfRefused(a, () => ratingAdmin.setAccount(a));
-              }
-            };
-            for (const row of rows) {
-              const op = JSON.parse(row.value ?? 'null') as RatingOp | null;
-              if (!op) continue;
-              if (op.op === 'account') {
-                accounts.push({
-                  account: op.account,
-                  prepaid: op.prepaid,
-                  currency: op.currency,
-                  planId: op.planId,
-                  blocked: op.blocked,
-                  lowBalanceMicros: 0,
-                });
-                continue;
-              }
-              await flush();
-              await dropIfRefused(op, () =>
-                ratingAdmin.adjust({
-                  account: op.account,
-                  kind: ADJUST_KIND[op.kind],
-                  amountMicros: op.amountMicros,
-                  actor: `portal:${op.actor}`,
-                  reason: op.reason,
-                  idempotencyKey: op.idempotencyKey,
-                }),
-              );
-            }
-            await flush();
-          },
+          deliver: ratingDelivery(ratingAdmin, ctx.logger),
         })
       : undefined;
     const store = new PortalStore(db, {
