@@ -1173,7 +1173,8 @@ function creditRoutes(d: ApiDeps): RouteDef[] {
       errors: [503],
       handler: async ({ query, reply }) =>
         cdrListing(reply, query, (pageSize, pageToken) =>
-          rating().cdrs(query.account ?? '', {
+          // An account as its AoR, with or without the sip: of the AoRs rating keys them by.
+          rating().cdrs(query.account?.replace(/^(?!sips?:)/, 'sip:') ?? '', {
             ...cdrPeriod(query),
             pageSize,
             pageToken,

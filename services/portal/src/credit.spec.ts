@@ -196,6 +196,7 @@ test("administrators search every account's calls by period, account, number, re
   assert.deepEqual(await ids('callee=%2B4930'), ['search-1', 'search-3']);
   assert.deepEqual(await ids('callee=4930&disposition=failed'), ['search-3']);
   assert.deepEqual(await ids(`account=${encodeURIComponent(frank.body.aor)}`), ['search-2']);
+  assert.deepEqual(await ids('account=eve%40example.com'), ['search-1', 'search-3']);
   assert.deepEqual(await ids('gateway=gw2'), ['search-2']);
   const first = await search('pageSize=2');
   assert.deepEqual(

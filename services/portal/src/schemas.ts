@@ -155,7 +155,7 @@ export const CdrQuery = z.object({
   format: z.enum(['json', 'csv']).optional(),
 });
 export const CdrSearchQuery = CdrQuery.extend({
-  /** The billed account, as its AoR (sip:alice@example.com). */
+  /** The billed account, as its AoR (sip:alice@example.com, or alice@example.com). */
   account: z.string().min(1).max(256).optional(),
   /** E.164 digits the callee's number starts with ('+' allowed). */
   callee: z
