@@ -2,7 +2,7 @@
  * The applications behind the media server's SIP UA: which one an INVITE is
  * for (announcement, voicemail deposit, mailbox access), and what each does.
  */
-import { mkdirSync, readFileSync, writeFileSync, unlinkSync } from 'node:fs';
+import { mkdir, readFile, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
@@ -140,11 +140,12 @@ export interface AppOptions {
 export const mailboxDir = (mailbox: string) => mailbox.replace(/[^A-Za-z0-9@._-]/g, '_');
 
 export function createApps(o: AppOptions): (call: Call<AppRoute>) => Promise<void> {
-  const greetingOf = (mailbox: string) => {
+  // Files are read and written without holding the event loop: SIP, RADIUS and media share it under npm start.
+  const greetingOf = async (mailbox: string) => {
     try {
       return promptFromPcm(
         'greeting',
-        readWav(readFileSync(join(o.voicemailDir, mailboxDir(mailbox), 'greeting.wav'))),
+        readWav(await readFile(join(o.voicemailDir, mailboxDir(mailbox), 'greeting.wav'))),
       );
     } catch {
       return o.prompts.get('vm-greeting');
@@ -157,7 +158,7 @@ export function createApps(o: AppOptions): (call: Call<AppRoute>) => Promise<voi
   }
 
   async function deposit(call: Call<AppRoute>, mailbox: string) {
-    const greeting = greetingOf(mailbox);
+    const greeting = await greetingOf(mailbox);
     if (greeting && !(await call.play(greeting)) && call.isEnded) return;
     if (!(await call.play(o.prompts.get('beep')!)) && call.isEnded) return;
     const receivedAt = new Date();
@@ -170,9 +171,9 @@ export function createApps(o: AppOptions): (call: Call<AppRoute>) => Promise<voi
       return;
     }
     const dir = mailboxDir(mailbox);
-    mkdirSync(join(o.voicemailDir, dir), { recursive: true });
+    await mkdir(join(o.voicemailDir, dir), { recursive: true });
     const file = join(dir, `${receivedAt.getTime()}-${randomBytes(4).toString('hex')}.wav`);
-    writeFileSync(join(o.voicemailDir, file), writeWav(samples));
+    await writeFile(join(o.voicemailDir, file), writeWav(samples));
     const stored = await o.store.add({
       mailbox,
       caller: call.caller,
@@ -218,7 +219,7 @@ export function createApps(o: AppOptions): (call: Call<AppRoute>) => Promise<voi
         }
         next++;
         try {
-          const pcm = readWav(readFileSync(join(o.voicemailDir, current.file)));
+          const pcm = readWav(await readFile(join(o.voicemailDir, current.file)));
           await call.play(promptFromPcm(`msg-${current.id}`, pcm));
         } catch (err) {
           o.logger.warn({ err, id: current.id }, 'voicemail file unreadable');
@@ -227,7 +228,7 @@ export function createApps(o: AppOptions): (call: Call<AppRoute>) => Promise<voi
         const gone = await o.store.remove(current.id);
         if (gone) {
           try {
-            unlinkSync(join(o.voicemailDir, gone.file));
+            await unlink(join(o.voicemailDir, gone.file));
           } catch {
             // already gone
           }

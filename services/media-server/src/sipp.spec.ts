@@ -257,6 +257,13 @@ test(
       };
       await deposit('vm-bob', 440);
       await deposit('forwarded-call', 880, true);
+      // A message is stored (its file written, then its row) after its call has ended.
+      for (let t = Date.now(); ;) {
+        const m = await (await fetch(`${proc.ops.url}/metrics`)).text();
+        if (/switchboard_mediaserver_voicemail_stored_total 2\b/.test(m)) break;
+        assert.ok(Date.now() - t < 5000, 'the second message stored within 5 s of its call');
+        await new Promise((r) => setTimeout(r, 20));
+      }
 
       const vmDir = join(dataDir, 'voicemail', 'bob@example.com');
       const files = readdirSync(vmDir)
