@@ -613,6 +613,55 @@ describe('rating engine (PGlite)', () => {
     assert.equal(await engine.upsertAccounts([]), 0);
   });
 
+  test('a reload that read the plans before an import committed does not put the older plans back after it', async () => {
+    // The reload (a sweep's) is held once it has read the rates of the version it found.
+    let open!: () => void;
+    const gate = new Promise<void>((r) => (open = r));
+    let held = false;
+    const gated = new Proxy(db, {
+      get(target, prop, receiver) {
+        if (prop !== 'query') return Reflect.get(target, prop, receiver);
+        return async (sql: string, params?: unknown[]) => {
+          const r = await target.query(sql, params);
+          if (!held && sql.includes('FROM rating.rates WHERE plan_id')) {
+            held = true;
+            await gate;
+          }
+          return r;
+        };
+      },
+    });
+    const e = new RatingEngine({
+      db: gated,
+      now: () => clock,
+      publish: async () => undefined,
+      maxCallSeconds: 3600,
+      reservationGraceSeconds: 60,
+    });
+    const sweep = e.loadPlans(true);
+    for (let i = 0; !held; i++) {
+      assert.ok(i < 10_000, 'the reload reads the rates of the version it found');
+      await new Promise((r) => setImmediate(r));
+    }
+    const meta = {
+      planId: 'std',
+      effectiveFrom: Date.parse('2026-01-01T00:00:00Z'),
+      currency: 'EUR',
+      timezone: 'UTC',
+      holidays: [],
+    };
+    const imported = e.importPlan(
+      meta,
+      SAMPLE_RATES.replace('49,Germany,DE,,0,0.05,', '49,Germany,DE,,0,0.07,'),
+      '',
+      'test',
+    );
+    await new Promise((r) => setTimeout(r, 50));
+    open();
+    await Promise.all([sweep, imported]);
+    assert.equal(e.book.versionAt('std', T0)?.index.match('4930123')?.rates.get('')?.perMinuteMicros, 70_000);
+  });
+
   test('a plan of more rates than a page is read back whole; a reload reads again only versions imported since', async () => {
     // The catch-all prefix has one rate, so the pages of two-rate destinations end inside one.
     let csv = 'prefix,name,country,period,connect_fee,price_per_minute,min_seconds,increment,free_seconds\n';

@@ -230,6 +230,8 @@ export class RatingEngine {
   private plansStamp = '';
   /** When each version held was imported (`plan\neffective-from ms` → imported_at): reloads skip those unchanged. */
   private planStamps = new Map<string, string>();
+  /** The load of plans in progress, if any (see loadPlans). */
+  private loading: Promise<unknown> = Promise.resolve();
 
   constructor(private readonly o: EngineOptions) {}
 
@@ -245,7 +247,15 @@ export class RatingEngine {
    * version already held with the same import time is kept as it is; only new or re-imported
    * versions have their rates read, a page at a time (a carrier's deck has tens of thousands).
    */
-  async loadPlans(force = false): Promise<boolean> {
+  loadPlans(force = false): Promise<boolean> {
+    // One load at a time, in the order asked: a sweep's load that read the versions before an
+    // import committed must not finish after the import's own load and put the older plans back.
+    const run = this.loading.then(() => this.loadPlansNow(force));
+    this.loading = run.catch(() => false);
+    return run;
+  }
+
+  private async loadPlansNow(force: boolean): Promise<boolean> {
     const { db } = this.o;
     const stamp = await db.query<{ s: string }>(
       `SELECT (SELECT count(*) FROM rating.plan_versions)::text || '/' || coalesce((SELECT max(imported_at) FROM rating.plan_versions)::text, '') ||
