@@ -131,13 +131,13 @@ export const mediaServerService = defineService({
     await migrate(db, { schema: 'media', dir: join(import.meta.dirname, '..', 'migrations') });
     const store = createVoicemailStore(db);
     const prompts = new PromptSet();
-    let loaded = prompts.loadDir(promptsDir);
+    let loaded = await prompts.loadDir(promptsDir);
     try {
       const g = await generateMissingPrompts(promptsDir, new Set(loaded), {
         generate: config.generatePrompts,
       });
       if (g.generated.length) {
-        loaded = prompts.loadDir(promptsDir);
+        loaded = await prompts.loadDir(promptsDir);
         ctx.logger.info({ promptsDir, generated: g.generated }, 'missing prompts generated (espeak-ng, sox)');
       }
       const missing = g.standard.filter((n) => !prompts.has(n));

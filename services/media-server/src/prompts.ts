@@ -2,7 +2,8 @@
  * Prompts: WAV files (8 kHz mono, 16-bit PCM or G.711) converted once at load
  * into both G.711 laws, so playing one is a copy of ready frames.
  */
-import { readdirSync, readFileSync } from 'node:fs';
+import { readdir, readFile } from 'node:fs/promises';
+import { nextTurn } from '@switchboard/platform';
 import { basename, join } from 'node:path';
 import { encode, type Law } from './g711';
 import { tone } from './tone';
@@ -33,11 +34,15 @@ export function builtinPrompts(): Map<string, Prompt> {
 export class PromptSet {
   private readonly prompts = builtinPrompts();
 
-  /** Load every *.wav of a directory (a missing directory loads nothing). Returns the names loaded; bad files throw naming the file. */
-  loadDir(dir: string): string[] {
+  /**
+   * Load every *.wav of a directory (a missing directory loads nothing). Returns the names loaded;
+   * bad files throw naming the file. One file at a time, with a turn of the event loop after each:
+   * the services already started in this process go on meanwhile.
+   */
+  async loadDir(dir: string): Promise<string[]> {
     let files: string[];
     try {
-      files = readdirSync(dir).filter((f) => f.toLowerCase().endsWith('.wav'));
+      files = (await readdir(dir)).filter((f) => f.toLowerCase().endsWith('.wav'));
     } catch {
       return [];
     }
@@ -46,11 +51,12 @@ export class PromptSet {
       const name = basename(f, f.slice(-4));
       if (!PROMPT_NAME.test(name)) continue;
       try {
-        this.prompts.set(name, promptFromPcm(name, readWav(readFileSync(join(dir, f)))));
+        this.prompts.set(name, promptFromPcm(name, readWav(await readFile(join(dir, f)))));
       } catch (e) {
         throw new Error(`prompt ${join(dir, f)}: ${(e as Error).message}`);
       }
       names.push(name);
+      await nextTurn();
     }
     return names;
   }
