@@ -322,6 +322,7 @@ const CDR_COLUMNS: (keyof CdrView)[] = [
   'gateway',
 ];
 
+/** Rows as RFC 4180 CSV lines, each ended by CRLF. */
 function csvRows<T extends object>(columns: (keyof T & string)[], rows: T[]): string {
   const cell = (v: unknown) => {
     const s = v === null || v === undefined ? '' : String(v);
@@ -330,11 +331,6 @@ function csvRows<T extends object>(columns: (keyof T & string)[], rows: T[]): st
   let out = '';
   for (const r of rows) out += `${columns.map((c) => cell((r as Record<string, unknown>)[c])).join(',')}\r\n`;
   return out;
-}
-
-/** RFC 4180 CSV with a header line. */
-export function toCsv<T extends object>(columns: (keyof T & string)[], rows: T[]): string {
-  return `${columns.join(',')}\r\n${csvRows(columns, rows)}`;
 }
 
 /**

@@ -230,7 +230,7 @@ export async function importPlan(meta: PlanMeta, ratesCsv: string, periodsCsv = 
     try {
       const idx = columns(periodRows[0].fields, PERIOD_COLUMNS, [...PERIOD_COLUMNS]);
       for (const row of periodRows.slice(1)) {
-        const f = (k: string) => (row.fields[idx.get(k)!] ?? '').trim();
+        const f = (k: string) => cell(row.fields, idx, k);
         try {
           const name = f('name');
           if (!/^[A-Za-z0-9_-]{1,32}$/.test(name)) throw new Error(`bad period name "${name}"`);
