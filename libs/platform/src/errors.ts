@@ -12,6 +12,8 @@ export type ErrorKind =
   | 'resource_exhausted'
   | 'unavailable'
   | 'deadline_exceeded'
+  /** The other side does not have the operation (an older version of it, during a rolling upgrade). */
+  | 'unimplemented'
   | 'internal';
 
 export class DomainError extends Error {
@@ -43,6 +45,7 @@ const GRPC: Record<ErrorKind, number> = {
   permission_denied: 7,
   resource_exhausted: 8,
   failed_precondition: 9,
+  unimplemented: 12,
   internal: 13,
   unavailable: 14,
   unauthenticated: 16,
@@ -56,6 +59,7 @@ const HTTP: Record<ErrorKind, number> = {
   failed_precondition: 412,
   resource_exhausted: 429,
   internal: 500,
+  unimplemented: 501,
   unavailable: 503,
   deadline_exceeded: 504,
 };
@@ -68,6 +72,7 @@ const SIP: Record<ErrorKind, number> = {
   failed_precondition: 403,
   resource_exhausted: 503,
   internal: 500,
+  unimplemented: 501,
   unavailable: 503,
   deadline_exceeded: 408,
 };

@@ -2,7 +2,6 @@
  * Delivery of the portal's `@rating` outbox channel: account settings and credit changes, in
  * the order they were queued, through the rating service's admin gRPC API.
  */
-import { status } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { DomainError } from '@switchboard/platform';
 import {
@@ -32,8 +31,7 @@ const refused = (err: unknown) =>
   err instanceof DomainError && ['invalid_argument', 'not_found', 'failed_precondition'].includes(err.kind);
 
 /** A rating service older than the call (UNIMPLEMENTED): during a rolling upgrade, the portal first. */
-const unimplemented = (err: unknown) =>
-  err instanceof DomainError && (err.cause as { code?: unknown } | undefined)?.code === status.UNIMPLEMENTED;
+const unimplemented = (err: unknown) => err instanceof DomainError && err.kind === 'unimplemented';
 
 /**
  * Delivers a run of queued rows. Consecutive account settings go in one SetAccounts call (100,000

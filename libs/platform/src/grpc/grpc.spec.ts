@@ -114,6 +114,27 @@ for (const inProcess of [false, true])
       }
     });
 
+    test('a method the server does not have (an older version of it): unimplemented, without retry', async () => {
+      const srv = await serveGrpc({
+        host: '127.0.0.1',
+        port: 0,
+        logger: captureLogger().logger,
+        // as a server built before GetBalance existed
+        services: [grpcService(RatingService, { authorize: async () => allowed } as unknown as RatingImpl)],
+      });
+      servers.push(srv);
+      const { pauses, sleep } = fakeSleep();
+      const client = connect(srv.port, { sleep });
+      try {
+        await assert.rejects(client.getBalance({ account: 'sip:alice@example.com' }), {
+          kind: 'unimplemented',
+        });
+        assert.deepEqual(pauses, []);
+      } finally {
+        client.close();
+      }
+    });
+
     test('a synchronous handler and an absent proto3 optional field', async () => {
       const srv = await rating(() => ({ ...allowed, maxSeconds: undefined }));
       const client = connect(srv.port);
