@@ -265,7 +265,7 @@ export const accountingService = defineService({
     if (config.auth) {
       const replica = new Replica<SubscriberRecord>(TOPICS.subscribers, 'accounting-subscribers');
       replica.onMalformed = (key, err) =>
-        ctx.logger.warn({ topic: TOPICS.subscribers, key, err }, 'a record that is not JSON was skipped');
+        ctx.logger.warn({ topic: replica.topic, key, err }, 'a record that is not JSON was skipped');
       await replica.start(events);
       subscribers = replica;
       authServer = await startAuthServer({

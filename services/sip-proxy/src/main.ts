@@ -424,14 +424,10 @@ export const sipProxyService = defineService({
       mailboxUsers: config.mailboxUsers,
     });
     subscribers.onChange = (_key, rec, prev) => router.subscriberChanged(prev, rec);
-    for (const [topic, replica] of [
-      [TOPICS.subscribers, subscribers],
-      [TOPICS.location, location],
-      [TOPICS.routing, routing],
-    ] as const) {
+    for (const replica of [subscribers, location, routing]) {
       replica.onMalformed = (key, err) =>
         ctx.logger.warn(
-          { topic, key, err },
+          { topic: replica.topic, key, err },
           'a record that is not JSON was skipped; the key keeps its value',
         );
       await replica.start(bus);

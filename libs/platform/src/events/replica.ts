@@ -21,7 +21,7 @@ export class Replica<T> {
   onMalformed?: (key: string, err: unknown) => void;
 
   constructor(
-    private readonly topic: string,
+    readonly topic: string,
     private readonly groupPrefix: string,
   ) {}
 
