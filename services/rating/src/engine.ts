@@ -9,6 +9,7 @@
  */
 import {
   invalidArgument,
+  JsonbArray,
   notFound,
   pgErrorCode,
   type Db,
@@ -710,7 +711,7 @@ export class RatingEngine {
                'low', low_balance_micros::text))
               FROM bal WHERE balance_micros < low_balance_micros AND balance_micros - sum >= low_balance_micros) AS low`,
         [
-          `[${json.join(',')}]`,
+          new JsonbArray(json),
           JSON.stringify(
             [...p.newOpen].map(([k, r]) => ({ k, i: cdrId('call', k), s: new Date(eventTime(r)), r })),
           ),

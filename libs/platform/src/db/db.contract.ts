@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { pgErrorCode, type Db } from './types';
 import { migrate } from './migrate';
+import { JsonbArray } from './jsonb-array';
 import { DomainError } from '../errors';
 
 export function dbContract(label: string, open: () => Promise<Db>): void {
@@ -82,6 +83,32 @@ export function dbContract(label: string, open: () => Promise<Db>): void {
         const upd = await db.query(`UPDATE ${s}.t SET name = upper(name) WHERE id > $1`, [0]);
         assert.equal(upd.rowCount, 2);
       }));
+
+    test('a JsonbArray parameter is read as jsonb, in a transaction too, whatever its characters', async () => {
+      // ASCII, Latin-1, a character of three UTF-8 bytes, a surrogate pair, escapes
+      const items = [{ a: 1 }, { s: 'Müller' }, { s: '東京 €' }, { s: 'call 📞' }, { s: 'q"\\\n' }, []];
+      const json = items.map((i) => JSON.stringify(i));
+      const read = async (q: Pick<Db, 'query'>, arr: JsonbArray) =>
+        (
+          await q.query<{ e: unknown; n: number }>(
+            'SELECT e, (SELECT count(*) FROM jsonb_array_elements($1::jsonb))::int AS n FROM jsonb_array_elements($1::jsonb) AS t(e)',
+            [arr],
+          )
+        ).rows;
+      const rows = await read(db, new JsonbArray(json));
+      assert.deepEqual(
+        rows.map((r) => r.e),
+        items,
+      );
+      assert.equal(rows[0].n, items.length);
+      await db.transaction(async (tx) => {
+        assert.deepEqual(
+          (await read(tx, new JsonbArray(json))).map((r) => r.e),
+          items,
+        );
+        assert.deepEqual(await read(tx, new JsonbArray([])), []);
+      });
+    });
 
     test('transaction commits and returns the callback value', () =>
       inSchema(async (s) => {

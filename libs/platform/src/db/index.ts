@@ -1,4 +1,5 @@
 export * from './types';
+export * from './jsonb-array';
 export * from './open';
 export * from './pg';
 export * from './pglite';

@@ -1,4 +1,5 @@
 import pg from 'pg';
+import { pgParams } from './jsonb-array';
 import type { Db, DbTx, QueryOptions, QueryResult } from './types';
 
 export interface PgOptions {
@@ -25,7 +26,8 @@ export async function openPgPool(opts: PgOptions): Promise<Db> {
   let closed = false;
   return {
     kind: 'pg',
-    async query<T>(sql: string, params?: unknown[], opts?: QueryOptions) {
+    async query<T>(sql: string, raw?: unknown[], opts?: QueryOptions) {
+      const params = pgParams(raw);
       if (opts?.name) return toResult<T>(await pool.query({ name: opts.name, text: sql, values: params }));
       return toResult<T>(await pool.query(sql, params));
     },
@@ -40,8 +42,8 @@ export async function openPgPool(opts: PgOptions): Promise<Db> {
         query: async <R>(sql: string, params?: unknown[], opts?: QueryOptions) =>
           toResult<R>(
             await (opts?.name
-              ? client.query({ name: opts.name, text: sql, values: params })
-              : client.query(sql, params)),
+              ? client.query({ name: opts.name, text: sql, values: pgParams(params) })
+              : client.query(sql, pgParams(params))),
           ),
         exec: async (sql: string) => {
           await client.query(sql);

@@ -15,6 +15,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { parentPort, workerData } from 'node:worker_threads';
 import { startModuleWorker } from '../worker';
+import { textParams } from './jsonb-array';
 import type { Db, DbTx, QueryResult } from './types';
 import { openPgliteHere, type PgliteOptions } from './pglite';
 
@@ -93,7 +94,7 @@ export async function openPgliteThread(opts: Omit<PgliteOptions, 'thread'> = {})
     return new Promise<Reply>((resolve, reject) => {
       if (waiting.size === 0) worker.ref();
       waiting.set(id, { resolve, reject });
-      worker.postMessage({ ...req, id, params: req.params?.map(exactBytes) } satisfies Request);
+      worker.postMessage({ ...req, id, params: textParams(req.params)?.map(exactBytes) } satisfies Request);
     });
   };
   const run = async <T>(req: Omit<Request, 'id'>): Promise<QueryResult<T>> => {

@@ -1,5 +1,6 @@
 import { mkdirSync } from 'node:fs';
 import { PGlite } from '@electric-sql/pglite';
+import { textParams } from './jsonb-array';
 import type { Db, DbTx, QueryResult } from './types';
 import { PG_TYPE } from './types';
 import { openPgliteThread } from './pglite-thread';
@@ -63,7 +64,7 @@ export async function openPgliteHere(opts: Omit<PgliteOptions, 'thread'> = {}): 
   return {
     kind: 'pglite',
     async query<T>(sql: string, params?: unknown[]) {
-      return toResult<T>(await pg.query(sql, params as unknown[] | undefined));
+      return toResult<T>(await pg.query(sql, textParams(params)));
     },
     async exec(sql: string) {
       await pg.exec(sql);
@@ -72,7 +73,7 @@ export async function openPgliteHere(opts: Omit<PgliteOptions, 'thread'> = {}): 
       return pg.transaction(async (t) => {
         const tx: DbTx = {
           query: async <R>(sql: string, params?: unknown[]) =>
-            toResult<R>(await t.query(sql, params as unknown[] | undefined)),
+            toResult<R>(await t.query(sql, textParams(params))),
           exec: async (sql: string) => {
             await t.exec(sql);
           },
