@@ -552,6 +552,7 @@ export class RatingEngine {
          (SELECT coalesce(json_agg(json_build_object('c', call_id, 'q', quality)), '[]')
             FROM rating.media_quality WHERE call_id = ANY($4::text[])) AS quality`,
       [[...new Set(items.map((i) => i.id))], keys, [...accountNames], [...callIds]],
+      { name: 'rating-read-slice' },
     );
     const row = r.rows[0];
     const exists = new Set(row.existing);
@@ -650,6 +651,7 @@ export class RatingEngine {
              RETURNING next_offset)
            SELECT (SELECT next_offset::text FROM pos) AS next_offset, (${lock('$4')}) AS locked`,
           [pos.consumer, pos.topic, pos.partition, p.debited],
+          { name: 'rating-position-lock' },
         );
         const from = BigInt(r.rows[0].next_offset);
         if (BigInt(pos.next) <= from) return { cdrs: [], json: [], low: [], exact: false };
@@ -723,6 +725,9 @@ export class RatingEngine {
           pos?.next ?? null,
           p.cdrs.length,
         ],
+        // prepared once per connection (as are the slice's read and lock): planning these statements for every
+        // slice cost the engine about an eighth of its throughput (bench/RESULTS.md, 2026-11-29 15:38)
+        { name: 'rating-write-slice' },
       );
       const row = w.rows[0];
       const fresh = row.ids && new Set(row.ids);
