@@ -1137,11 +1137,13 @@ export class RatingEngine {
           const acc = await tx.query<AccountRow>(
             `SELECT ${ACCOUNT_COLS} FROM rating.accounts WHERE account = ANY($1) ORDER BY account FOR UPDATE`,
             [accounts],
+            { name: 'rating-authorize-lock' },
           );
           const byName = new Map(acc.rows.map((r) => [r.account, toAccount(r)]));
           const res = await tx.query<{ account: string; call_id: string; amount_micros: string }>(
             'SELECT account, call_id, amount_micros FROM rating.reservations WHERE account = ANY($1) AND expires_at > $2',
             [accounts, new Date(now)],
+            { name: 'rating-authorize-held' },
           );
           // account -> call id -> reserved, updated as each request of the round is decided
           const held = new Map<string, Map<string, number>>();
@@ -1171,6 +1173,7 @@ export class RatingEngine {
                SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::int[], $5::timestamptz[], $6::timestamptz[])
                ON CONFLICT (call_id) DO UPDATE SET ${RESERVE_UPDATE}`,
               [0, 1, 2, 3, 4, 5].map((k) => w.map((row) => row[k])),
+              { name: 'rating-authorize-reserve' },
             );
           }
           return out;
