@@ -26,10 +26,10 @@ export async function openPgPool(opts: PgOptions): Promise<Db> {
   let closed = false;
   return {
     kind: 'pg',
-    async query<T>(sql: string, raw?: unknown[], opts?: QueryOptions) {
-      const params = pgParams(raw);
-      if (opts?.name) return toResult<T>(await pool.query({ name: opts.name, text: sql, values: params }));
-      return toResult<T>(await pool.query(sql, params));
+    async query<T>(sql: string, params?: unknown[], opts?: QueryOptions) {
+      const values = pgParams(params);
+      if (opts?.name) return toResult<T>(await pool.query({ name: opts.name, text: sql, values }));
+      return toResult<T>(await pool.query(sql, values));
     },
     async exec(sql: string) {
       await pool.query(sql); // no parameters: simple protocol, several statements allowed
