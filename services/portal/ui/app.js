@@ -835,8 +835,12 @@ async function loadCalls(more) {
     callsNext = page.nextPageToken;
     $('#calls-more').hidden = !callsNext;
     $('#calls-empty').hidden = $('#calls tbody').children.length > 0;
+    // the export reads every page, at the server's own page size rather than the table's 100
+    const csvQuery = new URLSearchParams(callsQuery);
+    csvQuery.delete('pageSize');
+    csvQuery.set('format', 'csv');
     const csv = $('#calls-csv');
-    csv.href = `/api/v1/cdrs?${callsQuery}&format=csv`;
+    csv.href = `/api/v1/cdrs?${csvQuery}`;
     csv.hidden = false;
   } catch (e) {
     showFieldError(form, e);
