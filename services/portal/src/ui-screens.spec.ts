@@ -200,6 +200,11 @@ test('an administrator manages gateways and routes and uploads a rate plan', asy
   const s = await newSubscriber('erin');
   const ctx = await browser.newContext({ viewport: { width: 1100, height: 900 } });
   const page = await ctx.newPage();
+  // The privileges answer late: a tab chosen as soon as the screen shows must stay chosen.
+  await page.route('**/api/v1/privileges', async (route) => {
+    await new Promise((r) => setTimeout(r, 500));
+    await route.continue();
+  });
   try {
     await signIn(page, 'admin', 'admin-password', 'Subscribers');
     await page.getByRole('button', { name: 'Gateways & routes' }).click();

@@ -84,11 +84,13 @@ async function enter(s) {
   $('#who').hidden = false;
   $('#who-name').textContent = s.name;
   if (s.role === 'admin') {
-    show('admin-view');
     known = Object.fromEntries(
       (await api('GET', '/api/v1/privileges')).items.map((x) => [x.name, x.description]),
     );
+    // The tab is chosen before the view shows: a click on another tab while
+    // the privileges load must not be undone by this.
     showTab('tab-subscribers');
+    show('admin-view');
     await loadDomains();
     await loadSubscribers();
   } else {
