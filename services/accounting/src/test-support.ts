@@ -152,19 +152,7 @@ export async function collectAccounting(
   return { messages, close: () => sub.close() };
 }
 
-/** Waits (polling every 20 ms) until cond() holds; throws with `what` after timeoutMs. */
-export async function until(
-  cond: () => boolean | Promise<boolean>,
-  what: string,
-  timeoutMs = 10_000,
-): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    if (await cond()) return;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
+export { until } from '@switchboard/platform/testing';
 
 /** A fresh PostgreSQL database on the test server (the accounting schema has a fixed name); drop() removes it. */
 export async function createTestDatabase(baseUrl: string): Promise<{ url: string; drop(): Promise<void> }> {

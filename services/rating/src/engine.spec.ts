@@ -5,7 +5,7 @@ import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import pg from 'pg';
 import { migrate, openDb, type Db } from '@switchboard/platform';
-import { requirePostgres, testPostgresUrl } from '@switchboard/platform/testing';
+import { requirePostgres, testPostgresUrl, until } from '@switchboard/platform/testing';
 import { RatingEngine, type LowBalance } from './engine';
 import type { Cdr } from './cdr';
 import { exportPlan } from './csv';
@@ -912,6 +912,82 @@ for (const where of ['PGlite', 'PostgreSQL'] as const)
       assert.deepEqual(await state(many), await state(one));
     });
 
+    test("a batch's last slice left in flight fails: written again after a backoff, or first by the next batch", async () => {
+      // six calls, Start and Stop each, in slices of two records: one call per slice
+      const calls: CallSpec[] = [0, 1, 2, 3, 4, 5].map((n) => ({
+        callId: `g${n}`,
+        account: 'sip:a@example.com',
+        callee: '4930123456',
+        answeredAt: T0 - 600_000 + n * 1000,
+        duration: 30 + n,
+      }));
+      const records = calls.flatMap((c) => [startRecord(c), stopRecord(c)]);
+      const batch = (from: number, to: number) => ({
+        recs: records.slice(from, to),
+        at: {
+          consumer: 'c',
+          topic: 't',
+          partition: 0,
+          offsets: records.slice(from, to).map((_, i) => String(from + i)),
+          next: String(to),
+        },
+      });
+      const e1 = await engineOn(one);
+      for (const r of records) await e1.handleAccounting(r);
+      let failOn: string | undefined;
+      let failures = 0;
+      const flaky: Db = {
+        kind: many.kind,
+        query: (sql, params, opts) => many.query(sql, params, opts),
+        exec: (sql) => many.exec(sql),
+        close: () => many.close(),
+        transaction: (fn) =>
+          many.transaction((tx) =>
+            fn({
+              exec: (sql) => tx.exec(sql),
+              query: (sql, params, opts) => {
+                if (failOn && sql.trimStart().startsWith('WITH oi') && String(params?.[0]).includes(failOn)) {
+                  failures++;
+                  return Promise.reject(new Error('injected write failure'));
+                }
+                return tx.query(sql, params, opts);
+              },
+            }),
+          ),
+      };
+      const e2 = await engineOn(flaky, 2);
+      const cdrs = async () => (await many.query('SELECT 1 FROM rating.cdrs')).rowCount;
+      // calls g0-g2: the last slice (g2) fails while no batch follows; it is written again by itself
+      failOn = '"callId":"g2"';
+      const b1 = batch(0, 6);
+      assert.equal(
+        await e2.handleAccountingBatchInFlight(b1.recs, b1.at),
+        '4',
+        'committed up to the last slice',
+      );
+      await until(() => failures === 1, 'the in-flight write failed');
+      assert.equal(await cdrs(), 2);
+      failOn = undefined;
+      await until(async () => (await cdrs()) === 3, 'the failed slice written again');
+      // calls g3-g5: g5's slice fails; the next batch (a redelivery of g5) writes it first, then its own
+      failOn = '"callId":"g5"';
+      const b2 = batch(6, 12);
+      assert.equal(await e2.handleAccountingBatchInFlight(b2.recs, b2.at), '10');
+      await until(() => failures === 2, 'the in-flight write failed');
+      failOn = undefined;
+      const b3 = batch(10, 12);
+      assert.equal(await e2.handleAccountingBatchInFlight(b3.recs, b3.at), '10', 'its own slice in flight');
+      await e2.settle();
+      const stored = await many.query<{ next_offset: string }>(
+        'SELECT next_offset FROM rating.consumed_offsets',
+      );
+      assert.deepEqual(
+        stored.rows.map((r) => r.next_offset),
+        ['12'],
+      );
+      assert.deepEqual(await state(many), await state(one));
+    });
+
     test('property: any split into batches gives what one record at a time gives', async () => {
       const callees = ['15551234567', '4930123456', '447700900000', '33123456789'];
       const record = fc.record({
@@ -924,7 +1000,8 @@ for (const where of ['PGlite', 'PostgreSQL'] as const)
           fc.array(fc.integer({ min: 1, max: 8 }), { minLength: 1, maxLength: 10 }),
           fc.integer({ min: 1, max: 4 }),
           fc.option(fc.nat(30)),
-          async (seq, sizes, slice, replayFrom) => {
+          fc.boolean(),
+          async (seq, sizes, slice, replayFrom, inFlight) => {
             const records = seq.map(({ call: n, kind }) => {
               const c: CallSpec = {
                 callId: `p${n}`,
@@ -945,12 +1022,18 @@ for (const where of ['PGlite', 'PostgreSQL'] as const)
               for (let i = from; i < records.length; k++) {
                 const n = sizes[k % sizes.length];
                 const offsets = records.slice(i, i + n).map((_, j) => String(i + j));
-                await e2.handleAccountingBatch(
-                  records.slice(i, i + n),
-                  withPosition
-                    ? { consumer: 'c', topic: 't', partition: 0, offsets, next: String(i + offsets.length) }
-                    : undefined,
-                );
+                const at = {
+                  consumer: 'c',
+                  topic: 't',
+                  partition: 0,
+                  offsets,
+                  next: String(i + offsets.length),
+                };
+                if (withPosition && inFlight) {
+                  // as the consumer does: the last slice still written while the next batch comes
+                  const upTo = Number(await e2.handleAccountingBatchInFlight(records.slice(i, i + n), at));
+                  assert.ok(upTo >= i && upTo <= i + offsets.length, `committed ${upTo} in ${i}-${at.next}`);
+                } else await e2.handleAccountingBatch(records.slice(i, i + n), withPosition ? at : undefined);
                 i += n;
               }
             };
@@ -960,6 +1043,7 @@ for (const where of ['PGlite', 'PostgreSQL'] as const)
               await batches(0, 0, true);
               await batches(Math.min(replayFrom, records.length - 1), 1, true);
             }
+            await e2.settle();
             assert.deepEqual(await state(many), await state(one));
           },
         ),
@@ -977,6 +1061,7 @@ for (const where of ['PGlite', 'PostgreSQL'] as const)
               [1],
               1,
               null,
+              false,
             ],
             [
               [
@@ -990,6 +1075,7 @@ for (const where of ['PGlite', 'PostgreSQL'] as const)
               [2, 3],
               2,
               1,
+              true,
             ],
           ],
         },

@@ -12,6 +12,7 @@ import {
   JsonbArray,
   notFound,
   pgErrorCode,
+  retryDelay,
   type Db,
   type DbTx,
   type Queryable,
@@ -102,6 +103,14 @@ interface BatchItem {
   key: string | null;
   id: string;
   offset: bigint;
+}
+
+/** A slice of a batch on its way: its plan being read, then its write. */
+interface Pending {
+  items: BatchItem[];
+  pos?: ConsumedPosition & { first: bigint };
+  plan?: Promise<SlicePlan>;
+  writing?: Promise<SliceDone>;
 }
 
 /** What a slice of a batch will write, worked out before its transaction. */
@@ -473,6 +482,44 @@ export class RatingEngine {
    * debits and the consumed offset are committed together.
    */
   async handleAccountingBatch(recs: AccountingRecord[], at?: ConsumedPosition): Promise<void> {
+    await this.runBatch(recs, at, false);
+  }
+
+  /**
+   * handleAccountingBatch for a consumer that goes on fetching while the
+   * batch's last slice is written: it resolves once that write has begun,
+   * with the offset from which the batch is not committed yet (the offset to
+   * commit to the event log; at.next when nothing is left in flight). The
+   * next batch is read and built beside that write and written after it;
+   * when the write fails, the next call (or settle(), or a retry of its own
+   * after a backoff when no call comes) writes the slice again first.
+   */
+  async handleAccountingBatchInFlight(recs: AccountingRecord[], at: ConsumedPosition): Promise<string> {
+    return (await this.runBatch(recs, at, true)) ?? at.next;
+  }
+
+  /** Writes the slice left in flight by handleAccountingBatchInFlight, if any (again, if it failed). */
+  async settle(): Promise<void> {
+    await this.runBatch([], undefined, false);
+  }
+
+  /** The last slice of the batch before, still being written (or failed) when its call returned. */
+  private inFlight: Pending | undefined;
+  /** runBatch calls, one at a time (the consumer's, settle() and the retry of a failed slice). */
+  private batches: Promise<unknown> = Promise.resolve();
+  private inFlightFailures = 0;
+
+  private runBatch(recs: AccountingRecord[], at: ConsumedPosition | undefined, leave: boolean) {
+    const run = this.batches.then(() => this.writeBatch(recs, at, leave));
+    this.batches = run.catch(() => undefined);
+    return run;
+  }
+
+  private async writeBatch(
+    recs: AccountingRecord[],
+    at: ConsumedPosition | undefined,
+    leave: boolean,
+  ): Promise<string | undefined> {
     if (at && at.offsets.length !== recs.length) throw new Error('one offset per record is required');
     const items: BatchItem[] = [];
     // a call's Start and Stop share the id (one hash per call, not per record)
@@ -492,40 +539,104 @@ export class RatingEngine {
         items.push({ rec, key, id, offset });
       }
     });
-    if (!items.length) return;
     const size = Math.max(1, this.o.batchSlice ?? BATCH_SLICE);
-    const slices: BatchItem[][] = [];
-    for (let i = 0; i < items.length; i += size) slices.push(items.slice(i, i + size));
+    const queue: Pending[] = [];
+    const carried = this.inFlight;
+    this.inFlight = undefined;
+    if (carried) queue.push(carried);
+    for (let i = 0; i < items.length; i += size) {
+      const slice = items.slice(i, i + size);
+      queue.push({
+        items: slice,
+        pos: at && {
+          ...at,
+          first: slice[0].offset,
+          next: i + size < items.length ? String(items[i + size].offset) : at.next,
+        },
+      });
+    }
     // a pipeline: each slice is read and built while the one before it is written and committed
     // (the database work of one beside the service's work on the next), the writes one at a time
-    let next: Promise<SlicePlan> | undefined = this.prepareSlice(this.o.db, slices[0]);
     try {
-      for (let i = 0; i < slices.length; i++) {
-        const pos = at && {
-          ...at,
-          first: slices[i][0].offset,
-          next: i + 1 < slices.length ? String(slices[i + 1][0].offset) : at.next,
-        };
-        const plan: SlicePlan = await next!;
-        next = undefined;
-        const writing = this.writeSlice(plan, slices[i], pos);
-        if (i + 1 < slices.length) {
+      if (carried?.plan && queue[1]) {
+        // the first slice is read beside the write the call before left in flight
+        queue[1].plan = this.prepareSlice(this.o.db, queue[1].items, await carried.plan);
+        queue[1].plan.catch(() => undefined);
+      }
+      for (let i = 0; i < queue.length; i++) {
+        const s = queue[i];
+        const next = queue[i + 1];
+        if (
+          s === carried &&
+          s.writing &&
+          !(await s.writing.then(
+            () => true,
+            () => false,
+          ))
+        ) {
+          // the slice the call before left in flight failed: written again now, read afresh (and the one after it)
+          s.writing = s.plan = undefined;
+          await next?.plan?.catch(() => undefined);
+          if (next) next.plan = undefined;
+        }
+        if (!s.writing) {
+          const plan = await (s.plan ?? this.prepareSlice(this.o.db, s.items));
+          s.plan = Promise.resolve(plan);
+          s.writing = this.writeSlice(plan, s.items, s.pos).then((done) => {
+            this.committed(done);
+            return done;
+          });
+        }
+        if (next && !next.plan) {
           // reads what the database shows, with this slice's effects laid over it (committed or not yet)
-          next = this.prepareSlice(this.o.db, slices[i + 1], plan);
-          next.catch(() => undefined);
+          next.plan = this.prepareSlice(this.o.db, next.items, await s.plan);
+          next.plan.catch(() => undefined);
         }
-        const done = await writing;
+        if (leave && !next && s !== carried) {
+          // the consumer fetches the next batch while this slice is written
+          this.inFlight = s;
+          s.writing.then(
+            () => (this.inFlightFailures = 0),
+            () => {
+              if (this.inFlight === s) this.retryLater();
+            },
+          );
+          return String(s.pos!.first);
+        }
+        let done: SliceDone;
+        try {
+          done = await s.writing;
+        } catch (e) {
+          // the slice an earlier call left is written again by the next call; this call's are redelivered
+          if (s === carried) this.inFlight = { items: s.items, pos: s.pos };
+          throw e;
+        }
         // the stored position made this slice write something else than planned: the next one reads again
-        if (!done.exact && next) {
-          await next.catch(() => undefined);
-          next = this.prepareSlice(this.o.db, slices[i + 1]);
+        if (!done.exact && next?.plan) {
+          await next.plan.catch(() => undefined);
+          next.plan = undefined;
         }
-        this.committed(done);
       }
     } finally {
       // a slice failed: the one read ahead is dropped
-      await next?.catch(() => undefined);
+      for (const s of queue) if (s !== this.inFlight) await s.plan?.catch(() => undefined);
     }
+    return undefined;
+  }
+
+  /** The slice left in flight failed and no call came to write it again: settle() after a backoff. */
+  private retryLater(): void {
+    const s = this.inFlight;
+    setTimeout(
+      () => {
+        if (!s || this.inFlight !== s) return;
+        this.settle().then(
+          () => (this.inFlightFailures = 0),
+          () => this.retryLater(),
+        );
+      },
+      retryDelay(this.inFlightFailures++, 100, 5_000),
+    ).unref();
   }
 
   /**

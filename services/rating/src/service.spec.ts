@@ -19,6 +19,7 @@ import {
   testKafkaBrokers,
   testPostgresUrl,
   uniqueName,
+  until,
 } from '@switchboard/platform/testing';
 import {
   AdjustRequest_Kind,
@@ -73,14 +74,6 @@ const stop = async (s: Running) => {
   s.admin.close();
   await s.proc.stop();
 };
-
-async function until(cond: () => boolean | Promise<boolean>, what: string, ms = 30_000) {
-  const deadline = Date.now() + ms;
-  while (!(await cond())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
 
 const RATES = `prefix,name,country,period,connect_fee,price_per_minute,min_seconds,increment,free_seconds
 49,Germany,DE,,0,0.05,0,1/1,0
@@ -257,10 +250,12 @@ async function scenario(s: Running, topics: { accounting: string; cdrs: string }
     await until(
       () => closing.every((id) => cdrs.some((c) => c.callId === id && c.sipCode === 408)),
       'the sentinel CDR of every call',
+      30_000,
     );
     await until(
       () => closing.every((id) => cdrs.some((c) => c.callId === id && c.sipCode !== 408)),
       'every CDR',
+      30_000,
     );
     const real = cdrs.filter((c) => c.sipCode !== 408);
     const byCall = new Map(real.map((c) => [c.callId, c]));

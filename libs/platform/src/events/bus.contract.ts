@@ -332,6 +332,48 @@ export function eventBusContract(label: string, target: BusContractTarget): void
         assert.deepEqual([...second].sort(), ['40', '41', '42', '43', '44']);
       }));
 
+    test('subscribeBatch: a handler answering an offset inside its batch gets the next batch, and that offset is committed', () =>
+      withBus(async (bus) => {
+        const t = topic();
+        const group = uniqueName('g');
+        await bus.publish(
+          t,
+          Array.from({ length: 10 }, (_, i) => ({ key: 'k', value: String(i) })),
+        );
+        const seen: string[] = [];
+        const s1 = await bus.subscribeBatch({
+          topic: t,
+          group,
+          fromBeginning: true,
+          maxBatch: 4,
+          // the last message of each batch "still in flight"
+          handler: async (b) => {
+            seen.push(...b.map((m) => text(m)!));
+            return b[b.length - 1].offset;
+          },
+        });
+        await until(() => seen.length >= 10, 'the 10 messages');
+        // nothing more comes: the bus went on from each batch's end, not from the answered offset
+        await new Promise((r) => setTimeout(r, 300));
+        await s1.close();
+        assert.deepEqual(seen, ['0', '1', '2', '3', '4', '5', '6', '7', '8', '9']);
+        // what was committed is the last batch's answer: the group reads again from there
+        const again: string[] = [];
+        const s2 = await bus.subscribeBatch({
+          topic: t,
+          group,
+          fromBeginning: true,
+          handler: async (b) => void again.push(...b.map((m) => text(m)!)),
+        });
+        try {
+          await until(() => again.length >= 1, 'the messages from the committed offset on');
+          await new Promise((r) => setTimeout(r, 300));
+        } finally {
+          await s2.close();
+        }
+        assert.deepEqual(again, ['9']);
+      }));
+
     test('commitOffsets false: each message handled once, in order; nothing stored, so the group starts again', () =>
       withBus(async (bus) => {
         const t = topic();

@@ -24,6 +24,7 @@ import {
   type TopicOptions,
   retryDelay,
   sleep,
+  storedOffset,
   toBuffer,
 } from './types';
 
@@ -445,7 +446,7 @@ export class EmbeddedBus implements EventBus {
 type Handler =
   | { each: (m: EventMessage) => Promise<void>; batch?: undefined }
   | {
-      batch: (msgs: EventMessage[]) => Promise<void>;
+      batch: BatchSubscribeOptions['handler'];
       maxBatch: number;
       maxWaitMs: number;
       each?: undefined;
@@ -536,8 +537,11 @@ class EmbeddedSubscription implements Subscription {
     return r.rowCount === 0 ? null : BigInt(r.rows[0].committed_offset);
   }
 
-  /** Commits `next` while this member owns the group; false when the lease was lost. Reads the topic's end too (for the lag). */
-  private async commit(next: bigint): Promise<boolean> {
+  /**
+   * Commits `stored` (default `next`) while this member owns the group, and goes on from `next`;
+   * false when the lease was lost. Reads the topic's end too (for the lag).
+   */
+  private async commit(next: bigint, stored = next): Promise<boolean> {
     if (this.sub.commitOffsets === false) {
       this.position = next;
       if (this.held) this.held.committed = next;
@@ -548,7 +552,7 @@ class EmbeddedSubscription implements Subscription {
       `UPDATE eventlog.consumer_offsets SET committed_offset = $4
        WHERE group_id = $1 AND topic = $2 AND partition = $3 AND owner = $5
        RETURNING (SELECT next_offset FROM eventlog.topics WHERE name = $2) AS end_offset`,
-      [this.sub.group, this.sub.topic, PARTITION, String(next), this.me],
+      [this.sub.group, this.sub.topic, PARTITION, String(stored), this.me],
     );
     if (r.rowCount !== 1) {
       this.held = undefined; // the next round's claim says who holds the group now
@@ -616,9 +620,10 @@ class EmbeddedSubscription implements Subscription {
         if (this.handler.batch) {
           if (rows.length > 0 && !this.stop.signal.aborted) {
             try {
-              await this.handler.batch(rows);
+              const upTo = await this.handler.batch(rows);
               committed = BigInt(rows[rows.length - 1].offset) + 1n;
-              await this.commit(committed); // false: lease lost; the next claim says so
+              // false: lease lost; the next claim says so
+              await this.commit(committed, storedOffset(upTo, committed));
             } catch (err) {
               this.opts.logger?.warn(
                 {

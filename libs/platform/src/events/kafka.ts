@@ -30,6 +30,7 @@ import {
   type TopicOptions,
   retryDelay,
   sleep,
+  storedOffset,
 } from './types';
 
 /**
@@ -329,7 +330,7 @@ export class KafkaBus implements EventBus {
 /** A per-message handler, or a batch handler with its batch bound. */
 type Handler =
   | { each: (m: EventMessage) => Promise<void>; batch?: undefined }
-  | { batch: (msgs: EventMessage[]) => Promise<void>; maxBatch: number; each?: undefined };
+  | { batch: BatchSubscribeOptions['handler']; maxBatch: number; each?: undefined };
 
 class KafkaSubscription implements Subscription {
   private readonly stop = new AbortController();
@@ -421,7 +422,7 @@ class KafkaSubscription implements Subscription {
   }
 
   /** eachBatch: the fetched batch in chunks of maxBatch; each chunk's offsets committed after its handler. */
-  private batchRun(handler: (msgs: EventMessage[]) => Promise<void>, maxBatch: number): ConsumerRunConfig {
+  private batchRun(handler: BatchSubscribeOptions['handler'], maxBatch: number): ConsumerRunConfig {
     return {
       autoCommit: false,
       eachBatchAutoResolve: false,
@@ -432,15 +433,20 @@ class KafkaSubscription implements Subscription {
           const chunk = batch.messages.slice(at, at + maxBatch);
           const msgs = chunk.map((m) => toEvent(topic, partition, m));
           const first = msgs[0].offset;
-          const ok = await this.untilDone(() => handler(msgs), heartbeat, {
-            topic,
-            partition,
-            offset: first,
-          });
+          let upTo: void | string = undefined;
+          const ok = await this.untilDone(
+            async () => {
+              upTo = await handler(msgs);
+            },
+            heartbeat,
+            { topic, partition, offset: first },
+          );
           if (!ok) return;
           const last = chunk[chunk.length - 1].offset;
           if (this.sub.commitOffsets !== false)
-            await this.consumer.commitOffsets([{ topic, partition, offset: (BigInt(last) + 1n).toString() }]);
+            await this.consumer.commitOffsets([
+              { topic, partition, offset: storedOffset(upTo, BigInt(last) + 1n).toString() },
+            ]);
           resolveOffset(last);
           await heartbeat();
         }

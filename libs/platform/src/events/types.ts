@@ -61,8 +61,18 @@ export interface BatchSubscribeOptions extends GroupOptions {
    * Called with consecutive messages of one partition, in offset order (so in order per key).
    * Their offsets are committed after it resolves; when it throws, the same batch (from its
    * first message) is delivered again after a backoff, before any later message.
+   *
+   * It may resolve with an offset inside the batch: the messages from there on are still being
+   * handled (a handler that stores its own position with its effects, and skips what that
+   * position covers). That offset is committed instead, and the next batch follows the batch's
+   * end at once; after a restart or a rebalance the group reads again from the committed offset.
    */
-  handler: (msgs: EventMessage[]) => Promise<void>;
+  handler: (msgs: EventMessage[]) => Promise<void | string>;
+}
+
+/** The offset a batch handler's answer lets the bus commit: `upTo` when before the batch's end `next`. */
+export function storedOffset(upTo: void | string, next: bigint): bigint {
+  return upTo !== undefined && BigInt(upTo) < next ? BigInt(upTo) : next;
 }
 
 export interface Subscription {

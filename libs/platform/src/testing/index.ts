@@ -2,3 +2,4 @@
 // code never imports these.
 export * from './infra';
 export * from './ports';
+export * from './until';
