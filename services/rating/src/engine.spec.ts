@@ -359,25 +359,27 @@ describe('rating engine (PGlite)', () => {
       planId: 'min',
       blocked: false,
     });
-    let transactions = 0;
+    let writes = 0;
     const counting: Db = {
       ...db,
       kind: db.kind,
-      query: (sql, params) => db.query(sql, params),
-      exec: (sql) => db.exec(sql),
-      transaction: (fn) => {
-        transactions++;
-        return db.transaction(fn);
+      query: (sql, params, opts) => {
+        if (opts?.name === 'rating-authorize-reserve') writes++;
+        return db.query(sql, params, opts);
       },
+      exec: (sql) => db.exec(sql),
+      transaction: (fn) => db.transaction(fn),
       close: () => db.close(),
     };
-    const small = new RatingEngine({
-      db: counting,
-      now: () => clock,
-      publish: async () => undefined,
-      maxCallSeconds: 120, // each call gets at most 2 minutes = 0.20
-      reservationGraceSeconds: 60,
-    });
+    const engineOn = (d: Db) =>
+      new RatingEngine({
+        db: d,
+        now: () => clock,
+        publish: async () => undefined,
+        maxCallSeconds: 120, // each call gets at most 2 minutes = 0.20
+        reservationGraceSeconds: 60,
+      });
+    const small = engineOn(counting);
     await small.loadPlans();
     const answers = await Promise.all(
       Array.from({ length: 12 }, (_, i) =>
@@ -386,7 +388,7 @@ describe('rating engine (PGlite)', () => {
     );
     const allowed = answers.filter((a) => a.allowed);
     assert.equal(allowed.length, 5, 'five calls of 0.20 fit in 1.00');
-    assert.ok(transactions < 12, `group commit: 12 requests in ${transactions} transactions`);
+    assert.ok(writes < 12, `group commit: 12 requests in ${writes} writes`);
     assert.deepEqual(
       answers.map((a) => a.allowed),
       [true, true, true, true, true, false, false, false, false, false, false, false],
@@ -395,6 +397,23 @@ describe('rating engine (PGlite)', () => {
     assert.ok(allowed.every((a) => a.maxSeconds === 120));
     const b = await small.balance(alice);
     assert.deepEqual([b.balanceMicros, b.reservedMicros], [1_000_000, 1_000_000]);
+
+    // two services on one database, their rounds racing (and a top-up between): still never more than the balance
+    const others = [engineOn(db), engineOn(db), engineOn(db)];
+    await Promise.all(others.map((e) => e.loadPlans()));
+    const more = await Promise.all([
+      ...Array.from({ length: 30 }, (_, i) =>
+        others[i % 3].authorize({ account: alice, callee: '4930123456', callId: `m${i}` }),
+      ),
+      engine.adjust({ account: alice, kind: 'topup', amountMicros: 600_000, actor: 'test', reason: 'more' }),
+    ]);
+    assert.equal(
+      more.filter((a) => 'allowed' in a && a.allowed).length,
+      3,
+      'three more calls of 0.20 in 0.60',
+    );
+    const b2 = await small.balance(alice);
+    assert.deepEqual([b2.balanceMicros, b2.reservedMicros], [1_600_000, 1_600_000]);
   });
 
   test('authorize: reservations expire; refusals; on-net and postpaid', async () => {
@@ -854,6 +873,38 @@ for (const where of ['PGlite', 'PostgreSQL'] as const)
       ledger: (
         await d.query('SELECT account, kind, amount_micros, cdr_id FROM rating.ledger ORDER BY cdr_id, kind')
       ).rows,
+    });
+
+    test('Authorize from three services at once never reserves more than the balance', async () => {
+      await engineOn(many);
+      const engines = [0, 1, 2].map(
+        () =>
+          new RatingEngine({
+            db: many,
+            now: () => T0,
+            publish: async () => undefined,
+            maxCallSeconds: 3600,
+            reservationGraceSeconds: 60,
+          }),
+      );
+      await Promise.all(engines.map((e) => e.loadPlans()));
+      // 10.00 at 0.05/min: three hours of calls to Germany, each granted up to one
+      const answers = await Promise.all(
+        Array.from({ length: 30 }, (_, i) =>
+          engines[i % 3].authorize({ account: 'sip:a@example.com', callee: '4930123456', callId: `r${i}` }),
+        ),
+      );
+      const reserved = await engines[0].balance('sip:a@example.com');
+      assert.equal(
+        reserved.reservedMicros,
+        answers.reduce((sum, a) => sum + a.reservedMicros, 0),
+        'every grant is a reservation',
+      );
+      assert.ok(reserved.reservedMicros <= 10_000_000, `reserved ${reserved.reservedMicros} of 10,000,000`);
+      assert.ok(
+        answers.some((a) => !a.allowed),
+        'the balance ran out',
+      );
     });
 
     test('a slice that fails mid-batch: the slices after it store nothing; delivered again, the batch is whole', async () => {

@@ -13,6 +13,7 @@ import {
   notFound,
   pgErrorCode,
   retryDelay,
+  unavailable,
   type Db,
   type DbTx,
   type Queryable,
@@ -156,9 +157,15 @@ const OUTBOX_MEMORY = 64;
 /** CDRs per publishing round (at least one outbox row). */
 const PUBLISH_ROUND = 1000;
 
-/** Authorize rounds written at once, and requests per round. */
-const AUTH_ROUNDS = 2;
+/**
+ * Authorize rounds in flight at once, and requests per round. One: a round that must read again
+ * (another writer changed an account) is written before any later one, so requests are decided
+ * in arrival order.
+ */
+const AUTH_ROUNDS = 1;
 const AUTH_ROUND_MAX = 500;
+/** Reads and writes of one round before it gives up (each attempt after a change committed by another writer). */
+const AUTH_ATTEMPTS = 20;
 
 export type AuthorizeReason = 'ok' | 'insufficient_credit' | 'no_rate' | 'account_blocked';
 export interface AuthorizeResult {
@@ -1200,11 +1207,13 @@ export class RatingEngine {
    * so concurrent calls of one account share its balance.
    *
    * Group commit: the requests that arrive while a round is being written go
-   * together in the next one, a transaction that locks their accounts (in
-   * account order), reads their reservations, decides each request in arrival
-   * order against what the ones before it reserved, and writes the
-   * reservations in one statement: one commit (one fsync) per round, not per
-   * request.
+   * together in the next one, which reads their accounts and reservations in
+   * one statement (no lock), decides each request in arrival order against
+   * what the ones before it reserved, and writes the reservations in one
+   * statement, only if no account's auth_seq moved since the read (else the
+   * round is decided again): two round trips and one commit (one fsync) per
+   * round, not per request. Before (a transaction locking the accounts, then
+   * reading): five round trips; p99 at 1,000/s 81-210 ms against 56-59.
    */
   async authorize(req: AuthorizeRequest): Promise<AuthorizeResult> {
     if (!req.account) throw invalidArgument('account', 'account is required');
@@ -1240,60 +1249,71 @@ export class RatingEngine {
   }
 
   private async authorizeRound(reqs: AuthorizeRequest[]): Promise<(AuthorizeResult | Error)[]> {
-    const now = this.o.now();
     const accounts = [...new Set(reqs.map((r) => r.account))].sort();
-    for (let attempt = 0; ; attempt++) {
-      try {
-        return await this.o.db.transaction(async (tx) => {
-          const acc = await tx.query<AccountRow>(
-            `SELECT ${ACCOUNT_COLS} FROM rating.accounts WHERE account = ANY($1) ORDER BY account FOR UPDATE`,
-            [accounts],
-            { name: 'rating-authorize-lock' },
-          );
-          const byName = new Map(acc.rows.map((r) => [r.account, toAccount(r)]));
-          const res = await tx.query<{ account: string; call_id: string; amount_micros: string }>(
-            'SELECT account, call_id, amount_micros FROM rating.reservations WHERE account = ANY($1) AND expires_at > $2',
-            [accounts, new Date(now)],
-            { name: 'rating-authorize-held' },
-          );
-          // account -> call id -> reserved, updated as each request of the round is decided
-          const held = new Map<string, Map<string, number>>();
-          for (const r of res.rows) {
-            if (!held.has(r.account)) held.set(r.account, new Map());
-            held.get(r.account)!.set(r.call_id, Number(r.amount_micros));
-          }
-          const writes = new Map<string, unknown[]>();
-          const out = reqs.map((req) => {
-            const a = byName.get(req.account);
-            if (!a) return notFound(`account ${req.account} is unknown`);
-            const mine = held.get(req.account) ?? new Map<string, number>();
-            held.set(req.account, mine);
-            let others = 0;
-            for (const [callId, amount] of mine) if (callId !== req.callId) others += amount;
-            const d = this.decide(a, others, req, now);
-            if (d.reserve) {
-              mine.set(req.callId, d.result.reservedMicros);
-              writes.set(req.callId, [req.account, ...d.reserve]);
-            }
-            return d.result;
-          });
-          if (writes.size) {
-            const w = [...writes.values()];
-            await tx.query(
-              `INSERT INTO rating.reservations (account, call_id, amount_micros, max_seconds, created_at, expires_at)
-               SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::int[], $5::timestamptz[], $6::timestamptz[])
-               ON CONFLICT (call_id) DO UPDATE SET ${RESERVE_UPDATE}`,
-              [0, 1, 2, 3, 4, 5].map((k) => w.map((row) => row[k])),
-              { name: 'rating-authorize-reserve' },
-            );
-          }
-          return out;
+    for (let attempt = 1; ; attempt++) {
+      const now = this.o.now();
+      // the accounts and their reservations, as one snapshot shows them (no lock, no transaction)
+      const acc = await this.o.db.query<AccountRow & { auth_seq: string; held: [string, string][] }>(
+        `SELECT ${ACCOUNT_COLS}, auth_seq::text AS auth_seq,
+           (SELECT coalesce(json_agg(json_build_array(r.call_id, r.amount_micros::text)), '[]')
+              FROM rating.reservations r WHERE r.account = a.account AND r.expires_at > $2) AS held
+         FROM rating.accounts a WHERE account = ANY($1)`,
+        [accounts, new Date(now)],
+        { name: 'rating-authorize-read' },
+      );
+      const byName = new Map(acc.rows.map((r) => [r.account, r]));
+      // account -> call id -> reserved, updated as each request of the round is decided
+      const held = new Map(acc.rows.map((r) => [r.account, new Map(r.held.map(([c, m]) => [c, Number(m)]))]));
+      const writes = new Map<string, unknown[]>();
+      const out = reqs.map((req) => {
+        const row = byName.get(req.account);
+        if (!row) return notFound(`account ${req.account} is unknown`);
+        const mine = held.get(req.account)!;
+        let others = 0;
+        for (const [callId, amount] of mine) if (callId !== req.callId) others += amount;
+        const d = this.decide(toAccount(row), others, req, now);
+        if (d.reserve) {
+          mine.set(req.callId, d.result.reservedMicros);
+          writes.set(req.callId, [req.account, ...d.reserve]);
+        }
+        return d.result;
+      });
+      if (!writes.size) return out;
+      const w = [...writes.values()];
+      const reserving = [...new Set(w.map((row) => row[0] as string))].sort();
+      // written only if no change that lowers available credit (a reservation, a debit, an adjustment,
+      // new settings: each bumps auth_seq) came since the read; the accounts locked in account order
+      const r = await this.o.db
+        .query<{ ok: boolean }>(
+          `WITH l AS (
+           SELECT a.account FROM rating.accounts a JOIN unnest($7::text[], $8::bigint[]) AS v(account, seq)
+             ON a.account = v.account
+           WHERE a.auth_seq = v.seq ORDER BY a.account FOR UPDATE OF a),
+         ok AS (SELECT count(*) = cardinality($7::text[]) AS ok FROM l),
+         upd AS (UPDATE rating.accounts SET auth_seq = auth_seq + 1
+           WHERE account IN (SELECT account FROM l) AND (SELECT ok FROM ok)),
+         ins AS (
+           INSERT INTO rating.reservations (account, call_id, amount_micros, max_seconds, created_at, expires_at)
+           SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::int[], $5::timestamptz[], $6::timestamptz[])
+           WHERE (SELECT ok FROM ok)
+           ON CONFLICT (call_id) DO UPDATE SET ${RESERVE_UPDATE})
+         SELECT ok FROM ok`,
+          [
+            ...[0, 1, 2, 3, 4, 5].map((k) => w.map((row) => row[k])),
+            reserving,
+            reserving.map((a) => byName.get(a)!.auth_seq),
+          ],
+          { name: 'rating-authorize-reserve' },
+        )
+        // a deadlock (with a writer that locked the same accounts in another order): as a change, read again
+        .catch((err: unknown) => {
+          if (pgErrorCode(err) === '40P01') return { rows: [{ ok: false }] };
+          throw err;
         });
-      } catch (err) {
-        // a deadlock with a transaction that locked the same accounts in another order: once more
-        if (attempt < 2 && ['40P01', '40001'].includes(pgErrorCode(err) ?? '')) continue;
-        throw err;
-      }
+      if (r.rows[0].ok) return out;
+      // another round, a debit or an adjustment changed an account in between: decide the round again
+      if (attempt >= AUTH_ATTEMPTS)
+        throw unavailable(`authorize: accounts changed under ${AUTH_ATTEMPTS} attempts in a row`);
     }
   }
 
