@@ -964,8 +964,8 @@ for (const where of ['PGlite', 'PostgreSQL'] as const)
     });
 
     test("a batch's last slice left in flight fails: written again after a backoff, or first by the next batch", async () => {
-      // six calls, Start and Stop each, in slices of two records: one call per slice
-      const calls: CallSpec[] = [0, 1, 2, 3, 4, 5].map((n) => ({
+      // eight calls, Start and Stop each, in slices of two records: one call per slice
+      const calls: CallSpec[] = [0, 1, 2, 3, 4, 5, 6, 7].map((n) => ({
         callId: `g${n}`,
         account: 'sip:a@example.com',
         callee: '4930123456',
@@ -986,10 +986,14 @@ for (const where of ['PGlite', 'PostgreSQL'] as const)
       const e1 = await engineOn(one);
       for (const r of records) await e1.handleAccounting(r);
       let failOn: string | undefined;
+      let failRead = false;
       let failures = 0;
       const flaky: Db = {
         kind: many.kind,
-        query: (sql, params, opts) => many.query(sql, params, opts),
+        query: (sql, params, opts) =>
+          failRead && opts?.name === 'rating-read-slice'
+            ? Promise.reject(new Error('injected read failure'))
+            : many.query(sql, params, opts),
         exec: (sql) => many.exec(sql),
         close: () => many.close(),
         transaction: (fn) =>
@@ -1028,13 +1032,23 @@ for (const where of ['PGlite', 'PostgreSQL'] as const)
       failOn = undefined;
       const b3 = batch(10, 12);
       assert.equal(await e2.handleAccountingBatchInFlight(b3.recs, b3.at), '10', 'its own slice in flight');
+      // calls g6-g7: g7's slice fails, and so does the next call (its read of that slice): still kept for the one after
+      failOn = '"callId":"g7"';
+      const b4 = batch(12, 16);
+      assert.equal(await e2.handleAccountingBatchInFlight(b4.recs, b4.at), '14');
+      await until(() => failures === 3, 'the in-flight write failed');
+      failOn = undefined;
+      failRead = true;
+      const b5 = batch(16, 16);
+      await assert.rejects(e2.handleAccountingBatchInFlight(b5.recs, b5.at), /injected read failure/);
+      failRead = false;
       await e2.settle();
       const stored = await many.query<{ next_offset: string }>(
         'SELECT next_offset FROM rating.consumed_offsets',
       );
       assert.deepEqual(
         stored.rows.map((r) => r.next_offset),
-        ['12'],
+        ['16'],
       );
       assert.deepEqual(await state(many), await state(one));
     });

@@ -549,6 +549,7 @@ export class RatingEngine {
     const size = Math.max(1, this.o.batchSlice ?? BATCH_SLICE);
     const queue: Pending[] = [];
     const carried = this.inFlight;
+    let carriedWritten = false;
     this.inFlight = undefined;
     if (carried) queue.push(carried);
     for (let i = 0; i < items.length; i += size) {
@@ -610,20 +611,18 @@ export class RatingEngine {
           );
           return String(s.pos!.first);
         }
-        let done: SliceDone;
-        try {
-          done = await s.writing;
-        } catch (e) {
-          // the slice an earlier call left is written again by the next call; this call's are redelivered
-          if (s === carried) this.inFlight = { items: s.items, pos: s.pos };
-          throw e;
-        }
+        const done = await s.writing;
+        if (s === carried) carriedWritten = true;
         // the stored position made this slice write something else than planned: the next one reads again
         if (!done.exact && next?.plan) {
           await next.plan.catch(() => undefined);
           next.plan = undefined;
         }
       }
+    } catch (e) {
+      // the slice an earlier call left is written again by the next call (this call's are redelivered)
+      if (carried && !carriedWritten) this.inFlight = { items: carried.items, pos: carried.pos };
+      throw e;
     } finally {
       // a slice failed: the one read ahead is dropped
       for (const s of queue) if (s !== this.inFlight) await s.plan?.catch(() => undefined);
