@@ -907,16 +907,52 @@ for (const where of ['PGlite', 'PostgreSQL'] as const)
       );
     });
 
-    test('a slice that fails mid-batch: the slices after it store nothing; delivered again, the batch is whole', async () => {
-      // four calls, Start and Stop each, in slices of two records: one call per slice
-      const calls: CallSpec[] = [0, 1, 2, 3].map((n) => ({
-        callId: `f${n}`,
+    /** Calls of account a to Germany, Start and Stop each (in slices of two records, one call per slice). */
+    const callRecords = (prefix: string, n: number) =>
+      Array.from({ length: n }, (_, k): CallSpec => ({
+        callId: `${prefix}${k}`,
         account: 'sip:a@example.com',
         callee: '4930123456',
-        answeredAt: T0 - 600_000 + n * 1000,
-        duration: 30 + n,
-      }));
-      const records = calls.flatMap((c) => [startRecord(c), stopRecord(c)]);
+        answeredAt: T0 - 600_000 + k * 1000,
+        duration: 30 + k,
+      })).flatMap((c) => [startRecord(c), stopRecord(c)]);
+    /**
+     * `many`, with a slice's write failing while failWrite() names a call of it, and its read while failRead();
+     * failures() counts the writes failed.
+     */
+    const flakyDb = (failWrite: () => string | undefined, failRead = () => false) => {
+      let failed = 0;
+      const db: Db = {
+        kind: many.kind,
+        query: (sql, params, opts) =>
+          failRead() && opts?.name === 'rating-read-slice'
+            ? Promise.reject(new Error('injected read failure'))
+            : many.query(sql, params, opts),
+        exec: (sql) => many.exec(sql),
+        close: () => many.close(),
+        transaction: (fn) =>
+          many.transaction((tx) =>
+            fn({
+              exec: (sql) => tx.exec(sql),
+              query: (sql, params, opts) => {
+                const call = failWrite();
+                if (
+                  !call ||
+                  opts?.name !== 'rating-write-slice' ||
+                  !String(params?.[0]).includes(`"callId":"${call}"`)
+                )
+                  return tx.query(sql, params, opts);
+                failed++;
+                return Promise.reject(new Error('injected write failure'));
+              },
+            }),
+          ),
+      };
+      return { db, failures: () => failed };
+    };
+
+    test('a slice that fails mid-batch: the slices after it store nothing; delivered again, the batch is whole', async () => {
+      const records = callRecords('f', 4);
       const at = {
         consumer: 'c',
         topic: 't',
@@ -928,24 +964,7 @@ for (const where of ['PGlite', 'PostgreSQL'] as const)
       for (const r of records) await e1.handleAccounting(r);
       // the third slice's write (call f2's CDR) fails after it took the position row
       let failing = false;
-      const flaky: Db = {
-        kind: many.kind,
-        query: (sql, params, opts) => many.query(sql, params, opts),
-        exec: (sql) => many.exec(sql),
-        close: () => many.close(),
-        transaction: (fn) =>
-          many.transaction((tx) =>
-            fn({
-              exec: (sql) => tx.exec(sql),
-              query: (sql, params, opts) =>
-                failing &&
-                sql.trimStart().startsWith('WITH oi') &&
-                String(params?.[0]).includes('"callId":"f2"')
-                  ? Promise.reject(new Error('injected write failure'))
-                  : tx.query(sql, params, opts),
-            }),
-          ),
-      };
+      const flaky = flakyDb(() => (failing ? 'f2' : undefined)).db;
       const e2 = await engineOn(flaky, 2);
       failing = true;
       await assert.rejects(e2.handleAccountingBatch(records, at), /injected write failure/);
@@ -964,15 +983,7 @@ for (const where of ['PGlite', 'PostgreSQL'] as const)
     });
 
     test("a batch's last slice left in flight fails: written again after a backoff, or first by the next batch", async () => {
-      // eight calls, Start and Stop each, in slices of two records: one call per slice
-      const calls: CallSpec[] = [0, 1, 2, 3, 4, 5, 6, 7].map((n) => ({
-        callId: `g${n}`,
-        account: 'sip:a@example.com',
-        callee: '4930123456',
-        answeredAt: T0 - 600_000 + n * 1000,
-        duration: 30 + n,
-      }));
-      const records = calls.flatMap((c) => [startRecord(c), stopRecord(c)]);
+      const records = callRecords('g', 8);
       const batch = (from: number, to: number) => ({
         recs: records.slice(from, to),
         at: {
@@ -987,56 +998,37 @@ for (const where of ['PGlite', 'PostgreSQL'] as const)
       for (const r of records) await e1.handleAccounting(r);
       let failOn: string | undefined;
       let failRead = false;
-      let failures = 0;
-      const flaky: Db = {
-        kind: many.kind,
-        query: (sql, params, opts) =>
-          failRead && opts?.name === 'rating-read-slice'
-            ? Promise.reject(new Error('injected read failure'))
-            : many.query(sql, params, opts),
-        exec: (sql) => many.exec(sql),
-        close: () => many.close(),
-        transaction: (fn) =>
-          many.transaction((tx) =>
-            fn({
-              exec: (sql) => tx.exec(sql),
-              query: (sql, params, opts) => {
-                if (failOn && sql.trimStart().startsWith('WITH oi') && String(params?.[0]).includes(failOn)) {
-                  failures++;
-                  return Promise.reject(new Error('injected write failure'));
-                }
-                return tx.query(sql, params, opts);
-              },
-            }),
-          ),
-      };
+      const { db: flaky, failures } = flakyDb(
+        () => failOn,
+        () => failRead,
+      );
       const e2 = await engineOn(flaky, 2);
       const cdrs = async () => (await many.query('SELECT 1 FROM rating.cdrs')).rowCount;
       // calls g0-g2: the last slice (g2) fails while no batch follows; it is written again by itself
-      failOn = '"callId":"g2"';
+      failOn = 'g2';
       const b1 = batch(0, 6);
       assert.equal(
         await e2.handleAccountingBatchInFlight(b1.recs, b1.at),
         '4',
         'committed up to the last slice',
       );
-      await until(() => failures === 1, 'the in-flight write failed');
+      await until(() => failures() === 1, 'the in-flight write failed');
       assert.equal(await cdrs(), 2);
       failOn = undefined;
       await until(async () => (await cdrs()) === 3, 'the failed slice written again');
       // calls g3-g5: g5's slice fails; the next batch (a redelivery of g5) writes it first, then its own
-      failOn = '"callId":"g5"';
+      failOn = 'g5';
       const b2 = batch(6, 12);
       assert.equal(await e2.handleAccountingBatchInFlight(b2.recs, b2.at), '10');
-      await until(() => failures === 2, 'the in-flight write failed');
+      await until(() => failures() === 2, 'the in-flight write failed');
       failOn = undefined;
       const b3 = batch(10, 12);
       assert.equal(await e2.handleAccountingBatchInFlight(b3.recs, b3.at), '10', 'its own slice in flight');
       // calls g6-g7: g7's slice fails, and so does the next call (its read of that slice): still kept for the one after
-      failOn = '"callId":"g7"';
+      failOn = 'g7';
       const b4 = batch(12, 16);
       assert.equal(await e2.handleAccountingBatchInFlight(b4.recs, b4.at), '14');
-      await until(() => failures === 3, 'the in-flight write failed');
+      await until(() => failures() === 3, 'the in-flight write failed');
       failOn = undefined;
       failRead = true;
       const b5 = batch(16, 16);
