@@ -9,7 +9,9 @@
  *    (services/rating/src/child.ts, PostgreSQL + Kafka) and timed until every
  *    CDR row is in a fresh PostgreSQL database: correlated, rated, debited;
  * 3. Authorize latency over gRPC at each of --rate requests/s (open loop, one
- *    new call id per request, so each one reserves credit) for --seconds;
+ *    new call id per request, so each one reserves credit) for --seconds; then
+ *    at the last rate while the service stores --calls more calls published
+ *    meanwhile (Authorize during ingest);
  * 4. the engine fed --batch-calls calls in batches of --batch records
  *    (handleAccountingBatch, in this process, same database, service stopped,
  *    no Kafka): the engine alone, beside the service consuming batches from
@@ -200,6 +202,7 @@ async function main() {
   };
   const tmp = mkdtempSync(join(tmpdir(), 'rating-bench-'));
   let stopChild: (() => Promise<void>) | undefined;
+  let closeBus: (() => Promise<void>) | undefined;
   const db = await openDb({ databaseUrl: url.toString() });
   try {
     // seed plan and accounts directly (the service loads them at start)
@@ -237,26 +240,30 @@ async function main() {
 
     // preload the accounting topic
     const bus = new KafkaBus({ brokers: testKafkaBrokers(), clientId: uniqueName('rating-bench') });
+    closeBus = () => bus.close();
     await bus.ensureTopic(topics.accounting);
     const numbers = Array.from({ length: 1000 }, () => String(1 + Math.floor(rnd() * 9)) + digits(10));
-    for (let i = 0; i < CALLS; i += 2000) {
-      const batch = [];
-      for (let j = i; j < Math.min(CALLS, i + 2000); j++) {
-        const c = {
-          callId: `bench-${j}-${dbName}`,
-          account: `sip:u${j % ACCOUNTS}@bench.example`,
-          callee: numbers[j % numbers.length],
-          answeredAt: T0 + j * 100,
-          duration: 1 + (j % 300),
-        };
-        batch.push(startRecord(c), stopRecord(c));
+    /** Start/Stop pairs of calls [from, to) on the accounting topic, 2,000 calls a publish. */
+    const publishCalls = async (from: number, to: number) => {
+      for (let i = from; i < to; i += 2000) {
+        const batch = [];
+        for (let j = i; j < Math.min(to, i + 2000); j++) {
+          const c = {
+            callId: `bench-${j}-${dbName}`,
+            account: `sip:u${j % ACCOUNTS}@bench.example`,
+            callee: numbers[j % numbers.length],
+            answeredAt: T0 + j * 100,
+            duration: 1 + (j % 300),
+          };
+          batch.push(startRecord(c), stopRecord(c));
+        }
+        await bus.publish(
+          topics.accounting,
+          batch.map((r) => ({ key: r.sessionId!, value: JSON.stringify(r) })),
+        );
       }
-      await bus.publish(
-        topics.accounting,
-        batch.map((r) => ({ key: r.sessionId!, value: JSON.stringify(r) })),
-      );
-    }
-    await bus.close();
+    };
+    await publishCalls(0, CALLS);
     console.log(`preloaded ${fmt(CALLS)} Start/Stop pairs on ${topics.accounting}`);
 
     const started = performance.now();
@@ -353,12 +360,13 @@ async function main() {
         callee: numbers[i % 1000],
         callId: `warm-${i}`,
       });
-    for (const rate of RATES) {
+    /** Authorize at `rate`/s for `seconds`, open loop, each request a new call id; prints what it measured. */
+    const authorizeAt = async (rate: number, seconds: number, label: string) => {
       const lat: number[] = [];
       let denied = 0;
       let errors = 0;
       const errorKinds = new Map<string, number>();
-      const total = rate * SECONDS;
+      const total = rate * seconds;
       const inflight: Promise<void>[] = [];
       const cpu0 = { client: process.cpuUsage(), server: cpuNow(child.pid!).service };
       const t0 = performance.now();
@@ -374,7 +382,7 @@ async function main() {
             .authorize({
               account: `sip:u${i % ACCOUNTS}@bench.example`,
               callee: numbers[i % 1000],
-              callId: `auth-${rate}-${i}`,
+              callId: `auth-${label}-${rate}-${i}`,
             })
             .then((r) => {
               if (!r.allowed) denied++;
@@ -398,16 +406,33 @@ async function main() {
       const serverCpu = cpuNow(child.pid!).service - cpu0.server;
       lat.sort((a, b) => a - b);
       if (!lat.length) {
-        console.log(`authorize: offered ${rate}/s for ${SECONDS} s: every request failed (${errors} errors)`);
-        continue;
+        console.log(`${label}: offered ${rate}/s for ${seconds} s: every request failed (${errors} errors)`);
+        return;
       }
       console.log(
-        `authorize: ${fmt(achieved)} req/s offered ${rate}/s for ${SECONDS} s: p50 ${pct(lat, 50).toFixed(2)} ms, p99 ${pct(lat, 99).toFixed(2)} ms, max ${lat[lat.length - 1].toFixed(2)} ms; ${denied} denied, ${errors} errors`,
+        `${label}: ${fmt(achieved)} req/s offered ${rate}/s for ${seconds} s: p50 ${pct(lat, 50).toFixed(2)} ms, p99 ${pct(lat, 99).toFixed(2)} ms, max ${lat[lat.length - 1].toFixed(2)} ms; ${denied} denied, ${errors} errors`,
       );
       console.log(
         `  sent in ${sentIn.toFixed(2)} s (latest send ${fmt(lateMax)} ms after its due time); CPU per request: client (this process) ${fmt((clientCpu.user + clientCpu.system) / total)} µs, service ${fmt((serverCpu * 1e6) / total)} µs`,
       );
       for (const [k, n] of errorKinds) console.log(`  ${n} x ${k}`);
+    };
+    for (const rate of RATES) await authorizeAt(rate, SECONDS, 'authorize');
+
+    // Authorize while the service stores CDRs: as many calls again published, Authorize at the
+    // last rate meanwhile (a slice's write holds its debited accounts' rows until it commits)
+    if (RATES.length) {
+      const ingest = (async () => {
+        await publishCalls(CALLS, 2 * CALLS);
+        while ((await position()) < 4 * CALLS) await new Promise((r) => setTimeout(r, 10));
+        return performance.now();
+      })();
+      const during = performance.now();
+      await authorizeAt(RATES[RATES.length - 1], SECONDS, 'authorize during ingest');
+      const ingested = await ingest;
+      console.log(
+        `  the ${fmt(CALLS)} more calls were stored ${((ingested - during) / 1000).toFixed(2)} s after the requests began`,
+      );
     }
     client.close();
     await stopChild();
@@ -488,7 +513,8 @@ async function main() {
     );
     if (cin.status !== 0) throw new Error(cin.stderr);
     const copySeconds = (performance.now() - tc) / 1000;
-    const rows = CALLS + BATCH_CALLS;
+    // the calls of 2 (twice with Authorize during ingest) and of 4
+    const rows = (RATES.length ? 2 : 1) * CALLS + BATCH_CALLS;
     const copyRate = rows / copySeconds;
     console.log(
       `COPY limit: ${fmt(copyRate)} rows/s (${fmt(rows)} rows in ${copySeconds.toFixed(3)} s, psql process start included)`,
@@ -505,6 +531,7 @@ async function main() {
     );
   } finally {
     await stopChild?.();
+    await closeBus?.();
     await db.close();
     await admin.query(`DROP DATABASE IF EXISTS "${dbName}" WITH (FORCE)`);
     await admin.end();
