@@ -184,28 +184,35 @@ describe('rating engine (PGlite)', () => {
     );
   });
 
-  test('a debit that crosses the low-balance threshold is reported once', async () => {
-    await engine.upsertAccount({
-      account: 'sip:alice@example.com',
-      prepaid: true,
-      currency: 'EUR',
-      creditLimitMicros: null,
-      planId: 'std',
-      blocked: false,
-      lowBalanceMicros: 900_000,
+  for (const batched of [false, true])
+    test(`a debit that crosses the low-balance threshold is reported once${batched ? ' (batches)' : ''}`, async () => {
+      const handleOne = batched
+        ? async (r: Parameters<RatingEngine['handleAccounting']>[0]) => {
+            await engine.handleAccountingBatch([r]);
+            await engine.flush();
+          }
+        : handle;
+      await engine.upsertAccount({
+        account: 'sip:alice@example.com',
+        prepaid: true,
+        currency: 'EUR',
+        creditLimitMicros: null,
+        planId: 'std',
+        blocked: false,
+        lowBalanceMicros: 900_000,
+      });
+      const c = call({ callee: '4930123456', duration: 60 });
+      await handleOne(stopRecord({ ...c, callId: 'l0' }));
+      assert.equal(low.length, 0, '950,000 left: above the threshold');
+      await handleOne(stopRecord({ ...c, callId: 'l1' }));
+      await handleOne(stopRecord({ ...c, callId: 'l1' }));
+      await handleOne(stopRecord({ ...c, callId: 'l2' }));
+      assert.deepEqual(
+        low.map((l) => [l.account, l.balanceMicros, l.thresholdMicros]),
+        [['sip:alice@example.com', 850_000, 900_000]],
+        'l1 leaves exactly the threshold (not below); its redelivery debits nothing; l2 crosses it',
+      );
     });
-    const c = call({ callee: '4930123456', duration: 60 });
-    await handle(stopRecord({ ...c, callId: 'l0' }));
-    assert.equal(low.length, 0, '950,000 left: above the threshold');
-    await handle(stopRecord({ ...c, callId: 'l1' }));
-    await handle(stopRecord({ ...c, callId: 'l1' }));
-    await handle(stopRecord({ ...c, callId: 'l2' }));
-    assert.deepEqual(
-      low.map((l) => [l.account, l.balanceMicros, l.thresholdMicros]),
-      [['sip:alice@example.com', 850_000, 900_000]],
-      'l1 leaves exactly the threshold (not below); its redelivery debits nothing; l2 crosses it',
-    );
-  });
 
   test('two calls with one Call-ID but different tags (forked) are two CDRs', async () => {
     const a = call({ toTag: 'b1', duration: 10 });
@@ -950,6 +957,63 @@ for (const where of ['PGlite', 'PostgreSQL'] as const)
       };
       return { db, failures: () => failed };
     };
+
+    test(
+      'Authorize does not wait for a slice being written: its accounts are locked only for the balances and the commit',
+      // PGlite has one connection: Authorize would wait for the transaction in any case
+      { skip: where === 'PGlite' },
+      async () => {
+        await engineOn(many);
+        let reached!: () => void;
+        const atBalances = new Promise<void>((r) => (reached = r));
+        let release!: () => void;
+        const held = new Promise<void>((r) => (release = r));
+        // the slice's transaction stops before its balances: the CDRs and ledger rows are written
+        const slow: Db = {
+          ...many,
+          kind: many.kind,
+          query: (sql, params, opts) => many.query(sql, params, opts),
+          transaction: (fn) =>
+            many.transaction((tx) =>
+              fn({
+                exec: (sql) => tx.exec(sql),
+                query: async (sql, params, opts) => {
+                  if (opts?.name === 'rating-write-balances') {
+                    reached();
+                    await held;
+                  }
+                  return tx.query(sql, params, opts);
+                },
+              }),
+            ),
+        };
+        const e = new RatingEngine({
+          db: slow,
+          now: () => T0,
+          publish: async () => undefined,
+          maxCallSeconds: 3600,
+          reservationGraceSeconds: 60,
+        });
+        await e.loadPlans();
+        const writing = e.handleAccountingBatch(callRecords('h', 2));
+        try {
+          await atBalances;
+          const answer = await Promise.race([
+            e.authorize({ account: 'sip:a@example.com', callee: '4930123456', callId: 'during' }),
+            new Promise<'waiting'>((r) => setTimeout(() => r('waiting'), 3000)),
+          ]);
+          assert.notEqual(answer, 'waiting', 'Authorize answered while the slice was being written');
+          assert.equal(answer !== 'waiting' && answer.allowed, true);
+        } finally {
+          release();
+          await writing;
+        }
+        // 10.00 less the two calls (30 s and 31 s at 0.05/min), the reservation kept
+        const b = await e.balance('sip:a@example.com');
+        assert.equal(b.balanceMicros, 10_000_000 - 25_000 - 25_834);
+        assert.equal(b.reservedMicros, 3_000_000, 'an hour at 0.05/min');
+      },
+    );
 
     test('a slice that fails mid-batch: the slices after it store nothing; delivered again, the batch is whole', async () => {
       const records = callRecords('f', 4);

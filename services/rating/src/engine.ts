@@ -756,19 +756,14 @@ export class RatingEngine {
     return this.o.db.transaction(async (tx) => {
       let p = plan;
       let exact = true;
-      // row locks in account order, as Authorize takes them: no deadlock between the two
-      const lock = (param: string) =>
-        `SELECT count(*) FROM (SELECT 1 FROM rating.accounts WHERE account = ANY(${param}::text[]) ORDER BY account FOR UPDATE) l`;
       if (pos) {
         // the consumer's row, locked until commit: one slice of a partition at a time
         const r = await tx.query<{ next_offset: string }>(
-          `WITH pos AS (
-             INSERT INTO rating.consumed_offsets (consumer, topic, partition, next_offset) VALUES ($1, $2, $3, 0)
-             ON CONFLICT (consumer, topic, partition) DO UPDATE SET next_offset = rating.consumed_offsets.next_offset
-             RETURNING next_offset)
-           SELECT (SELECT next_offset::text FROM pos) AS next_offset, (${lock('$4')}) AS locked`,
-          [pos.consumer, pos.topic, pos.partition, p.debited],
-          { name: 'rating-position-lock' },
+          `INSERT INTO rating.consumed_offsets (consumer, topic, partition, next_offset) VALUES ($1, $2, $3, 0)
+           ON CONFLICT (consumer, topic, partition) DO UPDATE SET next_offset = rating.consumed_offsets.next_offset
+           RETURNING next_offset::text`,
+          [pos.consumer, pos.topic, pos.partition],
+          { name: 'rating-position' },
         );
         const from = BigInt(r.rows[0].next_offset);
         if (BigInt(pos.next) <= from) return { cdrs: [], json: [], low: [], exact: false };
@@ -779,15 +774,14 @@ export class RatingEngine {
             tx,
             items.filter((i) => i.offset >= from),
           );
-          if (p.debited.length) await tx.query(lock('$1'), [p.debited]);
         }
-      } else if (p.debited.length) await tx.query(lock('$1'), [p.debited]);
+      }
       const { json } = p;
       const w = await tx.query<{
         inserted: number;
         ids: string[] | null;
         seq: string | null;
-        low: { account: string; balance: string; low: string }[] | null;
+        debits: [string, string][] | null;
       }>(
         `WITH oi AS (
            INSERT INTO rating.open_calls (session_key, call_id, cdr_id, started_at, start, opened_at)
@@ -813,12 +807,6 @@ export class RatingEngine {
              $4::timestamptz
            FROM ins WHERE price_micros > 0 AND NOT ('unknown_account' = ANY(flags))
            ON CONFLICT DO NOTHING RETURNING account, amount_micros),
-         bal AS (
-           UPDATE rating.accounts a SET balance_micros = a.balance_micros + d.sum, updated_at = $4::timestamptz,
-             auth_seq = a.auth_seq + 1
-           FROM (SELECT account, sum(amount_micros) AS sum FROM led GROUP BY account) d
-           WHERE a.account = d.account
-           RETURNING a.account, a.balance_micros, a.low_balance_micros, d.sum),
          res AS (DELETE FROM rating.reservations WHERE call_id IN (SELECT call_id FROM ins)),
          ob AS (INSERT INTO rating.cdr_outbox (ids) SELECT array_agg(id) FROM ins HAVING count(*) > 0 RETURNING seq),
          pos AS (UPDATE rating.consumed_offsets SET next_offset = $8::bigint
@@ -826,9 +814,8 @@ export class RatingEngine {
          SELECT (SELECT count(*) FROM ins)::int AS inserted,
            CASE WHEN (SELECT count(*) FROM ins) < $9 THEN (SELECT array_agg(id) FROM ins) END AS ids,
            (SELECT seq::text FROM ob) AS seq,
-           (SELECT json_agg(json_build_object('account', account, 'balance', balance_micros::text,
-               'low', low_balance_micros::text))
-              FROM bal WHERE balance_micros < low_balance_micros AND balance_micros - sum >= low_balance_micros) AS low`,
+           (SELECT json_agg(json_build_array(account, sum::text))
+              FROM (SELECT account, sum(amount_micros) AS sum FROM led GROUP BY account) d) AS debits`,
         [
           new JsonbArray(json),
           JSON.stringify(
@@ -850,7 +837,29 @@ export class RatingEngine {
       const fresh = row.ids && new Set(row.ids);
       const cdrs = fresh ? p.cdrs.filter((c) => fresh.has(c.id)) : p.cdrs;
       const stored = fresh ? json.filter((_, i) => fresh.has(p.cdrs[i].id)) : json;
-      const low = (row.low ?? []).map((l) => ({
+      // the balances last, just before the commit: the accounts' rows are locked (Authorize waits on
+      // them) for this statement and the commit, not for the whole slice; in account order, as
+      // Authorize locks them (no deadlock between the two)
+      const debited = row.debits ?? [];
+      const b = debited.length
+        ? await tx.query<{ low: { account: string; balance: string; low: string }[] | null }>(
+            `WITH d AS (SELECT * FROM unnest($1::text[], $2::bigint[]) AS d(account, sum)),
+               l AS (SELECT count(*) AS n FROM (SELECT 1 FROM rating.accounts
+                 WHERE account = ANY($1::text[]) ORDER BY account FOR NO KEY UPDATE) x),
+               bal AS (
+                 UPDATE rating.accounts a SET balance_micros = a.balance_micros + d.sum, updated_at = $3::timestamptz,
+                   auth_seq = a.auth_seq + 1
+                 FROM d WHERE a.account = d.account AND (SELECT n FROM l) >= 0
+                 RETURNING a.account, a.balance_micros, a.low_balance_micros, d.sum)
+             SELECT json_agg(json_build_object('account', account, 'balance', balance_micros::text,
+                 'low', low_balance_micros::text))
+               FILTER (WHERE balance_micros < low_balance_micros AND balance_micros - sum >= low_balance_micros) AS low
+             FROM bal`,
+            [debited.map((d) => d[0]), debited.map((d) => d[1]), new Date(p.now)],
+            { name: 'rating-write-balances' },
+          )
+        : undefined;
+      const low = (b?.rows[0].low ?? []).map((l) => ({
         account: l.account,
         balanceMicros: Number(l.balance),
         thresholdMicros: Number(l.low),
@@ -1287,7 +1296,7 @@ export class RatingEngine {
           `WITH l AS (
            SELECT a.account FROM rating.accounts a JOIN unnest($7::text[], $8::bigint[]) AS v(account, seq)
              ON a.account = v.account
-           WHERE a.auth_seq = v.seq ORDER BY a.account FOR UPDATE OF a),
+           WHERE a.auth_seq = v.seq ORDER BY a.account FOR NO KEY UPDATE OF a),
          ok AS (SELECT count(*) = cardinality($7::text[]) AS ok FROM l),
          upd AS (UPDATE rating.accounts SET auth_seq = auth_seq + 1
            WHERE account IN (SELECT account FROM l) AND (SELECT ok FROM ok)),
@@ -1488,7 +1497,7 @@ export class RatingEngine {
     if (!e.actor) throw invalidArgument('actor', 'actor is required');
     return this.o.db.transaction(async (tx) => {
       const acc = await tx.query<{ balance_micros: string }>(
-        'SELECT balance_micros FROM rating.accounts WHERE account = $1 FOR UPDATE',
+        'SELECT balance_micros FROM rating.accounts WHERE account = $1 FOR NO KEY UPDATE',
         [e.account],
       );
       if (!acc.rowCount) throw notFound(`account ${e.account} is unknown`);
