@@ -142,6 +142,10 @@ interface SliceDone {
 /** A CDR debits its account: a known account and a price. */
 const debits = (c: Cdr): boolean => c.priceMicros > 0 && !c.flags.includes('unknown_account');
 
+/** CDRs built, or records read, between two turns of the event loop (yieldTurn). */
+const YIELD_EVERY = 250;
+const yieldTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
+
 /** Records per transaction of handleAccountingBatch. */
 const BATCH_SLICE = 1000;
 
@@ -531,11 +535,13 @@ export class RatingEngine {
     const items: BatchItem[] = [];
     // a call's Start and Stop share the id (one hash per call, not per record)
     const ids = new Map<string, string>();
-    recs.forEach((rec, i) => {
+    for (let i = 0; i < recs.length; i++) {
+      if (i % (4 * YIELD_EVERY) === 4 * YIELD_EVERY - 1) await yieldTurn();
+      const rec = recs[i];
       const offset = at ? BigInt(at.offsets[i]) : 0n;
       if (!rec.sessionId || !['Start', 'Stop', 'Failed'].includes(rec.statusType)) {
         this.o.onIgnored?.(rec.statusType);
-        return;
+        continue;
       }
       if (rec.statusType === 'Failed')
         items.push({ rec, key: null, id: cdrId('failed', failedKey(rec)), offset });
@@ -545,7 +551,7 @@ export class RatingEngine {
         if (id === undefined) ids.set(key, (id = cdrId('call', key)));
         items.push({ rec, key, id, offset });
       }
-    });
+    }
     const size = Math.max(1, this.o.batchSlice ?? BATCH_SLICE);
     const queue: Pending[] = [];
     const carried = this.inFlight;
@@ -721,7 +727,12 @@ export class RatingEngine {
       for (const x of more.rows[0].quality) q2.set(x.c, x.q);
     }
     const now = this.o.now();
-    const cdrs = toClose.map(({ facts, id }, i) => {
+    const cdrs: Cdr[] = [];
+    const json: string[] = [];
+    for (let i = 0; i < toClose.length; i++) {
+      // a turn of the event loop between chunks: Authorize's requests are not held up by a whole slice
+      if (i % YIELD_EVERY === YIELD_EVERY - 1) await yieldTurn();
+      const { facts, id } = toClose[i];
       const a = account.get(billedAccount(bases[i]));
       const cdr = buildCdr(this.book, {
         ...facts,
@@ -732,13 +743,14 @@ export class RatingEngine {
         now,
       });
       if (!cdr.currency) cdr.currency = a?.currency ?? '';
-      return cdr;
-    });
+      cdrs.push(cdr);
+      // serialised once, here (while the slice before is written)
+      json.push(JSON.stringify(cdr));
+    }
     return {
       now,
       cdrs,
-      // serialised once, here (while the slice before is written)
-      json: cdrs.map((c) => JSON.stringify(c)),
+      json,
       newOpen,
       closeKeys,
       closedIds: toClose.map((c) => c.id),

@@ -228,7 +228,10 @@ export const ratingService = defineService({
         handler: async (msgs) => {
           const recs: AccountingRecord[] = [];
           const offsets: string[] = [];
-          for (const m of msgs) {
+          for (let i = 0; i < msgs.length; i++) {
+            // a turn of the event loop now and then: Authorize's requests are not held up by a whole batch
+            if (i % 1000 === 999) await new Promise<void>((resolve) => setImmediate(resolve));
+            const m = msgs[i];
             const rec = parse<AccountingRecord>(m);
             if (!rec || typeof rec.statusType !== 'string') {
               ignored.inc({ type: 'malformed' });
