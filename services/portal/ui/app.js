@@ -94,7 +94,6 @@ async function enter(s) {
     await loadDomains();
     await loadSubscribers();
   } else {
-    show('subscriber-view');
     await loadMe();
   }
 }
@@ -228,6 +227,8 @@ async function loadMe() {
   $('#me-domain').textContent = me.domain;
   $('#me-privileges').textContent = me.privileges.join(', ') || 'none';
   selected = me;
+  // The view shows once it names the account, never empty.
+  show('subscriber-view');
   const lists = featureLists(me.id, 'me');
   $('#me-lists').replaceChildren(...lists.map((l) => l.root));
   await Promise.all(lists.map((l) => l.load()));
