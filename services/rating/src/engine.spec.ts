@@ -4,7 +4,7 @@ import fc from 'fast-check';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import pg from 'pg';
-import { migrate, openDb, type Db } from '@switchboard/platform';
+import { migrate, openDb, type Db, type QueryOptions } from '@switchboard/platform';
 import { requirePostgres, testPostgresUrl, until } from '@switchboard/platform/testing';
 import { RatingEngine, type LowBalance } from './engine';
 import type { Cdr } from './cdr';
@@ -912,6 +912,77 @@ for (const where of ['PGlite', 'PostgreSQL'] as const)
         answers.some((a) => !a.allowed),
         'the balance ran out',
       );
+    });
+
+    /** An engine on `many` that runs after(reads) after each of Authorize's reads (the unlocked ones). */
+    const authorizingWith = (after: (reads: number) => Promise<unknown>) => {
+      const seen = { reads: 0 };
+      const busy: Db = {
+        kind: many.kind,
+        query: async <T>(sql: string, params?: unknown[], opts?: QueryOptions) => {
+          const r = await many.query<T>(sql, params, opts);
+          if (opts?.name === 'rating-authorize-read') await after(++seen.reads);
+          return r;
+        },
+        exec: (sql) => many.exec(sql),
+        close: () => many.close(),
+        transaction: (fn) => many.transaction(fn),
+      };
+      const e = new RatingEngine({
+        db: busy,
+        now: () => T0,
+        publish: async () => undefined,
+        maxCallSeconds: 3600,
+        reservationGraceSeconds: 60,
+      });
+      return { e, seen };
+    };
+
+    test("Authorize is not decided again for a CDR's debit that leaves its reservations covered", async () => {
+      const other = await engineOn(many);
+      // a call of b rated and debited between each read and its write (as slices do every ~100 ms under load)
+      const { e, seen } = authorizingWith((n) =>
+        other.handleAccountingBatch(
+          [
+            {
+              callId: `debit-${n}`,
+              account: 'sip:b@example.com',
+              callee: '4930123456',
+              answeredAt: T0 - 60_000,
+              duration: 30,
+            },
+          ].flatMap((c) => [startRecord(c), stopRecord(c)]),
+        ),
+      );
+      await e.loadPlans();
+      const a = await e.authorize({ account: 'sip:b@example.com', callee: '4930123456', callId: 'busy-1' });
+      assert.equal(a.allowed, true);
+      assert.equal(seen.reads, 1, 'written after its first read');
+      const b = await e.balance('sip:b@example.com');
+      assert.ok(b.balanceMicros < 10_000_000, 'the call was debited');
+      assert.equal(b.reservedMicros, a.reservedMicros);
+    });
+
+    test('Authorize is decided again when a change since its read leaves too little credit for its reservations', async () => {
+      const other = await engineOn(many);
+      const { e, seen } = authorizingWith((n) =>
+        n === 1
+          ? other.adjust({
+              account: 'sip:b@example.com',
+              kind: 'adjustment',
+              amountMicros: -9_990_000,
+              actor: 'test',
+              reason: 'nearly all',
+            })
+          : Promise.resolve(),
+      );
+      await e.loadPlans();
+      const a = await e.authorize({ account: 'sip:b@example.com', callee: '4930123456', callId: 'busy-2' });
+      assert.equal(seen.reads, 2, 'read again after the write found the credit gone');
+      const b = await e.balance('sip:b@example.com');
+      assert.equal(b.balanceMicros, 10_000);
+      assert.equal(b.reservedMicros, a.reservedMicros);
+      assert.ok(a.reservedMicros <= 10_000, `reserved ${a.reservedMicros} of 10,000`);
     });
 
     /** Calls of account a to Germany, Start and Stop each (in slices of two records, one call per slice). */
