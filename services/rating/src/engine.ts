@@ -126,8 +126,6 @@ interface SlicePlan {
   closeKeys: Set<string>;
   /** The ids of the CDRs it closes (stored now, or found stored by the write). */
   closedIds: string[];
-  /** The accounts its CDRs debit. */
-  debited: string[];
 }
 
 interface SliceDone {
@@ -755,8 +753,6 @@ export class RatingEngine {
       newOpen,
       closeKeys,
       closedIds: toClose.map((c) => c.id),
-      // the accounts the CDRs debit (flagged unknown_account when the account does not exist)
-      debited: [...new Set(cdrs.filter(debits).map((c) => c.account))],
     };
   }
 
