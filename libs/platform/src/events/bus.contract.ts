@@ -4,7 +4,7 @@
  */
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { uniqueName } from '../testing';
+import { uniqueName, until as waitUntil } from '../testing';
 import type { ConsumerLag, EventBus, EventMessage, LagHook } from './types';
 
 export interface BusContractTarget {
@@ -13,14 +13,9 @@ export interface BusContractTarget {
   dropTopics?(topics: string[]): Promise<void>;
 }
 
-/** Waits (bounded) until cond holds; fails naming what was awaited. */
-export async function until(cond: () => boolean, what: string, ms = 20_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) assert.fail(`gave up waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
+/** until() of the testing helpers, 20 s by default (a Kafka group's join and rebalance). */
+export const until = (cond: () => boolean, what: string, ms = 20_000): Promise<void> =>
+  waitUntil(cond, what, ms);
 
 const text = (m: EventMessage) => (m.value === null ? null : m.value.toString('utf8'));
 
