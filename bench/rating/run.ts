@@ -243,18 +243,20 @@ async function main() {
     closeBus = () => bus.close();
     await bus.ensureTopic(topics.accounting);
     const numbers = Array.from({ length: 1000 }, () => String(1 + Math.floor(rnd() * 9)) + digits(10));
+    /** Call j of a run: its account, callee, answer time and duration follow from j. */
+    const benchCall = (prefix: string, j: number) => ({
+      callId: `${prefix}-${j}-${dbName}`,
+      account: `sip:u${j % ACCOUNTS}@bench.example`,
+      callee: numbers[j % numbers.length],
+      answeredAt: T0 + j * 100,
+      duration: 1 + (j % 300),
+    });
     /** Start/Stop pairs of calls [from, to) on the accounting topic, 2,000 calls a publish. */
     const publishCalls = async (from: number, to: number) => {
       for (let i = from; i < to; i += 2000) {
         const batch = [];
         for (let j = i; j < Math.min(to, i + 2000); j++) {
-          const c = {
-            callId: `bench-${j}-${dbName}`,
-            account: `sip:u${j % ACCOUNTS}@bench.example`,
-            callee: numbers[j % numbers.length],
-            answeredAt: T0 + j * 100,
-            duration: 1 + (j % 300),
-          };
+          const c = benchCall('bench', j);
           batch.push(startRecord(c), stopRecord(c));
         }
         await bus.publish(
@@ -449,39 +451,12 @@ async function main() {
     await engine.loadPlans();
     const recs = [];
     for (let j = 0; j < BATCH_CALLS; j++) {
-      const c = {
-        callId: `batch-${j}-${dbName}`,
-        account: `sip:u${j % ACCOUNTS}@bench.example`,
-        callee: numbers[j % numbers.length],
-        answeredAt: T0 + j * 100,
-        duration: 1 + (j % 300),
-      };
       // as the topic holds them: Starts and Stops interleaved, a Stop some records after its Start
-      recs.push(startRecord(c));
-      if (j >= 100) {
-        const k = j - 100;
-        recs.push(
-          stopRecord({
-            ...c,
-            callId: `batch-${k}-${dbName}`,
-            answeredAt: T0 + k * 100,
-            duration: 1 + (k % 300),
-            account: `sip:u${k % ACCOUNTS}@bench.example`,
-            callee: numbers[k % numbers.length],
-          }),
-        );
-      }
+      recs.push(startRecord(benchCall('batch', j)));
+      if (j >= 100) recs.push(stopRecord(benchCall('batch', j - 100)));
     }
     for (let k = Math.max(0, BATCH_CALLS - 100); k < BATCH_CALLS; k++) {
-      recs.push(
-        stopRecord({
-          callId: `batch-${k}-${dbName}`,
-          answeredAt: T0 + k * 100,
-          duration: 1 + (k % 300),
-          account: `sip:u${k % ACCOUNTS}@bench.example`,
-          callee: numbers[k % numbers.length],
-        }),
-      );
+      recs.push(stopRecord(benchCall('batch', k)));
     }
     const tb = performance.now();
     for (let i = 0; i < recs.length; i += BATCH) await engine.handleAccountingBatch(recs.slice(i, i + BATCH));
